@@ -1,0 +1,36 @@
+"""Cluster target: where the platform runs, as a Kubernetes provider."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+
+@dataclass(frozen=True)
+class ExistingClusterArgs:
+    kubeconfig: str | None
+    """Path to (or contents of) a kubeconfig; None means the provider default ($KUBECONFIG, ~/.kube/config)."""
+    context: str | None
+    """Kubeconfig context; None means the current context."""
+
+
+class ExistingCluster(pulumi.ComponentResource):
+    """An existing cluster (on-prem or in a VPC), reached through a kubeconfig."""
+
+    provider: k8s.Provider
+
+    def __init__(self, name: str, args: ExistingClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("plinth:cluster:ExistingCluster", name, None, opts)
+        self.provider = k8s.Provider(
+            f"{name}-kubernetes",
+            k8s.ProviderArgs(
+                kubeconfig=args.kubeconfig,
+                context=args.context,
+                # Server-side apply: field managers make drift and conflicts visible.
+                enable_server_side_apply=True,
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.register_outputs({})

@@ -1,0 +1,211 @@
+"""Tenancy: one namespace per team with RBAC, quota, limits and default-deny networking."""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from plinth.modules.tenancy.roles import PLATFORM_ADMIN, TEAM_ROLES, policy_rules
+from plinth.context import PlatformContext, resource_name
+
+COMPONENT = "tenancy"
+WORKLOAD_SERVICE_ACCOUNT = "workloads"
+PULL_SECRET = "mirror-pull"
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A platform service a team's pods may talk to, or that may talk to them."""
+
+    name: str
+    """Short name, used in the policy name (allow-<direction>-<name>)."""
+    namespace: str
+    ports: tuple[int, ...] = ()
+    """TCP ports; empty means all ports."""
+
+
+@dataclass(frozen=True)
+class TenancyArgs:
+    teams: tuple
+    """The spec's teams (plinth.spec.models.Team)."""
+    platform_admin_group: str
+    """Group bound to the plinth:platform-admin ClusterRole."""
+    ingress_from: tuple[Peer, ...] = ()
+    """Platform namespaces allowed to reach team pods (monitoring scrapes, the model gateway)."""
+    egress_to: tuple[Peer, ...] = ()
+    """Platform services team pods may reach (Vault, Feast)."""
+    mirror_registry: str | None = None
+    """Registry host of the air-gap mirror; with `mirror_auth`, each namespace gets a pull secret."""
+    mirror_auth: pulumi.Input[str] | None = field(default=None)
+    """`user:password` for the mirror as a secret Output; never a plain string."""
+
+
+class Tenancy(pulumi.ComponentResource):
+    """The platform-admin role plus one Team component per spec team."""
+
+    namespaces: dict[str, pulumi.Output[str]]
+
+    def __init__(self, name: str, args: TenancyArgs, ctx: PlatformContext,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("plinth:tenancy:Tenancy", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, provider=ctx.provider)
+        admin_role = k8s.rbac.v1.ClusterRole(
+            resource_name(name, "platform-admin"),
+            metadata=ctx.metadata("plinth:platform-admin", COMPONENT),
+            rules=policy_rules(PLATFORM_ADMIN),
+            opts=child,
+        )
+        k8s.rbac.v1.ClusterRoleBinding(
+            resource_name(name, "platform-admin"),
+            metadata=ctx.metadata("plinth:platform-admin", COMPONENT),
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "plinth:platform-admin"},
+            subjects=[{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": args.platform_admin_group}],
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[admin_role])),
+        )
+        teams = [Team(resource_name(name, team.name), team, args, ctx, pulumi.ResourceOptions(parent=self))
+                 for team in args.teams]
+        self.namespaces = {team.name: t.namespace for team, t in zip(args.teams, teams)}
+        self.register_outputs({"namespaces": self.namespaces})
+
+
+class Team(pulumi.ComponentResource):
+    """One team's namespace and everything that makes it a governed tenant."""
+
+    namespace: pulumi.Output[str]
+
+    def __init__(self, name: str, team, args: TenancyArgs, ctx: PlatformContext,
+                 opts: pulumi.ResourceOptions | None = None):
+        super().__init__("plinth:tenancy:Team", name, None, opts)
+        ns_name = team.name
+
+        def meta(obj_name: str, **extra) -> dict:
+            return ctx.metadata(obj_name, COMPONENT, namespace=ns_name, team=team.name,
+                                cost_center=team.cost_center, **extra)
+
+        pss = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")}
+        pss |= {f"pod-security.kubernetes.io/{mode}-version": f"v{ctx.kubernetes_version}"
+                for mode in ("enforce", "audit", "warn")}
+        namespace = k8s.core.v1.Namespace(
+            resource_name(name, "namespace"),
+            metadata=ctx.metadata(ns_name, COMPONENT, team=team.name, cost_center=team.cost_center,
+                                  labels=dict(sorted(pss.items()))),
+            opts=pulumi.ResourceOptions(parent=self, provider=ctx.provider),
+        )
+        self.namespace = namespace.metadata.apply(lambda m: m["name"])
+        # Everything else lives in the namespace, so it waits for it.
+        child = pulumi.ResourceOptions(parent=self, provider=ctx.provider, depends_on=[namespace])
+
+        pull_secrets = []
+        if args.mirror_registry and args.mirror_auth is not None:
+            k8s.core.v1.Secret(
+                resource_name(name, "mirror-pull"),
+                metadata=meta(PULL_SECRET),
+                type="kubernetes.io/dockerconfigjson",
+                string_data={".dockerconfigjson": pulumi.Output.secret(args.mirror_auth).apply(
+                    lambda auth: _docker_config(args.mirror_registry, auth))},
+                opts=child,
+            )
+            pull_secrets = [{"name": PULL_SECRET}]
+
+        k8s.core.v1.ServiceAccount(
+            resource_name(name, "workloads"),
+            metadata=meta(WORKLOAD_SERVICE_ACCOUNT),
+            automount_service_account_token=False,
+            image_pull_secrets=pull_secrets or None,
+            opts=child,
+        )
+
+        groups_by_role = {
+            "viewer": team.groups.viewer,
+            "data-scientist": team.groups.data_scientist,
+            "ml-engineer": team.groups.ml_engineer,
+        }
+        for role, rules in TEAM_ROLES.items():
+            role_name = f"plinth:{role}"
+            k8s.rbac.v1.Role(resource_name(name, role), metadata=meta(role_name), rules=policy_rules(rules),
+                             opts=child)
+            if groups_by_role[role]:
+                k8s.rbac.v1.RoleBinding(
+                    resource_name(name, role),
+                    metadata=meta(role_name),
+                    role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
+                    subjects=[{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}
+                              for group in groups_by_role[role]],
+                    opts=child,
+                )
+
+        quota = team.quota
+        k8s.core.v1.ResourceQuota(
+            resource_name(name, "quota"),
+            metadata=meta("team-quota"),
+            spec={"hard": {
+                "pods": str(quota.pods),
+                "requests.cpu": quota.cpu,
+                "requests.memory": quota.memory,
+                "requests.nvidia.com/gpu": str(quota.gpu),
+                "requests.storage": quota.storage,
+            }},
+            opts=child,
+        )
+        defaults = team.container_defaults
+        k8s.core.v1.LimitRange(
+            resource_name(name, "limits"),
+            metadata=meta("container-defaults"),
+            spec={"limits": [{
+                "type": "Container",
+                "default": {"cpu": defaults.cpu_limit, "memory": defaults.memory_limit},
+                "defaultRequest": {"cpu": defaults.cpu_request, "memory": defaults.memory_request},
+            }]},
+            opts=child,
+        )
+        for policy_name, policy_spec in network_policies(args):
+            k8s.networking.v1.NetworkPolicy(resource_name(name, policy_name), metadata=meta(policy_name),
+                                            spec=policy_spec, opts=child)
+        self.register_outputs({"namespace": self.namespace})
+
+
+def network_policies(args: TenancyArgs) -> list[tuple[str, dict]]:
+    """Default-deny plus only the allows the platform needs, as (name, spec)."""
+    policies = [
+        ("default-deny", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
+        ("allow-same-namespace", {
+            "podSelector": {},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": [{"podSelector": {}}]}],
+            "egress": [{"to": [{"podSelector": {}}]}],
+        }),
+        ("allow-dns", {
+            "podSelector": {},
+            "policyTypes": ["Egress"],
+            "egress": [{
+                "to": [{
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
+                }],
+                "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+            }],
+        }),
+    ]
+    policies += [_peer_policy("Ingress", peer) for peer in args.ingress_from]
+    policies += [_peer_policy("Egress", peer) for peer in args.egress_to]
+    return policies
+
+
+def _peer_policy(policy_type: str, peer: Peer) -> tuple[str, dict]:
+    """Allow traffic from (Ingress) or to (Egress) one platform namespace."""
+    side, name = ("from", f"allow-from-{peer.name}") if policy_type == "Ingress" else ("to", f"allow-to-{peer.name}")
+    rule: dict = {side: [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": peer.namespace}}}]}
+    if peer.ports:
+        rule["ports"] = [{"protocol": "TCP", "port": port} for port in peer.ports]
+    return name, {"podSelector": {}, "policyTypes": [policy_type], policy_type.lower(): [rule]}
+
+
+def _docker_config(registry: str, auth: str) -> str:
+    user, _, password = auth.partition(":")
+    token = base64.b64encode(auth.encode()).decode()
+    return json.dumps({"auths": {registry: {"username": user, "password": password, "auth": token}}},
+                      sort_keys=True)

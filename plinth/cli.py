@@ -1,0 +1,179 @@
+"""The `plinth` command: validate, plan, render, diff and schema on the offline engine.
+
+Exit codes: 0 success; 1 `diff --exit-code` found changes (or an internal
+error); 2 bad input (invalid spec, unknown stack, bad arguments). Bad input
+never prints a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from plinth.spec.errors import SpecError, SpecInvalid
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Plinth: one platform spec -> a governed ML platform. Offline verbs need no cloud and no cluster.",
+)
+
+DEFAULT_BLUEPRINT = Path("blueprints/minimal.yaml")
+BlueprintArg = Annotated[
+    Optional[Path],
+    typer.Argument(help="Blueprint YAML. Default: blueprints/minimal.yaml of the project (unless --stack)."),
+]
+StackOpt = Annotated[
+    Optional[str], typer.Option("--stack", "-s", help="Use stacks/Pulumi.<NAME>.yaml (blueprint + overrides).")
+]
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def project_dir() -> Path:
+    """The nearest directory at or above the working directory holding Pulumi.yaml."""
+    here = Path.cwd()
+    for candidate in (here, *here.parents):
+        if (candidate / "Pulumi.yaml").is_file():
+            return candidate
+    raise SpecInvalid([SpecError(None, "", "no Pulumi.yaml here or above: run inside a Plinth project")])
+
+
+def _load(blueprint: Path | None, stack: str | None):
+    """(spec, source label) for the verbs' common inputs."""
+    from plinth.spec.load import load_spec, read_stack
+
+    if blueprint and stack:
+        raise SpecInvalid([SpecError(None, "", "give a blueprint or --stack, not both")])
+    if stack:
+        path, overrides = read_stack(project_dir(), stack)
+        return load_spec(path, overrides), f"stack:{stack}"
+    if blueprint is None:
+        blueprint = project_dir() / DEFAULT_BLUEPRINT
+        source = str(DEFAULT_BLUEPRINT)
+    else:
+        source = str(blueprint)
+    return load_spec(blueprint), source
+
+
+def _plan(blueprint: Path | None, stack: str | None):
+    spec, source = _load(blueprint, stack)
+    from plinth.engine.offline import plan
+
+    started = time.perf_counter()
+    result = plan(spec, source, stack=stack or "offline")
+    return result, time.perf_counter() - started
+
+
+@app.command()
+def validate(blueprint: BlueprintArg = None, stack: StackOpt = None) -> None:
+    """Check a spec: schema, merge and cross-field rules. Exit 2 with every error found."""
+    spec, source = _load(blueprint, stack)
+    typer.echo(f"{source}: valid ({spec.metadata.name}, {spec.metadata.environment}, {len(spec.teams)} teams)")
+
+
+@app.command()
+def plan(
+    blueprint: BlueprintArg = None,
+    stack: StackOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="Also write DIR/plan.json.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON instead of the tree.")] = False,
+) -> None:
+    """Run the program offline and show every resource it declares."""
+    from plinth.plan import tree_lines
+
+    result, seconds = _plan(blueprint, stack)
+    if as_json:
+        sys.stdout.write(result.to_json())
+    else:
+        typer.echo("\n".join(tree_lines(result)))
+        counts = ", ".join(f"{n} {t.rsplit(':', 1)[-1]}" for t, n in result.counts().items())
+        typer.echo(f"\n{counts}\nplanned in {seconds:.2f}s")
+    if out:
+        path = result.write(out)
+        _err(f"wrote {path}")
+
+
+@app.command()
+def render(
+    blueprint: BlueprintArg = None,
+    stack: StackOpt = None,
+    out: Annotated[Path, typer.Option(help="Directory for the manifests (created; earlier renders replaced).")] = ...,
+) -> None:
+    """Write every Kubernetes object (one file per component) and Helm release values to a directory."""
+    from plinth.render import render as render_plan
+
+    result, _ = _plan(blueprint, stack)
+    files = render_plan(result, out)
+    for path in files:
+        typer.echo(str(path))
+    _err(f"rendered {len(files)} files to {out}")
+
+
+@app.command()
+def diff(
+    old: Annotated[str, typer.Argument(help="Blueprint YAML, plan JSON, or stack:NAME.")],
+    new: Annotated[str, typer.Argument(help="Blueprint YAML, plan JSON, or stack:NAME.")],
+    exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when anything changed.")] = False,
+) -> None:
+    """What changes between two specs (or plans), resource by resource, field by field."""
+    from plinth.plan import diff_lines, diff_plans
+
+    changes = diff_plans(_plan_of(old), _plan_of(new))
+    typer.echo("\n".join(diff_lines(changes)))
+    if exit_code and changes:
+        raise typer.Exit(1)
+
+
+def _plan_of(ref: str):
+    from plinth.plan import Plan
+
+    if ref.startswith("stack:"):
+        return _plan(None, ref.removeprefix("stack:"))[0]
+    path = Path(ref)
+    if path.suffix == ".json":
+        try:
+            return Plan.from_json(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SpecInvalid([SpecError(None, "", f"{ref}: not a plan file: {exc}")]) from None
+    return _plan(path, None)[0]
+
+
+@app.command()
+def schema(
+    out: Annotated[Optional[Path], typer.Option(help="Write to FILE instead of stdout.")] = None,
+) -> None:
+    """Print the JSON Schema of the platform spec (for editors and CI)."""
+    from plinth.spec.schema import schema_json
+
+    text = schema_json()
+    if out:
+        out.write_text(text, encoding="utf-8")
+        _err(f"wrote {out}")
+    else:
+        sys.stdout.write(text)
+
+
+def main() -> None:
+    # Standalone mode: click handles --help, usage errors (exit 2) and typer.Exit.
+    try:
+        app()
+    except SpecInvalid as exc:
+        for error in exc.errors:
+            _err(str(error))
+        count = len(exc.errors)
+        _err(f"{count} error{'s' if count != 1 else ''}")
+        sys.exit(2)
+    except Exception as exc:
+        if os.environ.get("PLINTH_DEBUG"):
+            raise
+        _err(f"internal error: {type(exc).__name__}: {exc} (set PLINTH_DEBUG=1 for the traceback)")
+        sys.exit(1)

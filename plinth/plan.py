@@ -1,0 +1,168 @@
+"""A plan: every resource the program declares, as recorded by the offline engine.
+
+Plans are plain data (JSON with sorted keys), so they diff cleanly, render
+deterministically and can be compared with what the real engine deploys.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+PLAN_VERSION = 1
+UNKNOWN = "(known after apply)"
+"""Placeholder for values only a real deployment knows (cloud IDs, endpoints)."""
+SECRET = "(secret)"
+"""Placeholder for every secret value: plans and renders never hold secrets."""
+
+
+@dataclass(frozen=True)
+class Resource:
+    urn: str
+    type: str
+    """Pulumi type token, e.g. kubernetes:core/v1:Namespace or plinth:tenancy:Team."""
+    name: str
+    parent: str | None
+    """URN of the parent resource (None for children of the stack)."""
+    custom: bool
+    """True for real resources, False for components."""
+    dependencies: tuple[str, ...] = ()
+    provider: str | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def component_path(self) -> str:
+        return self.urn.split("::")[2]
+
+
+@dataclass(frozen=True)
+class Plan:
+    platform: str
+    environment: str
+    source: str
+    """What was planned: a blueprint path or `stack:<name>`."""
+    resources: tuple[Resource, ...]
+
+    def to_json(self) -> str:
+        doc = {"version": PLAN_VERSION, **asdict(self)}
+        return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        doc = json.loads(text)
+        if doc.get("version") != PLAN_VERSION:
+            raise ValueError(f"unsupported plan version {doc.get('version')!r} (expected {PLAN_VERSION})")
+        resources = tuple(
+            Resource(**{**r, "dependencies": tuple(r["dependencies"])}) for r in doc["resources"]
+        )
+        return cls(doc["platform"], doc["environment"], doc["source"], resources)
+
+    def by_urn(self) -> dict[str, Resource]:
+        return {r.urn: r for r in self.resources}
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.resources:
+            counts[r.type] = counts.get(r.type, 0) + 1
+        return dict(sorted(counts.items()))
+
+    def write(self, out_dir: Path) -> Path:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "plan.json"
+        path.write_text(self.to_json(), encoding="utf-8")
+        return path
+
+
+def short_type(token: str) -> str:
+    """kubernetes:rbac.authorization.k8s.io/v1:RoleBinding -> RoleBinding."""
+    return token.rsplit(":", 1)[-1]
+
+
+def tree_lines(plan: Plan) -> list[str]:
+    """A readable tree: components with their resources and counts."""
+    kids: dict[str | None, list[Resource]] = {}
+    for res in plan.resources:
+        kids.setdefault(res.parent, []).append(res)
+
+    def count(urn: str) -> int:
+        return sum(1 if r.custom else count(r.urn) for r in kids.get(urn, ()))
+
+    lines = [f"platform {plan.platform} ({plan.environment}) from {plan.source}: "
+             f"{sum(r.custom for r in plan.resources)} resources in "
+             f"{sum(not r.custom for r in plan.resources)} components"]
+
+    def walk(parent: str | None, indent: str) -> None:
+        children = kids.get(parent, [])
+        for index, res in enumerate(children):
+            last = index == len(children) - 1
+            branch = "└─ " if last else "├─ "
+            if res.custom:
+                lines.append(f"{indent}{branch}{short_type(res.type)} {_object_name(res)}")
+            else:
+                lines.append(f"{indent}{branch}{res.type} {res.name} ({count(res.urn)} resources)")
+            walk(res.urn, indent + ("   " if last else "│  "))
+
+    walk(None, "")
+    return lines
+
+
+def _object_name(res: Resource) -> str:
+    meta = res.inputs.get("metadata")
+    if isinstance(meta, dict) and "name" in meta:
+        ns = meta.get("namespace")
+        return f"{ns}/{meta['name']}" if ns else str(meta["name"])
+    return res.name
+
+
+# --- diff ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: str
+    """added | removed | changed"""
+    resource: Resource
+    fields: tuple[tuple[str, Any, Any], ...] = ()
+    """(field path, old, new) for changed resources."""
+
+
+def diff_plans(old: Plan, new: Plan) -> list[Change]:
+    """Resource-by-resource, field-by-field changes from old to new (keyed by URN)."""
+    before, after = old.by_urn(), new.by_urn()
+    changes = [Change("removed", before[u]) for u in sorted(before.keys() - after.keys())]
+    changes += [Change("added", after[u]) for u in sorted(after.keys() - before.keys())]
+    for urn in sorted(before.keys() & after.keys()):
+        fields = tuple(_field_changes(before[urn].inputs, after[urn].inputs, ""))
+        if fields:
+            changes.append(Change("changed", after[urn], fields))
+    order = {"removed": 0, "changed": 1, "added": 2}
+    return sorted(changes, key=lambda c: (order[c.kind], c.resource.urn))
+
+
+def _field_changes(old: Any, new: Any, path: str):
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(old.keys() | new.keys()):
+            sub = f"{path}.{key}" if path else key
+            yield from _field_changes(old.get(key, _MISSING), new.get(key, _MISSING), sub)
+    elif old != new:
+        yield (path, None if old is _MISSING else old, None if new is _MISSING else new)
+
+
+_MISSING = object()
+
+
+def diff_lines(changes: list[Change]) -> list[str]:
+    if not changes:
+        return ["no changes"]
+    lines = []
+    mark = {"added": "+", "removed": "-", "changed": "~"}
+    for change in changes:
+        res = change.resource
+        lines.append(f"{mark[change.kind]} {short_type(res.type)} {_object_name(res)}  ({res.name})")
+        for path, old, new in change.fields:
+            lines.append(f"    {path}: {json.dumps(old, sort_keys=True)} -> {json.dumps(new, sort_keys=True)}")
+    summary = {k: sum(c.kind == k for c in changes) for k in ("added", "changed", "removed")}
+    lines.append(", ".join(f"{n} {k}" for k, n in summary.items()))
+    return lines

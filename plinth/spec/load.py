@@ -1,0 +1,225 @@
+"""Blueprint + stack → validated PlatformSpec, with errors at file:line:col."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from plinth.spec.errors import Loc, SpecError, SpecInvalid
+from plinth.spec.models import PlatformSpec
+from plinth.spec.rules import check_rules
+from plinth.spec.yamltree import LMap, display_path, merge, read_yaml, to_plain
+
+CONFIG_NAMESPACE = "plinth"
+STACK_KEYS = {
+    "blueprint": "path of the blueprint, relative to the project directory",
+    "overrides": "spec overrides merged onto the blueprint",
+    "mirrorPassword": "secret: password of the air-gap mirror's robot account",
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a spec was built from (for messages and for the plan header)."""
+
+    blueprint: Path
+    stack: str | None = None
+
+
+def load_blueprint_tree(path: Path, _chain: tuple[Path, ...] = ()) -> LMap:
+    """Read a blueprint and everything it `extends:`, merged base-first."""
+    tree = read_yaml(path)
+    name = display_path(path)
+    if not isinstance(tree, LMap):
+        raise SpecInvalid([SpecError(Loc(name, 1, 1), "", "expected a mapping (the platform spec) at the top level")])
+    if "extends" not in tree:
+        return tree
+    parent, parent_loc = tree.pop("extends"), tree.locs.pop("extends")
+    if not isinstance(parent, str) or not parent:
+        raise SpecInvalid([SpecError(parent_loc, "extends", "expected the path of a blueprint file")])
+    parent_path = (path.parent / parent).resolve()
+    if parent_path in _chain or parent_path == path.resolve():
+        cycle = " -> ".join(display_path(p) for p in (*_chain, path.resolve(), parent_path))
+        raise SpecInvalid([SpecError(parent_loc, "extends", f"blueprints extend each other in a cycle: {cycle}")])
+    if not parent_path.is_file():
+        raise SpecInvalid([SpecError(parent_loc, "extends", f"blueprint {parent!r} not found")])
+    base = load_blueprint_tree(parent_path, (*_chain, path.resolve()))
+    return merge(base, tree)
+
+
+def read_stack(project_dir: Path, stack: str) -> tuple[Path, LMap | None]:
+    """The blueprint path and overrides a stack file names."""
+    path = project_dir / "stacks" / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        raise SpecInvalid([SpecError(None, "", f"stack {stack!r}: {display_path(path)} not found")])
+    doc = read_yaml(path)
+    name = display_path(path)
+    config = doc.get("config") if isinstance(doc, dict) else None
+    if not isinstance(config, LMap):
+        raise SpecInvalid([SpecError(Loc(name, 1, 1), "config", "expected a `config:` mapping")])
+    errors = []
+    for key in config:
+        ns, _, short = str(key).partition(":")
+        if ns == CONFIG_NAMESPACE and short not in STACK_KEYS:
+            allowed = ", ".join(f"{CONFIG_NAMESPACE}:{k}" for k in STACK_KEYS)
+            errors.append(SpecError(config.locs[key], f"config.{key}", f"unknown key (allowed: {allowed})"))
+    blueprint = config.get(f"{CONFIG_NAMESPACE}:blueprint")
+    if not isinstance(blueprint, str):
+        errors.append(SpecError(config.loc, f"config.{CONFIG_NAMESPACE}:blueprint", "required: the blueprint path"))
+    overrides = config.get(f"{CONFIG_NAMESPACE}:overrides")
+    if overrides is not None and not isinstance(overrides, LMap):
+        loc = config.locs[f"{CONFIG_NAMESPACE}:overrides"]
+        errors.append(SpecError(loc, f"config.{CONFIG_NAMESPACE}:overrides", "expected a mapping"))
+    if errors:
+        raise SpecInvalid(errors)
+    return project_dir / blueprint, overrides
+
+
+def load_spec(blueprint: Path, overrides: Any = None) -> PlatformSpec:
+    """Merge, validate and rule-check; raises SpecInvalid with every error found."""
+    tree = load_blueprint_tree(blueprint)
+    if overrides:
+        tree = merge(tree, overrides)
+    try:
+        spec = PlatformSpec.model_validate(to_plain(tree))
+    except ValidationError as exc:
+        raise SpecInvalid([_schema_error(tree, err) for err in exc.errors()]) from None
+    violations = check_rules(spec)
+    if violations:
+        raise SpecInvalid(
+            [SpecError(*locate(tree, v.loc), v.message, rule=v.rule, fix=v.fix) for v in violations]
+        )
+    return spec
+
+
+def load_stack_spec(project_dir: Path, stack: str) -> PlatformSpec:
+    blueprint, overrides = read_stack(project_dir, stack)
+    return load_spec(blueprint, overrides)
+
+
+# --- mapping pydantic errors back to the YAML ---------------------------------
+
+
+def locate(tree: Any, loc: tuple) -> tuple[Loc | None, str]:
+    """Position and readable path (teams[fraud].quota.gpu) of a pydantic location."""
+    node, best, path = tree, getattr(tree, "loc", None), ""
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            best = node.locs.get(part, best) if isinstance(node, LMap) else best
+            path += f".{part}" if path else str(part)
+            node = node[part]
+        elif isinstance(node, dict) and node.get("type") == part:
+            continue  # the tag pydantic adds inside a discriminated union
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            item = node[part]
+            best = (node.locs[part] if getattr(node, "locs", None) else None) or best
+            label = item.get("name") if isinstance(item, dict) else None
+            path += f"[{label}]" if isinstance(label, str) else f"[{part}]"
+            node = item
+        else:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+            node = None
+    return best, path
+
+
+_EXPECTED = {
+    "string_type": "expected a string",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "model_type": "expected a mapping",
+    "model_attributes_type": "expected a mapping",
+    "dict_type": "expected a mapping",
+    "tuple_type": "expected a list",
+    "list_type": "expected a list",
+}
+
+
+def _got(value: Any) -> str:
+    if isinstance(value, dict):
+        return "got a mapping"
+    if isinstance(value, list | tuple):
+        return "got a list"
+    return f"got {json.dumps(value, default=str)}"
+
+
+def _schema_error(tree: Any, err: dict) -> SpecError:
+    kind, loc, ctx = err["type"], tuple(err["loc"]), err.get("ctx") or {}
+    if kind == "missing":
+        return SpecError(locate(tree, loc[:-1])[0], locate(tree, loc)[1], "required field is missing")
+    if kind == "extra_forbidden":
+        where, path = locate(tree, loc)
+        allowed = _allowed_fields(loc[:-1])
+        hint = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        message = "unknown field" + (f"; did you mean {hint[0]!r}?" if hint else "")
+        if allowed and not hint:
+            message += f" (allowed: {', '.join(allowed)})"
+        return SpecError(where, path, message)
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        where, path = locate(tree, (*loc, "type"))
+        tags = ctx.get("expected_tags", "")
+        if kind == "union_tag_not_found":
+            return SpecError(locate(tree, loc)[0], path, f"required field is missing (one of {tags})")
+        return SpecError(where, path, f"expected one of {tags}, {_got(ctx.get('tag'))}")
+    where, path = locate(tree, loc)
+    if kind == "literal_error":
+        message = f"expected {ctx['expected']}"
+    elif kind == "string_pattern_mismatch":
+        message = f"expected a string matching {ctx['pattern']}"
+    elif kind == "too_short":
+        message = f"expected at least {ctx['min_length']} item(s)"
+    elif kind in _EXPECTED:
+        message = _EXPECTED[kind]
+    elif kind.startswith(("greater_than", "less_than")):
+        message = "expected a value " + err["msg"].removeprefix("Input should be ")
+    else:
+        message = err["msg"][0].lower() + err["msg"][1:]
+    return SpecError(where, path, f"{message}, {_got(err.get('input'))}")
+
+
+def _allowed_fields(loc: tuple) -> list[str]:
+    """YAML keys allowed at a location (for 'did you mean')."""
+    annotation: Any = PlatformSpec
+    for part in loc:
+        if isinstance(part, int):
+            annotation = _item_type(annotation)
+            continue
+        model = _model_of(annotation, part)
+        if model is None:
+            return []
+        fields = {f.alias or n: f for n, f in model.model_fields.items()}
+        annotation = fields[part].annotation if part in fields else model  # else: a union tag
+    model = _model_of(annotation, None)
+    return sorted(f.alias or n for n, f in model.model_fields.items()) if model else []
+
+
+def _model_of(annotation: Any, tag: Any) -> type[BaseModel] | None:
+    """The model an annotation resolves to; `tag` picks a union variant by its `type`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            if tag is None or "type" not in arg.model_fields:
+                return arg
+            if tag in typing.get_args(arg.model_fields["type"].annotation):
+                return arg
+        elif typing.get_origin(arg) in (typing.Union, types.UnionType) or typing.get_args(arg):
+            found = _model_of(arg, tag)
+            if found:
+                return found
+    return None
+
+
+def _item_type(annotation: Any) -> Any:
+    args = typing.get_args(annotation)
+    return args[0] if args else annotation

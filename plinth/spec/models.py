@@ -1,0 +1,435 @@
+"""The platform spec: one strict, frozen, documented model per concept.
+
+YAML keys are camelCase (like Kubernetes); Python attributes are snake_case.
+Every field documents its default; unknown keys are rejected (keys starting
+with `x-` are extensions and are dropped by the loader before validation).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from plinth.catalog import DEFAULT_KUBERNETES_VERSION, KUBERNETES_VERSIONS
+
+API_VERSION = "plinth.dev/v1alpha1"
+
+
+class Spec(BaseModel):
+    """Strict, immutable base for every spec block."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+    )
+
+
+# --- scalar types with the exact wording errors use -------------------------
+
+
+def _non_negative_int(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PydanticCustomError("non_negative_int", "expected a non-negative integer")
+    return value
+
+
+def _positive_int(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PydanticCustomError("positive_int", "expected a positive integer")
+    return value
+
+
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
+_QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+
+
+def _dns_label(value: Any) -> Any:
+    if not isinstance(value, str) or not _DNS_LABEL.match(value):
+        raise PydanticCustomError(
+            "dns_label",
+            "expected a lowercase DNS label (a-z, 0-9, '-', starting with a letter, at most 40 characters)",
+        )
+    return value
+
+
+def _quantity(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise PydanticCustomError("quantity", "expected a Kubernetes quantity such as 500m, 4, 16Gi")
+    if isinstance(value, int | float) and value >= 0:
+        return str(value)
+    if not isinstance(value, str) or not _QUANTITY.match(value):
+        raise PydanticCustomError("quantity", "expected a Kubernetes quantity such as 500m, 4, 16Gi")
+    return value
+
+
+def _group(value: Any) -> Any:
+    if not isinstance(value, str) or not value.strip():
+        raise PydanticCustomError("group", "expected a non-empty group name")
+    if value == "*" or value.startswith("system:"):
+        raise PydanticCustomError(
+            "group", "expected a named identity-provider group; '*' and 'system:' groups are not allowed"
+        )
+    return value
+
+
+def _kubernetes_version(value: Any) -> Any:
+    if value not in KUBERNETES_VERSIONS:
+        raise PydanticCustomError(
+            "kubernetes_version",
+            "expected a supported Kubernetes minor version ({allowed})",
+            {"allowed": ", ".join(KUBERNETES_VERSIONS)},
+        )
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_non_negative_int)]
+PositiveCount = Annotated[int, BeforeValidator(_positive_int)]
+Name = Annotated[str, BeforeValidator(_dns_label)]
+Quantity = Annotated[str, BeforeValidator(_quantity)]
+Group = Annotated[str, BeforeValidator(_group)]
+Values = Annotated[
+    dict[str, Any],
+    Field(
+        description="Escape hatch: extra Helm values merged UNDER the values Plinth owns "
+        "(Plinth's keys win; each module's README lists them). Default: {}."
+    ),
+]
+
+
+def _percent(value: int) -> int:
+    if value > 100:
+        raise PydanticCustomError("percent", "expected a percentage from 0 to 100")
+    return value
+
+
+Percent = Annotated[int, BeforeValidator(_non_negative_int), AfterValidator(_percent)]
+
+
+# --- metadata ----------------------------------------------------------------
+
+
+class Metadata(Spec):
+    name: Name = Field(description="Platform name; prefixes cluster-level names. Required.")
+    environment: Literal["dev", "staging", "prod"] = Field(
+        description="Environment class; prod turns on the stricter governance rules. Required."
+    )
+    cost_center: str = Field(
+        description="Cost center stamped on every object (label plinth.dev/cost-center). Required.",
+        pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$",
+    )
+
+
+# --- cluster target (discriminated on `type`) --------------------------------
+
+
+class ExistingTarget(Spec):
+    """An existing cluster (on-prem or in a VPC) reached through a kubeconfig."""
+
+    type: Literal["existing"]
+    kubeconfig: str | None = Field(
+        None,
+        description="Path to the kubeconfig file. Default: null (the provider's default: $KUBECONFIG or ~/.kube/config).",
+    )
+    context: str | None = Field(None, description="Kubeconfig context to use. Default: null (the current context).")
+    private: bool = Field(True, description="The API server is reachable only inside the network. Default: true.")
+
+
+class NodePool(Spec):
+    name: Name = Field(description="Node pool name. Required.")
+    instance_type: str = Field(description="Instance (EKS) or machine (GKE) type. Required.")
+    min_size: Count = Field(1, description="Minimum node count. Default: 1.")
+    max_size: PositiveCount = Field(3, description="Maximum node count. Default: 3.")
+    gpu: GpuAccelerator | None = Field(None, description="GPU accelerator per node. Default: null (no GPU).")
+
+
+class GpuAccelerator(Spec):
+    type: str = Field(description="Accelerator type, e.g. nvidia-tesla-t4 (GKE) or informational on EKS. Required.")
+    count: PositiveCount = Field(1, description="GPUs per node. Default: 1.")
+
+
+class EksTarget(Spec):
+    """A new AWS EKS cluster."""
+
+    type: Literal["eks"]
+    region: str = Field(description="AWS region, e.g. eu-west-1. Required.")
+    vpc_cidr: str = Field("10.0.0.0/16", description="CIDR of the VPC Plinth creates. Default: 10.0.0.0/16.")
+    private: bool = Field(True, description="Private API endpoint and private node subnets only. Default: true.")
+    node_pools: tuple[NodePool, ...] = Field(min_length=1, description="Managed node groups. Required (at least one).")
+
+
+class GkeTarget(Spec):
+    """A new GCP GKE cluster."""
+
+    type: Literal["gke"]
+    project: str = Field(description="GCP project ID. Required.")
+    region: str = Field(description="GCP region, e.g. europe-west4. Required.")
+    private: bool = Field(True, description="Private nodes and private control-plane endpoint. Default: true.")
+    node_pools: tuple[NodePool, ...] = Field(min_length=1, description="Node pools. Required (at least one).")
+
+
+Target = Annotated[Union[ExistingTarget, EksTarget, GkeTarget], Field(discriminator="type")]
+
+
+class Kubernetes(Spec):
+    version: Annotated[str, BeforeValidator(_kubernetes_version)] = Field(
+        DEFAULT_KUBERNETES_VERSION,
+        description=f"Kubernetes minor version; manifests are validated against its OpenAPI schema. "
+        f"Default: {DEFAULT_KUBERNETES_VERSION}.",
+    )
+
+
+# --- platform services -------------------------------------------------------
+
+
+class Cilium(Spec):
+    enabled: bool = Field(False, description="Install Cilium. Default: false.")
+    kube_proxy_replacement: bool = Field(True, description="Replace kube-proxy. Default: true.")
+    hubble: bool = Field(True, description="Hubble flow observability with relay. Default: true.")
+    gateway_api: bool = Field(True, description="Cilium's Gateway API implementation (canary traffic). Default: true.")
+    values: Values = {}
+
+
+class Network(Spec):
+    cilium: Cilium = Field(default_factory=Cilium, description="CNI, network policy and Gateway API.")
+
+
+class Longhorn(Spec):
+    enabled: bool = Field(False, description="Install Longhorn. Default: false.")
+    replica_count: PositiveCount = Field(3, description="Volume replicas. Default: 3.")
+    default_class: bool = Field(True, description="Make Longhorn the default StorageClass. Default: true.")
+    values: Values = {}
+
+
+class Storage(Spec):
+    longhorn: Longhorn = Field(default_factory=Longhorn, description="Replicated block storage.")
+
+
+class AutoUnseal(Spec):
+    type: Literal["none", "awskms", "gcpckms", "transit"] = Field(
+        "none", description="Auto-unseal mechanism; none means operators unseal by hand. Default: none."
+    )
+    key: str | None = Field(None, description="KMS key ARN/ID or transit key name. Default: null.")
+
+
+class Vault(Spec):
+    enabled: bool = Field(False, description="Install HashiCorp Vault. Default: false.")
+    ha: bool = Field(False, description="Raft HA mode. Default: false (prod requires true).")
+    replicas: PositiveCount = Field(3, description="Server replicas in HA mode. Default: 3.")
+    auto_unseal: AutoUnseal = Field(default_factory=AutoUnseal, description="Auto-unseal. Default: none.")
+    values: Values = {}
+
+
+class Secrets(Spec):
+    vault: Vault = Field(default_factory=Vault, description="Secrets management.")
+
+
+class Harbor(Spec):
+    enabled: bool = Field(False, description="Install Harbor (images and OCI charts). Default: false.")
+    hostname: str | None = Field(None, description="External hostname of the registry. Default: null.")
+    values: Values = {}
+
+
+class PythonIndex(Spec):
+    enabled: bool = Field(False, description="Run a private Python package index mirror. Default: false.")
+    url: str | None = Field(None, description="URL of an existing internal index to use instead. Default: null.")
+
+
+class Registry(Spec):
+    harbor: Harbor = Field(default_factory=Harbor, description="Private image and chart registry.")
+    python_index: PythonIndex = Field(default_factory=PythonIndex, description="Private Python package index.")
+
+
+class Feast(Spec):
+    enabled: bool = Field(False, description="Install the Feast feature server. Default: false.")
+    project: Name = Field("features", description="Feast project name. Default: features.")
+    online_store: Literal["redis", "postgres"] = Field("redis", description="Online store. Default: redis.")
+    offline_store: Literal["file", "postgres", "bigquery", "redshift"] = Field(
+        "file", description="Offline store. Default: file."
+    )
+    registry: Literal["sql", "file"] = Field("sql", description="Feature registry backend. Default: sql (Postgres).")
+    values: Values = {}
+
+
+class FeatureStore(Spec):
+    feast: Feast = Field(default_factory=Feast, description="Feature store.")
+
+
+class GpuSharing(Spec):
+    type: Literal["none", "timeSlicing", "mig"] = Field("none", description="GPU sharing mode. Default: none.")
+    replicas: PositiveCount = Field(1, description="Time-slicing: virtual GPUs per physical GPU. Default: 1.")
+    mig_profile: str | None = Field(None, description="MIG: profile, e.g. all-1g.10gb. Default: null.")
+
+
+class GpuOperator(Spec):
+    enabled: bool = Field(False, description="Install the NVIDIA GPU Operator. Default: false.")
+    driver: bool = Field(False, description="Install the driver (false when node images ship it). Default: false.")
+    sharing: GpuSharing = Field(default_factory=GpuSharing, description="Time-slicing or MIG. Default: none.")
+    values: Values = {}
+
+
+class Gpu(Spec):
+    operator: GpuOperator = Field(default_factory=GpuOperator, description="GPU scheduling and metrics.")
+
+
+class Release(Spec):
+    version: str = Field(description="Model version (image tag for BentoML, model version for Triton). Required.")
+    replicas: Count = Field(1, description="Replicas (the autoscaler's minimum when autoscaling). Default: 1.")
+
+
+class Canary(Release):
+    weight: Percent = Field(10, description="Share of traffic sent to the canary, 0-100. Default: 10.")
+
+
+class Autoscaling(Spec):
+    enabled: bool = Field(False, description="Horizontal autoscaling. Default: false.")
+    max_replicas: PositiveCount = Field(4, description="Upper bound. Default: 4.")
+    target_utilization: Percent = Field(70, description="Target GPU/CPU utilization percent. Default: 70.")
+
+
+class Model(Spec):
+    name: Name = Field(description="Model (and Service) name. Required.")
+    team: Name = Field(description="Owning team; the model runs in its namespace. Required.")
+    runtime: Literal["triton", "bentoml"] = Field(description="Serving runtime. Required.")
+    image: str | None = Field(None, description="BentoML: the containerized Bento image (without tag). Default: null.")
+    model_repository: str | None = Field(
+        None, description="Triton: model repository URI (s3://, gs://, or a PVC path). Default: null."
+    )
+    gpu: Count = Field(0, description="GPUs per replica (nvidia.com/gpu). Default: 0.")
+    stable: Release = Field(description="The stable release. Required.")
+    canary: Canary | None = Field(None, description="A canary release taking `weight` percent. Default: null.")
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Autoscaling. Default: off.")
+
+
+class Serving(Spec):
+    hostname: str | None = Field(None, description="Hostname of the model gateway. Default: null.")
+    models: tuple[Model, ...] = Field((), description="Served models. Default: [].")
+
+
+class Drift(Spec):
+    enabled: bool = Field(False, description="Model drift alerts. Default: false.")
+    threshold: float = Field(0.2, ge=0, le=1, description="Drift score that fires an alert, 0-1. Default: 0.2.")
+
+
+class Monitoring(Spec):
+    enabled: bool = Field(False, description="Install Prometheus, Alertmanager and Grafana. Default: false.")
+    retention: str = Field("15d", pattern=r"^[0-9]+[hdwy]$", description="Metrics retention. Default: 15d.")
+    gpu_metrics: bool = Field(True, description="Scrape DCGM GPU metrics when the GPU operator is on. Default: true.")
+    drift: Drift = Field(default_factory=Drift, description="Model drift alerts. Default: off.")
+    values: Values = {}
+
+
+# --- tenancy -----------------------------------------------------------------
+
+
+class TeamGroups(Spec):
+    """Identity-provider groups per team role (least privilege, namespace scoped)."""
+
+    ml_engineer: tuple[Group, ...] = Field((), description="Deploy and operate workloads. Default: [].")
+    data_scientist: tuple[Group, ...] = Field((), description="Run jobs and notebooks, read logs. Default: [].")
+    viewer: tuple[Group, ...] = Field((), description="Read-only. Default: [].")
+
+
+class Quota(Spec):
+    cpu: Quantity = Field("8", description="Total CPU requests. Default: 8.")
+    memory: Quantity = Field("32Gi", description="Total memory requests. Default: 32Gi.")
+    gpu: Count = Field(0, description="Total nvidia.com/gpu requests. Default: 0.")
+    pods: PositiveCount = Field(50, description="Maximum pods. Default: 50.")
+    storage: Quantity = Field("100Gi", description="Total PVC storage requests. Default: 100Gi.")
+
+
+class ContainerDefaults(Spec):
+    """Defaults the LimitRange applies to containers that do not set their own."""
+
+    cpu_request: Quantity = Field("100m", description="Default CPU request. Default: 100m.")
+    memory_request: Quantity = Field("128Mi", description="Default memory request. Default: 128Mi.")
+    cpu_limit: Quantity = Field("1", description="Default CPU limit. Default: 1.")
+    memory_limit: Quantity = Field("1Gi", description="Default memory limit. Default: 1Gi.")
+
+
+class Team(Spec):
+    name: Name = Field(description="Team name; also its namespace. Required.")
+    cost_center: str | None = Field(None, description="Overrides metadata.costCenter for this team. Default: null.")
+    groups: TeamGroups = Field(default_factory=TeamGroups, description="Groups per role. Default: none.")
+    quota: Quota = Field(default_factory=Quota, description="ResourceQuota. Default: see Quota.")
+    container_defaults: ContainerDefaults = Field(
+        default_factory=ContainerDefaults, description="LimitRange defaults."
+    )
+
+
+class Rbac(Spec):
+    platform_admin_group: Group = Field(description="Group bound to the plinth:platform-admin ClusterRole. Required.")
+
+
+# --- air-gap -----------------------------------------------------------------
+
+
+class PullSecret(Spec):
+    username: str = Field(description="Robot account on the mirror; its password is the stack secret "
+                          "`plinth:mirrorPassword`. Required.")
+
+
+class Mirror(Spec):
+    registry: str = Field(
+        description="Image mirror prefix, e.g. harbor.corp.internal/mirror. Required.",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9._-]+)*$",
+    )
+    charts: str = Field(description="Chart source, e.g. oci://harbor.corp.internal/charts. Required.")
+    python_index: str | None = Field(None, description="Python package index URL inside the perimeter. Default: null.")
+    pull_secret: PullSecret | None = Field(
+        None, description="Create an image pull secret for the mirror in every team namespace. Default: null."
+    )
+
+
+class Airgap(Spec):
+    enabled: bool = Field(False, description="Every image and chart comes from the mirror. Default: false.")
+    mirror: Mirror | None = Field(None, description="The internal mirror (required when enabled). Default: null.")
+
+
+class Testing(Spec):
+    """Options for throw-away test clusters only; refused in prod."""
+
+    skip_await: bool = Field(
+        False,
+        description="Don't wait for workloads to become ready and delete in the background (API server "
+        "without nodes). Default: false.",
+    )
+
+
+# --- the whole platform ------------------------------------------------------
+
+
+class PlatformSpec(Spec):
+    """One governed ML platform."""
+
+    api_version: Literal["plinth.dev/v1alpha1"] = Field(description=f"Spec API version: {API_VERSION}. Required.")
+    kind: Literal["Platform"] = Field(description="Always Platform. Required.")
+    metadata: Metadata = Field(description="Name, environment and cost center. Required.")
+    target: Target = Field(description="Where the platform runs (existing | eks | gke). Required.")
+    kubernetes: Kubernetes = Field(default_factory=Kubernetes, description="Kubernetes version.")
+    network: Network = Field(default_factory=Network, description="Networking.")
+    storage: Storage = Field(default_factory=Storage, description="Storage.")
+    secrets: Secrets = Field(default_factory=Secrets, description="Secrets management.")
+    registry: Registry = Field(default_factory=Registry, description="Private registries.")
+    feature_store: FeatureStore = Field(default_factory=FeatureStore, description="Feature store.")
+    gpu: Gpu = Field(default_factory=Gpu, description="GPU scheduling.")
+    serving: Serving = Field(default_factory=Serving, description="Model serving.")
+    monitoring: Monitoring = Field(default_factory=Monitoring, description="Monitoring.")
+    rbac: Rbac = Field(description="Platform-wide RBAC. Required.")
+    teams: tuple[Team, ...] = Field((), description="Tenant teams, one namespace each. Default: [].")
+    airgap: Airgap = Field(default_factory=Airgap, description="Air-gap mode. Default: off.")
+    testing: Testing = Field(default_factory=Testing, description="Test-cluster options. Default: off.")
+
+
+NodePool.model_rebuild()

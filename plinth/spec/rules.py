@@ -1,0 +1,160 @@
+"""Cross-field and cross-service rules: one pure pass that reports every violation.
+
+Each rule yields Violation(loc, message, rule, fix); `loc` is a path of YAML
+keys and list indexes into the merged spec, mapped back to file:line:col by
+the loader. Rules never raise and never stop at the first problem.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from plinth.catalog import PLATFORM_NAMESPACES
+from plinth.spec.models import PlatformSpec
+
+RESERVED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease", *PLATFORM_NAMESPACES.values()}
+
+# Services the spec already describes whose module has not landed yet: enabling
+# one must fail loudly instead of planning nothing.
+NOT_YET_BUILT: dict[tuple[str, ...], str] = {
+    ("network", "cilium"): "Cilium",
+    ("storage", "longhorn"): "Longhorn",
+    ("secrets", "vault"): "Vault",
+    ("registry", "harbor"): "Harbor",
+    ("registry", "pythonIndex"): "the Python package index",
+    ("featureStore", "feast"): "Feast",
+    ("gpu", "operator"): "the GPU operator",
+    ("monitoring",): "monitoring",
+}
+
+
+@dataclass(frozen=True)
+class Violation:
+    loc: tuple
+    message: str
+    rule: str
+    fix: str
+
+
+def check_rules(spec: PlatformSpec) -> list[Violation]:
+    return [v for rule in RULES for v in rule(spec)]
+
+
+def unique_names(spec: PlatformSpec) -> Iterator[Violation]:
+    for key, items in (("teams", spec.teams), ("models", spec.serving.models)):
+        seen = Counter(item.name for item in items)
+        loc_prefix = ("teams",) if key == "teams" else ("serving", "models")
+        for index, item in enumerate(items):
+            if seen[item.name] > 1:
+                yield Violation((*loc_prefix, index, "name"), f"duplicate name {item.name!r}", "unique-names",
+                                "give every item a distinct name")
+
+
+def reserved_namespaces(spec: PlatformSpec) -> Iterator[Violation]:
+    for index, team in enumerate(spec.teams):
+        if team.name in RESERVED_NAMESPACES:
+            yield Violation(("teams", index, "name"), f"{team.name!r} is a reserved namespace",
+                            "reserved-namespace", "choose another team name")
+
+
+def model_rules(spec: PlatformSpec) -> Iterator[Violation]:
+    teams = {team.name: team for team in spec.teams}
+    for index, model in enumerate(spec.serving.models):
+        at = ("serving", "models", index)
+        if model.team not in teams:
+            yield Violation((*at, "team"), f"team {model.team!r} is not defined",
+                            "model-team-exists", f"add a team named {model.team!r} under teams, or fix the name")
+        if model.runtime == "triton" and not model.model_repository:
+            yield Violation((*at, "modelRepository"), "a Triton model needs a model repository",
+                            "triton-model-repository", "set modelRepository (s3://, gs:// or a PVC path)")
+        if model.runtime == "bentoml" and not model.image:
+            yield Violation((*at, "image"), "a BentoML model needs its Bento image",
+                            "bentoml-image", "set image to the containerized Bento (without tag)")
+        if model.canary and model.canary.version == model.stable.version:
+            yield Violation((*at, "canary", "version"), "the canary runs the same version as stable",
+                            "canary-differs", "set canary.version to the new version, or remove canary")
+        if model.canary and not (spec.network.cilium.enabled and spec.network.cilium.gateway_api):
+            yield Violation((*at, "canary"), "a canary needs weighted routing (Gateway API)",
+                            "canary-needs-gateway", "enable network.cilium with gatewayApi: true")
+        if model.gpu and not spec.gpu.operator.enabled:
+            yield Violation((*at, "gpu"), "the model requests GPUs but the GPU operator is disabled",
+                            "gpu-needs-operator", "enable gpu.operator, or set gpu: 0")
+        if model.autoscaling.enabled and model.autoscaling.max_replicas < model.stable.replicas:
+            yield Violation((*at, "autoscaling", "maxReplicas"),
+                            f"maxReplicas {model.autoscaling.max_replicas} is below stable.replicas "
+                            f"{model.stable.replicas}", "autoscaling-bounds", "raise maxReplicas")
+        if spec.airgap.enabled and spec.airgap.mirror and model.image and not model.image.startswith(
+            spec.airgap.mirror.registry + "/"
+        ):
+            yield Violation((*at, "image"), f"image {model.image!r} is not in the mirror "
+                            f"{spec.airgap.mirror.registry!r}", "airgap-mirror-only",
+                            "push the image to the mirror and reference it there")
+
+
+def gpu_quota(spec: PlatformSpec) -> Iterator[Violation]:
+    needed: Counter[str] = Counter()
+    for model in spec.serving.models:
+        replicas = model.autoscaling.max_replicas if model.autoscaling.enabled else model.stable.replicas
+        needed[model.team] += model.gpu * (replicas + (model.canary.replicas if model.canary else 0))
+    for index, team in enumerate(spec.teams):
+        if needed[team.name] > team.quota.gpu:
+            yield Violation(("teams", index, "quota", "gpu"),
+                            f"the team's models need up to {needed[team.name]} GPUs but the quota is "
+                            f"{team.quota.gpu}", "gpu-quota-fits", "raise quota.gpu or lower model replicas/gpu")
+
+
+def gpu_rules(spec: PlatformSpec) -> Iterator[Violation]:
+    sharing = spec.gpu.operator.sharing
+    if sharing.type == "mig" and not sharing.mig_profile:
+        yield Violation(("gpu", "operator", "sharing", "migProfile"), "MIG sharing needs a profile",
+                        "mig-profile", "set migProfile, e.g. all-1g.10gb")
+    if sharing.type == "timeSlicing" and sharing.replicas < 2:
+        yield Violation(("gpu", "operator", "sharing", "replicas"), "time-slicing needs at least 2 replicas",
+                        "time-slicing-replicas", "set replicas to 2 or more, or type: none")
+    wants_gpu = any(model.gpu for model in spec.serving.models)
+    pools = getattr(spec.target, "node_pools", None)
+    if wants_gpu and pools is not None and not any(pool.gpu for pool in pools):
+        yield Violation(("target", "nodePools"), "models request GPUs but no node pool has one",
+                        "gpu-node-pool", "add a node pool with gpu: {type: ..., count: ...}")
+
+
+def governance(spec: PlatformSpec) -> Iterator[Violation]:
+    prod = spec.metadata.environment == "prod"
+    if prod and spec.secrets.vault.enabled and not spec.secrets.vault.ha:
+        yield Violation(("secrets", "vault", "ha"), "prod requires Vault in HA mode", "prod-vault-ha",
+                        "set secrets.vault.ha: true")
+    if prod and spec.testing.skip_await:
+        yield Violation(("testing", "skipAwait"), "skipAwait is for throw-away test clusters, not prod",
+                        "prod-no-test-options", "remove testing.skipAwait")
+    if spec.airgap.enabled and spec.airgap.mirror is None:
+        yield Violation(("airgap", "mirror"), "air-gap mode needs a mirror", "airgap-needs-mirror",
+                        "set airgap.mirror.registry and airgap.mirror.charts")
+    unseal = spec.secrets.vault.auto_unseal
+    if unseal.type != "none" and not unseal.key:
+        yield Violation(("secrets", "vault", "autoUnseal", "key"), f"auto-unseal {unseal.type!r} needs a key",
+                        "unseal-key", "set autoUnseal.key to the KMS key or transit key name")
+    if spec.monitoring.drift.enabled and not spec.monitoring.enabled:
+        yield Violation(("monitoring", "drift", "enabled"), "drift alerts need monitoring", "drift-needs-monitoring",
+                        "enable monitoring, or disable drift")
+
+
+def available_modules(spec: PlatformSpec) -> Iterator[Violation]:
+    raw = spec.model_dump(by_alias=True)
+    for path, label in NOT_YET_BUILT.items():
+        block = raw
+        for key in path:
+            block = block[key]
+        if block.get("enabled"):
+            yield Violation((*path, "enabled"), f"{label} is described by the spec but its module is not built yet",
+                            "module-available", "set enabled: false for now")
+    if spec.target.type != "existing":
+        yield Violation(("target", "type"), f"target {spec.target.type!r} is described by the spec but its module "
+                        "is not built yet", "module-available", "use target type 'existing' for now")
+    if spec.serving.models:
+        yield Violation(("serving", "models"), "model serving is described by the spec but its module is not "
+                        "built yet", "module-available", "leave serving.models empty for now")
+
+
+RULES = (unique_names, reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, available_modules)

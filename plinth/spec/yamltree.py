@@ -1,0 +1,183 @@
+"""YAML documents that remember where every value came from, and their merge.
+
+A document is read into `LMap` / `LSeq` (plain dict / list subclasses) whose
+`locs` give the position of each key or item. Merging builds new containers
+and carries the positions of whichever file wrote the value, so an error in
+the merged spec still points at the right file and line.
+
+Merge rules (blueprint `extends:` and stack overrides use the same ones):
+- maps deep-merge key by key;
+- lists whose items are all maps with a `name` merge by name (new names are
+  appended; an item `{name: x, $delete: true}` removes x);
+- any other value (scalars, plain lists) is replaced;
+- a key set to null (`~`) is deleted.
+Keys starting with `x-` are extensions: kept out of the spec, ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from plinth.spec.errors import Loc, SpecError, SpecInvalid
+
+DELETE = "$delete"
+
+
+class LMap(dict):
+    """A mapping with the position of the mapping and of each key."""
+
+    def __init__(self, *args: Any, loc: Loc | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.loc = loc
+        self.locs: dict[Any, Loc] = {}
+
+
+class LSeq(list):
+    """A sequence with the position of the sequence and of each item."""
+
+    def __init__(self, *args: Any, loc: Loc | None = None):
+        super().__init__(*args)
+        self.loc = loc
+        self.locs: list[Loc | None] = []
+
+
+def display_path(path: Path) -> str:
+    """Paths relative to the working directory when possible, as users typed them."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def read_yaml(path: Path) -> Any:
+    """Read one YAML file into located containers; YAML errors become SpecInvalid."""
+    name = display_path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecInvalid([SpecError(None, "", f"{name}: file not found")]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecInvalid([SpecError(None, "", f"{name}: cannot read: {exc}")]) from None
+    try:
+        raw = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = Loc(name, mark.line + 1, mark.column + 1) if mark else None
+        problem = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        raise SpecInvalid([SpecError(loc, "", f"invalid YAML: {problem}")]) from None
+    return _locate(raw, name, Loc(name, 1, 1))
+
+
+def _locate(node: Any, name: str, loc: Loc) -> Any:
+    if isinstance(node, CommentedMap):
+        out = LMap(loc=loc)
+        for key, value in node.items():
+            line, col = node.lc.key(key)
+            key_loc = Loc(name, line + 1, col + 1)
+            if isinstance(key, str) and key.startswith("x-"):
+                continue
+            out[key] = _locate(value, name, key_loc)
+            out.locs[key] = key_loc
+        return out
+    if isinstance(node, CommentedSeq):
+        seq = LSeq(loc=loc)
+        for index, value in enumerate(node):
+            line, col = node.lc.item(index)
+            item_loc = Loc(name, line + 1, col + 1)
+            seq.append(_locate(value, name, item_loc))
+            seq.locs.append(item_loc)
+        return seq
+    if hasattr(node, "value") and type(node).__module__.startswith("ruamel"):
+        return node.value  # tagged / formatted scalars
+    if isinstance(node, str):
+        return str(node)
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, float):
+        return float(node)
+    return node
+
+
+def _is_named_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(i, dict) and "name" in i for i in value)
+
+
+def merge(base: Any, over: Any) -> Any:
+    """Merge `over` onto `base` by the rules in this module's docstring."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = LMap(loc=getattr(base, "loc", None))
+        for key, value in base.items():
+            out[key] = value
+            if isinstance(base, LMap) and key in base.locs:
+                out.locs[key] = base.locs[key]
+        for key, value in over.items():
+            key_loc = over.locs.get(key) if isinstance(over, LMap) else None
+            if value is None:
+                out.pop(key, None)
+                out.locs.pop(key, None)
+                continue
+            out[key] = merge(out[key], value) if key in out else _strip_directives(value)
+            if key_loc:
+                out.locs[key] = key_loc
+        return out
+    if _is_named_list(base) and _is_named_list(over):
+        return _merge_named(base, over)
+    return _strip_directives(over)
+
+
+def _merge_named(base: list, over: list) -> LSeq:
+    items: dict[Any, tuple[Any, Loc | None]] = {}
+    for index, item in enumerate(base):
+        items[item["name"]] = (item, _item_loc(base, index))
+    for index, item in enumerate(over):
+        key = item["name"]
+        if item.get(DELETE) is True:
+            items.pop(key, None)
+            continue
+        merged = merge(items[key][0], item) if key in items else _strip_directives(item)
+        items[key] = (merged, _item_loc(over, index))
+    out = LSeq(loc=getattr(over, "loc", None))
+    for item, loc in items.values():
+        out.append(item)
+        out.locs.append(loc)
+    return out
+
+
+def _item_loc(seq: list, index: int) -> Loc | None:
+    return seq.locs[index] if isinstance(seq, LSeq) and index < len(seq.locs) else None
+
+
+def _strip_directives(value: Any) -> Any:
+    """A value that lands without a base must not carry merge directives either."""
+    if isinstance(value, LMap):
+        out = LMap(loc=value.loc)
+        for key, item in value.items():
+            if key != DELETE:
+                out[key] = _strip_directives(item)
+                if key in value.locs:
+                    out.locs[key] = value.locs[key]
+        return out
+    if isinstance(value, LSeq):
+        seq = LSeq(loc=value.loc)
+        for item, loc in zip(value, value.locs):
+            if not (isinstance(item, dict) and item.get(DELETE) is True):
+                seq.append(_strip_directives(item))
+                seq.locs.append(loc)
+        return seq
+    return value
+
+
+def to_plain(value: Any) -> Any:
+    """Located containers to plain dict/list (for pydantic and for comparisons)."""
+    if isinstance(value, dict):
+        return {k: to_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_plain(v) for v in value]
+    return value
