@@ -12,7 +12,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 
-from plinth.plan import SECRET, Plan, Resource
+from plinth.plan import Plan, Resource
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 MANIFEST = ".plinth-rendered"
@@ -33,11 +33,17 @@ def kubernetes_objects(plan: Plan) -> list[tuple[Resource, dict]]:
 
 
 def redact(obj: dict) -> dict:
-    """A Kubernetes object safe to print: Secret payloads replaced by the placeholder."""
+    """A Kubernetes object safe to print: Secret payloads removed and the removal annotated."""
     if obj.get("kind") != "Secret":
         return obj
-    return {k: ({key: SECRET for key in v} if k in ("data", "stringData") and isinstance(v, dict) else v)
-            for k, v in obj.items()}
+    payload = sorted(k for k in ("data", "stringData") if k in obj)
+    if not payload:
+        return obj
+    out = {k: v for k, v in obj.items() if k not in payload}
+    meta = dict(out.get("metadata", {}))
+    meta["annotations"] = {**meta.get("annotations", {}), "plinth.dev/redacted": ",".join(payload)}
+    out["metadata"] = meta
+    return out
 
 
 def top_component(plan: Plan, res: Resource) -> str:

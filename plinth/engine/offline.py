@@ -9,7 +9,9 @@ inputs resolve and values only a deployment knows stay unknown.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
@@ -25,6 +27,13 @@ from plinth.program import StackSecrets, build_platform
 from plinth.spec.models import PlatformSpec
 
 PROJECT = "plinth"
+_THREAD_LOOPS: set[asyncio.AbstractEventLoop] = set()
+
+
+@atexit.register
+def _close_thread_loops() -> None:
+    for loop in _THREAD_LOOPS:
+        loop.close()
 
 
 class _EchoMocks(pulumi_mocks.Mocks):
@@ -41,7 +50,6 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: pulumi_mocks.Mocks):
         super().__init__(mocks)
         self.records: list[Resource] = []
-        self.thread_loops: set[asyncio.AbstractEventLoop] = set()
         self._lock = threading.Lock()
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
@@ -52,12 +60,12 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         return f"urn:pulumi:{pulumi.get_stack()}::{pulumi.get_project()}::{type_}::{name}"
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
-        # The SDK calls the monitor from worker threads, each with an event loop of
-        # its own; keep them so they are closed when the run ends, not at exit.
-        loop = _ensure_event_loop()
+        # The SDK calls the monitor from pooled worker threads, each with an event
+        # loop of its own that later runs reuse; close them once, at exit, rather
+        # than letting the interpreter's teardown trip over them.
         if threading.current_thread() is not threading.main_thread():
             with self._lock:
-                self.thread_loops.add(loop)
+                _THREAD_LOOPS.add(_ensure_event_loop())
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             record = Resource(
@@ -98,12 +106,20 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def plan(spec: PlatformSpec, source: str, stack: str = "offline") -> Plan:
-    """Run the program offline and return what it declares."""
+def record(program: Callable[[], None], stack: str = "offline", config: dict[str, str] | None = None,
+           secret_keys: tuple[str, ...] = ()) -> tuple[Resource, ...]:
+    """Run `program` under the mock runtime with the given stack config; every registration, by URN."""
     monitor = _RecordingMonitor(_EchoMocks())
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor)
+    pulumi.runtime.set_all_config(config or {}, list(secret_keys))
     SETTINGS.rpc_manager.clear()
     SETTINGS.outputs.clear()
+    _sync_await(run_pulumi_func(program))
+    return tuple(sorted(monitor.records, key=lambda r: r.urn))
+
+
+def plan(spec: PlatformSpec, source: str, stack: str = "offline") -> Plan:
+    """Run the platform program offline and return what it declares."""
 
     def program() -> None:
         # The offline engine never reads real secrets: a secret placeholder stands in.
@@ -111,14 +127,4 @@ def plan(spec: PlatformSpec, source: str, stack: str = "offline") -> Plan:
         password = pulumi.Output.secret(SECRET) if mirror and mirror.pull_secret else None
         build_platform(spec, StackSecrets(mirror_password=password))
 
-    try:
-        _sync_await(run_pulumi_func(program))
-    finally:
-        for loop in monitor.thread_loops:
-            loop.close()
-    return Plan(
-        platform=spec.metadata.name,
-        environment=spec.metadata.environment,
-        source=source,
-        resources=tuple(sorted(monitor.records, key=lambda r: r.urn)),
-    )
+    return Plan(spec.metadata.name, spec.metadata.environment, source, record(program, stack))

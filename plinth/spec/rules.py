@@ -42,16 +42,6 @@ def check_rules(spec: PlatformSpec) -> list[Violation]:
     return [v for rule in RULES for v in rule(spec)]
 
 
-def unique_names(spec: PlatformSpec) -> Iterator[Violation]:
-    for key, items in (("teams", spec.teams), ("models", spec.serving.models)):
-        seen = Counter(item.name for item in items)
-        loc_prefix = ("teams",) if key == "teams" else ("serving", "models")
-        for index, item in enumerate(items):
-            if seen[item.name] > 1:
-                yield Violation((*loc_prefix, index, "name"), f"duplicate name {item.name!r}", "unique-names",
-                                "give every item a distinct name")
-
-
 def reserved_namespaces(spec: PlatformSpec) -> Iterator[Violation]:
     for index, team in enumerate(spec.teams):
         if team.name in RESERVED_NAMESPACES:
@@ -157,4 +147,4 @@ def available_modules(spec: PlatformSpec) -> Iterator[Violation]:
                         "built yet", "module-available", "leave serving.models empty for now")
 
 
-RULES = (unique_names, reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, available_modules)
+RULES = (reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, available_modules)

@@ -7,7 +7,7 @@ the merged spec still points at the right file and line.
 
 Merge rules (blueprint `extends:` and stack overrides use the same ones):
 - maps deep-merge key by key;
-- lists whose items are all maps with a `name` merge by name (new names are
+- lists whose items are all maps with a string `name` merge by name (new names are
   appended; an item `{name: x, $delete: true}` removes x);
 - any other value (scalars, plain lists) is replaced;
 - a key set to null (`~`) is deleted.
@@ -91,6 +91,7 @@ def _locate(node: Any, name: str, loc: Loc) -> Any:
             item_loc = Loc(name, line + 1, col + 1)
             seq.append(_locate(value, name, item_loc))
             seq.locs.append(item_loc)
+        _reject_duplicate_names(seq)
         return seq
     if hasattr(node, "value") and type(node).__module__.startswith("ruamel"):
         return node.value  # tagged / formatted scalars
@@ -105,8 +106,23 @@ def _locate(node: Any, name: str, loc: Loc) -> Any:
     return node
 
 
+def _reject_duplicate_names(seq: LSeq) -> None:
+    """Named lists merge by name, so one list naming an item twice is ambiguous."""
+    if not _is_named_list(seq):
+        return
+    first: dict[Any, Loc | None] = {}
+    for item, loc in zip(seq, seq.locs):
+        key = item["name"]
+        if key in first:
+            where = first[key]
+            raise SpecInvalid([SpecError(loc, "", f"duplicate name {key!r} in this list "
+                                         f"(first at line {where.line if where else '?'})")])
+        first[key] = loc
+
+
 def _is_named_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(i, dict) and "name" in i for i in value)
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(i, dict) and isinstance(i.get("name"), str) for i in value)
 
 
 def merge(base: Any, over: Any) -> Any:
@@ -156,17 +172,18 @@ def _item_loc(seq: list, index: int) -> Loc | None:
 
 def _strip_directives(value: Any) -> Any:
     """A value that lands without a base must not carry merge directives either."""
-    if isinstance(value, LMap):
-        out = LMap(loc=value.loc)
+    if isinstance(value, dict):
+        out = LMap(loc=getattr(value, "loc", None))
+        locs = getattr(value, "locs", {})
         for key, item in value.items():
             if key != DELETE:
                 out[key] = _strip_directives(item)
-                if key in value.locs:
-                    out.locs[key] = value.locs[key]
+                if key in locs:
+                    out.locs[key] = locs[key]
         return out
-    if isinstance(value, LSeq):
-        seq = LSeq(loc=value.loc)
-        for item, loc in zip(value, value.locs):
+    if isinstance(value, list):
+        seq = LSeq(loc=getattr(value, "loc", None))
+        for item, loc in zip(value, getattr(value, "locs", [None] * len(value))):
             if not (isinstance(item, dict) and item.get(DELETE) is True):
                 seq.append(_strip_directives(item))
                 seq.locs.append(loc)

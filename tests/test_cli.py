@@ -1,0 +1,87 @@
+"""The `plinth` command as users run it: exit codes, output, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import MINIMAL, ROOT
+
+PLINTH = [str(Path(sys.executable).parent / "plinth")]
+
+
+def plinth(*args, cwd=ROOT):
+    return subprocess.run([*PLINTH, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PLINTH_DEBUG": ""})
+
+
+def test_plan_with_no_arguments_plans_the_minimal_blueprint():
+    result = plinth("plan")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("platform minimal (dev) from blueprints/minimal.yaml: 28 resources in 4 components")
+    assert "Namespace fraud" in result.stdout and "planned in" in result.stdout
+    assert result.stderr == ""
+
+
+def test_plan_json_and_out_dir(tmp_path):
+    result = plinth("plan", "--stack", "prod", "--json", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["source"] == "stack:prod" and doc["environment"] == "prod"
+    assert (tmp_path / "plan.json").read_text() == result.stdout
+
+
+def test_invalid_spec_exits_2_with_located_errors(write):
+    write("base.yaml", MINIMAL)
+    write("bad.yaml", "extends: base.yaml\nteams:\n  - name: fraud\n    quota: {gpu: four}\n")
+    result = plinth("plan", "bad.yaml", cwd=Path.cwd())
+    assert result.returncode == 2
+    assert result.stderr == 'bad.yaml:4:13: teams[fraud].quota.gpu: expected a non-negative integer, got "four"\n1 error\n'
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("args", [["validate", "--stack", "nope"], ["plan", "--bogus"], ["validate", "missing.yaml"],
+                                  ["diff", "a.json"]])
+def test_bad_invocations_exit_2_without_traceback(args):
+    result = plinth(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and result.stderr.strip()
+
+
+def test_diff_reports_field_changes_and_exit_code(write):
+    old = write("old.yaml", MINIMAL)
+    new = write("new.yaml", MINIMAL.replace("gpu: 2", "gpu: 3"))
+    result = plinth("diff", str(old), str(new), "--exit-code", cwd=Path.cwd())
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines() == [
+        "~ ResourceQuota fraud/team-quota  (tenancy-fraud-quota)",
+        '    spec.hard.requests.nvidia.com/gpu: "2" -> "3"',
+        "0 added, 1 changed, 0 removed",
+    ]
+    same = plinth("diff", str(old), str(old), "--exit-code", cwd=Path.cwd())
+    assert (same.returncode, same.stdout) == (0, "no changes\n")
+
+
+def test_diff_between_stacks_and_plan_files(tmp_path):
+    plinth("plan", "--stack", "dev", "--out", str(tmp_path))
+    result = plinth("diff", str(tmp_path / "plan.json"), "stack:prod")
+    assert result.returncode == 0
+    assert "+ Namespace recsys  (tenancy-recsys-namespace)" in result.stdout
+    assert "- RoleBinding fraud/plinth:viewer  (tenancy-fraud-viewer)" in result.stdout
+
+
+def test_render_writes_one_file_per_component_and_replaces_stale_files(tmp_path):
+    (tmp_path / "keep.txt").write_text("not ours")
+    assert plinth("render", "--out", str(tmp_path)).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".plinth-rendered", "keep.txt", "tenancy.yaml"]
+
+
+def test_schema_prints_json_schema():
+    result = plinth("schema")
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["properties"]["teams"]["type"] == "array"

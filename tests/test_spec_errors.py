@@ -1,0 +1,148 @@
+"""Bad input: every malformed spec gets exact messages naming file, line, column and field."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import MINIMAL
+from plinth.spec.errors import SpecInvalid
+from plinth.spec.load import load_spec
+
+# name: (bad.yaml text, the exact error lines). base.yaml is conftest.MINIMAL.
+CASES = {
+    "gpu_not_a_number": (
+        'extends: base.yaml\nteams:\n  - name: fraud\n    quota:\n      gpu: four\n',
+        ['bad.yaml:5:7: teams[fraud].quota.gpu: expected a non-negative integer, got "four"'],
+    ),
+    "typo_suggests_field": (
+        'extends: base.yaml\nteams:\n  - name: fraud\n    quotas: {gpu: 1}\n',
+        ["bad.yaml:4:5: teams[fraud].quotas: unknown field; did you mean 'quota'?"],
+    ),
+    "environment_literal": (
+        'extends: base.yaml\nmetadata:\n  environment: production\n',
+        ['bad.yaml:3:3: metadata.environment: expected \'dev\', \'staging\' or \'prod\', got "production"'],
+    ),
+    "unknown_target_type": (
+        'extends: base.yaml\ntarget:\n  type: aks\n',
+        ['bad.yaml:3:3: target.type: expected one of \'existing\', \'eks\', \'gke\', got "aks"'],
+    ),
+    "eks_missing_region": (
+        'extends: base.yaml\ntarget:\n  type: eks\n  nodePools:\n    - name: cpu\n      instanceType: m7i.2xlarge\n',
+        ['bad.yaml:2:1: target.region: required field is missing'],
+    ),
+    "invalid_yaml": (
+        'extends: base.yaml\nteams:\n  - name: fraud\n   quota: {}\n',
+        ["bad.yaml:4:4: invalid YAML: while parsing a block collection expected <block end>, but found '<block mapping start>'"],
+    ),
+    "unsupported_kubernetes": (
+        'extends: base.yaml\nkubernetes:\n  version: "1.20"\n',
+        ['bad.yaml:3:3: kubernetes.version: expected a supported Kubernetes minor version (1.32, 1.33, 1.34, 1.35), got "1.20"'],
+    ),
+    "extends_cycle": (
+        'extends: bad.yaml\n',
+        ['bad.yaml:1:1: extends: blueprints extend each other in a cycle: bad.yaml -> bad.yaml'],
+    ),
+    "extends_missing": (
+        'extends: nowhere.yaml\n',
+        ["bad.yaml:1:1: extends: blueprint 'nowhere.yaml' not found"],
+    ),
+    "model_unknown_team": (
+        'extends: base.yaml\nserving:\n  models:\n    - name: scorer\n      team: risk\n      runtime: triton\n      modelRepository: s3://models\n      stable: {version: "1"}\n',
+        ['bad.yaml:3:3: serving.models: model serving is described by the spec but its module is not built yet [rule module-available; fix: leave serving.models empty for now]', "bad.yaml:5:7: serving.models[scorer].team: team 'risk' is not defined [rule model-team-exists; fix: add a team named 'risk' under teams, or fix the name]"],
+    ),
+    "duplicate_team": (
+        'extends: base.yaml\nteams:\n  - name: search\n  - name: search\n',
+        ["bad.yaml:4:5: duplicate name 'search' in this list (first at line 3)"],
+    ),
+    "wildcard_group": (
+        'extends: base.yaml\nrbac:\n  platformAdminGroup: "*"\n',
+        ['bad.yaml:3:3: rbac.platformAdminGroup: expected a named identity-provider group; \'*\' and \'system:\' groups are not allowed, got "*"'],
+    ),
+    "pods_zero": (
+        'extends: base.yaml\nteams:\n  - name: fraud\n    quota:\n      pods: 0\n',
+        ['bad.yaml:5:7: teams[fraud].quota.pods: expected a positive integer, got 0'],
+    ),
+    "not_a_mapping": (
+        '- just\n- a list\n',
+        ['bad.yaml:1:1: expected a mapping (the platform spec) at the top level'],
+    ),
+    "duplicate_key": (
+        'extends: base.yaml\nrbac:\n  platformAdminGroup: a\n  platformAdminGroup: b\n',
+        ['bad.yaml:4:3: invalid YAML: while constructing a mapping found duplicate key "platformAdminGroup" with value "b" (original value: "a")'],
+    ),
+    "missing_required": (
+        'apiVersion: plinth.dev/v1alpha1\nkind: Platform\nmetadata:\n  name: x\n  costCenter: c\ntarget:\n  type: existing\n',
+        ['bad.yaml:1:1: rbac: required field is missing', 'bad.yaml:3:1: metadata.environment: required field is missing'],
+    ),
+    "prod_rules": (
+        'extends: base.yaml\nmetadata:\n  environment: prod\nsecrets:\n  vault: {enabled: true}\ntesting:\n  skipAwait: true\n',
+        ['bad.yaml:5:3: secrets.vault.ha: prod requires Vault in HA mode [rule prod-vault-ha; fix: set secrets.vault.ha: true]', 'bad.yaml:5:11: secrets.vault.enabled: Vault is described by the spec but its module is not built yet [rule module-available; fix: set enabled: false for now]', 'bad.yaml:7:3: testing.skipAwait: skipAwait is for throw-away test clusters, not prod [rule prod-no-test-options; fix: remove testing.skipAwait]'],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_spec_reports_exact_errors(name, write):
+    text, expected = CASES[name]
+    write("base.yaml", MINIMAL)
+    bad = write("bad.yaml", text)
+    with pytest.raises(SpecInvalid) as caught:
+        load_spec(bad)
+    assert [str(e) for e in caught.value.errors] == expected
+
+
+def test_all_errors_are_reported_at_once(write):
+    write("base.yaml", MINIMAL)
+    bad = write("bad.yaml", """\
+        extends: base.yaml
+        metadata:
+          environment: qa
+        teams:
+          - name: fraud
+            quota: {gpu: -1, cpu: lots}
+        """)
+    with pytest.raises(SpecInvalid) as caught:
+        load_spec(bad)
+    assert [e.path for e in caught.value.errors] == [
+        "metadata.environment", "teams[fraud].quota.gpu", "teams[fraud].quota.cpu"]  # in file order
+
+
+def test_stack_rejects_unknown_plinth_keys(write):
+    write("blueprints/base.yaml", MINIMAL)
+    write("stacks/Pulumi.dev.yaml", """\
+        config:
+          plinth:blueprint: blueprints/base.yaml
+          plinth:overides: {}
+          aws:region: eu-west-1
+        """)
+    from pathlib import Path
+
+    from plinth.spec.load import read_stack
+
+    with pytest.raises(SpecInvalid) as caught:
+        read_stack(Path.cwd(), "dev")
+    assert [str(e) for e in caught.value.errors] == [
+        "stacks/Pulumi.dev.yaml:3:3: config.plinth:overides: unknown key (allowed: plinth:blueprint, "
+        "plinth:overrides, plinth:mirrorPassword)"]
+
+
+def test_stack_overrides_point_at_the_stack_file(write):
+    write("blueprints/base.yaml", MINIMAL)
+    write("stacks/Pulumi.dev.yaml", """\
+        config:
+          plinth:blueprint: blueprints/base.yaml
+          plinth:overrides:
+            teams:
+              - name: fraud
+                quota:
+                  memory: lots
+        """)
+    from pathlib import Path
+
+    from plinth.spec.load import load_stack_spec
+
+    with pytest.raises(SpecInvalid) as caught:
+        load_stack_spec(Path.cwd(), "dev")
+    assert [str(e) for e in caught.value.errors] == [
+        'stacks/Pulumi.dev.yaml:7:11: teams[fraud].quota.memory: expected a Kubernetes quantity such as '
+        '500m, 4, 16Gi, got "lots"']
