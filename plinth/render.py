@@ -46,8 +46,8 @@ def redact(obj: dict) -> dict:
     return out
 
 
-def top_component(plan: Plan, res: Resource) -> str:
-    by_urn = plan.by_urn()
+def top_component(by_urn: dict[str, Resource], res: Resource) -> str:
+    """Name of the resource's outermost component (one rendered file per component)."""
     node = res
     while node.parent and node.parent in by_urn:
         node = by_urn[node.parent]
@@ -59,13 +59,14 @@ def render(plan: Plan, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_previous(out_dir)
     files: dict[str, list[str]] = {}
+    by_urn = plan.by_urn()
     for res, obj in kubernetes_objects(plan):
-        files.setdefault(f"{top_component(plan, res)}.yaml", []).append(_sort_key(obj) + _dump(_ordered(obj)))
+        files.setdefault(f"{top_component(by_urn, res)}.yaml", []).append(_sort_key(obj) + _dump(_ordered(obj)))
     for res in plan.resources:
         if res.type == HELM_RELEASE:
             release = {k: res.inputs.get(k) for k in ("name", "namespace", "chart", "version", "repositoryOpts")}
             release["values"] = res.inputs.get("values", {})
-            files[f"helm/{top_component(plan, res)}-{res.name}.yaml"] = [_dump(release)]
+            files[f"helm/{top_component(by_urn, res)}-{res.name}.yaml"] = [_dump(_sorted(release))]
     written = []
     for name, docs in sorted(files.items()):
         path = out_dir / name
@@ -93,8 +94,18 @@ def _sort_key(obj: dict) -> str:
 
 
 def _ordered(obj: dict) -> dict:
+    """apiVersion, kind, metadata first; every other mapping in sorted key order."""
+    obj = _sorted(obj)
     head = {k: obj[k] for k in ("apiVersion", "kind", "metadata") if k in obj}
-    return {**head, **{k: v for k, v in sorted(obj.items()) if k not in head}}
+    return {**head, **{k: v for k, v in obj.items() if k not in head}}
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted(v) for k, v in sorted(value.items())}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
 
 
 def _dump(doc: Any) -> str:

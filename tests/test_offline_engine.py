@@ -1,0 +1,65 @@
+"""The offline engine records what a program declares, with honest placeholders."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from plinth.engine.offline import record
+from plinth.plan import SECRET, UNKNOWN, Plan, Resource, diff_plans
+from plinth.render import render
+
+
+def test_values_only_a_deployment_knows_are_placeholders_not_fakes():
+    def program():
+        provider = k8s.Provider("k8s")
+        k8s.core.v1.ConfigMap("cm", metadata={"name": "cm"},
+                              data={"providerId": provider.id, "token": pulumi.Output.secret("t0ken")},
+                              opts=pulumi.ResourceOptions(provider=provider))
+
+    (cm,) = [r for r in record(program) if r.name == "cm"]
+    assert cm.inputs["data"] == {"providerId": UNKNOWN, "token": SECRET}
+    assert cm.provider.endswith("::pulumi:providers:kubernetes::k8s")
+
+
+def test_urns_chain_parent_types_like_the_real_engine():
+    class Outer(pulumi.ComponentResource):
+        def __init__(self, name):
+            super().__init__("test:index:Outer", name)
+            Inner("inner", pulumi.ResourceOptions(parent=self))
+
+    class Inner(pulumi.ComponentResource):
+        def __init__(self, name, opts):
+            super().__init__("test:index:Inner", name, None, opts)
+            k8s.core.v1.Namespace("ns", metadata={"name": "ns"}, opts=pulumi.ResourceOptions(parent=self))
+
+    urns = {r.name: r.urn for r in record(lambda: Outer("outer"), stack="dev")}
+    assert urns["ns"] == "urn:pulumi:dev::plinth::test:index:Outer$test:index:Inner$kubernetes:core/v1:Namespace::ns"
+
+
+def test_render_writes_helm_release_values_and_strips_secret_payloads(tmp_path):
+    release = Resource(urn="urn:pulumi:s::plinth::plinth:x:X$kubernetes:helm.sh/v3:Release::vault", name="vault",
+                       type="kubernetes:helm.sh/v3:Release", parent="urn:pulumi:s::plinth::plinth:x:X::secrets",
+                       custom=True, inputs={"chart": "vault", "version": "0.34.1", "namespace": "vault",
+                                            "values": {"server": {"ha": {"enabled": True}}}})
+    component = Resource(urn="urn:pulumi:s::plinth::plinth:x:X::secrets", type="plinth:x:X", name="secrets",
+                         parent=None, custom=False)
+    secret = Resource(urn="urn:pulumi:s::plinth::plinth:x:X$kubernetes:core/v1:Secret::s", name="s",
+                      type="kubernetes:core/v1:Secret", parent=component.urn, custom=True,
+                      inputs={"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": SECRET})
+    files = render(Plan("p", "dev", "test", (component, release, secret)), tmp_path)
+    assert [f.relative_to(tmp_path).as_posix() for f in files] == ["helm/secrets-vault.yaml", "secrets.yaml"]
+    assert "version: 0.34.1" in files[0].read_text() and "enabled: true" in files[0].read_text()
+    assert files[1].read_text() == ("apiVersion: v1\nkind: Secret\nmetadata:\n  annotations:\n"
+                                    "    plinth.dev/redacted: stringData\n  name: s\n")
+
+
+def test_plan_json_round_trips_and_diff_sees_field_changes():
+    def program(gpu):
+        return lambda: k8s.core.v1.ResourceQuota("q", metadata={"name": "q"}, spec={"hard": {"pods": "1", "g": gpu}})
+
+    old = Plan("p", "dev", "a", record(program("1")))
+    new = Plan("p", "dev", "b", record(program("2")))
+    assert Plan.from_json(old.to_json()) == old
+    (change,) = diff_plans(old, new)
+    assert (change.kind, change.fields) == ("changed", (("spec.hard.g", "1", "2"),))
