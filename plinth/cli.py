@@ -69,7 +69,14 @@ def _plan(blueprint: Path | None, stack: str | None):
     from plinth.engine.offline import plan
 
     started = time.perf_counter()
-    result = plan(spec, source, stack=stack or "offline")
+    if not sys.stderr.isatty():
+        return plan(spec, source, stack=stack or "offline"), time.perf_counter() - started
+    from rich.console import Console
+
+    # Large platforms take a while offline: show a live count on the terminal.
+    with Console(stderr=True).status(f"planning {source}") as status:
+        result = plan(spec, source, stack=stack or "offline",
+                      progress=lambda n: status.update(f"planning {source}: {n} resources"))
     return result, time.perf_counter() - started
 
 

@@ -47,8 +47,9 @@ class _EchoMocks(pulumi_mocks.Mocks):
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: pulumi_mocks.Mocks):
+    def __init__(self, mocks: pulumi_mocks.Mocks, progress: Callable[[int], None] | None = None):
         super().__init__(mocks)
+        self.progress = progress
         self.records: list[Resource] = []
         self._lock = threading.Lock()
 
@@ -81,6 +82,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             )
             with self._lock:
                 self.records.append(record)
+                if self.progress:
+                    self.progress(len(self.records))
         return response
 
 
@@ -107,9 +110,12 @@ def _clean(value: Any) -> Any:
 
 
 def record(program: Callable[[], None], stack: str = "offline", config: dict[str, str] | None = None,
-           secret_keys: tuple[str, ...] = ()) -> tuple[Resource, ...]:
-    """Run `program` under the mock runtime with the given stack config; every registration, by URN."""
-    monitor = _RecordingMonitor(_EchoMocks())
+           secret_keys: tuple[str, ...] = (), progress: Callable[[int], None] | None = None) -> tuple[Resource, ...]:
+    """Run `program` under the mock runtime with the given stack config; every registration, by URN.
+
+    `progress` is called with the running count of recorded resources.
+    """
+    monitor = _RecordingMonitor(_EchoMocks(), progress)
     pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor)
     pulumi.runtime.set_all_config(config or {}, list(secret_keys))
     SETTINGS.rpc_manager.clear()
@@ -118,7 +124,8 @@ def record(program: Callable[[], None], stack: str = "offline", config: dict[str
     return tuple(sorted(monitor.records, key=lambda r: r.urn))
 
 
-def plan(spec: PlatformSpec, source: str, stack: str = "offline") -> Plan:
+def plan(spec: PlatformSpec, source: str, stack: str = "offline",
+         progress: Callable[[int], None] | None = None) -> Plan:
     """Run the platform program offline and return what it declares."""
 
     def program() -> None:
@@ -127,4 +134,4 @@ def plan(spec: PlatformSpec, source: str, stack: str = "offline") -> Plan:
         password = pulumi.Output.secret(SECRET) if mirror and mirror.pull_secret else None
         build_platform(spec, StackSecrets(mirror_password=password))
 
-    return Plan(spec.metadata.name, spec.metadata.environment, source, record(program, stack))
+    return Plan(spec.metadata.name, spec.metadata.environment, source, record(program, stack, progress=progress))
