@@ -1,4 +1,4 @@
-"""Shared helpers: the repository root and writing small spec files."""
+"""Fixtures shared by every tier."""
 
 from __future__ import annotations
 
@@ -6,29 +6,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-BLUEPRINTS = sorted((ROOT / "blueprints").glob("*.yaml"))
-STACKS = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
-
-MINIMAL = """\
-apiVersion: plinth.dev/v1alpha1
-kind: Platform
-metadata:
-  name: test
-  environment: dev
-  costCenter: cc-1
-target:
-  type: existing
-rbac:
-  platformAdminGroup: admins
-teams:
-  - name: fraud
-    groups:
-      mlEngineer: [fraud-eng]
-    quota:
-      gpu: 2
-"""
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import BLUEPRINTS, ROOT, STACKS
+from support import BLUEPRINTS, ROOT, STACKS
 from plinth.engine.offline import plan
 from plinth.render import render
 from plinth.spec.load import load_spec, load_stack_spec

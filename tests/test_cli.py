@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MINIMAL, ROOT
+from support import MINIMAL, ROOT
 
 PLINTH = [str(Path(sys.executable).parent / "plinth")]
 

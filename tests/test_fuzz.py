@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from conftest import ROOT
+from support import ROOT
 from plinth.cli import main
 
 BASE = YAML(typ="safe").load((ROOT / "blueprints" / "minimal.yaml").read_text())

@@ -7,7 +7,7 @@ import runpy
 
 import pytest
 
-from conftest import ROOT
+from support import ROOT
 from plinth.engine.offline import plan, record
 from plinth.spec.load import load_spec
 

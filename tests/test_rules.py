@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ruamel.yaml import YAML
 
-from conftest import MINIMAL
+from support import MINIMAL
 from plinth.spec.models import PlatformSpec
 from plinth.spec.rules import check_rules
 from plinth.spec.yamltree import merge

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import MINIMAL
+from support import MINIMAL
 from plinth.spec.errors import SpecInvalid
 from plinth.spec.load import load_spec
 
