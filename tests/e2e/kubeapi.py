@@ -1,0 +1,124 @@
+"""A minimal Kubernetes REST client for the acceptance tier: discovery, server-side apply, get, delete.
+
+Standard library only (the tier must not depend on a client that hides what
+the API server says); authenticates with the client certificate from a
+kubeconfig.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+FIELD_MANAGER = "plinth-e2e"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: str, what: str):
+        self.status = status
+        super().__init__(f"{what}: HTTP {status}: {body[:500]}")
+
+
+@dataclass(frozen=True)
+class ApiResource:
+    group_version: str
+    plural: str
+    namespaced: bool
+
+
+class KubeApi:
+    def __init__(self, kubeconfig: Path):
+        config = YAML(typ="safe").load(kubeconfig.read_text())
+        cluster = config["clusters"][0]["cluster"]
+        user = config["users"][0]["user"]
+        self.server = cluster["server"].rstrip("/")
+        self._tmp = tempfile.TemporaryDirectory()
+        self._ssl = ssl.create_default_context(cafile=self._file(cluster, "certificate-authority", kubeconfig))
+        self._ssl.load_cert_chain(self._file(user, "client-certificate", kubeconfig),
+                                  self._file(user, "client-key", kubeconfig))
+        self._resources: dict[tuple[str, str], ApiResource] = {}
+
+    def _file(self, section: dict, key: str, kubeconfig: Path) -> str:
+        if f"{key}-data" in section:
+            path = Path(self._tmp.name) / key
+            path.write_bytes(base64.b64decode(section[f"{key}-data"]))
+            return str(path)
+        return str((kubeconfig.parent / section[key]).resolve())
+
+    def request(self, method: str, path: str, body: dict | None = None,
+                content_type: str = "application/json") -> dict:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.server + path, data=data, method=method,
+                                     headers={"Content-Type": content_type, "Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(req, context=self._ssl, timeout=30) as resp:
+                return json.loads(resp.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            raise ApiError(exc.code, exc.read().decode(errors="replace"), f"{method} {path}") from None
+
+    def resource(self, api_version: str, kind: str) -> ApiResource:
+        """Plural name and scope of a kind, from the server's discovery documents."""
+        if (api_version, kind) not in self._resources:
+            base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+            for item in self.request("GET", base)["resources"]:
+                if "/" not in item["name"]:
+                    self._resources[(api_version, item["kind"])] = ApiResource(
+                        api_version, item["name"], item["namespaced"])
+        return self._resources[(api_version, kind)]
+
+    def path(self, obj: dict, name: str | None = None) -> str:
+        res = self.resource(obj["apiVersion"], obj["kind"])
+        base = "/api/v1" if res.group_version == "v1" else f"/apis/{res.group_version}"
+        namespace = obj["metadata"].get("namespace")
+        scope = f"/namespaces/{namespace}" if res.namespaced and namespace else ""
+        name = name if name is not None else obj["metadata"]["name"]
+        return f"{base}{scope}/{res.plural}" + (f"/{name}" if name else "")
+
+    def apply(self, obj: dict) -> dict:
+        """Server-side apply (what the Pulumi Kubernetes provider does by default)."""
+        return self.request("PATCH", self.path(obj) + f"?fieldManager={FIELD_MANAGER}&force=true", obj,
+                            content_type="application/apply-patch+yaml")
+
+    def patch(self, obj: dict, change: dict, manager: str = "manual-edit") -> dict:
+        """A JSON merge patch under another field manager: what a person's `kubectl edit` does."""
+        return self.request("PATCH", self.path(obj) + f"?fieldManager={manager}", change,
+                            content_type="application/merge-patch+json")
+
+    def get(self, obj: dict) -> dict | None:
+        try:
+            return self.request("GET", self.path(obj))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def delete(self, obj: dict) -> None:
+        try:
+            self.request("DELETE", self.path(obj), {"propagationPolicy": "Background"})
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
+    def finalize_namespace(self, name: str) -> None:
+        """Do what the namespace controller would (there is no controller-manager here)."""
+        ns = self.get({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+        if ns is None:
+            return
+        ns["spec"]["finalizers"] = []
+        self.request("PUT", f"/api/v1/namespaces/{name}/finalize", ns)
+
+    def list_labelled(self, api_version: str, kind: str, selector: str) -> list[dict]:
+        res = self.resource(api_version, kind)
+        base = "/api/v1" if res.group_version == "v1" else f"/apis/{res.group_version}"
+        return self.request("GET", f"{base}/{res.plural}?labelSelector={selector}")["items"]
+
+    def close(self) -> None:
+        self._tmp.cleanup()

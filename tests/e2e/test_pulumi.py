@@ -1,0 +1,115 @@
+"""Acceptance through the real Pulumi engine: `pulumi up`, no-change preview, drift, edits, teardown.
+
+The CLI and language host are built from Go modules (toolchain/build.sh) and
+run Plinth's real program against the local kube-apiserver (no nodes, so the
+e2e stack sets the spec's `testing.skipAwait`). The Kubernetes resource
+provider must be supplied as PLINTH_KUBERNETES_PROVIDER (see
+toolchain/README.md): when it is missing, the tests that deploy are skipped
+with that reason, and only the engine-level checks run.
+
+The deploy tests form one story on one stack, in file order (up → no-change
+preview → plan agreement → drift → one-line edit → destroy); a failure in an
+early step fails the later ones with the same cause.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pulumi_cli import PulumiProject
+from plinth.engine.offline import plan
+from plinth.render import kubernetes_objects
+from plinth.spec.load import load_spec
+
+pytestmark = pytest.mark.e2e
+
+QUOTA = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "team-quota", "namespace": "fraud"}}
+
+
+def e2e_overrides(kubeconfig: str, **extra) -> dict:
+    return {"target": {"type": "existing", "kubeconfig": kubeconfig}, "testing": {"skipAwait": True}, **extra}
+
+
+@pytest.fixture(scope="module")
+def engine(toolchain, control_plane, tmp_path_factory):
+    """A project copy with an e2e stack over the minimal blueprint, initialised but not deployed."""
+    project = PulumiProject(toolchain, tmp_path_factory.mktemp("pulumi"), control_plane.kubeconfig_path)
+    project.write_stack(e2e_overrides(control_plane.kubeconfig_path))
+    project("stack", "init", project.stack)
+    yield project
+    # Leave nothing behind even when a step failed half-way.
+    project("destroy", "--yes", "--skip-preview", check=False)
+
+
+@pytest.fixture(scope="module")
+def deploy(engine, kubernetes_provider):
+    return engine("up", "--yes", "--skip-preview")
+
+
+def test_an_invalid_spec_fails_the_real_engine_with_its_file_and_line(toolchain, control_plane, tmp_path):
+    project = PulumiProject(toolchain, tmp_path, control_plane.kubeconfig_path)
+    project.write_stack(e2e_overrides(control_plane.kubeconfig_path, teams=[{"name": "fraud", "quota": {"gpu": "four"}}]))
+    project("stack", "init", project.stack)
+    run = project("preview", check=False)
+    assert run.rc != 0, run.text
+    assert "teams[fraud].quota.gpu" in run.out, run.text
+    assert "Pulumi.e2e.yaml:" in run.out, run.text
+    assert "Traceback" not in run.out, run.text
+
+
+def test_up_creates_every_object_in_the_api_server(deploy, engine, kube):
+    spec = load_spec(engine.dir / "blueprints" / "minimal.yaml")
+    objects = [obj for _, obj in kubernetes_objects(plan(spec, "e2e"))]
+    missing = [(o["kind"], o["metadata"]["name"]) for o in objects if kube.get(o) is None]
+    assert missing == []
+
+
+def test_preview_right_after_up_expects_no_changes(deploy, engine):
+    engine("preview", "--expect-no-changes")
+    engine("preview", "--refresh", "--expect-no-changes")
+
+
+def test_offline_plan_and_real_engine_agree_on_every_resource(deploy, engine):
+    state = json.loads(engine("stack", "export").out)["deployment"]["resources"]
+    real = {r["urn"] for r in state if r["type"] != "pulumi:pulumi:Stack"}
+    spec = load_spec(engine.dir / "blueprints" / "minimal.yaml",
+                     e2e_overrides(engine.kubeconfig))
+    offline = {r.urn for r in plan(spec, "e2e", stack=engine.stack).resources}
+    assert real == offline
+
+
+def test_a_manual_edit_is_reported_as_drift_and_repaired_by_up(deploy, engine, kube):
+    kube.patch(QUOTA, {"spec": {"hard": {"requests.nvidia.com/gpu": "64"}}})
+
+    drift = engine("preview", "--refresh", "--expect-no-changes", "--diff", check=False)
+    assert drift.rc != 0, drift.text
+    assert "team-quota" in drift.out and "requests.nvidia.com/gpu" in drift.out, drift.text
+
+    engine("up", "--refresh", "--yes", "--skip-preview")
+    assert kube.get(QUOTA)["spec"]["hard"]["requests.nvidia.com/gpu"] == "4"
+    engine("preview", "--expect-no-changes")
+
+
+def test_a_one_line_spec_change_previews_as_exactly_that_change(deploy, engine):
+    engine.write_stack(e2e_overrides(engine.kubeconfig, teams=[{"name": "fraud", "quota": {"gpu": 6}}]))
+    try:
+        steps = engine.preview_steps("--diff")
+    finally:
+        engine.write_stack(e2e_overrides(engine.kubeconfig))
+    assert [(s["op"], s["urn"].rsplit("::", 1)[1]) for s in steps] == [("update", "tenancy-fraud-quota")]
+    assert steps[0]["diffReasons"] == ["spec"]
+
+
+def test_destroy_leaves_nothing_of_plinth_behind(deploy, engine, kube):
+    engine("destroy", "--yes", "--skip-preview")
+    leftovers = [
+        (kind, o["metadata"]["name"])
+        for api_version, kind in [("v1", "Namespace"), ("rbac.authorization.k8s.io/v1", "ClusterRole"),
+                                  ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding")]
+        for o in kube.list_labelled(api_version, kind, "app.kubernetes.io/managed-by=plinth")
+        if o["metadata"].get("deletionTimestamp") is None
+    ]
+    assert leftovers == []
+    assert engine.resources() == set()

@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Build the e2e acceptance-tier toolchain from the Go module proxy only.
+#
+#   BIN=$(tests/e2e/toolchain/build.sh | tail -n1)
+#   tests/e2e/toolchain/build.sh --print-bin-dir   # no build: bin dir if complete, else rc 1
+#
+# Output: ${PLINTH_TOOLCHAIN_CACHE:-$HOME/.cache/plinth-toolchain}/<key>/bin with
+#   pulumi                          CLI      (pulumi-cli/ consumer module)
+#   pulumi-language-python          language host (pulumi-language-python/ module)
+#   pulumi-language-python-exec     shim script, copied from sdk/v3@<installed python SDK>
+#   pulumi-resource-pulumi-python   dynamic-provider shim script, same origin
+#   kube-apiserver                  (kube-apiserver/ module, version-stamped)
+#   kube-controller-manager         (same module; namespace deletion, SAs, GC)
+#   etcd                            (etcd/ module)
+# <key> encodes every version plus a hash of BUILD_REV and the consumer
+# modules' go.mod/go.sum, so a second run with the same key only checks files
+# and prints the bin dir (seconds).  Progress goes to stderr; the last stdout
+# line is the bin dir.
+#
+# Versions are pinned in the consumer go.mod files (single source of truth).
+# The Go module proxy reachable here does not serve everything (answers 403):
+#   * github.com/pulumi/pulumi/pkg/v3: newest zip served is v3.259.0 (the Python
+#     SDK is newer); the CLI speaks the same protocol, so the mismatch is fine.
+#   * github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3: not
+#     served at all; the last release that shipped the Python language host
+#     inside sdk/v3 (v3.68.0) is built instead, paired with the current exec shim.
+#   * github.com/pulumi/pulumi-kubernetes/provider/v4: not served at any version,
+#     so pulumi-resource-kubernetes is NOT built.  If you have a binary, set
+#     PLINTH_KUBERNETES_PROVIDER=/path/to/pulumi-resource-kubernetes and it is
+#     copied into the bin dir (on PATH it is used as an "ambient" plugin).
+#
+# Running pulumi against the local API server (tests/e2e/controlplane.py):
+#   PATH=$BIN:$VENV/bin:$PATH                    # CLI finds language host + plugins on PATH;
+#                                                # $VENV = the project's virtualenv (pulumi,
+#                                                # pulumi-kubernetes): the v3.68 language host
+#                                                # ignores Pulumi.yaml's `virtualenv` option
+#                                                # (newer CLIs send it over RPC) and runs the
+#                                                # first python3 on PATH (or $PULUMI_PYTHON_CMD)
+#   PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+#   PULUMI_SKIP_UPDATE_CHECK=true
+#   PULUMI_BACKEND_URL=file://<state dir>        # no Pulumi Cloud
+#   PULUMI_CONFIG_PASSPHRASE=test                # local secrets provider
+#   PULUMI_HOME=<dir>                            # optional: isolate ~/.pulumi
+#   KUBECONFIG=<controlplane.kubeconfig_path>    # or Provider(kubeconfig=...)
+#
+# Knobs: PYTHON (default python3; its installed `pulumi` picks the exec shim
+# version), PLINTH_TOOLCHAIN_CACHE, PLINTH_TOOLCHAIN_FORCE=1 (rebuild key),
+# GOCACHE/GOMODCACHE (go defaults), PLINTH_KUBERNETES_PROVIDER (see above).
+# Needs Go >= 1.26 (etcd v3.6.16's go.mod); GOTOOLCHAIN=local, no toolchain downloads.
+set -euo pipefail
+
+# Bump when build flags/steps change in a way the go.mod/go.sum files don't show.
+BUILD_REV=1
+PRINT_ONLY=0
+case "${1:-}" in
+  "") ;;
+  --print-bin-dir) PRINT_ONLY=1 ;;  # print the bin dir if it is complete, else exit 1; never builds
+  *) echo "usage: $0 [--print-bin-dir]" >&2; exit 2 ;;
+esac
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PYTHON=${PYTHON:-python3}
+CACHE_ROOT=${PLINTH_TOOLCHAIN_CACHE:-$HOME/.cache/plinth-toolchain}
+export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
+
+T0=$(date +%s)
+log() { echo "[toolchain +$(( $(date +%s) - T0 ))s] $*" >&2; }
+
+# version of module $2 required in consumer module dir $1
+modver() { awk -v m="$2" '{ if ($1 == "require") { $1 = ""; $0 = $0 } }
+  $1 == m && $2 ~ /^v/ { print $2; exit }' "$HERE/$1/go.mod"; }
+
+PULUMI_VERSION=$(modver pulumi-cli github.com/pulumi/pulumi/pkg/v3)
+LANGHOST_VERSION=$(modver pulumi-language-python github.com/pulumi/pulumi/sdk/v3)
+K8S_VERSION=$(modver kube-apiserver k8s.io/kubernetes)
+ETCD_VERSION=$(modver etcd go.etcd.io/etcd/server/v3)
+PY_SDK_VERSION=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("pulumi"))' 2>/dev/null || true)
+if [[ -z "$PY_SDK_VERSION" ]]; then
+  log "WARN: '$PYTHON' has no 'pulumi' package; exec shim taken from sdk/v3@$PULUMI_VERSION"
+  PY_SDK_VERSION=${PULUMI_VERSION#v}
+fi
+PY_K8S_VERSION=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("pulumi-kubernetes"))' 2>/dev/null || echo none)
+[[ "v$PY_SDK_VERSION" == "$PULUMI_VERSION" ]] ||
+  log "note: pulumi CLI $PULUMI_VERSION (newest on the proxy) vs Python SDK $PY_SDK_VERSION"
+
+for v in PULUMI_VERSION LANGHOST_VERSION K8S_VERSION ETCD_VERSION; do
+  [[ -n "${!v}" ]] || { log "ERROR: could not read $v from the consumer go.mod files"; exit 1; }
+done
+K8S_MINOR=${K8S_VERSION#v1.}; K8S_MINOR=${K8S_MINOR%%.*}
+
+GO_VERSION=$(go env GOVERSION)
+HASH=$( (echo "rev=$BUILD_REV"; cd "$HERE" && cat ./*/go.mod ./*/go.sum) | sha256sum | cut -c1-10)
+KEY="pulumi-${PULUMI_VERSION}_langpy-${LANGHOST_VERSION}_sdk-v${PY_SDK_VERSION}_k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_${GO_VERSION}_${HASH}"
+BIN="$CACHE_ROOT/$KEY/bin"
+
+ALL=(pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python
+     kube-apiserver kube-controller-manager etcd)
+if [[ "${PLINTH_TOOLCHAIN_FORCE:-0}" == 1 && $PRINT_ONLY == 0 ]]; then rm -rf "$CACHE_ROOT/$KEY"; fi
+have_all=1
+for b in "${ALL[@]}"; do [[ -x "$BIN/$b" ]] || have_all=0; done
+if [[ $have_all == 1 && -f "$CACHE_ROOT/$KEY/.complete" ]]; then
+  log "cache hit: $BIN"
+elif [[ $PRINT_ONLY == 1 ]]; then
+  log "not built yet: $BIN (run $0)"
+  exit 1
+else
+  mkdir -p "$BIN"
+  log "building into $BIN (go $GO_VERSION)"
+
+  # gobuild <name> <module dir> <package> [ldflags...]
+  gobuild() {
+    local name=$1 dir=$2 pkg=$3; shift 3
+    if [[ -x "$BIN/$name" ]]; then log "$name: present, skipped"; return; fi
+    local t=$(date +%s)
+    log "$name: go build $pkg"
+    (cd "$HERE/$dir" && go build -trimpath -ldflags "-s -w $*" -o "$BIN/.$name.tmp" "$pkg")
+    mv -f "$BIN/.$name.tmp" "$BIN/$name"
+    log "$name: done in $(( $(date +%s) - t ))s"
+  }
+
+  gobuild etcd etcd go.etcd.io/etcd/server/v3
+
+  K8S_LDFLAGS=(
+    "-X k8s.io/component-base/version.gitVersion=$K8S_VERSION"
+    "-X k8s.io/component-base/version.gitMajor=1"
+    "-X k8s.io/component-base/version.gitMinor=$K8S_MINOR"
+    "-X k8s.io/component-base/version.gitTreeState=clean"
+    "-X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
+    "-X k8s.io/client-go/pkg/version.gitMajor=1"
+    "-X k8s.io/client-go/pkg/version.gitMinor=$K8S_MINOR"
+    "-X k8s.io/client-go/pkg/version.gitTreeState=clean"
+  )
+  gobuild kube-apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "${K8S_LDFLAGS[@]}"
+  gobuild kube-controller-manager kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager "${K8S_LDFLAGS[@]}"
+
+  gobuild pulumi-language-python pulumi-language-python \
+    github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python \
+    "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$LANGHOST_VERSION"
+
+  gobuild pulumi pulumi-cli github.com/pulumi/pulumi/pkg/v3/cmd/pulumi \
+    "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_VERSION"
+
+  # Scripts shipped inside the sdk/v3 module at the installed Python SDK's version.
+  t=$(date +%s)
+  tmpd=$(mktemp -d)  # outside any module: `go mod download` must not touch our go.sum files
+  SDK_DIR=$(cd "$tmpd" && go mod download -json "github.com/pulumi/pulumi/sdk/v3@v$PY_SDK_VERSION" |
+    "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  rmdir "$tmpd"
+  install -m 0755 "$SDK_DIR/python/cmd/pulumi-language-python-exec" "$BIN/pulumi-language-python-exec"
+  install -m 0755 "$SDK_DIR/python/dist/pulumi-resource-pulumi-python" "$BIN/pulumi-resource-pulumi-python"
+  log "python shims from sdk/v3@v$PY_SDK_VERSION: done in $(( $(date +%s) - t ))s"
+
+  touch "$CACHE_ROOT/$KEY/.complete"
+  log "cache size: $(du -sh "$CACHE_ROOT/$KEY" | cut -f1)"
+fi
+
+# pulumi-resource-kubernetes: not obtainable from the proxy (see header).
+if [[ -n "${PLINTH_KUBERNETES_PROVIDER:-}" ]]; then
+  install -m 0755 "$PLINTH_KUBERNETES_PROVIDER" "$BIN/pulumi-resource-kubernetes"
+  log "pulumi-resource-kubernetes copied from $PLINTH_KUBERNETES_PROVIDER"
+elif [[ ! -x "$BIN/pulumi-resource-kubernetes" ]]; then
+  log "WARN: no pulumi-resource-kubernetes (python pulumi-kubernetes $PY_K8S_VERSION):" \
+      "provider/v4 is not served by the Go module proxy; kubernetes resources cannot be deployed"
+fi
+
+log "total ${SECONDS}s"
+echo "$BIN"
