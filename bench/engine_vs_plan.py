@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
+from binaries import toolchain_bin  # noqa: E402
 from controlplane import LocalControlPlane  # noqa: E402
 from pulumi_cli import PulumiProject  # noqa: E402
 
@@ -42,11 +43,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    build = subprocess.run([str(ROOT / "tests/e2e/toolchain/build.sh"), "--print-bin-dir"],
-                           capture_output=True, text=True)
-    if build.returncode != 0:
+    bin_dir = toolchain_bin()
+    if bin_dir is None:
         sys.exit("no toolchain: run tests/e2e/toolchain/build.sh first")
-    bin_dir = Path(build.stdout.split()[-1])
     if not (bin_dir / "pulumi-resource-kubernetes").is_file():
         sys.exit("no pulumi-resource-kubernetes in the toolchain (see tests/e2e/toolchain/README.md)")
 

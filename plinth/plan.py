@@ -134,18 +134,18 @@ def diff_plans(old: Plan, new: Plan) -> list[Change]:
     changes = [Change("removed", before[u]) for u in sorted(before.keys() - after.keys())]
     changes += [Change("added", after[u]) for u in sorted(after.keys() - before.keys())]
     for urn in sorted(before.keys() & after.keys()):
-        fields = tuple(_field_changes(before[urn].inputs, after[urn].inputs, ""))
+        fields = tuple(field_changes(before[urn].inputs, after[urn].inputs, ""))
         if fields:
             changes.append(Change("changed", after[urn], fields))
     order = {"removed": 0, "changed": 1, "added": 2}
     return sorted(changes, key=lambda c: (order[c.kind], c.resource.urn))
 
 
-def _field_changes(old: Any, new: Any, path: str):
+def field_changes(old: Any, new: Any, path: str):
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(old.keys() | new.keys()):
             sub = f"{path}.{key}" if path else key
-            yield from _field_changes(old.get(key, _MISSING), new.get(key, _MISSING), sub)
+            yield from field_changes(old.get(key, _MISSING), new.get(key, _MISSING), sub)
     elif old != new:
         yield (path, None if old is _MISSING else old, None if new is _MISSING else new)
 

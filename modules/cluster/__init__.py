@@ -30,6 +30,9 @@ class ExistingCluster(pulumi.ComponentResource):
                 context=args.context,
                 # Server-side apply: field managers make drift and conflicts visible.
                 enable_server_side_apply=True,
+                # The spec is authoritative for the fields Plinth sets: `pulumi up` takes them
+                # back from a hand edit (another field manager) instead of failing on the conflict.
+                enable_patch_force=True,
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )

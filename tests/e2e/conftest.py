@@ -2,31 +2,19 @@
 
 The binaries come from tests/e2e/toolchain/build.sh (built from Go modules,
 cached outside the repository). Without them these tests are skipped with
-the command to run; CI builds them first, so there they always run.
+the command to run; CI builds them first, so there they run -- all but the
+deploy steps, which also need pulumi-resource-kubernetes (see toolchain/README.md).
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from binaries import toolchain_bin
 from controlplane import LocalControlPlane
 from kubeapi import KubeApi
-
-TOOLCHAIN = Path(__file__).resolve().parent / "toolchain"
-
-
-def toolchain_bin() -> Path | None:
-    if os.environ.get("PLINTH_TOOLCHAIN_BIN"):
-        return Path(os.environ["PLINTH_TOOLCHAIN_BIN"])
-    # The cache key includes the Python SDK version of $PYTHON: ask with this interpreter.
-    result = subprocess.run([str(TOOLCHAIN / "build.sh"), "--print-bin-dir"], capture_output=True, text=True,
-                            env={**os.environ, "PYTHON": sys.executable})
-    return Path(result.stdout.strip().splitlines()[-1]) if result.returncode == 0 and result.stdout.strip() else None
 
 
 def require(*binaries: str, why: str = "run tests/e2e/toolchain/build.sh (or set PLINTH_TOOLCHAIN_BIN)") -> Path:

@@ -20,6 +20,7 @@ import pytest
 
 from pulumi_cli import PulumiProject
 from plinth.engine.offline import plan
+from plinth.plan import diff_plans, field_changes
 from plinth.render import kubernetes_objects
 from plinth.spec.load import load_spec
 
@@ -93,13 +94,22 @@ def test_a_manual_edit_is_reported_as_drift_and_repaired_by_up(deploy, engine, k
 
 
 def test_a_one_line_spec_change_previews_as_exactly_that_change(deploy, engine):
-    engine.write_stack(e2e_overrides(engine.kubeconfig, teams=[{"name": "fraud", "quota": {"gpu": 6}}]))
+    before = e2e_overrides(engine.kubeconfig)
+    after = e2e_overrides(engine.kubeconfig, teams=[{"name": "fraud", "quota": {"gpu": 6}}])
+    engine.write_stack(after)
     try:
-        steps = engine.preview_steps("--diff")
+        steps = engine.preview_steps()
     finally:
-        engine.write_stack(e2e_overrides(engine.kubeconfig))
+        engine.write_stack(before)
     assert [(s["op"], s["urn"].rsplit("::", 1)[1]) for s in steps] == [("update", "tenancy-fraud-quota")]
-    assert steps[0]["diffReasons"] == ["spec"]
+    real = list(field_changes(steps[0]["oldState"]["inputs"], steps[0]["newState"]["inputs"], ""))
+    assert real == [("spec.hard.requests.nvidia.com/gpu", "4", "6")]
+
+    # `plinth diff` of the two offline plans reports the same single change.
+    blueprint = engine.dir / "blueprints" / "minimal.yaml"
+    offline = diff_plans(plan(load_spec(blueprint, before), "e2e", stack=engine.stack),
+                         plan(load_spec(blueprint, after), "e2e", stack=engine.stack))
+    assert [(c.kind, c.resource.urn, list(c.fields)) for c in offline] == [("changed", steps[0]["urn"], real)]
 
 
 def test_destroy_leaves_nothing_of_plinth_behind(deploy, engine, kube):

@@ -46,7 +46,7 @@
 # Knobs: PYTHON (default python3; its installed `pulumi` picks the exec shim
 # version), PLINTH_TOOLCHAIN_CACHE, PLINTH_TOOLCHAIN_FORCE=1 (rebuild key),
 # GOCACHE/GOMODCACHE (go defaults), PLINTH_KUBERNETES_PROVIDER (see above).
-# Needs Go >= 1.26 (etcd v3.6.16's go.mod); GOTOOLCHAIN=local, no toolchain downloads.
+# Needs Go >= 1.26 (etcd v3.6.16's go.mod); GOTOOLCHAIN defaults to local (no toolchain downloads).
 set -euo pipefail
 
 # Bump when build flags/steps change in a way the go.mod/go.sum files don't show.
@@ -61,7 +61,7 @@ esac
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PYTHON=${PYTHON:-python3}
 CACHE_ROOT=${PLINTH_TOOLCHAIN_CACHE:-$HOME/.cache/plinth-toolchain}
-export GOFLAGS=-mod=mod GOTOOLCHAIN=local CGO_ENABLED=0
+export GOFLAGS=-mod=mod GOTOOLCHAIN=${GOTOOLCHAIN:-local} CGO_ENABLED=0
 
 T0=$(date +%s)
 log() { echo "[toolchain +$(( $(date +%s) - T0 ))s] $*" >&2; }
