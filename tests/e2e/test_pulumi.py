@@ -45,7 +45,7 @@ def engine(toolchain, control_plane, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def deploy(engine, kubernetes_provider):
+def deploy(kubernetes_provider, engine):
     return engine("up", "--yes", "--skip-preview")
 
 
