@@ -80,6 +80,10 @@ def short_type(token: str) -> str:
     return token.rsplit(":", 1)[-1]
 
 
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def tree_lines(plan: Plan) -> list[str]:
     """A readable tree: components with their resources and counts."""
     kids: dict[str | None, list[Resource]] = {}
@@ -90,8 +94,8 @@ def tree_lines(plan: Plan) -> list[str]:
         return sum(1 if r.custom else count(r.urn) for r in kids.get(urn, ()))
 
     lines = [f"platform {plan.platform} ({plan.environment}) from {plan.source}: "
-             f"{sum(r.custom for r in plan.resources)} resources in "
-             f"{sum(not r.custom for r in plan.resources)} components"]
+             f"{plural(sum(r.custom for r in plan.resources), 'resource')} in "
+             f"{plural(sum(not r.custom for r in plan.resources), 'component')}"]
 
     def walk(parent: str | None, indent: str) -> None:
         children = kids.get(parent, [])
@@ -101,7 +105,7 @@ def tree_lines(plan: Plan) -> list[str]:
             if res.custom:
                 lines.append(f"{indent}{branch}{short_type(res.type)} {_object_name(res)}")
             else:
-                lines.append(f"{indent}{branch}{res.type} {res.name} ({count(res.urn)} resources)")
+                lines.append(f"{indent}{branch}{res.type} {res.name} ({plural(count(res.urn), 'resource')})")
             walk(res.urn, indent + ("   " if last else "│  "))
 
     walk(None, "")
