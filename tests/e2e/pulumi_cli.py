@@ -98,6 +98,6 @@ class PulumiProject:
         }
 
     def preview_steps(self, *extra: str) -> list[dict]:
-        """The steps of `pulumi preview --json` other than 'same'."""
+        """The steps of `pulumi preview --json` that change something (not 'same', not 'refresh')."""
         run = self("preview", "--json", *extra)
-        return [s for s in json.loads(run.out[run.out.index("{"):])["steps"] if s["op"] != "same"]
+        return [s for s in json.loads(run.out[run.out.index("{"):])["steps"] if s["op"] not in ("same", "refresh")]

@@ -86,7 +86,9 @@ def test_a_manual_edit_is_reported_as_drift_and_repaired_by_up(deploy, engine, k
 
     drift = engine("preview", "--refresh", "--expect-no-changes", "--diff", check=False)
     assert drift.rc != 0, drift.text
-    assert "team-quota" in drift.out and "requests.nvidia.com/gpu" in drift.out, drift.text
+    assert "tenancy-fraud-quota" in drift.out and "requests.nvidia.com/gpu" in drift.out, drift.text
+    steps = engine.preview_steps("--refresh")
+    assert [(s["op"], s["urn"].rsplit("::", 1)[1]) for s in steps] == [("update", "tenancy-fraud-quota")]
 
     engine("up", "--refresh", "--yes", "--skip-preview")
     assert kube.get(QUOTA)["spec"]["hard"]["requests.nvidia.com/gpu"] == "4"
