@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from plinth.plan import plural
 from plinth.spec.errors import SpecError, SpecInvalid
 
 app = typer.Typer(
@@ -122,7 +123,7 @@ def render(
     files = render_plan(result, out)
     for path in files:
         typer.echo(str(path))
-    _err(f"rendered {len(files)} files to {out}")
+    _err(f"rendered {plural(len(files), 'file')} to {out}")
 
 
 @app.command()
@@ -176,8 +177,7 @@ def main() -> None:
     except SpecInvalid as exc:
         for error in exc.errors:
             _err(str(error))
-        count = len(exc.errors)
-        _err(f"{count} error{'s' if count != 1 else ''}")
+        _err(plural(len(exc.errors), "error"))
         sys.exit(2)
     except Exception as exc:
         if os.environ.get("PLINTH_DEBUG"):
