@@ -51,8 +51,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp, LocalControlPlane(bin_dir, Path(tmp) / "cp") as plane:
         project = PulumiProject(bin_dir, Path(tmp) / "pulumi", plane.kubeconfig_path)
-        project.write_stack({"target": {"type": "existing", "kubeconfig": plane.kubeconfig_path},
-                             "testing": {"skipAwait": True}})
+        project.write_stack(project.overrides())
         project("stack", "init", project.stack)
         rows = [("pulumi preview (fresh stack)", best_of(args.repeat, lambda: project("preview")))]
         up = project("up", "--yes", "--skip-preview")

@@ -46,6 +46,4 @@ def kubernetes_provider(toolchain) -> Path:
 
 @pytest.fixture
 def kube(control_plane):
-    api = KubeApi(Path(control_plane.kubeconfig_path))
-    yield api
-    api.close()
+    return KubeApi(control_plane.server, control_plane.ssl_context())

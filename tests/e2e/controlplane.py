@@ -332,7 +332,7 @@ class LocalControlPlane:
             # the service-account controller creating "default" proves it is working
             self._wait(
                 "kube-controller-manager",
-                lambda: self.request("GET", "/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
+                lambda: self._status("/api/v1/namespaces/default/serviceaccounts/default") == 200,
                 self.startup_timeout,
             )
 
@@ -362,23 +362,6 @@ class LocalControlPlane:
         ctx = ssl.create_default_context(cafile=self.ca_path)
         ctx.load_cert_chain(self.client_cert_path, self.client_key_path)
         return ctx
-
-    def request(self, method: str, path: str, body: Optional[dict] = None, timeout: float = 10):
-        """Raw API call as the admin user; returns (status, parsed JSON or text)."""
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.server + path, data=data, method=method)
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(req, context=self.ssl_context(), timeout=timeout) as r:
-                status, raw = r.status, r.read()
-        except urllib.error.HTTPError as e:
-            status, raw = e.code, e.read()
-        text = raw.decode("utf-8", "replace")
-        try:
-            return status, json.loads(text)
-        except ValueError:
-            return status, text
 
     # -- internals ---------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str]) -> None:

@@ -1,22 +1,17 @@
 """A minimal Kubernetes REST client for the acceptance tier: discovery, server-side apply, get, delete.
 
 Standard library only (the tier must not depend on a client that hides what
-the API server says); authenticates with the client certificate from a
-kubeconfig.
+the API server says); authenticates with the admin client certificate of the
+local control plane.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import ssl
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
-
-from ruamel.yaml import YAML
 
 FIELD_MANAGER = "plinth-e2e"
 
@@ -34,24 +29,15 @@ class ApiResource:
     namespaced: bool
 
 
-class KubeApi:
-    def __init__(self, kubeconfig: Path):
-        config = YAML(typ="safe").load(kubeconfig.read_text())
-        cluster = config["clusters"][0]["cluster"]
-        user = config["users"][0]["user"]
-        self.server = cluster["server"].rstrip("/")
-        self._tmp = tempfile.TemporaryDirectory()
-        self._ssl = ssl.create_default_context(cafile=self._file(cluster, "certificate-authority", kubeconfig))
-        self._ssl.load_cert_chain(self._file(user, "client-certificate", kubeconfig),
-                                  self._file(user, "client-key", kubeconfig))
-        self._resources: dict[tuple[str, str], ApiResource] = {}
+def api_base(group_version: str) -> str:
+    return "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
 
-    def _file(self, section: dict, key: str, kubeconfig: Path) -> str:
-        if f"{key}-data" in section:
-            path = Path(self._tmp.name) / key
-            path.write_bytes(base64.b64decode(section[f"{key}-data"]))
-            return str(path)
-        return str((kubeconfig.parent / section[key]).resolve())
+
+class KubeApi:
+    def __init__(self, server: str, tls: ssl.SSLContext):
+        self.server = server.rstrip("/")
+        self._ssl = tls
+        self._resources: dict[tuple[str, str], ApiResource] = {}
 
     def request(self, method: str, path: str, body: dict | None = None,
                 content_type: str = "application/json") -> dict:
@@ -67,20 +53,17 @@ class KubeApi:
     def resource(self, api_version: str, kind: str) -> ApiResource:
         """Plural name and scope of a kind, from the server's discovery documents."""
         if (api_version, kind) not in self._resources:
-            base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-            for item in self.request("GET", base)["resources"]:
+            for item in self.request("GET", api_base(api_version))["resources"]:
                 if "/" not in item["name"]:
                     self._resources[(api_version, item["kind"])] = ApiResource(
                         api_version, item["name"], item["namespaced"])
         return self._resources[(api_version, kind)]
 
-    def path(self, obj: dict, name: str | None = None) -> str:
+    def path(self, obj: dict) -> str:
         res = self.resource(obj["apiVersion"], obj["kind"])
-        base = "/api/v1" if res.group_version == "v1" else f"/apis/{res.group_version}"
         namespace = obj["metadata"].get("namespace")
         scope = f"/namespaces/{namespace}" if res.namespaced and namespace else ""
-        name = name if name is not None else obj["metadata"]["name"]
-        return f"{base}{scope}/{res.plural}" + (f"/{name}" if name else "")
+        return f"{api_base(res.group_version)}{scope}/{res.plural}/{obj['metadata']['name']}"
 
     def apply(self, obj: dict) -> dict:
         """Server-side apply (what the Pulumi Kubernetes provider does by default)."""
@@ -108,7 +91,7 @@ class KubeApi:
                 raise
 
     def finalize_namespace(self, name: str) -> None:
-        """Do what the namespace controller would (there is no controller-manager here)."""
+        """Finish a namespace's deletion now instead of waiting for the namespace controller."""
         ns = self.get({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
         if ns is None:
             return
@@ -117,8 +100,4 @@ class KubeApi:
 
     def list_labelled(self, api_version: str, kind: str, selector: str) -> list[dict]:
         res = self.resource(api_version, kind)
-        base = "/api/v1" if res.group_version == "v1" else f"/apis/{res.group_version}"
-        return self.request("GET", f"{base}/{res.plural}?labelSelector={selector}")["items"]
-
-    def close(self) -> None:
-        self._tmp.cleanup()
+        return self.request("GET", f"{api_base(res.group_version)}/{res.plural}?labelSelector={selector}")["items"]

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +46,6 @@ class PulumiProject:
     workdir: Path
     kubeconfig: str
     stack: str = "e2e"
-    log: list[Run] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.dir = self.workdir / "project"
@@ -73,6 +72,10 @@ class PulumiProject:
             "KUBECONFIG": self.kubeconfig,
         }
 
+    def overrides(self, **extra) -> dict:
+        """Stack overrides for the local API server: its kubeconfig, and no waiting for pods that never run."""
+        return {"target": {"type": "existing", "kubeconfig": self.kubeconfig}, "testing": {"skipAwait": True}, **extra}
+
     def write_stack(self, overrides: dict, blueprint: str = "blueprints/minimal.yaml") -> None:
         config = {"config": {"plinth:blueprint": blueprint, "plinth:overrides": overrides}}
         # JSON is YAML: the stack file needs no YAML writer.
@@ -83,19 +86,14 @@ class PulumiProject:
         proc = subprocess.run([str(self.bin_dir / "pulumi"), *args, "--non-interactive"], cwd=self.dir,
                               env=self.env, capture_output=True, text=True, timeout=timeout)
         run = Run(list(args), proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - t0)
-        self.log.append(run)
         if check and run.rc != 0:
             raise AssertionError(f"pulumi failed:\n{run.text}")
         return run
 
-    def resources(self) -> set[tuple[str, str]]:
-        """(type, name) of every resource in the stack's state, engine bookkeeping excluded."""
+    def urns(self) -> set[str]:
+        """The URN of every resource in the stack's state but the stack itself."""
         state = json.loads(self("stack", "export").out)
-        return {
-            (r["type"], r["urn"].rsplit("::", 1)[1])
-            for r in state["deployment"].get("resources", [])
-            if r["type"] != "pulumi:pulumi:Stack" and not r["type"].startswith("pulumi:providers:")
-        }
+        return {r["urn"] for r in state["deployment"].get("resources", []) if r["type"] != "pulumi:pulumi:Stack"}
 
     def preview_steps(self, *extra: str) -> list[dict]:
         """The steps of `pulumi preview --json` that change something (not 'same', not 'refresh')."""

@@ -14,7 +14,6 @@ early step fails the later ones with the same cause.
 
 from __future__ import annotations
 
-import json
 
 import pytest
 
@@ -29,15 +28,11 @@ pytestmark = pytest.mark.e2e
 QUOTA = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "team-quota", "namespace": "fraud"}}
 
 
-def e2e_overrides(kubeconfig: str, **extra) -> dict:
-    return {"target": {"type": "existing", "kubeconfig": kubeconfig}, "testing": {"skipAwait": True}, **extra}
-
-
 @pytest.fixture(scope="module")
 def engine(toolchain, control_plane, tmp_path_factory):
     """A project copy with an e2e stack over the minimal blueprint, initialised but not deployed."""
     project = PulumiProject(toolchain, tmp_path_factory.mktemp("pulumi"), control_plane.kubeconfig_path)
-    project.write_stack(e2e_overrides(control_plane.kubeconfig_path))
+    project.write_stack(project.overrides())
     project("stack", "init", project.stack)
     yield project
     # Leave nothing behind even when a step failed half-way.
@@ -51,7 +46,7 @@ def deploy(kubernetes_provider, engine):
 
 def test_an_invalid_spec_fails_the_real_engine_with_its_file_and_line(toolchain, control_plane, tmp_path):
     project = PulumiProject(toolchain, tmp_path, control_plane.kubeconfig_path)
-    project.write_stack(e2e_overrides(control_plane.kubeconfig_path, teams=[{"name": "fraud", "quota": {"gpu": "four"}}]))
+    project.write_stack(project.overrides(teams=[{"name": "fraud", "quota": {"gpu": "four"}}]))
     project("stack", "init", project.stack)
     run = project("preview", check=False)
     assert run.rc != 0, run.text
@@ -73,12 +68,9 @@ def test_preview_right_after_up_expects_no_changes(deploy, engine):
 
 
 def test_offline_plan_and_real_engine_agree_on_every_resource(deploy, engine):
-    state = json.loads(engine("stack", "export").out)["deployment"]["resources"]
-    real = {r["urn"] for r in state if r["type"] != "pulumi:pulumi:Stack"}
-    spec = load_spec(engine.dir / "blueprints" / "minimal.yaml",
-                     e2e_overrides(engine.kubeconfig))
+    spec = load_spec(engine.dir / "blueprints" / "minimal.yaml", engine.overrides())
     offline = {r.urn for r in plan(spec, "e2e", stack=engine.stack).resources}
-    assert real == offline
+    assert engine.urns() == offline
 
 
 def test_a_manual_edit_is_reported_as_drift_and_repaired_by_up(deploy, engine, kube):
@@ -96,8 +88,8 @@ def test_a_manual_edit_is_reported_as_drift_and_repaired_by_up(deploy, engine, k
 
 
 def test_a_one_line_spec_change_previews_as_exactly_that_change(deploy, engine):
-    before = e2e_overrides(engine.kubeconfig)
-    after = e2e_overrides(engine.kubeconfig, teams=[{"name": "fraud", "quota": {"gpu": 6}}])
+    before = engine.overrides()
+    after = engine.overrides(teams=[{"name": "fraud", "quota": {"gpu": 6}}])
     engine.write_stack(after)
     try:
         steps = engine.preview_steps()
@@ -124,4 +116,4 @@ def test_destroy_leaves_nothing_of_plinth_behind(deploy, engine, kube):
         if o["metadata"].get("deletionTimestamp") is None
     ]
     assert leftovers == []
-    assert engine.resources() == set()
+    assert engine.urns() == set()
