@@ -1,15 +1,19 @@
-"""The one catalog: Kubernetes version matrix, chart coordinates and images.
+"""The one catalog: Kubernetes version matrix, charts, CRD bundles, images and the mirror rule.
 
 Every module reads versions from here; nothing else in Plinth names a version.
-Never "latest": each entry is an exact, released version. Entries for
-services whose module has not landed yet are listed so the air-gap mirror
-list and the spec docs have a single source; each is re-verified against the
-chart's own values.yaml when its module lands.
+Never "latest": each entry is an exact, released version.
+
+The chart versions are exactly those of the packaged upstream charts the
+chart acceptance tier renders (`../shared/charts`, see its INDEX.md); a test
+fails when an entry here and that set disagree. Each chart lists the images
+it renders with Plinth's values: `plinth images` prints them (and their mirror
+names) for air-gap mirroring, and the chart tier proves every image of the
+real rendered charts is in that list.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Kubernetes minor versions Plinth plans and validates against. The default is
 # what a blueprint gets when it does not say.
@@ -19,38 +23,161 @@ DEFAULT_KUBERNETES_VERSION = "1.34"
 
 @dataclass(frozen=True)
 class Chart:
-    """A Helm chart pinned to one version."""
+    """A Helm chart pinned to one version, and the images it runs."""
 
     repo: str
-    """Chart repository URL (https:// index or oci:// registry)."""
+    """Public chart repository (https:// index or oci:// registry)."""
     name: str
     version: str
     namespace: str
     """Namespace the release is installed into."""
+    images: tuple[str, ...] = ()
+    """Every image (registry/repository:tag[@digest]) the chart renders with Plinth's values."""
+
+    @property
+    def archive(self) -> str:
+        """File name of the packaged chart (`helm package`), as a directory chart source holds it."""
+        return f"{self.name}-{self.version}.tgz"
+
+
+@dataclass(frozen=True)
+class CrdBundle:
+    """Plain CRD manifests (no chart): public release URL and the directory form of a local source."""
+
+    name: str
+    version: str
+    url: str
+    """Public location of the bundle (one multi-document YAML)."""
+    directory: str
+    """Sub-directory of a directory chart source holding the bundle's files (`crds/<directory>/*.yaml`)."""
 
 
 CHARTS: dict[str, Chart] = {
-    "cilium": Chart("https://helm.cilium.io", "cilium", "1.19.3", "kube-system"),
-    "longhorn": Chart("https://charts.longhorn.io", "longhorn", "1.12.1", "longhorn-system"),
+    "prometheus-operator-crds": Chart(
+        "https://prometheus-community.github.io/helm-charts", "prometheus-operator-crds", "31.0.1", "kube-system"
+    ),
+    "cert-manager": Chart(
+        "https://charts.jetstack.io", "cert-manager", "v1.21.1", "cert-manager",
+        images=(
+            "quay.io/jetstack/cert-manager-acmesolver:v1.21.1",
+            "quay.io/jetstack/cert-manager-cainjector:v1.21.1",
+            "quay.io/jetstack/cert-manager-controller:v1.21.1",
+            "quay.io/jetstack/cert-manager-startupapicheck:v1.21.1",
+            "quay.io/jetstack/cert-manager-webhook:v1.21.1",
+        ),
+    ),
+    "cilium": Chart(
+        "https://helm.cilium.io", "cilium", "1.20.0", "kube-system",
+        images=(
+            "quay.io/cilium/cilium-envoy:v1.37.5-1782911245-7cffc778c923f68a77954a53b1a98d6b5353f004"
+            "@sha256:583057dd4f7d54cd41efff3c413aa0b148ac201f522e2c3336851fa89c78b039",
+            "quay.io/cilium/cilium:v1.20.0@sha256:383968cd5e8873f7976fa76aa6196045643558f4cc9518a207b9335cb24a0e93",
+            "quay.io/cilium/hubble-relay:v1.20.0"
+            "@sha256:2ca16981c7eb98df0ba9c9d18896bb9ca628b5cbd40dc9801339f4741f91ee94",
+            "quay.io/cilium/operator-generic:v1.20.0"
+            "@sha256:80744a8cc7c91c2f9e6347629406844eb35d79b30a732c6d41c15b17232a74f3",
+        ),
+    ),
+    "longhorn": Chart(
+        "https://charts.longhorn.io", "longhorn", "1.12.1", "longhorn-system",
+        images=(
+            "docker.io/longhornio/backing-image-manager:v1.12.1",
+            "docker.io/longhornio/csi-attacher:v4.12.0",
+            "docker.io/longhornio/csi-node-driver-registrar:v2.17.0",
+            "docker.io/longhornio/csi-provisioner:v5.3.0",
+            "docker.io/longhornio/csi-resizer:v2.2.1",
+            "docker.io/longhornio/csi-snapshotter:v8.6.0",
+            "docker.io/longhornio/livenessprobe:v2.19.0",
+            "docker.io/longhornio/longhorn-engine:v1.12.1",
+            "docker.io/longhornio/longhorn-instance-manager:v1.12.1",
+            "docker.io/longhornio/longhorn-manager:v1.12.1",
+            "docker.io/longhornio/longhorn-share-manager:v1.12.1",
+            "docker.io/longhornio/longhorn-ui:v1.12.1",
+            "docker.io/longhornio/support-bundle-kit:v0.0.92",
+        ),
+    ),
+    "kube-prometheus-stack": Chart(
+        "https://prometheus-community.github.io/helm-charts", "kube-prometheus-stack", "88.5.3", "monitoring",
+        images=(
+            "docker.io/grafana/grafana:13.2.0",
+            "ghcr.io/jkroepke/kube-webhook-certgen:1.8.7",
+            "quay.io/kiwigrid/k8s-sidecar:2.10.1",
+            "quay.io/prometheus-operator/prometheus-config-reloader:v0.93.1",
+            "quay.io/prometheus-operator/prometheus-operator:v0.93.1",
+            "quay.io/prometheus/alertmanager:v0.34.0",
+            "quay.io/prometheus/node-exporter:v1.12.1-distroless",
+            "quay.io/prometheus/prometheus:v3.14.0-distroless",
+            "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.20.0",
+        ),
+    ),
+    # Services whose modules land with later work; pinned here so there is one table.
     "vault": Chart("https://helm.releases.hashicorp.com", "vault", "0.34.1", "vault"),
     "harbor": Chart("https://helm.goharbor.io", "harbor", "1.19.1", "harbor"),
     "feast": Chart(
         "https://feast-helm-charts.storage.googleapis.com", "feast-feature-server", "0.66.0", "feast"
     ),
-    "kube-prometheus-stack": Chart(
-        "https://prometheus-community.github.io/helm-charts",
-        "kube-prometheus-stack",
-        "88.5.0",
-        "monitoring",
-    ),
-    "gpu-operator": Chart("https://helm.ngc.nvidia.com/nvidia", "gpu-operator", "v26.3.3", "gpu-operator"),
+    "gpu-operator": Chart("https://helm.ngc.nvidia.com/nvidia", "gpu-operator", "v26.7.0", "gpu-operator"),
 }
+
+# Gateway API standard channel at the version the pinned Cilium implements.
+# (Cilium 1.20 moved from Gateway API v1.4 to v1.6.1: its operator watches ListenerSet, TLSRoute,
+# TCPRoute and UDPRoute, which only the v1.6 standard channel holds.)
+GATEWAY_API = CrdBundle(
+    "gateway-api", "v1.6.1",
+    "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.6.1/standard-install.yaml",
+    "gateway-api-v1.6.1-standard",
+)
 
 # Namespaces of the platform's own services, which tenant network policies
 # must be able to name (monitoring scrapes, gateway ingress, Vault, Feast).
 PLATFORM_NAMESPACES: dict[str, str] = {
     "gateway": "plinth-gateway",
     "monitoring": CHARTS["kube-prometheus-stack"].namespace,
+    "cert-manager": CHARTS["cert-manager"].namespace,
+    "longhorn": CHARTS["longhorn"].namespace,
     "vault": CHARTS["vault"].namespace,
     "feast": CHARTS["feast"].namespace,
 }
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """An image reference split the way charts take it."""
+
+    registry: str
+    repository: str
+    """Path below the registry, e.g. cilium/cilium."""
+    tag: str
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, ref: str) -> ImageRef:
+        name, _, digest = ref.partition("@")
+        name, _, tag = name.rpartition(":") if ":" in name.rsplit("/", 1)[-1] else (name, "", "")
+        first, _, rest = name.partition("/")
+        if not rest or ("." not in first and ":" not in first and first != "localhost"):
+            first, rest = "docker.io", name if "/" in name else f"library/{name}"
+        return cls(first, rest, tag, digest or None)
+
+    def __str__(self) -> str:
+        return f"{self.registry}/{self.repository}:{self.tag}" + (f"@{self.digest}" if self.digest else "")
+
+    def mirrored(self, mirror: str | None) -> ImageRef:
+        """THE mirror rule: the upstream registry host is replaced by the mirror prefix, the path is kept."""
+        if not mirror:
+            return self
+        return ImageRef(mirror, self.repository, self.tag, self.digest)
+
+
+def mirror_image(ref: str, mirror: str | None) -> str:
+    return str(ImageRef.parse(ref).mirrored(mirror))
+
+
+@dataclass(frozen=True)
+class Mirrorable:
+    """What `plinth images` lists for one service."""
+
+    service: str
+    charts: tuple[Chart, ...] = ()
+    bundles: tuple[CrdBundle, ...] = ()
+    images: tuple[str, ...] = field(default_factory=tuple)

@@ -8,22 +8,94 @@ from dataclasses import dataclass
 import pulumi
 
 MANAGED_BY = "plinth"
+PULL_SECRET = "mirror-pull"
+"""Name of the air-gap mirror's image pull secret, in every namespace that pulls from it."""
+ISSUER = "plinth-ca"
+"""The platform ClusterIssuer every platform certificate comes from."""
+
+
+@dataclass(frozen=True)
+class StackSecrets:
+    """Secret stack config, as secret Outputs (never plain strings); None where the stack has none."""
+
+    mirror_password: pulumi.Output[str] | None = None
+    """plinth:mirrorPassword: the air-gap mirror's robot account."""
+    grafana_admin_password: pulumi.Output[str] | None = None
+    """plinth:grafanaAdminPassword: Grafana's admin user (monitoring)."""
+    alert_receivers: pulumi.Output[dict] | None = None
+    """plinth:alertReceivers: receiver name -> webhook URL / PagerDuty routing key (monitoring)."""
 
 
 @dataclass(frozen=True)
 class PlatformContext:
-    """Shared, read-only facts for components: provider, labels, mirror, waits."""
+    """Shared, read-only facts for components: provider, labels, mirror, chart source, waits.
 
-    provider: pulumi.ProviderResource
-    """Kubernetes provider of the cluster target; every Kubernetes object uses it."""
+    Everything but `provider` and `mirror_auth` derives from the spec alone, so the
+    rules pass can build one (without a provider) to compute the values a service owns.
+    """
+
+    provider: pulumi.ProviderResource | None
+    """Kubernetes provider of the cluster target; every Kubernetes object uses it (None: pure contexts)."""
     platform: str
     environment: str
     cost_center: str
     kubernetes_version: str
     mirror_registry: str | None = None
     """Air-gap image mirror prefix; None when images come from their upstream registries."""
+    pull_secret: bool = False
+    """Namespaces that pull from the mirror get the image pull secret `mirror-pull` (spec airgap.mirror.pullSecret)."""
+    mirror_auth: pulumi.Input[str] | None = None
+    """`user:password` for the mirror as a secret Output (needed when `pull_secret`); never a plain string."""
+    secrets: StackSecrets = StackSecrets()
+    """The stack's secrets, for the services that need one."""
+    teams: tuple[str, ...] = ()
+    """Names of the tenant teams (also their namespaces)."""
+    egress_cidrs: tuple[str, ...] = ()
+    """Air-gap: the only networks outside the cluster that platform namespaces may reach."""
+    chart_source: str | None = None
+    """Where charts come from (oci://, https://, a directory); None: each chart's public repository."""
+    monitoring: bool = False
+    """The Prometheus stack is on: services switch on their ServiceMonitors and rules."""
+    cert_manager: bool = False
+    """cert-manager and the platform ClusterIssuer are on: services take their certificates from it."""
     skip_await: bool = False
-    """Test clusters without nodes: don't wait for readiness, delete in the background."""
+    """Test clusters without nodes: don't wait for readiness or run Helm hooks, delete in the background."""
+
+    @classmethod
+    def from_spec(cls, spec, provider: pulumi.ProviderResource | None = None,
+                  secrets: StackSecrets | None = None) -> PlatformContext:
+        mirror = spec.airgap.mirror if spec.airgap.enabled else None
+        secrets = secrets or StackSecrets()
+        mirror_auth = None
+        if mirror and mirror.pull_secret and secrets.mirror_password is not None:
+            mirror_auth = pulumi.Output.concat(mirror.pull_secret.username, ":", secrets.mirror_password)
+        return cls(
+            provider=provider,
+            platform=spec.metadata.name,
+            environment=spec.metadata.environment,
+            cost_center=spec.metadata.cost_center,
+            kubernetes_version=spec.kubernetes.version,
+            mirror_registry=mirror.registry if mirror else None,
+            pull_secret=bool(mirror and mirror.pull_secret),
+            mirror_auth=mirror_auth,
+            secrets=secrets,
+            teams=tuple(team.name for team in spec.teams),
+            egress_cidrs=mirror.cidrs if mirror else (),
+            chart_source=spec.charts.source or (mirror.charts if mirror else None),
+            monitoring=spec.monitoring.enabled,
+            cert_manager=spec.certificates.cert_manager.enabled,
+            skip_await=spec.testing.skip_await,
+        )
+
+    @property
+    def image_pull_secrets(self) -> list[str]:
+        """Names of the pull secrets pods of platform and team namespaces use."""
+        return [PULL_SECRET] if self.pull_secret else []
+
+    @property
+    def prod_like(self) -> bool:
+        """Staging runs like prod (HA), so what reaches prod was tried in that shape."""
+        return self.environment != "dev"
 
     def labels(self, component: str, team: str | None = None, cost_center: str | None = None) -> dict[str, str]:
         """The labels every object carries (sorted keys keep renders byte-stable)."""

@@ -6,41 +6,45 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pulumi
 
 from plinth.catalog import PLATFORM_NAMESPACES
-from plinth.context import PlatformContext
+from plinth.context import PlatformContext, StackSecrets
+from plinth.modules.certs import CertManager
 from plinth.modules.cluster import ExistingCluster, ExistingClusterArgs
+from plinth.modules.crds import GatewayApiCrds, PrometheusOperatorCrds
+from plinth.modules.monitoring import Monitoring
+from plinth.modules.network import Cilium, PlatformGateway
+from plinth.modules.storage import Longhorn
 from plinth.modules.tenancy import Peer, Tenancy, TenancyArgs
 from plinth.spec.models import PlatformSpec
 
+__all__ = ["SERVICES", "StackSecrets", "build_platform"]
 
-@dataclass(frozen=True)
-class StackSecrets:
-    """Secret stack config, as secret Outputs (never plain strings)."""
-
-    mirror_password: pulumi.Output[str] | None = None
+# The platform's services in install order. Each is a component class with
+# `enabled(spec)`, `block(spec)` (its typed slice of the spec) and
+# `(name, block, ctx, opts)`; each depends on every enabled service before it,
+# so CRDs land before their users and the CNI before anything that runs pods.
+SERVICES: tuple[tuple[str, type], ...] = (
+    ("gateway-api-crds", GatewayApiCrds),
+    ("prometheus-operator-crds", PrometheusOperatorCrds),
+    ("cilium", Cilium),
+    ("cert-manager", CertManager),
+    ("gateway", PlatformGateway),
+    ("longhorn", Longhorn),
+    ("monitoring", Monitoring),
+)
 
 
 def build_platform(spec: PlatformSpec, secrets: StackSecrets) -> None:
     cluster = ExistingCluster(
         "cluster", ExistingClusterArgs(kubeconfig=spec.target.kubeconfig, context=spec.target.context)
     )
-    mirror = spec.airgap.mirror if spec.airgap.enabled else None
-    ctx = PlatformContext(
-        provider=cluster.provider,
-        platform=spec.metadata.name,
-        environment=spec.metadata.environment,
-        cost_center=spec.metadata.cost_center,
-        kubernetes_version=spec.kubernetes.version,
-        mirror_registry=mirror.registry if mirror else None,
-        skip_await=spec.testing.skip_await,
-    )
-    mirror_auth = None
-    if mirror and mirror.pull_secret and secrets.mirror_password is not None:
-        mirror_auth = pulumi.Output.concat(mirror.pull_secret.username, ":", secrets.mirror_password)
+    ctx = PlatformContext.from_spec(spec, provider=cluster.provider, secrets=secrets)
+    built: list[pulumi.Resource] = []
+    for name, service in SERVICES:
+        if service.enabled(spec):
+            built.append(service(name, service.block(spec), ctx, pulumi.ResourceOptions(depends_on=list(built))))
     Tenancy(
         "tenancy",
         TenancyArgs(
@@ -48,8 +52,6 @@ def build_platform(spec: PlatformSpec, secrets: StackSecrets) -> None:
             platform_admin_group=spec.rbac.platform_admin_group,
             ingress_from=tenant_ingress(spec),
             egress_to=tenant_egress(spec),
-            mirror_registry=mirror.registry.split("/")[0] if mirror else None,
-            mirror_auth=mirror_auth,
         ),
         ctx,
     )

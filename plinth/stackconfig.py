@@ -1,4 +1,4 @@
-"""The spec of the stack the real engine is running (`pulumi up`, `pulumi preview`)."""
+"""The spec and secrets of the stack the real engine is running (`pulumi up`, `pulumi preview`)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,18 @@ from pathlib import Path
 
 import pulumi
 
+from plinth.context import StackSecrets
 from plinth.spec.errors import SpecInvalid
 from plinth.spec.load import load_spec, read_stack
 from plinth.spec.models import PlatformSpec
 from plinth.spec.yamltree import to_plain
+
+# Secret stack config per StackSecrets field: (config key, is a map).
+SECRET_KEYS = {
+    "mirror_password": ("mirrorPassword", False),
+    "grafana_admin_password": ("grafanaAdminPassword", False),
+    "alert_receivers": ("alertReceivers", True),
+}
 
 
 def spec_from_pulumi_config(config: pulumi.Config, project_dir: Path) -> PlatformSpec:
@@ -26,3 +34,25 @@ def spec_from_pulumi_config(config: pulumi.Config, project_dir: Path) -> Platfor
         return load_spec(project_dir / blueprint, overrides)
     except SpecInvalid as exc:
         raise pulumi.RunError(f"the platform spec is invalid:\n{exc}") from None
+
+
+def required_secrets(spec: PlatformSpec) -> tuple[str, ...]:
+    """The StackSecrets fields this spec needs: a deployment without one of them must not start."""
+    needed = []
+    mirror = spec.airgap.mirror if spec.airgap.enabled else None
+    if mirror and mirror.pull_secret:
+        needed.append("mirror_password")
+    if spec.monitoring.enabled:
+        needed.append("grafana_admin_password")
+        if spec.monitoring.alertmanager.receivers:
+            needed.append("alert_receivers")
+    return tuple(needed)
+
+
+def secrets_from_pulumi_config(config: pulumi.Config, spec: PlatformSpec) -> StackSecrets:
+    """Every secret the spec needs, required (a missing one names its `pulumi config set --secret` key)."""
+    found = {}
+    for field in required_secrets(spec):
+        key, is_map = SECRET_KEYS[field]
+        found[field] = config.require_secret_object(key) if is_map else config.require_secret(key)
+    return StackSecrets(**found)

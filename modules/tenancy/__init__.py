@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.modules.tenancy.roles import PLATFORM_ADMIN, TEAM_ROLES, policy_rules
-from plinth.context import PlatformContext, resource_name
+from plinth.context import PULL_SECRET, PlatformContext, resource_name
+from plinth.objects import namespace as platform_namespace
+from plinth.objects import pull_secret
 
 COMPONENT = "tenancy"
 WORKLOAD_SERVICE_ACCOUNT = "workloads"
-PULL_SECRET = "mirror-pull"
 
 
 @dataclass(frozen=True)
@@ -38,10 +37,6 @@ class TenancyArgs:
     """Platform namespaces allowed to reach team pods (monitoring scrapes, the model gateway)."""
     egress_to: tuple[Peer, ...] = ()
     """Platform services team pods may reach (Vault, Feast)."""
-    mirror_registry: str | None = None
-    """Registry host of the air-gap mirror; with `mirror_auth`, each namespace gets a pull secret."""
-    mirror_auth: pulumi.Input[str] | None = field(default=None)
-    """`user:password` for the mirror as a secret Output; never a plain string."""
 
 
 class Tenancy(pulumi.ComponentResource):
@@ -86,36 +81,19 @@ class Team(pulumi.ComponentResource):
             return ctx.metadata(obj_name, COMPONENT, namespace=ns_name, team=team.name,
                                 cost_center=team.cost_center, **extra)
 
-        pss = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "audit", "warn")}
-        pss |= {f"pod-security.kubernetes.io/{mode}-version": f"v{ctx.kubernetes_version}"
-                for mode in ("enforce", "audit", "warn")}
-        namespace = k8s.core.v1.Namespace(
-            resource_name(name, "namespace"),
-            metadata=ctx.metadata(ns_name, COMPONENT, team=team.name, cost_center=team.cost_center,
-                                  labels=dict(sorted(pss.items()))),
-            opts=pulumi.ResourceOptions(parent=self, provider=ctx.provider),
-        )
+        namespace = platform_namespace(name, ns_name, COMPONENT, ctx, self, team=team.name,
+                                       cost_center=team.cost_center)
         self.namespace = namespace.metadata.apply(lambda m: m["name"])
         # Everything else lives in the namespace, so it waits for it.
         child = pulumi.ResourceOptions(parent=self, provider=ctx.provider, depends_on=[namespace])
 
-        pull_secrets = []
-        if args.mirror_registry and args.mirror_auth is not None:
-            k8s.core.v1.Secret(
-                resource_name(name, "mirror-pull"),
-                metadata=meta(PULL_SECRET),
-                type="kubernetes.io/dockerconfigjson",
-                string_data={".dockerconfigjson": pulumi.Output.secret(args.mirror_auth).apply(
-                    lambda auth: _docker_config(args.mirror_registry, auth))},
-                opts=child,
-            )
-            pull_secrets = [{"name": PULL_SECRET}]
+        pulls = pull_secret(name, meta(PULL_SECRET), ctx, child)
 
         k8s.core.v1.ServiceAccount(
             resource_name(name, "workloads"),
             metadata=meta(WORKLOAD_SERVICE_ACCOUNT),
             automount_service_account_token=False,
-            image_pull_secrets=pull_secrets or None,
+            image_pull_secrets=[{"name": PULL_SECRET}] if pulls else None,
             opts=child,
         )
 
@@ -202,10 +180,3 @@ def _peer_policy(policy_type: str, peer: Peer) -> tuple[str, dict]:
     if peer.ports:
         rule["ports"] = [{"protocol": "TCP", "port": port} for port in peer.ports]
     return name, {"podSelector": {}, "policyTypes": [policy_type], policy_type.lower(): [rule]}
-
-
-def _docker_config(registry: str, auth: str) -> str:
-    user, _, password = auth.partition(":")
-    token = base64.b64encode(auth.encode()).decode()
-    return json.dumps({"auths": {registry: {"username": user, "password": password, "auth": token}}},
-                      sort_keys=True)

@@ -23,7 +23,9 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from plinth.plan import SECRET, UNKNOWN, Plan, Resource
-from plinth.program import StackSecrets, build_platform
+from plinth.context import StackSecrets
+from plinth.program import build_platform
+from plinth.stackconfig import SECRET_KEYS, required_secrets
 from plinth.spec.models import PlatformSpec
 
 PROJECT = "plinth"
@@ -129,9 +131,14 @@ def plan(spec: PlatformSpec, source: str, stack: str = "offline",
     """Run the platform program offline and return what it declares."""
 
     def program() -> None:
-        # The offline engine never reads real secrets: a secret placeholder stands in.
-        mirror = spec.airgap.mirror
-        password = pulumi.Output.secret(SECRET) if mirror and mirror.pull_secret else None
-        build_platform(spec, StackSecrets(mirror_password=password))
+        # The offline engine never reads real secrets: a secret placeholder stands in for each one.
+        placeholders = {field: pulumi.Output.secret(_placeholder(spec, field)) for field in required_secrets(spec)}
+        build_platform(spec, StackSecrets(**placeholders))
 
     return Plan(spec.metadata.name, spec.metadata.environment, source, record(program, stack, progress=progress))
+
+
+def _placeholder(spec: PlatformSpec, field: str):
+    if SECRET_KEYS[field][1]:  # a map: one placeholder per receiver
+        return {receiver.name: SECRET for receiver in spec.monitoring.alertmanager.receivers}
+    return SECRET

@@ -22,6 +22,8 @@ STACK_KEYS = {
     "blueprint": "path of the blueprint, relative to the project directory",
     "overrides": "spec overrides merged onto the blueprint",
     "mirrorPassword": "secret: password of the air-gap mirror's robot account",
+    "grafanaAdminPassword": "secret: password of Grafana's admin user (monitoring)",
+    "alertReceivers": "secret: map of Alertmanager receiver name to its webhook URL or routing key",
 }
 
 

@@ -114,6 +114,15 @@ def _percent(value: int) -> int:
     return value
 
 
+def _cidr(value: Any) -> Any:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except (TypeError, ValueError):
+        raise PydanticCustomError("cidr", "expected a network in CIDR form such as 10.20.0.0/24") from None
+
+
 Percent = Annotated[int, BeforeValidator(_non_negative_int), AfterValidator(_percent)]
 
 
@@ -193,23 +202,84 @@ class Kubernetes(Spec):
 # --- platform services -------------------------------------------------------
 
 
+class ApiServer(Spec):
+    """Where nodes reach the Kubernetes API without kube-proxy."""
+
+    host: str = Field(description="API server host name or IP (load balancer or VIP of the control plane). Required.",
+                      pattern=r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$")
+    port: PositiveCount = Field(6443, description="API server port. Default: 6443.")
+
+
 class Cilium(Spec):
-    enabled: bool = Field(False, description="Install Cilium. Default: false.")
-    kube_proxy_replacement: bool = Field(True, description="Replace kube-proxy. Default: true.")
-    hubble: bool = Field(True, description="Hubble flow observability with relay. Default: true.")
-    gateway_api: bool = Field(True, description="Cilium's Gateway API implementation (canary traffic). Default: true.")
+    enabled: bool = Field(False, description="Install Cilium (CNI, network policy). Default: false.")
+    kube_proxy_replacement: bool = Field(True, description="Replace kube-proxy (needs apiServer). Default: true.")
+    api_server: ApiServer | None = Field(
+        None, description="The API server endpoint nodes use when kube-proxy is replaced (no render-time lookup: "
+        "`auto` would make renders depend on the live cluster). Default: null (required with kubeProxyReplacement).")
+    hubble: bool = Field(True, description="Hubble flow observability with relay; TLS from cert-manager. Default: true.")
+    gateway_api: bool = Field(True, description="Cilium's Gateway API implementation and the platform Gateway "
+                              "(needs certificates.certManager for its TLS). Default: true.")
+    operator_replicas: PositiveCount | None = Field(
+        None, description="cilium-operator replicas. Default: null (1 in dev, 2 in staging and prod).")
     values: Values = {}
+
+
+class Gateway(Spec):
+    """The ONE platform Gateway (namespace plinth-gateway) that serving routes attach to."""
+
+    hostname: str = Field(
+        "*.models.plinth.internal",
+        description="Listener host name (a wildcard serves one host per model); its TLS certificate is issued by "
+        "the platform ClusterIssuer. Default: *.models.plinth.internal.",
+        pattern=r"^(\*\.)?[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+    )
 
 
 class Network(Spec):
     cilium: Cilium = Field(default_factory=Cilium, description="CNI, network policy and Gateway API.")
+    gateway: Gateway = Field(default_factory=Gateway, description="The platform Gateway (with Cilium's Gateway API).")
 
 
 class Longhorn(Spec):
     enabled: bool = Field(False, description="Install Longhorn. Default: false.")
-    replica_count: PositiveCount = Field(3, description="Volume replicas. Default: 3.")
+    replica_count: PositiveCount | None = Field(
+        None, description="Volume replicas. Default: null (by environment: dev 1, staging 2, prod 3).")
     default_class: bool = Field(True, description="Make Longhorn the default StorageClass. Default: true.")
+    allow_uninstall: bool | None = Field(
+        None, description="Set Longhorn's deletingConfirmationFlag so `pulumi destroy` can uninstall it (its "
+        "pre-delete hook refuses otherwise; volumes are lost with it). Default: null (true in dev and staging, "
+        "false in prod).")
     values: Values = {}
+
+
+class Acme(Spec):
+    server: str = Field(description="ACME directory URL (an internal ACME CA on-prem). Required.",
+                        pattern=r"^https://")
+    email: str = Field(description="Account e-mail. Required.")
+
+
+class Issuer(Spec):
+    """The platform ClusterIssuer `plinth-ca` every platform certificate comes from."""
+
+    type: Literal["selfSigned", "ca", "acme"] = Field(
+        "selfSigned",
+        description="selfSigned: a platform CA bootstrapped by cert-manager (on-prem default); ca: your CA, from "
+        "a Secret you create in the cert-manager namespace; acme: an ACME server (HTTP-01 through the platform "
+        "Gateway). Default: selfSigned.")
+    ca_secret: str | None = Field(
+        None, description="ca: name of the kubernetes.io/tls Secret (tls.crt, tls.key) in namespace cert-manager "
+        "holding your CA. Default: null.")
+    acme: Acme | None = Field(None, description="acme: the ACME account. Default: null.")
+
+
+class CertManager(Spec):
+    enabled: bool = Field(False, description="Install cert-manager and the platform ClusterIssuer. Default: false.")
+    issuer: Issuer = Field(default_factory=Issuer, description="The platform ClusterIssuer. Default: selfSigned.")
+    values: Values = {}
+
+
+class Certificates(Spec):
+    cert_manager: CertManager = Field(default_factory=CertManager, description="Certificates for platform TLS.")
 
 
 class Storage(Spec):
@@ -322,9 +392,31 @@ class Drift(Spec):
     threshold: float = Field(0.2, ge=0, le=1, description="Drift score that fires an alert, 0-1. Default: 0.2.")
 
 
+class Receiver(Spec):
+    """An Alertmanager receiver; its URL or key is a stack secret, never in the spec."""
+
+    name: Name = Field(description="Receiver name. Required.")
+    type: Literal["webhook", "slack", "pagerduty"] = Field(
+        description="webhook (URL), slack (incoming-webhook URL) or pagerduty (routing key). Required.")
+    channel: str | None = Field(None, description="slack: channel, e.g. #ml-alerts. Default: null.")
+    severities: tuple[Literal["critical", "warning", "info"], ...] = Field(
+        ("critical", "warning"), description="Alert severities routed here. Default: [critical, warning].")
+
+
+class Alertmanager(Spec):
+    replicas: PositiveCount | None = Field(
+        None, description="Alertmanager replicas. Default: null (1 in dev, 3 in staging and prod).")
+    receivers: tuple[Receiver, ...] = Field(
+        (), description="Receivers; each one's URL/key is the entry of the same name in the secret stack config "
+        "`plinth:alertReceivers` (a map). Default: [] (alerts are kept in Alertmanager only).")
+
+
 class Monitoring(Spec):
     enabled: bool = Field(False, description="Install Prometheus, Alertmanager and Grafana. Default: false.")
     retention: str = Field("15d", pattern=r"^[0-9]+[hdwy]$", description="Metrics retention. Default: 15d.")
+    prometheus_replicas: PositiveCount | None = Field(
+        None, description="Prometheus replicas. Default: null (1 in dev, 2 in staging and prod).")
+    alertmanager: Alertmanager = Field(default_factory=Alertmanager, description="Alertmanager. Default: see fields.")
     gpu_metrics: bool = Field(True, description="Scrape DCGM GPU metrics when the GPU operator is on. Default: true.")
     drift: Drift = Field(default_factory=Drift, description="Model drift alerts. Default: off.")
     values: Values = {}
@@ -385,11 +477,15 @@ class Mirror(Spec):
         description="Image mirror prefix, e.g. harbor.corp.internal/mirror. Required.",
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9._-]+)*$",
     )
-    charts: str = Field(description="Chart source, e.g. oci://harbor.corp.internal/charts. Required.")
+    charts: str = Field(description="Chart source inside the perimeter: oci://registry/path, an https:// chart "
+                        "repository, or a directory of packaged charts (see `charts.source`). Required.")
     python_index: str | None = Field(None, description="Python package index URL inside the perimeter. Default: null.")
     pull_secret: PullSecret | None = Field(
         None, description="Create an image pull secret for the mirror in every team namespace. Default: null."
     )
+    cidrs: tuple[Annotated[str, BeforeValidator(_cidr)], ...] = Field(
+        (), description="Networks outside the cluster that platform namespaces may reach in air-gap mode: the "
+        "mirror and the API server (e.g. 10.20.0.0/24). Everything else outside the cluster is denied. Default: [].")
 
 
 class Airgap(Spec):
@@ -397,13 +493,22 @@ class Airgap(Spec):
     mirror: Mirror | None = Field(None, description="The internal mirror (required when enabled). Default: null.")
 
 
+class Charts(Spec):
+    source: str | None = Field(
+        None,
+        description="Where every chart comes from: null = each chart's public repository (plinth/catalog.py); "
+        "oci://registry/path (charts as OCI artifacts, e.g. in Harbor); https://... (a chart repository index); "
+        "or a directory holding charts/<name>-<version>.tgz and crds/<bundle>/*.yaml (absolute, or relative to the "
+        "project). In air-gap mode the default is airgap.mirror.charts. Default: null.")
+
+
 class Testing(Spec):
     """Options for throw-away test clusters only; refused in prod."""
 
     skip_await: bool = Field(
         False,
-        description="Don't wait for workloads to become ready and delete in the background (API server "
-        "without nodes). Default: false.",
+        description="For an API server without nodes: don't wait for workloads to become ready, don't run Helm "
+        "hooks (their Jobs never complete there) and delete in the background. Default: false.",
     )
 
 
@@ -418,7 +523,9 @@ class PlatformSpec(Spec):
     metadata: Metadata = Field(description="Name, environment and cost center. Required.")
     target: Target = Field(description="Where the platform runs (existing | eks | gke). Required.")
     kubernetes: Kubernetes = Field(default_factory=Kubernetes, description="Kubernetes version.")
+    charts: Charts = Field(default_factory=Charts, description="Chart source. Default: public repositories.")
     network: Network = Field(default_factory=Network, description="Networking.")
+    certificates: Certificates = Field(default_factory=Certificates, description="Certificates.")
     storage: Storage = Field(default_factory=Storage, description="Storage.")
     secrets: Secrets = Field(default_factory=Secrets, description="Secrets management.")
     registry: Registry = Field(default_factory=Registry, description="Private registries.")

@@ -19,14 +19,11 @@ RESERVED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease
 # Services the spec already describes whose module has not landed yet: enabling
 # one must fail loudly instead of planning nothing.
 NOT_YET_BUILT: dict[tuple[str, ...], str] = {
-    ("network", "cilium"): "Cilium",
-    ("storage", "longhorn"): "Longhorn",
     ("secrets", "vault"): "Vault",
     ("registry", "harbor"): "Harbor",
     ("registry", "pythonIndex"): "the Python package index",
     ("featureStore", "feast"): "Feast",
     ("gpu", "operator"): "the GPU operator",
-    ("monitoring",): "monitoring",
 }
 
 
@@ -147,4 +144,73 @@ def available_modules(spec: PlatformSpec) -> Iterator[Violation]:
                         "built yet", "module-available", "leave serving.models empty for now")
 
 
-RULES = (reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, available_modules)
+def service_rules(spec: PlatformSpec) -> Iterator[Violation]:
+    cilium, certs = spec.network.cilium, spec.certificates.cert_manager
+    if cilium.enabled and cilium.kube_proxy_replacement and cilium.api_server is None:
+        yield Violation(("network", "cilium", "apiServer"), "kube-proxy replacement needs the API server endpoint",
+                        "cilium-api-server", "set network.cilium.apiServer.host (and port), or "
+                        "kubeProxyReplacement: false")
+    if cilium.enabled and cilium.gateway_api and not cilium.kube_proxy_replacement:
+        yield Violation(("network", "cilium", "gatewayApi"), "Cilium's Gateway API needs kube-proxy replacement",
+                        "gateway-needs-kpr", "set kubeProxyReplacement: true, or gatewayApi: false")
+    if cilium.enabled and (cilium.hubble or cilium.gateway_api) and not certs.enabled:
+        yield Violation(("network", "cilium", "enabled"), "Hubble and the platform Gateway take their TLS "
+                        "certificates from cert-manager, which is off", "cilium-needs-cert-manager",
+                        "enable certificates.certManager, or set hubble and gatewayApi to false")
+    issuer = certs.issuer
+    if certs.enabled and issuer.type == "ca" and not issuer.ca_secret:
+        yield Violation(("certificates", "certManager", "issuer", "caSecret"), "issuer type 'ca' needs the "
+                        "Secret holding your CA", "issuer-ca-secret", "set caSecret to a kubernetes.io/tls Secret "
+                        "in namespace cert-manager")
+    if certs.enabled and issuer.type == "acme" and issuer.acme is None:
+        yield Violation(("certificates", "certManager", "issuer", "acme"), "issuer type 'acme' needs the ACME "
+                        "account", "issuer-acme", "set acme.server and acme.email")
+    if certs.enabled and issuer.type == "acme" and not (cilium.enabled and cilium.gateway_api):
+        yield Violation(("certificates", "certManager", "issuer", "type"), "ACME HTTP-01 is answered through the "
+                        "platform Gateway, which is off", "acme-needs-gateway",
+                        "enable network.cilium with gatewayApi: true, or use issuer type selfSigned or ca")
+    if spec.airgap.enabled and certs.enabled and issuer.type == "acme" and issuer.acme and \
+            not _inside(issuer.acme.server, spec):
+        yield Violation(("certificates", "certManager", "issuer", "acme", "server"), "air-gap mode needs an ACME "
+                        "server inside the perimeter", "airgap-acme", "use an internal ACME CA, or issuer type ca")
+    if spec.airgap.enabled and spec.charts.source and spec.charts.source.startswith(("https://", "http://")) and \
+            not _inside(spec.charts.source, spec):
+        yield Violation(("charts", "source"), "air-gap mode takes charts from the mirror, not a public repository",
+                        "airgap-chart-source", "remove charts.source (airgap.mirror.charts is used) or point it "
+                        "inside the perimeter")
+
+
+def _inside(url: str, spec: PlatformSpec) -> bool:
+    """An air-gap URL is inside the perimeter when its host is the mirror's host or a sub-domain of its domain."""
+    mirror = spec.airgap.mirror
+    if mirror is None:
+        return False
+    host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    mirror_host = mirror.registry.split("/", 1)[0].split(":", 1)[0]
+    domain = mirror_host.split(".", 1)[-1]
+    return host == mirror_host or host.endswith("." + domain)
+
+
+def owned_values(spec: PlatformSpec) -> Iterator[Violation]:
+    """A user `values` key that Plinth owns is an error, never silently overridden."""
+    from plinth.context import PlatformContext
+    from plinth.modules.helm import HelmService, owned_conflicts, owned_paths
+    from plinth.program import SERVICES
+
+    ctx = PlatformContext.from_spec(spec)
+    for _, service in SERVICES:
+        if not (isinstance(service, type) and issubclass(service, HelmService)) or not service.enabled(spec):
+            continue
+        block = service.block(spec)
+        owned = service.owned_values(block, ctx)
+        for path in owned_conflicts(service.user_values(block), owned):
+            key = ".".join(path)
+            mine = [p for p in owned_paths(owned) if p == key or p.startswith(key + ".")]
+            yield Violation((*service.spec_path, "values", *path),
+                            f"{key} is set by Plinth ({', '.join(mine[:4])}{', ...' if len(mine) > 4 else ''}); "
+                            f"a value here would be overridden", "values-owned-key",
+                            f"remove it; the spec field or module README says how Plinth sets {key}")
+
+
+RULES = (reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, service_rules, available_modules,
+         owned_values)

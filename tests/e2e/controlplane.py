@@ -291,8 +291,11 @@ class LocalControlPlane:
                 "--api-audiences=https://kubernetes.default.svc.cluster.local",
                 "--authorization-mode=RBAC",
                 f"--service-cluster-ip-range={self.SERVICE_CIDR}",
-                # no controller-manager creates "default" ServiceAccounts
-                "--disable-admission-plugins=ServiceAccount",
+                # no controller-manager creates "default" ServiceAccounts; and with no
+                # nodes, the admission webhooks charts install (cert-manager, the
+                # Prometheus operator) never get a serving endpoint: calling them
+                # would fail every later create they match.
+                "--disable-admission-plugins=ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--v=1",

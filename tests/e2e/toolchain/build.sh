@@ -12,6 +12,9 @@
 #   kube-apiserver                  (kube-apiserver/ module, version-stamped)
 #   kube-controller-manager         (same module; namespace deletion, SAs, GC)
 #   etcd                            (etcd/ module)
+#   helm                            (helm/ module; the chart tier's `helm template`/`lint`)
+#   pulumi-resource-kubernetes      PLINTH_KUBERNETES_PROVIDER if set, else the prebuilt
+#                                   plugin in ../shared/toolchain (sha256-checked)
 # <key> encodes every version plus a hash of BUILD_REV and the consumer
 # modules' go.mod/go.sum, so a second run with the same key only checks files
 # and prints the bin dir (seconds).  Progress goes to stderr; the last stdout
@@ -25,9 +28,11 @@
 #     served at all; the last release that shipped the Python language host
 #     inside sdk/v3 (v3.68.0) is built instead, paired with the current exec shim.
 #   * github.com/pulumi/pulumi-kubernetes/provider/v4: not served at any version,
-#     so pulumi-resource-kubernetes is NOT built.  If you have a binary, set
-#     PLINTH_KUBERNETES_PROVIDER=/path/to/pulumi-resource-kubernetes and it is
-#     copied into the bin dir (on PATH it is used as an "ambient" plugin).
+#     so pulumi-resource-kubernetes is NOT built: it is taken from
+#     PLINTH_KUBERNETES_PROVIDER=/path/to/binary, else decompressed from
+#     $PLINTH_SHARED/toolchain/pulumi-resource-kubernetes.xz (default PLINTH_SHARED:
+#     the `shared` folder beside the checkout) after checking its sha256 below.
+#     It is copied into the bin dir (on PATH it is used as an "ambient" plugin).
 #
 # Running pulumi against the local API server (tests/e2e/controlplane.py):
 #   PATH=$BIN:$VENV/bin:$PATH                    # CLI finds language host + plugins on PATH;
@@ -74,6 +79,7 @@ PULUMI_VERSION=$(modver pulumi-cli github.com/pulumi/pulumi/pkg/v3)
 LANGHOST_VERSION=$(modver pulumi-language-python github.com/pulumi/pulumi/sdk/v3)
 K8S_VERSION=$(modver kube-apiserver k8s.io/kubernetes)
 ETCD_VERSION=$(modver etcd go.etcd.io/etcd/server/v3)
+HELM_VERSION=$(modver helm helm.sh/helm/v3)
 PY_SDK_VERSION=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("pulumi"))' 2>/dev/null || true)
 if [[ -z "$PY_SDK_VERSION" ]]; then
   log "WARN: '$PYTHON' has no 'pulumi' package; exec shim taken from sdk/v3@$PULUMI_VERSION"
@@ -83,18 +89,18 @@ PY_K8S_VERSION=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("
 [[ "v$PY_SDK_VERSION" == "$PULUMI_VERSION" ]] ||
   log "note: pulumi CLI $PULUMI_VERSION (newest on the proxy) vs Python SDK $PY_SDK_VERSION"
 
-for v in PULUMI_VERSION LANGHOST_VERSION K8S_VERSION ETCD_VERSION; do
+for v in PULUMI_VERSION LANGHOST_VERSION K8S_VERSION ETCD_VERSION HELM_VERSION; do
   [[ -n "${!v}" ]] || { log "ERROR: could not read $v from the consumer go.mod files"; exit 1; }
 done
 K8S_MINOR=${K8S_VERSION#v1.}; K8S_MINOR=${K8S_MINOR%%.*}
 
 GO_VERSION=$(go env GOVERSION)
 HASH=$( (echo "rev=$BUILD_REV"; cd "$HERE" && cat ./*/go.mod ./*/go.sum) | sha256sum | cut -c1-10)
-KEY="pulumi-${PULUMI_VERSION}_langpy-${LANGHOST_VERSION}_sdk-v${PY_SDK_VERSION}_k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_${GO_VERSION}_${HASH}"
+KEY="pulumi-${PULUMI_VERSION}_langpy-${LANGHOST_VERSION}_sdk-v${PY_SDK_VERSION}_k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_${GO_VERSION}_${HASH}"
 BIN="$CACHE_ROOT/$KEY/bin"
 
 ALL=(pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python
-     kube-apiserver kube-controller-manager etcd)
+     kube-apiserver kube-controller-manager etcd helm)
 if [[ "${PLINTH_TOOLCHAIN_FORCE:-0}" == 1 && $PRINT_ONLY == 0 ]]; then rm -rf "$CACHE_ROOT/$KEY"; fi
 have_all=1
 for b in "${ALL[@]}"; do [[ -x "$BIN/$b" ]] || have_all=0; done
@@ -117,6 +123,18 @@ else
     mv -f "$BIN/.$name.tmp" "$BIN/$name"
     log "$name: done in $(( $(date +%s) - t ))s"
   }
+
+  # helm: the ldflags upstream's Makefile sets -- the version, and the default
+  # Capabilities.KubeVersion from the client-go it links (v0.N -> v1.N); without
+  # them `helm template` assumes KubeVersion v1.20 and charts needing more fail.
+  HELM_CLIENT_GO=$(cd "$HERE/helm" && go list -f '{{.Version}}' -m k8s.io/client-go)
+  HELM_K8S_MINOR=$(echo "${HELM_CLIENT_GO#v0.}" | cut -d. -f1)
+  HELM_PKG=helm.sh/helm/v3
+  gobuild helm helm $HELM_PKG/cmd/helm \
+    "-X $HELM_PKG/internal/version.version=$HELM_VERSION" \
+    "-X $HELM_PKG/internal/version.metadata=" "-X $HELM_PKG/internal/version.gitTreeState=clean" \
+    "-X $HELM_PKG/pkg/lint/rules.k8sVersionMajor=1" "-X $HELM_PKG/pkg/lint/rules.k8sVersionMinor=$HELM_K8S_MINOR" \
+    "-X $HELM_PKG/pkg/chartutil.k8sVersionMajor=1" "-X $HELM_PKG/pkg/chartutil.k8sVersionMinor=$HELM_K8S_MINOR"
 
   gobuild etcd etcd go.etcd.io/etcd/server/v3
 
@@ -155,12 +173,26 @@ else
 fi
 
 # pulumi-resource-kubernetes: not obtainable from the proxy (see header).
+PROVIDER_SHA256=13ad06faf253bf85ac8591bc7e7c5fbd8c0c334180d2ac0155d9ba960f3c8b1c  # v4.32.0+27.g94977969d
+SHARED=${PLINTH_SHARED:-$(cd "$HERE/../../../.." && pwd)/shared}
 if [[ -n "${PLINTH_KUBERNETES_PROVIDER:-}" ]]; then
   install -m 0755 "$PLINTH_KUBERNETES_PROVIDER" "$BIN/pulumi-resource-kubernetes"
   log "pulumi-resource-kubernetes copied from $PLINTH_KUBERNETES_PROVIDER"
-elif [[ ! -x "$BIN/pulumi-resource-kubernetes" ]]; then
+elif [[ -x "$BIN/pulumi-resource-kubernetes" ]]; then
+  log "pulumi-resource-kubernetes: present"
+elif [[ $PRINT_ONLY == 0 && -f "$SHARED/toolchain/pulumi-resource-kubernetes.xz" ]]; then
+  xz -dc "$SHARED/toolchain/pulumi-resource-kubernetes.xz" > "$BIN/.provider.tmp"
+  if ! echo "$PROVIDER_SHA256  $BIN/.provider.tmp" | sha256sum -c --quiet; then
+    rm -f "$BIN/.provider.tmp"
+    log "ERROR: $SHARED/toolchain/pulumi-resource-kubernetes.xz does not hold the expected binary (sha256 $PROVIDER_SHA256)"
+    exit 1
+  fi
+  chmod 0755 "$BIN/.provider.tmp" && mv -f "$BIN/.provider.tmp" "$BIN/pulumi-resource-kubernetes"
+  log "pulumi-resource-kubernetes: from $SHARED/toolchain (sha256 checked)"
+else
   log "WARN: no pulumi-resource-kubernetes (python pulumi-kubernetes $PY_K8S_VERSION):" \
-      "provider/v4 is not served by the Go module proxy; kubernetes resources cannot be deployed"
+      "provider/v4 is not served by the Go module proxy and $SHARED/toolchain has none;" \
+      "kubernetes resources cannot be deployed"
 fi
 
 log "total ${SECONDS}s"

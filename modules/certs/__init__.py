@@ -1,0 +1,83 @@
+"""cert-manager and the platform ClusterIssuer `plinth-ca` every platform certificate comes from."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from plinth.catalog import PLATFORM_NAMESPACES, ImageRef
+from plinth.context import ISSUER, PlatformContext, resource_name
+from plinth.modules.helm import HelmService
+
+SELF_SIGNED = "plinth-selfsigned"
+CA_SECRET = "plinth-ca"
+ACME_ACCOUNT_SECRET = "plinth-acme-account"
+
+
+class CertManager(HelmService):
+    """cert-manager with its CRDs, and the platform ClusterIssuer (plinth:certs:CertManager)."""
+
+    type_token = "plinth:certs:CertManager"
+    chart_key = "cert-manager"
+    spec_path = ("certificates", "certManager")
+
+    @classmethod
+    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+        replicas = 2 if ctx.prod_like else 1
+        # The chart composes <imageRegistry>/<imageNamespace>/<name>: the mirror rule keeps the path.
+        upstream = ImageRef.parse(cls.chart().images[0])
+        return {
+            "imageRegistry": ctx.mirror_registry or upstream.registry,
+            "imageNamespace": upstream.repository.rsplit("/", 1)[0],
+            "global": {"imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets]},
+            # CRDs with the chart, kept on uninstall (certificates outlive a reinstall).
+            "crds": {"enabled": True, "keep": True},
+            "replicaCount": replicas,
+            "webhook": {"replicaCount": replicas},
+            "cainjector": {"replicaCount": replicas},
+            "podDisruptionBudget": {"enabled": replicas > 1},
+            "prometheus": {"enabled": ctx.monitoring, "servicemonitor": {"enabled": ctx.monitoring}},
+        }
+
+    def objects(self, name: str, block, ctx: PlatformContext) -> None:
+        after = pulumi.ResourceOptions(parent=self, provider=ctx.provider, depends_on=[self.release])
+        issuer = block.issuer
+        if issuer.type == "selfSigned":
+            # A self-signed root issues the platform CA; the CA issuer signs everything else.
+            root = _cluster_issuer(resource_name(name, "selfsigned"), ctx.metadata(SELF_SIGNED, name),
+                                   {"selfSigned": {}}, after)
+            ca = k8s.apiextensions.CustomResource(
+                resource_name(name, "ca"),
+                api_version="cert-manager.io/v1",
+                kind="Certificate",
+                metadata=ctx.metadata(CA_SECRET, name, namespace=self.chart().namespace),
+                spec={
+                    "isCA": True,
+                    "commonName": f"{ctx.platform} platform CA",
+                    "secretName": CA_SECRET,
+                    "duration": "87600h",
+                    "privateKey": {"algorithm": "ECDSA", "size": 256},
+                    "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": SELF_SIGNED},
+                },
+                opts=pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(depends_on=[root])),
+            )
+            spec: dict = {"ca": {"secretName": CA_SECRET}}
+            opts = pulumi.ResourceOptions.merge(after, pulumi.ResourceOptions(depends_on=[ca]))
+        elif issuer.type == "ca":
+            spec, opts = {"ca": {"secretName": issuer.ca_secret}}, after
+        else:
+            spec = {"acme": {
+                "server": issuer.acme.server,
+                "email": issuer.acme.email,
+                "privateKeySecretRef": {"name": ACME_ACCOUNT_SECRET},
+                "solvers": [{"http01": {"gatewayHTTPRoute": {"parentRefs": [{
+                    "kind": "Gateway", "name": "plinth", "namespace": PLATFORM_NAMESPACES["gateway"],
+                    "sectionName": "http"}]}}}],
+            }}
+            opts = after
+        self.issuer = _cluster_issuer(resource_name(name, "issuer"), ctx.metadata(ISSUER, name), spec, opts)
+
+
+def _cluster_issuer(name: str, metadata: dict, spec: dict, opts: pulumi.ResourceOptions):
+    return k8s.apiextensions.CustomResource(name, api_version="cert-manager.io/v1", kind="ClusterIssuer",
+                                            metadata=metadata, spec=spec, opts=opts)

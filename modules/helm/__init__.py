@@ -1,0 +1,214 @@
+"""The ONE Helm service mechanism every chart-based service uses.
+
+A service is a subclass of `HelmService` that names its catalog chart, the
+YAML path of its spec block, and computes the values Plinth owns from its
+block and the shared context. The mechanism does the rest, the same way for
+every chart: the service's namespace (Pod Security level, mirror pull secret,
+air-gap egress policy), the chart from the configured chart source, the values
+(Plinth's over the user's `values`; the rules pass refuses a user value that
+sets an owned key, so nothing is silently overridden), and explicit ordering
+(`depends_on` the services before it: CRDs first). Why `helm.v3.Release`
+rather than `helm.v4.Chart`: see README.md beside this file.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from plinth.catalog import CHARTS, Chart, CrdBundle
+from plinth.context import PULL_SECRET, PlatformContext, resource_name
+from plinth.objects import airgap_egress_policy, namespace, pull_secret
+
+SYSTEM_NAMESPACES = frozenset({"kube-system"})
+"""Namespaces that exist in every cluster: never created or owned by Plinth."""
+
+
+# --- values ---------------------------------------------------------------------------------------
+
+
+def merge_values(user: dict, owned: dict) -> dict:
+    """The release's values: the user's escape hatch with Plinth's owned values over it (sorted keys)."""
+    out = dict(user)
+    for key, value in owned.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_values(out[key], value)
+        else:
+            out[key] = value
+    return {k: out[k] for k in sorted(out)}
+
+
+def owned_conflicts(user: dict, owned: dict, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Paths of user values that would set (or replace a map holding) a key Plinth owns."""
+    for key, value in user.items():
+        if key not in owned:
+            continue
+        if isinstance(value, dict) and isinstance(owned[key], dict):
+            yield from owned_conflicts(value, owned[key], (*path, key))
+        else:
+            yield (*path, key)
+
+
+def owned_paths(owned: dict, path: tuple[str, ...] = ()) -> Iterator[str]:
+    """Every owned leaf as a dotted path (for docs and error messages)."""
+    for key, value in sorted(owned.items()):
+        if isinstance(value, dict) and value:
+            yield from owned_paths(value, (*path, key))
+        else:
+            yield ".".join((*path, key))
+
+
+def image_values(ref: str, ctx: PlatformContext, split_registry: bool = False) -> dict:
+    """An image as a chart's `{repository, tag, digest}` (or `{registry, repository, ...}`), mirrored in air-gap."""
+    from plinth.catalog import ImageRef
+
+    image = ImageRef.parse(ref).mirrored(ctx.mirror_registry)
+    values: dict[str, Any] = (
+        {"registry": image.registry, "repository": image.repository} if split_registry
+        else {"repository": f"{image.registry}/{image.repository}"}
+    )
+    values["tag"] = image.tag
+    if image.digest:
+        values["digest"] = image.digest
+    return values
+
+
+# --- chart source ---------------------------------------------------------------------------------
+
+
+def source_kind(source: str | None) -> str:
+    """public | oci | https | directory."""
+    if not source:
+        return "public"
+    if source.startswith("oci://"):
+        return "oci"
+    if source.startswith(("https://", "http://")):
+        return "https"
+    return "directory"
+
+
+def release_chart_args(chart: Chart, source: str | None) -> dict:
+    """`chart`, `version` and `repository_opts` of a Release for the spec's chart source."""
+    kind = source_kind(source)
+    if kind == "public":
+        if chart.repo.startswith("oci://"):
+            return {"chart": f"{chart.repo}/{chart.name}", "version": chart.version}
+        return {"chart": chart.name, "version": chart.version,
+                "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo)}
+    if kind == "oci":
+        return {"chart": f"{source.rstrip('/')}/{chart.name}", "version": chart.version}
+    if kind == "https":
+        return {"chart": chart.name, "version": chart.version,
+                "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=source)}
+    # A local archive carries its version; `version` would make Helm look for a repository.
+    return {"chart": chart_archive(chart, source)}
+
+
+def chart_archive(chart: Chart, directory: str) -> str:
+    return os.path.join(directory, "charts", chart.archive)
+
+
+def bundle_files(bundle: CrdBundle, source: str | None) -> list[str]:
+    """The manifest files (or URL) of a CRD bundle for the spec's chart source."""
+    if source_kind(source) == "directory":
+        pattern = os.path.join(source, "crds", bundle.directory, "*.yaml")
+        return sorted(glob.glob(pattern)) or [pattern]
+    return [bundle.url]
+
+
+# --- the component --------------------------------------------------------------------------------
+
+
+class HelmService(pulumi.ComponentResource):
+    """Base of every chart-based service: namespace, release, then the service's own objects."""
+
+    type_token: ClassVar[str]
+    """Pulumi type token, plinth:<area>:<Class>."""
+    chart_key: ClassVar[str]
+    """Key of the chart in plinth.catalog.CHARTS."""
+    spec_path: ClassVar[tuple[str, ...]]
+    """YAML path of the service's block in the spec (e.g. network.cilium); the block has `enabled` and `values`."""
+    pod_security: ClassVar[str] = "restricted"
+    """Pod Security level of the service's namespace."""
+
+    release: k8s.helm.v3.Release
+
+    @classmethod
+    def block(cls, spec) -> Any:
+        node = spec
+        for key in cls.spec_path:
+            node = getattr(node, _snake(key))
+        return node
+
+    @classmethod
+    def enabled(cls, spec) -> bool:
+        return bool(cls.block(spec).enabled)
+
+    @classmethod
+    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+        """The values Plinth owns for this service (pure: from the spec block and the context)."""
+        raise NotImplementedError
+
+    @classmethod
+    def chart(cls) -> Chart:
+        return CHARTS[cls.chart_key]
+
+    @classmethod
+    def user_values(cls, block) -> dict:
+        """The spec's `values` escape hatch for this chart."""
+        return dict(block.values)
+
+    @classmethod
+    def release_values(cls, block, ctx: PlatformContext) -> dict:
+        return merge_values(cls.user_values(block), cls.owned_values(block, ctx))
+
+    def __init__(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(self.type_token, name, None, opts)
+        chart = self.chart()
+        component = name
+        child = pulumi.ResourceOptions(parent=self, provider=ctx.provider)
+        waits: list[pulumi.Resource] = []
+        in_ns = child
+        if chart.namespace not in SYSTEM_NAMESPACES:
+            ns = namespace(name, chart.namespace, component, ctx, self, pod_security=self.pod_security)
+            waits.append(ns)
+            in_ns = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[ns]))
+            airgap_egress_policy(name, ctx.metadata("airgap-egress", component, namespace=chart.namespace),
+                                 ctx, in_ns)
+        secret = pull_secret(name, ctx.metadata(PULL_SECRET, component, namespace=chart.namespace), ctx, in_ns)
+        if secret:
+            waits.append(secret)
+        waits += self.prerequisites(name, block, ctx, in_ns)
+        self.release = k8s.helm.v3.Release(
+            resource_name(name),
+            k8s.helm.v3.ReleaseArgs(
+                name=chart.name,
+                namespace=chart.namespace,
+                values=self.release_values(block, ctx),
+                max_history=10,
+                # Without nodes nothing becomes ready and hook Jobs never finish (spec `testing`).
+                skip_await=ctx.skip_await,
+                disable_webhooks=ctx.skip_await or None,
+                **release_chart_args(chart, ctx.chart_source),
+            ),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=waits)),
+        )
+        self.objects(name, block, ctx)
+        self.register_outputs({"release": self.release.name})
+
+    def prerequisites(self, name: str, block, ctx: PlatformContext,
+                      opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        """Objects in the service's namespace its release reads (secrets, dashboards); default: none."""
+        return []
+
+    def objects(self, name: str, block, ctx: PlatformContext) -> None:
+        """Objects the service adds after its release (custom resources of its CRDs); default: none."""
+
+
+def _snake(key: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in key)

@@ -1,0 +1,118 @@
+"""Monitoring: kube-prometheus-stack (Prometheus, Alertmanager, Grafana) with the platform's dashboards."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+from plinth.context import PlatformContext, resource_name
+from plinth.modules.helm import HelmService
+from plinth.modules.monitoring.dashboards import platform_overview, tenancy_quotas
+
+GRAFANA_ADMIN_SECRET = "grafana-admin"
+RECEIVERS_SECRET = "alertmanager-receivers"
+"""Mounted by Alertmanager at /etc/alertmanager/secrets/<name>/<receiver>: URLs and keys stay out of its config."""
+DASHBOARD_LABEL = "grafana_dashboard"
+
+# Per receiver type: the Alertmanager config block and its *_file field reading the secret.
+RECEIVER_FIELDS = {"webhook": ("webhook_configs", "url_file"), "slack": ("slack_configs", "api_url_file"),
+                   "pagerduty": ("pagerduty_configs", "routing_key_file")}
+
+
+def alertmanager_config(receivers) -> dict:
+    """Routing by severity to the spec's receivers; secrets are read from mounted files, never inlined."""
+    config: dict = {
+        "route": {"receiver": "null", "group_by": ["alertname", "namespace"], "routes": []},
+        "receivers": [{"name": "null"}],
+        "inhibit_rules": [{"source_matchers": ["severity = critical"], "target_matchers": ["severity = warning"],
+                           "equal": ["alertname", "namespace"]}],
+    }
+    for receiver in receivers:
+        block, field = RECEIVER_FIELDS[receiver.type]
+        entry: dict = {field: f"/etc/alertmanager/secrets/{RECEIVERS_SECRET}/{receiver.name}",
+                       "send_resolved": True}
+        if receiver.channel:
+            entry["channel"] = receiver.channel
+        config["receivers"].append({"name": receiver.name, block: [entry]})
+        severities = "|".join(receiver.severities)
+        config["route"]["routes"].append({"receiver": receiver.name, "matchers": [f'severity=~"{severities}"'],
+                                          "continue": True})
+    return config
+
+
+class Monitoring(HelmService):
+    """kube-prometheus-stack (plinth:monitoring:Monitoring)."""
+
+    type_token = "plinth:monitoring:Monitoring"
+    chart_key = "kube-prometheus-stack"
+    spec_path = ("monitoring",)
+    pod_security = "privileged"  # node-exporter runs with the host's network and PID namespaces
+
+    @classmethod
+    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+        prometheus = block.prometheus_replicas or (2 if ctx.prod_like else 1)
+        alertmanager = block.alertmanager.replicas or (3 if ctx.prod_like else 1)
+        selectors = {f"{kind}SelectorNilUsesHelmValues": False
+                     for kind in ("serviceMonitor", "podMonitor", "rule", "probe", "scrapeConfig")}
+        values: dict = {
+            "global": {"imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets]},
+            "crds": {"enabled": False},  # plinth:crds:PrometheusOperatorCrds installs them first
+            "prometheus": {"prometheusSpec": {"replicas": prometheus, "retention": block.retention, **selectors}},
+            "alertmanager": {
+                "config": alertmanager_config(block.alertmanager.receivers),
+                "alertmanagerSpec": {"replicas": alertmanager,
+                                     "secrets": [RECEIVERS_SECRET] if block.alertmanager.receivers else []},
+            },
+            "grafana": {
+                "replicas": 2 if ctx.prod_like else 1,
+                # No chart-generated admin password: a random one is a new diff on every render.
+                "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user",
+                          "passwordKey": "admin-password"},
+                "sidecar": {"dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": "1",
+                                           "searchNamespace": cls.chart().namespace}},
+            },
+            "prometheusOperator": {"admissionWebhooks": {
+                # With cert-manager the webhook certificate is issued in-cluster; the chart's patch
+                # Jobs would rewrite caBundle behind the engine's back.
+                "certManager": {"enabled": ctx.cert_manager},
+                "patch": {"enabled": not ctx.cert_manager},
+            }},
+        }
+        if ctx.mirror_registry:
+            values["global"]["imageRegistry"] = ctx.mirror_registry
+        return values
+
+    def prerequisites(self, name: str, block, ctx: PlatformContext,
+                      opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        ns = self.chart().namespace
+        admin_password = ctx.secrets.grafana_admin_password
+        if admin_password is None:
+            raise ValueError("monitoring needs the stack secret plinth:grafanaAdminPassword")
+        made: list[pulumi.Resource] = [k8s.core.v1.Secret(
+            resource_name(name, "grafana-admin"),
+            metadata=ctx.metadata(GRAFANA_ADMIN_SECRET, name, namespace=ns),
+            type="Opaque",
+            string_data={"admin-user": "admin", "admin-password": pulumi.Output.secret(admin_password)},
+            opts=opts,
+        )]
+        if block.alertmanager.receivers:
+            if ctx.secrets.alert_receivers is None:
+                raise ValueError("alertmanager receivers need the stack secret plinth:alertReceivers")
+            names = [receiver.name for receiver in block.alertmanager.receivers]
+            made.append(k8s.core.v1.Secret(
+                resource_name(name, "alertmanager-receivers"),
+                metadata=ctx.metadata(RECEIVERS_SECRET, name, namespace=ns),
+                type="Opaque",
+                string_data=pulumi.Output.secret(ctx.secrets.alert_receivers).apply(
+                    lambda urls: {n: str(urls[n]) for n in names}),
+                opts=opts,
+            ))
+        for key, body in (("overview", platform_overview(ctx.platform)),
+                          ("tenancy", tenancy_quotas(ctx.platform, list(ctx.teams)))):
+            made.append(k8s.core.v1.ConfigMap(
+                resource_name(name, "dashboard", key),
+                metadata=ctx.metadata(f"plinth-dashboard-{key}", name, namespace=ns,
+                                      labels={DASHBOARD_LABEL: "1"}),
+                data={f"plinth-{key}.json": body},
+                opts=opts,
+            ))
+        return made

@@ -1,0 +1,67 @@
+"""Native objects more than one module creates the same way: namespaces and the mirror pull secret."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from plinth.context import PULL_SECRET, PlatformContext, resource_name
+
+
+def namespace(name: str, ns_name: str, component: str, ctx: PlatformContext, parent: pulumi.Resource,
+              pod_security: str = "restricted", team: str | None = None,
+              cost_center: str | None = None) -> k8s.core.v1.Namespace:
+    """A namespace with Pod Security admission (enforce, audit, warn) pinned to the spec's Kubernetes version."""
+    pss = {f"pod-security.kubernetes.io/{mode}": pod_security for mode in ("enforce", "audit", "warn")}
+    pss |= {f"pod-security.kubernetes.io/{mode}-version": f"v{ctx.kubernetes_version}"
+            for mode in ("enforce", "audit", "warn")}
+    return k8s.core.v1.Namespace(
+        resource_name(name, "namespace"),
+        metadata=ctx.metadata(ns_name, component, team=team, cost_center=cost_center, labels=dict(sorted(pss.items()))),
+        opts=pulumi.ResourceOptions(parent=parent, provider=ctx.provider),
+    )
+
+
+def pull_secret(name: str, metadata: dict, ctx: PlatformContext,
+                opts: pulumi.ResourceOptions) -> k8s.core.v1.Secret | None:
+    """The mirror's image pull secret (from a secret Output), when the spec asks for one."""
+    if not ctx.pull_secret:
+        return None
+    if ctx.mirror_auth is None:
+        raise ValueError("the spec asks for a mirror pull secret but no mirror password was given")
+    host = ctx.mirror_registry.split("/")[0]
+    return k8s.core.v1.Secret(
+        resource_name(name, "mirror-pull"),
+        metadata=metadata,
+        type="kubernetes.io/dockerconfigjson",
+        string_data={".dockerconfigjson": pulumi.Output.secret(ctx.mirror_auth).apply(
+            lambda auth: _docker_config(host, auth))},
+        opts=opts,
+    )
+
+
+def _docker_config(registry: str, auth: str) -> str:
+    user, _, password = auth.partition(":")
+    token = base64.b64encode(auth.encode()).decode()
+    return json.dumps({"auths": {registry: {"username": user, "password": password, "auth": token}}},
+                      sort_keys=True)
+
+
+def airgap_egress_policy(name: str, metadata: dict, ctx: PlatformContext,
+                         opts: pulumi.ResourceOptions) -> None:
+    """Air-gap: pods of a platform namespace reach in-cluster pods and the declared CIDRs, nothing else."""
+    if not ctx.mirror_registry:
+        return
+    to: list[dict] = [{"namespaceSelector": {}}]
+    to += [{"ipBlock": {"cidr": cidr}} for cidr in ctx.egress_cidrs]
+    k8s.networking.v1.NetworkPolicy(
+        resource_name(name, "airgap-egress"),
+        metadata=metadata,
+        spec={"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": to}]},
+        opts=opts,
+    )
+
+
