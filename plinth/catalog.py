@@ -51,6 +51,10 @@ class CrdBundle:
     directory: str
     """Sub-directory of a directory chart source holding the bundle's files (`crds/<directory>/*.yaml`)."""
 
+    def mirrored_url(self, files: str) -> str:
+        """Where an air-gap file mirror (spec airgap.mirror.files) serves the same file."""
+        return f"{files.rstrip('/')}/{self.name}/{self.version}/{self.url.rsplit('/', 1)[-1]}"
+
 
 CHARTS: dict[str, Chart] = {
     "prometheus-operator-crds": Chart(
@@ -107,6 +111,8 @@ CHARTS: dict[str, Chart] = {
             "quay.io/prometheus/alertmanager:v0.34.0",
             "quay.io/prometheus/node-exporter:v1.12.1-distroless",
             "quay.io/prometheus/prometheus:v3.14.0-distroless",
+            # The operator's default Thanos sidecar image (an argument even with Thanos off).
+            "quay.io/thanos/thanos:v0.42.4",
             "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.20.0",
         ),
     ),
@@ -127,6 +133,8 @@ GATEWAY_API = CrdBundle(
     "https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.6.1/standard-install.yaml",
     "gateway-api-v1.6.1-standard",
 )
+
+CRD_BUNDLES: tuple[CrdBundle, ...] = (GATEWAY_API,)
 
 # Namespaces of the platform's own services, which tenant network policies
 # must be able to name (monitoring scrapes, gateway ingress, Vault, Feast).

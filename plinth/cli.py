@@ -67,6 +67,10 @@ def _load(blueprint: Path | None, stack: str | None):
 
 def _plan(blueprint: Path | None, stack: str | None):
     spec, source = _load(blueprint, stack)
+    return _plan_spec(spec, source, stack)
+
+
+def _plan_spec(spec, source: str, stack: str | None):
     from plinth.engine.offline import plan
 
     started = time.perf_counter()
@@ -115,15 +119,51 @@ def render(
     blueprint: BlueprintArg = None,
     stack: StackOpt = None,
     out: Annotated[Path, typer.Option(help="Directory for the manifests (created; earlier renders replaced).")] = ...,
+    charts: Annotated[Optional[Path], typer.Option(
+        help="Directory chart source (DIR/charts/<name>-<version>.tgz, DIR/crds/<bundle>/) to render the real "
+             "charts from. Default: the spec's charts.source when it is a directory.")] = None,
 ) -> None:
-    """Write every Kubernetes object (one file per component) and Helm release values to a directory."""
+    """Write every Kubernetes object: Plinth's own, and every object of each Helm release's real chart."""
+    from plinth.engine.charts import render_charts
     from plinth.render import render as render_plan
 
-    result, _ = _plan(blueprint, stack)
-    files = render_plan(result, out)
+    if charts is not None and not charts.is_dir():
+        raise SpecInvalid([SpecError(None, "--charts", f"{charts}: not a directory")])
+    spec, source = _load(blueprint, stack)
+    result, _ = _plan_spec(spec, source, stack)
+    rendered = render_charts(result, spec.kubernetes.version, charts or _local_source(spec))
+    files = render_plan(result, out, rendered)
     for path in files:
         typer.echo(str(path))
-    _err(f"rendered {plural(len(files), 'file')} to {out}")
+    for item in rendered:
+        if item.note:
+            _err(f"note: {item.resource.name}: {item.note}")
+    objects = sum(len(item.objects) for item in rendered)
+    _err(f"rendered {plural(len(files), 'file')} to {out} "
+         f"({plural(objects, 'object')} from {plural(sum(bool(i.objects) for i in rendered), 'chart')})")
+
+
+def _local_source(spec) -> Path | None:
+    from plinth.modules.helm import source_kind
+
+    source = spec.charts.source or (spec.airgap.mirror.charts if spec.airgap.enabled and spec.airgap.mirror else None)
+    return Path(source) if source_kind(source) == "directory" else None
+
+
+@app.command()
+def images(
+    blueprint: BlueprintArg = None,
+    stack: StackOpt = None,
+    fmt: Annotated[str, typer.Option("--format", help="text (one `SOURCE TARGET` per line) or json.")] = "text",
+) -> None:
+    """Everything to mirror for this spec: every image (with tag/digest), chart (with version) and CRD bundle."""
+    from plinth.mirror import mirror_list
+
+    if fmt not in ("text", "json"):
+        raise SpecInvalid([SpecError(None, "--format", f"expected text or json, got {fmt!r}")])
+    spec, _ = _load(blueprint, stack)
+    listing = mirror_list(spec)
+    sys.stdout.write(listing.to_json() if fmt == "json" else listing.to_text())
 
 
 @app.command()

@@ -54,6 +54,8 @@ class PlatformContext:
     """Air-gap: the only networks outside the cluster that platform namespaces may reach."""
     chart_source: str | None = None
     """Where charts come from (oci://, https://, a directory); None: each chart's public repository."""
+    files_mirror: str | None = None
+    """Air-gap: HTTPS base serving manifest bundles (spec airgap.mirror.files)."""
     monitoring: bool = False
     """The Prometheus stack is on: services switch on their ServiceMonitors and rules."""
     cert_manager: bool = False
@@ -82,6 +84,7 @@ class PlatformContext:
             teams=tuple(team.name for team in spec.teams),
             egress_cidrs=mirror.cidrs if mirror else (),
             chart_source=spec.charts.source or (mirror.charts if mirror else None),
+            files_mirror=mirror.files if mirror else None,
             monitoring=spec.monitoring.enabled,
             cert_manager=spec.certificates.cert_manager.enabled,
             skip_await=spec.testing.skip_await,

@@ -6,15 +6,14 @@ reviewed or committed for GitOps. Secret values are never written.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
+import yaml
 
+from plinth.engine.charts import CONFIG_GROUP, HELM_RELEASE, Rendered
 from plinth.plan import Plan, Resource
 
-HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 MANIFEST = ".plinth-rendered"
 """Lists the files the last render wrote, so a re-render removes stale ones."""
 
@@ -27,7 +26,7 @@ def kubernetes_objects(plan: Plan) -> list[tuple[Resource, dict]]:
     """(resource, object) for every Kubernetes object in the plan (not providers or Helm releases)."""
     out = []
     for res in plan.resources:
-        if res.custom and res.type.startswith("kubernetes:") and res.type != HELM_RELEASE:
+        if res.custom and res.type.startswith("kubernetes:") and res.type not in (HELM_RELEASE, CONFIG_GROUP):
             out.append((res, redact(res.inputs)))
     return out
 
@@ -54,19 +53,31 @@ def top_component(by_urn: dict[str, Resource], res: Resource) -> str:
     return node.name
 
 
-def render(plan: Plan, out_dir: Path) -> list[Path]:
-    """Write manifests and Helm values; returns the files written (sorted)."""
+def render(plan: Plan, out_dir: Path, charts: list[Rendered] | None = None) -> list[Path]:
+    """Write manifests, Helm values and (given `charts`) every object of the real charts; the files written.
+
+    Per component `<component>.yaml` holds the objects Plinth authors; `helm/<component>-<release>.yaml`
+    each release's chart, version and values; `charts/<component>-<release>.yaml` what the chart itself
+    renders with those values (or, in the helm/ file, a `note` saying why it could not be rendered).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     _remove_previous(out_dir)
     files: dict[str, list[str]] = {}
     by_urn = plan.by_urn()
     for res, obj in kubernetes_objects(plan):
         files.setdefault(f"{top_component(by_urn, res)}.yaml", []).append(_sort_key(obj) + _dump(_ordered(obj)))
+    notes = {r.resource.urn: r.note for r in charts or () if r.note}
     for res in plan.resources:
         if res.type == HELM_RELEASE:
             release = {k: res.inputs.get(k) for k in ("name", "namespace", "chart", "version", "repositoryOpts")}
             release["values"] = res.inputs.get("values", {})
+            if res.urn in notes:
+                release["note"] = f"not rendered: {notes[res.urn]}"
             files[f"helm/{top_component(by_urn, res)}-{res.name}.yaml"] = [_dump(_sorted(release))]
+    for rendered in charts or ():
+        if rendered.objects:
+            name = f"charts/{top_component(by_urn, rendered.resource)}-{rendered.resource.name}.yaml"
+            files[name] = [_sort_key(obj) + _dump(_ordered(redact(obj))) for obj in rendered.objects]
     written = []
     for name, docs in sorted(files.items()):
         path = out_dir / name
@@ -109,9 +120,6 @@ def _sorted(value: Any) -> Any:
 
 
 def _dump(doc: Any) -> str:
-    yaml = YAML(typ="safe", pure=True)
-    yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False
-    buf = io.StringIO()
-    yaml.dump(doc, buf)
-    return buf.getvalue()
+    # libyaml where available: chart renders hold megabytes of CRD schemas.
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(doc, Dumper=dumper, default_flow_style=False, sort_keys=False, allow_unicode=True, width=120)

@@ -123,7 +123,7 @@ def test_stack_rejects_unknown_plinth_keys(write):
         read_stack(Path.cwd(), "dev")
     assert [str(e) for e in caught.value.errors] == [
         "stacks/Pulumi.dev.yaml:3:3: config.plinth:overides: unknown key (allowed: plinth:blueprint, "
-        "plinth:overrides, plinth:mirrorPassword)"]
+        "plinth:overrides, plinth:mirrorPassword, plinth:grafanaAdminPassword, plinth:alertReceivers)"]
 
 
 def test_stack_overrides_point_at_the_stack_file(write):

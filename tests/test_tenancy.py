@@ -23,7 +23,9 @@ def run(**overrides):
     def program():
         provider = k8s.Provider("k8s")
         ctx = PlatformContext(provider=provider, platform="p", environment="prod", cost_center="platform",
-                              kubernetes_version="1.34", skip_await=overrides.pop("skip_await", False))
+                              kubernetes_version="1.34", skip_await=overrides.pop("skip_await", False),
+                              mirror_registry=overrides.pop("mirror_registry", None),
+                              pull_secret="mirror_auth" in overrides, mirror_auth=overrides.pop("mirror_auth", None))
         Tenancy("tenancy", TenancyArgs(teams=TEAMS, platform_admin_group="admins", **overrides), ctx)
 
     return record(program)

@@ -35,7 +35,7 @@ class GatewayApiCrds(pulumi.ComponentResource):
         super().__init__("plinth:crds:GatewayApiCrds", name, None, opts)
         self.crds = k8s.yaml.v2.ConfigGroup(
             resource_name(name, bundle.version),
-            files=bundle_files(bundle, ctx.chart_source),
+            files=bundle_files(bundle, ctx),
             opts=pulumi.ResourceOptions(parent=self, provider=ctx.provider),
         )
         self.register_outputs({})

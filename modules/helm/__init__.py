@@ -63,21 +63,6 @@ def owned_paths(owned: dict, path: tuple[str, ...] = ()) -> Iterator[str]:
             yield ".".join((*path, key))
 
 
-def image_values(ref: str, ctx: PlatformContext, split_registry: bool = False) -> dict:
-    """An image as a chart's `{repository, tag, digest}` (or `{registry, repository, ...}`), mirrored in air-gap."""
-    from plinth.catalog import ImageRef
-
-    image = ImageRef.parse(ref).mirrored(ctx.mirror_registry)
-    values: dict[str, Any] = (
-        {"registry": image.registry, "repository": image.repository} if split_registry
-        else {"repository": f"{image.registry}/{image.repository}"}
-    )
-    values["tag"] = image.tag
-    if image.digest:
-        values["digest"] = image.digest
-    return values
-
-
 # --- chart source ---------------------------------------------------------------------------------
 
 
@@ -113,11 +98,13 @@ def chart_archive(chart: Chart, directory: str) -> str:
     return os.path.join(directory, "charts", chart.archive)
 
 
-def bundle_files(bundle: CrdBundle, source: str | None) -> list[str]:
-    """The manifest files (or URL) of a CRD bundle for the spec's chart source."""
-    if source_kind(source) == "directory":
-        pattern = os.path.join(source, "crds", bundle.directory, "*.yaml")
+def bundle_files(bundle: CrdBundle, ctx: PlatformContext) -> list[str]:
+    """The manifest files (or URL) of a CRD bundle: a directory chart source, the air-gap file mirror, or upstream."""
+    if source_kind(ctx.chart_source) == "directory":
+        pattern = os.path.join(ctx.chart_source, "crds", bundle.directory, "*.yaml")
         return sorted(glob.glob(pattern)) or [pattern]
+    if ctx.files_mirror:
+        return [bundle.mirrored_url(ctx.files_mirror)]
     return [bundle.url]
 
 
@@ -157,6 +144,11 @@ class HelmService(pulumi.ComponentResource):
     @classmethod
     def chart(cls) -> Chart:
         return CHARTS[cls.chart_key]
+
+    @classmethod
+    def images(cls, block, ctx: PlatformContext) -> tuple[str, ...]:
+        """The upstream images the release runs with Plinth's values (what `plinth images` lists)."""
+        return cls.chart().images
 
     @classmethod
     def user_values(cls, block) -> dict:

@@ -81,6 +81,11 @@ class Monitoring(HelmService):
             values["global"]["imageRegistry"] = ctx.mirror_registry
         return values
 
+    @classmethod
+    def images(cls, block, ctx: PlatformContext) -> tuple[str, ...]:
+        # With cert-manager the admission webhook needs no certgen Jobs.
+        return tuple(i for i in cls.chart().images if not (ctx.cert_manager and "kube-webhook-certgen" in i))
+
     def prerequisites(self, name: str, block, ctx: PlatformContext,
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         ns = self.chart().namespace

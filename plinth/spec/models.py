@@ -479,6 +479,10 @@ class Mirror(Spec):
     )
     charts: str = Field(description="Chart source inside the perimeter: oci://registry/path, an https:// chart "
                         "repository, or a directory of packaged charts (see `charts.source`). Required.")
+    files: str | None = Field(
+        None, description="HTTPS location inside the perimeter serving plain manifest bundles (Gateway API CRDs) "
+        "as <files>/<bundle>/<version>/<file>; `plinth images` lists them. Needed when the chart source is not "
+        "a directory. Default: null.", pattern=r"^https://")
     python_index: str | None = Field(None, description="Python package index URL inside the perimeter. Default: null.")
     pull_secret: PullSecret | None = Field(
         None, description="Create an image pull secret for the mirror in every team namespace. Default: null."

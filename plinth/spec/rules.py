@@ -180,6 +180,18 @@ def service_rules(spec: PlatformSpec) -> Iterator[Violation]:
                         "inside the perimeter")
 
 
+def airgap_bundles(spec: PlatformSpec) -> Iterator[Violation]:
+    from plinth.modules.helm import source_kind
+
+    mirror = spec.airgap.mirror if spec.airgap.enabled else None
+    cilium = spec.network.cilium
+    source = spec.charts.source or (mirror.charts if mirror else None)
+    if mirror and cilium.enabled and cilium.gateway_api and not mirror.files and source_kind(source) != "directory":
+        yield Violation(("airgap", "mirror", "files"), "the Gateway API CRDs are plain manifests, not a chart: "
+                        "air-gap mode needs a file mirror for them", "airgap-files",
+                        "set airgap.mirror.files (see `plinth images`), or use a directory chart source")
+
+
 def _inside(url: str, spec: PlatformSpec) -> bool:
     """An air-gap URL is inside the perimeter when its host is the mirror's host or a sub-domain of its domain."""
     mirror = spec.airgap.mirror
@@ -212,5 +224,6 @@ def owned_values(spec: PlatformSpec) -> Iterator[Violation]:
                             f"remove it; the spec field or module README says how Plinth sets {key}")
 
 
-RULES = (reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, service_rules, available_modules,
+RULES = (reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, service_rules, airgap_bundles,
+         available_modules,
          owned_values)

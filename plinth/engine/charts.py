@@ -1,0 +1,150 @@
+"""Render the plan's Helm releases with the real charts (`helm template`), offline.
+
+A release's chart is looked up in a directory chart source (`DIR/charts/<name>-<version>.tgz`):
+the spec's own `charts.source` when it is a directory, or the one given with
+`plinth render --charts DIR`. CRD bundles (e.g. Gateway API) are read from
+`DIR/crds/<bundle>/`. Nothing is fetched from the network: a chart that is not
+there is reported with a note, never a failure of the whole render.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from plinth.plan import Plan, Resource
+
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+CONFIG_GROUP = "kubernetes:yaml/v2:ConfigGroup"
+
+# Custom resource APIs the platform installs before the releases that use them:
+# `helm template` has no cluster to ask, so charts that check .Capabilities are told.
+PLATFORM_APIS = (
+    "cert-manager.io/v1",
+    "gateway.networking.k8s.io/v1",
+    "monitoring.coreos.com/v1",
+    "monitoring.coreos.com/v1/ServiceMonitor",
+    "monitoring.coreos.com/v1/PrometheusRule",
+    "monitoring.coreos.com/v1/PodMonitor",
+)
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml: charts render megabytes of CRDs
+    """Safe loading that reads `=` as the string it is (YAML 1.1's `value` type trips some CRDs)."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+
+
+def load_documents(text: str) -> list[dict]:
+    return [doc for doc in yaml.load_all(text, Loader=_Loader) if isinstance(doc, dict)]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One release or bundle rendered to objects, or a note saying why it could not be."""
+
+    resource: Resource
+    objects: tuple[dict, ...] = ()
+    note: str | None = None
+
+
+def helm_binary() -> str | None:
+    """$PLINTH_HELM, else `helm` on PATH."""
+    return os.environ.get("PLINTH_HELM") or shutil.which("helm")
+
+
+def chart_archive(release: Resource, charts_dir: Path | None) -> Path | None:
+    """The packaged chart of a release in a directory chart source, if there."""
+    chart, version = str(release.inputs.get("chart", "")), release.inputs.get("version")
+    if chart.endswith(".tgz"):
+        path = Path(chart)
+        if path.is_file():
+            return path
+        if charts_dir is None:
+            return None
+        return _existing(charts_dir / "charts" / path.name)
+    if charts_dir is None or not version:
+        return None
+    return _existing(charts_dir / "charts" / f"{chart.rstrip('/').rsplit('/', 1)[-1]}-{version}.tgz")
+
+
+def _existing(path: Path) -> Path | None:
+    return path if path.is_file() else None
+
+
+def template(release: Resource, archive: Path, kube_version: str, helm: str) -> tuple[dict, ...]:
+    """`helm template` of one release with the values Plinth computed (CRDs and hooks included)."""
+    inputs = release.inputs
+    with tempfile.TemporaryDirectory(prefix="plinth-helm-") as tmp:
+        values = Path(tmp) / "values.yaml"
+        values.write_text(yaml.safe_dump(inputs.get("values") or {}, sort_keys=True), encoding="utf-8")
+        args = [helm, "template", str(inputs["name"]), str(archive), "--namespace", str(inputs["namespace"]),
+                "--values", str(values), "--kube-version", f"{kube_version}.0", "--include-crds"]
+        for api in PLATFORM_APIS:
+            args += ["--api-versions", api]
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "HELM_CACHE_HOME": tmp, "HELM_CONFIG_HOME": tmp,
+                                   "HELM_DATA_HOME": tmp})
+    if proc.returncode != 0:
+        raise RuntimeError(f"helm template {inputs['name']} failed: {proc.stderr.strip()}")
+    return tuple(load_documents(proc.stdout))
+
+
+def bundle_objects(group: Resource) -> tuple[tuple[dict, ...], str | None]:
+    """The objects of a ConfigGroup whose files are local; a note when they are URLs or missing."""
+    files = [str(f) for f in group.inputs.get("files", [])]
+    if not files or any("://" in f for f in files):
+        return (), f"files {', '.join(files)} are fetched at deploy time; pass --charts DIR to render them"
+    missing = [f for f in files if not Path(f).is_file()]
+    if missing:
+        return (), f"not found: {', '.join(missing)}"
+    docs: list[dict] = []
+    for f in files:
+        docs += load_documents(Path(f).read_text(encoding="utf-8"))
+    return tuple(docs), None
+
+
+def render_charts(plan: Plan, kube_version: str, charts_dir: Path | None = None) -> list[Rendered]:
+    """Every Helm release and CRD bundle of the plan, rendered where its chart is at hand."""
+    helm = helm_binary()
+    out: list[Rendered] = []
+    for res in plan.resources:
+        if res.type == CONFIG_GROUP:
+            group = res
+            if charts_dir is not None:
+                group = _relocate_bundle(res, charts_dir)
+            objects, note = bundle_objects(group)
+            out.append(Rendered(res, objects, note))
+        elif res.type == HELM_RELEASE:
+            archive = chart_archive(res, charts_dir)
+            if archive is None:
+                out.append(Rendered(res, note=f"chart {res.inputs.get('chart')} {res.inputs.get('version', '')} "
+                                              "is not in a local chart directory; pass --charts DIR"))
+            elif helm is None:
+                out.append(Rendered(res, note="no helm binary (put helm on PATH or set PLINTH_HELM)"))
+            else:
+                out.append(Rendered(res, template(res, archive, kube_version, helm)))
+    return out
+
+
+def _relocate_bundle(group: Resource, charts_dir: Path) -> Resource:
+    """A bundle given by its public URL, looked up in DIR/crds/<bundle> (the directory form of the same version)."""
+    from dataclasses import replace
+
+    from plinth.catalog import CRD_BUNDLES
+
+    files = [str(f) for f in group.inputs.get("files", [])]
+    for bundle in CRD_BUNDLES:
+        local = sorted(str(p) for p in (charts_dir / "crds" / bundle.directory).glob("*.yaml"))
+        same = len(files) == 1 and (files[0] == bundle.url or files[0].endswith(
+            f"/{bundle.name}/{bundle.version}/{bundle.url.rsplit('/', 1)[-1]}"))
+        if same and local:
+            return replace(group, inputs={**group.inputs, "files": local})
+    return group

@@ -1,0 +1,92 @@
+"""What to mirror for a spec: every image, chart and CRD bundle its enabled services use.
+
+Built from the same catalog and the same mirror rule (`plinth.catalog.ImageRef.mirrored`)
+the program's values use, so what `plinth images` lists is what the rendered charts pull.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from plinth.catalog import CrdBundle, ImageRef
+from plinth.spec.models import PlatformSpec
+
+
+@dataclass(frozen=True)
+class MirrorImage:
+    service: str
+    source: str
+    """Upstream reference, tag and digest where pinned (copy from here)."""
+    target: str | None
+    """Reference in the mirror, tag only (copy to here; a digest-preserving copy keeps digests valid)."""
+
+
+@dataclass(frozen=True)
+class MirrorChart:
+    service: str
+    name: str
+    version: str
+    repository: str
+    target: str | None
+    """Chart source inside the perimeter (oci:// or https:// or a directory), None without air-gap."""
+
+
+@dataclass(frozen=True)
+class MirrorBundle:
+    service: str
+    name: str
+    version: str
+    url: str
+    target: str | None
+
+
+@dataclass(frozen=True)
+class MirrorList:
+    images: tuple[MirrorImage, ...]
+    charts: tuple[MirrorChart, ...]
+    bundles: tuple[MirrorBundle, ...]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    def to_text(self) -> str:
+        """One line per artifact: `image SOURCE TARGET`, `chart REPO NAME VERSION TARGET`, `bundle URL TARGET`."""
+        lines = [f"image {i.source} {i.target or '-'}" for i in self.images]
+        lines += [f"chart {c.repository} {c.name} {c.version} {c.target or '-'}" for c in self.charts]
+        lines += [f"bundle {b.url} {b.target or '-'}" for b in self.bundles]
+        return "".join(line + "\n" for line in lines)
+
+
+def mirror_list(spec: PlatformSpec) -> MirrorList:
+    from plinth.modules.crds import GatewayApiCrds
+    from plinth.modules.helm import HelmService
+    from plinth.program import SERVICES
+
+    from plinth.context import PlatformContext
+
+    ctx = PlatformContext.from_spec(spec)
+    mirror = spec.airgap.mirror if spec.airgap.enabled else None
+    images: dict[str, MirrorImage] = {}
+    charts, bundles = [], []
+    for name, service in SERVICES:
+        if not service.enabled(spec):
+            continue
+        if isinstance(service, type) and issubclass(service, HelmService):
+            chart = service.chart()
+            charts.append(MirrorChart(name, chart.name, chart.version, chart.repo, mirror.charts if mirror else None))
+            for ref in service.images(service.block(spec), ctx):
+                image = ImageRef.parse(ref)
+                target = image.mirrored(mirror.registry) if mirror else None
+                images.setdefault(ref, MirrorImage(name, ref, _tag_only(target) if target else None))
+        elif service is GatewayApiCrds:
+            bundle: CrdBundle = service.block(spec)
+            target = None
+            if mirror:
+                target = bundle.mirrored_url(mirror.files) if mirror.files else f"{mirror.charts}/crds/{bundle.directory}"
+            bundles.append(MirrorBundle(name, bundle.name, bundle.version, bundle.url, target))
+    return MirrorList(tuple(sorted(images.values(), key=lambda i: i.source)), tuple(charts), tuple(bundles))
+
+
+def _tag_only(image: ImageRef) -> str:
+    return f"{image.registry}/{image.repository}:{image.tag}"

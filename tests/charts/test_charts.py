@@ -1,0 +1,216 @@
+"""Every blueprint and stack, every Helm release, rendered from the real chart with Plinth's values.
+
+(a) values validate against the chart's own values.schema.json; (b) `helm template` succeeds;
+(c) every object validates against the Kubernetes OpenAPI schema of the spec's version, and
+custom resources against their CRD's openAPIV3Schema; (d) air-gap specs reference nothing
+outside the mirror and every rendered image is listed by `plinth images`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from support import BLUEPRINTS, ROOT, STACKS
+from plinth.catalog import CHARTS, CRD_BUNDLES, ImageRef
+from plinth.engine.charts import HELM_RELEASE, CONFIG_GROUP, render_charts
+from plinth.engine.offline import plan
+from plinth.mirror import mirror_list
+from plinth.render import kubernetes_objects
+from plinth.spec.load import load_spec, load_stack_spec
+
+SPECS = [pytest.param(("blueprint", p), id=p.name) for p in BLUEPRINTS if p.suffix == ".yaml"] + [
+    pytest.param(("stack", s), id=f"stack-{s}") for s in STACKS
+]
+IMAGE_ARG = re.compile(r"^--[a-z-]*image[a-z-]*=(.+)$")
+
+
+@cache
+def _load(which):
+    kind, ref = which
+    return load_spec(ref) if kind == "blueprint" else load_stack_spec(ROOT, ref)
+
+
+@cache
+def _render(which, charts_dir: Path):
+    spec = _load(which)
+    result = plan(spec, str(which[1]))
+    return spec, result, render_charts(result, spec.kubernetes.version, charts_dir)
+
+
+@pytest.fixture
+def rendered(request, charts_dir, helm):
+    return _render(request.param, charts_dir)
+
+
+def _chart_file(charts_dir: Path, release) -> Path:
+    chart = str(release.inputs["chart"]).rstrip("/").rsplit("/", 1)[-1]
+    if chart.endswith(".tgz"):
+        return charts_dir / "charts" / chart
+    return charts_dir / "charts" / f"{chart}-{release.inputs['version']}.tgz"
+
+
+def _chart_member(archive: Path, name: str) -> str | None:
+    with tarfile.open(archive) as tar:
+        top = tar.getnames()[0].split("/")[0]
+        try:
+            return tar.extractfile(f"{top}/{name}").read().decode()
+        except KeyError:
+            return None
+
+
+def _coalesce(defaults: dict, values: dict) -> dict:
+    out = dict(defaults)
+    for key, value in values.items():
+        out[key] = _coalesce(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def test_catalog_pins_exactly_the_packaged_chart_versions(charts_dir):
+    index = {c["name"]: c["version"] for c in json.loads((charts_dir / "INDEX.json").read_text())}
+    assert {key: (c.name, c.version) for key, c in CHARTS.items()} == {
+        key: (c.name, index.get(c.name)) for key, c in CHARTS.items()}
+    for bundle in CRD_BUNDLES:
+        assert sorted((charts_dir / "crds" / bundle.directory).glob("*.yaml")), bundle
+
+
+@pytest.mark.parametrize("rendered", SPECS, indirect=True)
+def test_values_validate_against_the_charts_own_schema(rendered, charts_dir):
+    _, result, _ = rendered
+    checked = 0
+    for release in (r for r in result.resources if r.type == HELM_RELEASE):
+        archive = _chart_file(charts_dir, release)
+        schema = _chart_member(archive, "values.schema.json")
+        if schema is None:
+            continue
+        defaults = yaml.safe_load(_chart_member(archive, "values.yaml")) or {}
+        values = _coalesce(defaults, release.inputs.get("values") or {})
+        errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+                  for e in jsonschema.Draft7Validator(json.loads(schema)).iter_errors(values)]
+        assert errors == [], release.name
+        checked += 1
+    releases = {r.inputs["name"] for r in result.resources if r.type == HELM_RELEASE}
+    assert checked == len(releases & {"cilium", "cert-manager"}), "charts with a schema were skipped"
+
+
+@pytest.mark.parametrize("rendered", SPECS, indirect=True)
+def test_every_release_renders_from_its_real_chart(rendered):
+    _, result, charts = rendered
+    releases = [r for r in result.resources if r.type in (HELM_RELEASE, CONFIG_GROUP)]
+    assert [(c.resource.name, c.note) for c in charts if c.note] == []
+    assert {c.resource.urn for c in charts} == {r.urn for r in releases}
+    assert all(c.objects for c in charts)
+
+
+@cache
+def _crd_schemas(charts_dir: Path, helm: str) -> dict[tuple[str, str], dict]:
+    """(apiVersion, kind) -> openAPIV3Schema for every CRD the platform's charts and bundles install."""
+    spec = _load(("blueprint", ROOT / "blueprints" / "onprem-airgap-regulated.yaml"))
+    _, _, charts = _render(("blueprint", ROOT / "blueprints" / "onprem-airgap-regulated.yaml"), charts_dir)
+    schemas = {}
+    for item in charts:
+        for obj in item.objects:
+            if obj.get("kind") != "CustomResourceDefinition":
+                continue
+            group, kind = obj["spec"]["group"], obj["spec"]["names"]["kind"]
+            for version in obj["spec"]["versions"]:
+                schema = version.get("schema", {}).get("openAPIV3Schema")
+                if schema:
+                    schemas[(f"{group}/{version['name']}", kind)] = schema
+    assert spec.monitoring.enabled and len(schemas) > 20
+    return schemas
+
+
+def _validate(obj: dict, version: str, crds: dict) -> None:
+    key = (obj["apiVersion"], obj["kind"])
+    if key in crds:
+        jsonschema.Draft7Validator(crds[key]).validate(obj)  # OpenAPI v3 schemas; Go regexes are not checked
+    else:
+        kubernetes_validate.validate(obj, version, strict=True)
+
+
+@pytest.mark.parametrize("rendered", SPECS, indirect=True)
+def test_every_object_validates_against_kubernetes_and_crd_schemas(rendered, charts_dir, helm):
+    spec, result, charts = rendered
+    crds = _crd_schemas(charts_dir, helm)
+    version = f"{spec.kubernetes.version}.0"
+    objects = [obj for _, obj in kubernetes_objects(result)] + [o for c in charts for o in c.objects]
+    failures = []
+    for obj in objects:
+        try:
+            _validate(obj, version, crds)
+        except (kubernetes_validate.ValidationError, jsonschema.ValidationError,
+                kubernetes_validate.SchemaNotFoundError) as exc:
+            failures.append(f"{obj['kind']} {obj['metadata'].get('name')}: {str(exc).splitlines()[0][:300]}")
+    assert failures == []
+
+
+def test_a_broken_custom_resource_fails_its_crd_schema(charts_dir, helm):
+    crds = _crd_schemas(charts_dir, helm)
+    bad = {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "x"},
+           "spec": {"selfSigned": {}, "ca": "not-a-mapping"}}
+    with pytest.raises(jsonschema.ValidationError):
+        _validate(bad, "1.34.0", crds)
+
+
+def images_in(obj, found: set[str] | None = None, key: str | None = None) -> set[str]:
+    """Every image reference in an object: `image:` fields, `--*image*=` arguments, `*_IMAGE` env values."""
+    found = set() if found is None else found
+    if isinstance(obj, dict):
+        if isinstance(obj.get("name"), str) and obj["name"].endswith("_IMAGE") and isinstance(obj.get("value"), str):
+            found.add(obj["value"])
+        for k, v in obj.items():
+            if k == "image" and isinstance(v, str):
+                found.add(v)
+            else:
+                images_in(v, found, k)
+    elif isinstance(obj, list):
+        for v in obj:
+            images_in(v, found, key)
+    elif isinstance(obj, str) and key in ("args", "command"):
+        match = IMAGE_ARG.match(obj)
+        if match:
+            found.add(match.group(1))
+    return found
+
+
+def _name(ref: str) -> str:
+    """registry/repository:tag (digest dropped), docker.io made explicit."""
+    image = ImageRef.parse(ref)
+    return f"{image.registry}/{image.repository}:{image.tag}"
+
+
+@pytest.mark.parametrize("rendered", SPECS, indirect=True)
+def test_every_rendered_image_is_listed_by_plinth_images(rendered):
+    spec, result, charts = rendered
+    listing = mirror_list(spec)
+    rendered_images = set()
+    for item in charts:
+        for obj in item.objects:
+            rendered_images |= images_in(obj)
+    for _, obj in kubernetes_objects(result):
+        rendered_images |= images_in(obj)
+    listed = {_name(i.target or i.source) for i in listing.images}
+    assert sorted(_name(ref) for ref in rendered_images if _name(ref) not in listed) == []
+    if spec.airgap.enabled:
+        mirror = spec.airgap.mirror
+        assert sorted(r for r in rendered_images if not r.startswith(mirror.registry + "/")) == []
+        sources = {str(r.inputs["chart"]) for r in result.resources if r.type == HELM_RELEASE}
+        assert sorted(s for s in sources if not s.startswith(mirror.charts)) == []
+        files = [f for r in result.resources if r.type == CONFIG_GROUP for f in r.inputs["files"]]
+        assert all(f.startswith(mirror.files or mirror.charts) for f in files), files
+
+
+def test_the_image_check_finds_an_image_outside_the_mirror():
+    pod = {"spec": {"containers": [{"name": "a", "image": "quay.io/x/y:1", "args": ["--helper-image=docker.io/z:2"]}],
+                    "initContainers": [{"name": "b", "image": "mirror.corp/x/y:1",
+                                        "env": [{"name": "CSI_IMAGE", "value": "registry.k8s.io/csi:3"}]}]}}
+    assert images_in(pod) == {"quay.io/x/y:1", "docker.io/z:2", "mirror.corp/x/y:1", "registry.k8s.io/csi:3"}
