@@ -11,7 +11,16 @@ import pulumi_kubernetes as k8s
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
 
 
-def namespace(name: str, ns_name: str, component: str, ctx: PlatformContext, parent: pulumi.Resource,
+def children(parent: pulumi.Resource, ctx: PlatformContext,
+             opts: pulumi.ResourceOptions | None = None) -> pulumi.ResourceOptions:
+    """Options for a component's children: its provider, and the component's own `depends_on`
+    (which the engine does not pass down by itself: without it a service's objects would not
+    wait for the services installed before it)."""
+    after = list(opts.depends_on) if opts is not None and isinstance(opts.depends_on, list) else []
+    return pulumi.ResourceOptions(parent=parent, provider=ctx.provider, depends_on=after)
+
+
+def namespace(name: str, ns_name: str, component: str, ctx: PlatformContext, opts: pulumi.ResourceOptions,
               pod_security: str = "restricted", team: str | None = None,
               cost_center: str | None = None) -> k8s.core.v1.Namespace:
     """A namespace with Pod Security admission (enforce, audit, warn) pinned to the spec's Kubernetes version."""
@@ -21,7 +30,7 @@ def namespace(name: str, ns_name: str, component: str, ctx: PlatformContext, par
     return k8s.core.v1.Namespace(
         resource_name(name, "namespace"),
         metadata=ctx.metadata(ns_name, component, team=team, cost_center=cost_center, labels=dict(sorted(pss.items()))),
-        opts=pulumi.ResourceOptions(parent=parent, provider=ctx.provider),
+        opts=opts,
     )
 
 

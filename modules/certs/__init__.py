@@ -39,8 +39,7 @@ class CertManager(HelmService):
             "prometheus": {"enabled": ctx.monitoring, "servicemonitor": {"enabled": ctx.monitoring}},
         }
 
-    def objects(self, name: str, block, ctx: PlatformContext) -> None:
-        after = pulumi.ResourceOptions(parent=self, provider=ctx.provider, depends_on=[self.release])
+    def objects(self, name: str, block, ctx: PlatformContext, after: pulumi.ResourceOptions) -> None:
         issuer = block.issuer
         if issuer.type == "selfSigned":
             # A self-signed root issues the platform CA; the CA issuer signs everything else.

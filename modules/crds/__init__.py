@@ -16,6 +16,7 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import GATEWAY_API
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.helm import HelmService, bundle_files
+from plinth.objects import children
 
 
 class GatewayApiCrds(pulumi.ComponentResource):
@@ -36,7 +37,7 @@ class GatewayApiCrds(pulumi.ComponentResource):
         self.crds = k8s.yaml.v2.ConfigGroup(
             resource_name(name, bundle.version),
             files=bundle_files(bundle, ctx),
-            opts=pulumi.ResourceOptions(parent=self, provider=ctx.provider),
+            opts=children(self, ctx, opts),
         )
         self.register_outputs({})
 

@@ -23,7 +23,7 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, Chart, CrdBundle
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
-from plinth.objects import airgap_egress_policy, namespace, pull_secret
+from plinth.objects import airgap_egress_policy, children, namespace, pull_secret
 
 SYSTEM_NAMESPACES = frozenset({"kube-system"})
 """Namespaces that exist in every cluster: never created or owned by Plinth."""
@@ -163,18 +163,20 @@ class HelmService(pulumi.ComponentResource):
         super().__init__(self.type_token, name, None, opts)
         chart = self.chart()
         component = name
-        child = pulumi.ResourceOptions(parent=self, provider=ctx.provider)
+        child = children(self, ctx, opts)
         waits: list[pulumi.Resource] = []
         in_ns = child
         if chart.namespace not in SYSTEM_NAMESPACES:
-            ns = namespace(name, chart.namespace, component, ctx, self, pod_security=self.pod_security)
+            ns = namespace(name, chart.namespace, component, ctx, child, pod_security=self.pod_security)
             waits.append(ns)
             in_ns = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[ns]))
             airgap_egress_policy(name, ctx.metadata("airgap-egress", component, namespace=chart.namespace),
                                  ctx, in_ns)
-        secret = pull_secret(name, ctx.metadata(PULL_SECRET, component, namespace=chart.namespace), ctx, in_ns)
-        if secret:
-            waits.append(secret)
+        # Only a release that runs images pulls; one pull secret per namespace (kube-system is shared).
+        if self.images(block, ctx):
+            secret = pull_secret(name, ctx.metadata(PULL_SECRET, component, namespace=chart.namespace), ctx, in_ns)
+            if secret:
+                waits.append(secret)
         waits += self.prerequisites(name, block, ctx, in_ns)
         self.release = k8s.helm.v3.Release(
             resource_name(name),
@@ -183,14 +185,14 @@ class HelmService(pulumi.ComponentResource):
                 namespace=chart.namespace,
                 values=self.release_values(block, ctx),
                 max_history=10,
-                # Without nodes nothing becomes ready and hook Jobs never finish (spec `testing`).
+                # Without nodes nothing becomes ready (spec `testing`); Helm hooks always run.
                 skip_await=ctx.skip_await,
-                disable_webhooks=ctx.skip_await or None,
                 **release_chart_args(chart, ctx.chart_source),
             ),
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=waits)),
         )
-        self.objects(name, block, ctx)
+        self.objects(name, block, ctx, pulumi.ResourceOptions.merge(
+            child, pulumi.ResourceOptions(depends_on=[self.release])))
         self.register_outputs({"release": self.release.name})
 
     def prerequisites(self, name: str, block, ctx: PlatformContext,
@@ -198,7 +200,7 @@ class HelmService(pulumi.ComponentResource):
         """Objects in the service's namespace its release reads (secrets, dashboards); default: none."""
         return []
 
-    def objects(self, name: str, block, ctx: PlatformContext) -> None:
+    def objects(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
         """Objects the service adds after its release (custom resources of its CRDs); default: none."""
 
 

@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
 from plinth.context import ISSUER, PlatformContext, resource_name
 from plinth.modules.helm import HelmService
-from plinth.objects import namespace
+from plinth.objects import children, namespace
 
 HUBBLE_SERVER_SECRET = "hubble-server-certs"
 HUBBLE_RELAY_CLIENT_SECRET = "hubble-relay-client-certs"
@@ -108,7 +108,7 @@ class PlatformGateway(pulumi.ComponentResource):
     def __init__(self, name: str, args: PlatformGatewayArgs, ctx: PlatformContext,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("plinth:network:PlatformGateway", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, provider=ctx.provider)
+        child = children(self, ctx, opts)
         cilium_ns = CHARTS["cilium"].namespace
         if args.cilium.hubble:
             for secret, common_name, usages in (
@@ -121,7 +121,7 @@ class PlatformGateway(pulumi.ComponentResource):
             self.register_outputs({})
             return
         ns_name = PLATFORM_NAMESPACES["gateway"]
-        ns = namespace(name, ns_name, name, ctx, self)
+        ns = namespace(name, ns_name, name, ctx, child)
         in_ns = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[ns]))
         hostname = args.gateway.hostname
         cert = _certificate(resource_name(name, "tls"), ctx.metadata(GATEWAY_TLS_SECRET, name, namespace=ns_name),

@@ -9,6 +9,7 @@ import pulumi_kubernetes as k8s
 
 from plinth.modules.tenancy.roles import PLATFORM_ADMIN, TEAM_ROLES, policy_rules
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
+from plinth.objects import children
 from plinth.objects import namespace as platform_namespace
 from plinth.objects import pull_secret
 
@@ -81,7 +82,7 @@ class Team(pulumi.ComponentResource):
             return ctx.metadata(obj_name, COMPONENT, namespace=ns_name, team=team.name,
                                 cost_center=team.cost_center, **extra)
 
-        namespace = platform_namespace(name, ns_name, COMPONENT, ctx, self, team=team.name,
+        namespace = platform_namespace(name, ns_name, COMPONENT, ctx, children(self, ctx), team=team.name,
                                        cost_center=team.cost_center)
         self.namespace = namespace.metadata.apply(lambda m: m["name"])
         # Everything else lives in the namespace, so it waits for it.

@@ -511,8 +511,8 @@ class Testing(Spec):
 
     skip_await: bool = Field(
         False,
-        description="For an API server without nodes: don't wait for workloads to become ready, don't run Helm "
-        "hooks (their Jobs never complete there) and delete in the background. Default: false.",
+        description="For an API server without nodes: don't wait for workloads to become ready and delete in "
+        "the background. Default: false.",
     )
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from binaries import toolchain_bin
 from controlplane import LocalControlPlane
+from jobs import JobCompleter
 from kubeapi import KubeApi
 
 
@@ -47,3 +48,10 @@ def kubernetes_provider(toolchain) -> Path:
 @pytest.fixture
 def kube(control_plane):
     return KubeApi(control_plane.server, control_plane.ssl_context())
+
+
+@pytest.fixture(scope="session")
+def jobs(control_plane):
+    """Jobs complete as if a node ran them (jobs.py): Helm hook Jobs, e.g. Longhorn's uninstall."""
+    with JobCompleter(KubeApi(control_plane.server, control_plane.ssl_context())) as completer:
+        yield completer

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -97,6 +98,20 @@ class KubeApi:
             return
         ns["spec"]["finalizers"] = []
         self.request("PUT", f"/api/v1/namespaces/{name}/finalize", ns)
+
+    def wait(self, obj: dict, ready, timeout: float = 60) -> dict | None:
+        """Poll until ready(live object or None) holds; the last state seen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                live = self.get(obj)
+            except ApiError as exc:  # discovery of a group that just went away
+                if exc.status != 404:
+                    raise
+                live = None
+            if ready(live) or time.monotonic() > deadline:
+                return live
+            time.sleep(0.2)
 
     def list_labelled(self, api_version: str, kind: str, selector: str) -> list[dict]:
         res = self.resource(api_version, kind)

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+CHARTS_DIR = Path(os.environ.get("PLINTH_CHARTS_DIR", ROOT.parent / "shared" / "charts")).resolve()
+GRAFANA_PASSWORD = "e2e-grafana-not-a-real-secret"
 PROJECT_FILE = """\
 name: plinth
 description: Plinth e2e copy (tests/e2e)
@@ -73,8 +75,22 @@ class PulumiProject:
         }
 
     def overrides(self, **extra) -> dict:
-        """Stack overrides for the local API server: its kubeconfig, and no waiting for pods that never run."""
-        return {"target": {"type": "existing", "kubeconfig": self.kubeconfig}, "testing": {"skipAwait": True}, **extra}
+        """Stack overrides for the local API server: its kubeconfig, no waiting for pods that never run,
+        and the platform services with the packaged charts as the (directory) chart source."""
+        base = {
+            "target": {"type": "existing", "kubeconfig": self.kubeconfig},
+            "testing": {"skipAwait": True},
+            "charts": {"source": str(CHARTS_DIR)},
+            "network": {"cilium": {"enabled": True, "apiServer": {"host": "127.0.0.1"}}},
+            "certificates": {"certManager": {"enabled": True}},
+            "storage": {"longhorn": {"enabled": True}},
+            "monitoring": {"enabled": True},
+        }
+        return {**base, **extra}
+
+    def set_secrets(self) -> None:
+        """The stack secrets the services need (monitoring: Grafana's admin password)."""
+        self("config", "set", "--secret", "plinth:grafanaAdminPassword", GRAFANA_PASSWORD)
 
     def write_stack(self, overrides: dict, blueprint: str = "blueprints/minimal.yaml") -> None:
         config = {"config": {"plinth:blueprint": blueprint, "plinth:overrides": overrides}}

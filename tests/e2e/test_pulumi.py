@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import pytest
 
-from pulumi_cli import PulumiProject
+from pulumi_cli import CHARTS_DIR, GRAFANA_PASSWORD, PulumiProject
+from plinth.engine.charts import CONFIG_GROUP, HELM_RELEASE
 from plinth.engine.offline import plan
 from plinth.plan import diff_plans, field_changes
 from plinth.render import kubernetes_objects
@@ -28,12 +29,20 @@ pytestmark = pytest.mark.e2e
 QUOTA = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "team-quota", "namespace": "fraud"}}
 
 
+def charts_at_hand():
+    if not (CHARTS_DIR / "INDEX.json").is_file():
+        pytest.skip(f"no packaged charts at {CHARTS_DIR}: the e2e stack installs the services from them "
+                    "(set PLINTH_CHARTS_DIR)")
+
+
 @pytest.fixture(scope="module")
-def engine(toolchain, control_plane, tmp_path_factory):
-    """A project copy with an e2e stack over the minimal blueprint, initialised but not deployed."""
+def engine(toolchain, control_plane, tmp_path_factory, jobs):
+    """A project copy with an e2e stack over the minimal blueprint plus the platform services, not deployed."""
+    charts_at_hand()
     project = PulumiProject(toolchain, tmp_path_factory.mktemp("pulumi"), control_plane.kubeconfig_path)
     project.write_stack(project.overrides())
     project("stack", "init", project.stack)
+    project.set_secrets()
     yield project
     # Leave nothing behind even when a step failed half-way.
     project("destroy", "--yes", "--skip-preview", check=False)
@@ -45,6 +54,7 @@ def deploy(kubernetes_provider, engine):
 
 
 def test_an_invalid_spec_fails_the_real_engine_with_its_file_and_line(toolchain, control_plane, tmp_path):
+    charts_at_hand()
     project = PulumiProject(toolchain, tmp_path, control_plane.kubeconfig_path)
     project.write_stack(project.overrides(teams=[{"name": "fraud", "quota": {"gpu": "four"}}]))
     project("stack", "init", project.stack)
@@ -55,11 +65,32 @@ def test_an_invalid_spec_fails_the_real_engine_with_its_file_and_line(toolchain,
     assert "Traceback" not in run.out, run.text
 
 
-def test_up_creates_every_object_in_the_api_server(deploy, engine, kube):
-    spec = load_spec(engine.dir / "blueprints" / "minimal.yaml")
-    objects = [obj for _, obj in kubernetes_objects(plan(spec, "e2e"))]
+def e2e_plan(engine, overrides=None):
+    spec = load_spec(engine.dir / "blueprints" / "minimal.yaml", overrides or engine.overrides())
+    return plan(spec, "e2e", stack=engine.stack)
+
+
+def test_up_creates_every_object_and_installs_every_release(deploy, engine, kube):
+    result = e2e_plan(engine)
+    objects = [obj for _, obj in kubernetes_objects(result)]
     missing = [(o["kind"], o["metadata"]["name"]) for o in objects if kube.get(o) is None]
     assert missing == []
+    releases = [r.inputs for r in result.resources if r.type == HELM_RELEASE]
+    assert sorted(r["name"] for r in releases) == [
+        "cert-manager", "cilium", "kube-prometheus-stack", "longhorn", "prometheus-operator-crds"]
+    for release in releases:  # Helm's own record of a deployed first revision
+        record = kube.get({"apiVersion": "v1", "kind": "Secret", "metadata": {
+            "name": f"sh.helm.release.v1.{release['name']}.v1", "namespace": release["namespace"]}})
+        assert record is not None and record["metadata"]["labels"]["status"] == "deployed", release["name"]
+    # The charts' own objects are there too, e.g. the CRDs, Cilium's agent and the Gateway API CRDs.
+    for probe in ({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "cilium",
+                                                                             "namespace": "kube-system"}},
+                  {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                   "metadata": {"name": "volumes.longhorn.io"}},
+                  {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                   "metadata": {"name": "gateways.gateway.networking.k8s.io"}}):
+        assert kube.get(probe) is not None, probe
+    assert GRAFANA_PASSWORD not in engine("stack", "export").out
 
 
 def test_preview_right_after_up_expects_no_changes(deploy, engine):
@@ -68,9 +99,13 @@ def test_preview_right_after_up_expects_no_changes(deploy, engine):
 
 
 def test_offline_plan_and_real_engine_agree_on_every_resource(deploy, engine):
-    spec = load_spec(engine.dir / "blueprints" / "minimal.yaml", engine.overrides())
-    offline = {r.urn for r in plan(spec, "e2e", stack=engine.stack).resources}
-    assert engine.urns() == offline
+    offline = {r.urn for r in e2e_plan(engine).resources}
+    # The engine expands a manifest bundle (ConfigGroup) into one child per object; the offline
+    # plan records the bundle itself (its files are read at deploy time).
+    # (`pulumi:providers:pulumi` is the engine's own provider for that component.)
+    deployed = {urn for urn in engine.urns()
+                if f"{CONFIG_GROUP}$" not in urn and "::pulumi:providers:pulumi::" not in urn}
+    assert deployed == offline
 
 
 def test_a_manual_edit_is_reported_as_drift_and_repaired_by_up(deploy, engine, kube):
@@ -100,10 +135,23 @@ def test_a_one_line_spec_change_previews_as_exactly_that_change(deploy, engine):
     assert real == [("spec.hard.requests.nvidia.com/gpu", "4", "6")]
 
     # `plinth diff` of the two offline plans reports the same single change.
-    blueprint = engine.dir / "blueprints" / "minimal.yaml"
-    offline = diff_plans(plan(load_spec(blueprint, before), "e2e", stack=engine.stack),
-                         plan(load_spec(blueprint, after), "e2e", stack=engine.stack))
+    offline = diff_plans(e2e_plan(engine, before), e2e_plan(engine, after))
     assert [(c.kind, c.resource.urn, list(c.fields)) for c in offline] == [("changed", steps[0]["urn"], real)]
+
+
+def test_a_longhorn_replica_change_previews_as_exactly_that_change(deploy, engine):
+    before = engine.overrides()
+    after = engine.overrides(storage={"longhorn": {"enabled": True, "replicaCount": 2}})
+    engine.write_stack(after)
+    try:
+        steps = engine.preview_steps()
+    finally:
+        engine.write_stack(before)
+    assert [(s["op"], s["urn"].rsplit("::", 1)[1]) for s in steps] == [("update", "longhorn")]
+    changed = [path for path, _, _ in field_changes(steps[0]["oldState"]["inputs"], steps[0]["newState"]["inputs"],
+                                                     "") if path.startswith("values.")]
+    assert changed == ["values.defaultSettings.defaultReplicaCount",
+                       "values.persistence.defaultClassReplicaCount"]
 
 
 def test_destroy_leaves_nothing_of_plinth_behind(deploy, engine, kube):
@@ -116,4 +164,6 @@ def test_destroy_leaves_nothing_of_plinth_behind(deploy, engine, kube):
         if o["metadata"].get("deletionTimestamp") is None
     ]
     assert leftovers == []
+    releases = kube.list_labelled("v1", "Secret", "owner=helm")
+    assert [r["metadata"]["name"] for r in releases] == []
     assert engine.urns() == set()

@@ -1,0 +1,128 @@
+"""The platform services under Pulumi's mock runtime: the decisions each one makes, and their order."""
+
+from __future__ import annotations
+
+import pytest
+from ruamel.yaml import YAML
+
+from support import MINIMAL
+from plinth.engine.offline import plan
+from plinth.spec.errors import SpecInvalid
+from plinth.spec.load import load_spec
+from plinth.spec.models import PlatformSpec
+from plinth.spec.yamltree import merge
+
+SERVICES = {
+    "network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}}},
+    "certificates": {"certManager": {"enabled": True}},
+    "storage": {"longhorn": {"enabled": True}},
+    "monitoring": {"enabled": True},
+}
+
+
+def platform(environment: str = "dev", **overrides):
+    doc = merge(YAML(typ="safe").load(MINIMAL), {**SERVICES, "metadata": {"environment": environment}})
+    result = plan(PlatformSpec.model_validate(merge(doc, overrides)), "test")
+    # By name; where a service's component and its release share one, the release.
+    return {r.name: r for r in sorted(result.resources, key=lambda r: r.custom)}
+
+
+def values(resources, release: str) -> dict:
+    return resources[release].inputs["values"]
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return platform("dev")
+
+
+@pytest.fixture(scope="module")
+def prod():
+    return platform("prod")
+
+
+def test_prometheus_and_alertmanager_are_ha_in_prod_only(dev, prod):
+    for resources, prometheus, alertmanager in ((dev, 1, 1), (prod, 2, 3)):
+        kps = values(resources, "monitoring")
+        assert kps["prometheus"]["prometheusSpec"]["replicas"] == prometheus
+        assert kps["alertmanager"]["alertmanagerSpec"]["replicas"] == alertmanager
+        # Every ServiceMonitor, PodMonitor, rule and probe in the cluster, not only the chart's own.
+        assert kps["prometheus"]["prometheusSpec"]["serviceMonitorSelectorNilUsesHelmValues"] is False
+        assert kps["crds"] == {"enabled": False}
+
+
+def test_longhorn_replicas_follow_the_environment_unless_the_spec_says(dev, prod):
+    assert values(dev, "longhorn")["persistence"]["defaultClassReplicaCount"] == 1
+    assert values(prod, "longhorn")["defaultSettings"]["defaultReplicaCount"] == 3
+    explicit = platform("prod", storage={"longhorn": {"replicaCount": 2}})
+    assert values(explicit, "longhorn")["persistence"]["defaultClassReplicaCount"] == 2
+    # Teardown: allowed outside prod; a prod uninstall is refused by Longhorn's hook until the spec says so.
+    assert values(dev, "longhorn")["defaultSettings"]["deletingConfirmationFlag"] is True
+    assert values(prod, "longhorn")["defaultSettings"]["deletingConfirmationFlag"] is False
+
+
+def test_cilium_replaces_kube_proxy_with_gateway_api_and_cert_manager_tls(dev):
+    cilium = values(dev, "cilium")
+    assert cilium["kubeProxyReplacement"] is True and cilium["k8sServiceHost"] == "api.k8s.internal"
+    assert cilium["gatewayAPI"] == {"enabled": True, "gatewayClass": {"create": "true"}}
+    # No certificate generated at render time: the secrets come from cert-manager Certificates.
+    assert cilium["hubble"]["tls"]["auto"] == {"enabled": False}
+    certificates = [r for r in dev.values() if r.inputs.get("kind") == "Certificate"]
+    assert {c.inputs["spec"]["secretName"] for c in certificates} >= {"hubble-server-certs",
+                                                                     "hubble-relay-client-certs"}
+    assert all(c.inputs["spec"]["issuerRef"]["name"] == "plinth-ca" for c in certificates
+               if not c.inputs["spec"].get("isCA"))
+
+
+def test_crds_are_installed_before_anything_that_uses_them(dev):
+    crds = {dev["gateway-api-crds-v1-6-1"].urn, dev["prometheus-operator-crds"].urn}
+    for release in ("cilium", "cert-manager", "longhorn", "monitoring"):
+        assert crds <= set(dev[release].dependencies), release
+    # The CNI before anything that runs pods; cert-manager before the certificates it issues.
+    assert dev["cilium"].urn in dev["cert-manager"].dependencies
+    assert dev["cert-manager"].urn in dev["gateway-gateway"].dependencies
+
+
+def test_one_platform_gateway_with_a_cert_manager_certificate(dev):
+    gateway = dev["gateway-gateway"].inputs
+    assert gateway["metadata"]["namespace"] == "plinth-gateway"
+    listener = gateway["spec"]["listeners"][0]
+    assert listener["tls"]["certificateRefs"] == [{"kind": "Secret", "name": "plinth-gateway-tls"}]
+
+
+def test_grafana_takes_its_admin_password_from_a_stack_secret(dev):
+    kps = values(dev, "monitoring")
+    assert kps["grafana"]["admin"]["existingSecret"] == "grafana-admin"
+    assert dev["monitoring-grafana-admin"].inputs["stringData"] == "(secret)"
+
+
+def test_every_object_has_one_owner():
+    resources = platform("prod").values()
+    keys = [(r.inputs["kind"], r.inputs["metadata"].get("namespace"), r.inputs["metadata"]["name"])
+            for r in resources if isinstance(r.inputs.get("metadata"), dict) and "kind" in r.inputs]
+    assert len(keys) == len(set(keys))
+
+
+def test_a_user_value_for_an_owned_key_is_an_error_at_its_line(write):
+    path = write("platform.yaml", MINIMAL + """\
+network:
+  cilium:
+    enabled: true
+    apiServer: {host: api.k8s.internal}
+    values:
+      kubeProxyReplacement: false
+      bandwidthManager: {enabled: true}
+certificates:
+  certManager: {enabled: true}
+""")
+    with pytest.raises(SpecInvalid) as caught:
+        load_spec(path)
+    assert [str(e) for e in caught.value.errors] == [
+        "platform.yaml:22:7: network.cilium.values.kubeProxyReplacement: kubeProxyReplacement is set by Plinth "
+        "(kubeProxyReplacement); a value here would be overridden [rule values-owned-key; fix: remove it; the "
+        "spec field or module README says how Plinth sets kubeProxyReplacement]"]
+
+
+def test_user_values_that_plinth_does_not_own_reach_the_release():
+    resources = platform(network={"cilium": {"values": {"bandwidthManager": {"enabled": True}}}})
+    assert values(resources, "cilium")["bandwidthManager"] == {"enabled": True}
