@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[2]
 CHARTS_DIR = Path(os.environ.get("PLINTH_CHARTS_DIR", ROOT.parent / "shared" / "charts")).resolve()
 GRAFANA_PASSWORD = "e2e-grafana-not-a-real-secret"
@@ -93,9 +95,12 @@ class PulumiProject:
         self("config", "set", "--secret", "plinth:grafanaAdminPassword", GRAFANA_PASSWORD)
 
     def write_stack(self, overrides: dict, blueprint: str = "blueprints/minimal.yaml") -> None:
-        config = {"config": {"plinth:blueprint": blueprint, "plinth:overrides": overrides}}
+        """Set the stack's blueprint and overrides; what `pulumi config set` added (secrets, salt) is kept."""
+        path = self.dir / "stacks" / f"Pulumi.{self.stack}.yaml"
+        doc = yaml.safe_load(path.read_text()) if path.is_file() else {}
+        doc.setdefault("config", {}).update({"plinth:blueprint": blueprint, "plinth:overrides": overrides})
         # JSON is YAML: the stack file needs no YAML writer.
-        (self.dir / "stacks" / f"Pulumi.{self.stack}.yaml").write_text(json.dumps(config, indent=2))
+        path.write_text(json.dumps(doc, indent=2))
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 600) -> Run:
         t0 = time.perf_counter()
