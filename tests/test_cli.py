@@ -85,3 +85,41 @@ def test_schema_prints_json_schema():
     result = plinth("schema")
     assert result.returncode == 0
     assert json.loads(result.stdout)["properties"]["teams"]["type"] == "array"
+
+
+def test_images_lists_every_image_chart_and_bundle_with_its_mirror_target():
+    result = plinth("images", "--stack", "regulated-prod")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert ("image quay.io/cilium/cilium:v1.20.0@sha256:383968cd5e8873f7976fa76aa6196045643558f4cc9518a207b9335cb24a0e93"
+            " harbor.corp.internal/mirror/cilium/cilium:v1.20.0") in lines
+    assert "chart https://charts.longhorn.io longhorn 1.12.1 oci://harbor.corp.internal/charts" in lines
+    assert any(line.startswith("bundle https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.6.1/")
+               for line in lines)
+    doc = json.loads(plinth("images", "--stack", "regulated-prod", "--format", "json").stdout)
+    assert len(doc["images"]) == sum(line.startswith("image ") for line in lines)
+
+
+def test_images_of_a_platform_without_services_is_empty():
+    result = plinth("images")
+    assert result.returncode == 0 and result.stdout == ""
+
+
+@pytest.mark.parametrize("args, message", [
+    (("images", "--format", "yaml"), "--format: expected text or json, got 'yaml'"),
+    (("render", "--out", "x", "--charts", "no/such/dir"), "--charts: no/such/dir: not a directory"),
+])
+def test_bad_options_exit_2(args, message):
+    result = plinth(*args)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_render_without_charts_notes_each_release_and_still_writes_everything(tmp_path):
+    result = plinth("render", "--stack", "regulated-dev", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "note: cilium: chart oci://harbor.corp.internal/charts/cilium 1.20.0 is not in a local chart directory" \
+        in result.stderr
+    values = (tmp_path / "helm" / "cilium-cilium.yaml").read_text()
+    assert "note: 'not rendered: chart oci://harbor.corp.internal/charts/cilium" in values
+    assert (tmp_path / "tenancy.yaml").is_file() and not (tmp_path / "charts").exists()
