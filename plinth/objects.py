@@ -8,7 +8,7 @@ import json
 import pulumi
 import pulumi_kubernetes as k8s
 
-from plinth.context import PULL_SECRET, PlatformContext, resource_name
+from plinth.context import PlatformContext, resource_name
 
 
 def children(parent: pulumi.Resource, ctx: PlatformContext,

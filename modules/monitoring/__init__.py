@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pulumi
 import pulumi_kubernetes as k8s
+
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.helm import HelmService
 from plinth.modules.monitoring.dashboards import platform_overview, tenancy_quotas
