@@ -122,14 +122,20 @@ def test_a_manual_edit_is_reported_as_drift_and_repaired_by_up(deploy, engine, k
     engine("preview", "--expect-no-changes")
 
 
+def preview_of(engine, after: dict) -> list[dict]:
+    """The changing steps of a preview with the stack's overrides replaced by `after` (restored afterwards)."""
+    before = engine.overrides()
+    engine.write_stack(after)
+    try:
+        return engine.preview_steps()
+    finally:
+        engine.write_stack(before)
+
+
 def test_a_one_line_spec_change_previews_as_exactly_that_change(deploy, engine):
     before = engine.overrides()
     after = engine.overrides(teams=[{"name": "fraud", "quota": {"gpu": 6}}])
-    engine.write_stack(after)
-    try:
-        steps = engine.preview_steps()
-    finally:
-        engine.write_stack(before)
+    steps = preview_of(engine, after)
     assert [(s["op"], s["urn"].rsplit("::", 1)[1]) for s in steps] == [("update", "tenancy-fraud-quota")]
     real = list(field_changes(steps[0]["oldState"]["inputs"], steps[0]["newState"]["inputs"], ""))
     assert real == [("spec.hard.requests.nvidia.com/gpu", "4", "6")]
@@ -140,13 +146,8 @@ def test_a_one_line_spec_change_previews_as_exactly_that_change(deploy, engine):
 
 
 def test_a_longhorn_replica_change_previews_as_exactly_that_change(deploy, engine):
-    before = engine.overrides()
-    after = engine.overrides(storage={"longhorn": {"enabled": True, "replicaCount": 2}})
-    engine.write_stack(after)
-    try:
-        steps = engine.preview_steps()
-    finally:
-        engine.write_stack(before)
+    steps = preview_of(engine, engine.overrides(storage={"longhorn": {"enabled": True, "replicaCount": 2}}))
+    # (the Release's state also holds computed fields, e.g. its status: only the inputs we set are compared)
     assert [(s["op"], s["urn"].rsplit("::", 1)[1]) for s in steps] == [("update", "longhorn")]
     changed = [path for path, _, _ in field_changes(steps[0]["oldState"]["inputs"], steps[0]["newState"]["inputs"],
                                                      "") if path.startswith("values.")]
