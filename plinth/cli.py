@@ -132,7 +132,12 @@ def render(
     spec, source = _load(blueprint, stack)
     result, _ = _plan_spec(spec, source, stack)
     rendered = render_charts(result, spec.kubernetes.version, charts or _local_source(spec))
-    files = render_plan(result, out, rendered)
+    from plinth.render import RenderError
+
+    try:
+        files = render_plan(result, out, rendered)
+    except RenderError as exc:
+        raise SpecInvalid([SpecError(None, "--out", str(exc))]) from None
     for path in files:
         typer.echo(str(path))
     for item in rendered:

@@ -82,18 +82,42 @@ def render(plan: Plan, out_dir: Path, charts: list[Rendered] | None = None) -> l
     for name, docs in sorted(files.items()):
         path = out_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        body = "---\n".join(doc.split("\x00", 1)[-1] for doc in sorted(docs))
-        path.write_text(body, encoding="utf-8")
+        _write_inside(out_dir, path, "---\n".join(doc.split("\x00", 1)[-1] for doc in sorted(docs)))
         written.append(path)
-    (out_dir / MANIFEST).write_text("".join(f"{p.relative_to(out_dir)}\n" for p in written), encoding="utf-8")
+    _write_inside(out_dir, out_dir / MANIFEST, "".join(f"{p.relative_to(out_dir)}\n" for p in written))
     return written
 
 
+def _inside(out_dir: Path, path: Path) -> bool:
+    """True when `path`'s directory really is `out_dir` or below it (no `..`, no link leading out)."""
+    return path.parent.resolve().is_relative_to(out_dir.resolve())
+
+
+def _write_inside(out_dir: Path, path: Path, text: str) -> None:
+    """Write a file of the render; never through a link, never outside the render directory."""
+    if not _inside(out_dir, path):
+        raise RenderError(f"{path}: its directory leads outside {out_dir}; refusing to write there")
+    if path.is_symlink():
+        path.unlink()  # a link placed where Plinth writes is replaced, never followed
+    path.write_text(text, encoding="utf-8")
+
+
+class RenderError(ValueError):
+    """The render directory holds something Plinth must not write through."""
+
+
 def _remove_previous(out_dir: Path) -> None:
+    """Remove what the last render wrote: only plain files inside `out_dir` that the list names."""
     manifest = out_dir / MANIFEST
-    if manifest.is_file():
-        for line in manifest.read_text(encoding="utf-8").splitlines():
-            (out_dir / line).unlink(missing_ok=True)
+    if not manifest.is_file() or manifest.is_symlink():
+        return
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        rel = Path(line)
+        if not line or rel.is_absolute() or ".." in rel.parts:
+            continue  # never Plinth's: a render lists relative paths below its directory only
+        path = out_dir / rel
+        if _inside(out_dir, path) and (path.is_symlink() or path.is_file()):
+            path.unlink()
 
 
 def _sort_key(obj: dict) -> str:

@@ -63,3 +63,33 @@ def test_plan_json_round_trips_and_diff_sees_field_changes():
     assert Plan.from_json(old.to_json()) == old
     (change,) = diff_plans(old, new)
     assert (change.kind, change.fields) == ("changed", (("spec.hard.g", "1", "2"),))
+
+
+def test_a_render_only_removes_its_own_files_inside_its_directory(tmp_path):
+    outside = tmp_path / "precious.txt"
+    outside.write_text("keep")
+    out = tmp_path / "render"
+    out.mkdir()
+    (out / "mine.yaml").write_text("stale")
+    (out / ".plinth-rendered").write_text(f"mine.yaml\n../precious.txt\n{outside}\n")
+    (out / "link.yaml").symlink_to(outside)  # a render must never write through it
+    plan = Plan("p", "dev", "x", tuple(record(lambda: k8s.core.v1.ConfigMap("link", metadata={"name": "link"}))))
+    render(plan, out)
+    assert outside.read_text() == "keep" and not (out / "mine.yaml").exists()
+
+
+def test_a_render_refuses_a_directory_that_leads_outside(tmp_path):
+    import pytest
+
+    from plinth.render import RenderError
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = tmp_path / "render"
+    out.mkdir()
+    (out / "helm").symlink_to(elsewhere, target_is_directory=True)
+    release = Resource("urn:pulumi:s::p::kubernetes:helm.sh/v3:Release::r", "kubernetes:helm.sh/v3:Release", "r",
+                       None, True, inputs={"name": "r", "values": {}})
+    with pytest.raises(RenderError):
+        render(Plan("p", "dev", "x", (release,)), out)
+    assert list(elsewhere.iterdir()) == []
