@@ -117,7 +117,11 @@ CHARTS: dict[str, Chart] = {
         ),
     ),
     # Services whose modules land with later work; pinned here so there is one table.
-    "vault": Chart("https://helm.releases.hashicorp.com", "vault", "0.34.1", "vault"),
+    "vault": Chart(
+        "https://helm.releases.hashicorp.com", "vault", "0.34.1", "vault",
+        # server (also the injected agent), then the injector
+        images=("docker.io/hashicorp/vault:2.0.4", "docker.io/hashicorp/vault-k8s:1.7.6"),
+    ),
     "harbor": Chart("https://helm.goharbor.io", "harbor", "1.19.1", "harbor"),
     "feast": Chart(
         "https://feast-helm-charts.storage.googleapis.com", "feast-feature-server", "0.66.0", "feast"

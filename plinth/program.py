@@ -15,6 +15,7 @@ from plinth.modules.cluster import ExistingCluster, ExistingClusterArgs
 from plinth.modules.crds import GatewayApiCrds, PrometheusOperatorCrds
 from plinth.modules.monitoring import Monitoring
 from plinth.modules.network import Cilium, PlatformGateway
+from plinth.modules.secrets import Vault
 from plinth.modules.storage import Longhorn
 from plinth.modules.tenancy import Peer, Tenancy, TenancyArgs
 from plinth.spec.models import PlatformSpec
@@ -32,6 +33,7 @@ SERVICES: tuple[tuple[str, type], ...] = (
     ("cert-manager", CertManager),
     ("gateway", PlatformGateway),
     ("longhorn", Longhorn),
+    ("vault", Vault),
     ("monitoring", Monitoring),
 )
 

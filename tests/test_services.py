@@ -126,3 +126,26 @@ certificates:
 def test_user_values_that_plinth_does_not_own_reach_the_release():
     resources = platform(network={"cilium": {"values": {"bandwidthManager": {"enabled": True}}}})
     assert values(resources, "cilium")["bandwidthManager"] == {"enabled": True}
+
+
+def test_vault_is_raft_ha_with_tls_in_prod_and_never_awaited():
+    spec = {"secrets": {"vault": {"enabled": True, "ha": True, "replicas": 3}}}
+    prod = platform("prod", **spec)
+    vault = values(prod, "vault")
+    assert vault["server"]["ha"]["replicas"] == 3 and vault["server"]["ha"]["raft"]["enabled"] is True
+    config = vault["server"]["ha"]["raft"]["config"]
+    assert config.count("retry_join") == 3 and 'storage "raft"' in config and "tls_disable" not in config
+    assert vault["global"]["tlsDisable"] is False
+    assert prod["vault-tls"].inputs["spec"]["secretName"] == "vault-server-tls"
+    assert prod["vault-tls"].dependencies and prod["vault-tls"].urn in prod["vault"].dependencies
+    # A sealed Vault never becomes ready: the release does not wait for it.
+    assert prod["vault"].inputs["skipAwait"] is True
+    dev = values(platform("dev", secrets={"vault": {"enabled": True}}), "vault")
+    assert dev["server"]["standalone"]["enabled"] is True and dev["server"]["ha"] == {"enabled": False}
+
+
+def test_vault_auto_unseal_stanzas():
+    unseal = {"type": "gcpckms", "key": "projects/p1/locations/europe-west4/keyRings/r/cryptoKeys/vault"}
+    vault = values(platform("dev", secrets={"vault": {"enabled": True, "autoUnseal": unseal}}), "vault")
+    config = vault["server"]["standalone"]["config"]
+    assert 'seal "gcpckms"' in config and 'project = "p1"' in config and 'crypto_key = "vault"' in config

@@ -76,7 +76,7 @@ CASES = {
     ),
     "prod_rules": (
         'extends: base.yaml\nmetadata:\n  environment: prod\nsecrets:\n  vault: {enabled: true}\ntesting:\n  skipAwait: true\n',
-        ['bad.yaml:5:3: secrets.vault.ha: prod requires Vault in HA mode [rule prod-vault-ha; fix: set secrets.vault.ha: true]', 'bad.yaml:5:11: secrets.vault.enabled: Vault is described by the spec but its module is not built yet [rule module-available; fix: set enabled: false for now]', 'bad.yaml:7:3: testing.skipAwait: skipAwait is for throw-away test clusters, not prod [rule prod-no-test-options; fix: remove testing.skipAwait]'],
+        ['bad.yaml:5:3: secrets.vault.ha: prod requires Vault in HA mode [rule prod-vault-ha; fix: set secrets.vault.ha: true]', "bad.yaml:5:11: secrets.vault.enabled: Vault's listener takes its TLS certificate from cert-manager, which is off [rule vault-needs-cert-manager; fix: enable certificates.certManager]", 'bad.yaml:7:3: testing.skipAwait: skipAwait is for throw-away test clusters, not prod [rule prod-no-test-options; fix: remove testing.skipAwait]'],
     ),
 }
 

@@ -80,3 +80,26 @@ class CertManager(HelmService):
 def _cluster_issuer(name: str, metadata: dict, spec: dict, opts: pulumi.ResourceOptions):
     return k8s.apiextensions.CustomResource(name, api_version="cert-manager.io/v1", kind="ClusterIssuer",
                                             metadata=metadata, spec=spec, opts=opts)
+
+
+def certificate(name: str, metadata: dict, secret: str, dns_names: list[str], usages: list[str],
+                opts: pulumi.ResourceOptions, ip_addresses: tuple[str, ...] = ()) -> k8s.apiextensions.CustomResource:
+    """A cert-manager Certificate from the platform ClusterIssuer (renewed by cert-manager, never by a render)."""
+    return k8s.apiextensions.CustomResource(
+        name,
+        api_version="cert-manager.io/v1",
+        kind="Certificate",
+        metadata=metadata,
+        spec={
+            "secretName": secret,
+            "commonName": dns_names[0],
+            "dnsNames": dns_names,
+            **({"ipAddresses": list(ip_addresses)} if ip_addresses else {}),
+            "usages": ["digital signature", "key encipherment", *usages],
+            "duration": "2160h",
+            "renewBefore": "360h",
+            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
+            "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": ISSUER},
+        },
+        opts=opts,
+    )

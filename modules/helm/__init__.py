@@ -122,6 +122,8 @@ class HelmService(pulumi.ComponentResource):
     """YAML path of the service's block in the spec (e.g. network.cilium); the block has `enabled` and `values`."""
     pod_security: ClassVar[str] = "restricted"
     """Pod Security level of the service's namespace."""
+    awaits_readiness: ClassVar[bool] = True
+    """Whether `pulumi up` waits for the release's workloads to become ready."""
 
     release: k8s.helm.v3.Release
 
@@ -186,7 +188,7 @@ class HelmService(pulumi.ComponentResource):
                 values=self.release_values(block, ctx),
                 max_history=10,
                 # Without nodes nothing becomes ready (spec `testing`); Helm hooks always run.
-                skip_await=ctx.skip_await,
+                skip_await=ctx.skip_await or not self.awaits_readiness,
                 **release_chart_args(chart, ctx.chart_source),
             ),
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=waits)),

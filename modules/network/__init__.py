@@ -9,7 +9,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
-from plinth.context import ISSUER, PlatformContext, resource_name
+from plinth.context import PlatformContext, resource_name
+from plinth.modules.certs import certificate
 from plinth.modules.helm import HelmService
 from plinth.objects import children, namespace
 
@@ -115,7 +116,7 @@ class PlatformGateway(pulumi.ComponentResource):
                 (HUBBLE_SERVER_SECRET, "*.default.hubble-grpc.cilium.io", ["server auth"]),
                 (HUBBLE_RELAY_CLIENT_SECRET, "*.hubble-relay.cilium.io", ["client auth"]),
             ):
-                _certificate(resource_name(name, secret), ctx.metadata(secret, name, namespace=cilium_ns),
+                certificate(resource_name(name, secret), ctx.metadata(secret, name, namespace=cilium_ns),
                              secret, [common_name], usages, child)
         if not args.cilium.gateway_api:
             self.register_outputs({})
@@ -124,7 +125,7 @@ class PlatformGateway(pulumi.ComponentResource):
         ns = namespace(name, ns_name, name, ctx, child)
         in_ns = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[ns]))
         hostname = args.gateway.hostname
-        cert = _certificate(resource_name(name, "tls"), ctx.metadata(GATEWAY_TLS_SECRET, name, namespace=ns_name),
+        cert = certificate(resource_name(name, "tls"), ctx.metadata(GATEWAY_TLS_SECRET, name, namespace=ns_name),
                             GATEWAY_TLS_SECRET, [hostname], ["server auth"], in_ns)
         self.gateway = k8s.apiextensions.CustomResource(
             resource_name(name, "gateway"),
@@ -147,25 +148,3 @@ class PlatformGateway(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[cert])),
         )
         self.register_outputs({})
-
-
-def _certificate(name: str, metadata: dict, secret: str, dns_names: list[str], usages: list[str],
-                 opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
-    """A cert-manager Certificate from the platform ClusterIssuer (renewed by cert-manager, never by a render)."""
-    return k8s.apiextensions.CustomResource(
-        name,
-        api_version="cert-manager.io/v1",
-        kind="Certificate",
-        metadata=metadata,
-        spec={
-            "secretName": secret,
-            "commonName": dns_names[0],
-            "dnsNames": dns_names,
-            "usages": ["digital signature", "key encipherment", *usages],
-            "duration": "2160h",
-            "renewBefore": "360h",
-            "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
-            "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": ISSUER},
-        },
-        opts=opts,
-    )

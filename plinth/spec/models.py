@@ -290,11 +290,16 @@ class AutoUnseal(Spec):
     type: Literal["none", "awskms", "gcpckms", "transit"] = Field(
         "none", description="Auto-unseal mechanism; none means operators unseal by hand. Default: none."
     )
-    key: str | None = Field(None, description="KMS key ARN/ID or transit key name. Default: null.")
+    key: str | None = Field(None, description="awskms: KMS key ARN or ID; gcpckms: the key's resource name "
+                            "projects/P/locations/L/keyRings/R/cryptoKeys/K; transit: the key name. Default: null.")
+    address: str | None = Field(None, description="transit: address of the Vault that unseals this one; its token "
+                                "is the Secret vault-transit-token (key `token`) you create. Default: null.",
+                                pattern=r"^https://")
 
 
 class Vault(Spec):
-    enabled: bool = Field(False, description="Install HashiCorp Vault. Default: false.")
+    enabled: bool = Field(False, description="Install HashiCorp Vault (TLS from cert-manager, agent injector). "
+                          "Default: false.")
     ha: bool = Field(False, description="Raft HA mode. Default: false (prod requires true).")
     replicas: PositiveCount = Field(3, description="Server replicas in HA mode. Default: 3.")
     auto_unseal: AutoUnseal = Field(default_factory=AutoUnseal, description="Auto-unseal. Default: none.")

@@ -19,7 +19,6 @@ RESERVED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease
 # Services the spec already describes whose module has not landed yet: enabling
 # one must fail loudly instead of planning nothing.
 NOT_YET_BUILT: dict[tuple[str, ...], str] = {
-    ("secrets", "vault"): "Vault",
     ("registry", "harbor"): "Harbor",
     ("registry", "pythonIndex"): "the Python package index",
     ("featureStore", "feast"): "Feast",
@@ -157,6 +156,13 @@ def service_rules(spec: PlatformSpec) -> Iterator[Violation]:
         yield Violation(("network", "cilium", "enabled"), "Hubble and the platform Gateway take their TLS "
                         "certificates from cert-manager, which is off", "cilium-needs-cert-manager",
                         "enable certificates.certManager, or set hubble and gatewayApi to false")
+    vault = spec.secrets.vault
+    if vault.enabled and not certs.enabled:
+        yield Violation(("secrets", "vault", "enabled"), "Vault's listener takes its TLS certificate from "
+                        "cert-manager, which is off", "vault-needs-cert-manager", "enable certificates.certManager")
+    if vault.enabled and vault.auto_unseal.type == "transit" and not vault.auto_unseal.address:
+        yield Violation(("secrets", "vault", "autoUnseal", "address"), "transit auto-unseal needs the address of "
+                        "the unsealing Vault", "unseal-transit-address", "set autoUnseal.address")
     issuer = certs.issuer
     if certs.enabled and issuer.type == "ca" and not issuer.ca_secret:
         yield Violation(("certificates", "certManager", "issuer", "caSecret"), "issuer type 'ca' needs the "

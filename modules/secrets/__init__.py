@@ -1,0 +1,119 @@
+"""Secrets: HashiCorp Vault (raft HA in prod), TLS from the platform CA, the agent injector, telemetry."""
+
+from __future__ import annotations
+
+import pulumi
+
+from plinth.catalog import ImageRef
+from plinth.context import PlatformContext, resource_name
+from plinth.modules.certs import certificate
+from plinth.modules.helm import HelmService
+
+TLS_SECRET = "vault-server-tls"
+TLS_DIR = f"/vault/userconfig/{TLS_SECRET}"
+TRANSIT_TOKEN_SECRET = "vault-transit-token"
+"""transit auto-unseal: a Secret you create (key `token`) holding the token for the unsealing Vault."""
+
+ALERTS = [
+    {"alert": "VaultSealed", "expr": "vault_core_unsealed == 0", "for": "5m",
+     "labels": {"severity": "critical"},
+     "annotations": {"summary": "Vault {{ $labels.pod }} is sealed: secrets cannot be read"}},
+    {"alert": "VaultLeaderLost", "expr": "max(vault_core_active) == 0", "for": "2m",
+     "labels": {"severity": "critical"},
+     "annotations": {"summary": "No active Vault server: the raft cluster has no leader"}},
+]
+
+
+def _image(ref: str, ctx: PlatformContext) -> dict:
+    image = ImageRef.parse(ref).mirrored(ctx.mirror_registry)
+    return {"repository": f"{image.registry}/{image.repository}", "tag": image.tag}
+
+
+def _seal(unseal) -> str:
+    """The seal stanza for auto-unseal; credentials come from the platform (IRSA, workload identity, a Secret)."""
+    if unseal.type == "awskms":
+        return f'seal "awskms" {{\n  kms_key_id = "{unseal.key}"\n}}\n'
+    if unseal.type == "gcpckms":
+        # projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>
+        parts = unseal.key.split("/")
+        fields = dict(zip(parts[::2], parts[1::2]))
+        return (f'seal "gcpckms" {{\n  project = "{fields.get("projects", "")}"\n  region = '
+                f'"{fields.get("locations", "")}"\n  key_ring = "{fields.get("keyRings", "")}"\n'
+                f'  crypto_key = "{fields.get("cryptoKeys", "")}"\n}}\n')
+    if unseal.type == "transit":
+        return (f'seal "transit" {{\n  address = "{unseal.address}"\n  key_name = "{unseal.key}"\n'
+                f'  mount_path = "transit/"\n  tls_ca_cert = "{TLS_DIR}/ca.crt"\n}}\n')
+    return ""
+
+
+def server_config(block, service: str, namespace: str) -> str:
+    """Vault's HCL: TLS listener, raft (HA) or file storage, Kubernetes service registration, telemetry."""
+    listener = (f'listener "tcp" {{\n  address = "[::]:8200"\n  cluster_address = "[::]:8201"\n'
+                f'  tls_cert_file = "{TLS_DIR}/tls.crt"\n  tls_key_file = "{TLS_DIR}/tls.key"\n'
+                f'  telemetry {{\n    unauthenticated_metrics_access = "true"\n  }}\n}}\n')
+    if block.ha:
+        joins = "".join(
+            f'  retry_join {{\n    leader_api_addr = "https://{service}-{i}.{service}-internal:8200"\n'
+            f'    leader_ca_cert_file = "{TLS_DIR}/ca.crt"\n  }}\n' for i in range(block.replicas))
+        storage = f'storage "raft" {{\n  path = "/vault/data"\n{joins}}}\n'
+    else:
+        storage = 'storage "file" {\n  path = "/vault/data"\n}\n'
+    return (f"ui = true\n{listener}{storage}service_registration \"kubernetes\" {{}}\n"
+            f'telemetry {{\n  prometheus_retention_time = "30s"\n  disable_hostname = true\n}}\n'
+            + _seal(block.auto_unseal))
+
+
+class Vault(HelmService):
+    """HashiCorp Vault (plinth:secrets:Vault)."""
+
+    type_token = "plinth:secrets:Vault"
+    chart_key = "vault"
+    spec_path = ("secrets", "vault")
+    # A sealed Vault is never ready until an operator (or auto-unseal) unseals it.
+    awaits_readiness = False
+
+    @classmethod
+    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+        chart = cls.chart()
+        server, injector = chart.images
+        config = server_config(block, chart.name, chart.namespace)
+        mode = ({"ha": {"enabled": True, "replicas": block.replicas,
+                        "raft": {"enabled": True, "setNodeId": True, "config": config}},
+                 "standalone": {"enabled": False}} if block.ha else
+                {"ha": {"enabled": False}, "standalone": {"enabled": True, "config": config}})
+        env = {"VAULT_CACERT": f"{TLS_DIR}/ca.crt"}
+        secret_env = ([{"envName": "VAULT_TRANSIT_SEAL_TOKEN", "secretName": TRANSIT_TOKEN_SECRET,
+                        "secretKey": "token"}] if block.auto_unseal.type == "transit" else [])
+        return {
+            "global": {"tlsDisable": False, "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
+                       "serverTelemetry": {"prometheusOperator": ctx.monitoring}},
+            "server": {
+                "image": _image(server, ctx),
+                "extraVolumes": [{"type": "secret", "name": TLS_SECRET}],
+                "extraEnvironmentVars": env,
+                "extraSecretEnvironmentVars": secret_env,
+                **mode,
+            },
+            "injector": {
+                "enabled": True,
+                "replicas": 2 if ctx.prod_like else 1,
+                "image": _image(injector, ctx),
+                "agentImage": _image(server, ctx),
+                "metrics": {"enabled": ctx.monitoring},
+            },
+            "serverTelemetry": {
+                "serviceMonitor": {"enabled": ctx.monitoring,
+                                   "tlsConfig": {"ca": {"secret": {"name": TLS_SECRET, "key": "ca.crt"}}}},
+                "prometheusRules": {"enabled": ctx.monitoring, "rules": ALERTS if ctx.monitoring else []},
+            },
+        }
+
+    def prerequisites(self, name: str, block, ctx: PlatformContext,
+                      opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        chart = self.chart()
+        service, ns = chart.name, chart.namespace
+        dns = [service, f"{service}.{ns}", f"{service}.{ns}.svc", f"{service}-active.{ns}.svc",
+               f"*.{service}-internal", f"*.{service}-internal.{ns}.svc"]
+        # The listener certificate, from the platform CA, before the servers that mount it.
+        return [certificate(resource_name(name, "tls"), ctx.metadata(TLS_SECRET, name, namespace=ns), TLS_SECRET,
+                            dns, ["server auth", "client auth"], opts, ip_addresses=("127.0.0.1",))]
