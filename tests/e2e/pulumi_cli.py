@@ -86,6 +86,7 @@ class PulumiProject:
             "network": {"cilium": {"enabled": True, "apiServer": {"host": "127.0.0.1"}}},
             "certificates": {"certManager": {"enabled": True}},
             "storage": {"longhorn": {"enabled": True}},
+            "secrets": {"vault": {"enabled": True}},
             "monitoring": {"enabled": True},
         }
         return {**base, **extra}

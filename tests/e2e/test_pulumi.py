@@ -77,7 +77,7 @@ def test_up_creates_every_object_and_installs_every_release(deploy, engine, kube
     assert missing == []
     releases = [r.inputs for r in result.resources if r.type == HELM_RELEASE]
     assert sorted(r["name"] for r in releases) == [
-        "cert-manager", "cilium", "kube-prometheus-stack", "longhorn", "prometheus-operator-crds"]
+        "cert-manager", "cilium", "kube-prometheus-stack", "longhorn", "prometheus-operator-crds", "vault"]
     for release in releases:  # Helm's own record of a deployed first revision
         record = kube.get({"apiVersion": "v1", "kind": "Secret", "metadata": {
             "name": f"sh.helm.release.v1.{release['name']}.v1", "namespace": release["namespace"]}})
