@@ -35,6 +35,22 @@ StackOpt = Annotated[
 ]
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"plinth {version('plinth')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print Plinth's version and exit.")] = False,
+) -> None:
+    """Plinth: one platform spec -> a governed ML platform. Offline verbs need no cloud and no cluster."""
+
+
 def _err(message: str) -> None:
     typer.echo(message, err=True)
 
@@ -54,7 +70,7 @@ def _load(blueprint: Path | None, stack: str | None):
 
     if blueprint and stack:
         raise SpecInvalid([SpecError(None, "", "give a blueprint or --stack, not both")])
-    if stack:
+    if stack is not None:
         path, overrides = read_stack(project_dir(), stack)
         return load_spec(path, overrides), f"stack:{stack}"
     if blueprint is None:

@@ -123,3 +123,15 @@ def test_render_without_charts_notes_each_release_and_still_writes_everything(tm
     values = (tmp_path / "helm" / "cilium-cilium.yaml").read_text()
     assert "note: 'not rendered: chart oci://harbor.corp.internal/charts/cilium" in values
     assert (tmp_path / "tenancy.yaml").is_file() and not (tmp_path / "charts").exists()
+
+
+def test_version():
+    result = plinth("--version")
+    assert result.returncode == 0 and result.stdout.startswith("plinth ")
+
+
+@pytest.mark.parametrize("stack", ["", "../../etc/passwd", ".hidden"])
+def test_a_stack_name_is_never_a_path(stack):
+    result = plinth("plan", "--stack", stack)
+    assert result.returncode == 2
+    assert f"--stack: {stack!r} is not a stack name" in result.stderr

@@ -146,3 +146,20 @@ def test_stack_overrides_point_at_the_stack_file(write):
     assert [str(e) for e in caught.value.errors] == [
         'stacks/Pulumi.dev.yaml:7:11: teams[fraud].quota.memory: expected a Kubernetes quantity such as '
         '500m, 4, 16Gi, got "lots"']
+
+
+@pytest.mark.parametrize("overlay, message", [
+    ("teams:\n  - name: serach\n    $delete: true\n",
+     "bad.yaml:3:5: $delete: there is no item named 'serach' to delete (items here: fraud)"),
+    ("teams:\n  - name: fraud\n    $delete: \"yes\"\n",
+     "bad.yaml:3:5: $delete: $delete takes only true (it removes the item named 'fraud'), got 'yes'"),
+    ("kubernetes:\n  version: 1.30\n",
+     'bad.yaml:3:3: kubernetes.version: expected a quoted Kubernetes minor version such as "1.34" (unquoted, YAML '
+     'reads a number and 1.30 becomes 1.3); supported: 1.32, 1.33, 1.34, 1.35, got 1.3'),
+])
+def test_careless_overlays_name_the_mistake(overlay, message, write):
+    write("base.yaml", MINIMAL)
+    path = write("bad.yaml", "extends: base.yaml\n" + overlay)
+    with pytest.raises(SpecInvalid) as caught:
+        load_spec(path)
+    assert [str(e) for e in caught.value.errors] == [message]

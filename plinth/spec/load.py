@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from plinth.spec.rules import check_rules
 from plinth.spec.yamltree import LMap, display_path, merge, read_yaml, to_plain
 
 CONFIG_NAMESPACE = "plinth"
+STACK_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")
 STACK_KEYS = {
     "blueprint": "path of the blueprint, relative to the project directory",
     "overrides": "spec overrides merged onto the blueprint",
@@ -58,6 +60,9 @@ def load_blueprint_tree(path: Path, _chain: tuple[Path, ...] = ()) -> LMap:
 
 def read_stack(project_dir: Path, stack: str) -> tuple[Path, LMap | None]:
     """The blueprint path and overrides a stack file names."""
+    if not STACK_NAME.match(stack):
+        raise SpecInvalid([SpecError(None, "--stack", f"{stack!r} is not a stack name (letters, digits, '-', '_' "
+                                     "and '.', not starting with '.'; the file is stacks/Pulumi.<name>.yaml)")])
     path = project_dir / "stacks" / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         raise SpecInvalid([SpecError(None, "", f"stack {stack!r}: {display_path(path)} not found")])

@@ -85,6 +85,13 @@ def _group(value: Any) -> Any:
 
 
 def _kubernetes_version(value: Any) -> Any:
+    if isinstance(value, float):
+        raise PydanticCustomError(
+            "kubernetes_version",
+            "expected a quoted Kubernetes minor version such as \"1.34\" (unquoted, YAML reads a number and "
+            "1.30 becomes 1.3); supported: {allowed}",
+            {"allowed": ", ".join(KUBERNETES_VERSIONS)},
+        )
     if value not in KUBERNETES_VERSIONS:
         raise PydanticCustomError(
             "kubernetes_version",

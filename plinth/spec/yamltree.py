@@ -154,8 +154,16 @@ def _merge_named(base: list, over: list) -> LSeq:
         items[item["name"]] = (item, _item_loc(base, index))
     for index, item in enumerate(over):
         key = item["name"]
-        if item.get(DELETE) is True:
-            items.pop(key, None)
+        if DELETE in item:
+            where = _item_loc(over, index)
+            if item[DELETE] is not True:
+                raise SpecInvalid([SpecError(where, DELETE, f"{DELETE} takes only true (it removes the item "
+                                             f"named {key!r}), got {item[DELETE]!r}")])
+            if key not in items:
+                known = ", ".join(sorted(map(str, items))) or "none"
+                raise SpecInvalid([SpecError(where, DELETE, f"there is no item named {key!r} to delete "
+                                             f"(items here: {known})")])
+            items.pop(key)
             continue
         merged = merge(items[key][0], item) if key in items else _strip_directives(item)
         items[key] = (merged, _item_loc(over, index))
