@@ -163,3 +163,30 @@ def test_careless_overlays_name_the_mistake(overlay, message, write):
     with pytest.raises(SpecInvalid) as caught:
         load_spec(path)
     assert [str(e) for e in caught.value.errors] == [message]
+
+
+@pytest.mark.parametrize("text, message", [
+    ('a: &a ["lol", "lol"]\nb: &b [*a, *a]\n',
+     "bad.yaml:2:8: YAML aliases (*name) are not accepted: an alias can expand without bound; repeat the value "
+     "or share it with `extends:`"),
+    ("base: &base {cpu: '1'}\nteams:\n  - name: fraud\n    quota:\n      <<: *base\n",
+     "bad.yaml:5:11: YAML aliases (*name) are not accepted: an alias can expand without bound; repeat the value "
+     "or share it with `extends:`"),
+    ("x-deep: " + "[" * 300 + "]" * 300 + "\n", "bad.yaml:1:72: nested deeper than the limit of 64 levels"),
+    ("x-big: '" + "a" * (1 << 20) + "'\n", "bad.yaml: larger than the 1024 KiB limit for a spec file"),
+])
+def test_hostile_yaml_is_refused_before_it_is_built(text, message, write):
+    path = write("bad.yaml", text)
+    with pytest.raises(SpecInvalid) as caught:
+        load_spec(path)
+    assert [str(e) for e in caught.value.errors] == [message]
+
+
+def test_a_spec_that_is_not_a_regular_file_is_refused(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo("pipe.yaml")  # reading it would block forever
+    with pytest.raises(SpecInvalid) as caught:
+        load_spec(tmp_path / "pipe.yaml")
+    assert [str(e) for e in caught.value.errors] == ["pipe.yaml: not a regular file"]

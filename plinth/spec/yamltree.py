@@ -57,13 +57,9 @@ def display_path(path: Path) -> str:
 def read_yaml(path: Path) -> Any:
     """Read one YAML file into located containers; YAML errors become SpecInvalid."""
     name = display_path(path)
+    text = _read_text(path, name)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecInvalid([SpecError(None, "", f"{name}: file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecInvalid([SpecError(None, "", f"{name}: cannot read: {exc}")]) from None
-    try:
+        _check_shape(text, name)
         raw = YAML(typ="rt").load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -71,6 +67,62 @@ def read_yaml(path: Path) -> Any:
         problem = " ".join(str(part) for part in (exc.context, exc.problem) if part)
         raise SpecInvalid([SpecError(loc, "", f"invalid YAML: {problem}")]) from None
     return _locate(raw, name, Loc(name, 1, 1))
+
+
+# Bounds that hold for ANY input: a spec is small, so a hostile or broken file is refused
+# before it can cost memory or time (documented in the README).
+MAX_BYTES = 1 << 20
+MAX_NODES = 100_000
+MAX_DEPTH = 64
+
+
+def _read_text(path: Path, name: str) -> str:
+    """The file's text: a regular file of at most MAX_BYTES (no FIFOs, devices or directories)."""
+    try:
+        if not path.exists():
+            raise SpecInvalid([SpecError(None, "", f"{name}: file not found")])
+        if not path.is_file():
+            raise SpecInvalid([SpecError(None, "", f"{name}: not a regular file")])
+        with path.open("rb") as stream:
+            data = stream.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise SpecInvalid([SpecError(None, "", f"{name}: cannot read: {exc}")]) from None
+    if len(data) > MAX_BYTES:
+        raise SpecInvalid([SpecError(None, "", f"{name}: larger than the {MAX_BYTES // 1024} KiB limit for a spec "
+                                     "file")])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecInvalid([SpecError(None, "", f"{name}: not UTF-8: {exc}")]) from None
+
+
+def _check_shape(text: str, name: str) -> None:
+    """Refuse aliases and oversized or too deeply nested documents from the event stream, before building anything.
+
+    Aliases (`*name`, also behind `<<:` merge keys) are refused outright: each one can expand
+    to a copy of a whole subtree, so a few hundred bytes can demand gigabytes ("billion
+    laughs"). Repeat the value, or share it with `extends:`.
+    """
+    depth = nodes = 0
+    for event in YAML(typ="rt").parse(text):
+        kind = type(event).__name__
+        mark = event.start_mark
+        if kind == "AliasEvent":
+            raise SpecInvalid([SpecError(Loc(name, mark.line + 1, mark.column + 1), "",
+                                         "YAML aliases (*name) are not accepted: an alias can expand without bound; "
+                                         "repeat the value or share it with `extends:`")])
+        if kind in ("MappingStartEvent", "SequenceStartEvent"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise SpecInvalid([SpecError(Loc(name, mark.line + 1, mark.column + 1), "",
+                                             f"nested deeper than the limit of {MAX_DEPTH} levels")])
+        elif kind in ("MappingEndEvent", "SequenceEndEvent"):
+            depth -= 1
+        if kind in ("ScalarEvent", "MappingStartEvent", "SequenceStartEvent"):
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise SpecInvalid([SpecError(Loc(name, mark.line + 1, mark.column + 1), "",
+                                             f"more than the limit of {MAX_NODES} values in one file")])
 
 
 def _locate(node: Any, name: str, loc: Loc) -> Any:
