@@ -190,3 +190,24 @@ def test_a_spec_that_is_not_a_regular_file_is_refused(tmp_path, monkeypatch):
     with pytest.raises(SpecInvalid) as caught:
         load_spec(tmp_path / "pipe.yaml")
     assert [str(e) for e in caught.value.errors] == ["pipe.yaml: not a regular file"]
+
+
+@pytest.mark.parametrize("team, message", [
+    ("    quota: {memory: .inf}\n",
+     "bad.yaml:4:13: teams[fraud].quota.memory: expected a Kubernetes quantity such as 500m, 4, 16Gi, got Infinity"),
+    ("    quota: {memory: 9999999999999999Ei}\n",
+     "bad.yaml:4:13: teams[fraud].quota.memory: expected a Kubernetes quantity such as 500m, 4, 16Gi (this one is "
+     'beyond what Kubernetes can store), got "9999999999999999Ei"'),
+    ("    costCenter: risk analytics!\n",
+     "bad.yaml:4:5: teams[fraud].costCenter: expected a string matching "
+     '^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$, got "risk analytics!"'),
+    ("    containerDefaults: {memoryRequest: 2Gi}\n",
+     "bad.yaml:4:5: teams[fraud].containerDefaults: the default memory request 2Gi is above its limit 1Gi (the API "
+     "server rejects such a LimitRange), got a mapping"),
+])
+def test_team_values_the_api_server_would_reject_are_refused(team, message, write):
+    write("base.yaml", MINIMAL)
+    path = write("bad.yaml", "extends: base.yaml\nteams:\n  - name: fraud\n" + team)
+    with pytest.raises(SpecInvalid) as caught:
+        load_spec(path)
+    assert [str(e) for e in caught.value.errors] == [message]

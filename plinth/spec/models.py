@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
@@ -64,14 +65,32 @@ def _dns_label(value: Any) -> Any:
     return value
 
 
+_SUFFIX = {"m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18,
+           "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+MAX_QUANTITY = 2**63 - 1
+"""Kubernetes stores quantities as 64-bit integers (of milli-units for CPU): nothing larger is a quantity."""
+
+
 def _quantity(value: Any) -> Any:
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise PydanticCustomError("quantity", "expected a Kubernetes quantity such as 500m, 4, 16Gi")
-    if isinstance(value, int | float) and value >= 0:
-        return str(value)
-    if not isinstance(value, str) or not _QUANTITY.match(value):
+    if isinstance(value, int | float):
+        # A YAML number is accepted only where it reads as a plain quantity (no .inf, nan or 1e400).
+        text = str(value) if isinstance(value, int) or not value.is_integer() else str(int(value))
+        value = text
+    match = _QUANTITY.match(value)
+    if not match:
         raise PydanticCustomError("quantity", "expected a Kubernetes quantity such as 500m, 4, 16Gi")
+    if float(match.group(1)) * _SUFFIX[match.group(3) or ""] * 1000 > MAX_QUANTITY:
+        raise PydanticCustomError("quantity", "expected a Kubernetes quantity such as 500m, 4, 16Gi "
+                                  "(this one is beyond what Kubernetes can store)")
     return value
+
+
+def quantity_value(text: str) -> float:
+    """A quantity as a number of base units (for comparisons such as request <= limit)."""
+    match = _QUANTITY.match(text)
+    return float(match.group(1)) * _SUFFIX[match.group(3) or ""]
 
 
 def _group(value: Any) -> Any:
@@ -461,10 +480,23 @@ class ContainerDefaults(Spec):
     cpu_limit: Quantity = Field("1", description="Default CPU limit. Default: 1.")
     memory_limit: Quantity = Field("1Gi", description="Default memory limit. Default: 1Gi.")
 
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> ContainerDefaults:
+        for resource, request, limit in (("cpu", self.cpu_request, self.cpu_limit),
+                                         ("memory", self.memory_request, self.memory_limit)):
+            if quantity_value(request) > quantity_value(limit):
+                raise PydanticCustomError(
+                    "request_over_limit", "the default {resource} request {request} is above its limit {limit} "
+                    "(the API server rejects such a LimitRange)",
+                    {"resource": resource, "request": request, "limit": limit})
+        return self
+
 
 class Team(Spec):
     name: Name = Field(description="Team name; also its namespace. Required.")
-    cost_center: str | None = Field(None, description="Overrides metadata.costCenter for this team. Default: null.")
+    cost_center: str | None = Field(None, description="Overrides metadata.costCenter for this team (label "
+                                    "plinth.dev/cost-center, so a label value). Default: null.",
+                                    pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
     groups: TeamGroups = Field(default_factory=TeamGroups, description="Groups per role. Default: none.")
     quota: Quota = Field(default_factory=Quota, description="ResourceQuota. Default: see Quota.")
     container_defaults: ContainerDefaults = Field(
