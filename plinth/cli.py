@@ -165,9 +165,11 @@ def render(
 
 
 def _local_source(spec) -> Path | None:
+    """The spec's chart source when it is a directory (decided where the program decides it)."""
+    from plinth.context import PlatformContext
     from plinth.modules.helm import source_kind
 
-    source = spec.charts.source or (spec.airgap.mirror.charts if spec.airgap.enabled and spec.airgap.mirror else None)
+    source = PlatformContext.from_spec(spec).chart_source
     return Path(source) if source_kind(source) == "directory" else None
 
 

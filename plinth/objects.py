@@ -1,4 +1,5 @@
-"""Native objects more than one module creates the same way: namespaces and the mirror pull secret."""
+"""What more than one module creates the same way: child options, namespaces, the mirror pull secret,
+the air-gap egress policy."""
 
 from __future__ import annotations
 
@@ -72,5 +73,3 @@ def airgap_egress_policy(name: str, metadata: dict, ctx: PlatformContext,
         spec={"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": to}]},
         opts=opts,
     )
-
-

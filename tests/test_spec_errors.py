@@ -158,11 +158,7 @@ def test_stack_overrides_point_at_the_stack_file(write):
      'reads a number and 1.30 becomes 1.3); supported: 1.32, 1.33, 1.34, 1.35, got 1.3'),
 ])
 def test_careless_overlays_name_the_mistake(overlay, message, write):
-    write("base.yaml", MINIMAL)
-    path = write("bad.yaml", "extends: base.yaml\n" + overlay)
-    with pytest.raises(SpecInvalid) as caught:
-        load_spec(path)
-    assert [str(e) for e in caught.value.errors] == [message]
+    assert overlay_errors(write, overlay) == [message]
 
 
 @pytest.mark.parametrize("text, message", [
@@ -176,10 +172,7 @@ def test_careless_overlays_name_the_mistake(overlay, message, write):
     ("x-big: '" + "a" * (1 << 20) + "'\n", "bad.yaml: larger than the 1024 KiB limit for a spec file"),
 ])
 def test_hostile_yaml_is_refused_before_it_is_built(text, message, write):
-    path = write("bad.yaml", text)
-    with pytest.raises(SpecInvalid) as caught:
-        load_spec(path)
-    assert [str(e) for e in caught.value.errors] == [message]
+    assert errors_of(write("bad.yaml", text)) == [message]
 
 
 def test_a_spec_that_is_not_a_regular_file_is_refused(tmp_path, monkeypatch):
@@ -206,8 +199,16 @@ def test_a_spec_that_is_not_a_regular_file_is_refused(tmp_path, monkeypatch):
      "server rejects such a LimitRange), got a mapping"),
 ])
 def test_team_values_the_api_server_would_reject_are_refused(team, message, write):
-    write("base.yaml", MINIMAL)
-    path = write("bad.yaml", "extends: base.yaml\nteams:\n  - name: fraud\n" + team)
+    assert overlay_errors(write, "teams:\n  - name: fraud\n" + team) == [message]
+
+
+def errors_of(path) -> list[str]:
     with pytest.raises(SpecInvalid) as caught:
         load_spec(path)
-    assert [str(e) for e in caught.value.errors] == [message]
+    return [str(e) for e in caught.value.errors]
+
+
+def overlay_errors(write, overlay: str) -> list[str]:
+    """The errors of `bad.yaml`, which extends the MINIMAL spec with `overlay`."""
+    write("base.yaml", MINIMAL)
+    return errors_of(write("bad.yaml", "extends: base.yaml\n" + overlay))

@@ -176,11 +176,11 @@ def service_rules(spec: PlatformSpec) -> Iterator[Violation]:
                         "platform Gateway, which is off", "acme-needs-gateway",
                         "enable network.cilium with gatewayApi: true, or use issuer type selfSigned or ca")
     if spec.airgap.enabled and certs.enabled and issuer.type == "acme" and issuer.acme and \
-            not _inside(issuer.acme.server, spec):
+            not _inside_perimeter(issuer.acme.server, spec):
         yield Violation(("certificates", "certManager", "issuer", "acme", "server"), "air-gap mode needs an ACME "
                         "server inside the perimeter", "airgap-acme", "use an internal ACME CA, or issuer type ca")
     if spec.airgap.enabled and spec.charts.source and spec.charts.source.startswith(("https://", "http://")) and \
-            not _inside(spec.charts.source, spec):
+            not _inside_perimeter(spec.charts.source, spec):
         yield Violation(("charts", "source"), "air-gap mode takes charts from the mirror, not a public repository",
                         "airgap-chart-source", "remove charts.source (airgap.mirror.charts is used) or point it "
                         "inside the perimeter")
@@ -198,7 +198,7 @@ def airgap_bundles(spec: PlatformSpec) -> Iterator[Violation]:
                         "set airgap.mirror.files (see `plinth images`), or use a directory chart source")
 
 
-def _inside(url: str, spec: PlatformSpec) -> bool:
+def _inside_perimeter(url: str, spec: PlatformSpec) -> bool:
     """An air-gap URL is inside the perimeter when its host is the mirror's host or a sub-domain of its domain."""
     mirror = spec.airgap.mirror
     if mirror is None:

@@ -12,10 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from e2e.binaries import toolchain_bin
-from support import ROOT
-
-CHARTS_DIR = Path(os.environ.get("PLINTH_CHARTS_DIR", ROOT.parent / "shared" / "charts"))
+from e2e.binaries import toolchain_helm
+from support import CHARTS_DIR
 
 
 @pytest.fixture(scope="session")
@@ -27,12 +25,9 @@ def charts_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def helm(charts_dir) -> str:
-    explicit = os.environ.get("PLINTH_HELM")
-    if explicit:
-        return explicit
-    bin_dir = toolchain_bin()
-    if bin_dir is None or not (bin_dir / "helm").is_file():
+    helm = toolchain_helm()
+    if helm is None:
         pytest.skip("no helm: run tests/e2e/toolchain/build.sh (builds it from the helm.sh/helm/v3 module) "
                     "or set PLINTH_HELM")
-    os.environ["PLINTH_HELM"] = str(bin_dir / "helm")
-    return str(bin_dir / "helm")
+    os.environ["PLINTH_HELM"] = helm  # what plinth.engine.charts runs
+    return helm

@@ -10,6 +10,14 @@ from pathlib import Path
 BUILD_SCRIPT = Path(__file__).resolve().parent / "toolchain" / "build.sh"
 
 
+def toolchain_helm() -> str | None:
+    """$PLINTH_HELM, else the toolchain's helm (built from the helm.sh/helm/v3 module), else None."""
+    if os.environ.get("PLINTH_HELM"):
+        return os.environ["PLINTH_HELM"]
+    bin_dir = toolchain_bin()
+    return str(bin_dir / "helm") if bin_dir and (bin_dir / "helm").is_file() else None
+
+
 def toolchain_bin() -> Path | None:
     """$PLINTH_TOOLCHAIN_BIN, else the cached bin dir if build.sh completed it, else None (never builds)."""
     if os.environ.get("PLINTH_TOOLCHAIN_BIN"):

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import yaml
 
+from support import CHARTS_DIR
+
 ROOT = Path(__file__).resolve().parents[2]
-CHARTS_DIR = Path(os.environ.get("PLINTH_CHARTS_DIR", ROOT.parent / "shared" / "charts")).resolve()
 GRAFANA_PASSWORD = "e2e-grafana-not-a-real-secret"
 PROJECT_FILE = """\
 name: plinth

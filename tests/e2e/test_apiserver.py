@@ -9,14 +9,13 @@ deleting must leave nothing of Plinth's behind.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-import os
-from pathlib import Path
-
-from binaries import toolchain_bin
+from binaries import toolchain_helm
 from kubeapi import FIELD_MANAGER
-from support import BLUEPRINTS, ROOT, STACKS
+from support import BLUEPRINTS, CHARTS_DIR, ROOT, STACKS
 from plinth.engine.charts import render_charts
 from plinth.engine.offline import plan
 from plinth.render import KIND_ORDER, kubernetes_objects
@@ -37,13 +36,7 @@ def ours(live: dict) -> dict:
     return {**live, "metadata": meta, "status": None}
 
 
-CHARTS_DIR = Path(os.environ.get("PLINTH_CHARTS_DIR", ROOT.parent / "shared" / "charts"))
 CUSTOM_GROUPS = {"cert-manager.io", "gateway.networking.k8s.io", "monitoring.coreos.com"}
-
-
-def toolchain_helm() -> Path | None:
-    bin_dir = toolchain_bin()
-    return bin_dir / "helm" if bin_dir and (bin_dir / "helm").is_file() else None
 
 
 # Rendered Secrets carry no payload (plinth.dev/redacted); the API server needs one per type.
@@ -75,9 +68,10 @@ def install_crds(kube, spec, result) -> list[dict]:
     kinds = {o["kind"] for _, o in kubernetes_objects(result) if o["apiVersion"].split("/")[0] in CUSTOM_GROUPS}
     if not kinds:
         return []
-    if not (CHARTS_DIR / "INDEX.json").is_file() or not (os.environ.get("PLINTH_HELM") or toolchain_helm()):
+    helm = toolchain_helm()
+    if not (CHARTS_DIR / "INDEX.json").is_file() or helm is None:
         pytest.skip(f"custom resources need their CRDs from the packaged charts at {CHARTS_DIR} and helm")
-    os.environ.setdefault("PLINTH_HELM", str(toolchain_helm()))
+    os.environ["PLINTH_HELM"] = helm
     crds = [o for item in render_charts(result, spec.kubernetes.version, CHARTS_DIR) for o in item.objects
             if o["kind"] == "CustomResourceDefinition" and o["spec"]["names"]["kind"] in kinds]
     for crd in crds:

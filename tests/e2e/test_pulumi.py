@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import pytest
 
-from pulumi_cli import CHARTS_DIR, GRAFANA_PASSWORD, PulumiProject
+from pulumi_cli import GRAFANA_PASSWORD, PulumiProject
+from support import CHARTS_DIR
 from plinth.engine.charts import CONFIG_GROUP, HELM_RELEASE
 from plinth.engine.offline import plan
 from plinth.plan import diff_plans, field_changes
