@@ -24,6 +24,12 @@ class StackSecrets:
     """plinth:grafanaAdminPassword: Grafana's admin user (monitoring)."""
     alert_receivers: pulumi.Output[dict] | None = None
     """plinth:alertReceivers: receiver name -> webhook URL / PagerDuty routing key (monitoring)."""
+    harbor_admin_password: pulumi.Output[str] | None = None
+    """plinth:harborAdminPassword: Harbor's admin user (registry.harbor)."""
+    python_index_htpasswd: pulumi.Output[str] | None = None
+    """plinth:pythonIndexHtpasswd: htpasswd lines (bcrypt) of the accounts that may upload (registry.pythonIndex)."""
+    feast_redis_password: pulumi.Output[str] | None = None
+    """plinth:feastRedisPassword: password of the Redis online store (featureStore.feast)."""
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pulumi
 
-from plinth.catalog import PLATFORM_NAMESPACES
 from plinth.context import PlatformContext, StackSecrets
 from plinth.modules.certs import CertManager
 from plinth.modules.cluster import ExistingCluster, ExistingClusterArgs
@@ -17,16 +18,18 @@ from plinth.modules.monitoring import Monitoring
 from plinth.modules.network import Cilium, PlatformGateway
 from plinth.modules.secrets import Vault
 from plinth.modules.storage import Longhorn
-from plinth.modules.tenancy import Peer, Tenancy, TenancyArgs
+from plinth.modules.tenancy import Tenancy, TenancyArgs
+from plinth.service import PlatformService
 from plinth.spec.models import PlatformSpec
 
 __all__ = ["SERVICES", "StackSecrets", "build_platform"]
 
-# The platform's services in install order. Each is a component class with
-# `enabled(spec)`, `block(spec)` (its typed slice of the spec) and
-# `(name, block, ctx, opts)`; each depends on every enabled service before it,
-# so CRDs land before their users and the CNI before anything that runs pods.
-SERVICES: tuple[tuple[str, type], ...] = (
+# The platform's services in install order, each a PlatformService: `enabled(spec)`,
+# `block(spec)` (its typed slice of the spec), `(name, block, ctx, opts)`, the peers
+# tenancy opens to it and what it adds to each team namespace. Each depends on every
+# enabled service before it, so CRDs land before their users and the CNI before
+# anything that runs pods.
+SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
     ("gateway-api-crds", GatewayApiCrds),
     ("prometheus-operator-crds", PrometheusOperatorCrds),
     ("cilium", Cilium),
@@ -43,39 +46,25 @@ def build_platform(spec: PlatformSpec, secrets: StackSecrets) -> None:
         "cluster", ExistingClusterArgs(kubeconfig=spec.target.kubeconfig, context=spec.target.context)
     )
     ctx = PlatformContext.from_spec(spec, provider=cluster.provider, secrets=secrets)
-    built: list[pulumi.Resource] = []
+    built: list[tuple[str, Any, PlatformService]] = []
     for name, service in SERVICES:
         if service.enabled(spec):
-            built.append(service(name, service.block(spec), ctx, pulumi.ResourceOptions(depends_on=list(built))))
-    Tenancy(
+            block = service.block(spec)
+            after = pulumi.ResourceOptions(depends_on=[component for *_, component in built])
+            built.append((name, block, service(name, block, ctx, after)))
+    tenancy = Tenancy(
         "tenancy",
         TenancyArgs(
             teams=spec.teams,
             platform_admin_group=spec.rbac.platform_admin_group,
-            ingress_from=tenant_ingress(spec),
-            egress_to=tenant_egress(spec),
+            ingress_from=tuple(peer for _, block, c in built for peer in c.tenant_ingress(block, ctx)),
+            egress_to=tuple(peer for _, block, c in built for peer in c.tenant_egress(block, ctx)),
         ),
         ctx,
     )
+    for name, block, component in built:
+        for team in spec.teams:
+            component.team_objects(name, block, ctx, team, pulumi.ResourceOptions(
+                parent=component, provider=ctx.provider, depends_on=[tenancy.teams[team.name]]))
     pulumi.export("platform", spec.metadata.name)
     pulumi.export("environment", spec.metadata.environment)
-
-
-def tenant_ingress(spec: PlatformSpec) -> tuple[Peer, ...]:
-    """Platform namespaces that must reach team pods, given which services are on."""
-    peers = []
-    if spec.monitoring.enabled:
-        peers.append(Peer("monitoring", PLATFORM_NAMESPACES["monitoring"]))
-    if spec.network.cilium.enabled and spec.network.cilium.gateway_api:
-        peers.append(Peer("gateway", PLATFORM_NAMESPACES["gateway"]))
-    return tuple(peers)
-
-
-def tenant_egress(spec: PlatformSpec) -> tuple[Peer, ...]:
-    """Platform services team pods may call, given which services are on."""
-    peers = []
-    if spec.secrets.vault.enabled:
-        peers.append(Peer("vault", PLATFORM_NAMESPACES["vault"], (8200,)))
-    if spec.feature_store.feast.enabled:
-        peers.append(Peer("feast", PLATFORM_NAMESPACES["feast"], (6566,)))
-    return tuple(peers)

@@ -17,6 +17,9 @@ SECRET_KEYS = {
     "mirror_password": ("mirrorPassword", False),
     "grafana_admin_password": ("grafanaAdminPassword", False),
     "alert_receivers": ("alertReceivers", True),
+    "harbor_admin_password": ("harborAdminPassword", False),
+    "python_index_htpasswd": ("pythonIndexHtpasswd", False),
+    "feast_redis_password": ("feastRedisPassword", False),
 }
 
 
@@ -46,6 +49,12 @@ def required_secrets(spec: PlatformSpec) -> tuple[str, ...]:
         needed.append("grafana_admin_password")
         if spec.monitoring.alertmanager.receivers:
             needed.append("alert_receivers")
+    if spec.registry.harbor.enabled:
+        needed.append("harbor_admin_password")
+    if spec.registry.python_index.enabled and not spec.registry.python_index.url:
+        needed.append("python_index_htpasswd")
+    if spec.feature_store.feast.enabled and spec.feature_store.feast.online_store == "redis":
+        needed.append("feast_redis_password")
     return tuple(needed)
 
 

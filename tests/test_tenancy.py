@@ -8,7 +8,8 @@ import pytest
 
 from plinth.context import PlatformContext
 from plinth.engine.offline import record
-from plinth.modules.tenancy import Peer, Tenancy, TenancyArgs
+from plinth.modules.tenancy import Tenancy, TenancyArgs
+from plinth.service import Peer
 from plinth.plan import SECRET
 from plinth.spec.models import Team
 

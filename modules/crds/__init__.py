@@ -17,9 +17,10 @@ from plinth.catalog import GATEWAY_API
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.helm import HelmService, bundle_files
 from plinth.objects import children
+from plinth.service import PlatformService
 
 
-class GatewayApiCrds(pulumi.ComponentResource):
+class GatewayApiCrds(PlatformService):
     """The Gateway API standard-channel CRDs (plinth:crds:GatewayApiCrds)."""
 
     spec_path = ("network", "cilium")

@@ -24,6 +24,7 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import CHARTS, Chart, CrdBundle
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
 from plinth.objects import airgap_egress_policy, children, namespace, pull_secret
+from plinth.service import PlatformService
 
 SYSTEM_NAMESPACES = frozenset({"kube-system"})
 """Namespaces that exist in every cluster: never created or owned by Plinth."""
@@ -111,7 +112,7 @@ def bundle_files(bundle: CrdBundle, ctx: PlatformContext) -> list[str]:
 # --- the component --------------------------------------------------------------------------------
 
 
-class HelmService(pulumi.ComponentResource):
+class HelmService(PlatformService):
     """Base of every chart-based service: namespace, release, then the service's own objects."""
 
     type_token: ClassVar[str]

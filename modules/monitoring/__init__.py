@@ -7,6 +7,7 @@ import pulumi_kubernetes as k8s
 
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.helm import HelmService
+from plinth.service import Peer
 from plinth.modules.monitoring.dashboards import platform_overview, tenancy_quotas
 
 GRAFANA_ADMIN_SECRET = "grafana-admin"
@@ -81,6 +82,11 @@ class Monitoring(HelmService):
         if ctx.mirror_registry:
             values["global"]["imageRegistry"] = ctx.mirror_registry
         return values
+
+    @classmethod
+    def tenant_ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+        # Prometheus scrapes team workloads' ServiceMonitors.
+        return (Peer("monitoring", cls.chart().namespace),)
 
     @classmethod
     def images(cls, block, ctx: PlatformContext) -> tuple[str, ...]:

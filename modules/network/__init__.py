@@ -13,6 +13,7 @@ from plinth.context import PlatformContext, resource_name
 from plinth.modules.certs import certificate
 from plinth.modules.helm import HelmService
 from plinth.objects import children, namespace
+from plinth.service import PlatformService, Peer
 
 HUBBLE_SERVER_SECRET = "hubble-server-certs"
 HUBBLE_RELAY_CLIENT_SECRET = "hubble-relay-client-certs"
@@ -90,7 +91,7 @@ class PlatformGatewayArgs:
     """network.gateway (plinth.spec.models.Gateway): the listener host name."""
 
 
-class PlatformGateway(pulumi.ComponentResource):
+class PlatformGateway(PlatformService):
     """Cilium's cert-manager-issued certificates and the ONE platform Gateway (plinth:network:PlatformGateway).
 
     Built after cert-manager: the Hubble certificates (secrets Cilium mounts as optional) and the
@@ -105,6 +106,11 @@ class PlatformGateway(pulumi.ComponentResource):
     @staticmethod
     def block(spec) -> PlatformGatewayArgs:
         return PlatformGatewayArgs(spec.network.cilium, spec.network.gateway)
+
+    @classmethod
+    def tenant_ingress(cls, args: PlatformGatewayArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
+        # The Gateway's proxies forward to team Services behind HTTPRoutes.
+        return (Peer("gateway", PLATFORM_NAMESPACES["gateway"]),) if args.cilium.gateway_api else ()
 
     def __init__(self, name: str, args: PlatformGatewayArgs, ctx: PlatformContext,
                  opts: pulumi.ResourceOptions | None = None):

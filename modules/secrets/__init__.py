@@ -8,6 +8,7 @@ from plinth.catalog import ImageRef
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.certs import certificate
 from plinth.modules.helm import HelmService
+from plinth.service import Peer
 
 TLS_SECRET = "vault-server-tls"
 TLS_DIR = f"/vault/userconfig/{TLS_SECRET}"
@@ -107,6 +108,10 @@ class Vault(HelmService):
                 "prometheusRules": {"enabled": ctx.monitoring, "rules": ALERTS if ctx.monitoring else []},
             },
         }
+
+    @classmethod
+    def tenant_egress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+        return (Peer("vault", cls.chart().namespace, (8200,)),)
 
     def prerequisites(self, name: str, block, ctx: PlatformContext,
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:

@@ -12,20 +12,10 @@ from plinth.context import PULL_SECRET, PlatformContext, resource_name
 from plinth.objects import children
 from plinth.objects import namespace as platform_namespace
 from plinth.objects import pull_secret
+from plinth.service import Peer
 
 COMPONENT = "tenancy"
 WORKLOAD_SERVICE_ACCOUNT = "workloads"
-
-
-@dataclass(frozen=True)
-class Peer:
-    """A platform service a team's pods may talk to, or that may talk to them."""
-
-    name: str
-    """Short name, used in the policy name (allow-<direction>-<name>)."""
-    namespace: str
-    ports: tuple[int, ...] = ()
-    """TCP ports; empty means all ports."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +34,8 @@ class Tenancy(pulumi.ComponentResource):
     """The platform-admin role plus one Team component per spec team."""
 
     namespaces: dict[str, pulumi.Output[str]]
+    teams: dict[str, Team]
+    """Each team's component, by team name: services wait on it before adding objects to the namespace."""
 
     def __init__(self, name: str, args: TenancyArgs, ctx: PlatformContext,
                  opts: pulumi.ResourceOptions | None = None):
@@ -64,6 +56,7 @@ class Tenancy(pulumi.ComponentResource):
         )
         teams = [Team(resource_name(name, team.name), team, args, ctx, pulumi.ResourceOptions(parent=self))
                  for team in args.teams]
+        self.teams = {team.name: t for team, t in zip(args.teams, teams)}
         self.namespaces = {team.name: t.namespace for team, t in zip(args.teams, teams)}
         self.register_outputs({"namespaces": self.namespaces})
 
