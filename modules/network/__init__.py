@@ -146,9 +146,9 @@ class PlatformGateway(PlatformService):
                     "port": 443,
                     "hostname": hostname,
                     "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": GATEWAY_TLS_SECRET}]},
-                    # Routes attach from this platform's team namespaces only.
+                    # Routes attach from this platform's namespaces only (teams, and services it exposes).
                     "allowedRoutes": {"namespaces": {"from": "Selector", "selector": {"matchLabels": {
-                        "app.kubernetes.io/component": "tenancy", "app.kubernetes.io/instance": ctx.platform}}}},
+                        "app.kubernetes.io/instance": ctx.platform, "app.kubernetes.io/managed-by": "plinth"}}}},
                 }],
             },
             opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[cert])),
