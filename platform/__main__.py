@@ -1,12 +1,13 @@
-"""Plinth's Pulumi program: load the stack's spec and secrets, build the platform."""
+"""Plinth's Pulumi program: load the stack's spec and secrets, build the stack's stage of the platform."""
 
 from pathlib import Path
 
 import pulumi
 
-from plinth.program import build_platform
-from plinth.stackconfig import secrets_from_pulumi_config, spec_from_pulumi_config
+from plinth.program import STAGES
+from plinth.stackconfig import secrets_from_pulumi_config, spec_from_pulumi_config, stage_from_pulumi_config
 
 config = pulumi.Config("plinth")
 spec = spec_from_pulumi_config(config, project_dir=Path(__file__).resolve().parent.parent)
-build_platform(spec, secrets_from_pulumi_config(config, spec))
+stage = stage_from_pulumi_config(config)
+STAGES[stage](spec, secrets_from_pulumi_config(config, spec, stage))

@@ -122,9 +122,47 @@ CHARTS: dict[str, Chart] = {
         # server (also the injected agent), then the injector
         images=("docker.io/hashicorp/vault:2.0.4", "docker.io/hashicorp/vault-k8s:1.7.6"),
     ),
-    "harbor": Chart("https://helm.goharbor.io", "harbor", "1.19.1", "harbor"),
+    "vault-secrets-operator": Chart(
+        "https://helm.releases.hashicorp.com", "vault-secrets-operator", "1.4.1", "vault-secrets-operator",
+        # the operator, then the metrics proxy in front of it (always in the pod)
+        images=("docker.io/hashicorp/vault-secrets-operator:1.4.1", "quay.io/brancz/kube-rbac-proxy:v0.18.1"),
+    ),
+    "harbor": Chart(
+        "https://helm.goharbor.io", "harbor", "1.19.1", "harbor",
+        images=(
+            "docker.io/goharbor/harbor-core:v2.15.1",
+            "docker.io/goharbor/harbor-db:v2.15.1",
+            "docker.io/goharbor/harbor-exporter:v2.15.1",
+            "docker.io/goharbor/harbor-jobservice:v2.15.1",
+            "docker.io/goharbor/harbor-portal:v2.15.1",
+            "docker.io/goharbor/harbor-registryctl:v2.15.1",
+            "docker.io/goharbor/nginx-photon:v2.15.1",
+            "docker.io/goharbor/redis-photon:v2.15.1",
+            "docker.io/goharbor/registry-photon:v2.15.1",
+            "docker.io/goharbor/trivy-adapter-photon:v2.15.1",
+        ),
+    ),
     "feast": Chart(
-        "https://feast-helm-charts.storage.googleapis.com", "feast-feature-server", "0.66.0", "feast"
+        "https://feast-helm-charts.storage.googleapis.com", "feast-feature-server", "0.66.0", "feast",
+        images=("quay.io/feastdev/feature-server:0.66.0",),
+    ),
+    "cloudnative-pg": Chart(
+        "https://cloudnative-pg.github.io/charts", "cloudnative-pg", "0.29.0", "cnpg-system",
+        images=(
+            "ghcr.io/cloudnative-pg/cloudnative-pg:1.30.0",
+            # The PostgreSQL operand (operator 1.30.0's default), pinned as imageName in every
+            # Cluster Plinth declares.
+            "ghcr.io/cloudnative-pg/postgresql:18.4-system-trixie",
+        ),
+    ),
+    "redis-operator": Chart(
+        "https://ot-container-kit.github.io/helm-charts", "redis-operator", "0.26.1", "redis-operator",
+        images=(
+            "quay.io/opstree/redis-operator:v0.26.0",
+            # The operands of the Redis resources Plinth declares (the versions of the OT `redis` chart 0.16.9).
+            "quay.io/opstree/redis-exporter:v1.44.0",
+            "quay.io/opstree/redis:v7.0.15",
+        ),
     ),
     "gpu-operator": Chart("https://helm.ngc.nvidia.com/nvidia", "gpu-operator", "v26.7.0", "gpu-operator"),
 }
@@ -140,6 +178,13 @@ GATEWAY_API = CrdBundle(
 
 CRD_BUNDLES: tuple[CrdBundle, ...] = (GATEWAY_API,)
 
+# Images Plinth runs without a chart (its own Deployments); `plinth images` lists them
+# through the service that runs each one.
+IMAGES: dict[str, str] = {
+    # pypiserver's official image; it ships waitress (`--server auto`) and passlib/bcrypt (htpasswd).
+    "pypiserver": "docker.io/pypiserver/pypiserver:v2.4.2",
+}
+
 # Namespaces of the platform's own services, which tenant network policies
 # must be able to name (monitoring scrapes, gateway ingress, Vault, Feast).
 PLATFORM_NAMESPACES: dict[str, str] = {
@@ -149,6 +194,11 @@ PLATFORM_NAMESPACES: dict[str, str] = {
     "longhorn": CHARTS["longhorn"].namespace,
     "vault": CHARTS["vault"].namespace,
     "feast": CHARTS["feast"].namespace,
+    "harbor": CHARTS["harbor"].namespace,
+    "vault-secrets-operator": CHARTS["vault-secrets-operator"].namespace,
+    "postgres-operator": CHARTS["cloudnative-pg"].namespace,
+    "redis-operator": CHARTS["redis-operator"].namespace,
+    "python-index": "python-index",
 }
 
 

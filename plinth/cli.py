@@ -81,22 +81,34 @@ def _load(blueprint: Path | None, stack: str | None):
     return load_spec(blueprint), source
 
 
-def _plan(blueprint: Path | None, stack: str | None):
+def _stage(stack: str | None, stage: str | None) -> str:
+    """The stage to plan: a stack's own (a configure stack names the stack it configures), else --stage."""
+    from plinth.spec.load import stack_stage
+
+    if stack is None:
+        return stage or "platform"
+    own = stack_stage(project_dir(), stack)
+    if stage and stage != own:
+        raise SpecInvalid([SpecError(None, "--stage", f"stack {stack!r} is a {own} stack, not {stage}")])
+    return own
+
+
+def _plan(blueprint: Path | None, stack: str | None, stage: str | None = None):
     spec, source = _load(blueprint, stack)
-    return _plan_spec(spec, source, stack)
+    return _plan_spec(spec, source, stack, _stage(stack, stage))
 
 
-def _plan_spec(spec, source: str, stack: str | None):
+def _plan_spec(spec, source: str, stack: str | None, stage: str = "platform"):
     from plinth.engine.offline import plan
 
     started = time.perf_counter()
     if not sys.stderr.isatty():
-        return plan(spec, source, stack=stack or "offline"), time.perf_counter() - started
+        return plan(spec, source, stack=stack or "offline", stage=stage), time.perf_counter() - started
     from rich.console import Console
 
     # Large platforms take a while offline: show a live count on the terminal.
     with Console(stderr=True).status(f"planning {source}") as status:
-        result = plan(spec, source, stack=stack or "offline",
+        result = plan(spec, source, stack=stack or "offline", stage=stage,
                       progress=lambda n: status.update(f"planning {source}: {n} resources"))
     return result, time.perf_counter() - started
 
@@ -114,11 +126,16 @@ def plan(
     stack: StackOpt = None,
     out: Annotated[Optional[Path], typer.Option(help="Also write DIR/plan.json.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON instead of the tree.")] = False,
+    stage: Annotated[Optional[str], typer.Option(
+        help="platform (the cluster and its services) or configure (Vault and Harbor contents, run once they "
+             "are up). Default: the stack's own stage, else platform.")] = None,
 ) -> None:
     """Run the program offline and show every resource it declares."""
     from plinth.plan import tree_lines
 
-    result, seconds = _plan(blueprint, stack)
+    if stage not in (None, "platform", "configure"):
+        raise SpecInvalid([SpecError(None, "--stage", f"{stage!r}: expected platform or configure")])
+    result, seconds = _plan(blueprint, stack, stage)
     if as_json:
         sys.stdout.write(result.to_json())
     else:

@@ -66,6 +66,8 @@ class PlatformContext:
     """The Prometheus stack is on: services switch on their ServiceMonitors and rules."""
     cert_manager: bool = False
     """cert-manager and the platform ClusterIssuer are on: services take their certificates from it."""
+    cilium: bool = False
+    """Cilium is the CNI: network policies may name Cilium entities (the Gateway's proxies, the API server)."""
     skip_await: bool = False
     """Test clusters without nodes: don't wait for readiness or run Helm hooks, delete in the background."""
 
@@ -93,6 +95,7 @@ class PlatformContext:
             files_mirror=mirror.files if mirror else None,
             monitoring=spec.monitoring.enabled,
             cert_manager=spec.certificates.cert_manager.enabled,
+            cilium=spec.network.cilium.enabled,
             skip_await=spec.testing.skip_await,
         )
 

@@ -75,11 +75,13 @@ def mirror_list(spec: PlatformSpec) -> MirrorList:
         if isinstance(service, type) and issubclass(service, HelmService):
             chart = service.chart()
             charts.append(MirrorChart(name, chart.name, chart.version, chart.repo, mirror.charts if mirror else None))
+        if hasattr(service, "images"):
+            # A chart's images, or those a service runs without a chart (plinth.catalog.IMAGES).
             for ref in service.images(service.block(spec), ctx):
                 image = ImageRef.parse(ref)
                 target = image.mirrored(mirror.registry) if mirror else None
                 images.setdefault(ref, MirrorImage(name, ref, _tag_only(target) if target else None))
-        elif service is GatewayApiCrds:
+        if service is GatewayApiCrds:
             bundle: CrdBundle = service.block(spec)
             target = None
             if mirror:

@@ -9,7 +9,8 @@ import json
 import pulumi
 import pulumi_kubernetes as k8s
 
-from plinth.context import PlatformContext, resource_name
+from plinth.context import MANAGED_BY, PlatformContext, resource_name
+from plinth.service import Peer
 
 
 def children(parent: pulumi.Resource, ctx: PlatformContext,
@@ -73,3 +74,53 @@ def airgap_egress_policy(name: str, metadata: dict, ctx: PlatformContext,
         spec={"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": to}]},
         opts=opts,
     )
+
+
+# --- network policies -----------------------------------------------------------------------------
+
+
+def peer_policy(direction: str, peer: Peer, ctx: PlatformContext) -> tuple[str, str, dict] | None:
+    """(kind, name, spec) allowing traffic from (Ingress) or to (Egress) one peer; None when nothing applies."""
+    ports = [{"protocol": "TCP", "port": port} for port in peer.ports]
+    name = f"allow-{'from' if direction == 'Ingress' else 'to'}-{peer.name}"
+    if peer.entity and ctx.cilium:
+        rule: dict = {("fromEntities" if direction == "Ingress" else "toEntities"): [peer.entity]}
+        if peer.ports:
+            rule["toPorts"] = [{"ports": [{"port": str(port), "protocol": "TCP"} for port in peer.ports]}]
+        return "CiliumNetworkPolicy", name, {"endpointSelector": {}, direction.lower(): [rule]}
+    if peer.entity == "kube-apiserver":
+        selector: dict = {"ipBlock": {"cidr": "0.0.0.0/0"}}
+    elif peer.entity:
+        return None
+    elif peer.teams:
+        selector = {"namespaceSelector": {"matchLabels": {
+            "app.kubernetes.io/component": "tenancy", "app.kubernetes.io/instance": ctx.platform,
+            "app.kubernetes.io/managed-by": MANAGED_BY}}}
+    else:
+        selector = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": peer.namespace}}}
+    rule = {("from" if direction == "Ingress" else "to"): [selector]}
+    if ports:
+        rule["ports"] = ports
+    return "NetworkPolicy", name, {"podSelector": {}, "policyTypes": [direction], direction.lower(): [rule]}
+
+
+def network_policy(kind: str, name: str, spec: dict, metadata: dict, ctx: PlatformContext,
+                   opts: pulumi.ResourceOptions) -> pulumi.Resource:
+    if kind == "CiliumNetworkPolicy":
+        return k8s.apiextensions.CustomResource(name, api_version="cilium.io/v2", kind=kind, metadata=metadata,
+                                                spec=spec, opts=opts)
+    return k8s.networking.v1.NetworkPolicy(name, metadata=metadata, spec=spec, opts=opts)
+
+
+def platform_ingress(name: str, ns: str, component: str, peers: tuple[Peer, ...], ctx: PlatformContext,
+                     opts: pulumi.ResourceOptions) -> None:
+    """A platform namespace is default-deny for ingress: its own pods, and only the peers given."""
+    policies: list[tuple[str, str, dict]] = [
+        ("NetworkPolicy", "default-deny-ingress", {"podSelector": {}, "policyTypes": ["Ingress"]}),
+        ("NetworkPolicy", "allow-same-namespace",
+         {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [{"podSelector": {}}]}]}),
+    ]
+    policies += [p for p in (peer_policy("Ingress", peer, ctx) for peer in peers) if p]
+    for kind, policy, spec in policies:
+        network_policy(kind, resource_name(name, policy), spec, ctx.metadata(policy, component, namespace=ns),
+                       ctx, opts)

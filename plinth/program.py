@@ -14,15 +14,21 @@ from plinth.context import PlatformContext, StackSecrets
 from plinth.modules.certs import CertManager
 from plinth.modules.cluster import ExistingCluster, ExistingClusterArgs
 from plinth.modules.crds import GatewayApiCrds, PrometheusOperatorCrds
+from plinth.modules.featurestore import CloudNativePg, Feast, RedisOperator
 from plinth.modules.monitoring import Monitoring
 from plinth.modules.network import Cilium, PlatformGateway
+from plinth.modules.pythonindex import PythonIndex
 from plinth.modules.secrets import Vault
+from plinth.modules.secrets.configure import VaultTeams
+from plinth.modules.secrets.operator import VaultSecretsOperator
+from plinth.modules.registry import Harbor
+from plinth.modules.registry.projects import HarborProjects
 from plinth.modules.storage import Longhorn
 from plinth.modules.tenancy import Tenancy, TenancyArgs
 from plinth.service import PlatformService
 from plinth.spec.models import PlatformSpec
 
-__all__ = ["SERVICES", "StackSecrets", "build_platform"]
+__all__ = ["CONFIGURATION", "SERVICES", "STAGES", "StackSecrets", "build_configuration", "build_platform"]
 
 # The platform's services in install order, each a PlatformService: `enabled(spec)`,
 # `block(spec)` (its typed slice of the spec), `(name, block, ctx, opts)`, the peers
@@ -37,7 +43,22 @@ SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
     ("gateway", PlatformGateway),
     ("longhorn", Longhorn),
     ("vault", Vault),
+    ("secrets-operator", VaultSecretsOperator),
+    ("python-index", PythonIndex),
+    ("harbor", Harbor),
+    ("postgres-operator", CloudNativePg),
+    ("redis-operator", RedisOperator),
+    ("feast", Feast),
     ("monitoring", Monitoring),
+)
+
+
+# The configure stage (a second stack, `plinth:configures: <stack>`): what lives inside the
+# services once they run — Vault's mounts, policies and team roles, Harbor's team projects.
+# It needs Vault initialised and Harbor up, so it cannot be part of the same deployment.
+CONFIGURATION: tuple[tuple[str, type[PlatformService]], ...] = (
+    ("vault-teams", VaultTeams),
+    ("harbor-projects", HarborProjects),
 )
 
 
@@ -68,3 +89,16 @@ def build_platform(spec: PlatformSpec, secrets: StackSecrets) -> None:
                 parent=component, provider=ctx.provider, depends_on=[tenancy.teams[team.name]]))
     pulumi.export("platform", spec.metadata.name)
     pulumi.export("environment", spec.metadata.environment)
+
+
+def build_configuration(spec: PlatformSpec, secrets: StackSecrets) -> None:
+    ctx = PlatformContext.from_spec(spec, secrets=secrets)
+    for name, part in CONFIGURATION:
+        if part.enabled(spec):
+            part(name, part.block(spec), ctx)
+    pulumi.export("platform", spec.metadata.name)
+    pulumi.export("environment", spec.metadata.environment)
+
+
+STAGES = {"platform": build_platform, "configure": build_configuration}
+"""The program of each stage; a stack's stage is `configure` when it names the stack it configures."""

@@ -7,18 +7,26 @@ from typing import Any
 
 import pulumi
 
+from plinth.catalog import PLATFORM_NAMESPACES
 from plinth.context import PlatformContext
 
 
 @dataclass(frozen=True)
 class Peer:
-    """A platform service a team's pods may talk to, or that may talk to them."""
+    """The other side of an allowed connection: a namespace, every team namespace, or a Cilium entity."""
 
     name: str
     """Short name, used in the policy name (allow-<direction>-<name>)."""
-    namespace: str
+    namespace: str | None = None
+    """Pods of this namespace."""
     ports: tuple[int, ...] = ()
     """TCP ports; empty means all ports."""
+    teams: bool = False
+    """Pods of every team namespace of this platform."""
+    entity: str | None = None
+    """A Cilium entity: `ingress` (the Gateway's proxies) or `kube-apiserver` (admission webhooks). Without
+    Cilium, an apiserver peer falls back to any source on the given ports (the API server's address is the
+    cluster's, not a pod's), and an ingress peer has nothing to allow (the Gateway needs Cilium)."""
 
 
 class PlatformService(pulumi.ComponentResource):
@@ -36,6 +44,23 @@ class PlatformService(pulumi.ComponentResource):
     def block(cls, spec) -> Any:
         """The service's typed slice of the spec."""
         raise NotImplementedError
+
+    @classmethod
+    def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+        """Who may reach this service's namespace besides its own pods, Prometheus and the teams it serves
+        (`tenant_egress`); its namespace is default-deny for ingress otherwise. Default: nobody."""
+        return ()
+
+    @classmethod
+    def namespace_peers(cls, block, ctx: PlatformContext, namespace: str) -> tuple[Peer, ...]:
+        """Every peer the service's namespace admits: `ingress`, Prometheus, and the teams it serves."""
+        peers = list(cls.ingress(block, ctx))
+        if ctx.monitoring and namespace != PLATFORM_NAMESPACES["monitoring"]:
+            peers.append(Peer("monitoring", PLATFORM_NAMESPACES["monitoring"]))
+        ports = tuple(sorted({port for peer in cls.tenant_egress(block, ctx) for port in peer.ports}))
+        if ports:
+            peers.append(Peer("teams", ports=ports, teams=True))
+        return tuple(peers)
 
     @classmethod
     def tenant_ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:

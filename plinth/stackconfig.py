@@ -8,7 +8,7 @@ import pulumi
 
 from plinth.context import StackSecrets
 from plinth.spec.errors import SpecInvalid
-from plinth.spec.load import load_spec, read_stack
+from plinth.spec.load import load_spec, load_stack_spec, read_stack
 from plinth.spec.models import PlatformSpec
 from plinth.spec.yamltree import to_plain
 
@@ -24,10 +24,16 @@ SECRET_KEYS = {
 
 
 def spec_from_pulumi_config(config: pulumi.Config, project_dir: Path) -> PlatformSpec:
-    """Blueprint + overrides from stack config; errors end the run with file:line messages, no traceback."""
-    blueprint = config.require("blueprint")
-    overrides = config.get_object("overrides")
+    """Blueprint + overrides from stack config; errors end the run with file:line messages, no traceback.
+
+    A configure stack (`plinth:configures: <stack>`) takes the spec of the stack it configures.
+    """
+    configures = config.get("configures")
     try:
+        if configures:
+            return load_stack_spec(project_dir, configures)
+        blueprint = config.require("blueprint")
+        overrides = config.get_object("overrides")
         # Prefer the stack file's own tree (same values) so errors point at its lines.
         stack_file = project_dir / "stacks" / f"Pulumi.{pulumi.get_stack()}.yaml"
         if stack_file.is_file():
@@ -39,8 +45,15 @@ def spec_from_pulumi_config(config: pulumi.Config, project_dir: Path) -> Platfor
         raise pulumi.RunError(f"the platform spec is invalid:\n{exc}") from None
 
 
-def required_secrets(spec: PlatformSpec) -> tuple[str, ...]:
+def stage_from_pulumi_config(config: pulumi.Config) -> str:
+    return "configure" if config.get("configures") else "platform"
+
+
+def required_secrets(spec: PlatformSpec, stage: str = "platform") -> tuple[str, ...]:
     """The StackSecrets fields this spec needs: a deployment without one of them must not start."""
+    if stage == "configure":
+        # Harbor's API as its admin; Vault's token comes from the environment of whoever runs the stage.
+        return ("harbor_admin_password",) if spec.registry.harbor.enabled else ()
     needed = []
     mirror = spec.airgap.mirror if spec.airgap.enabled else None
     if mirror and mirror.pull_secret:
@@ -58,10 +71,10 @@ def required_secrets(spec: PlatformSpec) -> tuple[str, ...]:
     return tuple(needed)
 
 
-def secrets_from_pulumi_config(config: pulumi.Config, spec: PlatformSpec) -> StackSecrets:
+def secrets_from_pulumi_config(config: pulumi.Config, spec: PlatformSpec, stage: str = "platform") -> StackSecrets:
     """Every secret the spec needs, required (a missing one names its `pulumi config set --secret` key)."""
     found = {}
-    for field in required_secrets(spec):
+    for field in required_secrets(spec, stage):
         key, is_map = SECRET_KEYS[field]
         found[field] = config.require_secret_object(key) if is_map else config.require_secret(key)
     return StackSecrets(**found)

@@ -149,3 +149,30 @@ def test_vault_auto_unseal_stanzas():
     vault = values(platform("dev", secrets={"vault": {"enabled": True, "autoUnseal": unseal}}), "vault")
     config = vault["server"]["standalone"]["config"]
     assert 'seal "gcpckms"' in config and 'project = "p1"' in config and 'crypto_key = "vault"' in config
+
+
+def test_platform_namespaces_are_default_deny_with_only_the_allows_each_service_needs():
+    resources = platform("dev", secrets={"vault": {"enabled": True}}, teams=[{"name": "fraud"}])
+    policies: dict[str, dict[str, tuple[str, dict]]] = {}
+    for r in resources.values():
+        if r.type.endswith((":NetworkPolicy", ":CiliumNetworkPolicy")):
+            meta = r.inputs["metadata"]
+            policies.setdefault(meta["namespace"], {})[meta["name"]] = (r.type.rsplit(":", 1)[-1], r.inputs["spec"])
+    for ns in ("cert-manager", "longhorn-system", "vault", "vault-secrets-operator", "monitoring"):
+        assert policies[ns]["default-deny-ingress"] == ("NetworkPolicy", {"podSelector": {},
+                                                                          "policyTypes": ["Ingress"]}), ns
+    # Cilium is the CNI here: the API server reaches webhooks as the kube-apiserver entity, on that port only.
+    assert policies["cert-manager"]["allow-from-apiserver"] == ("CiliumNetworkPolicy", {
+        "endpointSelector": {}, "ingress": [{"fromEntities": ["kube-apiserver"],
+                                              "toPorts": [{"ports": [{"port": "10250", "protocol": "TCP"}]}]}]})
+    # Vault: teams and the secrets operator on 8200, Prometheus everywhere, nothing else.
+    assert set(policies["vault"]) == {"default-deny-ingress", "allow-same-namespace", "allow-from-apiserver",
+                                      "allow-from-secrets-operator", "allow-from-monitoring", "allow-from-teams"}
+    kind, teams = policies["vault"]["allow-from-teams"]
+    assert teams["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8200}]
+    assert teams["ingress"][0]["from"][0]["namespaceSelector"]["matchLabels"]["app.kubernetes.io/component"] \
+        == "tenancy"
+    assert "allow-from-monitoring" not in policies["monitoring"]  # its own pods: allow-same-namespace
+    # The team side: the Gateway's proxies by Cilium identity, Vault by namespace and port.
+    assert policies["fraud"]["allow-from-gateway"][0] == "CiliumNetworkPolicy"
+    assert "allow-to-vault" in policies["fraud"]

@@ -123,7 +123,28 @@ def test_stack_rejects_unknown_plinth_keys(write):
         read_stack(Path.cwd(), "dev")
     assert [str(e) for e in caught.value.errors] == [
         "stacks/Pulumi.dev.yaml:3:3: config.plinth:overides: unknown key (allowed: plinth:blueprint, "
-        "plinth:overrides, plinth:mirrorPassword, plinth:grafanaAdminPassword, plinth:alertReceivers)"]
+        "plinth:overrides, plinth:mirrorPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, "
+        "plinth:harborAdminPassword, plinth:pythonIndexHtpasswd, plinth:feastRedisPassword, plinth:configures)"]
+
+
+def test_a_configure_stack_takes_its_spec_from_a_platform_stack_only(write):
+    write("blueprints/base.yaml", MINIMAL)
+    write("stacks/Pulumi.dev.yaml", "config:\n  plinth:blueprint: blueprints/base.yaml\n")
+    write("stacks/Pulumi.dev.configure.yaml", "config:\n  plinth:configures: dev\n")
+    write("stacks/Pulumi.loop.yaml", "config:\n  plinth:configures: dev.configure\n")
+    write("stacks/Pulumi.both.yaml", "config:\n  plinth:configures: dev\n  plinth:blueprint: blueprints/base.yaml\n")
+    from pathlib import Path
+
+    from plinth.spec.load import read_stack, stack_stage
+
+    assert read_stack(Path.cwd(), "dev.configure") == read_stack(Path.cwd(), "dev")
+    assert stack_stage(Path.cwd(), "dev.configure") == "configure"
+    for stack, message in (("loop", "'dev.configure' is itself a configure stack"),
+                           ("both", "a configure stack takes its spec from the stack it configures")):
+        with pytest.raises(SpecInvalid) as caught:
+            read_stack(Path.cwd(), stack)
+        [error] = caught.value.errors
+        assert str(error).startswith(f"stacks/Pulumi.{stack}.yaml:2:3: config.plinth:configures: {message}")
 
 
 def test_stack_overrides_point_at_the_stack_file(write):

@@ -8,6 +8,7 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import PLATFORM_NAMESPACES, ImageRef
 from plinth.context import ISSUER, PlatformContext, resource_name
 from plinth.modules.helm import HelmService
+from plinth.service import Peer
 
 SELF_SIGNED = "plinth-selfsigned"
 CA_SECRET = "plinth-ca"
@@ -20,6 +21,10 @@ class CertManager(HelmService):
     type_token = "plinth:certs:CertManager"
     chart_key = "cert-manager"
     spec_path = ("certificates", "certManager")
+
+    @classmethod
+    def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+        return (cls.webhook(10250),)  # the webhook's securePort
 
     @classmethod
     def owned_values(cls, block, ctx: PlatformContext) -> dict:

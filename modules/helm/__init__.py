@@ -23,8 +23,8 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, Chart, CrdBundle
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
-from plinth.objects import airgap_egress_policy, children, namespace, pull_secret
-from plinth.service import PlatformService
+from plinth.objects import airgap_egress_policy, children, namespace, platform_ingress, pull_secret
+from plinth.service import Peer, PlatformService
 
 SYSTEM_NAMESPACES = frozenset({"kube-system"})
 """Namespaces that exist in every cluster: never created or owned by Plinth."""
@@ -128,6 +128,11 @@ class HelmService(PlatformService):
 
     release: k8s.helm.v3.Release
 
+    @staticmethod
+    def webhook(port: int) -> Peer:
+        """The API server calling the service's admission or conversion webhook on `port`."""
+        return Peer("apiserver", ports=(port,), entity="kube-apiserver")
+
     @classmethod
     def block(cls, spec) -> Any:
         node = spec
@@ -175,6 +180,8 @@ class HelmService(PlatformService):
             in_ns = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[ns]))
             airgap_egress_policy(name, ctx.metadata("airgap-egress", component, namespace=chart.namespace),
                                  ctx, in_ns)
+            platform_ingress(name, chart.namespace, component, self.namespace_peers(block, ctx, chart.namespace),
+                             ctx, in_ns)
         # Only a release that runs images pulls; one pull secret per namespace (kube-system is shared).
         if self.images(block, ctx):
             secret = pull_secret(name, ctx.metadata(PULL_SECRET, component, namespace=chart.namespace), ctx, in_ns)

@@ -50,6 +50,10 @@ class Monitoring(HelmService):
     pod_security = "privileged"  # node-exporter runs with the host's network and PID namespaces
 
     @classmethod
+    def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+        return (cls.webhook(10250),)  # the operator's admission webhook (PrometheusRule, AlertmanagerConfig)
+
+    @classmethod
     def owned_values(cls, block, ctx: PlatformContext) -> dict:
         prometheus = block.prometheus_replicas or (2 if ctx.prod_like else 1)
         alertmanager = block.alertmanager.replicas or (3 if ctx.prod_like else 1)

@@ -109,8 +109,8 @@ class PlatformGateway(PlatformService):
 
     @classmethod
     def tenant_ingress(cls, args: PlatformGatewayArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
-        # The Gateway's proxies forward to team Services behind HTTPRoutes.
-        return (Peer("gateway", PLATFORM_NAMESPACES["gateway"]),) if args.cilium.gateway_api else ()
+        # The Gateway's proxies (Cilium's Envoy, identity `ingress`) forward to team Services behind HTTPRoutes.
+        return (Peer("gateway", entity="ingress"),) if args.cilium.gateway_api else ()
 
     def __init__(self, name: str, args: PlatformGatewayArgs, ctx: PlatformContext,
                  opts: pulumi.ResourceOptions | None = None):

@@ -1,10 +1,11 @@
-"""Secrets: HashiCorp Vault (raft HA in prod), TLS from the platform CA, the agent injector, telemetry."""
+"""Secrets: HashiCorp Vault (raft HA in prod), TLS from the platform CA, the agent injector, telemetry;
+the Vault Secrets Operator and each team's door into Vault (operator.py)."""
 
 from __future__ import annotations
 
 import pulumi
 
-from plinth.catalog import ImageRef
+from plinth.catalog import CHARTS, ImageRef
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.certs import certificate
 from plinth.modules.helm import HelmService
@@ -72,6 +73,13 @@ class Vault(HelmService):
     spec_path = ("secrets", "vault")
     # A sealed Vault is never ready until an operator (or auto-unseal) unseals it.
     awaits_readiness = False
+
+    @classmethod
+    def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+        peers = [cls.webhook(8080)]  # the agent injector
+        if block.secrets_operator:
+            peers.append(Peer("secrets-operator", CHARTS["vault-secrets-operator"].namespace, (8200,)))
+        return tuple(peers)
 
     @classmethod
     def owned_values(cls, block, ctx: PlatformContext) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from plinth.context import PlatformContext
 from plinth.modules.helm import HelmService
+from plinth.service import Peer
 
 REPLICAS_BY_ENVIRONMENT = {"dev": 1, "staging": 2, "prod": 3}
 """Volume replicas when the spec does not say: one node's loss must not lose prod data."""
@@ -16,6 +17,10 @@ class Longhorn(HelmService):
     chart_key = "longhorn"
     spec_path = ("storage", "longhorn")
     pod_security = "privileged"  # the manager and CSI plugin run privileged on every node
+
+    @classmethod
+    def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+        return (cls.webhook(9502),)  # longhorn-manager's admission webhook
 
     @classmethod
     def owned_values(cls, block, ctx: PlatformContext) -> dict:

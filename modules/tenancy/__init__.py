@@ -11,7 +11,7 @@ from plinth.modules.tenancy.roles import PLATFORM_ADMIN, TEAM_ROLES, policy_rule
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
 from plinth.objects import children
 from plinth.objects import namespace as platform_namespace
-from plinth.objects import pull_secret
+from plinth.objects import network_policy, peer_policy, pull_secret
 from plinth.service import Peer
 
 COMPONENT = "tenancy"
@@ -134,23 +134,22 @@ class Team(pulumi.ComponentResource):
             }]},
             opts=child,
         )
-        for policy_name, policy_spec in network_policies(args):
-            k8s.networking.v1.NetworkPolicy(resource_name(name, policy_name), metadata=meta(policy_name),
-                                            spec=policy_spec, opts=child)
+        for kind, policy_name, policy_spec in network_policies(args, ctx):
+            network_policy(kind, resource_name(name, policy_name), policy_spec, meta(policy_name), ctx, child)
         self.register_outputs({"namespace": self.namespace})
 
 
-def network_policies(args: TenancyArgs) -> list[tuple[str, dict]]:
-    """Default-deny plus only the allows the platform needs, as (name, spec)."""
+def network_policies(args: TenancyArgs, ctx: PlatformContext) -> list[tuple[str, str, dict]]:
+    """Default-deny plus only the allows the platform needs, as (kind, name, spec)."""
     policies = [
-        ("default-deny", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
-        ("allow-same-namespace", {
+        ("NetworkPolicy", "default-deny", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
+        ("NetworkPolicy", "allow-same-namespace", {
             "podSelector": {},
             "policyTypes": ["Ingress", "Egress"],
             "ingress": [{"from": [{"podSelector": {}}]}],
             "egress": [{"to": [{"podSelector": {}}]}],
         }),
-        ("allow-dns", {
+        ("NetworkPolicy", "allow-dns", {
             "podSelector": {},
             "policyTypes": ["Egress"],
             "egress": [{
@@ -162,15 +161,6 @@ def network_policies(args: TenancyArgs) -> list[tuple[str, dict]]:
             }],
         }),
     ]
-    policies += [_peer_policy("Ingress", peer) for peer in args.ingress_from]
-    policies += [_peer_policy("Egress", peer) for peer in args.egress_to]
-    return policies
-
-
-def _peer_policy(policy_type: str, peer: Peer) -> tuple[str, dict]:
-    """Allow traffic from (Ingress) or to (Egress) one platform namespace."""
-    side, name = ("from", f"allow-from-{peer.name}") if policy_type == "Ingress" else ("to", f"allow-to-{peer.name}")
-    rule: dict = {side: [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": peer.namespace}}}]}
-    if peer.ports:
-        rule["ports"] = [{"protocol": "TCP", "port": port} for port in peer.ports]
-    return name, {"podSelector": {}, "policyTypes": [policy_type], policy_type.lower(): [rule]}
+    policies += [peer_policy("Ingress", peer, ctx) for peer in args.ingress_from]
+    policies += [peer_policy("Egress", peer, ctx) for peer in args.egress_to]
+    return [p for p in policies if p]

@@ -86,7 +86,9 @@ def template(release: Resource, archive: Path, kube_version: str, helm: str) -> 
         values = Path(tmp) / "values.yaml"
         values.write_text(yaml.safe_dump(inputs.get("values") or {}, sort_keys=True), encoding="utf-8")
         args = [helm, "template", str(inputs["name"]), str(archive), "--namespace", str(inputs["namespace"]),
-                "--values", str(values), "--kube-version", f"{kube_version}.0", "--include-crds"]
+                "--values", str(values), "--kube-version", f"{kube_version}.0", "--include-crds",
+                # A Release never installs test hooks (only `helm test` runs them).
+                "--skip-tests"]
         for api in PLATFORM_APIS:
             args += ["--api-versions", api]
         proc = subprocess.run(args, capture_output=True, text=True, timeout=300,

@@ -26,6 +26,10 @@ STACK_KEYS = {
     "mirrorPassword": "secret: password of the air-gap mirror's robot account",
     "grafanaAdminPassword": "secret: password of Grafana's admin user (monitoring)",
     "alertReceivers": "secret: map of Alertmanager receiver name to its webhook URL or routing key",
+    "harborAdminPassword": "secret: password of Harbor's admin user (registry.harbor)",
+    "pythonIndexHtpasswd": "secret: htpasswd lines of the accounts that may upload to the Python index",
+    "feastRedisPassword": "secret: password of Feast's Redis online store",
+    "configures": "this stack is the configure stage of the named stack (its spec, Vault and Harbor contents)",
 }
 
 
@@ -77,6 +81,9 @@ def read_stack(project_dir: Path, stack: str) -> tuple[Path, LMap | None]:
         if ns == CONFIG_NAMESPACE and short not in STACK_KEYS:
             allowed = ", ".join(f"{CONFIG_NAMESPACE}:{k}" for k in STACK_KEYS)
             errors.append(SpecError(config.locs[key], f"config.{key}", f"unknown key (allowed: {allowed})"))
+    configures = config.get(f"{CONFIG_NAMESPACE}:configures")
+    if configures is not None:
+        return _configured_stack(project_dir, stack, config, configures)
     blueprint = config.get(f"{CONFIG_NAMESPACE}:blueprint")
     if not isinstance(blueprint, str):
         errors.append(SpecError(config.loc, f"config.{CONFIG_NAMESPACE}:blueprint", "required: the blueprint path"))
@@ -87,6 +94,29 @@ def read_stack(project_dir: Path, stack: str) -> tuple[Path, LMap | None]:
     if errors:
         raise SpecInvalid(errors)
     return project_dir / blueprint, overrides
+
+
+def _configured_stack(project_dir: Path, stack: str, config: LMap, configures: Any) -> tuple[Path, LMap | None]:
+    """A configure-stage stack has no spec of its own: it takes the one of the stack it configures."""
+    key = f"{CONFIG_NAMESPACE}:configures"
+    loc = config.locs[key]
+    if f"{CONFIG_NAMESPACE}:blueprint" in config or f"{CONFIG_NAMESPACE}:overrides" in config:
+        raise SpecInvalid([SpecError(loc, f"config.{key}", "a configure stack takes its spec from the stack it "
+                                     "configures: remove plinth:blueprint and plinth:overrides")])
+    if not isinstance(configures, str) or configures == stack:
+        raise SpecInvalid([SpecError(loc, f"config.{key}", "expected the name of another stack")])
+    target = project_dir / "stacks" / f"Pulumi.{configures}.yaml"
+    if target.is_file() and stack_stage(project_dir, configures) != "platform":
+        raise SpecInvalid([SpecError(loc, f"config.{key}", f"{configures!r} is itself a configure stack")])
+    return read_stack(project_dir, configures)
+
+
+def stack_stage(project_dir: Path, stack: str) -> str:
+    """`configure` for a stack that configures another one, else `platform`."""
+    path = project_dir / "stacks" / f"Pulumi.{stack}.yaml"
+    doc = read_yaml(path) if STACK_NAME.match(stack) and path.is_file() else None
+    config = doc.get("config") if isinstance(doc, dict) else None
+    return "configure" if isinstance(config, dict) and f"{CONFIG_NAMESPACE}:configures" in config else "platform"
 
 
 def load_spec(blueprint: Path, overrides: Any = None) -> PlatformSpec:

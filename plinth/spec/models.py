@@ -329,6 +329,11 @@ class Vault(Spec):
     ha: bool = Field(False, description="Raft HA mode. Default: false (prod requires true).")
     replicas: PositiveCount = Field(3, description="Server replicas in HA mode. Default: 3.")
     auto_unseal: AutoUnseal = Field(default_factory=AutoUnseal, description="Auto-unseal. Default: none.")
+    address: str | None = Field(None, description="Where the configure stage reaches Vault (e.g. through the "
+                                "platform network). Default: null (the in-cluster service, https://vault.vault.svc:8200).",
+                                pattern=r"^https://")
+    secrets_operator: bool = Field(True, description="Install the Vault Secrets Operator and give every team a "
+                                   "VaultAuth for its own Vault role and KV path (teams/<team>/). Default: true.")
     values: Values = {}
 
 
@@ -337,14 +342,50 @@ class Secrets(Spec):
 
 
 class Harbor(Spec):
-    enabled: bool = Field(False, description="Install Harbor (images and OCI charts). Default: false.")
-    hostname: str | None = Field(None, description="External hostname of the registry. Default: null.")
+    enabled: bool = Field(False, description="Install Harbor (images and OCI charts; needs "
+                          "certificates.certManager for its token certificate). Default: false.")
+    hostname: str | None = Field(
+        None, description="Host name of Harbor on the platform Gateway (HTTPS, TLS terminated there): one name "
+        "under network.gateway.hostname; externalURL becomes https://<hostname>. Default: null (in-cluster "
+        "Service only, externalURL http://harbor.harbor.svc).",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    replicas: PositiveCount | None = Field(
+        None, description="Replicas of nginx, portal, core, jobservice and registry; above 1 the registry and "
+        "job-log volumes are ReadWriteMany (Longhorn serves RWX through its share manager; nodes need an NFSv4 "
+        "client). The internal database, Redis and Trivy stay single. Default: null (1 in dev, 2 in staging "
+        "and prod).")
+    storage_class: str | None = Field(
+        None, description="StorageClass of every Harbor volume. Default: null (Longhorn's class `longhorn` when "
+        "storage.longhorn is on, else the cluster's default StorageClass).",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    registry_size: Quantity = Field("50Gi", description="Registry volume (images and OCI charts). Default: 50Gi.")
+    jobservice_size: Quantity = Field("1Gi", description="Job service log volume. Default: 1Gi.")
+    database_size: Quantity = Field("5Gi", description="Internal PostgreSQL volume. Default: 5Gi.")
+    redis_size: Quantity = Field("1Gi", description="Internal Redis volume. Default: 1Gi.")
+    trivy_size: Quantity = Field("5Gi", description="Trivy vulnerability database and cache volume. Default: 5Gi.")
+    group_type: Literal["oidc", "ldap"] = Field(
+        "oidc", description="How Harbor knows the teams' groups (its configured authentication); team projects "
+        "get the groups as members by name. Default: oidc.")
     values: Values = {}
 
 
 class PythonIndex(Spec):
-    enabled: bool = Field(False, description="Run a private Python package index mirror. Default: false.")
-    url: str | None = Field(None, description="URL of an existing internal index to use instead. Default: null.")
+    """The Python package index every team's pip uses: Plinth's own (pypiserver) or an existing one."""
+
+    enabled: bool = Field(False, description="Run a private Python package index (pypiserver, no fallback to a "
+                          "public index; uploads need an account of the stack secret plinth:pythonIndexHtpasswd) "
+                          "and point every team's pip at it. Default: false.")
+    url: str | None = Field(None, description="pip index URL (the PEP 503 simple API, e.g. "
+                            "https://packages.corp.internal/simple/) of an existing internal index: every team's pip "
+                            "uses it and Plinth runs no index. Not together with enabled; no credentials in it "
+                            "(downloads are anonymous). Default: null.",
+                            pattern=r"^https?://[^\s/@]+(/\S*)?$")
+    hostname: str | None = Field(None, description="Host name of the index on the platform Gateway (HTTPS, for "
+                                 "uploads and users outside the cluster); one name under network.gateway.hostname. "
+                                 "Default: null (in-cluster Service only).",
+                                 pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    storage: Quantity = Field("20Gi", description="Size of the package volume (ReadWriteOnce, default "
+                              "StorageClass). Default: 20Gi.")
 
 
 class Registry(Spec):
@@ -353,13 +394,30 @@ class Registry(Spec):
 
 
 class Feast(Spec):
-    enabled: bool = Field(False, description="Install the Feast feature server. Default: false.")
+    """The Feast feature server and the stores it needs: PostgreSQL (CloudNativePG) and Redis (OT redis-operator)."""
+
+    enabled: bool = Field(False, description="Install the Feast feature server in namespace feast, with the "
+                          "CloudNativePG operator (its PostgreSQL) and, for a Redis online store, the Redis "
+                          "operator. Default: false.")
     project: Name = Field("features", description="Feast project name. Default: features.")
-    online_store: Literal["redis", "postgres"] = Field("redis", description="Online store. Default: redis.")
-    offline_store: Literal["file", "postgres", "bigquery", "redshift"] = Field(
-        "file", description="Offline store. Default: file."
-    )
-    registry: Literal["sql", "file"] = Field("sql", description="Feature registry backend. Default: sql (Postgres).")
+    online_store: Literal["redis", "postgres"] = Field(
+        "redis", description="Online store: redis (a Redis whose password is the stack secret "
+        "plinth:feastRedisPassword) or postgres (tables in the feature store's PostgreSQL). Default: redis.")
+    offline_store: Literal["file", "postgres"] = Field(
+        "file", description="Offline store: file (Parquet files on a ReadWriteMany volume, mounted at "
+        "/feast/offline in the feature server) or postgres (the feature store's PostgreSQL). BigQuery and Redshift "
+        "come with the gke and eks targets. Default: file.")
+    registry: Literal["sql"] = Field(
+        "sql", description="Feature registry: sql (tables in the feature store's PostgreSQL, shared by every "
+        "server replica and `feast apply` client). Default: sql.")
+    postgres_storage: Quantity = Field(
+        "10Gi", description="Volume of each PostgreSQL instance (default StorageClass; 3 instances in staging "
+        "and prod, 1 in dev). Default: 10Gi.")
+    redis_storage: Quantity = Field("5Gi", description="Volume of the Redis online store (default StorageClass). "
+                                    "Default: 5Gi.")
+    offline_storage: Quantity = Field(
+        "50Gi", description="Volume of the file offline store (ReadWriteMany, default StorageClass: it must "
+        "support shared volumes, as Longhorn does). Default: 50Gi.")
     values: Values = {}
 
 
@@ -527,7 +585,6 @@ class Mirror(Spec):
         None, description="HTTPS location inside the perimeter serving plain manifest bundles (Gateway API CRDs) "
         "as <files>/<bundle>/<version>/<file>; `plinth images` lists them. Needed when the chart source is not "
         "a directory. Default: null.", pattern=r"^https://")
-    python_index: str | None = Field(None, description="Python package index URL inside the perimeter. Default: null.")
     pull_secret: PullSecret | None = Field(
         None, description="Create an image pull secret for the mirror in every team namespace. Default: null."
     )

@@ -19,9 +19,6 @@ RESERVED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease
 # Services the spec already describes whose module has not landed yet: enabling
 # one must fail loudly instead of planning nothing.
 NOT_YET_BUILT: dict[tuple[str, ...], str] = {
-    ("registry", "harbor"): "Harbor",
-    ("registry", "pythonIndex"): "the Python package index",
-    ("featureStore", "feast"): "Feast",
     ("gpu", "operator"): "the GPU operator",
 }
 
@@ -230,6 +227,57 @@ def owned_values(spec: PlatformSpec) -> Iterator[Violation]:
                             f"remove it; the spec field or module README says how Plinth sets {key}")
 
 
+def python_index(spec: PlatformSpec) -> Iterator[Violation]:
+    index, at = spec.registry.python_index, ("registry", "pythonIndex")
+    if index.enabled and index.url:
+        yield Violation((*at, "url"), "the Python index is both run by Plinth (enabled) and an existing one (url)",
+                        "python-index-one-source", "remove url to run Plinth's index, or set enabled: false to "
+                        "point the teams at the index at url")
+    if not index.hostname:
+        return
+    cilium, listener = spec.network.cilium, spec.network.gateway.hostname
+    if not index.enabled:
+        yield Violation((*at, "hostname"), "a host name exposes the index Plinth runs, which is off",
+                        "python-index-hostname", "remove hostname, or set enabled: true")
+    elif not (cilium.enabled and cilium.gateway_api):
+        yield Violation((*at, "hostname"), "the index's host name is served by the platform Gateway, which is off",
+                        "python-index-needs-gateway", "enable network.cilium with gatewayApi: true, or remove "
+                        "hostname (teams use the in-cluster Service either way)")
+    elif not _listener_serves(listener, index.hostname):
+        yield Violation((*at, "hostname"), f"{index.hostname!r} is not a name the Gateway listener {listener!r} "
+                        "and its certificate serve", "python-index-hostname",
+                        f"use one name under {listener.removeprefix('*.')}" if listener.startswith("*.")
+                        else f"use {listener}, or change network.gateway.hostname")
+
+
+def _listener_serves(listener: str, host: str) -> bool:
+    """A wildcard listener (and its certificate) covers exactly one more label; a plain one, only itself."""
+    if listener.startswith("*."):
+        label, _, rest = host.partition(".")
+        return bool(label) and rest == listener[2:]
+    return host == listener
+
+
+def harbor_rules(spec: PlatformSpec) -> Iterator[Violation]:
+    harbor, at = spec.registry.harbor, ("registry", "harbor")
+    if not harbor.enabled:
+        return
+    if not spec.certificates.cert_manager.enabled:
+        yield Violation((*at, "enabled"), "Harbor's token-signing key comes from a cert-manager Certificate, and "
+                        "cert-manager is off", "harbor-needs-cert-manager", "enable certificates.certManager")
+    if not harbor.hostname:
+        return
+    cilium, listener = spec.network.cilium, spec.network.gateway.hostname
+    if not (cilium.enabled and cilium.gateway_api):
+        yield Violation((*at, "hostname"), "Harbor's host name is served by the platform Gateway, which is off",
+                        "harbor-needs-gateway", "enable network.cilium with gatewayApi: true, or remove hostname "
+                        "(Harbor is then reachable in-cluster only)")
+    elif not _listener_serves(listener, harbor.hostname):
+        yield Violation((*at, "hostname"), f"{harbor.hostname!r} is not a name the Gateway listener {listener!r} "
+                        "and its certificate serve", "harbor-hostname",
+                        f"use one name under {listener.removeprefix('*.')}" if listener.startswith("*.")
+                        else f"use {listener}, or change network.gateway.hostname")
+
 RULES = (reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, service_rules, airgap_bundles,
-         available_modules,
+         available_modules, python_index, harbor_rules,
          owned_values)

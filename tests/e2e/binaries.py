@@ -18,6 +18,13 @@ def toolchain_helm() -> str | None:
     return str(bin_dir / "helm") if bin_dir and (bin_dir / "helm").is_file() else None
 
 
+def toolchain_crds() -> list[Path]:
+    """CRDs that controllers register at start (Cilium's), fetched by build.sh: the test API server has
+    no nodes for those controllers, so the tiers install these in their stead."""
+    bin_dir = toolchain_bin()
+    return sorted(bin_dir.parent.glob("crds/*/*.yaml")) if bin_dir else []
+
+
 def toolchain_bin() -> Path | None:
     """$PLINTH_TOOLCHAIN_BIN, else the cached bin dir if build.sh completed it, else None (never builds)."""
     if os.environ.get("PLINTH_TOOLCHAIN_BIN"):

@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from binaries import toolchain_bin
+from binaries import toolchain_bin, toolchain_crds
 from controlplane import LocalControlPlane
 from jobs import JobCompleter
 from kubeapi import KubeApi
@@ -28,7 +29,15 @@ def require(*binaries: str, why: str = "run tests/e2e/toolchain/build.sh (or set
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory):
+    """The API server, with the CRDs Cilium's operator would have registered on a cluster with nodes."""
     with LocalControlPlane(require("kube-apiserver", "etcd"), tmp_path_factory.mktemp("control-plane")) as plane:
+        kube = KubeApi(plane.server, plane.ssl_context())
+        crds = [yaml.safe_load(path.read_text()) for path in toolchain_crds()]
+        for crd in crds:
+            kube.apply(crd)
+        for crd in crds:
+            assert kube.wait(crd, lambda live: any(c["type"] == "Established" and c["status"] == "True"
+                                                   for c in (live or {}).get("status", {}).get("conditions", [])))
         yield plane
 
 

@@ -16,7 +16,7 @@ the parent process dies (PR_SET_PDEATHSIG).
 
 If ``bin_dir`` also holds ``kube-controller-manager`` it is started too (a
 small set of controllers: namespace deletion, service accounts + tokens, garbage
-collection, workloads).  Without it, deleted namespaces stay Terminating and no
+collection, workloads, PVC protection).  Without it, deleted namespaces stay Terminating and no
 "default" ServiceAccount is created.  The ServiceAccount admission plugin is
 disabled either way, so pods never race the service-account controller.
 """
@@ -324,6 +324,8 @@ class LocalControlPlane:
                             "namespace", "serviceaccount", "serviceaccount-token", "garbage-collector",
                             "root-ca-certificate-publisher", "deployment", "replicaset", "statefulset",
                             "daemonset", "job", "cronjob", "endpointslice", "resourcequota",
+                            # lets a deleted PVC go once no pod uses it (its pvc-protection finalizer)
+                            "persistentvolumeclaim-protection",
                         )
                     ),
                     f"--service-account-private-key-file={pki['sa.key']}",

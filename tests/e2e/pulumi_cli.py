@@ -16,12 +16,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import bcrypt
 import yaml
 
 from support import CHARTS_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA_PASSWORD = "e2e-grafana-not-a-real-secret"
+STACK_SECRETS = {
+    "grafanaAdminPassword": GRAFANA_PASSWORD,
+    "harborAdminPassword": "e2e-harbor-not-a-real-secret",
+    # What `htpasswd -nB uploader` prints for this password.
+    "pythonIndexHtpasswd": "uploader:" + bcrypt.hashpw(b"e2e-uploader-not-a-real-secret", bcrypt.gensalt()).decode(),
+    "feastRedisPassword": "e2e-redis-not-a-real-secret",
+}
+"""The stack secrets the services need; none may appear in the stack's state in clear."""
 PROJECT_FILE = """\
 name: plinth
 description: Plinth e2e copy (tests/e2e)
@@ -88,13 +97,16 @@ class PulumiProject:
             "certificates": {"certManager": {"enabled": True}},
             "storage": {"longhorn": {"enabled": True}},
             "secrets": {"vault": {"enabled": True}},
+            "registry": {"harbor": {"enabled": True}, "pythonIndex": {"enabled": True}},
+            "featureStore": {"feast": {"enabled": True}},
             "monitoring": {"enabled": True},
         }
         return {**base, **extra}
 
     def set_secrets(self) -> None:
-        """The stack secrets the services need (monitoring: Grafana's admin password)."""
-        self("config", "set", "--secret", "plinth:grafanaAdminPassword", GRAFANA_PASSWORD)
+        """The stack secrets the services need."""
+        for key, value in STACK_SECRETS.items():
+            self("config", "set", "--secret", f"plinth:{key}", value)
 
     def write_stack(self, overrides: dict, blueprint: str = "blueprints/minimal.yaml") -> None:
         """Set the stack's blueprint and overrides; what `pulumi config set` added (secrets, salt) is kept."""

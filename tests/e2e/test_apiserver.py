@@ -15,7 +15,7 @@ import pytest
 
 from binaries import toolchain_helm
 from kubeapi import FIELD_MANAGER
-from support import BLUEPRINTS, CHARTS_DIR, ROOT, STACKS
+from support import BLUEPRINTS, CHARTS_DIR, CUSTOM_GROUPS, ROOT, STACKS
 from plinth.engine.charts import render_charts
 from plinth.engine.offline import plan
 from plinth.render import KIND_ORDER, kubernetes_objects
@@ -28,15 +28,17 @@ CASES = [pytest.param(lambda p=p: load_spec(p), id=p.name) for p in BLUEPRINTS] 
 ]
 
 
-def ours(live: dict) -> dict:
-    """The live object as far as Plinth's field manager is concerned: no status, no other managers."""
-    meta = dict(live["metadata"])
-    meta.pop("resourceVersion")
-    meta["managedFields"] = [m for m in meta.get("managedFields", []) if m["manager"] == FIELD_MANAGER]
-    return {**live, "metadata": meta, "status": None}
-
-
-CUSTOM_GROUPS = {"cert-manager.io", "gateway.networking.k8s.io", "monitoring.coreos.com"}
+def ours(live: dict, sent: dict) -> tuple:
+    """The live object as far as Plinth is concerned: the fields it sent (as the server stored them)
+    and its field manager's record; what controllers write (status, revision annotations) is not ours."""
+    def project(value, shape):
+        if isinstance(shape, dict) and isinstance(value, dict):
+            return {k: project(value.get(k), v) for k, v in shape.items()}
+        if isinstance(shape, list) and isinstance(value, list) and len(shape) == len(value):
+            return [project(v, s) for v, s in zip(value, shape)]
+        return value
+    managed = [m for m in live["metadata"].get("managedFields", []) if m["manager"] == FIELD_MANAGER]
+    return project(live, sent), managed
 
 
 # Rendered Secrets carry no payload (plinth.dev/redacted); the API server needs one per type.
@@ -96,14 +98,16 @@ def test_rendered_objects_apply_idempotently_and_delete_cleanly(load, kube):
     # A second apply of the same objects is a no-op: nothing Plinth renders drifts by itself.
     # (Controllers may write status meanwhile, e.g. quota usage: only our part is compared.)
     again = [kube.apply(obj) for obj in objects]
-    assert [ours(a) for a in applied] == [ours(b) for b in again]
+    assert [ours(a, o) for a, o in zip(applied, objects)] == [ours(b, o) for b, o in zip(again, objects)]
 
     for obj in reversed(objects):
         kube.delete(obj)
     for obj in objects:
         if obj["kind"] == "Namespace":
             kube.finalize_namespace(obj["metadata"]["name"])
-    leftovers = [(o["kind"], o["metadata"]["name"]) for o in objects if kube.get(o) is not None]
+    # Finalizers (a PVC's protection) are released by controllers: wait for them, not for a fixed time.
+    leftovers = [(o["kind"], o["metadata"]["name"]) for o in objects
+                 if kube.wait(o, lambda live: live is None) is not None]
     assert leftovers == []
     # The CRDs were this test's scaffolding: gone before the engine tier installs the charts that own them.
     for crd in crds:

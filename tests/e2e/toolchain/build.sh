@@ -195,5 +195,21 @@ else
       "kubernetes resources cannot be deployed"
 fi
 
+# Cilium's CRDs (CiliumNetworkPolicy, ...): the Cilium operator registers them when it starts, which
+# needs nodes. The test API server has none, so the tiers install them from the cilium module at the
+# catalog's Cilium version instead -- a stand-in for that registration, like tests/e2e/jobs.py for Jobs.
+CILIUM_VERSION=$("$PYTHON" -c 'from plinth.catalog import CHARTS; print(CHARTS["cilium"].version)' 2>/dev/null || true)
+CILIUM_CRDS="$CACHE_ROOT/$KEY/crds/cilium-$CILIUM_VERSION"
+if [[ -n "$CILIUM_VERSION" && ! -f "$CILIUM_CRDS/.complete" && $PRINT_ONLY == 0 ]]; then
+  tmpd=$(mktemp -d)
+  CILIUM_DIR=$(cd "$tmpd" && go mod download -json "github.com/cilium/cilium@v$CILIUM_VERSION" |
+    "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  rmdir "$tmpd"
+  mkdir -p "$CILIUM_CRDS"
+  cp "$CILIUM_DIR"/pkg/k8s/apis/cilium.io/client/crds/v2/cilium{,clusterwide}networkpolicies.yaml "$CILIUM_CRDS/"
+  touch "$CILIUM_CRDS/.complete"
+  log "cilium CRDs from github.com/cilium/cilium@v$CILIUM_VERSION"
+fi
+
 log "total ${SECONDS}s"
 echo "$BIN"

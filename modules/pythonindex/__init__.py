@@ -1,0 +1,251 @@
+"""The private Python package index (registry.pythonIndex): pypiserver, and pip configured in every team.
+
+With `enabled`, Plinth runs pypiserver in its own namespace (one replica on a ReadWriteOnce volume,
+uploads behind htpasswd accounts, no fallback to a public index) and, with a `hostname`, routes it
+through the platform Gateway. With `url` instead, it runs nothing and points the teams at that index.
+Either way every team namespace gets the ConfigMap `pip-config` (key `pip.conf`). Why pypiserver,
+and how to fill the index: see README.md beside this file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from plinth.catalog import IMAGES, PLATFORM_NAMESPACES, mirror_image
+from plinth.context import PULL_SECRET, PlatformContext, resource_name
+from plinth.modules.network import GATEWAY
+from plinth.objects import airgap_egress_policy, children, namespace, platform_ingress, pull_secret
+from plinth.service import Peer, PlatformService
+
+NAMESPACE = PLATFORM_NAMESPACES["python-index"]
+SERVICE = "pypiserver"
+PORT = 8080
+HTPASSWD_SECRET = "python-index-htpasswd"
+PIP_CONFIG = "pip-config"
+"""ConfigMap in every team namespace; its key `pip.conf` is what PIP_CONFIG_FILE points at."""
+
+# Paths inside the container (the image's layout); the real-server test maps exactly these.
+PACKAGES_DIR = "/data/packages"
+HTPASSWD_DIR = "/etc/pypiserver"
+HTPASSWD_FILE = f"{HTPASSWD_DIR}/htpasswd"
+HEALTH_PATH = "/health"
+UID = 10001
+"""User and group the server runs as: a high UID no host account has (the image's own user is 9898); the
+package volume belongs to it through fsGroup, the image's files are read-only to it."""
+UPLOAD_TMP = "4Gi"
+"""Room for request bodies the server buffers in /tmp during an upload (the largest wheel, twice)."""
+
+
+def server_args() -> list[str]:
+    """pypi-server's arguments: uploads behind the htpasswd accounts, downloads open, never a redirect
+    to a public index, no overwriting a published file.
+
+    `--server auto` is waitress: pypiserver tries it first and the image installs it (threaded, one
+    process); the image's gunicorn is its entrypoint script's choice only when given no arguments.
+    """
+    return [
+        "run",
+        "--server", "auto",
+        "--host", "0.0.0.0",
+        "--port", str(PORT),
+        "--authenticate", "update",
+        "--passwords", HTPASSWD_FILE,
+        "--disable-fallback",
+        "--health-endpoint", HEALTH_PATH,
+        PACKAGES_DIR,
+    ]
+
+
+def in_cluster_url() -> str:
+    """The index URL pods use (the Service's DNS name; resolves in any cluster domain)."""
+    return f"http://{SERVICE}.{NAMESPACE}.svc:{PORT}/simple/"
+
+
+def pip_conf(index_url: str) -> str:
+    """pip's config for teams: one index, no other. Plain HTTP needs `trusted-host`; HTTPS is verified."""
+    lines = ["# Managed by Plinth (registry.pythonIndex).", "[global]", f"index-url = {index_url}"]
+    parts = urlsplit(index_url)
+    if parts.scheme == "http":
+        lines.append(f"trusted-host = {parts.netloc}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class PythonIndexArgs:
+    """What the index needs from the spec."""
+
+    index: Any
+    """registry.pythonIndex (plinth.spec.models.PythonIndex)."""
+    gateway: bool
+    """The platform Gateway is on (network.cilium with gatewayApi): a `hostname` gets a route."""
+
+
+class PythonIndex(PlatformService):
+    """pypiserver and the teams' pip configuration (plinth:registry:PythonIndex)."""
+
+    @classmethod
+    def enabled(cls, spec) -> bool:
+        index = spec.registry.python_index
+        return bool(index.enabled or index.url)
+
+    @classmethod
+    def block(cls, spec) -> PythonIndexArgs:
+        cilium = spec.network.cilium
+        return PythonIndexArgs(spec.registry.python_index, cilium.enabled and cilium.gateway_api)
+
+    @classmethod
+    def images(cls, block, ctx: PlatformContext) -> tuple[str, ...]:
+        return (IMAGES["pypiserver"],) if block.index.enabled else ()
+
+    @classmethod
+    def index_url(cls, block) -> str:
+        """What every team's pip uses: Plinth's index, or the existing one at `url`."""
+        return in_cluster_url() if block.index.enabled else block.index.url
+
+    @classmethod
+    def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+        # The Gateway's proxies, when they route the index's host name.
+        return (Peer("gateway", ports=(PORT,), entity="ingress"),) if cls.routed(block) else ()
+
+    @classmethod
+    def routed(cls, block) -> bool:
+        return bool(block.index.enabled and block.index.hostname and block.gateway)
+
+    @classmethod
+    def tenant_egress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+        # NetworkPolicy ports are the pod's port; an index at `url` is outside the platform.
+        return (Peer("python-index", NAMESPACE, (PORT,)),) if block.index.enabled else ()
+
+    def __init__(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("plinth:registry:PythonIndex", name, None, opts)
+        if block.index.enabled:
+            self._server(name, block, ctx, children(self, ctx, opts))
+        self.register_outputs({"indexUrl": self.index_url(block)})
+
+    def _server(self, name: str, block, ctx: PlatformContext, child: pulumi.ResourceOptions) -> None:
+        index = block.index
+        htpasswd = ctx.secrets.python_index_htpasswd
+        if htpasswd is None:
+            raise ValueError("registry.pythonIndex needs the stack secret plinth:pythonIndexHtpasswd")
+        ns = namespace(name, NAMESPACE, name, ctx, child)
+        in_ns = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[ns]))
+        airgap_egress_policy(name, ctx.metadata("airgap-egress", name, namespace=NAMESPACE), ctx, in_ns)
+        platform_ingress(name, NAMESPACE, name, self.namespace_peers(block, ctx, NAMESPACE), ctx, in_ns)
+        waits: list[pulumi.Resource] = []
+        pulls = pull_secret(name, ctx.metadata(PULL_SECRET, name, namespace=NAMESPACE), ctx, in_ns)
+        if pulls:
+            waits.append(pulls)
+        waits.append(k8s.core.v1.Secret(
+            resource_name(name, "htpasswd"),
+            metadata=ctx.metadata(HTPASSWD_SECRET, name, namespace=NAMESPACE),
+            type="Opaque",
+            string_data={"htpasswd": pulumi.Output.secret(htpasswd)},
+            opts=in_ns,
+        ))
+        waits.append(k8s.core.v1.PersistentVolumeClaim(
+            resource_name(name, "packages"),
+            metadata=ctx.metadata(f"{SERVICE}-packages", name, namespace=NAMESPACE),
+            # No storageClassName: the cluster's default StorageClass.
+            spec={"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": index.storage}}},
+            opts=in_ns,
+        ))
+        selector = {"app.kubernetes.io/component": name, "app.kubernetes.io/instance": ctx.platform,
+                    "app.kubernetes.io/name": SERVICE}
+        meta = ctx.metadata(SERVICE, name, namespace=NAMESPACE, labels={"app.kubernetes.io/name": SERVICE})
+        k8s.apps.v1.Deployment(
+            resource_name(name, "server"),
+            metadata=meta,
+            spec={
+                # One writer on a ReadWriteOnce volume: one replica, and Recreate so a rollout never
+                # waits on a volume the old pod still holds.
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},
+                "revisionHistoryLimit": 3,
+                "selector": {"matchLabels": selector},
+                "template": {
+                    "metadata": {"labels": meta["labels"]},
+                    "spec": self._pod(ctx),
+                },
+            },
+            opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=waits)),
+        )
+        k8s.core.v1.Service(
+            resource_name(name, "service"),
+            metadata=meta,
+            spec={"type": "ClusterIP", "selector": selector,
+                  "ports": [{"name": "http", "port": PORT, "targetPort": "http", "protocol": "TCP"}]},
+            opts=in_ns,
+        )
+        if self.routed(block):
+            k8s.apiextensions.CustomResource(
+                resource_name(name, "route"),
+                api_version="gateway.networking.k8s.io/v1",
+                kind="HTTPRoute",
+                metadata=ctx.metadata(SERVICE, name, namespace=NAMESPACE),
+                spec={
+                    "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY,
+                                    "namespace": PLATFORM_NAMESPACES["gateway"], "sectionName": "https"}],
+                    "hostnames": [index.hostname],
+                    "rules": [{
+                        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                        "backendRefs": [{"name": SERVICE, "port": PORT}],
+                        # Uploading a large wheel outlasts the proxy's default request timeout.
+                        "timeouts": {"request": "10m"},
+                    }],
+                },
+                opts=in_ns,
+            )
+
+    @staticmethod
+    def _pod(ctx: PlatformContext) -> dict:
+        probe = {"httpGet": {"path": HEALTH_PATH, "port": "http"}, "timeoutSeconds": 5}
+        return {
+            "automountServiceAccountToken": False,
+            "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
+            # fsGroup: the volume's root belongs to the server's group (checked once, not on every start).
+            "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
+                                "fsGroupChangePolicy": "OnRootMismatch",
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": SERVICE,
+                "image": mirror_image(IMAGES["pypiserver"], ctx.mirror_registry),
+                "imagePullPolicy": "Always",  # the tag is pinned; Always re-checks it against the mirror
+                # The server itself, not the image's entrypoint script (which would try to chown as root).
+                "command": ["pypi-server"],
+                "args": server_args(),
+                "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+                "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+                "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
+                "livenessProbe": {**probe, "initialDelaySeconds": 10, "periodSeconds": 20, "failureThreshold": 3},
+                "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
+                              "limits": {"cpu": "1", "memory": "512Mi"}},
+                "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
+                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "volumeMounts": [
+                    {"name": "packages", "mountPath": PACKAGES_DIR},
+                    {"name": "htpasswd", "mountPath": HTPASSWD_DIR, "readOnly": True},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
+            }],
+            "volumes": [
+                {"name": "packages", "persistentVolumeClaim": {"claimName": f"{SERVICE}-packages"}},
+                # A directory mount (not subPath): the kubelet refreshes it and pypiserver rereads a changed file.
+                {"name": "htpasswd", "secret": {"secretName": HTPASSWD_SECRET, "defaultMode": 0o440}},
+                {"name": "tmp", "emptyDir": {"sizeLimit": UPLOAD_TMP}},
+            ],
+        }
+
+    def team_objects(self, name: str, block, ctx: PlatformContext, team, opts: pulumi.ResourceOptions) -> None:
+        k8s.core.v1.ConfigMap(
+            resource_name(name, team.name, "pip-config"),
+            metadata=ctx.metadata(PIP_CONFIG, name, namespace=team.name, team=team.name,
+                                  cost_center=team.cost_center),
+            data={"pip.conf": pip_conf(self.index_url(block))},
+            opts=opts,
+        )

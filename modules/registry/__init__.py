@@ -1,0 +1,297 @@
+"""The private registry (registry.harbor): Harbor for images and OCI charts, behind the platform Gateway.
+
+Every value the chart would generate at render time (secrets, the token certificate, the
+registry's htpasswd) is supplied by Plinth instead, from the stack secret
+plinth:harborAdminPassword and cert-manager, so a second preview shows no changes. How each
+one is pinned, and why the choices below: see README.md beside this file. The per-team
+projects are the configure stage's (plinth.modules.registry.projects).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import string
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from plinth.catalog import PLATFORM_NAMESPACES, ImageRef
+from plinth.context import ISSUER, PlatformContext, resource_name
+from plinth.modules.helm import HelmService
+from plinth.modules.network import GATEWAY
+from plinth.service import Peer
+
+ADMIN_SECRET = "harbor-admin"
+ADMIN_KEY = "HARBOR_ADMIN_PASSWORD"
+CORE_SECRET = "harbor-core-keys"
+"""core.existingSecret (key `secret`, fixed by the chart), core.existingXsrfSecret, existingSecretSecretKey."""
+JOBSERVICE_SECRET = "harbor-jobservice-keys"
+REGISTRY_SECRET = "harbor-registry-keys"
+"""registry.existingSecret and registry.credentials.existingSecret (REGISTRY_PASSWD, REGISTRY_HTPASSWD)."""
+TOKEN_SECRET = "harbor-token"
+"""core.secretName: the key core signs registry tokens with, from a cert-manager Certificate."""
+REGISTRY_USER = "harbor_registry_user"
+"""The internal account core and jobservice use towards the registry (basic auth, htpasswd)."""
+POD_PORT = 8080
+"""nginx's and core's container port: what NetworkPolicies name (they match pod ports, not Service ports)."""
+SERVICE_PORT = 80
+
+# Lengths: the chart's own where it generates the value (core's secretKey is an AES key: exactly 16).
+KEY_LENGTHS = {"core-secret": 16, "xsrf-key": 32, "secret-key": 16, "jobservice-secret": 16,
+               "registry-http-secret": 16, "registry-password": 32, "database-password": 32}
+SECRETS: dict[str, dict[str, str]] = {
+    ADMIN_SECRET: {ADMIN_KEY: "admin-password"},
+    CORE_SECRET: {"secret": "core-secret", "CSRF_KEY": "xsrf-key", "secretKey": "secret-key"},
+    JOBSERVICE_SECRET: {"JOBSERVICE_SECRET": "jobservice-secret"},
+    REGISTRY_SECRET: {"REGISTRY_HTTP_SECRET": "registry-http-secret", "REGISTRY_PASSWD": "registry-password",
+                      "REGISTRY_HTPASSWD": "registry-htpasswd"},
+}
+"""The Secrets Plinth creates before the release: name -> key the chart reads -> what the value is."""
+_ALPHANUM = string.digits + string.ascii_letters
+_BCRYPT_ALPHABET = str.maketrans(string.ascii_uppercase + string.ascii_lowercase + string.digits + "+/",
+                                 "./" + string.ascii_uppercase + string.ascii_lowercase + string.digits)
+
+
+# --- deterministic secrets --------------------------------------------------------------------------
+
+
+def derive(seed: str, platform: str, purpose: str) -> str:
+    """A secret for one purpose: alphanumerics of HMAC-SHA256(seed, "<platform>/harbor/<purpose>").
+
+    The same seed always gives the same value (no diff between previews); each purpose gets an
+    independent value, and none reveals the seed or another purpose's value.
+    """
+    digest = hmac.new(seed.encode(), f"{platform}/harbor/{purpose}".encode(), hashlib.sha256).digest()
+    number, chars = int.from_bytes(digest, "big"), []
+    for _ in range(KEY_LENGTHS[purpose]):
+        number, index = divmod(number, len(_ALPHANUM))
+        chars.append(_ALPHANUM[index])
+    return "".join(chars)
+
+
+def htpasswd_line(seed: str, platform: str) -> str:
+    """The registry's htpasswd line for REGISTRY_USER: bcrypt (the only scheme the registry reads) with a
+    salt derived like the password, where the chart's `htpasswd` function would draw a new salt per render."""
+    import bcrypt  # only Harbor needs it: imported where used
+
+    raw = hmac.new(seed.encode(), f"{platform}/harbor/registry-htpasswd-salt".encode(), hashlib.sha256).digest()
+    salt = "$2b$10$" + base64.b64encode(raw[:16]).decode().rstrip("=").translate(_BCRYPT_ALPHABET)
+    hashed = bcrypt.hashpw(derive(seed, platform, "registry-password").encode(), salt.encode()).decode()
+    return f"{REGISTRY_USER}:{hashed}"
+
+
+def secret_value(seed: str, platform: str, purpose: str) -> str:
+    """The value of one SECRETS entry: the admin password is the stack secret itself, the rest derived from it."""
+    if purpose == "admin-password":
+        return seed
+    if purpose == "registry-htpasswd":
+        return htpasswd_line(seed, platform)
+    return derive(seed, platform, purpose)
+
+
+def _secret(seed: pulumi.Input[str], platform: str, purpose: str) -> pulumi.Output[str]:
+    return pulumi.Output.secret(pulumi.Output.secret(seed).apply(lambda s: secret_value(s, platform, purpose)))
+
+
+# --- values -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HarborArgs:
+    """What Harbor needs from the spec: its own block and two facts of other blocks."""
+
+    harbor: Any
+    """registry.harbor (plinth.spec.models.Harbor)."""
+    gateway: bool
+    """The platform Gateway is on (network.cilium with gatewayApi): a `hostname` gets an HTTPRoute."""
+    storage_class: str
+    """StorageClass of every volume: `storageClass`, Longhorn's `longhorn` when it is on, else "" (the default)."""
+
+    @property
+    def routed(self) -> bool:
+        return bool(self.harbor.hostname and self.gateway)
+
+
+def _image(ref: str, ctx: PlatformContext) -> dict:
+    image = ImageRef.parse(ref).mirrored(ctx.mirror_registry)
+    return {"repository": f"{image.registry}/{image.repository}", "tag": image.tag}
+
+
+class Harbor(HelmService):
+    """Harbor (plinth:registry:Harbor)."""
+
+    type_token = "plinth:registry:Harbor"
+    chart_key = "harbor"
+    spec_path = ("registry", "harbor")
+    # Every Harbor container runs as non-root with no privilege escalation, all capabilities
+    # dropped and the RuntimeDefault seccomp profile (the chart's containerSecurityContext), on
+    # configMap, secret, emptyDir and PVC volumes only: the restricted level admits all of them.
+    pod_security = "restricted"
+
+    @classmethod
+    def enabled(cls, spec) -> bool:
+        return spec.registry.harbor.enabled
+
+    @classmethod
+    def block(cls, spec) -> HarborArgs:
+        harbor, cilium = spec.registry.harbor, spec.network.cilium
+        storage_class = harbor.storage_class or ("longhorn" if spec.storage.longhorn.enabled else "")
+        return HarborArgs(harbor, cilium.enabled and cilium.gateway_api, storage_class)
+
+    @classmethod
+    def user_values(cls, block: HarborArgs) -> dict:
+        return dict(block.harbor.values)
+
+    @classmethod
+    def images(cls, block: HarborArgs, ctx: PlatformContext) -> tuple[str, ...]:
+        # The exporter runs only with metrics on.
+        return tuple(i for i in cls.chart().images if ctx.monitoring or "/harbor-exporter:" not in i)
+
+    @classmethod
+    def replicas(cls, block: HarborArgs, ctx: PlatformContext) -> int:
+        return block.harbor.replicas or (2 if ctx.prod_like else 1)
+
+    @classmethod
+    def external_url(cls, block: HarborArgs) -> str:
+        """What Harbor puts in token realms and pull commands; the configure stage's URL is the same."""
+        chart = cls.chart()
+        if block.routed:
+            return f"https://{block.harbor.hostname}"
+        return f"http://{chart.name}.{chart.namespace}.svc"
+
+    @classmethod
+    def owned_values(cls, block: HarborArgs, ctx: PlatformContext) -> dict:
+        images = {ImageRef.parse(ref).repository.rsplit("/", 1)[-1]: ref for ref in cls.chart().images}
+        replicas = cls.replicas(block, ctx)
+        ha = {"replicas": replicas, "podDisruptionBudget": {"enabled": replicas > 1}}
+        # Several registry or jobservice pods share their volume: one node's mount is not enough.
+        access = "ReadWriteMany" if replicas > 1 else "ReadWriteOnce"
+        harbor, sc = block.harbor, block.storage_class
+        airgap = bool(ctx.mirror_registry)
+        seed = ctx.secrets.harbor_admin_password
+        # The internal database takes its password from a value only (no existing-secret key);
+        # None in pure contexts (the rules pass), where only the keys matter.
+        db_password = None if seed is None else _secret(seed, ctx.platform, "database-password")
+        return {
+            "expose": {"type": "clusterIP", "tls": {"enabled": False},
+                       "clusterIP": {"name": cls.chart().name}},
+            "externalURL": cls.external_url(block),
+            "existingSecretAdminPassword": ADMIN_SECRET,
+            "existingSecretAdminPasswordKey": ADMIN_KEY,
+            "existingSecretSecretKey": CORE_SECRET,
+            "internalTLS": {"enabled": False},
+            "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
+            # RollingUpdate needs the new pod to mount while the old one runs: only RWX allows that.
+            "updateStrategy": {"type": "RollingUpdate" if replicas > 1 else "Recreate"},
+            "nginx": {"image": _image(images["nginx-photon"], ctx), **ha},
+            "portal": {"image": _image(images["harbor-portal"], ctx), **ha},
+            "core": {
+                "image": _image(images["harbor-core"], ctx), **ha,
+                "existingSecret": CORE_SECRET,
+                "existingXsrfSecret": CORE_SECRET, "existingXsrfSecretKey": "CSRF_KEY",
+                "secretName": TOKEN_SECRET,
+            },
+            "jobservice": {
+                "image": _image(images["harbor-jobservice"], ctx), **ha,
+                "existingSecret": JOBSERVICE_SECRET, "existingSecretKey": "JOBSERVICE_SECRET",
+            },
+            "registry": {
+                "registry": {"image": _image(images["registry-photon"], ctx)},
+                "controller": {"image": _image(images["harbor-registryctl"], ctx)}, **ha,
+                "existingSecret": REGISTRY_SECRET, "existingSecretKey": "REGISTRY_HTTP_SECRET",
+                "credentials": {"username": REGISTRY_USER, "existingSecret": REGISTRY_SECRET},
+            },
+            "trivy": {
+                "enabled": True, "image": _image(images["trivy-adapter-photon"], ctx),
+                # Air-gap: no database download, no dependency lookups (README: mirroring the DB).
+                "skipUpdate": airgap, "skipJavaDBUpdate": airgap, "offlineScan": airgap,
+            },
+            "database": {"internal": {
+                "image": _image(images["harbor-db"], ctx), "password": db_password}},
+            "redis": {"internal": {"image": _image(images["redis-photon"], ctx)}},
+            "exporter": {"image": _image(images["harbor-exporter"], ctx)},
+            "metrics": {"enabled": ctx.monitoring, "serviceMonitor": {"enabled": ctx.monitoring}},
+            "persistence": {"enabled": True, "persistentVolumeClaim": {
+                "registry": {"storageClass": sc, "accessMode": access, "size": harbor.registry_size},
+                "jobservice": {"jobLog": {"storageClass": sc, "accessMode": access, "size": harbor.jobservice_size}},
+                "database": {"storageClass": sc, "accessMode": "ReadWriteOnce", "size": harbor.database_size},
+                "redis": {"storageClass": sc, "accessMode": "ReadWriteOnce", "size": harbor.redis_size},
+                "trivy": {"storageClass": sc, "accessMode": "ReadWriteOnce", "size": harbor.trivy_size},
+            }},
+        }
+
+    @classmethod
+    def ingress(cls, block: HarborArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
+        # The Gateway's proxies forward https://<hostname> to the `harbor` Service (nginx).
+        return (Peer("gateway", ports=(POD_PORT,), entity="ingress"),) if block.routed else ()
+
+    @classmethod
+    def tenant_egress(cls, block: HarborArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
+        # Teams pull and push through the `harbor` Service (nginx, then core and the registry).
+        return (Peer("harbor", cls.chart().namespace, (POD_PORT,)),)
+
+    # --- objects --------------------------------------------------------------------------------------
+
+    def prerequisites(self, name: str, block: HarborArgs, ctx: PlatformContext,
+                      opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        seed = ctx.secrets.harbor_admin_password
+        if seed is None:
+            raise ValueError("registry.harbor needs the stack secret plinth:harborAdminPassword")
+        ns = self.chart().namespace
+        made: list[pulumi.Resource] = [
+            k8s.core.v1.Secret(
+                resource_name(name, secret.removeprefix("harbor-")),
+                metadata=ctx.metadata(secret, name, namespace=ns),
+                type="Opaque",
+                string_data={key: _secret(seed, ctx.platform, purpose) for key, purpose in keys.items()},
+                opts=opts,
+            )
+            for secret, keys in SECRETS.items()
+        ]
+        made.append(k8s.apiextensions.CustomResource(
+            resource_name(name, "token"),
+            api_version="cert-manager.io/v1",
+            kind="Certificate",
+            metadata=ctx.metadata(TOKEN_SECRET, name, namespace=ns),
+            spec={
+                "secretName": TOKEN_SECRET,
+                "commonName": f"{ctx.platform} harbor token signer",
+                "usages": ["digital signature"],
+                "duration": "8760h",
+                "renewBefore": "720h",
+                # An RSA key, as Harbor's token service documents it. The key survives renewal, so
+                # issued tokens stay valid and core (its key is a subPath mount, read at start) needs
+                # no restart.
+                "privateKey": {"algorithm": "RSA", "size": 4096, "rotationPolicy": "Never"},
+                "issuerRef": {"group": "cert-manager.io", "kind": "ClusterIssuer", "name": ISSUER},
+            },
+            opts=opts,
+        ))
+        return made
+
+    def objects(self, name: str, block: HarborArgs, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+        if not block.routed:
+            return
+        chart = self.chart()
+        k8s.apiextensions.CustomResource(
+            resource_name(name, "route"),
+            api_version="gateway.networking.k8s.io/v1",
+            kind="HTTPRoute",
+            metadata=ctx.metadata(chart.name, name, namespace=chart.namespace),
+            spec={
+                "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY,
+                                "namespace": PLATFORM_NAMESPACES["gateway"], "sectionName": "https"}],
+                "hostnames": [block.harbor.hostname],
+                "rules": [{
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "backendRefs": [{"name": chart.name, "port": SERVICE_PORT}],
+                    # Pushing or pulling a large layer outlasts the proxy's default request timeout.
+                    "timeouts": {"request": "30m"},
+                }],
+            },
+            opts=opts,
+        )

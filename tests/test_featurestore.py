@@ -1,0 +1,341 @@
+"""The feature store: Feast with its PostgreSQL (CloudNativePG) and Redis (OT redis-operator).
+
+Under Pulumi's mock runtime: what each environment gets, where credentials come from, and that none
+reaches a plan. Then the generated feature_store.yaml loaded by the real Feast SDK, which lives in an
+environment of its own (its pins are not the Pulumi SDK's): `$PLINTH_FEAST_PYTHON`, an interpreter
+with `feast[postgres,redis]` installed (`.ci/run` puts it in `.venv-tools`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pulumi
+import pytest
+import yaml
+from pydantic import ValidationError
+from ruamel.yaml import YAML
+
+from support import MINIMAL
+from plinth.catalog import CHARTS
+from plinth.context import StackSecrets
+from plinth.engine.offline import plan, record
+from plinth.mirror import mirror_list
+from plinth.modules.featurestore import (
+    ENV_POSTGRES_PASSWORD, ENV_POSTGRES_USER, ENV_REDIS_PASSWORD, checked_redis_password, feature_store_yaml,
+)
+from plinth.plan import SECRET, Plan
+from plinth.program import build_platform
+from plinth.spec.models import PlatformSpec
+from plinth.spec.rules import check_rules
+from plinth.spec.yamltree import merge
+from plinth.stackconfig import required_secrets
+
+CANARY = "canary-Redis-pw-7f3a9"
+"""A Redis password that must never show up in a plan."""
+
+
+def spec(environment: str = "dev", **feast) -> PlatformSpec:
+    doc = merge(YAML(typ="safe").load(MINIMAL), {
+        "metadata": {"environment": environment},
+        "monitoring": {"enabled": True},
+        "featureStore": {"feast": {"enabled": True, **feast}},
+    })
+    return PlatformSpec.model_validate(doc)
+
+
+def by_name(result: Plan) -> dict:
+    # Where a component and its release share a name, the release.
+    return {r.name: r for r in sorted(result.resources, key=lambda r: r.custom)}
+
+
+def platform(environment: str = "dev", **feast) -> dict:
+    return by_name(plan(spec(environment, **feast), "test"))
+
+
+def with_password(the_spec: PlatformSpec, password: str) -> Plan:
+    """The program with a real-looking Redis password (the offline engine otherwise uses placeholders)."""
+    def program() -> None:
+        secrets = {field: pulumi.Output.secret(SECRET) for field in required_secrets(the_spec)}
+        secrets["feast_redis_password"] = pulumi.Output.secret(password)
+        build_platform(the_spec, StackSecrets(**secrets))
+
+    return Plan("test", the_spec.metadata.environment, "test", record(program))
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return platform("dev")
+
+
+@pytest.fixture(scope="module")
+def prod():
+    return platform("prod", offlineStore="postgres")
+
+
+def server_yaml(resources: dict) -> str:
+    return base64.b64decode(resources["feast"].inputs["values"]["feature_store_yaml_base64"]).decode()
+
+
+def test_postgres_has_three_synchronous_instances_in_staging_and_prod_and_one_in_dev(dev, prod):
+    assert dev["feast-postgres"].inputs["spec"]["instances"] == 1
+    assert "postgresql" not in dev["feast-postgres"].inputs["spec"]
+    staging = platform("staging")["feast-postgres"].inputs["spec"]
+    for cluster in (prod["feast-postgres"].inputs["spec"], staging):
+        assert cluster["instances"] == 3
+        assert cluster["postgresql"]["synchronous"] == {"method": "any", "number": 1, "dataDurability": "required"}
+    cluster = dev["feast-postgres"].inputs
+    assert (cluster["apiVersion"], cluster["kind"], cluster["metadata"]["namespace"]) == \
+        ("postgresql.cnpg.io/v1", "Cluster", "feast")
+    # Pinned operand image, default StorageClass, no superuser password anywhere.
+    assert cluster["spec"]["imageName"] == CHARTS["cloudnative-pg"].images[1]
+    assert cluster["spec"]["storage"] == {"size": "10Gi"} and cluster["spec"]["enableSuperuserAccess"] is False
+    assert dev["feast"].inputs["values"]["replicaCount"] == 1 and prod["feast"].inputs["values"]["replicaCount"] == 2
+
+
+def test_the_stores_exist_before_feast_and_the_operators_before_their_resources(dev):
+    release = dev["feast"]
+    for store in ("feast-postgres", "feast-redis", "feast-redis-password", "feast-offline"):
+        assert dev[store].urn in release.dependencies, store
+    # The operators' releases (with their CRDs) come first: the custom resources wait for them.
+    for operator in ("postgres-operator", "redis-operator"):
+        assert dev[operator].urn in dev["feast-postgres"].dependencies
+        assert dev[operator].urn in dev["feast-redis"].dependencies
+    assert dev["feast-redis-password"].urn in dev["feast-redis"].dependencies
+
+
+def test_the_redis_password_never_reaches_a_plan():
+    result = with_password(spec("prod"), CANARY)
+    assert CANARY not in result.to_json()
+    resources = by_name(result)
+    assert resources["feast-redis-password"].inputs["stringData"] == SECRET
+    assert resources["feast-redis"].inputs["spec"]["kubernetesConfig"]["redisSecret"] == {
+        "name": "feast-redis-password", "key": "password"}
+
+
+def test_a_redis_password_that_would_break_the_connection_string_is_refused_without_echo():
+    assert checked_redis_password("Aa0-._~!@#$%^&*()+=:;'<>?/|") == "Aa0-._~!@#$%^&*()+=:;'<>?/|"
+    for bad in ("with space", "a,b", 'a"b', "a\\b"):
+        with pytest.raises(ValueError) as caught:
+            checked_redis_password(bad)
+        assert bad not in str(caught.value)
+    with pytest.raises(ValueError):
+        checked_redis_password("")
+    # The program fails at the Secret, naming the stack secret, not its value. (In a process of its
+    # own: a failed run leaves pending outputs in the mock runtime that later runs would trip over.)
+    script = "import sys; sys.path[:0] = sys.argv[1:]; import test_featurestore as t; " \
+             "t.with_password(t.spec('dev'), 'bad pw,x')"
+    proc = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "plinth:feastRedisPassword must be" in proc.stderr and "bad pw,x" not in proc.stderr
+
+
+def test_the_server_takes_every_credential_from_secret_key_refs(dev):
+    values = dev["feast"].inputs["values"]
+    env = {e["name"]: e for e in values["extraEnvs"]}
+    assert set(env) == {ENV_POSTGRES_USER, ENV_POSTGRES_PASSWORD, ENV_REDIS_PASSWORD}
+    assert all(set(e) == {"name", "valueFrom"} for e in env.values())
+    refs = {name: e["valueFrom"]["secretKeyRef"] for name, e in env.items()}
+    # The Secret CloudNativePG generates for the Cluster's database owner, and the one Plinth makes for Redis.
+    app_secret = dev["feast-postgres"].inputs["metadata"]["name"] + "-app"
+    assert refs[ENV_POSTGRES_USER] == {"name": app_secret, "key": "username"}
+    assert refs[ENV_POSTGRES_PASSWORD] == {"name": app_secret, "key": "password"}
+    assert refs[ENV_REDIS_PASSWORD] == {"name": dev["feast-redis-password"].inputs["metadata"]["name"],
+                                        "key": "password"}
+
+
+def test_feature_store_yaml_names_only_environment_variables_the_server_has(dev):
+    text = server_yaml(dev)
+    the_spec = spec("dev")
+    assert text == feature_store_yaml(the_spec.feature_store.feast)  # what `plinth render` shows
+    env = {e["name"] for e in dev["feast"].inputs["values"]["extraEnvs"]}
+    assert set(re.findall(r"\$\{([A-Z_]+)\}", text)) == env
+    config = yaml.safe_load(text)
+    assert config["online_store"]["connection_string"] == \
+        "feast-redis.feast.svc:6379,password=${FEAST_REDIS_PASSWORD}"
+    assert config["registry"]["path"].startswith(
+        "postgresql+psycopg://${FEAST_POSTGRES_USER}:${FEAST_POSTGRES_PASSWORD}@feast-postgres-rw.feast.svc:5432/")
+    # No value of a credential field is anything but a placeholder.
+    leaves = [(k, v) for block in config.values() if isinstance(block, dict) for k, v in block.items()]
+    assert all(re.fullmatch(r"\$\{[A-Z_]+\}", v) for k, v in leaves if k in ("user", "password"))
+    assert CANARY not in server_yaml(by_name(with_password(the_spec, CANARY)))
+
+
+def test_postgres_online_store_needs_no_redis(prod):
+    postgres = platform("dev", onlineStore="postgres")
+    assert not {"redis-operator", "feast-redis", "feast-redis-password"} & set(postgres)
+    assert "feast_redis_password" not in required_secrets(spec("dev", onlineStore="postgres"))
+    config = yaml.safe_load(server_yaml(postgres))
+    assert config["online_store"]["type"] == "postgres" and config["online_store"]["sslmode"] == "verify-full"
+    assert {e["name"] for e in postgres["feast"].inputs["values"]["extraEnvs"]} == {ENV_POSTGRES_USER,
+                                                                                  ENV_POSTGRES_PASSWORD}
+    # A postgres offline store needs no offline volume.
+    assert "feast-offline" not in prod and yaml.safe_load(server_yaml(prod))["offline_store"]["type"] == "postgres"
+
+
+def test_the_file_offline_store_is_a_shared_volume_mounted_in_the_server(dev):
+    claim = dev["feast-offline"].inputs["spec"]
+    assert claim == {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "50Gi"}}}
+    values = dev["feast"].inputs["values"]
+    assert {"name": "offline", "mountPath": "/feast/offline"} in values["volumeMounts"]
+    assert {"name": "offline", "persistentVolumeClaim": {"claimName": "feast-offline"}} in values["volumes"]
+
+
+def test_the_server_runs_restricted_and_scraped(dev):
+    values = dev["feast"].inputs["values"]
+    assert values["podSecurityContext"]["runAsNonRoot"] is True
+    assert values["securityContext"]["readOnlyRootFilesystem"] is True
+    assert values["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert values["metrics"] == {"enabled": True}
+    monitors = {r.inputs["kind"]: r for r in dev.values() if r.inputs.get("kind") in ("ServiceMonitor", "PodMonitor")
+                and r.inputs["metadata"]["namespace"] == "feast"}
+    assert monitors["ServiceMonitor"].inputs["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def test_spec_values_reach_the_feast_chart_only():
+    resources = by_name(plan(PlatformSpec.model_validate(merge(YAML(typ="safe").load(MINIMAL), {
+        "featureStore": {"feast": {"enabled": True, "values": {"logLevel": "INFO"}}}})), "test"))
+    assert resources["feast"].inputs["values"]["logLevel"] == "INFO"
+    assert "logLevel" not in resources["postgres-operator"].inputs["values"]
+    assert "logLevel" not in resources["redis-operator"].inputs["values"]
+    owned = PlatformSpec.model_validate(merge(YAML(typ="safe").load(MINIMAL), {
+        "featureStore": {"feast": {"enabled": True, "values": {"replicaCount": 5}}}}))
+    assert [v.rule for v in check_rules(owned)] == ["values-owned-key"]
+
+
+def test_teams_reach_the_feature_server_port_only(dev):
+    policies = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]): r.inputs["spec"]
+                for r in dev.values() if r.type.endswith(":NetworkPolicy")}
+    team = policies[("fraud", "allow-to-feast")]
+    assert team["egress"] == [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "feast"}}}],
+                               "ports": [{"protocol": "TCP", "port": 6566}]}]
+    assert policies[("feast", "allow-from-teams")]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 6566}]
+    # The operators reach their instances; nothing else of the platform gets in.
+    assert policies[("feast", "allow-from-postgres-operator")]["ingress"][0]["ports"] == [
+        {"protocol": "TCP", "port": 8000}, {"protocol": "TCP", "port": 5432}]
+    assert policies[("feast", "allow-from-redis-operator")]["ingress"][0]["ports"] == [
+        {"protocol": "TCP", "port": 6379}]
+
+
+def test_air_gap_every_image_comes_from_the_mirror_and_is_listed():
+    doc = merge(YAML(typ="safe").load(MINIMAL), {
+        "airgap": {"enabled": True, "mirror": {"registry": "mirror.corp.internal/plinth",
+                                               "charts": "oci://mirror.corp.internal/charts"}},
+        "monitoring": {"enabled": True},
+        "featureStore": {"feast": {"enabled": True}}})
+    the_spec = PlatformSpec.model_validate(doc)
+    resources = by_name(plan(the_spec, "test"))
+    mirror = "mirror.corp.internal/plinth/"
+    assert resources["feast-postgres"].inputs["spec"]["imageName"].startswith(mirror)
+    redis = resources["feast-redis"].inputs["spec"]
+    assert redis["kubernetesConfig"]["image"].startswith(mirror) and redis["redisExporter"]["image"].startswith(mirror)
+    assert resources["feast"].inputs["values"]["image"]["repository"] == mirror + "feastdev/feature-server"
+    assert resources["postgres-operator"].inputs["values"]["image"]["repository"].startswith(mirror)
+    assert resources["redis-operator"].inputs["values"]["redisOperator"]["imageName"].startswith(mirror)
+    listed = {i.target for i in mirror_list(the_spec).images}
+    for chart in ("feast", "cloudnative-pg", "redis-operator"):
+        for image in CHARTS[chart].images:
+            assert mirror + image.split("/", 1)[1] in listed, image
+
+
+def test_cloud_offline_stores_are_not_accepted_before_their_targets():
+    for store in ("bigquery", "redshift"):
+        with pytest.raises(ValidationError, match="'file' or 'postgres'"):
+            spec("dev", offlineStore=store)
+
+
+# --- the real Feast SDK ---------------------------------------------------------------------------
+
+LOADER = textwrap.dedent("""\
+    import json, sys
+    from pathlib import Path
+    import feast
+    from feast.repo_config import load_repo_config
+    print(json.dumps({"repo": "version", "version": feast.__version__}))
+    for repo in sys.argv[1:]:
+        try:
+            config = load_repo_config(Path(repo), Path(repo) / "feature_store.yaml")
+            print(json.dumps({"repo": repo, "project": config.project,
+                              "registry": type(config.registry).__name__, "registry_path": config.registry.path,
+                              "online": type(config.online_store).__name__,
+                              "online_store": config.online_store.model_dump(mode="json"),
+                              "offline": type(config.offline_store).__name__}))
+        except Exception as exc:
+            print(json.dumps({"repo": repo, "error": type(exc).__name__, "message": str(exc)[:500]}))
+""")
+
+DUMMIES = {ENV_POSTGRES_USER: "feast", ENV_POSTGRES_PASSWORD: "Pg0dummy0Password",
+           # Characters YAML would read as a comment or a mapping unless the scalar is quoted.
+           ENV_REDIS_PASSWORD: "r3dis #pw: it's"}
+
+CASES = {
+    "redis-file-dev": ("dev", {}),
+    "redis-postgres-prod": ("prod", {"offlineStore": "postgres"}),
+    "postgres-file-prod": ("prod", {"onlineStore": "postgres"}),
+    "postgres-postgres-dev": ("dev", {"onlineStore": "postgres", "offlineStore": "postgres"}),
+}
+
+
+def feast_python() -> str:
+    found = os.environ.get("PLINTH_FEAST_PYTHON")
+    if not found:
+        pytest.skip("no Feast SDK: set PLINTH_FEAST_PYTHON to a Python with feast[postgres,redis] installed, in its "
+                    "own environment (its pins are not the Pulumi SDK's; see .ci/run)")
+    return found
+
+
+def load_in_feast(repos: list[Path]) -> dict[str, dict]:
+    proc = subprocess.run([feast_python(), "-c", LOADER, *map(str, repos)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, **DUMMIES})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return {Path(r["repo"]).name: r for r in results}
+
+
+def test_feast_loads_every_generated_feature_store_yaml(tmp_path):
+    repos = []
+    for case, (environment, feast) in CASES.items():
+        repo = tmp_path / case
+        repo.mkdir()
+        text = server_yaml(platform(environment, **feast))
+        (repo / "feature_store.yaml").write_text(text, encoding="utf-8")
+        repos.append(repo)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    text = feature_store_yaml(spec("dev").feature_store.feast)
+    (broken / "feature_store.yaml").write_text(text.replace("type: redis", "type: rediss"), encoding="utf-8")
+    typo = tmp_path / "typo"
+    typo.mkdir()
+    (typo / "feature_store.yaml").write_text(text.replace("connection_string:", "connection_strin:"), encoding="utf-8")
+
+    loaded = load_in_feast([*repos, broken, typo])
+    # The same Feast as the server image runs.
+    assert loaded["version"]["version"] == CHARTS["feast"].version
+
+    expected_online = {"redis": "RedisOnlineStoreConfig", "postgres": "PostgreSQLOnlineStoreConfig"}
+    # Feast's `file` offline store is its Dask store.
+    expected_offline = {"file": "DaskOfflineStoreConfig", "postgres": "PostgreSQLOfflineStoreConfig"}
+    for case, (_, feast) in CASES.items():
+        result = loaded[case]
+        assert "error" not in result, result
+        assert result["project"] == "features" and result["registry"] == "SqlRegistryConfig"
+        assert result["registry_path"].startswith("postgresql+psycopg://feast:Pg0dummy0Password@feast-postgres-rw.")
+        assert result["online"] == expected_online[feast.get("onlineStore", "redis")]
+        assert result["offline"] == expected_offline[feast.get("offlineStore", "file")]
+        store = result["online_store"]
+        if result["online"] == "RedisOnlineStoreConfig":
+            assert store["connection_string"] == "feast-redis.feast.svc:6379,password=r3dis #pw: it's"
+        else:
+            assert (store["user"], store["password"], store["sslmode"]) == ("feast", "Pg0dummy0Password",
+                                                                           "verify-full")
+    # Feast itself refuses what it cannot load: the check can fail.
+    assert loaded["broken"]["error"] == "FeastOnlineStoreInvalidName", loaded["broken"]
+    assert "error" in loaded["typo"] and "connection_strin" in loaded["typo"]["message"], loaded["typo"]

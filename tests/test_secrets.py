@@ -1,0 +1,149 @@
+"""Secrets to workloads: the Vault Secrets Operator per team, and Vault's side in the configure stage.
+
+The isolation claim is checked on both sides: the Kubernetes objects a team gets, and the Vault
+role and policy the configure stage declares (the policy parsed as HCL, as Vault reads it).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import subprocess
+import sys
+from pathlib import Path
+
+import hcl
+import pytest
+from ruamel.yaml import YAML
+
+from support import MINIMAL, ROOT, CONFIGURE_STACKS, STACKS
+from plinth.engine.offline import plan
+from plinth.plan import SECRET
+from plinth.spec.load import load_stack_spec, stack_stage
+from plinth.spec.models import PlatformSpec
+from plinth.spec.yamltree import merge
+
+PLINTH = [str(Path(sys.executable).parent / "plinth")]
+TEAMS = [
+    {"name": "fraud", "groups": {"mlEngineer": ["fraud-eng"], "dataScientist": ["fraud-ds"], "viewer": ["audit"]}},
+    {"name": "credit", "groups": {"mlEngineer": ["credit-eng"]}},
+    {"name": "fraud-2"},  # a name that starts with another team's name
+]
+
+
+def spec(**overrides) -> PlatformSpec:
+    doc = merge(YAML(typ="safe").load(MINIMAL), {
+        "certificates": {"certManager": {"enabled": True}},
+        "secrets": {"vault": {"enabled": True}},
+        "teams": TEAMS,
+    })
+    return PlatformSpec.model_validate(merge(doc, overrides))
+
+
+def of_type(result, type_suffix: str) -> list:
+    return [r for r in result.resources if r.type.endswith(type_suffix)]
+
+
+@pytest.fixture(scope="module")
+def platform():
+    return plan(spec(), "test")
+
+
+@pytest.fixture(scope="module")
+def configure():
+    return plan(spec(registry={"harbor": {"enabled": True, "hostname": "registry.corp.internal"}}), "test",
+                stage="configure")
+
+
+def test_every_team_gets_its_own_vault_auth_usable_from_its_namespace_only(platform):
+    auths = {r.inputs["metadata"]["namespace"]: r.inputs for r in of_type(platform, ":VaultAuth")}
+    assert set(auths) == {t["name"] for t in TEAMS}
+    for team, auth in auths.items():
+        assert auth["spec"]["kubernetes"] == {"role": f"team-{team}", "serviceAccount": "vault-secrets",
+                                              "audiences": ["vault"]}
+        assert auth["spec"]["allowedNamespaces"] == [team]
+        assert auth["spec"]["vaultConnectionRef"] == "vault-secrets-operator/default"
+    accounts = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"])
+                for r in of_type(platform, "core/v1:ServiceAccount")}
+    assert {(t["name"], "vault-secrets") for t in TEAMS} <= accounts
+
+
+def test_the_operator_trusts_the_platform_ca_and_has_no_shared_auth(platform):
+    [release] = [r for r in of_type(platform, "helm.sh/v3:Release") if r.name == "secrets-operator"]
+    values = release.inputs["values"]
+    assert values["defaultVaultConnection"] == {"enabled": True, "address": "https://vault.vault.svc:8200",
+                                                "caCertSecret": "vault-ca", "skipTLSVerify": False}
+    assert values["defaultAuthMethod"] == {"enabled": False}
+    assert values["controller"]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    # The VaultAuths are custom resources of the operator's CRDs: created after its release.
+    for auth in of_type(platform, ":VaultAuth"):
+        assert release.urn in auth.dependencies
+
+
+def _roles_and_policies(result):
+    policies = {r.inputs["name"]: hcl.loads(r.inputs["policy"])["path"] for r in of_type(result, ":Policy")}
+    roles = {r.inputs["roleName"]: r.inputs for r in of_type(result, "kubernetes/authBackendRole:AuthBackendRole")}
+    return roles, policies
+
+
+def test_a_team_role_is_bound_to_one_account_in_one_namespace(configure):
+    roles, _ = _roles_and_policies(configure)
+    assert set(roles) == {f"team-{t['name']}" for t in TEAMS}
+    for team in (t["name"] for t in TEAMS):
+        role = roles[f"team-{team}"]
+        assert role["boundServiceAccountNames"] == ["vault-secrets"]
+        assert role["boundServiceAccountNamespaces"] == [team]
+        assert role["audience"] == "vault"
+        assert role["tokenPolicies"] == [f"team-{team}"]
+
+
+def test_team_a_cannot_name_team_b_path(configure):
+    roles, policies = _roles_and_policies(configure)
+    names = [t["name"] for t in TEAMS]
+    for a in names:
+        granted = [path for policy in roles[f"team-{a}"]["tokenPolicies"] for path in policies[policy]]
+        assert granted, a
+        for b in names:
+            if b == a:
+                continue
+            # Any secret of team B, as Vault names it (KV v2 data and metadata paths).
+            for secret in (f"teams/data/{b}/db", f"teams/metadata/{b}/db"):
+                assert not any(fnmatch.fnmatchcase(secret, pattern) for pattern in granted), (a, b, granted)
+        assert any(fnmatch.fnmatchcase(f"teams/data/{a}/db", p) for p in granted)
+
+
+def test_harbor_gets_one_private_project_per_team_with_least_privilege_members(configure):
+    projects = {r.inputs["name"]: r.inputs for r in of_type(configure, "harbor:index/project:Project")}
+    assert set(projects) == {t["name"] for t in TEAMS}
+    assert all(p["public"] is False for p in projects.values())
+    members = {(r.inputs["groupName"], r.inputs["role"], r.inputs["type"])
+               for r in of_type(configure, "harbor:index/projectMemberGroup:ProjectMemberGroup")}
+    assert members == {("fraud-eng", "developer", "oidc"), ("fraud-ds", "guest", "oidc"),
+                       ("audit", "limitedguest", "oidc"), ("credit-eng", "developer", "oidc")}
+    [provider] = of_type(configure, "providers:harbor")
+    assert provider.inputs["url"] == "https://registry.corp.internal"
+    assert provider.inputs["password"] == SECRET
+
+
+def test_the_configure_stage_holds_no_vault_credential(configure):
+    [provider] = of_type(configure, "providers:vault")
+    assert "token" not in provider.inputs
+    assert provider.inputs["address"] == "https://vault.vault.svc:8200"
+
+
+def test_stack_stages():
+    assert CONFIGURE_STACKS, "the project has at least one configure stack"
+    for stack in CONFIGURE_STACKS:
+        assert stack_stage(ROOT, stack) == "configure"
+        configured = stack.removesuffix(".configure")
+        assert load_stack_spec(ROOT, stack) == load_stack_spec(ROOT, configured)
+    assert all(stack_stage(ROOT, stack) == "platform" for stack in STACKS)
+
+
+def test_the_cli_plans_the_configure_stage_of_a_stack_and_refuses_a_wrong_stage():
+    stack = CONFIGURE_STACKS[0]
+    ok = subprocess.run([*PLINTH, "plan", "--stack", stack], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stderr
+    assert "AuthBackendRole" in ok.stdout and "Release" not in ok.stdout
+    wrong = subprocess.run([*PLINTH, "plan", "--stack", stack, "--stage", "platform"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 2
+    assert "is a configure stack" in wrong.stderr and "Traceback" not in wrong.stderr
