@@ -195,6 +195,7 @@ PLATFORM_NAMESPACES: dict[str, str] = {
     "vault": CHARTS["vault"].namespace,
     "feast": CHARTS["feast"].namespace,
     "harbor": CHARTS["harbor"].namespace,
+    "ledger": "plinth-system",
     "vault-secrets-operator": CHARTS["vault-secrets-operator"].namespace,
     "postgres-operator": CHARTS["cloudnative-pg"].namespace,
     "redis-operator": CHARTS["redis-operator"].namespace,

@@ -51,6 +51,18 @@ def _options(
     """Plinth: one platform spec -> a governed ML platform. Offline verbs need no cloud and no cluster."""
 
 
+def _out_dir(value: Path | None) -> Path | None:
+    """`--out` of plan and render, checked while the arguments are parsed: before any work is done."""
+    from plinth.plan import OutputError, check_out_dir
+
+    if value is not None:
+        try:
+            check_out_dir(value)
+        except OutputError as exc:
+            raise SpecInvalid([SpecError(None, "--out", str(exc))]) from None
+    return value
+
+
 def _err(message: str) -> None:
     typer.echo(message, err=True)
 
@@ -98,17 +110,32 @@ def _plan(blueprint: Path | None, stack: str | None, stage: str | None = None):
     return _plan_spec(spec, source, stack, _stage(stack, stage))
 
 
+def _provenance(source: str):
+    """The files behind a source label (`stack:NAME` or a blueprint path), for the platform ledger."""
+    from plinth.provenance import Provenance
+    from plinth.spec.load import read_stack
+
+    if source.startswith("stack:"):
+        name = source.removeprefix("stack:")
+        blueprint, _ = read_stack(project_dir(), name)
+        return Provenance.of(blueprint, project_dir() / "stacks" / f"Pulumi.{name}.yaml")
+    path = Path(source)
+    return Provenance.of(path if path.is_file() else project_dir() / path)
+
+
 def _plan_spec(spec, source: str, stack: str | None, stage: str = "platform"):
     from plinth.engine.offline import plan
 
     started = time.perf_counter()
+    provenance = _provenance(source)
     if not sys.stderr.isatty():
-        return plan(spec, source, stack=stack or "offline", stage=stage), time.perf_counter() - started
+        return (plan(spec, source, stack=stack or "offline", stage=stage, provenance=provenance),
+                time.perf_counter() - started)
     from rich.console import Console
 
     # Large platforms take a while offline: show a live count on the terminal.
     with Console(stderr=True).status(f"planning {source}") as status:
-        result = plan(spec, source, stack=stack or "offline", stage=stage,
+        result = plan(spec, source, stack=stack or "offline", stage=stage, provenance=provenance,
                       progress=lambda n: status.update(f"planning {source}: {n} resources"))
     return result, time.perf_counter() - started
 
@@ -124,14 +151,14 @@ def validate(blueprint: BlueprintArg = None, stack: StackOpt = None) -> None:
 def plan(
     blueprint: BlueprintArg = None,
     stack: StackOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="Also write DIR/plan.json.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Also write DIR/plan.json.", callback=_out_dir)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON instead of the tree.")] = False,
     stage: Annotated[Optional[str], typer.Option(
         help="platform (the cluster and its services) or configure (Vault and Harbor contents, run once they "
              "are up). Default: the stack's own stage, else platform.")] = None,
 ) -> None:
     """Run the program offline and show every resource it declares."""
-    from plinth.plan import tree_lines
+    from plinth.plan import OutputError, tree_lines
 
     if stage not in (None, "platform", "configure"):
         raise SpecInvalid([SpecError(None, "--stage", f"{stage!r}: expected platform or configure")])
@@ -143,7 +170,10 @@ def plan(
         counts = ", ".join(f"{n} {t.rsplit(':', 1)[-1]}" for t, n in result.counts().items())
         typer.echo(f"\n{counts}\nplanned in {seconds:.2f}s")
     if out:
-        path = result.write(out)
+        try:
+            path = result.write(out)
+        except OutputError as exc:  # changed since the up-front check
+            raise SpecInvalid([SpecError(None, "--out", str(exc))]) from None
         _err(f"wrote {path}")
 
 
@@ -151,7 +181,8 @@ def plan(
 def render(
     blueprint: BlueprintArg = None,
     stack: StackOpt = None,
-    out: Annotated[Path, typer.Option(help="Directory for the manifests (created; earlier renders replaced).")] = ...,
+    out: Annotated[Path, typer.Option(help="Directory for the manifests (created; earlier renders replaced).",
+                                      callback=_out_dir)] = ...,
     charts: Annotated[Optional[Path], typer.Option(
         help="Directory chart source (DIR/charts/<name>-<version>.tgz, DIR/crds/<bundle>/) to render the real "
              "charts from. Default: the spec's charts.source when it is a directory.")] = None,
@@ -207,6 +238,47 @@ def images(
 
 
 @app.command()
+def check(
+    blueprint: BlueprintArg = None,
+    stack: StackOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Run the policy pack over the offline plan (the same policies `pulumi preview --policy-pack policies`
+    runs); exit 1 on a violation of a mandatory policy. Levels: stacks/policy.<stack>.json."""
+    from plinth.governance.check import as_json as results_json
+    from plinth.governance.check import check as run_checks
+    from plinth.governance.check import policy_config
+
+    try:
+        config_file, levels = policy_config(project_dir(), stack)
+    except ValueError as exc:
+        raise SpecInvalid([SpecError(None, "policy", str(exc))]) from None
+    result, _ = _plan(blueprint, stack)
+    results = run_checks(result, levels)
+    if as_json:
+        sys.stdout.write(results_json(results))
+    else:
+        typer.echo("\n".join(check_lines(results, config_file)))
+    if any(r.failed for r in results):
+        raise typer.Exit(1)
+
+
+def check_lines(results, config_file: Path | None) -> list[str]:
+    width = max(len(r.policy.name) for r in results)
+    lines = [f"{r.policy.name:<{width}}  {r.level:<9}  "
+             f"{'ok' if not r.violations else plural(len(r.violations), 'violation')}" for r in results]
+    for r in (r for r in results if r.violations):
+        lines += ["", f"[{r.level}] {r.policy.name}: {r.policy.description}", f"  fix: {r.policy.remediation}"]
+        lines += [f"  - {v.subject}: {v.message}" for v in r.violations]
+    failed = sum(r.failed for r in results)
+    levels = f" (levels from {config_file})" if config_file else ""
+    verdict = f"{failed} mandatory {'policy' if failed == 1 else 'policies'} violated" if failed else \
+        "no mandatory policy violated"
+    lines += ["", f"{len(results)} policies{levels}: {verdict}"]
+    return lines
+
+
+@app.command()
 def diff(
     old: Annotated[str, typer.Argument(help="Blueprint YAML, plan JSON, or stack:NAME.")],
     new: Annotated[str, typer.Argument(help="Blueprint YAML, plan JSON, or stack:NAME.")],
@@ -238,13 +310,19 @@ def _plan_of(ref: str):
 @app.command()
 def schema(
     out: Annotated[Optional[Path], typer.Option(help="Write to FILE instead of stdout.")] = None,
+    overlay: Annotated[bool, typer.Option(
+        "--overlay", help="The schema of a file merged onto a base (`extends:` blueprints, stack overrides): "
+        "every field optional, `~` and `$delete: true` allowed.")] = False,
 ) -> None:
     """Print the JSON Schema of the platform spec (for editors and CI)."""
     from plinth.spec.schema import schema_json
 
-    text = schema_json()
+    text = schema_json(overlay)
     if out:
-        out.write_text(text, encoding="utf-8")
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise SpecInvalid([SpecError(None, "--out", f"{out}: cannot write: {exc.strerror or exc}")]) from None
         _err(f"wrote {out}")
     else:
         sys.stdout.write(text)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import pulumi
 
+from plinth.provenance import Provenance
+
 MANAGED_BY = "plinth"
 PULL_SECRET = "mirror-pull"
 """Name of the air-gap mirror's image pull secret, in every namespace that pulls from it."""
@@ -70,10 +72,12 @@ class PlatformContext:
     """Cilium is the CNI: network policies may name Cilium entities (the Gateway's proxies, the API server)."""
     skip_await: bool = False
     """Test clusters without nodes: don't wait for readiness or run Helm hooks, delete in the background."""
+    provenance: Provenance | None = None
+    """The files the spec came from (the ledger records them); None when the spec was not read from files."""
 
     @classmethod
     def from_spec(cls, spec, provider: pulumi.ProviderResource | None = None,
-                  secrets: StackSecrets | None = None) -> PlatformContext:
+                  secrets: StackSecrets | None = None, provenance: Provenance | None = None) -> PlatformContext:
         mirror = spec.airgap.mirror if spec.airgap.enabled else None
         secrets = secrets or StackSecrets()
         mirror_auth = None
@@ -97,6 +101,7 @@ class PlatformContext:
             cert_manager=spec.certificates.cert_manager.enabled,
             cilium=spec.network.cilium.enabled,
             skip_await=spec.testing.skip_await,
+            provenance=provenance,
         )
 
     @property

@@ -10,6 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.context import MANAGED_BY, PlatformContext, resource_name
+from plinth.governance.policies import SECRET_SOURCE
 from plinth.service import Peer
 
 
@@ -36,6 +37,18 @@ def namespace(name: str, ns_name: str, component: str, ctx: PlatformContext, opt
     )
 
 
+def stack_secret(name: str, metadata: dict, source: str, string_data: pulumi.Input[dict],
+                 opts: pulumi.ResourceOptions, type: str = "Opaque") -> k8s.core.v1.Secret:
+    """A Secret whose payload comes from stack secrets (secret Outputs, never plain strings in the program).
+
+    Its annotation `plinth.dev/secret-source` names the source (a stack config key, or how the value is
+    derived from one): the policy `secrets-from-stack-config` requires it, the compliance report lists it.
+    """
+    annotations = {**(metadata.get("annotations") or {}), SECRET_SOURCE: source}
+    return k8s.core.v1.Secret(name, metadata={**metadata, "annotations": dict(sorted(annotations.items()))},
+                              type=type, string_data=pulumi.Output.secret(string_data), opts=opts)
+
+
 def pull_secret(name: str, metadata: dict, ctx: PlatformContext,
                 opts: pulumi.ResourceOptions) -> k8s.core.v1.Secret | None:
     """The mirror's image pull secret (from a secret Output), when the spec asks for one."""
@@ -44,14 +57,10 @@ def pull_secret(name: str, metadata: dict, ctx: PlatformContext,
     if ctx.mirror_auth is None:
         raise ValueError("the spec asks for a mirror pull secret but no mirror password was given")
     host = ctx.mirror_registry.split("/")[0]
-    return k8s.core.v1.Secret(
-        resource_name(name, "mirror-pull"),
-        metadata=metadata,
-        type="kubernetes.io/dockerconfigjson",
-        string_data={".dockerconfigjson": pulumi.Output.secret(ctx.mirror_auth).apply(
-            lambda auth: _docker_config(host, auth))},
-        opts=opts,
-    )
+    return stack_secret(
+        resource_name(name, "mirror-pull"), metadata, "plinth:mirrorPassword (with airgap.mirror.pullSecret)",
+        {".dockerconfigjson": pulumi.Output.secret(ctx.mirror_auth).apply(lambda auth: _docker_config(host, auth))},
+        opts, type="kubernetes.io/dockerconfigjson")
 
 
 def _docker_config(registry: str, auth: str) -> str:

@@ -7,6 +7,8 @@ deterministically and can be compared with what the real engine deploys.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,21 @@ class Resource:
     @property
     def component_path(self) -> str:
         return self.urn.split("::")[2]
+
+    @property
+    def key(self) -> str:
+        """The resource within its platform: the URN without stack and project (see resource_key)."""
+        return resource_key(self.urn)
+
+
+def resource_key(urn: str) -> str:
+    """`urn:pulumi:STACK::PROJECT::TYPES::NAME` -> `TYPES::NAME`.
+
+    Every URN names its stack, so keyed by URN two stacks (or a blueprint, planned as stack
+    `offline`, and a stack) share no resource at all; keyed by this they compare like with like.
+    """
+    parts = urn.split("::", 2)
+    return parts[2] if len(parts) == 3 and parts[0].startswith("urn:pulumi:") else urn
 
 
 @dataclass(frozen=True)
@@ -69,10 +86,41 @@ class Plan:
         return dict(sorted(counts.items()))
 
     def write(self, out_dir: Path) -> Path:
-        out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / "plan.json"
-        path.write_text(self.to_json(), encoding="utf-8")
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(self.to_json(), encoding="utf-8")
+        except OSError as exc:  # checked up front (check_out_dir); this is what changed since
+            raise OutputError(f"{out_dir}: cannot write {path.name}: {exc.strerror or exc}") from None
         return path
+
+
+class OutputError(ValueError):
+    """An output directory Plinth cannot write into (bad input: the CLI exits 2)."""
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """Refuse an output directory Plinth could not write, before any planning starts.
+
+    `plan --out` and `render --out` both call it, so a typo fails in a second with a
+    message instead of after the whole plan with an OSError. The directory itself is
+    not created here (an invalid spec must leave nothing behind).
+    """
+    if out_dir.is_symlink() and not out_dir.exists():
+        raise OutputError(f"{out_dir}: a link to nothing, not a directory")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: exists and is not a directory")
+    existing = out_dir
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{out_dir}: {existing} is not a directory, so nothing can be created under it")
+    # A real probe, not os.access: root passes every permission check, yet a read-only
+    # or pseudo file system still refuses.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".plinth-probe-", dir=existing))
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot create files in {existing} ({exc.strerror or exc})") from None
 
 
 def short_type(token: str) -> str:
@@ -133,16 +181,21 @@ class Change:
 
 
 def diff_plans(old: Plan, new: Plan) -> list[Change]:
-    """Resource-by-resource, field-by-field changes from old to new (keyed by URN)."""
-    before, after = old.by_urn(), new.by_urn()
-    changes = [Change("removed", before[u]) for u in sorted(before.keys() - after.keys())]
-    changes += [Change("added", after[u]) for u in sorted(after.keys() - before.keys())]
-    for urn in sorted(before.keys() & after.keys()):
-        fields = tuple(field_changes(before[urn].inputs, after[urn].inputs, ""))
+    """Resource-by-resource, field-by-field changes from old to new.
+
+    Resources are keyed by type path and name within the platform (Resource.key), never by the
+    full URN, so plans of different stacks (or a blueprint and a stack) show only real changes.
+    """
+    before = {r.key: r for r in old.resources}
+    after = {r.key: r for r in new.resources}
+    changes = [Change("removed", before[k]) for k in sorted(before.keys() - after.keys())]
+    changes += [Change("added", after[k]) for k in sorted(after.keys() - before.keys())]
+    for key in sorted(before.keys() & after.keys()):
+        fields = tuple(field_changes(before[key].inputs, after[key].inputs, ""))
         if fields:
-            changes.append(Change("changed", after[urn], fields))
+            changes.append(Change("changed", after[key], fields))
     order = {"removed": 0, "changed": 1, "added": 2}
-    return sorted(changes, key=lambda c: (order[c.kind], c.resource.urn))
+    return sorted(changes, key=lambda c: (order[c.kind], c.resource.key))
 
 
 def field_changes(old: Any, new: Any, path: str):
@@ -150,8 +203,19 @@ def field_changes(old: Any, new: Any, path: str):
         for key in sorted(old.keys() | new.keys()):
             sub = f"{path}.{key}" if path else key
             yield from field_changes(old.get(key, _MISSING), new.get(key, _MISSING), sub)
-    elif old != new:
+    elif _unstacked(old) != _unstacked(new):
         yield (path, None if old is _MISSING else old, None if new is _MISSING else new)
+
+
+def _unstacked(value: Any) -> Any:
+    """A value with every URN in it (resource references) keyed like the resources themselves."""
+    if isinstance(value, str):
+        return resource_key(value)
+    if isinstance(value, list):
+        return [_unstacked(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _unstacked(v) for k, v in value.items()}
+    return value
 
 
 _MISSING = object()

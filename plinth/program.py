@@ -15,6 +15,7 @@ from plinth.modules.certs import CertManager
 from plinth.modules.cluster import ExistingCluster, ExistingClusterArgs
 from plinth.modules.crds import GatewayApiCrds, PrometheusOperatorCrds
 from plinth.modules.featurestore import CloudNativePg, Feast, RedisOperator
+from plinth.modules.governance import Ledger
 from plinth.modules.monitoring import Monitoring
 from plinth.modules.network import Cilium, PlatformGateway
 from plinth.modules.pythonindex import PythonIndex
@@ -25,6 +26,7 @@ from plinth.modules.registry import Harbor
 from plinth.modules.registry.projects import HarborProjects
 from plinth.modules.storage import Longhorn
 from plinth.modules.tenancy import Tenancy, TenancyArgs
+from plinth.provenance import Provenance
 from plinth.service import PlatformService
 from plinth.spec.models import PlatformSpec
 
@@ -50,6 +52,8 @@ SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
     ("redis-operator", RedisOperator),
     ("feast", Feast),
     ("monitoring", Monitoring),
+    # Last: it records the deployment that everything before it completed.
+    ("ledger", Ledger),
 )
 
 
@@ -62,11 +66,11 @@ CONFIGURATION: tuple[tuple[str, type[PlatformService]], ...] = (
 )
 
 
-def build_platform(spec: PlatformSpec, secrets: StackSecrets) -> None:
+def build_platform(spec: PlatformSpec, secrets: StackSecrets, provenance: Provenance | None = None) -> None:
     cluster = ExistingCluster(
         "cluster", ExistingClusterArgs(kubeconfig=spec.target.kubeconfig, context=spec.target.context)
     )
-    ctx = PlatformContext.from_spec(spec, provider=cluster.provider, secrets=secrets)
+    ctx = PlatformContext.from_spec(spec, provider=cluster.provider, secrets=secrets, provenance=provenance)
     built: list[tuple[str, Any, PlatformService]] = []
     for name, service in SERVICES:
         if service.enabled(spec):
@@ -91,8 +95,8 @@ def build_platform(spec: PlatformSpec, secrets: StackSecrets) -> None:
     pulumi.export("environment", spec.metadata.environment)
 
 
-def build_configuration(spec: PlatformSpec, secrets: StackSecrets) -> None:
-    ctx = PlatformContext.from_spec(spec, secrets=secrets)
+def build_configuration(spec: PlatformSpec, secrets: StackSecrets, provenance: Provenance | None = None) -> None:
+    ctx = PlatformContext.from_spec(spec, secrets=secrets, provenance=provenance)
     for name, part in CONFIGURATION:
         if part.enabled(spec):
             part(name, part.block(spec), ctx)

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from plinth.engine.charts import CONFIG_GROUP, HELM_RELEASE, Rendered
-from plinth.plan import Plan, Resource
+from plinth.plan import OutputError, Plan, Resource
 
 MANIFEST = ".plinth-rendered"
 """Lists the files the last render wrote, so a re-render removes stale ones."""
@@ -60,7 +60,10 @@ def render(plan: Plan, out_dir: Path, charts: list[Rendered] | None = None) -> l
     each release's chart, version and values; `charts/<component>-<release>.yaml` what the chart itself
     renders with those values (or, in the helm/ file, a `note` saying why it could not be rendered).
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # the CLI checks first (check_out_dir); direct callers get the same error
+        raise RenderError(f"{out_dir}: cannot create the directory: {exc.strerror or exc}") from None
     _remove_previous(out_dir)
     files: dict[str, list[str]] = {}
     by_urn = plan.by_urn()
@@ -81,7 +84,6 @@ def render(plan: Plan, out_dir: Path, charts: list[Rendered] | None = None) -> l
     written = []
     for name, docs in sorted(files.items()):
         path = out_dir / name
-        path.parent.mkdir(parents=True, exist_ok=True)
         _write_inside(out_dir, path, "---\n".join(doc.split("\x00", 1)[-1] for doc in sorted(docs)))
         written.append(path)
     _write_inside(out_dir, out_dir / MANIFEST, "".join(f"{p.relative_to(out_dir)}\n" for p in written))
@@ -97,13 +99,17 @@ def _write_inside(out_dir: Path, path: Path, text: str) -> None:
     """Write a file of the render; never through a link, never outside the render directory."""
     if not _inside(out_dir, path):
         raise RenderError(f"{path}: its directory leads outside {out_dir}; refusing to write there")
-    if path.is_symlink():
-        path.unlink()  # a link placed where Plinth writes is replaced, never followed
-    path.write_text(text, encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink():
+            path.unlink()  # a link placed where Plinth writes is replaced, never followed
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise RenderError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
-class RenderError(ValueError):
-    """The render directory holds something Plinth must not write through."""
+class RenderError(OutputError):
+    """The render directory holds something Plinth must not write through, or cannot be written."""
 
 
 def _remove_previous(out_dir: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pulumi
 
 from plinth.context import StackSecrets
+from plinth.provenance import Provenance
 from plinth.spec.errors import SpecInvalid
 from plinth.spec.load import load_spec, load_stack_spec, read_stack
 from plinth.spec.models import PlatformSpec
@@ -43,6 +44,17 @@ def spec_from_pulumi_config(config: pulumi.Config, project_dir: Path) -> Platfor
         return load_spec(project_dir / blueprint, overrides)
     except SpecInvalid as exc:
         raise pulumi.RunError(f"the platform spec is invalid:\n{exc}") from None
+
+
+def provenance_from_pulumi_config(config: pulumi.Config, project_dir: Path) -> Provenance:
+    """The files the stack's spec came from: the blueprint chain and the stack file (of the stack it
+    configures, for a configure stack)."""
+    stack = config.get("configures") or pulumi.get_stack()
+    stack_file = project_dir / "stacks" / f"Pulumi.{stack}.yaml"
+    blueprint = project_dir / (config.get("blueprint") or "")
+    if stack_file.is_file():
+        blueprint, _ = read_stack(project_dir, stack)
+    return Provenance.of(blueprint, stack_file if stack_file.is_file() else None)
 
 
 def stage_from_pulumi_config(config: pulumi.Config) -> str:

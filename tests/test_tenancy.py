@@ -82,7 +82,16 @@ def test_role_bindings_follow_the_team_groups(resources):
     assert bindings == {("fraud", "plinth:ml-engineer"): ["fraud-eng"], ("fraud", "plinth:viewer"): ["auditors", "risk"]}
     admin = of_kind(resources, "ClusterRoleBinding")[0].inputs
     assert admin["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "admins"}]
-    assert admin["roleRef"]["name"] == "plinth:platform-admin"
+    assert admin["roleRef"]["name"] == "plinth:p:platform-admin"
+
+
+def test_cluster_scoped_names_carry_the_platform(resources):
+    # Besides the teams' namespaces (named by the team), what tenancy creates outside any namespace
+    # is named per platform (p): two platforms on one cluster never overwrite each other's.
+    cluster_scoped = [r for r in resources if r.custom and "metadata" in r.inputs
+                      and "namespace" not in r.inputs["metadata"] and r.inputs["kind"] != "Namespace"]
+    assert sorted(r.inputs["kind"] for r in cluster_scoped) == ["ClusterRole", "ClusterRoleBinding"]
+    assert {r.inputs["metadata"]["name"] for r in cluster_scoped} == {"plinth:p:platform-admin"}
 
 
 def test_quota_includes_gpus_and_limit_range_sets_defaults(resources):

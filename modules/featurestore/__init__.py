@@ -19,6 +19,7 @@ import yaml
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES, ImageRef
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.helm import HelmService
+from plinth.objects import stack_secret
 from plinth.service import Peer
 
 NAMESPACE = PLATFORM_NAMESPACES["feast"]
@@ -305,13 +306,10 @@ class Feast(HelmService):
             password = ctx.secrets.feast_redis_password
             if password is None:
                 raise ValueError("a Redis online store needs the stack secret plinth:feastRedisPassword")
-            secret = k8s.core.v1.Secret(
-                resource_name(name, "redis-password"),
-                metadata=ctx.metadata(REDIS_SECRET, name, namespace=NAMESPACE),
-                type="Opaque",
-                string_data={"password": pulumi.Output.secret(password).apply(checked_redis_password)},
-                opts=opts,
-            )
+            secret = stack_secret(
+                resource_name(name, "redis-password"), ctx.metadata(REDIS_SECRET, name, namespace=NAMESPACE),
+                "plinth:feastRedisPassword",
+                {"password": pulumi.Output.secret(password).apply(checked_redis_password)}, opts)
             made += [secret, redis(resource_name(name, "redis"), block, ctx, name, pulumi.ResourceOptions.merge(
                 opts, pulumi.ResourceOptions(depends_on=[secret])))]
         if block.offline_store == "file":

@@ -7,6 +7,7 @@ import pulumi_kubernetes as k8s
 
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.helm import HelmService
+from plinth.objects import stack_secret
 from plinth.service import Peer
 from plinth.modules.monitoring.dashboards import platform_overview, tenancy_quotas
 
@@ -103,25 +104,18 @@ class Monitoring(HelmService):
         admin_password = ctx.secrets.grafana_admin_password
         if admin_password is None:
             raise ValueError("monitoring needs the stack secret plinth:grafanaAdminPassword")
-        made: list[pulumi.Resource] = [k8s.core.v1.Secret(
-            resource_name(name, "grafana-admin"),
-            metadata=ctx.metadata(GRAFANA_ADMIN_SECRET, name, namespace=ns),
-            type="Opaque",
-            string_data={"admin-user": "admin", "admin-password": pulumi.Output.secret(admin_password)},
-            opts=opts,
-        )]
+        made: list[pulumi.Resource] = [stack_secret(
+            resource_name(name, "grafana-admin"), ctx.metadata(GRAFANA_ADMIN_SECRET, name, namespace=ns),
+            "plinth:grafanaAdminPassword", {"admin-user": "admin", "admin-password": admin_password}, opts)]
         if block.alertmanager.receivers:
             if ctx.secrets.alert_receivers is None:
                 raise ValueError("alertmanager receivers need the stack secret plinth:alertReceivers")
             names = [receiver.name for receiver in block.alertmanager.receivers]
-            made.append(k8s.core.v1.Secret(
-                resource_name(name, "alertmanager-receivers"),
-                metadata=ctx.metadata(RECEIVERS_SECRET, name, namespace=ns),
-                type="Opaque",
-                string_data=pulumi.Output.secret(ctx.secrets.alert_receivers).apply(
-                    lambda urls: {n: str(urls[n]) for n in names}),
-                opts=opts,
-            ))
+            made.append(stack_secret(
+                resource_name(name, "alertmanager-receivers"), ctx.metadata(RECEIVERS_SECRET, name, namespace=ns),
+                "plinth:alertReceivers",
+                pulumi.Output.secret(ctx.secrets.alert_receivers).apply(lambda urls: {n: str(urls[n]) for n in names}),
+                opts))
         for key, body in (("overview", platform_overview(ctx.platform)),
                           ("tenancy", tenancy_quotas(ctx.platform, list(ctx.teams)))):
             made.append(k8s.core.v1.ConfigMap(

@@ -19,7 +19,7 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import IMAGES, PLATFORM_NAMESPACES, mirror_image
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
 from plinth.modules.network import GATEWAY
-from plinth.objects import airgap_egress_policy, children, namespace, platform_ingress, pull_secret
+from plinth.objects import airgap_egress_policy, children, namespace, platform_ingress, pull_secret, stack_secret
 from plinth.service import Peer, PlatformService
 
 NAMESPACE = PLATFORM_NAMESPACES["python-index"]
@@ -140,13 +140,9 @@ class PythonIndex(PlatformService):
         pulls = pull_secret(name, ctx.metadata(PULL_SECRET, name, namespace=NAMESPACE), ctx, in_ns)
         if pulls:
             waits.append(pulls)
-        waits.append(k8s.core.v1.Secret(
-            resource_name(name, "htpasswd"),
-            metadata=ctx.metadata(HTPASSWD_SECRET, name, namespace=NAMESPACE),
-            type="Opaque",
-            string_data={"htpasswd": pulumi.Output.secret(htpasswd)},
-            opts=in_ns,
-        ))
+        waits.append(stack_secret(resource_name(name, "htpasswd"),
+                                  ctx.metadata(HTPASSWD_SECRET, name, namespace=NAMESPACE),
+                                  "plinth:pythonIndexHtpasswd", {"htpasswd": htpasswd}, in_ns))
         waits.append(k8s.core.v1.PersistentVolumeClaim(
             resource_name(name, "packages"),
             metadata=ctx.metadata(f"{SERVICE}-packages", name, namespace=NAMESPACE),

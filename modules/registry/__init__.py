@@ -22,6 +22,7 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import PLATFORM_NAMESPACES, ImageRef
 from plinth.context import ISSUER, PlatformContext, resource_name
 from plinth.modules.helm import HelmService
+from plinth.objects import stack_secret
 from plinth.modules.network import GATEWAY
 from plinth.service import Peer
 
@@ -243,13 +244,11 @@ class Harbor(HelmService):
             raise ValueError("registry.harbor needs the stack secret plinth:harborAdminPassword")
         ns = self.chart().namespace
         made: list[pulumi.Resource] = [
-            k8s.core.v1.Secret(
-                resource_name(name, secret.removeprefix("harbor-")),
-                metadata=ctx.metadata(secret, name, namespace=ns),
-                type="Opaque",
-                string_data={key: _secret(seed, ctx.platform, purpose) for key, purpose in keys.items()},
-                opts=opts,
-            )
+            stack_secret(resource_name(name, secret.removeprefix("harbor-")),
+                         ctx.metadata(secret, name, namespace=ns),
+                         "plinth:harborAdminPassword" if secret == ADMIN_SECRET else
+                         "derived from plinth:harborAdminPassword (HMAC-SHA256 per purpose)",
+                         {key: _secret(seed, ctx.platform, purpose) for key, purpose in keys.items()}, opts)
             for secret, keys in SECRETS.items()
         ]
         made.append(k8s.apiextensions.CustomResource(

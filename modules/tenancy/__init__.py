@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from plinth.modules.tenancy.roles import PLATFORM_ADMIN, TEAM_ROLES, policy_rules
+from plinth.modules.tenancy.roles import PLATFORM_ADMIN, TEAM_ROLES, platform_admin_name, policy_rules
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
 from plinth.objects import children
 from plinth.objects import namespace as platform_namespace
@@ -23,7 +23,7 @@ class TenancyArgs:
     teams: tuple
     """The spec's teams (plinth.spec.models.Team)."""
     platform_admin_group: str
-    """Group bound to the plinth:platform-admin ClusterRole."""
+    """Group bound to the plinth:<platform>:platform-admin ClusterRole."""
     ingress_from: tuple[Peer, ...] = ()
     """Platform namespaces allowed to reach team pods (monitoring scrapes, the model gateway)."""
     egress_to: tuple[Peer, ...] = ()
@@ -41,16 +41,17 @@ class Tenancy(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("plinth:tenancy:Tenancy", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=ctx.provider)
+        admin = platform_admin_name(ctx.platform)
         admin_role = k8s.rbac.v1.ClusterRole(
             resource_name(name, "platform-admin"),
-            metadata=ctx.metadata("plinth:platform-admin", COMPONENT),
+            metadata=ctx.metadata(admin, COMPONENT),
             rules=policy_rules(PLATFORM_ADMIN),
             opts=child,
         )
         k8s.rbac.v1.ClusterRoleBinding(
             resource_name(name, "platform-admin"),
-            metadata=ctx.metadata("plinth:platform-admin", COMPONENT),
-            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "plinth:platform-admin"},
+            metadata=ctx.metadata(admin, COMPONENT),
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": admin},
             subjects=[{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": args.platform_admin_group}],
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[admin_role])),
         )

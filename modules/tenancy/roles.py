@@ -58,6 +58,13 @@ PLATFORM_ADMIN: list[Rule] = [
 ]
 
 
+def platform_admin_name(platform: str) -> str:
+    """`plinth:<platform>:platform-admin`: ClusterRoles and their bindings are cluster-scoped, so the
+    name carries the platform (spec metadata.name) and two platforms on one cluster never overwrite
+    each other's admin role or binding."""
+    return f"plinth:{platform}:platform-admin"
+
+
 def policy_rules(rules: list[Rule]) -> list[dict]:
     """Rules as Kubernetes PolicyRule objects, merged per (group, verbs) and sorted for stable output."""
     merged: dict[tuple[str, tuple[str, ...]], set[str]] = {}

@@ -25,6 +25,7 @@ from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 from plinth.plan import SECRET, UNKNOWN, Plan, Resource
 from plinth.context import StackSecrets
 from plinth.program import STAGES
+from plinth.provenance import Provenance
 from plinth.stackconfig import SECRET_KEYS, required_secrets
 from plinth.spec.models import PlatformSpec
 
@@ -127,14 +128,15 @@ def record(program: Callable[[], None], stack: str = "offline", config: dict[str
 
 
 def plan(spec: PlatformSpec, source: str, stack: str = "offline",
-         progress: Callable[[int], None] | None = None, stage: str = "platform") -> Plan:
+         progress: Callable[[int], None] | None = None, stage: str = "platform",
+         provenance: Provenance | None = None) -> Plan:
     """Run the program of one stage (plinth.program.STAGES) offline and return what it declares."""
 
     def program() -> None:
         # The offline engine never reads real secrets: a secret placeholder stands in for each one.
         placeholders = {field: pulumi.Output.secret(_placeholder(spec, field))
                         for field in required_secrets(spec, stage)}
-        STAGES[stage](spec, StackSecrets(**placeholders))
+        STAGES[stage](spec, StackSecrets(**placeholders), provenance)
 
     return Plan(spec.metadata.name, spec.metadata.environment, source, record(program, stack, progress=progress))
 

@@ -20,15 +20,22 @@ from plinth.spec.yamltree import LMap, display_path, merge, read_yaml, to_plain
 
 CONFIG_NAMESPACE = "plinth"
 STACK_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")
+SECRET_STACK_KEYS = {
+    # config key (plinth:<key>): (StackSecrets field, holds a map, what it is). The one list of
+    # secret keys: STACK_KEYS and the engine's lookup (plinth.stackconfig) derive from it.
+    "mirrorPassword": ("mirror_password", False, "password of the air-gap mirror's robot account"),
+    "grafanaAdminPassword": ("grafana_admin_password", False, "password of Grafana's admin user (monitoring)"),
+    "alertReceivers": ("alert_receivers", True,
+                       "map of Alertmanager receiver name to its webhook URL or routing key"),
+    "harborAdminPassword": ("harbor_admin_password", False, "password of Harbor's admin user (registry.harbor)"),
+    "pythonIndexHtpasswd": ("python_index_htpasswd", False,
+                            "htpasswd lines of the accounts that may upload to the Python index"),
+    "feastRedisPassword": ("feast_redis_password", False, "password of Feast's Redis online store"),
+}
 STACK_KEYS = {
     "blueprint": "path of the blueprint, relative to the project directory",
     "overrides": "spec overrides merged onto the blueprint",
-    "mirrorPassword": "secret: password of the air-gap mirror's robot account",
-    "grafanaAdminPassword": "secret: password of Grafana's admin user (monitoring)",
-    "alertReceivers": "secret: map of Alertmanager receiver name to its webhook URL or routing key",
-    "harborAdminPassword": "secret: password of Harbor's admin user (registry.harbor)",
-    "pythonIndexHtpasswd": "secret: htpasswd lines of the accounts that may upload to the Python index",
-    "feastRedisPassword": "secret: password of Feast's Redis online store",
+    **{key: f"secret: {what}" for key, (_, _, what) in SECRET_STACK_KEYS.items()},
     "configures": "this stack is the configure stage of the named stack (its spec, Vault and Harbor contents)",
 }
 
@@ -39,6 +46,11 @@ class Source:
 
     blueprint: Path
     stack: str | None = None
+
+
+MAX_EXTENDS = 16
+"""Blueprints in one `extends:` chain: real ones use two or three; a bound keeps a hostile chain
+from costing a file read and a merge per link without end."""
 
 
 def load_blueprint_tree(path: Path, _chain: tuple[Path, ...] = ()) -> LMap:
@@ -56,8 +68,13 @@ def load_blueprint_tree(path: Path, _chain: tuple[Path, ...] = ()) -> LMap:
     if parent_path in _chain or parent_path == path.resolve():
         cycle = " -> ".join(display_path(p) for p in (*_chain, path.resolve(), parent_path))
         raise SpecInvalid([SpecError(parent_loc, "extends", f"blueprints extend each other in a cycle: {cycle}")])
+    if parent_path.is_dir():
+        raise SpecInvalid([SpecError(parent_loc, "extends", f"{parent!r} is a directory, not a blueprint file")])
     if not parent_path.is_file():
         raise SpecInvalid([SpecError(parent_loc, "extends", f"blueprint {parent!r} not found")])
+    if len(_chain) + 1 >= MAX_EXTENDS:
+        raise SpecInvalid([SpecError(parent_loc, "extends", f"more than {MAX_EXTENDS} blueprints in one "
+                                     "`extends:` chain; merge some of them into one file")])
     base = load_blueprint_tree(parent_path, (*_chain, path.resolve()))
     return merge(base, tree)
 
@@ -81,8 +98,12 @@ def read_stack(project_dir: Path, stack: str) -> tuple[Path, LMap | None]:
         if ns == CONFIG_NAMESPACE and short not in STACK_KEYS:
             allowed = ", ".join(f"{CONFIG_NAMESPACE}:{k}" for k in STACK_KEYS)
             errors.append(SpecError(config.locs[key], f"config.{key}", f"unknown key (allowed: {allowed})"))
+        elif ns == CONFIG_NAMESPACE and short in SECRET_STACK_KEYS:
+            errors += _plaintext_secrets(config[key], config.locs[key], f"config.{key}", key)
     configures = config.get(f"{CONFIG_NAMESPACE}:configures")
     if configures is not None:
+        if errors:
+            raise SpecInvalid(errors)
         return _configured_stack(project_dir, stack, config, configures)
     blueprint = config.get(f"{CONFIG_NAMESPACE}:blueprint")
     if not isinstance(blueprint, str):
@@ -94,6 +115,40 @@ def read_stack(project_dir: Path, stack: str) -> tuple[Path, LMap | None]:
     if errors:
         raise SpecInvalid(errors)
     return project_dir / blueprint, overrides
+
+
+def _is_ciphertext(value: Any) -> bool:
+    """Pulumi's encrypted form of a config value: `{secure: <ciphertext>}` (`v1:...` with a passphrase
+    or cloud KMS; the Pulumi Cloud backend writes other ciphertexts, so only the shape is checked)."""
+    return isinstance(value, dict) and list(value) == ["secure"] and isinstance(value["secure"], str) \
+        and bool(value["secure"])
+
+
+def _plaintext_secrets(value: Any, loc: Loc | None, path: str, key: str) -> list[SpecError]:
+    """Errors for every plain value of a secret key: a stack file is committed, so a plain secret leaks.
+
+    A map secret may be encrypted whole, or per entry (`pulumi config set --secret --path
+    'plinth:alertReceivers.oncall' ...` writes `oncall: {secure: ...}`).
+    """
+    if _is_ciphertext(value):
+        return []
+    _, is_map, _ = SECRET_STACK_KEYS[key.partition(":")[2]]
+    if is_map and isinstance(value, LMap) and value:
+        errors = []
+        for name, item in value.items():
+            where = value.locs.get(name, loc)
+            if _is_ciphertext(item):
+                continue
+            errors.append(SpecError(where, f"{path}.{name}", _PLAIN.format(
+                f"pulumi config set --secret --path '{key}.{name}' VALUE")))
+        return errors
+    command = f"pulumi config set --secret {key} VALUE" if not is_map else (
+        f"pulumi config set --secret --path '{key}.NAME' VALUE")
+    return [SpecError(loc, path, _PLAIN.format(command))]
+
+
+_PLAIN = ("a secret in plain text (anyone who can read this file can read it): set it with `{}`, "
+          "which stores it encrypted (`secure: ...`)")
 
 
 def _configured_stack(project_dir: Path, stack: str, config: LMap, configures: Any) -> tuple[Path, LMap | None]:

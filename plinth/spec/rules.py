@@ -235,17 +235,26 @@ def python_index(spec: PlatformSpec) -> Iterator[Violation]:
                         "point the teams at the index at url")
     if not index.hostname:
         return
-    cilium, listener = spec.network.cilium, spec.network.gateway.hostname
     if not index.enabled:
         yield Violation((*at, "hostname"), "a host name exposes the index Plinth runs, which is off",
                         "python-index-hostname", "remove hostname, or set enabled: true")
-    elif not (cilium.enabled and cilium.gateway_api):
-        yield Violation((*at, "hostname"), "the index's host name is served by the platform Gateway, which is off",
-                        "python-index-needs-gateway", "enable network.cilium with gatewayApi: true, or remove "
-                        "hostname (teams use the in-cluster Service either way)")
-    elif not _listener_serves(listener, index.hostname):
-        yield Violation((*at, "hostname"), f"{index.hostname!r} is not a name the Gateway listener {listener!r} "
-                        "and its certificate serve", "python-index-hostname",
+        return
+    yield from _gateway_host(spec, at, index.hostname, "the index's", "python-index",
+                             "teams use the in-cluster Service either way")
+
+
+def _gateway_host(spec: PlatformSpec, at: tuple, hostname: str, what: str, rule_prefix: str,
+                  without: str) -> Iterator[Violation]:
+    """A service's `hostname` is exposed through the platform Gateway: the Gateway must be on and its
+    listener (and certificate) must serve the name. `without` says what removing the hostname leaves."""
+    cilium, listener = spec.network.cilium, spec.network.gateway.hostname
+    if not (cilium.enabled and cilium.gateway_api):
+        yield Violation((*at, "hostname"), f"{what} host name is served by the platform Gateway, which is off",
+                        f"{rule_prefix}-needs-gateway", "enable network.cilium with gatewayApi: true, or remove "
+                        f"hostname ({without})")
+    elif not _listener_serves(listener, hostname):
+        yield Violation((*at, "hostname"), f"{hostname!r} is not a name the Gateway listener {listener!r} "
+                        "and its certificate serve", f"{rule_prefix}-hostname",
                         f"use one name under {listener.removeprefix('*.')}" if listener.startswith("*.")
                         else f"use {listener}, or change network.gateway.hostname")
 
@@ -265,18 +274,9 @@ def harbor_rules(spec: PlatformSpec) -> Iterator[Violation]:
     if not spec.certificates.cert_manager.enabled:
         yield Violation((*at, "enabled"), "Harbor's token-signing key comes from a cert-manager Certificate, and "
                         "cert-manager is off", "harbor-needs-cert-manager", "enable certificates.certManager")
-    if not harbor.hostname:
-        return
-    cilium, listener = spec.network.cilium, spec.network.gateway.hostname
-    if not (cilium.enabled and cilium.gateway_api):
-        yield Violation((*at, "hostname"), "Harbor's host name is served by the platform Gateway, which is off",
-                        "harbor-needs-gateway", "enable network.cilium with gatewayApi: true, or remove hostname "
-                        "(Harbor is then reachable in-cluster only)")
-    elif not _listener_serves(listener, harbor.hostname):
-        yield Violation((*at, "hostname"), f"{harbor.hostname!r} is not a name the Gateway listener {listener!r} "
-                        "and its certificate serve", "harbor-hostname",
-                        f"use one name under {listener.removeprefix('*.')}" if listener.startswith("*.")
-                        else f"use {listener}, or change network.gateway.hostname")
+    if harbor.hostname:
+        yield from _gateway_host(spec, at, harbor.hostname, "Harbor's", "harbor",
+                                 "Harbor is then reachable in-cluster only")
 
 RULES = (reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, service_rules, airgap_bundles,
          available_modules, python_index, harbor_rules,

@@ -16,6 +16,7 @@ Keys starting with `x-` are extensions: kept out of the spec, ignored.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,10 @@ def read_yaml(path: Path) -> Any:
 MAX_BYTES = 1 << 20
 MAX_NODES = 100_000
 MAX_DEPTH = 64
+MAX_DIGITS = 100
+"""Of a plain integer: no spec value comes near it, and Python refuses to convert integers of
+more than 4,300 digits to text at all (a YAML `gpu: 999...9` would end in a ValueError)."""
+_INTEGER = re.compile(r"^[-+]?(0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+|[0-9][0-9_]*)$")
 
 
 def _read_text(path: Path, name: str) -> str:
@@ -118,6 +123,10 @@ def _check_shape(text: str, name: str) -> None:
                                              f"nested deeper than the limit of {MAX_DEPTH} levels")])
         elif kind in ("MappingEndEvent", "SequenceEndEvent"):
             depth -= 1
+        if kind == "ScalarEvent" and event.style is None and len(event.value) > MAX_DIGITS \
+                and _INTEGER.match(event.value):
+            raise SpecInvalid([SpecError(Loc(name, mark.line + 1, mark.column + 1), "",
+                                         f"a number of more than {MAX_DIGITS} digits (quote it if it is text)")])
         if kind in ("ScalarEvent", "MappingStartEvent", "SequenceStartEvent"):
             nodes += 1
             if nodes > MAX_NODES:

@@ -9,20 +9,18 @@ outside the mirror and every rendered image is listed by `plinth images`.
 from __future__ import annotations
 
 import json
-import re
-import tarfile
 from functools import cache
 from pathlib import Path
 
 import jsonschema
-import kubernetes_validate
 import pytest
 import yaml
 
 from e2e.binaries import toolchain_crds
 from support import BLUEPRINTS, ROOT, STACKS
+from validation import chart_member, coalesce, crd_schemas, images_in, validate, validation_failures
 from plinth.catalog import CHARTS, CRD_BUNDLES, ImageRef
-from plinth.engine.charts import HELM_RELEASE, CONFIG_GROUP, Rendered, render_charts
+from plinth.engine.charts import HELM_RELEASE, CONFIG_GROUP, render_charts
 from plinth.engine.offline import plan
 from plinth.mirror import mirror_list
 from plinth.render import kubernetes_objects
@@ -31,7 +29,6 @@ from plinth.spec.load import load_spec, load_stack_spec
 SPECS = [pytest.param(("blueprint", p), id=p.name) for p in BLUEPRINTS if p.suffix == ".yaml"] + [
     pytest.param(("stack", s), id=f"stack-{s}") for s in STACKS
 ]
-IMAGE_ARG = re.compile(r"^--[a-z-]*image[a-z-]*=(.+)$")
 
 
 @cache
@@ -59,22 +56,6 @@ def _chart_file(charts_dir: Path, release) -> Path:
     return charts_dir / "charts" / f"{chart}-{release.inputs['version']}.tgz"
 
 
-def _chart_member(archive: Path, name: str) -> str | None:
-    with tarfile.open(archive) as tar:
-        top = tar.getnames()[0].split("/")[0]
-        try:
-            return tar.extractfile(f"{top}/{name}").read().decode()
-        except KeyError:
-            return None
-
-
-def _coalesce(defaults: dict, values: dict) -> dict:
-    out = dict(defaults)
-    for key, value in values.items():
-        out[key] = _coalesce(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def test_catalog_pins_exactly_the_packaged_chart_versions(charts_dir):
     index = {c["name"]: c["version"] for c in json.loads((charts_dir / "INDEX.json").read_text())}
     assert {key: (c.name, c.version) for key, c in CHARTS.items()} == {
@@ -89,11 +70,11 @@ def test_values_validate_against_the_charts_own_schema(rendered, charts_dir):
     checked = 0
     for release in (r for r in result.resources if r.type == HELM_RELEASE):
         archive = _chart_file(charts_dir, release)
-        schema = _chart_member(archive, "values.schema.json")
+        schema = chart_member(archive, "values.schema.json")
         if schema is None:
             continue
-        defaults = yaml.safe_load(_chart_member(archive, "values.yaml")) or {}
-        values = _coalesce(defaults, release.inputs.get("values") or {})
+        defaults = yaml.safe_load(chart_member(archive, "values.yaml")) or {}
+        values = coalesce(defaults, release.inputs.get("values") or {})
         errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
                   for e in jsonschema.Draft7Validator(json.loads(schema)).iter_errors(values)]
         assert errors == [], release.name
@@ -113,78 +94,33 @@ def test_every_release_renders_from_its_real_chart(rendered):
 
 
 @cache
-def _crd_schemas(charts_dir: Path, helm: str) -> dict[tuple[str, str], dict]:
+def _platform_crds(charts_dir: Path, helm: str) -> dict[tuple[str, str], dict]:
     """(apiVersion, kind) -> openAPIV3Schema for every CRD the platform's charts and bundles install."""
     spec = _load(("blueprint", ROOT / "blueprints" / "onprem-airgap-regulated.yaml"))
     _, _, charts = _render(("blueprint", ROOT / "blueprints" / "onprem-airgap-regulated.yaml"), charts_dir)
-    schemas = {}
     # With the CRDs controllers register at start (Cilium's), fetched by the toolchain build.
     registered = [yaml.safe_load(path.read_text()) for path in toolchain_crds()]
-    for item in [*charts, Rendered(None, tuple(registered))]:
-        for obj in item.objects:
-            if obj.get("kind") != "CustomResourceDefinition":
-                continue
-            group, kind = obj["spec"]["group"], obj["spec"]["names"]["kind"]
-            for version in obj["spec"]["versions"]:
-                schema = version.get("schema", {}).get("openAPIV3Schema")
-                if schema:
-                    schemas[(f"{group}/{version['name']}", kind)] = schema
+    schemas = crd_schemas(charts, extra_objects=registered)
     assert spec.monitoring.enabled and len(schemas) > 20
     assert ("cilium.io/v2", "CiliumNetworkPolicy") in schemas, "run tests/e2e/toolchain/build.sh (Cilium's CRDs)"
     return schemas
 
 
-def _validate(obj: dict, version: str, crds: dict) -> None:
-    key = (obj["apiVersion"], obj["kind"])
-    if key in crds:
-        jsonschema.Draft7Validator(crds[key]).validate(obj)  # OpenAPI v3 schemas; Go regexes are not checked
-    else:
-        kubernetes_validate.validate(obj, version, strict=True)
-
-
 @pytest.mark.parametrize("rendered", SPECS, indirect=True)
 def test_every_object_validates_against_kubernetes_and_crd_schemas(rendered, charts_dir, helm):
     spec, result, charts = rendered
-    crds = _crd_schemas(charts_dir, helm)
+    crds = _platform_crds(charts_dir, helm)
     version = f"{spec.kubernetes.version}.0"
     objects = [obj for _, obj in kubernetes_objects(result)] + [o for c in charts for o in c.objects]
-    failures = []
-    for obj in objects:
-        try:
-            _validate(obj, version, crds)
-        except (kubernetes_validate.ValidationError, jsonschema.ValidationError,
-                kubernetes_validate.SchemaNotFoundError) as exc:
-            failures.append(f"{obj['kind']} {obj['metadata'].get('name')}: {str(exc).splitlines()[0][:300]}")
-    assert failures == []
+    assert validation_failures(objects, version, crds) == []
 
 
 def test_a_broken_custom_resource_fails_its_crd_schema(charts_dir, helm):
-    crds = _crd_schemas(charts_dir, helm)
+    crds = _platform_crds(charts_dir, helm)
     bad = {"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer", "metadata": {"name": "x"},
            "spec": {"selfSigned": {}, "ca": "not-a-mapping"}}
     with pytest.raises(jsonschema.ValidationError):
-        _validate(bad, "1.34.0", crds)
-
-
-def images_in(obj, found: set[str] | None = None, key: str | None = None) -> set[str]:
-    """Every image reference in an object: `image:` fields, `--*image*=` arguments, `*_IMAGE` env values."""
-    found = set() if found is None else found
-    if isinstance(obj, dict):
-        if isinstance(obj.get("name"), str) and obj["name"].endswith("_IMAGE") and isinstance(obj.get("value"), str):
-            found.add(obj["value"])
-        for k, v in obj.items():
-            if k == "image" and isinstance(v, str):
-                found.add(v)
-            else:
-                images_in(v, found, k)
-    elif isinstance(obj, list):
-        for v in obj:
-            images_in(v, found, key)
-    elif isinstance(obj, str) and key in ("args", "command"):
-        match = IMAGE_ARG.match(obj)
-        if match:
-            found.add(match.group(1))
-    return found
+        validate(bad, "1.34.0", crds)
 
 
 def _name(ref: str) -> str:

@@ -9,17 +9,18 @@ their namespaces, and every image is from the mirror and listed by `plinth image
 from __future__ import annotations
 
 import json
-import tarfile
 from functools import cache
 from pathlib import Path
 
 import jsonschema
-import kubernetes_validate
 import pytest
 import yaml
 from ruamel.yaml import YAML
 
 from support import MINIMAL
+from validation import (
+    chart_member, coalesce, crd_schemas, images_in, restricted_problems, validate, validation_failures,
+)
 from plinth.engine.charts import HELM_RELEASE, render_charts
 from plinth.engine.offline import plan
 from plinth.mirror import mirror_list
@@ -54,79 +55,6 @@ def rendered(request, charts_dir, helm):
     return _render(charts_dir, *request.param)
 
 
-def _member(archive: Path, name: str) -> str | None:
-    with tarfile.open(archive) as tar:
-        top = tar.getnames()[0].split("/")[0]
-        try:
-            return tar.extractfile(f"{top}/{name}").read().decode()
-        except KeyError:
-            return None
-
-
-def _coalesce(defaults: dict, values: dict) -> dict:
-    out = dict(defaults)
-    for key, value in values.items():
-        out[key] = _coalesce(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def _crds(charts) -> dict[tuple[str, str], dict]:
-    schemas = {}
-    for item in charts:
-        for obj in item.objects:
-            if obj.get("kind") == "CustomResourceDefinition":
-                for version in obj["spec"]["versions"]:
-                    schema = version.get("schema", {}).get("openAPIV3Schema")
-                    if schema:
-                        schemas[(f"{obj['spec']['group']}/{version['name']}", obj["spec"]["names"]["kind"])] = schema
-    return schemas
-
-
-def _validate(obj: dict, version: str, crds: dict) -> None:
-    key = (obj["apiVersion"], obj["kind"])
-    if key in crds:
-        jsonschema.Draft7Validator(crds[key]).validate(obj)
-    else:
-        kubernetes_validate.validate(obj, version, strict=True)
-
-
-def _restricted(pod: dict) -> list[str]:
-    """What the Pod Security `restricted` profile would refuse in a pod spec."""
-    problems = []
-    pod_ctx = pod.get("securityContext") or {}
-    for container in pod.get("initContainers", []) + pod.get("containers", []):
-        ctx = container.get("securityContext") or {}
-        name = container["name"]
-        if not (ctx.get("runAsNonRoot", pod_ctx.get("runAsNonRoot")) is True):
-            problems.append(f"{name}: runAsNonRoot")
-        if ctx.get("runAsUser", pod_ctx.get("runAsUser")) == 0:
-            problems.append(f"{name}: runAsUser 0")
-        if ctx.get("allowPrivilegeEscalation") is not False:
-            problems.append(f"{name}: allowPrivilegeEscalation")
-        if (ctx.get("capabilities") or {}).get("drop") != ["ALL"]:
-            problems.append(f"{name}: capabilities.drop")
-        seccomp = (ctx.get("seccompProfile") or pod_ctx.get("seccompProfile") or {}).get("type")
-        if seccomp not in ("RuntimeDefault", "Localhost"):
-            problems.append(f"{name}: seccompProfile")
-    return problems
-
-
-def _images(obj, found: set[str]) -> set[str]:
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            # `imageName`: the CloudNativePG Cluster's operand; `*_IMAGE*` env: operators' helper images.
-            if key in ("image", "imageName") and isinstance(value, str):
-                found.add(value)
-            elif key == "value" and isinstance(value, str) and "IMAGE" in str(obj.get("name", "")):
-                found.add(value)
-            else:
-                _images(value, found)
-    elif isinstance(obj, list):
-        for value in obj:
-            _images(value, found)
-    return found
-
-
 def test_the_feature_store_charts_render_with_plinths_values(rendered):
     _, result, charts = rendered
     releases = {c.resource.inputs["name"]: c for c in charts if c.resource.type == HELM_RELEASE}
@@ -150,19 +78,19 @@ def test_cloudnative_pg_values_validate_against_its_schema(rendered, charts_dir)
     _, result, _ = rendered
     release = next(r for r in result.resources if r.type == HELM_RELEASE and r.inputs["name"] == "cloudnative-pg")
     archive = Path(release.inputs["chart"])
-    schema = json.loads(_member(archive, "values.schema.json"))
-    values = _coalesce(yaml.safe_load(_member(archive, "values.yaml")), release.inputs["values"])
+    schema = json.loads(chart_member(archive, "values.schema.json"))
+    values = coalesce(yaml.safe_load(chart_member(archive, "values.yaml")), release.inputs["values"])
     errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
               for e in jsonschema.Draft7Validator(schema).iter_errors(values)]
     assert errors == []
     # The check can fail: the schema types the operator's replica count.
-    bad = _coalesce(values, {"replicaCount": "two"})
+    bad = coalesce(values, {"replicaCount": "two"})
     assert list(jsonschema.Draft7Validator(schema).iter_errors(bad))
 
 
 def test_every_object_validates_and_custom_resources_match_their_crds(rendered):
     spec, result, charts = rendered
-    crds = _crds(charts)
+    crds = crd_schemas(charts)
     # The operators' own CRDs: what the Cluster and Redis Plinth declares are checked against.
     assert ("postgresql.cnpg.io/v1", "Cluster") in crds and ("monitoring.coreos.com/v1", "PodMonitor") in crds
     version = f"{spec.kubernetes.version}.0"
@@ -174,17 +102,10 @@ def test_every_object_validates_and_custom_resources_match_their_crds(rendered):
     expected |= {"PersistentVolumeClaim"} if feast.offline_store == "file" else set()
     assert {o["kind"] for o in ours} == expected
     theirs = [o for c in charts if c.resource.inputs.get("name") in FEAST_CHARTS for o in c.objects]
-    failures = []
-    for obj in ours + theirs:
-        try:
-            _validate(obj, version, crds)
-        except (kubernetes_validate.ValidationError, jsonschema.ValidationError,
-                kubernetes_validate.SchemaNotFoundError) as exc:
-            failures.append(f"{obj['kind']} {obj['metadata'].get('name')}: {str(exc).splitlines()[0][:300]}")
-    assert failures == []
+    assert validation_failures(ours + theirs, version, crds) == []
     broken = next(o for o in ours if o["kind"] == "Cluster")
     with pytest.raises(jsonschema.ValidationError):
-        _validate({**broken, "spec": {**broken["spec"], "instances": "three"}}, version, crds)
+        validate({**broken, "spec": {**broken["spec"], "instances": "three"}}, version, crds)
 
 
 def test_pods_meet_the_restricted_profile_of_their_namespaces(rendered):
@@ -196,16 +117,16 @@ def test_pods_meet_the_restricted_profile_of_their_namespaces(rendered):
                 if obj["kind"] in POD_KINDS:
                     pods[obj["metadata"]["name"]] = obj["spec"]["template"]["spec"]
     assert "feast-feature-server" in pods and "cloudnative-pg" in pods
-    assert {name: _restricted(pod) for name, pod in pods.items()} == {name: [] for name in pods}
+    assert {name: restricted_problems(pod) for name, pod in pods.items()} == {name: [] for name in pods}
     # The Redis pods the operator builds take their contexts from the Redis resource.
     for _, obj in kubernetes_objects(result):
         if obj["kind"] == "Redis":
             spec = obj["spec"]
-            assert _restricted({"securityContext": spec["podSecurityContext"],
-                                "containers": [{"name": "redis", "securityContext": spec["securityContext"]},
-                                               {"name": "exporter",
-                                                "securityContext": spec["redisExporter"]["securityContext"]}]}) == []
-    assert _restricted({"containers": [{"name": "x", "securityContext": {"runAsNonRoot": True}}]})
+            pod = {"securityContext": spec["podSecurityContext"],
+                   "containers": [{"name": "redis", "securityContext": spec["securityContext"]},
+                                  {"name": "exporter", "securityContext": spec["redisExporter"]["securityContext"]}]}
+            assert restricted_problems(pod) == []
+    assert restricted_problems({"containers": [{"name": "x", "securityContext": {"runAsNonRoot": True}}]})
 
 
 def test_every_image_is_from_the_mirror_and_listed(rendered):
@@ -214,10 +135,10 @@ def test_every_image_is_from_the_mirror_and_listed(rendered):
     for item in charts:
         if item.resource.inputs.get("name") in FEAST_CHARTS:
             for obj in item.objects:
-                _images(obj, found)
+                images_in(obj, found)
     for _, obj in kubernetes_objects(result):
         if obj["metadata"].get("namespace") == "feast":
-            _images(obj, found)
+            images_in(obj, found)
     assert found and sorted(i for i in found if not i.startswith(MIRROR + "/")) == []
     listed = {i.target for i in mirror_list(spec).images}
     assert sorted(found - listed) == []

@@ -12,14 +12,12 @@ from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
-import jsonschema
-import kubernetes_validate
 import pytest
 import yaml
 from ruamel.yaml import YAML
 
 from support import CHARTS_DIR, MINIMAL
-from test_charts import images_in
+from validation import crd_schemas, images_in, restricted_problems, validation_failures
 from plinth.catalog import CHARTS, mirror_image
 from plinth.engine.charts import chart_archive, render_charts, template
 from plinth.engine.offline import plan
@@ -183,50 +181,18 @@ def test_every_rendered_image_is_in_the_catalog_and_mirrored(objects):
 def test_pods_run_under_the_restricted_pod_security_level(objects):
     pods = [o["spec"]["template"]["spec"] for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
     assert len(pods) == 9
-    allowed_volumes = {"configMap", "secret", "emptyDir", "persistentVolumeClaim", "projected", "downwardAPI"}
-    for pod in pods:
-        assert not any(pod.get(f) for f in ("hostNetwork", "hostPID", "hostIPC"))
-        assert {k for v in pod.get("volumes") or [] for k in v if k != "name"} <= allowed_volumes
-        for container in pod.get("initContainers", []) + pod["containers"]:
-            context = container["securityContext"]
-            assert context["allowPrivilegeEscalation"] is False and context["runAsNonRoot"] is True
-            assert context["capabilities"]["drop"] == ["ALL"] and not context["capabilities"].get("add")
-            assert context["seccompProfile"] == {"type": "RuntimeDefault"}
-            assert (context.get("runAsUser") or pod["securityContext"]["runAsUser"]) != 0
-
-
-def _crd_schemas(rendered) -> dict[tuple[str, str], dict]:
-    schemas = {}
-    for item in rendered:
-        for obj in item.objects:
-            if obj.get("kind") == "CustomResourceDefinition":
-                for version in obj["spec"]["versions"]:
-                    schema = version.get("schema", {}).get("openAPIV3Schema")
-                    if schema:
-                        schemas[(f"{obj['spec']['group']}/{version['name']}", obj["spec"]["names"]["kind"])] = schema
-    return schemas
+    assert [problem for pod in pods for problem in restricted_problems(pod)] == []
 
 
 def test_every_object_validates_against_kubernetes_and_crd_schemas(objects, charts_dir, helm):
     _, result = _planned()
-    crds = _crd_schemas(_rendered(charts_dir, 1))
+    crds = crd_schemas(_rendered(charts_dir, 1))
     # Cilium's own policies have no schema offline: its operator creates the cilium.io CRDs at runtime.
     plinth_objects = [obj for _, obj in kubernetes_objects(result) if obj["metadata"].get("namespace") == "harbor"
                       and not obj["apiVersion"].startswith("cilium.io/")]
     kinds = {o["kind"] for o in plinth_objects}
     assert {"HTTPRoute", "Certificate", "Secret", "NetworkPolicy"} <= kinds
-    failures = []
-    for obj in [*objects, *plinth_objects]:
-        key = (obj["apiVersion"], obj["kind"])
-        try:
-            if key in crds:
-                jsonschema.Draft7Validator(crds[key]).validate(obj)
-            else:
-                kubernetes_validate.validate(obj, f"{KUBE}.0", strict=True)
-        except (kubernetes_validate.ValidationError, jsonschema.ValidationError,
-                kubernetes_validate.SchemaNotFoundError) as exc:
-            failures.append(f"{obj['kind']} {obj['metadata'].get('name')}: {str(exc).splitlines()[0][:300]}")
-    assert failures == []
+    assert validation_failures([*objects, *plinth_objects], f"{KUBE}.0", crds) == []
     # Custom resources were checked against their CRDs, not skipped.
     assert {("monitoring.coreos.com/v1", "ServiceMonitor"), ("gateway.networking.k8s.io/v1", "HTTPRoute"),
             ("cert-manager.io/v1", "Certificate")} <= set(crds)

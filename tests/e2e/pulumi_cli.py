@@ -31,6 +31,12 @@ STACK_SECRETS = {
     "feastRedisPassword": "e2e-redis-not-a-real-secret",
 }
 """The stack secrets the services need; none may appear in the stack's state in clear."""
+POLICY_PACK_FILE = """\
+description: Plinth governance policies (e2e copy)
+runtime: python-shim
+"""
+"""The toolchain's language host predates how the CLI starts Python policy packs: the copy runs the pack
+through the SDK's analyzer shim (tests/e2e/toolchain/build.sh), the same policies/__main__.py."""
 PROJECT_FILE = """\
 name: plinth
 description: Plinth e2e copy (tests/e2e)
@@ -65,8 +71,9 @@ class PulumiProject:
         self.dir = self.workdir / "project"
         self.dir.mkdir(parents=True)
         (self.dir / "Pulumi.yaml").write_text(PROJECT_FILE)
-        for sub in ("platform", "blueprints"):
+        for sub in ("platform", "blueprints", "policies"):
             shutil.copytree(ROOT / sub, self.dir / sub)
+        (self.dir / "policies" / "PulumiPolicy.yaml").write_text(POLICY_PACK_FILE)
         (self.dir / "stacks").mkdir()
         (self.workdir / "state").mkdir()
         venv_bin = Path(sys.executable).parent

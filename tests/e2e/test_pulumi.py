@@ -21,6 +21,7 @@ from pulumi_cli import STACK_SECRETS, PulumiProject
 from support import CHARTS_DIR
 from plinth.engine.charts import CONFIG_GROUP, HELM_RELEASE
 from plinth.engine.offline import plan
+from plinth.governance.check import check
 from plinth.plan import diff_plans, field_changes
 from plinth.render import kubernetes_objects
 from plinth.spec.load import load_spec
@@ -171,3 +172,21 @@ def test_destroy_leaves_nothing_of_plinth_behind(deploy, engine, kube):
     releases = kube.list_labelled("v1", "Secret", "owner=helm")
     assert [r["metadata"]["name"] for r in releases] == []
     assert engine.urns() == set()
+
+
+def test_the_policy_pack_and_plinth_check_agree(engine, toolchain, control_plane, tmp_path):
+    """`pulumi preview --policy-pack policies` passes a clean stack and fails a violating one with the policy
+    `plinth check` names, from the same functions."""
+    engine("preview", "--policy-pack", "policies")
+    project = PulumiProject(toolchain, tmp_path, control_plane.kubeconfig_path)
+    exposed = {"storage": {"longhorn": {"enabled": True, "values": {"service": {"ui": {"type": "NodePort"}}}}}}
+    project.write_stack(project.overrides(**exposed))
+    project("stack", "init", project.stack)
+    project.set_secrets()
+    run = project("preview", "--policy-pack", "policies", check=False)
+    assert run.rc != 0, run.text
+    assert "no-external-services" in run.out and "values service.ui.type = NodePort" in run.out, run.text
+    assert "mandatory" in run.out, run.text
+    offline = check(e2e_plan(project, project.overrides(**exposed)))
+    assert [r.policy.name for r in offline if r.failed] == ["no-external-services"]
+    assert [r.policy.name for r in check(e2e_plan(engine)) if r.violations] == []

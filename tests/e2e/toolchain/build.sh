@@ -195,6 +195,19 @@ else
       "kubernetes resources cannot be deployed"
 fi
 
+# Policy packs: the CLI starts a Python pack through the language host's RunPlugin, whose request the
+# v3.68 host predates; its SDK ships the analyzer shim older CLIs used instead. Installed under the
+# runtime name `python-shim` (one no language host claims, so the CLI falls back to the shim); the
+# acceptance tier's copy of policies/ names that runtime.
+if [[ ! -x "$BIN/pulumi-analyzer-policy-python-shim" && $PRINT_ONLY == 0 ]]; then
+  tmpd=$(mktemp -d)
+  SHIM_DIR=$(cd "$tmpd" && go mod download -json "github.com/pulumi/pulumi/sdk/v3@$LANGHOST_VERSION" |
+    "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  rmdir "$tmpd"
+  install -m 0755 "$SHIM_DIR/python/dist/pulumi-analyzer-policy-python" "$BIN/pulumi-analyzer-policy-python-shim"
+  log "policy analyzer shim from sdk/v3@$LANGHOST_VERSION"
+fi
+
 # Cilium's CRDs (CiliumNetworkPolicy, ...): the Cilium operator registers them when it starts, which
 # needs nodes. The test API server has none, so the tiers install them from the cilium module at the
 # catalog's Cilium version instead -- a stand-in for that registration, like tests/e2e/jobs.py for Jobs.
