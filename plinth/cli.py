@@ -7,6 +7,7 @@ never prints a traceback.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -276,6 +277,41 @@ def check_lines(results, config_file: Path | None) -> list[str]:
         "no mandatory policy violated"
     lines += ["", f"{len(results)} policies{levels}: {verdict}"]
     return lines
+
+
+@app.command()
+def report(
+    blueprint: BlueprintArg = None,
+    stack: StackOpt = None,
+    out: Annotated[Optional[Path], typer.Option(help="Directory for report.md and report.json. Required.")] = None,
+    since: Annotated[Optional[Path], typer.Option(help="A previous report.json: add what changed since.")] = None,
+) -> None:
+    """Write a compliance report derived from the plan: provenance, data at rest, access matrix, network
+    exposure, images and charts, secrets (names only), policy results."""
+    from plinth.governance.check import check as run_checks
+    from plinth.governance.check import policy_config
+    from plinth.governance.report import build_report, write_report
+    from plinth.mirror import mirror_list
+
+    if out is None:
+        raise SpecInvalid([SpecError(None, "--out", "required: the directory to write the report into")])
+    previous = None
+    if since is not None:
+        try:
+            previous = json.loads(since.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SpecInvalid([SpecError(None, "--since", f"{since}: not a report.json ({exc})")]) from None
+        if not isinstance(previous, dict) or "provenance" not in previous:
+            raise SpecInvalid([SpecError(None, "--since", f"{since}: not a report.json written by plinth report")])
+    try:
+        _, levels = policy_config(project_dir(), stack)
+    except ValueError as exc:
+        raise SpecInvalid([SpecError(None, "policy", str(exc))]) from None
+    spec, source = _load(blueprint, stack)
+    result, _ = _plan_spec(spec, source, stack)
+    built = build_report(result, spec, _provenance(source), run_checks(result, levels), mirror_list(spec))
+    for path in write_report(built, out, previous):
+        _err(f"wrote {path}")
 
 
 @app.command()

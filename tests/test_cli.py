@@ -135,3 +135,41 @@ def test_a_stack_name_is_never_a_path(stack):
     result = plinth("plan", "--stack", stack)
     assert result.returncode == 2
     assert f"--stack: {stack!r} is not a stack name" in result.stderr
+
+
+@pytest.mark.parametrize("verb", ["plan", "render"])
+@pytest.mark.parametrize("case", ["a file", "under a file"])
+def test_an_out_that_is_no_directory_is_refused_before_any_work(verb, case, tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    target = tmp_path / "afile" if case == "a file" else tmp_path / "afile" / "sub"
+    message = {"a file": f"{target}: exists and is not a directory",
+               "under a file": f"{target}: {tmp_path / 'afile'} is not a directory, so nothing can be created under it"}
+    result = plinth(verb, "--out", str(target))
+    assert (result.returncode, result.stdout) == (2, "")  # refused before planning: no tree, no file list
+    assert result.stderr == f"--out: {message[case]}\n1 error\n"
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+@pytest.mark.skipif(not Path("/proc/sys").is_dir(), reason="needs Linux /proc/sys (unwritable, even for root)")
+@pytest.mark.parametrize("verb", ["plan", "render"])
+def test_an_unwritable_out_is_refused_before_any_work(verb):
+    # /proc/sys refuses new entries to everyone, root included (where a chmod would not stop a write).
+    result = plinth(verb, "--out", "/proc/sys/plinth-out")
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith("--out: /proc/sys/plinth-out: cannot create files in /proc/sys (")
+    assert result.stderr.endswith(")\n1 error\n")
+
+
+def test_a_plain_text_secret_in_a_stack_file_exits_2_at_its_line(write):
+    write("Pulumi.yaml", "name: plinth\n")
+    write("blueprints/base.yaml", MINIMAL)
+    write("stacks/Pulumi.dev.yaml", "config:\n  plinth:blueprint: blueprints/base.yaml\n"
+                                    "  plinth:grafanaAdminPassword: hunter2\n")
+    for verb in ("validate", "plan"):
+        result = plinth(verb, "--stack", "dev", cwd=Path.cwd())
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr == (
+            "stacks/Pulumi.dev.yaml:3:3: config.plinth:grafanaAdminPassword: a secret in plain text (anyone who can "
+            "read this file can read it): set it with `pulumi config set --secret plinth:grafanaAdminPassword "
+            "VALUE`, which stores it encrypted (`secure: ...`)\n1 error\n")
+        assert "hunter2" not in result.stderr

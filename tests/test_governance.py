@@ -197,3 +197,57 @@ def test_the_ledger_records_the_spec_and_its_files_not_the_run(tmp_path):
     assert spec_hash(load_spec(copy_path)) == spec_hash(load_spec(ROOT / "blueprints" / "minimal.yaml"))
     # Planned twice: identical (no timestamps, nothing per run).
     assert plan(load_stack_spec(ROOT, "regulated-prod"), "test").to_json() == result.to_json()
+
+
+def test_the_access_matrix_is_the_planned_roles_and_bindings():
+    from plinth.governance.report import access_matrix
+
+    rows = access_matrix(plan(load_spec(ROOT / "blueprints" / "minimal.yaml"), "test"))
+    assert [(r["subject"], r["scope"], r["role"]) for r in rows] == [
+        ("Group fraud-data-scientists", "fraud", "plinth:data-scientist"),
+        ("Group fraud-ml-engineers", "fraud", "plinth:ml-engineer"),
+        ("Group ml-platform-admins", "cluster", "plinth:minimal:platform-admin"),
+        ("Group risk-auditors", "fraud", "plinth:viewer"),
+        ("Group search-data-scientists", "search", "plinth:data-scientist"),
+        ("Group search-ml-engineers", "search", "plinth:ml-engineer")]
+    viewer = next(r for r in rows if r["role"] == "plinth:viewer")
+    assert viewer["permissions"] == [
+        "get,list,watch on apps/deployments, apps/replicasets, apps/statefulsets, "
+        "autoscaling/horizontalpodautoscalers, batch/cronjobs, batch/jobs, configmaps, endpoints, events, "
+        "gateway.networking.k8s.io/httproutes, limitranges, networking.k8s.io/networkpolicies, "
+        "persistentvolumeclaims, pods, pods/log, resourcequotas, serviceaccounts, services"]
+
+
+def test_plinth_report_for_the_regulated_stack_and_what_changed_since(tmp_path):
+    first = subprocess.run([*PLINTH, "report", "--stack", "regulated-prod", "--out", str(tmp_path / "a")], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    report = json.loads((tmp_path / "a" / "report.json").read_text())
+    assert {"subject": "Group internal-audit", "scope": "credit", "role": "plinth:viewer"}.items() <= next(
+        r for r in report["access"] if r["subject"] == "Group internal-audit" and r["scope"] == "credit").items()
+    assert [p["result"] for p in report["policies"]] == ["pass"] * len(POLICIES)
+    assert {"secret": "harbor/harbor-admin", "type": "Opaque", "source": "plinth:harborAdminPassword"} \
+        in report["secrets"]
+    assert "(secret)" not in json.dumps(report)  # names and sources, never a payload
+    assert [f["path"] for f in report["provenance"]["files"]] == [
+        "blueprints/onprem-airgap-regulated.yaml", "stacks/Pulumi.regulated-prod.yaml"]
+    assert {"route": "harbor/harbor", "hostnames": ["registry.models.corp.internal"],
+            "backends": ["harbor:80"]} in report["exposure"]["routes"]
+    assert "## Access matrix" in (tmp_path / "a" / "report.md").read_text()
+    # The dev stack, compared with prod: the spec and the gateway host differ, the policies do not.
+    second = subprocess.run([*PLINTH, "report", "--stack", "regulated-dev", "--out", str(tmp_path / "b"),
+                             "--since", str(tmp_path / "a" / "report.json")], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    changes = json.loads((tmp_path / "b" / "report.json").read_text())["changes"]
+    assert set(changes) >= {"spec", "exposure"} and "policies" not in changes
+    assert "## Changes since the previous report" in (tmp_path / "b" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["report"], "--out: required: the directory to write the report into"),
+    (["report", "--out", "x", "--since", "missing.json"], "--since: missing.json: not a report.json"),
+])
+def test_report_bad_input_exits_2(args, message, tmp_path):
+    run = subprocess.run([*PLINTH, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr

@@ -205,7 +205,7 @@ def locate(tree: Any, loc: tuple) -> tuple[Loc | None, str]:
     for part in loc:
         if isinstance(node, dict) and part in node:
             best = node.locs.get(part, best) if isinstance(node, LMap) else best
-            path += f".{part}" if path else str(part)
+            path += f".{_printable(part)}" if path else _printable(part)
             node = node[part]
         elif isinstance(node, dict) and node.get("type") == part:
             continue  # the tag pydantic adds inside a discriminated union
@@ -213,12 +213,19 @@ def locate(tree: Any, loc: tuple) -> tuple[Loc | None, str]:
             item = node[part]
             best = (node.locs[part] if getattr(node, "locs", None) else None) or best
             label = item.get("name") if isinstance(item, dict) else None
-            path += f"[{label}]" if isinstance(label, str) else f"[{part}]"
+            path += f"[{_printable(label)}]" if isinstance(label, str) else f"[{part}]"
             node = item
         else:
-            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+            path += f"[{part}]" if isinstance(part, int) else (f".{_printable(part)}" if path else _printable(part))
             node = None
     return best, path
+
+
+def _printable(part: Any) -> str:
+    """A key as the path shows it: quoted and escaped when it holds control or line-breaking characters,
+    which would otherwise split or rewrite the error line on a terminal."""
+    text = str(part)
+    return text if text.isprintable() else json.dumps(text)
 
 
 _EXPECTED = {

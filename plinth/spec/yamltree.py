@@ -22,7 +22,9 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from plinth.spec.errors import Loc, SpecError, SpecInvalid
 
@@ -61,13 +63,34 @@ def read_yaml(path: Path) -> Any:
     text = _read_text(path, name)
     try:
         _check_shape(text, name)
-        raw = YAML(typ="rt").load(text)
+        yaml = YAML(typ="rt")
+        yaml.Constructor = _Constructor
+        raw = yaml.load(text)
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = Loc(name, mark.line + 1, mark.column + 1) if mark else None
         problem = " ".join(str(part) for part in (exc.context, exc.problem) if part)
         raise SpecInvalid([SpecError(loc, "", f"invalid YAML: {problem}")]) from None
+    except ReaderError as exc:  # a character YAML does not allow (NUL, most control characters)
+        line = text.count("\n", 0, exc.position) + 1
+        col = exc.position - text.rfind("\n", 0, exc.position)
+        raise SpecInvalid([SpecError(Loc(name, line, col), "", f"invalid YAML: character #x{exc.character:04x} is "
+                                     f"not allowed ({exc.reason})")]) from None
+    except (YAMLError, ValueError, TypeError, KeyError, IndexError) as exc:  # unlocated: no node to point at
+        raise SpecInvalid([SpecError(None, "", f"{name}: invalid YAML: {exc}")]) from None
     return _locate(raw, name, Loc(name, 1, 1))
+
+
+class _Constructor(RoundTripConstructor):
+    """Values YAML parses but cannot build (`2001-13-14` read as a date, `!!int abc`) fail at their node."""
+
+    def construct_non_recursive_object(self, node: Any, tag: str | None = None) -> Any:
+        try:
+            return super().construct_non_recursive_object(node, tag)
+        except YAMLError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise ConstructorError(None, None, f"cannot read this value: {exc}", node.start_mark) from None
 
 
 # Bounds that hold for ANY input: a spec is small, so a hostile or broken file is refused
@@ -138,8 +161,7 @@ def _locate(node: Any, name: str, loc: Loc) -> Any:
     if isinstance(node, CommentedMap):
         out = LMap(loc=loc)
         for key, value in node.items():
-            line, col = node.lc.key(key)
-            key_loc = Loc(name, line + 1, col + 1)
+            key_loc = _position(node.lc.key(key), name, loc)
             if isinstance(key, str) and key.startswith("x-"):
                 continue
             out[key] = _locate(value, name, key_loc)
@@ -148,8 +170,7 @@ def _locate(node: Any, name: str, loc: Loc) -> Any:
     if isinstance(node, CommentedSeq):
         seq = LSeq(loc=loc)
         for index, value in enumerate(node):
-            line, col = node.lc.item(index)
-            item_loc = Loc(name, line + 1, col + 1)
+            item_loc = _position(node.lc.item(index), name, loc)
             seq.append(_locate(value, name, item_loc))
             seq.locs.append(item_loc)
         _reject_duplicate_names(seq)
@@ -165,6 +186,11 @@ def _locate(node: Any, name: str, loc: Loc) -> Any:
     if isinstance(node, float):
         return float(node)
     return node
+
+
+def _position(pos: tuple[int, int] | None, name: str, around: Loc) -> Loc:
+    """A key's or item's position; a container built by a tag (`!!str [a]`) has none: its own then."""
+    return Loc(name, pos[0] + 1, pos[1] + 1) if pos else around
 
 
 def _reject_duplicate_names(seq: LSeq) -> None:

@@ -1,0 +1,227 @@
+"""`plinth report`: a compliance report derived from the plan, never from a second description.
+
+Sections: provenance (files, hashes, commit, spec hash), target and data at rest, the access
+matrix (group x scope x role x permissions, from the Roles and bindings actually planned), network
+exposure (Gateway listeners and routes, the allows of every default-deny namespace), the inventory
+of images and charts, secrets (names and sources only), policy results, and what changed since a
+previous report (`--since OLD.json`). `report.json` is the data; `report.md` reads on its own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from plinth.governance.check import Result
+from plinth.governance.policies import SECRET_SOURCE
+from plinth.plan import Plan
+from plinth.provenance import Provenance
+
+FORMAT = "plinth.dev/compliance-report/v1"
+SECTIONS = ("access", "exposure", "data", "inventory", "secrets", "policies")
+
+
+def _objects(plan: Plan, *kinds: str) -> list[dict]:
+    return [r.inputs for r in plan.resources
+            if r.custom and r.type.startswith("kubernetes:") and r.type.rsplit(":", 1)[-1] in kinds]
+
+
+def _name(obj: dict) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta.get("name", "")
+
+
+def access_matrix(plan: Plan) -> list[dict]:
+    """One row per (group, scope, role): what each identity-provider group may do where."""
+    roles = {("Role", _name(r)): r.get("rules") or [] for r in _objects(plan, "Role")}
+    roles |= {("ClusterRole", _name(r)): r.get("rules") or [] for r in _objects(plan, "ClusterRole")}
+    rows = []
+    for binding in _objects(plan, "RoleBinding", "ClusterRoleBinding"):
+        meta, ref = binding.get("metadata") or {}, binding.get("roleRef") or {}
+        scope = meta.get("namespace") or "cluster"
+        key = (ref.get("kind"), f"{scope}/{ref.get('name')}" if ref.get("kind") == "Role" else ref.get("name"))
+        rules = roles.get(key)
+        for subject in binding.get("subjects") or []:
+            rows.append({
+                "subject": f"{subject.get('kind')} {subject.get('name')}",
+                "scope": scope,
+                "role": ref.get("name"),
+                "permissions": _permissions(rules) if rules is not None else ["(role not created by Plinth)"],
+            })
+    return sorted(rows, key=lambda r: (r["subject"], r["scope"], r["role"]))
+
+
+def _permissions(rules: list[dict]) -> list[str]:
+    """`verbs on group/resources`, merged per verb set."""
+    by_verbs: dict[str, list[str]] = {}
+    for rule in rules:
+        verbs = ",".join(sorted(rule.get("verbs") or []))
+        for group in rule.get("apiGroups") or [""]:
+            for resource in rule.get("resources") or rule.get("nonResourceURLs") or []:
+                by_verbs.setdefault(verbs, []).append(f"{group}/{resource}" if group else resource)
+    return [f"{verbs} on {', '.join(sorted(set(res)))}" for verbs, res in sorted(by_verbs.items())]
+
+
+def exposure(plan: Plan) -> dict:
+    listeners = [{"gateway": _name(g), "listener": item.get("name"), "hostname": item.get("hostname"),
+                  "protocol": item.get("protocol"), "port": item.get("port")}
+                 for g in _objects(plan, "Gateway") for item in (g.get("spec") or {}).get("listeners") or []]
+    routes = [{"route": _name(r), "hostnames": (r.get("spec") or {}).get("hostnames") or [],
+               "backends": sorted({f"{b.get('name')}:{b.get('port')}" for rule in (r.get("spec") or {}).get("rules")
+                                   or [] for b in rule.get("backendRefs") or []})}
+              for r in _objects(plan, "HTTPRoute")]
+    services = [{"service": _name(s), "type": (s.get("spec") or {}).get("type", "ClusterIP")}
+                for s in _objects(plan, "Service")]
+    allows: dict[str, list[str]] = {}
+    for policy in _objects(plan, "NetworkPolicy", "CiliumNetworkPolicy"):
+        meta = policy.get("metadata") or {}
+        allows.setdefault(meta.get("namespace", ""), []).append(meta.get("name", ""))
+    return {"listeners": listeners, "routes": sorted(routes, key=lambda r: r["route"]), "services": services,
+            "namespace_policies": {ns: sorted(names) for ns, names in sorted(allows.items())}}
+
+
+def data_at_rest(plan: Plan, spec) -> dict:
+    volumes = [{"claim": _name(c), "size": ((c.get("spec") or {}).get("resources") or {}).get("requests", {})
+                .get("storage"), "storageClass": (c.get("spec") or {}).get("storageClassName") or "(default)"}
+               for c in _objects(plan, "PersistentVolumeClaim")]
+    databases = [{"cluster": _name(c), "instances": (c.get("spec") or {}).get("instances"),
+                  "size": ((c.get("spec") or {}).get("storage") or {}).get("size")} for c in _objects(plan, "Cluster")]
+    target = spec.target
+    return {"target": {"type": target.type, **({"context": target.context} if getattr(target, "context", None)
+                                                else {})},
+            "environment": spec.metadata.environment,
+            "volumes": volumes, "databases": databases,
+            "releases": sorted(r.inputs.get("name", "") for r in plan.resources if r.type.endswith("helm.sh/v3:Release"))}
+
+
+def secrets(plan: Plan) -> list[dict]:
+    # The payload itself is a secret of the plan (keys included): names and sources only.
+    return sorted(({"secret": _name(s), "type": s.get("type", "Opaque"),
+                    "source": ((s.get("metadata") or {}).get("annotations") or {}).get(SECRET_SOURCE, "(unknown)")}
+                   for s in _objects(plan, "Secret")), key=lambda s: s["secret"])
+
+
+def build_report(plan: Plan, spec, provenance: Provenance | None, results: list[Result], inventory) -> dict:
+    from plinth.modules.governance import spec_hash
+
+    return {
+        "format": FORMAT,
+        "platform": spec.metadata.name,
+        "environment": spec.metadata.environment,
+        "source": plan.source,
+        "provenance": {"spec_sha256": spec_hash(spec), **(provenance.as_dict() if provenance else {})},
+        "data": data_at_rest(plan, spec),
+        "access": access_matrix(plan),
+        "exposure": exposure(plan),
+        "inventory": {"images": [{"image": i.source, "mirror": i.target} for i in inventory.images],
+                      "charts": [{"chart": c.name, "version": c.version, "repository": c.repository}
+                                 for c in inventory.charts]},
+        "secrets": secrets(plan),
+        "policies": [{"policy": r.policy.name, "level": r.level, "violations": len(r.violations),
+                      "result": "pass" if not r.violations else ("fail" if r.failed else "warn")} for r in results],
+    }
+
+
+def changes_since(old: dict, new: dict) -> dict:
+    """What differs per section between two reports (items added and removed)."""
+    out: dict[str, Any] = {}
+    if old.get("provenance", {}).get("spec_sha256") != new["provenance"]["spec_sha256"]:
+        out["spec"] = {"from": old.get("provenance", {}).get("spec_sha256"), "to": new["provenance"]["spec_sha256"]}
+    for section in SECTIONS:
+        before, after = _items(old.get(section)), _items(new.get(section))
+        added, removed = sorted(after - before), sorted(before - after)
+        if added or removed:
+            out[section] = {"added": added, "removed": removed}
+    return out
+
+
+def _items(value: Any) -> set[str]:
+    """A section as comparable one-line items."""
+    if isinstance(value, list):
+        return {json.dumps(v, sort_keys=True) for v in value}
+    if isinstance(value, dict):
+        return {f"{k}: {json.dumps(v, sort_keys=True)}" for k, v in value.items()}
+    return set() if value is None else {json.dumps(value, sort_keys=True)}
+
+
+def write_report(report: dict, out: Path, since: dict | None = None) -> list[Path]:
+    if since is not None:
+        report = {**report, "changes": changes_since(since, report)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(markdown(report), encoding="utf-8")
+    return [out / "report.json", out / "report.md"]
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    def cell(value: Any) -> str:
+        text = "<br>".join(value) if isinstance(value, list) else ("" if value is None else str(value))
+        return text.replace("|", "\\|") or "—"
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows] if rows else lines + [
+        "| " + " | ".join(["(none)"] + [""] * (len(headers) - 1)) + " |"]
+
+
+def markdown(report: dict) -> str:
+    prov, data, exp = report["provenance"], report["data"], report["exposure"]
+    failed = [p for p in report["policies"] if p["result"] == "fail"]
+    lines = [
+        f"# Compliance report: {report['platform']} ({report['environment']})", "",
+        f"Derived from the plan of `{report['source']}` by `plinth report`; every table below is what the "
+        "program declares, not a description of it.", "",
+        "## Summary", "",
+        f"- Policies: {sum(p['result'] == 'pass' for p in report['policies'])} of {len(report['policies'])} pass"
+        + (f"; **{len(failed)} mandatory failing**: {', '.join(p['policy'] for p in failed)}" if failed else ""),
+        f"- Access: {len(report['access'])} grants to identity-provider groups; no wildcard rules "
+        "(policy `no-wildcard-rbac`)",
+        f"- Exposure: {len(exp['listeners'])} Gateway listener(s), {len(exp['routes'])} route(s); "
+        f"Services: {', '.join(sorted({s['type'] for s in exp['services']})) or 'none'}",
+        f"- Inventory: {len(report['inventory']['images'])} images, {len(report['inventory']['charts'])} charts; "
+        f"secrets: {len(report['secrets'])}, payloads from stack secrets only", "",
+        "## Provenance", "",
+        f"- Spec hash (sha256 of the validated spec): `{prov['spec_sha256']}`",
+        f"- Commit: `{prov.get('commit') or 'not in a git checkout'}`", "",
+        *_table(["file", "sha256"], [[f["path"], f"`{f['sha256']}`"] for f in prov.get("files", [])]), "",
+        "## Target and data at rest", "",
+        f"- Target: {data['target']['type']}" + (f", context `{data['target']['context']}`"
+                                                 if data["target"].get("context") else ""),
+        f"- Releases: {', '.join(data['releases']) or 'none'}", "",
+        *_table(["volume claim", "size", "storage class"],
+                [[v["claim"], v["size"], v["storageClass"]] for v in data["volumes"]]), "",
+        *_table(["database (CloudNativePG)", "instances", "size per instance"],
+                [[d["cluster"], d["instances"], d["size"]] for d in data["databases"]]), "",
+        "## Access matrix", "",
+        *_table(["subject", "scope", "role", "permissions"],
+                [[a["subject"], a["scope"], a["role"], a["permissions"]] for a in report["access"]]), "",
+        "## Network exposure", "",
+        *_table(["gateway", "listener", "hostname", "protocol", "port"],
+                [[x["gateway"], x["listener"], x["hostname"], x["protocol"], x["port"]] for x in exp["listeners"]]),
+        "",
+        *_table(["route", "hostnames", "backends"], [[r["route"], r["hostnames"], r["backends"]] for r in exp["routes"]]),
+        "",
+        "Every namespace below is default-deny; these are its policies:", "",
+        *_table(["namespace", "network policies"], [[ns, names] for ns, names in exp["namespace_policies"].items()]),
+        "",
+        "## Inventory", "",
+        *_table(["image", "mirror"], [[i["image"], i["mirror"]] for i in report["inventory"]["images"]]), "",
+        *_table(["chart", "version", "repository"],
+                [[c["chart"], c["version"], c["repository"]] for c in report["inventory"]["charts"]]), "",
+        "## Secrets (names and sources only)", "",
+        *_table(["secret", "type", "source"], [[s["secret"], s["type"], s["source"]] for s in report["secrets"]]), "",
+        "## Policies", "",
+        *_table(["policy", "level", "result", "violations"],
+                [[p["policy"], p["level"], p["result"], p["violations"]] for p in report["policies"]]), "",
+    ]
+    if "changes" in report:
+        lines += ["## Changes since the previous report", ""]
+        if not report["changes"]:
+            lines += ["No changes.", ""]
+        for section, change in report["changes"].items():
+            if section == "spec":
+                lines += [f"- spec: `{change['from']}` → `{change['to']}`"]
+                continue
+            lines += [f"- {section}: {len(change['added'])} added, {len(change['removed'])} removed"]
+            lines += [f"  - + {item}" for item in change["added"]] + [f"  - − {item}" for item in change["removed"]]
+        lines += [""]
+    return "\n".join(lines)
