@@ -251,3 +251,236 @@ def test_plinth_report_for_the_regulated_stack_and_what_changed_since(tmp_path):
 def test_report_bad_input_exits_2(args, message, tmp_path):
     run = subprocess.run([*PLINTH, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+# --- the policies for modules still to come (eks, gke, serving): synthetic resources with the real type tokens
+# and the engine's camelCase inputs, over a planned platform (which has none of them, so stays clean).
+
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+
+
+def k8s(kind: str, name: str, namespace: str | None = "fraud", labels: dict | None = None, api: str = "apps/v1",
+        **props) -> Subject:
+    metadata = {"name": name, **({"namespace": namespace} if namespace else {}), "labels": labels or {}}
+    return Subject(f"kubernetes:{api}:{kind}", name, {"apiVersion": api, "kind": kind, "metadata": metadata, **props})
+
+
+def pod(*containers: dict, tolerations: list | None = None, labels: dict | None = None) -> dict:
+    spec = {"containers": list(containers), **({"tolerations": tolerations} if tolerations else {})}
+    return {"template": {"metadata": {"labels": labels or {}}, "spec": spec}}
+
+
+def container(name: str, limits: dict | None = None, requests: dict | None = None, **more) -> dict:
+    resources = {**({"limits": limits} if limits else {}), **({"requests": requests} if requests else {})}
+    return {"name": name, "image": "nvcr.io/nvidia/tritonserver:24.08-py3", "resources": resources, **more}
+
+
+def test_gpu_workloads(clean):
+    good = [
+        k8s("Deployment", "scorer", spec={"replicas": 1, **pod(container("triton", {"nvidia.com/gpu": "1"}),
+                                                                 tolerations=[GPU_TOLERATION])}),
+        k8s("Job", "finetune", api="batch/v1", spec=pod(
+            container("train", {"nvidia.com/mig-1g.10gb": "1"}, {"nvidia.com/mig-1g.10gb": "1"}),
+            tolerations=[{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}])),
+        k8s("DaemonSet", "node-agent", spec=pod(container("agent"), tolerations=[GPU_TOLERATION])),
+        k8s("Deployment", "api", spec=pod(container("api", {"cpu": "1"}))),
+    ]
+    assert violations(clean + good, "gpu-workloads") == []
+    bad = [
+        k8s("Deployment", "scorer", spec=pod(container("triton", requests={"nvidia.com/gpu": "1"}))),
+        k8s("StatefulSet", "embedder", spec=pod(container("bento", {"nvidia.com/gpu": "2"}),
+                                                tolerations=[{**GPU_TOLERATION, "effect": "NoExecute"}])),
+        k8s("CronJob", "report", api="batch/v1", spec={"schedule": "@daily", "jobTemplate": {
+            "spec": pod(container("report"), tolerations=[{"operator": "Exists"}])}}),
+        k8s("Pod", "debug", api="v1", spec={"containers": [container("shell")],
+                                            "tolerations": [{"key": "nvidia.com/gpu", "value": "present"}]}),
+    ]
+    assert violations(clean + bad, "gpu-workloads") == [
+        ("Deployment fraud/scorer", "container triton requests nvidia.com/gpu without a limit"),
+        ("Deployment fraud/scorer", "asks for a GPU without tolerating the taint nvidia.com/gpu=present:NoSchedule"),
+        ("StatefulSet fraud/embedder",
+         "asks for a GPU without tolerating the taint nvidia.com/gpu=present:NoSchedule"),
+        ("CronJob fraud/report", "tolerates the taint nvidia.com/gpu=present:NoSchedule without asking for a GPU: "
+                                 "it would squat GPU nodes"),
+        ("Pod fraud/debug", "tolerates the taint nvidia.com/gpu=present:NoSchedule without asking for a GPU: "
+                            "it would squat GPU nodes"),
+    ]
+
+
+PROBES = {"livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": 8000}},
+          "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": 8000}}}
+
+
+def served(model: str, namespace: str = "fraud", **probes) -> Subject:
+    labels = {"app.kubernetes.io/name": model, "plinth.dev/model": model}
+    return k8s("Deployment", model, namespace, labels, spec={"replicas": 2, **pod(
+        container("triton", {"nvidia.com/gpu": "1"}, **probes), tolerations=[GPU_TOLERATION], labels=labels)})
+
+
+def budget(name: str, selector: dict | None, namespace: str = "fraud") -> Subject:
+    return k8s("PodDisruptionBudget", name, namespace, api="policy/v1",
+               spec={"maxUnavailable": 1, **({"selector": selector} if selector is not None else {})})
+
+
+def alerts(name: str, *rules: dict, namespace: str = "fraud") -> Subject:
+    return k8s("PrometheusRule", name, namespace, api="monitoring.coreos.com/v1",
+               spec={"groups": [{"name": name, "rules": list(rules)}]})
+
+
+def test_served_model_reliability(clean):
+    good = [
+        served("fraud-scorer", **PROBES),
+        budget("fraud-scorer", {"matchLabels": {"app.kubernetes.io/name": "fraud-scorer"}}),
+        alerts("fraud-scorer", {"alert": "ModelDown", "expr": 'sum(up{model="fraud-scorer"}) == 0'}),
+        served("ranker", "search", **PROBES),
+        budget("ranker", {"matchExpressions": [{"key": "plinth.dev/model", "operator": "In",
+                                                "values": ["ranker"]}]}, "search"),
+        alerts("serving", {"alert": "HighLatency", "expr": "histogram_quantile(0.99, x) > 1",
+                           "labels": {"model": "ranker"}}, namespace="search"),
+        k8s("Deployment", "unlabelled", spec=pod(container("api"))),  # not a model server: no probes needed
+    ]
+    assert violations(clean + good, "served-model-reliability") == []
+    bad = [
+        served("fraud-scorer", livenessProbe=PROBES["livenessProbe"]),
+        budget("fraud-scorer", {"matchLabels": {"app.kubernetes.io/name": "fraud-scorer"}}, "search"),
+        budget("everything-else", {"matchLabels": {"app.kubernetes.io/name": "other"}}),
+        budget("null-selector", None),
+        alerts("fraud-scorer", {"alert": "ModelDown", "expr": 'up{model="fraud-scorer-v2"} == 0'}),
+        served("ranker", "search"),
+        budget("ranker", {}, "search"),  # policy/v1: an empty selector covers every pod in the namespace
+        alerts("ranker", {"alert": "ModelDown", "expr": 'up{model="ranker"} == 0'}),  # in the wrong namespace
+    ]
+    assert violations(clean + bad, "served-model-reliability") == [
+        ("Deployment fraud/fraud-scorer", "container triton has no readinessProbe"),
+        ("Deployment fraud/fraud-scorer", "no PodDisruptionBudget in namespace fraud selects its pods"),
+        ("Deployment fraud/fraud-scorer", "no PrometheusRule in namespace fraud has a rule naming the model "
+                                          "fraud-scorer"),
+        ("Deployment search/ranker", "container triton has no livenessProbe or readinessProbe"),
+        ("Deployment search/ranker", "no PrometheusRule in namespace search has a rule naming the model ranker"),
+    ]
+
+
+def cloud(type_: str, resource: str, **props) -> Subject:
+    return Subject(type_, resource, props)
+
+
+S3_SSE = "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
+S3_SSE_V2 = "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2"
+S3_PAB = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+BLOCK_ALL = dict.fromkeys(("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets"), True)
+KMS = [{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms"}, "bucketKeyEnabled": True}]
+
+
+def test_cloud_private_and_encrypted(clean):
+    good = [
+        cloud("aws:eks/cluster:Cluster", "ml", vpcConfig={"endpointPrivateAccess": True,
+                                                          "endpointPublicAccess": False}),
+        cloud("aws:eks/cluster:Cluster", "lab", vpcConfig={"endpointPublicAccess": True},
+              tags={"plinth.dev/public-endpoint-reason": "no VPN for the lab account"}),
+        cloud("aws:s3/bucketV2:BucketV2", "models", bucket="plinth-models"),
+        cloud(S3_SSE_V2, "models-sse", bucket="plinth-models", rules=KMS),
+        cloud(S3_PAB, "models-pab", bucket="plinth-models", **BLOCK_ALL),
+        cloud("aws:s3/bucket:Bucket", "features", bucket="plinth-features"),
+        cloud(S3_SSE, "features-sse", bucket="plinth-features",
+              rules=[{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "AES256"}}]),
+        cloud(S3_PAB, "features-pab", bucket="plinth-features", **BLOCK_ALL),
+        cloud("gcp:container/cluster:Cluster", "ml",
+              privateClusterConfig={"enablePrivateNodes": True, "enablePrivateEndpoint": True}),
+        cloud("gcp:container/cluster:Cluster", "lab", privateClusterConfig={"enablePrivateNodes": True},
+              resourceLabels={"plinth-public-endpoint-reason": "no-vpn"}),
+        cloud("gcp:storage/bucket:Bucket", "models", name="plinth-models", location="EU",
+              uniformBucketLevelAccess=True, publicAccessPrevention="enforced"),
+    ]
+    assert violations(clean + good, "cloud-private-and-encrypted") == []
+    bad = [
+        cloud("aws:eks/cluster:Cluster", "ml", vpcConfig={"subnetIds": ["subnet-1"]}),  # EKS defaults to public
+        cloud("aws:eks/cluster:Cluster", "lab", vpcConfig={"endpointPublicAccess": True}, tags={"team": "ml"}),
+        cloud("aws:s3/bucketV2:BucketV2", "scratch"),
+        cloud("aws:s3/bucket:Bucket", "logs", bucket="plinth-logs"),
+        cloud(S3_SSE, "logs-sse", bucket="plinth-logs", rules=[{"bucketKeyEnabled": True}]),
+        cloud(S3_PAB, "logs-pab", bucket="plinth-logs", blockPublicAcls=True, ignorePublicAcls=True),
+        cloud("aws:s3/bucketV2:BucketV2", "raw", bucket="plinth-raw"),
+        cloud(S3_SSE_V2, "other-sse", bucket="plinth-other", rules=KMS),
+        cloud("gcp:container/cluster:Cluster", "ml", privateClusterConfig={"enablePrivateEndpoint": True}),
+        cloud("gcp:container/cluster:Cluster", "lab", resourceLabels={"team": "ml"}),
+        cloud("gcp:storage/bucket:Bucket", "models", name="plinth-models", location="EU",
+              uniformBucketLevelAccess=False),
+    ]
+    assert violations(clean + bad, "cloud-private-and-encrypted") == [
+        ("Cluster ml", "the API server endpoint is public (vpcConfig.endpointPublicAccess) without a "
+                       "plinth.dev/public-endpoint-reason tag"),
+        ("Cluster lab", "the API server endpoint is public (vpcConfig.endpointPublicAccess) without a "
+                        "plinth.dev/public-endpoint-reason tag"),
+        ("BucketV2 scratch", "the bucket is not named explicitly (`bucket`), so its encryption and public access "
+                             "block cannot be matched to it"),
+        ("Bucket logs", "no server-side encryption configuration for bucket plinth-logs"),
+        ("Bucket logs", "the public access block for bucket plinth-logs leaves blockPublicPolicy, "
+                        "restrictPublicBuckets off"),
+        ("BucketV2 raw", "no server-side encryption configuration for bucket plinth-raw"),
+        ("BucketV2 raw", "no public access block for bucket plinth-raw"),
+        ("Cluster ml", "nodes are not private (privateClusterConfig.enablePrivateNodes)"),
+        ("Cluster lab", "nodes are not private (privateClusterConfig.enablePrivateNodes)"),
+        ("Cluster lab", "the control-plane endpoint is public (privateClusterConfig.enablePrivateEndpoint) without "
+                        "a plinth-public-endpoint-reason resource label"),
+        ("Bucket models", "uniform bucket-level access is off (uniformBucketLevelAccess)"),
+        ("Bucket models", "public access prevention is not enforced (publicAccessPrevention)"),
+    ]
+
+
+OIDC = "oidc.eks.eu-west-1.amazonaws.com/id/0123456789ABCDEF"
+
+
+def trust(condition: dict | None = None, action: str = "sts:AssumeRoleWithWebIdentity",
+          federated: str = f"arn:aws:iam::111122223333:oidc-provider/{OIDC}") -> str:
+    statement = {"Effect": "Allow", "Principal": {"Federated": federated}, "Action": action}
+    return json.dumps({"Version": "2012-10-17", "Statement": [{**statement, **({"Condition": condition}
+                                                                               if condition else {})}]})
+
+
+def role(name: str, policy: str) -> Subject:
+    return Subject("aws:iam/role:Role", name, {"name": name, "assumeRolePolicy": policy})
+
+
+def gcp_grant(type_: str, name: str, role_: str = "roles/iam.workloadIdentityUser", **members) -> Subject:
+    return Subject(f"gcp:serviceaccount/{type_}", name, {
+        "serviceAccountId": "projects/ml-prod/serviceAccounts/scorer@ml-prod.iam.gserviceaccount.com",
+        "role": role_, **members})
+
+
+def test_workload_identity_scoped(clean):
+    good = [
+        role("fraud-scorer", trust({"StringEquals": {f"{OIDC}:sub": "system:serviceaccount:fraud:scorer",
+                                                     f"{OIDC}:aud": "sts.amazonaws.com"}})),
+        role("ranker", trust({"StringEquals": {f"{OIDC}:sub": ["system:serviceaccount:search:ranker"]}})),
+        role("nodes", json.dumps({"Statement": {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"},
+                                                "Action": "sts:AssumeRole"}})),
+        gcp_grant("iAMMember:IAMMember", "scorer", member="serviceAccount:ml-prod.svc.id.goog[fraud/scorer]"),
+        gcp_grant("iAMBinding:IAMBinding", "ranker", members=["serviceAccount:ml-prod.svc.id.goog[search/ranker]"]),
+        gcp_grant("iAMMember:IAMMember", "admins", "roles/iam.serviceAccountUser", member="group:ml@corp.example"),
+    ]
+    assert violations(clean + good, "workload-identity-scoped") == []
+    bad = [
+        role("any-in-fraud", trust({"StringLike": {f"{OIDC}:sub": "system:serviceaccount:fraud:*"}})),
+        role("unconditioned", trust(action="sts:*")),
+        role("two", trust({"StringEquals": {f"{OIDC}:sub": ["system:serviceaccount:fraud:a",
+                                                            "system:serviceaccount:fraud:b"]}})),
+        role("starred", trust({"StringEquals": {f"{OIDC}:sub": "system:serviceaccount:*:scorer"}})),
+        gcp_grant("iAMBinding:IAMBinding", "pair", members=["serviceAccount:ml-prod.svc.id.goog[fraud/a]",
+                                                            "serviceAccount:ml-prod.svc.id.goog[fraud/b]"]),
+        gcp_grant("iAMMember:IAMMember", "whole-namespace", member="serviceAccount:ml-prod.svc.id.goog[fraud/*]"),
+    ]
+    assert violations(clean + bad, "workload-identity-scoped") == [
+        ("Role any-in-fraud", f"trusts {OIDC} with StringLike on {OIDC}:sub: use StringEquals naming one "
+                              "service account"),
+        ("Role unconditioned", f"trusts {OIDC} without a StringEquals condition on {OIDC}:sub"),
+        ("Role two", f"{OIDC}:sub must be exactly one system:serviceaccount:<namespace>:<name> without `*`, not "
+                     "system:serviceaccount:fraud:a, system:serviceaccount:fraud:b"),
+        ("Role starred", f"{OIDC}:sub must be exactly one system:serviceaccount:<namespace>:<name> without `*`, not "
+                         "system:serviceaccount:*:scorer"),
+        ("IAMBinding pair", "roles/iam.workloadIdentityUser must go to exactly one "
+                            "serviceAccount:<project>.svc.id.goog[<namespace>/<name>] without `*`, not "
+                            "serviceAccount:ml-prod.svc.id.goog[fraud/a], serviceAccount:ml-prod.svc.id.goog[fraud/b]"),
+        ("IAMMember whole-namespace", "roles/iam.workloadIdentityUser must go to exactly one "
+                                      "serviceAccount:<project>.svc.id.goog[<namespace>/<name>] without `*`, not "
+                                      "serviceAccount:ml-prod.svc.id.goog[fraud/*]"),
+    ]
