@@ -9,19 +9,12 @@ import pulumi
 from plinth.context import StackSecrets
 from plinth.provenance import Provenance
 from plinth.spec.errors import SpecInvalid
-from plinth.spec.load import load_spec, load_stack_spec, read_stack
+from plinth.spec.load import SECRET_STACK_KEYS, load_spec, load_stack_spec, read_stack
 from plinth.spec.models import PlatformSpec
 from plinth.spec.yamltree import to_plain
 
-# Secret stack config per StackSecrets field: (config key, is a map).
-SECRET_KEYS = {
-    "mirror_password": ("mirrorPassword", False),
-    "grafana_admin_password": ("grafanaAdminPassword", False),
-    "alert_receivers": ("alertReceivers", True),
-    "harbor_admin_password": ("harborAdminPassword", False),
-    "python_index_htpasswd": ("pythonIndexHtpasswd", False),
-    "feast_redis_password": ("feastRedisPassword", False),
-}
+# Secret stack config per StackSecrets field: (config key, is a map), from the one table of secret keys.
+SECRET_KEYS = {field: (key, is_map) for key, (field, is_map, _) in SECRET_STACK_KEYS.items()}
 
 
 def spec_from_pulumi_config(config: pulumi.Config, project_dir: Path) -> PlatformSpec:

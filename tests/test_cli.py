@@ -23,7 +23,7 @@ def plinth(*args, cwd=ROOT):
 def test_plan_with_no_arguments_plans_the_minimal_blueprint():
     result = plinth("plan")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("platform minimal (dev) from blueprints/minimal.yaml: 28 resources in 4 components")
+    assert result.stdout.startswith("platform minimal (dev) from blueprints/minimal.yaml: 32 resources in 5 components")
     assert "Namespace fraud" in result.stdout and "planned in" in result.stdout
     assert result.stderr == ""
 
@@ -58,11 +58,12 @@ def test_diff_reports_field_changes_and_exit_code(write):
     new = write("new.yaml", MINIMAL.replace("gpu: 2", "gpu: 3"))
     result = plinth("diff", str(old), str(new), "--exit-code", cwd=Path.cwd())
     assert result.returncode == 1, result.stderr
-    assert result.stdout.splitlines() == [
-        "~ ResourceQuota fraud/team-quota  (tenancy-fraud-quota)",
-        '    spec.hard.requests.nvidia.com/gpu: "2" -> "3"',
-        "0 added, 1 changed, 0 removed",
-    ]
+    lines = result.stdout.splitlines()
+    # The quota, and the ledger recording the new spec (its hash and files), nothing else.
+    assert lines[lines.index("~ ResourceQuota fraud/team-quota  (tenancy-fraud-quota)") + 1] == \
+        '    spec.hard.requests.nvidia.com/gpu: "2" -> "3"'
+    assert "~ ConfigMap plinth-system/plinth-ledger  (ledger)" in lines
+    assert lines[-1] == "0 added, 2 changed, 0 removed"
     same = plinth("diff", str(old), str(old), "--exit-code", cwd=Path.cwd())
     assert (same.returncode, same.stdout) == (0, "no changes\n")
 
@@ -78,13 +79,16 @@ def test_diff_between_stacks_and_plan_files(tmp_path):
 def test_render_writes_one_file_per_component_and_replaces_stale_files(tmp_path):
     (tmp_path / "keep.txt").write_text("not ours")
     assert plinth("render", "--out", str(tmp_path)).returncode == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".plinth-rendered", "keep.txt", "tenancy.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".plinth-rendered", "keep.txt", "ledger.yaml",
+                                                          "tenancy.yaml"]
 
 
 def test_schema_prints_json_schema():
     result = plinth("schema")
     assert result.returncode == 0
     assert json.loads(result.stdout)["properties"]["teams"]["type"] == "array"
+    overlay = plinth("schema", "--overlay")
+    assert overlay.returncode == 0 and overlay.stdout == (ROOT / "blueprints" / "overlay.schema.json").read_text()
 
 
 def test_images_lists_every_image_chart_and_bundle_with_its_mirror_target():

@@ -233,3 +233,121 @@ def overlay_errors(write, overlay: str) -> list[str]:
     """The errors of `bad.yaml`, which extends the MINIMAL spec with `overlay`."""
     write("base.yaml", MINIMAL)
     return errors_of(write("bad.yaml", "extends: base.yaml\n" + overlay))
+
+
+SECRET_STACK = """\
+config:
+  plinth:blueprint: blueprints/base.yaml
+  plinth:mirrorPassword: hunter2
+  plinth:grafanaAdminPassword:
+    secure: v1:c2FsdA==:Y2lwaGVy
+  plinth:alertReceivers:
+    oncall: https://hooks.example/oncall
+    pager:
+      secure: v1:c2FsdA==:cGFnZXI=
+  plinth:harborAdminPassword: {secure: ""}
+  plinth:feastRedisPassword:
+    secure: v1:abc
+    plain: oops
+  aws:region: eu-west-1
+"""
+
+
+def test_secrets_in_a_stack_file_are_only_accepted_encrypted(write):
+    from pathlib import Path
+
+    from plinth.spec.load import read_stack
+
+    write("blueprints/base.yaml", MINIMAL)
+    write("stacks/Pulumi.dev.yaml", SECRET_STACK)
+    with pytest.raises(SpecInvalid) as caught:
+        read_stack(Path.cwd(), "dev")
+    advice = "a secret in plain text (anyone who can read this file can read it): set it with `{}`, which stores " \
+             "it encrypted (`secure: ...`)"
+    assert [str(e) for e in caught.value.errors] == [
+        "stacks/Pulumi.dev.yaml:3:3: config.plinth:mirrorPassword: "
+        + advice.format("pulumi config set --secret plinth:mirrorPassword VALUE"),
+        "stacks/Pulumi.dev.yaml:7:5: config.plinth:alertReceivers.oncall: "
+        + advice.format("pulumi config set --secret --path 'plinth:alertReceivers.oncall' VALUE"),
+        "stacks/Pulumi.dev.yaml:10:3: config.plinth:harborAdminPassword: "  # an empty ciphertext is no secret
+        + advice.format("pulumi config set --secret plinth:harborAdminPassword VALUE"),
+        "stacks/Pulumi.dev.yaml:11:3: config.plinth:feastRedisPassword: "
+        + advice.format("pulumi config set --secret plinth:feastRedisPassword VALUE"),
+    ]
+    assert "hunter2" not in str(caught.value) and "oops" not in str(caught.value)
+
+
+def test_a_configure_stack_refuses_its_own_plain_text_secret(write):
+    from pathlib import Path
+
+    from plinth.spec.load import read_stack
+
+    write("blueprints/base.yaml", MINIMAL)
+    write("stacks/Pulumi.dev.yaml", "config:\n  plinth:blueprint: blueprints/base.yaml\n")
+    write("stacks/Pulumi.dev.configure.yaml", "config:\n  plinth:configures: dev\n  plinth:harborAdminPassword: x\n")
+    with pytest.raises(SpecInvalid) as caught:
+        read_stack(Path.cwd(), "dev.configure")
+    assert [e.path for e in caught.value.errors] == ["config.plinth:harborAdminPassword"]
+    assert str(caught.value.errors[0]).startswith("stacks/Pulumi.dev.configure.yaml:3:3: ")
+
+
+def test_the_real_engine_refuses_a_plain_text_secret_too(write):
+    import pulumi
+    from pathlib import Path
+
+    from plinth.engine.offline import record
+    from plinth.stackconfig import spec_from_pulumi_config
+
+    write("blueprints/base.yaml", MINIMAL)
+    write("stacks/Pulumi.dev.yaml", "config:\n  plinth:blueprint: blueprints/base.yaml\n  plinth:mirrorPassword: pw\n")
+    with pytest.raises(pulumi.RunError) as caught:
+        record(lambda: spec_from_pulumi_config(pulumi.Config("plinth"), Path.cwd()), stack="dev",
+               config={"plinth:blueprint": "blueprints/base.yaml", "plinth:mirrorPassword": "pw"})
+    assert "stacks/Pulumi.dev.yaml:3:3: config.plinth:mirrorPassword: a secret in plain text" in str(caught.value)
+
+
+def test_one_list_of_secret_keys():
+    from dataclasses import fields
+
+    from plinth.context import StackSecrets
+    from plinth.spec.load import SECRET_STACK_KEYS, STACK_KEYS
+    from plinth.stackconfig import SECRET_KEYS
+
+    assert SECRET_KEYS == {field: (key, is_map) for key, (field, is_map, _) in SECRET_STACK_KEYS.items()}
+    assert {f.name for f in fields(StackSecrets)} == {field for field, _, _ in SECRET_STACK_KEYS.values()}
+    assert {k for k, what in STACK_KEYS.items() if what.startswith("secret:")} == set(SECRET_STACK_KEYS)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("extends: sub\n", "bad.yaml:1:1: extends: 'sub' is a directory, not a blueprint file"),
+    ("extends: .\n", "bad.yaml:1:1: extends: '.' is a directory, not a blueprint file"),
+    ("extends: base.yaml\nteams:\n  - name: fraud\n    quota: {gpu: " + "9" * 5000 + "}\n",
+     "bad.yaml:4:18: a number of more than 100 digits (quote it if it is text)"),
+    ("extends: base.yaml\nx-a: 0x" + "f" * 200 + "\n", "bad.yaml:2:6: a number of more than 100 digits (quote it if it "
+     "is text)"),
+    ("extends: base.yaml\nmetadata:\n  costCenter: 2001-13-14\n",
+     "bad.yaml:3:15: invalid YAML: cannot read this value: month must be in 1..12"),
+    ("extends: base.yaml\nkubernetes:\n  version: !!int abc\n",
+     "bad.yaml:3:12: invalid YAML: cannot read this value: invalid literal for int() with base 10: 'abc'"),
+    ("extends: base.yaml\nmetadata:\n  costCenter: !!str [a]\n",
+     "bad.yaml:3:3: metadata.costCenter: expected a string, got a list"),
+    ("extends: base.yaml\nmetadata:\n  name: a\x00b\n",
+     "bad.yaml:3:10: invalid YAML: character #x0000 is not allowed (special characters are not allowed)"),
+    ("extends: base.yaml\n\"a\\rb\\u2028c\": 1\n",
+     'bad.yaml:2:1: "a\\rb\\u2028c": unknown field (allowed: airgap, apiVersion, certificates, charts, featureStore, '
+     "gpu, kind, kubernetes, metadata, monitoring, network, rbac, registry, secrets, serving, storage, target, teams, "
+     "testing)"),
+])
+def test_hostile_values_fail_at_their_line(text, message, write):
+    # Each of these once ended in an internal error (or, for the last, an error line split in two).
+    write("base.yaml", MINIMAL)
+    write("sub/keep.yaml", "")
+    assert errors_of(write("bad.yaml", text)) == [message]
+
+
+def test_the_readme_lists_every_reserved_namespace():
+    from support import ROOT
+    from plinth.spec.rules import RESERVED_NAMESPACES
+
+    readme = (ROOT / "README.md").read_text()
+    assert all(f"`{namespace}`" in readme for namespace in RESERVED_NAMESPACES)

@@ -4,20 +4,33 @@ No cloud account, no cluster, no network. The mock monitor sees every
 registration (type, name, parent, dependencies, provider, inputs) before the
 mocks answer; resources echo their inputs as outputs, so values derived from
 inputs resolve and values only a deployment knows stay unknown.
+
+Speed: by default the engine runs with the shortcuts of `_offline_runtime`
+(see there) and the lean `_FastRecordingMonitor`; `PLINTH_PLAN_PLAIN=1` (or
+`fast=False`) runs the stock SDK path instead. Both record the same plan
+(tests/test_plan_identity.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
+import contextlib
+import contextvars
+import math
+import os
 import threading
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pulumi
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import rpc
+from pulumi.runtime import resource as sdk_resource
+from pulumi.runtime import resource_cycle_breaker, rpc
+from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.settings import SETTINGS
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
@@ -71,27 +84,128 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             with self._lock:
                 _THREAD_LOOPS.add(_ensure_event_loop())
         response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
-            record = Resource(
-                urn=response.urn,
-                type=request.type,
-                name=request.name,
-                parent=request.parent if request.parent and not _is_stack(request.parent) else None,
-                custom=bool(request.custom),
-                dependencies=tuple(sorted(set(request.dependencies))),
-                # A provider reference is "<urn>::<id>"; the id is unknown offline.
-                provider=request.provider.rsplit("::", 1)[0] if request.provider else None,
-                inputs=_clean(json_format.MessageToDict(request.object)),
-            )
-            with self._lock:
-                self.records.append(record)
-                if self.progress:
-                    self.progress(len(self.records))
+        if request.type != _STACK:
+            self._record(request, response.urn, json_format.MessageToDict(request.object))
         return response
+
+    def _record(self, request, urn: str, inputs: dict) -> None:
+        """Keep one registration; `inputs` is the request's property Struct as JSON (json_format's mapping)."""
+        record = Resource(
+            urn=urn,
+            type=request.type,
+            name=request.name,
+            parent=request.parent if request.parent and not _is_stack(request.parent) else None,
+            custom=bool(request.custom),
+            dependencies=tuple(sorted(set(request.dependencies))),
+            # A provider reference is "<urn>::<id>"; the id is unknown offline.
+            provider=request.provider.rsplit("::", 1)[0] if request.provider else None,
+            inputs=_clean(inputs),
+        )
+        with self._lock:
+            self.records.append(record)
+            if self.progress:
+                self.progress(len(self.records))
+
+
+class _FastRecordingMonitor(_RecordingMonitor):
+    """The recording monitor, called on the event loop's thread (see _offline_runtime), without
+    the stock mock's detours: same requests in, same responses and records out.
+
+    For each registration the stock MockMonitor deserialises the inputs, hands them to the mocks
+    and serialises the answer back by running the SDK's serialize_properties coroutine on an event
+    loop of the worker thread's own; the recorder then converts the request with json_format.
+    Here, when the inputs are plain data (JSON values, secrets, unknowns: everything Plinth's
+    program sends), the same SDK functions run, but serialize_properties is driven to completion
+    directly (on plain data it never waits for anything), and the request is converted to JSON in
+    one walk (`_struct_json`, json_format's mapping for a Struct). Anything else (assets, archives,
+    resource references, output values) and the calls that pump an event loop of their own
+    (Invoke, ReadResource) go the stock way on a helper thread, as the plain engine's workers do.
+    """
+
+    def __init__(self, mocks: pulumi_mocks.Mocks, progress: Callable[[int], None] | None = None):
+        super().__init__(mocks, progress)
+        self._helper: concurrent.futures.ThreadPoolExecutor | None = None
+
+    def _on_helper(self, call: Callable, request):
+        if self._helper is None:
+            self._helper = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="plinth-monitor")
+        return self._helper.submit(contextvars.copy_context().run, call, request).result()
+
+    def close(self) -> None:
+        if self._helper is not None:
+            self._helper.shutdown()
+
+    def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
+        if request.type == _STACK:
+            return pulumi_mocks.MockMonitor.RegisterResource(self, request)
+        try:
+            inputs = _struct_json(request.object)  # first: raises _NotPlain before anything else runs
+            resource_id, state = self.mocks.new_resource(pulumi_mocks.MockResourceArgs(
+                typ=request.type, name=request.name, inputs=rpc.deserialize_properties(request.object),
+                provider=request.provider, resource_id=request.importId, custom=request.custom or False,
+                transforms=pulumi_mocks._resolve_callbacks(request.transforms)))
+            answer = _run_without_suspending(rpc.serialize_properties(state, {}))
+        except _NotPlain:
+            return self._on_helper(super().RegisterResource, request)
+        urn = self.make_urn(request.parent, request.type, request.name)
+        self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, resource_id, state)
+        self._record(request, urn, inputs)
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=answer)
+
+    def Invoke(self, request):  # noqa: N802 (gRPC method name)
+        return self._on_helper(super().Invoke, request)
+
+    def ReadResource(self, request):  # noqa: N802 (gRPC method name)
+        return self._on_helper(super().ReadResource, request)
+
+
+class _NotPlain(Exception):
+    """A registration the fast monitor leaves to the stock path."""
+
+
+def _struct_json(struct) -> dict:
+    """json_format.MessageToDict of a Struct, for plain data only (raises _NotPlain otherwise)."""
+    fields = struct.fields
+    if rpc._special_sig_key in fields:
+        sig = fields[rpc._special_sig_key]
+        if sig.WhichOneof("kind") != "string_value" or sig.string_value != rpc._special_secret_sig:
+            raise _NotPlain
+    return {key: _value_json(value) for key, value in fields.items()}
+
+
+def _value_json(value) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "struct_value":
+        return _struct_json(value.struct_value)
+    if kind == "list_value":
+        return [_value_json(item) for item in value.list_value.values]
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "number_value":
+        number = value.number_value
+        if math.isinf(number) or math.isnan(number):
+            raise ValueError(f"Fail to serialize {number} for Value.number_value")  # as json_format refuses
+        return number
+    return None  # null_value, or unset
+
+
+def _run_without_suspending(coroutine) -> Any:
+    """The result of a coroutine that completes without waiting (else _NotPlain)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise _NotPlain
+
+
+_STACK = "pulumi:pulumi:Stack"
 
 
 def _is_stack(urn: str) -> bool:
-    return urn.split("::")[2] == "pulumi:pulumi:Stack"
+    return urn.split("::")[2] == _STACK
 
 
 def _clean(value: Any) -> Any:
@@ -113,24 +227,161 @@ def _clean(value: Any) -> Any:
 
 
 def record(program: Callable[[], None], stack: str = "offline", config: dict[str, str] | None = None,
-           secret_keys: tuple[str, ...] = (), progress: Callable[[int], None] | None = None) -> tuple[Resource, ...]:
+           secret_keys: tuple[str, ...] = (), progress: Callable[[int], None] | None = None,
+           fast: bool | None = None) -> tuple[Resource, ...]:
     """Run `program` under the mock runtime with the given stack config; every registration, by URN.
 
-    `progress` is called with the running count of recorded resources.
+    `progress` is called with the running count of recorded resources. `fast` (default: on unless
+    PLINTH_PLAN_PLAIN=1) runs with the offline shortcuts of `_offline_runtime`; the plan is the same.
     """
-    monitor = _RecordingMonitor(_EchoMocks(), progress)
-    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor)
-    pulumi.runtime.set_all_config(config or {}, list(secret_keys))
-    SETTINGS.rpc_manager.clear()
-    SETTINGS.outputs.clear()
-    _sync_await(run_pulumi_func(program))
+    fast = not plain_by_default() if fast is None else fast
+    monitor = (_FastRecordingMonitor if fast else _RecordingMonitor)(_EchoMocks(), progress)
+    with _offline_runtime() if fast else contextlib.nullcontext():
+        pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor)
+        pulumi.runtime.set_all_config(config or {}, list(secret_keys))
+        SETTINGS.rpc_manager.clear()
+        SETTINGS.outputs.clear()
+        try:
+            _sync_await(run_pulumi_func(program))
+        finally:
+            if fast:
+                monitor.close()
     return tuple(sorted(monitor.records, key=lambda r: r.urn))
+
+
+PLAIN_ENV = "PLINTH_PLAN_PLAIN"
+"""Set to 1 to run the offline engine on the stock SDK path, without `_offline_runtime`'s shortcuts."""
+
+
+def plain_by_default() -> bool:
+    return os.environ.get(PLAIN_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+# --- The offline runtime: the one place the engine changes how the Pulumi SDK runs ---------------
+#
+# Everything below is applied only while a fast `record` runs, and undone after it (also on error).
+# It changes nothing the program declares or the plan records (tests/test_plan_identity.py plans
+# every shipped blueprint and stack both ways and compares the JSON byte for byte), and nothing
+# outside the offline engine: the real engine (platform/__main__.py) never enters it. The SDK
+# internals it replaces are checked by tests/test_plan_identity.py::test_the_sdk_still_has_the_shape_
+# the_offline_runtime_patches, which fails loudly when a Pulumi upgrade changes them.
+#
+# 1. An event loop of its own whose default executor runs each "RPC" at once, on the loop's thread
+#    (`_InlineExecutor`). The SDK sends every monitor call through `loop.run_in_executor`, made
+#    for a gRPC engine in another process; the mock monitor answers in-process without blocking,
+#    so the worker threads bought only handoffs, wake-ups and GIL contention. Monitor calls that
+#    pump an event loop themselves go to a helper thread (`_FastRecordingMonitor._on_helper`).
+# 2. `pulumi.runtime.rpc.declare_dependency` (the dependency-cycle check behind every dependency,
+#    `resource_cycle_breaker`): the same answer and the same recorded graph, without walking the
+#    whole transitive graph with nested generators for every edge (quadratic in the depth: a third
+#    of the regulated blueprint's time). A walk is needed only when something already depends on
+#    the resource declaring the dependency; when one is, it is iterative.
+# 3. `pulumi.runtime.resource._get_stack_trace`: an empty trace. It captures the Python stack
+#    (traceback.extract_stack, with source lines) of every resource constructor for the engine's
+#    diagnostics (RegisterResourceRequest.stackTrace/sourcePosition); the mock monitor drops it.
+# 4. `pulumi.runtime.resource.create_urn`, for plain strings only: the same URN as a known Output
+#    without the Output.all/apply task chain. `register_resource` computes one for every resource
+#    (`mock_urn`), used only when there is no monitor at all.
+
+
+def _sdk_patches() -> list[tuple[Any, str, Any]]:
+    """(module, attribute, replacement) for this run: see the list above."""
+    original_create_urn = sdk_resource.create_urn
+    dependents: set = set()  # resources something has declared a dependency on, this run
+
+    def declare_dependency(from_resource, to_resource) -> bool:
+        # resource_cycle_breaker.declare_dependency: refuse (False) when `to_resource` already
+        # reaches `from_resource` (itself included), else record from -> to. Nothing can reach a
+        # resource nothing depends on, so the walk runs only for those something depends on.
+        if to_resource is from_resource or from_resource in dependents:
+            seen, todo = {to_resource}, [to_resource]
+            while todo:
+                current = todo.pop()
+                if current is from_resource:
+                    return False
+                for dep in getattr(current, _DEPENDENCIES, ()):
+                    if dep not in seen:
+                        seen.add(dep)
+                        todo.append(dep)
+        deps = getattr(from_resource, _DEPENDENCIES, None)
+        if deps is None:
+            setattr(from_resource, _DEPENDENCIES, {to_resource})
+        else:
+            deps.add(to_resource)
+        dependents.add(to_resource)
+        return True
+
+    def create_urn(name, type_, parent=None, project=None, stack=None):
+        if not (isinstance(name, str) and isinstance(type_, str) and (parent is None or isinstance(parent, str))):
+            return original_create_urn(name, type_, parent, project, stack)
+        if parent is not None:
+            prefix = parent[0:parent.rfind("::")] + "$"
+        else:
+            stack = pulumi.get_stack() if stack is None else stack
+            project = pulumi.get_project() if project is None else project
+            prefix = "urn:pulumi:" + stack + "::" + project + "::"
+        return pulumi.Output.from_input(prefix + type_ + "::" + name)
+
+    return [
+        (rpc, "declare_dependency", declare_dependency),
+        (sdk_resource, "_get_stack_trace", source_pb2.StackTrace),
+        (sdk_resource, "create_urn", create_urn),
+    ]
+
+
+_DEPENDENCIES = resource_cycle_breaker._DEPENDENCIES_PROPERTY
+
+
+class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
+    """Runs each call at once on the calling (event loop) thread and returns a finished asyncio
+    future, which `loop.run_in_executor` hands back as it is (asyncio.wrap_future passes asyncio
+    futures through). Never starts a thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        super().__init__(max_workers=1)
+        self._loop = loop
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = self._loop.create_future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exn:  # noqa: BLE001 (handed to the awaiting coroutine, as a pool would)
+            future.set_exception(exn)
+        return future
+
+
+@contextlib.contextmanager
+def _offline_runtime() -> Iterator[None]:
+    """Apply the offline runtime (see above) for one run; restore the SDK and the event loop after."""
+    patches = _sdk_patches()
+    originals = [(module, name, getattr(module, name)) for module, name, _ in patches]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            previous_loop = asyncio.get_event_loop()
+        except RuntimeError:
+            previous_loop = None
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(_InlineExecutor(loop))
+    asyncio.set_event_loop(loop)
+    for module, name, replacement in patches:
+        setattr(module, name, replacement)
+    try:
+        yield
+    finally:
+        for module, name, original in originals:
+            setattr(module, name, original)
+        asyncio.set_event_loop(previous_loop)
+        loop.close()
 
 
 def plan(spec: PlatformSpec, source: str, stack: str = "offline",
          progress: Callable[[int], None] | None = None, stage: str = "platform",
-         provenance: Provenance | None = None) -> Plan:
-    """Run the program of one stage (plinth.program.STAGES) offline and return what it declares."""
+         provenance: Provenance | None = None, fast: bool | None = None) -> Plan:
+    """Run the program of one stage (plinth.program.STAGES) offline and return what it declares.
+
+    `fast`: see `record` (default: the offline runtime's shortcuts unless PLINTH_PLAN_PLAIN=1).
+    """
 
     def program() -> None:
         # The offline engine never reads real secrets: a secret placeholder stands in for each one.
@@ -138,7 +389,8 @@ def plan(spec: PlatformSpec, source: str, stack: str = "offline",
                         for field in required_secrets(spec, stage)}
         STAGES[stage](spec, StackSecrets(**placeholders), provenance)
 
-    return Plan(spec.metadata.name, spec.metadata.environment, source, record(program, stack, progress=progress))
+    return Plan(spec.metadata.name, spec.metadata.environment, source, record(program, stack, progress=progress,
+                                                                       fast=fast))
 
 
 def _placeholder(spec: PlatformSpec, field: str):

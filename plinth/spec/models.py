@@ -563,7 +563,7 @@ class Team(Spec):
 
 
 class Rbac(Spec):
-    platform_admin_group: Group = Field(description="Group bound to the plinth:platform-admin ClusterRole. Required.")
+    platform_admin_group: Group = Field(description="Group bound to the ClusterRole plinth:<metadata.name>:platform-admin. Required.")
 
 
 # --- air-gap -----------------------------------------------------------------
