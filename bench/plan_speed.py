@@ -1,14 +1,23 @@
-"""Benchmark the offline engine: `plinth plan` wall time (interpreter start included)
-for the minimal blueprint and for generated specs with 10 / 100 / 1,000 teams.
+"""Benchmark the offline engine: `plinth plan` wall time (interpreter start included), with and
+without the offline runtime's shortcuts (PLINTH_PLAN_PLAIN=1), against the import floor.
 
-Usage: python bench/plan_speed.py [--teams 10,100,1000] [--repeat 3]
-Prints one row per case: wall seconds (best of --repeat), resources, resources per second.
+Usage: python bench/plan_speed.py [--teams 100,1000] [--repeat 3] [--modes fast,plain]
+
+One row per case: the minimal and regulated blueprints, and generated specs with --teams teams.
+  resources  as `plinth plan` counts them (components excluded);
+  floor s    the import floor: a fresh interpreter starting and importing every module a `plinth
+             plan` of the case loads (found by planning it once; a 2-team spec stands in for
+             generated ones), not counting its exit;
+  <mode> s   wall seconds of `plinth plan SPEC` (best of --repeat; once for 1,000 teams or more);
+  ms/res     planning work per resource beyond the floor: (wall - floor) / resources.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -17,6 +26,32 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PLINTH = str(Path(sys.executable).parent / "plinth")
+REGULATED = ROOT / "blueprints" / "onprem-airgap-regulated.yaml"
+MODES = {"fast": "0", "plain": "1"}
+"""Mode name -> PLINTH_PLAN_PLAIN."""
+
+_LOADED = """
+import json, sys
+spec, out = sys.argv[1:3]
+from plinth.cli import main
+sys.argv = ["plinth", "plan", spec]
+try:
+    main()
+except SystemExit:
+    pass
+# Leave out the lazily imported modules (importlib's and Pulumi's _LazyModule) never used: not loaded.
+with open(out, "w") as file:
+    json.dump(sorted(name for name, module in sys.modules.items() if type(module).__name__ != "_LazyModule"), file)
+"""
+_IMPORT = """
+import importlib, json, os, sys
+for name in json.load(open(sys.argv[1])):
+    try:
+        importlib.import_module(name)
+    except Exception:
+        pass
+os._exit(0)  # the floor is starting and importing; what exiting costs counts as the run's
+"""
 
 
 def generated_blueprint(teams: int) -> str:
@@ -32,33 +67,66 @@ def generated_blueprint(teams: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def timed_plan(blueprint: Path, out: Path, repeat: int) -> tuple[float, int]:
-    best = float("inf")
+def best_of(repeat: int, command: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+    best, out = float("inf"), ""
     for _ in range(repeat):
         started = time.perf_counter()
-        subprocess.run([PLINTH, "plan", str(blueprint), "--out", str(out)], cwd=ROOT, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        best = min(best, time.perf_counter() - started)
-    resources = sum(r["custom"] for r in json.loads((out / "plan.json").read_text())["resources"])
-    return best, resources
+        proc = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True,
+                              env={**os.environ, **(env or {})})
+        best, out = min(best, time.perf_counter() - started), proc.stdout
+    return best, out
+
+
+def import_floor(spec: Path, repeat: int, tmp: Path) -> float:
+    """Best wall seconds of a fresh interpreter importing what a `plinth plan SPEC` loads."""
+    modules = tmp / f"{spec.stem}.modules.json"
+    subprocess.run([sys.executable, "-c", _LOADED, str(spec), str(modules)], cwd=ROOT, check=True,
+                   capture_output=True)
+    seconds, _ = best_of(repeat, [sys.executable, "-c", _IMPORT, str(modules)])
+    return seconds
+
+
+def timed_plan(spec: Path, mode: str, repeat: int) -> tuple[float, int]:
+    """(best wall seconds, resources) of `plinth plan SPEC` in the given mode."""
+    wall, out = best_of(repeat, [PLINTH, "plan", str(spec)], {"PLINTH_PLAN_PLAIN": MODES[mode]})
+    match = re.search(r": (\d+) resources? in ", out.splitlines()[0])
+    return wall, int(match.group(1))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--teams", default="10,100,1000")
+    parser.add_argument("--teams", default="100,1000")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--modes", default="fast,plain", help="fast (default engine), plain (PLINTH_PLAN_PLAIN=1)")
     args = parser.parse_args()
-    print(f"{'case':<22}{'wall s':>9}{'resources':>11}{'resources/s':>13}")
+    modes = [m for m in args.modes.split(",") if m]
+    if unknown := set(modes) - set(MODES):
+        parser.error(f"unknown mode(s): {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory() as tmp:
-        cases = [("minimal blueprint", ROOT / "blueprints" / "minimal.yaml")]
+        cases = [("minimal blueprint", ROOT / "blueprints" / "minimal.yaml", 0),
+                 ("regulated blueprint", REGULATED, 0)]
         for n in (int(x) for x in args.teams.split(",") if x):
-            path = Path(tmp) / f"teams-{n}.yaml"
-            path.write_text(generated_blueprint(n))
-            cases.append((f"{n} teams", path))
-        for label, path in cases:
-            repeat = args.repeat if "minimal" in label or "10 " in label else 1
-            wall, resources = timed_plan(path, Path(tmp) / "out", repeat)
-            print(f"{label:<22}{wall:>9.2f}{resources:>11}{resources / wall:>13.0f}", flush=True)
+            cases.append((f"{n:,} teams", Path(tmp) / f"teams-{n}.yaml", n))
+        for _, path, teams in cases:
+            if teams:
+                path.write_text(generated_blueprint(teams))
+        small = Path(tmp) / "teams-2.yaml"
+        small.write_text(generated_blueprint(2))
+        header = f"{'case':<21}{'resources':>10}{'floor s':>9}" + "".join(f"{m + ' s':>10}{'ms/res':>8}" for m in modes)
+        print(header + (f"{'speed-up':>10}" if len(modes) == 2 else ""), flush=True)
+        for label, path, teams in cases:
+            floor = import_floor(small if teams else path, args.repeat, Path(tmp))
+            repeat = 1 if teams >= 1000 else args.repeat
+            row, walls = f"{label:<21}", []
+            for mode in modes:
+                wall, resources = timed_plan(path, mode, repeat)
+                walls.append(wall)
+                if len(walls) == 1:
+                    row += f"{resources:>10,}{floor:>9.2f}"
+                row += f"{wall:>10.2f}{(wall - floor) * 1000 / resources:>8.2f}"
+            if len(walls) == 2:
+                row += f"{walls[1] / walls[0]:>9.1f}x"
+            print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -164,7 +164,30 @@ CHARTS: dict[str, Chart] = {
             "quay.io/opstree/redis:v7.0.15",
         ),
     ),
-    "gpu-operator": Chart("https://helm.ngc.nvidia.com/nvidia", "gpu-operator", "v26.7.0", "gpu-operator"),
+    "gpu-operator": Chart(
+        "https://helm.ngc.nvidia.com/nvidia", "gpu-operator", "v26.7.0", "gpu-operator",
+        # The operator's Deployment and hooks, and the operands it composes from the ClusterPolicy's
+        # repository/image/version triples (README beside plinth.modules.gpu says which run).
+        images=(
+            "nvcr.io/nvidia/cloud-native/dcgm:4.6.0-1-ubuntu24.04",
+            "nvcr.io/nvidia/cloud-native/gdrdrv:v2.6",
+            "nvcr.io/nvidia/cloud-native/k8s-cc-manager:v0.4.3",
+            "nvcr.io/nvidia/cloud-native/k8s-driver-manager:v0.12.0",
+            "nvcr.io/nvidia/cloud-native/k8s-mig-manager:v0.15.0",
+            "nvcr.io/nvidia/cloud-native/nvidia-fs:2.29.4",
+            "nvcr.io/nvidia/cloud-native/nvidia-sandbox-device-plugin:v0.0.5",
+            "nvcr.io/nvidia/cloud-native/vgpu-device-manager:v0.5.0",
+            # The driver image's tag gets the node's OS appended at run time (e.g. -ubuntu24.04).
+            "nvcr.io/nvidia/driver:595.91.07",
+            "nvcr.io/nvidia/gpu-operator:v26.7.0",
+            "nvcr.io/nvidia/k8s-device-plugin:v0.20.0",
+            "nvcr.io/nvidia/k8s/container-toolkit:v1.20.0",
+            "nvcr.io/nvidia/k8s/dcgm-exporter:4.6.0-4.8.3-distroless",
+            "nvcr.io/nvidia/kubevirt-gpu-device-plugin:v1.6.0",
+            # The node-feature-discovery subchart (master, worker, gc).
+            "registry.k8s.io/nfd/node-feature-discovery:v0.19.0",
+        ),
+    ),
 }
 
 # Gateway API standard channel at the version the pinned Cilium implements.
@@ -183,6 +206,9 @@ CRD_BUNDLES: tuple[CrdBundle, ...] = (GATEWAY_API,)
 IMAGES: dict[str, str] = {
     # pypiserver's official image; it ships waitress (`--server auto`) and passlib/bcrypt (htpasswd).
     "pypiserver": "docker.io/pypiserver/pypiserver:v2.4.2",
+    # Triton Inference Server (serving.models with runtime triton); NGC's monthly release 26.10
+    # (CUDA 13.4, compute capability 7.5 and later). BentoML models run the user's own Bento image.
+    "tritonserver": "nvcr.io/nvidia/tritonserver:26.10-py3",
 }
 
 # Namespaces of the platform's own services, which tenant network policies
@@ -196,6 +222,7 @@ PLATFORM_NAMESPACES: dict[str, str] = {
     "feast": CHARTS["feast"].namespace,
     "harbor": CHARTS["harbor"].namespace,
     "ledger": "plinth-system",
+    "gpu-operator": CHARTS["gpu-operator"].namespace,
     "vault-secrets-operator": CHARTS["vault-secrets-operator"].namespace,
     "postgres-operator": CHARTS["cloudnative-pg"].namespace,
     "redis-operator": CHARTS["redis-operator"].namespace,

@@ -16,10 +16,12 @@ from plinth.modules.cluster import ExistingCluster, ExistingClusterArgs
 from plinth.modules.crds import GatewayApiCrds, PrometheusOperatorCrds
 from plinth.modules.featurestore import CloudNativePg, Feast, RedisOperator
 from plinth.modules.governance import Ledger
+from plinth.modules.gpu import GpuOperator
 from plinth.modules.monitoring import Monitoring
 from plinth.modules.network import Cilium, PlatformGateway
 from plinth.modules.pythonindex import PythonIndex
 from plinth.modules.secrets import Vault
+from plinth.modules.serving import Serving
 from plinth.modules.secrets.configure import VaultTeams
 from plinth.modules.secrets.operator import VaultSecretsOperator
 from plinth.modules.registry import Harbor
@@ -52,6 +54,12 @@ SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
     ("redis-operator", RedisOperator),
     ("feast", Feast),
     ("monitoring", Monitoring),
+    # After monitoring: its GPU dashboard is a ConfigMap in the monitoring namespace.
+    ("gpu-operator", GpuOperator),
+    # After monitoring and the GPU operator: its dashboard is a ConfigMap in the monitoring namespace, and a
+    # GPU model's Deployment becomes ready only once the device plugin runs (every service waits for all
+    # the objects of the services before it, so before them each would wait for the other).
+    ("serving", Serving),
     # Last: it records the deployment that everything before it completed.
     ("ledger", Ledger),
 )

@@ -47,8 +47,8 @@ CASES = {
         ["bad.yaml:1:1: extends: blueprint 'nowhere.yaml' not found"],
     ),
     "model_unknown_team": (
-        'extends: base.yaml\nserving:\n  models:\n    - name: scorer\n      team: risk\n      runtime: triton\n      modelRepository: s3://models\n      stable: {version: "1"}\n',
-        ['bad.yaml:3:3: serving.models: model serving is described by the spec but its module is not built yet [rule module-available; fix: leave serving.models empty for now]', "bad.yaml:5:7: serving.models[scorer].team: team 'risk' is not defined [rule model-team-exists; fix: add a team named 'risk' under teams, or fix the name]"],
+        'extends: base.yaml\nmonitoring: {enabled: true}\nserving:\n  models:\n    - name: scorer\n      team: risk\n      runtime: triton\n      modelRepository: pvc://models/scorer\n      stable: {version: "1"}\n',
+        ["bad.yaml:6:7: serving.models[scorer].team: team 'risk' is not defined [rule model-team-exists; fix: add a team named 'risk' under teams, or fix the name]"],
     ),
     "duplicate_team": (
         'extends: base.yaml\nteams:\n  - name: search\n  - name: search\n',

@@ -18,6 +18,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import contextvars
+import gc
 import math
 import os
 import threading
@@ -26,12 +27,15 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pulumi
+import pulumi.resource as sdk_resource_api
 from google.protobuf import json_format
+from pulumi import _types as sdk_types
+from pulumi.output import Unknown
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import resource as sdk_resource
 from pulumi.runtime import resource_cycle_breaker, rpc
 from pulumi.runtime.proto import resource_pb2, source_pb2
-from pulumi.runtime.settings import SETTINGS
+from pulumi.runtime.settings import SETTINGS, monitor_supports_feature
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
@@ -108,18 +112,20 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
 
 
 class _FastRecordingMonitor(_RecordingMonitor):
-    """The recording monitor, called on the event loop's thread (see _offline_runtime), without
-    the stock mock's detours: same requests in, same responses and records out.
+    """The recording monitor, called on the event loop's own thread (see _offline_runtime), without
+    the stock mock's detours: the same requests in, the same responses and records out.
 
-    For each registration the stock MockMonitor deserialises the inputs, hands them to the mocks
-    and serialises the answer back by running the SDK's serialize_properties coroutine on an event
-    loop of the worker thread's own; the recorder then converts the request with json_format.
-    Here, when the inputs are plain data (JSON values, secrets, unknowns: everything Plinth's
-    program sends), the same SDK functions run, but serialize_properties is driven to completion
-    directly (on plain data it never waits for anything), and the request is converted to JSON in
-    one walk (`_struct_json`, json_format's mapping for a Struct). Anything else (assets, archives,
-    resource references, output values) and the calls that pump an event loop of their own
-    (Invoke, ReadResource) go the stock way on a helper thread, as the plain engine's workers do.
+    For every registration the stock MockMonitor deserialises the inputs, hands them to the mocks
+    and serialises the answer back (running the SDK's serialize_properties coroutine on an event
+    loop of its own), and the recorder converts the request with json_format. Here one walk over
+    the request (`_struct_json`) gives the record's JSON and tells whether the request is plain
+    data: JSON values and unknowns, without secrets or null fields. For plain data the stock round
+    trip is the identity, so when the mocks echo the inputs (ours do) the answer is the request's
+    own Struct. Requests with secrets or null fields take the SDK's deserialize_properties and
+    serialize_properties (driven directly: on such data it never waits for anything); anything
+    else (assets, archives, resource references, output values), and the calls that pump an event
+    loop of their own (Invoke, ReadResource), go the stock way on a helper thread, as the plain
+    engine's worker threads do. tests/test_plan_identity.py checks the round trip against the SDK.
     """
 
     def __init__(self, mocks: pulumi_mocks.Mocks, progress: Callable[[int], None] | None = None):
@@ -139,18 +145,29 @@ class _FastRecordingMonitor(_RecordingMonitor):
         if request.type == _STACK:
             return pulumi_mocks.MockMonitor.RegisterResource(self, request)
         try:
-            inputs = _struct_json(request.object)  # first: raises _NotPlain before anything else runs
-            resource_id, state = self.mocks.new_resource(pulumi_mocks.MockResourceArgs(
-                typ=request.type, name=request.name, inputs=rpc.deserialize_properties(request.object),
-                provider=request.provider, resource_id=request.importId, custom=request.custom or False,
-                transforms=pulumi_mocks._resolve_callbacks(request.transforms)))
-            answer = _run_without_suspending(rpc.serialize_properties(state, {}))
+            inputs, resource_id, state, answer = self._echo(request)
         except _NotPlain:
             return self._on_helper(super().RegisterResource, request)
         urn = self.make_urn(request.parent, request.type, request.name)
         self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, resource_id, state)
         self._record(request, urn, inputs)
         return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=answer)
+
+    def _echo(self, request):
+        """(record JSON, mock state, answer Struct) as the stock monitor would have them."""
+        impure: list[str] = []  # what keeps the round trip from being the identity
+        inputs = _struct_json(request.object, impure)  # first: raises _NotPlain before anything runs
+        plain = not impure and pulumi.runtime.is_dry_run()
+        deserialized = _deserialized(inputs) if plain else rpc.deserialize_properties(request.object)
+        resource_id, state = self.mocks.new_resource(pulumi_mocks.MockResourceArgs(
+            typ=request.type, name=request.name, inputs=deserialized, provider=request.provider,
+            resource_id=request.importId, custom=request.custom or False,
+            transforms=pulumi_mocks._resolve_callbacks(request.transforms)))
+        if plain and state is deserialized:
+            answer = request.object
+        else:
+            answer = _run_without_suspending(rpc.serialize_properties(state, {}))
+        return inputs, resource_id, state, answer
 
     def Invoke(self, request):  # noqa: N802 (gRPC method name)
         return self._on_helper(super().Invoke, request)
@@ -163,24 +180,29 @@ class _NotPlain(Exception):
     """A registration the fast monitor leaves to the stock path."""
 
 
-def _struct_json(struct) -> dict:
-    """json_format.MessageToDict of a Struct, for plain data only (raises _NotPlain otherwise)."""
+def _struct_json(struct, impure: list[str]) -> dict:
+    """json_format.MessageToDict of a property Struct; notes in `impure` the secrets and null fields
+    (which the stock round trip rewrites); raises _NotPlain for any other special value."""
     fields = struct.fields
-    if rpc._special_sig_key in fields:
-        sig = fields[rpc._special_sig_key]
+    if _SIG in fields:
+        sig = fields[_SIG]
         if sig.WhichOneof("kind") != "string_value" or sig.string_value != rpc._special_secret_sig:
             raise _NotPlain
-    return {key: _value_json(value) for key, value in fields.items()}
+        impure.append("secret")
+    out = {key: _value_json(value, impure) for key, value in fields.items()}
+    if None in out.values():
+        impure.append("null")
+    return out
 
 
-def _value_json(value) -> Any:
+def _value_json(value, impure: list[str]) -> Any:
     kind = value.WhichOneof("kind")
     if kind == "string_value":
         return value.string_value
     if kind == "struct_value":
-        return _struct_json(value.struct_value)
+        return _struct_json(value.struct_value, impure)
     if kind == "list_value":
-        return [_value_json(item) for item in value.list_value.values]
+        return [_value_json(item, impure) for item in value.list_value.values]
     if kind == "bool_value":
         return value.bool_value
     if kind == "number_value":
@@ -188,7 +210,20 @@ def _value_json(value) -> Any:
         if math.isinf(number) or math.isnan(number):
             raise ValueError(f"Fail to serialize {number} for Value.number_value")  # as json_format refuses
         return number
-    return None  # null_value, or unset
+    if kind == "null_value":
+        return None
+    raise _NotPlain  # a Value with nothing set: left to the stock path
+
+
+def _deserialized(value: Any) -> Any:
+    """rpc.deserialize_properties of plain data (no secrets, no null fields) in a preview, from its JSON."""
+    if isinstance(value, dict):
+        return {key: _deserialized(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_deserialized(item) for item in value]
+    if value == rpc.UNKNOWN:
+        return Unknown()
+    return value
 
 
 def _run_without_suspending(coroutine) -> Any:
@@ -201,6 +236,7 @@ def _run_without_suspending(coroutine) -> Any:
     raise _NotPlain
 
 
+_SIG = rpc._special_sig_key
 _STACK = "pulumi:pulumi:Stack"
 
 
@@ -282,6 +318,20 @@ def plain_by_default() -> bool:
 # 4. `pulumi.runtime.resource.create_urn`, for plain strings only: the same URN as a known Output
 #    without the Output.all/apply task chain. `register_resource` computes one for every resource
 #    (`mock_urn`), used only when there is no monitor at all.
+# 5. `pulumi.resource.collapse_alias_to_urn`, while the monitor supports alias specs (ours does):
+#    the alias is kept as given. Resource.__init__ turns every alias into a URN Output chain (the
+#    Kubernetes SDK gives each RBAC object two); those URNs are read only by `all_aliases`, for
+#    engines without alias specs. The aliases still reach the request as specs (prepare_aliases).
+# 6. The cyclic garbage collector is paused for the run (reference counting still frees at once
+#    everything not in a cycle). A run builds hundreds of thousands of objects (outputs, futures,
+#    tasks, protobuf messages) that live until it ends; the collector kept re-scanning them,
+#    finding little to free: about 40% of the run. When the run ends they are frozen (gc.freeze)
+#    rather than scanned once more: a `plinth` command exits right after, and the scan, plus the
+#    interpreter's own at exit, cost as much again. A later fast run unfreezes and collects them
+#    first, so a long-lived process keeps at most one run's garbage. Skipped if the caller froze
+#    objects itself or turned the collector off.
+# 7. `pulumi._types.unwrap_type`, remembered per type for the run. serialize_property asks it for
+#    every input value; its answer depends on the type alone (typing introspection).
 
 
 def _sdk_patches() -> list[tuple[Any, str, Any]]:
@@ -322,14 +372,37 @@ def _sdk_patches() -> list[tuple[Any, str, Any]]:
             prefix = "urn:pulumi:" + stack + "::" + project + "::"
         return pulumi.Output.from_input(prefix + type_ + "::" + name)
 
+    original_collapse = sdk_resource_api.collapse_alias_to_urn
+
+    def collapse_alias_to_urn(alias, default_name, default_type, default_parent):
+        if monitor_supports_feature(resource_pb2.RESOURCE_MONITOR_FEATURE_ALIAS_SPECS):
+            return alias
+        return original_collapse(alias, default_name, default_type, default_parent)
+
+    original_unwrap_type = sdk_types.unwrap_type
+    unwrapped: dict = {}
+
+    def unwrap_type(typ):
+        try:
+            return unwrapped[typ]
+        except KeyError:
+            result = unwrapped[typ] = original_unwrap_type(typ)
+            return result
+        except TypeError:  # not hashable
+            return original_unwrap_type(typ)
+
     return [
         (rpc, "declare_dependency", declare_dependency),
         (sdk_resource, "_get_stack_trace", source_pb2.StackTrace),
         (sdk_resource, "create_urn", create_urn),
+        (sdk_resource_api, "collapse_alias_to_urn", collapse_alias_to_urn),
+        (sdk_types, "unwrap_type", unwrap_type),
     ]
 
 
 _DEPENDENCIES = resource_cycle_breaker._DEPENDENCIES_PROPERTY
+_frozen = False
+"""Whether the objects of the last fast run are frozen (see 6. above)."""
 
 
 class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
@@ -366,9 +439,21 @@ def _offline_runtime() -> Iterator[None]:
     asyncio.set_event_loop(loop)
     for module, name, replacement in patches:
         setattr(module, name, replacement)
+    global _frozen
+    if _frozen:  # the last fast run's objects
+        _frozen = False
+        gc.unfreeze()
+        gc.collect()
+    collecting, freezing = gc.isenabled(), gc.get_freeze_count() == 0
+    gc.disable()
     try:
         yield
     finally:
+        if collecting:
+            if freezing:
+                gc.freeze()
+                _frozen = True
+            gc.enable()
         for module, name, original in originals:
             setattr(module, name, original)
         asyncio.set_event_loop(previous_loop)

@@ -131,6 +131,14 @@ def _value_images(values: Any) -> Iterator[str]:
         for key, value in values.items():
             if key in ("image", "agentImage") and isinstance(value, str) and "/" in value:
                 yield value
+            elif isinstance(value, dict) and value.get("repository") and isinstance(value.get("image"), str):
+                # {repository, image, version}: the GPU operator's operand blocks
+                ref = f"{value['repository']}/{value['image']}"
+                if value.get("version"):
+                    ref += ("@" if str(value["version"]).startswith("sha256:") else ":") + str(value["version"])
+                yield ref
+            elif isinstance(value, dict) and value.get("repository") == "":
+                continue  # an image block switched off (e.g. the GPU driver when nodes ship one)
             elif isinstance(value, dict) and isinstance(value.get("repository"), str) and "registry" not in value:
                 ref = value["repository"]
                 if value.get("digest"):

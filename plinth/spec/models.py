@@ -443,42 +443,90 @@ class Gpu(Spec):
 
 
 class Release(Spec):
-    version: str = Field(description="Model version (image tag for BentoML, model version for Triton). Required.")
+    version: str = Field(
+        description="Model version: the image tag for BentoML (the image is <image>:<version>); for Triton the "
+        "directory <modelRepository>/<version>/ holding that release's complete model repository. Also the "
+        "pods' app.kubernetes.io/version label. Required.",
+        pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
     replicas: Count = Field(1, description="Replicas (the autoscaler's minimum when autoscaling). Default: 1.")
 
 
 class Canary(Release):
-    weight: Percent = Field(10, description="Share of traffic sent to the canary, 0-100. Default: 10.")
+    weight: Percent = Field(10, description="Share of the routed traffic sent to the canary, 0-100; stable gets "
+                            "the rest. Default: 10.")
 
 
 class Autoscaling(Spec):
-    enabled: bool = Field(False, description="Horizontal autoscaling. Default: false.")
+    enabled: bool = Field(False, description="Horizontal autoscaling of the stable release (HorizontalPodAutoscaler "
+                          "autoscaling/v2 on CPU utilisation; needs the cluster's resource metrics API, e.g. "
+                          "metrics-server). Default: false.")
     max_replicas: PositiveCount = Field(4, description="Upper bound. Default: 4.")
-    target_utilization: Percent = Field(70, description="Target GPU/CPU utilization percent. Default: 70.")
+    target_utilization: Percent = Field(70, description="Target average CPU utilisation, percent of the CPU "
+                                        "request. Default: 70.")
+
+
+class Slo(Spec):
+    """What the model's alerts measure against (stable and canary traffic; the shadow answers nobody)."""
+
+    latency_ms: PositiveCount = Field(500, description="95th percentile request latency, milliseconds, above which "
+                                      "ModelLatencyHigh fires. Default: 500.")
+    error_rate_percent: float = Field(1.0, gt=0, le=100, description="Share of failed requests, percent, above "
+                                      "which ModelErrorRateHigh fires (and the margin by which a canary may fail "
+                                      "more often than stable). Default: 1.")
 
 
 class Model(Spec):
     name: Name = Field(description="Model (and Service) name. Required.")
     team: Name = Field(description="Owning team; the model runs in its namespace. Required.")
     runtime: Literal["triton", "bentoml"] = Field(description="Serving runtime. Required.")
-    image: str | None = Field(None, description="BentoML: the containerized Bento image (without tag). Default: null.")
+    image: str | None = Field(None, description="BentoML: the containerized Bento image without tag (each release "
+                              "runs <image>:<version>). Default: null.")
     model_repository: str | None = Field(
-        None, description="Triton: model repository URI (s3://, gs://, or a PVC path). Default: null."
-    )
-    gpu: Count = Field(0, description="GPUs per replica (nvidia.com/gpu). Default: 0.")
+        None, description="Triton: where the model repositories are: s3://bucket/path, gs://bucket/path or "
+        "pvc://<claim>/<path> (a PersistentVolumeClaim of the team's namespace, mounted read-only); each release "
+        "serves <modelRepository>/<version>/. Default: null.",
+        pattern=r"^(s3|gs|pvc)://\S+$")
+    repository_cidrs: tuple[Annotated[str, BeforeValidator(_cidr)], ...] = Field(
+        (), description="Triton with an s3:// or gs:// repository: the object store's networks, the only place "
+        "outside the cluster the model's pods may reach (team namespaces are default-deny). Default: [].")
+    credentials_secret: Name | None = Field(
+        None, description="A Secret in the team's namespace whose keys become the server's environment (e.g. "
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION for s3://). Default: null.")
+    gpu: Count = Field(0, description="GPUs per replica (nvidia.com/gpu limits; with the GPU toleration and node "
+                       "selector). Default: 0.")
+    cpu: Quantity = Field("1", description="CPU per replica (request and limit). Default: 1.")
+    memory: Quantity = Field("4Gi", description="Memory per replica (request and limit). Default: 4Gi.")
+    startup_seconds: PositiveCount = Field(
+        600, description="How long a replica may take to load its models before it is restarted (the startup "
+        "probe's budget). Default: 600.")
     stable: Release = Field(description="The stable release. Required.")
     canary: Canary | None = Field(None, description="A canary release taking `weight` percent. Default: null.")
+    shadow: Release | None = Field(
+        None, description="A shadow release: the Gateway mirrors every routed request to it and discards its "
+        "answers (needs the Gateway). Default: null.")
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Autoscaling. Default: off.")
+    slo: Slo = Field(default_factory=Slo, description="Latency and error-rate objectives of the model's alerts. "
+                     "Default: 500 ms p95, 1% errors.")
 
 
 class Serving(Spec):
-    hostname: str | None = Field(None, description="Hostname of the model gateway. Default: null.")
+    hostname: str | None = Field(
+        None, description="Host name of the models on the platform Gateway (one name under "
+        "network.gateway.hostname): each model is served at https://<hostname>/<team>/<model>/. Required when "
+        "models exist and the Gateway is on. Default: null.",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     models: tuple[Model, ...] = Field((), description="Served models. Default: [].")
 
 
 class Drift(Spec):
-    enabled: bool = Field(False, description="Model drift alerts. Default: false.")
+    enabled: bool = Field(False, description="Model drift alerts (ModelDrift, label alert_kind: drift) on the "
+                          "gauge plinth_model_drift_score{namespace=<team>, model=<model>} that your drift monitor "
+                          "exports. Default: false.")
     threshold: float = Field(0.2, ge=0, le=1, description="Drift score that fires an alert, 0-1. Default: 0.2.")
+    receiver: Name | None = Field(
+        None, description="The monitoring.alertmanager receiver drift alerts (label alert_kind: drift) are routed "
+        "to, and only to: e.g. a retraining webhook, which gets the model and team as alert labels. Default: null "
+        "(drift alerts follow the severity routes).")
 
 
 class Receiver(Spec):

@@ -7,20 +7,20 @@ the loader. Rules never raise and never stop at the first problem.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from plinth.catalog import PLATFORM_NAMESPACES
-from plinth.spec.models import PlatformSpec
+from plinth.spec.models import PlatformSpec, quantity_value
 
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 RESERVED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease", *PLATFORM_NAMESPACES.values()}
 
 # Services the spec already describes whose module has not landed yet: enabling
 # one must fail loudly instead of planning nothing.
-NOT_YET_BUILT: dict[tuple[str, ...], str] = {
-    ("gpu", "operator"): "the GPU operator",
-}
+NOT_YET_BUILT: dict[tuple[str, ...], str] = {}
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,20 @@ def model_rules(spec: PlatformSpec) -> Iterator[Violation]:
         if model.canary and not (spec.network.cilium.enabled and spec.network.cilium.gateway_api):
             yield Violation((*at, "canary"), "a canary needs weighted routing (Gateway API)",
                             "canary-needs-gateway", "enable network.cilium with gatewayApi: true")
+        if model.shadow and not (spec.network.cilium.enabled and spec.network.cilium.gateway_api):
+            yield Violation((*at, "shadow"), "a shadow needs the Gateway's request mirroring (Gateway API)",
+                            "shadow-needs-gateway", "enable network.cilium with gatewayApi: true, or remove shadow")
+        if model.shadow and model.shadow.version == model.stable.version:
+            yield Violation((*at, "shadow", "version"), "the shadow runs the same version as stable",
+                            "shadow-differs", "set shadow.version to the version to try, or remove shadow")
+        yield from _repository_rules(model, at)
+        if model.runtime == "bentoml" and model.image and _has_tag(model.image):
+            yield Violation((*at, "image"), f"image {model.image!r} has a tag or digest; each release's version "
+                            "is its tag", "bentoml-image", "give the image without tag (set the tag as "
+                            "stable.version)")
+        if model.autoscaling.enabled and model.stable.replicas < 1:
+            yield Violation((*at, "stable", "replicas"), "an autoscaled model needs at least 1 stable replica "
+                            "(the autoscaler's minimum)", "autoscaling-bounds", "set stable.replicas to 1 or more")
         if model.gpu and not spec.gpu.operator.enabled:
             yield Violation((*at, "gpu"), "the model requests GPUs but the GPU operator is disabled",
                             "gpu-needs-operator", "enable gpu.operator, or set gpu: 0")
@@ -76,26 +90,76 @@ def model_rules(spec: PlatformSpec) -> Iterator[Violation]:
                             "push the image to the mirror and reference it there")
 
 
+def _repository_rules(model, at: tuple) -> Iterator[Violation]:
+    """Triton's model repository: a claim name that can be mounted, and a way out for an object store."""
+    repository = model.model_repository
+    if model.runtime != "triton" or not repository:
+        return
+    scheme, _, rest = repository.partition("://")
+    if scheme == "pvc":
+        claim = rest.split("/", 1)[0]
+        if not _DNS_SUBDOMAIN.match(claim) or ".." in rest.split("/"):
+            yield Violation((*at, "modelRepository"), f"{repository!r} does not name a claim and a path inside it",
+                            "triton-model-repository", "use pvc://<claim>/<path>, the claim in the team's namespace")
+    elif not model.repository_cidrs:
+        yield Violation((*at, "modelRepository"), f"the model's pods cannot reach {scheme}:// storage: team "
+                        "namespaces are default-deny for egress", "model-repository-egress",
+                        "set repositoryCidrs to the object store's networks, or use a pvc:// repository")
+
+
+def _has_tag(image: str) -> bool:
+    return "@" in image or ":" in image.rsplit("/", 1)[-1]
+
+
+def _serving_replicas(model) -> int:
+    """Every replica a model can run at once: stable (at the autoscaler's maximum), canary and shadow."""
+    stable = model.autoscaling.max_replicas if model.autoscaling.enabled else model.stable.replicas
+    return stable + sum(release.replicas for release in (model.canary, model.shadow) if release)
+
+
 def gpu_quota(spec: PlatformSpec) -> Iterator[Violation]:
+    """A team's models fit its quota at their largest: GPUs, and the CPU and memory they request."""
     needed: Counter[str] = Counter()
+    cpu: Counter[str] = Counter()
+    memory: Counter[str] = Counter()
     for model in spec.serving.models:
-        replicas = model.autoscaling.max_replicas if model.autoscaling.enabled else model.stable.replicas
-        needed[model.team] += model.gpu * (replicas + (model.canary.replicas if model.canary else 0))
+        replicas = _serving_replicas(model)
+        needed[model.team] += model.gpu * replicas
+        cpu[model.team] += quantity_value(model.cpu) * replicas
+        memory[model.team] += quantity_value(model.memory) * replicas
     for index, team in enumerate(spec.teams):
         if needed[team.name] > team.quota.gpu:
             yield Violation(("teams", index, "quota", "gpu"),
                             f"the team's models need up to {needed[team.name]} GPUs but the quota is "
                             f"{team.quota.gpu}", "gpu-quota-fits", "raise quota.gpu or lower model replicas/gpu")
+        for resource, used, quota in (("cpu", cpu, team.quota.cpu), ("memory", memory, team.quota.memory)):
+            if used[team.name] > quantity_value(quota) * (1 + 1e-9):
+                yield Violation(("teams", index, "quota", resource),
+                                f"the team's models request up to {used[team.name]:g} {resource} (stable at its "
+                                f"maximum, canary and shadow) but the quota is {quota}", "serving-quota-fits",
+                                f"raise quota.{resource} or lower the models' replicas/{resource}")
 
 
 def gpu_rules(spec: PlatformSpec) -> Iterator[Violation]:
-    sharing = spec.gpu.operator.sharing
+    from plinth.modules.gpu import MIG_PROFILE
+
+    sharing, at = spec.gpu.operator.sharing, ("gpu", "operator", "sharing")
     if sharing.type == "mig" and not sharing.mig_profile:
-        yield Violation(("gpu", "operator", "sharing", "migProfile"), "MIG sharing needs a profile",
+        yield Violation((*at, "migProfile"), "MIG sharing needs a profile",
                         "mig-profile", "set migProfile, e.g. all-1g.10gb")
+    if sharing.type == "mig" and sharing.mig_profile and not MIG_PROFILE.match(sharing.mig_profile):
+        yield Violation((*at, "migProfile"), f"{sharing.mig_profile!r} is not a MIG configuration MIG manager "
+                        "provides", "mig-profile-format", "use all-<n>g.<m>gb (one size on every GPU, e.g. "
+                        "all-1g.10gb) or all-balanced (sizes mixed)")
+    if sharing.type != "mig" and sharing.mig_profile:
+        yield Violation((*at, "migProfile"), f"migProfile is set but sharing type is {sharing.type!r}",
+                        "mig-profile-unused", "set type: mig, or remove migProfile")
     if sharing.type == "timeSlicing" and sharing.replicas < 2:
-        yield Violation(("gpu", "operator", "sharing", "replicas"), "time-slicing needs at least 2 replicas",
+        yield Violation((*at, "replicas"), "time-slicing needs at least 2 replicas",
                         "time-slicing-replicas", "set replicas to 2 or more, or type: none")
+    if sharing.type != "timeSlicing" and sharing.replicas > 1:
+        yield Violation((*at, "replicas"), f"replicas is set but sharing type is {sharing.type!r}",
+                        "time-slicing-replicas-unused", "set type: timeSlicing, or remove replicas")
     wants_gpu = any(model.gpu for model in spec.serving.models)
     pools = getattr(spec.target, "node_pools", None)
     if wants_gpu and pools is not None and not any(pool.gpu for pool in pools):
@@ -135,9 +199,6 @@ def available_modules(spec: PlatformSpec) -> Iterator[Violation]:
     if spec.target.type != "existing":
         yield Violation(("target", "type"), f"target {spec.target.type!r} is described by the spec but its module "
                         "is not built yet", "module-available", "use target type 'existing' for now")
-    if spec.serving.models:
-        yield Violation(("serving", "models"), "model serving is described by the spec but its module is not "
-                        "built yet", "module-available", "leave serving.models empty for now")
 
 
 def service_rules(spec: PlatformSpec) -> Iterator[Violation]:
@@ -267,6 +328,28 @@ def _listener_serves(listener: str, host: str) -> bool:
     return host == listener
 
 
+def serving_rules(spec: PlatformSpec) -> Iterator[Violation]:
+    serving, at = spec.serving, ("serving",)
+    cilium = spec.network.cilium
+    if serving.models and cilium.enabled and cilium.gateway_api and not serving.hostname:
+        yield Violation((*at, "hostname"), "models are routed through the platform Gateway, which needs their "
+                        "host name", "serving-hostname-required", "set serving.hostname to one name under "
+                        f"{spec.network.gateway.hostname.removeprefix('*.')}")
+    if serving.hostname:
+        yield from _gateway_host(spec, at, serving.hostname, "the models'", "serving",
+                                 "models are then reachable in-cluster only")
+    if serving.models and not spec.monitoring.enabled:
+        yield Violation((*at, "models"), "every served model has alerts (a PrometheusRule, required by the "
+                        "served-model-reliability policy) and monitoring is off", "serving-needs-monitoring",
+                        "enable monitoring")
+    drift = spec.monitoring.drift
+    receivers = [receiver.name for receiver in spec.monitoring.alertmanager.receivers]
+    if drift.receiver and drift.receiver not in receivers:
+        yield Violation(("monitoring", "drift", "receiver"), f"receiver {drift.receiver!r} is not defined",
+                        "drift-receiver-exists", "add it under monitoring.alertmanager.receivers"
+                        + (f" (defined: {', '.join(receivers)})" if receivers else "") + ", or fix the name")
+
+
 def harbor_rules(spec: PlatformSpec) -> Iterator[Violation]:
     harbor, at = spec.registry.harbor, ("registry", "harbor")
     if not harbor.enabled:
@@ -279,5 +362,5 @@ def harbor_rules(spec: PlatformSpec) -> Iterator[Violation]:
                                  "Harbor is then reachable in-cluster only")
 
 RULES = (reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, service_rules, airgap_bundles,
-         available_modules, python_index, harbor_rules,
+         available_modules, python_index, harbor_rules, serving_rules,
          owned_values)
