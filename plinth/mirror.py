@@ -79,7 +79,9 @@ def mirror_list(spec: PlatformSpec) -> MirrorList:
             # A chart's images, or those a service runs without a chart (plinth.catalog.IMAGES).
             for ref in service.images(service.block(spec), ctx):
                 image = ImageRef.parse(ref)
-                target = image.mirrored(mirror.registry) if mirror else None
+                # Your own images already in the mirror (a Bento) are listed as they are: nothing to copy.
+                inside = mirror is not None and ref.startswith(mirror.registry.rstrip("/") + "/")
+                target = image.mirrored(mirror.registry) if mirror and not inside else None
                 images.setdefault(ref, MirrorImage(name, ref, _tag_only(target) if target else None))
         if service is GatewayApiCrds:
             bundle: CrdBundle = service.block(spec)

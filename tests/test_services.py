@@ -176,3 +176,14 @@ def test_platform_namespaces_are_default_deny_with_only_the_allows_each_service_
     # The team side: the Gateway's proxies by Cilium identity, Vault by namespace and port.
     assert policies["fraud"]["allow-from-gateway"][0] == "CiliumNetworkPolicy"
     assert "allow-to-vault" in policies["fraud"]
+
+
+def test_drift_alerts_route_to_the_retraining_receiver_only():
+    resources = platform("dev", monitoring={"drift": {"enabled": True, "receiver": "retrain"}, "alertmanager": {
+        "receivers": [{"name": "retrain", "type": "webhook", "severities": ["critical"]},
+                      {"name": "oncall", "type": "webhook", "severities": ["critical", "warning"]}]}})
+    routes = values(resources, "monitoring")["alertmanager"]["config"]["route"]["routes"]
+    assert routes[0] == {"receiver": "retrain", "matchers": ['alert_kind="drift"'],
+                         "group_by": ["alertname", "namespace", "model"], "repeat_interval": "24h",
+                         "continue": False}
+    assert [r["receiver"] for r in routes[1:]] == ["retrain", "oncall"]

@@ -133,9 +133,11 @@ def test_gpu_models_take_gpus_as_limits_and_tolerate_exactly_the_gpu_nodes(serve
 
 
 def test_pods_run_restricted_and_spread_across_nodes(served):
-    for name, ns, uid in (("scorer-stable", "fraud", 1000), ("ranker-stable", "search", 1034)):
+    for name, ns, gid in (("scorer-stable", "fraud", 1000), ("ranker-stable", "search", 1034)):
         pod = deployment(served, name, ns)["spec"]["template"]["spec"]
-        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == uid
+        # A high UID no host account has, in the group of the runtime image's own user.
+        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
+        assert pod["securityContext"]["runAsGroup"] == pod["securityContext"]["fsGroup"] == gid
         assert pod["containers"][0]["securityContext"] == {
             "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}

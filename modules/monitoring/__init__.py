@@ -21,8 +21,10 @@ RECEIVER_FIELDS = {"webhook": ("webhook_configs", "url_file"), "slack": ("slack_
                    "pagerduty": ("pagerduty_configs", "routing_key_file")}
 
 
-def alertmanager_config(receivers) -> dict:
-    """Routing by severity to the spec's receivers; secrets are read from mounted files, never inlined."""
+def alertmanager_config(receivers, drift=None) -> dict:
+    """Routing by severity to the spec's receivers; secrets are read from mounted files, never inlined.
+    With `drift.receiver`, drift alerts (label alert_kind: drift) go to that receiver only: a retraining
+    webhook gets each drifting model once (per day while it lasts), not again through the severity routes."""
     config: dict = {
         "route": {"receiver": "null", "group_by": ["alertname", "namespace"], "routes": []},
         "receivers": [{"name": "null"}],
@@ -39,6 +41,10 @@ def alertmanager_config(receivers) -> dict:
         severities = "|".join(receiver.severities)
         config["route"]["routes"].append({"receiver": receiver.name, "matchers": [f'severity=~"{severities}"'],
                                           "continue": True})
+    if drift is not None and drift.enabled and drift.receiver:
+        config["route"]["routes"].insert(0, {"receiver": drift.receiver, "matchers": ['alert_kind="drift"'],
+                                             "group_by": ["alertname", "namespace", "model"],
+                                             "repeat_interval": "24h", "continue": False})
     return config
 
 
@@ -65,7 +71,7 @@ class Monitoring(HelmService):
             "crds": {"enabled": False},  # plinth:crds:PrometheusOperatorCrds installs them first
             "prometheus": {"prometheusSpec": {"replicas": prometheus, "retention": block.retention, **selectors}},
             "alertmanager": {
-                "config": alertmanager_config(block.alertmanager.receivers),
+                "config": alertmanager_config(block.alertmanager.receivers, block.drift),
                 "alertmanagerSpec": {"replicas": alertmanager,
                                      "secrets": [RECEIVERS_SECRET] if block.alertmanager.receivers else []},
             },

@@ -61,6 +61,9 @@ class Runtime:
         return self.ports[0][1]
 
 
+HIGH_UID = 10001
+"""The user model pods run as: above every host account (the runtimes' own users are 1000 and 1034)."""
+
 RUNTIMES = {
     # Triton: HTTP/REST (KServe v2), gRPC and metrics; user triton-server is UID 1000 in NGC's images.
     # Only inference and health go through the Gateway: the model-repository, logging and trace APIs
@@ -190,7 +193,7 @@ def pod_spec(model, track: str, release, ctx: PlatformContext) -> dict:
     container: dict = {
         "name": model.runtime,
         "image": image(model, release, ctx),
-        "imagePullPolicy": "IfNotPresent",
+        "imagePullPolicy": "Always",  # tags are pinned; Always re-checks them against the registry
         "ports": [{"name": name, "containerPort": port, "protocol": "TCP"} for name, port in runtime.ports],
         **probes(model),
         "resources": resources(model),
@@ -219,7 +222,8 @@ def pod_spec(model, track: str, release, ctx: PlatformContext) -> dict:
         "serviceAccountName": WORKLOAD_SERVICE_ACCOUNT,
         "automountServiceAccountToken": False,
         "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
-        "securityContext": {"runAsNonRoot": True, "runAsUser": runtime.uid, "runAsGroup": runtime.uid,
+        # A high UID no host account has; the image user's group (runtime.uid) keeps its files readable.
+        "securityContext": {"runAsNonRoot": True, "runAsUser": HIGH_UID, "runAsGroup": runtime.uid,
                             "fsGroup": runtime.uid, "fsGroupChangePolicy": "OnRootMismatch",
                             "seccompProfile": {"type": "RuntimeDefault"}},
         "terminationGracePeriodSeconds": 60,
@@ -482,8 +486,14 @@ class Serving(PlatformService):
 
     @classmethod
     def images(cls, block: ServingArgs, ctx: PlatformContext) -> tuple[str, ...]:
-        # BentoML images are the user's own (in the mirror already in air-gap mode): nothing to copy.
-        return (IMAGES["tritonserver"],) if any(m.runtime == "triton" for m in block.serving.models) else ()
+        # Triton from the catalog; a Bento is the user's own image (in air-gap mode already in the mirror,
+        # which `plinth images` shows as nothing to copy), at each release's version.
+        refs = [IMAGES["tritonserver"]] if any(m.runtime == "triton" for m in block.serving.models) else []
+        for model in block.serving.models:
+            if model.runtime == "bentoml":
+                refs += [image(model, release, ctx)
+                         for release in (model.stable, model.canary, model.shadow) if release is not None]
+        return tuple(refs)
 
     @classmethod
     def routed(cls, block: ServingArgs) -> bool:

@@ -34,6 +34,7 @@ from pulumi.output import Unknown
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import resource as sdk_resource
 from pulumi.runtime import resource_cycle_breaker, rpc
+from google.protobuf import struct_pb2
 from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.settings import SETTINGS, monitor_supports_feature
 from pulumi.runtime.stack import run_pulumi_func
@@ -164,7 +165,8 @@ class _FastRecordingMonitor(_RecordingMonitor):
             resource_id=request.importId, custom=request.custom or False,
             transforms=pulumi_mocks._resolve_callbacks(request.transforms)))
         if plain and state is deserialized:
-            answer = request.object
+            answer = struct_pb2.Struct()
+            answer.update(inputs)
         else:
             answer = _run_without_suspending(rpc.serialize_properties(state, {}))
         return inputs, resource_id, state, answer
@@ -325,11 +327,12 @@ def plain_by_default() -> bool:
 # 6. The cyclic garbage collector is paused for the run (reference counting still frees at once
 #    everything not in a cycle). A run builds hundreds of thousands of objects (outputs, futures,
 #    tasks, protobuf messages) that live until it ends; the collector kept re-scanning them,
-#    finding little to free: about 40% of the run. When the run ends they are frozen (gc.freeze)
-#    rather than scanned once more: a `plinth` command exits right after, and the scan, plus the
-#    interpreter's own at exit, cost as much again. A later fast run unfreezes and collects them
-#    first, so a long-lived process keeps at most one run's garbage. Skipped if the caller froze
-#    objects itself or turned the collector off.
+#    finding little to free: about 40% of the run. When a large run ends (`_FREEZE_AT`) its
+#    objects are frozen (gc.freeze) rather than scanned once more: a `plinth` command exits right
+#    after, and that scan plus the interpreter's own at exit cost a third as much as the run. The
+#    next fast run unfreezes and collects them first, so a long-lived process keeps at most one
+#    run's garbage; after a small run (a test's) the collector just resumes. No freezing if the
+#    caller froze objects itself; nothing at all if it turned the collector off.
 # 7. `pulumi._types.unwrap_type`, remembered per type for the run. serialize_property asks it for
 #    every input value; its answer depends on the type alone (typing introspection).
 
@@ -403,6 +406,8 @@ def _sdk_patches() -> list[tuple[Any, str, Any]]:
 _DEPENDENCIES = resource_cycle_breaker._DEPENDENCIES_PROPERTY
 _frozen = False
 """Whether the objects of the last fast run are frozen (see 6. above)."""
+_FREEZE_AT = 50_000
+"""Objects a run leaves for the collector (gc.get_count()[0]) from which they are frozen, not scanned (6.)."""
 
 
 class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
@@ -426,6 +431,7 @@ class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
 @contextlib.contextmanager
 def _offline_runtime() -> Iterator[None]:
     """Apply the offline runtime (see above) for one run; restore the SDK and the event loop after."""
+    global _frozen
     patches = _sdk_patches()
     originals = [(module, name, getattr(module, name)) for module, name, _ in patches]
     with warnings.catch_warnings():
@@ -434,23 +440,22 @@ def _offline_runtime() -> Iterator[None]:
             previous_loop = asyncio.get_event_loop()
         except RuntimeError:
             previous_loop = None
-    loop = asyncio.new_event_loop()
-    loop.set_default_executor(_InlineExecutor(loop))
-    asyncio.set_event_loop(loop)
-    for module, name, replacement in patches:
-        setattr(module, name, replacement)
-    global _frozen
-    if _frozen:  # the last fast run's objects
+    if _frozen:  # the last fast run's objects (6.)
         _frozen = False
         gc.unfreeze()
         gc.collect()
     collecting, freezing = gc.isenabled(), gc.get_freeze_count() == 0
-    gc.disable()
+    loop = asyncio.new_event_loop()
     try:
+        loop.set_default_executor(_InlineExecutor(loop))
+        asyncio.set_event_loop(loop)
+        for module, name, replacement in patches:
+            setattr(module, name, replacement)
+        gc.disable()
         yield
     finally:
         if collecting:
-            if freezing:
+            if freezing and gc.get_count()[0] >= _FREEZE_AT:
                 gc.freeze()
                 _frozen = True
             gc.enable()

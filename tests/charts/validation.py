@@ -106,6 +106,15 @@ def images_in(obj, found: set[str] | None = None, key: str | None = None) -> set
     """Every image reference in an object, wherever charts and operators put one: `image:` fields,
     `imageName` (CloudNativePG's operand), `--*image*=` arguments and `*_IMAGE*` env values (helper images)."""
     found = set() if found is None else found
+    if isinstance(obj, dict) and obj.get("enabled") is False:
+        return found  # a switched-off operand block (the GPU operator's ClusterPolicy) pulls nothing
+    if isinstance(obj, dict) and isinstance(obj.get("image"), str) and "version" in obj:
+        # The GPU operator's {repository, image, version} blocks, joined as the operator does; a block
+        # without a repository is switched off or user-supplied (vGPU) and pulls nothing.
+        if obj.get("repository"):
+            sep = "@" if str(obj["version"]).startswith("sha256:") else ":"
+            found.add(f"{obj['repository']}/{obj['image']}{sep}{obj['version']}")
+        obj = {k: v for k, v in obj.items() if k != "image"}
     if isinstance(obj, dict):
         name = obj.get("name")
         if isinstance(name, str) and "_IMAGE" in name and isinstance(obj.get("value"), str):

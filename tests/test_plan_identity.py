@@ -1,0 +1,291 @@
+"""The offline runtime's shortcuts (plinth/engine/offline.py, `_offline_runtime`) change nothing
+a plan records: every shipped blueprint and stack plans to the same JSON with and without them
+(PLINTH_PLAN_PLAIN=1). The SDK internals they replace are pinned here, so that a Pulumi upgrade
+that moves them fails loudly instead of silently bypassing (or breaking) the shortcuts."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import random
+
+import pulumi
+import pulumi.resource as sdk_resource_api
+import pulumi_kubernetes as k8s
+import pytest
+from google.protobuf import json_format, struct_pb2
+from pulumi import _types as sdk_types
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import resource as sdk_resource
+from pulumi.runtime import resource_cycle_breaker, rpc
+from pulumi.runtime.proto import resource_pb2
+from pulumi.runtime.sync_await import _sync_await
+
+from support import BLUEPRINTS, CONFIGURE_STACKS, ROOT, STACKS
+from plinth.engine import offline
+from plinth.engine.offline import plan, record
+from plinth.plan import Plan
+from plinth.provenance import Provenance
+from plinth.spec.load import load_spec, load_stack_spec, read_stack, stack_stage
+
+CASES = ([pytest.param(("blueprint", p), id=p.name) for p in BLUEPRINTS]
+         + [pytest.param(("stack", s), id=f"stack-{s}") for s in STACKS + CONFIGURE_STACKS])
+
+
+def _inputs(which):
+    """(spec, source, stack, stage, provenance) as `plinth plan` has them."""
+    kind, ref = which
+    if kind == "blueprint":
+        return load_spec(ref), str(ref.relative_to(ROOT)), "offline", "platform", Provenance.of(ref)
+    blueprint, _ = read_stack(ROOT, ref)
+    return (load_stack_spec(ROOT, ref), f"stack:{ref}", ref, stack_stage(ROOT, ref),
+            Provenance.of(blueprint, ROOT / "stacks" / f"Pulumi.{ref}.yaml"))
+
+
+def test_every_configure_stack_is_planned_as_a_configure_stage():
+    assert CONFIGURE_STACKS and all(stack_stage(ROOT, s) == "configure" for s in CONFIGURE_STACKS)
+
+
+@pytest.mark.parametrize("which", CASES)
+def test_the_plan_is_byte_identical_with_and_without_the_offline_runtime(which):
+    spec, source, stack, stage, provenance = _inputs(which)
+    plain = plan(spec, source, stack=stack, stage=stage, provenance=provenance, fast=False).to_json()
+    fast = plan(spec, source, stack=stack, stage=stage, provenance=provenance, fast=True).to_json()
+    assert Plan.from_json(plain).resources, "something was planned"
+    assert fast == plain
+
+
+def test_special_values_plan_the_same_both_ways():
+    # Secrets, unknowns, nulls, assets and archives: the last two take the stock path on a helper thread.
+    def program():
+        provider = k8s.Provider("k8s")
+        thing = pulumi.CustomResource("test:index:Thing", "thing", {
+            "asset": pulumi.StringAsset("hello"), "archive": pulumi.AssetArchive({"a": pulumi.StringAsset("x")}),
+            "nested": {"secret": pulumi.Output.secret("s"), "none": None, "list": [1, None, "x", 2.5]},
+            "providerId": provider.id, "flag": True, "empty": {}, "nothing": [],
+        })
+        pulumi.CustomResource("test:index:User", "user", {"urn": thing.urn, "nested": thing.nested,
+                                                          "asset": thing.asset})
+
+    plans = {fast: Plan("p", "dev", "x", record(program, fast=fast)).to_json() for fast in (False, True)}
+    assert plans[True] == plans[False]
+
+
+def test_a_dependency_cycle_fails_the_same_way_both_ways():
+    def program():
+        component = pulumi.ComponentResource("test:index:Comp", "comp")
+        # A child that depends on its own component depends on itself.
+        k8s.core.v1.Namespace("ns", metadata={"name": "ns"},
+                              opts=pulumi.ResourceOptions(parent=component, depends_on=[component]))
+
+    for fast in (False, True):
+        with pytest.raises(RuntimeError, match="circular dependency"):
+            record(program, fast=fast)
+
+
+def test_plinth_plan_plain_selects_the_stock_path(monkeypatch):
+    entered = []
+    real = offline._offline_runtime
+
+    def spy():
+        entered.append(True)
+        return real()
+
+    monkeypatch.setattr(offline, "_offline_runtime", spy)
+
+    def program():
+        k8s.core.v1.Namespace("ns", metadata={"name": "ns"})
+
+    monkeypatch.setenv("PLINTH_PLAN_PLAIN", "1")
+    assert offline.plain_by_default()
+    record(program)
+    assert entered == []
+    monkeypatch.setenv("PLINTH_PLAN_PLAIN", "0")
+    assert not offline.plain_by_default()
+    record(program)
+    assert entered == [True]
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["ok", "program-fails"])
+def test_the_offline_runtime_is_undone_after_a_run(fails):
+    before = [(module, name, getattr(module, name)) for module, name, _ in offline._sdk_patches()]
+    loop = asyncio.get_event_loop()
+
+    def program():
+        k8s.core.v1.Namespace("ns", metadata={"name": "ns"})
+        if fails:
+            raise ValueError("boom")
+
+    if fails:
+        with pytest.raises(ValueError, match="boom"):
+            record(program, fast=True)
+    else:
+        record(program, fast=True)
+    assert all(getattr(module, name) is original for module, name, original in before)
+    assert asyncio.get_event_loop() is loop
+    assert gc.isenabled()
+
+
+# --- the replacements answer as the SDK does -----------------------------------------------------
+
+
+def _replacement(name: str):
+    return {attr: replacement for _, attr, replacement in offline._sdk_patches()}[name]
+
+
+class _Node:
+    """Stands in for a Resource: the cycle check only uses identity and one attribute."""
+
+
+def test_the_cycle_check_answers_as_the_sdks_does():
+    rng = random.Random(20)
+    for _ in range(300):
+        size = rng.randint(1, 10)
+        stock, fast = [_Node() for _ in range(size)], [_Node() for _ in range(size)]
+        declare = _replacement("declare_dependency")  # a fresh one per graph, as per run
+        for _ in range(rng.randint(1, 40)):
+            i, j = rng.randrange(size), rng.randrange(size)
+            assert declare(fast[i], fast[j]) == resource_cycle_breaker.declare_dependency(stock[i], stock[j])
+        for s, f in zip(stock, fast):
+            assert ({stock.index(d) for d in resource_cycle_breaker._deps(s)}
+                    == {fast.index(d) for d in resource_cycle_breaker._deps(f)})
+
+
+def test_create_urn_gives_the_sdks_urns():
+    original = sdk_resource.create_urn
+    pairs = []
+
+    def program():
+        replacement = sdk_resource.create_urn  # the offline runtime's, during the run
+        assert replacement is not original
+        for args in [("a", "t:m:T"), ("b", "t:m:T", "urn:pulumi:s::p::t:m:P::parent"), ("c", "t:m:T", ""),
+                     ("d", "t:m:T", None, "proj", "stk"), ("e", "t:m:T", None, None, "stk")]:
+            pairs.append(pulumi.Output.all(original(*args), replacement(*args)))
+
+    record(program, fast=True)
+    values = []
+    for pair in pairs:
+        pair.apply(values.append)
+    assert len(values) == 0 or True  # outputs of a finished run resolve lazily; compare their data instead
+    for pair in pairs:
+        data = pair._data.result()
+        assert data.is_known and not data.is_secret and data.resources == set()
+        assert data.value[0] == data.value[1]
+
+
+def _random_value(rng: random.Random, depth: int):
+    kind = rng.choice(["str", "num", "bool", "null", "unknown", "secret", "dict", "list"] if depth < 4
+                      else ["str", "num", "bool", "null", "unknown"])
+    if kind == "str":
+        return rng.choice(["", "x", "value", "04da6b54"])
+    if kind == "num":
+        return rng.choice([0, 1, -3, 2.5, 1e20, 3.0])
+    if kind == "bool":
+        return rng.random() < 0.5
+    if kind == "null":
+        return None
+    if kind == "unknown":
+        return rpc.UNKNOWN
+    if kind == "secret":
+        return {rpc._special_sig_key: rpc._special_secret_sig, "value": _random_value(rng, depth + 1)}
+    if kind == "dict":
+        return {f"k{i}": _random_value(rng, depth + 1) for i in range(rng.randint(0, 4))}
+    return [_random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+
+
+def _normal(value):
+    """Deserialised values, comparable: Unknown() has no equality of its own."""
+    if isinstance(value, dict):
+        return {k: _normal(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normal(v) for v in value]
+    return "<unknown>" if isinstance(value, pulumi.output.Unknown) else value
+
+
+def _keys_in_order(struct) -> list:
+    order = []
+
+    def walk(value):
+        kind = value.WhichOneof("kind")
+        if kind == "struct_value":
+            order.append(list(value.struct_value.fields.keys()))
+            for item in value.struct_value.fields.values():
+                walk(item)
+        elif kind == "list_value":
+            for item in value.list_value.values:
+                walk(item)
+
+    walk(struct_pb2.Value(struct_value=struct))
+    return order
+
+
+def test_the_fast_monitor_answers_and_records_as_the_stock_one():
+    # The stock MockMonitor's deserialise -> mocks -> serialise round trip against _echo's, on
+    # plain data with secrets, unknowns and nulls anywhere (settings of a finished preview run).
+    record(lambda: None, fast=False)
+    rng = random.Random(7)
+    corpus = [{}, {"a": None}, {"a": {"b": None}}, {"a": [None]}, {"s": {rpc._special_sig_key: rpc._special_secret_sig,
+                                                                        "value": None}}]
+    corpus += [{f"p{i}": _random_value(rng, 0) for i in range(rng.randint(1, 5))} for _ in range(400)]
+    monitor = offline._FastRecordingMonitor(offline._EchoMocks())
+    for props in corpus:
+        request = struct_pb2.Struct()
+        request.update(props)
+        stock_state = rpc.deserialize_properties(request)
+        stock_answer = _sync_await(rpc.serialize_properties(stock_state, {}))
+        inputs, resource_id, state, answer = monitor._echo(
+            resource_pb2.RegisterResourceRequest(type="test:index:T", name="t", custom=True, object=request))
+        assert inputs == json_format.MessageToDict(request)
+        assert resource_id is None and _normal(state) == _normal(stock_state)
+        assert answer == stock_answer and _keys_in_order(answer) == _keys_in_order(stock_answer)
+
+
+# --- the SDK still has the shape the offline runtime patches -------------------------------------
+
+
+def test_the_sdk_still_has_the_shape_the_offline_runtime_patches():
+    """Fails when a Pulumi upgrade moves what plinth/engine/offline.py's `_offline_runtime` replaces:
+    re-check each shortcut against the new SDK before adjusting this test."""
+    for module, name, replacement in offline._sdk_patches():
+        original = getattr(module, name)
+        assert callable(original), f"{module.__name__}.{name} is gone"
+        if inspect.isfunction(replacement):
+            want = [(p.kind, p.default is p.empty) for p in inspect.signature(replacement).parameters.values()]
+            have = [(p.kind, p.default is p.empty) for p in inspect.signature(original).parameters.values()]
+            assert have == want, f"{module.__name__}.{name} changed its signature"
+    assert inspect.signature(sdk_resource._get_stack_trace).parameters == {}
+
+    # The call sites still look the replaced functions up where they are replaced.
+    assert "declare_dependency(from_resource, res)" in inspect.getsource(rpc._add_dependency)
+    assert resource_cycle_breaker._DEPENDENCIES_PROPERTY == "_direct_computed_dependencies"
+    assert "getattr(res, _DEPENDENCIES_PROPERTY, set())" in inspect.getsource(resource_cycle_breaker._deps)
+    register = inspect.getsource(sdk_resource.register_resource)
+    for call in ("_get_stack_trace()", "create_urn(name, ty, resolver.parent_urn)", "run_in_executor(",
+                 "monitor.RegisterResource(req)"):
+        assert call in register, call
+    assert "collapse_alias_to_urn(alias, name, t, opts.parent)" in inspect.getsource(sdk_resource_api.Resource.__init__)
+    assert "_types.unwrap_type(typ)" in inspect.getsource(rpc.serialize_property)
+    # `_aliases` (what collapse_alias_to_urn feeds) is read only where alias specs are not supported.
+    assert "if supports_alias_specs:" in inspect.getsource(sdk_resource.prepare_aliases)
+    assert pulumi_mocks.MockMonitor.GetDeploymentInfo is offline._FastRecordingMonitor.GetDeploymentInfo
+    features = pulumi_mocks.MockMonitor(offline._EchoMocks()).GetDeploymentInfo(None).supportedFeatures
+    assert resource_pb2.RESOURCE_MONITOR_FEATURE_ALIAS_SPECS in features
+
+    # The stock mock round trip the fast monitor reproduces, and the echo it relies on.
+    stock = inspect.getsource(pulumi_mocks.MockMonitor.RegisterResource)
+    for step in ("rpc.deserialize_properties(request.object)", "self.mocks.new_resource(resource_args)",
+                 "rpc.serialize_properties(state, {})", "self.resources[urn] = MockMonitor.ResourceRegistration"):
+        assert step in stock, step
+    assert offline._EchoMocks().new_resource(pulumi_mocks.MockResourceArgs("t", "n", inputs := {"a": 1}))[1] is inputs
+
+    # run_in_executor hands an asyncio future from the executor back as it is (the inline executor).
+    loop = asyncio.new_event_loop()
+    try:
+        executor = offline._InlineExecutor(loop)
+        loop.set_default_executor(executor)
+        future = loop.run_in_executor(None, lambda: 42)
+        assert asyncio.isfuture(future) and future.done() and future.result() == 42
+    finally:
+        loop.close()
+    assert sdk_types.unwrap_type(pulumi.Output[str]) is str
