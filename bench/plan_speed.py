@@ -15,7 +15,6 @@ One row per case: the minimal and regulated blueprints, and generated specs with
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -37,8 +36,9 @@ from plinth.cli import main
 sys.argv = ["plinth", "plan", spec]
 try:
     main()
-except SystemExit:
-    pass
+except SystemExit as done:
+    if done.code not in (None, 0):
+        raise
 # Leave out the lazily imported modules (importlib's and Pulumi's _LazyModule) never used: not loaded.
 with open(out, "w") as file:
     json.dump(sorted(name for name, module in sys.modules.items() if type(module).__name__ != "_LazyModule"), file)

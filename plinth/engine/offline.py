@@ -19,6 +19,7 @@ import concurrent.futures
 import contextlib
 import contextvars
 import gc
+import itertools
 import math
 import os
 import threading
@@ -120,9 +121,10 @@ class _FastRecordingMonitor(_RecordingMonitor):
     and serialises the answer back (running the SDK's serialize_properties coroutine on an event
     loop of its own), and the recorder converts the request with json_format. Here one walk over
     the request (`_struct_json`) gives the record's JSON and tells whether the request is plain
-    data: JSON values and unknowns, without secrets or null fields. For plain data the stock round
-    trip is the identity, so when the mocks echo the inputs (ours do) the answer is the request's
-    own Struct. Requests with secrets or null fields take the SDK's deserialize_properties and
+    data: JSON values and unknowns, without secrets or null fields. On plain data the stock round
+    trip gives back the same values, so when the mocks echo the inputs (ours do) the answer is
+    built from that JSON, key by key as serialize_properties builds it (same Struct, same key
+    order). Requests with secrets or null fields take the SDK's deserialize_properties and
     serialize_properties (driven directly: on such data it never waits for anything); anything
     else (assets, archives, resource references, output values), and the calls that pump an event
     loop of their own (Invoke, ReadResource), go the stock way on a helper thread, as the plain
@@ -210,7 +212,7 @@ def _value_json(value, impure: list[str]) -> Any:
     if kind == "number_value":
         number = value.number_value
         if math.isinf(number) or math.isnan(number):
-            raise ValueError(f"Fail to serialize {number} for Value.number_value")  # as json_format refuses
+            json_format.MessageToDict(value)  # refuses them, with its own error
         return number
     if kind == "null_value":
         return None
@@ -310,10 +312,10 @@ def plain_by_default() -> bool:
 #    so the worker threads bought only handoffs, wake-ups and GIL contention. Monitor calls that
 #    pump an event loop themselves go to a helper thread (`_FastRecordingMonitor._on_helper`).
 # 2. `pulumi.runtime.rpc.declare_dependency` (the dependency-cycle check behind every dependency,
-#    `resource_cycle_breaker`): the same answer and the same recorded graph, without walking the
-#    whole transitive graph with nested generators for every edge (quadratic in the depth: a third
-#    of the regulated blueprint's time). A walk is needed only when something already depends on
-#    the resource declaring the dependency; when one is, it is iterative.
+#    `resource_cycle_breaker`): the same answer and the same recorded graph, without walking all
+#    that the dependency depends on, with nested generators, for every edge (a cost that grows
+#    with the depth of the graph times its size: half the regulated blueprint's time). It keeps a
+#    topological order instead, so most checks need no walk at all (see declare_dependency below).
 # 3. `pulumi.runtime.resource._get_stack_trace`: an empty trace. It captures the Python stack
 #    (traceback.extract_stack, with source lines) of every resource constructor for the engine's
 #    diagnostics (RegisterResourceRequest.stackTrace/sourcePosition); the mock monitor drops it.
@@ -329,8 +331,8 @@ def plain_by_default() -> bool:
 #    tasks, protobuf messages) that live until it ends; the collector kept re-scanning them,
 #    finding little to free: about 40% of the run. When a large run ends (`_FREEZE_AT`) its
 #    objects are frozen (gc.freeze) rather than scanned once more: a `plinth` command exits right
-#    after, and that scan plus the interpreter's own at exit cost a third as much as the run. The
-#    next fast run unfreezes and collects them first, so a long-lived process keeps at most one
+#    after, and that scan plus the interpreter's own at exit cost 40% of the run again. The next
+#    fast run unfreezes and collects them first, so a long-lived process keeps at most one large
 #    run's garbage; after a small run (a test's) the collector just resumes. No freezing if the
 #    caller froze objects itself; nothing at all if it turned the collector off.
 # 7. `pulumi._types.unwrap_type`, remembered per type for the run. serialize_property asks it for
@@ -340,32 +342,55 @@ def plain_by_default() -> bool:
 def _sdk_patches() -> list[tuple[Any, str, Any]]:
     """(module, attribute, replacement) for this run: see the list above."""
     original_create_urn = sdk_resource.create_urn
-    dependents: set = set()  # resources something has declared a dependency on, this run
+    dependents: dict = {}  # resource -> the resources that declared a dependency on it, this run
+    position: dict = {}  # resource -> place in an order where every dependency points to a later place
+    fresh = itertools.count(0, -1)  # a resource first seen goes first: it usually depends on older ones
 
     def declare_dependency(from_resource, to_resource) -> bool:
         # resource_cycle_breaker.declare_dependency: refuse (False) when `to_resource` already
-        # reaches `from_resource` (itself included), else record from -> to. Nothing can reach a
-        # resource nothing depends on, so the walk runs only for those something depends on.
-        if to_resource is from_resource or from_resource in dependents:
-            seen, todo = {to_resource}, [to_resource]
+        # reaches `from_resource` (itself included), else record from -> to. The SDK walks all
+        # that `to_resource` depends on, every time. Here the resources keep a topological order
+        # (Pearce and Kelly's dynamic one): when `from_resource` already comes first, nothing
+        # `to_resource` reaches can be `from_resource` and no walk is needed; otherwise only the
+        # resources placed between the two are searched, and reordered.
+        if to_resource is from_resource:
+            return False
+        low = position.get(from_resource)
+        if low is None:
+            low = position[from_resource] = next(fresh)
+        high = position.get(to_resource)
+        if high is None:
+            high = position[to_resource] = next(fresh)
+        if low > high:
+            ahead, todo = {to_resource}, [to_resource]  # what to_resource reaches, placed up to low
             while todo:
-                current = todo.pop()
-                if current is from_resource:
-                    return False
-                for dep in getattr(current, _DEPENDENCIES, ()):
-                    if dep not in seen:
-                        seen.add(dep)
+                for dep in getattr(todo.pop(), _DEPENDENCIES, ()):
+                    if dep is from_resource:
+                        return False
+                    if dep not in ahead and position[dep] < low:
+                        ahead.add(dep)
                         todo.append(dep)
+            behind, todo = {from_resource}, [from_resource]  # what reaches from_resource, placed from high
+            while todo:
+                for dependent in dependents.get(todo.pop(), ()):
+                    if dependent not in behind and position[dependent] > high:
+                        behind.add(dependent)
+                        todo.append(dependent)
+            places = sorted(position[r] for r in (*behind, *ahead))
+            moved = sorted(behind, key=position.__getitem__) + sorted(ahead, key=position.__getitem__)
+            for resource, place in zip(moved, places):
+                position[resource] = place
         deps = getattr(from_resource, _DEPENDENCIES, None)
         if deps is None:
             setattr(from_resource, _DEPENDENCIES, {to_resource})
         else:
             deps.add(to_resource)
-        dependents.add(to_resource)
+        dependents.setdefault(to_resource, set()).add(from_resource)
         return True
 
     def create_urn(name, type_, parent=None, project=None, stack=None):
-        if not (isinstance(name, str) and isinstance(type_, str) and (parent is None or isinstance(parent, str))):
+        if not (isinstance(name, str) and isinstance(type_, str)
+                and all(arg is None or isinstance(arg, str) for arg in (parent, project, stack))):
             return original_create_urn(name, type_, parent, project, stack)
         if parent is not None:
             prefix = parent[0:parent.rfind("::")] + "$"
