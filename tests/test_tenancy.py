@@ -26,7 +26,10 @@ def run(**overrides):
         ctx = PlatformContext(provider=provider, platform="p", environment="prod", cost_center="platform",
                               kubernetes_version="1.34", skip_await=overrides.pop("skip_await", False),
                               mirror_registry=overrides.pop("mirror_registry", None),
-                              pull_secret="mirror_auth" in overrides, mirror_auth=overrides.pop("mirror_auth", None))
+                              pull_secret="mirror_auth" in overrides,
+                              # Outputs belong to the program's run: made inside it, from the plain value.
+                              mirror_auth=pulumi.Output.secret(overrides.pop("mirror_auth"))
+                              if "mirror_auth" in overrides else None)
         Tenancy("tenancy", TenancyArgs(teams=TEAMS, platform_admin_group="admins", **overrides), ctx)
 
     return record(program)
@@ -134,8 +137,7 @@ def test_service_account_per_team_without_token_automount(resources):
 
 
 def test_mirror_pull_secret_stays_secret():
-    resources = run(mirror_registry="harbor.corp.internal",
-                    mirror_auth=pulumi.Output.secret("robot:do-not-leak"))
+    resources = run(mirror_registry="harbor.corp.internal", mirror_auth="robot:do-not-leak")
     secrets = of_kind(resources, "Secret")
     assert len(secrets) == 2
     assert all(s.inputs["stringData"] == SECRET for s in secrets)
