@@ -16,7 +16,7 @@ import yaml
 from binaries import toolchain_bin, toolchain_crds
 from controlplane import LocalControlPlane
 from jobs import JobCompleter
-from kubeapi import KubeApi
+from kubeapi import KubeApi, established
 
 
 def require(*binaries: str, why: str = "run tests/e2e/toolchain/build.sh (or set PLINTH_TOOLCHAIN_BIN)") -> Path:
@@ -36,8 +36,7 @@ def control_plane(tmp_path_factory):
         for crd in crds:
             kube.apply(crd)
         for crd in crds:
-            assert kube.wait(crd, lambda live: any(c["type"] == "Established" and c["status"] == "True"
-                                                   for c in (live or {}).get("status", {}).get("conditions", [])))
+            assert established(kube.wait(crd, established)), crd["metadata"]["name"]
         yield plane
 
 

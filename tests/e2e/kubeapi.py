@@ -116,3 +116,9 @@ class KubeApi:
     def list_labelled(self, api_version: str, kind: str, selector: str) -> list[dict]:
         res = self.resource(api_version, kind)
         return self.request("GET", f"{api_base(res.group_version)}/{res.plural}?labelSelector={selector}")["items"]
+
+
+def established(crd: dict | None) -> bool:
+    """A CRD the API server serves (its status may still lack conditions right after creation)."""
+    conditions = ((crd or {}).get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)

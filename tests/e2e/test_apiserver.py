@@ -14,7 +14,7 @@ import os
 import pytest
 
 from binaries import toolchain_helm
-from kubeapi import FIELD_MANAGER
+from kubeapi import FIELD_MANAGER, established
 from support import BLUEPRINTS, CHARTS_DIR, CUSTOM_GROUPS, ROOT, STACKS
 from plinth.engine.charts import render_charts
 from plinth.engine.offline import plan
@@ -57,11 +57,6 @@ def ordered(objects):
         return KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
 
     return sorted(objects, key=rank)
-
-
-def established(crd: dict | None) -> bool:
-    return crd is not None and any(c["type"] == "Established" and c["status"] == "True"
-                                   for c in crd.get("status", {}).get("conditions", []))
 
 
 def install_crds(kube, spec, result) -> list[dict]:
