@@ -33,6 +33,9 @@ class ExistingCluster(pulumi.ComponentResource):
                 # The spec is authoritative for the fields Plinth sets: `pulumi up` takes them
                 # back from a hand edit (another field manager) instead of failing on the conflict.
                 enable_patch_force=True,
+                # ConfigMaps (the ledger, dashboards, pip.conf) update in place: Plinth names them and
+                # nothing hashes them into pod templates, so a replace would only add a delete/create.
+                enable_config_map_mutable=True,
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
