@@ -18,7 +18,7 @@ import yaml
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES, ImageRef
 from plinth.context import PlatformContext, resource_name
-from plinth.modules.helm import HelmService
+from plinth.modules.helm import HelmService, image_values
 from plinth.objects import stack_secret
 from plinth.service import Peer
 
@@ -188,11 +188,10 @@ class CloudNativePg(_FeastDependency):
 
     @classmethod
     def owned_values(cls, block, ctx: PlatformContext) -> dict:
-        image = _mirrored(_catalog_image(cls.chart_key, "cloudnative-pg/cloudnative-pg"), ctx)
+        ref = _catalog_image(cls.chart_key, "cloudnative-pg/cloudnative-pg")
         return {
             # The operator image is also the instances' bootstrap init container (OPERATOR_IMAGE_NAME).
-            "image": {"repository": f"{image.registry}/{image.repository}", "tag": image.tag,
-                      "pullPolicy": "IfNotPresent"},
+            "image": {**image_values(ref, ctx), "pullPolicy": "IfNotPresent"},
             "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
             # The webhooks fail closed: a second replica keeps Cluster changes possible during a restart.
             "replicaCount": 2 if ctx.prod_like else 1,
@@ -264,7 +263,7 @@ class Feast(HelmService):
 
     @classmethod
     def owned_values(cls, block, ctx: PlatformContext) -> dict:
-        image = _mirrored(cls.chart().images[0], ctx)
+        ref = cls.chart().images[0]
         volumes: list[dict] = [
             # Feast writes the decoded feature_store.yaml to a temporary directory; the root stays read-only.
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
@@ -278,8 +277,7 @@ class Feast(HelmService):
             mounts.append({"name": "offline", "mountPath": OFFLINE_DIR})
         replicas = 2 if ctx.prod_like else 1
         return {
-            "image": {"repository": f"{image.registry}/{image.repository}", "tag": image.tag,
-                      "pullPolicy": "IfNotPresent"},
+            "image": {**image_values(ref, ctx), "pullPolicy": "IfNotPresent"},
             "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
             "replicaCount": replicas,
             "feast_mode": "online",

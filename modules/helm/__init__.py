@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 import pulumi
 import pulumi_kubernetes as k8s
 
-from plinth.catalog import CHARTS, Chart, CrdBundle
+from plinth.catalog import CHARTS, Chart, CrdBundle, ImageRef
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
 from plinth.objects import airgap_egress_policy, children, namespace, platform_ingress, pull_secret
 from plinth.service import Peer, PlatformService
@@ -62,6 +62,12 @@ def owned_paths(owned: dict, path: tuple[str, ...] = ()) -> Iterator[str]:
             yield from owned_paths(value, (*path, key))
         else:
             yield ".".join((*path, key))
+
+
+def image_values(ref: str, ctx: PlatformContext) -> dict:
+    """A chart's usual image keys for a catalog image, mirrored in air-gap mode: {repository, tag}."""
+    image = ImageRef.parse(ref).mirrored(ctx.mirror_registry)
+    return {"repository": f"{image.registry}/{image.repository}", "tag": image.tag}
 
 
 # --- chart source ---------------------------------------------------------------------------------

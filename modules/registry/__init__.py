@@ -21,7 +21,7 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import PLATFORM_NAMESPACES, ImageRef
 from plinth.context import ISSUER, PlatformContext, resource_name
-from plinth.modules.helm import HelmService
+from plinth.modules.helm import HelmService, image_values
 from plinth.objects import stack_secret
 from plinth.modules.network import GATEWAY
 from plinth.service import Peer
@@ -117,11 +117,6 @@ class HarborArgs:
         return bool(self.harbor.hostname and self.gateway)
 
 
-def _image(ref: str, ctx: PlatformContext) -> dict:
-    image = ImageRef.parse(ref).mirrored(ctx.mirror_registry)
-    return {"repository": f"{image.registry}/{image.repository}", "tag": image.tag}
-
-
 class Harbor(HelmService):
     """Harbor (plinth:registry:Harbor)."""
 
@@ -188,33 +183,33 @@ class Harbor(HelmService):
             "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
             # RollingUpdate needs the new pod to mount while the old one runs: only RWX allows that.
             "updateStrategy": {"type": "RollingUpdate" if replicas > 1 else "Recreate"},
-            "nginx": {"image": _image(images["nginx-photon"], ctx), **ha},
-            "portal": {"image": _image(images["harbor-portal"], ctx), **ha},
+            "nginx": {"image": image_values(images["nginx-photon"], ctx), **ha},
+            "portal": {"image": image_values(images["harbor-portal"], ctx), **ha},
             "core": {
-                "image": _image(images["harbor-core"], ctx), **ha,
+                "image": image_values(images["harbor-core"], ctx), **ha,
                 "existingSecret": CORE_SECRET,
                 "existingXsrfSecret": CORE_SECRET, "existingXsrfSecretKey": "CSRF_KEY",
                 "secretName": TOKEN_SECRET,
             },
             "jobservice": {
-                "image": _image(images["harbor-jobservice"], ctx), **ha,
+                "image": image_values(images["harbor-jobservice"], ctx), **ha,
                 "existingSecret": JOBSERVICE_SECRET, "existingSecretKey": "JOBSERVICE_SECRET",
             },
             "registry": {
-                "registry": {"image": _image(images["registry-photon"], ctx)},
-                "controller": {"image": _image(images["harbor-registryctl"], ctx)}, **ha,
+                "registry": {"image": image_values(images["registry-photon"], ctx)},
+                "controller": {"image": image_values(images["harbor-registryctl"], ctx)}, **ha,
                 "existingSecret": REGISTRY_SECRET, "existingSecretKey": "REGISTRY_HTTP_SECRET",
                 "credentials": {"username": REGISTRY_USER, "existingSecret": REGISTRY_SECRET},
             },
             "trivy": {
-                "enabled": True, "image": _image(images["trivy-adapter-photon"], ctx),
+                "enabled": True, "image": image_values(images["trivy-adapter-photon"], ctx),
                 # Air-gap: no database download, no dependency lookups (README: mirroring the DB).
                 "skipUpdate": airgap, "skipJavaDBUpdate": airgap, "offlineScan": airgap,
             },
             "database": {"internal": {
-                "image": _image(images["harbor-db"], ctx), "password": db_password}},
-            "redis": {"internal": {"image": _image(images["redis-photon"], ctx)}},
-            "exporter": {"image": _image(images["harbor-exporter"], ctx)},
+                "image": image_values(images["harbor-db"], ctx), "password": db_password}},
+            "redis": {"internal": {"image": image_values(images["redis-photon"], ctx)}},
+            "exporter": {"image": image_values(images["harbor-exporter"], ctx)},
             "metrics": {"enabled": ctx.monitoring, "serviceMonitor": {"enabled": ctx.monitoring}},
             "persistence": {"enabled": True, "persistentVolumeClaim": {
                 "registry": {"storageClass": sc, "accessMode": access, "size": harbor.registry_size},

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pulumi
 
-from plinth.catalog import CHARTS, ImageRef
+from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.certs import certificate
-from plinth.modules.helm import HelmService
+from plinth.modules.helm import HelmService, image_values
 from plinth.service import Peer
 
 TLS_SECRET = "vault-server-tls"
@@ -24,11 +24,6 @@ ALERTS = [
      "labels": {"severity": "critical"},
      "annotations": {"summary": "No active Vault server: the raft cluster has no leader"}},
 ]
-
-
-def _image(ref: str, ctx: PlatformContext) -> dict:
-    image = ImageRef.parse(ref).mirrored(ctx.mirror_registry)
-    return {"repository": f"{image.registry}/{image.repository}", "tag": image.tag}
 
 
 def _seal(unseal) -> str:
@@ -97,7 +92,7 @@ class Vault(HelmService):
             "global": {"tlsDisable": False, "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
                        "serverTelemetry": {"prometheusOperator": ctx.monitoring}},
             "server": {
-                "image": _image(server, ctx),
+                "image": image_values(server, ctx),
                 "extraVolumes": [{"type": "secret", "name": TLS_SECRET}],
                 "extraEnvironmentVars": env,
                 "extraSecretEnvironmentVars": secret_env,
@@ -106,8 +101,8 @@ class Vault(HelmService):
             "injector": {
                 "enabled": True,
                 "replicas": 2 if ctx.prod_like else 1,
-                "image": _image(injector, ctx),
-                "agentImage": _image(server, ctx),
+                "image": image_values(injector, ctx),
+                "agentImage": image_values(server, ctx),
                 "metrics": {"enabled": ctx.monitoring},
             },
             "serverTelemetry": {

@@ -15,7 +15,7 @@ import pulumi_vault as vault
 
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.secrets.operator import AUDIENCE, AUTH_MOUNT, KV_MOUNT, SERVICE_ACCOUNT, TeamVaultAccess
-from plinth.modules.secrets.operator import vault_address
+from plinth.modules.secrets.operator import VaultSecretsOperator, vault_address
 from plinth.service import PlatformService
 
 TOKEN_TTL = 3600
@@ -34,8 +34,7 @@ class VaultTeams(PlatformService):
 
     @classmethod
     def enabled(cls, spec) -> bool:
-        vault_block = spec.secrets.vault
-        return vault_block.enabled and vault_block.secrets_operator
+        return VaultSecretsOperator.enabled(spec)  # Vault's side of what the operator's VaultAuths use
 
     @classmethod
     def block(cls, spec) -> VaultTeamsArgs:

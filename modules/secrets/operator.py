@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from plinth.catalog import CHARTS, ImageRef
+from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.certs import certificate
-from plinth.modules.helm import HelmService
+from plinth.modules.helm import HelmService, image_values
 
 KV_MOUNT = "teams"
 """The KV v2 mount holding every team's secrets, one path per team."""
@@ -85,13 +85,13 @@ class VaultSecretsOperator(HelmService):
 
     @classmethod
     def owned_values(cls, block, ctx: PlatformContext) -> dict:
-        manager, proxy = (ImageRef.parse(ref).mirrored(ctx.mirror_registry) for ref in cls.chart().images)
+        manager, proxy = cls.chart().images
         return {
             "controller": {
                 "replicas": 2 if ctx.prod_like else 1,
                 "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
-                "manager": {"image": {"repository": f"{manager.registry}/{manager.repository}", "tag": manager.tag}},
-                "kubeRbacProxy": {"image": {"repository": f"{proxy.registry}/{proxy.repository}", "tag": proxy.tag}},
+                "manager": {"image": image_values(manager, ctx)},
+                "kubeRbacProxy": {"image": image_values(proxy, ctx)},
                 # Pod Security `restricted` (the chart's defaults stop at runAsNonRoot).
                 "podSecurityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
                 "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
