@@ -1,15 +1,24 @@
 """Benchmark the offline engine: `plinth plan` wall time (interpreter start included), with and
 without the offline runtime's shortcuts (PLINTH_PLAN_PLAIN=1), against the import floor.
 
-Usage: python bench/plan_speed.py [--teams 100,1000] [--repeat 3] [--modes fast,plain]
+Usage: python bench/plan_speed.py [--teams 100,1000] [--models 100,1000] [--models-per-team 10]
+                                  [--repeat 3] [--modes fast,plain]
 
-One row per case: the minimal and regulated blueprints, and generated specs with --teams teams.
+One row per case: the minimal and regulated blueprints, generated specs with --teams teams, and
+generated specs serving --models models (every one with a canary; one in five on a GPU), spread
+over models/--models-per-team teams whose quotas fit them (the spec rules check it).
   resources  as `plinth plan` counts them (components excluded);
   floor s    the import floor: a fresh interpreter starting and importing every module a `plinth
              plan` of the case loads (found by planning it once; a 2-team spec stands in for
              generated ones), not counting its exit;
   <mode> s   wall seconds of `plinth plan SPEC` (best of --repeat; once for 1,000 teams or more);
   ms/res     planning work per resource beyond the floor: (wall - floor) / resources.
+
+Then, per --models case, what serving costs per model (default mode): the wall time of the same
+teams with no models is subtracted, so what is left is the models' own validation and planning.
+  res/model  resources each model adds (Deployment, Service and PDB per track, route, policies, ...);
+  ms/model   (wall - wall of the teams alone) / models;
+  x first    ms/model against the first --models case: about 1.0 while the cost is linear.
 """
 
 from __future__ import annotations
@@ -67,6 +76,47 @@ def generated_blueprint(teams: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+GPU_EVERY = 5
+"""Every fifth generated model asks for a GPU (so the GPU placement and quota rules run too)."""
+
+
+def generated_serving_blueprint(models: int, per_team: int, with_models: bool = True) -> str:
+    """`models` Triton and BentoML models, each with a 10% canary, `per_team` to a team; quotas fit exactly
+    what the rules count (stable, canary; 1 CPU, 2Gi and, for a GPU model, 1 GPU per replica). With
+    `with_models` false: the same platform and teams serving nothing (the per-model baseline)."""
+    teams = -(-models // per_team)
+    lines = [
+        "apiVersion: plinth.dev/v1alpha1", "kind: Platform",
+        "metadata: {name: bench, environment: dev, costCenter: bench}",
+        "target: {type: existing}", "rbac: {platformAdminGroup: admins}",
+        "network: {cilium: {enabled: true, apiServer: {host: api.k8s.internal}}}",
+        "certificates: {certManager: {enabled: true}}",
+        "monitoring: {enabled: true}",
+        "gpu: {operator: {enabled: true}}",
+        "teams:",
+    ]
+    for t in range(teams):
+        count = min(per_team, models - t * per_team)
+        gpus = sum(2 for m in range(t * per_team, t * per_team + count) if m % GPU_EVERY == 0)
+        lines += [f"  - name: team-{t:04d}",
+                  f"    groups: {{mlEngineer: [eng-{t}], dataScientist: [ds-{t}], viewer: [view-{t}]}}",
+                  f"    quota: {{cpu: '{2 * count}', memory: {4 * count}Gi, gpu: {gpus}}}"]
+    if not with_models:
+        return "\n".join(lines) + "\n"
+    lines += ["serving:", "  hostname: serving.models.plinth.internal", "  models:"]
+    for m in range(models):
+        team = f"team-{m // per_team:04d}"
+        if m % 2:
+            lines.append(f"    - {{name: model-{m:05d}, team: {team}, runtime: bentoml, "
+                         f"image: registry.corp.internal/ml/model-{m:05d},")
+        else:
+            lines.append(f"    - {{name: model-{m:05d}, team: {team}, runtime: triton, "
+                         f"modelRepository: 'pvc://models/model-{m:05d}',")
+        lines.append(f"       gpu: {1 if m % GPU_EVERY == 0 else 0}, cpu: '1', memory: 2Gi, "
+                     "stable: {version: '1.0.0'}, canary: {version: '1.1.0', weight: 10}}")
+    return "\n".join(lines) + "\n"
+
+
 def best_of(repeat: int, command: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
     best, out = float("inf"), ""
     for _ in range(repeat):
@@ -96,6 +146,8 @@ def timed_plan(spec: Path, mode: str, repeat: int) -> tuple[float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teams", default="100,1000")
+    parser.add_argument("--models", default="100,1000", help="served-model cases (empty: none)")
+    parser.add_argument("--models-per-team", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--modes", default="fast,plain", help="fast (default engine), plain (PLINTH_PLAN_PLAIN=1)")
     args = parser.parse_args()
@@ -110,6 +162,15 @@ def main() -> None:
         for _, path, teams in cases:
             if teams:
                 path.write_text(generated_blueprint(teams))
+        served = []  # (models, teams, spec, the same teams serving nothing)
+        for n in (int(x) for x in args.models.split(",") if x):
+            teams = -(-n // args.models_per_team)
+            spec, alone = Path(tmp) / f"models-{n}.yaml", Path(tmp) / f"models-{n}-none.yaml"
+            spec.write_text(generated_serving_blueprint(n, args.models_per_team))
+            alone.write_text(generated_serving_blueprint(n, args.models_per_team, with_models=False))
+            served.append((n, teams, spec, alone))
+            # Large cases are planned once, as for teams (1,000 teams or models and up).
+            cases.append((f"{n:,} models", spec, max(n, teams)))
         small = Path(tmp) / "teams-2.yaml"
         small.write_text(generated_blueprint(2))
         header = f"{'case':<21}{'resources':>10}{'floor s':>9}" + "".join(f"{m + ' s':>10}{'ms/res':>8}" for m in modes)
@@ -127,6 +188,21 @@ def main() -> None:
             if len(walls) == 2:
                 row += f"{walls[1] / walls[0]:>9.1f}x"
             print(row, flush=True)
+        if served:
+            mode = modes[0]
+            print(f"\nserving cost per model ({mode} mode; the same teams' plan without models subtracted)",
+                  flush=True)
+            print(f"{'case':<21}{'teams':>7}{'resources':>11}{'res/model':>11}{'teams s':>9}{'wall s':>9}"
+                  f"{'ms/model':>10}{'x first':>9}", flush=True)
+            first = None
+            for n, teams, spec, alone in served:
+                repeat = 1 if n >= 1000 else args.repeat
+                base, base_resources = timed_plan(alone, mode, repeat)
+                wall, resources = timed_plan(spec, mode, repeat)
+                per_model = (wall - base) * 1000 / n
+                first = first or per_model
+                print(f"{f'{n:,} models':<21}{teams:>7,}{resources:>11,}{(resources - base_resources) / n:>11.1f}"
+                      f"{base:>9.2f}{wall:>9.2f}{per_model:>10.2f}{per_model / first:>8.2f}x", flush=True)
 
 
 if __name__ == "__main__":

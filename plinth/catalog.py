@@ -80,6 +80,12 @@ CHARTS: dict[str, Chart] = {
             "@sha256:2ca16981c7eb98df0ba9c9d18896bb9ca628b5cbd40dc9801339f4741f91ee94",
             "quay.io/cilium/operator-generic:v1.20.0"
             "@sha256:80744a8cc7c91c2f9e6347629406844eb35d79b30a732c6d41c15b17232a74f3",
+            # eks only: the operator build with ENI IPAM.
+            "quay.io/cilium/operator-aws:v1.20.0"
+            "@sha256:a0e50fa611fa3e2e8b1c9521a3e813576034a0b3d626e9c128ac01f8f7dfd0fa",
+            # gke only: the node-init DaemonSet.
+            "quay.io/cilium/startup-script:1782916218-36ae25f"
+            "@sha256:f99e2beda7324e93ba04d6240d9626a6b9ab023d7d56e3b029d3d9c823ce63ef",
         ),
     ),
     "longhorn": Chart(
@@ -271,3 +277,52 @@ class Mirrorable:
     charts: tuple[Chart, ...] = ()
     bundles: tuple[CrdBundle, ...] = ()
     images: tuple[str, ...] = field(default_factory=tuple)
+
+
+# --- cloud targets ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GpuType:
+    """What one machine type of a cloud brings: its accelerator, how many, and each one's memory."""
+
+    accelerator: str
+    """The GPU's name as the cloud spells it (GKE: the guest accelerator type)."""
+    count: int
+    """GPUs per node."""
+    memory_gib: int
+    """Memory of each GPU."""
+
+
+GPU_MACHINES: dict[str, dict[str, GpuType]] = {
+    # EKS: the instance type decides the GPUs; the node image (AMI type AL2023_x86_64_NVIDIA) brings the driver.
+    "eks": {
+        "g4dn.xlarge": GpuType("nvidia-t4", 1, 16),
+        "g4dn.2xlarge": GpuType("nvidia-t4", 1, 16),
+        "g4dn.12xlarge": GpuType("nvidia-t4", 4, 16),
+        "g5.xlarge": GpuType("nvidia-a10g", 1, 24),
+        "g5.2xlarge": GpuType("nvidia-a10g", 1, 24),
+        "g5.12xlarge": GpuType("nvidia-a10g", 4, 24),
+        "g6.xlarge": GpuType("nvidia-l4", 1, 24),
+        "g6.2xlarge": GpuType("nvidia-l4", 1, 24),
+        "g6.12xlarge": GpuType("nvidia-l4", 4, 24),
+        "g6e.xlarge": GpuType("nvidia-l40s", 1, 48),
+        "p4d.24xlarge": GpuType("nvidia-a100", 8, 40),
+        "p5.48xlarge": GpuType("nvidia-h100", 8, 80),
+    },
+    # GKE: a node pool's machine type with its guest accelerator (type and count); the shapes GKE accepts.
+    "gke": {
+        "n1-standard-4": GpuType("nvidia-tesla-t4", 1, 16),
+        "n1-standard-8": GpuType("nvidia-tesla-t4", 1, 16),
+        "n1-standard-16": GpuType("nvidia-tesla-t4", 2, 16),
+        "g2-standard-4": GpuType("nvidia-l4", 1, 24),
+        "g2-standard-8": GpuType("nvidia-l4", 1, 24),
+        "g2-standard-24": GpuType("nvidia-l4", 2, 24),
+        "g2-standard-48": GpuType("nvidia-l4", 4, 24),
+        "a2-highgpu-1g": GpuType("nvidia-tesla-a100", 1, 40),
+        "a2-highgpu-8g": GpuType("nvidia-tesla-a100", 8, 40),
+        "a2-ultragpu-1g": GpuType("nvidia-a100-80gb", 1, 80),
+        "a3-highgpu-8g": GpuType("nvidia-h100-80gb", 8, 80),
+    },
+}
+"""The GPU machine types Plinth plans node pools for (rule `gpu-machine-type`); add a row to use another."""

@@ -280,6 +280,39 @@ def check_lines(results, config_file: Path | None) -> list[str]:
 
 
 @app.command()
+def verify(
+    blueprint: BlueprintArg = None,
+    stack: StackOpt = None,
+    model: Annotated[Optional[list[str]], typer.Option(
+        "--model", "-m", help="Only this model (name or team/name); repeatable. Default: every served model.")] = None,
+    url: Annotated[Optional[str], typer.Option(
+        help="Base URL of the platform Gateway, e.g. http://127.0.0.1:8080 (a port-forward). Requests still carry "
+             "Host (and for https the TLS name) serving.hostname. Default: https://<serving.hostname>.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds per request (connect, and each read).")] = 10.0,
+) -> None:
+    """Probe every served model's every track through the platform Gateway (header x-plinth-track): health,
+    model metadata and one inference request each. Exit 1 when a track fails."""
+    from plinth.verify import summary, table
+    from plinth.verify import verify as run_verify
+
+    spec, _ = _load(blueprint, stack)
+    report = run_verify(spec, url=url, models=model, timeout=timeout)
+    if as_json:
+        sys.stdout.write(report.to_json())
+    else:
+        from rich.console import Console
+
+        console = Console(width=None if sys.stdout.isatty() else 200)
+        console.print(table(report))
+        console.print(summary(report), highlight=False)
+    if not report.passed:
+        if as_json:
+            _err(summary(report))
+        raise typer.Exit(1)
+
+
+@app.command()
 def report(
     blueprint: BlueprintArg = None,
     stack: StackOpt = None,
@@ -362,6 +395,66 @@ def schema(
         _err(f"wrote {out}")
     else:
         sys.stdout.write(text)
+
+
+canary_app = typer.Typer(no_args_is_help=True, help="Move a served model's canary and shadow: edit the blueprint "
+                         "(or --stack's overrides) in place, validate it, print the plan diff.")
+app.add_typer(canary_app, name="canary")
+ModelArg = Annotated[str, typer.Argument(help="The model's name (or team/name).")]
+EditedBlueprintArg = Annotated[Optional[Path], typer.Argument(
+    help="The blueprint to edit. With --stack instead: that stack file's plinth:overrides.")]
+
+
+@canary_app.command("set")
+def canary_set(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: StackOpt = None,
+               weight: Annotated[int, typer.Option(help="Percent of the routed traffic, 0-100.")] = ...) -> None:
+    """Set the canary's traffic weight."""
+    from plinth import canary
+
+    _canary_edit(model, blueprint, stack, canary.set_weight(weight))
+
+
+@canary_app.command("promote")
+def canary_promote(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: StackOpt = None) -> None:
+    """The canary becomes stable (its version and replicas); the canary is removed."""
+    from plinth import canary
+
+    _canary_edit(model, blueprint, stack, canary.promote)
+
+
+@canary_app.command("abort")
+def canary_abort(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: StackOpt = None) -> None:
+    """Remove the canary; stable takes all the traffic."""
+    from plinth import canary
+
+    _canary_edit(model, blueprint, stack, canary.abort)
+
+
+@canary_app.command("shadow")
+def canary_shadow(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: StackOpt = None,
+                  version: Annotated[Optional[str], typer.Option(help="Run (or move) the shadow at VERSION.")] = None,
+                  off: Annotated[bool, typer.Option("--off", help="Remove the shadow.")] = False) -> None:
+    """Mirror every routed request to a shadow release, or (--off) stop."""
+    from plinth import canary
+
+    _canary_edit(model, blueprint, stack, canary.shadow(version, off))
+
+
+def _canary_edit(model: str, blueprint: Path | None, stack: str | None, edit) -> None:
+    """Edit, validate, write atomically, print the plan diff; a refused edit (exit 2) writes nothing."""
+    from plinth import canary
+    from plinth.plan import diff_lines, diff_plans
+
+    target = canary.target(project_dir() if stack else None, blueprint, stack)
+    old_text, new_text = canary.edited_text(target, model, edit)
+    if new_text == old_text:
+        _err(f"{target.name}: already so, not changed")
+        typer.echo("no changes")
+        return
+    old_plan = _plan(blueprint, stack)[0]
+    canary.write(target.path, new_text)
+    _err(f"wrote {target.name}")
+    typer.echo("\n".join(diff_lines(diff_plans(old_plan, _plan(blueprint, stack)[0]))))
 
 
 def main() -> None:

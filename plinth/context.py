@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from plinth.modules.cluster.facts import TargetFacts, target_facts
 from plinth.provenance import Provenance
 
 MANAGED_BY = "plinth"
@@ -74,10 +75,15 @@ class PlatformContext:
     """Test clusters without nodes: don't wait for readiness or run Helm hooks, delete in the background."""
     provenance: Provenance | None = None
     """The files the spec came from (the ledger records them); None when the spec was not read from files."""
+    target: TargetFacts = TargetFacts()
+    """The cluster target's spec-derived facts: cloud identities (ServiceAccount annotations), buckets, keys."""
+    api_server: tuple[pulumi.Input[str], int] | None = None
+    """Where nodes reach the API server when the target creates the cluster (host, port); None: the spec's."""
 
     @classmethod
     def from_spec(cls, spec, provider: pulumi.ProviderResource | None = None,
-                  secrets: StackSecrets | None = None, provenance: Provenance | None = None) -> PlatformContext:
+                  secrets: StackSecrets | None = None, provenance: Provenance | None = None,
+                  api_server: tuple[pulumi.Input[str], int] | None = None) -> PlatformContext:
         mirror = spec.airgap.mirror if spec.airgap.enabled else None
         secrets = secrets or StackSecrets()
         mirror_auth = None
@@ -102,6 +108,8 @@ class PlatformContext:
             cilium=spec.network.cilium.enabled,
             skip_await=spec.testing.skip_await,
             provenance=provenance,
+            target=target_facts(spec),
+            api_server=api_server,
         )
 
     @property
@@ -138,13 +146,14 @@ class PlatformContext:
         }
 
     def metadata(self, name: str, component: str, namespace: str | None = None, team: str | None = None,
-                 cost_center: str | None = None, labels: dict[str, str] | None = None) -> dict:
+                 cost_center: str | None = None, labels: dict[str, str] | None = None,
+                 annotations: dict[str, str] | None = None) -> dict:
         """ObjectMeta with an explicit name (no auto-naming: names are stable across runs)."""
         meta: dict = {"name": name, "labels": {**self.labels(component, team, cost_center), **(labels or {})}}
         if namespace:
             meta["namespace"] = namespace
-        if self.annotations():
-            meta["annotations"] = self.annotations()
+        if self.annotations() or annotations:
+            meta["annotations"] = {**(self.annotations() or {}), **(annotations or {})}
         return meta
 
 

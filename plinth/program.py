@@ -12,7 +12,7 @@ import pulumi
 
 from plinth.context import PlatformContext, StackSecrets
 from plinth.modules.certs import CertManager
-from plinth.modules.cluster import ExistingCluster, ExistingClusterArgs
+from plinth.modules.cluster import TargetArgs, target_class
 from plinth.modules.crds import GatewayApiCrds, PrometheusOperatorCrds
 from plinth.modules.featurestore import CloudNativePg, Feast, RedisOperator
 from plinth.modules.governance import Ledger
@@ -75,10 +75,10 @@ CONFIGURATION: tuple[tuple[str, type[PlatformService]], ...] = (
 
 
 def build_platform(spec: PlatformSpec, secrets: StackSecrets, provenance: Provenance | None = None) -> None:
-    cluster = ExistingCluster(
-        "cluster", ExistingClusterArgs(kubeconfig=spec.target.kubeconfig, context=spec.target.context)
-    )
-    ctx = PlatformContext.from_spec(spec, provider=cluster.provider, secrets=secrets, provenance=provenance)
+    # The cluster target (existing, eks, gke): the one interface every module gets through the context.
+    cluster = target_class(spec.target.type)("cluster", TargetArgs.from_spec(spec))
+    ctx = PlatformContext.from_spec(spec, provider=cluster.provider, secrets=secrets, provenance=provenance,
+                                    api_server=cluster.api_server)
     built: list[tuple[str, Any, PlatformService]] = []
     for name, service in SERVICES:
         if service.enabled(spec):

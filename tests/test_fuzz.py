@@ -3,6 +3,9 @@ located messages, and never shows a traceback.
 
 Inputs: mutated blueprints, YAML aliases, deep nesting, huge scalars, arbitrary unicode
 and bytes, and `extends:` graphs (chains, cycles, directories, missing files).
+Served models: generated serving blocks (runtimes, canary, shadow, autoscaling, GPUs, SLOs)
+with the teams and quotas they need plan with the exact canary split and GPU placement; one
+known defect added to such a block is refused at its field, with its rule.
 Each property runs a few dozen examples by default (seconds); the heavy tier runs each
 with 10,000: `pytest -m heavy tests/test_fuzz.py` (or PLINTH_FUZZ_HEAVY=1).
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -23,6 +27,9 @@ from ruamel.yaml import YAML
 
 from support import ROOT
 from plinth.cli import main
+from plinth.plan import Plan
+from plinth.render import kubernetes_objects
+from plinth.spec.rules import RESERVED_NAMESPACES
 from plinth.spec.yamltree import MAX_BYTES, MAX_DEPTH
 
 MINIMAL_TEXT = (ROOT / "blueprints" / "minimal.yaml").read_text()
@@ -145,6 +152,269 @@ def dump(doc) -> str:
 @pytest.mark.parametrize("examples", tiers(20))  # a plan takes a third of a second: few by default
 def test_mutated_blueprints_plan_or_exit_2(examples):
     check(mutated(), examples, lambda doc: cli_on_files({"fuzz.yaml": dump(doc)}, "fuzz.yaml", verb="plan"))
+
+
+# --- served models (planned: the serving module runs on what is generated) ----------------
+#
+# A generated platform serves 1-4 models (Triton on pvc://, s3:// or gs://, BentoML; canary, shadow,
+# autoscaling, GPUs, SLOs) for 1-3 teams whose quotas are computed to fit them, with the Gateway on or
+# off. Valid platforms must plan, with the exact canary split and GPU placement; each broken one has ONE
+# known defect added and must be refused (exit 2) with that defect's located error among the others.
+
+SERVING_HOST = "serving.models.plinth.internal"
+"""One name under the default Gateway listener *.models.plinth.internal (rule serving-hostname)."""
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
+CPU_MILLI = {"250m": 250, "500m": 500, "1": 1000, "2": 2000}
+MEMORY_MI = {"512Mi": 512, "1Gi": 1024, "4Gi": 4096}
+
+labels = st.from_regex(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?", fullmatch=True)
+team_names = labels.filter(lambda name: name not in RESERVED_NAMESPACES)
+versions = st.from_regex(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,10}[A-Za-z0-9])?", fullmatch=True)
+
+
+def replicas_at_most(model: dict) -> int:
+    """Every replica the model can run at once (what the quota rules count): stable at the autoscaler's
+    maximum, canary and shadow."""
+    scaling = model.get("autoscaling", {})
+    stable = scaling["maxReplicas"] if scaling.get("enabled") else model["stable"]["replicas"]
+    return stable + sum(model[track]["replicas"] for track in ("canary", "shadow") if track in model)
+
+
+def needs(models: list[dict], team: str) -> tuple[int, int, int]:
+    """(millicores, MiB, GPUs) the team's models take at their largest."""
+    mine = [(m, replicas_at_most(m)) for m in models if m["team"] == team]
+    return (sum(CPU_MILLI[m["cpu"]] * n for m, n in mine), sum(MEMORY_MI[m["memory"]] * n for m, n in mine),
+            sum(m["gpu"] * n for m, n in mine))
+
+
+@st.composite
+def served_model(draw, name: str, team: str, gateway: bool) -> dict:
+    runtime = draw(st.sampled_from(["triton", "bentoml"]))
+    model: dict = {"name": name, "team": team, "runtime": runtime}
+    if runtime == "triton":
+        scheme = draw(st.sampled_from(["pvc", "s3", "gs"]))
+        if scheme == "pvc":
+            model["modelRepository"] = f"pvc://{draw(labels)}/triton/{name}"
+        else:
+            model["modelRepository"] = f"{scheme}://models/{name}"
+            model["repositoryCidrs"] = draw(st.lists(st.sampled_from(["10.30.0.0/16", "192.168.7.0/24"]),
+                                                     min_size=1, max_size=2, unique=True))
+    else:
+        model["image"] = f"registry.corp.internal/ml/{name}"
+    stable, canary, shadow = draw(st.lists(versions, min_size=3, max_size=3, unique=True))
+    model["gpu"] = draw(st.sampled_from([0, 0, 1, 2]))
+    model["cpu"], model["memory"] = draw(st.sampled_from(sorted(CPU_MILLI))), draw(st.sampled_from(sorted(MEMORY_MI)))
+    model["stable"] = {"version": stable, "replicas": draw(st.integers(0, 3))}
+    if gateway and draw(st.booleans()):
+        model["canary"] = {"version": canary, "replicas": draw(st.integers(0, 2)), "weight": draw(st.integers(0, 100))}
+    if gateway and draw(st.integers(0, 3)) == 0:
+        model["shadow"] = {"version": shadow, "replicas": draw(st.integers(0, 2))}
+    if draw(st.booleans()):
+        model["stable"]["replicas"] = max(1, model["stable"]["replicas"])
+        model["autoscaling"] = {"enabled": True, "maxReplicas": draw(st.integers(model["stable"]["replicas"], 5)),
+                                "targetUtilization": draw(st.integers(1, 100))}
+    if draw(st.booleans()):
+        model["slo"] = {"latencyMs": draw(st.integers(1, 10_000)),
+                        "errorRatePercent": draw(st.sampled_from([0.1, 0.5, 1, 2.5, 100]))}
+    return model
+
+
+@st.composite
+def served_platform(draw) -> dict:
+    """A valid platform serving models: the minimal blueprint's tenancy, the services serving needs, the
+    teams the models name with quotas that fit them."""
+    gateway = draw(st.booleans())
+    doc = YAML(typ="safe").load(MINIMAL_TEXT)
+    teams = draw(st.lists(team_names, min_size=1, max_size=3, unique=True))
+    model_names = draw(st.lists(labels, min_size=1, max_size=4, unique=True))
+    models = [draw(served_model(name, draw(st.sampled_from(teams)), gateway)) for name in model_names]
+    doc["teams"] = []
+    for team in teams:
+        cpu, memory, gpus = needs(models, team)
+        slack = draw(st.sampled_from([0, 0, 1]))  # mostly exactly what the models take at their largest
+        doc["teams"].append({"name": team, "quota": {"cpu": f"{cpu + 500 * slack}m",
+                                                     "memory": f"{memory + 1024 * slack}Mi", "gpu": gpus + slack}})
+    cilium = draw(st.sampled_from(["on", "off", "gateway-off"])) if not gateway else "on"
+    if cilium != "off":
+        doc["network"] = {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"},
+                                     "gatewayApi": cilium == "on"}}
+        doc["certificates"] = {"certManager": {"enabled": True}}
+    doc["monitoring"] = {"enabled": True, "gpuMetrics": draw(st.booleans())}
+    if draw(st.booleans()):
+        doc["monitoring"]["drift"] = {"enabled": True, "receiver": "retrain"}
+        doc["monitoring"]["alertmanager"] = {"receivers": [{"name": "retrain", "type": "webhook"}]}
+    if any(m["gpu"] for m in models) or draw(st.booleans()):
+        doc["gpu"] = {"operator": {"enabled": True}}
+    doc["serving"] = {"models": models}
+    if gateway:
+        doc["serving"]["hostname"] = SERVING_HOST
+    return doc
+
+
+def plan_file(doc: dict) -> tuple[int, str, object]:
+    """`plinth plan fuzz.yaml --out DIR` in-process: (exit code, stderr, the plan when there is one)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "fuzz.yaml").write_text(dump(doc))
+        code, err = run_cli("plan", str(Path(tmp) / "fuzz.yaml"), "--out", str(Path(tmp) / "out"))
+        out = Path(tmp) / "out" / "plan.json"
+        return code, err, Plan.from_json(out.read_text()) if code == 0 else None
+
+
+def weighted_rules(route: dict) -> list[dict]:
+    """The route's weighted rules: those not matched by a header (the split every other request takes)."""
+    return [rule for rule in route["rules"] if not any(match.get("headers") for match in rule.get("matches", []))]
+
+
+def assert_served_as_specified(doc: dict, result) -> None:
+    objects: dict[tuple[str, str | None, str], dict] = {}
+    for _, obj in kubernetes_objects(result):
+        objects[(obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"])] = obj
+    gateway = doc.get("network", {}).get("cilium", {}).get("gatewayApi") is True
+    # Names derived from 40-character model and team names stay valid Kubernetes object names.
+    long = [key for key, obj in objects.items() if obj["metadata"].get("labels", {}).get("plinth.dev/model")
+            and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", key[2])]
+    assert long == [], long
+    for model in doc["serving"]["models"]:
+        name, team = model["name"], model["team"]
+        tracks = [t for t in ("stable", "canary", "shadow") if t in model]
+        deployments = {key[2]: obj for key, obj in objects.items() if key[0] == "Deployment" and key[1] == team
+                       and obj["metadata"]["labels"].get("plinth.dev/model") == name}
+        assert sorted(deployments) == sorted(f"{name}-{t}" for t in tracks), (name, sorted(deployments))
+        for track in tracks:
+            deploy = deployments[f"{name}-{track}"]
+            scaled = track == "stable" and model.get("autoscaling", {}).get("enabled")
+            assert deploy["spec"]["replicas"] == model[track]["replicas"], (name, track)
+            pod = deploy["spec"]["template"]["spec"]
+            [container] = pod["containers"]
+            limits, requests = container["resources"]["limits"], container["resources"]["requests"]
+            tolerated = [t for t in pod.get("tolerations", []) if t.get("key") in ("nvidia.com/gpu", None)]
+            if model["gpu"]:
+                assert limits.get("nvidia.com/gpu") == str(model["gpu"]), (name, limits)
+                assert tolerated == [GPU_TOLERATION], (name, pod.get("tolerations"))
+                assert pod.get("nodeSelector") == GPU_NODE_SELECTOR, (name, pod.get("nodeSelector"))
+            else:
+                assert "nvidia.com/gpu" not in limits and "nvidia.com/gpu" not in requests, (name, limits)
+                assert tolerated == [] and not (pod.get("nodeSelector") or {}).keys() & GPU_NODE_SELECTOR.keys(), \
+                    (name, pod.get("tolerations"), pod.get("nodeSelector"))
+            assert (limits["cpu"], limits["memory"]) == (model["cpu"], model["memory"]), (name, limits)
+            if scaled:
+                hpa = objects[("HorizontalPodAutoscaler", team, name)]["spec"]
+                assert (hpa["minReplicas"], hpa["maxReplicas"]) == (
+                    max(1, model["stable"]["replicas"]), model["autoscaling"]["maxReplicas"]), (name, hpa)
+        if not model.get("autoscaling", {}).get("enabled"):
+            assert ("HorizontalPodAutoscaler", team, name) not in objects, name
+        route = objects.get(("HTTPRoute", team, name))
+        assert (route is not None) == gateway, (name, gateway)
+        if route:
+            weight = model["canary"]["weight"] if "canary" in model else None
+            expected = [(name, 100)] if weight is None else [(name, 100 - weight), (f"{name}-canary", weight)]
+            rules = weighted_rules(route["spec"])
+            assert rules, route["spec"]
+            for rule in rules:
+                refs = [(ref["name"], ref["weight"]) for ref in rule["backendRefs"]]
+                assert refs == expected and sum(w for _, w in refs) == 100, (name, refs)
+                mirrors = [f["requestMirror"]["backendRef"]["name"] for f in rule.get("filters", [])
+                           if f["type"] == "RequestMirror"]
+                assert mirrors == ([f"{name}-shadow"] if "shadow" in model else []), (name, mirrors)
+        alerts = {r["alert"]: r for r in objects[("PrometheusRule", team, name)]["spec"]["groups"][0]["rules"]}
+        slo = model.get("slo", {"latencyMs": 500, "errorRatePercent": 1})
+        assert alerts["ModelLatencyHigh"]["expr"].endswith(f"> {slo['latencyMs']}"), alerts["ModelLatencyHigh"]
+        assert alerts["ModelErrorRateHigh"]["expr"].endswith(f"> {slo['errorRatePercent'] / 100:g}"), \
+            alerts["ModelErrorRateHigh"]
+
+
+def plans_as_specified(doc: dict) -> None:
+    code, err, result = plan_file(doc)
+    assert code == 0, err
+    assert_served_as_specified(doc, result)
+
+
+@pytest.mark.parametrize("examples", tiers(8))  # each runs the whole program: few by default
+def test_valid_serving_blocks_plan_with_exact_splits_and_gpu_placement(examples):
+    check(served_platform(), examples, plans_as_specified)
+
+
+DEFECTS = ["team", "canary-differs", "gpu-needs-operator", "quota", "canary-needs-gateway",
+           "serving-needs-monitoring", "model-repository-egress", "bentoml-image", "autoscaling-bounds",
+           "serving-hostname", "weight"]
+
+
+@st.composite
+def broken_platform(draw) -> tuple[dict, str, str | None]:
+    """A valid served platform with ONE defect: (doc, the field path the error names, its rule or None for a
+    schema error)."""
+    doc = draw(served_platform())
+    models, teams = doc["serving"]["models"], doc["teams"]
+    model = draw(st.sampled_from(models))
+    at = f"serving.models[{model['name']}]"
+    defect = draw(st.sampled_from(DEFECTS))
+    versions_in_use = {r["version"] for r in (model["stable"], model.get("canary"), model.get("shadow")) if r}
+    other = draw(versions.filter(lambda v: v not in versions_in_use))
+    if defect == "team":
+        model["team"] = draw(team_names.filter(lambda n: n not in {t["name"] for t in teams}))
+        return doc, f"{at}.team", "model-team-exists"
+    if defect == "canary-differs":
+        model["canary"] = {"version": model["stable"]["version"], "replicas": 0}
+        return doc, f"{at}.canary.version", "canary-differs"
+    if defect == "gpu-needs-operator":
+        doc.pop("gpu", None)
+        model["gpu"] = max(1, model["gpu"])
+        return doc, f"{at}.gpu", "gpu-needs-operator"
+    if defect == "quota":
+        model["stable"]["replicas"] += 1
+        if "autoscaling" in model:
+            model["autoscaling"]["maxReplicas"] += 1
+        [team] = [t for t in teams if t["name"] == model["team"]]
+        resource = draw(st.sampled_from(["cpu", "memory", "gpu"] if model["gpu"] else ["cpu", "memory"]))
+        cpu, memory, gpus = needs(models, model["team"])
+        team["quota"][resource] = {"cpu": f"{cpu - 1}m", "memory": f"{memory - 1}Mi", "gpu": gpus - 1}[resource]
+        return doc, f"teams[{team['name']}].quota.{resource}", ("gpu-quota-fits" if resource == "gpu"
+                                                                else "serving-quota-fits")
+    if defect == "canary-needs-gateway":
+        doc.setdefault("network", {})["cilium"] = {"enabled": False}
+        doc["serving"].pop("hostname", None)
+        model["canary"] = {"version": other, "replicas": 0}
+        return doc, f"{at}.canary", "canary-needs-gateway"
+    if defect == "serving-needs-monitoring":
+        doc["monitoring"] = {"enabled": False}
+        return doc, "serving.models", "serving-needs-monitoring"
+    if defect == "model-repository-egress":
+        model.update(runtime="triton", modelRepository=f"s3://models/{model['name']}")
+        model.pop("image", None)
+        model.pop("repositoryCidrs", None)
+        return doc, f"{at}.modelRepository", "model-repository-egress"
+    if defect == "bentoml-image":
+        model.update(runtime="bentoml", image=f"registry.corp.internal/ml/{model['name']}:{other}")
+        model.pop("modelRepository", None)
+        model.pop("repositoryCidrs", None)
+        return doc, f"{at}.image", "bentoml-image"
+    if defect == "autoscaling-bounds":
+        model["stable"]["replicas"] = draw(st.integers(2, 4))
+        model["autoscaling"] = {"enabled": True, "maxReplicas": model["stable"]["replicas"] - 1}
+        return doc, f"{at}.autoscaling.maxReplicas", "autoscaling-bounds"
+    if defect == "serving-hostname":
+        doc["serving"]["hostname"] = draw(st.sampled_from(["models.plinth.internal", "a.b.models.plinth.internal",
+                                                           "serving.models.corp.internal"]))
+        if doc.get("network", {}).get("cilium", {}).get("gatewayApi") is not True:
+            return doc, "serving.hostname", "serving-needs-gateway"
+        return doc, "serving.hostname", "serving-hostname"
+    model["canary"] = {"version": other, "weight": draw(st.integers(101, 10**6))}
+    return doc, f"{at}.canary.weight", None
+
+
+def refused_at(case: tuple[dict, str, str | None]) -> None:
+    doc, path, rule = case
+    code, err, _ = plan_file(doc)
+    assert code == 2, f"expected {path} ({rule}) to be refused:\n{dump(doc)}"
+    assert_clean(code, err, ("fuzz.yaml",))
+    wanted = [line for line in err.splitlines() if f": {path}: " in line and (rule is None or f"[rule {rule};" in line)]
+    assert wanted, f"no error at {path} ({rule}):\n{err}"
+
+
+@pytest.mark.parametrize("examples", tiers(20))  # refused before the program runs: cheap
+def test_a_serving_block_with_one_defect_is_refused_at_its_field(examples):
+    check(broken_platform(), examples, refused_at)
 
 
 # --- hostile YAML (validated: the reader and loader are what is under test) ----------

@@ -57,7 +57,9 @@ def test_airgap_needs_a_mirror_and_mirror_only_images():
 def test_reserved_namespaces_and_gpu_node_pools():
     found = violations(teams=[{"name": "kube-system"}])
     assert (("teams", 1, "name"), "reserved-namespace") in found
-    eks = {"type": "eks", "region": "eu-west-1", "nodePools": [{"name": "cpu", "instanceType": "m7i.xlarge"}]}
+    eks = {"type": "eks", "region": "eu-west-1", "accountId": "123456789012",
+           "availabilityZones": ["eu-west-1a", "eu-west-1b"], "adminRoleArn": "arn:aws:iam::123456789012:role/admins",
+           "nodePools": [{"name": "cpu", "instanceType": "m7i.xlarge"}]}
     found = violations(target=eks, serving={"models": [{**MODEL, "gpu": 1}]})
     assert (("target", "nodePools"), "gpu-node-pool") in found
 

@@ -206,20 +206,45 @@ def test_one_route_per_model_carries_the_canary_split_exactly(served):
                                     "namespace": "plinth-gateway", "sectionName": "https"}]
     assert spec_["hostnames"] == [HOST]
     # Triton: inference and health only, under /<team>/<model>, rewritten to Triton's own paths.
-    assert [r["matches"] for r in spec_["rules"]] == [
+    weighted = spec_["rules"][:2]
+    assert [r["matches"] for r in weighted] == [
         [{"path": {"type": "PathPrefix", "value": "/fraud/scorer/v2/models"}}],
         [{"path": {"type": "PathPrefix", "value": "/fraud/scorer/v2/health"}}]]
     for rule in spec_["rules"]:
-        assert rule["backendRefs"] == [{"name": "scorer", "port": 8000, "weight": 90},
-                                       {"name": "scorer-canary", "port": 8000, "weight": 10}]
         rewrite = next(f for f in rule["filters"] if f["type"] == "URLRewrite")
         assert rule["matches"][0]["path"]["value"] == "/fraud/scorer" + rewrite["urlRewrite"]["path"][
             "replacePrefixMatch"]
+    for rule in weighted:
+        assert rule["backendRefs"] == [{"name": "scorer", "port": 8000, "weight": 90},
+                                       {"name": "scorer-canary", "port": 8000, "weight": 10}]
     bento = route(served, "ranker", "search")
-    assert [r["backendRefs"] for r in bento["rules"]] == [[{"name": "ranker", "port": 3000, "weight": 100}]]
+    assert [r["backendRefs"] for r in bento["rules"] if "headers" not in r["matches"][0]] == [
+        [{"name": "ranker", "port": 3000, "weight": 100}]]
     assert bento["rules"][0]["filters"] == [{"type": "URLRewrite", "urlRewrite": {
         "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}]
     assert len([key for key in served if key[0] == "HTTPRoute"]) == 2
+
+
+def test_a_track_header_reaches_exactly_that_tracks_service(served):
+    """`x-plinth-track: <track>` on the weighted rules' own paths (a tie on the path, won by the header match),
+    to that track's Service alone: no split, no mirror."""
+    rules = route(served)["rules"]
+    assert len(rules) == 2 + 2 * 3  # the weighted rules, then each path once per track
+    tracked = rules[2:]
+    assert [r["matches"] for r in tracked] == [
+        [{"path": {"type": "PathPrefix", "value": f"/fraud/scorer/v2/{api}"},
+          "headers": [{"type": "Exact", "name": "x-plinth-track", "value": track}]}]
+        for track in ("stable", "canary", "shadow") for api in ("models", "health")]
+    assert [r["backendRefs"] for r in tracked] == [
+        [{"name": service, "port": 8000}] for service in ("scorer", "scorer-canary", "scorer-shadow")
+        for _ in range(2)]
+    assert all([f["type"] for f in r["filters"]] == ["URLRewrite"] for r in tracked)
+    # A model without canary and shadow: stable only, on BentoML's one path.
+    bento = route(served, "ranker", "search")["rules"]
+    assert [(r["matches"], r["backendRefs"]) for r in bento[1:]] == [
+        ([{"path": {"type": "PathPrefix", "value": "/search/ranker"},
+           "headers": [{"type": "Exact", "name": "x-plinth-track", "value": "stable"}]}],
+         [{"name": "ranker", "port": 3000}])]
 
 
 @pytest.mark.parametrize("weight", [0, 1, 37, 100])
@@ -230,7 +255,10 @@ def test_any_canary_weight_is_split_exactly(weight):
 
 
 def test_the_shadow_gets_a_mirror_of_every_request_and_answers_nobody(served):
+    """... nobody but a request that asks for it by the track header (its own rule, tested above)."""
     for rule in route(served)["rules"]:
+        if "headers" in rule["matches"][0]:
+            continue
         mirrors = [f for f in rule["filters"] if f["type"] == "RequestMirror"]
         assert mirrors == [{"type": "RequestMirror", "requestMirror": {
             "backendRef": {"name": "scorer-shadow", "port": 8000}}}]  # every request: no percent/fraction

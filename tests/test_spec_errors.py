@@ -27,7 +27,8 @@ CASES = {
         ['bad.yaml:3:3: target.type: expected one of \'existing\', \'eks\', \'gke\', got "aks"'],
     ),
     "eks_missing_region": (
-        'extends: base.yaml\ntarget:\n  type: eks\n  nodePools:\n    - name: cpu\n      instanceType: m7i.2xlarge\n',
+        'extends: base.yaml\ntarget:\n  type: eks\n  accountId: "123456789012"\n  availabilityZones: [eu-west-1a, eu-west-1b]\n'
+        '  adminRoleArn: arn:aws:iam::123456789012:role/admins\n  nodePools:\n    - name: cpu\n      instanceType: m7i.2xlarge\n',
         ['bad.yaml:2:1: target.region: required field is missing'],
     ),
     "invalid_yaml": (

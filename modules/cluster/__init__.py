@@ -1,42 +1,128 @@
-"""Cluster target: where the platform runs, as a Kubernetes provider."""
+"""Cluster targets: where the platform runs, as ONE interface every other module receives.
+
+A target is a component with a Kubernetes `provider` (and, when it creates the
+cluster, the `api_server` endpoint nodes use). Everything else a module needs of
+the target is derived from the spec alone (`facts.TargetFacts`, on the
+PlatformContext): cloud identities as ServiceAccount annotations, bucket names,
+the Vault unseal key. So the Kubernetes layer is the same on every target,
+except for the few differences `README.md` lists.
+"""
 
 from __future__ import annotations
 
+import importlib
+import json
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import pulumi
 import pulumi_kubernetes as k8s
 
+from plinth.modules.cluster.facts import TargetFacts, target_facts
+
 
 @dataclass(frozen=True)
-class ExistingClusterArgs:
-    kubeconfig: str | None
-    """Path to (or contents of) a kubeconfig; None means the provider default ($KUBECONFIG, ~/.kube/config)."""
-    context: str | None
-    """Kubeconfig context; None means the current context."""
+class TargetArgs:
+    """A target's slice of the spec."""
+
+    target: Any
+    """spec.target (ExistingTarget | EksTarget | GkeTarget)."""
+    platform: str
+    environment: str
+    cost_center: str
+    kubernetes_version: str
+    admin_group: str
+    """rbac.platformAdminGroup: the Kubernetes group the cloud's admin principal is mapped to."""
+    facts: TargetFacts
+
+    @classmethod
+    def from_spec(cls, spec) -> TargetArgs:
+        return cls(spec.target, spec.metadata.name, spec.metadata.environment, spec.metadata.cost_center,
+                   spec.kubernetes.version, spec.rbac.platform_admin_group, target_facts(spec))
+
+    @property
+    def prod(self) -> bool:
+        return self.environment == "prod"
+
+    @property
+    def prod_like(self) -> bool:
+        """Staging runs like prod (zone-redundant), as the services' HA defaults do."""
+        return self.environment != "dev"
+
+    def tags(self) -> dict[str, str]:
+        """Ownership tags/labels of every cloud resource (the same facts as the Kubernetes labels)."""
+        return {"plinth-platform": self.platform, "plinth-environment": self.environment,
+                "plinth-cost-center": self.cost_center.lower(), "managed-by": "plinth"}
 
 
-class ExistingCluster(pulumi.ComponentResource):
+class Target(pulumi.ComponentResource):
+    """What every target gives the platform."""
+
+    type_token: ClassVar[str]
+    provider: k8s.Provider
+    api_server: tuple[pulumi.Input[str], int] | None = None
+    """Where nodes reach the API server (Cilium without kube-proxy); None: the spec's network.cilium.apiServer."""
+
+    def __init__(self, name: str, args: TargetArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(self.type_token, name, None, opts)
+
+
+def kubernetes_provider(name: str, parent: pulumi.Resource, kubeconfig: pulumi.Input[str] | None = None,
+                        context: str | None = None, depends_on: list | None = None) -> k8s.Provider:
+    """The Kubernetes provider every module uses, the same on every target."""
+    return k8s.Provider(
+        f"{name}-kubernetes",
+        k8s.ProviderArgs(
+            kubeconfig=kubeconfig,
+            context=context,
+            # Server-side apply: field managers make drift and conflicts visible.
+            enable_server_side_apply=True,
+            # The spec is authoritative for the fields Plinth sets: `pulumi up` takes them
+            # back from a hand edit (another field manager) instead of failing on the conflict.
+            enable_patch_force=True,
+            # ConfigMaps (the ledger, dashboards, pip.conf) update in place: Plinth names them and
+            # nothing hashes them into pod templates, so a replace would only add a delete/create.
+            enable_config_map_mutable=True,
+        ),
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on),
+    )
+
+
+def exec_kubeconfig(cluster: str, server: pulumi.Input[str], ca_data: pulumi.Input[str], command: str,
+                    args: list[str], hint: str) -> pulumi.Output[str]:
+    """A kubeconfig whose credentials come from the cloud's CLI at each use (exec), never a static token."""
+    def render(values: list) -> str:
+        server_url, ca = values
+        return json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": cluster,
+            "clusters": [{"name": cluster, "cluster": {"server": server_url, "certificate-authority-data": ca}}],
+            "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": cluster}}],
+            "users": [{"name": cluster, "user": {"exec": {
+                "apiVersion": "client.authentication.k8s.io/v1beta1", "command": command, "args": args,
+                "interactiveMode": "Never", "provideClusterInfo": False, "installHint": hint}}}],
+        }, sort_keys=True)
+    return pulumi.Output.all(server, ca_data).apply(render)
+
+
+class ExistingCluster(Target):
     """An existing cluster (on-prem or in a VPC), reached through a kubeconfig."""
 
-    provider: k8s.Provider
+    type_token = "plinth:cluster:ExistingCluster"
 
-    def __init__(self, name: str, args: ExistingClusterArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("plinth:cluster:ExistingCluster", name, None, opts)
-        self.provider = k8s.Provider(
-            f"{name}-kubernetes",
-            k8s.ProviderArgs(
-                kubeconfig=args.kubeconfig,
-                context=args.context,
-                # Server-side apply: field managers make drift and conflicts visible.
-                enable_server_side_apply=True,
-                # The spec is authoritative for the fields Plinth sets: `pulumi up` takes them
-                # back from a hand edit (another field manager) instead of failing on the conflict.
-                enable_patch_force=True,
-                # ConfigMaps (the ledger, dashboards, pip.conf) update in place: Plinth names them and
-                # nothing hashes them into pod templates, so a replace would only add a delete/create.
-                enable_config_map_mutable=True,
-            ),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+    def __init__(self, name: str, args: TargetArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__(name, args, opts)
+        self.provider = kubernetes_provider(name, self, args.target.kubeconfig, args.target.context)
         self.register_outputs({})
+
+
+TARGETS: dict[str, str] = {
+    "existing": "plinth.modules.cluster:ExistingCluster",
+    "eks": "plinth.modules.cluster.eks:EksCluster",
+    "gke": "plinth.modules.cluster.gke:GkeCluster",
+}
+"""The module of each `target.type`; a cloud's SDK is imported only when its target is used."""
+
+
+def target_class(kind: str) -> type[Target]:
+    module, _, cls = TARGETS[kind].partition(":")
+    return getattr(importlib.import_module(module), cls)

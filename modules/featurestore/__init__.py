@@ -18,6 +18,7 @@ import yaml
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES, ImageRef
 from plinth.context import PlatformContext, resource_name
+from plinth.modules.cluster.facts import FEAST_SERVICE_ACCOUNT
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import stack_secret
 from plinth.service import Peer
@@ -293,11 +294,19 @@ class Feast(HelmService):
             "affinity": _spread("feast-feature-server") if replicas > 1 else {},
             # `--metrics` and the Service's `metrics` port (8000), which the ServiceMonitor scrapes.
             "metrics": {"enabled": ctx.monitoring},
+            # On a cloud target the server runs as the account that may use the features bucket.
+            **({"serviceAccount": {"name": FEAST_SERVICE_ACCOUNT[1]}} if ctx.target.identity("feast") else {}),
         }
 
     def prerequisites(self, name: str, block, ctx: PlatformContext,
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         made: list[pulumi.Resource] = []
+        if ctx.target.identity("feast"):
+            made.append(k8s.core.v1.ServiceAccount(
+                resource_name(name, "service-account"),
+                metadata=ctx.metadata(FEAST_SERVICE_ACCOUNT[1], name, namespace=NAMESPACE,
+                                      annotations=ctx.target.annotations(*FEAST_SERVICE_ACCOUNT)),
+                automount_service_account_token=False, opts=opts))
         if uses_postgres(block):
             made.append(postgres_cluster(resource_name(name, "postgres"), block, ctx, name, opts))
         if uses_redis(block):

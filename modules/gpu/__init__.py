@@ -13,8 +13,9 @@ import yaml
 from plinth.catalog import PLATFORM_NAMESPACES, ImageRef
 from plinth.context import PlatformContext, resource_name
 from plinth.governance.policies import GPU, GPU_TAINT
+from plinth.modules.cluster.differences import gpu_operator_values
 from plinth.modules.gpu.dashboard import gpu_dashboard
-from plinth.modules.helm import HelmService
+from plinth.modules.helm import HelmService, merge_values
 from plinth.modules.monitoring import DASHBOARD_LABEL
 
 # --- GPU nodes: the one place these facts live (the governance policy `gpu-workloads` holds the taint) ---
@@ -173,6 +174,7 @@ class GpuOperator(HelmService):
         # Plinth configures sharing through the ClusterPolicy; the experimental DRA stack stays off.
         values["clusterPolicy"] = {"deployCR": True}
         values["gpuCluster"] = {"deployCR": False}
+        values = merge_values(values, gpu_operator_values(ctx.target))
         values["node-feature-discovery"] = {
             "image": {"repository": f"{nfd.registry}/{nfd.repository}", "tag": nfd.tag},
             "imagePullSecrets": [{"name": s} for s in secrets],

@@ -11,7 +11,8 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.certs import certificate
-from plinth.modules.helm import HelmService
+from plinth.modules.cluster.differences import cilium_operator_image, cilium_values
+from plinth.modules.helm import HelmService, merge_values
 from plinth.objects import children, namespace
 from plinth.service import PlatformService, Peer
 
@@ -50,7 +51,7 @@ class Cilium(HelmService):
             "image": _image(images["cilium"], ctx),
             "kubeProxyReplacement": block.kube_proxy_replacement,
             "operator": {
-                "image": _image(images["operator-generic"], ctx),
+                "image": _image(images[cilium_operator_image(ctx.target)], ctx),
                 "replicas": block.operator_replicas or (2 if ctx.prod_like else 1),
                 "prometheus": {"enabled": ctx.monitoring, **monitor},
             },
@@ -75,10 +76,23 @@ class Cilium(HelmService):
             },
             "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
         }
-        if block.api_server:
-            values["k8sServiceHost"] = block.api_server.host
-            values["k8sServicePort"] = block.api_server.port
+        # A cloud target's endpoint (known once its cluster exists), else the spec's.
+        api_server = ctx.api_server or (block.api_server and (block.api_server.host, block.api_server.port))
+        if api_server:
+            values["k8sServiceHost"], values["k8sServicePort"] = api_server
+        values = merge_values(values, cilium_values(ctx.target))
+        if values.get("nodeinit", {}).get("enabled"):
+            values["nodeinit"]["image"] = _image(images["startup-script"], ctx)
         return values
+
+    @classmethod
+    def images(cls, block, ctx: PlatformContext) -> tuple[str, ...]:
+        # One operator build (the target's IPAM); node-init only where the target needs it (GKE).
+        images, operator = _images(), cilium_operator_image(ctx.target)
+        skip = {name for name in images if name.startswith("operator-") and name != operator}
+        if not cilium_values(ctx.target).get("nodeinit", {}).get("enabled"):
+            skip.add("startup-script")
+        return tuple(ref for name, ref in images.items() if name not in skip)
 
 
 @dataclass(frozen=True)

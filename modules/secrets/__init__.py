@@ -8,6 +8,7 @@ import pulumi
 from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.certs import certificate
+from plinth.modules.cluster.facts import VAULT_SERVICE_ACCOUNT, TargetFacts
 from plinth.modules.helm import HelmService, image_values
 from plinth.service import Peer
 
@@ -26,13 +27,16 @@ ALERTS = [
 ]
 
 
-def _seal(unseal) -> str:
-    """The seal stanza for auto-unseal; credentials come from the platform (IRSA, workload identity, a Secret)."""
+def _seal(unseal, target: TargetFacts) -> str:
+    """The seal stanza for auto-unseal; credentials come from the platform (IRSA, workload identity, a Secret).
+    On eks and gke without a key of its own, Vault uses the key the target creates (and its region)."""
+    key = unseal.key or target.unseal_key
     if unseal.type == "awskms":
-        return f'seal "awskms" {{\n  kms_key_id = "{unseal.key}"\n}}\n'
+        region = f'  region = "{target.region}"\n' if target.type == "eks" else ""
+        return f'seal "awskms" {{\n  kms_key_id = "{key}"\n{region}}}\n'
     if unseal.type == "gcpckms":
         # projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>
-        parts = unseal.key.split("/")
+        parts = key.split("/")
         fields = dict(zip(parts[::2], parts[1::2]))
         return (f'seal "gcpckms" {{\n  project = "{fields.get("projects", "")}"\n  region = '
                 f'"{fields.get("locations", "")}"\n  key_ring = "{fields.get("keyRings", "")}"\n'
@@ -43,7 +47,7 @@ def _seal(unseal) -> str:
     return ""
 
 
-def server_config(block, service: str, namespace: str) -> str:
+def server_config(block, service: str, namespace: str, target: TargetFacts = TargetFacts()) -> str:
     """Vault's HCL: TLS listener, raft (HA) or file storage, Kubernetes service registration, telemetry."""
     listener = (f'listener "tcp" {{\n  address = "[::]:8200"\n  cluster_address = "[::]:8201"\n'
                 f'  tls_cert_file = "{TLS_DIR}/tls.crt"\n  tls_key_file = "{TLS_DIR}/tls.key"\n'
@@ -57,7 +61,7 @@ def server_config(block, service: str, namespace: str) -> str:
         storage = 'storage "file" {\n  path = "/vault/data"\n}\n'
     return (f"ui = true\n{listener}{storage}service_registration \"kubernetes\" {{}}\n"
             f'telemetry {{\n  prometheus_retention_time = "30s"\n  disable_hostname = true\n}}\n'
-            + _seal(block.auto_unseal))
+            + _seal(block.auto_unseal, target))
 
 
 class Vault(HelmService):
@@ -80,7 +84,7 @@ class Vault(HelmService):
     def owned_values(cls, block, ctx: PlatformContext) -> dict:
         chart = cls.chart()
         server, injector = chart.images
-        config = server_config(block, chart.name, chart.namespace)
+        config = server_config(block, chart.name, chart.namespace, ctx.target)
         mode = ({"ha": {"enabled": True, "replicas": block.replicas,
                         "raft": {"enabled": True, "setNodeId": True, "config": config}},
                  "standalone": {"enabled": False}} if block.ha else
@@ -88,10 +92,13 @@ class Vault(HelmService):
         env = {"VAULT_CACERT": f"{TLS_DIR}/ca.crt"}
         secret_env = ([{"envName": "VAULT_TRANSIT_SEAL_TOKEN", "secretName": TRANSIT_TOKEN_SECRET,
                         "secretKey": "token"}] if block.auto_unseal.type == "transit" else [])
+        # On a cloud target: the identity that may use the unseal key.
+        identity = ctx.target.annotations(*VAULT_SERVICE_ACCOUNT)
         return {
             "global": {"tlsDisable": False, "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
                        "serverTelemetry": {"prometheusOperator": ctx.monitoring}},
             "server": {
+                **({"serviceAccount": {"annotations": identity}} if identity else {}),
                 "image": image_values(server, ctx),
                 "extraVolumes": [{"type": "secret", "name": TLS_SECRET}],
                 "extraEnvironmentVars": env,

@@ -25,13 +25,17 @@ from plinth.governance.policies import MODEL_LABEL
 from plinth.modules.gpu import GPU_RESOURCE, gpu_node_selector, gpu_toleration
 from plinth.modules.monitoring import DASHBOARD_LABEL
 from plinth.modules.network import GATEWAY
-from plinth.modules.tenancy import WORKLOAD_SERVICE_ACCOUNT
+from plinth.modules.cluster.differences import object_store_egress
+from plinth.modules.cluster.facts import WORKLOAD_SERVICE_ACCOUNT
 from plinth.objects import children, network_policy, peer_policy
 from plinth.service import Peer, PlatformService
 
 TRACK_LABEL = "plinth.dev/track"
 """stable, canary or shadow: which release of the model a pod, Service or metric belongs to."""
 TRACKS = ("stable", "canary", "shadow")
+TRACK_HEADER = "x-plinth-track"
+"""Request header naming one track (stable, canary or shadow): the route sends it to that track's Service
+alone, past the canary split and the mirror (`plinth verify` probes each track this way)."""
 DRIFT_METRIC = "plinth_model_drift_score"
 """The gauge (0-1) a team's drift monitor exports per model, labels namespace=<team>, model=<model>."""
 GPU_SATURATION_PERCENT = 90
@@ -129,21 +133,29 @@ def route_prefix(model) -> str:
 # --- the server -----------------------------------------------------------------------------------
 
 
-def repository_path(model, release) -> str:
-    """The release's Triton model repository: <modelRepository>/<version> (a PVC path under /models)."""
-    scheme, _, rest = model.model_repository.partition("://")
+def model_repository(model, ctx: PlatformContext) -> str:
+    """A Triton model's repositories: the spec's, or on a cloud target the team's prefix of the models bucket
+    (s3:// or gs://<prefix>-models/<team>/<model>), which the team's workload identity may read."""
+    if model.model_repository:
+        return model.model_repository
+    return f"{ctx.target.bucket_url('models')}/{model.team}/{model.name}"
+
+
+def repository_path(repository: str, release) -> str:
+    """The release's Triton model repository: <repository>/<version> (a PVC path under /models)."""
+    scheme, _, rest = repository.partition("://")
     if scheme == "pvc":
         _, _, path = rest.partition("/")
         return "/".join(p for p in (PVC_MOUNT, path.strip("/"), release.version) if p)
-    return f"{model.model_repository.rstrip('/')}/{release.version}"
+    return f"{repository.rstrip('/')}/{release.version}"
 
 
-def triton_args(model, release) -> list[str]:
+def triton_args(repository: str, release) -> list[str]:
     """`tritonserver` arguments: the release's repository, every model in it loaded at start and nothing
     loaded or unloaded behind the Deployment's back (explicit control, no polling)."""
     ports = dict(RUNTIMES["triton"].ports)
     return [
-        f"--model-repository={repository_path(model, release)}",
+        f"--model-repository={repository_path(repository, release)}",
         "--model-control-mode=explicit",
         "--load-model=*",
         "--strict-readiness=true",
@@ -203,12 +215,13 @@ def pod_spec(model, track: str, release, ctx: PlatformContext) -> dict:
     }
     if model.runtime == "triton":
         container["command"] = ["tritonserver"]
-        container["args"] = triton_args(model, release)
+        repository = model_repository(model, ctx)
+        container["args"] = triton_args(repository, release)
         # The Python backend's stubs talk to the server through shared memory.
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}})
-        if model.model_repository.startswith("pvc://"):
-            claim = model.model_repository.removeprefix("pvc://").split("/", 1)[0]
+        if repository.startswith("pvc://"):
+            claim = repository.removeprefix("pvc://").split("/", 1)[0]
             mounts.append({"name": "models", "mountPath": PVC_MOUNT, "readOnly": True})
             volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
     else:
@@ -298,22 +311,42 @@ def backend_refs(model) -> list[dict]:
 
 def route_spec(model, hostname: str) -> dict:
     """ONE HTTPRoute per model on the platform Gateway: /<team>/<model>/... rewritten to the runtime's own
-    paths, weighted to stable and canary, mirrored to the shadow."""
+    paths, weighted to stable and canary, mirrored to the shadow; then per track the same paths with the
+    header `x-plinth-track: <track>`, to that track's Service alone."""
     runtime = RUNTIMES[model.runtime]
+
+    def path_match(path: str) -> dict:
+        return {"type": "PathPrefix", "value": route_prefix(model) + ("" if path == "/" else path)}
+
+    def rewrite(path: str) -> dict:
+        return {"type": "URLRewrite",
+                "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": path}}}
+
     rules = []
     for path in runtime.routes:
-        filters: list[dict] = [{"type": "URLRewrite", "urlRewrite": {
-            "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": path}}}]
+        filters: list[dict] = [rewrite(path)]
         if model.shadow:
             # The shadow gets a copy of every request; its answers are discarded (it answers nobody).
             filters.append({"type": "RequestMirror", "requestMirror": {"backendRef": {
                 "name": service_name(model, "shadow"), "port": runtime.http_port}}})
-        rules.append({
-            "matches": [{"path": {"type": "PathPrefix",
-                                  "value": route_prefix(model) + ("" if path == "/" else path)}}],
-            "filters": filters,
-            "backendRefs": backend_refs(model),
-        })
+        rules.append({"matches": [{"path": path_match(path)}], "filters": filters, "backendRefs": backend_refs(model)})
+    # Track selection: a request carrying `x-plinth-track: <track>` reaches that track's Service and nothing
+    # else (no split, no mirror), so a prober (`plinth verify`) can test each release through the Gateway.
+    # Why these rules win over the weighted ones: Gateway API v1.6.1, HTTPRouteRule.matches (the CRD's
+    # description, gateway.networking.k8s.io_httproutes.yaml of the standard bundle): "precedence must be
+    # given to the match having: 'Exact' path match. 'Prefix' path match with largest number of characters.
+    # Method match. Largest number of header matches. ...". Path comes first, so each track rule carries
+    # exactly the weighted rule's path prefix: a tie on the path, won by the one header match. Any other
+    # value of the header matches no track rule and takes the weighted rules, like a request without it.
+    # At most 8 rules (Triton: 2 paths x (1 + 3 tracks)); the CRD allows 16.
+    for track, _ in tracks(model):
+        for path in runtime.routes:
+            rules.append({
+                "matches": [{"path": path_match(path),
+                             "headers": [{"type": "Exact", "name": TRACK_HEADER, "value": track}]}],
+                "filters": [rewrite(path)],
+                "backendRefs": [{"name": service_name(model, track), "port": runtime.http_port}],
+            })
     return {
         "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY,
                         "namespace": PLATFORM_NAMESPACES["gateway"], "sectionName": "https"}],
@@ -591,10 +624,15 @@ class Serving(PlatformService):
             peers.append(Peer(f"monitoring-{model.name}", PLATFORM_NAMESPACES["monitoring"],
                               ports=(dict(runtime.ports)[runtime.metrics_port],)))
         policies = [p for p in (peer_policy("Ingress", peer, ctx) for peer in peers) if p]
-        if model.runtime == "triton" and not model.model_repository.startswith("pvc://") and model.repository_cidrs:
+        repository = model_repository(model, ctx) if model.runtime == "triton" else "pvc://"
+        if not repository.startswith("pvc://") and model.repository_cidrs:
             policies.append(("NetworkPolicy", f"allow-to-repository-{model.name}", {
                 "policyTypes": ["Egress"],
                 "egress": [{"to": [{"ipBlock": {"cidr": cidr}} for cidr in model.repository_cidrs]}]}))
+        elif ctx.cilium and ctx.target.cloud and repository.startswith(f"{ctx.target.object_store}://"):
+            # The cloud's object store and token service by name (Cilium resolves them through its DNS proxy).
+            policies.append(("CiliumNetworkPolicy", f"allow-to-repository-{model.name}",
+                             {"egress": object_store_egress(ctx.target)}))
         for kind, policy, spec in policies:
             spec = {("endpointSelector" if kind == "CiliumNetworkPolicy" else "podSelector"): pods,
                     **{k: v for k, v in spec.items() if k not in ("endpointSelector", "podSelector")}}

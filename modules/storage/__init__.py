@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from plinth.context import PlatformContext
-from plinth.modules.helm import HelmService
+from plinth.modules.cluster.differences import longhorn_values
+from plinth.modules.cluster.facts import LONGHORN_SERVICE_ACCOUNT
+from plinth.modules.helm import HelmService, merge_values
 from plinth.service import Peer
 
 REPLICAS_BY_ENVIRONMENT = {"dev": 1, "staging": 2, "prod": 3}
@@ -38,4 +40,7 @@ class Longhorn(HelmService):
         if ctx.mirror_registry:
             # Every Longhorn image (engine and CSI sidecars too) is <imageRegistry>/longhornio/<name>.
             values["global"]["imageRegistry"] = ctx.mirror_registry
-        return values
+        annotations = ctx.target.annotations(*LONGHORN_SERVICE_ACCOUNT)
+        if annotations:
+            values["serviceAccount"] = {"annotations": annotations}
+        return merge_values(values, longhorn_values(ctx.target))

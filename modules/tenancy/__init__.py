@@ -9,13 +9,13 @@ import pulumi_kubernetes as k8s
 
 from plinth.modules.tenancy.roles import PLATFORM_ADMIN, TEAM_ROLES, platform_admin_name, policy_rules
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
+from plinth.modules.cluster.facts import WORKLOAD_SERVICE_ACCOUNT
 from plinth.objects import children
 from plinth.objects import namespace as platform_namespace
 from plinth.objects import network_policy, peer_policy, pull_secret
 from plinth.service import Peer
 
 COMPONENT = "tenancy"
-WORKLOAD_SERVICE_ACCOUNT = "workloads"
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,9 @@ class Team(pulumi.ComponentResource):
 
         k8s.core.v1.ServiceAccount(
             resource_name(name, "workloads"),
-            metadata=meta(WORKLOAD_SERVICE_ACCOUNT),
+            # On a cloud target the team's model servers read their model repositories as this account.
+            metadata=meta(WORKLOAD_SERVICE_ACCOUNT,
+                          annotations=ctx.target.annotations(ns_name, WORKLOAD_SERVICE_ACCOUNT)),
             automount_service_account_token=False,
             image_pull_secrets=[{"name": PULL_SECRET}] if pulls else None,
             opts=child,
@@ -165,3 +167,4 @@ def network_policies(args: TenancyArgs, ctx: PlatformContext) -> list[tuple[str,
     policies += [peer_policy("Ingress", peer, ctx) for peer in args.ingress_from]
     policies += [peer_policy("Egress", peer, ctx) for peer in args.egress_to]
     return [p for p in policies if p]
+

@@ -181,37 +181,86 @@ class ExistingTarget(Spec):
     private: bool = Field(True, description="The API server is reachable only inside the network. Default: true.")
 
 
+class GpuAccelerator(Spec):
+    type: str = Field(description="The GPU as the cloud names it: for eks the instance type's GPU (e.g. nvidia-l4 "
+                      "for g6.xlarge), for gke the guest accelerator type (e.g. nvidia-l4); checked against the "
+                      "machine type in plinth.catalog.GPU_MACHINES. Required.")
+    count: PositiveCount = Field(1, description="GPUs per node (as the machine type has them). Default: 1.")
+
+
 class NodePool(Spec):
-    name: Name = Field(description="Node pool name. Required.")
-    instance_type: str = Field(description="Instance (EKS) or machine (GKE) type. Required.")
+    name: Name = Field(description="Node pool name (also the node label plinth.dev/node-pool). Required.")
+    instance_type: str = Field(description="Instance (eks) or machine (gke) type. Required.",
+                               pattern=r"^[a-z0-9][-a-z0-9.]*[a-z0-9]$")
     min_size: Count = Field(1, description="Minimum node count. Default: 1.")
     max_size: PositiveCount = Field(3, description="Maximum node count. Default: 3.")
-    gpu: GpuAccelerator | None = Field(None, description="GPU accelerator per node. Default: null (no GPU).")
+    disk_gib: PositiveCount = Field(100, description="Node boot disk, GiB (GPU images are large). Default: 100.")
+    gpu: GpuAccelerator | None = Field(
+        None, description="The pool's GPUs: its nodes get the taint nvidia.com/gpu=present:NoSchedule and the "
+        "label nvidia.com/gpu.present=true that GPU workloads tolerate and select. Default: null (no GPU).")
+
+    @model_validator(mode="after")
+    def _sizes(self) -> NodePool:
+        if self.min_size > self.max_size:
+            raise PydanticCustomError("pool_sizes", "minSize {min} is above maxSize {max}",
+                                      {"min": self.min_size, "max": self.max_size})
+        return self
 
 
-class GpuAccelerator(Spec):
-    type: str = Field(description="Accelerator type, e.g. nvidia-tesla-t4 (GKE) or informational on EKS. Required.")
-    count: PositiveCount = Field(1, description="GPUs per node. Default: 1.")
+Cidr = Annotated[str, BeforeValidator(_cidr)]
 
 
-class EksTarget(Spec):
-    """A new AWS EKS cluster."""
+class CloudTarget(Spec):
+    """What EKS and GKE targets share."""
+
+    region: str = Field(description="Cloud region, e.g. eu-west-1 (eks) or europe-west4 (gke). Required.",
+                        pattern=r"^[a-z]+(-[a-z]+)+-?[0-9]+$")
+    private: bool = Field(True, description="Private API endpoint: reachable from inside the VPC (and, on gke, "
+                          "the authorized networks) only. Nodes are private either way. Default: true.")
+    public_endpoint_reason: str | None = Field(
+        None, description="Why the API endpoint is public (required in prod with private: false; recorded as a "
+        "tag/label on the cluster). Default: null.", min_length=10, max_length=200,
+        pattern=r"^[A-Za-z0-9][-A-Za-z0-9_. ]*$")
+    authorized_networks: tuple[Cidr, ...] = Field(
+        (), description="Networks allowed to reach the API endpoint (eks: public endpoint CIDRs, only with "
+        "private: false; gke: master authorized networks, private or public). Default: [] (eks public: none "
+        "allowed until set; gke: the VPC only).")
+    egress: Literal["nat", "none"] = Field(
+        "nat", description="Node egress: nat (a NAT gateway per zone, one in dev) or none (no internet at all: "
+        "images from airgap.mirror, cloud APIs through private endpoints). Default: nat.")
+    bucket_prefix: str | None = Field(
+        None, description="Prefix of the bucket names <prefix>-models, <prefix>-features and <prefix>-backups "
+        "(bucket names are global). Default: null (<metadata.name>-<metadata.environment>).",
+        pattern=r"^[a-z0-9][-a-z0-9]{1,40}[a-z0-9]$")
+    node_pools: tuple[NodePool, ...] = Field(min_length=1, description="Node pools. Required (at least one).")
+
+
+class EksTarget(CloudTarget):
+    """A new AWS EKS cluster in a VPC Plinth creates."""
 
     type: Literal["eks"]
-    region: str = Field(description="AWS region, e.g. eu-west-1. Required.")
-    vpc_cidr: str = Field("10.0.0.0/16", description="CIDR of the VPC Plinth creates. Default: 10.0.0.0/16.")
-    private: bool = Field(True, description="Private API endpoint and private node subnets only. Default: true.")
-    node_pools: tuple[NodePool, ...] = Field(min_length=1, description="Managed node groups. Required (at least one).")
+    account_id: str = Field(description="The AWS account (12 digits); the provider refuses any other "
+                            "(allowedAccountIds), and role ARNs are built from it. Required.", pattern=r"^[0-9]{12}$")
+    availability_zones: tuple[str, ...] = Field(
+        min_length=2, max_length=4, description="Availability zones of the node subnets (2 to 4; explicit, so a "
+        "plan never depends on a lookup). Required.")
+    vpc_cidr: Cidr = Field("10.0.0.0/16", description="CIDR of the VPC (/16 to /22): eight equal blocks, private "
+                           "node subnets first, public NAT subnets from the fifth. Default: 10.0.0.0/16.")
+    admin_role_arn: str = Field(
+        description="IAM role of the platform admins (e.g. their SSO role): an EKS access entry maps it to the "
+        "Kubernetes group rbac.platformAdminGroup. Required.", pattern=r"^arn:aws[-a-z]*:iam::[0-9]{12}:role/\S+$")
 
 
-class GkeTarget(Spec):
-    """A new GCP GKE cluster."""
+class GkeTarget(CloudTarget):
+    """A new GCP GKE cluster (VPC-native, private nodes) in a VPC Plinth creates."""
 
     type: Literal["gke"]
-    project: str = Field(description="GCP project ID. Required.")
-    region: str = Field(description="GCP region, e.g. europe-west4. Required.")
-    private: bool = Field(True, description="Private nodes and private control-plane endpoint. Default: true.")
-    node_pools: tuple[NodePool, ...] = Field(min_length=1, description="Node pools. Required (at least one).")
+    project: str = Field(description="GCP project ID. Required.", pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+    subnet_cidr: Cidr = Field("10.0.0.0/20", description="Node subnet. Default: 10.0.0.0/20.")
+    pods_cidr: Cidr = Field("10.4.0.0/14", description="Pods (secondary range). Default: 10.4.0.0/14.")
+    services_cidr: Cidr = Field("10.8.0.0/20", description="Services (secondary range). Default: 10.8.0.0/20.")
+    control_plane_cidr: Cidr = Field("172.16.0.0/28", description="The control plane's /28 (private endpoint). "
+                                     "Default: 172.16.0.0/28.")
 
 
 Target = Annotated[Union[ExistingTarget, EksTarget, GkeTarget], Field(discriminator="type")]
@@ -692,4 +741,3 @@ class PlatformSpec(Spec):
     testing: Testing = Field(default_factory=Testing, description="Test-cluster options. Default: off.")
 
 
-NodePool.model_rebuild()

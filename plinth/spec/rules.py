@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from plinth.catalog import PLATFORM_NAMESPACES
+from plinth.modules.cluster.facts import target_facts, vault_uses_target_key
 from plinth.spec.models import PlatformSpec, quantity_value
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -49,9 +50,10 @@ def model_rules(spec: PlatformSpec) -> Iterator[Violation]:
         if model.team not in teams:
             yield Violation((*at, "team"), f"team {model.team!r} is not defined",
                             "model-team-exists", f"add a team named {model.team!r} under teams, or fix the name")
-        if model.runtime == "triton" and not model.model_repository:
+        if model.runtime == "triton" and not model.model_repository and spec.target.type == "existing":
             yield Violation((*at, "modelRepository"), "a Triton model needs a model repository",
-                            "triton-model-repository", "set modelRepository (s3://, gs:// or a PVC path)")
+                            "triton-model-repository", "set modelRepository (s3://, gs:// or a PVC path); on eks "
+                            "and gke the default is the team's prefix of the models bucket")
         if model.runtime == "bentoml" and not model.image:
             yield Violation((*at, "image"), "a BentoML model needs its Bento image",
                             "bentoml-image", "set image to the containerized Bento (without tag)")
@@ -67,7 +69,7 @@ def model_rules(spec: PlatformSpec) -> Iterator[Violation]:
         if model.shadow and model.shadow.version == model.stable.version:
             yield Violation((*at, "shadow", "version"), "the shadow runs the same version as stable",
                             "shadow-differs", "set shadow.version to the version to try, or remove shadow")
-        yield from _repository_rules(model, at)
+        yield from _repository_rules(model, at, spec)
         if model.runtime == "bentoml" and model.image and _has_tag(model.image):
             yield Violation((*at, "image"), f"image {model.image!r} has a tag or digest; each release's version "
                             "is its tag", "bentoml-image", "give the image without tag (set the tag as "
@@ -90,10 +92,20 @@ def model_rules(spec: PlatformSpec) -> Iterator[Violation]:
                             "push the image to the mirror and reference it there")
 
 
-def _repository_rules(model, at: tuple) -> Iterator[Violation]:
-    """Triton's model repository: a claim name that can be mounted, and a way out for an object store."""
+def _repository_rules(model, at: tuple, spec: PlatformSpec) -> Iterator[Violation]:
+    """Triton's model repository: a claim name that can be mounted, and a way out for an object store (named
+    by its CIDRs, or on eks/gke with Cilium by the cloud's own names)."""
     repository = model.model_repository
-    if model.runtime != "triton" or not repository:
+    if model.runtime != "triton":
+        return
+    store = target_facts(spec).object_store
+    # Cilium reaches the target's own object store by name (modules/cluster/differences.object_store_egress).
+    by_name = bool(store) and spec.network.cilium.enabled and (repository or f"{store}://").startswith(f"{store}://")
+    if not repository:
+        if store and not by_name and not model.repository_cidrs:
+            yield Violation((*at, "modelRepository"), f"the model's pods cannot reach the models bucket: team "
+                            "namespaces are default-deny for egress", "model-repository-egress",
+                            "enable network.cilium (egress to the object store by name), or set repositoryCidrs")
         return
     scheme, _, rest = repository.partition("://")
     if scheme == "pvc":
@@ -101,7 +113,7 @@ def _repository_rules(model, at: tuple) -> Iterator[Violation]:
         if not _DNS_SUBDOMAIN.match(claim) or ".." in rest.split("/"):
             yield Violation((*at, "modelRepository"), f"{repository!r} does not name a claim and a path inside it",
                             "triton-model-repository", "use pvc://<claim>/<path>, the claim in the team's namespace")
-    elif not model.repository_cidrs:
+    elif not model.repository_cidrs and not by_name:
         yield Violation((*at, "modelRepository"), f"the model's pods cannot reach {scheme}:// storage: team "
                         "namespaces are default-deny for egress", "model-repository-egress",
                         "set repositoryCidrs to the object store's networks, or use a pvc:// repository")
@@ -179,9 +191,10 @@ def governance(spec: PlatformSpec) -> Iterator[Violation]:
         yield Violation(("airgap", "mirror"), "air-gap mode needs a mirror", "airgap-needs-mirror",
                         "set airgap.mirror.registry and airgap.mirror.charts")
     unseal = spec.secrets.vault.auto_unseal
-    if unseal.type != "none" and not unseal.key:
+    if unseal.type != "none" and not unseal.key and not vault_uses_target_key(spec):
         yield Violation(("secrets", "vault", "autoUnseal", "key"), f"auto-unseal {unseal.type!r} needs a key",
-                        "unseal-key", "set autoUnseal.key to the KMS key or transit key name")
+                        "unseal-key", "set autoUnseal.key to the KMS key or transit key name (on eks with awskms "
+                        "and gke with gcpckms the target creates one)")
     if spec.monitoring.drift.enabled and not spec.monitoring.enabled:
         yield Violation(("monitoring", "drift", "enabled"), "drift alerts need monitoring", "drift-needs-monitoring",
                         "enable monitoring, or disable drift")
@@ -196,14 +209,108 @@ def available_modules(spec: PlatformSpec) -> Iterator[Violation]:
         if block.get("enabled"):
             yield Violation((*path, "enabled"), f"{label} is described by the spec but its module is not built yet",
                             "module-available", "set enabled: false for now")
-    if spec.target.type != "existing":
-        yield Violation(("target", "type"), f"target {spec.target.type!r} is described by the spec but its module "
-                        "is not built yet", "module-available", "use target type 'existing' for now")
+
+
+def cloud_target(spec: PlatformSpec) -> Iterator[Violation]:
+    """EKS and GKE: endpoints, networks, node pools and what the target provides instead of the spec."""
+    from plinth.catalog import GPU_MACHINES
+
+    target, at = spec.target, ("target",)
+    if target.type == "existing":
+        return
+    prod = spec.metadata.environment == "prod"
+    if prod and not target.private and not target.public_endpoint_reason:
+        yield Violation((*at, "private"), "prod keeps the API endpoint private", "prod-private-endpoint",
+                        "set private: true, or give publicEndpointReason (why it must be public)")
+    if target.private and target.public_endpoint_reason:
+        yield Violation((*at, "publicEndpointReason"), "a reason for a public endpoint, but the endpoint is private",
+                        "public-endpoint-reason-unused", "remove publicEndpointReason, or set private: false")
+    if target.type == "eks" and not target.private and not target.authorized_networks:
+        yield Violation((*at, "authorizedNetworks"), "a public EKS endpoint would answer the whole internet",
+                        "public-endpoint-networks", "list the networks allowed to reach it in authorizedNetworks")
+    if target.type == "eks" and target.private and target.authorized_networks:
+        yield Violation((*at, "authorizedNetworks"), "a private EKS endpoint is reached from the VPC only",
+                        "public-endpoint-networks", "remove authorizedNetworks, or set private: false")
+    if target.egress == "none" and not (spec.airgap.enabled and spec.airgap.mirror):
+        yield Violation((*at, "egress"), "without egress, nodes pull images from the mirror only",
+                        "cloud-egress-needs-mirror", "enable airgap with a mirror inside the VPC, or egress: nat")
+    yield from _cloud_networks(spec)
+    names = Counter(pool.name for pool in target.node_pools)
+    machines = GPU_MACHINES[target.type]
+    for index, pool in enumerate(target.node_pools):
+        where = (*at, "nodePools", index)
+        if names[pool.name] > 1:
+            yield Violation((*where, "name"), f"node pool {pool.name!r} is defined twice", "node-pool-unique",
+                            "give each node pool its own name")
+        known = machines.get(pool.instance_type)
+        if pool.gpu and known is None:
+            yield Violation((*where, "instanceType"), f"{pool.instance_type!r} is not a GPU machine type Plinth "
+                            f"knows for {target.type}", "gpu-machine-type",
+                            f"use one of {', '.join(sorted(machines))}, or add it to plinth.catalog.GPU_MACHINES")
+        elif pool.gpu and (pool.gpu.type, pool.gpu.count) != (known.accelerator, known.count):
+            yield Violation((*where, "gpu"), f"{pool.instance_type} has {known.count} x {known.accelerator} "
+                            f"({known.memory_gib} GiB each), not {pool.gpu.count} x {pool.gpu.type}",
+                            "gpu-machine-type", f"set gpu: {{type: {known.accelerator}, count: {known.count}}}")
+        elif not pool.gpu and known is not None:
+            yield Violation((*where, "gpu"), f"{pool.instance_type} has GPUs but the pool does not say so: its "
+                            "nodes would lack the GPU taint, and any pod could take them", "gpu-machine-type",
+                            f"add gpu: {{type: {known.accelerator}, count: {known.count}}}")
+    if all(pool.gpu for pool in target.node_pools):
+        yield Violation((*at, "nodePools"), "every node pool is a GPU pool: the platform's own pods do not "
+                        "tolerate the GPU taint", "cpu-node-pool", "add a node pool without gpu")
+    gpus_per_node = max((pool.gpu.count for pool in target.node_pools if pool.gpu), default=0)
+    sharing = spec.gpu.operator.sharing
+    if sharing.type == "timeSlicing":
+        gpus_per_node *= sharing.replicas
+    for index, model in enumerate(spec.serving.models):
+        if gpus_per_node and model.gpu > gpus_per_node:
+            yield Violation(("serving", "models", index, "gpu"), f"a replica asks for {model.gpu} GPUs but the "
+                            f"largest GPU node has {gpus_per_node}: it could never be scheduled", "gpu-fits-node",
+                            "lower gpu, or add a node pool with more GPUs per node")
+    if spec.gpu.operator.enabled and spec.gpu.operator.driver:
+        yield Violation(("gpu", "operator", "driver"), f"on {target.type} the node image brings the GPU driver",
+                        "gpu-driver-by-target", "set driver: false")
+    if spec.network.cilium.api_server is not None:
+        yield Violation(("network", "cilium", "apiServer"), f"on {target.type} the cluster's own endpoint is "
+                        "used", "cilium-api-server-by-target", "remove network.cilium.apiServer")
+
+
+def _cloud_networks(spec: PlatformSpec) -> Iterator[Violation]:
+    import ipaddress
+
+    target, at = spec.target, ("target",)
+    if target.type == "eks":
+        vpc = ipaddress.ip_network(target.vpc_cidr)
+        if not 16 <= vpc.prefixlen <= 22:
+            yield Violation((*at, "vpcCidr"), f"{target.vpc_cidr} is a /{vpc.prefixlen}; EKS VPCs are /16 to /22 "
+                            "here (eight subnets of it, pods take VPC addresses)", "cidr-valid",
+                            "use a /16 to /22, e.g. 10.0.0.0/16")
+        zones = Counter(target.availability_zones)
+        for index, zone in enumerate(target.availability_zones):
+            if not (zone.startswith(target.region) and len(zone) == len(target.region) + 1 and zone[-1].isalpha()):
+                yield Violation((*at, "availabilityZones", index), f"{zone!r} is not a zone of {target.region}",
+                                "availability-zones", f"use zones such as {target.region}a, {target.region}b")
+            elif zones[zone] > 1:
+                yield Violation((*at, "availabilityZones", index), f"zone {zone} is listed twice",
+                                "availability-zones", "list each zone once")
+        return
+    ranges = {"subnetCidr": target.subnet_cidr, "podsCidr": target.pods_cidr,
+              "servicesCidr": target.services_cidr, "controlPlaneCidr": target.control_plane_cidr}
+    if ipaddress.ip_network(target.control_plane_cidr).prefixlen != 28:
+        yield Violation((*at, "controlPlaneCidr"), "GKE's control plane takes exactly a /28", "cidr-valid",
+                        "use a /28, e.g. 172.16.0.0/28")
+    keys = list(ranges)
+    for i, first in enumerate(keys):
+        for second in keys[i + 1:]:
+            if ipaddress.ip_network(ranges[first]).overlaps(ipaddress.ip_network(ranges[second])):
+                yield Violation((*at, second), f"{second} {ranges[second]} overlaps {first} {ranges[first]}",
+                                "cidr-overlap", "give each range its own addresses")
 
 
 def service_rules(spec: PlatformSpec) -> Iterator[Violation]:
     cilium, certs = spec.network.cilium, spec.certificates.cert_manager
-    if cilium.enabled and cilium.kube_proxy_replacement and cilium.api_server is None:
+    if cilium.enabled and cilium.kube_proxy_replacement and cilium.api_server is None and \
+            spec.target.type == "existing":
         yield Violation(("network", "cilium", "apiServer"), "kube-proxy replacement needs the API server endpoint",
                         "cilium-api-server", "set network.cilium.apiServer.host (and port), or "
                         "kubeProxyReplacement: false")
@@ -362,5 +469,5 @@ def harbor_rules(spec: PlatformSpec) -> Iterator[Violation]:
                                  "Harbor is then reachable in-cluster only")
 
 RULES = (reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, service_rules, airgap_bundles,
-         available_modules, python_index, harbor_rules, serving_rules,
+         available_modules, cloud_target, python_index, harbor_rules, serving_rules,
          owned_values)

@@ -1,0 +1,377 @@
+"""`plinth canary`: one model's canary and shadow moved by editing a spec file in place.
+
+Each command is run on copies of a small project (a blueprint with two served models, a child
+blueprint that extends it, a stack over it) and the edited file is compared with the expected text
+byte for byte: only the edited values change; comments, blank lines, quoting, flow style and `null`
+spellings stay. Bad requests exit 2 and leave every file of the project exactly as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from support import ROOT
+from plinth.canary import DELETE, NULL, Named, apply
+from plinth.cli import app
+from plinth.spec.load import load_spec, load_stack_spec
+
+BASE = """\
+# yaml-language-server: $schema=./schema.json
+# A small platform with two served models.
+apiVersion: plinth.dev/v1alpha1
+kind: Platform
+metadata:
+  name: canaries
+  environment: dev
+  costCenter: "cc-1"
+target:
+  type: existing
+  context: null          # null: the current context
+rbac:
+  platformAdminGroup: admins
+network:
+  cilium:
+    enabled: true
+    apiServer: {host: api.k8s.internal}
+  gateway:
+    hostname: "*.models.internal"
+certificates:
+  certManager:
+    enabled: true
+monitoring:
+  enabled: true
+
+teams:
+  - name: fraud
+    groups:
+      mlEngineer: [fraud-eng, 'fraud-ops']   # a flow list
+    quota: {cpu: "16", memory: 64Gi}
+  - name: credit
+serving:
+  hostname: serving.models.internal
+  models:
+    # The scorer: a canary at 10%.
+    - name: scorer
+      team: fraud
+      runtime: triton
+      modelRepository: pvc://models/triton
+      stable: {version: "3", replicas: 2}   # the version in production
+      canary:
+        version: '4'
+        replicas: 1
+        weight: 10   # percent
+
+      # latency objective
+      slo: {latencyMs: 250}
+    - name: ranker
+      team: credit
+      runtime: bentoml
+      image: registry.corp.internal/ml/ranker
+      stable:
+        version: "1.2.0"
+      shadow: {version: "1.3.0"}
+# end
+"""
+
+CHILD = """\
+# The same platform under another name.
+extends: base.yaml
+metadata:
+  name: canaries-child   # renamed
+"""
+
+STACK = """\
+# Development stack: one more ranker replica.
+config:
+  plinth:blueprint: blueprints/base.yaml
+  plinth:overrides:
+    metadata:
+      name: "canaries-dev"   # quoted on purpose
+    serving:
+      models:
+        - name: ranker   # two replicas in dev
+          stable: {replicas: 2}
+
+    teams:
+      - name: fraud
+        groups: {viewer: [fraud-viewers]}
+"""
+
+CONFIGURE = "config:\n  plinth:configures: dev\n"
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch) -> Path:
+    """A Plinth project in a temporary directory (also the working directory)."""
+    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    for name, text in {"blueprints/base.yaml": BASE, "blueprints/child.yaml": CHILD,
+                       "stacks/Pulumi.dev.yaml": STACK, "stacks/Pulumi.dev.configure.yaml": CONFIGURE}.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def canary(*args: str):
+    """`plinth canary ...` in process (typer's runner; exit 0 paths)."""
+    result = CliRunner().invoke(app, ["canary", *args])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def canary_process(*args: str, cwd: Path):
+    """`plinth canary ...` as users run it: bad input ends in main()'s exit 2."""
+    return subprocess.run([str(Path(sys.executable).parent / "plinth"), "canary", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PLINTH_DEBUG": ""})
+
+
+def edited(text: str, *replacements: tuple[str, str]) -> str:
+    for old, new in replacements:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    return text
+
+
+def snapshot(root: Path) -> dict:
+    """Every file of the project with its bytes and modification time (a leftover temp file shows too)."""
+    return {p.relative_to(root): (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*"))
+            if p.is_file()}
+
+
+CANARY_BLOCK = """\
+      canary:
+        version: '4'
+        replicas: 1
+        weight: 10   # percent
+"""
+
+
+# --- a blueprint ----------------------------------------------------------------
+
+
+def test_set_changes_the_weight_only_and_shows_the_route(project):
+    result = canary("set", "scorer", "blueprints/base.yaml", "--weight", "30")
+    assert (project / "blueprints/base.yaml").read_text() == edited(BASE, ("weight: 10   #", "weight: 30   #"))
+    assert "~ HTTPRoute fraud/scorer  (serving-fraud-scorer-route)" in result.stdout
+    assert '{"name": "scorer", "port": 8000, "weight": 70}, {"name": "scorer-canary", "port": 8000, "weight": 30}' \
+        in result.stdout
+    assert result.stdout.endswith("0 added, 2 changed, 0 removed\n")  # the route and the ledger
+    assert result.stderr == "wrote blueprints/base.yaml\n"
+    assert load_spec(project / "blueprints/base.yaml").serving.models[0].canary.weight == 30
+
+
+def test_promote_makes_the_canary_stable_and_removes_it(project):
+    result = canary("promote", "scorer", "blueprints/base.yaml")
+    assert (project / "blueprints/base.yaml").read_text() == edited(
+        BASE, ('stable: {version: "3", replicas: 2}', 'stable: {version: "4", replicas: 1}'), (CANARY_BLOCK, ""))
+    lines = result.stdout.splitlines()
+    assert "- Deployment fraud/scorer-canary  (serving-fraud-scorer-canary)" in lines
+    assert "~ HTTPRoute fraud/scorer  (serving-fraud-scorer-route)" in lines
+    deployment = lines.index("~ Deployment fraud/scorer-stable  (serving-fraud-scorer-stable)")
+    assert lines[deployment + 1:deployment + 3] == ['    metadata.labels.app.kubernetes.io/version: "3" -> "4"',
+                                                    "    spec.replicas: 2 -> 1"]
+    scorer = load_spec(project / "blueprints/base.yaml").serving.models[0]
+    assert (scorer.stable.version, scorer.stable.replicas, scorer.canary) == ("4", 1, None)
+
+
+def test_abort_removes_the_canary(project):
+    result = canary("abort", "fraud/scorer", "blueprints/base.yaml")
+    assert (project / "blueprints/base.yaml").read_text() == edited(BASE, (CANARY_BLOCK, ""))
+    assert "- Deployment fraud/scorer-canary  (serving-fraud-scorer-canary)" in result.stdout
+    assert '"backendRefs": [{"name": "scorer", "port": 8000, "weight": 100}]' in result.stdout
+    assert load_spec(project / "blueprints/base.yaml").serving.models[0].canary is None
+
+
+def test_shadow_is_added_moved_and_turned_off(project):
+    path = project / "blueprints/base.yaml"
+    added = canary("shadow", "scorer", "blueprints/base.yaml", "--version", "5")
+    text = edited(BASE, ("      slo: {latencyMs: 250}\n",
+                         '      slo: {latencyMs: 250}\n      shadow: {version: "5"}\n'))
+    assert path.read_text() == text
+    assert "+ Deployment fraud/scorer-shadow  (serving-fraud-scorer-shadow)" in added.stdout
+    assert "~ HTTPRoute fraud/scorer  (serving-fraud-scorer-route)" in added.stdout and "RequestMirror" in added.stdout
+
+    moved = canary("shadow", "ranker", "blueprints/base.yaml", "--version", "1.4.0")
+    text = edited(text, ('shadow: {version: "1.3.0"}', 'shadow: {version: "1.4.0"}'))
+    assert path.read_text() == text
+    assert "~ Deployment credit/ranker-shadow  (serving-credit-ranker-shadow)" in moved.stdout
+
+    off = canary("shadow", "ranker", "blueprints/base.yaml", "--off")
+    assert path.read_text() == edited(text, ('      shadow: {version: "1.4.0"}\n', ""))
+    assert "- Deployment credit/ranker-shadow  (serving-credit-ranker-shadow)" in off.stdout
+    assert "~ HTTPRoute credit/ranker  (serving-credit-ranker-route)" in off.stdout
+    assert [m.shadow and m.shadow.version for m in load_spec(path).serving.models] == ["5", None]
+
+
+def test_an_edit_that_changes_nothing_writes_nothing(project):
+    before = snapshot(project)
+    result = canary("set", "scorer", "blueprints/base.yaml", "--weight", "10")
+    assert (result.stdout, result.stderr) == ("no changes\n", "blueprints/base.yaml: already so, not changed\n")
+    assert snapshot(project) == before
+
+
+def test_crlf_line_endings_are_kept(project):
+    path = project / "blueprints/base.yaml"
+    path.write_bytes(BASE.replace("\n", "\r\n").encode())
+    canary("set", "scorer", "blueprints/base.yaml", "--weight", "30")
+    assert path.read_bytes() == edited(BASE, ("weight: 10   #", "weight: 30   #")).replace("\n", "\r\n").encode()
+
+
+def test_the_file_keeps_its_mode(project):
+    path = project / "blueprints/base.yaml"
+    path.chmod(0o640)
+    canary("abort", "scorer", "blueprints/base.yaml")
+    assert oct(path.stat().st_mode & 0o777) == "0o640"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["base.yaml", "child.yaml"]  # no temp file left
+
+
+def test_a_child_blueprint_gets_an_entry_and_its_parent_is_untouched(project):
+    result = canary("promote", "scorer", "blueprints/child.yaml")
+    assert (project / "blueprints/child.yaml").read_text() == CHILD + (
+        "serving:\n"
+        "  models:\n"
+        "    - name: scorer\n"
+        '      stable: {version: "4", replicas: 1}\n'
+        "      canary: ~\n")  # `~`: the parent's canary must not merge back in
+    assert (project / "blueprints/base.yaml").read_text() == BASE
+    assert "- Deployment fraud/scorer-canary  (serving-fraud-scorer-canary)" in result.stdout
+    scorer = load_spec(project / "blueprints/child.yaml").serving.models[0]
+    assert (scorer.stable.version, scorer.canary) == ("4", None)
+
+
+# --- a stack -----------------------------------------------------------------------
+
+
+def test_stack_set_adds_a_minimal_entry_to_the_overrides(project):
+    result = canary("set", "scorer", "--stack", "dev", "--weight", "25")
+    assert (project / "stacks/Pulumi.dev.yaml").read_text() == edited(STACK, (
+        "          stable: {replicas: 2}\n",
+        "          stable: {replicas: 2}\n        - name: scorer\n          canary: {weight: 25}\n"))
+    assert (project / "blueprints/base.yaml").read_text() == BASE  # the shared blueprint never changes
+    assert "~ HTTPRoute fraud/scorer  (serving-fraud-scorer-route)" in result.stdout
+    assert result.stderr == "wrote stacks/Pulumi.dev.yaml\n"
+    scorer = load_stack_spec(project, "dev").serving.models[0]
+    assert (scorer.canary.version, scorer.canary.weight) == ("4", 25)
+
+
+def test_stack_promote_then_shadow_edit_the_stack_entries(project):
+    promoted = canary("promote", "scorer", "--stack", "dev")
+    text = edited(STACK, ("          stable: {replicas: 2}\n",
+                          "          stable: {replicas: 2}\n"
+                          "        - name: scorer\n"
+                          '          stable: {version: "4", replicas: 1}\n'
+                          "          canary: ~\n"))
+    assert (project / "stacks/Pulumi.dev.yaml").read_text() == text
+    assert "~ Deployment fraud/scorer-stable  (serving-fraud-scorer-stable)" in promoted.stdout
+    assert "- Deployment fraud/scorer-canary  (serving-fraud-scorer-canary)" in promoted.stdout
+
+    canary("shadow", "ranker", "--stack", "dev", "--version", "1.4.0")
+    text = edited(text, ("          stable: {replicas: 2}\n",
+                         '          stable: {replicas: 2}\n          shadow: {version: "1.4.0"}\n'))
+    assert (project / "stacks/Pulumi.dev.yaml").read_text() == text
+
+    off = canary("shadow", "ranker", "--stack", "dev", "--off")
+    assert (project / "stacks/Pulumi.dev.yaml").read_text() == edited(
+        text, ('shadow: {version: "1.4.0"}', "shadow: ~"))
+    assert "- Deployment credit/ranker-shadow  (serving-credit-ranker-shadow)" in off.stdout
+    assert (project / "blueprints/base.yaml").read_text() == BASE
+    ranker = load_stack_spec(project, "dev").serving.models[1]
+    assert (ranker.stable.replicas, ranker.shadow) == (2, None)
+
+
+def test_stack_abort_of_a_canary_the_stack_itself_set(project):
+    canary("set", "scorer", "--stack", "dev", "--weight", "25")
+    canary("abort", "scorer", "--stack", "dev")
+    assert (project / "stacks/Pulumi.dev.yaml").read_text() == edited(STACK, (
+        "          stable: {replicas: 2}\n",
+        "          stable: {replicas: 2}\n        - name: scorer\n          canary: ~\n"))
+    assert load_stack_spec(project, "dev").serving.models[0].canary is None
+
+
+# --- bad requests --------------------------------------------------------------------
+
+B = "blueprints/base.yaml"
+S = "stacks/Pulumi.dev.yaml"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("promote", "nope", B), f"{B}: not changed: no model named 'nope' in serving.models (models: ranker, scorer)"),
+    (("set", "nope", "--stack", "dev", "--weight", "5"), f"{S}: not changed: no model named 'nope'"),
+    (("abort", "credit/scorer", B), f"{B}: not changed: model 'scorer' belongs to team 'fraud', not 'credit'"),
+    (("set", "scorer", B, "--weight", "101"), f"{B}: not changed: --weight 101: expected a percentage from 0 to 100"),
+    (("set", "scorer", B, "--weight", "-1"), f"{B}: not changed: --weight -1: expected a percentage from 0 to 100"),
+    (("set", "ranker", B, "--weight", "5"), f"{B}: not changed: model 'ranker' has no canary to set the weight of"),
+    (("promote", "ranker", "--stack", "dev"), f"{S}: not changed: nothing to promote: model 'ranker' has no canary"),
+    (("abort", "ranker", B), f"{B}: not changed: nothing to abort: model 'ranker' has no canary"),
+    (("shadow", "scorer", B, "--off"), f"{B}: not changed: model 'scorer' has no shadow to turn off"),
+    (("shadow", "scorer", B), f"{B}: not changed: give either --version V"),
+    (("shadow", "scorer", B, "--version", "5", "--off"), f"{B}: not changed: give either --version V"),
+    # the result would break a rule: the shadow would run stable's version
+    (("shadow", "ranker", B, "--version", "1.2.0"), f"{B}: not changed: the edit would make the spec invalid\n"
+     f"{B}:54:16: serving.models[ranker].shadow.version: the shadow runs the same version as stable"),
+    # ... located in the stack file (never in the temporary file it was checked in)
+    (("shadow", "scorer", "--stack", "dev", "--version", "3"), f"{S}: not changed: the edit would make the spec "
+     f"invalid\n{S}:12:20: serving.models[scorer].shadow.version: the shadow runs the same version as stable"),
+    (("shadow", "ranker", B, "--version", "bad version"), f"{B}:54:16: serving.models[ranker].shadow.version: "
+     "expected a string matching"),
+    (("abort", "scorer", B, "--stack", "dev"), "give a blueprint or --stack, not both"),
+    (("abort", "scorer"), "give the blueprint to edit, or --stack NAME"),
+    (("abort", "scorer", "--stack", "dev.configure"), "stacks/Pulumi.dev.configure.yaml: not changed: a configure "
+     "stack takes its spec from the stack it configures"),
+])
+def test_a_bad_request_exits_2_and_changes_no_file(project, args, message):
+    before = snapshot(project)
+    result = canary_process(*args, cwd=project)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert snapshot(project) == before
+
+
+def test_a_model_named_twice_in_the_file_is_ambiguous_and_refused(project):
+    path = project / "blueprints/base.yaml"
+    path.write_text(BASE.replace("    - name: ranker\n", "    - name: scorer\n"))
+    before = snapshot(project)
+    result = canary_process("set", "scorer", "blueprints/base.yaml", "--weight", "5", cwd=project)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"{B}: not changed: the spec is invalid as it stands\n"
+                                    f"{B}:48:7: duplicate name 'scorer' in this list (first at line 36)\n")
+    assert snapshot(project) == before
+
+
+# --- the text edits themselves -----------------------------------------------------------
+
+
+def test_edits_keep_line_endings_final_newline_and_nulls():
+    text = "a:\r\n  b: ~\r\n  c: null   # kept\r\n"
+    assert apply(text, ("a", "d", "e"), 5) == "a:\r\n  b: ~\r\n  c: null   # kept\r\n  d: {e: 5}\r\n"
+    assert apply("a:\n  b: 1", ("a", "c"), 2) == "a:\n  b: 1\n  c: 2\n"
+    assert apply("a:\n  b:   # empty\n", ("a", "b"), {"c": 1}) == "a:\n  b: {c: 1}   # empty\n"
+
+
+def test_edits_follow_the_list_indentation_of_the_file():
+    text = "models:\n-   name: a\n    x: 1\n"
+    assert apply(text, ("models", Named("b"), "canary", "weight"), 5) == \
+        text + "-   name: b\n    canary: {weight: 5}\n"
+
+
+def test_deleting_in_flow_style_and_the_first_key_of_a_list_item():
+    text = "m: [{name: a, canary: {weight: 1}, x: 2}]\n"
+    assert apply(text, ("m", Named("a"), "canary"), DELETE) == "m: [{name: a, x: 2}]\n"
+    assert apply(text, ("m", Named("a"), "canary"), NULL) == "m: [{name: a, canary: ~, x: 2}]\n"
+    text = "m:\n  - canary: {weight: 1}   # c\n    name: a\n"
+    assert apply(text, ("m", Named("a"), "canary"), DELETE) == "m:\n  - name: a\n"
+
+
+def test_new_strings_are_quoted_when_yaml_would_read_them_as_something_else():
+    text = "s: {version: v1}\nt: {version: 'v1'}\n"
+    assert apply(text, ("s", "version"), "v2") == "s: {version: v2}\nt: {version: 'v1'}\n"
+    assert apply(text, ("s", "version"), "2.0") == 's: {version: "2.0"}\nt: {version: \'v1\'}\n'
+    assert apply(text, ("s", "version"), "true") == 's: {version: "true"}\nt: {version: \'v1\'}\n'
+    assert apply(text, ("t", "version"), "2.0") == "s: {version: v1}\nt: {version: '2.0'}\n"
