@@ -31,6 +31,15 @@ def kubernetes_objects(plan: Plan) -> list[tuple[Resource, dict]]:
     return out
 
 
+CLOUD_PACKAGES = ("aws", "gcp")
+
+
+def cloud_resources(plan: Plan) -> list[Resource]:
+    """The cloud target's resources (and its cloud provider), in plan order: what `cloud.yaml` shows."""
+    return [r for r in plan.resources
+            if r.type.split(":", 1)[0] in CLOUD_PACKAGES or r.type in {f"pulumi:providers:{p}" for p in CLOUD_PACKAGES}]
+
+
 def redact(obj: dict) -> dict:
     """A Kubernetes object safe to print: Secret payloads removed and the removal annotated."""
     if obj.get("kind") != "Secret":
@@ -56,7 +65,8 @@ def top_component(by_urn: dict[str, Resource], res: Resource) -> str:
 def render(plan: Plan, out_dir: Path, charts: list[Rendered] | None = None) -> list[Path]:
     """Write manifests, Helm values and (given `charts`) every object of the real charts; the files written.
 
-    Per component `<component>.yaml` holds the objects Plinth authors; `helm/<component>-<release>.yaml`
+    Per component `<component>.yaml` holds the objects Plinth authors; `cloud.yaml` the cloud target's
+    resources with their inputs (eks, gke; unknown cloud IDs as placeholders); `helm/<component>-<release>.yaml`
     each release's chart, version and values; `charts/<component>-<release>.yaml` what the chart itself
     renders with those values (or, in the helm/ file, a `note` saying why it could not be rendered).
     """
@@ -77,6 +87,9 @@ def render(plan: Plan, out_dir: Path, charts: list[Rendered] | None = None) -> l
             if res.urn in notes:
                 release["note"] = f"not rendered: {notes[res.urn]}"
             files[f"helm/{top_component(by_urn, res)}-{res.name}.yaml"] = [_dump(_sorted(release))]
+    cloud = cloud_resources(plan)
+    if cloud:
+        files["cloud.yaml"] = [_dump([{"type": r.type, "name": r.name, "inputs": _sorted(r.inputs)} for r in cloud])]
     for rendered in charts or ():
         if rendered.objects:
             name = f"charts/{top_component(by_urn, rendered.resource)}-{rendered.resource.name}.yaml"

@@ -117,8 +117,8 @@ class EksCluster(Target):
                 "subnet_ids": [s.id for s in private_subnets],
                 "endpoint_private_access": True,
                 "endpoint_public_access": not spec.private,
-                # A public endpoint answers only the spec's networks (none until they are set).
-                "public_access_cidrs": list(spec.authorized_networks) if not spec.private else None,
+                # A public endpoint answers only the spec's networks (rule public-endpoint-networks).
+                **({} if spec.private else {"public_access_cidrs": list(spec.authorized_networks)}),
             },
             encryption_config={"resources": ["secrets"], "provider": {"key_arn": secrets_key.arn}},
             enabled_cluster_log_types=LOG_TYPES,

@@ -151,7 +151,8 @@ def _identities(spec):
         yield Identity("vault", *VAULT_SERVICE_ACCOUNT, "unseal")
     if spec.feature_store.feast.enabled:
         yield Identity("feast", *FEAST_SERVICE_ACCOUNT, "bucket-rw:features")
-    if spec.storage.longhorn.enabled:
+    if spec.storage.longhorn.enabled and spec.target.type == "eks":
+        # Longhorn reaches S3 with the ServiceAccount's role; GCS only through HMAC keys (README).
         yield Identity("longhorn", *LONGHORN_SERVICE_ACCOUNT, "bucket-rw:backups")
     for team in sorted({model.team for model in spec.serving.models if model.runtime == "triton"}):
         yield Identity(f"models-{team}", team, WORKLOAD_SERVICE_ACCOUNT, f"bucket-read:models/{team}")

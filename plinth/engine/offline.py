@@ -268,14 +268,15 @@ def _clean(value: Any) -> Any:
 
 def record(program: Callable[[], None], stack: str = "offline", config: dict[str, str] | None = None,
            secret_keys: tuple[str, ...] = (), progress: Callable[[int], None] | None = None,
-           fast: bool | None = None) -> tuple[Resource, ...]:
+           fast: bool | None = None, mocks: pulumi_mocks.Mocks | None = None) -> tuple[Resource, ...]:
     """Run `program` under the mock runtime with the given stack config; every registration, by URN.
 
     `progress` is called with the running count of recorded resources. `fast` (default: on unless
     PLINTH_PLAN_PLAIN=1) runs with the offline shortcuts of `_offline_runtime`; the plan is the same.
+    `mocks` (tests): what resources answer, instead of their inputs alone.
     """
     fast = not plain_by_default() if fast is None else fast
-    monitor = (_FastRecordingMonitor if fast else _RecordingMonitor)(_EchoMocks(), progress)
+    monitor = (_FastRecordingMonitor if fast else _RecordingMonitor)(mocks or _EchoMocks(), progress)
     with _offline_runtime() if fast else contextlib.nullcontext():
         pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor)
         pulumi.runtime.set_all_config(config or {}, list(secret_keys))
@@ -492,10 +493,11 @@ def _offline_runtime() -> Iterator[None]:
 
 def plan(spec: PlatformSpec, source: str, stack: str = "offline",
          progress: Callable[[int], None] | None = None, stage: str = "platform",
-         provenance: Provenance | None = None, fast: bool | None = None) -> Plan:
+         provenance: Provenance | None = None, fast: bool | None = None,
+         mocks: pulumi_mocks.Mocks | None = None) -> Plan:
     """Run the program of one stage (plinth.program.STAGES) offline and return what it declares.
 
-    `fast`: see `record` (default: the offline runtime's shortcuts unless PLINTH_PLAN_PLAIN=1).
+    `fast`, `mocks`: see `record` (default: the offline runtime's shortcuts unless PLINTH_PLAN_PLAIN=1).
     """
 
     def program() -> None:
@@ -505,7 +507,7 @@ def plan(spec: PlatformSpec, source: str, stack: str = "offline",
         STAGES[stage](spec, StackSecrets(**placeholders), provenance)
 
     return Plan(spec.metadata.name, spec.metadata.environment, source, record(program, stack, progress=progress,
-                                                                       fast=fast))
+                                                                       fast=fast, mocks=mocks))
 
 
 def _placeholder(spec: PlatformSpec, field: str):
