@@ -426,3 +426,21 @@ def test_a_triton_model_on_a_cloud_target_defaults_to_its_teams_prefix_of_the_mo
         policy = one(plan_, "kubernetes:cilium.io/v2:CiliumNetworkPolicy",
                      "serving-vision-allow-to-repository-detector")
         assert policy["spec"]["egress"][1]["toPorts"] == [{"ports": [{"port": "443", "protocol": "TCP"}]}]
+
+
+@pytest.mark.parametrize("cloud", ["eks", "gke"])
+def test_plinth_diff_between_the_dev_and_prod_stacks_names_the_cloud_changes(cloud):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    plinth = str(Path(sys.executable).parent / "plinth")
+    done = subprocess.run([plinth, "diff", f"stack:{cloud}-gpu-dev", f"stack:{cloud}-gpu-prod", "--exit-code"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    if cloud == "eks":
+        assert "+ NatGateway cluster-nat-eu-west-1b" in done.stdout  # one NAT per zone in prod
+        assert 'vpcConfig.endpointPublicAccess: true -> false' in done.stdout
+    else:
+        assert 'project: "acme-ml-dev" -> "acme-ml-prod"' in done.stdout
+        assert "deletionProtection: false -> true" in done.stdout
