@@ -33,6 +33,8 @@ from plinth.spec.errors import SpecError, SpecInvalid
 
 DEFAULT_TIMEOUT = 10.0
 """Seconds per request (to connect, and for each read)."""
+MAX_TIMEOUT = 3600.0
+"""The longest --timeout accepted (an hour)."""
 DETAIL_CHARS = 300
 """A failure's detail (an error body, a message) is cut to this many characters."""
 
@@ -194,18 +196,20 @@ class Gateway:
 def gateway(spec, url: str | None, timeout: float) -> Gateway:
     """Where to probe: --url, else https://<serving.hostname>. Bad input raises SpecInvalid (exit 2)."""
     hostname = spec.serving.hostname
-    if not timeout > 0:
-        raise SpecInvalid([SpecError(None, "--timeout", f"expected seconds above 0, got {timeout:g}")])
+    errors = [] if 0 < timeout <= MAX_TIMEOUT else [
+        SpecError(None, "--timeout", f"expected seconds above 0 and at most {MAX_TIMEOUT:g}, got {timeout:g}")]
     text = url if url is not None else f"https://{hostname}"
     expected = "expected http(s)://HOST[:PORT][/PATH], e.g. http://127.0.0.1:8080"
     try:
         parts = urlsplit(text)
         port = parts.port
     except ValueError as exc:
-        raise SpecInvalid([SpecError(None, "--url", f"{text!r}: {exc}; {expected}")]) from None
+        raise SpecInvalid([*errors, SpecError(None, "--url", f"{text!r}: {exc}; {expected}")]) from None
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
             or parts.username or parts.password:
-        raise SpecInvalid([SpecError(None, "--url", f"{text!r}: {expected}")])
+        errors.append(SpecError(None, "--url", f"{text!r}: {expected}"))
+    if errors:
+        raise SpecInvalid(errors)
     return Gateway(url=text, scheme=parts.scheme, address=parts.hostname,
                    port=port or (443 if parts.scheme == "https" else 80), base=parts.path.rstrip("/"),
                    hostname=hostname, timeout=timeout)
@@ -241,8 +245,15 @@ def verify(spec, url: str | None = None, models: list[str] | None = None,
     """Probe every track of the selected models, in spec order (stable, canary, shadow)."""
     from plinth.modules.serving import tracks
 
-    chosen = select(spec, models)
-    gw = gateway(spec, url, timeout)
+    errors: list[SpecError] = []
+    for check in (lambda: select(spec, models), lambda: gateway(spec, url, timeout)):
+        try:
+            check()
+        except SpecInvalid as exc:  # bad input: every error at once
+            errors += exc.errors
+    if errors:
+        raise SpecInvalid(errors)
+    chosen, gw = select(spec, models), gateway(spec, url, timeout)
     results = []
     for model in chosen:
         for track, _ in tracks(model):
@@ -290,7 +301,7 @@ def _probe_triton(gw: Gateway, model, result: TrackResult) -> None:
         return
     from tritonclient.utils import InferenceServerException
 
-    headers = _headers(result)
+    headers = {"Host": gw.hostname, **_headers(result)}  # tritonclient sends the URL's address otherwise
     client = gw.triton(route_prefix(model))
     try:
         started = time.perf_counter()

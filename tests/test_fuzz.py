@@ -235,7 +235,7 @@ def served_platform(draw) -> dict:
         slack = draw(st.sampled_from([0, 0, 1]))  # mostly exactly what the models take at their largest
         doc["teams"].append({"name": team, "quota": {"cpu": f"{cpu + 500 * slack}m",
                                                      "memory": f"{memory + 1024 * slack}Mi", "gpu": gpus + slack}})
-    cilium = draw(st.sampled_from(["on", "off", "gateway-off"])) if not gateway else "on"
+    cilium = "on" if gateway else draw(st.sampled_from(["off", "gateway-off"]))
     if cilium != "off":
         doc["network"] = {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"},
                                      "gatewayApi": cilium == "on"}}

@@ -300,8 +300,9 @@ def serving_python() -> str:
 
 
 class Server:
-    def __init__(self, name: str, args: list[str], port: int, ready: str, log: Path, env: dict, cwd: Path):
-        self.name, self.port, self.ready, self.log = name, port, ready, log
+    def __init__(self, name: str, args: list[str], port: int, ready: str, log: Path, env: dict, cwd: Path,
+                 marker: str | None = None):
+        self.name, self.port, self.ready, self.log, self.marker = name, port, ready, log, marker
         # Its own session: pytriton starts tritonserver and Python backend stubs, which go with the group.
         self.proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -310,6 +311,8 @@ class Server:
         if self.proc.poll() is not None:
             tail = self.log.read_text(errors="replace")[-3000:]
             raise RuntimeError(f"{self.name} exited with {self.proc.returncode} before it was ready:\n{tail}")
+        if self.marker and self.marker not in self.log.read_text(errors="replace"):
+            return False  # PyTriton's server is up (and ready) before the models are bound: wait for them
         try:
             conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
             conn.request("GET", self.ready)
@@ -348,8 +351,9 @@ def servers(tmp_path_factory):
             port, flag = free_port(), tmp / f"fail-scorer-{track}"
             running["scorer", track] = (Server(
                 f"triton scorer-{track}", [python, str(FIXTURES / "triton_server.py"), str(port), add,
-                                           "--fail-flag", str(flag), *extra],
-                port, "/v2/health/ready", tmp / f"scorer-{track}.log", base_env, tmp), flag)
+                                           "--fail-flag", str(flag), "--workspace", str(tmp / f"pytriton-{track}"),
+                                           *extra],
+                port, "/v2/health/ready", tmp / f"scorer-{track}.log", base_env, tmp, marker="READY"), flag)
         bentoml = str(Path(python).parent / "bentoml")
         for track in ("stable", "shadow"):
             port, flag = free_port(), tmp / f"fail-ranker-{track}"
@@ -519,7 +523,8 @@ def test_a_triton_model_that_errors_fails_inference(spec_file, gateway, servers)
     assert (stable["passed"], canary["passed"]) == (False, True)
     assert [(c["check"], c["passed"]) for c in stable["checks"]] == [
         ("health", True), ("metadata", True), ("inference", False)]
-    assert stable["checks"][2]["status"] == 500 and "failing on purpose" in stable["checks"][2]["detail"]
+    assert stable["checks"][2]["status"] == 500
+    assert stable["checks"][2]["detail"].startswith("scorer: InferenceServerException: [500] Failed to process")
 
 
 def test_without_the_track_rules_requests_stray_to_other_tracks(spec_file, planned, gateway):
@@ -609,7 +614,11 @@ def test_a_bad_url_exits_2(spec_file, url):
 
 
 def test_bad_specs_and_options_exit_2(spec_file, write):
-    assert plinth("verify", str(spec_file), "--timeout", "0").stderr.startswith("--timeout: expected seconds above 0")
+    for timeout in ("0", "-1", "nan", "inf"):
+        run = plinth("verify", str(spec_file), "--timeout", timeout)
+        assert run.returncode == 2 and run.stderr.startswith("--timeout: expected seconds above 0 and at most 3600")
+    run = plinth("verify", str(spec_file), "--model", "nope", "--url", "ftp://x", "--timeout", "0")
+    assert run.returncode == 2 and run.stderr.endswith("\n3 errors\n")  # every bad input at once
     # Without the Gateway: no routes (and neither canary nor shadow, which need it).
     unrouted = SPEC.split("network:")[0] + "monitoring: {enabled: true}\nteams: [{name: search}]\nserving:\n" + \
         "  models:\n" + \

@@ -552,7 +552,8 @@ class Model(Spec):
     canary: Canary | None = Field(None, description="A canary release taking `weight` percent. Default: null.")
     shadow: Release | None = Field(
         None, description="A shadow release: the Gateway mirrors every routed request to it and discards its "
-        "answers (needs the Gateway). Default: null.")
+        "answers; only a request naming its track (header x-plinth-track: shadow, as `plinth verify` sends) gets "
+        "an answer from it (needs the Gateway). Default: null.")
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Autoscaling. Default: off.")
     slo: Slo = Field(default_factory=Slo, description="Latency and error-rate objectives of the model's alerts. "
                      "Default: 500 ms p95, 1% errors.")

@@ -88,6 +88,11 @@ def test_the_crd_schemas_catch_a_broken_route_and_rule(rendered):
     route["spec"]["rules"][0]["filters"][1]["requestMirror"] = {}  # a mirror needs its backend
     with pytest.raises(jsonschema.ValidationError):
         validate(route, version, crds)
+    route = copy.deepcopy(next(o for o in ours if o["kind"] == "HTTPRoute" and o["metadata"]["name"] == "scorer"))
+    [track_header] = route["spec"]["rules"][-1]["matches"][0]["headers"]  # a track rule's header match
+    track_header["type"] = "Prefix"  # Exact or RegularExpression only
+    with pytest.raises(jsonschema.ValidationError):
+        validate(route, version, crds)
     rule = copy.deepcopy(next(o for o in ours if o["kind"] == "PrometheusRule"))
     rule["spec"]["groups"][0]["rules"][0]["for"] = "ten minutes"
     with pytest.raises(jsonschema.ValidationError):

@@ -18,6 +18,6 @@ class Ranker:
         return sorted(scores, reverse=True)[:top]
 
     @bentoml.api
-    def explain(self, scores: list[float]) -> dict:
-        """A second API: verify calls only the first one."""
+    def summarize(self, scores: list[float]) -> dict:
+        """A second API: verify calls only the first of /docs.json (BentoML lists them by name)."""
         return {"n": len(scores)}

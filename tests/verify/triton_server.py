@@ -1,10 +1,11 @@
 """A real Triton Inference Server (nvidia-pytriton's `tritonserver`, CPU) for tests/test_verify.py.
 
-Run with the serving environment's Python (PLINTH_SERVING_PYTHON): `triton_server.py PORT ADD [--restrict-statistics]
-[--fail-flag FILE]`. It serves two models on 127.0.0.1:PORT (HTTP only): `scorer` (FP32 [-1] + ADD, batched,
-max_batch_size 8) and `preprocess` (INT64 [-1] identity, not batched), prints READY and serves until SIGTERM.
-While FILE exists, `scorer` fails every request. With --restrict-statistics, GET /v2/models/stats needs
-PyTriton's access token (PyTriton's default); without, it is open as in a stock `tritonserver`.
+Run with the serving environment's Python (PLINTH_SERVING_PYTHON):
+`triton_server.py PORT ADD [--restrict-statistics] [--fail-flag FILE] [--workspace DIR]`. It serves two models on
+127.0.0.1:PORT (HTTP only): `scorer` (FP32 [-1] + ADD, batched, max_batch_size 8) and `preprocess` (INT64 [-1]
+identity, not batched), prints READY and serves until SIGTERM. While FILE exists, `scorer` fails every request.
+With --restrict-statistics, GET /v2/models/stats needs PyTriton's access token (PyTriton's default); without, it
+is open as in a stock `tritonserver`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main() -> None:
     parser.add_argument("add", type=float)
     parser.add_argument("--restrict-statistics", action="store_true")
     parser.add_argument("--fail-flag")
+    parser.add_argument("--workspace", help="PyTriton's workspace (default: a new one under ~/.cache/pytriton)")
     args = parser.parse_args()
 
     @batch
@@ -45,7 +47,8 @@ def main() -> None:
 
     protected = [e for e in DEFAULT_PROTECTED_ENDPOINTS if args.restrict_statistics or e != "statistics"]
     config = TritonConfig(http_address="127.0.0.1", http_port=args.port, allow_grpc=False, allow_metrics=False)
-    with Triton(config=config, security_config=TritonSecurityConfig(restricted_endpoints=protected)) as triton:
+    with Triton(config=config, workspace=args.workspace,
+                security_config=TritonSecurityConfig(restricted_endpoints=protected)) as triton:
         triton.bind(model_name="scorer", infer_func=scorer,
                     inputs=[Tensor(name="INPUT", dtype=np.float32, shape=(-1,))],
                     outputs=[Tensor(name="OUTPUT", dtype=np.float32, shape=(-1,))],
