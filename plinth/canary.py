@@ -134,13 +134,11 @@ def set_weight(weight: int) -> Edit:
 
 
 def promote(model: Model, inherited: dict | None) -> list[Change]:
-    """The canary becomes stable (its version and replicas); the canary is removed."""
+    """The canary's version becomes stable's; the canary is removed. Stable keeps its replicas (and autoscaling):
+    the canary was sized for its share of the traffic, stable for all of it."""
     if model.canary is None:
         raise Refused(f"nothing to promote: model {model.name!r} has no canary")
-    changes: list[Change] = [(("stable", "version"), model.canary.version)]
-    if model.stable.replicas != model.canary.replicas:
-        changes.append((("stable", "replicas"), model.canary.replicas))
-    return [*changes, _remove("canary", inherited)]
+    return [(("stable", "version"), model.canary.version), _remove("canary", inherited)]
 
 
 def abort(model: Model, inherited: dict | None) -> list[Change]:

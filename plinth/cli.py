@@ -416,7 +416,7 @@ def canary_set(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: Sta
 
 @canary_app.command("promote")
 def canary_promote(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: StackOpt = None) -> None:
-    """The canary becomes stable (its version and replicas); the canary is removed."""
+    """The canary's version becomes stable's (stable keeps its replicas); the canary is removed."""
     from plinth import canary
 
     _canary_edit(model, blueprint, stack, canary.promote)

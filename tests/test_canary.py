@@ -169,15 +169,15 @@ def test_set_changes_the_weight_only_and_shows_the_route(project):
 def test_promote_makes_the_canary_stable_and_removes_it(project):
     result = canary("promote", "scorer", "blueprints/base.yaml")
     assert (project / "blueprints/base.yaml").read_text() == edited(
-        BASE, ('stable: {version: "3", replicas: 2}', 'stable: {version: "4", replicas: 1}'), (CANARY_BLOCK, ""))
+        BASE, ('stable: {version: "3", replicas: 2}', 'stable: {version: "4", replicas: 2}'), (CANARY_BLOCK, ""))
     lines = result.stdout.splitlines()
     assert "- Deployment fraud/scorer-canary  (serving-fraud-scorer-canary)" in lines
     assert "~ HTTPRoute fraud/scorer  (serving-fraud-scorer-route)" in lines
     deployment = lines.index("~ Deployment fraud/scorer-stable  (serving-fraud-scorer-stable)")
-    assert lines[deployment + 1:deployment + 3] == ['    metadata.labels.app.kubernetes.io/version: "3" -> "4"',
-                                                    "    spec.replicas: 2 -> 1"]
+    assert lines[deployment + 1] == '    metadata.labels.app.kubernetes.io/version: "3" -> "4"'
+    assert "spec.replicas" not in result.stdout  # stable keeps its replicas: it takes all the traffic now
     scorer = load_spec(project / "blueprints/base.yaml").serving.models[0]
-    assert (scorer.stable.version, scorer.stable.replicas, scorer.canary) == ("4", 1, None)
+    assert (scorer.stable.version, scorer.stable.replicas, scorer.canary) == ("4", 2, None)
 
 
 def test_abort_removes_the_canary(project):
@@ -237,7 +237,7 @@ def test_a_child_blueprint_gets_an_entry_and_its_parent_is_untouched(project):
         "serving:\n"
         "  models:\n"
         "    - name: scorer\n"
-        '      stable: {version: "4", replicas: 1}\n'
+        "      stable: {version: \"4\"}\n"
         "      canary: ~\n")  # `~`: the parent's canary must not merge back in
     assert (project / "blueprints/base.yaml").read_text() == BASE
     assert "- Deployment fraud/scorer-canary  (serving-fraud-scorer-canary)" in result.stdout
@@ -265,7 +265,7 @@ def test_stack_promote_then_shadow_edit_the_stack_entries(project):
     text = edited(STACK, ("          stable: {replicas: 2}\n",
                           "          stable: {replicas: 2}\n"
                           "        - name: scorer\n"
-                          '          stable: {version: "4", replicas: 1}\n'
+                          '          stable: {version: "4"}\n'
                           "          canary: ~\n"))
     assert (project / "stacks/Pulumi.dev.yaml").read_text() == text
     assert "~ Deployment fraud/scorer-stable  (serving-fraud-scorer-stable)" in promoted.stdout
