@@ -4,7 +4,7 @@ without the offline runtime's shortcuts (PLINTH_PLAN_PLAIN=1), against the impor
 Usage: python bench/plan_speed.py [--teams 100,1000] [--models 100,1000] [--models-per-team 10]
                                   [--repeat 3] [--modes fast,plain]
 
-One row per case: the minimal and regulated blueprints, generated specs with --teams teams, and
+One row per case: the minimal, regulated, eks-gpu and gke-gpu blueprints, generated specs with --teams teams, and
 generated specs serving --models models (every one with a canary; one in five on a GPU), spread
 over models/--models-per-team teams whose quotas fit them (the spec rules check it).
   resources  as `plinth plan` counts them (components excluded);
@@ -156,7 +156,10 @@ def main() -> None:
         parser.error(f"unknown mode(s): {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory() as tmp:
         cases = [("minimal blueprint", ROOT / "blueprints" / "minimal.yaml", 0),
-                 ("regulated blueprint", REGULATED, 0)]
+                 ("regulated blueprint", REGULATED, 0),
+                 # The cloud targets: the VPC, cluster, node pools, identities, keys and buckets with the platform.
+                 ("eks-gpu blueprint", ROOT / "blueprints" / "eks-gpu.yaml", 0),
+                 ("gke-gpu blueprint", ROOT / "blueprints" / "gke-gpu.yaml", 0)]
         for n in (int(x) for x in args.teams.split(",") if x):
             cases.append((f"{n:,} teams", Path(tmp) / f"teams-{n}.yaml", n))
         for _, path, teams in cases:

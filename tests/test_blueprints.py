@@ -38,9 +38,18 @@ def test_blueprint_plans_and_renders_valid_kubernetes(which, tmp_path):
     result = plan(spec, str(which[1]))
     assert sum(r.custom for r in result.resources) > 0
     files = render(result, tmp_path / "a")
-    objects = [doc for f in files if f.parent == tmp_path / "a" for doc in YAML(typ="safe").load_all(f.read_text())]
+    objects = [doc for f in files if f.parent == tmp_path / "a" and f.name != "cloud.yaml"
+               for doc in YAML(typ="safe").load_all(f.read_text())]
     assert len(objects) == sum(r.custom and r.type.startswith("kubernetes:") and "helm.sh" not in r.type
                                for r in result.resources)
+    # eks and gke: cloud.yaml holds every cloud resource (and the cloud's provider) with its inputs.
+    cloud = [r for r in result.resources if r.type.split(":")[0] in ("aws", "gcp")
+             or r.type in ("pulumi:providers:aws", "pulumi:providers:gcp")]
+    written = tmp_path / "a" / "cloud.yaml"
+    assert written.exists() == bool(cloud)
+    if cloud:
+        listed = YAML(typ="safe").load(written.read_text())
+        assert [(d["type"], d["name"]) for d in listed] == [(r.type, r.name) for r in cloud]
     version = f"{spec.kubernetes.version}.0"
     for obj in objects:
         if obj["apiVersion"].split("/")[0] in CUSTOM_GROUPS:

@@ -45,6 +45,21 @@ main: platform/
 stackConfigDir: stacks
 """
 
+SERVING_HOST = "serving.models.plinth.internal"
+"""The models' host name: one name under the platform Gateway's default listener *.models.plinth.internal."""
+
+
+def served(canary_weight: int = 10) -> dict:
+    """The e2e stack's serving block: one Triton model of team fraud, stable v1 and a canary v2 taking
+    `canary_weight` percent. Its repository is an object store (s3://, with the network its pods may reach):
+    nothing in the namespace to create first, and pods never run on an API server without nodes anyway."""
+    return {"hostname": SERVING_HOST, "models": [{
+        "name": "fraud-scorer", "team": "fraud", "runtime": "triton",
+        "modelRepository": "s3://fraud-models/triton", "repositoryCidrs": ["10.30.0.0/16"],
+        "stable": {"version": "v1", "replicas": 1},
+        "canary": {"version": "v2", "replicas": 1, "weight": canary_weight},
+    }]}
+
 
 @dataclass
 class Run:
@@ -95,7 +110,8 @@ class PulumiProject:
 
     def overrides(self, **extra) -> dict:
         """Stack overrides for the local API server: its kubeconfig, no waiting for pods that never run,
-        and the platform services with the packaged charts as the (directory) chart source."""
+        the platform services with the packaged charts as the (directory) chart source, and one served
+        model with a canary (on Cilium's Gateway, with monitoring)."""
         base = {
             "target": {"type": "existing", "kubeconfig": self.kubeconfig},
             "testing": {"skipAwait": True},
@@ -107,6 +123,7 @@ class PulumiProject:
             "registry": {"harbor": {"enabled": True}, "pythonIndex": {"enabled": True}},
             "featureStore": {"feast": {"enabled": True}},
             "monitoring": {"enabled": True},
+            "serving": served(),
         }
         return {**base, **extra}
 

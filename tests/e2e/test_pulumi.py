@@ -7,9 +7,10 @@ provider must be supplied as PLINTH_KUBERNETES_PROVIDER (see
 toolchain/README.md): when it is missing, the tests that deploy are skipped
 with that reason, and only the engine-level checks run.
 
-The deploy tests form one story on one stack, in file order (up → no-change
-preview → plan agreement → drift → one-line edit → destroy); a failure in an
-early step fails the later ones with the same cause.
+The deploy tests form one story on one stack, in file order (up → the served
+model's 90/10 route → no-change preview → plan agreement → drift → one-line
+edits → a canary weight change, applied → destroy); a failure in an early step
+fails the later ones with the same cause.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from __future__ import annotations
 
 import pytest
 
-from pulumi_cli import STACK_SECRETS, PulumiProject
+from kubeapi import ApiError
+from pulumi_cli import STACK_SECRETS, PulumiProject, served
 from support import CHARTS_DIR
 from plinth.engine.charts import CONFIG_GROUP, HELM_RELEASE
 from plinth.engine.offline import plan
@@ -29,6 +31,9 @@ from plinth.spec.load import load_spec
 pytestmark = pytest.mark.e2e
 
 QUOTA = {"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "team-quota", "namespace": "fraud"}}
+ROUTE = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+         "metadata": {"name": "fraud-scorer", "namespace": "fraud"}}
+"""The e2e stack's served model (pulumi_cli.served): ONE HTTPRoute carrying its canary split."""
 
 
 def charts_at_hand():
@@ -95,6 +100,28 @@ def test_up_creates_every_object_and_installs_every_release(deploy, engine, kube
         assert kube.get(probe) is not None, probe
     state = engine("stack", "export").out
     assert [key for key, value in STACK_SECRETS.items() if value in state] == []
+
+
+def weighted_splits(route_spec: dict) -> list[list[tuple[str, int]]]:
+    """(backend, weight) of each rule not matched by a header: the split every other request takes."""
+    return [[(ref["name"], ref["weight"]) for ref in rule["backendRefs"]] for rule in route_spec["rules"]
+            if not any(match.get("headers") for match in rule.get("matches", []))]
+
+
+def assert_split(route_spec: dict, stable: int, canary: int) -> None:
+    splits = weighted_splits(route_spec)
+    assert splits, route_spec
+    assert all(split == [("fraud-scorer", stable), ("fraud-scorer-canary", canary)] for split in splits), splits
+
+
+def test_the_served_model_is_routed_90_10_on_the_platform_gateway(deploy, kube):
+    route = kube.get(ROUTE)
+    assert route is not None
+    assert [(p["namespace"], p["name"]) for p in route["spec"]["parentRefs"]] == [("plinth-gateway", "plinth")]
+    assert_split(route["spec"], 90, 10)
+    for backend in ("fraud-scorer", "fraud-scorer-canary"):  # the Services the route sends to
+        assert kube.get({"apiVersion": "v1", "kind": "Service",
+                         "metadata": {"name": backend, "namespace": "fraud"}}) is not None, backend
 
 
 def test_preview_right_after_up_expects_no_changes(deploy, engine):
@@ -172,7 +199,52 @@ def test_a_longhorn_replica_change_previews_as_exactly_that_change(deploy, engin
                        "values.persistence.defaultClassReplicaCount"]
 
 
+def test_a_canary_weight_change_is_one_route_update_and_up_applies_it(deploy, engine, kube):
+    """10 -> 25: the route alone changes (besides the ledger's spec record), only in its weights; `up`
+    applies exactly that and the next preview is clean. The stack stays at 25 (what is deployed)."""
+    before, after = engine.overrides(), engine.overrides(serving=served(canary_weight=25))
+    [route_urn] = [r.urn for r in e2e_plan(engine, after).resources if r.inputs.get("kind") == "HTTPRoute"]
+    engine.write_stack(after)
+    steps, ledger = recorded(engine.preview_steps())
+    assert [(s["op"], s["urn"]) for s in steps] == [("update", route_urn)]
+    old, new = steps[0]["oldState"]["inputs"], steps[0]["newState"]["inputs"]
+    assert [path for path, _, _ in field_changes(old, new, "")] == ["spec.rules"]
+    assert_split(old["spec"], 90, 10)
+    assert_split(new["spec"], 75, 25)
+
+    def unweighted(rules: list[dict]) -> list[dict]:
+        return [{**rule, "backendRefs": [{k: v for k, v in ref.items() if k != "weight"}
+                                         for ref in rule["backendRefs"]]} for rule in rules]
+
+    assert unweighted(old["spec"]["rules"]) == unweighted(new["spec"]["rules"])
+    # `plinth diff` of the two offline plans names the same one resource.
+    offline = diff_plans(e2e_plan(engine, before), e2e_plan(engine, after))
+    assert [(c.kind, c.resource.urn) for c in offline if c.resource.urn != ledger["urn"]] == [("changed", route_urn)]
+
+    engine("up", "--yes", "--skip-preview")
+    assert_split(kube.get(ROUTE)["spec"], 75, 25)
+    engine("preview", "--expect-no-changes")
+
+
+def served_objects_left(kube, objects: list[dict]) -> list[tuple[str, str]]:
+    """Which of the served model's objects the API server still holds (and is not deleting)."""
+    left = []
+    for obj in objects:
+        try:
+            live = kube.get(obj)
+        except ApiError as exc:  # its API went with its CRD (Gateway API, Prometheus Operator)
+            if exc.status != 404:
+                raise
+            live = None
+        if live is not None and live["metadata"].get("deletionTimestamp") is None:
+            left.append((obj["kind"], obj["metadata"]["name"]))
+    return left
+
+
 def test_destroy_leaves_nothing_of_plinth_behind(deploy, engine, kube):
+    model_objects = [obj for _, obj in kubernetes_objects(e2e_plan(engine))
+                     if "plinth.dev/model" in obj["metadata"].get("labels", {})]
+    assert {o["kind"] for o in model_objects} >= {"Deployment", "Service", "HTTPRoute", "PrometheusRule"}
     engine("destroy", "--yes", "--skip-preview")
     leftovers = [
         (kind, o["metadata"]["name"])
@@ -184,6 +256,7 @@ def test_destroy_leaves_nothing_of_plinth_behind(deploy, engine, kube):
     assert leftovers == []
     releases = kube.list_labelled("v1", "Secret", "owner=helm")
     assert [r["metadata"]["name"] for r in releases] == []
+    assert served_objects_left(kube, model_objects) == []
     assert engine.urns() == set()
 
 
