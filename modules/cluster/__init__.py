@@ -52,7 +52,7 @@ class TargetArgs:
     def tags(self) -> dict[str, str]:
         """Ownership tags/labels of every cloud resource (the same facts as the Kubernetes labels)."""
         return {"plinth-platform": self.platform, "plinth-environment": self.environment,
-                "plinth-cost-center": self.cost_center.lower(), "managed-by": "plinth"}
+                "plinth-cost-center": self.cost_center, "managed-by": "plinth"}
 
 
 class Target(pulumi.ComponentResource):
@@ -113,6 +113,29 @@ class ExistingCluster(Target):
         super().__init__(name, args, opts)
         self.provider = kubernetes_provider(name, self, args.target.kubeconfig, args.target.context)
         self.register_outputs({})
+
+
+NODE_POOL_LABEL = "plinth.dev/node-pool"
+"""Every node of a cloud node pool carries its pool's name."""
+CLOUD_TAINT_EFFECTS = {"NoSchedule": "NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}
+"""Kubernetes taint effects as the EKS and GKE node pool APIs spell them."""
+
+
+def pool_labels(pool) -> dict[str, str]:
+    """The node labels of a cloud node pool: its name, and on a GPU pool the label GPU workloads select."""
+    from plinth.modules.gpu import gpu_node_selector
+
+    return {NODE_POOL_LABEL: pool.name, **(gpu_node_selector() if pool.gpu else {})}
+
+
+def pool_taints(pool) -> list[dict[str, str]]:
+    """The taints of a cloud node pool (in the cloud APIs' spelling): Cilium's agent-not-ready on every pool,
+    the GPU taint on a GPU pool, so only pods that tolerate it (and ask for a GPU) land there."""
+    from plinth.modules.cluster.differences import AGENT_NOT_READY_TAINT
+    from plinth.modules.gpu import gpu_taint
+
+    taints = [AGENT_NOT_READY_TAINT, *([gpu_taint()] if pool.gpu else [])]
+    return [{**t, "effect": CLOUD_TAINT_EFFECTS.get(t["effect"], t["effect"])} for t in taints]
 
 
 TARGETS: dict[str, str] = {

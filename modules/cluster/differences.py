@@ -9,7 +9,7 @@ from __future__ import annotations
 from plinth.modules.cluster.facts import TargetFacts, bounded_name
 
 AGENT_NOT_READY_TAINT = {"key": "ignore-taint.cluster-autoscaler.kubernetes.io/cilium-agent-not-ready",
-                         "value": "true", "effect": "NO_EXECUTE"}
+                         "value": "true", "effect": "NoExecute"}
 """Every cloud node pool starts tainted until the Cilium agent runs on the node (the agent removes the taint):
 no pod starts with an address from anything but Cilium. The key is one the cluster autoscaler ignores, so it
 still scales pools whose new nodes carry it (Cilium's own GKE setup)."""

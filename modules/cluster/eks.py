@@ -12,16 +12,13 @@ import json
 import pulumi
 import pulumi_aws as aws
 
-from plinth.modules.cluster import Target, TargetArgs, exec_kubeconfig, kubernetes_provider
-from plinth.modules.cluster.differences import AGENT_NOT_READY_TAINT
+from plinth.modules.cluster import Target, TargetArgs, exec_kubeconfig, kubernetes_provider, pool_labels, \
+    pool_taints
 from plinth.modules.cluster.facts import BUCKET_PURPOSES, Identity, TargetFacts
-from plinth.modules.gpu import GPU_NODE_LABEL, GPU_NODE_LABEL_VALUE, GPU_TAINT_EFFECT, GPU_TAINT_KEY, \
-    GPU_TAINT_VALUE
 from plinth.governance.policies import AWS_PUBLIC_ENDPOINT_REASON
 
 LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 """Every control-plane log, to CloudWatch."""
-NODE_POOL_LABEL = "plinth.dev/node-pool"
 NODE_POLICIES = ("AmazonEKSWorkerNodePolicy", "AmazonEC2ContainerRegistryReadOnly")
 """The node role's managed policies: join the cluster, pull from ECR. No CNI policy: Cilium's operator
 manages ENIs with its own identity."""
@@ -257,12 +254,6 @@ class EksCluster(Target):
 
     def _node_group(self, name, pool, cluster_name, node_role, subnets, child) -> aws.eks.NodeGroup:
         """A managed node group; a GPU pool carries the GPU taint and label GPU workloads tolerate and select."""
-        labels = {NODE_POOL_LABEL: pool.name}
-        taints = [AGENT_NOT_READY_TAINT]
-        if pool.gpu:
-            labels[GPU_NODE_LABEL] = GPU_NODE_LABEL_VALUE
-            taints.append({"key": GPU_TAINT_KEY, "value": GPU_TAINT_VALUE,
-                           "effect": GPU_TAINT_EFFECT.replace("NoSchedule", "NO_SCHEDULE")})
         return aws.eks.NodeGroup(
             f"{name}-{pool.name}", cluster_name=cluster_name, node_group_name=pool.name,
             node_role_arn=node_role.arn, subnet_ids=[s.id for s in subnets], instance_types=[pool.instance_type],
@@ -270,7 +261,7 @@ class EksCluster(Target):
             ami_type="AL2023_x86_64_NVIDIA" if pool.gpu else "AL2023_x86_64_STANDARD",
             disk_size=pool.disk_gib,
             scaling_config={"min_size": pool.min_size, "max_size": pool.max_size, "desired_size": pool.min_size},
-            update_config={"max_unavailable": 1}, labels=labels, taints=taints,
+            update_config={"max_unavailable": 1}, labels=pool_labels(pool), taints=pool_taints(pool),
             # The autoscaler owns the node count: drift previews stay clean while it scales.
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
                 ignore_changes=["scalingConfig.desiredSize"])))

@@ -69,6 +69,10 @@ class TargetFacts:
         """The cloud's object store URL scheme: s3 (eks), gs (gke); None on an existing cluster."""
         return {"eks": "s3", "gke": "gs"}.get(self.type)
 
+    def in_object_store(self, repository: str | None) -> bool:
+        """A model repository in the target's object store (None: the default, the models bucket)."""
+        return bool(self.object_store) and (repository is None or repository.startswith(f"{self.object_store}://"))
+
     def bucket(self, purpose: str) -> str | None:
         """A bucket's name (None on an existing cluster)."""
         return f"{self.bucket_prefix}-{purpose}" if self.cloud else None

@@ -10,11 +10,9 @@ import pulumi
 import pulumi_gcp as gcp
 
 from plinth.governance.policies import GCP_PUBLIC_ENDPOINT_REASON
-from plinth.modules.cluster import Target, TargetArgs, exec_kubeconfig, kubernetes_provider
-from plinth.modules.cluster.eks import NODE_POOL_LABEL
-from plinth.modules.cluster.differences import AGENT_NOT_READY_TAINT
+from plinth.modules.cluster import Target, TargetArgs, exec_kubeconfig, kubernetes_provider, pool_labels, \
+    pool_taints
 from plinth.modules.cluster.facts import BUCKET_PURPOSES, Identity, TargetFacts, bounded_name
-from plinth.modules.gpu import GPU_NODE_LABEL, GPU_NODE_LABEL_VALUE, GPU_TAINT_KEY, GPU_TAINT_VALUE
 
 NODE_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter", "roles/artifactregistry.reader")
 """The nodes' service account: logs, metrics and images, nothing else (never the default compute account)."""
@@ -127,12 +125,10 @@ class GkeCluster(Target):
 
     def _node_pool(self, name, pool, spec, account, child) -> gcp.container.NodePool:
         """A node pool of private nodes on Workload Identity; a GPU pool carries the GPU taint and label."""
-        labels = {NODE_POOL_LABEL: pool.name}
-        taints = [AGENT_NOT_READY_TAINT]
+        labels = pool_labels(pool)
         accelerators = None
         if pool.gpu:
-            labels.update({GPU_NODE_LABEL: GPU_NODE_LABEL_VALUE, **GKE_DEVICE_PLUGIN_OFF})
-            taints.append({"key": GPU_TAINT_KEY, "value": GPU_TAINT_VALUE, "effect": "NO_SCHEDULE"})
+            labels.update(GKE_DEVICE_PLUGIN_OFF)
             # GKE installs the driver (the GPU operator does not, on this target).
             accelerators = [{"type": pool.gpu.type, "count": pool.gpu.count,
                              "gpu_driver_installation_config": {"gpu_driver_version": "DEFAULT"}}]
@@ -146,7 +142,7 @@ class GkeCluster(Target):
                 "service_account": account.email, "oauth_scopes": ["https://www.googleapis.com/auth/cloud-platform"],
                 "workload_metadata_config": {"mode": "GKE_METADATA"},
                 "shielded_instance_config": {"enable_secure_boot": True, "enable_integrity_monitoring": True},
-                "labels": labels, "taints": taints, "guest_accelerators": accelerators,
+                "labels": labels, "taints": pool_taints(pool), "guest_accelerators": accelerators,
             },
             # The autoscaler owns the node count; the initial count matters only at creation (a change would replace
             # the pool).

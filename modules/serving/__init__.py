@@ -629,7 +629,7 @@ class Serving(PlatformService):
             policies.append(("NetworkPolicy", f"allow-to-repository-{model.name}", {
                 "policyTypes": ["Egress"],
                 "egress": [{"to": [{"ipBlock": {"cidr": cidr}} for cidr in model.repository_cidrs]}]}))
-        elif ctx.cilium and ctx.target.cloud and repository.startswith(f"{ctx.target.object_store}://"):
+        elif ctx.cilium and ctx.target.in_object_store(repository):
             # The cloud's object store and token service by name (Cilium resolves them through its DNS proxy).
             policies.append(("CiliumNetworkPolicy", f"allow-to-repository-{model.name}",
                              {"egress": object_store_egress(ctx.target)}))

@@ -98,11 +98,11 @@ def _repository_rules(model, at: tuple, spec: PlatformSpec) -> Iterator[Violatio
     repository = model.model_repository
     if model.runtime != "triton":
         return
-    store = target_facts(spec).object_store
+    facts = target_facts(spec)
     # Cilium reaches the target's own object store by name (modules/cluster/differences.object_store_egress).
-    by_name = bool(store) and spec.network.cilium.enabled and (repository or f"{store}://").startswith(f"{store}://")
+    by_name = spec.network.cilium.enabled and facts.in_object_store(repository)
     if not repository:
-        if store and not by_name and not model.repository_cidrs:
+        if facts.cloud and not by_name and not model.repository_cidrs:
             yield Violation((*at, "modelRepository"), f"the model's pods cannot reach the models bucket: team "
                             "namespaces are default-deny for egress", "model-repository-egress",
                             "enable network.cilium (egress to the object store by name), or set repositoryCidrs")
