@@ -177,3 +177,15 @@ def test_a_plain_text_secret_in_a_stack_file_exits_2_at_its_line(write):
             "read this file can read it): set it with `pulumi config set --secret plinth:grafanaAdminPassword "
             "VALUE`, which stores it encrypted (`secure: ...`)\n1 error\n")
         assert "hunter2" not in result.stderr
+
+
+@pytest.mark.parametrize("blueprint, sdk, extra", [("eks-gpu", "pulumi_aws", "eks"), ("gke-gpu", "pulumi_gcp", "gke")])
+def test_a_cloud_target_without_its_sdk_names_the_extra_to_install(blueprint, sdk, extra):
+    # A default install leaves the cloud SDKs out: the interpreter below behaves as if this one were absent.
+    blocked = f"import sys; sys.modules[{sdk!r}] = None; from plinth.cli import main; sys.argv[0] = 'plinth'; main()"
+    result = subprocess.run([sys.executable, "-c", blocked, "plan", f"blueprints/{blueprint}.yaml"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "PLINTH_DEBUG": ""})
+    assert result.returncode == 2, result.stderr
+    line = next(line for line in result.stderr.splitlines() if "target-sdk-installed" in line)
+    assert line.startswith(f"blueprints/{blueprint}.yaml:") and ": target.type: the " in line, line
+    assert f"pip install 'plinth[{extra}]'" in line and "Traceback" not in result.stderr

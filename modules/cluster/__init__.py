@@ -11,6 +11,7 @@ except for the few differences `README.md` lists.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -144,6 +145,19 @@ TARGETS: dict[str, str] = {
     "gke": "plinth.modules.cluster.gke:GkeCluster",
 }
 """The module of each `target.type`; a cloud's SDK is imported only when its target is used."""
+TARGET_SDKS: dict[str, tuple[str, str, str]] = {
+    "eks": ("pulumi_aws", "the AWS SDK (pulumi-aws)", "eks"),
+    "gke": ("pulumi_gcp", "the Google Cloud SDK (pulumi-gcp)", "gke"),
+}
+"""A cloud target's Python module, what it is, and the install extra that brings it (pyproject.toml)."""
+
+
+def missing_sdk(kind: str) -> tuple[str, str] | None:
+    """(what, extra) when `kind`'s cloud SDK is not installed, else None."""
+    if kind not in TARGET_SDKS:
+        return None
+    module, what, extra = TARGET_SDKS[kind]
+    return None if importlib.util.find_spec(module) else (what, extra)
 
 
 def target_class(kind: str) -> type[Target]:

@@ -211,6 +211,18 @@ def available_modules(spec: PlatformSpec) -> Iterator[Violation]:
                             "module-available", "set enabled: false for now")
 
 
+def target_sdk(spec: PlatformSpec) -> Iterator[Violation]:
+    """A cloud target's SDK is an extra of the install (`plinth[eks]`, `plinth[gke]`): say which, before planning."""
+    from plinth.modules.cluster import missing_sdk
+
+    missing = missing_sdk(spec.target.type)
+    if missing:
+        sdk, extra = missing
+        yield Violation(("target", "type"), f"the {spec.target.type} target needs {sdk}, which is not installed",
+                        "target-sdk-installed", f"pip install 'plinth[{extra}]' (or 'plinth[all]'; from a checkout: "
+                        f"pip install -e '.[{extra}]')")
+
+
 def cloud_target(spec: PlatformSpec) -> Iterator[Violation]:
     """EKS and GKE: endpoints, networks, node pools and what the target provides instead of the spec."""
     from plinth.catalog import GPU_MACHINES
@@ -469,5 +481,5 @@ def harbor_rules(spec: PlatformSpec) -> Iterator[Violation]:
                                  "Harbor is then reachable in-cluster only")
 
 RULES = (reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, service_rules, airgap_bundles,
-         available_modules, cloud_target, python_index, harbor_rules, serving_rules,
+         available_modules, target_sdk, cloud_target, python_index, harbor_rules, serving_rules,
          owned_values)
