@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -347,19 +348,34 @@ def report(
         _err(f"wrote {path}")
 
 
+class DiffFormat(str, Enum):
+    text = "text"
+    json = "json"
+    markdown = "markdown"
+
+
 @app.command()
 def diff(
     old: Annotated[str, typer.Argument(help="Blueprint YAML, plan JSON, or stack:NAME.")],
     new: Annotated[str, typer.Argument(help="Blueprint YAML, plan JSON, or stack:NAME.")],
     exit_code: Annotated[bool, typer.Option("--exit-code", help="Exit 1 when anything changed.")] = False,
+    format: Annotated[DiffFormat, typer.Option(
+        "--format", help="text (colour on a terminal unless NO_COLOR), json, or markdown (for a pull request).")
+    ] = DiffFormat.text,
 ) -> None:
-    """What changes between two specs (or plans), resource by resource, field by field."""
-    from plinth.plan import diff_lines, diff_plans
+    """What changes between two specs (or plans), resource by resource, field by field; `+-` marks what
+    Kubernetes replaces instead of changing in place."""
+    from plinth.diff import diff_plans, render
 
     changes = diff_plans(_plan_of(old), _plan_of(new))
-    typer.echo("\n".join(diff_lines(changes)))
+    typer.echo(render(changes, format.value, colour=_colour()))
     if exit_code and changes:
         raise typer.Exit(1)
+
+
+def _colour() -> bool:
+    """Colour on a terminal only, and never with NO_COLOR set (no-color.org)."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 def _plan_of(ref: str):
@@ -443,7 +459,7 @@ def canary_shadow(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: 
 def _canary_edit(model: str, blueprint: Path | None, stack: str | None, edit) -> None:
     """Edit, validate, write atomically, print the plan diff; a refused edit (exit 2) writes nothing."""
     from plinth import canary
-    from plinth.plan import diff_lines, diff_plans
+    from plinth.diff import diff_lines, diff_plans
 
     target = canary.target(project_dir() if stack else None, blueprint, stack)
     old_text, new_text = canary.edited_text(target, model, edit)
@@ -454,7 +470,7 @@ def _canary_edit(model: str, blueprint: Path | None, stack: str | None, edit) ->
     old_plan = _plan(blueprint, stack)[0]
     canary.write(target.path, new_text)
     _err(f"wrote {target.name}")
-    typer.echo("\n".join(diff_lines(diff_plans(old_plan, _plan(blueprint, stack)[0]))))
+    typer.echo("\n".join(diff_lines(diff_plans(old_plan, _plan(blueprint, stack)[0]), colour=_colour())))
 
 
 def main() -> None:

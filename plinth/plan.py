@@ -151,7 +151,7 @@ def tree_lines(plan: Plan) -> list[str]:
             last = index == len(children) - 1
             branch = "└─ " if last else "├─ "
             if res.custom:
-                lines.append(f"{indent}{branch}{short_type(res.type)} {_object_name(res)}")
+                lines.append(f"{indent}{branch}{short_type(res.type)} {object_name(res)}")
             else:
                 lines.append(f"{indent}{branch}{res.type} {res.name} ({plural(count(res.urn), 'resource')})")
             walk(res.urn, indent + ("   " if last else "│  "))
@@ -160,77 +160,9 @@ def tree_lines(plan: Plan) -> list[str]:
     return lines
 
 
-def _object_name(res: Resource) -> str:
+def object_name(res: Resource) -> str:
     meta = res.inputs.get("metadata")
     if isinstance(meta, dict) and "name" in meta:
         ns = meta.get("namespace")
         return f"{ns}/{meta['name']}" if ns else str(meta["name"])
     return res.name
-
-
-# --- diff ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Change:
-    kind: str
-    """added | removed | changed"""
-    resource: Resource
-    fields: tuple[tuple[str, Any, Any], ...] = ()
-    """(field path, old, new) for changed resources."""
-
-
-def diff_plans(old: Plan, new: Plan) -> list[Change]:
-    """Resource-by-resource, field-by-field changes from old to new.
-
-    Resources are keyed by type path and name within the platform (Resource.key), never by the
-    full URN, so plans of different stacks (or a blueprint and a stack) show only real changes.
-    """
-    before = {r.key: r for r in old.resources}
-    after = {r.key: r for r in new.resources}
-    changes = [Change("removed", before[k]) for k in sorted(before.keys() - after.keys())]
-    changes += [Change("added", after[k]) for k in sorted(after.keys() - before.keys())]
-    for key in sorted(before.keys() & after.keys()):
-        fields = tuple(field_changes(before[key].inputs, after[key].inputs, ""))
-        if fields:
-            changes.append(Change("changed", after[key], fields))
-    order = {"removed": 0, "changed": 1, "added": 2}
-    return sorted(changes, key=lambda c: (order[c.kind], c.resource.key))
-
-
-def field_changes(old: Any, new: Any, path: str):
-    if isinstance(old, dict) and isinstance(new, dict):
-        for key in sorted(old.keys() | new.keys()):
-            sub = f"{path}.{key}" if path else key
-            yield from field_changes(old.get(key, _MISSING), new.get(key, _MISSING), sub)
-    elif _unstacked(old) != _unstacked(new):
-        yield (path, None if old is _MISSING else old, None if new is _MISSING else new)
-
-
-def _unstacked(value: Any) -> Any:
-    """A value with every URN in it (resource references) keyed like the resources themselves."""
-    if isinstance(value, str):
-        return resource_key(value)
-    if isinstance(value, list):
-        return [_unstacked(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _unstacked(v) for k, v in value.items()}
-    return value
-
-
-_MISSING = object()
-
-
-def diff_lines(changes: list[Change]) -> list[str]:
-    if not changes:
-        return ["no changes"]
-    lines = []
-    mark = {"added": "+", "removed": "-", "changed": "~"}
-    for change in changes:
-        res = change.resource
-        lines.append(f"{mark[change.kind]} {short_type(res.type)} {_object_name(res)}  ({res.name})")
-        for path, old, new in change.fields:
-            lines.append(f"    {path}: {json.dumps(old, sort_keys=True)} -> {json.dumps(new, sort_keys=True)}")
-    summary = {k: sum(c.kind == k for c in changes) for k in ("added", "changed", "removed")}
-    lines.append(", ".join(f"{n} {k}" for k, n in summary.items()))
-    return lines

@@ -159,9 +159,10 @@ def test_set_changes_the_weight_only_and_shows_the_route(project):
     result = canary("set", "scorer", "blueprints/base.yaml", "--weight", "30")
     assert (project / "blueprints/base.yaml").read_text() == edited(BASE, ("weight: 10   #", "weight: 30   #"))
     assert "~ HTTPRoute fraud/scorer  (serving-fraud-scorer-route)" in result.stdout
-    assert '{"name": "scorer", "port": 8000, "weight": 70}, {"name": "scorer-canary", "port": 8000, "weight": 30}' \
-        in result.stdout
-    assert result.stdout.endswith("0 added, 2 changed, 0 removed\n")  # the route and the ledger
+    route = result.stdout.split("~ HTTPRoute fraud/scorer  (serving-fraud-scorer-route)\n", 1)[1].splitlines()
+    assert route[:2] == ["    spec.rules[0].backendRefs[scorer].weight: 90 -> 70",
+                         "    spec.rules[0].backendRefs[scorer-canary].weight: 10 -> 30"]
+    assert result.stdout.endswith("0 to add, 2 to change, 0 to replace, 0 to delete\n")  # the route and the ledger
     assert result.stderr == "wrote blueprints/base.yaml\n"
     assert load_spec(project / "blueprints/base.yaml").serving.models[0].canary.weight == 30
 
@@ -184,7 +185,9 @@ def test_abort_removes_the_canary(project):
     result = canary("abort", "fraud/scorer", "blueprints/base.yaml")
     assert (project / "blueprints/base.yaml").read_text() == edited(BASE, (CANARY_BLOCK, ""))
     assert "- Deployment fraud/scorer-canary  (serving-fraud-scorer-canary)" in result.stdout
-    assert '"backendRefs": [{"name": "scorer", "port": 8000, "weight": 100}]' in result.stdout
+    assert "    spec.rules[0].backendRefs[scorer].weight: 90 -> 100" in result.stdout.splitlines()
+    assert ('    spec.rules[0].backendRefs[scorer-canary]: {"name": "scorer-canary", "port": 8000, "weight": 10} -> (none)'
+            in result.stdout.splitlines())
     assert load_spec(project / "blueprints/base.yaml").serving.models[0].canary is None
 
 

@@ -63,7 +63,7 @@ def test_diff_reports_field_changes_and_exit_code(write):
     assert lines[lines.index("~ ResourceQuota fraud/team-quota  (tenancy-fraud-quota)") + 1] == \
         '    spec.hard.requests.nvidia.com/gpu: "2" -> "3"'
     assert "~ ConfigMap plinth-system/plinth-ledger  (ledger)" in lines
-    assert lines[-1] == "0 added, 2 changed, 0 removed"
+    assert lines[-1] == "0 to add, 2 to change, 0 to replace, 0 to delete"
     same = plinth("diff", str(old), str(old), "--exit-code", cwd=Path.cwd())
     assert (same.returncode, same.stdout) == (0, "no changes\n")
 

@@ -6,7 +6,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.engine.offline import record
-from plinth.plan import SECRET, UNKNOWN, Plan, Resource, diff_plans
+from plinth.diff import diff_plans
+from plinth.plan import SECRET, UNKNOWN, Plan, Resource
 from plinth.render import render
 
 
