@@ -144,9 +144,22 @@ def _plan_spec(spec, source: str, stack: str | None, stage: str = "platform"):
 
 @app.command()
 def validate(blueprint: BlueprintArg = None, stack: StackOpt = None) -> None:
-    """Check a spec: schema, merge and cross-field rules. Exit 2 with every error found."""
-    spec, source = _load(blueprint, stack)
+    """Check a spec: schema, merge and cross-field rules; with --stack also the stack file's keys (all errors at
+    once) and the stack secrets the spec needs that the stack lacks. Exit 2 with every error found."""
+    if blueprint and stack:
+        raise SpecInvalid([SpecError(None, "", "give a blueprint or --stack, not both")])
+    missing: list[str] = []
+    if stack is not None:
+        from plinth.stackconfig import check_stack
+
+        (spec, missing), source = check_stack(project_dir(), stack), f"stack:{stack}"
+    else:
+        spec, source = _load(blueprint, None)
     typer.echo(f"{source}: valid ({spec.metadata.name}, {spec.metadata.environment}, {len(spec.teams)} teams)")
+    if missing:
+        typer.echo(f"stack {stack} lacks {plural(len(missing), 'secret')} its spec needs (`pulumi up` stops "
+                   "without them); set them with:")
+        typer.echo("\n".join(f"  {command}" for command in missing))
 
 
 @app.command()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +63,12 @@ class Plan:
     resources: tuple[Resource, ...]
 
     def to_json(self) -> str:
-        doc = {"version": PLAN_VERSION, **asdict(self)}
+        # Plain dicts, not dataclasses.asdict: asdict deep-copies every input (most of a large plan's time).
+        resources = [{"urn": r.urn, "type": r.type, "name": r.name, "parent": r.parent, "custom": r.custom,
+                      "dependencies": list(r.dependencies), "provider": r.provider, "inputs": r.inputs}
+                     for r in self.resources]
+        doc = {"version": PLAN_VERSION, "platform": self.platform, "environment": self.environment,
+               "source": self.source, "resources": resources}
         return json.dumps(doc, indent=2, sort_keys=True) + "\n"
 
     @classmethod

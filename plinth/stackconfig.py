@@ -9,7 +9,9 @@ import pulumi
 from plinth.context import StackSecrets
 from plinth.provenance import Provenance
 from plinth.spec.errors import SpecInvalid
-from plinth.spec.load import SECRET_STACK_KEYS, load_spec, load_stack_spec, read_stack
+from plinth.spec.load import (CONFIG_NAMESPACE, SECRET_STACK_KEYS, load_spec, load_stack_spec, read_stack,
+                              read_stack_parts, stack_stage)
+from plinth.spec.yamltree import read_yaml
 from plinth.spec.models import PlatformSpec
 from plinth.spec.yamltree import to_plain
 
@@ -83,3 +85,31 @@ def secrets_from_pulumi_config(config: pulumi.Config, spec: PlatformSpec, stage:
         key, is_map = SECRET_KEYS[field]
         found[field] = config.require_secret_object(key) if is_map else config.require_secret(key)
     return StackSecrets(**found)
+
+
+def check_stack(project_dir: Path, stack: str) -> tuple[PlatformSpec, list[str]]:
+    """A stack's spec, validated with every error of its file and of its spec at once, and the
+    `pulumi config set --secret` commands of the secrets the spec needs that the stack file does not hold."""
+    blueprint, overrides, errors = read_stack_parts(project_dir, stack)
+    spec = None
+    if blueprint is not None:
+        try:
+            spec = load_spec(blueprint, overrides)
+        except SpecInvalid as exc:
+            errors = [*errors, *exc.errors]
+    if errors or spec is None:
+        raise SpecInvalid(errors)
+    config = read_yaml(project_dir / "stacks" / f"Pulumi.{stack}.yaml")["config"]
+    held = {str(key).partition(":")[2] for key in config if str(key).startswith(f"{CONFIG_NAMESPACE}:")}
+    commands = []
+    for field in required_secrets(spec, stack_stage(project_dir, stack)):
+        key, is_map = SECRET_KEYS[field]
+        if key in held:
+            continue
+        what, set_secret = SECRET_STACK_KEYS[key][2], f"pulumi config set --secret -s {stack}"
+        if is_map:  # one entry per receiver the spec names (the only map secret)
+            commands += [f"{set_secret} --path '{CONFIG_NAMESPACE}:{key}.{receiver.name}' VALUE   # {what}"
+                         for receiver in spec.monitoring.alertmanager.receivers]
+        else:
+            commands.append(f"{set_secret} {CONFIG_NAMESPACE}:{key} VALUE   # {what}")
+    return spec, commands

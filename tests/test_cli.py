@@ -189,3 +189,30 @@ def test_a_cloud_target_without_its_sdk_names_the_extra_to_install(blueprint, sd
     line = next(line for line in result.stderr.splitlines() if "target-sdk-installed" in line)
     assert line.startswith(f"blueprints/{blueprint}.yaml:") and ": target.type: the " in line, line
     assert f"pip install 'plinth[{extra}]'" in line and "Traceback" not in result.stderr
+
+
+def test_validate_a_stack_reports_file_and_spec_errors_at_once(write):
+    write("Pulumi.yaml", "name: plinth\nruntime: python\n")
+    write("blueprints/base.yaml", MINIMAL.replace("gpu: 2", "gpu: two"))
+    write("stacks/Pulumi.dev.yaml", "config:\n  plinth:blueprint: blueprints/base.yaml\n  plinth:overides: {}\n")
+    result = plinth("validate", "--stack", "dev", cwd=Path.cwd())
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.splitlines()[:2] == [
+        'blueprints/base.yaml:16:7: teams[fraud].quota.gpu: expected a non-negative integer, got "two"',
+        "stacks/Pulumi.dev.yaml:3:3: config.plinth:overides: unknown key (allowed: plinth:blueprint, "
+        "plinth:overrides, plinth:mirrorPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, "
+        "plinth:harborAdminPassword, plinth:pythonIndexHtpasswd, plinth:feastRedisPassword, plinth:configures)"]
+
+
+def test_validate_a_stack_names_the_secrets_it_lacks_with_the_commands_that_set_them(write):
+    write("Pulumi.yaml", "name: plinth\nruntime: python\n")
+    write("blueprints/base.yaml", MINIMAL + "monitoring:\n  enabled: true\n  alertmanager:\n    receivers:\n"
+          "      - {name: oncall, type: webhook}\n")
+    write("stacks/Pulumi.dev.yaml", "config:\n  plinth:blueprint: blueprints/base.yaml\n"
+          "  plinth:grafanaAdminPassword:\n    secure: v1:AAAA\n")
+    result = plinth("validate", "--stack", "dev", cwd=Path.cwd())
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1:] == [
+        "stack dev lacks 1 secret its spec needs (`pulumi up` stops without them); set them with:",
+        "  pulumi config set --secret -s dev --path 'plinth:alertReceivers.oncall' VALUE   "
+        "# map of Alertmanager receiver name to its webhook URL or routing key"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pulumi
 import pulumi_kubernetes as k8s
 
@@ -94,3 +96,15 @@ def test_a_render_refuses_a_directory_that_leads_outside(tmp_path):
     with pytest.raises(RenderError):
         render(Plan("p", "dev", "x", (release,)), out)
     assert list(elsewhere.iterdir()) == []
+
+
+def test_plan_json_is_every_field_of_the_plan_and_its_resources():
+    import dataclasses
+
+    from support import ROOT
+    from plinth.engine.offline import plan
+    from plinth.spec.load import load_spec
+
+    result = plan(load_spec(ROOT / "blueprints" / "minimal.yaml"), "blueprints/minimal.yaml")
+    expected = json.dumps({"version": 1, **dataclasses.asdict(result)}, indent=2, sort_keys=True) + "\n"
+    assert result.to_json() == expected

@@ -81,6 +81,15 @@ def load_blueprint_tree(path: Path, _chain: tuple[Path, ...] = ()) -> LMap:
 
 def read_stack(project_dir: Path, stack: str) -> tuple[Path, LMap | None]:
     """The blueprint path and overrides a stack file names."""
+    blueprint, overrides, errors = read_stack_parts(project_dir, stack)
+    if errors or blueprint is None:
+        raise SpecInvalid(errors)
+    return blueprint, overrides
+
+
+def read_stack_parts(project_dir: Path, stack: str) -> tuple[Path | None, LMap | None, list[SpecError]]:
+    """The blueprint path and overrides a stack file names, and every error of its keys (not raised, so a
+    caller can report them together with the spec's)."""
     if not STACK_NAME.match(stack):
         raise SpecInvalid([SpecError(None, "--stack", f"{stack!r} is not a stack name (letters, digits, '-', '_' "
                                      "and '.', not starting with '.'; the file is stacks/Pulumi.<name>.yaml)")])
@@ -104,7 +113,7 @@ def read_stack(project_dir: Path, stack: str) -> tuple[Path, LMap | None]:
     if configures is not None:
         if errors:
             raise SpecInvalid(errors)
-        return _configured_stack(project_dir, stack, config, configures)
+        return (*_configured_stack(project_dir, stack, config, configures), [])
     blueprint = config.get(f"{CONFIG_NAMESPACE}:blueprint")
     if not isinstance(blueprint, str):
         errors.append(SpecError(config.loc, f"config.{CONFIG_NAMESPACE}:blueprint", "required: the blueprint path"))
@@ -112,9 +121,8 @@ def read_stack(project_dir: Path, stack: str) -> tuple[Path, LMap | None]:
     if overrides is not None and not isinstance(overrides, LMap):
         loc = config.locs[f"{CONFIG_NAMESPACE}:overrides"]
         errors.append(SpecError(loc, f"config.{CONFIG_NAMESPACE}:overrides", "expected a mapping"))
-    if errors:
-        raise SpecInvalid(errors)
-    return project_dir / blueprint, overrides
+        overrides = None
+    return (project_dir / blueprint if isinstance(blueprint, str) else None), overrides, errors
 
 
 def _is_ciphertext(value: Any) -> bool:
