@@ -8,11 +8,14 @@ Where either is missing these tests skip and say what to provide.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
-from e2e.binaries import toolchain_helm
+import yaml
+
+from e2e.binaries import toolchain_crds, toolchain_helm
 from support import CHARTS_DIR
 
 
@@ -29,5 +32,18 @@ def helm(charts_dir) -> str:
     if helm is None:
         pytest.skip("no helm: run tests/e2e/toolchain/build.sh (builds it from the helm.sh/helm/v3 module) "
                     "or set PLINTH_HELM")
+    if not shutil.which(helm):
+        pytest.skip(f"helm {helm!r} is not an executable (PLINTH_HELM, or the toolchain's)")
     os.environ["PLINTH_HELM"] = helm  # what plinth.engine.charts runs
     return helm
+
+
+@pytest.fixture(scope="session")
+def registered_crds() -> list[dict]:
+    """The CRDs controllers register at start (Cilium's), which the toolchain build fetches: Plinth's
+    CiliumNetworkPolicies validate against them, so without them those tests skip (PLINTH_HELM alone is not enough)."""
+    crds = [yaml.safe_load(path.read_text()) for path in toolchain_crds()]
+    if not any(crd["spec"]["names"]["kind"] == "CiliumNetworkPolicy" for crd in crds):
+        pytest.skip("no Cilium CRDs: run tests/e2e/toolchain/build.sh (it fetches them from the "
+                    "github.com/cilium/cilium module at the catalog's Cilium version)")
+    return crds
