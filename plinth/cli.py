@@ -24,6 +24,8 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Plain help: flags read `--json`, options `--out PATH` (the rich panels label every flag `<bool>`).
+    rich_markup_mode=None,
     help="Plinth: one platform spec -> a governed ML platform. Offline verbs need no cloud and no cluster.",
 )
 
@@ -426,7 +428,7 @@ def schema(
         sys.stdout.write(text)
 
 
-canary_app = typer.Typer(no_args_is_help=True, help="Move a served model's canary and shadow: edit the blueprint "
+canary_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Move a served model's canary and shadow: edit the blueprint "
                          "(or --stack's overrides) in place, validate it, print the plan diff.")
 app.add_typer(canary_app, name="canary")
 ModelArg = Annotated[str, typer.Argument(help="The model's name (or team/name).")]

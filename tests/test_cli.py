@@ -216,3 +216,10 @@ def test_validate_a_stack_names_the_secrets_it_lacks_with_the_commands_that_set_
         "stack dev lacks 1 secret its spec needs (`pulumi up` stops without them); set them with:",
         "  pulumi config set --secret -s dev --path 'plinth:alertReceivers.oncall' VALUE   "
         "# map of Alertmanager receiver name to its webhook URL or routing key"]
+
+
+def test_help_shows_flags_as_flags():
+    for command in (["plan"], ["diff"], ["check"], ["canary", "set"], []):
+        result = plinth(*command, "--help")
+        assert result.returncode == 0 and "--help" in result.stdout, result.stderr
+        assert "<bool>" not in result.stdout, command
