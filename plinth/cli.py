@@ -182,6 +182,12 @@ def plan(
     result, seconds = _plan(blueprint, stack, stage)
     if as_json:
         sys.stdout.write(result.to_json())
+    elif not result.resources and _stage(stack, stage) == "configure":
+        from plinth.program import CONFIGURATION
+
+        parts = ", ".join(name for name, _ in CONFIGURATION)
+        typer.echo(f"nothing to configure in {result.source}: every part of the configure stage ({parts}) is off, "
+                   "with the services it configures")
     else:
         typer.echo("\n".join(tree_lines(result)))
         counts = ", ".join(f"{n} {t.rsplit(':', 1)[-1]}" for t, n in result.counts().items())

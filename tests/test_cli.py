@@ -223,3 +223,10 @@ def test_help_shows_flags_as_flags():
         result = plinth(*command, "--help")
         assert result.returncode == 0 and "--help" in result.stdout, result.stderr
         assert "<bool>" not in result.stdout, command
+
+
+def test_a_configure_plan_with_nothing_to_configure_says_so():
+    result = plinth("plan", "blueprints/minimal.yaml", "--stage", "configure")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("nothing to configure in blueprints/minimal.yaml: every part of the configure "
+                                    "stage (vault-teams, harbor-projects) is off"), result.stdout
