@@ -218,7 +218,7 @@ def render(
         raise SpecInvalid([SpecError(None, "--charts", f"{charts}: not a directory")])
     spec, source = _load(blueprint, stack)
     result, _ = _plan_spec(spec, source, stack)
-    rendered = render_charts(result, spec.kubernetes.version, charts or _local_source(spec))
+    rendered = render_charts(result, spec.kubernetes.version, charts or _local_source(spec), _progress())
     from plinth.render import RenderError
 
     try:
@@ -233,6 +233,19 @@ def render(
     objects = sum(len(item.objects) for item in rendered)
     _err(f"rendered {plural(len(files), 'file')} to {out} "
          f"({plural(objects, 'object')} from {plural(sum(bool(i.objects) for i in rendered), 'chart')})")
+
+
+def _progress():
+    """On a terminal, one updating stderr line per chart being rendered; nothing when stderr is piped."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int, name: str) -> None:
+        line = f"rendering charts: {done + 1}/{total} {name}" if done < total else ""
+        sys.stderr.write(f"\r{line}\033[K")
+        sys.stderr.flush()
+
+    return show
 
 
 def _local_source(spec) -> Path | None:

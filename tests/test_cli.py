@@ -230,3 +230,15 @@ def test_a_configure_plan_with_nothing_to_configure_says_so():
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("nothing to configure in blueprints/minimal.yaml: every part of the configure "
                                     "stage (vault-teams, harbor-projects) is off"), result.stdout
+
+
+def test_rendering_the_charts_reports_progress_per_chart():
+    from plinth.engine.charts import CONFIG_GROUP, HELM_RELEASE, render_charts
+    from plinth.engine.offline import plan
+    from plinth.spec.load import load_spec
+
+    result = plan(load_spec(ROOT / "blueprints" / "onprem-airgap-regulated.yaml"), "regulated")
+    names = [r.name for r in result.resources if r.type in (CONFIG_GROUP, HELM_RELEASE)]
+    calls = []
+    render_charts(result, "1.34", None, lambda done, total, name: calls.append((done, total, name)))
+    assert calls == [(i, len(names), name) for i, name in enumerate(names)] + [(len(names), len(names), "")]

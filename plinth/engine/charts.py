@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,11 +114,16 @@ def bundle_objects(group: Resource) -> tuple[tuple[dict, ...], str | None]:
     return tuple(docs), None
 
 
-def render_charts(plan: Plan, kube_version: str, charts_dir: Path | None = None) -> list[Rendered]:
-    """Every Helm release and CRD bundle of the plan, rendered where its chart is at hand."""
+def render_charts(plan: Plan, kube_version: str, charts_dir: Path | None = None,
+                  progress: Callable[[int, int, str], None] | None = None) -> list[Rendered]:
+    """Every Helm release and CRD bundle of the plan, rendered where its chart is at hand; `progress(done, total,
+    name)` is called before each one and once at the end (rendering the charts is most of a render's time)."""
     helm = helm_binary()
     out: list[Rendered] = []
-    for res in plan.resources:
+    sources = [res for res in plan.resources if res.type in (CONFIG_GROUP, HELM_RELEASE)]
+    for res in sources:
+        if progress:
+            progress(len(out), len(sources), res.name)
         if res.type == CONFIG_GROUP:
             group = res
             if charts_dir is not None:
@@ -133,6 +139,8 @@ def render_charts(plan: Plan, kube_version: str, charts_dir: Path | None = None)
                 out.append(Rendered(res, note="no helm binary (put helm on PATH or set PLINTH_HELM)"))
             else:
                 out.append(Rendered(res, template(res, archive, kube_version, helm)))
+    if progress:
+        progress(len(out), len(sources), "")
     return out
 
 
