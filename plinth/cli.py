@@ -1,8 +1,9 @@
-"""The `plinth` command: validate, plan, render, diff and schema on the offline engine.
+"""The `plinth` command. On the offline engine: validate, plan, render, images, check, report, diff,
+schema, and the canary edits; online, against a running platform: verify.
 
-Exit codes: 0 success; 1 `diff --exit-code` found changes (or an internal
-error); 2 bad input (invalid spec, unknown stack, bad arguments). Bad input
-never prints a traceback.
+Exit codes: 0 success; 1 `diff --exit-code` found changes, `check` found a mandatory violation,
+`verify` found a failing track (or an internal error); 2 bad input (invalid spec, unknown stack,
+bad arguments, unreadable or unwritable files). Bad input never prints a traceback.
 """
 
 from __future__ import annotations
