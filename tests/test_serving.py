@@ -544,3 +544,19 @@ def test_serving_rules_as_pure_functions():
     claim = rules(models=[{**TRITON, "modelRepository": "pvc://Bad_Claim/x"}])
     assert (("serving", "models", 0, "modelRepository"), "triton-model-repository") in claim
     assert math.isclose(spec().serving.models[0].slo.error_rate_percent, 0.5)
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+def test_a_bento_release_can_be_pinned_by_digest_and_a_triton_release_cannot():
+    pinned = {**BENTO, "stable": {"version": f"1.2.0@{DIGEST}"}}
+    assert check_rules(spec(models=[TRITON, pinned])) == []
+    served = objects(plan(spec(models=[TRITON, pinned]), "serving"))
+    bento = deployment(served, "ranker-stable", "search")
+    assert bento["spec"]["template"]["spec"]["containers"][0]["image"] == f"registry.corp.internal/ml/ranker:1.2.0@{DIGEST}"
+    assert bento["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/version"] == "1.2.0"
+    triton = {**TRITON, "canary": {"version": f"4@{DIGEST}", "weight": 10}}
+    [violation] = [v for v in check_rules(spec(models=[triton, BENTO])) if v.rule == "triton-version-directory"]
+    assert (violation.loc, violation.fix) == (("serving", "models", 0, "canary", "version"),
+                                              "set canary.version to the directory name ('4')")

@@ -121,7 +121,7 @@ def selector(model, ctx: PlatformContext, track: str | None = None) -> dict[str,
 
 
 def model_labels(model, track: str, release) -> dict[str, str]:
-    return {"app.kubernetes.io/name": model.name, "app.kubernetes.io/version": release.version,
+    return {"app.kubernetes.io/name": model.name, "app.kubernetes.io/version": release.tag,
             MODEL_LABEL: model.name, TRACK_LABEL: track}
 
 

@@ -493,11 +493,17 @@ class Gpu(Spec):
 
 class Release(Spec):
     version: str = Field(
-        description="Model version: the image tag for BentoML (the image is <image>:<version>); for Triton the "
-        "directory <modelRepository>/<version>/ holding that release's complete model repository. Also the "
-        "pods' app.kubernetes.io/version label. Required.",
-        pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+        description="Model version: the image tag for BentoML (the image is <image>:<version>), which may be "
+        "pinned by digest (1.2.0@sha256:<64 hex>); for Triton the directory <modelRepository>/<version>/ "
+        "holding that release's complete model repository. Also the pods' app.kubernetes.io/version label "
+        "(without the digest). Required.",
+        pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?(@sha256:[0-9a-f]{64})?$")
     replicas: Count = Field(1, description="Replicas (the autoscaler's minimum when autoscaling). Default: 1.")
+
+    @property
+    def tag(self) -> str:
+        """The version without its digest: what labels and names carry."""
+        return self.version.partition("@")[0]
 
 
 class Canary(Release):

@@ -98,6 +98,12 @@ def _repository_rules(model, at: tuple, spec: PlatformSpec) -> Iterator[Violatio
     repository = model.model_repository
     if model.runtime != "triton":
         return
+    for track in ("stable", "canary", "shadow"):
+        release = getattr(model, track)
+        if release is not None and release.version != release.tag:
+            yield Violation((*at, track, "version"), "a Triton release is a directory of the model repository, "
+                            "not an image: it has no digest", "triton-version-directory",
+                            f"set {track}.version to the directory name ({release.tag!r})")
     facts = target_facts(spec)
     # Cilium reaches the target's own object store by name (modules/cluster/differences.object_store_egress).
     by_name = spec.network.cilium.enabled and facts.in_object_store(repository)
