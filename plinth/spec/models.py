@@ -127,6 +127,10 @@ def _strict_bool(value: Any) -> Any:
 
 
 Flag = Annotated[bool, BeforeValidator(_strict_bool)]
+MAX_TEAMS = 2000
+MAX_MODELS = 1000
+"""Bounds that keep one offline plan within a few GB (bench/plan_speed.py, peak RSS of `plinth plan`: about
+0.8 MB per team and 1.6 MB per served model; 2,000 teams 1.6 GB, 1,000 models 1.6 GB)."""
 """A boolean field: YAML's true and false only."""
 Count = Annotated[int, BeforeValidator(_non_negative_int)]
 PositiveCount = Annotated[int, BeforeValidator(_positive_int)]
@@ -573,7 +577,8 @@ class Serving(Spec):
         "network.gateway.hostname): each model is served at https://<hostname>/<team>/<model>/. Required when "
         "models exist and the Gateway is on. Default: null.",
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    models: tuple[Model, ...] = Field((), description="Served models. Default: [].")
+    models: tuple[Model, ...] = Field((), max_length=MAX_MODELS, description=f"Served models, at most {MAX_MODELS}. "
+                                      "Default: [].")
 
 
 class Drift(Spec):
@@ -745,7 +750,8 @@ class PlatformSpec(Spec):
     serving: Serving = Field(default_factory=Serving, description="Model serving.")
     monitoring: Monitoring = Field(default_factory=Monitoring, description="Monitoring.")
     rbac: Rbac = Field(description="Platform-wide RBAC. Required.")
-    teams: tuple[Team, ...] = Field((), description="Tenant teams, one namespace each. Default: [].")
+    teams: tuple[Team, ...] = Field((), max_length=MAX_TEAMS, description=f"Tenant teams, one namespace each, at most "
+                                    f"{MAX_TEAMS}. Default: [].")
     airgap: Airgap = Field(default_factory=Airgap, description="Air-gap mode. Default: off.")
     testing: Testing = Field(default_factory=Testing, description="Test-cluster options. Default: off.")
 
