@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import re
 import socket
 import ssl
@@ -49,6 +50,10 @@ MAX_EXAMPLE_PARTS = 10_000
 """Schema parts expanded to build one request body: `$ref`s can fan out exponentially."""
 MAX_EXAMPLE_ITEMS = 1_000
 """Items of one array (minItems) and characters of one string (minLength) in a request body."""
+MAX_INPUT_ELEMENTS = 1 << 20
+"""Elements of one Triton input tensor built from the model's metadata."""
+MAX_TRITON_MODELS = 100
+"""Models whose metadata is read from one Triton server (the statistics list them all)."""
 
 
 @dataclass
@@ -351,18 +356,23 @@ def _probe_triton(gw: Gateway, model, result: TrackResult) -> None:
     try:
         started = time.perf_counter()
         try:
-            names, note = _triton_models(client, model, headers, InferenceServerException)
-            metadata = {name: client.get_model_metadata(name, headers=headers) for name in names}
+            with _deadline(gw):
+                names, note = _triton_models(client, model, headers, InferenceServerException)
+            metadata = {}
+            for name in names[:MAX_TRITON_MODELS]:
+                with _deadline(gw):
+                    metadata[name] = client.get_model_metadata(name, headers=headers)
         except Exception as exc:  # tritonclient and gevent raise many kinds: each is this check's failure
             result.checks.append(Check("metadata", False, _ms(started), _why(exc), _status(exc)))
             return
         detail = f"{len(names)} model{'s' if len(names) != 1 else ''}: {', '.join(names)}"
-        result.checks.append(Check("metadata", True, _ms(started), f"{detail}{note}", 200))
+        result.checks.append(Check("metadata", True, _ms(started), _cut(f"{detail}{note}"), 200))
         result.target = model.name if model.name in metadata else names[0]
         started = time.perf_counter()
         try:
             inputs = triton_inputs(metadata[result.target])
-            answer = client.infer(result.target, inputs, headers=headers).get_response()
+            with _deadline(gw):
+                answer = client.infer(result.target, inputs, headers=headers).get_response()
         except Exception as exc:
             result.checks.append(Check("inference", False, _ms(started), f"{result.target}: {_why(exc)}",
                                        _status(exc)))
@@ -372,6 +382,13 @@ def _probe_triton(gw: Gateway, model, result: TrackResult) -> None:
                                    200))
     finally:
         client.close()
+
+
+def _deadline(gw: Gateway):
+    """The whole of one tritonclient request within --timeout (its own timeouts bound each wait only)."""
+    import gevent
+
+    return gevent.Timeout(gw.timeout, TimeoutError())
 
 
 def _status(exc: BaseException) -> int | None:
@@ -406,6 +423,9 @@ def triton_inputs(metadata: dict) -> list:
     inputs = []
     for spec in metadata.get("inputs", []):
         shape = [1 if int(d) < 0 else int(d) for d in spec["shape"]]
+        if math.prod(shape) > MAX_INPUT_ELEMENTS:
+            raise ValueError(f"input {spec['name']}: shape {shape} is above the limit of {MAX_INPUT_ELEMENTS} "
+                             "elements for a request built here")
         datatype = spec["datatype"]
         if datatype == "BYTES":
             data = np.full(shape, b"", dtype=np.object_)

@@ -842,3 +842,28 @@ def test_a_hostile_openapi_document_fails_the_metadata_check(spec_file):
     [stable, _] = json.loads(run.stdout)["tracks"]
     assert stable["checks"][1]["detail"] == ("/docs.json: int() argument must be a string, a bytes-like object or a "
                                              "real number, not 'NoneType'")
+
+
+def test_a_triton_server_dripping_its_statistics_is_cut_at_the_deadline(spec_file):
+    def answer(handler):
+        if handler.path.endswith("/v2/health/ready"):
+            return handler.send(200, b"")
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        for _ in range(600):
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            time.sleep(0.1)
+
+    server = serve(answer)
+    started = time.monotonic()
+    run = plinth("verify", str(spec_file), "--model", "scorer", "--timeout", "2", "--json", "--url",
+                 f"http://127.0.0.1:{server.server_address[1]}", timeout=60)
+    elapsed = time.monotonic() - started
+    server.shutdown()
+    assert run.returncode == 1 and elapsed < 2 * 2 + 20, elapsed
+    assert [t["checks"][1]["detail"] for t in json.loads(run.stdout)["tracks"]] == ["timed out"] * 2
+
+
+def test_a_triton_input_shape_is_bounded():
+    with pytest.raises(ValueError, match=r"^input x: shape \[100000, 100000\] is above the limit of 1048576 "):
+        triton_inputs({"inputs": [{"name": "x", "datatype": "FP32", "shape": [100000, 100000]}]})
