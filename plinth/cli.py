@@ -352,7 +352,11 @@ def report(
     if since is not None:
         from plinth.spec.yamltree import read_input
 
-        data = read_input(since, str(since), MAX_REPORT_BYTES, "a report.json", "--since")
+        try:
+            data = read_input(since, str(since), MAX_REPORT_BYTES, "a report.json")
+        except SpecInvalid as exc:  # a FIFO, a device, too large, missing: named as before
+            why = exc.errors[0].message.removeprefix(f"{since}: ")
+            raise SpecInvalid([SpecError(None, "--since", f"{since}: not a report.json ({why})")]) from None
         try:
             previous = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:

@@ -44,7 +44,7 @@ def odd_file(path: Path, kind: str) -> None:
 def test_report_since_reads_a_regular_file_only(project, kind):
     odd_file(project / "old.json", kind)
     run = plinth("report", "--stack", "s", "--out", "out", "--since", "old.json", cwd=project)
-    assert (run.returncode, run.stderr) == (2, "--since: old.json: not a regular file\n1 error\n")
+    assert (run.returncode, run.stderr) == (2, "--since: old.json: not a report.json (not a regular file)\n1 error\n")
 
 
 @pytest.mark.parametrize("kind", ["fifo", "zero"])
