@@ -308,7 +308,8 @@ def verify(
         help="Base URL of the platform Gateway, e.g. http://127.0.0.1:8080 (a port-forward). Requests still carry "
              "Host (and for https the TLS name) serving.hostname. Default: https://<serving.hostname>.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds per request: all of it (connect, send, the whole answer).")] = 10.0,
+    timeout: Annotated[float, typer.Option(
+        help="Seconds per request: all of it (connect, send, the whole answer).")] = 10.0,
 ) -> None:
     """Probe every served model's every track through the platform Gateway (header x-plinth-track): health,
     model metadata and one inference request each. Exit 1 when a track fails."""

@@ -18,8 +18,9 @@ Per track (stable, canary, shadow):
 Every request has a deadline: --timeout seconds for all of it (connect, send, the whole answer), so a server
 that drips its answer cannot hold a probe longer; an answer is read up to MAX_BODY bytes, a request schema is
 expanded up to MAX_EXAMPLE_PARTS parts (and MAX_EXAMPLE_ITEMS items per array), and what a server says is
-stripped of control characters and terminal escapes before it is shown. Exit codes (the CLI): 0 every track passed, 1 a track
-failed (an unreachable URL fails every track), 2 bad input (unknown model, bad URL, invalid spec).
+stripped of control characters and terminal escapes before it is shown. Exit codes (the CLI): 0 every track
+passed, 1 a track failed (an unreachable URL fails every track), 2 bad input (unknown model, bad URL, invalid
+spec).
 """
 
 from __future__ import annotations

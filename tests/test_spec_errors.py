@@ -395,7 +395,8 @@ _SECRET_FIX = ("[rule values-plaintext-secret; fix: remove it; set it as a stack
                "plinth:alertReceivers, plinth:harborAdminPassword, plinth:pythonIndexHtpasswd, "
                "plinth:feastRedisPassword), Plinth passes those to the charts, or point the chart's existing-Secret "
                "key at a Secret kept in Vault]")
-_SECRET = "a credential in plain text: it would be written into the plan, the rendered manifests and the deployment's state"
+_SECRET = ("a credential in plain text: it would be written into the plan, the rendered manifests and the "
+           "deployment's state")
 
 
 @pytest.mark.parametrize("values, line, col, path", [
