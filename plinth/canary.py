@@ -15,12 +15,15 @@ validated like `plinth validate` before anything is written, then written atomic
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import stat
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from plinth.spec.errors import SpecError, SpecInvalid
 from plinth.spec.load import load_blueprint_tree, load_spec, read_stack, stack_stage
 from plinth.spec.models import Model, PlatformSpec
-from plinth.spec.yamltree import display_path, read_yaml, to_plain
+from plinth.spec.yamltree import display_path, read_input, read_yaml, to_plain
 
 DELETE = object()
 """A change that removes the key."""
@@ -173,7 +176,7 @@ def edited_text(target: Target, model_ref: str, edit: Edit) -> tuple[str, str]:
     Raises SpecInvalid naming the file for a bad request or a result that would not validate.
     """
     try:
-        old = target.path.read_bytes().decode("utf-8")  # as it is: no newline translation
+        old = read_text(target)
         model = find_model(_spec(target, target.path), model_ref)
         inherited = _named(_inherited_tree(target), ("serving", "models", Named(model.name)))
         changes = edit(model, inherited)
@@ -188,6 +191,61 @@ def edited_text(target: Target, model_ref: str, edit: Edit) -> tuple[str, str]:
     if new != old:
         validate_text(target, new)
     return old, new
+
+
+def read_text(target: Target) -> str:
+    """The target file's text as it is (no newline translation), read like a spec file."""
+    try:
+        text = read_input(target.path, target.name).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Refused(f"not UTF-8: {exc}") from None
+    if re.search(r"\r(?!\n)", text):
+        # YAML reads a lone CR as a line break; the text edits here split lines at LF only.
+        raise Refused("its lines end with a lone CR: convert them to LF (or CRLF) line ends first")
+    return text
+
+
+LOCK_WAIT = 30.0
+"""Seconds an edit waits for another edit of the same file to finish before it gives up."""
+
+
+@contextmanager
+def locked(target: Target, wait: float = LOCK_WAIT) -> Iterator[None]:
+    """Hold an exclusive lock on the target file from the read to the write: concurrent edits run one
+    after the other, each reading what the one before wrote. The lock is on the file itself (no lock
+    file left behind); an edit replaces the file, so a waiter that got the lock of a replaced file locks
+    the new one."""
+    path, deadline = target.path.resolve(), time.monotonic() + wait
+    while True:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            yield  # nothing to lock (missing, unreadable): the read reports it
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            if time.monotonic() > deadline:
+                raise _refused(target, f"another edit of the file has been running for {wait:g}s; "
+                                       "try again when it is done") from None
+            time.sleep(0.05)
+            continue
+        mine, now = os.fstat(fd), _stat(path)
+        if now and (mine.st_dev, mine.st_ino) == (now.st_dev, now.st_ino):
+            break
+        os.close(fd)  # replaced while this edit waited: lock the new file
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
 
 
 def find_model(spec: PlatformSpec, ref: str) -> Model:
@@ -208,7 +266,10 @@ def validate_text(target: Target, text: str) -> None:
     The text goes to a temporary file beside the target, so `extends:` resolves the same; errors name
     the target file.
     """
-    tmp = _temp_beside(target.path, text)
+    try:
+        tmp = _temp_beside(target.path, text)
+    except OSError as exc:
+        raise _refused(target, f"cannot write beside it: {exc.strerror or exc}") from None
     try:
         _spec(target, tmp)
     except SpecInvalid as exc:
@@ -219,20 +280,30 @@ def validate_text(target: Target, text: str) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write(path: Path, text: str) -> None:
-    """Replace the file atomically (a temporary file beside it, then os.replace), keeping its mode."""
-    real = path.resolve()
-    mode = stat.S_IMODE(real.stat().st_mode)
-    tmp = _temp_beside(real, text)
+def write(target: Target, text: str, old: str) -> None:
+    """Replace the file atomically (a temporary file beside it, then os.replace), keeping its mode, unless
+    it no longer holds `old` (changed by something that does not take the lock, e.g. an editor): then
+    nothing is written (exit 2)."""
+    real = target.path.resolve()
+    try:
+        mode = stat.S_IMODE(real.stat().st_mode)
+        tmp = _temp_beside(real, text)
+    except OSError as exc:
+        raise _refused(target, f"cannot write beside it: {exc.strerror or exc}") from None
     try:
         os.chmod(tmp, mode)
+        if read_input(real, target.name) != old.encode("utf-8"):
+            raise _refused(target, "it changed since it was read (another edit?); run the command again")
         os.replace(tmp, real)
+    except OSError as exc:
+        raise _refused(target, f"cannot write it: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def _temp_beside(path: Path, text: str) -> Path:
-    fd, name = tempfile.mkstemp(dir=path.resolve().parent, prefix=f".{path.name}.", suffix=".tmp")
+    # Beside the path as given (a symlink's own directory): `extends:` resolves from there, as `validate` does.
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
         stream.write(text)
     return Path(name)

@@ -31,6 +31,10 @@ app = typer.Typer(
 )
 
 DEFAULT_BLUEPRINT = Path("blueprints/minimal.yaml")
+MAX_PLAN_BYTES = 512 << 20
+"""A plan file `diff` reads (a plan of 1,000 served models is about 120 MB of JSON)."""
+MAX_REPORT_BYTES = 64 << 20
+"""A report.json `report --since` reads (its largest part, the access matrix, grows with the teams)."""
 BlueprintArg = Annotated[
     Optional[Path],
     typer.Argument(help="Blueprint YAML. Default: blueprints/minimal.yaml of the project (unless --stack)."),
@@ -212,14 +216,17 @@ def render(
              "charts from. Default: the spec's charts.source when it is a directory.")] = None,
 ) -> None:
     """Write every Kubernetes object: Plinth's own, and every object of each Helm release's real chart."""
-    from plinth.engine.charts import render_charts
+    from plinth.engine.charts import ChartRejected, render_charts
     from plinth.render import render as render_plan
 
     if charts is not None and not charts.is_dir():
         raise SpecInvalid([SpecError(None, "--charts", f"{charts}: not a directory")])
     spec, source = _load(blueprint, stack)
     result, _ = _plan_spec(spec, source, stack)
-    rendered = render_charts(result, spec.kubernetes.version, charts or _local_source(spec), _progress())
+    try:
+        rendered = render_charts(result, spec.kubernetes.version, charts or _local_source(spec), _progress())
+    except ChartRejected as exc:
+        raise SpecInvalid([SpecError(None, _values_key(exc), str(exc))]) from None
     from plinth.render import RenderError
 
     try:
@@ -247,6 +254,18 @@ def _progress():
         sys.stderr.flush()
 
     return show
+
+
+def _values_key(rejected) -> str:
+    """The spec path of the `values` key a chart rejected: <service block>.values.<key>."""
+    from plinth.modules.helm import HelmService
+    from plinth.program import SERVICES
+
+    for _, service in SERVICES:
+        if isinstance(service, type) and issubclass(service, HelmService) and \
+                service.chart().archive == rejected.archive.name:
+            return ".".join((*service.spec_path, "values", *filter(None, rejected.key.split("."))))
+    return rejected.key
 
 
 def _local_source(spec) -> Path | None:
@@ -325,7 +344,8 @@ def verify(
         help="Base URL of the platform Gateway, e.g. http://127.0.0.1:8080 (a port-forward). Requests still carry "
              "Host (and for https the TLS name) serving.hostname. Default: https://<serving.hostname>.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds per request (connect, and each read).")] = 10.0,
+    timeout: Annotated[float, typer.Option(
+        help="Seconds per request: all of it (connect, send, the whole answer).")] = 10.0,
 ) -> None:
     """Probe every served model's every track through the platform Gateway (header x-plinth-track): health,
     model metadata and one inference request each. Exit 1 when a track fails."""
@@ -352,7 +372,8 @@ def verify(
 def report(
     blueprint: BlueprintArg = None,
     stack: StackOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="Directory for report.md and report.json. Required.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Directory for report.md and report.json. Required.",
+                                                callback=_out_dir)] = None,
     since: Annotated[Optional[Path], typer.Option(help="A previous report.json: add what changed since.")] = None,
 ) -> None:
     """Write a compliance report derived from the plan: provenance, data at rest, access matrix, network
@@ -366,11 +387,18 @@ def report(
         raise SpecInvalid([SpecError(None, "--out", "required: the directory to write the report into")])
     previous = None
     if since is not None:
+        from plinth.spec.yamltree import read_input
+
         try:
-            previous = json.loads(since.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = read_input(since, str(since), MAX_REPORT_BYTES, "a report.json")
+        except SpecInvalid as exc:  # a FIFO, a device, too large, missing: named as before
+            why = exc.errors[0].message.removeprefix(f"{since}: ")
+            raise SpecInvalid([SpecError(None, "--since", f"{since}: not a report.json ({why})")]) from None
+        try:
+            previous = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise SpecInvalid([SpecError(None, "--since", f"{since}: not a report.json ({exc})")]) from None
-        if not isinstance(previous, dict) or "provenance" not in previous:
+        if not isinstance(previous, dict) or not isinstance(previous.get("provenance"), dict):
             raise SpecInvalid([SpecError(None, "--since", f"{since}: not a report.json written by plinth report")])
     try:
         _, levels = policy_config(project_dir(), stack)
@@ -379,7 +407,13 @@ def report(
     spec, source = _load(blueprint, stack)
     result, _ = _plan_spec(spec, source, stack)
     built = build_report(result, spec, _provenance(source), run_checks(result, levels), mirror_list(spec))
-    for path in write_report(built, out, previous):
+    from plinth.plan import OutputError
+
+    try:
+        written = write_report(built, out, previous)
+    except OutputError as exc:
+        raise SpecInvalid([SpecError(None, "--out", str(exc))]) from None
+    for path in written:
         _err(f"wrote {path}")
 
 
@@ -420,9 +454,12 @@ def _plan_of(ref: str):
         return _plan(None, ref.removeprefix("stack:"))[0]
     path = Path(ref)
     if path.suffix == ".json":
+        from plinth.spec.yamltree import read_input
+
+        data = read_input(path, ref, MAX_PLAN_BYTES, "a plan file")
         try:
-            return Plan.from_json(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return Plan.from_json(data.decode("utf-8"))
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             raise SpecInvalid([SpecError(None, "", f"{ref}: not a plan file: {exc}")]) from None
     return _plan(path, None)[0]
 
@@ -497,13 +534,14 @@ def _canary_edit(model: str, blueprint: Path | None, stack: str | None, edit) ->
     from plinth.diff import diff_lines, diff_plans
 
     target = canary.target(project_dir() if stack else None, blueprint, stack)
-    old_text, new_text = canary.edited_text(target, model, edit)
-    if new_text == old_text:
-        _err(f"{target.name}: already so, not changed")
-        typer.echo("no changes")
-        return
-    old_plan = _plan(blueprint, stack)[0]
-    canary.write(target.path, new_text)
+    with canary.locked(target):  # from the read to the write: concurrent edits run one after the other
+        old_text, new_text = canary.edited_text(target, model, edit)
+        if new_text == old_text:
+            _err(f"{target.name}: already so, not changed")
+            typer.echo("no changes")
+            return
+        old_plan = _plan(blueprint, stack)[0]
+        canary.write(target, new_text, old_text)
     _err(f"wrote {target.name}")
     typer.echo("\n".join(diff_lines(diff_plans(old_plan, _plan(blueprint, stack)[0]), colour=_colour())))
 

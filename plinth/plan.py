@@ -91,17 +91,43 @@ class Plan:
         return dict(sorted(counts.items()))
 
     def write(self, out_dir: Path) -> Path:
-        path = out_dir / "plan.json"
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(self.to_json(), encoding="utf-8")
-        except OSError as exc:  # checked up front (check_out_dir); this is what changed since
-            raise OutputError(f"{out_dir}: cannot write {path.name}: {exc.strerror or exc}") from None
-        return path
+        return write_output(out_dir, "plan.json", self.to_json())
 
 
 class OutputError(ValueError):
     """An output directory Plinth cannot write into (bad input: the CLI exits 2)."""
+
+
+def write_output(out_dir: Path, name: str, text: str) -> Path:
+    """Write DIR/name whole or not at all (a temporary file beside it, then a rename); a link at the name
+    is refused, never written through. OutputError when it cannot be written (checked up front by
+    check_out_dir; this is what changed since)."""
+    path = out_dir / name
+    if path.is_symlink():
+        raise OutputError(f"{path}: a symbolic link; refusing to write through it (remove it first)")
+    tmp = None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # as a plain write would create it (mkstemp makes 0600)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"{out_dir}: cannot write {name}: {exc.strerror or exc}") from None
+    finally:
+        if tmp and os.path.lexists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
 
 
 def check_out_dir(out_dir: Path) -> None:

@@ -15,15 +15,23 @@ Per track (stable, canary, shadow):
   and shape, `-1` dimensions as 1. BentoML: a POST of a JSON body built from the request schema (defaults and
   examples where given, else zero values; required properties only).
 
-Every request has a timeout (connect and each read). Exit codes (the CLI): 0 every track passed, 1 a track
-failed (an unreachable URL fails every track), 2 bad input (unknown model, bad URL, invalid spec).
+Every request has a deadline: --timeout seconds for all of it (connect, send, the whole answer), so a server
+that drips its answer cannot hold a probe longer; an answer is read up to MAX_BODY bytes, a request schema is
+expanded up to MAX_EXAMPLE_PARTS parts (and MAX_EXAMPLE_ITEMS items per array), and what a server says is
+stripped of control characters and terminal escapes before it is shown. Exit codes (the CLI): 0 every track
+passed, 1 a track failed (an unreachable URL fails every track), 2 bad input (unknown model, bad URL, invalid
+spec).
 """
 
 from __future__ import annotations
 
 import http.client
 import json
+import math
+import re
+import socket
 import ssl
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +45,16 @@ MAX_TIMEOUT = 3600.0
 """The longest --timeout accepted (an hour)."""
 DETAIL_CHARS = 300
 """A failure's detail (an error body, a message) is cut to this many characters."""
+MAX_BODY = 8 << 20
+"""Bytes of one answer read at most (a service's OpenAPI document is a few KiB)."""
+MAX_EXAMPLE_PARTS = 10_000
+"""Schema parts expanded to build one request body: `$ref`s can fan out exponentially."""
+MAX_EXAMPLE_ITEMS = 1_000
+"""Items of one array (minItems) and characters of one string (minLength) in a request body."""
+MAX_INPUT_ELEMENTS = 1 << 20
+"""Elements of one Triton input tensor built from the model's metadata."""
+MAX_TRITON_MODELS = 100
+"""Models whose metadata is read from one Triton server (the statistics list them all)."""
 
 
 @dataclass
@@ -102,8 +120,18 @@ class Report:
                            "tracks": [t.to_dict() for t in self.tracks]}, indent=2) + "\n"
 
 
+_ESCAPE = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|.)?", re.DOTALL)
+
+
+def clean(text: str) -> str:
+    """Text a server sent, safe for a terminal: terminal escape sequences and every other non-printable
+    character (controls, bidi overrides) removed, whitespace runs made one space."""
+    text = _ESCAPE.sub("", str(text))
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())
+
+
 def _cut(text: str) -> str:
-    text = " ".join(str(text).split())
+    text = clean(text)
     return text if len(text) <= DETAIL_CHARS else text[:DETAIL_CHARS - 3] + "..."
 
 
@@ -161,22 +189,34 @@ class Gateway:
 
     def request(self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
                 ) -> tuple[int, bytes]:
-        """(status, body) of one request; _Unreachable when no answer came."""
+        """(status, body) of one request within the deadline; _Unreachable when no (whole) answer came.
+
+        The socket timeout bounds each wait; a timer shuts the socket when the deadline passes, which
+        ends a read of an answer trickling in slower than that."""
         if self.scheme == "https":
             conn: http.client.HTTPConnection = _TLSConnection(self.address, self.port, self.hostname,
                                                               timeout=self.timeout,
                                                               context=ssl.create_default_context())
         else:
             conn = http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
+        expired = threading.Event()
+        timer = threading.Timer(self.timeout, _expire, (conn, expired))
+        timer.start()
         try:
             conn.request(method, self.base + path, body=body,
                          headers={"Host": self.hostname, "Accept": "application/json", **headers})
             response = conn.getresponse()
-            return response.status, response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            raise _Unreachable(_why(exc)) from None
+            answer = response.read(MAX_BODY + 1)
+            if expired.is_set():  # a read cut short by the deadline returns what had come
+                raise TimeoutError
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise _Unreachable("timed out" if expired.is_set() else _why(exc)) from None
         finally:
+            timer.cancel()
             conn.close()
+        if len(answer) > MAX_BODY:
+            raise _Unreachable(f"the answer is larger than the {MAX_BODY >> 20} MiB limit")
+        return response.status, answer
 
     def triton(self, prefix: str):
         """A tritonclient.http client for the model's routed path (its own timeouts; TLS as `request`)."""
@@ -188,9 +228,20 @@ class Gateway:
 
             options = {"ssl": True, "ssl_options": {"server_hostname": self.hostname},
                        "ssl_context_factory": gevent.ssl.create_default_context}
+        address = f"[{self.address}]" if ":" in self.address else self.address  # an IPv6 literal
         return httpclient.InferenceServerClient(
-            f"{self.address}:{self.port}{self.base}{prefix}", connection_timeout=self.timeout,
+            f"{address}:{self.port}{self.base}{prefix}", connection_timeout=self.timeout,
             network_timeout=self.timeout, **options)
+
+
+def _expire(conn: http.client.HTTPConnection, expired: threading.Event) -> None:
+    expired.set()
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def gateway(spec, url: str | None, timeout: float) -> Gateway:
@@ -306,18 +357,23 @@ def _probe_triton(gw: Gateway, model, result: TrackResult) -> None:
     try:
         started = time.perf_counter()
         try:
-            names, note = _triton_models(client, model, headers, InferenceServerException)
-            metadata = {name: client.get_model_metadata(name, headers=headers) for name in names}
+            with _deadline(gw):
+                names, note = _triton_models(client, model, headers, InferenceServerException)
+            metadata = {}
+            for name in names[:MAX_TRITON_MODELS]:
+                with _deadline(gw):
+                    metadata[name] = client.get_model_metadata(name, headers=headers)
         except Exception as exc:  # tritonclient and gevent raise many kinds: each is this check's failure
             result.checks.append(Check("metadata", False, _ms(started), _why(exc), _status(exc)))
             return
         detail = f"{len(names)} model{'s' if len(names) != 1 else ''}: {', '.join(names)}"
-        result.checks.append(Check("metadata", True, _ms(started), f"{detail}{note}", 200))
+        result.checks.append(Check("metadata", True, _ms(started), _cut(f"{detail}{note}"), 200))
         result.target = model.name if model.name in metadata else names[0]
         started = time.perf_counter()
         try:
             inputs = triton_inputs(metadata[result.target])
-            answer = client.infer(result.target, inputs, headers=headers).get_response()
+            with _deadline(gw):
+                answer = client.infer(result.target, inputs, headers=headers).get_response()
         except Exception as exc:
             result.checks.append(Check("inference", False, _ms(started), f"{result.target}: {_why(exc)}",
                                        _status(exc)))
@@ -327,6 +383,13 @@ def _probe_triton(gw: Gateway, model, result: TrackResult) -> None:
                                    200))
     finally:
         client.close()
+
+
+def _deadline(gw: Gateway):
+    """The whole of one tritonclient request within --timeout (its own timeouts bound each wait only)."""
+    import gevent
+
+    return gevent.Timeout(gw.timeout, TimeoutError())
 
 
 def _status(exc: BaseException) -> int | None:
@@ -361,6 +424,9 @@ def triton_inputs(metadata: dict) -> list:
     inputs = []
     for spec in metadata.get("inputs", []):
         shape = [1 if int(d) < 0 else int(d) for d in spec["shape"]]
+        if math.prod(shape) > MAX_INPUT_ELEMENTS:
+            raise ValueError(f"input {spec['name']}: shape {shape} is above the limit of {MAX_INPUT_ELEMENTS} "
+                             "elements for a request built here")
         datatype = spec["datatype"]
         if datatype == "BYTES":
             data = np.full(shape, b"", dtype=np.object_)
@@ -387,9 +453,11 @@ def _probe_bentoml(gw: Gateway, model, result: TrackResult) -> None:
         return
     try:
         document = json.loads(body)
+        if not isinstance(document, dict):
+            raise ValueError("not a JSON object")
         path, schema = bentoml_api(document)
         payload = json.dumps(example(schema, document)).encode()
-    except ValueError as exc:
+    except (ValueError, TypeError, AttributeError, RecursionError) as exc:
         check.passed, check.detail = False, _cut(f"/docs.json: {exc}")
         return
     check.detail = f"POST {path} of {_count_apis(document)}"
@@ -433,14 +501,19 @@ def bentoml_api(document: dict) -> tuple[str, dict]:
                      f"{', '.join((apis[0][1].get('requestBody') or {}).get('content') or {}) or 'nothing'})")
 
 
-def example(schema: Any, document: dict, depth: int = 0) -> Any:
+def example(schema: Any, document: dict, depth: int = 0, budget: list[int] | None = None) -> Any:
     """A value valid for a JSON schema (OpenAPI 3.0/3.1 flavour): `default`, `example(s)`, `const` or the first
     `enum` value where given; else zeros, empty strings, False, one-item arrays, objects with their required
-    properties. `$ref`s resolve within the document (`#/...`)."""
+    properties. `$ref`s resolve within the document (`#/...`). ValueError past the bounds (MAX_EXAMPLE_PARTS
+    parts in all, MAX_EXAMPLE_ITEMS per array or string)."""
+    budget = [0] if budget is None else budget  # parts expanded so far, shared by the whole expansion
+    budget[0] += 1
+    if budget[0] > MAX_EXAMPLE_PARTS:
+        raise ValueError(f"the request schema expands to more than {MAX_EXAMPLE_PARTS} parts")
     if depth > 32 or not isinstance(schema, dict):
         return None
     if "$ref" in schema:
-        return example(_resolve(schema["$ref"], document), document, depth + 1)
+        return example(_resolve(schema["$ref"], document), document, depth + 1, budget)
     for key in ("default", "const", "example"):
         if key in schema:
             return schema[key]
@@ -451,9 +524,9 @@ def example(schema: Any, document: dict, depth: int = 0) -> Any:
     for key in ("anyOf", "oneOf"):
         variants = [v for v in schema.get(key) or [] if not (isinstance(v, dict) and v.get("type") == "null")]
         if variants:
-            return example(variants[0], document, depth + 1)
+            return example(variants[0], document, depth + 1, budget)
     if schema.get("allOf"):
-        parts = [example(part, document, depth + 1) for part in schema["allOf"]]
+        parts = [example(part, document, depth + 1, budget) for part in schema["allOf"]]
         if all(isinstance(p, dict) for p in parts):
             return {k: v for p in parts for k, v in p.items()}
         return parts[0]
@@ -462,15 +535,15 @@ def example(schema: Any, document: dict, depth: int = 0) -> Any:
         kind = next((k for k in kind if k != "null"), "null")
     if kind == "object" or (kind is None and "properties" in schema):
         properties = schema.get("properties") or {}
-        return {name: example(properties.get(name, {}), document, depth + 1)
+        return {name: example(properties.get(name, {}), document, depth + 1, budget)
                 for name in schema.get("required", []) if isinstance(name, str)}
     if kind == "array":
         if isinstance(schema.get("prefixItems"), list):
-            return [example(item, document, depth + 1) for item in schema["prefixItems"]]
-        count = max(1, int(schema.get("minItems", 1)))
+            return [example(item, document, depth + 1, budget) for item in schema["prefixItems"]]
+        count = max(1, _bounded(schema, "minItems", 1))
         if "maxItems" in schema:
             count = min(count, int(schema["maxItems"]))
-        return [example(schema.get("items", {}), document, depth + 1) for _ in range(count)]
+        return [example(schema.get("items", {}), document, depth + 1, budget) for _ in range(count)]
     if kind in ("number", "integer"):
         low = schema.get("minimum", schema.get("exclusiveMinimum"))
         value = max(0, low) if isinstance(low, (int, float)) and not isinstance(low, bool) else 0
@@ -480,10 +553,17 @@ def example(schema: Any, document: dict, depth: int = 0) -> Any:
     if kind == "string":
         formats = {"date-time": "1970-01-01T00:00:00Z", "date": "1970-01-01", "time": "00:00:00",
                    "uuid": "00000000-0000-0000-0000-000000000000"}
-        return formats.get(schema.get("format"), "x" * int(schema.get("minLength", 0)))
+        return formats.get(schema.get("format"), "x" * _bounded(schema, "minLength", 0))
     if kind == "boolean":
         return False
     return None
+
+
+def _bounded(schema: dict, key: str, default: int) -> int:
+    value = int(schema.get(key, default))
+    if value > MAX_EXAMPLE_ITEMS:
+        raise ValueError(f"{key} {value} is above the limit of {MAX_EXAMPLE_ITEMS} for a request built here")
+    return value
 
 
 def _resolve(ref: str, document: dict) -> Any:
@@ -513,8 +593,8 @@ def table(report: Report):
     for t in report.tracks:
         marks = {c.check: "ok" if c.passed else "[red]FAIL[/red]" for c in t.checks}
         latency = f"{t.latency_ms:.1f} ms" if t.latency_ms is not None else "-"
-        outcome = f"[green]pass[/green] {_markup_escape(t.target)}" if t.passed else \
-            f"[red]FAIL[/red] {_markup_escape(t.failure)}"
+        outcome = f"[green]pass[/green] {_markup_escape(clean(t.target))}" if t.passed else \
+            f"[red]FAIL[/red] {_markup_escape(clean(t.failure))}"
         grid.add_row(f"{t.team}/{t.model}", t.runtime, t.track, marks.get("health", "-"),
                      marks.get("metadata", "-"), marks.get("inference", "-"), latency, outcome)
     return grid

@@ -8,6 +8,7 @@ spellings stay. Bad requests exit 2 and leave every file of the project exactly 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 from support import ROOT
 from plinth.canary import DELETE, NULL, Named, apply
 from plinth.cli import app
+from plinth.spec.errors import SpecInvalid
 from plinth.spec.load import load_spec, load_stack_spec
 
 BASE = """\
@@ -378,3 +380,127 @@ def test_new_strings_are_quoted_when_yaml_would_read_them_as_something_else():
     assert apply(text, ("s", "version"), "2.0") == 's: {version: "2.0"}\nt: {version: \'v1\'}\n'
     assert apply(text, ("s", "version"), "true") == 's: {version: "true"}\nt: {version: \'v1\'}\n'
     assert apply(text, ("t", "version"), "2.0") == "s: {version: v1}\nt: {version: '2.0'}\n"
+
+
+# --- hostile input: concurrent edits, files that are no files, odd line ends, links ---------------------
+
+
+def test_a_second_edit_waits_for_the_first_and_reads_what_it_wrote(project):
+    # Once an `abort` reported as done was undone by a `set` that had read the file before the abort wrote.
+    import fcntl
+    import time
+
+    path = project / B
+    with open(path) as held:  # an edit in progress holds the file's lock
+        fcntl.flock(held, fcntl.LOCK_EX)
+        second = subprocess.Popen([str(Path(sys.executable).parent / "plinth"), "canary", "set", "scorer", B,
+                                   "--weight", "30"], cwd=project, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        time.sleep(3)
+        assert second.poll() is None, "the second edit must wait for the lock"
+        # ... meanwhile the first edit (an abort) writes its result, replacing the file
+        tmp = path.with_name(".aborted.tmp")
+        tmp.write_text(edited(BASE, (CANARY_BLOCK, "")))
+        os.replace(tmp, path)
+    out, err = second.communicate(timeout=120)
+    assert second.returncode == 2, err
+    assert f"{B}: not changed: model 'scorer' has no canary to set the weight of" in err
+    assert path.read_text() == edited(BASE, (CANARY_BLOCK, "")), "the abort stays done"
+
+
+def test_two_concurrent_edits_lose_nothing(project):
+    runs = [subprocess.Popen([str(Path(sys.executable).parent / "plinth"), "canary", *args], cwd=project,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for args in (("abort", "scorer", B), ("set", "scorer", B, "--weight", "30"))]
+    for run in runs:
+        run.communicate(timeout=300)
+    abort, set_ = runs[0].returncode, runs[1].returncode
+    assert abort == 0
+    text = (project / B).read_text()
+    # Either the set ran first (both done, then the abort removed the canary) or after (refused: no canary).
+    assert set_ in (0, 2) and "weight: 30" not in text and text == edited(BASE, (CANARY_BLOCK, ""))
+
+
+def test_a_file_changed_between_read_and_write_is_not_overwritten(project, monkeypatch):
+    import plinth.cli as cli
+
+    path = project / B
+    plan = cli._plan
+
+    def plan_then_edit(*args, **kwargs):  # someone's editor saves while the edit plans
+        result = plan(*args, **kwargs)
+        path.write_text(BASE.replace("name: canaries\n", "name: canaries-edited\n"))
+        return result
+
+    monkeypatch.setattr(cli, "_plan", plan_then_edit)
+    result = CliRunner().invoke(app, ["canary", "set", "scorer", B, "--weight", "30"])
+    assert isinstance(result.exception, SpecInvalid)
+    assert [str(e) for e in result.exception.errors] == [
+        f"{B}: not changed: it changed since it was read (another edit?); run the command again"]
+    assert path.read_text() == BASE.replace("name: canaries\n", "name: canaries-edited\n")
+    assert sorted(p.name for p in path.parent.iterdir()) == ["base.yaml", "child.yaml"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_target_that_is_no_regular_file_is_refused_not_waited_on(project, kind):
+    path = project / "blueprints/odd.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    result = canary_process("abort", "scorer", "blueprints/odd.yaml", cwd=project)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[:2] == ["blueprints/odd.yaml: not changed: the spec is invalid as it stands",
+                                              "blueprints/odd.yaml: not a regular file"]
+
+
+def test_lone_cr_line_ends_are_refused(project):
+    # Once the edit landed under another model: the text edits split lines at LF only.
+    path = project / B
+    path.write_bytes(BASE.replace("\n", "\r").encode())
+    before = path.read_bytes()
+    result = canary_process("shadow", "scorer", B, "--version", "9", cwd=project)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[0] == (f"{B}: not changed: its lines end with a lone CR: convert them to LF "
+                                             "(or CRLF) line ends first")
+    assert path.read_bytes() == before
+
+
+def test_a_read_only_directory_exits_2(project):
+    before = snapshot(project)
+    with read_only(project / "blueprints"):
+        result = canary_process("abort", "scorer", B, cwd=project)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[0].startswith(f"{B}: not changed: cannot write beside it: ")
+    assert snapshot(project) == before
+
+
+@contextlib.contextmanager
+def read_only(directory: Path):
+    """A directory nobody can create files in: chmod for a user, the immutable flag for root (who ignores
+    the mode)."""
+    if os.geteuid() != 0:
+        directory.chmod(0o555)
+    elif subprocess.run(["chattr", "+i", str(directory)], capture_output=True).returncode != 0:
+        pytest.skip("no way to make a directory read-only for root here (chattr +i)")
+    try:
+        yield
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(directory)], check=True)
+        directory.chmod(0o755)
+
+
+def test_a_symlinked_blueprint_extends_from_the_links_directory_as_validate_does(project):
+    # validate resolves `extends:` from the directory of the path given (the link's); the edit checks the
+    # same spec, not the one beside the link's target.
+    (project / "elsewhere").mkdir()
+    (project / "elsewhere/child.yaml").write_text(CHILD)
+    (project / "elsewhere/base.yaml").write_text("not: a spec\n")
+    link = project / "blueprints/link.yaml"
+    link.symlink_to(project / "elsewhere/child.yaml")
+    assert load_spec(link).metadata.name == "canaries-child"
+    canary("set", "scorer", "blueprints/link.yaml", "--weight", "30")
+    assert load_spec(link).serving.models[0].canary.weight == 30
+    assert "weight: 30" in (project / "elsewhere/child.yaml").read_text()
+    assert (project / "elsewhere/base.yaml").read_text() == "not: a spec\n"

@@ -352,3 +352,69 @@ def test_the_readme_lists_every_reserved_namespace():
 
     readme = (ROOT / "README.md").read_text()
     assert all(f"`{namespace}`" in readme for namespace in RESERVED_NAMESPACES)
+
+
+@pytest.mark.parametrize("value, shown", [('"off"', '"off"'), ("'no'", '"no"'), ('"false"', '"false"'),
+                                          ("0", "0"), ("1", "1")])
+def test_a_boolean_takes_true_or_false_only(value, shown, write):
+    # Once `airgap: {enabled: "off"}` turned air-gap off without a word.
+    assert overlay_errors(write, f"airgap:\n  enabled: {value}\n") == [
+        f'bad.yaml:3:3: airgap.enabled: expected true or false, unquoted ("off", "no", "false", 0 and 1 are not '
+        f'booleans here), got {shown}']
+
+
+def test_every_boolean_field_is_strict():
+    import typing
+
+    from pydantic import BaseModel
+
+    from plinth.spec import models
+
+    plain = []
+    for model in vars(models).values():
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            for name, field in model.model_fields.items():
+                if field.annotation is bool or bool in typing.get_args(field.annotation):
+                    if not any(getattr(m, "func", None) is models._strict_bool for m in field.metadata) and \
+                            not any(getattr(m, "func", None) is models._strict_bool
+                                    for a in typing.get_args(field.annotation) for m in getattr(a, "__metadata__", ())):
+                        plain.append(f"{model.__name__}.{name}")
+    assert plain == [], "declare boolean fields as Flag (true/false only)"
+
+
+@pytest.mark.parametrize("team", ["cilium-secrets", "cilium-spire", "kube-flannel", "kube-anything", "cnpg-system",
+                                  "default"])
+def test_a_namespace_of_kubernetes_or_a_chart_is_no_team(team, write):
+    assert overlay_errors(write, f"teams:\n  - name: {team}\n") == [
+        f"bad.yaml:3:5: teams[{team}].name: {team!r} is a reserved namespace "
+        "[rule reserved-namespace; fix: choose another team name]"]
+
+
+_SECRET_FIX = ("[rule values-plaintext-secret; fix: remove it; set it as a stack secret (`pulumi config set --secret "
+               "plinth:<key> VALUE`; the keys: plinth:mirrorPassword, plinth:grafanaAdminPassword, "
+               "plinth:alertReceivers, plinth:harborAdminPassword, plinth:pythonIndexHtpasswd, "
+               "plinth:feastRedisPassword), Plinth passes those to the charts, or point the chart's existing-Secret "
+               "key at a Secret kept in Vault]")
+_SECRET = ("a credential in plain text: it would be written into the plan, the rendered manifests and the "
+           "deployment's state")
+
+
+@pytest.mark.parametrize("values, line, col, path", [
+    ("{externalDatabase: {password: hunter2}}", 4, 33, "registry.harbor.values.externalDatabase.password"),
+    ("{core: {secret: abcdefghijklmnop}}", 4, 21, "registry.harbor.values.core.secret"),
+    ("{s3: {secret_key: AKIAxyz}}", 4, 19, "registry.harbor.values.s3.secret_key"),
+    ("{oidc: {clientSecret: s3cr3t, client-token: t}}", 4, 21, "registry.harbor.values.oidc.clientSecret"),
+    ('{tls: {x: "-----BEGIN RSA PRIVATE KEY-----\\nMIIB"}}', 4, 20, "registry.harbor.values.tls.x"),
+])
+def test_a_credential_in_values_is_refused_with_the_stack_secret_way(values, line, col, path, write):
+    errors = overlay_errors(write, f"registry:\n  harbor:\n    values: {values}\n")
+    assert errors[0] == f"bad.yaml:{line}:{col}: {path}: {_SECRET} {_SECRET_FIX}"
+
+
+def test_values_that_only_name_where_a_credential_is_kept_are_accepted(write):
+    from plinth.spec.load import load_spec
+
+    write("base.yaml", MINIMAL)
+    load_spec(write("ok.yaml", "extends: base.yaml\nregistry:\n  harbor:\n    values: {existingSecretAdminPassword: "
+                    "harbor-admin, existingSecretAdminPasswordKey: password, core: {secretName: core-tls, "
+                    "tokenTTL: 1h}, database: {passwordKey: pw, password: ''}, credentialSecret: backup}\n"))

@@ -682,3 +682,188 @@ def test_triton_inputs_are_zeros_of_the_metadata_shapes():
     assert x == bytes(2 * 3)  # three FP16 zeros
     with pytest.raises(ValueError, match="datatype COMPLEX"):
         triton_inputs({"inputs": [{"name": "Z", "datatype": "COMPLEX", "shape": [1]}]})
+
+
+# --- misbehaving servers (no serving environment needed): each once hung verify, or reached the terminal raw --
+
+DOCS = {"paths": {"/predict": {"post": {"x-bentoml-name": "predict", "requestBody": {"content": {
+    "application/json": {"schema": {"type": "object", "required": ["x"], "properties": {"x": {"type": "number"}}}}}}}}}}
+
+
+class Misbehaving(BaseHTTPRequestHandler):
+    """A BentoML-like server: /readyz, /docs.json and POST, each answered by `answer(handler)`."""
+
+    protocol_version = "HTTP/1.1"
+    answer = None
+
+    def do_GET(self):
+        type(self).answer(self)
+
+    do_POST = do_GET
+
+    def log_message(self, *args):
+        pass
+
+    def send(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def serve(answer, host: str = "127.0.0.1"):
+    class Handler(Misbehaving):
+        pass
+
+    Handler.answer = staticmethod(answer)
+
+    class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        daemon_threads = True
+
+    server = Server((host, 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def well_behaved(handler) -> None:
+    if handler.path.endswith("/docs.json"):
+        handler.send(200, json.dumps(DOCS).encode())
+    elif handler.command == "POST":
+        handler.send(200, b'{"y": 1}')
+    else:
+        handler.send(200, b"ok")
+
+
+def test_a_server_dripping_its_answer_is_cut_at_the_deadline(spec_file):
+    def drip(handler):
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        for _ in range(600):  # one byte a tenth of a second: each read is quick, the whole never comes
+            handler.wfile.write(b"x")
+            handler.wfile.flush()
+            time.sleep(0.1)
+
+    server = serve(drip)
+    started = time.monotonic()
+    run = plinth("verify", str(spec_file), "--model", "ranker", "--timeout", "2", "--json", "--url",
+                 f"http://127.0.0.1:{server.server_address[1]}", timeout=60)
+    elapsed = time.monotonic() - started
+    server.shutdown()
+    report = json.loads(run.stdout)
+    assert run.returncode == 1 and elapsed < 2 * 2 + 20, elapsed
+    assert [t["checks"][0]["detail"] for t in report["tracks"]] == ["unreachable: timed out"] * 2
+
+
+def test_an_answer_above_the_size_limit_is_refused(spec_file, monkeypatch):
+    import plinth.verify as verify
+
+    monkeypatch.setattr(verify, "MAX_BODY", 1 << 16)
+    server = serve(lambda h: h.send(200, b"x" * (1 << 17)))
+    report = verify.verify(load_spec(spec_file), url=f"http://127.0.0.1:{server.server_address[1]}",
+                           models=["ranker"], timeout=10)
+    server.shutdown()
+    assert [t.checks[0].detail for t in report.tracks] == ["unreachable: the answer is larger than the 0 MiB limit"] * 2
+
+
+def test_server_text_reaches_the_terminal_without_escapes(spec_file):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from plinth.verify import table, verify
+
+    hostile = "\x1b]0;owned\x07\x1b[2J\x1b[31mdown\u202e\x00 for\rmaintenance".encode()
+    server = serve(lambda h: h.send(503, hostile))
+    report = verify(load_spec(spec_file), url=f"http://127.0.0.1:{server.server_address[1]}", models=["ranker"])
+    server.shutdown()
+    assert report.tracks[0].checks[0].detail == "HTTP 503: down for maintenance"
+    shown = StringIO()
+    Console(file=shown, width=300, force_terminal=False).print(table(report))
+    assert "down for maintenance" in shown.getvalue()
+    assert not any(c in shown.getvalue() for c in "\x1b\x07\u202e\x00\r")
+
+
+def test_an_ipv6_gateway_url_works(spec_file):
+    server = serve(well_behaved, host="::1")
+    run = plinth("verify", str(spec_file), "--model", "ranker", "--json", "--url",
+                 f"http://[::1]:{server.server_address[1]}", timeout=60)
+    server.shutdown()
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert [t["passed"] for t in json.loads(run.stdout)["tracks"]] == [True, True]
+
+
+def test_an_ipv6_url_reaches_tritons_client_as_a_bracketed_address():
+    from plinth.verify import Gateway
+
+    client = Gateway("http://[::1]:8080", "http", "::1", 8080, "", HOST, 5).triton("/fraud/scorer")
+    try:
+        assert client._parsed_url.host == "::1" and client._parsed_url.port == 8080
+    finally:
+        client.close()
+
+
+def test_request_schemas_are_expanded_within_bounds():
+    import signal as signals
+
+    # Each level refers to the next one four times: 4**12 parts if followed without a bound.
+    schemas = {f"L{i}": {"type": "object", "required": list("abcd"), "properties": {
+        k: {"$ref": f"#/components/schemas/L{i + 1}"} for k in "abcd"}} for i in range(12)}
+    schemas["L12"] = {"type": "integer"}
+    document = {"components": {"schemas": schemas}}
+    signals.signal(signals.SIGALRM, lambda *_: pytest.fail("the expansion did not stop"))
+    signals.alarm(20)
+    try:
+        with pytest.raises(ValueError, match="^the request schema expands to more than 10000 parts$"):
+            example({"$ref": "#/components/schemas/L0"}, document)
+    finally:
+        signals.alarm(0)
+    with pytest.raises(ValueError, match="^minItems 10000000 is above the limit of 1000 for a request built here$"):
+        example({"type": "array", "minItems": 10_000_000, "items": {"type": "integer"}}, {})
+    with pytest.raises(ValueError, match="^minLength 10000000 is above the limit of 1000"):
+        example({"type": "string", "minLength": 10_000_000}, {})
+    assert example({"type": "array", "minItems": 3, "items": {"type": "integer"}}, {}) == [0, 0, 0]
+
+
+def test_a_hostile_openapi_document_fails_the_metadata_check(spec_file):
+    docs = {"paths": {"/p": {"post": {"x-bentoml-name": "p", "requestBody": {"content": {"application/json": {
+        "schema": {"type": "array", "minItems": None}}}}}}}}
+
+    def answer(handler):
+        if handler.path.endswith("/docs.json"):
+            handler.send(200, json.dumps(docs).encode())
+        else:
+            handler.send(200, b"ok")
+
+    server = serve(answer)
+    run = plinth("verify", str(spec_file), "--model", "ranker", "--json", "--url",
+                 f"http://127.0.0.1:{server.server_address[1]}", timeout=60)
+    server.shutdown()
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    [stable, _] = json.loads(run.stdout)["tracks"]
+    assert stable["checks"][1]["detail"] == ("/docs.json: int() argument must be a string, a bytes-like object or a "
+                                             "real number, not 'NoneType'")
+
+
+def test_a_triton_server_dripping_its_statistics_is_cut_at_the_deadline(spec_file):
+    def answer(handler):
+        if handler.path.endswith("/v2/health/ready"):
+            return handler.send(200, b"")
+        handler.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+        for _ in range(600):
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            time.sleep(0.1)
+
+    server = serve(answer)
+    started = time.monotonic()
+    run = plinth("verify", str(spec_file), "--model", "scorer", "--timeout", "2", "--json", "--url",
+                 f"http://127.0.0.1:{server.server_address[1]}", timeout=60)
+    elapsed = time.monotonic() - started
+    server.shutdown()
+    assert run.returncode == 1 and elapsed < 2 * 2 + 20, elapsed
+    assert [t["checks"][1]["detail"] for t in json.loads(run.stdout)["tracks"]] == ["timed out"] * 2
+
+
+def test_a_triton_input_shape_is_bounded():
+    with pytest.raises(ValueError, match=r"^input x: shape \[100000, 100000\] is above the limit of 1048576 "):
+        triton_inputs({"inputs": [{"name": "x", "datatype": "FP32", "shape": [100000, 100000]}]})

@@ -10,6 +10,7 @@ there is reported with a note, never a failure of the whole render.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -56,6 +57,27 @@ class Rendered:
     note: str | None = None
 
 
+class ChartRejected(ValueError):
+    """`helm template` refused a release's values (bad input: the CLI names the spec's values key, exits 2)."""
+
+    def __init__(self, archive: Path, release: str, key: str, detail: str):
+        super().__init__(f"helm template {release} ({archive.name}) rejects the values: {detail}")
+        self.archive, self.key = archive, key
+        """`key`: the values key helm names (dotted, '' when it names none)."""
+
+
+_HELM_KEY = re.compile(r"at '/([^']*)'|<\.Values\.([A-Za-z0-9_.]+)>|- ([A-Za-z0-9_.]+): ")
+
+
+def helm_error(archive: Path, release: str, stderr: str) -> ChartRejected:
+    """The error of a failed `helm template`, with the first values key its message names: a schema error
+    (`at '/server/dev'`), a template error (`<.Values.server.dev>`) or a schema line (`- server.dev: ...`)."""
+    found = _HELM_KEY.search(stderr)
+    key = next((g for g in found.groups() if g), "").replace("/", ".") if found else ""
+    detail = " ".join(stderr.removeprefix("Error: ").split())
+    return ChartRejected(archive, release, key, detail[:600] + ("..." if len(detail) > 600 else ""))
+
+
 def helm_binary() -> str | None:
     """$PLINTH_HELM, else `helm` on PATH."""
     return os.environ.get("PLINTH_HELM") or shutil.which("helm")
@@ -96,7 +118,7 @@ def template(release: Resource, archive: Path, kube_version: str, helm: str) -> 
                               env={**os.environ, "HELM_CACHE_HOME": tmp, "HELM_CONFIG_HOME": tmp,
                                    "HELM_DATA_HOME": tmp})
     if proc.returncode != 0:
-        raise RuntimeError(f"helm template {inputs['name']} failed: {proc.stderr.strip()}")
+        raise helm_error(archive, str(inputs["name"]), proc.stderr.strip())
     return tuple(load_documents(proc.stdout))
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from plinth.governance.policies import MANDATORY, Policy, Subject, Violation, evaluate, read_levels
 from plinth.plan import Plan
+from plinth.spec.yamltree import read_input
 
 
 @dataclass(frozen=True)
@@ -32,11 +34,11 @@ def policy_config(project_dir: Path, stack: str | None) -> tuple[Path | None, di
     if stack is None:
         return None, {}
     path = project_dir / "stacks" / f"policy.{stack}.json"
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None, {}
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    try:  # read like a spec file: a FIFO or device in its place is refused, not waited on
+        config = json.loads(read_input(path, str(path), what="a policy configuration", field="policy"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ValueError(f"{path}: not a JSON policy configuration ({exc})") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path}: expected an object of policy name -> level")

@@ -9,13 +9,15 @@ previous report (`--since OLD.json`). `report.json` is the data; `report.md` rea
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 from plinth.governance.check import Result
 from plinth.governance.policies import SECRET_SOURCE
-from plinth.plan import Plan
+from plinth.plan import Plan, write_output
 from plinth.provenance import Provenance
 
 FORMAT = "plinth.dev/compliance-report/v1"
@@ -148,10 +150,8 @@ def _items(value: Any) -> set[str]:
 def write_report(report: dict, out: Path, since: dict | None = None) -> list[Path]:
     if since is not None:
         report = {**report, "changes": changes_since(since, report)}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    (out / "report.md").write_text(markdown(report), encoding="utf-8")
-    return [out / "report.json", out / "report.md"]
+    return [write_output(out, "report.json", json.dumps(report, indent=2, sort_keys=True) + "\n"),
+            write_output(out, "report.md", markdown(report))]
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
@@ -161,6 +161,16 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     return lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows] if rows else lines + [
         "| " + " | ".join(["(none)"] + [""] * (len(headers) - 1)) + " |"]
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+
+
+def _md(value: Any) -> str:
+    """Text as literal Markdown: HTML and Markdown punctuation escaped, line breaks and controls made spaces."""
+    text = html.escape(str(value), quote=False)
+    text = "".join(c if c.isprintable() else " " for c in text)
+    return _MD_SPECIAL.sub(r"\\\1", text)
 
 
 def markdown(report: dict) -> str:
@@ -218,10 +228,12 @@ def markdown(report: dict) -> str:
         if not report["changes"]:
             lines += ["No changes.", ""]
         for section, change in report["changes"].items():
+            # What came from the previous report is any text: escaped, so it reads as written.
             if section == "spec":
-                lines += [f"- spec: `{change['from']}` → `{change['to']}`"]
+                lines += [f"- spec: {_md(change['from'])} → {_md(change['to'])}"]
                 continue
-            lines += [f"- {section}: {len(change['added'])} added, {len(change['removed'])} removed"]
-            lines += [f"  - + {item}" for item in change["added"]] + [f"  - − {item}" for item in change["removed"]]
+            lines += [f"- {_md(section)}: {len(change['added'])} added, {len(change['removed'])} removed"]
+            lines += [f"  - + {_md(item)}" for item in change["added"]]
+            lines += [f"  - − {_md(item)}" for item in change["removed"]]
         lines += [""]
     return "\n".join(lines)

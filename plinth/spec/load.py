@@ -240,6 +240,7 @@ _EXPECTED = {
     "string_type": "expected a string",
     "bool_type": "expected true or false",
     "bool_parsing": "expected true or false",
+    "strict_bool": 'expected true or false, unquoted ("off", "no", "false", 0 and 1 are not booleans here)',
     "int_type": "expected an integer",
     "int_parsing": "expected an integer",
     "float_type": "expected a number",
@@ -285,6 +286,9 @@ def _schema_error(tree: Any, err: dict) -> SpecError:
         message = f"expected a string matching {ctx['pattern']}"
     elif kind == "too_short":
         message = f"expected at least {ctx['min_length']} item(s)"
+    elif kind == "too_long":  # the size limits of teams and models
+        return SpecError(where, path, f"{ctx.get('actual_length')} items, more than the limit of "
+                         f"{ctx['max_length']} (a plan's memory grows with each): split the platform")
     elif kind in _EXPECTED:
         message = _EXPECTED[kind]
     elif kind.startswith(("greater_than", "less_than")):

@@ -120,6 +120,18 @@ def _kubernetes_version(value: Any) -> Any:
     return value
 
 
+def _strict_bool(value: Any) -> Any:
+    if not isinstance(value, bool):  # pydantic alone reads "off", "no", "false", 0 and 1 as booleans
+        raise PydanticCustomError("strict_bool", "expected true or false")
+    return value
+
+
+Flag = Annotated[bool, BeforeValidator(_strict_bool)]
+MAX_TEAMS = 2000
+MAX_MODELS = 1000
+"""Bounds that keep one offline plan within a few GB (bench/plan_speed.py, peak RSS of `plinth plan`: about
+0.8 MB per team and 1.6 MB per served model; 2,000 teams 1.6 GB, 1,000 models 1.6 GB)."""
+"""A boolean field: YAML's true and false only."""
 Count = Annotated[int, BeforeValidator(_non_negative_int)]
 PositiveCount = Annotated[int, BeforeValidator(_positive_int)]
 Name = Annotated[str, BeforeValidator(_dns_label)]
@@ -178,7 +190,7 @@ class ExistingTarget(Spec):
         description="Path to the kubeconfig file. Default: null (the provider's default: $KUBECONFIG or ~/.kube/config).",
     )
     context: str | None = Field(None, description="Kubeconfig context to use. Default: null (the current context).")
-    private: bool = Field(True, description="The API server is reachable only inside the network. Default: true.")
+    private: Flag = Field(True, description="The API server is reachable only inside the network. Default: true.")
 
 
 class GpuAccelerator(Spec):
@@ -215,7 +227,7 @@ class CloudTarget(Spec):
 
     region: str = Field(description="Cloud region, e.g. eu-west-1 (eks) or europe-west4 (gke). Required.",
                         pattern=r"^[a-z]+(-[a-z]+)+-?[0-9]+$")
-    private: bool = Field(True, description="Private API endpoint: reachable from inside the VPC (and, on gke, "
+    private: Flag = Field(True, description="Private API endpoint: reachable from inside the VPC (and, on gke, "
                           "the authorized networks) only. Nodes are private either way. Default: true.")
     public_endpoint_reason: str | None = Field(
         None, description="Why the API endpoint is public (required in prod with private: false; recorded as a "
@@ -286,13 +298,13 @@ class ApiServer(Spec):
 
 
 class Cilium(Spec):
-    enabled: bool = Field(False, description="Install Cilium (CNI, network policy). Default: false.")
-    kube_proxy_replacement: bool = Field(True, description="Replace kube-proxy (needs apiServer). Default: true.")
+    enabled: Flag = Field(False, description="Install Cilium (CNI, network policy). Default: false.")
+    kube_proxy_replacement: Flag = Field(True, description="Replace kube-proxy (needs apiServer). Default: true.")
     api_server: ApiServer | None = Field(
         None, description="The API server endpoint nodes use when kube-proxy is replaced (no render-time lookup: "
         "`auto` would make renders depend on the live cluster). Default: null (required with kubeProxyReplacement).")
-    hubble: bool = Field(True, description="Hubble flow observability with relay; TLS from cert-manager. Default: true.")
-    gateway_api: bool = Field(True, description="Cilium's Gateway API implementation and the platform Gateway "
+    hubble: Flag = Field(True, description="Hubble flow observability with relay; TLS from cert-manager. Default: true.")
+    gateway_api: Flag = Field(True, description="Cilium's Gateway API implementation and the platform Gateway "
                               "(needs certificates.certManager for its TLS). Default: true.")
     operator_replicas: PositiveCount | None = Field(
         None, description="cilium-operator replicas. Default: null (1 in dev, 2 in staging and prod).")
@@ -316,11 +328,11 @@ class Network(Spec):
 
 
 class Longhorn(Spec):
-    enabled: bool = Field(False, description="Install Longhorn. Default: false.")
+    enabled: Flag = Field(False, description="Install Longhorn. Default: false.")
     replica_count: PositiveCount | None = Field(
         None, description="Volume replicas. Default: null (by environment: dev 1, staging 2, prod 3).")
-    default_class: bool = Field(True, description="Make Longhorn the default StorageClass. Default: true.")
-    allow_uninstall: bool | None = Field(
+    default_class: Flag = Field(True, description="Make Longhorn the default StorageClass. Default: true.")
+    allow_uninstall: Flag | None = Field(
         None, description="Set Longhorn's deletingConfirmationFlag so `pulumi destroy` can uninstall it (its "
         "pre-delete hook refuses otherwise; volumes are lost with it). Default: null (true in dev and staging, "
         "false in prod).")
@@ -348,7 +360,7 @@ class Issuer(Spec):
 
 
 class CertManager(Spec):
-    enabled: bool = Field(False, description="Install cert-manager and the platform ClusterIssuer. Default: false.")
+    enabled: Flag = Field(False, description="Install cert-manager and the platform ClusterIssuer. Default: false.")
     issuer: Issuer = Field(default_factory=Issuer, description="The platform ClusterIssuer. Default: selfSigned.")
     values: Values = {}
 
@@ -373,15 +385,15 @@ class AutoUnseal(Spec):
 
 
 class Vault(Spec):
-    enabled: bool = Field(False, description="Install HashiCorp Vault (TLS from cert-manager, agent injector). "
+    enabled: Flag = Field(False, description="Install HashiCorp Vault (TLS from cert-manager, agent injector). "
                           "Default: false.")
-    ha: bool = Field(False, description="Raft HA mode. Default: false (prod requires true).")
+    ha: Flag = Field(False, description="Raft HA mode. Default: false (prod requires true).")
     replicas: PositiveCount = Field(3, description="Server replicas in HA mode. Default: 3.")
     auto_unseal: AutoUnseal = Field(default_factory=AutoUnseal, description="Auto-unseal. Default: none.")
     address: str | None = Field(None, description="Where the configure stage reaches Vault (e.g. through the "
                                 "platform network). Default: null (the in-cluster service, https://vault.vault.svc:8200).",
                                 pattern=r"^https://")
-    secrets_operator: bool = Field(True, description="Install the Vault Secrets Operator and give every team a "
+    secrets_operator: Flag = Field(True, description="Install the Vault Secrets Operator and give every team a "
                                    "VaultAuth for its own Vault role and KV path (teams/<team>/). Default: true.")
     values: Values = {}
 
@@ -391,7 +403,7 @@ class Secrets(Spec):
 
 
 class Harbor(Spec):
-    enabled: bool = Field(False, description="Install Harbor (images and OCI charts; needs "
+    enabled: Flag = Field(False, description="Install Harbor (images and OCI charts; needs "
                           "certificates.certManager for its token certificate). Default: false.")
     hostname: str | None = Field(
         None, description="Host name of Harbor on the platform Gateway (HTTPS, TLS terminated there): one name "
@@ -421,7 +433,7 @@ class Harbor(Spec):
 class PythonIndex(Spec):
     """The Python package index every team's pip uses: Plinth's own (pypiserver) or an existing one."""
 
-    enabled: bool = Field(False, description="Run a private Python package index (pypiserver, no fallback to a "
+    enabled: Flag = Field(False, description="Run a private Python package index (pypiserver, no fallback to a "
                           "public index; uploads need an account of the stack secret plinth:pythonIndexHtpasswd) "
                           "and point every team's pip at it. Default: false.")
     url: str | None = Field(None, description="pip index URL (the PEP 503 simple API, e.g. "
@@ -445,7 +457,7 @@ class Registry(Spec):
 class Feast(Spec):
     """The Feast feature server and the stores it needs: PostgreSQL (CloudNativePG) and Redis (OT redis-operator)."""
 
-    enabled: bool = Field(False, description="Install the Feast feature server in namespace feast, with the "
+    enabled: Flag = Field(False, description="Install the Feast feature server in namespace feast, with the "
                           "CloudNativePG operator (its PostgreSQL) and, for a Redis online store, the Redis "
                           "operator. Default: false.")
     project: Name = Field("features", description="Feast project name. Default: features.")
@@ -481,8 +493,8 @@ class GpuSharing(Spec):
 
 
 class GpuOperator(Spec):
-    enabled: bool = Field(False, description="Install the NVIDIA GPU Operator. Default: false.")
-    driver: bool = Field(False, description="Install the driver (false when node images ship it). Default: false.")
+    enabled: Flag = Field(False, description="Install the NVIDIA GPU Operator. Default: false.")
+    driver: Flag = Field(False, description="Install the driver (false when node images ship it). Default: false.")
     sharing: GpuSharing = Field(default_factory=GpuSharing, description="Time-slicing or MIG. Default: none.")
     values: Values = {}
 
@@ -512,7 +524,7 @@ class Canary(Release):
 
 
 class Autoscaling(Spec):
-    enabled: bool = Field(False, description="Horizontal autoscaling of the stable release (HorizontalPodAutoscaler "
+    enabled: Flag = Field(False, description="Horizontal autoscaling of the stable release (HorizontalPodAutoscaler "
                           "autoscaling/v2 on CPU utilisation; needs the cluster's resource metrics API, e.g. "
                           "metrics-server). Default: false.")
     max_replicas: PositiveCount = Field(4, description="Upper bound. Default: 4.")
@@ -571,11 +583,12 @@ class Serving(Spec):
         "network.gateway.hostname): each model is served at https://<hostname>/<team>/<model>/. Required when "
         "models exist and the Gateway is on. Default: null.",
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    models: tuple[Model, ...] = Field((), description="Served models. Default: [].")
+    models: tuple[Model, ...] = Field((), max_length=MAX_MODELS, description=f"Served models, at most {MAX_MODELS}. "
+                                      "Default: [].")
 
 
 class Drift(Spec):
-    enabled: bool = Field(False, description="Model drift alerts (ModelDrift, label alert_kind: drift) on the "
+    enabled: Flag = Field(False, description="Model drift alerts (ModelDrift, label alert_kind: drift) on the "
                           "gauge plinth_model_drift_score{namespace=<team>, model=<model>} that your drift monitor "
                           "exports. Default: false.")
     threshold: float = Field(0.2, ge=0, le=1, description="Drift score that fires an alert, 0-1. Default: 0.2.")
@@ -605,12 +618,12 @@ class Alertmanager(Spec):
 
 
 class Monitoring(Spec):
-    enabled: bool = Field(False, description="Install Prometheus, Alertmanager and Grafana. Default: false.")
+    enabled: Flag = Field(False, description="Install Prometheus, Alertmanager and Grafana. Default: false.")
     retention: str = Field("15d", pattern=r"^[0-9]+[hdwy]$", description="Metrics retention. Default: 15d.")
     prometheus_replicas: PositiveCount | None = Field(
         None, description="Prometheus replicas. Default: null (1 in dev, 2 in staging and prod).")
     alertmanager: Alertmanager = Field(default_factory=Alertmanager, description="Alertmanager. Default: see fields.")
-    gpu_metrics: bool = Field(True, description="Scrape DCGM GPU metrics when the GPU operator is on. Default: true.")
+    gpu_metrics: Flag = Field(True, description="Scrape DCGM GPU metrics when the GPU operator is on. Default: true.")
     drift: Drift = Field(default_factory=Drift, description="Model drift alerts. Default: off.")
     values: Values = {}
 
@@ -698,7 +711,7 @@ class Mirror(Spec):
 
 
 class Airgap(Spec):
-    enabled: bool = Field(False, description="Every image and chart comes from the mirror. Default: false.")
+    enabled: Flag = Field(False, description="Every image and chart comes from the mirror. Default: false.")
     mirror: Mirror | None = Field(None, description="The internal mirror (required when enabled). Default: null.")
 
 
@@ -714,7 +727,7 @@ class Charts(Spec):
 class Testing(Spec):
     """Options for throw-away test clusters only; refused in prod."""
 
-    skip_await: bool = Field(
+    skip_await: Flag = Field(
         False,
         description="For an API server without nodes: don't wait for workloads to become ready and delete in "
         "the background. Default: false.",
@@ -743,7 +756,8 @@ class PlatformSpec(Spec):
     serving: Serving = Field(default_factory=Serving, description="Model serving.")
     monitoring: Monitoring = Field(default_factory=Monitoring, description="Monitoring.")
     rbac: Rbac = Field(description="Platform-wide RBAC. Required.")
-    teams: tuple[Team, ...] = Field((), description="Tenant teams, one namespace each. Default: [].")
+    teams: tuple[Team, ...] = Field((), max_length=MAX_TEAMS, description=f"Tenant teams, one namespace each, at most "
+                                    f"{MAX_TEAMS}. Default: [].")
     airgap: Airgap = Field(default_factory=Airgap, description="Air-gap mode. Default: off.")
     testing: Testing = Field(default_factory=Testing, description="Test-cluster options. Default: off.")
 

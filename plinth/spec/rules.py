@@ -12,12 +12,18 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from plinth.catalog import PLATFORM_NAMESPACES
+from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
 from plinth.modules.cluster.facts import target_facts, vault_uses_target_key
 from plinth.spec.models import PlatformSpec, quantity_value
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-RESERVED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease", *PLATFORM_NAMESPACES.values()}
+RESERVED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease", *PLATFORM_NAMESPACES.values(),
+                       *(chart.namespace for chart in CHARTS.values()),
+                       # Namespaces the charts create for themselves: Cilium's copies of the Gateway's TLS
+                       # keys (gatewayAPI.secretsNamespace) and its SPIRE server.
+                       "cilium-secrets", "cilium-spire"}
+RESERVED_PREFIX = "kube-"
+"""Kubernetes keeps every kube-* namespace for itself (kube-system, kube-public, and add-ons' kube-flannel...)."""
 
 # Services the spec already describes whose module has not landed yet: enabling
 # one must fail loudly instead of planning nothing.
@@ -38,7 +44,7 @@ def check_rules(spec: PlatformSpec) -> list[Violation]:
 
 def reserved_namespaces(spec: PlatformSpec) -> Iterator[Violation]:
     for index, team in enumerate(spec.teams):
-        if team.name in RESERVED_NAMESPACES:
+        if team.name in RESERVED_NAMESPACES or team.name.startswith(RESERVED_PREFIX):
             yield Violation(("teams", index, "name"), f"{team.name!r} is a reserved namespace",
                             "reserved-namespace", "choose another team name")
 
@@ -413,6 +419,51 @@ def owned_values(spec: PlatformSpec) -> Iterator[Violation]:
                             f"remove it; the spec field or module README says how Plinth sets {key}")
 
 
+_CREDENTIAL_KEY = re.compile(r"(password|passwd|passphrase|token|apikey|accesskey|secretkey|privatekey|clientsecret|"
+                             r"sharedsecret|htpasswd|credentials?)$|^secret$")
+"""A `values` key (lowercase, without `-` and `_`) that holds a credential: the credential word ends the key.
+Keys naming where one is kept (passwordKey, credentialSecret, tokenTTL) do not match, nor do _REFERENCE."""
+_REFERENCE = re.compile(r"existing|secretname|ref$|file$|path$")
+"""Keys that name a Secret or file holding the credential (existingSecretAdminPassword, passwordFile)."""
+_PEM_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+
+
+def plaintext_secrets(spec: PlatformSpec) -> Iterator[Violation]:
+    """A credential in `values` lands in the plan, the rendered manifests and the Pulumi state as plain text."""
+    from plinth.modules.helm import HelmService
+    from plinth.program import SERVICES
+    from plinth.spec.load import SECRET_STACK_KEYS
+
+    stack_keys = ", ".join(f"plinth:{key}" for key in SECRET_STACK_KEYS)
+    paths = {service.spec_path for _, service in SERVICES
+             if isinstance(service, type) and issubclass(service, HelmService)}
+    for spec_path in sorted(paths):
+        block = spec
+        for key in spec_path:
+            block = getattr(block, next(n for n, f in type(block).model_fields.items() if (f.alias or n) == key))
+        for path, value in _strings(block.values, ()):
+            key = path[-1].lower().replace("-", "").replace("_", "")
+            if (_CREDENTIAL_KEY.search(key) and not _REFERENCE.search(key)) or _PEM_KEY.search(value):
+                yield Violation((*spec_path, "values", *path), "a credential in plain text: it would be written "
+                                "into the plan, the rendered manifests and the deployment's state",
+                                "values-plaintext-secret",
+                                "remove it; set it as a stack secret (`pulumi config set --secret plinth:<key> "
+                                f"VALUE`; the keys: {stack_keys}), Plinth passes those to the charts, or point "
+                                "the chart's existing-Secret key at a Secret kept in Vault")
+
+
+def _strings(value: object, path: tuple) -> Iterator[tuple[tuple, str]]:
+    """(key path, value) of every non-empty string under a mapping key."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, (*path, str(key)))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from ((p, v) for p, v in _strings(item, path) if _PEM_KEY.search(v))
+    elif isinstance(value, str) and value.strip() and path:
+        yield path, value
+
+
 def python_index(spec: PlatformSpec) -> Iterator[Violation]:
     index, at = spec.registry.python_index, ("registry", "pythonIndex")
     if index.enabled and index.url:
@@ -488,4 +539,4 @@ def harbor_rules(spec: PlatformSpec) -> Iterator[Violation]:
 
 RULES = (reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, service_rules, airgap_bundles,
          available_modules, target_sdk, cloud_target, python_index, harbor_rules, serving_rules,
-         owned_values)
+         owned_values, plaintext_secrets)

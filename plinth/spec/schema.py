@@ -42,6 +42,7 @@ _BEFORE: dict[Any, dict] = {
                     "not": {"anyOf": [{"const": "*"}, {"pattern": "^system:"}]}},
     models._non_negative_int: {"type": "integer", "minimum": 0},
     models._positive_int: {"type": "integer", "minimum": 1},
+    models._strict_bool: {"type": "boolean"},
     models._kubernetes_version: {"type": "string", "enum": list(KUBERNETES_VERSIONS)},
     # An address or network, IPv4 or IPv6 (host bits set are left to the validator).
     models._cidr: {"type": "string", "pattern": r"^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$"},

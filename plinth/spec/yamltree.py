@@ -16,7 +16,9 @@ Keys starting with `x-` are extensions: kept out of the spec, ignored.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -106,22 +108,36 @@ _INTEGER = re.compile(r"^[-+]?(0x[0-9a-fA-F_]+|0o[0-7_]+|0b[01_]+|[0-9][0-9_]*)$
 
 def _read_text(path: Path, name: str) -> str:
     """The file's text: a regular file of at most MAX_BYTES (no FIFOs, devices or directories)."""
-    try:
-        if not path.exists():
-            raise SpecInvalid([SpecError(None, "", f"{name}: file not found")])
-        if not path.is_file():
-            raise SpecInvalid([SpecError(None, "", f"{name}: not a regular file")])
-        with path.open("rb") as stream:
-            data = stream.read(MAX_BYTES + 1)
-    except OSError as exc:
-        raise SpecInvalid([SpecError(None, "", f"{name}: cannot read: {exc}")]) from None
-    if len(data) > MAX_BYTES:
-        raise SpecInvalid([SpecError(None, "", f"{name}: larger than the {MAX_BYTES // 1024} KiB limit for a spec "
-                                     "file")])
+    data = read_input(path, name)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecInvalid([SpecError(None, "", f"{name}: not UTF-8: {exc}")]) from None
+
+
+def read_input(path: Path, name: str, limit: int = MAX_BYTES, what: str = "a spec file", field: str = "") -> bytes:
+    """The bytes of an input file, read like a spec file: a regular file of at most `limit` bytes.
+
+    Opened without blocking and checked on the open descriptor, so a FIFO (which would block the open
+    or the read forever), a device (/dev/zero never ends) or a directory is refused, also when a symlink
+    or a swap after a check leads there. Raises SpecInvalid naming the file (and `field`).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise SpecInvalid([SpecError(None, field, f"{name}: file not found")]) from None
+    except OSError as exc:
+        raise SpecInvalid([SpecError(None, field, f"{name}: cannot read: {exc.strerror or exc}")]) from None
+    with os.fdopen(fd, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise SpecInvalid([SpecError(None, field, f"{name}: not a regular file")])
+        try:
+            data = stream.read(limit + 1)
+        except OSError as exc:
+            raise SpecInvalid([SpecError(None, field, f"{name}: cannot read: {exc.strerror or exc}")]) from None
+    if len(data) > limit:
+        raise SpecInvalid([SpecError(None, field, f"{name}: larger than the {limit // 1024} KiB limit for {what}")])
+    return data
 
 
 def _check_shape(text: str, name: str) -> None:
