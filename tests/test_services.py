@@ -10,6 +10,7 @@ from plinth.engine.offline import plan
 from plinth.spec.errors import SpecInvalid
 from plinth.spec.load import load_spec
 from plinth.spec.models import PlatformSpec
+from plinth.spec.rules import check_rules
 from plinth.spec.yamltree import merge
 
 SERVICES = {
@@ -187,3 +188,50 @@ def test_drift_alerts_route_to_the_retraining_receiver_only():
                          "group_by": ["alertname", "namespace", "model"], "repeat_interval": "24h",
                          "continue": False}
     assert [r["receiver"] for r in routes[1:]] == ["retrain", "oncall"]
+
+
+def _policies(resources) -> dict[str, dict[str, tuple[str, dict]]]:
+    """Network policies by namespace and name: (kind, spec)."""
+    found: dict[str, dict[str, tuple[str, dict]]] = {}
+    for r in resources.values():
+        if r.type.endswith((":NetworkPolicy", ":CiliumNetworkPolicy")):
+            meta = r.inputs["metadata"]
+            found.setdefault(meta["namespace"], {})[meta["name"]] = (r.type.rsplit(":", 1)[-1], r.inputs["spec"])
+    return found
+
+
+AIRGAP = {"enabled": True, "mirror": {"registry": "mirror.corp/m", "charts": "oci://mirror.corp/charts",
+                                      "cidrs": ["10.20.0.0/24", "10.10.0.10/32"]}}
+
+
+def test_airgapped_platform_namespaces_reach_the_api_server_by_cilium_identity():
+    # Cilium never matches cluster nodes by ipBlock (policy-cidr-match-mode empty), and the `kubernetes`
+    # Service's backends are usually node addresses: the ipBlocks of airgap.mirror.cidrs alone cut every
+    # operator off from the API server.
+    resources = platform("dev", secrets={"vault": {"enabled": True}}, airgap=AIRGAP)
+    policies = _policies(resources)
+    airgapped = sorted(ns for ns, named in policies.items() if "airgap-egress" in named)
+    assert airgapped == ["cert-manager", "longhorn-system", "monitoring", "vault", "vault-secrets-operator"]
+    for ns in airgapped:
+        assert policies[ns]["airgap-allow-to-apiserver"] == ("CiliumNetworkPolicy", {
+            "endpointSelector": {}, "egress": [{"toEntities": ["kube-apiserver"]}]}), ns
+    # Prometheus scrapes kubelets, node-exporter, the control plane and Cilium on the nodes' own addresses.
+    ports = [{"port": str(p), "protocol": "TCP"} for p in (2381, 9100, 9962, 9963, 9964, 10250, 10257, 10259)]
+    for entity in ("host", "remote-node"):
+        assert policies["monitoring"][f"airgap-allow-to-{entity}"] == ("CiliumNetworkPolicy", {
+            "endpointSelector": {}, "egress": [{"toEntities": [entity], "toPorts": [{"ports": ports}]}]})
+        assert f"airgap-allow-to-{entity}" not in policies["vault"]
+    # The policy-cidr-match-mode stays the chart's (empty): team ipBlocks never open node addresses.
+    assert "policyCIDRMatchMode" not in values(resources, "cilium")
+
+
+def test_cilium_pod_pool_comes_from_the_spec():
+    assert values(platform("dev"), "cilium")["ipam"] == {
+        "operator": {"clusterPoolIPv4PodCIDRList": ["100.64.0.0/14"]}}
+    chosen = platform("dev", network={"cilium": {"podCidr": "172.20.0.0/16"}})
+    assert values(chosen, "cilium")["ipam"]["operator"]["clusterPoolIPv4PodCIDRList"] == ["172.20.0.0/16"]
+    # The pool is an owned value: the chart's key in `values` is refused, never silently overridden.
+    owned = merge(YAML(typ="safe").load(MINIMAL), {**SERVICES, "network": {"cilium": {
+        **SERVICES["network"]["cilium"], "values": {"ipam": {"operator": {"clusterPoolIPv4PodCIDRList": ["10.0.0.0/8"]}}}}}})
+    assert [(v.loc, v.rule) for v in check_rules(PlatformSpec.model_validate(owned))] == [
+        (("network", "cilium", "values", "ipam", "operator", "clusterPoolIPv4PodCIDRList"), "values-owned-key")]

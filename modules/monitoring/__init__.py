@@ -15,6 +15,11 @@ GRAFANA_ADMIN_SECRET = "grafana-admin"
 RECEIVERS_SECRET = "alertmanager-receivers"
 """Mounted by Alertmanager at /etc/alertmanager/secrets/<name>/<receiver>: URLs and keys stay out of its config."""
 DASHBOARD_LABEL = "grafana_dashboard"
+NODE_SCRAPE_PORTS = {"node-exporter": 9100, "kubelet": 10250, "kube-controller-manager": 10257,
+                     "kube-scheduler": 10259, "etcd": 2381, "cilium-agent": 9962, "cilium-operator": 9963,
+                     "cilium-envoy": 9964}
+"""Scrape targets on the nodes' network (host network or the node itself): the chart's kubelet, node-exporter
+and control-plane jobs, and Cilium's agent, operator and Envoy (their chart defaults)."""
 
 # Per receiver type: the Alertmanager config block and its *_file field reading the secret.
 RECEIVER_FIELDS = {"webhook": ("webhook_configs", "url_file"), "slack": ("slack_configs", "api_url_file"),
@@ -59,6 +64,12 @@ class Monitoring(HelmService):
     @classmethod
     def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
         return (cls.webhook(10250),)  # the operator's admission webhook (PrometheusRule, AlertmanagerConfig)
+
+    @classmethod
+    def airgap_egress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+        # Prometheus scrapes what listens on the nodes' own addresses (Cilium's identities host and remote-node).
+        ports = tuple(sorted(NODE_SCRAPE_PORTS.values()))
+        return Peer("host", ports=ports, entity="host"), Peer("remote-node", ports=ports, entity="remote-node")
 
     @classmethod
     def owned_values(cls, block, ctx: PlatformContext) -> dict:
