@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from ruamel.yaml import YAML
 
-from support import MINIMAL
+from support import MINIMAL, ROOT
 from plinth.engine.offline import plan
 from plinth.spec.errors import SpecInvalid
 from plinth.spec.load import load_spec
@@ -235,3 +235,58 @@ def test_cilium_pod_pool_comes_from_the_spec():
         **SERVICES["network"]["cilium"], "values": {"ipam": {"operator": {"clusterPoolIPv4PodCIDRList": ["10.0.0.0/8"]}}}}}})
     assert [(v.loc, v.rule) for v in check_rules(PlatformSpec.model_validate(owned))] == [
         (("network", "cilium", "values", "ipam", "operator", "clusterPoolIPv4PodCIDRList"), "values-owned-key")]
+
+
+@pytest.fixture(scope="module")
+def regulated():
+    result = plan(load_spec(ROOT / "blueprints" / "onprem-airgap-regulated.yaml"), "test")
+    return {r.name: r for r in sorted(result.resources, key=lambda r: r.custom)}
+
+
+def test_platform_host_names_have_listeners_only_their_service_attaches_to(regulated):
+    teams = {"from": "Selector", "selector": {"matchLabels": {"app.kubernetes.io/component": "tenancy",
+                                                              "app.kubernetes.io/instance": "regulated",
+                                                              "app.kubernetes.io/managed-by": "plinth"}}}
+    listeners = {entry["name"]: (entry["hostname"], entry["allowedRoutes"]["namespaces"])
+                 for entry in regulated["gateway-gateway"].inputs["spec"]["listeners"]}
+    assert listeners == {
+        "harbor": ("registry.models.corp.internal",
+                   {"from": "Selector", "selector": {"matchLabels": {"kubernetes.io/metadata.name": "harbor"}}}),
+        "python-index": ("pypi.models.corp.internal", {"from": "Selector", "selector": {
+            "matchLabels": {"kubernetes.io/metadata.name": "python-index"}}}),
+        "serving": ("serving.models.corp.internal", teams),
+        "https": ("*.models.corp.internal", teams),
+    }
+    sections = {(r.inputs["metadata"]["namespace"], r.inputs["spec"]["parentRefs"][0]["sectionName"])
+                for r in regulated.values() if r.inputs.get("kind") == "HTTPRoute"}
+    assert sections == {("harbor", "harbor"), ("python-index", "python-index"), ("fraud", "serving"),
+                        ("credit", "serving")}
+
+
+def test_the_gateway_reaches_team_pods_on_the_model_ports_only(regulated):
+    policies = _policies(regulated)
+    for team in ("fraud", "credit"):
+        assert policies[team]["allow-from-gateway"] == ("CiliumNetworkPolicy", {"endpointSelector": {}, "ingress": [
+            {"fromEntities": ["ingress"], "toPorts": [{"ports": [{"port": "3000", "protocol": "TCP"},
+                                                                 {"port": "8000", "protocol": "TCP"}]}]}]})
+
+
+def test_team_routes_are_checked_at_admission(regulated):
+    policy = regulated["gateway-team-routes"].inputs
+    assert policy["metadata"]["name"] == "plinth-regulated-team-routes"
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    assert spec["matchConstraints"]["namespaceSelector"]["matchLabels"]["app.kubernetes.io/component"] == "tenancy"
+    assert spec["matchConstraints"]["resourceRules"] == [{
+        "apiGroups": ["gateway.networking.k8s.io"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+        "resources": ["httproutes"]}]
+    assert [v["message"] for v in spec["validations"]] == [
+        "a team route names its host names (without them it answers for every host of its listeners)",
+        "platform host names (pypi.models.corp.internal, registry.models.corp.internal) are reserved to platform "
+        "routes",
+        "on the serving host serving.models.corp.internal a team routes only paths under /<team>/",
+        "a team route's host names are the serving host and the team's own <team>.models.corp.internal",
+    ]
+    bindings = [r for r in regulated.values() if r.inputs.get("kind") == "ValidatingAdmissionPolicyBinding"]
+    assert [b.inputs["spec"] for b in bindings] == [
+        {"policyName": "plinth-regulated-team-routes", "validationActions": ["Deny"]}]

@@ -266,7 +266,7 @@ class PlatformGateway(PlatformService):
             resource_name(name, "team-routes"), metadata=ctx.metadata(admission, name), spec=policy_spec,
             opts=child)
         k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
-            resource_name(name, "team-routes"), metadata=ctx.metadata(admission, name),
+            resource_name(name, "team-routes-binding"), metadata=ctx.metadata(admission, name),
             spec={"policyName": admission, **binding_spec},
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[policy])))
         self.register_outputs({})
