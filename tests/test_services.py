@@ -290,3 +290,22 @@ def test_team_routes_are_checked_at_admission(regulated):
     bindings = [r for r in regulated.values() if r.inputs.get("kind") == "ValidatingAdmissionPolicyBinding"]
     assert [b.inputs["spec"] for b in bindings] == [
         {"policyName": "plinth-regulated-team-routes", "validationActions": ["Deny"]}]
+
+
+def test_vault_metrics_reach_prometheus_only():
+    resources = platform("dev", secrets={"vault": {"enabled": True}}, teams=[{"name": "fraud"}])
+    vault = values(resources, "vault")
+    api, metrics = vault["server"]["standalone"]["config"].split('listener "tcp"')[1:3]
+    # Teams reach the API listener: there /v1/sys/metrics needs a token allowed to read it.
+    assert '"[::]:8200"' in api and "unauthenticated_metrics_access" not in api
+    assert '"[::]:8202"' in metrics and 'unauthenticated_metrics_access = "true"' in metrics
+    assert vault["serverTelemetry"]["serviceMonitor"] == {"enabled": False}
+    assert vault["global"]["serverTelemetry"] == {"prometheusOperator": False}
+    assert resources["vault-metrics"].inputs["spec"]["ports"] == [
+        {"name": "metrics", "port": 8202, "targetPort": 8202, "protocol": "TCP"}]
+    [endpoint] = resources["vault-monitor"].inputs["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["tlsConfig"]["serverName"]) == (
+        "metrics", "/v1/sys/metrics", "vault.vault.svc")
+    policies = _policies(resources)["vault"]
+    assert policies["allow-from-teams"][1]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8200}]
+    assert "ports" not in policies["allow-from-monitoring"][1]["ingress"][0]
