@@ -309,3 +309,12 @@ def test_vault_metrics_reach_prometheus_only():
     policies = _policies(resources)["vault"]
     assert policies["allow-from-teams"][1]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8200}]
     assert "ports" not in policies["allow-from-monitoring"][1]["ingress"][0]
+
+
+def test_only_node_exporter_runs_in_a_privileged_namespace_of_monitoring(dev):
+    levels = {r.inputs["metadata"]["name"]: r.inputs["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+              for r in dev.values() if r.inputs.get("kind") == "Namespace"}
+    # The rest of kube-prometheus-stack passes `restricted` (tests/charts: the real chart's pod templates).
+    assert (levels["monitoring"], levels["node-exporter"]) == ("restricted", "privileged")
+    assert values(dev, "monitoring")["prometheus-node-exporter"] == {"namespaceOverride": "node-exporter"}
+    assert dev["monitoring-node-exporter-namespace"].urn in dev["monitoring"].dependencies
