@@ -114,3 +114,12 @@ def test_cilium_pod_pool_is_the_targets_on_the_clouds():
     assert (("network", "cilium", "podCidr"), "cilium-pod-cidr-by-target") in violations(
         target=eks, network={"cilium": {**CILIUM, "podCidr": "100.64.0.0/14"}})
     assert not [v for v in violations(target=eks, network={"cilium": CILIUM}) if "pod-cidr" in v[1]]
+
+
+def test_each_gateway_host_name_has_one_owner():
+    found = violations(network={"cilium": {**CILIUM, "gatewayApi": True, "kubeProxyReplacement": True,
+                                           "apiServer": {"host": "api.k8s.internal"}}},
+                       certificates={"certManager": {"enabled": True}},
+                       registry={"pythonIndex": {"enabled": True, "hostname": "pypi.models.plinth.internal"}},
+                       serving={"hostname": "pypi.models.plinth.internal"})
+    assert found == [(("serving", "hostname"), "gateway-host-unique")]

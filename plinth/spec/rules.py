@@ -504,6 +504,21 @@ def cilium_pod_cidr(spec: PlatformSpec) -> Iterator[Violation]:
                             "uses (default 100.64.0.0/14)")
 
 
+def gateway_hosts_unique(spec: PlatformSpec) -> Iterator[Violation]:
+    """Each host name on the platform Gateway has one owner (its own listener): Harbor, the index, the models."""
+    seen: dict[str, str] = {}
+    harbor, index = spec.registry.harbor, spec.registry.python_index
+    for at, host, on in ((("registry", "harbor", "hostname"), harbor.hostname, harbor.enabled),
+                         (("registry", "pythonIndex", "hostname"), index.hostname, index.enabled),
+                         (("serving", "hostname"), spec.serving.hostname, True)):
+        if not (host and on):
+            continue
+        if host in seen:
+            yield Violation(at, f"{host!r} is already {seen[host]}'s host name on the platform Gateway",
+                            "gateway-host-unique", "give each service its own host name")
+        seen.setdefault(host, ".".join(at[:-1]))
+
+
 def _is_address(host: str) -> bool:
     import ipaddress
 
@@ -516,4 +531,4 @@ def _is_address(host: str) -> bool:
 
 RULES = (reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, service_rules, airgap_bundles,
          available_modules, cloud_target, python_index, harbor_rules, serving_rules,
-         owned_values, cilium_pod_cidr)
+         owned_values, cilium_pod_cidr, gateway_hosts_unique)
