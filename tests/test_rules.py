@@ -112,7 +112,7 @@ def test_cilium_pod_pool_is_the_targets_on_the_clouds():
            "availabilityZones": ["eu-west-1a", "eu-west-1b"], "adminRoleArn": "arn:aws:iam::123456789012:role/a",
            "nodePools": [{"name": "cpu", "instanceType": "m7i.2xlarge"}]}
     assert (("network", "cilium", "podCidr"), "cilium-pod-cidr-by-target") in violations(
-        target=eks, network={"cilium": {**CILIUM, "podCidr": "100.64.0.0/14"}})
+        target=eks, network={"cilium": {**CILIUM, "podCidr": "172.20.0.0/16"}})
     assert not [v for v in violations(target=eks, network={"cilium": CILIUM}) if "pod-cidr" in v[1]]
 
 

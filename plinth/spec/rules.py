@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from plinth.catalog import PLATFORM_NAMESPACES
 from plinth.modules.cluster.facts import target_facts, vault_uses_target_key
-from plinth.spec.models import PlatformSpec, quantity_value
+from plinth.spec.models import DEFAULT_POD_CIDR, PlatformSpec, quantity_value
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 RESERVED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease", *PLATFORM_NAMESPACES.values()}
@@ -477,7 +477,7 @@ def cilium_pod_cidr(spec: PlatformSpec) -> Iterator[Violation]:
     if not cilium.enabled:
         return
     if spec.target.type != "existing":
-        if "pod_cidr" in cilium.model_fields_set:
+        if cilium.pod_cidr != DEFAULT_POD_CIDR:
             yield Violation(at, f"on {spec.target.type} pods take the target's addresses (eks: the VPC, gke: "
                             "target.podsCidr)", "cilium-pod-cidr-by-target", "remove network.cilium.podCidr")
         return
