@@ -222,6 +222,7 @@ IMAGES: dict[str, str] = {
 PLATFORM_NAMESPACES: dict[str, str] = {
     "gateway": "plinth-gateway",
     "monitoring": CHARTS["kube-prometheus-stack"].namespace,
+    "node-exporter": "node-exporter",
     "cert-manager": CHARTS["cert-manager"].namespace,
     "longhorn": CHARTS["longhorn"].namespace,
     "vault": CHARTS["vault"].namespace,

@@ -70,9 +70,15 @@ def _docker_config(registry: str, auth: str) -> str:
                       sort_keys=True)
 
 
-def airgap_egress_policy(name: str, metadata: dict, ctx: PlatformContext,
-                         opts: pulumi.ResourceOptions) -> None:
-    """Air-gap: pods of a platform namespace reach in-cluster pods and the declared CIDRs, nothing else."""
+APISERVER_EGRESS = Peer("apiserver", entity="kube-apiserver")
+"""Under Cilium, the API server by identity: Cilium never matches cluster nodes (where the `kubernetes`
+Service's backends usually are) by `ipBlock` (policy-cidr-match-mode is left empty: see modules/network)."""
+
+
+def airgap_egress_policy(name: str, metadata: dict, ctx: PlatformContext, opts: pulumi.ResourceOptions,
+                         peers: tuple[Peer, ...] = ()) -> None:
+    """Air-gap: pods of a platform namespace reach in-cluster pods, the declared CIDRs and, under Cilium, the
+    API server and the Cilium entities in `peers` (e.g. nodes Prometheus scrapes), nothing else."""
     if not ctx.mirror_registry:
         return
     to: list[dict] = [{"namespaceSelector": {}}]
@@ -83,6 +89,12 @@ def airgap_egress_policy(name: str, metadata: dict, ctx: PlatformContext,
         spec={"podSelector": {}, "policyTypes": ["Egress"], "egress": [{"to": to}]},
         opts=opts,
     )
+    if not ctx.cilium:
+        return  # other CNIs match node addresses by ipBlock: the API server is in airgap.mirror.cidrs
+    for peer in (APISERVER_EGRESS, *peers):
+        kind, policy, spec = peer_policy("Egress", peer, ctx)
+        network_policy(kind, resource_name(name, f"airgap-{policy}"), spec,
+                       {**metadata, "name": f"airgap-{policy}"}, ctx, opts)
 
 
 # --- network policies -----------------------------------------------------------------------------

@@ -40,3 +40,35 @@ teams:
     quota:
       gpu: 2
 """
+
+# Team `credit` of blueprints/onprem-airgap-regulated.yaml trying to take traffic that is not its own through
+# the shared Gateway (name, HTTPRoute spec): `plinth check` and the admission policy refuse each one.
+_SERVING, _PARENT = "serving.models.corp.internal", [{"name": "plinth", "namespace": "plinth-gateway"}]
+
+
+def _route(hosts, *paths, kind="PathPrefix"):
+    rules = [{"matches": [{"path": {"type": kind, "value": p}}], "backendRefs": [{"name": "thief", "port": 3000}]}
+             for p in paths] or [{"backendRefs": [{"name": "thief", "port": 3000}]}]
+    spec = {"parentRefs": _PARENT, "rules": rules}
+    return {**spec, "hostnames": hosts} if hosts is not None else spec
+
+
+ROUTE_CAPTURES = {
+    "python-index-packages": _route(["pypi.models.corp.internal"], "/simple/numpy"),
+    "harbor-image-pulls": _route(["registry.models.corp.internal"], "/v2/fraud/scorer"),
+    "other-teams-model": _route([_SERVING], "/fraud/fraud-scorer/v2/models"),
+    "whole-serving-host": _route([_SERVING], "/"),
+    "serving-host-without-path": _route([_SERVING]),
+    "serving-host-by-pattern": _route([_SERVING], "/[a-z]+/fraud-scorer", kind="RegularExpression"),
+    "team-prefix-lookalike": _route([_SERVING], "/credit-fraud/fraud-scorer"),
+    "no-host-names": _route(None, "/credit/credit-risk"),
+    "every-host-by-wildcard": _route(["*.models.corp.internal"], "/credit/credit-risk"),
+    "other-teams-host": _route(["fraud.models.corp.internal"], "/"),
+}
+"""Route capture attempts, each refused."""
+ROUTES_OF_ITS_OWN = {
+    "own-model-path": _route([_SERVING], "/credit/credit-risk/v2"),
+    "own-prefix-exactly": _route([_SERVING], "/credit", kind="Exact"),
+    "own-host": _route(["credit.models.corp.internal"], "/"),
+}
+"""Team `credit`'s own routes, each accepted."""

@@ -23,7 +23,7 @@ def plinth(*args, cwd=ROOT):
 def test_plan_with_no_arguments_plans_the_minimal_blueprint():
     result = plinth("plan")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("platform minimal (dev) from blueprints/minimal.yaml: 32 resources in 5 components")
+    assert result.stdout.startswith("platform minimal (dev) from blueprints/minimal.yaml: 31 resources in 5 components")
     assert "Namespace fraud" in result.stdout and "planned in" in result.stdout
     assert result.stderr == ""
 

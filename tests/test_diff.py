@@ -66,11 +66,13 @@ def test_two_stacks_show_only_what_differs():
     result = diff("stack:dev", "stack:prod")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    # prod drops the fraud team's viewer binding and adds team recsys; everything else is the same resource.
-    assert marked(lines, "-") == ["- RoleBinding fraud/plinth:viewer  (tenancy-fraud-viewer)"]
+    # prod drops the fraud team's viewer group (so its role and binding) and adds team recsys (no data-scientist
+    # group: no such role); everything else is the same resource.
+    assert marked(lines, "-") == ["- Role fraud/plinth:viewer  (tenancy-fraud-viewer)",
+                                  "- RoleBinding fraud/plinth:viewer  (tenancy-fraud-viewer)"]
     added = marked(lines, "+")
-    assert len(added) == 13 and all("recsys" in line for line in added)
-    assert lines[-1].startswith("13 to add, ") and lines[-1].endswith(" to change, 2 to replace, 1 to delete")
+    assert len(added) == 12 and all("recsys" in line for line in added)
+    assert lines[-1].startswith("12 to add, ") and lines[-1].endswith(" to change, 2 to replace, 2 to delete")
     # Kubernetes cannot rename an object: the platform-admin ClusterRole (named after the platform) and its
     # binding are replaced, and say why.
     assert marked(lines, "+-") == [

@@ -186,7 +186,7 @@ def test_the_index_is_routed_through_the_platform_gateway_only_with_a_hostname()
     objects = resources(**GATEWAY, **index(enabled=True, hostname="pypi.models.plinth.internal"))
     route = objects[("HTTPRoute", "python-index", "pypiserver")].inputs["spec"]
     assert route["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "plinth",
-                                    "namespace": "plinth-gateway", "sectionName": "https"}]
+                                    "namespace": "plinth-gateway", "sectionName": "python-index"}]
     assert route["hostnames"] == ["pypi.models.plinth.internal"]
     assert route["rules"][0]["backendRefs"] == [{"name": "pypiserver", "port": 8080}]
     # Only then may the Gateway's proxies reach the server.

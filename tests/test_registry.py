@@ -171,7 +171,7 @@ def test_an_httproute_on_the_platform_gateway_with_a_hostname(routed):
     assert route.inputs["metadata"]["namespace"] == "harbor"
     assert route.inputs["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
                                                     "name": "plinth", "namespace": "plinth-gateway",
-                                                    "sectionName": "https"}]
+                                                    "sectionName": "harbor"}]
     assert route.inputs["spec"]["hostnames"] == [HOST]
     assert route.inputs["spec"]["rules"][0]["backendRefs"] == [{"name": "harbor", "port": 80}]
     # The Gateway's proxies may reach Harbor's namespace on nginx's port.

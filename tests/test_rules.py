@@ -76,3 +76,50 @@ def test_every_violation_names_a_fix():
     found = check_rules(everything)
     assert {v.rule for v in found} >= {"prod-vault-ha", "prod-no-test-options", "unseal-key", "airgap-needs-mirror"}
     assert all(v.fix and v.message for v in found)
+
+
+CILIUM = {"enabled": True, "kubeProxyReplacement": False, "gatewayApi": False, "hubble": False}
+MIRROR = {"registry": "mirror.corp/m", "charts": "oci://mirror.corp/charts", "cidrs": ["10.20.0.0/24", "10.10.0.10/32"]}
+
+
+def test_cilium_pod_pool_overlapping_a_declared_network_is_refused():
+    triton = {"name": "t", "team": "fraud", "runtime": "triton", "modelRepository": "s3://models/t",
+              "repositoryCidrs": ["192.168.4.0/24"], "stable": {"version": "1"}}
+    # The chart's own default pool (10.0.0.0/8) holds the mirror and the API server.
+    found = [(v.loc, v.rule, v.message) for v in check_rules(spec(
+        network={"cilium": {**CILIUM, "podCidr": "10.0.0.0/8",
+                            "apiServer": {"host": "10.10.0.10"}}},
+        airgap={"enabled": True, "mirror": MIRROR}))]
+    assert found == [
+        (("airgap", "mirror", "cidrs", 0), "cilium-pod-cidr-overlap", "the mirror network 10.20.0.0/24 overlaps "
+         "Cilium's pod address pool network.cilium.podCidr 10.0.0.0/8: its traffic would stay inside the cluster"),
+        (("airgap", "mirror", "cidrs", 1), "cilium-pod-cidr-overlap", "the mirror network 10.10.0.10/32 overlaps "
+         "Cilium's pod address pool network.cilium.podCidr 10.0.0.0/8: its traffic would stay inside the cluster"),
+        (("network", "cilium", "apiServer", "host"), "cilium-pod-cidr-overlap", "the API server 10.10.0.10 overlaps "
+         "Cilium's pod address pool network.cilium.podCidr 10.0.0.0/8: its traffic would stay inside the cluster"),
+    ]
+    found = violations(network={"cilium": {**CILIUM, "podCidr": "192.168.0.0/16"}},
+                       monitoring={"enabled": True}, serving={"models": [triton]})
+    assert found == [(("serving", "models", 0, "repositoryCidrs", 0), "cilium-pod-cidr-overlap")]
+    # The default pool stays clear of the private ranges company networks use.
+    assert violations(network={"cilium": CILIUM}, airgap={"enabled": True, "mirror": MIRROR}) == []
+    assert violations(network={"cilium": {**CILIUM, "podCidr": "100.64.0.0/24"}}) == [
+        (("network", "cilium", "podCidr"), "cidr-valid")]
+
+
+def test_cilium_pod_pool_is_the_targets_on_the_clouds():
+    eks = {"type": "eks", "region": "eu-west-1", "accountId": "123456789012",
+           "availabilityZones": ["eu-west-1a", "eu-west-1b"], "adminRoleArn": "arn:aws:iam::123456789012:role/a",
+           "nodePools": [{"name": "cpu", "instanceType": "m7i.2xlarge"}]}
+    assert (("network", "cilium", "podCidr"), "cilium-pod-cidr-by-target") in violations(
+        target=eks, network={"cilium": {**CILIUM, "podCidr": "172.20.0.0/16"}})
+    assert not [v for v in violations(target=eks, network={"cilium": CILIUM}) if "pod-cidr" in v[1]]
+
+
+def test_each_gateway_host_name_has_one_owner():
+    found = violations(network={"cilium": {**CILIUM, "gatewayApi": True, "kubeProxyReplacement": True,
+                                           "apiServer": {"host": "api.k8s.internal"}}},
+                       certificates={"certManager": {"enabled": True}},
+                       registry={"pythonIndex": {"enabled": True, "hostname": "pypi.models.plinth.internal"}},
+                       serving={"hostname": "pypi.models.plinth.internal"})
+    assert found == [(("serving", "hostname"), "gateway-host-unique")]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 from ruamel.yaml import YAML
 
-from support import MINIMAL
+from support import MINIMAL, ROOT
 from plinth.engine.offline import plan
 from plinth.spec.errors import SpecInvalid
 from plinth.spec.load import load_spec
 from plinth.spec.models import PlatformSpec
+from plinth.spec.rules import check_rules
 from plinth.spec.yamltree import merge
 
 SERVICES = {
@@ -187,3 +188,133 @@ def test_drift_alerts_route_to_the_retraining_receiver_only():
                          "group_by": ["alertname", "namespace", "model"], "repeat_interval": "24h",
                          "continue": False}
     assert [r["receiver"] for r in routes[1:]] == ["retrain", "oncall"]
+
+
+def _policies(resources) -> dict[str, dict[str, tuple[str, dict]]]:
+    """Network policies by namespace and name: (kind, spec)."""
+    found: dict[str, dict[str, tuple[str, dict]]] = {}
+    for r in resources.values():
+        if r.type.endswith((":NetworkPolicy", ":CiliumNetworkPolicy")):
+            meta = r.inputs["metadata"]
+            found.setdefault(meta["namespace"], {})[meta["name"]] = (r.type.rsplit(":", 1)[-1], r.inputs["spec"])
+    return found
+
+
+AIRGAP = {"enabled": True, "mirror": {"registry": "mirror.corp/m", "charts": "oci://mirror.corp/charts",
+                                      "cidrs": ["10.20.0.0/24", "10.10.0.10/32"]}}
+
+
+def test_airgapped_platform_namespaces_reach_the_api_server_by_cilium_identity():
+    # Cilium never matches cluster nodes by ipBlock (policy-cidr-match-mode empty), and the `kubernetes`
+    # Service's backends are usually node addresses: the ipBlocks of airgap.mirror.cidrs alone cut every
+    # operator off from the API server.
+    resources = platform("dev", secrets={"vault": {"enabled": True}}, airgap=AIRGAP)
+    policies = _policies(resources)
+    airgapped = sorted(ns for ns, named in policies.items() if "airgap-egress" in named)
+    assert airgapped == ["cert-manager", "longhorn-system", "monitoring", "vault", "vault-secrets-operator"]
+    for ns in airgapped:
+        assert policies[ns]["airgap-allow-to-apiserver"] == ("CiliumNetworkPolicy", {
+            "endpointSelector": {}, "egress": [{"toEntities": ["kube-apiserver"]}]}), ns
+    # Prometheus scrapes kubelets, node-exporter, the control plane and Cilium on the nodes' own addresses.
+    ports = [{"port": str(p), "protocol": "TCP"} for p in (2381, 9100, 9962, 9963, 9964, 10250, 10257, 10259)]
+    for entity in ("host", "remote-node"):
+        assert policies["monitoring"][f"airgap-allow-to-{entity}"] == ("CiliumNetworkPolicy", {
+            "endpointSelector": {}, "egress": [{"toEntities": [entity], "toPorts": [{"ports": ports}]}]})
+        assert f"airgap-allow-to-{entity}" not in policies["vault"]
+    # The policy-cidr-match-mode stays the chart's (empty): team ipBlocks never open node addresses.
+    assert "policyCIDRMatchMode" not in values(resources, "cilium")
+
+
+def test_cilium_pod_pool_comes_from_the_spec():
+    assert values(platform("dev"), "cilium")["ipam"] == {
+        "operator": {"clusterPoolIPv4PodCIDRList": ["100.64.0.0/14"]}}
+    chosen = platform("dev", network={"cilium": {"podCidr": "172.20.0.0/16"}})
+    assert values(chosen, "cilium")["ipam"]["operator"]["clusterPoolIPv4PodCIDRList"] == ["172.20.0.0/16"]
+    # The pool is an owned value: the chart's key in `values` is refused, never silently overridden.
+    owned = merge(YAML(typ="safe").load(MINIMAL), {**SERVICES, "network": {"cilium": {
+        **SERVICES["network"]["cilium"], "values": {"ipam": {"operator": {"clusterPoolIPv4PodCIDRList": ["10.0.0.0/8"]}}}}}})
+    assert [(v.loc, v.rule) for v in check_rules(PlatformSpec.model_validate(owned))] == [
+        (("network", "cilium", "values", "ipam", "operator", "clusterPoolIPv4PodCIDRList"), "values-owned-key")]
+
+
+@pytest.fixture(scope="module")
+def regulated():
+    result = plan(load_spec(ROOT / "blueprints" / "onprem-airgap-regulated.yaml"), "test")
+    return {r.name: r for r in sorted(result.resources, key=lambda r: r.custom)}
+
+
+def test_platform_host_names_have_listeners_only_their_service_attaches_to(regulated):
+    teams = {"from": "Selector", "selector": {"matchLabels": {"app.kubernetes.io/component": "tenancy",
+                                                              "app.kubernetes.io/instance": "regulated",
+                                                              "app.kubernetes.io/managed-by": "plinth"}}}
+    listeners = {entry["name"]: (entry["hostname"], entry["allowedRoutes"]["namespaces"])
+                 for entry in regulated["gateway-gateway"].inputs["spec"]["listeners"]}
+    assert listeners == {
+        "harbor": ("registry.models.corp.internal",
+                   {"from": "Selector", "selector": {"matchLabels": {"kubernetes.io/metadata.name": "harbor"}}}),
+        "python-index": ("pypi.models.corp.internal", {"from": "Selector", "selector": {
+            "matchLabels": {"kubernetes.io/metadata.name": "python-index"}}}),
+        "serving": ("serving.models.corp.internal", teams),
+        "https": ("*.models.corp.internal", teams),
+    }
+    sections = {(r.inputs["metadata"]["namespace"], r.inputs["spec"]["parentRefs"][0]["sectionName"])
+                for r in regulated.values() if r.inputs.get("kind") == "HTTPRoute"}
+    assert sections == {("harbor", "harbor"), ("python-index", "python-index"), ("fraud", "serving"),
+                        ("credit", "serving")}
+
+
+def test_the_gateway_reaches_team_pods_on_the_model_ports_only(regulated):
+    policies = _policies(regulated)
+    for team in ("fraud", "credit"):
+        assert policies[team]["allow-from-gateway"] == ("CiliumNetworkPolicy", {"endpointSelector": {}, "ingress": [
+            {"fromEntities": ["ingress"], "toPorts": [{"ports": [{"port": "3000", "protocol": "TCP"},
+                                                                 {"port": "8000", "protocol": "TCP"}]}]}]})
+
+
+def test_team_routes_are_checked_at_admission(regulated):
+    policy = regulated["gateway-team-routes"].inputs
+    assert policy["metadata"]["name"] == "plinth-regulated-team-routes"
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    assert spec["matchConstraints"]["namespaceSelector"]["matchLabels"]["app.kubernetes.io/component"] == "tenancy"
+    assert spec["matchConstraints"]["resourceRules"] == [{
+        "apiGroups": ["gateway.networking.k8s.io"], "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
+        "resources": ["httproutes"]}]
+    assert [v["message"] for v in spec["validations"]] == [
+        "a team route names its host names (without them it answers for every host of its listeners)",
+        "platform host names (pypi.models.corp.internal, registry.models.corp.internal) are reserved to platform "
+        "routes",
+        "on the serving host serving.models.corp.internal a team routes only paths under /<team>/",
+        "a team route's host names are the serving host and the team's own <team>.models.corp.internal",
+    ]
+    bindings = [r for r in regulated.values() if r.inputs.get("kind") == "ValidatingAdmissionPolicyBinding"]
+    assert [b.inputs["spec"] for b in bindings] == [
+        {"policyName": "plinth-regulated-team-routes", "validationActions": ["Deny"]}]
+
+
+def test_vault_metrics_reach_prometheus_only():
+    resources = platform("dev", secrets={"vault": {"enabled": True}}, teams=[{"name": "fraud"}])
+    vault = values(resources, "vault")
+    api, metrics = vault["server"]["standalone"]["config"].split('listener "tcp"')[1:3]
+    # Teams reach the API listener: there /v1/sys/metrics needs a token allowed to read it.
+    assert '"[::]:8200"' in api and "unauthenticated_metrics_access" not in api
+    assert '"[::]:8202"' in metrics and 'unauthenticated_metrics_access = "true"' in metrics
+    assert vault["serverTelemetry"]["serviceMonitor"] == {"enabled": False}
+    assert vault["global"]["serverTelemetry"] == {"prometheusOperator": False}
+    assert resources["vault-metrics"].inputs["spec"]["ports"] == [
+        {"name": "metrics", "port": 8202, "targetPort": 8202, "protocol": "TCP"}]
+    [endpoint] = resources["vault-monitor"].inputs["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["tlsConfig"]["serverName"]) == (
+        "metrics", "/v1/sys/metrics", "vault.vault.svc")
+    policies = _policies(resources)["vault"]
+    assert policies["allow-from-teams"][1]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8200}]
+    assert "ports" not in policies["allow-from-monitoring"][1]["ingress"][0]
+
+
+def test_only_node_exporter_runs_in_a_privileged_namespace_of_monitoring(dev):
+    levels = {r.inputs["metadata"]["name"]: r.inputs["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+              for r in dev.values() if r.inputs.get("kind") == "Namespace"}
+    # The rest of kube-prometheus-stack passes `restricted` (tests/charts: the real chart's pod templates).
+    assert (levels["monitoring"], levels["node-exporter"]) == ("restricted", "privileged")
+    assert values(dev, "monitoring")["prometheus-node-exporter"] == {"namespaceOverride": "node-exporter"}
+    assert dev["monitoring-node-exporter-namespace"].urn in dev["monitoring"].dependencies

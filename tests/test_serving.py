@@ -203,7 +203,7 @@ def test_a_pvc_repository_is_mounted_read_only():
 def test_one_route_per_model_carries_the_canary_split_exactly(served):
     spec_ = route(served)
     assert spec_["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "plinth",
-                                    "namespace": "plinth-gateway", "sectionName": "https"}]
+                                    "namespace": "plinth-gateway", "sectionName": "serving"}]
     assert spec_["hostnames"] == [HOST]
     # Triton: inference and health only, under /<team>/<model>, rewritten to Triton's own paths.
     weighted = spec_["rules"][:2]

@@ -75,6 +75,14 @@ CASES = {
         'apiVersion: plinth.dev/v1alpha1\nkind: Platform\nmetadata:\n  name: x\n  costCenter: c\ntarget:\n  type: existing\n',
         ['bad.yaml:1:1: rbac: required field is missing', 'bad.yaml:3:1: metadata.environment: required field is missing'],
     ),
+    "pod_cidr_overlaps_the_mirror": (
+        'extends: base.yaml\nnetwork:\n  cilium:\n    enabled: true\n    kubeProxyReplacement: false\n'
+        '    gatewayApi: false\n    hubble: false\n    podCidr: 10.0.0.0/8\nairgap:\n  enabled: true\n  mirror:\n'
+        '    registry: mirror.corp/m\n    charts: oci://mirror.corp/charts\n    cidrs:\n      - 10.20.0.0/24\n',
+        ["bad.yaml:15:9: airgap.mirror.cidrs[0]: the mirror network 10.20.0.0/24 overlaps Cilium's pod address pool "
+         "network.cilium.podCidr 10.0.0.0/8: its traffic would stay inside the cluster [rule cilium-pod-cidr-overlap; "
+         "fix: set network.cilium.podCidr to a range no declared network uses (default 100.64.0.0/14)]"],
+    ),
     "prod_rules": (
         'extends: base.yaml\nmetadata:\n  environment: prod\nsecrets:\n  vault: {enabled: true}\ntesting:\n  skipAwait: true\n',
         ['bad.yaml:5:3: secrets.vault.ha: prod requires Vault in HA mode [rule prod-vault-ha; fix: set secrets.vault.ha: true]', "bad.yaml:5:11: secrets.vault.enabled: Vault's listener takes its TLS certificate from cert-manager, which is off [rule vault-needs-cert-manager; fix: enable certificates.certManager]", 'bad.yaml:7:3: testing.skipAwait: skipAwait is for throw-away test clusters, not prod [rule prod-no-test-options; fix: remove testing.skipAwait]'],

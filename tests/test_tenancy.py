@@ -69,7 +69,7 @@ def test_every_object_carries_the_governance_labels(resources):
 
 def test_roles_are_least_privilege(resources):
     roles = of_kind(resources, "Role") + of_kind(resources, "ClusterRole")
-    assert len(roles) == 2 * 3 + 1
+    assert len(roles) == 2 + 1  # fraud's ml-engineer and viewer roles (the only ones bound), platform-admin
     for role in roles:
         for rule in role.inputs["rules"]:
             for key in ("apiGroups", "resources", "verbs"):
@@ -151,3 +151,10 @@ def test_skip_await_annotates_objects_for_test_clusters():
     namespace = of_kind(resources, "Namespace")[0]
     assert namespace.inputs["metadata"]["annotations"] == {
         "pulumi.com/deletionPropagationPolicy": "background", "pulumi.com/skipAwait": "true"}
+
+
+def test_every_team_role_is_bound_to_the_teams_groups(resources):
+    roles = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]) for r in of_kind(resources, "Role")}
+    bound = {(r.inputs["metadata"]["namespace"], r.inputs["roleRef"]["name"]) for r in of_kind(resources, "RoleBinding")}
+    # fraud names no data-scientist group and search no group at all: no role for them to hold.
+    assert roles == bound == {("fraud", "plinth:ml-engineer"), ("fraud", "plinth:viewer")}

@@ -140,6 +140,12 @@ class HelmService(PlatformService):
         return Peer("apiserver", ports=(port,), entity="kube-apiserver")
 
     @classmethod
+    def airgap_egress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+        """Air-gap under Cilium: entities (nodes) the namespace's pods reach besides pods, the declared CIDRs
+        and the API server. Default: none."""
+        return ()
+
+    @classmethod
     def block(cls, spec) -> Any:
         node = spec
         for key in cls.spec_path:
@@ -185,7 +191,7 @@ class HelmService(PlatformService):
             waits.append(ns)
             in_ns = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[ns]))
             airgap_egress_policy(name, ctx.metadata("airgap-egress", component, namespace=chart.namespace),
-                                 ctx, in_ns)
+                                 ctx, in_ns, self.airgap_egress(block, ctx))
             platform_ingress(name, chart.namespace, component, self.namespace_peers(block, ctx, chart.namespace),
                              ctx, in_ns)
         # Only a release that runs images pulls; one pull secret per namespace (kube-system is shared).

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from plinth.context import PlatformContext, resource_name
+from plinth.catalog import PLATFORM_NAMESPACES
+from plinth.context import PULL_SECRET, PlatformContext, resource_name
 from plinth.modules.helm import HelmService
-from plinth.objects import stack_secret
+from plinth.objects import namespace, pull_secret, stack_secret
 from plinth.service import Peer
 from plinth.modules.monitoring.dashboards import platform_overview, tenancy_quotas
 
@@ -15,6 +16,12 @@ GRAFANA_ADMIN_SECRET = "grafana-admin"
 RECEIVERS_SECRET = "alertmanager-receivers"
 """Mounted by Alertmanager at /etc/alertmanager/secrets/<name>/<receiver>: URLs and keys stay out of its config."""
 DASHBOARD_LABEL = "grafana_dashboard"
+NODE_EXPORTER_NAMESPACE = PLATFORM_NAMESPACES["node-exporter"]
+NODE_SCRAPE_PORTS = {"node-exporter": 9100, "kubelet": 10250, "kube-controller-manager": 10257,
+                     "kube-scheduler": 10259, "etcd": 2381, "cilium-agent": 9962, "cilium-operator": 9963,
+                     "cilium-envoy": 9964}
+"""Scrape targets on the nodes' network (host network or the node itself): the chart's kubelet, node-exporter
+and control-plane jobs, and Cilium's agent, operator and Envoy (their chart defaults)."""
 
 # Per receiver type: the Alertmanager config block and its *_file field reading the secret.
 RECEIVER_FIELDS = {"webhook": ("webhook_configs", "url_file"), "slack": ("slack_configs", "api_url_file"),
@@ -54,11 +61,19 @@ class Monitoring(HelmService):
     type_token = "plinth:monitoring:Monitoring"
     chart_key = "kube-prometheus-stack"
     spec_path = ("monitoring",)
-    pod_security = "privileged"  # node-exporter runs with the host's network and PID namespaces
+    # Prometheus, Alertmanager, Grafana, the operator and kube-state-metrics pass `restricted`; node-exporter
+    # (the host's network, PID namespace and file systems) runs in its own privileged namespace.
+    pod_security = "restricted"
 
     @classmethod
     def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
         return (cls.webhook(10250),)  # the operator's admission webhook (PrometheusRule, AlertmanagerConfig)
+
+    @classmethod
+    def airgap_egress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+        # Prometheus scrapes what listens on the nodes' own addresses (Cilium's identities host and remote-node).
+        ports = tuple(sorted(NODE_SCRAPE_PORTS.values()))
+        return Peer("host", ports=ports, entity="host"), Peer("remote-node", ports=ports, entity="remote-node")
 
     @classmethod
     def owned_values(cls, block, ctx: PlatformContext) -> dict:
@@ -83,6 +98,7 @@ class Monitoring(HelmService):
                 "sidecar": {"dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": "1",
                                            "searchNamespace": cls.chart().namespace}},
             },
+            "prometheus-node-exporter": {"namespaceOverride": NODE_EXPORTER_NAMESPACE},
             "prometheusOperator": {"admissionWebhooks": {
                 # With cert-manager the webhook certificate is issued in-cluster; the chart's patch
                 # Jobs would rewrite caBundle behind the engine's back.
@@ -107,12 +123,20 @@ class Monitoring(HelmService):
     def prerequisites(self, name: str, block, ctx: PlatformContext,
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         ns = self.chart().namespace
+        # node-exporter's namespace, privileged, before the release that renders the DaemonSet into it.
+        exporter_ns = namespace(resource_name(name, "node-exporter"), NODE_EXPORTER_NAMESPACE, name, ctx, opts,
+                                pod_security="privileged")
+        made: list[pulumi.Resource] = [exporter_ns]
+        pulls = pull_secret(resource_name(name, "node-exporter"),
+                            ctx.metadata(PULL_SECRET, name, namespace=NODE_EXPORTER_NAMESPACE), ctx,
+                            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[exporter_ns])))
+        made += [pulls] if pulls else []
         admin_password = ctx.secrets.grafana_admin_password
         if admin_password is None:
             raise ValueError("monitoring needs the stack secret plinth:grafanaAdminPassword")
-        made: list[pulumi.Resource] = [stack_secret(
+        made.append(stack_secret(
             resource_name(name, "grafana-admin"), ctx.metadata(GRAFANA_ADMIN_SECRET, name, namespace=ns),
-            "plinth:grafanaAdminPassword", {"admin-user": "admin", "admin-password": admin_password}, opts)]
+            "plinth:grafanaAdminPassword", {"admin-user": "admin", "admin-password": admin_password}, opts))
         if block.alertmanager.receivers:
             if ctx.secrets.alert_receivers is None:
                 raise ValueError("alertmanager receivers need the stack secret plinth:alertReceivers")

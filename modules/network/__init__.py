@@ -9,7 +9,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
-from plinth.context import PlatformContext, resource_name
+from plinth.context import MANAGED_BY, PlatformContext, resource_name
+from plinth.governance.policies import GATEWAY_NAME, SERVING_LISTENER, TEAM_LISTENER, platform_listener
 from plinth.modules.certs import certificate
 from plinth.modules.cluster.differences import cilium_operator_image, cilium_values
 from plinth.modules.helm import HelmService, merge_values
@@ -18,7 +19,7 @@ from plinth.service import PlatformService, Peer
 
 HUBBLE_SERVER_SECRET = "hubble-server-certs"
 HUBBLE_RELAY_CLIENT_SECRET = "hubble-relay-client-certs"
-GATEWAY = "plinth"
+GATEWAY = GATEWAY_NAME
 GATEWAY_CLASS = "cilium"
 GATEWAY_TLS_SECRET = "plinth-gateway-tls"
 
@@ -80,6 +81,9 @@ class Cilium(HelmService):
         api_server = ctx.api_server or (block.api_server and (block.api_server.host, block.api_server.port))
         if api_server:
             values["k8sServiceHost"], values["k8sServicePort"] = api_server
+        if ctx.target.type == "existing":
+            # Cluster-pool IPAM (the chart's default mode): the pool from the spec, never the chart's 10.0.0.0/8.
+            values["ipam"] = {"operator": {"clusterPoolIPv4PodCIDRList": [block.pod_cidr]}}
         values = merge_values(values, cilium_values(ctx.target))
         if values.get("nodeinit", {}).get("enabled"):
             values["nodeinit"]["image"] = _image(images["startup-script"], ctx)
@@ -102,7 +106,102 @@ class PlatformGatewayArgs:
     cilium: Any
     """network.cilium (plinth.spec.models.Cilium): which of Hubble and Gateway API are on."""
     gateway: Any
-    """network.gateway (plinth.spec.models.Gateway): the listener host name."""
+    """network.gateway (plinth.spec.models.Gateway): the wildcard listener's host name."""
+    platform_hosts: tuple[tuple[str, str], ...] = ()
+    """(namespace, host name) of each platform service the Gateway exposes: a listener only it attaches to."""
+    serving_host: str | None = None
+    """serving.hostname: the models' host, each team under /<team>/."""
+
+
+def platform_hosts(spec) -> tuple[tuple[str, str], ...]:
+    """(namespace, host name) of the platform services with a host name on the Gateway (Harbor, the index)."""
+    hosts = []
+    if spec.registry.harbor.enabled and spec.registry.harbor.hostname:
+        hosts.append((PLATFORM_NAMESPACES["harbor"], spec.registry.harbor.hostname))
+    if spec.registry.python_index.enabled and spec.registry.python_index.hostname:
+        hosts.append((PLATFORM_NAMESPACES["python-index"], spec.registry.python_index.hostname))
+    return tuple(hosts)
+
+
+def team_namespaces(ctx: PlatformContext) -> dict:
+    """A label selector of this platform's team namespaces (tenancy's labels)."""
+    return {"matchLabels": {"app.kubernetes.io/component": "tenancy", "app.kubernetes.io/instance": ctx.platform,
+                            "app.kubernetes.io/managed-by": MANAGED_BY}}
+
+
+def listeners(args: PlatformGatewayArgs, ctx: PlatformContext) -> list[dict]:
+    """One HTTPS listener per platform host name (only its service's namespace attaches), one for the serving
+    host and the wildcard one for teams' own host names (team namespaces attach). Gateway API v1 routes a
+    request by its most specific listener host name, so a team route naming a platform host on the wildcard
+    listener never receives that host's requests, and a team route on a platform listener is not accepted."""
+    tls = {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": GATEWAY_TLS_SECRET}]}
+    teams = {"namespaces": {"from": "Selector", "selector": team_namespaces(ctx)}}
+    out, taken = [], set()
+    for ns, host in args.platform_hosts:
+        out.append({"name": platform_listener(ns), "hostname": host, "allowedRoutes": {"namespaces": {
+            "from": "Selector", "selector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}}})
+        taken.add(host)
+    if args.serving_host and args.serving_host not in taken:
+        out.append({"name": SERVING_LISTENER, "hostname": args.serving_host, "allowedRoutes": teams})
+        taken.add(args.serving_host)
+    if args.gateway.hostname not in taken:
+        out.append({"name": TEAM_LISTENER, "hostname": args.gateway.hostname, "allowedRoutes": teams})
+    return [{"name": entry["name"], "protocol": "HTTPS", "port": 443, "hostname": entry["hostname"], "tls": tls,
+             "allowedRoutes": entry["allowedRoutes"]} for entry in out]
+
+
+def team_route_admission(args: PlatformGatewayArgs, ctx: PlatformContext) -> tuple[dict, dict]:
+    """(ValidatingAdmissionPolicy spec, binding spec): the API server refuses a team HTTPRoute that names a
+    platform host name, a path outside /<team>/ on the serving host, or a host name other than the team's own
+    <team>.<domain> (the policy team-routes-own-paths, evaluated at admission)."""
+    reserved = sorted(host for _, host in args.platform_hosts)
+    wildcard = args.gateway.hostname
+    domain = wildcard[2:] if wildcard.startswith("*.") else None
+    team = "object.metadata.namespace"
+
+    def covers(host: str, target: str) -> str:
+        """CEL: the route host `host` covers `target` (both CEL expressions; see policies.host_covers)."""
+        return f"({host} == {target} || ({host}.startsWith('*.') && {target}.endsWith({host}.substring(1))))"
+
+    validations = [{
+        "expression": "has(object.spec.hostnames) && size(object.spec.hostnames) > 0",
+        "message": "a team route names its host names (without them it answers for every host of its listeners)",
+    }]
+    if reserved:
+        validations.append({
+            "expression": f"object.spec.hostnames.all(h, !{_cel(reserved)}.exists(p, {covers('h', 'p')}))",
+            "message": f"platform host names ({', '.join(reserved)}) are reserved to platform routes"})
+    allowed = [f"h == {team} + {_cel('.' + domain)}"] if domain else []
+    if args.serving_host:
+        on_serving = covers("h", _cel(args.serving_host))
+        validations.append({
+            "expression": f"!object.spec.hostnames.exists(h, {on_serving}) || object.spec.rules.all(r, "
+                          f"has(r.matches) && r.matches.all(m, has(m.path) && m.path.type in ['PathPrefix', "
+                          f"'Exact'] && (m.path.value == '/' + {team} || m.path.value.startsWith('/' + {team} + "
+                          f"'/'))))",
+            "message": f"on the serving host {args.serving_host} a team routes only paths under /<team>/"})
+        allowed.append(on_serving)
+    validations.append({
+        "expression": f"object.spec.hostnames.all(h, {' || '.join(allowed) or 'false'})",
+        "message": "a team route's host names are the serving host and the team's own "
+                   f"{'<team>.' + domain if domain else 'none (no wildcard listener)'}"})
+    policy = {
+        "failurePolicy": "Fail",
+        "matchConstraints": {
+            "namespaceSelector": team_namespaces(ctx),
+            "resourceRules": [{"apiGroups": ["gateway.networking.k8s.io"], "apiVersions": ["*"],
+                               "operations": ["CREATE", "UPDATE"], "resources": ["httproutes"]}],
+        },
+        "validations": validations,
+    }
+    return policy, {"validationActions": ["Deny"]}
+
+
+def _cel(value: str | list[str]) -> str:
+    """A CEL string (or list of strings) literal; host names hold no quote or backslash (the spec's pattern)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_cel(v) for v in value) + "]"
+    return f"'{value}'"
 
 
 class PlatformGateway(PlatformService):
@@ -119,12 +218,17 @@ class PlatformGateway(PlatformService):
 
     @staticmethod
     def block(spec) -> PlatformGatewayArgs:
-        return PlatformGatewayArgs(spec.network.cilium, spec.network.gateway)
+        return PlatformGatewayArgs(spec.network.cilium, spec.network.gateway, platform_hosts(spec),
+                                   spec.serving.hostname)
 
     @classmethod
     def tenant_ingress(cls, args: PlatformGatewayArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
-        # The Gateway's proxies (Cilium's Envoy, identity `ingress`) forward to team Services behind HTTPRoutes.
-        return (Peer("gateway", entity="ingress"),) if args.cilium.gateway_api else ()
+        # The Gateway's proxies (Cilium's Envoy, identity `ingress`) forward to team Services behind HTTPRoutes,
+        # on the model servers' HTTP ports only. (Imported here: serving builds its routes on this module.)
+        from plinth.modules.serving import RUNTIMES
+
+        ports = tuple(sorted({runtime.http_port for runtime in RUNTIMES.values()}))
+        return (Peer("gateway", ports=ports, entity="ingress"),) if args.cilium.gateway_api else ()
 
     def __init__(self, name: str, args: PlatformGatewayArgs, ctx: PlatformContext,
                  opts: pulumi.ResourceOptions | None = None):
@@ -152,19 +256,17 @@ class PlatformGateway(PlatformService):
             api_version="gateway.networking.k8s.io/v1",
             kind="Gateway",
             metadata=ctx.metadata(GATEWAY, name, namespace=ns_name),
-            spec={
-                "gatewayClassName": GATEWAY_CLASS,
-                "listeners": [{
-                    "name": "https",
-                    "protocol": "HTTPS",
-                    "port": 443,
-                    "hostname": hostname,
-                    "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": GATEWAY_TLS_SECRET}]},
-                    # Routes attach from this platform's namespaces only (teams, and services it exposes).
-                    "allowedRoutes": {"namespaces": {"from": "Selector", "selector": {"matchLabels": {
-                        "app.kubernetes.io/instance": ctx.platform, "app.kubernetes.io/managed-by": "plinth"}}}},
-                }],
-            },
+            spec={"gatewayClassName": GATEWAY_CLASS, "listeners": listeners(args, ctx)},
             opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[cert])),
         )
+        # The same rule as the policy team-routes-own-paths, at admission (evaluated by the API server).
+        admission = f"plinth-{ctx.platform}-team-routes"
+        policy_spec, binding_spec = team_route_admission(args, ctx)
+        policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
+            resource_name(name, "team-routes"), metadata=ctx.metadata(admission, name), spec=policy_spec,
+            opts=child)
+        k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(
+            resource_name(name, "team-routes-binding"), metadata=ctx.metadata(admission, name),
+            spec={"policyName": admission, **binding_spec},
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[policy])))
         self.register_outputs({})

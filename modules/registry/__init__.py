@@ -23,7 +23,7 @@ from plinth.catalog import PLATFORM_NAMESPACES, ImageRef
 from plinth.context import ISSUER, PlatformContext, resource_name
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import stack_secret
-from plinth.modules.network import GATEWAY
+from plinth.modules.network import GATEWAY, platform_listener
 from plinth.service import Peer
 
 ADMIN_SECRET = "harbor-admin"
@@ -278,7 +278,8 @@ class Harbor(HelmService):
             metadata=ctx.metadata(chart.name, name, namespace=chart.namespace),
             spec={
                 "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY,
-                                "namespace": PLATFORM_NAMESPACES["gateway"], "sectionName": "https"}],
+                                "namespace": PLATFORM_NAMESPACES["gateway"],
+                                "sectionName": platform_listener(chart.namespace)}],
                 "hostnames": [block.harbor.hostname],
                 "rules": [{
                     "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],

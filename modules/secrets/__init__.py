@@ -4,6 +4,7 @@ the Vault Secrets Operator and each team's door into Vault (operator.py)."""
 from __future__ import annotations
 
 import pulumi
+import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
@@ -14,6 +15,10 @@ from plinth.service import Peer
 
 TLS_SECRET = "vault-server-tls"
 TLS_DIR = f"/vault/userconfig/{TLS_SECRET}"
+API_PORT = 8200
+METRICS_PORT = 8202
+"""Vault's metrics listener: unauthenticated /v1/sys/metrics, reachable from the monitoring namespace only."""
+METRICS_SERVICE = "vault-metrics"
 TRANSIT_TOKEN_SECRET = "vault-transit-token"
 """transit auto-unseal: a Secret you create (key `token`) holding the token for the unsealing Vault."""
 
@@ -49,8 +54,11 @@ def _seal(unseal, target: TargetFacts) -> str:
 
 def server_config(block, service: str, namespace: str, target: TargetFacts = TargetFacts()) -> str:
     """Vault's HCL: TLS listener, raft (HA) or file storage, Kubernetes service registration, telemetry."""
-    listener = (f'listener "tcp" {{\n  address = "[::]:8200"\n  cluster_address = "[::]:8201"\n'
-                f'  tls_cert_file = "{TLS_DIR}/tls.crt"\n  tls_key_file = "{TLS_DIR}/tls.key"\n'
+    tls = f'  tls_cert_file = "{TLS_DIR}/tls.crt"\n  tls_key_file = "{TLS_DIR}/tls.key"\n'
+    # The API listener (teams, the secrets operator) answers /v1/sys/metrics only to a token allowed to read
+    # it; Prometheus scrapes the metrics listener, which only the monitoring namespace may reach.
+    listener = (f'listener "tcp" {{\n  address = "[::]:{API_PORT}"\n  cluster_address = "[::]:8201"\n{tls}}}\n'
+                f'listener "tcp" {{\n  address = "[::]:{METRICS_PORT}"\n{tls}'
                 f'  telemetry {{\n    unauthenticated_metrics_access = "true"\n  }}\n}}\n')
     if block.ha:
         joins = "".join(
@@ -77,7 +85,7 @@ class Vault(HelmService):
     def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
         peers = [cls.webhook(8080)]  # the agent injector
         if block.secrets_operator:
-            peers.append(Peer("secrets-operator", CHARTS["vault-secrets-operator"].namespace, (8200,)))
+            peers.append(Peer("secrets-operator", CHARTS["vault-secrets-operator"].namespace, (API_PORT,)))
         return tuple(peers)
 
     @classmethod
@@ -95,8 +103,9 @@ class Vault(HelmService):
         # On a cloud target: the identity that may use the unseal key.
         identity = ctx.target.annotations(*VAULT_SERVICE_ACCOUNT)
         return {
+            # The chart's ServiceMonitor scrapes the API listener; Plinth's (objects) the metrics listener.
             "global": {"tlsDisable": False, "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
-                       "serverTelemetry": {"prometheusOperator": ctx.monitoring}},
+                       "serverTelemetry": {"prometheusOperator": False}},
             "server": {
                 **({"serviceAccount": {"annotations": identity}} if identity else {}),
                 "image": image_values(server, ctx),
@@ -113,15 +122,38 @@ class Vault(HelmService):
                 "metrics": {"enabled": ctx.monitoring},
             },
             "serverTelemetry": {
-                "serviceMonitor": {"enabled": ctx.monitoring,
-                                   "tlsConfig": {"ca": {"secret": {"name": TLS_SECRET, "key": "ca.crt"}}}},
+                "serviceMonitor": {"enabled": False},
                 "prometheusRules": {"enabled": ctx.monitoring, "rules": ALERTS if ctx.monitoring else []},
             },
         }
 
     @classmethod
     def tenant_egress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
-        return (Peer("vault", cls.chart().namespace, (8200,)),)
+        return (Peer("vault", cls.chart().namespace, (API_PORT,)),)
+
+    def objects(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+        if not ctx.monitoring:
+            return
+        chart = self.chart()
+        # Every server, so VaultSealed sees each one (the chart's own monitor scrapes the leader only).
+        pods = {"app.kubernetes.io/name": chart.name, "app.kubernetes.io/instance": chart.name, "component": "server"}
+        meta = ctx.metadata(METRICS_SERVICE, name, namespace=chart.namespace, labels={"plinth.dev/metrics": "vault"})
+        service = k8s.core.v1.Service(
+            resource_name(name, "metrics"), metadata=meta,
+            spec={"type": "ClusterIP", "selector": pods, "ports": [
+                {"name": "metrics", "port": METRICS_PORT, "targetPort": METRICS_PORT, "protocol": "TCP"}]},
+            opts=opts)
+        k8s.apiextensions.CustomResource(
+            resource_name(name, "monitor"), api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
+            metadata=meta,
+            spec={"selector": {"matchLabels": {"plinth.dev/metrics": "vault"}},
+                  "namespaceSelector": {"matchNames": [chart.namespace]},
+                  "endpoints": [{"port": "metrics", "scheme": "https", "path": "/v1/sys/metrics",
+                                 "params": {"format": ["prometheus"]}, "interval": "30s",
+                                 # Pods are scraped by address: verify the certificate for the Service's name.
+                                 "tlsConfig": {"ca": {"secret": {"name": TLS_SECRET, "key": "ca.crt"}},
+                                               "serverName": f"{chart.name}.{chart.namespace}.svc"}}]},
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[service])))
 
     def prerequisites(self, name: str, block, ctx: PlatformContext,
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:

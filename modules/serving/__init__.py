@@ -21,7 +21,7 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import IMAGES, PLATFORM_NAMESPACES, mirror_image
 from plinth.context import PlatformContext, resource_name
-from plinth.governance.policies import MODEL_LABEL
+from plinth.governance.policies import MODEL_LABEL, SERVING_LISTENER
 from plinth.modules.gpu import GPU_RESOURCE, gpu_node_selector, gpu_toleration
 from plinth.modules.monitoring import DASHBOARD_LABEL
 from plinth.modules.network import GATEWAY
@@ -349,7 +349,7 @@ def route_spec(model, hostname: str) -> dict:
             })
     return {
         "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY,
-                        "namespace": PLATFORM_NAMESPACES["gateway"], "sectionName": "https"}],
+                        "namespace": PLATFORM_NAMESPACES["gateway"], "sectionName": SERVING_LISTENER}],
         "hostnames": [hostname],
         "rules": rules,
     }

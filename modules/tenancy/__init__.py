@@ -101,9 +101,10 @@ class Team(pulumi.ComponentResource):
         }
         for role, rules in TEAM_ROLES.items():
             role_name = f"plinth:{role}"
-            k8s.rbac.v1.Role(resource_name(name, role), metadata=meta(role_name), rules=policy_rules(rules),
-                             opts=child)
+            # A role only where the team names groups for it: no Role bound to no one.
             if groups_by_role[role]:
+                k8s.rbac.v1.Role(resource_name(name, role), metadata=meta(role_name), rules=policy_rules(rules),
+                                 opts=child)
                 k8s.rbac.v1.RoleBinding(
                     resource_name(name, role),
                     metadata=meta(role_name),

@@ -297,6 +297,9 @@ class ApiServer(Spec):
     port: PositiveCount = Field(6443, description="API server port. Default: 6443.")
 
 
+DEFAULT_POD_CIDR = "100.64.0.0/14"
+
+
 class Cilium(Spec):
     enabled: Flag = Field(False, description="Install Cilium (CNI, network policy). Default: false.")
     kube_proxy_replacement: Flag = Field(True, description="Replace kube-proxy (needs apiServer). Default: true.")
@@ -308,6 +311,13 @@ class Cilium(Spec):
                               "(needs certificates.certManager for its TLS). Default: true.")
     operator_replicas: PositiveCount | None = Field(
         None, description="cilium-operator replicas. Default: null (1 in dev, 2 in staging and prod).")
+    pod_cidr: Cidr = Field(
+        DEFAULT_POD_CIDR, description="Existing targets: the pool Cilium's operator gives pod addresses from "
+        "(a /24 per node; eks pods take VPC addresses, gke pods its podsCidr). It must not overlap a network "
+        "pods reach (the mirror, the API server, model repositories): a packet to such an address would stay "
+        f"in the cluster. Default: {DEFAULT_POD_CIDR} (RFC 6598 shared address space: outside the private "
+        "ranges 10/8, 172.16/12 and 192.168/16 that company networks use, unlike the chart's own 10.0.0.0/8; "
+        "a /14 is 1,024 nodes).")
     values: Values = {}
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
 from plinth.modules.cluster.facts import target_facts, vault_uses_target_key
-from plinth.spec.models import PlatformSpec, quantity_value
+from plinth.spec.models import DEFAULT_POD_CIDR, PlatformSpec, quantity_value
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 RESERVED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease", *PLATFORM_NAMESPACES.values(),
@@ -537,6 +537,67 @@ def harbor_rules(spec: PlatformSpec) -> Iterator[Violation]:
         yield from _gateway_host(spec, at, harbor.hostname, "Harbor's", "harbor",
                                  "Harbor is then reachable in-cluster only")
 
+def cilium_pod_cidr(spec: PlatformSpec) -> Iterator[Violation]:
+    """Cilium's pod pool (existing targets) holds no network pods must reach outside the cluster: a packet to
+    an address of the pool is routed to a pod, never to the mirror, the API server or an object store."""
+    import ipaddress
+
+    cilium, at = spec.network.cilium, ("network", "cilium", "podCidr")
+    if not cilium.enabled:
+        return
+    if spec.target.type != "existing":
+        if cilium.pod_cidr != DEFAULT_POD_CIDR:
+            yield Violation(at, f"on {spec.target.type} pods take the target's addresses (eks: the VPC, gke: "
+                            "target.podsCidr)", "cilium-pod-cidr-by-target", "remove network.cilium.podCidr")
+        return
+    pool = ipaddress.ip_network(cilium.pod_cidr)
+    if pool.prefixlen > 22:
+        yield Violation(at, f"{cilium.pod_cidr} is a /{pool.prefixlen}; each node takes a /24 of it, so it holds "
+                        f"{2 ** max(24 - pool.prefixlen, 0)} node(s)", "cidr-valid",
+                        "use a /22 or larger, e.g. 100.64.0.0/14")
+    declared: list[tuple[tuple, str, str]] = []
+    mirror = spec.airgap.mirror
+    if mirror:
+        declared += [(("airgap", "mirror", "cidrs", i), "the mirror network", cidr)
+                     for i, cidr in enumerate(mirror.cidrs)]
+    if cilium.api_server and _is_address(cilium.api_server.host):
+        declared.append((("network", "cilium", "apiServer", "host"), "the API server", cilium.api_server.host))
+    for index, model in enumerate(spec.serving.models):
+        declared += [(("serving", "models", index, "repositoryCidrs", i), f"model {model.name}'s repository", cidr)
+                     for i, cidr in enumerate(model.repository_cidrs)]
+    for loc, what, network in declared:
+        if ipaddress.ip_network(network, strict=False).overlaps(pool):
+            yield Violation(loc, f"{what} {network} overlaps Cilium's pod address pool network.cilium.podCidr "
+                            f"{cilium.pod_cidr}: its traffic would stay inside the cluster",
+                            "cilium-pod-cidr-overlap", "set network.cilium.podCidr to a range no declared network "
+                            "uses (default 100.64.0.0/14)")
+
+
+def gateway_hosts_unique(spec: PlatformSpec) -> Iterator[Violation]:
+    """Each host name on the platform Gateway has one owner (its own listener): Harbor, the index, the models."""
+    seen: dict[str, str] = {}
+    harbor, index = spec.registry.harbor, spec.registry.python_index
+    for at, host, on in ((("registry", "harbor", "hostname"), harbor.hostname, harbor.enabled),
+                         (("registry", "pythonIndex", "hostname"), index.hostname, index.enabled),
+                         (("serving", "hostname"), spec.serving.hostname, True)):
+        if not (host and on):
+            continue
+        if host in seen:
+            yield Violation(at, f"{host!r} is already {seen[host]}'s host name on the platform Gateway",
+                            "gateway-host-unique", "give each service its own host name")
+        seen.setdefault(host, ".".join(at[:-1]))
+
+
+def _is_address(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 RULES = (reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, service_rules, airgap_bundles,
          available_modules, target_sdk, cloud_target, python_index, harbor_rules, serving_rules,
-         owned_values, plaintext_secrets)
+         owned_values, plaintext_secrets, cilium_pod_cidr, gateway_hosts_unique)
