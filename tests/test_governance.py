@@ -168,7 +168,8 @@ def test_plinth_check_exits_1_on_a_mandatory_violation_and_honours_the_stacks_le
     assert run.returncode == 1, run.stderr
     assert "[mandatory] no-external-services" in run.stdout
     assert "  - Release longhorn: values service.ui.type = NodePort" in run.stdout
-    assert "  fix: expose through an HTTPRoute on the platform Gateway" in run.stdout
+    assert "  fix: remove the values key; expose through an HTTPRoute on the platform Gateway (the service's " \
+           "hostname field)" in run.stdout
     (project / "stacks" / "policy.s.json").write_text('{"no-external-services": "advisory"}')
     run = subprocess.run([*PLINTH, "check", "--stack", "s", "--json"], cwd=project, capture_output=True, text=True,
                          timeout=120)
@@ -188,7 +189,8 @@ def test_the_ledger_records_the_spec_and_its_files_not_the_run(tmp_path):
     result = plan(load_stack_spec(ROOT, "regulated-prod"), "test")
     [ledger] = [r for r in result.resources if r.type.endswith("core/v1:ConfigMap") and r.name == "ledger"]
     facts = json.loads(ledger.inputs["data"]["platform.json"])
-    assert facts == {"platform": "regulated", "environment": "prod", "mirror": "harbor.corp.internal/mirror"}
+    assert facts == {"platform": "regulated", "environment": "prod", "mirror": "harbor.corp.internal/mirror",
+                     "perimeter": ["harbor.corp.internal", "files.corp.internal"]}
     record = json.loads(ledger.inputs["data"]["spec.json"])
     assert record["sha256"] == spec_hash(load_stack_spec(ROOT, "regulated-prod"))
     # The same spec from another file has the same hash.
