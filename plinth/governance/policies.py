@@ -28,6 +28,8 @@ OWNERSHIP_LABELS = ("app.kubernetes.io/managed-by", "plinth.dev/environment", "p
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 WORKLOAD_KINDS = {"Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"}
+OPERATOR_POD_KINDS = {"Prometheus", "Alertmanager", "ThanosRuler", "PrometheusAgent"}
+"""Prometheus operator resources whose spec is (mostly) the pod spec of the StatefulSet the operator generates."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,8 @@ def pod_specs(subject: Subject) -> Iterator[dict]:
         yield (((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}).get("spec") or {}
     elif subject.kind in WORKLOAD_KINDS:
         yield (spec.get("template") or {}).get("spec") or {}
+    elif subject.kind in OPERATOR_POD_KINDS and subject.type.startswith("kubernetes:monitoring.coreos.com/"):
+        yield spec  # the operator copies hostNetwork, volumes, securityContext and containers into its pods
 
 
 def images(subject: Subject) -> Iterator[str]:
@@ -556,6 +560,11 @@ why. The GPU operator's own operands (driver, toolkit, device plugin) are create
 not rendered, and are judged by admission (the admission module's allowlist is this one)."""
 
 
+HOST_ACCESS_RELEASES = frozenset({"cilium", "longhorn", "gpu-operator"})
+"""Releases whose values may ask for host access (their allowlisted workloads need it); the rendered objects
+are still held to HOST_ACCESS_ALLOWLIST."""
+
+
 def _release_values(subjects) -> dict[str, dict]:
     return {s.props.get("name"): s.props.get("values") or {} for s in subjects if s.type == HELM_RELEASE}
 
@@ -687,10 +696,16 @@ def _host_access_allowlist(subjects, platform):
                 yield s, f"{'; '.join(found)}: not an allowlisted platform workload", \
                     _host_values_key(values.get(s.release), found)
         if s.type == HELM_RELEASE:
+            if s.props.get("name") in HOST_ACCESS_RELEASES:
+                continue
+            paths = set()
             for path, key_name, value in _leaves(s.props.get("values") or {}):
-                if key_name in (*HOST_ACCESS_FIELDS, "privileged") and value is True and s.props.get("name") not in \
-                        {"cilium", "longhorn", "gpu-operator"}:
+                if key_name in (*HOST_ACCESS_FIELDS, "privileged") and value is True:
                     yield s, f"values {path} = true: host access for a chart outside the allowlist", path
+                elif ".hostPath." in f".{path}." and path.split(".hostPath.")[0] not in paths:
+                    paths.add(path.split(".hostPath.")[0])
+                    yield s, f"values {path.split('.hostPath.')[0]}.hostPath: a host path for a chart outside the " \
+                             "allowlist", path
 
 
 DEV_FLAG = re.compile(r"(^|\s)-dev(\s|$|=|-)")
