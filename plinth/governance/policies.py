@@ -545,6 +545,8 @@ HOST_ACCESS_ALLOWLIST: dict[tuple[str, str, str], str] = {
     "the BPF filesystem, cgroups and CNI configuration",
     ("kube-system", "DaemonSet", "cilium-envoy"): "Cilium's node proxy (Gateway, L7 policy): the node's network and "
     "the agent's sockets",
+    ("kube-system", "DaemonSet", "cilium-node-init"): "on GKE, prepares each node for Cilium (the BPF filesystem, "
+    "the node's network configuration) from the host's network and PID namespaces",
     ("kube-system", "Deployment", "cilium-operator"): "runs on the host network so it works before the CNI it "
     "manages is up",
     ("longhorn-system", "DaemonSet", "longhorn-manager"): "manages the node's disks and block devices (iSCSI, /dev, "
