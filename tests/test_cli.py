@@ -177,3 +177,49 @@ def test_a_plain_text_secret_in_a_stack_file_exits_2_at_its_line(write):
             "read this file can read it): set it with `pulumi config set --secret plinth:grafanaAdminPassword "
             "VALUE`, which stores it encrypted (`secure: ...`)\n1 error\n")
         assert "hunter2" not in result.stderr
+
+
+def _plan_sources(result) -> dict[str, str]:
+    """chart name -> where the plan's Release pulls it from (repository, oci:// prefix or directory)."""
+    import os
+
+    from plinth.engine.charts import CONFIG_GROUP, HELM_RELEASE
+
+    sources = {}
+    for r in result.resources:
+        if r.type == HELM_RELEASE:
+            chart, repo = str(r.inputs["chart"]), (r.inputs.get("repositoryOpts") or {}).get("repo")
+            if repo:
+                sources[r.inputs["name"]] = repo
+            elif chart.endswith(".tgz"):
+                sources[r.inputs["name"]] = os.path.dirname(os.path.dirname(chart))
+            else:
+                sources[r.inputs["name"]] = chart.rsplit("/", 1)[0]
+        elif r.type == CONFIG_GROUP:
+            sources["bundle"] = str(r.inputs["files"][0])
+    return sources
+
+
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"charts": {"source": "https://charts.corp.internal/plinth"}},
+    {"charts": {"source": "/srv/plinth-charts"}},
+    {"airgap": {"enabled": False}},
+], ids=["mirror", "https-source", "directory-source", "public"])
+def test_images_and_the_plan_agree_on_every_charts_source(overrides, tmp_path):
+    from plinth.engine.offline import plan
+    from plinth.mirror import mirror_list
+    from plinth.spec.load import load_spec
+    from plinth.spec.yamltree import merge
+    from ruamel.yaml import YAML
+
+    base = YAML(typ="safe").load((ROOT / "blueprints" / "onprem-airgap-regulated.yaml").read_text())
+    doc = merge(base, {"airgap": {"mirror": {"hosts": ["charts.corp.internal"]}}, **overrides})
+    path = tmp_path / "b.yaml"
+    path.write_text(json.dumps(doc))
+    spec = load_spec(path)
+    listing, sources = mirror_list(spec), _plan_sources(plan(spec, "test"))
+    assert {c.name: c.target or c.repository for c in listing.charts} == \
+        {name: source for name, source in sources.items() if name != "bundle"}
+    [bundle] = listing.bundles
+    assert sources["bundle"].startswith(bundle.target or bundle.url)
