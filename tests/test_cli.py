@@ -23,7 +23,7 @@ def plinth(*args, cwd=ROOT):
 def test_plan_with_no_arguments_plans_the_minimal_blueprint():
     result = plinth("plan")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("platform minimal (dev) from blueprints/minimal.yaml: 32 resources in 5 components")
+    assert result.stdout.startswith("platform minimal (dev) from blueprints/minimal.yaml: 40 resources in 6 components")
     assert "Namespace fraud" in result.stdout and "planned in" in result.stdout
     assert result.stderr == ""
 
@@ -79,8 +79,8 @@ def test_diff_between_stacks_and_plan_files(tmp_path):
 def test_render_writes_one_file_per_component_and_replaces_stale_files(tmp_path):
     (tmp_path / "keep.txt").write_text("not ours")
     assert plinth("render", "--out", str(tmp_path)).returncode == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".plinth-rendered", "keep.txt", "ledger.yaml",
-                                                          "tenancy.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".plinth-rendered", "admission.yaml", "keep.txt",
+                                                          "ledger.yaml", "tenancy.yaml"]
 
 
 def test_schema_prints_json_schema():
