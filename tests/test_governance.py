@@ -637,3 +637,20 @@ def test_plinth_check_names_the_values_key_and_its_file_line(tmp_path):
         in run.stdout
     assert "note: chart objects were not inspected (3 charts: only their values); pass --charts DIR (a directory " \
            "chart source) to render and check every object they create" in run.stderr
+
+
+def test_in_air_gap_every_chart_comes_from_a_perimeter_host(prod):
+    assert violations(prod, "airgap-mirror-only") == []
+    bad = changed(prod, lambda s: s.type == "kubernetes:helm.sh/v3:Release" and s.props.get("name") == "vault",
+                  lambda p: p.update(chart="oci://mirror.corp.attacker.example/charts/vault"))
+    assert violations(bad, "airgap-mirror-only") == [
+        ("Release vault", "chart source oci://mirror.corp.attacker.example/charts/vault is outside the perimeter "
+         "(mirror.corp)")]
+
+
+def test_a_route_of_plinths_attaches_to_the_platform_gateway_only(clean):
+    route = Subject("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", "r", {
+        "metadata": {"name": "r", "namespace": "fraud"},
+        "spec": {"parentRefs": [{"name": "platform", "namespace": "plinth-gateway"}, {"name": "own"}]}})
+    assert violations([*clean, route], "no-external-services") == [
+        ("HTTPRoute fraud/r", "attaches to Gateway fraud/own, not the platform Gateway in plinth-gateway")]
