@@ -307,7 +307,7 @@ def _prod_high_availability(subjects, platform):
 def _secrets_from_stack_config(subjects, platform):
     for s in subjects:
         if s.kind != "Secret" or s.release:
-            continue  # a chart's own Secrets are the chart's (their payload is checked by the values rules)
+            continue  # the policy governs the Secrets Plinth authors; a chart's own are the chart's
         if not (s.metadata.get("annotations") or {}).get(SECRET_SOURCE):
             yield s, f"a Secret without the {SECRET_SOURCE} annotation naming where its payload comes from"
 
@@ -596,10 +596,6 @@ def _enabled_under(word: str) -> Callable[[str, str, Any], bool]:
         any(word in part.lower() for part in path.split(".")[:-1])
 
 
-def _exposed_value(path, key, value) -> bool:
-    return isinstance(value, str) and value.lower() in EXPOSED_TYPES
-
-
 def _no_external_services(subjects, platform):
     values = _release_values(subjects)
     for s in subjects:
@@ -626,7 +622,7 @@ def _no_external_services(subjects, platform):
         if s.type == HELM_RELEASE:
             release_values = s.props.get("values") or {}
             for path, _, value in _leaves(release_values):
-                if _exposed_value(path, None, value):
+                if isinstance(value, str) and value.lower() in EXPOSED_TYPES:
                     yield s, f"values {path} = {value}: the chart would expose a Service outside the cluster", path
             for word, what in (("ingress", "an Ingress"), ("route", "a route of its own")):
                 for path, key, value in _leaves(release_values):
