@@ -352,3 +352,18 @@ def test_the_readme_lists_every_reserved_namespace():
 
     readme = (ROOT / "README.md").read_text()
     assert all(f"`{namespace}`" in readme for namespace in RESERVED_NAMESPACES)
+
+
+def test_an_air_gap_escape_is_refused_at_its_line(write):
+    overlay = ("airgap:\n"
+               "  enabled: true\n"
+               "  mirror:\n"
+               "    registry: myco.azurecr.io/mirror\n"
+               "    charts: oci://attacker.azurecr.io/charts\n"
+               "    cidrs: [0.0.0.0/0]\n")
+    assert overlay_errors(write, overlay) == [
+        "bad.yaml:6:5: airgap.mirror.charts: the mirror's chart source 'oci://attacker.azurecr.io/charts' is outside "
+        "the air gap: its host is not one of the perimeter's hosts (myco.azurecr.io) [rule airgap-chart-source; fix: "
+        "use a host of the mirror, or list the internal host in airgap.mirror.hosts]",
+        "bad.yaml:7:13: airgap.mirror.cidrs[0]: 0.0.0.0/0 is wider than a /8: egress there would reach the internet "
+        "[rule cidr-too-wide; fix: list the exact networks (at most a /8 each)]"]
