@@ -298,25 +298,66 @@ def check(
     blueprint: BlueprintArg = None,
     stack: StackOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    charts: Annotated[Optional[Path], typer.Option(
+        help="Directory chart source (DIR/charts/<name>-<version>.tgz, DIR/crds/<bundle>/) to render the charts "
+             "from, so the policies see every object they create. Default: the spec's charts.source when it is a "
+             "directory; otherwise chart objects are not inspected (said on stderr).")] = None,
 ) -> None:
-    """Run the policy pack over the offline plan (the same policies `pulumi preview --policy-pack policies`
-    runs); exit 1 on a violation of a mandatory policy. Levels: stacks/policy.<stack>.json."""
+    """Run the policy pack over the offline plan and every object the charts render (the same policies
+    `pulumi preview --policy-pack policies` runs); exit 1 on a violation of a mandatory policy.
+    Levels: stacks/policy.<stack>.json."""
+    from plinth.engine.charts import render_charts
     from plinth.governance.check import as_json as results_json
     from plinth.governance.check import check as run_checks
-    from plinth.governance.check import policy_config
+    from plinth.governance.check import policy_config, with_locations
 
+    if charts is not None and not charts.is_dir():
+        raise SpecInvalid([SpecError(None, "--charts", f"{charts}: not a directory")])
     try:
         config_file, levels = policy_config(project_dir(), stack)
     except ValueError as exc:
         raise SpecInvalid([SpecError(None, "policy", str(exc))]) from None
-    result, _ = _plan(blueprint, stack)
-    results = run_checks(result, levels)
+    spec, source = _load(blueprint, stack)
+    result, _ = _plan_spec(spec, source, stack, _stage(stack, None))
+    directory = charts or _local_source(spec)
+    rendered = render_charts(result, spec.kubernetes.version, directory) if directory else []
+    results = with_locations(run_checks(result, levels, rendered), spec, _tree(blueprint, stack))
     if as_json:
         sys.stdout.write(results_json(results))
     else:
         typer.echo("\n".join(check_lines(results, config_file)))
+    for line in uninspected(result, rendered, directory):
+        _err(line)
     if any(r.failed for r in results):
         raise typer.Exit(1)
+
+
+def uninspected(result, rendered, directory: Path | None) -> list[str]:
+    """What the policies did not see: the charts that were not rendered, and why."""
+    from plinth.engine.charts import CONFIG_GROUP, HELM_RELEASE
+
+    if directory is None:
+        releases = [r.name for r in result.resources if r.type in (HELM_RELEASE, CONFIG_GROUP)]
+        if not releases:
+            return []
+        return [f"note: chart objects were not inspected ({plural(len(releases), 'chart')}: only their values); "
+                "pass --charts DIR (a directory chart source) to render and check every object they create"]
+    notes = [f"note: {item.resource.name}: chart objects not inspected: {item.note}" for item in rendered if item.note]
+    inspected = sum(len(item.objects) for item in rendered)
+    return [*notes, f"inspected {plural(inspected, 'chart object')} from "
+                    f"{plural(sum(bool(item.objects) for item in rendered), 'chart')} ({directory})"]
+
+
+def _tree(blueprint: Path | None, stack: str | None):
+    """The merged spec tree with every value's file:line, for pointing findings at the key that set them."""
+    from plinth.spec.load import load_blueprint_tree, read_stack
+    from plinth.spec.yamltree import merge
+
+    if stack is not None:
+        path, overrides = read_stack(project_dir(), stack)
+        tree = load_blueprint_tree(path)
+        return merge(tree, overrides) if overrides else tree
+    return load_blueprint_tree(blueprint or project_dir() / DEFAULT_BLUEPRINT)
 
 
 def check_lines(results, config_file: Path | None) -> list[str]:
@@ -325,7 +366,10 @@ def check_lines(results, config_file: Path | None) -> list[str]:
              f"{'ok' if not r.violations else plural(len(r.violations), 'violation')}" for r in results]
     for r in (r for r in results if r.violations):
         lines += ["", f"[{r.level}] {r.policy.name}: {r.policy.description}", f"  fix: {r.policy.remediation}"]
-        lines += [f"  - {v.subject}: {v.message}" for v in r.violations]
+        for v in r.violations:
+            lines.append(f"  - {v.subject}: {v.message}")
+            if v.values_key:
+                lines.append(f"      values {v.release}: {v.values_key}" + (f" ({v.at})" if v.at else ""))
     failed = sum(r.failed for r in results)
     levels = f" (levels from {config_file})" if config_file else ""
     verdict = f"{failed} mandatory {'policy' if failed == 1 else 'policies'} violated" if failed else \

@@ -29,7 +29,8 @@ class MirrorChart:
     version: str
     repository: str
     target: str | None
-    """Chart source inside the perimeter (oci:// or https:// or a directory), None without air-gap."""
+    """The chart source the plan pulls it from (oci://, https:// or a directory: spec charts.source, else in
+    air-gap mode airgap.mirror.charts); None when it comes from its public repository."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def mirror_list(spec: PlatformSpec) -> MirrorList:
             continue
         if isinstance(service, type) and issubclass(service, HelmService):
             chart = service.chart()
-            charts.append(MirrorChart(name, chart.name, chart.version, chart.repo, mirror.charts if mirror else None))
+            charts.append(MirrorChart(name, chart.name, chart.version, chart.repo, ctx.chart_source))
         if hasattr(service, "images"):
             # A chart's images, or those a service runs without a chart (plinth.catalog.IMAGES).
             for ref in service.images(service.block(spec), ctx):
@@ -85,11 +86,20 @@ def mirror_list(spec: PlatformSpec) -> MirrorList:
                 images.setdefault(ref, MirrorImage(name, ref, _tag_only(target) if target else None))
         if service is GatewayApiCrds:
             bundle: CrdBundle = service.block(spec)
-            target = None
-            if mirror:
-                target = bundle.mirrored_url(mirror.files) if mirror.files else f"{mirror.charts}/crds/{bundle.directory}"
-            bundles.append(MirrorBundle(name, bundle.name, bundle.version, bundle.url, target))
+            bundles.append(MirrorBundle(name, bundle.name, bundle.version, bundle.url, bundle_target(bundle, ctx)))
     return MirrorList(tuple(sorted(images.values(), key=lambda i: i.source)), tuple(charts), tuple(bundles))
+
+
+def bundle_target(bundle: CrdBundle, ctx) -> str | None:
+    """Where the plan takes a bundle from when not upstream (the order of plinth.modules.helm.bundle_files):
+    a directory chart source's crds/<bundle>/, else the air-gap file mirror; None: its public URL."""
+    import os
+
+    from plinth.modules.helm import source_kind
+
+    if source_kind(ctx.chart_source) == "directory":
+        return os.path.join(ctx.chart_source, "crds", bundle.directory)
+    return bundle.mirrored_url(ctx.files_mirror) if ctx.files_mirror else None
 
 
 def _tag_only(image: ImageRef) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 import pulumi
 
 from plinth.context import PlatformContext, StackSecrets
+from plinth.modules.admission import Admission
 from plinth.modules.certs import CertManager
 from plinth.modules.cluster import TargetArgs, target_class
 from plinth.modules.crds import GatewayApiCrds, PrometheusOperatorCrds
@@ -42,6 +43,8 @@ __all__ = ["CONFIGURATION", "SERVICES", "STAGES", "StackSecrets", "build_configu
 SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
     ("gateway-api-crds", GatewayApiCrds),
     ("prometheus-operator-crds", PrometheusOperatorCrds),
+    # Right after the CRDs: every later object, the services' included, is admitted under the platform's rules.
+    ("admission", Admission),
     ("cilium", Cilium),
     ("cert-manager", CertManager),
     ("gateway", PlatformGateway),

@@ -23,7 +23,7 @@ def plinth(*args, cwd=ROOT):
 def test_plan_with_no_arguments_plans_the_minimal_blueprint():
     result = plinth("plan")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("platform minimal (dev) from blueprints/minimal.yaml: 31 resources in 5 components")
+    assert result.stdout.startswith("platform minimal (dev) from blueprints/minimal.yaml: 39 resources in 6 components")
     assert "Namespace fraud" in result.stdout and "planned in" in result.stdout
     assert result.stderr == ""
 
@@ -79,8 +79,8 @@ def test_diff_between_stacks_and_plan_files(tmp_path):
 def test_render_writes_one_file_per_component_and_replaces_stale_files(tmp_path):
     (tmp_path / "keep.txt").write_text("not ours")
     assert plinth("render", "--out", str(tmp_path)).returncode == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".plinth-rendered", "keep.txt", "ledger.yaml",
-                                                          "tenancy.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".plinth-rendered", "admission.yaml", "keep.txt",
+                                                          "ledger.yaml", "tenancy.yaml"]
 
 
 def test_schema_prints_json_schema():
@@ -242,3 +242,49 @@ def test_rendering_the_charts_reports_progress_per_chart():
     calls = []
     render_charts(result, "1.34", None, lambda done, total, name: calls.append((done, total, name)))
     assert calls == [(i, len(names), name) for i, name in enumerate(names)] + [(len(names), len(names), "")]
+
+
+def _plan_sources(result) -> dict[str, str]:
+    """chart name -> where the plan's Release pulls it from (repository, oci:// prefix or directory)."""
+    import os
+
+    from plinth.engine.charts import CONFIG_GROUP, HELM_RELEASE
+
+    sources = {}
+    for r in result.resources:
+        if r.type == HELM_RELEASE:
+            chart, repo = str(r.inputs["chart"]), (r.inputs.get("repositoryOpts") or {}).get("repo")
+            if repo:
+                sources[r.inputs["name"]] = repo
+            elif chart.endswith(".tgz"):
+                sources[r.inputs["name"]] = os.path.dirname(os.path.dirname(chart))
+            else:
+                sources[r.inputs["name"]] = chart.rsplit("/", 1)[0]
+        elif r.type == CONFIG_GROUP:
+            sources["bundle"] = str(r.inputs["files"][0])
+    return sources
+
+
+@pytest.mark.parametrize("overrides", [
+    {},
+    {"charts": {"source": "https://charts.corp.internal/plinth"}},
+    {"charts": {"source": "/srv/plinth-charts"}},
+    {"airgap": {"enabled": False}},
+], ids=["mirror", "https-source", "directory-source", "public"])
+def test_images_and_the_plan_agree_on_every_charts_source(overrides, tmp_path):
+    from plinth.engine.offline import plan
+    from plinth.mirror import mirror_list
+    from plinth.spec.load import load_spec
+    from plinth.spec.yamltree import merge
+    from ruamel.yaml import YAML
+
+    base = YAML(typ="safe").load((ROOT / "blueprints" / "onprem-airgap-regulated.yaml").read_text())
+    doc = merge(base, {"airgap": {"mirror": {"hosts": ["charts.corp.internal"]}}, **overrides})
+    path = tmp_path / "b.yaml"
+    path.write_text(json.dumps(doc))
+    spec = load_spec(path)
+    listing, sources = mirror_list(spec), _plan_sources(plan(spec, "test"))
+    assert {c.name: c.target or c.repository for c in listing.charts} == \
+        {name: source for name, source in sources.items() if name != "bundle"}
+    [bundle] = listing.bundles
+    assert sources["bundle"].startswith(bundle.target or bundle.url)

@@ -169,7 +169,8 @@ def test_plinth_check_exits_1_on_a_mandatory_violation_and_honours_the_stacks_le
     assert run.returncode == 1, run.stderr
     assert "[mandatory] no-external-services" in run.stdout
     assert "  - Release longhorn: values service.ui.type = NodePort" in run.stdout
-    assert "  fix: expose through an HTTPRoute on the platform Gateway" in run.stdout
+    assert "  fix: remove the values key; expose through an HTTPRoute on the platform Gateway (the service's " \
+           "hostname field)" in run.stdout
     (project / "stacks" / "policy.s.json").write_text('{"no-external-services": "advisory"}')
     run = subprocess.run([*PLINTH, "check", "--stack", "s", "--json"], cwd=project, capture_output=True, text=True,
                          timeout=120)
@@ -189,7 +190,8 @@ def test_the_ledger_records_the_spec_and_its_files_not_the_run(tmp_path):
     result = plan(load_stack_spec(ROOT, "regulated-prod"), "test")
     [ledger] = [r for r in result.resources if r.type.endswith("core/v1:ConfigMap") and r.name == "ledger"]
     facts = json.loads(ledger.inputs["data"]["platform.json"])
-    assert facts == {"platform": "regulated", "environment": "prod", "mirror": "harbor.corp.internal/mirror"}
+    assert facts == {"platform": "regulated", "environment": "prod", "mirror": "harbor.corp.internal/mirror",
+                     "perimeter": ["harbor.corp.internal", "files.corp.internal"]}
     record = json.loads(ledger.inputs["data"]["spec.json"])
     assert record["sha256"] == spec_hash(load_stack_spec(ROOT, "regulated-prod"))
     # The same spec from another file has the same hash.
@@ -530,3 +532,171 @@ def test_a_team_route_of_its_own_passes(regulated):
     assert violations(regulated, "team-routes-own-paths") == []
     for name, spec in ROUTES_OF_ITS_OWN.items():
         assert violations([*regulated, _team_route(name, spec)], "team-routes-own-paths") == [], name
+
+
+# --- what passed `plinth validate` and `plinth check` before: each is flagged now, with the policy and the key ----
+
+
+def flagged(name: str, **overrides) -> list[tuple[str, str, str | None]]:
+    """(resource, message, values key) of one policy over the plan of a spec with these overrides."""
+    found = subjects(plan(platform(**overrides), "test"))
+    [(_, _, result)] = [r for r in evaluate(found) if r[0].name == name]
+    return [(v.subject, v.message, v.values_key) for v in result]
+
+
+CILIUM = {"enabled": True, "kubeProxyReplacement": True, "gatewayApi": True,
+          "apiServer": {"host": "api.corp", "port": 6443}}
+
+
+def test_a_load_balancer_under_any_values_key_is_an_external_service():
+    found = flagged("no-external-services", secrets={"vault": {"values": {"ui": {"enabled": True,
+                                                                                 "serviceType": "LoadBalancer"}}}},
+                    certificates={"certManager": {"values": {"webhook": {"serviceType": "NodePort"}}}})
+    assert ("Release vault", "values ui.serviceType = LoadBalancer: the chart would expose a Service outside the "
+            "cluster", "ui.serviceType") in found
+    assert ("Release cert-manager", "values webhook.serviceType = NodePort: the chart would expose a Service "
+            "outside the cluster", "webhook.serviceType") in found
+
+
+def test_a_charts_own_ingress_or_route_is_an_external_service():
+    found = flagged("no-external-services", storage={"longhorn": {"values": {"ingress": {"enabled": True}}}},
+                    monitoring={"enabled": True, "values": {"prometheus": {"route": {"main": {"enabled": True}}}}})
+    assert ("Release longhorn", "values ingress.enabled = true: the chart would create an Ingress; traffic enters "
+            "through the platform Gateway only", "ingress.enabled") in found
+    assert ("Release monitoring", "values prometheus.route.main.enabled = true: the chart would create a "
+            "route of its own; traffic enters through the platform Gateway only", "prometheus.route.main.enabled") \
+        in found
+
+
+def test_cilium_never_enforcing_policy_or_copying_gateway_keys_to_a_team_is_flagged():
+    found = flagged("cilium-policy-enforcement", network={"cilium": {**CILIUM, "values": {
+        "policyEnforcementMode": "never", "gatewayAPI": {"secretsNamespace": {"name": "fraud"}}}}})
+    assert found == [
+        ("Release cilium", "values policyEnforcementMode = never: every NetworkPolicy would be ignored",
+         "policyEnforcementMode"),
+        ("Release cilium", "values gatewayAPI.secretsNamespace.name = fraud: the Gateway's TLS keys would be copied "
+         "outside the platform namespaces (cilium-secrets, kube-system, plinth-gateway)",
+         "gatewayAPI.secretsNamespace.name")]
+
+
+def test_vault_in_dev_mode_is_flagged():
+    assert flagged("vault-not-dev", secrets={"vault": {"values": {"server": {"dev": {"enabled": True}}}}}) == [
+        ("Release vault", "values server.dev.enabled = true: an in-memory Vault with a known root token",
+         "server.dev.enabled")]
+    assert flagged("vault-not-dev", secrets={"vault": {"values": {"server": {"extraArgs": "-dev -dev-root-token-id=x"}}}}) \
+        == [("Release vault", "values server.extraArgs '-dev -dev-root-token-id=x' starts Vault in dev mode",
+             "server.extraArgs")]
+    assert flagged("vault-not-dev", secrets={"vault": {"values": {"server": {"extraArgs": "-log-level=debug"}}}}) == []
+
+
+def test_anonymous_grafana_is_flagged():
+    ini = {"auth.anonymous": {"enabled": True, "org_role": "Admin"}}
+    assert flagged("grafana-not-anonymous", monitoring={"enabled": True, "values": {"grafana": {"grafana.ini": ini}}}) \
+        == [("Release monitoring", "values grafana.grafana.ini.auth.anonymous.enabled = true: Grafana "
+             "without a login", "grafana.grafana.ini.auth.anonymous.enabled")]
+
+
+def test_prometheus_on_the_host_network_or_a_host_path_is_flagged():
+    spec = {"hostNetwork": True, "volumes": [{"name": "root", "hostPath": {"path": "/"}}]}
+    found = flagged("host-access-allowlist", monitoring={"enabled": True, "values": {"prometheus": {
+        "prometheusSpec": spec}}})
+    assert found == [
+        ("Release monitoring", "values prometheus.prometheusSpec.hostNetwork = true: host access for a "
+         "chart outside the allowlist", "prometheus.prometheusSpec.hostNetwork"),
+        ("Release monitoring", "values prometheus.prometheusSpec.volumes[0].hostPath: a host path for a "
+         "chart outside the allowlist", "prometheus.prometheusSpec.volumes[0].hostPath.path")]
+
+
+POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
+    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+    "containers": [{"name": "c", "image": "r/c:1", "securityContext": {
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}]}}
+
+
+def with_pod(found: list[Subject], change=lambda pod: None, namespace: str = "fraud") -> list[Subject]:
+    """The subjects plus a pod a chart renders into `namespace` (changed by `change`)."""
+    from plinth.governance.check import chart_subject
+
+    pod = copy.deepcopy(POD)
+    change(pod["spec"])
+    return [*found, chart_subject(pod, "vault", namespace)]
+
+
+def test_pod_security_holds_every_pod_to_its_namespaces_level(clean):
+    assert violations(with_pod(clean), "pod-security") == []
+    bad = with_pod(clean, lambda spec: spec["containers"][0]["securityContext"].update(privileged=True))
+    assert violations(bad, "pod-security") == [
+        ("Pod fraud/p (chart vault)", "breaks Pod Security restricted (namespace fraud): container c: privileged")]
+    assert violations(bad, "host-access-allowlist") == [
+        ("Pod fraud/p (chart vault)", "container c: privileged: not an allowlisted platform workload")]
+    bad = with_pod(clean, lambda spec: spec.update(securityContext={}, hostPID=True,
+                                                   volumes=[{"name": "v", "gitRepo": {"repository": "x"}}]))
+    assert violations(bad, "pod-security") == [
+        ("Pod fraud/p (chart vault)", "breaks Pod Security restricted (namespace fraud): hostPID: true; volume v of "
+         "type gitRepo; container c: runAsNonRoot is not true; container c: seccompProfile is not RuntimeDefault or "
+         "Localhost")]
+
+
+def test_pod_security_baseline_and_restricted_follow_the_standard():
+    from plinth.governance.podsecurity import baseline, restricted
+
+    good = copy.deepcopy(POD["spec"])
+    assert restricted(good) == [] and baseline(good) == []
+    pod = copy.deepcopy(good)
+    pod["securityContext"].update(sysctls=[{"name": "kernel.msgmax", "value": "1"},
+                                           {"name": "net.ipv4.tcp_syncookies", "value": "1"}],
+                                  seLinuxOptions={"type": "spc_t"})
+    pod["containers"][0]["securityContext"].update(
+        procMount="Unmasked", capabilities={"drop": ["ALL"], "add": ["SYS_ADMIN", "CHOWN"]},
+        seccompProfile={"type": "Unconfined"}, appArmorProfile={"type": "Unconfined"})
+    pod["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": 8080}]
+    assert baseline(pod) == [
+        "pod: seLinuxOptions.type spc_t", "sysctl kernel.msgmax", "container c: adds capabilities SYS_ADMIN",
+        "container c: hostPort 8080", "container c: procMount Unmasked", "container c: seccompProfile Unconfined",
+        "container c: appArmorProfile Unconfined"]
+    assert restricted(pod)[len(baseline(pod)):] == ["container c: adds capabilities CHOWN"]
+    # runAsNonRoot on the pod covers every container; a container may not turn it off.
+    pod = copy.deepcopy(good)
+    pod["containers"][0]["securityContext"]["runAsNonRoot"] = False
+    assert restricted(pod) == ["container c: runAsNonRoot is not true"]
+    assert baseline({"containers": [{"name": "c"}], "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
+                     "hostNetwork": True}) == ["hostNetwork: true", "hostPath volume h"]
+
+
+def test_plinth_check_names_the_values_key_and_its_file_line(tmp_path):
+    project = _project(tmp_path, {})
+    (project / "blueprints" / "b.yaml").write_text(MINIMAL + (
+        "certificates:\n"
+        "  certManager: {enabled: true}\n"
+        "secrets:\n"
+        "  vault:\n"
+        "    enabled: true\n"
+        "    values:\n"
+        "      server:\n"
+        "        dev:\n"
+        "          enabled: true\n"))
+    line = (MINIMAL.count("\n") + 9)
+    run = subprocess.run([*PLINTH, "check", "--stack", "s"], cwd=project, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr
+    assert "  - Release vault: values server.dev.enabled = true: an in-memory Vault with a known root token\n" \
+           f"      values vault: server.dev.enabled (secrets.vault.values.server.dev.enabled at blueprints/b.yaml:{line}:11)" \
+        in run.stdout
+    assert "note: chart objects were not inspected (3 charts: only their values); pass --charts DIR (a directory " \
+           "chart source) to render and check every object they create" in run.stderr
+
+
+def test_in_air_gap_every_chart_comes_from_a_perimeter_host(prod):
+    assert violations(prod, "airgap-mirror-only") == []
+    bad = changed(prod, lambda s: s.type == "kubernetes:helm.sh/v3:Release" and s.props.get("name") == "vault",
+                  lambda p: p.update(chart="oci://mirror.corp.attacker.example/charts/vault"))
+    assert violations(bad, "airgap-mirror-only") == [
+        ("Release vault", "chart source oci://mirror.corp.attacker.example/charts/vault is outside the perimeter "
+         "(mirror.corp)")]
+
+
+def test_a_route_of_plinths_attaches_to_the_platform_gateway_only(clean):
+    route = Subject("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", "r", {
+        "metadata": {"name": "r", "namespace": "fraud"},
+        "spec": {"parentRefs": [{"name": "platform", "namespace": "plinth-gateway"}, {"name": "own"}]}})
+    assert violations([*clean, route], "no-external-services") == [
+        ("HTTPRoute fraud/r", "attaches to Gateway fraud/own, not the platform Gateway in plinth-gateway")]

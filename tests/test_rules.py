@@ -123,3 +123,98 @@ def test_each_gateway_host_name_has_one_owner():
                        registry={"pythonIndex": {"enabled": True, "hostname": "pypi.models.plinth.internal"}},
                        serving={"hostname": "pypi.models.plinth.internal"})
     assert found == [(("serving", "hostname"), "gateway-host-unique")]
+
+
+# --- the air gap's perimeter: exact hosts, narrow networks -----------------------------------------
+
+AIRGAP = {"enabled": True, "mirror": {"registry": "myco.azurecr.io/mirror", "charts": "oci://myco.azurecr.io/charts"}}
+
+
+def messages(**overrides) -> list[tuple[tuple, str, str]]:
+    return [(v.loc, v.rule, v.message) for v in check_rules(spec(**overrides))
+            if v.rule in ("airgap-chart-source", "airgap-acme", "airgap-endpoint", "cidr-too-wide",
+                          "prod-endpoint-networks")]
+
+
+def test_a_public_oci_chart_source_escapes_the_air_gap():
+    assert messages(airgap=AIRGAP, charts={"source": "oci://ghcr.io/charts"}) == [
+        (("charts", "source"), "airgap-chart-source", "the chart source 'oci://ghcr.io/charts' is outside the air "
+         "gap: its host is not one of the perimeter's hosts (myco.azurecr.io)")]
+
+
+def test_a_sibling_host_of_the_mirrors_domain_is_outside_the_perimeter():
+    acme = {"certManager": {"enabled": True, "issuer": {"type": "acme", "acme": {
+        "server": "https://attacker.azurecr.io/directory", "email": "ops@myco.example"}}}}
+    found = messages(airgap=AIRGAP, charts={"source": "https://attacker.azurecr.io/charts"}, certificates=acme)
+    assert found == [
+        (("charts", "source"), "airgap-chart-source", "the chart source 'https://attacker.azurecr.io/charts' is "
+         "outside the air gap: its host is not one of the perimeter's hosts (myco.azurecr.io)"),
+        (("certificates", "certManager", "issuer", "acme", "server"), "airgap-acme", "the ACME server "
+         "'https://attacker.azurecr.io/directory' is outside the air gap: its host is not one of the perimeter's "
+         "hosts (myco.azurecr.io)")]
+    # User info and a different port do not make a host the mirror's.
+    assert [m[0] for m in messages(airgap=AIRGAP, charts={"source": "https://myco.azurecr.io@evil.example/c"})] \
+        == [("charts", "source")]
+    assert [m[0] for m in messages(airgap=AIRGAP, charts={"source": "oci://myco.azurecr.io:8443/c"})] \
+        == [("charts", "source")]
+
+
+def test_the_mirrors_own_chart_source_is_held_to_the_perimeter_too():
+    mirror = {**AIRGAP["mirror"], "charts": "oci://registry-1.docker.io/bitnamicharts"}
+    assert messages(airgap={**AIRGAP, "mirror": mirror}) == [
+        (("airgap", "mirror", "charts"), "airgap-chart-source", "the mirror's chart source "
+         "'oci://registry-1.docker.io/bitnamicharts' is outside the air gap: its host is not one of the perimeter's "
+         "hosts (myco.azurecr.io)")]
+
+
+def test_hosts_listed_exactly_are_inside_the_perimeter():
+    acme = {"certManager": {"enabled": True, "issuer": {"type": "acme", "acme": {
+        "server": "https://acme.corp.internal:8443/directory", "email": "ops@myco.example"}}}}
+    mirror = {**AIRGAP["mirror"], "files": "https://files.corp.internal/plinth", "hosts": ["acme.corp.internal:8443"]}
+    assert messages(airgap={**AIRGAP, "mirror": mirror}, certificates=acme,
+                    charts={"source": "https://files.corp.internal/charts"}) == []
+    assert messages(airgap=AIRGAP, charts={"source": "/srv/charts"}) == []  # a directory is local
+    found = messages(airgap={**AIRGAP, "mirror": {**mirror, "hosts": ["acme.corp.internal"]}}, certificates=acme)
+    assert [m[1] for m in found] == ["airgap-acme"]  # the port is part of the host
+
+
+def test_unsealing_vault_and_python_index_are_endpoints_inside_the_perimeter():
+    found = messages(airgap=AIRGAP, secrets={"vault": {"enabled": True, "autoUnseal": {
+        "type": "transit", "key": "k", "address": "https://vault.example.com"}}},
+        registry={"pythonIndex": {"url": "https://pypi.example.org/simple/"}})
+    assert [(m[0], m[1]) for m in found] == [(("secrets", "vault", "autoUnseal", "address"), "airgap-endpoint"),
+                                           (("registry", "pythonIndex", "url"), "airgap-endpoint")]
+
+
+def test_the_whole_internet_is_refused_as_an_egress_network():
+    model = {"name": "t", "team": "fraud", "runtime": "triton", "modelRepository": "s3://models/t",
+             "stable": {"version": "1"}, "repositoryCidrs": ["0.0.0.0/0", "10.0.0.0/8"]}
+    found = messages(airgap={**AIRGAP, "mirror": {**AIRGAP["mirror"], "cidrs": ["::/0", "10.20.0.0/24", "4.0.0.0/6"]}},
+                     serving={"models": [model]})
+    assert found == [
+        (("airgap", "mirror", "cidrs", 0), "cidr-too-wide", "::/0 is wider than a /32: egress there would reach the "
+         "internet"),
+        (("airgap", "mirror", "cidrs", 2), "cidr-too-wide", "4.0.0.0/6 is wider than a /8: egress there would reach "
+         "the internet"),
+        (("serving", "models", 0, "repositoryCidrs", 0), "cidr-too-wide", "0.0.0.0/0 is wider than a /8: egress "
+         "there would reach the internet")]
+
+
+def test_a_prod_public_endpoint_open_to_the_internet_is_refused():
+    eks = {"type": "eks", "region": "eu-west-1", "accountId": "123456789012",
+           "availabilityZones": ["eu-west-1a", "eu-west-1b"], "adminRoleArn": "arn:aws:iam::123456789012:role/admins",
+           "private": False, "publicEndpointReason": "CI runners outside the VPC", "authorizedNetworks": ["0.0.0.0/0"],
+           "nodePools": [{"name": "cpu", "instanceType": "m7i.xlarge"}]}
+    found = messages(target=eks, metadata={"name": "demo", "environment": "prod", "costCenter": "ml"})
+    assert found == [(("target", "authorizedNetworks", 0), "prod-endpoint-networks",
+                      "0.0.0.0/0 opens the prod API endpoint to more than a /8")]
+    assert messages(target={**eks, "authorizedNetworks": ["203.0.113.0/24"]},
+                    metadata={"name": "demo", "environment": "prod", "costCenter": "ml"}) == []
+
+
+def test_a_host_is_host_and_port_in_lower_case():
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="expected host\\[:port\\] in lower case"):
+        spec(airgap={**AIRGAP, "mirror": {**AIRGAP["mirror"], "hosts": ["https://acme.corp"]}})

@@ -343,7 +343,7 @@ def test_one_list_of_secret_keys():
     ("extends: base.yaml\nmetadata:\n  name: a\x00b\n",
      "bad.yaml:3:10: invalid YAML: character #x0000 is not allowed (special characters are not allowed)"),
     ("extends: base.yaml\n\"a\\rb\\u2028c\": 1\n",
-     'bad.yaml:2:1: "a\\rb\\u2028c": unknown field (allowed: airgap, apiVersion, certificates, charts, featureStore, '
+     'bad.yaml:2:1: "a\\rb\\u2028c": unknown field (allowed: admission, airgap, apiVersion, certificates, charts, featureStore, '
      "gpu, kind, kubernetes, metadata, monitoring, network, rbac, registry, secrets, serving, storage, target, teams, "
      "testing)"),
 ])
@@ -426,3 +426,18 @@ def test_values_that_only_name_where_a_credential_is_kept_are_accepted(write):
     load_spec(write("ok.yaml", "extends: base.yaml\nregistry:\n  harbor:\n    values: {existingSecretAdminPassword: "
                     "harbor-admin, existingSecretAdminPasswordKey: password, core: {secretName: core-tls, "
                     "tokenTTL: 1h}, database: {passwordKey: pw, password: ''}, credentialSecret: backup}\n"))
+
+
+def test_an_air_gap_escape_is_refused_at_its_line(write):
+    overlay = ("airgap:\n"
+               "  enabled: true\n"
+               "  mirror:\n"
+               "    registry: myco.azurecr.io/mirror\n"
+               "    charts: oci://attacker.azurecr.io/charts\n"
+               "    cidrs: [0.0.0.0/0]\n")
+    assert overlay_errors(write, overlay) == [
+        "bad.yaml:6:5: airgap.mirror.charts: the mirror's chart source 'oci://attacker.azurecr.io/charts' is outside "
+        "the air gap: its host is not one of the perimeter's hosts (myco.azurecr.io) [rule airgap-chart-source; fix: "
+        "use a host of the mirror, or list the internal host in airgap.mirror.hosts]",
+        "bad.yaml:7:13: airgap.mirror.cidrs[0]: 0.0.0.0/0 is wider than a /8: egress there would reach the internet "
+        "[rule cidr-too-wide; fix: list the exact networks (at most a /8 each)]"]

@@ -2,7 +2,7 @@
 
 `plinth-system/plinth-ledger` holds the spec's hash, the files it came from (with hashes and the
 last commit touching them), the catalog versions, and the platform facts the policies read
-(environment, air-gap mirror). It changes only when those change: nothing
+(environment, air-gap mirror and perimeter). It changes only when those change: nothing
 per-run (no timestamps) and nothing on every other object, so a drift preview stays clean.
 """
 
@@ -27,6 +27,8 @@ class LedgerArgs:
     spec_sha256: str
     """sha256 of the validated spec (canonical JSON): equal specs, equal hashes, whatever the files."""
     mirror: str | None
+    perimeter: tuple[str, ...] = ()
+    """In air-gap mode, the hosts inside the perimeter (plinth.spec.rules.perimeter_hosts)."""
 
 
 def spec_hash(spec) -> str:
@@ -43,8 +45,10 @@ class Ledger(PlatformService):
 
     @classmethod
     def block(cls, spec) -> LedgerArgs:
+        from plinth.spec.rules import perimeter_hosts
+
         mirror = spec.airgap.mirror.registry if spec.airgap.enabled and spec.airgap.mirror else None
-        return LedgerArgs(spec_hash(spec), mirror)
+        return LedgerArgs(spec_hash(spec), mirror, perimeter_hosts(spec) if mirror else ())
 
     def __init__(self, name: str, args: LedgerArgs, ctx: PlatformContext,
                  opts: pulumi.ResourceOptions | None = None):
@@ -54,6 +58,8 @@ class Ledger(PlatformService):
         in_ns = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[ns]))
         platform_ingress(name, LEDGER_NAMESPACE, name, (), ctx, in_ns)
         facts = {"platform": ctx.platform, "environment": ctx.environment, "mirror": args.mirror}
+        if args.perimeter:
+            facts["perimeter"] = list(args.perimeter)
         catalog = {"charts": {key: f"{chart.name} {chart.version}" for key, chart in sorted(CHARTS.items())},
                    "images": dict(sorted(IMAGES.items()))}
         provenance = ctx.provenance.as_dict() if ctx.provenance else {"files": [], "commit": None}

@@ -72,6 +72,16 @@ def server_config(block, service: str, namespace: str, target: TargetFacts = Tar
             + _seal(block.auto_unseal, target))
 
 
+# Pod Security `restricted` for the server and the injector: the chart's defaults lack the seccomp profile (and,
+# for the server, dropping every capability). Vault needs no IPC_LOCK: integrated storage runs with
+# disable_mlock. Setting `pod` replaces the chart's default pod context, so its uid/gid are repeated here.
+RESTRICTED_SECURITY_CONTEXT = {
+    "pod": {"runAsNonRoot": True, "runAsUser": 100, "runAsGroup": 1000, "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"}},
+    "container": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+}
+
+
 class Vault(HelmService):
     """HashiCorp Vault (plinth:secrets:Vault)."""
 
@@ -112,6 +122,7 @@ class Vault(HelmService):
                 "extraVolumes": [{"type": "secret", "name": TLS_SECRET}],
                 "extraEnvironmentVars": env,
                 "extraSecretEnvironmentVars": secret_env,
+                "statefulSet": {"securityContext": RESTRICTED_SECURITY_CONTEXT},
                 **mode,
             },
             "injector": {
@@ -120,6 +131,7 @@ class Vault(HelmService):
                 "image": image_values(injector, ctx),
                 "agentImage": image_values(server, ctx),
                 "metrics": {"enabled": ctx.monitoring},
+                "securityContext": RESTRICTED_SECURITY_CONTEXT,
             },
             "serverTelemetry": {
                 "serviceMonitor": {"enabled": False},

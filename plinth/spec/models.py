@@ -163,6 +163,17 @@ def _cidr(value: Any) -> Any:
 
 Percent = Annotated[int, BeforeValidator(_non_negative_int), AfterValidator(_percent)]
 
+_HOST_PORT = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(:[0-9]{1,5})?$")
+
+
+def _host_port(value: Any) -> Any:
+    if not isinstance(value, str) or not _HOST_PORT.match(value):
+        raise PydanticCustomError("host_port", "expected host[:port] in lower case, e.g. acme.corp.internal:8443")
+    return value
+
+
+HostPort = Annotated[str, BeforeValidator(_host_port)]
+
 
 # --- metadata ----------------------------------------------------------------
 
@@ -565,7 +576,8 @@ class Model(Spec):
         pattern=r"^(s3|gs|pvc)://\S+$")
     repository_cidrs: tuple[Annotated[str, BeforeValidator(_cidr)], ...] = Field(
         (), description="Triton with an s3:// or gs:// repository: the object store's networks, the only place "
-        "outside the cluster the model's pods may reach (team namespaces are default-deny). Default: [].")
+        "outside the cluster the model's pods may reach (team namespaces are default-deny), each at most a /8 "
+        "(IPv6: /32). Default: [].")
     credentials_secret: Name | None = Field(
         None, description="A Secret in the team's namespace whose keys become the server's environment (e.g. "
         "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION for s3://). Default: null.")
@@ -717,7 +729,13 @@ class Mirror(Spec):
     )
     cidrs: tuple[Annotated[str, BeforeValidator(_cidr)], ...] = Field(
         (), description="Networks outside the cluster that platform namespaces may reach in air-gap mode: the "
-        "mirror and the API server (e.g. 10.20.0.0/24). Everything else outside the cluster is denied. Default: [].")
+        "mirror and the API server (e.g. 10.20.0.0/24), each at most a /8 (IPv6: /32). Everything else outside the "
+        "cluster is denied. Default: [].")
+    hosts: tuple[HostPort, ...] = Field(
+        (), description="Other hosts inside the perimeter, as host[:port] (an internal ACME CA, the unsealing "
+        "Vault, the Python index). The perimeter is these, the registry's host and the file mirror's host: every "
+        "chart source and endpoint must name one of them exactly (a sibling host of the same domain is outside). "
+        "Default: [].")
 
 
 class Airgap(Spec):
@@ -732,6 +750,18 @@ class Charts(Spec):
         "oci://registry/path (charts as OCI artifacts, e.g. in Harbor); https://... (a chart repository index); "
         "or a directory holding charts/<name>-<version>.tgz and crds/<bundle>/*.yaml (absolute, or relative to the "
         "project). In air-gap mode the default is airgap.mirror.charts. Default: null.")
+
+
+class Admission(Spec):
+    """Plinth's ValidatingAdmissionPolicies: the API server itself refuses what breaks the platform's rules."""
+
+    enabled: bool = Field(True, description="Install the admission policies (mirror-only images in air-gap, no "
+                          "external Services, host access for the allowlisted platform workloads only, team "
+                          "RoleBindings and ownership labels). Default: true.")
+    mode: Literal["deny", "audit"] = Field(
+        "deny", description="deny: the API server refuses a violating object (validationActions [Deny]); audit: it "
+        "admits it with a warning to the client and an audit-log annotation ([Audit, Warn]), e.g. while a stack "
+        "adopts the rules. Default: deny.")
 
 
 class Testing(Spec):
@@ -769,6 +799,7 @@ class PlatformSpec(Spec):
     teams: tuple[Team, ...] = Field((), max_length=MAX_TEAMS, description=f"Tenant teams, one namespace each, at most "
                                     f"{MAX_TEAMS}. Default: [].")
     airgap: Airgap = Field(default_factory=Airgap, description="Air-gap mode. Default: off.")
+    admission: Admission = Field(default_factory=Admission, description="Admission policies. Default: on, deny.")
     testing: Testing = Field(default_factory=Testing, description="Test-cluster options. Default: off.")
 
 

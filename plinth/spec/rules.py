@@ -364,15 +364,6 @@ def service_rules(spec: PlatformSpec) -> Iterator[Violation]:
         yield Violation(("certificates", "certManager", "issuer", "type"), "ACME HTTP-01 is answered through the "
                         "platform Gateway, which is off", "acme-needs-gateway",
                         "enable network.cilium with gatewayApi: true, or use issuer type selfSigned or ca")
-    if spec.airgap.enabled and certs.enabled and issuer.type == "acme" and issuer.acme and \
-            not _inside_perimeter(issuer.acme.server, spec):
-        yield Violation(("certificates", "certManager", "issuer", "acme", "server"), "air-gap mode needs an ACME "
-                        "server inside the perimeter", "airgap-acme", "use an internal ACME CA, or issuer type ca")
-    if spec.airgap.enabled and spec.charts.source and spec.charts.source.startswith(("https://", "http://")) and \
-            not _inside_perimeter(spec.charts.source, spec):
-        yield Violation(("charts", "source"), "air-gap mode takes charts from the mirror, not a public repository",
-                        "airgap-chart-source", "remove charts.source (airgap.mirror.charts is used) or point it "
-                        "inside the perimeter")
 
 
 def airgap_bundles(spec: PlatformSpec) -> Iterator[Violation]:
@@ -387,15 +378,95 @@ def airgap_bundles(spec: PlatformSpec) -> Iterator[Violation]:
                         "set airgap.mirror.files (see `plinth images`), or use a directory chart source")
 
 
-def _inside_perimeter(url: str, spec: PlatformSpec) -> bool:
-    """An air-gap URL is inside the perimeter when its host is the mirror's host or a sub-domain of its domain."""
+def perimeter_hosts(spec: PlatformSpec) -> tuple[str, ...]:
+    """The hosts inside an air gap, as host[:port]: the mirror registry's, the file mirror's and
+    airgap.mirror.hosts. A URL is inside only when its host[:port] is one of them, exactly: a sibling
+    host of the same parent domain (another tenant of a shared registry service) is outside."""
     mirror = spec.airgap.mirror
     if mirror is None:
-        return False
-    host = url.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-    mirror_host = mirror.registry.split("/", 1)[0].split(":", 1)[0]
-    domain = mirror_host.split(".", 1)[-1]
-    return host == mirror_host or host.endswith("." + domain)
+        return ()
+    hosts = [mirror.registry.split("/", 1)[0], _host_port(mirror.files) if mirror.files else None, *mirror.hosts]
+    return tuple(dict.fromkeys(h.lower() for h in hosts if h))
+
+
+def _host_port(url: str) -> str | None:
+    """host[:port] of a URL as a client would connect to it (user info dropped), lower case; None if none."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not host:
+        return None
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port}" if port is not None else host
+
+
+def _inside_perimeter(url: str, spec: PlatformSpec) -> bool:
+    host = _host_port(url)
+    return host is not None and host in perimeter_hosts(spec)
+
+
+def airgap_perimeter(spec: PlatformSpec) -> Iterator[Violation]:
+    """In air-gap mode every chart source and every endpoint the platform calls out to is inside the perimeter."""
+    from plinth.modules.helm import source_kind
+
+    mirror = spec.airgap.mirror
+    if not (spec.airgap.enabled and mirror):
+        return
+    hosts = ", ".join(perimeter_hosts(spec))
+    fix = "use a host of the mirror, or list the internal host in airgap.mirror.hosts"
+    sources = [(("airgap", "mirror", "charts"), mirror.charts, "the mirror's chart source")]
+    if spec.charts.source:
+        sources.append((("charts", "source"), spec.charts.source, "the chart source"))
+    for at, source, what in sources:
+        if source_kind(source) != "directory" and not _inside_perimeter(source, spec):
+            yield Violation(at, f"{what} {source!r} is outside the air gap: its host is not one of the "
+                            f"perimeter's hosts ({hosts})", "airgap-chart-source", fix)
+    certs, vault, index = spec.certificates.cert_manager, spec.secrets.vault, spec.registry.python_index
+    endpoints = []
+    if certs.enabled and certs.issuer.type == "acme" and certs.issuer.acme:
+        endpoints.append((("certificates", "certManager", "issuer", "acme", "server"), certs.issuer.acme.server,
+                          "the ACME server", "airgap-acme"))
+    if vault.enabled and vault.auto_unseal.type == "transit" and vault.auto_unseal.address:
+        endpoints.append((("secrets", "vault", "autoUnseal", "address"), vault.auto_unseal.address,
+                          "the unsealing Vault", "airgap-endpoint"))
+    if index.url:
+        endpoints.append((("registry", "pythonIndex", "url"), index.url, "the Python index", "airgap-endpoint"))
+    for at, url, what, rule in endpoints:
+        if not _inside_perimeter(url, spec):
+            yield Violation(at, f"{what} {url!r} is outside the air gap: its host is not one of the perimeter's "
+                            f"hosts ({hosts})", rule, fix)
+
+
+WIDEST_PREFIX = {4: 8, 6: 32}
+"""The widest network a spec may open egress to or an endpoint to: an IPv4 /8, an IPv6 /32. Anything wider
+(0.0.0.0/0, ::/0) is "the internet", which an egress allow or an endpoint allowlist must never mean."""
+
+
+def network_ranges(spec: PlatformSpec) -> Iterator[Violation]:
+    import ipaddress
+
+    ranges = [(("airgap", "mirror", "cidrs", i), cidr) for i, cidr in
+              enumerate(spec.airgap.mirror.cidrs if spec.airgap.mirror else ())]
+    ranges += [(("serving", "models", m, "repositoryCidrs", i), cidr)
+               for m, model in enumerate(spec.serving.models) for i, cidr in enumerate(model.repository_cidrs)]
+    for at, cidr in ranges:
+        network = ipaddress.ip_network(cidr)
+        if network.prefixlen < WIDEST_PREFIX[network.version]:
+            yield Violation(at, f"{cidr} is wider than a /{WIDEST_PREFIX[network.version]}: egress there would "
+                            "reach the internet", "cidr-too-wide", "list the exact networks (at most a "
+                            f"/{WIDEST_PREFIX[network.version]} each)")
+    target = spec.target
+    if target.type != "existing" and spec.metadata.environment == "prod" and not target.private:
+        for i, cidr in enumerate(target.authorized_networks):
+            network = ipaddress.ip_network(cidr)
+            if network.prefixlen < WIDEST_PREFIX[network.version]:
+                yield Violation(("target", "authorizedNetworks", i), f"{cidr} opens the prod API endpoint to "
+                                f"more than a /{WIDEST_PREFIX[network.version]}", "prod-endpoint-networks",
+                                "list the networks that administer the cluster (a VPN, a bastion)")
 
 
 def owned_values(spec: PlatformSpec) -> Iterator[Violation]:
@@ -600,4 +671,4 @@ def _is_address(host: str) -> bool:
 
 RULES = (reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, service_rules, airgap_bundles,
          available_modules, target_sdk, cloud_target, python_index, harbor_rules, serving_rules,
-         owned_values, plaintext_secrets, cilium_pod_cidr, gateway_hosts_unique)
+         owned_values, plaintext_secrets, cilium_pod_cidr, gateway_hosts_unique, airgap_perimeter, network_ranges)

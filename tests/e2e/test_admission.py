@@ -1,0 +1,194 @@
+"""Admission in a real kube-apiserver: the ValidatingAdmissionPolicies Plinth plans refuse what breaks the
+platform's rules, with each policy's message, and admit every object Plinth plans and the charts render.
+
+The policies and bindings applied are the planned ones (regulated-prod: air-gap, two teams); the objects
+are sent as dry runs (admission runs, nothing is stored), so the tier's other tests see a clean server.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+
+import pytest
+
+from binaries import toolchain_helm
+from kubeapi import ApiError
+from support import CHARTS_DIR, ROOT
+from plinth.engine.charts import render_charts
+from plinth.engine.offline import plan
+from plinth.render import kubernetes_objects
+from plinth.spec.load import load_stack_spec
+
+pytestmark = pytest.mark.e2e
+
+ADMISSION_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")
+JUDGED = {"Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Service", "Ingress",
+          "RoleBinding"}
+"""The kinds the policies match: what must be admitted (and may be refused)."""
+MIRROR = "harbor.corp.internal/mirror"
+TEAM_LABELS = {"plinth.dev/team": "fraud", "plinth.dev/cost-center": "risk-analytics"}
+
+
+def dry_run(kube, obj: dict) -> dict:
+    """Server-side apply as a dry run: every admission step runs, nothing is stored."""
+    return kube.request("PATCH", kube.path(obj) + "?fieldManager=plinth-e2e&force=true&dryRun=All", obj,
+                        content_type="application/apply-patch+yaml")
+
+
+def deployment(name: str, image: str = f"{MIRROR}/library/nginx:1.27", labels: dict | None = None,
+               security: dict | None = None, namespace: str = "fraud") -> dict:
+    labels = TEAM_LABELS if labels is None else labels
+    container = {"name": "app", "image": image, **({"securityContext": security} if security else {})}
+    return {"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {"selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name, **labels}}, "spec": {"containers": [container]}}}}
+
+
+LOAD_BALANCER = {"apiVersion": "v1", "kind": "Service",
+                 "metadata": {"name": "public", "namespace": "fraud", "labels": TEAM_LABELS},
+                 "spec": {"type": "LoadBalancer", "selector": {"app": "x"}, "ports": [{"port": 80}]}}
+VIOLATIONS = [
+    pytest.param(LOAD_BALANCER, "plinth-no-external-services: no LoadBalancer or NodePort Service outside the "
+                 "platform Gateway's namespace", id="load-balancer-in-a-team-namespace"),
+    pytest.param({**LOAD_BALANCER, "spec": {**LOAD_BALANCER["spec"], "type": "NodePort"}},
+                 "plinth-no-external-services: no LoadBalancer or NodePort Service", id="node-port-in-a-team-namespace"),
+    pytest.param(deployment("public-image", image="docker.io/library/nginx:1.27"),
+                 f"plinth-mirror-only: air-gap mode: every image comes from the mirror {MIRROR}",
+                 id="public-image-in-air-gap"),
+    pytest.param(deployment("privileged", security={"privileged": True}),
+                 "plinth-host-access: privileged containers, host namespaces and hostPath are for the allowlisted "
+                 "platform workloads only", id="privileged-pod-in-a-team-namespace"),
+    pytest.param({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                  "metadata": {"name": "into-credit", "namespace": "credit"},
+                  "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                  "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                                "name": "fraud-ml-engineers"}]},
+                 "plinth-team-rolebindings: a RoleBinding in a team's namespace binds only that team's groups",
+                 id="rolebinding-into-another-teams-namespace"),
+    pytest.param(deployment("unlabelled", labels={"plinth.dev/team": "credit"}),
+                 "plinth-ownership-labels: a workload in a team's namespace carries plinth.dev/team",
+                 id="workload-without-ownership-labels"),
+]
+
+
+@pytest.fixture(scope="module")
+def planned():
+    return plan(load_stack_spec(ROOT, "regulated-prod"), "e2e")
+
+
+@pytest.fixture(scope="module")
+def admission(control_plane, planned):
+    """The planned namespaces, policies and bindings, applied; removed afterwards."""
+    from kubeapi import KubeApi
+
+    kube = KubeApi(control_plane.server, control_plane.ssl_context())
+    objects = [obj for _, obj in kubernetes_objects(planned)]
+    namespaces = [o for o in objects if o["kind"] == "Namespace"]
+    policies = [o for o in objects if o["kind"] in ADMISSION_KINDS]
+    assert {o["metadata"]["name"] for o in policies} == {
+        "plinth-mirror-only", "plinth-no-external-services", "plinth-host-access", "plinth-team-rolebindings",
+        "plinth-ownership-labels"}
+    for obj in namespaces + sorted(policies, key=lambda o: o["kind"] != "ValidatingAdmissionPolicy"):
+        kube.apply(obj)
+    # The API server picks policies up asynchronously: wait until a known violation is refused.
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            dry_run(kube, LOAD_BALANCER)
+        except ApiError as exc:
+            if "plinth-no-external-services" in str(exc):
+                break
+            raise
+        assert time.monotonic() < deadline, "the admission policies never took effect"
+        time.sleep(0.5)
+    yield kube
+    for obj in reversed(policies):
+        kube.delete(obj)
+    for obj in namespaces:
+        kube.delete(obj)
+        kube.finalize_namespace(obj["metadata"]["name"])
+
+
+def test_the_planned_policies_compile_in_the_api_server(admission, planned):
+    for _, obj in kubernetes_objects(planned):
+        if obj["kind"] == "ValidatingAdmissionPolicy":
+            live = admission.wait(obj, lambda o: o and o.get("status", {}).get("observedGeneration"), timeout=30)
+            assert live["status"].get("typeChecking", {}).get("expressionWarnings") in (None, []), \
+                (obj["metadata"]["name"], live["status"])
+            assert not [c for c in live["status"].get("conditions", []) if c.get("status") == "False"], live["status"]
+
+
+@pytest.mark.parametrize("obj, message", VIOLATIONS)
+def test_the_api_server_refuses_each_violation_with_the_policys_message(admission, obj, message):
+    with pytest.raises(ApiError) as refused:
+        dry_run(admission, obj)
+    assert refused.value.status in (403, 422), str(refused.value)
+    assert message in str(refused.value)
+
+
+def test_the_api_server_admits_every_object_plinth_plans(admission, planned):
+    judged = [obj for _, obj in kubernetes_objects(planned) if obj["kind"] in JUDGED]
+    assert {"Deployment", "Service", "RoleBinding"} <= {o["kind"] for o in judged}
+    refused = []
+    for obj in judged:
+        try:
+            dry_run(admission, obj)
+        except ApiError as exc:
+            refused.append((obj["kind"], obj["metadata"].get("namespace"), obj["metadata"]["name"], str(exc)[:400]))
+    assert refused == []
+
+
+def test_the_api_server_admits_every_workload_the_charts_render(admission, planned):
+    """The charts' own workloads (Longhorn's privileged manager, node-exporter on the host network, the GPU
+    operator's node discovery...) are inside the allowlist; none of their Services is external."""
+    helm = toolchain_helm()
+    if not (CHARTS_DIR / "INDEX.json").is_file() or helm is None:
+        pytest.skip(f"the charts' objects need the packaged charts at {CHARTS_DIR} and helm")
+    os.environ["PLINTH_HELM"] = helm
+    spec = load_stack_spec(ROOT, "regulated-prod")
+    rendered = render_charts(planned, spec.kubernetes.version, CHARTS_DIR)
+    judged = []
+    for item in rendered:
+        for obj in item.objects:
+            if obj["kind"] in JUDGED - {"RoleBinding"}:  # a chart's RoleBindings are in its own namespace
+                obj = copy.deepcopy(obj)
+                obj["metadata"].setdefault("namespace", item.resource.inputs.get("namespace"))
+                judged.append(obj)
+    assert any(o["kind"] == "DaemonSet" for o in judged)
+    refused = []
+    for obj in judged:
+        try:
+            dry_run(admission, obj)
+        except ApiError as exc:
+            if "plinth-" in str(exc):  # only the platform's policies are under test here
+                refused.append((obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"], str(exc)[:400]))
+    assert refused == []
+
+
+def test_audit_mode_admits_with_a_warning_instead(admission, planned):
+    """admission.mode: audit sets the bindings' validationActions to [Audit, Warn]: the violation is admitted."""
+    from plinth.spec.models import Admission
+
+    def binding(result):
+        [found] = [obj for _, obj in kubernetes_objects(result) if obj["kind"] == "ValidatingAdmissionPolicyBinding"
+                   and obj["metadata"]["name"] == "plinth-no-external-services"]
+        return found
+
+    spec = load_stack_spec(ROOT, "regulated-prod")
+    audit = binding(plan(spec.model_copy(update={"admission": Admission(mode="audit")}), "e2e"))
+    assert audit["spec"]["validationActions"] == ["Audit", "Warn"]
+    admission.apply(audit)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                dry_run(admission, LOAD_BALANCER)
+                break
+            except ApiError:
+                assert time.monotonic() < deadline, "the audit binding never took effect"
+                time.sleep(0.5)
+    finally:
+        admission.apply(binding(planned))
