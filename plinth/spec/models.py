@@ -755,7 +755,7 @@ class Charts(Spec):
 class Admission(Spec):
     """Plinth's ValidatingAdmissionPolicies: the API server itself refuses what breaks the platform's rules."""
 
-    enabled: bool = Field(True, description="Install the admission policies (mirror-only images in air-gap, no "
+    enabled: Flag = Field(True, description="Install the admission policies (mirror-only images in air-gap, no "
                           "external Services, host access for the allowlisted platform workloads only, team "
                           "RoleBindings and ownership labels). Default: true.")
     mode: Literal["deny", "audit"] = Field(
