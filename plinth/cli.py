@@ -32,7 +32,7 @@ app = typer.Typer(
 
 DEFAULT_BLUEPRINT = Path("blueprints/minimal.yaml")
 MAX_PLAN_BYTES = 512 << 20
-"""A plan file `diff` reads (a plan of 1,000 served models is about 120 MB of JSON)."""
+"""A plan file `diff` reads (the plan of a spec at the teams and models limits is 186 MB of JSON)."""
 MAX_REPORT_BYTES = 64 << 20
 """A report.json `report --since` reads (its largest part, the access matrix, grows with the teams)."""
 BlueprintArg = Annotated[

@@ -867,3 +867,27 @@ def test_a_triton_server_dripping_its_statistics_is_cut_at_the_deadline(spec_fil
 def test_a_triton_input_shape_is_bounded():
     with pytest.raises(ValueError, match=r"^input x: shape \[100000, 100000\] is above the limit of 1048576 "):
         triton_inputs({"inputs": [{"name": "x", "datatype": "FP32", "shape": [100000, 100000]}]})
+
+
+def test_a_triton_track_passes_within_the_deadlines_over_ipv6(spec_file):
+    # Just enough of the KServe v2 protocol for one pass (tritonclient on both ends of the deadline code).
+    def answer(handler):
+        if handler.command == "POST":
+            handler.rfile.read(int(handler.headers.get("Content-Length", 0)))
+            return handler.send(200, json.dumps({"model_name": "scorer", "outputs": [
+                {"name": "y", "datatype": "FP32", "shape": [1], "data": [0.5]}]}).encode())
+        if handler.path.endswith("/v2/models/stats"):
+            return handler.send(200, json.dumps({"model_stats": [{"name": "scorer"}]}).encode())
+        if handler.path.endswith("/v2/models/scorer"):
+            return handler.send(200, json.dumps({"name": "scorer", "inputs": [
+                {"name": "x", "datatype": "FP32", "shape": [-1, 2]}], "outputs": [
+                {"name": "y", "datatype": "FP32", "shape": [1]}]}).encode())
+        handler.send(200, b"")
+
+    server = serve(answer, host="::1")
+    run = plinth("verify", str(spec_file), "--model", "scorer", "--json", "--url",
+                 f"http://[::1]:{server.server_address[1]}", timeout=60)
+    server.shutdown()
+    assert run.returncode == 0, run.stdout + run.stderr
+    tracks = json.loads(run.stdout)["tracks"]
+    assert [(t["passed"], t["checks"][2]["detail"]) for t in tracks] == [(True, "scorer -> y FP32[1]")] * 2

@@ -130,7 +130,7 @@ Flag = Annotated[bool, BeforeValidator(_strict_bool)]
 MAX_TEAMS = 2000
 MAX_MODELS = 1000
 """Bounds that keep one offline plan within a few GB (bench/plan_speed.py, peak RSS of `plinth plan`: about
-0.8 MB per team and 1.6 MB per served model; 2,000 teams 1.6 GB, 1,000 models 1.6 GB)."""
+0.8 MB per team and 1.6 MB per served model; both limits at once: 3.0 GB, a plan.json of 186 MB)."""
 """A boolean field: YAML's true and false only."""
 Count = Annotated[int, BeforeValidator(_non_negative_int)]
 PositiveCount = Annotated[int, BeforeValidator(_positive_int)]
