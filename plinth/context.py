@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from plinth.catalog import PLATFORM_NAMESPACES
 from plinth.modules.cluster.facts import TargetFacts, target_facts
 from plinth.provenance import Provenance
 
@@ -15,6 +16,19 @@ PULL_SECRET = "mirror-pull"
 """Name of the air-gap mirror's image pull secret, in every namespace that pulls from it."""
 ISSUER = "plinth-ca"
 """The platform ClusterIssuer every platform certificate comes from."""
+GATEWAY = "plinth"
+"""The ONE platform Gateway (namespace plinth-gateway) every HTTPRoute of the platform attaches to."""
+HTTPS_LISTENER = "https"
+"""The Gateway's TLS listener (443): every service's route."""
+HTTP_LISTENER = "http"
+"""The Gateway's plain listener (80), there only with an ACME issuer: the HTTP-01 solver's routes and the
+redirect to https."""
+
+
+def gateway_parent_ref(listener: str = HTTPS_LISTENER) -> dict:
+    """An HTTPRoute's parentRef to one listener of the platform Gateway (every route of Plinth uses this)."""
+    return {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY,
+            "namespace": PLATFORM_NAMESPACES["gateway"], "sectionName": listener}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
-from plinth.context import PlatformContext, resource_name
+from plinth.context import GATEWAY, HTTP_LISTENER, HTTPS_LISTENER, PlatformContext, gateway_parent_ref, \
+    resource_name
 from plinth.modules.certs import certificate
 from plinth.modules.cluster.differences import cilium_operator_image, cilium_values
 from plinth.modules.helm import HelmService, merge_values
@@ -18,9 +19,10 @@ from plinth.service import PlatformService, Peer
 
 HUBBLE_SERVER_SECRET = "hubble-server-certs"
 HUBBLE_RELAY_CLIENT_SECRET = "hubble-relay-client-certs"
-GATEWAY = "plinth"
 GATEWAY_CLASS = "cilium"
 GATEWAY_TLS_SECRET = "plinth-gateway-tls"
+HTTP_REDIRECT = "http-redirect"
+"""The HTTPRoute on the `http` listener that answers everything but ACME challenges with a redirect to https."""
 
 
 def _image(ref: str, ctx: PlatformContext) -> dict:
@@ -103,6 +105,8 @@ class PlatformGatewayArgs:
     """network.cilium (plinth.spec.models.Cilium): which of Hubble and Gateway API are on."""
     gateway: Any
     """network.gateway (plinth.spec.models.Gateway): the listener host name."""
+    acme: bool = False
+    """The platform issuer is ACME: the Gateway also listens on port 80 for its HTTP-01 challenges."""
 
 
 class PlatformGateway(PlatformService):
@@ -119,7 +123,9 @@ class PlatformGateway(PlatformService):
 
     @staticmethod
     def block(spec) -> PlatformGatewayArgs:
-        return PlatformGatewayArgs(spec.network.cilium, spec.network.gateway)
+        certs = spec.certificates.cert_manager
+        return PlatformGatewayArgs(spec.network.cilium, spec.network.gateway,
+                                   acme=certs.enabled and certs.issuer.type == "acme")
 
     @classmethod
     def tenant_ingress(cls, args: PlatformGatewayArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
@@ -147,24 +153,44 @@ class PlatformGateway(PlatformService):
         hostname = args.gateway.hostname
         cert = certificate(resource_name(name, "tls"), ctx.metadata(GATEWAY_TLS_SECRET, name, namespace=ns_name),
                             GATEWAY_TLS_SECRET, [hostname], ["server auth"], in_ns)
+        # Routes attach from this platform's namespaces only (teams, and services it exposes).
+        allowed = {"namespaces": {"from": "Selector", "selector": {"matchLabels": {
+            "app.kubernetes.io/instance": ctx.platform, "app.kubernetes.io/managed-by": "plinth"}}}}
+        listeners = [{
+            "name": HTTPS_LISTENER,
+            "protocol": "HTTPS",
+            "port": 443,
+            "hostname": hostname,
+            "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": GATEWAY_TLS_SECRET}]},
+            "allowedRoutes": allowed,
+        }]
+        if args.acme:
+            # HTTP-01 challenges arrive on port 80: cert-manager's solver routes attach here (the
+            # ClusterIssuer names this listener); every other request is redirected to https.
+            listeners.append({"name": HTTP_LISTENER, "protocol": "HTTP", "port": 80, "allowedRoutes": allowed})
         self.gateway = k8s.apiextensions.CustomResource(
             resource_name(name, "gateway"),
             api_version="gateway.networking.k8s.io/v1",
             kind="Gateway",
             metadata=ctx.metadata(GATEWAY, name, namespace=ns_name),
-            spec={
-                "gatewayClassName": GATEWAY_CLASS,
-                "listeners": [{
-                    "name": "https",
-                    "protocol": "HTTPS",
-                    "port": 443,
-                    "hostname": hostname,
-                    "tls": {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": GATEWAY_TLS_SECRET}]},
-                    # Routes attach from this platform's namespaces only (teams, and services it exposes).
-                    "allowedRoutes": {"namespaces": {"from": "Selector", "selector": {"matchLabels": {
-                        "app.kubernetes.io/instance": ctx.platform, "app.kubernetes.io/managed-by": "plinth"}}}},
-                }],
-            },
+            spec={"gatewayClassName": GATEWAY_CLASS, "listeners": listeners},
             opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[cert])),
         )
+        if args.acme:
+            # The solver's exact challenge path is more specific than this prefix, so challenges still reach it.
+            k8s.apiextensions.CustomResource(
+                resource_name(name, HTTP_REDIRECT),
+                api_version="gateway.networking.k8s.io/v1",
+                kind="HTTPRoute",
+                metadata=ctx.metadata(HTTP_REDIRECT, name, namespace=ns_name),
+                spec={
+                    "parentRefs": [gateway_parent_ref(HTTP_LISTENER)],
+                    "rules": [{
+                        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                        "filters": [{"type": "RequestRedirect",
+                                     "requestRedirect": {"scheme": "https", "statusCode": 301}}],
+                    }],
+                },
+                opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[self.gateway])),
+            )
         self.register_outputs({})

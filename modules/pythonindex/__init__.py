@@ -17,8 +17,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.catalog import IMAGES, PLATFORM_NAMESPACES, mirror_image
-from plinth.context import PULL_SECRET, PlatformContext, resource_name
-from plinth.modules.network import GATEWAY
+from plinth.context import PULL_SECRET, PlatformContext, gateway_parent_ref, resource_name
 from plinth.objects import airgap_egress_policy, children, namespace, platform_ingress, pull_secret, stack_secret
 from plinth.service import Peer, PlatformService
 
@@ -184,8 +183,7 @@ class PythonIndex(PlatformService):
                 kind="HTTPRoute",
                 metadata=ctx.metadata(SERVICE, name, namespace=NAMESPACE),
                 spec={
-                    "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY,
-                                    "namespace": PLATFORM_NAMESPACES["gateway"], "sectionName": "https"}],
+                    "parentRefs": [gateway_parent_ref()],
                     "hostnames": [index.hostname],
                     "rules": [{
                         "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],

@@ -20,10 +20,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.catalog import PLATFORM_NAMESPACES, ImageRef
-from plinth.context import ISSUER, PlatformContext, resource_name
+from plinth.context import ISSUER, PlatformContext, gateway_parent_ref, resource_name
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import stack_secret
-from plinth.modules.network import GATEWAY
 from plinth.service import Peer
 
 ADMIN_SECRET = "harbor-admin"
@@ -277,8 +276,7 @@ class Harbor(HelmService):
             kind="HTTPRoute",
             metadata=ctx.metadata(chart.name, name, namespace=chart.namespace),
             spec={
-                "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY,
-                                "namespace": PLATFORM_NAMESPACES["gateway"], "sectionName": "https"}],
+                "parentRefs": [gateway_parent_ref()],
                 "hostnames": [block.harbor.hostname],
                 "rules": [{
                     "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
