@@ -468,6 +468,87 @@ def harbor_rules(spec: PlatformSpec) -> Iterator[Violation]:
         yield from _gateway_host(spec, at, harbor.hostname, "Harbor's", "harbor",
                                  "Harbor is then reachable in-cluster only")
 
+def _address_networks(value: str) -> list:
+    """The networks of a normalized address range (a CIDR, or first-last)."""
+    import ipaddress
+
+    if "-" in value:
+        first, last = (ipaddress.ip_address(part) for part in value.split("-", 1))
+        return list(ipaddress.summarize_address_range(first, last))
+    return [ipaddress.ip_network(value)]
+
+
+def _yaml_path(where: tuple) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where).lstrip(".")
+
+
+def _declared_networks(spec: PlatformSpec) -> Iterator[tuple[tuple, str]]:
+    """Networks the spec declares outside the load-balancer ranges: (where, network)."""
+    import ipaddress
+
+    mirror = spec.airgap.mirror
+    for index, cidr in enumerate(mirror.cidrs if mirror else ()):
+        yield ("airgap", "mirror", "cidrs", index), cidr
+    api = spec.network.cilium.api_server
+    if api is not None:
+        try:
+            yield ("network", "cilium", "apiServer", "host"), str(ipaddress.ip_network(api.host))
+        except ValueError:
+            pass  # a host name: its address is not in the spec
+    for m, model in enumerate(spec.serving.models):
+        for index, cidr in enumerate(model.repository_cidrs):
+            yield ("serving", "models", m, "repositoryCidrs", index), cidr
+
+
+def load_balancer_rules(spec: PlatformSpec) -> Iterator[Violation]:
+    import ipaddress
+
+    lb, at, target = spec.network.load_balancer, ("network", "loadBalancer"), spec.target
+    cilium = spec.network.cilium
+    if target.type == "existing":
+        if cilium.enabled and cilium.gateway_api and lb.mode == "l2" and not lb.ranges:
+            yield Violation((*at, "ranges"), "the platform Gateway is a LoadBalancer Service: on an existing "
+                            "cluster it gets no address without ranges", "load-balancer-ranges",
+                            "list addresses reserved for it on the nodes' network (e.g. ranges: [10.20.0.240/28]), "
+                            "or set mode: external when MetalLB or your own BGP setup assigns them")
+        if lb.mode == "external":
+            for key in ("ranges", "interfaces"):
+                if getattr(lb, key):
+                    yield Violation((*at, key), f"{key} are for mode l2; with external, something else assigns "
+                                    "and announces the addresses", "load-balancer-mode",
+                                    f"remove {key}, or set mode: l2")
+        if lb.public or lb.public_reason:
+            yield Violation((*at, "public" if lb.public else "publicReason"), "public and publicReason are for eks "
+                            "and gke: on an existing cluster the ranges decide who reaches the Gateway",
+                            "load-balancer-public", "remove public and publicReason")
+    else:
+        for key in ("ranges", "interfaces"):
+            if getattr(lb, key):
+                yield Violation((*at, key), f"on {target.type} the cloud's load balancer gives the Gateway its "
+                                "address", "load-balancer-by-target", f"remove {key}")
+        if lb.public and not lb.public_reason:
+            yield Violation((*at, "publicReason"), "a public Gateway needs a reason: the platform is private "
+                            "by default", "public-load-balancer-reason",
+                            "say why models must be reachable from the internet, or remove public")
+        if lb.public_reason and not lb.public:
+            yield Violation((*at, "publicReason"), "a reason for a public Gateway, but the Gateway is internal",
+                            "public-load-balancer-reason", "set public: true, or remove publicReason")
+        if lb.public and target.type == "eks" and target.egress == "none":
+            yield Violation((*at, "public"), "an internet-facing load balancer needs public subnets, and egress "
+                            "none has none", "public-load-balancer-subnets", "set target.egress: nat, or remove public")
+    networks = [_address_networks(r) for r in lb.ranges]
+    for i, nets in enumerate(networks):
+        for j in range(i):
+            if any(a.overlaps(b) for a in nets for b in networks[j]):
+                yield Violation((*at, "ranges", i), f"{lb.ranges[i]} overlaps {lb.ranges[j]}",
+                                "load-balancer-ranges-overlap", "give each range its own addresses")
+        for where, cidr in _declared_networks(spec):
+            if any(a.overlaps(ipaddress.ip_network(cidr)) for a in nets):
+                yield Violation((*at, "ranges", i), f"{lb.ranges[i]} overlaps {cidr} "
+                                f"({_yaml_path(where)})", "load-balancer-ranges-overlap",
+                                "take load-balancer addresses no other network of the spec uses")
+
+
 RULES = (reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, service_rules, airgap_bundles,
-         available_modules, cloud_target, python_index, harbor_rules, serving_rules,
+         available_modules, cloud_target, python_index, harbor_rules, serving_rules, load_balancer_rules,
          owned_values)
