@@ -13,6 +13,7 @@ import pulumi
 from plinth.context import PlatformContext, StackSecrets
 from plinth.modules.certs import CertManager
 from plinth.modules.cluster import TargetArgs, target_class
+from plinth.modules.cluster.autoscaler import ClusterAutoscaler
 from plinth.modules.crds import GatewayApiCrds, PrometheusOperatorCrds
 from plinth.modules.featurestore import CloudNativePg, Feast, RedisOperator
 from plinth.modules.governance import Ledger
@@ -43,6 +44,8 @@ SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
     ("gateway-api-crds", GatewayApiCrds),
     ("prometheus-operator-crds", PrometheusOperatorCrds),
     ("cilium", Cilium),
+    # eks: node groups scale (GPU pools from zero) once the CNI runs its pods.
+    ("cluster-autoscaler", ClusterAutoscaler),
     ("cert-manager", CertManager),
     ("gateway", PlatformGateway),
     ("longhorn", Longhorn),

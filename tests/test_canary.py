@@ -36,9 +36,9 @@ target:
 rbac:
   platformAdminGroup: admins
 network:
-  cilium:
-    enabled: true
-    apiServer: {host: api.k8s.internal}
+  cilium: {enabled: true, apiServer: {host: api.k8s.internal}}
+  loadBalancer:
+    ranges: [10.30.0.240/29]
   gateway:
     hostname: "*.models.internal"
 certificates:

@@ -42,7 +42,8 @@ from plinth.stackconfig import required_secrets
 
 IMAGE = "docker.io/pypiserver/pypiserver:v2.4.2"
 IN_CLUSTER = "http://pypiserver.python-index.svc:8080/simple/"
-GATEWAY = {"network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}}},
+GATEWAY = {"network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}},
+                "loadBalancer": {"ranges": ["10.30.0.240/29"]}},
            "certificates": {"certManager": {"enabled": True}}}
 TEAMS = ("fraud", "search")
 

@@ -112,6 +112,7 @@ network:
     values:
       kubeProxyReplacement: false
       bandwidthManager: {enabled: true}
+  loadBalancer: {ranges: [10.30.0.240/29]}
 certificates:
   certManager: {enabled: true}
 """)

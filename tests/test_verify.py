@@ -46,6 +46,7 @@ target: {{type: existing}}
 rbac: {{platformAdminGroup: admins}}
 network:
   cilium: {{enabled: true, apiServer: {{host: api.k8s.internal}}}}
+  loadBalancer: {{ranges: [10.30.0.240/29]}}
 certificates:
   certManager: {{enabled: true}}
 monitoring: {{enabled: true}}

@@ -235,6 +235,14 @@ class CloudTarget(Spec):
     node_pools: tuple[NodePool, ...] = Field(min_length=1, description="Node pools. Required (at least one).")
 
 
+class ClusterAutoscaler(Spec):
+    """Cluster Autoscaler for the EKS managed node groups (GKE autoscales node pools itself)."""
+
+    enabled: bool = Field(True, description="Install Cluster Autoscaler: node groups scale between minSize and "
+                          "maxSize, GPU pools from zero. Without it every group stays at minSize. Default: true.")
+    values: Values = {}
+
+
 class EksTarget(CloudTarget):
     """A new AWS EKS cluster in a VPC Plinth creates."""
 
@@ -249,6 +257,8 @@ class EksTarget(CloudTarget):
     admin_role_arn: str = Field(
         description="IAM role of the platform admins (e.g. their SSO role): an EKS access entry maps it to the "
         "Kubernetes group rbac.platformAdminGroup. Required.", pattern=r"^arn:aws[-a-z]*:iam::[0-9]{12}:role/\S+$")
+    autoscaler: ClusterAutoscaler = Field(default_factory=ClusterAutoscaler,
+                                          description="Cluster Autoscaler (plinth:cluster:ClusterAutoscaler).")
 
 
 class GkeTarget(CloudTarget):

@@ -267,6 +267,15 @@ def cloud_target(spec: PlatformSpec) -> Iterator[Violation]:
             yield Violation(("serving", "models", index, "gpu"), f"a replica asks for {model.gpu} GPUs but the "
                             f"largest GPU node has {gpus_per_node}: it could never be scheduled", "gpu-fits-node",
                             "lower gpu, or add a node pool with more GPUs per node")
+    # maxSize is at least 1 (schema): a GPU pool stays at zero only where nothing scales it (eks without the
+    # autoscaler keeps every group at minSize; GKE autoscales its pools itself).
+    scales = target.type == "gke" or target.autoscaler.enabled
+    gpu_pools = [pool for pool in target.node_pools if pool.gpu]
+    if gpu_pools and any(model.gpu for model in spec.serving.models) and \
+            not any((pool.max_size if scales else pool.min_size) > 0 for pool in gpu_pools):
+        yield Violation((*at, "autoscaler", "enabled"), "models request GPUs, but without the autoscaler every GPU "
+                        "pool stays at its minSize 0: no GPU node would ever start", "gpu-pool-scales",
+                        "keep target.autoscaler.enabled: true, or give a GPU pool minSize 1 or more")
     if spec.gpu.operator.enabled and spec.gpu.operator.driver:
         yield Violation(("gpu", "operator", "driver"), f"on {target.type} the node image brings the GPU driver",
                         "gpu-driver-by-target", "set driver: false")
