@@ -38,7 +38,7 @@ rbac:
 network:
   cilium: {enabled: true, apiServer: {host: api.k8s.internal}}
   loadBalancer:
-    ranges: [10.30.0.240/29]
+    ranges: [172.31.255.240/29]
   gateway:
     hostname: "*.models.internal"
 certificates:

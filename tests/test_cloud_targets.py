@@ -374,7 +374,7 @@ def target_spec(kind: str) -> PlatformSpec:
     doc["secrets"] = {"vault": {"enabled": True, "autoUnseal": UNSEAL[kind]}}
     if kind == "existing":
         doc["network"] = {"cilium": {**SERVICES["network"]["cilium"], "apiServer": {"host": "api.corp.internal"}},
-                          "loadBalancer": {"ranges": ["10.30.0.240/29"]}}
+                          "loadBalancer": {"ranges": ["172.31.255.240/29"]}}
     spec = PlatformSpec.model_validate(doc)
     assert check_rules(spec) == [], check_rules(spec)
     return spec

@@ -239,7 +239,7 @@ def served_platform(draw) -> dict:
     if cilium != "off":
         doc["network"] = {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"},
                                      "gatewayApi": cilium == "on"},
-                          "loadBalancer": {"ranges": ["10.30.0.240/29"]}}
+                          "loadBalancer": {"ranges": ["172.31.255.240/29"]}}
         doc["certificates"] = {"certManager": {"enabled": True}}
     doc["monitoring"] = {"enabled": True, "gpuMetrics": draw(st.booleans())}
     if draw(st.booleans()):

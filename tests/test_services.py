@@ -112,7 +112,7 @@ network:
     values:
       kubeProxyReplacement: false
       bandwidthManager: {enabled: true}
-  loadBalancer: {ranges: [10.30.0.240/29]}
+  loadBalancer: {ranges: [172.31.255.240/29]}
 certificates:
   certManager: {enabled: true}
 """)

@@ -40,7 +40,7 @@ BENTO = {"name": "ranker", "team": "search", "runtime": "bentoml", "image": "reg
          "stable": {"version": "1.2.0"}}
 PLATFORM = {
     "network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}},
-                "loadBalancer": {"ranges": ["10.30.0.240/29"]}},
+                "loadBalancer": {"ranges": ["172.31.255.240/29"]}},
     "certificates": {"certManager": {"enabled": True}},
     "monitoring": {"enabled": True, "drift": {"enabled": True, "threshold": 0.3, "receiver": "retrain"},
                    "alertmanager": {"receivers": [{"name": "retrain", "type": "webhook"}]}},
@@ -448,7 +448,7 @@ BASE = """\
 network:
   cilium: {enabled: true, apiServer: {host: api.k8s.internal}}
   loadBalancer:
-    ranges: [10.30.0.240/29]
+    ranges: [172.31.255.240/29]
 certificates:
   certManager: {enabled: true}
 gpu:

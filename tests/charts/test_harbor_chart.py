@@ -41,7 +41,7 @@ def _spec() -> PlatformSpec:
         "metadata": {"environment": "prod"},
         "charts": {"source": str(CHARTS_DIR)},
         "network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}},
-                "loadBalancer": {"ranges": ["10.30.0.240/29"]}},
+                "loadBalancer": {"ranges": ["172.31.255.240/29"]}},
         "certificates": {"certManager": {"enabled": True}},
         "storage": {"longhorn": {"enabled": True}},
         "monitoring": {"enabled": True},
