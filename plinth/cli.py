@@ -243,19 +243,31 @@ def check(
     blueprint: BlueprintArg = None,
     stack: StackOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    charts: Annotated[Optional[Path], typer.Option(
+        help="Directory chart source (DIR/charts/<name>-<version>.tgz) to render the real charts from: the "
+             "policies that read charts' objects (references-resolve) then see them too. Default: Plinth's "
+             "objects and the releases' values only.")] = None,
 ) -> None:
     """Run the policy pack over the offline plan (the same policies `pulumi preview --policy-pack policies`
     runs); exit 1 on a violation of a mandatory policy. Levels: stacks/policy.<stack>.json."""
+    from plinth.engine.charts import render_charts
     from plinth.governance.check import as_json as results_json
     from plinth.governance.check import check as run_checks
     from plinth.governance.check import policy_config
 
+    if charts is not None and not charts.is_dir():
+        raise SpecInvalid([SpecError(None, "--charts", f"{charts}: not a directory")])
     try:
         config_file, levels = policy_config(project_dir(), stack)
     except ValueError as exc:
         raise SpecInvalid([SpecError(None, "policy", str(exc))]) from None
-    result, _ = _plan(blueprint, stack)
-    results = run_checks(result, levels)
+    spec, source = _load(blueprint, stack)
+    result, _ = _plan_spec(spec, source, stack, _stage(stack, None))
+    rendered = render_charts(result, spec.kubernetes.version, charts) if charts is not None else []
+    for item in rendered:
+        if item.note:
+            _err(f"note: {item.resource.name}: {item.note}")
+    results = run_checks(result, levels, rendered)
     if as_json:
         sys.stdout.write(results_json(results))
     else:

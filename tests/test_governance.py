@@ -541,3 +541,10 @@ def test_references_resolve_pods_and_monitors(regulated):
         ("ServiceMonitor fraud/fraud-scorer",
          "endpoint port 'metricz' is not a port name of the Service(s) it selects"),
     ]
+
+
+def test_plinth_check_charts_must_be_a_directory(tmp_path):
+    done = subprocess.run([*PLINTH, "check", str(ROOT / "blueprints" / "minimal.yaml"), "--charts",
+                           str(tmp_path / "none")], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    assert f"--charts: {tmp_path / 'none'}: not a directory" in done.stderr

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from plinth.engine.charts import Rendered
 from plinth.governance.policies import MANDATORY, Policy, Subject, Violation, evaluate, read_levels
 from plinth.plan import Plan
 
@@ -21,9 +23,35 @@ class Result:
         return self.level == MANDATORY and bool(self.violations)
 
 
-def subjects(plan: Plan) -> list[Subject]:
-    """What the policy pack would see: every custom resource with its inputs."""
-    return [Subject(r.type, r.name, r.inputs) for r in plan.resources if r.custom]
+CLUSTER_SCOPED = frozenset({
+    "APIService", "ClusterIssuer", "ClusterRole", "ClusterRoleBinding", "CSIDriver", "CustomResourceDefinition",
+    "GatewayClass", "IngressClass", "MutatingWebhookConfiguration", "Namespace", "PersistentVolume",
+    "PriorityClass", "RuntimeClass", "StorageClass", "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding", "ValidatingWebhookConfiguration"})
+"""Kinds without a namespace (a chart's namespaced objects get their release's namespace)."""
+
+
+def subjects(plan: Plan, rendered: Iterable[Rendered] = ()) -> list[Subject]:
+    """What the policy pack would see: every custom resource with its inputs; with `rendered` (the charts
+    rendered by `helm template`), also each chart's objects, named by their release."""
+    found = [Subject(r.type, r.name, r.inputs) for r in plan.resources if r.custom]
+    for item in rendered:
+        release, namespace = item.resource.inputs.get("name"), item.resource.inputs.get("namespace")
+        for obj in item.objects:
+            found.append(chart_subject(obj, str(release or item.resource.name), namespace))
+    return found
+
+
+def chart_subject(obj: dict, release: str, namespace: str | None) -> Subject:
+    """A chart's object as the engine would hold it: `kubernetes:<group>/<version>:<Kind>`, in its release's
+    namespace unless it names one (or has none)."""
+    api = str(obj.get("apiVersion", ""))
+    kind = str(obj.get("kind", ""))
+    metadata = dict(obj.get("metadata") or {})
+    if namespace and kind not in CLUSTER_SCOPED:
+        metadata.setdefault("namespace", namespace)
+    return Subject(f"kubernetes:{api if '/' in api else 'core/' + api}:{kind}", release,
+                   {**obj, "metadata": metadata}, rendered=True)
 
 
 def policy_config(project_dir: Path, stack: str | None) -> tuple[Path | None, dict[str, str]]:
@@ -43,8 +71,9 @@ def policy_config(project_dir: Path, stack: str | None) -> tuple[Path | None, di
     return path, read_levels(config, str(path))
 
 
-def check(plan: Plan, levels: dict[str, str] | None = None) -> list[Result]:
-    return [Result(policy, level, tuple(found)) for policy, level, found in evaluate(subjects(plan), levels)]
+def check(plan: Plan, levels: dict[str, str] | None = None, rendered: Iterable[Rendered] = ()) -> list[Result]:
+    return [Result(policy, level, tuple(found))
+            for policy, level, found in evaluate(subjects(plan, rendered), levels)]
 
 
 def as_json(results: list[Result]) -> str:

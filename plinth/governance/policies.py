@@ -40,6 +40,8 @@ class Subject:
     upstream: bool = False
     """An object of an upstream manifest bundle (a ConfigGroup's child, e.g. the Gateway API CRDs), which
     the real engine registers and the offline plan does not see: not authored by Plinth, so not labelled."""
+    rendered: bool = False
+    """An object a chart renders (`plinth check --charts`): only policies that read the charts' objects see it."""
 
     @property
     def kind(self) -> str | None:
@@ -95,10 +97,14 @@ class Policy:
     remediation: str
     level: str
     check: Callable[[list[Subject], Platform], Iterator[tuple[Subject | None, str]]]
+    charts: bool = False
+    """The policy also reads the objects the charts render, when the runner has them (`plinth check --charts`);
+    the others judge what Plinth authors and the releases' values."""
 
     def run(self, subjects: list[Subject], platform: Platform) -> list[Violation]:
+        seen = subjects if self.charts else [s for s in subjects if not s.rendered]
         return [Violation(self.name, subject.display if subject else "", message)
-                for subject, message in self.check(subjects, platform)]
+                for subject, message in self.check(seen, platform)]
 
 
 # --- helpers --------------------------------------------------------------------------------------
@@ -606,15 +612,44 @@ def _monitored_namespaces(monitor: Subject, namespaces: set[str | None]) -> set[
 
 
 def _chart_instance(selector: dict, namespaces: set, subjects) -> bool:
-    """A selector naming a Helm release of these namespaces by its instance label: it selects that chart's
-    objects, which only a render of the chart shows."""
+    """A selector naming a Helm release of these namespaces by its instance label, when that chart is not
+    rendered: it selects the chart's objects, which only a render shows (`plinth check --charts`)."""
     instance = (selector.get("matchLabels") or {}).get("app.kubernetes.io/instance")
     return any(s.type == HELM_RELEASE and s.props.get("name") == instance and s.props.get("namespace") in namespaces
-               for s in subjects)
+               for s in subjects) and not any(s.rendered and s.name == instance for s in subjects)
+
+
+def _service(namespace: str, name: str, labels: dict, ports: tuple[str, ...]) -> Subject:
+    return Subject("kubernetes:core/v1:Service", name, {
+        "metadata": {"namespace": namespace, "name": name, "labels": labels},
+        "spec": {"ports": [{"name": port} for port in ports]}})
+
+
+KUBERNETES_SERVICE = _service("default", "kubernetes", {"component": "apiserver", "provider": "kubernetes"},
+                              ("https",))
+"""The API server's Service, in every cluster."""
+KUBELET_SERVICE_ARG = "--kubelet-service="
+KUBELET_SERVICE_LABELS = {"app.kubernetes.io/managed-by": "prometheus-operator", "app.kubernetes.io/name": "kubelet",
+                          "k8s-app": "kubelet"}
+KUBELET_SERVICE_PORTS = ("https-metrics", "http-metrics", "cadvisor")
+"""The kubelets' Service the Prometheus operator maintains when run with --kubelet-service=<ns>/<name>."""
+
+
+def _provided_services(subjects) -> Iterator[Subject]:
+    """Services no plan or chart declares that exist anyway: the API server's, and those operators create."""
+    yield KUBERNETES_SERVICE
+    for s in subjects:
+        for pod in pod_specs(s):
+            for container in pod.get("containers") or []:
+                for arg in container.get("args") or []:
+                    if isinstance(arg, str) and arg.startswith(KUBELET_SERVICE_ARG) and "/" in arg:
+                        ns, name = arg.removeprefix(KUBELET_SERVICE_ARG).split("/", 1)
+                        yield _service(ns, name, KUBELET_SERVICE_LABELS, KUBELET_SERVICE_PORTS)
 
 
 def _references_resolve(subjects, platform):
     known = _ref_index(subjects)
+    candidates = [s for s in subjects if s.kind == "Service"] + list(_provided_services(subjects))
     listeners = _listeners(subjects)
     for s in subjects:
         ns = s.metadata.get("namespace")
@@ -636,7 +671,7 @@ def _references_resolve(subjects, platform):
         if s.kind == "ServiceMonitor":
             spec = s.props.get("spec") or {}
             scope = _monitored_namespaces(s, {o.metadata.get("namespace") for o in subjects})
-            services = [o for o in subjects if o.kind == "Service" and o.metadata.get("namespace") in scope
+            services = [o for o in candidates if o.metadata.get("namespace") in scope
                         and _selects(spec.get("selector") or {}, o.labels)]
             if not services and _chart_instance(spec.get("selector") or {}, scope, subjects):
                 continue  # the chart's Service: its objects are the chart tier's to check (README)
@@ -704,7 +739,8 @@ POLICIES: tuple[Policy, ...] = (
            "exists; a ServiceMonitor selects a Service with its endpoint port names; a pod's ServiceAccount, "
            "Secrets, ConfigMaps, PVCs and PriorityClass are declared or created by a named operator "
            "(cert-manager, Vault Secrets Operator, CloudNativePG).", "declare the referenced object, or fix "
-           "the name (take it from the constant of the module that owns it)", MANDATORY, _references_resolve),
+           "the name (take it from the constant of the module that owns it)", MANDATORY, _references_resolve,
+           charts=True),
 )
 POLICY_NAMES = tuple(p.name for p in POLICIES)
 
