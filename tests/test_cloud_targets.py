@@ -191,6 +191,21 @@ def test_eks_autoscaler_scales_only_this_clusters_node_groups_and_gpu_pools_from
     assert values["image"]["tag"] == "v1.35.0"
 
 
+def test_an_airgapped_autoscaler_reaches_the_aws_apis_inside_the_vpc():
+    doc = load_spec(ROOT / "blueprints" / "eks-gpu.yaml").model_dump(by_alias=True)
+    doc["target"]["egress"] = "none"
+    doc["airgap"] = {"enabled": True, "mirror": {"registry": "mirror.corp/m", "charts": "oci://mirror.corp/charts",
+                                                 "cidrs": ["10.99.0.0/24"]}}
+    spec = PlatformSpec.model_validate(doc)
+    resources = {r.name: r.inputs for r in plan(spec, "airgap").resources if r.custom}
+    assert resources["cluster-autoscaler-aws-apis"]["spec"]["egress"] == [{
+        "to": [{"ipBlock": {"cidr": "10.40.0.0/16"}}], "ports": [{"protocol": "TCP", "port": 443}]}]
+    assert resources["cluster-autoscaler"]["values"]["image"]["repository"] == \
+        "mirror.corp/m/autoscaling/cluster-autoscaler"
+    assert "cluster-autoscaler-aws-apis" not in {r.name for r in plan(load_spec(ROOT / "blueprints" / "eks-gpu.yaml"),
+                                                                      "nat").resources}
+
+
 def test_cloud_gateways_get_internal_load_balancers(eks, gke):
     for plan_, annotations in ((eks, {"service.beta.kubernetes.io/aws-load-balancer-internal": "true",
                                       "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}),

@@ -6,7 +6,10 @@ autoscale between minSize and maxSize by themselves (gke.py).
 
 from __future__ import annotations
 
-from plinth.context import PlatformContext
+import pulumi
+import pulumi_kubernetes as k8s
+
+from plinth.context import PlatformContext, resource_name
 from plinth.modules.cluster.facts import AUTOSCALER_SERVICE_ACCOUNT
 from plinth.modules.helm import HelmService, image_values
 
@@ -59,3 +62,18 @@ class ClusterAutoscaler(HelmService):
                                          "capabilities": {"drop": ["ALL"]}},
             "serviceMonitor": {"enabled": ctx.monitoring, "namespace": namespace},
         }
+
+    def prerequisites(self, name: str, block, ctx: PlatformContext,
+                      opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        """Air-gap: the namespace reaches only the cluster and the mirror; the autoscaler also calls the AWS APIs
+        (Auto Scaling, EC2, EKS, STS), which egress `none` serves from interface endpoints inside the VPC."""
+        if not ctx.mirror_registry:
+            return []
+        namespace = self.chart().namespace
+        return [k8s.networking.v1.NetworkPolicy(
+            resource_name(name, "aws-apis"),
+            metadata=ctx.metadata("allow-to-aws-apis", name, namespace=namespace),
+            spec={"podSelector": {}, "policyTypes": ["Egress"], "egress": [{
+                "to": [{"ipBlock": {"cidr": ctx.target.native_cidr}}],
+                "ports": [{"protocol": "TCP", "port": 443}]}]},
+            opts=opts)]
