@@ -194,6 +194,12 @@ CHARTS: dict[str, Chart] = {
             "registry.k8s.io/nfd/node-feature-discovery:v0.19.0",
         ),
     ),
+    # eks only: scales the managed node groups (GKE autoscales its node pools itself). Cluster Autoscaler's
+    # minor version follows Kubernetes'; the chart's own (1.35) is pinned for every supported minor (README).
+    "cluster-autoscaler": Chart(
+        "https://kubernetes.github.io/autoscaler", "cluster-autoscaler", "9.59.0", "cluster-autoscaler",
+        images=("registry.k8s.io/autoscaling/cluster-autoscaler:v1.35.0",),
+    ),
 }
 
 # Gateway API standard channel at the version the pinned Cilium implements.
@@ -234,6 +240,7 @@ PLATFORM_NAMESPACES: dict[str, str] = {
     "postgres-operator": CHARTS["cloudnative-pg"].namespace,
     "redis-operator": CHARTS["redis-operator"].namespace,
     "python-index": "python-index",
+    "cluster-autoscaler": CHARTS["cluster-autoscaler"].namespace,
 }
 
 

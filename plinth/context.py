@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pulumi
 
+from plinth.catalog import PLATFORM_NAMESPACES
 from plinth.modules.cluster.facts import TargetFacts, target_facts
 from plinth.provenance import Provenance
 
@@ -15,8 +16,6 @@ PULL_SECRET = "mirror-pull"
 """Name of the air-gap mirror's image pull secret, in every namespace that pulls from it."""
 ISSUER = "plinth-ca"
 """The platform ClusterIssuer every platform certificate comes from."""
-
-
 @dataclass(frozen=True)
 class StackSecrets:
     """Secret stack config, as secret Outputs (never plain strings); None where the stack has none."""
@@ -71,6 +70,9 @@ class PlatformContext:
     """cert-manager and the platform ClusterIssuer are on: services take their certificates from it."""
     cilium: bool = False
     """Cilium is the CNI: network policies may name Cilium entities (the Gateway's proxies, the API server)."""
+    l2_announcements: bool = False
+    """Cilium assigns the Gateway's load-balancer address from the spec's ranges and announces it on L2
+    (network.loadBalancer mode l2 on an existing target, with the Gateway on)."""
     skip_await: bool = False
     """Test clusters without nodes: don't wait for readiness or run Helm hooks, delete in the background."""
     provenance: Provenance | None = None
@@ -106,6 +108,8 @@ class PlatformContext:
             monitoring=spec.monitoring.enabled,
             cert_manager=spec.certificates.cert_manager.enabled,
             cilium=spec.network.cilium.enabled,
+            l2_announcements=(spec.target.type == "existing" and spec.network.cilium.enabled
+                              and spec.network.cilium.gateway_api and spec.network.load_balancer.mode == "l2"),
             skip_await=spec.testing.skip_await,
             provenance=provenance,
             target=target_facts(spec),

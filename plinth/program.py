@@ -14,6 +14,7 @@ from plinth.context import PlatformContext, StackSecrets
 from plinth.modules.admission import Admission
 from plinth.modules.certs import CertManager
 from plinth.modules.cluster import TargetArgs, target_class
+from plinth.modules.cluster.autoscaler import ClusterAutoscaler
 from plinth.modules.crds import GatewayApiCrds, PrometheusOperatorCrds
 from plinth.modules.featurestore import CloudNativePg, Feast, RedisOperator
 from plinth.modules.governance import Ledger
@@ -46,6 +47,8 @@ SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
     # Right after the CRDs: every later object, the services' included, is admitted under the platform's rules.
     ("admission", Admission),
     ("cilium", Cilium),
+    # eks: node groups scale (GPU pools from zero) once the CNI runs its pods.
+    ("cluster-autoscaler", ClusterAutoscaler),
     ("cert-manager", CertManager),
     ("gateway", PlatformGateway),
     ("longhorn", Longhorn),

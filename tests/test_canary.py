@@ -38,9 +38,9 @@ target:
 rbac:
   platformAdminGroup: admins
 network:
-  cilium:
-    enabled: true
-    apiServer: {host: api.k8s.internal}
+  cilium: {enabled: true, apiServer: {host: api.k8s.internal}}
+  loadBalancer:
+    ranges: [172.31.255.240/29]
   gateway:
     hostname: "*.models.internal"
 certificates:

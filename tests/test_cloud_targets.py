@@ -34,6 +34,8 @@ class CloudMocks(pulumi_mocks.Mocks):
             out["arn"] = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{ISSUER.removeprefix('https://')}"
         elif args.typ in ("aws:iam/role:Role", "aws:kms/key:Key"):
             out.update(arn=f"arn:aws:{args.typ.split(':')[1].split('/')[0]}::{ACCOUNT}:{args.name}", keyId=args.name)
+        elif args.typ == "aws:eks/nodeGroup:NodeGroup":
+            out["resources"] = [{"autoscalingGroups": [{"name": f"eks-{args.inputs['nodeGroupName']}-asg"}]}]
         elif args.typ == "gcp:container/cluster:Cluster":
             out.update(endpoint=GKE_ENDPOINT, masterAuth={"clusterCaCertificate": "Q0EtREFUQQ=="})
         elif args.typ == "gcp:serviceaccount/account:Account":
@@ -138,6 +140,7 @@ def test_eks_workload_roles_trust_exactly_one_service_account(eks):
         "eks-gpu-prod-models-vision": "vision:workloads",
         "eks-gpu-prod-cilium-operator": "kube-system:cilium-operator",
         "eks-gpu-prod-ebs-csi": "kube-system:ebs-csi-controller-sa",
+        "eks-gpu-prod-cluster-autoscaler": "cluster-autoscaler:cluster-autoscaler",
     }
     assert set(roles) == set(expected)
     for name, subject in expected.items():
@@ -157,6 +160,73 @@ def test_eks_role_policies_grant_only_their_own_resources(eks):
     assert objects == {"Effect": "Allow", "Action": ["s3:GetObject"],
                        "Resource": "arn:aws:s3:::eks-gpu-prod-models/vision/*"}
     assert "growth" not in json.dumps(policies)  # a BentoML team reads no bucket
+
+
+def test_eks_autoscaler_scales_only_this_clusters_node_groups_and_gpu_pools_from_zero(eks):
+    policies = {r.name: json.loads(r.inputs["policy"]) for r in of_type(eks, "aws:iam/rolePolicy:RolePolicy")}
+    describe, scale = policies["cluster-cluster-autoscaler"]["Statement"]
+    assert describe["Resource"] == "*" and all(":Describe" in a or ":Get" in a for a in describe["Action"])
+    assert scale == {"Effect": "Allow", "Resource": "*",
+                     "Action": ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"],
+                     "Condition": {"StringEquals": {
+                         "aws:ResourceTag/k8s.io/cluster-autoscaler/eks-gpu-prod": "owned"}}}
+    # The GPU pool (minSize 0) tells the autoscaler what a node would bring; the system pool never is at zero.
+    tags = {r.inputs["tag"]["key"]: (r.inputs["autoscalingGroupName"], r.inputs["tag"]["value"],
+                                     r.inputs["tag"]["propagateAtLaunch"])
+            for r in of_type(eks, "aws:autoscaling/tag:Tag")}
+    template = "k8s.io/cluster-autoscaler/node-template"
+    assert tags == {
+        f"{template}/label/nvidia.com/gpu.present": ("eks-gpu-asg", "true", False),
+        f"{template}/label/plinth.dev/node-pool": ("eks-gpu-asg", "gpu", False),
+        f"{template}/resources/nvidia.com/gpu": ("eks-gpu-asg", "1", False),
+        f"{template}/taint/nvidia.com/gpu": ("eks-gpu-asg", "present:NoSchedule", False),
+    }
+    values = one(eks, "kubernetes:helm.sh/v3:Release", "cluster-autoscaler")["values"]
+    assert values["autoDiscovery"] == {"clusterName": "eks-gpu-prod"}
+    assert (values["cloudProvider"], values["awsRegion"]) == ("aws", "eu-west-1")
+    assert values["rbac"]["serviceAccount"] == {
+        "create": True, "name": "cluster-autoscaler",
+        "annotations": {"eks.amazonaws.com/role-arn": f"arn:aws:iam::{ACCOUNT}:role/eks-gpu-prod-cluster-autoscaler"}}
+    assert values["image"]["repository"].endswith("/autoscaling/cluster-autoscaler")
+    assert values["image"]["tag"] == "v1.35.0"
+
+
+def test_an_airgapped_autoscaler_reaches_the_aws_apis_inside_the_vpc():
+    doc = load_spec(ROOT / "blueprints" / "eks-gpu.yaml").model_dump(by_alias=True)
+    doc["target"]["egress"] = "none"
+    doc["airgap"] = {"enabled": True, "mirror": {"registry": "mirror.corp/m", "charts": "oci://mirror.corp/charts",
+                                                 "cidrs": ["10.99.0.0/24"]}}
+    spec = PlatformSpec.model_validate(doc)
+    resources = {r.name: r.inputs for r in plan(spec, "airgap").resources if r.custom}
+    assert resources["cluster-autoscaler-aws-apis"]["spec"]["egress"] == [{
+        "to": [{"ipBlock": {"cidr": "10.40.0.0/16"}}], "ports": [{"protocol": "TCP", "port": 443}]}]
+    assert resources["cluster-autoscaler"]["values"]["image"]["repository"] == \
+        "mirror.corp/m/autoscaling/cluster-autoscaler"
+    assert "cluster-autoscaler-aws-apis" not in {r.name for r in plan(load_spec(ROOT / "blueprints" / "eks-gpu.yaml"),
+                                                                      "nat").resources}
+
+
+def test_cloud_gateways_get_internal_load_balancers(eks, gke):
+    for plan_, annotations in ((eks, {"service.beta.kubernetes.io/aws-load-balancer-internal": "true",
+                                      "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}),
+                               (gke, {"networking.gke.io/load-balancer-type": "Internal"})):
+        gateway = one(plan_, "kubernetes:gateway.networking.k8s.io/v1:Gateway", "gateway-gateway")
+        assert gateway["spec"]["infrastructure"] == {"annotations": annotations,
+                                                     "labels": {"plinth.dev/gateway": "plinth"}}
+    assert not [r for r in gke.resources if r.name.startswith("cluster-autoscaler")]
+    assert not [r for r in eks.resources if "CiliumLoadBalancerIPPool" in r.type]
+
+
+def test_a_public_cloud_gateway_says_why():
+    from plinth.modules.network import infrastructure
+    from plinth.spec.models import LoadBalancer
+
+    public = LoadBalancer(public=True, public_reason="partner scoring API")
+    assert infrastructure(public, "eks")["infrastructure"]["annotations"] == {
+        "plinth.dev/public-load-balancer-reason": "partner scoring API",
+        "service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing"}
+    assert infrastructure(public, "gke")["infrastructure"]["annotations"] == {
+        "plinth.dev/public-load-balancer-reason": "partner scoring API"}
 
 
 def test_eks_buckets_are_named_encrypted_versioned_and_blocked(eks):
@@ -290,7 +360,11 @@ UNSEAL = {"existing": {"type": "transit", "key": "plinth", "address": "https://v
 DIFFERENCES = {
     "cilium": ("values.eni", "values.ipam", "values.routingMode", "values.cluster", "values.agentNotReadyTaintKey",
                "values.gke", "values.ipv4NativeRoutingCIDR", "values.cni", "values.nodeinit",
-               "values.k8sServiceHost", "values.k8sServicePort", "values.operator.image"),
+               "values.k8sServiceHost", "values.k8sServicePort", "values.operator.image",
+               # existing: the Gateway's address from the spec's ranges, announced on L2
+               "values.l2announcements", "values.k8sClientRateLimit"),
+    # cloud: the Gateway's load balancer is internal
+    "gateway-gateway": ("spec.infrastructure.annotations",),
     "gpu-operator": ("values.toolkit", "values.hostPaths", "values.cdi"),
     "longhorn": ("values.defaultBackupStore", "values.serviceAccount"),
     "vault": ("values.server.serviceAccount", "values.server.standalone.config", "values.server.extraSecretEnvironmentVars"),
@@ -301,6 +375,11 @@ DIFFERENCES = {
 }
 ONLY_ON_CLOUD = {("kubernetes:core/v1:ServiceAccount", "feast-service-account")}
 """The Feast server's own ServiceAccount: it carries the features bucket's identity."""
+ONLY_ON_EXISTING = {("kubernetes:cilium.io/v2:CiliumLoadBalancerIPPool", "gateway-address-pool"),
+                    ("kubernetes:cilium.io/v2alpha1:CiliumL2AnnouncementPolicy", "gateway-l2-announcement")}
+"""The Gateway's address pool and its L2 announcement: a cloud's load balancer gives the address instead."""
+ONLY_ON_EKS = "cluster-autoscaler"
+"""Cluster Autoscaler's namespace, release and policies (GKE autoscales its node pools itself)."""
 
 
 def target_spec(kind: str) -> PlatformSpec:
@@ -309,7 +388,8 @@ def target_spec(kind: str) -> PlatformSpec:
            "target": TARGETS[kind], **SERVICES}
     doc["secrets"] = {"vault": {"enabled": True, "autoUnseal": UNSEAL[kind]}}
     if kind == "existing":
-        doc["network"] = {"cilium": {**SERVICES["network"]["cilium"], "apiServer": {"host": "api.corp.internal"}}}
+        doc["network"] = {"cilium": {**SERVICES["network"]["cilium"], "apiServer": {"host": "api.corp.internal"}},
+                          "loadBalancer": {"ranges": ["172.31.255.240/29"]}}
     spec = PlatformSpec.model_validate(doc)
     assert check_rules(spec) == [], check_rules(spec)
     return spec
@@ -333,10 +413,12 @@ def differing_paths(a: Any, b: Any, path: tuple = ()) -> list[str]:
 @pytest.mark.parametrize("cloud", ["eks", "gke"])
 def test_the_kubernetes_layer_is_the_same_as_on_an_existing_cluster_but_the_documented_differences(cloud):
     here, there = kubernetes_layer("existing"), kubernetes_layer(cloud)
-    assert set(there) - set(here) == ONLY_ON_CLOUD
-    assert set(here) - set(there) == set()
+    autoscaler = {key for key in there if key[1].startswith(ONLY_ON_EKS)}
+    assert bool(autoscaler) == (cloud == "eks")
+    assert set(there) - set(here) - autoscaler == ONLY_ON_CLOUD
+    assert set(here) - set(there) == ONLY_ON_EXISTING
     undocumented, seen = [], set()
-    for key in sorted(here):
+    for key in sorted(set(here) & set(there)):
         for path in differing_paths(here[key], there[key]):
             allowed = DIFFERENCES.get(key[1], ())
             if any(path == p or path.startswith(p + ".") for p in allowed):
@@ -345,7 +427,7 @@ def test_the_kubernetes_layer_is_the_same_as_on_an_existing_cluster_but_the_docu
                 undocumented.append(f"{key[1]}: {path}")
     assert undocumented == []
     # Each documented difference is real on this target (the list is not stale).
-    expected = {"cilium", "gpu-operator", "vault", "feast", "tenancy-vision-workloads", "ledger"}
+    expected = {"cilium", "gateway-gateway", "gpu-operator", "vault", "feast", "tenancy-vision-workloads", "ledger"}
     if cloud == "eks":
         expected.add("longhorn")
     assert seen == expected
@@ -398,6 +480,8 @@ def edited(change):
      (("network", "cilium", "apiServer"), "cilium-api-server-by-target")),
     (lambda d: d["network"]["cilium"].update(enabled=False),
      (("serving", "models", 0, "modelRepository"), "model-repository-egress")),
+    (lambda d: d["target"].update(autoscaler={"enabled": False}),
+     (("target", "autoscaler", "enabled"), "gpu-pool-scales")),
 ], ids=lambda v: v[1] if isinstance(v, tuple) else "")
 def test_eks_rules(change, expected):
     assert expected in violations("blueprints/eks-gpu.yaml", edited(change))

@@ -238,7 +238,8 @@ def served_platform(draw) -> dict:
     cilium = "on" if gateway else draw(st.sampled_from(["off", "gateway-off"]))
     if cilium != "off":
         doc["network"] = {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"},
-                                     "gatewayApi": cilium == "on"}}
+                                     "gatewayApi": cilium == "on"},
+                          "loadBalancer": {"ranges": ["172.31.255.240/29"]}}
         doc["certificates"] = {"certManager": {"enabled": True}}
     doc["monitoring"] = {"enabled": True, "gpuMetrics": draw(st.booleans())}
     if draw(st.booleans()):

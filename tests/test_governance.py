@@ -489,6 +489,36 @@ def test_workload_identity_scoped(clean):
     ]
 
 
+
+
+
+ACME = {"certificates": {"certManager": {"enabled": True, "issuer": {
+    "type": "acme", "acme": {"server": "https://acme.corp.example/directory", "email": "platform@corp.example"}}}},
+    "network": {"cilium": {"enabled": True, "apiServer": {"host": "10.0.0.1", "port": 6443}}}}
+
+
+def test_references_resolve_an_acme_platform():
+    """The ACME solver's route attaches to the Gateway's `http` listener: the Gateway must have one."""
+    assert violations(subjects(plan(platform(**ACME), "test")), "references-resolve") == []
+
+
+def test_references_resolve(clean):
+    with_gateway = subjects(plan(platform(**ACME), "test"))
+    bad = changed(with_gateway, by_kind("ClusterIssuer", "plinth-ca"), lambda p: p["spec"]["acme"]["solvers"][0][
+        "http01"]["gatewayHTTPRoute"]["parentRefs"][0].update(sectionName="plain"))
+    bad = changed(bad, by_kind("Certificate", "plinth-gateway-tls"),
+                  lambda p: p["spec"]["issuerRef"].update(name="nobody"))
+    bad = changed(bad, by_kind("HTTPRoute"), lambda p: p["spec"]["parentRefs"][0].update(name="other"))
+    assert violations(bad, "references-resolve") == [
+        ("ClusterIssuer plinth-ca", "parentRef names listener 'plain' of Gateway plinth-gateway/plinth, which has "
+                                    "only http, https"),
+        ("Certificate plinth-gateway/plinth-gateway-tls",
+         "issuerRef names ClusterIssuer nobody, which the plan does not declare"),
+        ("HTTPRoute plinth-gateway/http-redirect",
+         "parentRef names Gateway plinth-gateway/other, which the plan does not declare"),
+    ]
+
+
 @pytest.fixture(scope="module")
 def regulated():
     return subjects(plan(load_spec(ROOT / "blueprints" / "onprem-airgap-regulated.yaml"), "test"))
@@ -700,3 +730,35 @@ def test_a_route_of_plinths_attaches_to_the_platform_gateway_only(clean):
         "spec": {"parentRefs": [{"name": "platform", "namespace": "plinth-gateway"}, {"name": "own"}]}})
     assert violations([*clean, route], "no-external-services") == [
         ("HTTPRoute fraud/r", "attaches to Gateway fraud/own, not the platform Gateway in plinth-gateway")]
+
+
+def test_references_resolve_pods_and_monitors(regulated):
+    def pod(p):
+        spec = p["spec"]["template"]["spec"]
+        spec.update(serviceAccountName="scorer", priorityClassName="urgent")
+        spec["volumes"].append({"name": "extra", "configMap": {"name": "missing-config"}})
+        spec["volumes"].append({"name": "maybe", "secret": {"secretName": "optional-one", "optional": True}})
+    bad = changed(regulated, by_kind("Deployment", "fraud-scorer-stable"), pod)
+    bad = changed(bad, by_kind("Deployment", "fraud-scorer-canary"),
+                  lambda p: p["metadata"]["annotations"].pop("plinth.dev/user-provided"))
+    bad = changed(bad, by_kind("ServiceMonitor", "fraud-scorer"),
+                  lambda p: p["spec"]["endpoints"][0].update(port="metricz"))
+    bad = changed(bad, by_kind("ServiceMonitor", "credit-risk"),
+                  lambda p: p["spec"]["selector"]["matchLabels"].update({"plinth.dev/model": "other"}))
+    missing = "which the plan does not declare and no operator creates"
+    assert violations(bad, "references-resolve") == [
+        ("Deployment fraud/fraud-scorer-canary", f"its pods use PersistentVolumeClaim fraud-models, {missing}"),
+        ("Deployment fraud/fraud-scorer-stable", f"its pods use ServiceAccount scorer, {missing}"),
+        ("Deployment fraud/fraud-scorer-stable", f"its pods use PriorityClass urgent, {missing}"),
+        ("Deployment fraud/fraud-scorer-stable", f"its pods use ConfigMap missing-config, {missing}"),
+        ("ServiceMonitor credit/credit-risk", "selects no Service in credit"),
+        ("ServiceMonitor fraud/fraud-scorer",
+         "endpoint port 'metricz' is not a port name of the Service(s) it selects"),
+    ]
+
+
+def test_plinth_check_charts_must_be_a_directory(tmp_path):
+    done = subprocess.run([*PLINTH, "check", str(ROOT / "blueprints" / "minimal.yaml"), "--charts",
+                           str(tmp_path / "none")], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2, done.stderr
+    assert f"--charts: {tmp_path / 'none'}: not a directory" in done.stderr

@@ -42,7 +42,8 @@ from plinth.stackconfig import required_secrets
 
 IMAGE = "docker.io/pypiserver/pypiserver:v2.4.2"
 IN_CLUSTER = "http://pypiserver.python-index.svc:8080/simple/"
-GATEWAY = {"network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}}},
+GATEWAY = {"network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}},
+                "loadBalancer": {"ranges": ["172.31.255.240/29"]}},
            "certificates": {"certManager": {"enabled": True}}}
 TEAMS = ("fraud", "search")
 
@@ -239,7 +240,8 @@ registry:
      "python-index-needs-gateway"),
     ("registry: {pythonIndex: {url: 'https://packages.corp.internal/simple/',\n"
      "                         hostname: pypi.models.plinth.internal}}\n", "python-index-hostname"),
-    ("network: {cilium: {enabled: true, apiServer: {host: api}}}\ncertificates: {certManager: {enabled: true}}\n"
+    ("network: {cilium: {enabled: true, apiServer: {host: api}}, loadBalancer: {ranges: [172.31.255.240/29]}}\n"
+     "certificates: {certManager: {enabled: true}}\n"
      "registry: {pythonIndex: {enabled: true, hostname: a.pypi.models.plinth.internal}}\n", "python-index-hostname"),
 ])
 def test_a_hostname_the_gateway_cannot_serve_is_an_error(write, overlay, rule):

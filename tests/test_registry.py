@@ -29,7 +29,8 @@ from plinth.spec.models import PlatformSpec
 from plinth.spec.rules import check_rules
 from plinth.spec.yamltree import merge
 
-GATEWAY = {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}}}
+GATEWAY = {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}},
+           "loadBalancer": {"ranges": ["172.31.255.240/29"]}}
 BASE = {"certificates": {"certManager": {"enabled": True}}}
 HOST = "harbor.models.plinth.internal"
 MIRROR = {"enabled": True, "mirror": {"registry": "mirror.corp.internal/mirror",

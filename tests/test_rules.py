@@ -218,3 +218,64 @@ def test_a_host_is_host_and_port_in_lower_case():
 
     with pytest.raises(ValidationError, match="expected host\\[:port\\] in lower case"):
         spec(airgap={**AIRGAP, "mirror": {**AIRGAP["mirror"], "hosts": ["https://acme.corp"]}})
+
+
+GATEWAY_CILIUM = {"enabled": True, "apiServer": {"host": "10.10.0.10"}}
+EKS_TARGET = {"type": "eks", "region": "eu-west-1", "accountId": "123456789012",
+       "availabilityZones": ["eu-west-1a", "eu-west-1b"], "adminRoleArn": "arn:aws:iam::123456789012:role/admins",
+       "nodePools": [{"name": "cpu", "instanceType": "m7i.xlarge"}]}
+
+
+def lb_messages(**overrides) -> list[tuple[tuple, str, str]]:
+    return [(v.loc, v.rule, v.message) for v in check_rules(spec(**overrides))
+            if v.rule.startswith(("load-balancer", "public-load-balancer"))]
+
+
+def test_an_existing_cluster_gateway_needs_load_balancer_addresses():
+    assert lb_messages(network={"cilium": GATEWAY_CILIUM}) == [(
+        ("network", "loadBalancer", "ranges"), "load-balancer-ranges",
+        "the platform Gateway is a LoadBalancer Service: on an existing cluster it gets no address without ranges")]
+    assert lb_messages(network={"cilium": GATEWAY_CILIUM, "loadBalancer": {"ranges": ["10.30.0.240/29"]}}) == []
+    # the explicit opt-out: something else assigns addresses
+    assert lb_messages(network={"cilium": GATEWAY_CILIUM, "loadBalancer": {"mode": "external"}}) == []
+    assert lb_messages(network={"cilium": {**GATEWAY_CILIUM, "gatewayApi": False}}) == []
+    assert lb_messages(network={"cilium": GATEWAY_CILIUM, "loadBalancer": {"mode": "external", "interfaces": ["^eth0$"],
+                                                                 "public": True}}) == [
+        (("network", "loadBalancer", "interfaces"), "load-balancer-mode",
+         "interfaces are for mode l2; with external, something else assigns and announces the addresses"),
+        (("network", "loadBalancer", "public"), "load-balancer-public",
+         "public and publicReason are for eks and gke: on an existing cluster the ranges decide who reaches the "
+         "Gateway")]
+
+
+def test_load_balancer_ranges_do_not_overlap_each_other_or_declared_networks():
+    found = lb_messages(
+        network={"cilium": GATEWAY_CILIUM, "loadBalancer": {"ranges": [
+            "10.30.0.240/29", "10.30.0.244-10.30.0.250", "10.20.0.8/29", "10.10.0.8-10.10.0.12"]}},
+        airgap={"enabled": True, "mirror": {"registry": "harbor.corp/mirror", "charts": "oci://harbor.corp/charts",
+                                            "cidrs": ["10.20.0.0/24"]}})
+    assert found == [
+        (("network", "loadBalancer", "ranges", 1), "load-balancer-ranges-overlap",
+         "10.30.0.244-10.30.0.250 overlaps 10.30.0.240/29"),
+        (("network", "loadBalancer", "ranges", 2), "load-balancer-ranges-overlap",
+         "10.20.0.8/29 overlaps 10.20.0.0/24 (airgap.mirror.cidrs[0])"),
+        (("network", "loadBalancer", "ranges", 3), "load-balancer-ranges-overlap",
+         "10.10.0.8-10.10.0.12 overlaps 10.10.0.10 (network.cilium.apiServer.host)"),
+    ]
+
+
+def test_cloud_gateways_are_internal_unless_public_with_a_reason():
+    cloud = {"cilium": {"enabled": True}}
+    assert lb_messages(target=EKS_TARGET, network=cloud) == []
+    assert lb_messages(target=EKS_TARGET, network={**cloud, "loadBalancer": {"ranges": ["10.30.0.240/29"], "public": True}}) == [
+        (("network", "loadBalancer", "ranges"), "load-balancer-by-target",
+         "on eks the cloud's load balancer gives the Gateway its address"),
+        (("network", "loadBalancer", "publicReason"), "public-load-balancer-reason",
+         "a public Gateway needs a reason: the platform is private by default")]
+    assert lb_messages(target={**EKS_TARGET, "egress": "none"}, network={**cloud, "loadBalancer": {
+        "public": True, "publicReason": "partner scoring API"}}) == [
+        (("network", "loadBalancer", "public"), "public-load-balancer-subnets",
+         "an internet-facing load balancer needs public subnets, and egress none has none")]
+    assert lb_messages(target=EKS_TARGET, network={**cloud, "loadBalancer": {"publicReason": "partner scoring API"}}) == [
+        (("network", "loadBalancer", "publicReason"), "public-load-balancer-reason",
+         "a reason for a public Gateway, but the Gateway is internal")]

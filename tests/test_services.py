@@ -113,6 +113,7 @@ network:
     values:
       kubeProxyReplacement: false
       bandwidthManager: {enabled: true}
+  loadBalancer: {ranges: [172.31.255.240/29]}
 certificates:
   certManager: {enabled: true}
 """)
@@ -318,3 +319,50 @@ def test_only_node_exporter_runs_in_a_privileged_namespace_of_monitoring(dev):
     assert (levels["monitoring"], levels["node-exporter"]) == ("restricted", "privileged")
     assert values(dev, "monitoring")["prometheus-node-exporter"] == {"namespaceOverride": "node-exporter"}
     assert dev["monitoring-node-exporter-namespace"].urn in dev["monitoring"].dependencies
+
+
+def test_the_gateway_address_on_an_existing_cluster_comes_from_the_spec_ranges():
+    resources = platform(network={"loadBalancer": {"ranges": ["172.31.255.240/29", "172.31.255.250-172.31.255.252"],
+                                                   "interfaces": ["^bond0$"]}})
+    gateway_service = {"matchLabels": {"plinth.dev/gateway": "plinth"}}
+    pool = resources["gateway-address-pool"].inputs
+    assert (pool["apiVersion"], pool["kind"]) == ("cilium.io/v2", "CiliumLoadBalancerIPPool")
+    assert pool["spec"] == {"blocks": [{"cidr": "172.31.255.240/29"},
+                                       {"start": "172.31.255.250", "stop": "172.31.255.252"}],
+                            "serviceSelector": gateway_service}
+    l2 = resources["gateway-l2-announcement"].inputs
+    assert (l2["apiVersion"], l2["kind"]) == ("cilium.io/v2alpha1", "CiliumL2AnnouncementPolicy")
+    assert l2["spec"] == {"serviceSelector": gateway_service, "loadBalancerIPs": True, "interfaces": ["^bond0$"],
+                          "nodeSelector": {"matchExpressions": [
+                              {"key": "node-role.kubernetes.io/control-plane", "operator": "DoesNotExist"}]}}
+    # Cilium copies the Gateway's infrastructure labels onto its LoadBalancer Service: the pool selects that.
+    assert resources["gateway-gateway"].inputs["spec"]["infrastructure"] == {"labels": {"plinth.dev/gateway": "plinth"}}
+    cilium = values(resources, "cilium")
+    assert cilium["l2announcements"] == {"enabled": True}
+    assert cilium["k8sClientRateLimit"] == {"qps": 20, "burst": 40}
+    # The opt-out: something else gives the address; Plinth announces nothing.
+    external = platform(network={"loadBalancer": {"mode": "external"}})
+    assert "gateway-address-pool" not in external and "gateway-l2-announcement" not in external
+    assert values(external, "cilium")["l2announcements"] == {"enabled": False}
+    assert "k8sClientRateLimit" not in values(external, "cilium")
+
+
+def test_an_acme_issuer_gets_the_gateways_http_listener_and_a_redirect_to_https(dev):
+    from plinth.context import HTTP_LISTENER, HTTPS_LISTENER
+
+    acme = platform(certificates={"certManager": {"enabled": True, "issuer": {"type": "acme", "acme": {
+        "server": "https://acme.corp.example/directory", "email": "platform@corp.example"}}}})
+    listeners = acme["gateway-gateway"].inputs["spec"]["listeners"]
+    assert [(lst["name"], lst["protocol"], lst["port"]) for lst in listeners] == [
+        (HTTPS_LISTENER, "HTTPS", 443), (HTTP_LISTENER, "HTTP", 80)]
+    [solver] = acme["cert-manager-issuer"].inputs["spec"]["acme"]["solvers"]
+    assert solver["http01"]["gatewayHTTPRoute"]["parentRefs"] == [{
+        "group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "plinth", "namespace": "plinth-gateway",
+        "sectionName": HTTP_LISTENER}]
+    redirect = acme["gateway-http-redirect"].inputs["spec"]
+    assert redirect["parentRefs"] == solver["http01"]["gatewayHTTPRoute"]["parentRefs"]
+    assert redirect["rules"] == [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "filters": [
+        {"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}]}]
+    # Without ACME, nothing listens on port 80.
+    assert [lst["name"] for lst in dev["gateway-gateway"].inputs["spec"]["listeners"]] == [HTTPS_LISTENER]
+    assert "gateway-http-redirect" not in dev

@@ -39,7 +39,8 @@ TRITON = {"name": "scorer", "team": "fraud", "runtime": "triton", "modelReposito
 BENTO = {"name": "ranker", "team": "search", "runtime": "bentoml", "image": "registry.corp.internal/ml/ranker",
          "stable": {"version": "1.2.0"}}
 PLATFORM = {
-    "network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}}},
+    "network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}},
+                "loadBalancer": {"ranges": ["172.31.255.240/29"]}},
     "certificates": {"certManager": {"enabled": True}},
     "monitoring": {"enabled": True, "drift": {"enabled": True, "threshold": 0.3, "receiver": "retrain"},
                    "alertmanager": {"receivers": [{"name": "retrain", "type": "webhook"}]}},
@@ -445,9 +446,9 @@ def test_the_triton_image_is_listed_and_pulled_from_the_mirror():
 
 BASE = """\
 network:
-  cilium:
-    enabled: true
-    apiServer: {host: api.k8s.internal}
+  cilium: {enabled: true, apiServer: {host: api.k8s.internal}}
+  loadBalancer:
+    ranges: [172.31.255.240/29]
 certificates:
   certManager: {enabled: true}
 gpu:

@@ -63,6 +63,11 @@ CASES = {
         'extends: base.yaml\nteams:\n  - name: fraud\n    quota:\n      pods: 0\n',
         ['bad.yaml:5:7: teams[fraud].quota.pods: expected a positive integer, got 0'],
     ),
+    "load_balancer_range": (
+        'extends: base.yaml\nnetwork:\n  loadBalancer:\n    ranges: [10.30.0.240/29, 10.30.0.250-10.30.0.240]\n',
+        ['bad.yaml:4:30: network.loadBalancer.ranges[1]: expected a CIDR such as 10.20.0.240/28 or a range first-last '
+         'such as 10.20.0.240-10.20.0.250 (first not above last, one IP family), got "10.30.0.250-10.30.0.240"'],
+    ),
     "not_a_mapping": (
         '- just\n- a list\n',
         ['bad.yaml:1:1: expected a mapping (the platform spec) at the top level'],

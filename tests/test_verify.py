@@ -46,6 +46,7 @@ target: {{type: existing}}
 rbac: {{platformAdminGroup: admins}}
 network:
   cilium: {{enabled: true, apiServer: {{host: api.k8s.internal}}}}
+  loadBalancer: {{ranges: [172.31.255.240/29]}}
 certificates:
   certManager: {{enabled: true}}
 monitoring: {{enabled: true}}

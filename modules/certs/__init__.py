@@ -5,8 +5,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from plinth.catalog import PLATFORM_NAMESPACES, ImageRef
+from plinth.catalog import ImageRef
 from plinth.context import ISSUER, PlatformContext, resource_name
+from plinth.vocabulary import HTTP_LISTENER, gateway_parent_ref
 from plinth.modules.helm import HelmService
 from plinth.service import Peer
 
@@ -74,9 +75,8 @@ class CertManager(HelmService):
                 "server": issuer.acme.server,
                 "email": issuer.acme.email,
                 "privateKeySecretRef": {"name": ACME_ACCOUNT_SECRET},
-                "solvers": [{"http01": {"gatewayHTTPRoute": {"parentRefs": [{
-                    "kind": "Gateway", "name": "plinth", "namespace": PLATFORM_NAMESPACES["gateway"],
-                    "sectionName": "http"}]}}}],
+                # The platform Gateway's port-80 listener (plinth:network:PlatformGateway adds it for ACME).
+                "solvers": [{"http01": {"gatewayHTTPRoute": {"parentRefs": [gateway_parent_ref(HTTP_LISTENER)]}}}],
             }}
             opts = after
         self.issuer = _cluster_issuer(resource_name(name, "issuer"), ctx.metadata(ISSUER, name), spec, opts)

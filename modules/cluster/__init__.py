@@ -35,11 +35,14 @@ class TargetArgs:
     admin_group: str
     """rbac.platformAdminGroup: the Kubernetes group the cloud's admin principal is mapped to."""
     facts: TargetFacts
+    public_load_balancer: bool = False
+    """network.loadBalancer.public: the Gateway's load balancer is internet-facing (eks: public subnets for it)."""
 
     @classmethod
     def from_spec(cls, spec) -> TargetArgs:
         return cls(spec.target, spec.metadata.name, spec.metadata.environment, spec.metadata.cost_center,
-                   spec.kubernetes.version, spec.rbac.platform_admin_group, target_facts(spec))
+                   spec.kubernetes.version, spec.rbac.platform_admin_group, target_facts(spec),
+                   spec.network.load_balancer.public)
 
     @property
     def prod(self) -> bool:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 
 import pulumi
 import pulumi_aws as aws
 
-from plinth.modules.cluster import Target, TargetArgs, exec_kubeconfig, kubernetes_provider, pool_labels, \
-    pool_taints
+from plinth.modules.cluster import CLOUD_TAINT_EFFECTS, Target, TargetArgs, exec_kubeconfig, kubernetes_provider, \
+    pool_labels, pool_taints
+from plinth.modules.cluster.autoscaler import NODE_TEMPLATE, node_template_tags
 from plinth.modules.cluster.facts import BUCKET_PURPOSES, Identity, TargetFacts
+from plinth.modules.gpu import GPU_RESOURCE
 from plinth.governance.policies import AWS_PUBLIC_ENDPOINT_REASON
 
 LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
@@ -34,6 +37,20 @@ CILIUM_ENI_ACTIONS = (
 )
 """What Cilium's operator needs for ENI IPAM (Cilium's documented privileges, with ENI garbage collection);
 EC2's ENI actions cannot be scoped to resources."""
+
+
+AUTOSCALER_READ_ACTIONS = (
+    "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
+    "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities", "autoscaling:DescribeTags",
+    "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplateVersions",
+    "ec2:GetInstanceTypesFromInstanceRequirements", "eks:DescribeNodegroup",
+)
+"""Cluster Autoscaler's read-only calls (its AWS provider's documented policy); describe calls take no resource."""
+AUTOSCALER_SCALE_ACTIONS = ("autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup")
+"""The calls that change a node group: allowed only on groups tagged as this cluster's."""
+
+
+KUBERNETES_TAINT_EFFECTS = {cloud: effect for effect, cloud in CLOUD_TAINT_EFFECTS.items()}
 
 
 def subnet_blocks(vpc_cidr: str, zones: int) -> tuple[list[str], list[str]]:
@@ -83,7 +100,8 @@ class EksCluster(Target):
                             vpc_endpoint_type="Gateway", route_table_ids=[t.id for t in private_tables],
                             tags={"Name": f"{prefix}-s3"}, opts=child)
         if spec.egress == "nat":
-            self._nat(name, spec, prefix, vpc, public_cidrs, private_tables, args.prod_like, child)
+            self._nat(name, spec, prefix, vpc, public_cidrs, private_tables, args.prod_like, args.public_load_balancer,
+                      child)
         else:
             self._interface_endpoints(name, spec, prefix, vpc, private_subnets, child)
 
@@ -142,6 +160,9 @@ class EksCluster(Target):
         node_role = self._service_role(name, "nodes", "ec2.amazonaws.com", NODE_POLICIES, prefix, child)
         groups = [self._node_group(name, pool, cluster_name, node_role, private_subnets, child)
                   for pool in spec.node_pools]
+        if facts.identity("cluster-autoscaler"):
+            for pool, group in zip(spec.node_pools, groups):
+                self._scale_from_zero(name, pool, group, child)
         # Add-ons that run pods need nodes first (their pods wait for Cilium, which the platform installs).
         after_nodes = pulumi.ResourceOptions(parent=self, provider=self.aws, depends_on=groups)
         aws.eks.Addon(f"{name}-coredns", cluster_name=cluster_name, addon_name="coredns",
@@ -169,17 +190,20 @@ class EksCluster(Target):
 
     # --- parts ------------------------------------------------------------------------------------------
 
-    def _nat(self, name, spec, prefix, vpc, public_cidrs, private_tables, prod_like, child) -> None:
-        """An internet gateway for NAT only: NAT gateways in public subnets (one per zone in staging and prod,
-        one in dev); the public subnets hold nothing else (no public load balancers: the Gateway is internal)."""
+    def _nat(self, name, spec, prefix, vpc, public_cidrs, private_tables, prod_like, public_load_balancer,
+             child) -> None:
+        """An internet gateway for NAT: NAT gateways in public subnets (one per zone in staging and prod, one in
+        dev); the public subnets hold a load balancer only when the spec makes the Gateway public (with its
+        reason), which is when they carry the tag load balancers are placed by."""
         gateway = aws.ec2.InternetGateway(f"{name}-igw", vpc_id=vpc.id, tags={"Name": prefix}, opts=child)
         public = aws.ec2.RouteTable(f"{name}-public", vpc_id=vpc.id, tags={"Name": f"{prefix}-public"},
                                     routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": gateway.id}], opts=child)
         nats = []
         for index, (zone, cidr) in enumerate(zip(spec.availability_zones, public_cidrs)):
             subnet = aws.ec2.Subnet(f"{name}-public-{zone}", vpc_id=vpc.id, cidr_block=cidr, availability_zone=zone,
-                                    map_public_ip_on_launch=False, tags={"Name": f"{prefix}-public-{zone}"},
-                                    opts=child)
+                                    map_public_ip_on_launch=False, opts=child,
+                                    tags={"Name": f"{prefix}-public-{zone}",
+                                          **({"kubernetes.io/role/elb": "1"} if public_load_balancer else {})})
             aws.ec2.RouteTableAssociation(f"{name}-public-{zone}", subnet_id=subnet.id, route_table_id=public.id,
                                           opts=child)
             if index == 0 or prod_like:
@@ -239,6 +263,12 @@ class EksCluster(Target):
                 {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt"], "Resource": arn}))
         elif kind == "eni":
             document = _policy({"Effect": "Allow", "Action": list(CILIUM_ENI_ACTIONS), "Resource": "*"})
+        elif kind == "autoscale":
+            # EKS tags each managed node group's ASG k8s.io/cluster-autoscaler/<cluster>: owned.
+            document = _policy(
+                {"Effect": "Allow", "Action": list(AUTOSCALER_READ_ACTIONS), "Resource": "*"},
+                {"Effect": "Allow", "Action": list(AUTOSCALER_SCALE_ACTIONS), "Resource": "*", "Condition": {
+                    "StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{facts.prefix}": "owned"}}})
         else:
             purpose, _, path = what.partition("/")
             bucket = f"arn:aws:s3:::{facts.bucket(purpose)}"
@@ -265,6 +295,19 @@ class EksCluster(Target):
             # The autoscaler owns the node count: drift previews stay clean while it scales.
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
                 ignore_changes=["scalingConfig.desiredSize"])))
+
+    def _scale_from_zero(self, name, pool, group: aws.eks.NodeGroup, child) -> None:
+        """A group at zero nodes has no node to show Cluster Autoscaler what it would add: tags on its ASG say
+        (labels, taints, GPUs). EKS does not copy node-group tags to the ASG, so each tag is its own resource."""
+        if pool.min_size > 0:
+            return
+        taints = [{**t, "effect": KUBERNETES_TAINT_EFFECTS[t["effect"]]} for t in pool_taints(pool)]
+        resources = {GPU_RESOURCE: str(pool.gpu.count)} if pool.gpu else {}
+        asg = group.resources.apply(lambda r: r[0].autoscaling_groups[0].name)
+        for key, value in node_template_tags(pool_labels(pool), taints, resources).items():
+            what = re.sub(r"[^a-z0-9]+", "-", key.removeprefix(f"{NODE_TEMPLATE}/").lower())
+            aws.autoscaling.Tag(f"{name}-{pool.name}-{what}", autoscaling_group_name=asg,
+                                tag={"key": key, "value": value, "propagate_at_launch": False}, opts=child)
 
     def _bucket(self, name, purpose, bucket, prod, child) -> None:
         """Encrypted (SSE-KMS), versioned, every public access blocked, ACLs off; named, so policies match it."""

@@ -27,6 +27,8 @@ LONGHORN_SERVICE_ACCOUNT = (CHARTS["longhorn"].namespace, "longhorn-service-acco
 FEAST_SERVICE_ACCOUNT = (PLATFORM_NAMESPACES["feast"], "feast-server")
 CILIUM_OPERATOR_SERVICE_ACCOUNT = ("kube-system", "cilium-operator")
 EBS_CSI_SERVICE_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
+AUTOSCALER_SERVICE_ACCOUNT = (CHARTS["cluster-autoscaler"].namespace, "cluster-autoscaler")
+"""Named by Plinth (rbac.serviceAccount.name): the chart's default name depends on the cloud provider."""
 
 BUCKET_PURPOSES = ("models", "features", "backups")
 """models: Triton model repositories, a prefix per team; features: the feature store's offline data;
@@ -42,7 +44,8 @@ class Identity:
     namespace: str
     service_account: str
     access: str
-    """What it may do: unseal (the Vault key), bucket-rw:<purpose>, bucket-read:<purpose>/<prefix>, eni, ebs."""
+    """What it may do: unseal (the Vault key), bucket-rw:<purpose>, bucket-read:<purpose>/<prefix>, eni, ebs,
+    autoscale (the cluster's own node groups)."""
 
 
 @dataclass(frozen=True)
@@ -164,3 +167,5 @@ def _identities(spec):
         if spec.network.cilium.enabled:
             yield Identity("cilium-operator", *CILIUM_OPERATOR_SERVICE_ACCOUNT, "eni")
         yield Identity("ebs-csi", *EBS_CSI_SERVICE_ACCOUNT, "ebs")
+        if spec.target.autoscaler.enabled:
+            yield Identity("cluster-autoscaler", *AUTOSCALER_SERVICE_ACCOUNT, "autoscale")

@@ -10,7 +10,8 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
 from plinth.context import MANAGED_BY, PlatformContext, resource_name
-from plinth.governance.policies import GATEWAY_NAME, SERVING_LISTENER, TEAM_LISTENER, platform_listener
+from plinth.vocabulary import (GATEWAY_NAME, HTTP_LISTENER, SERVING_LISTENER, TEAM_LISTENER,
+                               gateway_parent_ref, platform_listener)
 from plinth.modules.certs import certificate
 from plinth.modules.cluster.differences import cilium_operator_image, cilium_values
 from plinth.modules.helm import HelmService, merge_values
@@ -19,9 +20,25 @@ from plinth.service import PlatformService, Peer
 
 HUBBLE_SERVER_SECRET = "hubble-server-certs"
 HUBBLE_RELAY_CLIENT_SECRET = "hubble-relay-client-certs"
-GATEWAY = GATEWAY_NAME
 GATEWAY_CLASS = "cilium"
 GATEWAY_TLS_SECRET = "plinth-gateway-tls"
+L2_CLIENT_RATE_LIMIT = {"qps": 20, "burst": 40}
+"""The agent's Kubernetes client rate limit with L2 announcements: every announced Service is a lease the agent
+renews every 5 s (leaseRenewDeadline), on top of its usual traffic; twice the chart's 10/20 leaves room for
+50 announced Services, as Cilium's L2 sizing guidance asks (README)."""
+LB_POOL = "plinth-gateway"
+"""The CiliumLoadBalancerIPPool and CiliumL2AnnouncementPolicy of the platform Gateway's Service."""
+AWS_INTERNAL = {"service.beta.kubernetes.io/aws-load-balancer-internal": "true",
+                "service.beta.kubernetes.io/aws-load-balancer-scheme": "internal"}
+"""An internal load balancer on AWS: the in-tree/cloud controller's key, and the AWS Load Balancer Controller's."""
+AWS_PUBLIC = {"service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing"}
+GKE_INTERNAL = {"networking.gke.io/load-balancer-type": "Internal"}
+PUBLIC_REASON = "plinth.dev/public-load-balancer-reason"
+GATEWAY_SERVICE_LABEL = {"plinth.dev/gateway": GATEWAY_NAME}
+"""Label Cilium puts on the Gateway's LoadBalancer Service (from `spec.infrastructure.labels`): the address
+pool and the L2 announcement select it."""
+HTTP_REDIRECT = "http-redirect"
+"""The HTTPRoute on the `http` listener that answers everything but ACME challenges with a redirect to https."""
 
 
 def _image(ref: str, ctx: PlatformContext) -> dict:
@@ -76,7 +93,11 @@ class Cilium(HelmService):
                 "ui": {"enabled": False},
             },
             "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
+            # The Gateway's address on an existing cluster: LB-IPAM assigns it, L2 announcements answer ARP.
+            "l2announcements": {"enabled": ctx.l2_announcements},
         }
+        if ctx.l2_announcements:
+            values["k8sClientRateLimit"] = dict(L2_CLIENT_RATE_LIMIT)
         # A cloud target's endpoint (known once its cluster exists), else the spec's.
         api_server = ctx.api_server or (block.api_server and (block.api_server.host, block.api_server.port))
         if api_server:
@@ -111,6 +132,10 @@ class PlatformGatewayArgs:
     """(namespace, host name) of each platform service the Gateway exposes: a listener only it attaches to."""
     serving_host: str | None = None
     """serving.hostname: the models' host, each team under /<team>/."""
+    load_balancer: Any = None
+    """network.loadBalancer (plinth.spec.models.LoadBalancer): the Gateway's address (ranges, internal/public)."""
+    acme: bool = False
+    """The platform issuer is ACME: the Gateway also listens on port 80 for its HTTP-01 challenges."""
 
 
 def platform_hosts(spec) -> tuple[tuple[str, str], ...]:
@@ -146,8 +171,15 @@ def listeners(args: PlatformGatewayArgs, ctx: PlatformContext) -> list[dict]:
         taken.add(args.serving_host)
     if args.gateway.hostname not in taken:
         out.append({"name": TEAM_LISTENER, "hostname": args.gateway.hostname, "allowedRoutes": teams})
-    return [{"name": entry["name"], "protocol": "HTTPS", "port": 443, "hostname": entry["hostname"], "tls": tls,
-             "allowedRoutes": entry["allowedRoutes"]} for entry in out]
+    https = [{"name": entry["name"], "protocol": "HTTPS", "port": 443, "hostname": entry["hostname"], "tls": tls,
+              "allowedRoutes": entry["allowedRoutes"]} for entry in out]
+    if not args.acme:
+        return https
+    # HTTP-01 challenges arrive on port 80: cert-manager's solver routes (in the namespaces of this platform's
+    # certificates) attach here, as the ClusterIssuer names this listener; every other request is redirected.
+    platform = {"namespaces": {"from": "Selector", "selector": {"matchLabels": {
+        "app.kubernetes.io/instance": ctx.platform, "app.kubernetes.io/managed-by": MANAGED_BY}}}}
+    return [*https, {"name": HTTP_LISTENER, "protocol": "HTTP", "port": 80, "allowedRoutes": platform}]
 
 
 def team_route_admission(args: PlatformGatewayArgs, ctx: PlatformContext) -> tuple[dict, dict]:
@@ -218,8 +250,10 @@ class PlatformGateway(PlatformService):
 
     @staticmethod
     def block(spec) -> PlatformGatewayArgs:
+        certs = spec.certificates.cert_manager
         return PlatformGatewayArgs(spec.network.cilium, spec.network.gateway, platform_hosts(spec),
-                                   spec.serving.hostname)
+                                   spec.serving.hostname, spec.network.load_balancer,
+                                   acme=certs.enabled and certs.issuer.type == "acme")
 
     @classmethod
     def tenant_ingress(cls, args: PlatformGatewayArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
@@ -255,10 +289,30 @@ class PlatformGateway(PlatformService):
             resource_name(name, "gateway"),
             api_version="gateway.networking.k8s.io/v1",
             kind="Gateway",
-            metadata=ctx.metadata(GATEWAY, name, namespace=ns_name),
-            spec={"gatewayClassName": GATEWAY_CLASS, "listeners": listeners(args, ctx)},
+            metadata=ctx.metadata(GATEWAY_NAME, name, namespace=ns_name),
+            spec={"gatewayClassName": GATEWAY_CLASS, "listeners": listeners(args, ctx),
+                  **infrastructure(args.load_balancer, ctx.target.type)},
             opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[cert])),
         )
+        if ctx.l2_announcements:
+            address_pool(name, args.load_balancer, ctx, in_ns)
+        if args.acme:
+            # The solver's exact challenge path is more specific than this prefix, so challenges still reach it.
+            k8s.apiextensions.CustomResource(
+                resource_name(name, HTTP_REDIRECT),
+                api_version="gateway.networking.k8s.io/v1",
+                kind="HTTPRoute",
+                metadata=ctx.metadata(HTTP_REDIRECT, name, namespace=ns_name),
+                spec={
+                    "parentRefs": [gateway_parent_ref(HTTP_LISTENER)],
+                    "rules": [{
+                        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                        "filters": [{"type": "RequestRedirect",
+                                     "requestRedirect": {"scheme": "https", "statusCode": 301}}],
+                    }],
+                },
+                opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[self.gateway])),
+            )
         # The same rule as the policy team-routes-own-paths, at admission (evaluated by the API server).
         admission = f"plinth-{ctx.platform}-team-routes"
         policy_spec, binding_spec = team_route_admission(args, ctx)
@@ -270,3 +324,36 @@ class PlatformGateway(PlatformService):
             spec={"policyName": admission, **binding_spec},
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[policy])))
         self.register_outputs({})
+
+
+def infrastructure(lb, target: str) -> dict:
+    """The Gateway's `spec.infrastructure`: annotations Cilium copies onto the Gateway's LoadBalancer Service.
+    On a cloud the load balancer is internal unless the spec makes it public (with its reason)."""
+    infra: dict = {"labels": dict(GATEWAY_SERVICE_LABEL)}
+    if target != "existing":
+        if lb.public:
+            annotations = {**(AWS_PUBLIC if target == "eks" else {}), PUBLIC_REASON: lb.public_reason}
+        else:
+            annotations = AWS_INTERNAL if target == "eks" else GKE_INTERNAL
+        infra["annotations"] = dict(sorted(annotations.items()))
+    return {"infrastructure": infra}
+
+
+def address_pool(name: str, lb, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+    """Cilium LB-IPAM's pool of the spec's ranges and the L2 announcement of its addresses, both only for the
+    platform Gateway's Service (by the label its `spec.infrastructure` gives it); control-plane nodes do not
+    announce."""
+    gateway_services = {"matchLabels": dict(GATEWAY_SERVICE_LABEL)}
+    blocks = [dict(zip(("start", "stop"), r.split("-", 1))) if "-" in r else {"cidr": r} for r in lb.ranges]
+    k8s.apiextensions.CustomResource(
+        resource_name(name, "address-pool"), api_version="cilium.io/v2", kind="CiliumLoadBalancerIPPool",
+        metadata=ctx.metadata(LB_POOL, name),
+        spec={"blocks": blocks, "serviceSelector": gateway_services}, opts=opts)
+    k8s.apiextensions.CustomResource(
+        resource_name(name, "l2-announcement"), api_version="cilium.io/v2alpha1", kind="CiliumL2AnnouncementPolicy",
+        metadata=ctx.metadata(LB_POOL, name),
+        spec={"serviceSelector": gateway_services, "loadBalancerIPs": True,
+              "nodeSelector": {"matchExpressions": [
+                  {"key": "node-role.kubernetes.io/control-plane", "operator": "DoesNotExist"}]},
+              **({"interfaces": list(lb.interfaces)} if lb.interfaces else {})},
+        opts=opts)

@@ -18,7 +18,7 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import IMAGES, PLATFORM_NAMESPACES, mirror_image
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
-from plinth.modules.network import GATEWAY, platform_listener
+from plinth.vocabulary import gateway_parent_ref, platform_listener
 from plinth.objects import airgap_egress_policy, children, namespace, platform_ingress, pull_secret, stack_secret
 from plinth.service import Peer, PlatformService
 
@@ -184,9 +184,7 @@ class PythonIndex(PlatformService):
                 kind="HTTPRoute",
                 metadata=ctx.metadata(SERVICE, name, namespace=NAMESPACE),
                 spec={
-                    "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY,
-                                    "namespace": PLATFORM_NAMESPACES["gateway"],
-                                    "sectionName": platform_listener(NAMESPACE)}],
+                    "parentRefs": [gateway_parent_ref(platform_listener(NAMESPACE))],
                     "hostnames": [index.hostname],
                     "rules": [{
                         "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],

@@ -23,7 +23,7 @@ from plinth.catalog import PLATFORM_NAMESPACES, ImageRef
 from plinth.context import ISSUER, PlatformContext, resource_name
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import stack_secret
-from plinth.modules.network import GATEWAY, platform_listener
+from plinth.vocabulary import gateway_parent_ref, platform_listener
 from plinth.service import Peer
 
 ADMIN_SECRET = "harbor-admin"
@@ -277,9 +277,7 @@ class Harbor(HelmService):
             kind="HTTPRoute",
             metadata=ctx.metadata(chart.name, name, namespace=chart.namespace),
             spec={
-                "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY,
-                                "namespace": PLATFORM_NAMESPACES["gateway"],
-                                "sectionName": platform_listener(chart.namespace)}],
+                "parentRefs": [gateway_parent_ref(platform_listener(chart.namespace))],
                 "hostnames": [block.harbor.hostname],
                 "rules": [{
                     "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],

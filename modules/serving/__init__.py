@@ -21,10 +21,10 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import IMAGES, PLATFORM_NAMESPACES, mirror_image
 from plinth.context import PlatformContext, resource_name
-from plinth.governance.policies import MODEL_LABEL, SERVING_LISTENER
+from plinth.governance.policies import MODEL_LABEL, USER_PROVIDED
+from plinth.vocabulary import SERVING_LISTENER, gateway_parent_ref
 from plinth.modules.gpu import GPU_RESOURCE, gpu_node_selector, gpu_toleration
 from plinth.modules.monitoring import DASHBOARD_LABEL
-from plinth.modules.network import GATEWAY
 from plinth.modules.cluster.differences import object_store_egress
 from plinth.modules.cluster.facts import WORKLOAD_SERVICE_ACCOUNT
 from plinth.objects import children, network_policy, peer_policy
@@ -139,6 +139,17 @@ def model_repository(model, ctx: PlatformContext) -> str:
     if model.model_repository:
         return model.model_repository
     return f"{ctx.target.bucket_url('models')}/{model.team}/{model.name}"
+
+
+def user_provided(model, ctx: PlatformContext) -> tuple[str, ...]:
+    """The objects of the team's namespace a model's pods use that the spec says the team creates (Kind/name):
+    its repository's claim and its credentials Secret."""
+    provided = []
+    if model.runtime == "triton" and model_repository(model, ctx).startswith("pvc://"):
+        provided.append(f"PersistentVolumeClaim/{model_repository(model, ctx).removeprefix('pvc://').split('/')[0]}")
+    if model.credentials_secret:
+        provided.append(f"Secret/{model.credentials_secret}")
+    return tuple(provided)
 
 
 def repository_path(repository: str, release) -> str:
@@ -348,8 +359,7 @@ def route_spec(model, hostname: str) -> dict:
                 "backendRefs": [{"name": service_name(model, track), "port": runtime.http_port}],
             })
     return {
-        "parentRefs": [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY,
-                        "namespace": PLATFORM_NAMESPACES["gateway"], "sectionName": SERVING_LISTENER}],
+        "parentRefs": [gateway_parent_ref(SERVING_LISTENER)],
         "hostnames": [hostname],
         "rules": rules,
     }
@@ -559,15 +569,17 @@ class Serving(PlatformService):
                opts: pulumi.ResourceOptions) -> None:
         runtime = RUNTIMES[model.runtime]
 
-        def meta(obj: str, labels: dict | None = None) -> dict:
+        def meta(obj: str, labels: dict | None = None, annotations: dict | None = None) -> dict:
             return ctx.metadata(obj, name, namespace=team.name, team=team.name, cost_center=team.cost_center,
-                                labels=labels)
+                                labels=labels, annotations=annotations)
 
         key = resource_name(name, team.name, model.name)
         services = []
         for track, release in tracks(model):
             labels = model_labels(model, track, release)
-            metadata = meta(deployment_name(model, track), labels)
+            provided = user_provided(model, ctx)
+            metadata = meta(deployment_name(model, track), labels,
+                            {USER_PROVIDED: ",".join(provided)} if provided else None)
             k8s.apps.v1.Deployment(
                 resource_name(key, track),
                 metadata=metadata,

@@ -258,6 +258,14 @@ class CloudTarget(Spec):
     node_pools: tuple[NodePool, ...] = Field(min_length=1, description="Node pools. Required (at least one).")
 
 
+class ClusterAutoscaler(Spec):
+    """Cluster Autoscaler for the EKS managed node groups (GKE autoscales node pools itself)."""
+
+    enabled: bool = Field(True, description="Install Cluster Autoscaler: node groups scale between minSize and "
+                          "maxSize, GPU pools from zero. Without it every group stays at minSize. Default: true.")
+    values: Values = {}
+
+
 class EksTarget(CloudTarget):
     """A new AWS EKS cluster in a VPC Plinth creates."""
 
@@ -272,6 +280,8 @@ class EksTarget(CloudTarget):
     admin_role_arn: str = Field(
         description="IAM role of the platform admins (e.g. their SSO role): an EKS access entry maps it to the "
         "Kubernetes group rbac.platformAdminGroup. Required.", pattern=r"^arn:aws[-a-z]*:iam::[0-9]{12}:role/\S+$")
+    autoscaler: ClusterAutoscaler = Field(default_factory=ClusterAutoscaler,
+                                          description="Cluster Autoscaler (plinth:cluster:ClusterAutoscaler).")
 
 
 class GkeTarget(CloudTarget):
@@ -343,9 +353,54 @@ class Gateway(Spec):
     )
 
 
+def _address_range(value: Any) -> Any:
+    """A CIDR (10.20.0.240/28) or an inclusive range first-last (10.20.0.240-10.20.0.250), normalized."""
+    import ipaddress
+
+    try:
+        if isinstance(value, str) and "-" in value:
+            first, last = (ipaddress.ip_address(part.strip()) for part in value.split("-", 1))
+            if first.version == last.version and first <= last:
+                return f"{first}-{last}"
+            raise ValueError(value)
+        return str(ipaddress.ip_network(value, strict=True))
+    except (TypeError, ValueError):
+        raise PydanticCustomError("address_range", "expected a CIDR such as 10.20.0.240/28 or a range first-last "
+                                  "such as 10.20.0.240-10.20.0.250 (first not above last, one IP family)") from None
+
+
+AddressRange = Annotated[str, BeforeValidator(_address_range)]
+
+
+class LoadBalancer(Spec):
+    """How the platform Gateway's LoadBalancer Service gets its address (Cilium makes the Gateway one)."""
+
+    mode: Literal["l2", "external"] = Field(
+        "l2", description="existing targets: l2 (Cilium LB-IPAM assigns an address of `ranges` and answers ARP "
+        "for it from one node: no router configuration) or external (something outside Plinth assigns and "
+        "announces load-balancer addresses, e.g. MetalLB or your own Cilium BGP setup). eks and gke: the "
+        "cloud's load balancer, whatever the mode. Default: l2.")
+    ranges: tuple[AddressRange, ...] = Field(
+        (), description="l2: the addresses the Gateway may take, CIDRs or first-last ranges on the nodes' own "
+        "network, reserved for it (outside DHCP and the nodes' addresses). Required with l2 on an existing "
+        "target when the Gateway is on. Default: [].")
+    interfaces: tuple[str, ...] = Field(
+        (), description="l2: regular expressions of the node interfaces that announce the addresses (e.g. "
+        "^eth0$). Default: [] (every interface).")
+    public: bool = Field(
+        False, description="eks and gke: an internet-facing load balancer (needs publicReason). Default: false "
+        "(internal: the platform is private).")
+    public_reason: str | None = Field(
+        None, description="Why the Gateway is public (recorded as the Gateway annotation "
+        "plinth.dev/public-load-balancer-reason). Default: null.", min_length=10, max_length=200,
+        pattern=r"^[A-Za-z0-9][-A-Za-z0-9_. ]*$")
+
+
 class Network(Spec):
     cilium: Cilium = Field(default_factory=Cilium, description="CNI, network policy and Gateway API.")
     gateway: Gateway = Field(default_factory=Gateway, description="The platform Gateway (with Cilium's Gateway API).")
+    load_balancer: LoadBalancer = Field(default_factory=LoadBalancer,
+                                        description="The Gateway's load-balancer address. Default: l2, internal.")
 
 
 class Longhorn(Spec):

@@ -291,6 +291,15 @@ def cloud_target(spec: PlatformSpec) -> Iterator[Violation]:
             yield Violation(("serving", "models", index, "gpu"), f"a replica asks for {model.gpu} GPUs but the "
                             f"largest GPU node has {gpus_per_node}: it could never be scheduled", "gpu-fits-node",
                             "lower gpu, or add a node pool with more GPUs per node")
+    # maxSize is at least 1 (schema): a GPU pool stays at zero only where nothing scales it (eks without the
+    # autoscaler keeps every group at minSize; GKE autoscales its pools itself).
+    scales = target.type == "gke" or target.autoscaler.enabled
+    gpu_pools = [pool for pool in target.node_pools if pool.gpu]
+    if gpu_pools and any(model.gpu for model in spec.serving.models) and \
+            not any((pool.max_size if scales else pool.min_size) > 0 for pool in gpu_pools):
+        yield Violation((*at, "autoscaler", "enabled"), "models request GPUs, but without the autoscaler every GPU "
+                        "pool stays at its minSize 0: no GPU node would ever start", "gpu-pool-scales",
+                        "keep target.autoscaler.enabled: true, or give a GPU pool minSize 1 or more")
     if spec.gpu.operator.enabled and spec.gpu.operator.driver:
         yield Violation(("gpu", "operator", "driver"), f"on {target.type} the node image brings the GPU driver",
                         "gpu-driver-by-target", "set driver: false")
@@ -509,9 +518,9 @@ def plaintext_secrets(spec: PlatformSpec) -> Iterator[Violation]:
     paths = {service.spec_path for _, service in SERVICES
              if isinstance(service, type) and issubclass(service, HelmService)}
     for spec_path in sorted(paths):
-        block = spec
-        for key in spec_path:
-            block = getattr(block, next(n for n, f in type(block).model_fields.items() if (f.alias or n) == key))
+        block = _spec_block(spec, spec_path)
+        if block is None:  # a block of another variant (target.autoscaler: eks only)
+            continue
         for path, value in _strings(block.values, ()):
             key = path[-1].lower().replace("-", "").replace("_", "")
             if (_CREDENTIAL_KEY.search(key) and not _REFERENCE.search(key)) or _PEM_KEY.search(value):
@@ -521,6 +530,17 @@ def plaintext_secrets(spec: PlatformSpec) -> Iterator[Violation]:
                                 "remove it; set it as a stack secret (`pulumi config set --secret plinth:<key> "
                                 f"VALUE`; the keys: {stack_keys}), Plinth passes those to the charts, or point "
                                 "the chart's existing-Secret key at a Secret kept in Vault")
+
+
+def _spec_block(spec: PlatformSpec, spec_path: tuple[str, ...]):
+    """The spec block at a path of YAML keys (aliases), or None where the spec has no such block."""
+    block = spec
+    for key in spec_path:
+        field = next((n for n, f in type(block).model_fields.items() if (f.alias or n) == key), None)
+        if field is None:
+            return None
+        block = getattr(block, field)
+    return block
 
 
 def _strings(value: object, path: tuple) -> Iterator[tuple[tuple, str]]:
@@ -626,18 +646,11 @@ def cilium_pod_cidr(spec: PlatformSpec) -> Iterator[Violation]:
         yield Violation(at, f"{cilium.pod_cidr} is a /{pool.prefixlen}; each node takes a /24 of it, so it holds "
                         f"{2 ** max(24 - pool.prefixlen, 0)} node(s)", "cidr-valid",
                         "use a /22 or larger, e.g. 100.64.0.0/14")
-    declared: list[tuple[tuple, str, str]] = []
-    mirror = spec.airgap.mirror
-    if mirror:
-        declared += [(("airgap", "mirror", "cidrs", i), "the mirror network", cidr)
-                     for i, cidr in enumerate(mirror.cidrs)]
-    if cilium.api_server and _is_address(cilium.api_server.host):
-        declared.append((("network", "cilium", "apiServer", "host"), "the API server", cilium.api_server.host))
-    for index, model in enumerate(spec.serving.models):
-        declared += [(("serving", "models", index, "repositoryCidrs", i), f"model {model.name}'s repository", cidr)
-                     for i, cidr in enumerate(model.repository_cidrs)]
+    lb_ranges = [(("network", "loadBalancer", "ranges", i), "the Gateway's load-balancer range", r)
+                 for i, r in enumerate(spec.network.load_balancer.ranges)]
+    declared = [*_declared_networks(spec), *lb_ranges]
     for loc, what, network in declared:
-        if ipaddress.ip_network(network, strict=False).overlaps(pool):
+        if any(net.overlaps(pool) for net in _address_networks(network)):
             yield Violation(loc, f"{what} {network} overlaps Cilium's pod address pool network.cilium.podCidr "
                             f"{cilium.pod_cidr}: its traffic would stay inside the cluster",
                             "cilium-pod-cidr-overlap", "set network.cilium.podCidr to a range no declared network "
@@ -669,6 +682,82 @@ def _is_address(host: str) -> bool:
     return True
 
 
+def _address_networks(value: str) -> list:
+    """The networks of a normalized address range (a CIDR, or first-last)."""
+    import ipaddress
+
+    if "-" in value:
+        first, last = (ipaddress.ip_address(part) for part in value.split("-", 1))
+        return list(ipaddress.summarize_address_range(first, last))
+    return [ipaddress.ip_network(value)]
+
+
+def _yaml_path(where: tuple) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where).lstrip(".")
+
+
+def _declared_networks(spec: PlatformSpec) -> Iterator[tuple[tuple, str, str]]:
+    """Networks the spec declares outside the cluster (not the load-balancer ranges): (where, what, network)."""
+    mirror = spec.airgap.mirror
+    for index, cidr in enumerate(mirror.cidrs if mirror else ()):
+        yield ("airgap", "mirror", "cidrs", index), "the mirror network", cidr
+    api = spec.network.cilium.api_server
+    if api is not None and _is_address(api.host):  # a host name: its address is not in the spec
+        yield ("network", "cilium", "apiServer", "host"), "the API server", api.host
+    for m, model in enumerate(spec.serving.models):
+        for index, cidr in enumerate(model.repository_cidrs):
+            yield ("serving", "models", m, "repositoryCidrs", index), f"model {model.name}'s repository", cidr
+
+
+def load_balancer_rules(spec: PlatformSpec) -> Iterator[Violation]:
+    import ipaddress
+
+    lb, at, target = spec.network.load_balancer, ("network", "loadBalancer"), spec.target
+    cilium = spec.network.cilium
+    if target.type == "existing":
+        if cilium.enabled and cilium.gateway_api and lb.mode == "l2" and not lb.ranges:
+            yield Violation((*at, "ranges"), "the platform Gateway is a LoadBalancer Service: on an existing "
+                            "cluster it gets no address without ranges", "load-balancer-ranges",
+                            "list addresses reserved for it on the nodes' network (e.g. ranges: [10.20.0.240/28]), "
+                            "or set mode: external when MetalLB or your own BGP setup assigns them")
+        if lb.mode == "external":
+            for key in ("ranges", "interfaces"):
+                if getattr(lb, key):
+                    yield Violation((*at, key), f"{key} are for mode l2; with external, something else assigns "
+                                    "and announces the addresses", "load-balancer-mode",
+                                    f"remove {key}, or set mode: l2")
+        if lb.public or lb.public_reason:
+            yield Violation((*at, "public" if lb.public else "publicReason"), "public and publicReason are for eks "
+                            "and gke: on an existing cluster the ranges decide who reaches the Gateway",
+                            "load-balancer-public", "remove public and publicReason")
+    else:
+        for key in ("ranges", "interfaces"):
+            if getattr(lb, key):
+                yield Violation((*at, key), f"on {target.type} the cloud's load balancer gives the Gateway its "
+                                "address", "load-balancer-by-target", f"remove {key}")
+        if lb.public and not lb.public_reason:
+            yield Violation((*at, "publicReason"), "a public Gateway needs a reason: the platform is private "
+                            "by default", "public-load-balancer-reason",
+                            "say why models must be reachable from the internet, or remove public")
+        if lb.public_reason and not lb.public:
+            yield Violation((*at, "publicReason"), "a reason for a public Gateway, but the Gateway is internal",
+                            "public-load-balancer-reason", "set public: true, or remove publicReason")
+        if lb.public and target.type == "eks" and target.egress == "none":
+            yield Violation((*at, "public"), "an internet-facing load balancer needs public subnets, and egress "
+                            "none has none", "public-load-balancer-subnets", "set target.egress: nat, or remove public")
+    networks = [_address_networks(r) for r in lb.ranges]
+    for i, nets in enumerate(networks):
+        for j in range(i):
+            if any(a.overlaps(b) for a in nets for b in networks[j]):
+                yield Violation((*at, "ranges", i), f"{lb.ranges[i]} overlaps {lb.ranges[j]}",
+                                "load-balancer-ranges-overlap", "give each range its own addresses")
+        for where, _, cidr in _declared_networks(spec):
+            if any(a.overlaps(b) for a in nets for b in _address_networks(cidr)):
+                yield Violation((*at, "ranges", i), f"{lb.ranges[i]} overlaps {cidr} "
+                                f"({_yaml_path(where)})", "load-balancer-ranges-overlap",
+                                "take load-balancer addresses no other network of the spec uses")
+
+
 RULES = (reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, service_rules, airgap_bundles,
-         available_modules, target_sdk, cloud_target, python_index, harbor_rules, serving_rules,
+         available_modules, target_sdk, cloud_target, python_index, harbor_rules, serving_rules, load_balancer_rules,
          owned_values, plaintext_secrets, cilium_pod_cidr, gateway_hosts_unique, airgap_perimeter, network_ranges)

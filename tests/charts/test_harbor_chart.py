@@ -40,7 +40,8 @@ def _spec() -> PlatformSpec:
     doc = merge(YAML(typ="safe").load(MINIMAL), {
         "metadata": {"environment": "prod"},
         "charts": {"source": str(CHARTS_DIR)},
-        "network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}}},
+        "network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}},
+                "loadBalancer": {"ranges": ["172.31.255.240/29"]}},
         "certificates": {"certManager": {"enabled": True}},
         "storage": {"longhorn": {"enabled": True}},
         "monitoring": {"enabled": True},

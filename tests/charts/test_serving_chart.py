@@ -39,7 +39,8 @@ MODELS = [
 def _render(charts_dir: Path):
     doc = merge(YAML(typ="safe").load(MINIMAL), {
         "charts": {"source": str(charts_dir)},
-        "network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}}},
+        "network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}},
+                "loadBalancer": {"ranges": ["172.31.255.240/29"]}},
         "certificates": {"certManager": {"enabled": True}},
         "monitoring": {"enabled": True, "drift": {"enabled": True}},
         "gpu": {"operator": {"enabled": True}},

@@ -116,7 +116,9 @@ class PulumiProject:
             "target": {"type": "existing", "kubeconfig": self.kubeconfig},
             "testing": {"skipAwait": True},
             "charts": {"source": str(CHARTS_DIR)},
-            "network": {"cilium": {"enabled": True, "apiServer": {"host": "127.0.0.1"}}},
+            # No node announces load-balancer addresses here: the Gateway's address is left to the cluster.
+            "network": {"cilium": {"enabled": True, "apiServer": {"host": "127.0.0.1"}},
+                        "loadBalancer": {"mode": "external"}},
             "certificates": {"certManager": {"enabled": True}},
             "storage": {"longhorn": {"enabled": True}},
             "secrets": {"vault": {"enabled": True}},
