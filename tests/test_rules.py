@@ -118,7 +118,8 @@ def test_cilium_pod_pool_is_the_targets_on_the_clouds():
 
 def test_each_gateway_host_name_has_one_owner():
     found = violations(network={"cilium": {**CILIUM, "gatewayApi": True, "kubeProxyReplacement": True,
-                                           "apiServer": {"host": "api.k8s.internal"}}},
+                                           "apiServer": {"host": "api.k8s.internal"}},
+                                "loadBalancer": {"mode": "external"}},
                        certificates={"certManager": {"enabled": True}},
                        registry={"pythonIndex": {"enabled": True, "hostname": "pypi.models.plinth.internal"}},
                        serving={"hostname": "pypi.models.plinth.internal"})
