@@ -120,6 +120,32 @@ def test_the_redis_password_never_reaches_a_plan():
         "name": "feast-redis-password", "key": "password"}
 
 
+def test_prod_redis_is_a_replication_behind_sentinels_with_disruption_budgets(dev, prod):
+    assert dev["feast-redis"].inputs["kind"] == "Redis" and "feast-redis-sentinel" not in dev
+    replication, sentinel = prod["feast-redis"].inputs, prod["feast-redis-sentinel"].inputs
+    assert (replication["kind"], sentinel["kind"]) == ("RedisReplication", "RedisSentinel")
+    assert replication["spec"]["clusterSize"] == 3 and sentinel["spec"]["clusterSize"] == 3
+    # The operator makes a PodDisruptionBudget for each (`<name>-replication`, `<name>-sentinel`).
+    assert replication["spec"]["pdb"] == sentinel["spec"]["pdb"] == {"enabled": True, "maxUnavailable": 1}
+    secret = {"name": "feast-redis-password", "key": "password"}
+    config = sentinel["spec"]["redisSentinelConfig"]
+    assert config["redisReplicationName"] == "feast-redis" and config["redisReplicationPassword"] == {
+        "secretKeyRef": secret}
+    assert sentinel["spec"]["kubernetesConfig"]["redisSecret"] == secret  # the Sentinels require the password
+    assert prod["feast-redis"].urn in prod["feast-redis-sentinel"].dependencies
+    online = yaml.safe_load(server_yaml(prod))["online_store"]
+    assert (online["redis_type"], online["sentinel_master"]) == ("redis_sentinel", config["masterGroupName"])
+    assert online["connection_string"].startswith("feast-redis-sentinel.feast.svc:26379,")
+    # The feature server and the operators keep one pod through a drain.
+    budgets = {r.inputs["metadata"]["name"]: r.inputs for r in prod.values() if r.type.endswith(":PodDisruptionBudget")}
+    assert budgets["feast-feature-server"]["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {
+        "app.kubernetes.io/name": "feast-feature-server", "app.kubernetes.io/instance": "feast-feature-server"}}}
+    assert budgets["redis-operator"]["metadata"]["namespace"] == "redis-operator"
+    assert budgets["cloudnative-pg"]["metadata"]["namespace"] == "cnpg-system"
+    assert prod["redis-operator"].inputs["values"]["replicas"] == 2
+    assert not [r for r in dev.values() if r.type.endswith(":PodDisruptionBudget")]
+
+
 def test_a_redis_password_that_would_break_the_connection_string_is_refused_without_echo():
     assert checked_redis_password("Aa0-._~!@#$%^&*()+=:;'<>?/|") == "Aa0-._~!@#$%^&*()+=:;'<>?/|"
     for bad in ("with space", "a,b", 'a"b', "a\\b"):
@@ -243,7 +269,8 @@ def test_air_gap_every_image_comes_from_the_mirror_and_is_listed():
     listed = {i.target for i in mirror_list(the_spec).images}
     for chart in ("feast", "cloudnative-pg", "redis-operator"):
         for image in CHARTS[chart].images:
-            assert mirror + image.split("/", 1)[1] in listed, image
+            # dev runs a standalone Redis: no Sentinels to mirror.
+            assert (mirror + image.split("/", 1)[1] in listed) == ("/redis-sentinel:" not in image), image
 
 
 def test_cloud_offline_stores_are_not_accepted_before_their_targets():
@@ -323,7 +350,7 @@ def test_feast_loads_every_generated_feature_store_yaml(tmp_path):
     expected_online = {"redis": "RedisOnlineStoreConfig", "postgres": "PostgreSQLOnlineStoreConfig"}
     # Feast's `file` offline store is its Dask store.
     expected_offline = {"file": "DaskOfflineStoreConfig", "postgres": "PostgreSQLOfflineStoreConfig"}
-    for case, (_, feast) in CASES.items():
+    for case, (environment, feast) in CASES.items():
         result = loaded[case]
         assert "error" not in result, result
         assert result["project"] == "features" and result["registry"] == "SqlRegistryConfig"
@@ -331,8 +358,14 @@ def test_feast_loads_every_generated_feature_store_yaml(tmp_path):
         assert result["online"] == expected_online[feast.get("onlineStore", "redis")]
         assert result["offline"] == expected_offline[feast.get("offlineStore", "file")]
         store = result["online_store"]
-        if result["online"] == "RedisOnlineStoreConfig":
+        if result["online"] == "RedisOnlineStoreConfig" and environment == "dev":
             assert store["connection_string"] == "feast-redis.feast.svc:6379,password=r3dis #pw: it's"
+            assert store["redis_type"] == "redis"
+        elif result["online"] == "RedisOnlineStoreConfig":
+            # Replicated: the Sentinels, which need the password too (sentinel_kwargs).
+            assert store["connection_string"] == ("feast-redis-sentinel.feast.svc:26379,password=r3dis #pw: it's,"
+                                                  'sentinel_kwargs={"password":"r3dis #pw: it\'s"}')
+            assert (store["redis_type"], store["sentinel_master"]) == ("redis_sentinel", "feast")
         else:
             assert (store["user"], store["password"], store["sslmode"]) == ("feast", "Pg0dummy0Password",
                                                                            "verify-full")

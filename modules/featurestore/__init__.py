@@ -20,7 +20,7 @@ from plinth.catalog import CHARTS, PLATFORM_NAMESPACES, ImageRef
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.cluster.facts import FEAST_SERVICE_ACCOUNT
 from plinth.modules.helm import HelmService, image_values
-from plinth.objects import stack_secret
+from plinth.objects import disruption_budget, stack_secret
 from plinth.service import Peer
 
 NAMESPACE = PLATFORM_NAMESPACES["feast"]
@@ -38,9 +38,17 @@ POSTGRES_CA_SECRET = f"{POSTGRES}-ca"
 POSTGRES_CA_DIR = "/etc/feast/postgres-ca"
 
 REDIS = "feast-redis"
-"""The Redis resource; the operator names its Service the same (port 6379)."""
+"""The Redis resource (dev: a standalone `Redis`; staging and prod: a `RedisReplication` and a `RedisSentinel`
+of this name); the operator names the Redis Service the same (port 6379)."""
 REDIS_SECRET = "feast-redis-password"
 REDIS_PORT = 6379
+REDIS_REPLICAS = 3
+"""Redis pods of a replicated online store: one master, two replicas (one node's loss keeps a quorum)."""
+SENTINEL = f"{REDIS}-sentinel"
+"""The Sentinel Service the operator creates for the `RedisSentinel` `feast-redis` (port 26379)."""
+SENTINEL_PORT = 26379
+SENTINEL_MASTER = "feast"
+"""The master group the Sentinels monitor (`masterGroupName`); Feast asks them for its address by this name."""
 
 OFFLINE_CLAIM = "feast-offline"
 OFFLINE_DIR = "/feast/offline"
@@ -67,6 +75,11 @@ def uses_postgres(block) -> bool:
 
 def uses_redis(block) -> bool:
     return block.online_store == "redis"
+
+
+def replicated_redis(ctx: PlatformContext) -> bool:
+    """Staging and prod run Redis replicated with Sentinel failover; dev a standalone Redis."""
+    return ctx.prod_like
 
 
 def _catalog_image(chart_key: str, repository: str) -> str:
@@ -111,16 +124,24 @@ def _postgres_store() -> dict:
     }
 
 
-def feature_store_yaml(block) -> str:
+def feature_store_yaml(block, replicated: bool = False) -> str:
     """Feast's `feature_store.yaml` for the spec block: deterministic, and without a credential (only
-    `${VAR}` names the feature server fills from its Secret-backed environment)."""
+    `${VAR}` names the feature server fills from its Secret-backed environment). `replicated`: the Redis
+    online store is a replication behind Sentinels (`replicated_redis`)."""
     registry = (f"postgresql+psycopg://{_placeholder(ENV_POSTGRES_USER)}:{_placeholder(ENV_POSTGRES_PASSWORD)}"
                 f"@{POSTGRES_HOST}:5432/{POSTGRES_DATABASE}"
                 f"?sslmode=verify-full&sslrootcert={POSTGRES_CA_DIR}/ca.crt")
-    if block.online_store == "redis":
-        online: dict = {"type": "redis", "redis_type": "redis",
-                        "connection_string": f"{REDIS}.{NAMESPACE}.svc:{REDIS_PORT},"
-                                             f"password={_placeholder(ENV_REDIS_PASSWORD)}"}
+    password = _placeholder(ENV_REDIS_PASSWORD)
+    if block.online_store == "redis" and replicated:
+        # Feast asks the Sentinels for the master. redis-py passes the password to the master only:
+        # the Sentinels (which require it too) get theirs through `sentinel_kwargs`, a JSON value that
+        # Feast's connection-string parser decodes (it must hold no comma: one key).
+        online: dict = {"type": "redis", "redis_type": "redis_sentinel", "sentinel_master": SENTINEL_MASTER,
+                        "connection_string": f"{SENTINEL}.{NAMESPACE}.svc:{SENTINEL_PORT},password={password},"
+                                             f'sentinel_kwargs={{"password":"{password}"}}'}
+    elif block.online_store == "redis":
+        online = {"type": "redis", "redis_type": "redis",
+                  "connection_string": f"{REDIS}.{NAMESPACE}.svc:{REDIS_PORT},password={password}"}
     else:
         # Its own schema (Feast creates it), apart from the registry's tables in `public`.
         online = {**_postgres_store(), "db_schema": "feast_online", "conn_type": "pool", "min_conn": 1,
@@ -201,6 +222,12 @@ class CloudNativePg(_FeastDependency):
             "monitoring": {"podMonitorEnabled": ctx.monitoring},
         }
 
+    def objects(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+        if ctx.prod_like:  # the chart has no budget of its own; its webhooks fail closed
+            chart = self.chart()
+            disruption_budget(resource_name(name, "pdb"), ctx.metadata(chart.name, name, namespace=chart.namespace),
+                              {"app.kubernetes.io/name": chart.name, "app.kubernetes.io/instance": chart.name}, opts)
+
 
 class RedisOperator(_FeastDependency):
     """The OT redis-operator (plinth:featurestore:RedisOperator), watching the feast namespace only."""
@@ -215,8 +242,9 @@ class RedisOperator(_FeastDependency):
 
     @classmethod
     def images(cls, block, ctx: PlatformContext) -> tuple[str, ...]:
-        # The exporter sidecar runs only with monitoring.
-        return tuple(i for i in cls.chart().images if ctx.monitoring or "/redis-exporter:" not in i)
+        # The exporter sidecar runs only with monitoring, the Sentinels only with a replicated Redis.
+        return tuple(i for i in cls.chart().images if (ctx.monitoring or "/redis-exporter:" not in i)
+                     and (replicated_redis(ctx) or "/redis-sentinel:" not in i))
 
     @classmethod
     def owned_values(cls, block, ctx: PlatformContext) -> dict:
@@ -232,10 +260,18 @@ class RedisOperator(_FeastDependency):
                 "watchNamespace": NAMESPACE,
                 "webhook": False,
             },
+            # Leader election (`--leader-elect`): the second replica takes over without a reschedule.
+            "replicas": 2 if ctx.prod_like else 1,
             "podSecurityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
             "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True},
             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "500Mi"}},
         }
+
+    def objects(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+        if ctx.prod_like:  # the chart has no budget of its own
+            disruption_budget(resource_name(name, "pdb"),
+                              ctx.metadata("redis-operator", name, namespace=self.chart().namespace),
+                              {"name": "redis-operator"}, opts)
 
 
 # --- Feast ----------------------------------------------------------------------------------------
@@ -259,7 +295,9 @@ class Feast(HelmService):
             # The operator reaches every instance's manager (8000) and PostgreSQL (5432).
             peers.append(Peer("postgres-operator", CHARTS["cloudnative-pg"].namespace, (8000, 5432)))
         if uses_redis(block):
-            peers.append(Peer("redis-operator", CHARTS["redis-operator"].namespace, (REDIS_PORT,)))
+            # Redis, and with a replicated Redis the Sentinels the operator reconfigures.
+            ports = (REDIS_PORT, SENTINEL_PORT) if replicated_redis(ctx) else (REDIS_PORT,)
+            peers.append(Peer("redis-operator", CHARTS["redis-operator"].namespace, ports))
         return tuple(peers)
 
     @classmethod
@@ -282,7 +320,8 @@ class Feast(HelmService):
             "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
             "replicaCount": replicas,
             "feast_mode": "online",
-            "feature_store_yaml_base64": base64.b64encode(feature_store_yaml(block).encode()).decode(),
+            "feature_store_yaml_base64": base64.b64encode(
+                feature_store_yaml(block, replicated_redis(ctx)).encode()).decode(),
             "extraEnvs": server_env(block),
             "volumes": volumes,
             "volumeMounts": mounts,
@@ -317,7 +356,7 @@ class Feast(HelmService):
                 resource_name(name, "redis-password"), ctx.metadata(REDIS_SECRET, name, namespace=NAMESPACE),
                 "plinth:feastRedisPassword",
                 {"password": pulumi.Output.secret(password).apply(checked_redis_password)}, opts)
-            made += [secret, redis(resource_name(name, "redis"), block, ctx, name, pulumi.ResourceOptions.merge(
+            made += [secret, *redis(name, block, ctx, pulumi.ResourceOptions.merge(
                 opts, pulumi.ResourceOptions(depends_on=[secret])))]
         if block.offline_store == "file":
             made.append(k8s.core.v1.PersistentVolumeClaim(
@@ -331,11 +370,15 @@ class Feast(HelmService):
         return made
 
     def objects(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+        if ctx.prod_like:
+            # The chart has no budget of its own: a drain takes one server replica at a time.
+            disruption_budget(resource_name(name, "server", "pdb"),
+                              ctx.metadata("feast-feature-server", name, namespace=NAMESPACE),
+                              server_selector(self.chart().name), opts)
         if not ctx.monitoring:
             return
         monitors = [("server", "ServiceMonitor", "feast-feature-server", {
-            "selector": {"matchLabels": {"app.kubernetes.io/name": "feast-feature-server",
-                                         "app.kubernetes.io/instance": self.chart().name}},
+            "selector": {"matchLabels": server_selector(self.chart().name)},
             "endpoints": [{"port": "metrics", "interval": "30s"}],
         })]
         if uses_postgres(block):
@@ -344,8 +387,9 @@ class Feast(HelmService):
                 "podMetricsEndpoints": [{"port": "metrics", "interval": "30s"}],
             }))
         if uses_redis(block):
+            setup = "replication" if replicated_redis(ctx) else "standalone"
             monitors.append(("redis", "PodMonitor", REDIS, {
-                "selector": {"matchLabels": {"app": REDIS, "redis_setup_type": "standalone"}},
+                "selector": {"matchLabels": {"app": REDIS, "redis_setup_type": setup}},
                 "podMetricsEndpoints": [{"port": "redis-exporter", "interval": "30s"}],
             }))
         for key, kind, monitor, spec in monitors:
@@ -357,6 +401,11 @@ class Feast(HelmService):
                 spec=spec,
                 opts=opts,
             )
+
+
+def server_selector(release: str) -> dict:
+    """The labels of the chart's feature server pods (its selectorLabels)."""
+    return {"app.kubernetes.io/name": "feast-feature-server", "app.kubernetes.io/instance": release}
 
 
 def _spread(app: str) -> dict:
@@ -407,13 +456,14 @@ def postgres_cluster(resource: str, block, ctx: PlatformContext, component: str,
 
 
 def redis_spec(block, ctx: PlatformContext) -> dict:
-    """A standalone Redis with a volume: the online store is a cache of the offline store, rebuilt by
-    `feast materialize`, so a restart costs freshness, not data."""
+    """The Redis pods' spec, standalone or replicated: image, password Secret, volume, restricted contexts.
+    The online store is a cache of the offline store, rebuilt by `feast materialize`: what replication
+    buys is serving through a node's loss, not data safety."""
     image = _mirrored(_catalog_image("redis-operator", "opstree/redis"), ctx)
     exporter = _mirrored(_catalog_image("redis-operator", "opstree/redis-exporter"), ctx)
     # The image's entrypoint writes its redis.conf into the root filesystem.
     container = {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": False}
-    return {
+    spec: dict = {
         "kubernetesConfig": {
             "image": str(image),
             "imagePullPolicy": "IfNotPresent",
@@ -434,15 +484,57 @@ def redis_spec(block, ctx: PlatformContext) -> dict:
                                "fsGroup": REDIS_UID, "seccompProfile": {"type": "RuntimeDefault"}},
         "securityContext": container,
     }
+    if replicated_redis(ctx):
+        spec["clusterSize"] = REDIS_REPLICAS
+        # The operator's own budget for the Redis pods (`<name>-replication`).
+        spec["pdb"] = {"enabled": True, "maxUnavailable": 1}
+        spec["affinity"] = _spread_pods({"app": REDIS})
+    return spec
 
 
-def redis(resource: str, block, ctx: PlatformContext, component: str,
-          opts: pulumi.ResourceOptions) -> pulumi.Resource:
-    return k8s.apiextensions.CustomResource(
-        resource,
-        api_version="redis.redis.opstreelabs.in/v1beta2",
-        kind="Redis",
-        metadata=ctx.metadata(REDIS, component, namespace=NAMESPACE),
-        spec=redis_spec(block, ctx),
-        opts=opts,
-    )
+def sentinel_spec(ctx: PlatformContext) -> dict:
+    """Three Sentinels watching the replication `feast-redis`: a majority (2) agrees the master is gone and
+    promotes a replica; Feast asks them where the master is. They require the Redis password too."""
+    image = _mirrored(_catalog_image("redis-operator", "opstree/redis-sentinel"), ctx)
+    secret = {"name": REDIS_SECRET, "key": "password"}
+    return {
+        "clusterSize": 3,
+        "kubernetesConfig": {
+            "image": str(image),
+            "imagePullPolicy": "IfNotPresent",
+            "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
+            "redisSecret": secret,
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+        },
+        "redisSentinelConfig": {"redisReplicationName": REDIS, "masterGroupName": SENTINEL_MASTER, "quorum": "2",
+                                "redisReplicationPassword": {"secretKeyRef": secret}},
+        "pdb": {"enabled": True, "maxUnavailable": 1},
+        "affinity": _spread_pods({"app": SENTINEL}),
+        "podSecurityContext": {"runAsNonRoot": True, "runAsUser": REDIS_UID, "runAsGroup": REDIS_UID,
+                               "fsGroup": REDIS_UID, "seccompProfile": {"type": "RuntimeDefault"}},
+        # The image's entrypoint writes its sentinel.conf into the root filesystem.
+        "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": False},
+    }
+
+
+def _spread_pods(labels: dict) -> dict:
+    return {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+        "weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                           "labelSelector": {"matchLabels": labels}}}]}}
+
+
+def redis(component: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+    """dev: a standalone `Redis`; staging and prod: a `RedisReplication` and the `RedisSentinel` watching it."""
+    api = "redis.redis.opstreelabs.in/v1beta2"
+    meta = ctx.metadata(REDIS, component, namespace=NAMESPACE)
+    if not replicated_redis(ctx):
+        return [k8s.apiextensions.CustomResource(resource_name(component, "redis"), api_version=api, kind="Redis",
+                                                 metadata=meta, spec=redis_spec(block, ctx), opts=opts)]
+    replication = k8s.apiextensions.CustomResource(
+        resource_name(component, "redis"), api_version=api, kind="RedisReplication", metadata=meta,
+        spec=redis_spec(block, ctx), opts=opts)
+    sentinel = k8s.apiextensions.CustomResource(
+        resource_name(component, "redis-sentinel"), api_version=api, kind="RedisSentinel", metadata=meta,
+        spec=sentinel_spec(ctx), opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            depends_on=[replication])))
+    return [replication, sentinel]
