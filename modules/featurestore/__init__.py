@@ -202,7 +202,9 @@ class CloudNativePg(_FeastDependency):
     @classmethod
     def enabled(cls, spec) -> bool:
         block = cls.block(spec)
-        return bool(block.enabled) and uses_postgres(block)
+        # Also Grafana's database wherever Grafana runs replicated (modules/monitoring: staging and prod).
+        grafana = spec.monitoring.enabled and spec.metadata.environment != "dev"
+        return (bool(block.enabled) and uses_postgres(block)) or grafana
 
     @classmethod
     def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
@@ -418,7 +420,14 @@ def _spread(app: str) -> dict:
 
 
 def postgres_spec(block, ctx: PlatformContext) -> dict:
-    """The CloudNativePG Cluster: 3 instances (one primary, two streaming replicas) in staging and prod."""
+    """Feast's CloudNativePG Cluster (`cluster_spec`)."""
+    return cluster_spec(POSTGRES_DATABASE, block.postgres_storage, ctx)
+
+
+def cluster_spec(database: str, storage: str, ctx: PlatformContext) -> dict:
+    """A platform CloudNativePG Cluster holding one database (owner of the same name): 3 instances (one
+    primary, two streaming replicas) in staging and prod, 1 in dev. The operator makes the Cluster's
+    PodDisruptionBudgets, the `<name>-app` Secret with the owner's credentials and the `<name>-ca` Secret."""
     image = _mirrored(_catalog_image("cloudnative-pg", "cloudnative-pg/postgresql"), ctx)
     instances = 3 if ctx.prod_like else 1
     spec: dict = {
@@ -427,11 +436,11 @@ def postgres_spec(block, ctx: PlatformContext) -> dict:
         "imagePullPolicy": "IfNotPresent",
         "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
         # The operator creates the database and its owner, and the `-app` Secret with their credentials.
-        "bootstrap": {"initdb": {"database": POSTGRES_DATABASE, "owner": POSTGRES_DATABASE}},
+        "bootstrap": {"initdb": {"database": database, "owner": database}},
         "enableSuperuserAccess": False,
         "primaryUpdateStrategy": "unsupervised",
         # No storageClass: the cluster's default StorageClass.
-        "storage": {"size": block.postgres_storage},
+        "storage": {"size": storage},
         "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
         "affinity": {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname",
                      "podAntiAffinityType": "preferred"},

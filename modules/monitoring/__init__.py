@@ -5,7 +5,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
+from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
+from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService
 from plinth.objects import stack_secret
 from plinth.service import Peer
@@ -15,6 +17,12 @@ GRAFANA_ADMIN_SECRET = "grafana-admin"
 RECEIVERS_SECRET = "alertmanager-receivers"
 """Mounted by Alertmanager at /etc/alertmanager/secrets/<name>/<receiver>: URLs and keys stay out of its config."""
 DASHBOARD_LABEL = "grafana_dashboard"
+
+GRAFANA_DB = "grafana-postgres"
+"""Grafana's CloudNativePG Cluster (staging and prod): Services `<name>-rw`, Secrets `<name>-app`, `<name>-ca`."""
+GRAFANA_DB_STORAGE = "5Gi"
+"""Per instance: dashboards, users, sessions and annotations are small."""
+GRAFANA_DB_CA_DIR = "/etc/grafana/postgres-ca"
 
 # Per receiver type: the Alertmanager config block and its *_file field reading the secret.
 RECEIVER_FIELDS = {"webhook": ("webhook_configs", "url_file"), "slack": ("slack_configs", "api_url_file"),
@@ -48,6 +56,25 @@ def alertmanager_config(receivers, drift=None) -> dict:
     return config
 
 
+def grafana_database_values(namespace: str) -> dict:
+    """Grafana's values for its shared database: every replica reads and writes the same dashboards, users
+    and sessions (each on its own SQLite file they would drift apart). The credentials come from the
+    Secret CloudNativePG generates (env GF_DATABASE_USER/PASSWORD override grafana.ini); TLS is verified
+    against the Cluster's CA."""
+    app = f"{GRAFANA_DB}-app"
+    return {
+        "grafana.ini": {"database": {
+            "type": "postgres", "host": f"{GRAFANA_DB}-rw.{namespace}.svc:5432", "name": "grafana",
+            "ssl_mode": "verify-full", "ca_cert_path": f"{GRAFANA_DB_CA_DIR}/ca.crt"}},
+        "envValueFrom": {"GF_DATABASE_USER": {"secretKeyRef": {"name": app, "key": "username"}},
+                         "GF_DATABASE_PASSWORD": {"secretKeyRef": {"name": app, "key": "password"}}},
+        "extraSecretMounts": [{"name": "postgres-ca", "secretName": f"{GRAFANA_DB}-ca", "mountPath": GRAFANA_DB_CA_DIR,
+                               "readOnly": True, "defaultMode": 0o444, "items": [{"key": "ca.crt", "path": "ca.crt"}]}],
+        # A drain takes one of the two replicas at a time.
+        "podDisruptionBudget": {"maxUnavailable": 1},
+    }
+
+
 class Monitoring(HelmService):
     """kube-prometheus-stack (plinth:monitoring:Monitoring)."""
 
@@ -58,7 +85,11 @@ class Monitoring(HelmService):
 
     @classmethod
     def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
-        return (cls.webhook(10250),)  # the operator's admission webhook (PrometheusRule, AlertmanagerConfig)
+        peers = [cls.webhook(10250)]  # the operator's admission webhook (PrometheusRule, AlertmanagerConfig)
+        if ctx.prod_like:
+            # CloudNativePG's operator reaches Grafana's database instances (manager 8000, PostgreSQL 5432).
+            peers.append(Peer("postgres-operator", CHARTS["cloudnative-pg"].namespace, (8000, 5432)))
+        return tuple(peers)
 
     @classmethod
     def owned_values(cls, block, ctx: PlatformContext) -> dict:
@@ -69,14 +100,17 @@ class Monitoring(HelmService):
         values: dict = {
             "global": {"imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets]},
             "crds": {"enabled": False},  # plinth:crds:PrometheusOperatorCrds installs them first
-            "prometheus": {"prometheusSpec": {"replicas": prometheus, "retention": block.retention, **selectors}},
+            "prometheus": {"prometheusSpec": {"replicas": prometheus, "retention": block.retention, **selectors},
+                           "podDisruptionBudget": {"enabled": prometheus > 1}},
             "alertmanager": {
+                "podDisruptionBudget": {"enabled": alertmanager > 1},
                 "config": alertmanager_config(block.alertmanager.receivers, block.drift),
                 "alertmanagerSpec": {"replicas": alertmanager,
                                      "secrets": [RECEIVERS_SECRET] if block.alertmanager.receivers else []},
             },
             "grafana": {
                 "replicas": 2 if ctx.prod_like else 1,
+                **(grafana_database_values(cls.chart().namespace) if ctx.prod_like else {}),
                 # No chart-generated admin password: a random one is a new diff on every render.
                 "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user",
                           "passwordKey": "admin-password"},
@@ -122,6 +156,15 @@ class Monitoring(HelmService):
                 "plinth:alertReceivers",
                 pulumi.Output.secret(ctx.secrets.alert_receivers).apply(lambda urls: {n: str(urls[n]) for n in names}),
                 opts))
+        if ctx.prod_like:
+            made.append(k8s.apiextensions.CustomResource(
+                resource_name(name, "grafana-postgres"),
+                api_version="postgresql.cnpg.io/v1",
+                kind="Cluster",
+                metadata=ctx.metadata(GRAFANA_DB, name, namespace=ns),
+                spec=cluster_spec("grafana", GRAFANA_DB_STORAGE, ctx),
+                opts=opts,
+            ))
         for key, body in (("overview", platform_overview(ctx.platform)),
                           ("tenancy", tenancy_quotas(ctx.platform, list(ctx.teams)))):
             made.append(k8s.core.v1.ConfigMap(
