@@ -12,6 +12,8 @@ import base64
 import json
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -30,6 +32,7 @@ from plinth.engine.offline import plan, record
 from plinth.mirror import mirror_list
 from plinth.modules.featurestore import (
     ENV_POSTGRES_PASSWORD, ENV_POSTGRES_USER, ENV_REDIS_PASSWORD, checked_redis_password, feature_store_yaml,
+    redis_acl, team_feature_store_yaml, team_redis_password,
 )
 from plinth.plan import SECRET, Plan
 from plinth.program import build_platform
@@ -237,18 +240,71 @@ def test_spec_values_reach_the_feast_chart_only():
     assert [v.rule for v in check_rules(owned)] == ["values-owned-key"]
 
 
-def test_teams_reach_the_feature_server_port_only(dev):
+def two_teams(environment: str = "dev") -> dict:
+    doc = merge(YAML(typ="safe").load(MINIMAL), {
+        "metadata": {"environment": environment}, "monitoring": {"enabled": True},
+        "featureStore": {"feast": {"enabled": True}}})
+    doc["teams"].append({"name": "credit"})
+    return by_name(plan(PlatformSpec.model_validate(doc), "test"))
+
+
+@pytest.fixture(scope="module")
+def teams():
+    return two_teams()
+
+
+def test_each_team_reaches_its_own_feature_server_only(teams):
     policies = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]): r.inputs["spec"]
-                for r in dev.values() if r.type.endswith(":NetworkPolicy")}
-    team = policies[("fraud", "allow-to-feast")]
-    assert team["egress"] == [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "feast"}}}],
-                               "ports": [{"protocol": "TCP", "port": 6566}]}]
-    assert policies[("feast", "allow-from-teams")]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 6566}]
+                for r in teams.values() if r.type.endswith(":NetworkPolicy")}
+    for team, other in (("fraud", "credit"), ("credit", "fraud")):
+        server = {"app.kubernetes.io/name": "feast-team-server", "plinth.dev/feast-team": team}
+        assert policies[(team, "allow-to-feast")]["egress"] == [{
+            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "feast"}},
+                    "podSelector": {"matchLabels": server}}],
+            "ports": [{"protocol": "TCP", "port": 6566}]}]
+        ingress = policies[("feast", f"allow-from-{team}")]
+        assert ingress["podSelector"] == {"matchLabels": server}
+        assert ingress["ingress"] == [{"from": [{"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": team}}}], "ports": [{"protocol": "TCP", "port": 6566}]}]
+        # The team's server: its own project and Redis user, its own password Secret.
+        deployment = next(r.inputs for r in teams.values() if r.type.endswith(":Deployment")
+                          and r.inputs["metadata"]["name"] == f"feast-{team}")
+        container, = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        config = yaml.safe_load(base64.b64decode(env["FEATURE_STORE_YAML_BASE64"]["value"]).decode())
+        assert config["project"] == f"features_{team}"
+        assert config["online_store"]["connection_string"] == (
+            f"feast-redis.feast.svc:6379,username=team-{team},password=${{FEAST_REDIS_PASSWORD}}")
+        assert env[ENV_REDIS_PASSWORD]["valueFrom"]["secretKeyRef"] == {"name": f"feast-{team}-redis",
+                                                                         "key": "password"}
+        assert deployment["spec"]["template"]["metadata"]["labels"] == server
+    # No team reaches the feast namespace as a whole (the platform's own server, Redis, PostgreSQL).
+    assert ("feast", "allow-from-teams") not in policies
     # The operators reach their instances; nothing else of the platform gets in.
     assert policies[("feast", "allow-from-postgres-operator")]["ingress"][0]["ports"] == [
         {"protocol": "TCP", "port": 8000}, {"protocol": "TCP", "port": 5432}]
     assert policies[("feast", "allow-from-redis-operator")]["ingress"][0]["ports"] == [
         {"protocol": "TCP", "port": 6379}]
+    # Redis knows one user per team, and the ACL Secret lists only digests.
+    assert teams["feast-redis"].inputs["spec"]["acl"] == {"secret": {"secretName": "feast-redis-acl"}}
+    assert teams["feast-redis-acl"].inputs["stringData"] == SECRET
+
+
+def test_team_servers_are_replicated_with_budgets_in_prod():
+    prod_teams = two_teams("prod")
+    for team in ("fraud", "credit"):
+        deployment = next(r.inputs for r in prod_teams.values() if r.type.endswith(":Deployment")
+                          and r.inputs["metadata"]["name"] == f"feast-{team}")
+        assert deployment["spec"]["replicas"] == 2
+        budget = next(r.inputs for r in prod_teams.values() if r.type.endswith(":PodDisruptionBudget")
+                      and r.inputs["metadata"]["name"] == f"feast-{team}")
+        assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+        container, = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        config = yaml.safe_load(base64.b64decode(env["FEATURE_STORE_YAML_BASE64"]["value"]).decode())
+        # The operator's master Service: the Sentinels answer only to the platform's password.
+        assert config["online_store"]["connection_string"].startswith(
+            f"feast-redis-master.feast.svc:6379,username=team-{team},")
 
 
 def test_air_gap_every_image_comes_from_the_mirror_and_is_listed():
@@ -372,3 +428,123 @@ def test_feast_loads_every_generated_feature_store_yaml(tmp_path):
     # Feast itself refuses what it cannot load: the check can fail.
     assert loaded["broken"]["error"] == "FeastOnlineStoreInvalidName", loaded["broken"]
     assert "error" in loaded["typo"] and "connection_strin" in loaded["typo"]["message"], loaded["typo"]
+
+
+# --- team isolation: the real Feast SDK against a real Redis with Plinth's ACL ------------------------
+
+CROSS_TEAM = textwrap.dedent('''\
+import json, sys, os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+import pandas as pd
+import yaml
+from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+from feast.types import Int64
+from feast.value_type import ValueType
+
+work, port = Path(sys.argv[1]), int(sys.argv[2])
+configs = json.loads(sys.argv[3])  # team -> feature_store.yaml text (Plinth's), password env already set
+results = {}
+
+def store(team_yaml: str, password: str, project: str | None = None) -> FeatureStore:
+    config = yaml.safe_load(team_yaml.replace("${FEAST_REDIS_PASSWORD}", password))
+    online = config["online_store"]
+    # The cluster's Service name becomes the loopback server; user and password stay Plinth's.
+    online["connection_string"] = f"127.0.0.1:{port}," + online["connection_string"].split(",", 1)[1]
+    config["registry"] = {"registry_type": "sql", "path": f"sqlite:///{work}/registry.db"}
+    config["offline_store"] = {"type": "file"}
+    if project:
+        config["project"] = project
+    return FeatureStore(config=RepoConfig(**config), repo_path=str(work))
+
+parquet = work / "stats.parquet"
+now = datetime.now(timezone.utc)
+pd.DataFrame({"driver_id": [1], "trips": [7], "event_timestamp": [now], "created": [now]}).to_parquet(parquet)
+driver = Entity(name="driver", join_keys=["driver_id"], value_type=ValueType.INT64)
+view = lambda: FeatureView(name="stats", entities=[driver], ttl=timedelta(days=1),  # noqa: E731
+                           schema=[Field(name="driver_id", dtype=Int64), Field(name="trips", dtype=Int64)],
+                           source=FileSource(path=str(parquet), timestamp_field="event_timestamp"), online=True)
+
+def outcome(fn):
+    try:
+        return {"ok": fn()}
+    except Exception as exc:  # what Redis answers a user outside its keys
+        return {"error": type(exc).__name__, "message": str(exc)[:200]}
+
+passwords = json.loads(os.environ["TEAM_PASSWORDS"])
+for team in configs:
+    own = store(configs[team], passwords[team])
+    own.apply([driver, view()])
+    row = pd.DataFrame({"driver_id": [1], "trips": [100 if team == "fraud" else 200], "event_timestamp": [now],
+                        "created": [now]})
+    results[f"{team}-write-own"] = outcome(lambda: own.write_to_online_store("stats", row) or True)
+    results[f"{team}-read-own"] = outcome(lambda: own.get_online_features(
+        features=["stats:trips"], entity_rows=[{"driver_id": 1}]).to_dict()["trips"])
+
+# credit, with its own credentials, points its config at fraud's project.
+fraud_project = yaml.safe_load(configs["fraud"])["project"]
+thief = store(configs["credit"], passwords["credit"], project=fraud_project)
+results["credit-read-fraud"] = outcome(lambda: thief.get_online_features(
+    features=["stats:trips"], entity_rows=[{"driver_id": 1}]).to_dict()["trips"])
+row = pd.DataFrame({"driver_id": [1], "trips": [-1], "event_timestamp": [now], "created": [now]})
+results["credit-write-fraud"] = outcome(lambda: thief.write_to_online_store("stats", row) or True)
+own = store(configs["fraud"], passwords["fraud"])
+results["fraud-read-after"] = outcome(lambda: own.get_online_features(
+    features=["stats:trips"], entity_rows=[{"driver_id": 1}]).to_dict()["trips"])
+print(json.dumps(results))
+''')
+
+
+def test_a_team_can_neither_read_nor_write_another_teams_online_features(tmp_path):
+    """Each team's server config (Plinth's, as generated) against a redis-server loaded with Plinth's ACL file:
+    fraud and credit write and read their own features; credit, pointing its config at fraud's project with its
+    own credentials, is refused on read and write, and fraud's value is unchanged."""
+    python = feast_python()
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("no redis-server on PATH (Debian: apt-get install redis-server)")
+    block = spec("dev").feature_store.feast
+    seed, teams = "Platform-pw-1", ("fraud", "credit")
+    (tmp_path / "user.acl").write_text(redis_acl(seed, "test", teams), encoding="utf-8")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # The operator's configuration: the platform's password (requirepass) and the ACL file.
+    (tmp_path / "redis.conf").write_text(f"port {port}\nbind 127.0.0.1\nrequirepass {seed}\n"
+                                         f"aclfile {tmp_path}/user.acl\nsave \"\"\nappendonly no\ndir {tmp_path}\n")
+    redis = subprocess.Popen([server, str(tmp_path / "redis.conf")], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            subprocess.run(["sleep", "0.1"])
+        configs = {team: team_feature_store_yaml(block, team, False) for team in teams}
+        passwords = {team: team_redis_password(seed, "test", team) for team in teams}
+        proc = subprocess.run([python, "-c", CROSS_TEAM, str(tmp_path), str(port), json.dumps(configs)],
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "TEAM_PASSWORDS": json.dumps(passwords)})
+    finally:
+        redis.terminate()
+        redis.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert results["fraud-write-own"] == results["credit-write-own"] == {"ok": True}
+    assert results["fraud-read-own"] == {"ok": [100]} and results["credit-read-own"] == {"ok": [200]}
+    for attempt in ("credit-read-fraud", "credit-write-fraud"):
+        assert results[attempt]["error"] == "NoPermissionError", results[attempt]
+        assert "no permissions to access one of the keys" in results[attempt]["message"]
+    assert results["fraud-read-after"] == {"ok": [100]}
+
+
+def test_the_acl_file_holds_digests_and_each_team_only_its_own_keys():
+    acl = redis_acl("Platform-pw-1", "test", ("fraud", "credit"))
+    assert "Platform-pw-1" not in acl and team_redis_password("Platform-pw-1", "test", "fraud") not in acl
+    lines = acl.splitlines()
+    assert lines[0].startswith("user default on #") and lines[0].endswith(" ~* &* +@all")
+    assert [line.split()[1] for line in lines] == ["default", "team-credit", "team-fraud"]
+    assert " ~*_fraud " in lines[2] and "-scan" in lines[2] and "-@dangerous" in lines[2]
+    # Deterministic per team, different across teams and platforms.
+    assert team_redis_password("s", "p", "fraud") == team_redis_password("s", "p", "fraud")
+    assert len({team_redis_password("s", "p", "fraud"), team_redis_password("s", "p", "credit"),
+                team_redis_password("s", "q", "fraud")}) == 3

@@ -10,7 +10,10 @@ loads the file) and the server's env takes them from Secrets.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import re
+import string
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -20,7 +23,7 @@ from plinth.catalog import CHARTS, PLATFORM_NAMESPACES, ImageRef
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.cluster.facts import FEAST_SERVICE_ACCOUNT
 from plinth.modules.helm import HelmService, image_values
-from plinth.objects import disruption_budget, stack_secret
+from plinth.objects import disruption_budget, network_policy, stack_secret
 from plinth.service import Peer
 
 NAMESPACE = PLATFORM_NAMESPACES["feast"]
@@ -50,6 +53,13 @@ SENTINEL_PORT = 26379
 SENTINEL_MASTER = "feast"
 """The master group the Sentinels monitor (`masterGroupName`); Feast asks them for its address by this name."""
 
+REDIS_ACL_SECRET = "feast-redis-acl"
+"""The Redis users (key `user.acl`, the operator mounts it at /etc/redis/user.acl): `default` (the platform:
+the stack secret's password) and one user per team, each allowed only its own project's keys."""
+TEAM_LABEL = "plinth.dev/feast-team"
+"""On a team's feature server pods: what the team's network policies select."""
+TEAM_SERVICE_PORT = 80
+
 OFFLINE_CLAIM = "feast-offline"
 OFFLINE_DIR = "/feast/offline"
 
@@ -64,6 +74,9 @@ REDIS_UID = 1000
 
 RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
                         "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
+                "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}}
+SERVER_RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
 
 _UNSAFE_REDIS_PASSWORD = re.compile(r'[\s,"\\]')
 
@@ -169,6 +182,68 @@ def server_env(block) -> list[dict]:
     if uses_redis(block):
         env.append(_env(ENV_REDIS_PASSWORD, REDIS_SECRET, "password"))
     return env
+
+
+# --- per-team isolation ----------------------------------------------------------------------------
+
+_ALPHANUM = string.digits + string.ascii_letters
+
+
+def team_project(block, team: str) -> str:
+    """A team's own Feast project. Feast ends every Redis key with the project's name, and neither the
+    project (a DNS label) nor a team name holds `_`: only this team's keys end with `_<team>`."""
+    return f"{block.project}_{team}"
+
+
+def team_redis_user(team: str) -> str:
+    return f"team-{team}"
+
+
+def team_server(team: str) -> str:
+    """A team's feature server: its Deployment and Service in the feast namespace."""
+    return f"feast-{team}"
+
+
+def team_redis_password(seed: str, platform: str, team: str) -> str:
+    """A team's Redis password: 32 alphanumerics of HMAC-SHA256(stack secret, "<platform>/feast/<team>"), so
+    no new stack secret, no value drawn at render time, and none reveals the seed or another team's."""
+    number = int.from_bytes(hmac.new(seed.encode(), f"{platform}/feast/{team}".encode(), hashlib.sha256).digest(),
+                            "big")
+    chars = []
+    for _ in range(32):
+        number, index = divmod(number, len(_ALPHANUM))
+        chars.append(_ALPHANUM[index])
+    return "".join(chars)
+
+
+TEAM_COMMANDS = "-@all +@read +@write +@connection -@dangerous -@scripting -scan -randomkey"
+"""What a team's Redis user may run: reads and writes of its own keys; not SCAN or RANDOMKEY (they name
+other teams' keys), not scripts, nothing administrative."""
+
+
+def redis_acl(seed: str, platform: str, teams: tuple[str, ...]) -> str:
+    """The ACL file: passwords as SHA-256 (`#<hex>`), never in clear."""
+    def digest(password: str) -> str:
+        return hashlib.sha256(password.encode()).hexdigest()
+
+    lines = [f"user default on #{digest(seed)} ~* &* +@all"]
+    for team in sorted(teams):
+        lines.append(f"user {team_redis_user(team)} on #{digest(team_redis_password(seed, platform, team))} "
+                     f"resetchannels ~*_{team} {TEAM_COMMANDS}")
+    return "\n".join(lines) + "\n"
+
+
+def team_feature_store_yaml(block, team: str, replicated: bool) -> str:
+    """A team's `feature_store.yaml`: its own project, and Redis as its own user (the master Service: the
+    Sentinels answer only to the platform's password)."""
+    config = yaml.safe_load(feature_store_yaml(block))
+    config["project"] = team_project(block, team)
+    if block.online_store == "redis":
+        host = f"{REDIS}-master" if replicated else REDIS
+        config["online_store"] = {"type": "redis", "redis_type": "redis", "connection_string": (
+            f"{host}.{NAMESPACE}.svc:{REDIS_PORT},username={team_redis_user(team)},"
+            f"password={_placeholder(ENV_REDIS_PASSWORD)}")}
+    return yaml.dump(config, Dumper=_Dumper, sort_keys=True, default_flow_style=False)
 
 
 def checked_redis_password(password: str) -> str:
@@ -286,9 +361,7 @@ class Feast(HelmService):
     chart_key = "feast"
     spec_path = ("featureStore", "feast")
 
-    @classmethod
-    def tenant_egress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
-        return (Peer("feast", NAMESPACE, (SERVER_PORT,)),)
+    # No `tenant_egress`: a team reaches its own feature server only, through the policies `team_objects` makes.
 
     @classmethod
     def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
@@ -302,9 +375,9 @@ class Feast(HelmService):
             peers.append(Peer("redis-operator", CHARTS["redis-operator"].namespace, ports))
         return tuple(peers)
 
-    @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
-        ref = cls.chart().images[0]
+    @staticmethod
+    def volumes(block) -> tuple[list[dict], list[dict]]:
+        """The server's volumes and mounts (the chart's and every team's server)."""
         volumes: list[dict] = [
             # Feast writes the decoded feature_store.yaml to a temporary directory; the root stays read-only.
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
@@ -316,6 +389,12 @@ class Feast(HelmService):
         if block.offline_store == "file":
             volumes.append({"name": "offline", "persistentVolumeClaim": {"claimName": OFFLINE_CLAIM}})
             mounts.append({"name": "offline", "mountPath": OFFLINE_DIR})
+        return volumes, mounts
+
+    @classmethod
+    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+        ref = cls.chart().images[0]
+        volumes, mounts = cls.volumes(block)
         replicas = 2 if ctx.prod_like else 1
         return {
             "image": {**image_values(ref, ctx), "pullPolicy": "IfNotPresent"},
@@ -327,11 +406,9 @@ class Feast(HelmService):
             "extraEnvs": server_env(block),
             "volumes": volumes,
             "volumeMounts": mounts,
-            "podSecurityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
-                                   "fsGroupChangePolicy": "OnRootMismatch",
-                                   "seccompProfile": {"type": "RuntimeDefault"}},
+            "podSecurityContext": POD_SECURITY,
             "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True},
-            "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+            "resources": SERVER_RESOURCES,
             "affinity": _spread("feast-feature-server") if replicas > 1 else {},
             # `--metrics` and the Service's `metrics` port (8000), which the ServiceMonitor scrapes.
             "metrics": {"enabled": ctx.monitoring},
@@ -358,8 +435,13 @@ class Feast(HelmService):
                 resource_name(name, "redis-password"), ctx.metadata(REDIS_SECRET, name, namespace=NAMESPACE),
                 "plinth:feastRedisPassword",
                 {"password": pulumi.Output.secret(password).apply(checked_redis_password)}, opts)
-            made += [secret, *redis(name, block, ctx, pulumi.ResourceOptions.merge(
-                opts, pulumi.ResourceOptions(depends_on=[secret])))]
+            acl = stack_secret(
+                resource_name(name, "redis-acl"), ctx.metadata(REDIS_ACL_SECRET, name, namespace=NAMESPACE),
+                "derived from plinth:feastRedisPassword (SHA-256 of it and of each team's HMAC-SHA256 password)",
+                {"user.acl": pulumi.Output.secret(password).apply(
+                    lambda pw: redis_acl(checked_redis_password(pw), ctx.platform, ctx.teams))}, opts)
+            made += [secret, acl, *redis(name, block, ctx, pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(depends_on=[secret, acl])))]
         if block.offline_store == "file":
             made.append(k8s.core.v1.PersistentVolumeClaim(
                 resource_name(name, "offline"),
@@ -370,6 +452,42 @@ class Feast(HelmService):
                 opts=opts,
             ))
         return made
+
+    def team_objects(self, name: str, block, ctx: PlatformContext, team, opts: pulumi.ResourceOptions) -> None:
+        """Each team's own feature server in the feast namespace, reachable from the team's namespace only:
+        its project, its Redis user (its keys only), its network policies on both sides."""
+        server, labels = team_server(team.name), team_server_labels(team.name)
+        meta = ctx.metadata(server, name, namespace=NAMESPACE, labels=labels)
+        waits: list[pulumi.Resource] = []
+        if uses_redis(block):
+            seed = ctx.secrets.feast_redis_password
+            waits.append(stack_secret(
+                resource_name(name, team.name, "redis"), ctx.metadata(f"{server}-redis", name, namespace=NAMESPACE),
+                "derived from plinth:feastRedisPassword (HMAC-SHA256 per team)",
+                {"password": pulumi.Output.secret(seed).apply(
+                    lambda pw, team=team.name: team_redis_password(pw, ctx.platform, team))}, opts))
+        image = str(_mirrored(self.chart().images[0], ctx))
+        spec = team_server_spec(block, ctx, team.name, image)
+        k8s.apps.v1.Deployment(resource_name(name, team.name, "server"), metadata=meta, spec=spec,
+                               opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=waits)))
+        k8s.core.v1.Service(resource_name(name, team.name, "service"), metadata=meta, spec={
+            "type": "ClusterIP", "selector": labels,
+            "ports": [{"name": "http", "port": TEAM_SERVICE_PORT, "targetPort": "online", "protocol": "TCP"}]},
+            opts=opts)
+        if spec["replicas"] > 1:
+            disruption_budget(resource_name(name, team.name, "pdb"), meta, labels, opts)
+        port = [{"protocol": "TCP", "port": SERVER_PORT}]
+        network_policy("NetworkPolicy", resource_name(name, team.name, "allow-from-team"), {
+            "podSelector": {"matchLabels": labels}, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": team.name}}}], "ports": port}]},
+            ctx.metadata(f"allow-from-{team.name}", name, namespace=NAMESPACE), ctx, opts)
+        network_policy("NetworkPolicy", resource_name(name, team.name, "allow-to-feast"), {
+            "podSelector": {}, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}},
+                                "podSelector": {"matchLabels": labels}}], "ports": port}]},
+            ctx.metadata("allow-to-feast", name, namespace=team.name, team=team.name,
+                         cost_center=team.cost_center), ctx, opts)
 
     def objects(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
         if ctx.prod_like:
@@ -403,6 +521,54 @@ class Feast(HelmService):
                 spec=spec,
                 opts=opts,
             )
+
+
+def team_server_labels(team: str) -> dict:
+    return {"app.kubernetes.io/name": "feast-team-server", TEAM_LABEL: team}
+
+
+def team_server_env(block, team: str) -> list[dict]:
+    """The platform's PostgreSQL credentials (the registry; teams never see them) and the team's Redis password."""
+    env = [e for e in server_env(block) if e["name"] != ENV_REDIS_PASSWORD]
+    if uses_redis(block):
+        env.append(_env(ENV_REDIS_PASSWORD, f"{team_server(team)}-redis", "password"))
+    return env
+
+
+def team_server_spec(block, ctx: PlatformContext, team: str, image: str) -> dict:
+    """A team's feature server: `feast serve` with the team's feature_store.yaml (its project, its Redis user),
+    the chart's server in every other respect (volumes, security contexts, resources, probes)."""
+    labels = team_server_labels(team)
+    volumes, mounts = Feast.volumes(block)
+    replicas = 2 if ctx.prod_like else 1
+    text = team_feature_store_yaml(block, team, replicated_redis(ctx))
+    probe = {"tcpSocket": {"port": "online"}, "periodSeconds": 10}
+    return {
+        "replicas": replicas,
+        "revisionHistoryLimit": 3,
+        "selector": {"matchLabels": labels},
+        "template": {"metadata": {"labels": labels}, "spec": {
+            "automountServiceAccountToken": False,
+            "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
+            "securityContext": POD_SECURITY,
+            **({"affinity": _spread_pods(labels)} if replicas > 1 else {}),
+            "containers": [{
+                "name": "feast-feature-server",
+                "image": image,
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["feast", "serve", "-h", "0.0.0.0"],
+                "env": [{"name": "FEATURE_STORE_YAML_BASE64", "value": base64.b64encode(text.encode()).decode()},
+                        *team_server_env(block, team)],
+                "ports": [{"name": "online", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+                "readinessProbe": {**probe, "initialDelaySeconds": 5},
+                "livenessProbe": {**probe, "initialDelaySeconds": 30},
+                "resources": SERVER_RESOURCES,
+                "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True},
+                "volumeMounts": mounts,
+            }],
+            "volumes": volumes,
+        }},
+    }
 
 
 def server_selector(release: str) -> dict:
@@ -492,6 +658,8 @@ def redis_spec(block, ctx: PlatformContext) -> dict:
         "podSecurityContext": {"runAsNonRoot": True, "runAsUser": REDIS_UID, "runAsGroup": REDIS_UID,
                                "fsGroup": REDIS_UID, "seccompProfile": {"type": "RuntimeDefault"}},
         "securityContext": container,
+        # The users: the platform (`default`) and one per team (`redis_acl`).
+        "acl": {"secret": {"secretName": REDIS_ACL_SECRET}},
     }
     if replicated_redis(ctx):
         spec["clusterSize"] = REDIS_REPLICAS
