@@ -31,8 +31,8 @@ from plinth.context import StackSecrets
 from plinth.engine.offline import plan, record
 from plinth.mirror import mirror_list
 from plinth.modules.featurestore import (
-    ENV_POSTGRES_PASSWORD, ENV_POSTGRES_USER, ENV_REDIS_PASSWORD, checked_redis_password, feature_store_yaml,
-    redis_acl, team_feature_store_yaml, team_redis_password,
+    ENV_POSTGRES_PASSWORD, ENV_POSTGRES_USER, ENV_REDIS_PASSWORD, SENTINEL_MASTER, checked_redis_password,
+    feature_store_yaml, redis_acl, team_feature_store_yaml, team_redis_password,
 )
 from plinth.plan import SECRET, Plan
 from plinth.program import build_platform
@@ -495,6 +495,105 @@ print(json.dumps(results))
 ''')
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(port: int) -> None:
+    for _ in range(100):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        subprocess.run(["sleep", "0.1"])
+    raise AssertionError(f"nothing listens on {port}")
+
+
+SENTINEL_CLIENT = textwrap.dedent('''\
+import json, sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+import pandas as pd
+import yaml
+from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+from feast.types import Int64
+from feast.value_type import ValueType
+
+work, port, text, password = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+
+def store(connection: str) -> FeatureStore:
+    config = yaml.safe_load(text)
+    online = config["online_store"]
+    # The Sentinels' Service becomes the loopback Sentinel; everything after the host stays Plinth's.
+    online["connection_string"] = f"127.0.0.1:{port}," + connection.split(",", 1)[1]
+    config["registry"] = {"registry_type": "sql", "path": f"sqlite:///{work}/registry.db"}
+    config["offline_store"] = {"type": "file"}
+    return FeatureStore(config=RepoConfig(**config), repo_path=str(work))
+
+def outcome(fn):
+    try:
+        return {"ok": fn()}
+    except Exception as exc:
+        return {"error": type(exc).__name__, "message": str(exc)[:200]}
+
+# Feast substitutes ${VAR}s in the file's text before parsing it (the server's env holds the password).
+connection = yaml.safe_load(text.replace("${FEAST_REDIS_PASSWORD}", password))["online_store"]["connection_string"]
+parquet = work / "stats.parquet"
+now = datetime.now(timezone.utc)
+row = pd.DataFrame({"driver_id": [1], "trips": [42], "event_timestamp": [now], "created": [now]})
+row.to_parquet(parquet)
+driver = Entity(name="driver", join_keys=["driver_id"], value_type=ValueType.INT64)
+view = FeatureView(name="stats", entities=[driver], ttl=timedelta(days=1),
+                   schema=[Field(name="driver_id", dtype=Int64), Field(name="trips", dtype=Int64)],
+                   source=FileSource(path=str(parquet), timestamp_field="event_timestamp"), online=True)
+results = {}
+plinth = store(connection)
+plinth.apply([driver, view])
+results["write"] = outcome(lambda: plinth.write_to_online_store("stats", row) or True)
+results["read"] = outcome(lambda: plinth.get_online_features(
+    features=["stats:trips"], entity_rows=[{"driver_id": 1}]).to_dict()["trips"])
+# Without sentinel_kwargs redis-py asks the Sentinels unauthenticated: they refuse.
+bare = store(",".join(part for part in connection.split(",") if not part.startswith("sentinel_kwargs=")))
+results["read-without-sentinel-password"] = outcome(lambda: bare.get_online_features(
+    features=["stats:trips"], entity_rows=[{"driver_id": 1}]).to_dict()["trips"])
+print(json.dumps(results))
+''')
+
+
+def test_the_prod_config_reaches_redis_through_password_protected_sentinels(tmp_path):
+    """Plinth's staging/prod feature_store.yaml against a real redis-server and redis-sentinel configured as the
+    operator configures them (the password on Redis and on the Sentinel, auth-pass towards Redis): Feast finds
+    the master, writes and reads; without `sentinel_kwargs` the Sentinel refuses it."""
+    python = feast_python()
+    server, sentinel = shutil.which("redis-server"), shutil.which("redis-sentinel")
+    if server is None or sentinel is None:
+        pytest.skip("no redis-server/redis-sentinel on PATH (Debian: apt-get install redis-server redis-sentinel)")
+    seed, rport, sport = "Platform-pw-1", free_port(), free_port()
+    (tmp_path / "user.acl").write_text(redis_acl(seed, "test", ("fraud",)), encoding="utf-8")
+    (tmp_path / "redis.conf").write_text(f"port {rport}\nbind 127.0.0.1\nrequirepass {seed}\nmasterauth {seed}\n"
+                                         f"aclfile {tmp_path}/user.acl\nsave \"\"\nappendonly no\ndir {tmp_path}\n")
+    (tmp_path / "sentinel.conf").write_text(f"port {sport}\nbind 127.0.0.1\nrequirepass {seed}\ndir {tmp_path}\n"
+                                            f"sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {rport} 1\n"
+                                            f"sentinel auth-pass {SENTINEL_MASTER} {seed}\n")
+    processes = [subprocess.Popen([server, str(tmp_path / "redis.conf")], stdout=subprocess.DEVNULL),
+                 subprocess.Popen([sentinel, str(tmp_path / "sentinel.conf")], stdout=subprocess.DEVNULL)]
+    try:
+        wait_for(rport)
+        wait_for(sport)
+        text = feature_store_yaml(spec("prod").feature_store.feast, replicated=True)
+        proc = subprocess.run([python, "-c", SENTINEL_CLIENT, str(tmp_path), str(sport), text, seed],
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert results["write"] == {"ok": True} and results["read"] == {"ok": [42]}, results
+    assert results["read-without-sentinel-password"]["error"] == "MasterNotFoundError"
+
+
 def test_a_team_can_neither_read_nor_write_another_teams_online_features(tmp_path):
     """Each team's server config (Plinth's, as generated) against a redis-server loaded with Plinth's ACL file:
     fraud and credit write and read their own features; credit, pointing its config at fraud's project with its
@@ -506,19 +605,13 @@ def test_a_team_can_neither_read_nor_write_another_teams_online_features(tmp_pat
     block = spec("dev").feature_store.feast
     seed, teams = "Platform-pw-1", ("fraud", "credit")
     (tmp_path / "user.acl").write_text(redis_acl(seed, "test", teams), encoding="utf-8")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     # The operator's configuration: the platform's password (requirepass) and the ACL file.
     (tmp_path / "redis.conf").write_text(f"port {port}\nbind 127.0.0.1\nrequirepass {seed}\n"
                                          f"aclfile {tmp_path}/user.acl\nsave \"\"\nappendonly no\ndir {tmp_path}\n")
     redis = subprocess.Popen([server, str(tmp_path / "redis.conf")], stdout=subprocess.DEVNULL)
     try:
-        for _ in range(50):
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            subprocess.run(["sleep", "0.1"])
+        wait_for(port)
         configs = {team: team_feature_store_yaml(block, team, False) for team in teams}
         passwords = {team: team_redis_password(seed, "test", team) for team in teams}
         proc = subprocess.run([python, "-c", CROSS_TEAM, str(tmp_path), str(port), json.dumps(configs)],
