@@ -76,6 +76,10 @@ RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"dro
                         "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 POD_SECURITY = {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
                 "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}}
+TEAM_SERVER_UID = 10001
+"""The user of the teams' servers: above every host account; the image user's group (UID) keeps its files
+readable and the shared volumes' group the same as the chart server's."""
+TEAM_POD_SECURITY = {**POD_SECURITY, "runAsUser": TEAM_SERVER_UID}
 SERVER_RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
 
 _UNSAFE_REDIS_PASSWORD = re.compile(r'[\s,"\\]')
@@ -550,12 +554,12 @@ def team_server_spec(block, ctx: PlatformContext, team: str, image: str) -> dict
         "template": {"metadata": {"labels": labels}, "spec": {
             "automountServiceAccountToken": False,
             "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
-            "securityContext": POD_SECURITY,
+            "securityContext": TEAM_POD_SECURITY,
             **({"affinity": _spread_pods(labels)} if replicas > 1 else {}),
             "containers": [{
                 "name": "feast-feature-server",
                 "image": image,
-                "imagePullPolicy": "IfNotPresent",
+                "imagePullPolicy": "Always",  # the tag is pinned; Always re-checks it against the registry
                 "command": ["feast", "serve", "-h", "0.0.0.0"],
                 "env": [{"name": "FEATURE_STORE_YAML_BASE64", "value": base64.b64encode(text.encode()).decode()},
                         *team_server_env(block, team)],
