@@ -297,12 +297,13 @@ HA_EXEMPTIONS: tuple[HaExemption, ...] = (
                 (("plinth.dev/track", "shadow"),)),
     HaExemption("gpu-operator", "gpu-operator", "the chart fixes the operator's Deployment at one replica; the "
                 "GPU DaemonSets it reconciles keep running without it (an outage delays changes, not GPU pods)"),
-    HaExemption("gpu-operator", "*-node-feature-discovery-gc", "garbage-collects the NodeFeature objects of "
-                "deleted nodes, without leader election; nothing waits on it"),
-    HaExemption("monitoring", "*-operator", "prometheus-operator has no leader election and the chart fixes one "
-                "replica; Prometheus and Alertmanager keep running without it (changes wait)"),
-    HaExemption("monitoring", "*-kube-state-metrics", "kube-state-metrics has no leader election: a second "
-                "replica exports every series twice (sums double); a restart re-lists the API (a gap, no loss)"),
+    HaExemption("gpu-operator", "gpu-operator-node-feature-discovery-gc", "garbage-collects the NodeFeature "
+                "objects of deleted nodes, without leader election; nothing waits on it"),
+    HaExemption("monitoring", "kube-prometheus-stack-operator", "prometheus-operator has no leader election and "
+                "the chart fixes one replica; Prometheus and Alertmanager keep running without it (changes wait)"),
+    HaExemption("monitoring", "kube-prometheus-stack-kube-state-metrics", "kube-state-metrics has no leader "
+                "election: a second replica exports every series twice (sums double); a restart re-lists the API "
+                "(a gap, no loss)"),
     HaExemption("longhorn-system", "longhorn-driver-deployer", "deploys Longhorn's CSI driver objects at start, "
                 "then idles; volumes do not depend on it"),
     HaExemption("longhorn-system", "longhorn-ui", "Longhorn's web UI, off the data path; the chart has no "
