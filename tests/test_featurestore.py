@@ -256,7 +256,7 @@ def teams():
 def test_each_team_reaches_its_own_feature_server_only(teams):
     policies = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]): r.inputs["spec"]
                 for r in teams.values() if r.type.endswith(":NetworkPolicy")}
-    for team, other in (("fraud", "credit"), ("credit", "fraud")):
+    for team in ("fraud", "credit"):
         server = {"app.kubernetes.io/name": "feast-team-server", "plinth.dev/feast-team": team}
         assert policies[(team, "allow-to-feast")]["egress"] == [{
             "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "feast"}},

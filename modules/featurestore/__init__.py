@@ -1,4 +1,6 @@
-"""Feature store: the Feast feature server, its PostgreSQL (CloudNativePG) and its Redis (OT redis-operator).
+"""Feature store: the Feast feature servers (the chart's for the platform's project, and one per team for the
+team's own project), their PostgreSQL (CloudNativePG) and their Redis (OT redis-operator), where each team's
+Redis user may touch only its own project's keys.
 
 Three services, installed in this order: the CloudNativePG operator, the Redis operator (only for a
 Redis online store) and Feast. The PostgreSQL `Cluster` and the `Redis` are custom resources of the
