@@ -168,6 +168,8 @@ CHARTS: dict[str, Chart] = {
             # The operands of the Redis resources Plinth declares (the versions of the OT `redis` chart 0.16.9).
             "quay.io/opstree/redis-exporter:v1.44.0",
             "quay.io/opstree/redis:v7.0.15",
+            # The Sentinels of a replicated Redis (staging and prod; the `redis-replication` chart's version).
+            "quay.io/opstree/redis-sentinel:v7.0.15",
         ),
     ),
     "gpu-operator": Chart(

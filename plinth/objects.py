@@ -145,3 +145,11 @@ def platform_ingress(name: str, ns: str, component: str, peers: tuple[Peer, ...]
     for kind, policy, spec in policies:
         network_policy(kind, resource_name(name, policy), spec, ctx.metadata(policy, component, namespace=ns),
                        ctx, opts)
+
+
+def disruption_budget(resource: str, metadata: dict, selector: dict,
+                      opts: pulumi.ResourceOptions) -> k8s.policy.v1.PodDisruptionBudget:
+    """A PodDisruptionBudget letting a drain take one pod of a replicated workload at a time (`maxUnavailable:
+    1`): for the chart workloads whose chart has no budget of its own. `selector`: the pods' matchLabels."""
+    return k8s.policy.v1.PodDisruptionBudget(
+        resource, metadata=metadata, spec={"maxUnavailable": 1, "selector": {"matchLabels": selector}}, opts=opts)

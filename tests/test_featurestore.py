@@ -12,6 +12,8 @@ import base64
 import json
 import os
 import re
+import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -29,7 +31,8 @@ from plinth.context import StackSecrets
 from plinth.engine.offline import plan, record
 from plinth.mirror import mirror_list
 from plinth.modules.featurestore import (
-    ENV_POSTGRES_PASSWORD, ENV_POSTGRES_USER, ENV_REDIS_PASSWORD, checked_redis_password, feature_store_yaml,
+    ENV_POSTGRES_PASSWORD, ENV_POSTGRES_USER, ENV_REDIS_PASSWORD, SENTINEL_MASTER, checked_redis_password,
+    feature_store_yaml, redis_acl, team_feature_store_yaml, team_redis_password,
 )
 from plinth.plan import SECRET, Plan
 from plinth.program import build_platform
@@ -118,6 +121,32 @@ def test_the_redis_password_never_reaches_a_plan():
     assert resources["feast-redis-password"].inputs["stringData"] == SECRET
     assert resources["feast-redis"].inputs["spec"]["kubernetesConfig"]["redisSecret"] == {
         "name": "feast-redis-password", "key": "password"}
+
+
+def test_prod_redis_is_a_replication_behind_sentinels_with_disruption_budgets(dev, prod):
+    assert dev["feast-redis"].inputs["kind"] == "Redis" and "feast-redis-sentinel" not in dev
+    replication, sentinel = prod["feast-redis"].inputs, prod["feast-redis-sentinel"].inputs
+    assert (replication["kind"], sentinel["kind"]) == ("RedisReplication", "RedisSentinel")
+    assert replication["spec"]["clusterSize"] == 3 and sentinel["spec"]["clusterSize"] == 3
+    # The operator makes a PodDisruptionBudget for each (`<name>-replication`, `<name>-sentinel`).
+    assert replication["spec"]["pdb"] == sentinel["spec"]["pdb"] == {"enabled": True, "maxUnavailable": 1}
+    secret = {"name": "feast-redis-password", "key": "password"}
+    config = sentinel["spec"]["redisSentinelConfig"]
+    assert config["redisReplicationName"] == "feast-redis" and config["redisReplicationPassword"] == {
+        "secretKeyRef": secret}
+    assert sentinel["spec"]["kubernetesConfig"]["redisSecret"] == secret  # the Sentinels require the password
+    assert prod["feast-redis"].urn in prod["feast-redis-sentinel"].dependencies
+    online = yaml.safe_load(server_yaml(prod))["online_store"]
+    assert (online["redis_type"], online["sentinel_master"]) == ("redis_sentinel", config["masterGroupName"])
+    assert online["connection_string"].startswith("feast-redis-sentinel.feast.svc:26379,")
+    # The feature server and the operators keep one pod through a drain.
+    budgets = {r.inputs["metadata"]["name"]: r.inputs for r in prod.values() if r.type.endswith(":PodDisruptionBudget")}
+    assert budgets["feast-feature-server"]["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": {
+        "app.kubernetes.io/name": "feast-feature-server", "app.kubernetes.io/instance": "feast-feature-server"}}}
+    assert budgets["redis-operator"]["metadata"]["namespace"] == "redis-operator"
+    assert budgets["cloudnative-pg"]["metadata"]["namespace"] == "cnpg-system"
+    assert prod["redis-operator"].inputs["values"]["replicas"] == 2
+    assert not [r for r in dev.values() if r.type.endswith(":PodDisruptionBudget")]
 
 
 def test_a_redis_password_that_would_break_the_connection_string_is_refused_without_echo():
@@ -211,18 +240,71 @@ def test_spec_values_reach_the_feast_chart_only():
     assert [v.rule for v in check_rules(owned)] == ["values-owned-key"]
 
 
-def test_teams_reach_the_feature_server_port_only(dev):
+def two_teams(environment: str = "dev") -> dict:
+    doc = merge(YAML(typ="safe").load(MINIMAL), {
+        "metadata": {"environment": environment}, "monitoring": {"enabled": True},
+        "featureStore": {"feast": {"enabled": True}}})
+    doc["teams"].append({"name": "credit"})
+    return by_name(plan(PlatformSpec.model_validate(doc), "test"))
+
+
+@pytest.fixture(scope="module")
+def teams():
+    return two_teams()
+
+
+def test_each_team_reaches_its_own_feature_server_only(teams):
     policies = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]): r.inputs["spec"]
-                for r in dev.values() if r.type.endswith(":NetworkPolicy")}
-    team = policies[("fraud", "allow-to-feast")]
-    assert team["egress"] == [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "feast"}}}],
-                               "ports": [{"protocol": "TCP", "port": 6566}]}]
-    assert policies[("feast", "allow-from-teams")]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 6566}]
+                for r in teams.values() if r.type.endswith(":NetworkPolicy")}
+    for team in ("fraud", "credit"):
+        server = {"app.kubernetes.io/name": "feast-team-server", "plinth.dev/feast-team": team}
+        assert policies[(team, "allow-to-feast")]["egress"] == [{
+            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "feast"}},
+                    "podSelector": {"matchLabels": server}}],
+            "ports": [{"protocol": "TCP", "port": 6566}]}]
+        ingress = policies[("feast", f"allow-from-{team}")]
+        assert ingress["podSelector"] == {"matchLabels": server}
+        assert ingress["ingress"] == [{"from": [{"namespaceSelector": {"matchLabels": {
+            "kubernetes.io/metadata.name": team}}}], "ports": [{"protocol": "TCP", "port": 6566}]}]
+        # The team's server: its own project and Redis user, its own password Secret.
+        deployment = next(r.inputs for r in teams.values() if r.type.endswith(":Deployment")
+                          and r.inputs["metadata"]["name"] == f"feast-{team}")
+        container, = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        config = yaml.safe_load(base64.b64decode(env["FEATURE_STORE_YAML_BASE64"]["value"]).decode())
+        assert config["project"] == f"features_{team}"
+        assert config["online_store"]["connection_string"] == (
+            f"feast-redis.feast.svc:6379,username=team-{team},password=${{FEAST_REDIS_PASSWORD}}")
+        assert env[ENV_REDIS_PASSWORD]["valueFrom"]["secretKeyRef"] == {"name": f"feast-{team}-redis",
+                                                                         "key": "password"}
+        assert deployment["spec"]["template"]["metadata"]["labels"] == server
+    # No team reaches the feast namespace as a whole (the platform's own server, Redis, PostgreSQL).
+    assert ("feast", "allow-from-teams") not in policies
     # The operators reach their instances; nothing else of the platform gets in.
     assert policies[("feast", "allow-from-postgres-operator")]["ingress"][0]["ports"] == [
         {"protocol": "TCP", "port": 8000}, {"protocol": "TCP", "port": 5432}]
     assert policies[("feast", "allow-from-redis-operator")]["ingress"][0]["ports"] == [
         {"protocol": "TCP", "port": 6379}]
+    # Redis knows one user per team, and the ACL Secret lists only digests.
+    assert teams["feast-redis"].inputs["spec"]["acl"] == {"secret": {"secretName": "feast-redis-acl"}}
+    assert teams["feast-redis-acl"].inputs["stringData"] == SECRET
+
+
+def test_team_servers_are_replicated_with_budgets_in_prod():
+    prod_teams = two_teams("prod")
+    for team in ("fraud", "credit"):
+        deployment = next(r.inputs for r in prod_teams.values() if r.type.endswith(":Deployment")
+                          and r.inputs["metadata"]["name"] == f"feast-{team}")
+        assert deployment["spec"]["replicas"] == 2
+        budget = next(r.inputs for r in prod_teams.values() if r.type.endswith(":PodDisruptionBudget")
+                      and r.inputs["metadata"]["name"] == f"feast-{team}")
+        assert budget["spec"]["selector"] == deployment["spec"]["selector"]
+        container, = deployment["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in container["env"]}
+        config = yaml.safe_load(base64.b64decode(env["FEATURE_STORE_YAML_BASE64"]["value"]).decode())
+        # The operator's master Service: the Sentinels answer only to the platform's password.
+        assert config["online_store"]["connection_string"].startswith(
+            f"feast-redis-master.feast.svc:6379,username=team-{team},")
 
 
 def test_air_gap_every_image_comes_from_the_mirror_and_is_listed():
@@ -243,7 +325,8 @@ def test_air_gap_every_image_comes_from_the_mirror_and_is_listed():
     listed = {i.target for i in mirror_list(the_spec).images}
     for chart in ("feast", "cloudnative-pg", "redis-operator"):
         for image in CHARTS[chart].images:
-            assert mirror + image.split("/", 1)[1] in listed, image
+            # dev runs a standalone Redis: no Sentinels to mirror.
+            assert (mirror + image.split("/", 1)[1] in listed) == ("/redis-sentinel:" not in image), image
 
 
 def test_cloud_offline_stores_are_not_accepted_before_their_targets():
@@ -323,7 +406,7 @@ def test_feast_loads_every_generated_feature_store_yaml(tmp_path):
     expected_online = {"redis": "RedisOnlineStoreConfig", "postgres": "PostgreSQLOnlineStoreConfig"}
     # Feast's `file` offline store is its Dask store.
     expected_offline = {"file": "DaskOfflineStoreConfig", "postgres": "PostgreSQLOfflineStoreConfig"}
-    for case, (_, feast) in CASES.items():
+    for case, (environment, feast) in CASES.items():
         result = loaded[case]
         assert "error" not in result, result
         assert result["project"] == "features" and result["registry"] == "SqlRegistryConfig"
@@ -331,11 +414,230 @@ def test_feast_loads_every_generated_feature_store_yaml(tmp_path):
         assert result["online"] == expected_online[feast.get("onlineStore", "redis")]
         assert result["offline"] == expected_offline[feast.get("offlineStore", "file")]
         store = result["online_store"]
-        if result["online"] == "RedisOnlineStoreConfig":
+        if result["online"] == "RedisOnlineStoreConfig" and environment == "dev":
             assert store["connection_string"] == "feast-redis.feast.svc:6379,password=r3dis #pw: it's"
+            assert store["redis_type"] == "redis"
+        elif result["online"] == "RedisOnlineStoreConfig":
+            # Replicated: the Sentinels, which need the password too (sentinel_kwargs).
+            assert store["connection_string"] == ("feast-redis-sentinel.feast.svc:26379,password=r3dis #pw: it's,"
+                                                  'sentinel_kwargs={"password":"r3dis #pw: it\'s"}')
+            assert (store["redis_type"], store["sentinel_master"]) == ("redis_sentinel", "feast")
         else:
             assert (store["user"], store["password"], store["sslmode"]) == ("feast", "Pg0dummy0Password",
                                                                            "verify-full")
     # Feast itself refuses what it cannot load: the check can fail.
     assert loaded["broken"]["error"] == "FeastOnlineStoreInvalidName", loaded["broken"]
     assert "error" in loaded["typo"] and "connection_strin" in loaded["typo"]["message"], loaded["typo"]
+
+
+# --- team isolation: the real Feast SDK against a real Redis with Plinth's ACL ------------------------
+
+CROSS_TEAM = textwrap.dedent('''\
+import json, sys, os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+import pandas as pd
+import yaml
+from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+from feast.types import Int64
+from feast.value_type import ValueType
+
+work, port = Path(sys.argv[1]), int(sys.argv[2])
+configs = json.loads(sys.argv[3])  # team -> feature_store.yaml text (Plinth's), password env already set
+results = {}
+
+def store(team_yaml: str, password: str, project: str | None = None) -> FeatureStore:
+    config = yaml.safe_load(team_yaml.replace("${FEAST_REDIS_PASSWORD}", password))
+    online = config["online_store"]
+    # The cluster's Service name becomes the loopback server; user and password stay Plinth's.
+    online["connection_string"] = f"127.0.0.1:{port}," + online["connection_string"].split(",", 1)[1]
+    config["registry"] = {"registry_type": "sql", "path": f"sqlite:///{work}/registry.db"}
+    config["offline_store"] = {"type": "file"}
+    if project:
+        config["project"] = project
+    return FeatureStore(config=RepoConfig(**config), repo_path=str(work))
+
+parquet = work / "stats.parquet"
+now = datetime.now(timezone.utc)
+pd.DataFrame({"driver_id": [1], "trips": [7], "event_timestamp": [now], "created": [now]}).to_parquet(parquet)
+driver = Entity(name="driver", join_keys=["driver_id"], value_type=ValueType.INT64)
+view = lambda: FeatureView(name="stats", entities=[driver], ttl=timedelta(days=1),  # noqa: E731
+                           schema=[Field(name="driver_id", dtype=Int64), Field(name="trips", dtype=Int64)],
+                           source=FileSource(path=str(parquet), timestamp_field="event_timestamp"), online=True)
+
+def outcome(fn):
+    try:
+        return {"ok": fn()}
+    except Exception as exc:  # what Redis answers a user outside its keys
+        return {"error": type(exc).__name__, "message": str(exc)[:200]}
+
+passwords = json.loads(os.environ["TEAM_PASSWORDS"])
+for team in configs:
+    own = store(configs[team], passwords[team])
+    own.apply([driver, view()])
+    row = pd.DataFrame({"driver_id": [1], "trips": [100 if team == "fraud" else 200], "event_timestamp": [now],
+                        "created": [now]})
+    results[f"{team}-write-own"] = outcome(lambda: own.write_to_online_store("stats", row) or True)
+    results[f"{team}-read-own"] = outcome(lambda: own.get_online_features(
+        features=["stats:trips"], entity_rows=[{"driver_id": 1}]).to_dict()["trips"])
+
+# credit, with its own credentials, points its config at fraud's project.
+fraud_project = yaml.safe_load(configs["fraud"])["project"]
+thief = store(configs["credit"], passwords["credit"], project=fraud_project)
+results["credit-read-fraud"] = outcome(lambda: thief.get_online_features(
+    features=["stats:trips"], entity_rows=[{"driver_id": 1}]).to_dict()["trips"])
+row = pd.DataFrame({"driver_id": [1], "trips": [-1], "event_timestamp": [now], "created": [now]})
+results["credit-write-fraud"] = outcome(lambda: thief.write_to_online_store("stats", row) or True)
+own = store(configs["fraud"], passwords["fraud"])
+results["fraud-read-after"] = outcome(lambda: own.get_online_features(
+    features=["stats:trips"], entity_rows=[{"driver_id": 1}]).to_dict()["trips"])
+print(json.dumps(results))
+''')
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(port: int) -> None:
+    for _ in range(100):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        subprocess.run(["sleep", "0.1"])
+    raise AssertionError(f"nothing listens on {port}")
+
+
+SENTINEL_CLIENT = textwrap.dedent('''\
+import json, sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+import pandas as pd
+import yaml
+from feast import Entity, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+from feast.types import Int64
+from feast.value_type import ValueType
+
+work, port, text, password = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+
+def store(connection: str) -> FeatureStore:
+    config = yaml.safe_load(text)
+    online = config["online_store"]
+    # The Sentinels' Service becomes the loopback Sentinel; everything after the host stays Plinth's.
+    online["connection_string"] = f"127.0.0.1:{port}," + connection.split(",", 1)[1]
+    config["registry"] = {"registry_type": "sql", "path": f"sqlite:///{work}/registry.db"}
+    config["offline_store"] = {"type": "file"}
+    return FeatureStore(config=RepoConfig(**config), repo_path=str(work))
+
+def outcome(fn):
+    try:
+        return {"ok": fn()}
+    except Exception as exc:
+        return {"error": type(exc).__name__, "message": str(exc)[:200]}
+
+# Feast substitutes ${VAR}s in the file's text before parsing it (the server's env holds the password).
+connection = yaml.safe_load(text.replace("${FEAST_REDIS_PASSWORD}", password))["online_store"]["connection_string"]
+parquet = work / "stats.parquet"
+now = datetime.now(timezone.utc)
+row = pd.DataFrame({"driver_id": [1], "trips": [42], "event_timestamp": [now], "created": [now]})
+row.to_parquet(parquet)
+driver = Entity(name="driver", join_keys=["driver_id"], value_type=ValueType.INT64)
+view = FeatureView(name="stats", entities=[driver], ttl=timedelta(days=1),
+                   schema=[Field(name="driver_id", dtype=Int64), Field(name="trips", dtype=Int64)],
+                   source=FileSource(path=str(parquet), timestamp_field="event_timestamp"), online=True)
+results = {}
+plinth = store(connection)
+plinth.apply([driver, view])
+results["write"] = outcome(lambda: plinth.write_to_online_store("stats", row) or True)
+results["read"] = outcome(lambda: plinth.get_online_features(
+    features=["stats:trips"], entity_rows=[{"driver_id": 1}]).to_dict()["trips"])
+# Without sentinel_kwargs redis-py asks the Sentinels unauthenticated: they refuse.
+bare = store(",".join(part for part in connection.split(",") if not part.startswith("sentinel_kwargs=")))
+results["read-without-sentinel-password"] = outcome(lambda: bare.get_online_features(
+    features=["stats:trips"], entity_rows=[{"driver_id": 1}]).to_dict()["trips"])
+print(json.dumps(results))
+''')
+
+
+def test_the_prod_config_reaches_redis_through_password_protected_sentinels(tmp_path):
+    """Plinth's staging/prod feature_store.yaml against a real redis-server and redis-sentinel configured as the
+    operator configures them (the password on Redis and on the Sentinel, auth-pass towards Redis): Feast finds
+    the master, writes and reads; without `sentinel_kwargs` the Sentinel refuses it."""
+    python = feast_python()
+    server, sentinel = shutil.which("redis-server"), shutil.which("redis-sentinel")
+    if server is None or sentinel is None:
+        pytest.skip("no redis-server/redis-sentinel on PATH (Debian: apt-get install redis-server redis-sentinel)")
+    seed, rport, sport = "Platform-pw-1", free_port(), free_port()
+    (tmp_path / "user.acl").write_text(redis_acl(seed, "test", ("fraud",)), encoding="utf-8")
+    (tmp_path / "redis.conf").write_text(f"port {rport}\nbind 127.0.0.1\nrequirepass {seed}\nmasterauth {seed}\n"
+                                         f"aclfile {tmp_path}/user.acl\nsave \"\"\nappendonly no\ndir {tmp_path}\n")
+    (tmp_path / "sentinel.conf").write_text(f"port {sport}\nbind 127.0.0.1\nrequirepass {seed}\ndir {tmp_path}\n"
+                                            f"sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {rport} 1\n"
+                                            f"sentinel auth-pass {SENTINEL_MASTER} {seed}\n")
+    processes = [subprocess.Popen([server, str(tmp_path / "redis.conf")], stdout=subprocess.DEVNULL),
+                 subprocess.Popen([sentinel, str(tmp_path / "sentinel.conf")], stdout=subprocess.DEVNULL)]
+    try:
+        wait_for(rport)
+        wait_for(sport)
+        text = feature_store_yaml(spec("prod").feature_store.feast, replicated=True)
+        proc = subprocess.run([python, "-c", SENTINEL_CLIENT, str(tmp_path), str(sport), text, seed],
+                              capture_output=True, text=True, timeout=300)
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert results["write"] == {"ok": True} and results["read"] == {"ok": [42]}, results
+    assert results["read-without-sentinel-password"]["error"] == "MasterNotFoundError"
+
+
+def test_a_team_can_neither_read_nor_write_another_teams_online_features(tmp_path):
+    """Each team's server config (Plinth's, as generated) against a redis-server loaded with Plinth's ACL file:
+    fraud and credit write and read their own features; credit, pointing its config at fraud's project with its
+    own credentials, is refused on read and write, and fraud's value is unchanged."""
+    python = feast_python()
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.skip("no redis-server on PATH (Debian: apt-get install redis-server)")
+    block = spec("dev").feature_store.feast
+    seed, teams = "Platform-pw-1", ("fraud", "credit")
+    (tmp_path / "user.acl").write_text(redis_acl(seed, "test", teams), encoding="utf-8")
+    port = free_port()
+    # The operator's configuration: the platform's password (requirepass) and the ACL file.
+    (tmp_path / "redis.conf").write_text(f"port {port}\nbind 127.0.0.1\nrequirepass {seed}\n"
+                                         f"aclfile {tmp_path}/user.acl\nsave \"\"\nappendonly no\ndir {tmp_path}\n")
+    redis = subprocess.Popen([server, str(tmp_path / "redis.conf")], stdout=subprocess.DEVNULL)
+    try:
+        wait_for(port)
+        configs = {team: team_feature_store_yaml(block, team, False) for team in teams}
+        passwords = {team: team_redis_password(seed, "test", team) for team in teams}
+        proc = subprocess.run([python, "-c", CROSS_TEAM, str(tmp_path), str(port), json.dumps(configs)],
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "TEAM_PASSWORDS": json.dumps(passwords)})
+    finally:
+        redis.terminate()
+        redis.wait(timeout=30)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert results["fraud-write-own"] == results["credit-write-own"] == {"ok": True}
+    assert results["fraud-read-own"] == {"ok": [100]} and results["credit-read-own"] == {"ok": [200]}
+    for attempt in ("credit-read-fraud", "credit-write-fraud"):
+        assert results[attempt]["error"] == "NoPermissionError", results[attempt]
+        assert "no permissions to access one of the keys" in results[attempt]["message"]
+    assert results["fraud-read-after"] == {"ok": [100]}
+
+
+def test_the_acl_file_holds_digests_and_each_team_only_its_own_keys():
+    acl = redis_acl("Platform-pw-1", "test", ("fraud", "credit"))
+    assert "Platform-pw-1" not in acl and team_redis_password("Platform-pw-1", "test", "fraud") not in acl
+    lines = acl.splitlines()
+    assert lines[0].startswith("user default on #") and lines[0].endswith(" ~* &* +@all")
+    assert [line.split()[1] for line in lines] == ["default", "team-credit", "team-fraud"]
+    assert " ~*_fraud " in lines[2] and "-scan" in lines[2] and "-@dangerous" in lines[2]
+    # Deterministic per team, different across teams and platforms.
+    assert team_redis_password("s", "p", "fraud") == team_redis_password("s", "p", "fraud")
+    assert len({team_redis_password("s", "p", "fraud"), team_redis_password("s", "p", "credit"),
+                team_redis_password("s", "q", "fraud")}) == 3

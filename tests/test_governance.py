@@ -19,7 +19,7 @@ from ruamel.yaml import YAML
 from support import BLUEPRINTS, MINIMAL, ROOT, ROUTE_CAPTURES, ROUTES_OF_ITS_OWN, STACKS
 from plinth.engine.offline import plan
 from plinth.governance.check import check, subjects
-from plinth.governance.policies import POLICIES, Subject, evaluate, read_levels
+from plinth.governance.policies import HA_EXEMPTIONS, POLICIES, Subject, evaluate, read_levels
 from plinth.modules.governance import spec_hash
 from plinth.spec.load import load_spec, load_stack_spec
 from plinth.spec.models import PlatformSpec
@@ -116,6 +116,80 @@ def test_prod_high_availability(prod):
     bad = changed(prod, release, lambda p: p["values"]["server"]["ha"].update(replicas=1))
     assert violations(bad, "prod-high-availability") == [
         ("Release vault", "Vault is not raft HA with at least 3 replicas")]
+
+
+def _object(kind: str, name: str, namespace: str, spec: dict, api: str = "apps/v1") -> Subject:
+    """A Kubernetes object as `plinth check` sees one (a chart's rendered object, or one of Plinth's)."""
+    return Subject(f"kubernetes:{api}:{kind}", name, {"apiVersion": api, "kind": kind,
+                                                      "metadata": {"name": name, "namespace": namespace},
+                                                      "spec": spec})
+
+
+def _deployment(name: str, namespace: str, replicas: int | None, labels: dict) -> Subject:
+    spec = {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels}, "spec": {}}}
+    return _object("Deployment", name, namespace, spec if replicas is None else {**spec, "replicas": replicas})
+
+
+def _budget(name: str, namespace: str, labels: dict) -> Subject:
+    return _object("PodDisruptionBudget", name, namespace, {"maxUnavailable": 1, "selector": {"matchLabels": labels}},
+                   api="policy/v1")
+
+
+def test_prod_high_availability_every_workload_has_two_replicas_and_a_budget(prod):
+    app = {"app": "api"}
+    added = [
+        _deployment("single", "apps", None, {"app": "single"}),           # replicas default to 1
+        _deployment("api", "apps", 2, app), _budget("api", "apps", app),   # fine
+        _deployment("unbudgeted", "apps", 3, {"app": "x"}),
+        _budget("elsewhere", "other", {"app": "x"}),                       # another namespace's budget
+        _object("Redis", "cache", "apps", {}, api="redis.redis.opstreelabs.in/v1beta2"),
+        _object("RedisReplication", "rr", "apps", {"clusterSize": 3}, api="redis.redis.opstreelabs.in/v1beta2"),
+        _object("Cluster", "pg", "apps", {"instances": 3, "enablePDB": False}, api="postgresql.cnpg.io/v1"),
+        _object("Cluster", "pg-ok", "apps", {"instances": 3}, api="postgresql.cnpg.io/v1"),
+        # prometheus-operator labels the pods; the chart's budget selects them by those labels.
+        _object("Prometheus", "prom", "monitoring", {"replicas": 2}, api="monitoring.coreos.com/v1"),
+        _budget("prom", "monitoring", {"app.kubernetes.io/name": "prometheus", "operator.prometheus.io/name": "prom"}),
+        _object("Alertmanager", "am", "monitoring", {"replicas": 3}, api="monitoring.coreos.com/v1"),
+        # Named by HA_EXEMPTIONS (a model's canary track; a chart fixing its operator at one replica).
+        _deployment("m-canary", "fraud", 1, {"plinth.dev/track": "canary"}),
+        _deployment("gpu-operator", "gpu-operator", 1, {"app": "gpu-operator"}),
+    ]
+    assert violations(prod + added, "prod-high-availability") == [
+        ("Deployment apps/single", "runs 1 replica(s): prod needs 2 or more"),
+        ("Deployment apps/single", "no PodDisruptionBudget in namespace apps selects its pods"),
+        ("Deployment apps/unbudgeted", "no PodDisruptionBudget in namespace apps selects its pods"),
+        ("Redis apps/cache", "runs 1 replica(s): prod needs 2 or more"),
+        ("Redis apps/cache", "no PodDisruptionBudget: a standalone Redis is one pod"),
+        ("RedisReplication apps/rr", "no PodDisruptionBudget: pdb.enabled is not true"),
+        ("Cluster apps/pg", "no PodDisruptionBudget: enablePDB is false"),
+        ("Alertmanager monitoring/am", "no PodDisruptionBudget in namespace monitoring selects its pods"),
+    ]
+    # Only prod is held to it.
+    dev = [s for s in prod if not (s.kind == "ConfigMap" and s.metadata.get("name") == "plinth-ledger")]
+    assert violations(dev + added, "prod-high-availability") == []
+
+
+def test_prod_high_availability_sees_plinths_own_workloads():
+    found = subjects(plan(platform(metadata={"environment": "prod"}, secrets={"vault": {"ha": True}},
+                                   registry={"pythonIndex": {"enabled": True}},
+                                   featureStore={"feast": {"enabled": True}}), "test"))
+    assert violations(found, "prod-high-availability") == []
+    bad = changed(found, by_kind("Deployment", "pypiserver"), lambda p: p["spec"].update(replicas=1))
+    bad = [s for s in bad if not (s.type.endswith(":PodDisruptionBudget") and s.metadata["name"] == "pypiserver")]
+    bad = changed(bad, lambda s: s.type.endswith(":RedisReplication"), lambda p: p["spec"].pop("pdb"))
+    assert violations(bad, "prod-high-availability") == [
+        ("RedisReplication feast/feast-redis", "no PodDisruptionBudget: pdb.enabled is not true"),
+        ("Deployment python-index/pypiserver", "runs 1 replica(s): prod needs 2 or more"),
+        ("Deployment python-index/pypiserver", "no PodDisruptionBudget in namespace python-index selects its pods"),
+    ]
+
+
+def test_every_ha_exemption_is_in_the_readme_table():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for exemption in HA_EXEMPTIONS:
+        labels = ", ".join(f"`{k}={v}`" for k, v in exemption.labels)
+        row = f"| `{exemption.namespace}` | `{exemption.name}` | {labels} | {exemption.reason} |"
+        assert row in readme, row
 
 
 def test_secrets_from_stack_config(clean):

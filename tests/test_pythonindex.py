@@ -109,6 +109,25 @@ def test_the_server_never_falls_back_and_uploads_need_an_account(enabled):
     assert container["image"] == IMAGE
 
 
+def test_staging_and_prod_run_two_replicas_on_one_shared_volume_with_a_disruption_budget():
+    for environment in ("staging", "prod"):
+        objects = resources(**index(enabled=True), metadata={"environment": environment})
+        deployment = server(objects)
+        assert deployment["spec"]["replicas"] == 2
+        assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                                  "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+        pvc = objects[("PersistentVolumeClaim", "python-index", "pypiserver-packages")].inputs
+        assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+        budget = objects[("PodDisruptionBudget", "python-index", "pypiserver")].inputs["spec"]
+        assert budget == {"maxUnavailable": 1, "selector": deployment["spec"]["selector"]}
+        pod = deployment["spec"]["template"]["spec"]
+        term = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+        assert term["podAffinityTerm"]["labelSelector"] == deployment["spec"]["selector"]
+        # Every replica lists the shared directory itself (no inotify cache blind to the other's uploads).
+        args = pod["containers"][0]["args"]
+        assert args[args.index("--backend") + 1] == "simple-dir"
+
+
 def test_the_server_runs_under_restricted_pod_security(enabled):
     pod = server(enabled)["spec"]["template"]["spec"]
     container, = pod["containers"]

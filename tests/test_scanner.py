@@ -10,6 +10,7 @@ checkov`; `.ci/run` makes `.venv-tools`).
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shutil
@@ -27,6 +28,13 @@ from plinth.spec.load import load_spec, load_stack_spec
 SUPPRESSED: dict[str, str] = {
     "CKV_K8S_43": "images Plinth runs itself are pinned by exact tag in plinth/catalog.py; digests are "
                   "pinned where the catalog has them (chart images) and resolved when mirroring otherwise",
+}
+
+# (check id, resource pattern) -> why it does not apply to those resources only.
+SUPPRESSED_FOR: dict[tuple[str, str], str] = {
+    ("CKV_K8S_35", "Deployment.feast.feast-*"): "a team's Feast server reads its credentials only from its "
+    "environment: Feast substitutes the `${VAR}`s of feature_store.yaml from it when it loads the file (each a "
+    "secretKeyRef, never a value), as the Feast chart's own server does",
 }
 
 SPECS = [pytest.param(load_spec, p, id=p.name) for p in BLUEPRINTS if p.suffix == ".yaml"] + [
@@ -55,7 +63,9 @@ def test_the_scanner_finds_nothing_in_what_plinth_authors(load, ref, tmp_path):
     shutil.rmtree(tmp_path / "helm", ignore_errors=True)  # values files, not Kubernetes objects
     report = scan(tmp_path)
     failed = [(c["check_id"], c["check_name"], c["resource"]) for c in report["results"]["failed_checks"]
-              if c["check_id"] not in SUPPRESSED]
+              if c["check_id"] not in SUPPRESSED and not any(
+                  c["check_id"] == check and fnmatch.fnmatchcase(c["resource"], pattern)
+                  for check, pattern in SUPPRESSED_FOR)]
     assert failed == []
     assert report["summary"]["passed"] > 0
 

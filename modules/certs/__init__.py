@@ -39,8 +39,9 @@ class CertManager(HelmService):
             # CRDs with the chart, kept on uninstall (certificates outlive a reinstall).
             "crds": {"enabled": True, "keep": True},
             "replicaCount": replicas,
-            "webhook": {"replicaCount": replicas},
-            "cainjector": {"replicaCount": replicas},
+            # Every Deployment of the chart (controller, webhook, cainjector) keeps one pod through a drain.
+            "webhook": {"replicaCount": replicas, "podDisruptionBudget": {"enabled": replicas > 1}},
+            "cainjector": {"replicaCount": replicas, "podDisruptionBudget": {"enabled": replicas > 1}},
             "podDisruptionBudget": {"enabled": replicas > 1},
             "prometheus": {"enabled": ctx.monitoring, "servicemonitor": {"enabled": ctx.monitoring}},
         }

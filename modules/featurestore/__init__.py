@@ -1,4 +1,6 @@
-"""Feature store: the Feast feature server, its PostgreSQL (CloudNativePG) and its Redis (OT redis-operator).
+"""Feature store: the Feast feature servers (the chart's for the platform's project, and one per team for the
+team's own project), their PostgreSQL (CloudNativePG) and their Redis (OT redis-operator), where each team's
+Redis user may touch only its own project's keys.
 
 Three services, installed in this order: the CloudNativePG operator, the Redis operator (only for a
 Redis online store) and Feast. The PostgreSQL `Cluster` and the `Redis` are custom resources of the
@@ -10,7 +12,10 @@ loads the file) and the server's env takes them from Secrets.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import re
+import string
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -20,7 +25,7 @@ from plinth.catalog import CHARTS, PLATFORM_NAMESPACES, ImageRef
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.cluster.facts import FEAST_SERVICE_ACCOUNT
 from plinth.modules.helm import HelmService, image_values
-from plinth.objects import stack_secret
+from plinth.objects import disruption_budget, network_policy, stack_secret
 from plinth.service import Peer
 
 NAMESPACE = PLATFORM_NAMESPACES["feast"]
@@ -38,9 +43,24 @@ POSTGRES_CA_SECRET = f"{POSTGRES}-ca"
 POSTGRES_CA_DIR = "/etc/feast/postgres-ca"
 
 REDIS = "feast-redis"
-"""The Redis resource; the operator names its Service the same (port 6379)."""
+"""The Redis resource (dev: a standalone `Redis`; staging and prod: a `RedisReplication` and a `RedisSentinel`
+of this name); the operator names the Redis Service the same (port 6379)."""
 REDIS_SECRET = "feast-redis-password"
 REDIS_PORT = 6379
+REDIS_REPLICAS = 3
+"""Redis pods of a replicated online store: one master, two replicas (one node's loss keeps a quorum)."""
+SENTINEL = f"{REDIS}-sentinel"
+"""The Sentinel Service the operator creates for the `RedisSentinel` `feast-redis` (port 26379)."""
+SENTINEL_PORT = 26379
+SENTINEL_MASTER = "feast"
+"""The master group the Sentinels monitor (`masterGroupName`); Feast asks them for its address by this name."""
+
+REDIS_ACL_SECRET = "feast-redis-acl"
+"""The Redis users (key `user.acl`, the operator mounts it at /etc/redis/user.acl): `default` (the platform:
+the stack secret's password) and one user per team, each allowed only its own project's keys."""
+TEAM_LABEL = "plinth.dev/feast-team"
+"""On a team's feature server pods: what the team's network policies select."""
+TEAM_SERVICE_PORT = 80
 
 OFFLINE_CLAIM = "feast-offline"
 OFFLINE_DIR = "/feast/offline"
@@ -56,6 +76,13 @@ REDIS_UID = 1000
 
 RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
                         "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
+                "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}}
+TEAM_SERVER_UID = 10001
+"""The user of the teams' servers: above every host account; the image user's group (UID) keeps its files
+readable and the shared volumes' group the same as the chart server's."""
+TEAM_POD_SECURITY = {**POD_SECURITY, "runAsUser": TEAM_SERVER_UID}
+SERVER_RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}}
 
 _UNSAFE_REDIS_PASSWORD = re.compile(r'[\s,"\\]')
 
@@ -67,6 +94,11 @@ def uses_postgres(block) -> bool:
 
 def uses_redis(block) -> bool:
     return block.online_store == "redis"
+
+
+def replicated_redis(ctx: PlatformContext) -> bool:
+    """Staging and prod run Redis replicated with Sentinel failover; dev a standalone Redis."""
+    return ctx.prod_like
 
 
 def _catalog_image(chart_key: str, repository: str) -> str:
@@ -111,16 +143,24 @@ def _postgres_store() -> dict:
     }
 
 
-def feature_store_yaml(block) -> str:
+def feature_store_yaml(block, replicated: bool = False) -> str:
     """Feast's `feature_store.yaml` for the spec block: deterministic, and without a credential (only
-    `${VAR}` names the feature server fills from its Secret-backed environment)."""
+    `${VAR}` names the feature server fills from its Secret-backed environment). `replicated`: the Redis
+    online store is a replication behind Sentinels (`replicated_redis`)."""
     registry = (f"postgresql+psycopg://{_placeholder(ENV_POSTGRES_USER)}:{_placeholder(ENV_POSTGRES_PASSWORD)}"
                 f"@{POSTGRES_HOST}:5432/{POSTGRES_DATABASE}"
                 f"?sslmode=verify-full&sslrootcert={POSTGRES_CA_DIR}/ca.crt")
-    if block.online_store == "redis":
-        online: dict = {"type": "redis", "redis_type": "redis",
-                        "connection_string": f"{REDIS}.{NAMESPACE}.svc:{REDIS_PORT},"
-                                             f"password={_placeholder(ENV_REDIS_PASSWORD)}"}
+    password = _placeholder(ENV_REDIS_PASSWORD)
+    if block.online_store == "redis" and replicated:
+        # Feast asks the Sentinels for the master. redis-py passes the password to the master only:
+        # the Sentinels (which require it too) get theirs through `sentinel_kwargs`, a JSON value that
+        # Feast's connection-string parser decodes (it must hold no comma: one key).
+        online: dict = {"type": "redis", "redis_type": "redis_sentinel", "sentinel_master": SENTINEL_MASTER,
+                        "connection_string": f"{SENTINEL}.{NAMESPACE}.svc:{SENTINEL_PORT},password={password},"
+                                             f'sentinel_kwargs={{"password":"{password}"}}'}
+    elif block.online_store == "redis":
+        online = {"type": "redis", "redis_type": "redis",
+                  "connection_string": f"{REDIS}.{NAMESPACE}.svc:{REDIS_PORT},password={password}"}
     else:
         # Its own schema (Feast creates it), apart from the registry's tables in `public`.
         online = {**_postgres_store(), "db_schema": "feast_online", "conn_type": "pool", "min_conn": 1,
@@ -148,6 +188,68 @@ def server_env(block) -> list[dict]:
     if uses_redis(block):
         env.append(_env(ENV_REDIS_PASSWORD, REDIS_SECRET, "password"))
     return env
+
+
+# --- per-team isolation ----------------------------------------------------------------------------
+
+_ALPHANUM = string.digits + string.ascii_letters
+
+
+def team_project(block, team: str) -> str:
+    """A team's own Feast project. Feast ends every Redis key with the project's name, and neither the
+    project (a DNS label) nor a team name holds `_`: only this team's keys end with `_<team>`."""
+    return f"{block.project}_{team}"
+
+
+def team_redis_user(team: str) -> str:
+    return f"team-{team}"
+
+
+def team_server(team: str) -> str:
+    """A team's feature server: its Deployment and Service in the feast namespace."""
+    return f"feast-{team}"
+
+
+def team_redis_password(seed: str, platform: str, team: str) -> str:
+    """A team's Redis password: 32 alphanumerics of HMAC-SHA256(stack secret, "<platform>/feast/<team>"), so
+    no new stack secret, no value drawn at render time, and none reveals the seed or another team's."""
+    number = int.from_bytes(hmac.new(seed.encode(), f"{platform}/feast/{team}".encode(), hashlib.sha256).digest(),
+                            "big")
+    chars = []
+    for _ in range(32):
+        number, index = divmod(number, len(_ALPHANUM))
+        chars.append(_ALPHANUM[index])
+    return "".join(chars)
+
+
+TEAM_COMMANDS = "-@all +@read +@write +@connection -@dangerous -@scripting -scan -randomkey"
+"""What a team's Redis user may run: reads and writes of its own keys; not SCAN or RANDOMKEY (they name
+other teams' keys), not scripts, nothing administrative."""
+
+
+def redis_acl(seed: str, platform: str, teams: tuple[str, ...]) -> str:
+    """The ACL file: passwords as SHA-256 (`#<hex>`), never in clear."""
+    def digest(password: str) -> str:
+        return hashlib.sha256(password.encode()).hexdigest()
+
+    lines = [f"user default on #{digest(seed)} ~* &* +@all"]
+    for team in sorted(teams):
+        lines.append(f"user {team_redis_user(team)} on #{digest(team_redis_password(seed, platform, team))} "
+                     f"resetchannels ~*_{team} {TEAM_COMMANDS}")
+    return "\n".join(lines) + "\n"
+
+
+def team_feature_store_yaml(block, team: str, replicated: bool) -> str:
+    """A team's `feature_store.yaml`: its own project, and Redis as its own user (the master Service: the
+    Sentinels answer only to the platform's password)."""
+    config = yaml.safe_load(feature_store_yaml(block))
+    config["project"] = team_project(block, team)
+    if block.online_store == "redis":
+        host = f"{REDIS}-master" if replicated else REDIS
+        config["online_store"] = {"type": "redis", "redis_type": "redis", "connection_string": (
+            f"{host}.{NAMESPACE}.svc:{REDIS_PORT},username={team_redis_user(team)},"
+            f"password={_placeholder(ENV_REDIS_PASSWORD)}")}
+    return yaml.dump(config, Dumper=_Dumper, sort_keys=True, default_flow_style=False)
 
 
 def checked_redis_password(password: str) -> str:
@@ -181,7 +283,9 @@ class CloudNativePg(_FeastDependency):
     @classmethod
     def enabled(cls, spec) -> bool:
         block = cls.block(spec)
-        return bool(block.enabled) and uses_postgres(block)
+        # Also Grafana's database wherever Grafana runs replicated (modules/monitoring: staging and prod).
+        grafana = spec.monitoring.enabled and spec.metadata.environment != "dev"
+        return (bool(block.enabled) and uses_postgres(block)) or grafana
 
     @classmethod
     def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
@@ -201,6 +305,12 @@ class CloudNativePg(_FeastDependency):
             "monitoring": {"podMonitorEnabled": ctx.monitoring},
         }
 
+    def objects(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+        if ctx.prod_like:  # the chart has no budget of its own; its webhooks fail closed
+            chart = self.chart()
+            disruption_budget(resource_name(name, "pdb"), ctx.metadata(chart.name, name, namespace=chart.namespace),
+                              {"app.kubernetes.io/name": chart.name, "app.kubernetes.io/instance": chart.name}, opts)
+
 
 class RedisOperator(_FeastDependency):
     """The OT redis-operator (plinth:featurestore:RedisOperator), watching the feast namespace only."""
@@ -215,8 +325,9 @@ class RedisOperator(_FeastDependency):
 
     @classmethod
     def images(cls, block, ctx: PlatformContext) -> tuple[str, ...]:
-        # The exporter sidecar runs only with monitoring.
-        return tuple(i for i in cls.chart().images if ctx.monitoring or "/redis-exporter:" not in i)
+        # The exporter sidecar runs only with monitoring, the Sentinels only with a replicated Redis.
+        return tuple(i for i in cls.chart().images if (ctx.monitoring or "/redis-exporter:" not in i)
+                     and (replicated_redis(ctx) or "/redis-sentinel:" not in i))
 
     @classmethod
     def owned_values(cls, block, ctx: PlatformContext) -> dict:
@@ -232,10 +343,18 @@ class RedisOperator(_FeastDependency):
                 "watchNamespace": NAMESPACE,
                 "webhook": False,
             },
+            # Leader election (`--leader-elect`): the second replica takes over without a reschedule.
+            "replicas": 2 if ctx.prod_like else 1,
             "podSecurityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
             "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True},
             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "500Mi"}},
         }
+
+    def objects(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+        if ctx.prod_like:  # the chart has no budget of its own
+            disruption_budget(resource_name(name, "pdb"),
+                              ctx.metadata("redis-operator", name, namespace=self.chart().namespace),
+                              {"name": "redis-operator"}, opts)
 
 
 # --- Feast ----------------------------------------------------------------------------------------
@@ -248,9 +367,7 @@ class Feast(HelmService):
     chart_key = "feast"
     spec_path = ("featureStore", "feast")
 
-    @classmethod
-    def tenant_egress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
-        return (Peer("feast", NAMESPACE, (SERVER_PORT,)),)
+    # No `tenant_egress`: a team reaches its own feature server only, through the policies `team_objects` makes.
 
     @classmethod
     def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
@@ -259,12 +376,14 @@ class Feast(HelmService):
             # The operator reaches every instance's manager (8000) and PostgreSQL (5432).
             peers.append(Peer("postgres-operator", CHARTS["cloudnative-pg"].namespace, (8000, 5432)))
         if uses_redis(block):
-            peers.append(Peer("redis-operator", CHARTS["redis-operator"].namespace, (REDIS_PORT,)))
+            # Redis, and with a replicated Redis the Sentinels the operator reconfigures.
+            ports = (REDIS_PORT, SENTINEL_PORT) if replicated_redis(ctx) else (REDIS_PORT,)
+            peers.append(Peer("redis-operator", CHARTS["redis-operator"].namespace, ports))
         return tuple(peers)
 
-    @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
-        ref = cls.chart().images[0]
+    @staticmethod
+    def volumes(block) -> tuple[list[dict], list[dict]]:
+        """The server's volumes and mounts (the chart's and every team's server)."""
         volumes: list[dict] = [
             # Feast writes the decoded feature_store.yaml to a temporary directory; the root stays read-only.
             {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}},
@@ -276,21 +395,26 @@ class Feast(HelmService):
         if block.offline_store == "file":
             volumes.append({"name": "offline", "persistentVolumeClaim": {"claimName": OFFLINE_CLAIM}})
             mounts.append({"name": "offline", "mountPath": OFFLINE_DIR})
+        return volumes, mounts
+
+    @classmethod
+    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+        ref = cls.chart().images[0]
+        volumes, mounts = cls.volumes(block)
         replicas = 2 if ctx.prod_like else 1
         return {
             "image": {**image_values(ref, ctx), "pullPolicy": "IfNotPresent"},
             "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
             "replicaCount": replicas,
             "feast_mode": "online",
-            "feature_store_yaml_base64": base64.b64encode(feature_store_yaml(block).encode()).decode(),
+            "feature_store_yaml_base64": base64.b64encode(
+                feature_store_yaml(block, replicated_redis(ctx)).encode()).decode(),
             "extraEnvs": server_env(block),
             "volumes": volumes,
             "volumeMounts": mounts,
-            "podSecurityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
-                                   "fsGroupChangePolicy": "OnRootMismatch",
-                                   "seccompProfile": {"type": "RuntimeDefault"}},
+            "podSecurityContext": POD_SECURITY,
             "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True},
-            "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"cpu": "2", "memory": "2Gi"}},
+            "resources": SERVER_RESOURCES,
             "affinity": _spread("feast-feature-server") if replicas > 1 else {},
             # `--metrics` and the Service's `metrics` port (8000), which the ServiceMonitor scrapes.
             "metrics": {"enabled": ctx.monitoring},
@@ -317,8 +441,13 @@ class Feast(HelmService):
                 resource_name(name, "redis-password"), ctx.metadata(REDIS_SECRET, name, namespace=NAMESPACE),
                 "plinth:feastRedisPassword",
                 {"password": pulumi.Output.secret(password).apply(checked_redis_password)}, opts)
-            made += [secret, redis(resource_name(name, "redis"), block, ctx, name, pulumi.ResourceOptions.merge(
-                opts, pulumi.ResourceOptions(depends_on=[secret])))]
+            acl = stack_secret(
+                resource_name(name, "redis-acl"), ctx.metadata(REDIS_ACL_SECRET, name, namespace=NAMESPACE),
+                "derived from plinth:feastRedisPassword (SHA-256 of it and of each team's HMAC-SHA256 password)",
+                {"user.acl": pulumi.Output.secret(password).apply(
+                    lambda pw: redis_acl(checked_redis_password(pw), ctx.platform, ctx.teams))}, opts)
+            made += [secret, acl, *redis(name, block, ctx, pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(depends_on=[secret, acl])))]
         if block.offline_store == "file":
             made.append(k8s.core.v1.PersistentVolumeClaim(
                 resource_name(name, "offline"),
@@ -330,12 +459,52 @@ class Feast(HelmService):
             ))
         return made
 
+    def team_objects(self, name: str, block, ctx: PlatformContext, team, opts: pulumi.ResourceOptions) -> None:
+        """Each team's own feature server in the feast namespace, reachable from the team's namespace only:
+        its project, its Redis user (its keys only), its network policies on both sides."""
+        server, labels = team_server(team.name), team_server_labels(team.name)
+        meta = ctx.metadata(server, name, namespace=NAMESPACE, labels=labels)
+        waits: list[pulumi.Resource] = []
+        if uses_redis(block):
+            seed = ctx.secrets.feast_redis_password
+            waits.append(stack_secret(
+                resource_name(name, team.name, "redis"), ctx.metadata(f"{server}-redis", name, namespace=NAMESPACE),
+                "derived from plinth:feastRedisPassword (HMAC-SHA256 per team)",
+                {"password": pulumi.Output.secret(seed).apply(
+                    lambda pw, team=team.name: team_redis_password(pw, ctx.platform, team))}, opts))
+        image = str(_mirrored(self.chart().images[0], ctx))
+        spec = team_server_spec(block, ctx, team.name, image)
+        k8s.apps.v1.Deployment(resource_name(name, team.name, "server"), metadata=meta, spec=spec,
+                               opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=waits)))
+        k8s.core.v1.Service(resource_name(name, team.name, "service"), metadata=meta, spec={
+            "type": "ClusterIP", "selector": labels,
+            "ports": [{"name": "http", "port": TEAM_SERVICE_PORT, "targetPort": "online", "protocol": "TCP"}]},
+            opts=opts)
+        if spec["replicas"] > 1:
+            disruption_budget(resource_name(name, team.name, "pdb"), meta, labels, opts)
+        port = [{"protocol": "TCP", "port": SERVER_PORT}]
+        network_policy("NetworkPolicy", resource_name(name, team.name, "allow-from-team"), {
+            "podSelector": {"matchLabels": labels}, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": team.name}}}], "ports": port}]},
+            ctx.metadata(f"allow-from-{team.name}", name, namespace=NAMESPACE), ctx, opts)
+        network_policy("NetworkPolicy", resource_name(name, team.name, "allow-to-feast"), {
+            "podSelector": {}, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}},
+                                "podSelector": {"matchLabels": labels}}], "ports": port}]},
+            ctx.metadata("allow-to-feast", name, namespace=team.name, team=team.name,
+                         cost_center=team.cost_center), ctx, opts)
+
     def objects(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+        if ctx.prod_like:
+            # The chart has no budget of its own: a drain takes one server replica at a time.
+            disruption_budget(resource_name(name, "server", "pdb"),
+                              ctx.metadata("feast-feature-server", name, namespace=NAMESPACE),
+                              server_selector(self.chart().name), opts)
         if not ctx.monitoring:
             return
         monitors = [("server", "ServiceMonitor", "feast-feature-server", {
-            "selector": {"matchLabels": {"app.kubernetes.io/name": "feast-feature-server",
-                                         "app.kubernetes.io/instance": self.chart().name}},
+            "selector": {"matchLabels": server_selector(self.chart().name)},
             "endpoints": [{"port": "metrics", "interval": "30s"}],
         })]
         if uses_postgres(block):
@@ -344,8 +513,9 @@ class Feast(HelmService):
                 "podMetricsEndpoints": [{"port": "metrics", "interval": "30s"}],
             }))
         if uses_redis(block):
+            setup = "replication" if replicated_redis(ctx) else "standalone"
             monitors.append(("redis", "PodMonitor", REDIS, {
-                "selector": {"matchLabels": {"app": REDIS, "redis_setup_type": "standalone"}},
+                "selector": {"matchLabels": {"app": REDIS, "redis_setup_type": setup}},
                 "podMetricsEndpoints": [{"port": "redis-exporter", "interval": "30s"}],
             }))
         for key, kind, monitor, spec in monitors:
@@ -359,6 +529,59 @@ class Feast(HelmService):
             )
 
 
+def team_server_labels(team: str) -> dict:
+    return {"app.kubernetes.io/name": "feast-team-server", TEAM_LABEL: team}
+
+
+def team_server_env(block, team: str) -> list[dict]:
+    """The platform's PostgreSQL credentials (the registry; teams never see them) and the team's Redis password."""
+    env = [e for e in server_env(block) if e["name"] != ENV_REDIS_PASSWORD]
+    if uses_redis(block):
+        env.append(_env(ENV_REDIS_PASSWORD, f"{team_server(team)}-redis", "password"))
+    return env
+
+
+def team_server_spec(block, ctx: PlatformContext, team: str, image: str) -> dict:
+    """A team's feature server: `feast serve` with the team's feature_store.yaml (its project, its Redis user),
+    the chart's server in every other respect (volumes, security contexts, resources, probes)."""
+    labels = team_server_labels(team)
+    volumes, mounts = Feast.volumes(block)
+    replicas = 2 if ctx.prod_like else 1
+    text = team_feature_store_yaml(block, team, replicated_redis(ctx))
+    probe = {"tcpSocket": {"port": "online"}, "periodSeconds": 10}
+    return {
+        "replicas": replicas,
+        "revisionHistoryLimit": 3,
+        "selector": {"matchLabels": labels},
+        "template": {"metadata": {"labels": labels}, "spec": {
+            "automountServiceAccountToken": False,
+            "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
+            "securityContext": TEAM_POD_SECURITY,
+            **({"affinity": _spread_pods(labels)} if replicas > 1 else {}),
+            "containers": [{
+                "name": "feast-feature-server",
+                "image": image,
+                "imagePullPolicy": "Always",  # the tag is pinned; Always re-checks it against the registry
+                "command": ["feast", "serve", "-h", "0.0.0.0"],
+                "env": [{"name": "FEATURE_STORE_YAML_BASE64", "value": base64.b64encode(text.encode()).decode()},
+                        *team_server_env(block, team)],
+                "ports": [{"name": "online", "containerPort": SERVER_PORT, "protocol": "TCP"}],
+                "readinessProbe": {**probe, "initialDelaySeconds": 5},
+                "livenessProbe": {**probe, "initialDelaySeconds": 30},
+                "resources": SERVER_RESOURCES,
+                "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True},
+                "volumeMounts": mounts,
+            }],
+            "volumes": volumes,
+        }},
+    }
+
+
+def server_selector(release: str) -> dict:
+    """The labels of the chart's feature server pods (its selectorLabels)."""
+    return {"app.kubernetes.io/name": "feast-feature-server", "app.kubernetes.io/instance": release}
+
+
 def _spread(app: str) -> dict:
     """Prefer one replica per node."""
     return {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
@@ -369,7 +592,14 @@ def _spread(app: str) -> dict:
 
 
 def postgres_spec(block, ctx: PlatformContext) -> dict:
-    """The CloudNativePG Cluster: 3 instances (one primary, two streaming replicas) in staging and prod."""
+    """Feast's CloudNativePG Cluster (`cluster_spec`)."""
+    return cluster_spec(POSTGRES_DATABASE, block.postgres_storage, ctx)
+
+
+def cluster_spec(database: str, storage: str, ctx: PlatformContext) -> dict:
+    """A platform CloudNativePG Cluster holding one database (owner of the same name): 3 instances (one
+    primary, two streaming replicas) in staging and prod, 1 in dev. The operator makes the Cluster's
+    PodDisruptionBudgets, the `<name>-app` Secret with the owner's credentials and the `<name>-ca` Secret."""
     image = _mirrored(_catalog_image("cloudnative-pg", "cloudnative-pg/postgresql"), ctx)
     instances = 3 if ctx.prod_like else 1
     spec: dict = {
@@ -378,11 +608,11 @@ def postgres_spec(block, ctx: PlatformContext) -> dict:
         "imagePullPolicy": "IfNotPresent",
         "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
         # The operator creates the database and its owner, and the `-app` Secret with their credentials.
-        "bootstrap": {"initdb": {"database": POSTGRES_DATABASE, "owner": POSTGRES_DATABASE}},
+        "bootstrap": {"initdb": {"database": database, "owner": database}},
         "enableSuperuserAccess": False,
         "primaryUpdateStrategy": "unsupervised",
         # No storageClass: the cluster's default StorageClass.
-        "storage": {"size": block.postgres_storage},
+        "storage": {"size": storage},
         "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
         "affinity": {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname",
                      "podAntiAffinityType": "preferred"},
@@ -407,13 +637,14 @@ def postgres_cluster(resource: str, block, ctx: PlatformContext, component: str,
 
 
 def redis_spec(block, ctx: PlatformContext) -> dict:
-    """A standalone Redis with a volume: the online store is a cache of the offline store, rebuilt by
-    `feast materialize`, so a restart costs freshness, not data."""
+    """The Redis pods' spec, standalone or replicated: image, password Secret, volume, restricted contexts.
+    The online store is a cache of the offline store, rebuilt by `feast materialize`: what replication
+    buys is serving through a node's loss, not data safety."""
     image = _mirrored(_catalog_image("redis-operator", "opstree/redis"), ctx)
     exporter = _mirrored(_catalog_image("redis-operator", "opstree/redis-exporter"), ctx)
     # The image's entrypoint writes its redis.conf into the root filesystem.
     container = {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": False}
-    return {
+    spec: dict = {
         "kubernetesConfig": {
             "image": str(image),
             "imagePullPolicy": "IfNotPresent",
@@ -433,16 +664,60 @@ def redis_spec(block, ctx: PlatformContext) -> dict:
         "podSecurityContext": {"runAsNonRoot": True, "runAsUser": REDIS_UID, "runAsGroup": REDIS_UID,
                                "fsGroup": REDIS_UID, "seccompProfile": {"type": "RuntimeDefault"}},
         "securityContext": container,
+        # The users: the platform (`default`) and one per team (`redis_acl`).
+        "acl": {"secret": {"secretName": REDIS_ACL_SECRET}},
+    }
+    if replicated_redis(ctx):
+        spec["clusterSize"] = REDIS_REPLICAS
+        # The operator's own budget for the Redis pods (`<name>-replication`).
+        spec["pdb"] = {"enabled": True, "maxUnavailable": 1}
+        spec["affinity"] = _spread_pods({"app": REDIS})
+    return spec
+
+
+def sentinel_spec(ctx: PlatformContext) -> dict:
+    """Three Sentinels watching the replication `feast-redis`: a majority (2) agrees the master is gone and
+    promotes a replica; Feast asks them where the master is. They require the Redis password too."""
+    image = _mirrored(_catalog_image("redis-operator", "opstree/redis-sentinel"), ctx)
+    secret = {"name": REDIS_SECRET, "key": "password"}
+    return {
+        "clusterSize": 3,
+        "kubernetesConfig": {
+            "image": str(image),
+            "imagePullPolicy": "IfNotPresent",
+            "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
+            "redisSecret": secret,
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
+        },
+        "redisSentinelConfig": {"redisReplicationName": REDIS, "masterGroupName": SENTINEL_MASTER, "quorum": "2",
+                                "redisReplicationPassword": {"secretKeyRef": secret}},
+        "pdb": {"enabled": True, "maxUnavailable": 1},
+        "affinity": _spread_pods({"app": SENTINEL}),
+        "podSecurityContext": {"runAsNonRoot": True, "runAsUser": REDIS_UID, "runAsGroup": REDIS_UID,
+                               "fsGroup": REDIS_UID, "seccompProfile": {"type": "RuntimeDefault"}},
+        # The image's entrypoint writes its sentinel.conf into the root filesystem.
+        "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": False},
     }
 
 
-def redis(resource: str, block, ctx: PlatformContext, component: str,
-          opts: pulumi.ResourceOptions) -> pulumi.Resource:
-    return k8s.apiextensions.CustomResource(
-        resource,
-        api_version="redis.redis.opstreelabs.in/v1beta2",
-        kind="Redis",
-        metadata=ctx.metadata(REDIS, component, namespace=NAMESPACE),
-        spec=redis_spec(block, ctx),
-        opts=opts,
-    )
+def _spread_pods(labels: dict) -> dict:
+    return {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+        "weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                           "labelSelector": {"matchLabels": labels}}}]}}
+
+
+def redis(component: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+    """dev: a standalone `Redis`; staging and prod: a `RedisReplication` and the `RedisSentinel` watching it."""
+    api = "redis.redis.opstreelabs.in/v1beta2"
+    meta = ctx.metadata(REDIS, component, namespace=NAMESPACE)
+    if not replicated_redis(ctx):
+        return [k8s.apiextensions.CustomResource(resource_name(component, "redis"), api_version=api, kind="Redis",
+                                                 metadata=meta, spec=redis_spec(block, ctx), opts=opts)]
+    replication = k8s.apiextensions.CustomResource(
+        resource_name(component, "redis"), api_version=api, kind="RedisReplication", metadata=meta,
+        spec=redis_spec(block, ctx), opts=opts)
+    sentinel = k8s.apiextensions.CustomResource(
+        resource_name(component, "redis-sentinel"), api_version=api, kind="RedisSentinel", metadata=meta,
+        spec=sentinel_spec(ctx), opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            depends_on=[replication])))
+    return [replication, sentinel]

@@ -178,6 +178,9 @@ class GpuOperator(HelmService):
         values["node-feature-discovery"] = {
             "image": {"repository": f"{nfd.registry}/{nfd.repository}", "tag": nfd.tag},
             "imagePullSecrets": [{"name": s} for s in secrets],
+            # Leader election (on with more than one replica): a second master keeps labelling nodes through
+            # a drain. The chart fixes the operator's own Deployment at one replica (see policies' exemptions).
+            "master": {"replicaCount": 2 if ctx.prod_like else 1, "podDisruptionBudget": {"enable": ctx.prod_like}},
             "worker": {"tolerations": [
                 {"key": "node-role.kubernetes.io/control-plane", "operator": "Equal", "value": "",
                  "effect": "NoSchedule"},

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
-from plinth.catalog import PLATFORM_NAMESPACES
+from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
+from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService
 from plinth.objects import namespace, pull_secret, stack_secret
 from plinth.service import Peer
@@ -22,6 +23,12 @@ NODE_SCRAPE_PORTS = {"node-exporter": 9100, "kubelet": 10250, "kube-controller-m
                      "cilium-envoy": 9964}
 """Scrape targets on the nodes' network (host network or the node itself): the chart's kubelet, node-exporter
 and control-plane jobs, and Cilium's agent, operator and Envoy (their chart defaults)."""
+
+GRAFANA_DB = "grafana-postgres"
+"""Grafana's CloudNativePG Cluster (staging and prod): Services `<name>-rw`, Secrets `<name>-app`, `<name>-ca`."""
+GRAFANA_DB_STORAGE = "5Gi"
+"""Per instance: dashboards, users, sessions and annotations are small."""
+GRAFANA_DB_CA_DIR = "/etc/grafana/postgres-ca"
 
 # Per receiver type: the Alertmanager config block and its *_file field reading the secret.
 RECEIVER_FIELDS = {"webhook": ("webhook_configs", "url_file"), "slack": ("slack_configs", "api_url_file"),
@@ -55,6 +62,25 @@ def alertmanager_config(receivers, drift=None) -> dict:
     return config
 
 
+def grafana_database_values(namespace: str) -> dict:
+    """Grafana's values for its shared database: every replica reads and writes the same dashboards, users
+    and sessions (each on its own SQLite file they would drift apart). The credentials come from the
+    Secret CloudNativePG generates (env GF_DATABASE_USER/PASSWORD override grafana.ini); TLS is verified
+    against the Cluster's CA."""
+    app = f"{GRAFANA_DB}-app"
+    return {
+        "grafana.ini": {"database": {
+            "type": "postgres", "host": f"{GRAFANA_DB}-rw.{namespace}.svc:5432", "name": "grafana",
+            "ssl_mode": "verify-full", "ca_cert_path": f"{GRAFANA_DB_CA_DIR}/ca.crt"}},
+        "envValueFrom": {"GF_DATABASE_USER": {"secretKeyRef": {"name": app, "key": "username"}},
+                         "GF_DATABASE_PASSWORD": {"secretKeyRef": {"name": app, "key": "password"}}},
+        "extraSecretMounts": [{"name": "postgres-ca", "secretName": f"{GRAFANA_DB}-ca", "mountPath": GRAFANA_DB_CA_DIR,
+                               "readOnly": True, "defaultMode": 0o444, "items": [{"key": "ca.crt", "path": "ca.crt"}]}],
+        # A drain takes one of the two replicas at a time.
+        "podDisruptionBudget": {"maxUnavailable": 1},
+    }
+
+
 class Monitoring(HelmService):
     """kube-prometheus-stack (plinth:monitoring:Monitoring)."""
 
@@ -67,7 +93,11 @@ class Monitoring(HelmService):
 
     @classmethod
     def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
-        return (cls.webhook(10250),)  # the operator's admission webhook (PrometheusRule, AlertmanagerConfig)
+        peers = [cls.webhook(10250)]  # the operator's admission webhook (PrometheusRule, AlertmanagerConfig)
+        if ctx.prod_like:
+            # CloudNativePG's operator reaches Grafana's database instances (manager 8000, PostgreSQL 5432).
+            peers.append(Peer("postgres-operator", CHARTS["cloudnative-pg"].namespace, (8000, 5432)))
+        return tuple(peers)
 
     @classmethod
     def airgap_egress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
@@ -84,14 +114,17 @@ class Monitoring(HelmService):
         values: dict = {
             "global": {"imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets]},
             "crds": {"enabled": False},  # plinth:crds:PrometheusOperatorCrds installs them first
-            "prometheus": {"prometheusSpec": {"replicas": prometheus, "retention": block.retention, **selectors}},
+            "prometheus": {"prometheusSpec": {"replicas": prometheus, "retention": block.retention, **selectors},
+                           "podDisruptionBudget": {"enabled": prometheus > 1}},
             "alertmanager": {
+                "podDisruptionBudget": {"enabled": alertmanager > 1},
                 "config": alertmanager_config(block.alertmanager.receivers, block.drift),
                 "alertmanagerSpec": {"replicas": alertmanager,
                                      "secrets": [RECEIVERS_SECRET] if block.alertmanager.receivers else []},
             },
             "grafana": {
                 "replicas": 2 if ctx.prod_like else 1,
+                **(grafana_database_values(cls.chart().namespace) if ctx.prod_like else {}),
                 # No chart-generated admin password: a random one is a new diff on every render.
                 "admin": {"existingSecret": GRAFANA_ADMIN_SECRET, "userKey": "admin-user",
                           "passwordKey": "admin-password"},
@@ -146,6 +179,15 @@ class Monitoring(HelmService):
                 "plinth:alertReceivers",
                 pulumi.Output.secret(ctx.secrets.alert_receivers).apply(lambda urls: {n: str(urls[n]) for n in names}),
                 opts))
+        if ctx.prod_like:
+            made.append(k8s.apiextensions.CustomResource(
+                resource_name(name, "grafana-postgres"),
+                api_version="postgresql.cnpg.io/v1",
+                kind="Cluster",
+                metadata=ctx.metadata(GRAFANA_DB, name, namespace=ns),
+                spec=cluster_spec("grafana", GRAFANA_DB_STORAGE, ctx),
+                opts=opts,
+            ))
         for key, body in (("overview", platform_overview(ctx.platform)),
                           ("tenancy", tenancy_quotas(ctx.platform, list(ctx.teams)))):
             made.append(k8s.core.v1.ConfigMap(

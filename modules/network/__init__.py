@@ -71,6 +71,7 @@ class Cilium(HelmService):
             "operator": {
                 "image": _image(images[cilium_operator_image(ctx.target)], ctx),
                 "replicas": block.operator_replicas or (2 if ctx.prod_like else 1),
+                "podDisruptionBudget": {"enabled": ctx.prod_like},
                 "prometheus": {"enabled": ctx.monitoring, **monitor},
             },
             "envoy": {"enabled": True, "image": _image(images["cilium-envoy"], ctx), "prometheus": monitor},
@@ -86,6 +87,10 @@ class Cilium(HelmService):
                         "server": {"existingSecret": HUBBLE_SERVER_SECRET}},
                 "relay": {
                     "enabled": block.hubble,
+                    # Stateless (it fans out to every node's Hubble): a second replica and a PDB keep flows
+                    # observable through a drain.
+                    "replicas": 2 if ctx.prod_like else 1,
+                    "podDisruptionBudget": {"enabled": ctx.prod_like},
                     "image": _image(images["hubble-relay"], ctx),
                     "tls": {"client": {"existingSecret": HUBBLE_RELAY_CLIENT_SECRET}},
                     "prometheus": {"enabled": ctx.monitoring, **monitor},

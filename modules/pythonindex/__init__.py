@@ -1,7 +1,8 @@
 """The private Python package index (registry.pythonIndex): pypiserver, and pip configured in every team.
 
-With `enabled`, Plinth runs pypiserver in its own namespace (one replica on a ReadWriteOnce volume,
-uploads behind htpasswd accounts, no fallback to a public index) and, with a `hostname`, routes it
+With `enabled`, Plinth runs pypiserver in its own namespace (dev: one replica on a ReadWriteOnce volume;
+staging and prod: two replicas on one ReadWriteMany volume, with a PodDisruptionBudget; uploads behind
+htpasswd accounts, no fallback to a public index) and, with a `hostname`, routes it
 through the platform Gateway. With `url` instead, it runs nothing and points the teams at that index.
 Either way every team namespace gets the ConfigMap `pip-config` (key `pip.conf`). Why pypiserver,
 and how to fill the index: see README.md beside this file.
@@ -19,7 +20,8 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import IMAGES, PLATFORM_NAMESPACES, mirror_image
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
 from plinth.vocabulary import gateway_parent_ref, platform_listener
-from plinth.objects import airgap_egress_policy, children, namespace, platform_ingress, pull_secret, stack_secret
+from plinth.objects import (airgap_egress_policy, children, disruption_budget, namespace, platform_ingress, pull_secret,
+                            stack_secret)
 from plinth.service import Peer, PlatformService
 
 NAMESPACE = PLATFORM_NAMESPACES["python-index"]
@@ -38,6 +40,8 @@ UID = 10001
 """User and group the server runs as: a high UID no host account has (the image's own user is 9898); the
 package volume belongs to it through fsGroup, the image's files are read-only to it."""
 UPLOAD_TMP = "4Gi"
+SHARED_REPLICAS = 2
+"""Replicas in staging and prod, all serving the one ReadWriteMany package volume."""
 """Room for request bodies the server buffers in /tmp during an upload (the largest wheel, twice)."""
 
 
@@ -47,6 +51,8 @@ def server_args() -> list[str]:
 
     `--server auto` is waitress: pypiserver tries it first and the image installs it (threaded, one
     process); the image's gunicorn is its entrypoint script's choice only when given no arguments.
+    `--backend simple-dir` lists the directory on every request: the caching backend learns of new files
+    from inotify, which never fires for a file another replica wrote on a shared (NFS) volume.
     """
     return [
         "run",
@@ -57,6 +63,7 @@ def server_args() -> list[str]:
         "--passwords", HTPASSWD_FILE,
         "--disable-fallback",
         "--health-endpoint", HEALTH_PATH,
+        "--backend", "simple-dir",
         PACKAGES_DIR,
     ]
 
@@ -136,6 +143,7 @@ class PythonIndex(PlatformService):
         in_ns = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[ns]))
         airgap_egress_policy(name, ctx.metadata("airgap-egress", name, namespace=NAMESPACE), ctx, in_ns)
         platform_ingress(name, NAMESPACE, name, self.namespace_peers(block, ctx, NAMESPACE), ctx, in_ns)
+        replicas = SHARED_REPLICAS if ctx.prod_like else 1
         waits: list[pulumi.Resource] = []
         pulls = pull_secret(name, ctx.metadata(PULL_SECRET, name, namespace=NAMESPACE), ctx, in_ns)
         if pulls:
@@ -147,7 +155,9 @@ class PythonIndex(PlatformService):
             resource_name(name, "packages"),
             metadata=ctx.metadata(f"{SERVICE}-packages", name, namespace=NAMESPACE),
             # No storageClassName: the cluster's default StorageClass.
-            spec={"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": index.storage}}},
+            # Shared by every replica in staging and prod (the default StorageClass must offer it: Longhorn does).
+            spec={"accessModes": ["ReadWriteMany" if replicas > 1 else "ReadWriteOnce"],
+                  "resources": {"requests": {"storage": index.storage}}},
             opts=in_ns,
         ))
         selector = {"app.kubernetes.io/component": name, "app.kubernetes.io/instance": ctx.platform,
@@ -157,19 +167,22 @@ class PythonIndex(PlatformService):
             resource_name(name, "server"),
             metadata=meta,
             spec={
-                # One writer on a ReadWriteOnce volume: one replica, and Recreate so a rollout never
-                # waits on a volume the old pod still holds.
-                "replicas": 1,
-                "strategy": {"type": "Recreate"},
+                # dev: one writer on a ReadWriteOnce volume, and Recreate so a rollout never waits on a
+                # volume the old pod still holds. Shared volume: replicas roll one at a time.
+                "replicas": replicas,
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+                if replicas > 1 else {"type": "Recreate"},
                 "revisionHistoryLimit": 3,
                 "selector": {"matchLabels": selector},
                 "template": {
                     "metadata": {"labels": meta["labels"]},
-                    "spec": self._pod(ctx),
+                    "spec": self._pod(ctx, selector if replicas > 1 else None),
                 },
             },
             opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=waits)),
         )
+        if replicas > 1:
+            disruption_budget(resource_name(name, "pdb"), meta, selector, in_ns)
         k8s.core.v1.Service(
             resource_name(name, "service"),
             metadata=meta,
@@ -197,9 +210,14 @@ class PythonIndex(PlatformService):
             )
 
     @staticmethod
-    def _pod(ctx: PlatformContext) -> dict:
+    def _pod(ctx: PlatformContext, spread: dict | None) -> dict:
+        """`spread`: the replicas' labels, to prefer one replica per node."""
         probe = {"httpGet": {"path": HEALTH_PATH, "port": "http"}, "timeoutSeconds": 5}
+        affinity = {"affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+            "weight": 100, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                               "labelSelector": {"matchLabels": spread}}}]}}} if spread else {}
         return {
+            **affinity,
             "automountServiceAccountToken": False,
             "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
             # fsGroup: the volume's root belongs to the server's group (checked once, not on every start).

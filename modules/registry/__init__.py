@@ -202,14 +202,15 @@ class Harbor(HelmService):
                 "credentials": {"username": REGISTRY_USER, "existingSecret": REGISTRY_SECRET},
             },
             "trivy": {
-                "enabled": True, "image": image_values(images["trivy-adapter-photon"], ctx),
+                # A StatefulSet: each replica has its own vulnerability database volume.
+                "enabled": True, "image": image_values(images["trivy-adapter-photon"], ctx), **ha,
                 # Air-gap: no database download, no dependency lookups (README: mirroring the DB).
                 "skipUpdate": airgap, "skipJavaDBUpdate": airgap, "offlineScan": airgap,
             },
             "database": {"internal": {
                 "image": image_values(images["harbor-db"], ctx), "password": db_password}},
             "redis": {"internal": {"image": image_values(images["redis-photon"], ctx)}},
-            "exporter": {"image": image_values(images["harbor-exporter"], ctx)},
+            "exporter": {"image": image_values(images["harbor-exporter"], ctx), **ha},
             "metrics": {"enabled": ctx.monitoring, "serviceMonitor": {"enabled": ctx.monitoring}},
             "persistence": {"enabled": True, "persistentVolumeClaim": {
                 "registry": {"storageClass": sc, "accessMode": access, "size": harbor.registry_size},

@@ -128,6 +128,8 @@ class Vault(HelmService):
             "injector": {
                 "enabled": True,
                 "replicas": 2 if ctx.prod_like else 1,
+                # The injector's webhook admits pods: one replica stays up through a drain.
+                "podDisruptionBudget": {"maxUnavailable": 1} if ctx.prod_like else {},
                 "image": image_values(injector, ctx),
                 "agentImage": image_values(server, ctx),
                 "metrics": {"enabled": ctx.monitoring},

@@ -89,6 +89,9 @@ class VaultSecretsOperator(HelmService):
         return {
             "controller": {
                 "replicas": 2 if ctx.prod_like else 1,
+                # One controller keeps running through a drain. The chart renders both bounds unless one is
+                # empty, and its maxUnavailable "0" would block every drain.
+                "podDisruptionBudget": {"enabled": ctx.prod_like, "minAvailable": "1", "maxUnavailable": ""},
                 "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
                 "manager": {"image": image_values(manager, ctx)},
                 "kubeRbacProxy": {"image": image_values(proxy, ctx)},

@@ -97,9 +97,13 @@ def test_every_object_validates_and_custom_resources_match_their_crds(rendered):
     ours = [obj for _, obj in kubernetes_objects(result) if obj["metadata"].get("namespace") in
             ("feast", "cnpg-system", "redis-operator")]
     feast = spec.feature_store.feast
-    expected = {"Cluster", "NetworkPolicy", "ServiceMonitor", "PodMonitor"}
-    expected |= {"Redis", "Secret"} if feast.online_store == "redis" else set()
+    # Each team's own feature server (Deployment, Service; a budget in prod) lives in `feast` too.
+    expected = {"Cluster", "NetworkPolicy", "ServiceMonitor", "PodMonitor", "Deployment", "Service"}
+    prod = spec.metadata.environment != "dev"
+    if feast.online_store == "redis":
+        expected |= {"RedisReplication", "RedisSentinel", "Secret"} if prod else {"Redis", "Secret"}
     expected |= {"PersistentVolumeClaim"} if feast.offline_store == "file" else set()
+    expected |= {"PodDisruptionBudget"} if prod else set()
     assert {o["kind"] for o in ours} == expected
     theirs = [o for c in charts if c.resource.inputs.get("name") in FEAST_CHARTS for o in c.objects]
     assert validation_failures(ours + theirs, version, crds) == []
