@@ -765,6 +765,17 @@ def test_pod_security_baseline_and_restricted_follow_the_standard():
     assert restricted(pod) == ["container c: runAsNonRoot is not true"]
     assert baseline({"containers": [{"name": "c"}], "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
                      "hostNetwork": True}) == ["hostNetwork: true", "hostPath volume h"]
+    # Policy version 1.34 forbids a host in probes and lifecycle handlers; 1.33 does not.
+    probe = {"containers": [{"name": "c", "livenessProbe": {"httpGet": {"host": "10.0.0.1", "port": 80}},
+                             "lifecycle": {"preStop": {"tcpSocket": {"host": "metadata", "port": 80}}}}]}
+    assert baseline(probe, version=(1, 34)) == ["container c: livenessProbe.httpGet.host sets host",
+                                                "container c: lifecycle.preStop.tcpSocket.host sets host"]
+    assert baseline(probe, version=(1, 33)) == []
+    assert baseline({"containers": [{"name": "c"}], "securityContext": {
+        "sysctls": [{"name": "net.ipv4.tcp_rmem", "value": "4096 131072 6291456"}]}}) == []
+    # Windows pods are exempt from restricted's Linux-only controls.
+    windows = {"os": {"name": "windows"}, "securityContext": {"runAsNonRoot": True}, "containers": [{"name": "c"}]}
+    assert restricted(windows) == []
 
 
 def test_plinth_check_names_the_values_key_and_its_file_line(tmp_path):

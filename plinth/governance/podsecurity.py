@@ -2,7 +2,9 @@
 
 Pure functions over a pod spec and its metadata, so `plinth check` judges every pod (Plinth's and the
 charts') against its namespace's `pod-security.kubernetes.io/enforce` level before anything reaches a
-cluster. The checks follow the upstream standard for the Kubernetes versions Plinth supports (1.32+):
+cluster. The checks follow the upstream standard (and the PodSecurity plugin's versioned checks) for the Kubernetes
+versions Plinth supports, 1.32+, at the namespace's `enforce-version`; the opt-in user-namespace relaxations
+(`hostUsers: false`) are not applied, so such a pod is judged as any other:
 https://kubernetes.io/docs/concepts/security/pod-security-standards/
 """
 
@@ -17,7 +19,10 @@ SAFE_SYSCTLS = frozenset({
     "kernel.shm_rmid_forced", "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start",
     "net.ipv4.tcp_syncookies", "net.ipv4.ping_group_range", "net.ipv4.ip_local_reserved_ports",
     "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_intvl",
-    "net.ipv4.tcp_keepalive_probes"})
+    "net.ipv4.tcp_keepalive_probes", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"})
+"""The safe sysctls as of policy version 1.32 (the oldest Kubernetes version Plinth supports)."""
+HOST_PROBES_VERSION = (1, 34)
+"""From this policy version baseline forbids `host` in probes and lifecycle handlers."""
 SELINUX_TYPES = frozenset({"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"})
 RESTRICTED_VOLUMES = frozenset({
     "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim", "projected", "secret"})
@@ -37,8 +42,8 @@ def _ctx(obj: dict) -> dict:
     return ctx if isinstance(ctx, dict) else {}
 
 
-def baseline(pod: dict, annotations: dict | None = None) -> list[str]:
-    """What breaks the baseline standard (known privilege escalations), as short reasons."""
+def baseline(pod: dict, annotations: dict | None = None, version: tuple[int, int] = (1, 34)) -> list[str]:
+    """What breaks the baseline standard (known privilege escalations) at a policy version, as short reasons."""
     found: list[str] = []
     pod_ctx = _ctx(pod)
     for field in ("hostNetwork", "hostPID", "hostIPC"):
@@ -77,13 +82,26 @@ def baseline(pod: dict, annotations: dict | None = None) -> list[str]:
         found += _seccomp_not_unconfined(f"container {name}", ctx)
         found += _selinux(f"container {name}", ctx)
         found += _apparmor(f"container {name}", ctx)
+        if version >= HOST_PROBES_VERSION:
+            found += [f"container {name}: {where} sets host" for where in _handler_hosts(c)]
     return found
 
 
-def restricted(pod: dict, annotations: dict | None = None) -> list[str]:
+def _handler_hosts(container: dict) -> list[str]:
+    """The probes and lifecycle handlers of a container that name a host (the kubelet would call it)."""
+    handlers = {probe: container.get(probe) for probe in ("livenessProbe", "readinessProbe", "startupProbe")}
+    lifecycle = container.get("lifecycle") if isinstance(container.get("lifecycle"), dict) else {}
+    handlers |= {f"lifecycle.{hook}": lifecycle.get(hook) for hook in ("postStart", "preStop")}
+    return [f"{where}.{action}.host" for where, handler in handlers.items() if isinstance(handler, dict)
+            for action in ("httpGet", "tcpSocket") if ((handler.get(action) or {}).get("host") or "") != ""]
+
+
+def restricted(pod: dict, annotations: dict | None = None, version: tuple[int, int] = (1, 34)) -> list[str]:
     """What breaks the restricted standard (baseline, plus current pod-hardening practice)."""
-    found = baseline(pod, annotations)
+    found = baseline(pod, annotations, version)
     pod_ctx = _ctx(pod)
+    # Windows pods are exempt from the Linux-only controls (privilege escalation, capabilities, seccomp).
+    linux = ((pod.get("os") or {}).get("name")) != "windows"
     for volume in pod.get("volumes") or []:
         if isinstance(volume, dict):
             kinds = [k for k in volume if k != "name" and k not in RESTRICTED_VOLUMES]
@@ -95,13 +113,15 @@ def restricted(pod: dict, annotations: dict | None = None) -> list[str]:
     pod_seccomp = (pod_ctx.get("seccompProfile") or {}).get("type")
     for c in containers(pod):
         name, ctx = c.get("name"), _ctx(c)
-        if ctx.get("allowPrivilegeEscalation") is not False:
+        if linux and ctx.get("allowPrivilegeEscalation") is not False:
             found.append(f"container {name}: allowPrivilegeEscalation is not false")
         non_root = ctx.get("runAsNonRoot", pod_non_root)
         if non_root is not True:
             found.append(f"container {name}: runAsNonRoot is not true")
         if ctx.get("runAsUser") == 0:
             found.append(f"container {name}: runAsUser: 0")
+        if not linux:
+            continue
         seccomp = (ctx.get("seccompProfile") or {}).get("type", pod_seccomp)
         if seccomp not in ("RuntimeDefault", "Localhost", "Unconfined"):  # Unconfined: reported by baseline
             found.append(f"container {name}: seccompProfile is not RuntimeDefault or Localhost")
@@ -115,12 +135,22 @@ def restricted(pod: dict, annotations: dict | None = None) -> list[str]:
     return found
 
 
-def violations(level: str, pod: dict, annotations: dict | None = None) -> list[str]:
-    """What breaks `level` (privileged allows everything)."""
+def policy_version(label: str | None) -> tuple[int, int]:
+    """A namespace's `pod-security.kubernetes.io/enforce-version` (v1.34, or latest/absent: the newest)."""
+    try:
+        major, minor = str(label).removeprefix("v").split(".")
+        return int(major), int(minor)
+    except ValueError:
+        return (99, 0)
+
+
+def violations(level: str, pod: dict, annotations: dict | None = None, version: tuple[int, int] = (1, 34)
+               ) -> list[str]:
+    """What breaks `level` at a policy version (privileged allows everything)."""
     if level == "restricted":
-        return restricted(pod, annotations)
+        return restricted(pod, annotations, version)
     if level == "baseline":
-        return baseline(pod, annotations)
+        return baseline(pod, annotations, version)
     return []
 
 

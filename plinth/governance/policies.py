@@ -843,16 +843,16 @@ def _host_values_key(values: dict | None, found: list[str]) -> str | None:
 def _pod_security(subjects, platform):
     from plinth.governance import podsecurity
 
-    levels = {s.metadata.get("name"): s.labels.get("pod-security.kubernetes.io/enforce")
-              for s in subjects if s.kind == "Namespace"}
+    levels = {s.metadata.get("name"): (s.labels.get("pod-security.kubernetes.io/enforce"), podsecurity.policy_version(
+        s.labels.get("pod-security.kubernetes.io/enforce-version"))) for s in subjects if s.kind == "Namespace"}
     values = _release_values(subjects)
     for s in subjects:
         ns = s.metadata.get("namespace")
-        level = levels.get(ns)
+        level, version = levels.get(ns, (None, None))
         if level not in ("baseline", "restricted"):
             continue
         for pod in pod_specs(s):
-            found = podsecurity.violations(level, pod, _pod_metadata(s).get("annotations") or {})
+            found = podsecurity.violations(level, pod, _pod_metadata(s).get("annotations") or {}, version)
             if found:
                 yield s, f"breaks Pod Security {level} (namespace {ns}): {'; '.join(found)}", \
                     _host_values_key(values.get(s.release), found)
