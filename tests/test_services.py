@@ -232,7 +232,7 @@ def test_cilium_pod_pool_comes_from_the_spec():
     chosen = platform("dev", network={"cilium": {"podCidr": "172.20.0.0/16"}})
     assert values(chosen, "cilium")["ipam"]["operator"]["clusterPoolIPv4PodCIDRList"] == ["172.20.0.0/16"]
     # The pool is an owned value: the chart's key in `values` is refused, never silently overridden.
-    owned = merge(YAML(typ="safe").load(MINIMAL), {**SERVICES, "network": {"cilium": {
+    owned = merge(YAML(typ="safe").load(MINIMAL), {**SERVICES, "network": {**SERVICES["network"], "cilium": {
         **SERVICES["network"]["cilium"], "values": {"ipam": {"operator": {"clusterPoolIPv4PodCIDRList": ["10.0.0.0/8"]}}}}}})
     assert [(v.loc, v.rule) for v in check_rules(PlatformSpec.model_validate(owned))] == [
         (("network", "cilium", "values", "ipam", "operator", "clusterPoolIPv4PodCIDRList"), "values-owned-key")]
