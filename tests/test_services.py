@@ -232,7 +232,7 @@ def test_cilium_pod_pool_comes_from_the_spec():
     chosen = platform("dev", network={"cilium": {"podCidr": "172.20.0.0/16"}})
     assert values(chosen, "cilium")["ipam"]["operator"]["clusterPoolIPv4PodCIDRList"] == ["172.20.0.0/16"]
     # The pool is an owned value: the chart's key in `values` is refused, never silently overridden.
-    owned = merge(YAML(typ="safe").load(MINIMAL), {**SERVICES, "network": {**SERVICES["network"], "cilium": {
+    owned = merge(YAML(typ="safe").load(MINIMAL), {**SERVICES, "network": {"loadBalancer": {"mode": "external"}, "cilium": {
         **SERVICES["network"]["cilium"], "values": {"ipam": {"operator": {"clusterPoolIPv4PodCIDRList": ["10.0.0.0/8"]}}}}}})
     assert [(v.loc, v.rule) for v in check_rules(PlatformSpec.model_validate(owned))] == [
         (("network", "cilium", "values", "ipam", "operator", "clusterPoolIPv4PodCIDRList"), "values-owned-key")]
@@ -288,7 +288,8 @@ def test_team_routes_are_checked_at_admission(regulated):
         "on the serving host serving.models.corp.internal a team routes only paths under /<team>/",
         "a team route's host names are the serving host and the team's own <team>.models.corp.internal",
     ]
-    bindings = [r for r in regulated.values() if r.inputs.get("kind") == "ValidatingAdmissionPolicyBinding"]
+    bindings = [r for r in regulated.values() if r.inputs.get("kind") == "ValidatingAdmissionPolicyBinding"
+                and r.inputs["spec"]["policyName"].endswith("-team-routes")]
     assert [b.inputs["spec"] for b in bindings] == [
         {"policyName": "plinth-regulated-team-routes", "validationActions": ["Deny"]}]
 
@@ -348,7 +349,7 @@ def test_the_gateway_address_on_an_existing_cluster_comes_from_the_spec_ranges()
 
 
 def test_an_acme_issuer_gets_the_gateways_http_listener_and_a_redirect_to_https(dev):
-    from plinth.context import HTTP_LISTENER, HTTPS_LISTENER
+    from plinth.vocabulary import HTTP_LISTENER, TEAM_LISTENER as HTTPS_LISTENER
 
     acme = platform(certificates={"certManager": {"enabled": True, "issuer": {"type": "acme", "acme": {
         "server": "https://acme.corp.example/directory", "email": "platform@corp.example"}}}})

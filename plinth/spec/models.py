@@ -261,7 +261,7 @@ class CloudTarget(Spec):
 class ClusterAutoscaler(Spec):
     """Cluster Autoscaler for the EKS managed node groups (GKE autoscales node pools itself)."""
 
-    enabled: bool = Field(True, description="Install Cluster Autoscaler: node groups scale between minSize and "
+    enabled: Flag = Field(True, description="Install Cluster Autoscaler: node groups scale between minSize and "
                           "maxSize, GPU pools from zero. Without it every group stays at minSize. Default: true.")
     values: Values = {}
 
@@ -387,7 +387,7 @@ class LoadBalancer(Spec):
     interfaces: tuple[str, ...] = Field(
         (), description="l2: regular expressions of the node interfaces that announce the addresses (e.g. "
         "^eth0$). Default: [] (every interface).")
-    public: bool = Field(
+    public: Flag = Field(
         False, description="eks and gke: an internet-facing load balancer (needs publicReason). Default: false "
         "(internal: the platform is private).")
     public_reason: str | None = Field(
