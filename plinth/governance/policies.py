@@ -740,7 +740,7 @@ HOST_ACCESS_ALLOWLIST: dict[tuple[str, str, str], str] = {
     ("longhorn-system", "Job", "longhorn-pre-upgrade"): "Longhorn's upgrade check reads the node's /proc mounts",
     ("gpu-operator", "DaemonSet", "gpu-operator-node-feature-discovery-worker"): "labels GPU nodes from the "
     "node's PCI, kernel and OS facts (/sys, /boot, /usr/lib, os-release)",
-    ("monitoring", "DaemonSet", "kube-prometheus-stack-prometheus-node-exporter"): "node metrics: the host's "
+    ("node-exporter", "DaemonSet", "kube-prometheus-stack-prometheus-node-exporter"): "node metrics: the host's "
     "network and PID namespaces and its /proc, /sys and root filesystem, read-only",
 }
 """The only workloads that may run privileged or with host namespaces or hostPath: (namespace, kind, name) and

@@ -213,14 +213,19 @@ fi
 # catalog's Cilium version instead -- a stand-in for that registration, like tests/e2e/jobs.py for Jobs.
 CILIUM_VERSION=$("$PYTHON" -c 'from plinth.catalog import CHARTS; print(CHARTS["cilium"].version)' 2>/dev/null || true)
 CILIUM_CRDS="$CACHE_ROOT/$KEY/crds/cilium-$CILIUM_VERSION"
-if [[ -n "$CILIUM_VERSION" && ! -f "$CILIUM_CRDS/.complete" && $PRINT_ONLY == 0 ]]; then
+# The kinds Plinth creates: network policies, and the Gateway's load-balancer address pool and L2 announcements.
+CILIUM_CRD_FILES=(v2/ciliumnetworkpolicies.yaml v2/ciliumclusterwidenetworkpolicies.yaml
+                  v2/ciliumloadbalancerippools.yaml v2alpha1/ciliuml2announcementpolicies.yaml)
+if [[ -n "$CILIUM_VERSION" && ! -f "$CILIUM_CRDS/.complete-${#CILIUM_CRD_FILES[@]}" && $PRINT_ONLY == 0 ]]; then
   tmpd=$(mktemp -d)
   CILIUM_DIR=$(cd "$tmpd" && go mod download -json "github.com/cilium/cilium@v$CILIUM_VERSION" |
     "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
   rmdir "$tmpd"
   mkdir -p "$CILIUM_CRDS"
-  cp "$CILIUM_DIR"/pkg/k8s/apis/cilium.io/client/crds/v2/cilium{,clusterwide}networkpolicies.yaml "$CILIUM_CRDS/"
-  touch "$CILIUM_CRDS/.complete"
+  for file in "${CILIUM_CRD_FILES[@]}"; do
+    cp "$CILIUM_DIR/pkg/k8s/apis/cilium.io/client/crds/$file" "$CILIUM_CRDS/"
+  done
+  touch "$CILIUM_CRDS/.complete-${#CILIUM_CRD_FILES[@]}"
   log "cilium CRDs from github.com/cilium/cilium@v$CILIUM_VERSION"
 fi
 
