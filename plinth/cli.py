@@ -281,9 +281,12 @@ def _local_source(spec) -> Path | None:
 def images(
     blueprint: BlueprintArg = None,
     stack: StackOpt = None,
-    fmt: Annotated[str, typer.Option("--format", help="text (one `SOURCE TARGET` per line) or json.")] = "text",
+    fmt: Annotated[str, typer.Option("--format", help="text (one line per artifact: `image SOURCE TARGET`, "
+                                     "`chart REPOSITORY NAME VERSION TARGET`, `bundle URL TARGET`; TARGET `-`: "
+                                     "pulled from its source) or json.")] = "text",
 ) -> None:
-    """Everything to mirror for this spec: every image (with tag/digest), chart (with version) and CRD bundle."""
+    """Everything to mirror for this spec: every image (with tag/digest), chart (with version) and CRD bundle,
+    each with where the platform pulls it from in air-gap mode."""
     from plinth.mirror import mirror_list
 
     if fmt not in ("text", "json"):
@@ -291,6 +294,9 @@ def images(
     spec, _ = _load(blueprint, stack)
     listing = mirror_list(spec)
     sys.stdout.write(listing.to_json() if fmt == "json" else listing.to_text())
+    why = listing.why_empty(spec)
+    if why:
+        _err(why)
 
 
 @app.command()

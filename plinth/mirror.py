@@ -19,7 +19,9 @@ class MirrorImage:
     source: str
     """Upstream reference, tag and digest where pinned (copy from here)."""
     target: str | None
-    """Reference in the mirror, tag only (copy to here; a digest-preserving copy keeps digests valid)."""
+    """Reference in the mirror, digest kept where pinned: what the rendered charts pull (copy by tag with a
+    digest-preserving tool, then the digest resolves); the source itself for an image already in the mirror;
+    None without air-gap (pulled from its source)."""
 
 
 @dataclass(frozen=True)
@@ -48,11 +50,21 @@ class MirrorList:
     charts: tuple[MirrorChart, ...]
     bundles: tuple[MirrorBundle, ...]
 
+    def why_empty(self, spec: PlatformSpec) -> str | None:
+        """What to tell a user looking at an empty list, or at one with nothing to copy."""
+        if not (self.images or self.charts or self.bundles):
+            return f"nothing to mirror: {spec.metadata.name} enables no service that pulls an image or a chart"
+        if not spec.airgap.enabled:
+            return ("air-gap is off: every TARGET is `-` (pulled from its source); with airgap.enabled and "
+                    "airgap.mirror, each line says where to copy it")
+        return None
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
     def to_text(self) -> str:
-        """One line per artifact: `image SOURCE TARGET`, `chart REPO NAME VERSION TARGET`, `bundle URL TARGET`."""
+        """One line per artifact: `image SOURCE TARGET`, `chart REPO NAME VERSION TARGET`, `bundle URL TARGET`
+        (TARGET `-`: pulled from its source)."""
         lines = [f"image {i.source} {i.target or '-'}" for i in self.images]
         lines += [f"chart {c.repository} {c.name} {c.version} {c.target or '-'}" for c in self.charts]
         lines += [f"bundle {b.url} {b.target or '-'}" for b in self.bundles]
@@ -80,10 +92,10 @@ def mirror_list(spec: PlatformSpec) -> MirrorList:
             # A chart's images, or those a service runs without a chart (plinth.catalog.IMAGES).
             for ref in service.images(service.block(spec), ctx):
                 image = ImageRef.parse(ref)
-                # Your own images already in the mirror (a Bento) are listed as they are: nothing to copy.
+                # Your own images already in the mirror (a Bento) are their own target: nothing to copy.
                 inside = mirror is not None and ref.startswith(mirror.registry.rstrip("/") + "/")
-                target = image.mirrored(mirror.registry) if mirror and not inside else None
-                images.setdefault(ref, MirrorImage(name, ref, _tag_only(target) if target else None))
+                target = (ref if inside else str(image.mirrored(mirror.registry))) if mirror else None
+                images.setdefault(ref, MirrorImage(name, ref, target))
         if service is GatewayApiCrds:
             bundle: CrdBundle = service.block(spec)
             bundles.append(MirrorBundle(name, bundle.name, bundle.version, bundle.url, bundle_target(bundle, ctx)))
@@ -100,7 +112,3 @@ def bundle_target(bundle: CrdBundle, ctx) -> str | None:
     if source_kind(ctx.chart_source) == "directory":
         return os.path.join(ctx.chart_source, "crds", bundle.directory)
     return bundle.mirrored_url(ctx.files_mirror) if ctx.files_mirror else None
-
-
-def _tag_only(image: ImageRef) -> str:
-    return f"{image.registry}/{image.repository}:{image.tag}"

@@ -96,7 +96,11 @@ def test_images_lists_every_image_chart_and_bundle_with_its_mirror_target():
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert ("image quay.io/cilium/cilium:v1.20.0@sha256:383968cd5e8873f7976fa76aa6196045643558f4cc9518a207b9335cb24a0e93"
-            " harbor.corp.internal/mirror/cilium/cilium:v1.20.0") in lines
+            " harbor.corp.internal/mirror/cilium/cilium:v1.20.0@sha256:383968cd5e8873f7976fa76aa6196045643558f4cc9518a"
+            "207b9335cb24a0e93") in lines  # the digest the rendered chart pulls
+    # A model image already in the mirror is its own target: nothing to copy, but nothing left out either.
+    assert "image harbor.corp.internal/mirror/credit/credit-risk:1.5.0 harbor.corp.internal/mirror/credit/credit-risk:1.5.0" \
+        in lines
     assert "chart https://charts.longhorn.io longhorn 1.12.1 oci://harbor.corp.internal/charts" in lines
     assert any(line.startswith("bundle https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.6.1/")
                for line in lines)
@@ -104,9 +108,13 @@ def test_images_lists_every_image_chart_and_bundle_with_its_mirror_target():
     assert len(doc["images"]) == sum(line.startswith("image ") for line in lines)
 
 
-def test_images_of_a_platform_without_services_is_empty():
+def test_images_of_a_platform_without_services_is_empty_and_says_why():
     result = plinth("images")
-    assert result.returncode == 0 and result.stdout == ""
+    assert (result.returncode, result.stdout) == (0, "")
+    assert result.stderr == "nothing to mirror: minimal enables no service that pulls an image or a chart\n"
+    public = plinth("images", "blueprints/eks-gpu.yaml")
+    assert public.returncode == 0 and all(line.endswith(" -") for line in public.stdout.splitlines())
+    assert public.stderr.startswith("air-gap is off: every TARGET is `-` (pulled from its source)")
 
 
 @pytest.mark.parametrize("args, message", [
