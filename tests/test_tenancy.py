@@ -25,6 +25,7 @@ def run(**overrides):
         provider = k8s.Provider("k8s")
         ctx = PlatformContext(provider=provider, platform="p", environment="prod", cost_center="platform",
                               kubernetes_version="1.34", skip_await=overrides.pop("skip_await", False),
+                              await_timeout=overrides.pop("await_timeout", None),
                               mirror_registry=overrides.pop("mirror_registry", None),
                               pull_secret="mirror_auth" in overrides,
                               # Outputs belong to the program's run: made inside it, from the plain value.
@@ -151,3 +152,10 @@ def test_skip_await_annotates_objects_for_test_clusters():
     namespace = of_kind(resources, "Namespace")[0]
     assert namespace.inputs["metadata"]["annotations"] == {
         "pulumi.com/deletionPropagationPolicy": "background", "pulumi.com/skipAwait": "true"}
+
+
+def test_an_await_timeout_annotates_objects_with_the_engines_timeout():
+    """testing.awaitTimeoutSeconds: a test that expects `up` to fail sees the failure within that time."""
+    namespace = of_kind(run(await_timeout=20), "Namespace")[0]
+    assert namespace.inputs["metadata"]["annotations"] == {"pulumi.com/timeoutSeconds": "20"}
+    assert "annotations" not in of_kind(run(), "Namespace")[0].inputs["metadata"]

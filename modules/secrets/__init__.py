@@ -64,6 +64,16 @@ def server_config(block, service: str, namespace: str, target: TargetFacts = Tar
             + _seal(block.auto_unseal, target))
 
 
+VAULT_UID, VAULT_GID = 100, 1000
+"""The vault and vault-k8s images' user and group (the chart's server.uid/gid, injector.uid/gid defaults)."""
+RESTRICTED_POD = {"runAsNonRoot": True, "runAsUser": VAULT_UID, "runAsGroup": VAULT_GID, "fsGroup": VAULT_GID,
+                  "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+"""What Pod Security `restricted` (the vault namespace's level) asks of a pod and its containers; the chart's
+defaults lack the seccomp profile and, on the server, the dropped capabilities (the chart sets SKIP_SETCAP and
+disable_mlock, so the server needs no IPC_LOCK)."""
+
+
 class Vault(HelmService):
     """HashiCorp Vault (plinth:secrets:Vault)."""
 
@@ -103,11 +113,13 @@ class Vault(HelmService):
                 "extraVolumes": [{"type": "secret", "name": TLS_SECRET}],
                 "extraEnvironmentVars": env,
                 "extraSecretEnvironmentVars": secret_env,
+                "statefulSet": {"securityContext": {"pod": RESTRICTED_POD, "container": RESTRICTED_CONTAINER}},
                 **mode,
             },
             "injector": {
                 "enabled": True,
                 "replicas": 2 if ctx.prod_like else 1,
+                "securityContext": {"pod": RESTRICTED_POD, "container": RESTRICTED_CONTAINER},
                 "image": image_values(injector, ctx),
                 "agentImage": image_values(server, ctx),
                 "metrics": {"enabled": ctx.monitoring},
