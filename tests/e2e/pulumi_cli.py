@@ -109,12 +109,11 @@ class PulumiProject:
         }
 
     def overrides(self, **extra) -> dict:
-        """Stack overrides for the local API server: its kubeconfig, no waiting for pods that never run,
-        the platform services with the packaged charts as the (directory) chart source, and one served
-        model with a canary (on Cilium's Gateway, with monitoring)."""
+        """Stack overrides for the live cluster: its kubeconfig (simulated nodes: testing.nodes' default), the
+        platform services with the packaged charts as the (directory) chart source, and one served model with
+        a canary (on Cilium's Gateway, with monitoring)."""
         base = {
             "target": {"type": "existing", "kubeconfig": self.kubeconfig},
-            "testing": {"skipAwait": True},
             "charts": {"source": str(CHARTS_DIR)},
             "network": {"cilium": {"enabled": True, "apiServer": {"host": "127.0.0.1"}}},
             "certificates": {"certManager": {"enabled": True}},
