@@ -265,14 +265,15 @@ def _matches(selector: dict, labels: dict) -> bool:
 
 def spread_violations(all_pods: list[dict]) -> list[str]:
     """Pods sharing a node against their own hard rule: a required pod anti-affinity on the host name, or a
-    DoNotSchedule topology spread on it with maxSkew 1 (where every pod of the group can have its own node)."""
+    DoNotSchedule topology spread on it with minDomains (Plinth's staging and prod models: a node each)."""
     out = []
     for pod in all_pods:
         spec, ns = pod["spec"], pod["metadata"]["namespace"]
         terms = [t for t in ((spec.get("affinity") or {}).get("podAntiAffinity") or {})
                  .get("requiredDuringSchedulingIgnoredDuringExecution", []) if t["topologyKey"] == HOSTNAME]
         terms += [{"labelSelector": c["labelSelector"]} for c in spec.get("topologySpreadConstraints", [])
-                  if c["topologyKey"] == HOSTNAME and c["whenUnsatisfiable"] == "DoNotSchedule"]
+                  if c["topologyKey"] == HOSTNAME and c["whenUnsatisfiable"] == "DoNotSchedule"
+                  and c.get("minDomains", 1) > 1]
         for term in terms:
             peers = [p["metadata"]["name"] for p in all_pods if p is not pod and p["metadata"]["namespace"] == ns
                      and p["spec"].get("nodeName") == spec.get("nodeName")

@@ -56,8 +56,9 @@ def small(live_toolchain, toolchain, kubernetes_provider, tmp_path_factory):
         project("destroy", "--yes", "--skip-preview", check=False)
 
 
-def fails(small, **change) -> str:
-    """`up` of the base stack with one change: it must fail; the stack is then put back (and must pass)."""
+def fails(small, **change) -> tuple[str, str]:
+    """`up` of the base stack with one change: it must fail; the stack is then put back (and must pass).
+    Returns the engine's output and the cluster's reasons (the API server's and the scheduler's events)."""
     project, kube = small
     project.write_stack(base(project.kubeconfig, **change))
     run = project("up", "--yes", "--skip-preview", check=False)
@@ -66,31 +67,36 @@ def fails(small, **change) -> str:
     project("up", "--yes", "--skip-preview")
     assert run.rc != 0, run.text
     assert "Traceback" not in run.out, run.text
-    return run.out + "\n" + "\n".join(reasons)
+    return run.out, "\n".join(reasons)
 
 
 def test_a_pod_below_its_namespaces_pod_security_level_fails_up(small):
     escalating = {"allowPrivilegeEscalation": True, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True}
-    out = fails(small, certificates={"certManager": {"enabled": True,
-                                                     "values": {"containerSecurityContext": escalating}}})
+    out, why = fails(small, certificates={"certManager": {"enabled": True,
+                                                          "values": {"containerSecurityContext": escalating}}})
     assert "cert-manager" in out, out
-    assert 'violates PodSecurity "restricted' in out and "allowPrivilegeEscalation != false" in out, out
+    assert "Deployment cert-manager/cert-manager:" in why, why
+    assert 'violates PodSecurity "restricted' in why and "allowPrivilegeEscalation != false" in why, why
 
 
 def test_a_gpu_model_on_a_target_without_gpus_fails_up(small):
-    out = fails(small, gpu={"operator": {"enabled": True}}, serving={"models": [model("gpu-scorer", gpu=1)]})
-    assert "gpu-scorer" in out, out
-    assert "Insufficient nvidia.com/gpu" in out or "didn't match Pod's node affinity/selector" in out, out
+    out, why = fails(small, gpu={"operator": {"enabled": True}}, serving={"models": [model("gpu-scorer", gpu=1)]})
+    assert "gpu-scorer-stable" in out, out
+    assert "Deployment fraud/gpu-scorer-stable: 0/1 ready" in why, why
+    assert "Insufficient nvidia.com/gpu" in why or "didn't match Pod's node affinity/selector" in why, why
 
 
 def test_a_quota_too_small_for_a_models_replicas_fails_up(small):
     teams = [{"name": "fraud", "quota": {"pods": 1}}]
-    out = fails(small, teams=teams, serving={"models": [model("crowded", replicas=2)]})
-    assert "crowded" in out, out
-    assert "exceeded quota: team-quota" in out and "pods" in out, out
+    out, why = fails(small, teams=teams, serving={"models": [model("crowded", replicas=2)]})
+    assert "crowded-stable" in out, out
+    assert "Deployment fraud/crowded-stable: 1/2 ready" in why, why
+    assert "exceeded quota: team-quota, requested: pods=1, used: pods=1, limited: pods=1" in why, why
 
 
 def test_a_prod_like_spread_the_nodes_cannot_satisfy_fails_up(small):
-    out = fails(small, serving={"models": [model("spread", replicas=3)]})  # three replicas, two nodes
-    assert "spread" in out, out
-    assert "didn't match pod topology spread constraints" in out, out
+    """Staging and prod models want a node per replica (serving: minDomains): three replicas, two nodes."""
+    out, why = fails(small, serving={"models": [model("spread", replicas=3)]})
+    assert "spread-stable" in out, out
+    assert "Deployment fraud/spread-stable: 2/3 ready" in why, why
+    assert "didn't match pod topology spread constraints" in why, why

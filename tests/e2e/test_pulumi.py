@@ -94,7 +94,8 @@ def test_up_creates_every_object_and_installs_every_release(deploy, engine, kube
     assert missing == []
     releases = [r.inputs for r in result.resources if r.type == HELM_RELEASE]
     assert sorted(r["name"] for r in releases) == [
-        "cert-manager", "cilium", "cloudnative-pg", "feast-feature-server", "harbor", "kube-prometheus-stack",
+        "cert-manager", "cilium", "cloudnative-pg", "feast-feature-server", "gpu-operator", "harbor",
+        "kube-prometheus-stack",
         "longhorn", "prometheus-operator-crds", "redis-operator", "vault", "vault-secrets-operator"]
     for release in releases:  # Helm's own record of a deployed first revision
         record = kube.get({"apiVersion": "v1", "kind": "Secret", "metadata": {
@@ -123,6 +124,7 @@ def test_every_pod_is_admitted_scheduled_and_ready_where_it_belongs(deploy, engi
     gpu_nodes = {n["metadata"]["name"] for n in kube.request("GET", "/api/v1/nodes")["items"]
                  if GPU_RESOURCE in n["status"]["capacity"]}
     assert gpu_nodes, "the e2e stack's nodes include a GPU node"
+    assert [p for p in everything if requests_gpu(p)], "the e2e stack serves a GPU model"
     misplaced = [(p["metadata"]["name"], p["spec"]["nodeName"]) for p in everything
                  if (p["spec"]["nodeName"] in gpu_nodes) != requests_gpu(p) and not node_agent(p)]
     assert misplaced == []
