@@ -100,3 +100,27 @@ def test_a_prod_like_spread_the_nodes_cannot_satisfy_fails_up(small):
     assert "spread-stable" in out, out
     assert "Deployment fraud/spread-stable: 2/3 ready" in why, why
     assert "didn't match pod topology spread constraints" in why, why
+
+
+def test_cloud_targets_get_their_node_pools_at_their_minimum_size():
+    """eks/gke: each pool's nodes as the node group starts them (no autoscaler runs in the live cluster),
+    sized by machine type, GPU pools with the catalog's GPUs per machine, the GPU taint and label."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    pools = [{"name": "system", "instanceType": "m7i.xlarge", "minSize": 2},
+             {"name": "gpu", "instanceType": "g6.xlarge", "minSize": 1, "gpu": {"type": "nvidia-l4", "count": 1}}]
+    spec = load_spec(root / "blueprints" / "eks-gpu.yaml", {"target": {"nodePools": pools}})
+    nodes = {n["metadata"]["name"]: n for n in simulated_nodes(spec)}
+    assert sorted(nodes) == ["gpu-0", "system-0", "system-1"]
+    assert nodes["system-0"]["status"]["capacity"] == {"cpu": "4", "memory": "16Gi", "pods": "110"}
+    assert nodes["system-0"]["spec"]["taints"] == []  # Cilium's agent-not-ready taint: no agent runs here
+    gpu = nodes["gpu-0"]
+    assert gpu["status"]["capacity"]["nvidia.com/gpu"] == "1"
+    assert gpu["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+    assert gpu["metadata"]["labels"]["nvidia.com/gpu.present"] == "true"
+    assert gpu["metadata"]["labels"]["plinth.dev/node-pool"] == "gpu"
+    # The shipped blueprint's GPU pool starts at zero nodes: its GPU model has nowhere to run until an
+    # autoscaler adds one.
+    shipped = simulated_nodes(load_spec(root / "blueprints" / "eks-gpu.yaml"))
+    assert [n["metadata"]["name"] for n in shipped] == ["system-0", "system-1"]
