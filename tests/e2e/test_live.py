@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from kubeapi import KubeApi
-from live import create_nodes, live_cluster, simulated_nodes, unready
+from live import create_nodes, live_cluster, pod_ready, pods, simulated_nodes, unready
 from pulumi_cli import PulumiProject
 from support import CHARTS_DIR
 from plinth.spec.load import load_spec
@@ -51,7 +51,10 @@ def small(live_toolchain, toolchain, kubernetes_provider, tmp_path_factory):
                                                      base(plane.kubeconfig_path))))
         project("stack", "init", project.stack)
         project.set_secrets()
-        project("up", "--yes", "--skip-preview")
+        run = project("up", "--yes", "--skip-preview")
+        assert unready(kube) == []
+        ready = [p for p in pods(kube) if pod_ready(p)]
+        print(f"\nsmall stack after up ({run.seconds:.0f}s): {len(ready)} pods Running and Ready")
         yield project, kube
         project("destroy", "--yes", "--skip-preview", check=False)
 
