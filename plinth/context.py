@@ -75,6 +75,8 @@ class PlatformContext:
     (network.loadBalancer mode l2 on an existing target, with the Gateway on)."""
     skip_await: bool = False
     """Test clusters without nodes: don't wait for readiness or run Helm hooks, delete in the background."""
+    await_timeout: int | None = None
+    """Test clusters: seconds the engine waits for each object (and Helm for each release); None: its default."""
     provenance: Provenance | None = None
     """The files the spec came from (the ledger records them); None when the spec was not read from files."""
     target: TargetFacts = TargetFacts()
@@ -111,6 +113,7 @@ class PlatformContext:
             l2_announcements=(spec.target.type == "existing" and spec.network.cilium.enabled
                               and spec.network.cilium.gateway_api and spec.network.load_balancer.mode == "l2"),
             skip_await=spec.testing.skip_await,
+            await_timeout=spec.testing.await_timeout_seconds,
             provenance=provenance,
             target=target_facts(spec),
             api_server=api_server,
@@ -142,12 +145,12 @@ class PlatformContext:
 
     def annotations(self) -> dict[str, str] | None:
         """Engine annotations; only set for test clusters (see spec `testing`)."""
-        if not self.skip_await:
-            return None
-        return {
-            "pulumi.com/deletionPropagationPolicy": "background",
-            "pulumi.com/skipAwait": "true",
-        }
+        annotations = {}
+        if self.skip_await:
+            annotations |= {"pulumi.com/deletionPropagationPolicy": "background", "pulumi.com/skipAwait": "true"}
+        if self.await_timeout is not None:
+            annotations["pulumi.com/timeoutSeconds"] = str(self.await_timeout)
+        return annotations or None
 
     def metadata(self, name: str, component: str, namespace: str | None = None, team: str | None = None,
                  cost_center: str | None = None, labels: dict[str, str] | None = None,

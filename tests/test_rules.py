@@ -70,6 +70,14 @@ def test_gpu_sharing_and_drift():
     assert (("monitoring", "drift", "enabled"), "drift-needs-monitoring") in found
 
 
+def test_test_cluster_options_are_refused_in_prod():
+    found = violations(metadata={"environment": "prod"}, testing={"skipAwait": True, "awaitTimeoutSeconds": 20})
+    assert (("testing", "skipAwait"), "prod-no-test-options") in found
+    assert (("testing", "awaitTimeoutSeconds"), "prod-no-test-options") in found
+    assert not [v for v in violations(metadata={"environment": "staging"}, testing={"awaitTimeoutSeconds": 20})
+                if v[1] == "prod-no-test-options"]
+
+
 def test_every_violation_names_a_fix():
     everything = spec(metadata={"environment": "prod"}, secrets={"vault": {"enabled": True, "autoUnseal": {
         "type": "awskms"}}}, testing={"skipAwait": True}, airgap={"enabled": True})

@@ -147,9 +147,13 @@ def test_pods_run_restricted_and_spread_across_nodes(served):
         assert spread["topologyKey"] == "kubernetes.io/hostname" and spread["maxSkew"] == 1
         assert spread["labelSelector"]["matchLabels"] == deployment(served, name, ns)["spec"]["selector"]["matchLabels"]
         assert spread["whenUnsatisfiable"] == "ScheduleAnyway"  # dev; DoNotSchedule in staging and prod
+        assert "minDomains" not in spread  # dev: replicas may share a node
     prod = objects(plan(spec(metadata={"environment": "prod"}), "serving"))
-    assert deployment(prod, "scorer-stable")["spec"]["template"]["spec"]["topologySpreadConstraints"][0][
-        "whenUnsatisfiable"] == "DoNotSchedule"
+    [spread] = deployment(prod, "scorer-stable")["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    # Staging and prod: every replica on its own node, or Pending (maxSkew 1 alone would let 3 replicas
+    # share 2 nodes): the scheduler counts missing nodes as empty domains up to minDomains.
+    assert spread["whenUnsatisfiable"] == "DoNotSchedule"
+    assert spread["minDomains"] == deployment(prod, "scorer-stable")["spec"]["replicas"]
 
 
 def test_triton_serves_its_release_on_the_right_ports_and_probes(served):

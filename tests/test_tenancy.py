@@ -25,6 +25,7 @@ def run(**overrides):
         provider = k8s.Provider("k8s")
         ctx = PlatformContext(provider=provider, platform="p", environment="prod", cost_center="platform",
                               kubernetes_version="1.34", skip_await=overrides.pop("skip_await", False),
+                              await_timeout=overrides.pop("await_timeout", None),
                               mirror_registry=overrides.pop("mirror_registry", None),
                               pull_secret="mirror_auth" in overrides,
                               # Outputs belong to the program's run: made inside it, from the plain value.
@@ -158,3 +159,10 @@ def test_every_team_role_is_bound_to_the_teams_groups(resources):
     bound = {(r.inputs["metadata"]["namespace"], r.inputs["roleRef"]["name"]) for r in of_kind(resources, "RoleBinding")}
     # fraud names no data-scientist group and search no group at all: no role for them to hold.
     assert roles == bound == {("fraud", "plinth:ml-engineer"), ("fraud", "plinth:viewer")}
+
+
+def test_an_await_timeout_annotates_objects_with_the_engines_timeout():
+    """testing.awaitTimeoutSeconds: a test that expects `up` to fail sees the failure within that time."""
+    namespace = of_kind(run(await_timeout=20), "Namespace")[0]
+    assert namespace.inputs["metadata"]["annotations"] == {"pulumi.com/timeoutSeconds": "20"}
+    assert "annotations" not in of_kind(run(), "Namespace")[0].inputs["metadata"]

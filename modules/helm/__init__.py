@@ -209,6 +209,7 @@ class HelmService(PlatformService):
                 max_history=10,
                 # Without nodes nothing becomes ready (spec `testing`); Helm hooks always run.
                 skip_await=ctx.skip_await or not self.awaits_readiness,
+                **({"timeout": ctx.await_timeout} if ctx.await_timeout is not None else {}),
                 **release_chart_args(chart, ctx.chart_source),
             ),
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=waits)),

@@ -72,14 +72,14 @@ def server_config(block, service: str, namespace: str, target: TargetFacts = Tar
             + _seal(block.auto_unseal, target))
 
 
-# Pod Security `restricted` for the server and the injector: the chart's defaults lack the seccomp profile (and,
-# for the server, dropping every capability). Vault needs no IPC_LOCK: integrated storage runs with
-# disable_mlock. Setting `pod` replaces the chart's default pod context, so its uid/gid are repeated here.
-RESTRICTED_SECURITY_CONTEXT = {
-    "pod": {"runAsNonRoot": True, "runAsUser": 100, "runAsGroup": 1000, "fsGroup": 1000,
-            "seccompProfile": {"type": "RuntimeDefault"}},
-    "container": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-}
+VAULT_UID, VAULT_GID = 100, 1000
+"""The vault and vault-k8s images' user and group (the chart's server.uid/gid, injector.uid/gid defaults)."""
+RESTRICTED_POD = {"runAsNonRoot": True, "runAsUser": VAULT_UID, "runAsGroup": VAULT_GID, "fsGroup": VAULT_GID,
+                  "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+"""What Pod Security `restricted` (the vault namespace's level) asks of a pod and its containers; the chart's
+defaults lack the seccomp profile and, on the server, the dropped capabilities (the chart sets SKIP_SETCAP and
+disable_mlock, so the server needs no IPC_LOCK)."""
 
 
 class Vault(HelmService):
@@ -122,7 +122,7 @@ class Vault(HelmService):
                 "extraVolumes": [{"type": "secret", "name": TLS_SECRET}],
                 "extraEnvironmentVars": env,
                 "extraSecretEnvironmentVars": secret_env,
-                "statefulSet": {"securityContext": RESTRICTED_SECURITY_CONTEXT},
+                "statefulSet": {"securityContext": {"pod": RESTRICTED_POD, "container": RESTRICTED_CONTAINER}},
                 **mode,
             },
             "injector": {
@@ -130,10 +130,10 @@ class Vault(HelmService):
                 "replicas": 2 if ctx.prod_like else 1,
                 # The injector's webhook admits pods: one replica stays up through a drain.
                 "podDisruptionBudget": {"maxUnavailable": 1} if ctx.prod_like else {},
+                "securityContext": {"pod": RESTRICTED_POD, "container": RESTRICTED_CONTAINER},
                 "image": image_values(injector, ctx),
                 "agentImage": image_values(server, ctx),
                 "metrics": {"enabled": ctx.monitoring},
-                "securityContext": RESTRICTED_SECURITY_CONTEXT,
             },
             "serverTelemetry": {
                 "serviceMonitor": {"enabled": False},

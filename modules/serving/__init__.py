@@ -251,11 +251,13 @@ def pod_spec(model, track: str, release, ctx: PlatformContext) -> dict:
                             "fsGroup": runtime.uid, "fsGroupChangePolicy": "OnRootMismatch",
                             "seccompProfile": {"type": "RuntimeDefault"}},
         "terminationGracePeriodSeconds": 60,
-        # One replica per node where possible (hard in staging and prod); per ReplicaSet, so a rollout's
-        # new pods are spread on their own.
+        # One replica per node: preferred in dev; in staging and prod hard, also with fewer nodes than
+        # replicas (minDomains counts missing nodes as empty, so a replica without a node of its own stays
+        # Pending rather than share one). Per ReplicaSet, so a rollout's new pods are spread on their own.
         "topologySpreadConstraints": [{
             "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
             "whenUnsatisfiable": "DoNotSchedule" if ctx.prod_like else "ScheduleAnyway",
+            **({"minDomains": release.replicas} if ctx.prod_like and release.replicas > 1 else {}),
             "labelSelector": {"matchLabels": selector(model, ctx, track)},
             "matchLabelKeys": ["pod-template-hash"],
         }],

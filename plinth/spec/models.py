@@ -819,6 +819,18 @@ class Admission(Spec):
         "adopts the rules. Default: deny.")
 
 
+class TestNodes(Spec):
+    """The simulated nodes of an acceptance cluster on an `existing` target (tests/e2e); cloud targets get
+    their node pools at their sizes instead. Plinth itself never reads this."""
+
+    cpu_nodes: Count = Field(3, description="Nodes without GPUs. Default: 3.")
+    gpu_nodes: Count = Field(1, description="GPU nodes: the GPU taint and label, nvidia.com/gpu capacity. "
+                             "Default: 1.")
+    gpus_per_node: PositiveCount = Field(1, description="nvidia.com/gpu of each GPU node. Default: 1.")
+    cpu: PositiveCount = Field(16, description="CPU cores of every node. Default: 16.")
+    memory: Quantity = Field("64Gi", description="Memory of every node. Default: 64Gi.")
+
+
 class Testing(Spec):
     """Options for throw-away test clusters only; refused in prod."""
 
@@ -827,6 +839,11 @@ class Testing(Spec):
         description="For an API server without nodes: don't wait for workloads to become ready and delete in "
         "the background. Default: false.",
     )
+    await_timeout_seconds: PositiveCount | None = Field(
+        None, description="How long the engine waits for each workload and release to become ready before "
+        "failing `up` (short, for tests that expect a failure). Default: null (the engine's own timeouts).")
+    nodes: TestNodes = Field(default_factory=TestNodes, description="The acceptance cluster's simulated nodes "
+                             "on an `existing` target. Default: 3 CPU nodes and 1 GPU node.")
 
 
 # --- the whole platform ------------------------------------------------------

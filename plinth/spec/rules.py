@@ -199,6 +199,9 @@ def governance(spec: PlatformSpec) -> Iterator[Violation]:
     if prod and spec.testing.skip_await:
         yield Violation(("testing", "skipAwait"), "skipAwait is for throw-away test clusters, not prod",
                         "prod-no-test-options", "remove testing.skipAwait")
+    if prod and spec.testing.await_timeout_seconds is not None:
+        yield Violation(("testing", "awaitTimeoutSeconds"), "awaitTimeoutSeconds is for throw-away test clusters, "
+                        "not prod", "prod-no-test-options", "remove testing.awaitTimeoutSeconds")
     if spec.airgap.enabled and spec.airgap.mirror is None:
         yield Violation(("airgap", "mirror"), "air-gap mode needs a mirror", "airgap-needs-mirror",
                         "set airgap.mirror.registry and airgap.mirror.charts")

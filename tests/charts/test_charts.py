@@ -18,7 +18,8 @@ import yaml
 
 from e2e.binaries import toolchain_crds
 from support import BLUEPRINTS, ROOT, STACKS
-from validation import chart_member, coalesce, crd_schemas, images_in, validate, validation_failures
+from validation import chart_member, coalesce, crd_schemas, images_in, restricted_problems, validate, \
+    validation_failures
 from plinth.catalog import CHARTS, CRD_BUNDLES, ImageRef
 from plinth.engine.charts import HELM_RELEASE, CONFIG_GROUP, render_charts
 from plinth.engine.offline import plan
@@ -155,3 +156,33 @@ def test_the_image_check_finds_an_image_outside_the_mirror():
                     "initContainers": [{"name": "b", "image": "mirror.corp/x/y:1",
                                         "env": [{"name": "CSI_IMAGE", "value": "registry.k8s.io/csi:3"}]}]}}
     assert images_in(pod) == {"quay.io/x/y:1", "docker.io/z:2", "mirror.corp/x/y:1", "registry.k8s.io/csi:3"}
+
+
+POD_OWNERS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
+
+
+def pod_templates(obj: dict) -> list[dict]:
+    if obj.get("kind") in POD_OWNERS:
+        return [obj["spec"]["template"]["spec"]]
+    if obj.get("kind") == "CronJob":
+        return [obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]]
+    return []
+
+
+@pytest.mark.parametrize("rendered", SPECS, indirect=True)
+def test_every_chart_pod_meets_its_namespaces_pod_security_level(rendered):
+    """A pod below its namespace's enforced level is refused by the API server (the live tier shows it:
+    tests/e2e): every pod template of every chart in a namespace Plinth creates at `restricted` meets it."""
+    _, result, charts = rendered
+    levels = {o["metadata"]["name"]: o["metadata"].get("labels", {}).get("pod-security.kubernetes.io/enforce")
+              for _, o in kubernetes_objects(result) if o["kind"] == "Namespace"}
+    problems = []
+    for chart in charts:
+        namespace = chart.resource.inputs.get("namespace")
+        for obj in chart.objects:
+            ns = obj.get("metadata", {}).get("namespace") or namespace
+            if levels.get(ns) != "restricted":
+                continue
+            problems += [f"{obj['kind']} {ns}/{obj['metadata']['name']}: {p}"
+                         for pod in pod_templates(obj) for p in restricted_problems(pod)]
+    assert problems == []

@@ -25,6 +25,13 @@ def toolchain_crds() -> list[Path]:
     return sorted(bin_dir.parent.glob("crds/*/*.yaml")) if bin_dir else []
 
 
+def toolchain_kwok_stages() -> Path | None:
+    """KWOK's stage file (how simulated nodes and pods change state), fetched by build.sh; None if absent."""
+    bin_dir = toolchain_bin()
+    stages = sorted(bin_dir.parent.glob("kwok-stages/*.yaml")) if bin_dir else []
+    return stages[-1] if stages else None
+
+
 def toolchain_bin() -> Path | None:
     """$PLINTH_TOOLCHAIN_BIN, else the cached bin dir if build.sh completed it, else None (never builds)."""
     if os.environ.get("PLINTH_TOOLCHAIN_BIN"):

@@ -1,4 +1,5 @@
-"""The acceptance tier's fixtures: a real etcd + kube-apiserver on loopback.
+"""The acceptance tier's fixtures: a real etcd + kube-apiserver + controller-manager + scheduler on
+loopback, with KWOK playing the nodes each stack's spec declares (live.py says what is simulated).
 
 The binaries come from tests/e2e/toolchain/build.sh (built from Go modules,
 cached outside the repository). Without them these tests are skipped with
@@ -11,12 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
-from binaries import toolchain_bin, toolchain_crds
-from controlplane import LocalControlPlane
-from jobs import JobCompleter
-from kubeapi import KubeApi, established
+from binaries import toolchain_bin, toolchain_kwok_stages
+from kubeapi import KubeApi
+from live import live_cluster
 
 
 def require(*binaries: str, why: str = "run tests/e2e/toolchain/build.sh (or set PLINTH_TOOLCHAIN_BIN)") -> Path:
@@ -28,15 +27,19 @@ def require(*binaries: str, why: str = "run tests/e2e/toolchain/build.sh (or set
 
 
 @pytest.fixture(scope="session")
-def control_plane(tmp_path_factory):
-    """The API server, with the CRDs Cilium's operator would have registered on a cluster with nodes."""
-    with LocalControlPlane(require("kube-apiserver", "etcd"), tmp_path_factory.mktemp("control-plane")) as plane:
-        kube = KubeApi(plane.server, plane.ssl_context())
-        crds = [yaml.safe_load(path.read_text()) for path in toolchain_crds()]
-        for crd in crds:
-            kube.apply(crd)
-        for crd in crds:
-            assert established(kube.wait(crd, established)), crd["metadata"]["name"]
+def live_toolchain() -> tuple[Path, Path]:
+    """The bin dir and KWOK's stage file of the live cluster (live.py), or skip with the command to run."""
+    bin_dir = require("kube-apiserver", "etcd", "kube-controller-manager", "kube-scheduler", "kwok")
+    stages = toolchain_kwok_stages()
+    if stages is None:
+        pytest.skip("no KWOK stages: run tests/e2e/toolchain/build.sh")
+    return bin_dir, stages
+
+
+@pytest.fixture(scope="session")
+def control_plane(live_toolchain, tmp_path_factory):
+    """The live cluster (live.py) the deploy story runs on; the engine fixture adds its stack's nodes."""
+    with live_cluster(*live_toolchain, tmp_path_factory.mktemp("control-plane")) as plane:
         yield plane
 
 
@@ -53,13 +56,6 @@ def kubernetes_provider(toolchain) -> Path:
         "set PLINTH_KUBERNETES_PROVIDER and rerun tests/e2e/toolchain/build.sh (toolchain/README.md)"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def kube(control_plane):
     return KubeApi(control_plane.server, control_plane.ssl_context())
-
-
-@pytest.fixture(scope="session")
-def jobs(control_plane):
-    """Jobs complete as if a node ran them (jobs.py): Helm hook Jobs, e.g. Longhorn's uninstall."""
-    with JobCompleter(KubeApi(control_plane.server, control_plane.ssl_context())) as completer:
-        yield completer

@@ -14,11 +14,13 @@ process groups which are killed on exit -- also when start-up fails half-way,
 when the interpreter exits without ``__exit__`` (atexit), and, on Linux, when
 the parent process dies (PR_SET_PDEATHSIG).
 
-If ``bin_dir`` also holds ``kube-controller-manager`` it is started too (a
-small set of controllers: namespace deletion, service accounts + tokens, garbage
-collection, workloads, PVC protection).  Without it, deleted namespaces stay Terminating and no
-"default" ServiceAccount is created.  The ServiceAccount admission plugin is
-disabled either way, so pods never race the service-account controller.
+If ``bin_dir`` also holds ``kube-controller-manager`` it is started too (namespace
+deletion, service accounts + tokens, garbage collection, the workload controllers,
+endpoints, HPA, disruption budgets, persistent-volume binding, ...); then the
+ServiceAccount admission plugin is on, as on a real cluster. With ``kube-scheduler``
+pods are scheduled; with ``kwok`` (and ``kwok_stages``, its stage file) the nodes
+the caller creates with the ``kwok.x-k8s.io/node: fake`` annotation are simulated:
+see live.py for what that means and what it does not.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["LocalControlPlane", "ControlPlaneError"]
+__all__ = ["LocalControlPlane", "ControlPlaneError", "KWOK_NODE"]
+
+KWOK_NODE = "kwok.x-k8s.io/node"
+"""The annotation (value ``fake``) that hands a Node to KWOK."""
 
 
 class ControlPlaneError(RuntimeError):
@@ -191,6 +196,8 @@ class LocalControlPlane:
     """
 
     SERVICE_CIDR = "10.0.0.0/24"
+    POD_CIDR = "10.244.0.0/16"
+    """Where KWOK takes pod addresses from (its default is 10.0.0.0/24, the service range)."""
 
     def __init__(
         self,
@@ -200,6 +207,8 @@ class LocalControlPlane:
         startup_timeout: float = 120.0,
         extra_apiserver_args: tuple[str, ...] = (),
         controller_manager: Optional[bool] = None,
+        scheduler: bool = False,
+        kwok_stages: os.PathLike | str | None = None,
     ) -> None:
         self.bin_dir = Path(bin_dir)
         self.workdir = Path(workdir)
@@ -209,6 +218,13 @@ class LocalControlPlane:
         if controller_manager and not kcm:
             raise ControlPlaneError(f"{self.bin_dir / 'kube-controller-manager'} missing")
         self.controller_manager = kcm if controller_manager is None else controller_manager
+        for exe, wanted in (("kube-scheduler", scheduler), ("kwok", kwok_stages)):
+            if wanted and not os.access(self.bin_dir / exe, os.X_OK):
+                raise ControlPlaneError(f"{self.bin_dir / exe} missing; run tests/e2e/toolchain/build.sh")
+        if (scheduler or kwok_stages) and not self.controller_manager:
+            raise ControlPlaneError("the scheduler and simulated nodes need the controller-manager")
+        self.scheduler = scheduler
+        self.kwok_stages = Path(kwok_stages) if kwok_stages else None
         self._procs: list[tuple[str, subprocess.Popen]] = []
         self._logs: dict[str, Path] = {}
         self.server = ""
@@ -291,11 +307,16 @@ class LocalControlPlane:
                 "--api-audiences=https://kubernetes.default.svc.cluster.local",
                 "--authorization-mode=RBAC",
                 f"--service-cluster-ip-range={self.SERVICE_CIDR}",
-                # no controller-manager creates "default" ServiceAccounts; and with no
-                # nodes, the admission webhooks charts install (cert-manager, the
-                # Prometheus operator) never get a serving endpoint: calling them
-                # would fail every later create they match.
-                "--disable-admission-plugins=ServiceAccount,MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
+                # The admission webhooks charts install (cert-manager's, the Prometheus operator's,
+                # the Vault injector's, the secrets operator's, ...) never get a serving endpoint:
+                # their containers never run here, and calling them would fail every later create
+                # they match. ServiceAccount admission needs the controller-manager's SA controller.
+                # TaintNodesByCondition taints every new Node not-ready until the node lifecycle
+                # controller sees its kubelet; simulated nodes are Ready from the start.
+                "--disable-admission-plugins=" + ",".join(
+                    ["MutatingAdmissionWebhook", "ValidatingAdmissionWebhook"]
+                    + ([] if self.controller_manager else ["ServiceAccount"])
+                    + (["TaintNodesByCondition"] if self.kwok_stages else [])),
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--v=1",
@@ -323,9 +344,12 @@ class LocalControlPlane:
                         for c in (
                             "namespace", "serviceaccount", "serviceaccount-token", "garbage-collector",
                             "root-ca-certificate-publisher", "deployment", "replicaset", "statefulset",
-                            "daemonset", "job", "cronjob", "endpointslice", "resourcequota",
-                            # lets a deleted PVC go once no pod uses it (its pvc-protection finalizer)
-                            "persistentvolumeclaim-protection",
+                            "daemonset", "job", "cronjob", "endpoints", "endpointslice",
+                            "endpointslice-mirroring", "resourcequota", "horizontal-pod-autoscaler",
+                            "disruption", "pod-garbage-collector", "ttl-after-finished",
+                            "clusterrole-aggregation", "persistentvolume-binder",
+                            # lets a deleted PVC (PV) go once no pod (PVC) uses it
+                            "persistentvolumeclaim-protection", "persistentvolume-protection",
                         )
                     ),
                     f"--service-account-private-key-file={pki['sa.key']}",
@@ -340,6 +364,15 @@ class LocalControlPlane:
                 lambda: self._status("/api/v1/namespaces/default/serviceaccounts/default") == 200,
                 self.startup_timeout,
             )
+        if self.scheduler:
+            self._spawn("kube-scheduler", [
+                str(self.bin_dir / "kube-scheduler"), f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",
+                f"--authorization-kubeconfig={kc}", "--secure-port=0", "--leader-elect=false", "--v=1"])
+        if self.kwok_stages:
+            self._spawn("kwok", [
+                str(self.bin_dir / "kwok"), f"--kubeconfig={kc}", f"--config={self.kwok_stages}",
+                "--manage-all-nodes=false", f"--manage-nodes-with-annotation-selector={KWOK_NODE}=fake",
+                f"--cidr={self.POD_CIDR}", "--v=WARN"])
 
     def stop(self) -> None:
         """Terminate the controller-manager, kube-apiserver, then etcd (process groups). Idempotent."""

@@ -50,11 +50,11 @@ SERVING_HOST = "serving.models.plinth.internal"
 
 
 def served(canary_weight: int = 10) -> dict:
-    """The e2e stack's serving block: one Triton model of team fraud, stable v1 and a canary v2 taking
-    `canary_weight` percent. Its repository is an object store (s3://, with the network its pods may reach):
-    nothing in the namespace to create first, and pods never run on an API server without nodes anyway."""
+    """The e2e stack's serving block: one Triton model of team fraud on one GPU per replica, stable v1 and a
+    canary v2 taking `canary_weight` percent. Its repository is an object store (s3://, with the network its
+    pods may reach): nothing in the namespace to create first."""
     return {"hostname": SERVING_HOST, "models": [{
-        "name": "fraud-scorer", "team": "fraud", "runtime": "triton",
+        "name": "fraud-scorer", "team": "fraud", "runtime": "triton", "gpu": 1,
         "modelRepository": "s3://fraud-models/triton", "repositoryCidrs": ["10.30.0.0/16"],
         "stable": {"version": "v1", "replicas": 1},
         "canary": {"version": "v2", "replicas": 1, "weight": canary_weight},
@@ -109,12 +109,11 @@ class PulumiProject:
         }
 
     def overrides(self, **extra) -> dict:
-        """Stack overrides for the local API server: its kubeconfig, no waiting for pods that never run,
-        the platform services with the packaged charts as the (directory) chart source, and one served
-        model with a canary (on Cilium's Gateway, with monitoring)."""
+        """Stack overrides for the live cluster: its kubeconfig and simulated nodes (3 CPU nodes, one GPU node
+        with 2 GPUs), the platform services with the packaged charts as the (directory) chart source, and one
+        served GPU model with a canary (on Cilium's Gateway, with monitoring and the GPU operator)."""
         base = {
             "target": {"type": "existing", "kubeconfig": self.kubeconfig},
-            "testing": {"skipAwait": True},
             "charts": {"source": str(CHARTS_DIR)},
             # No node announces load-balancer addresses here: the Gateway's address is left to the cluster.
             "network": {"cilium": {"enabled": True, "apiServer": {"host": "127.0.0.1"}},
@@ -125,6 +124,9 @@ class PulumiProject:
             "registry": {"harbor": {"enabled": True}, "pythonIndex": {"enabled": True}},
             "featureStore": {"feast": {"enabled": True}},
             "monitoring": {"enabled": True},
+            "gpu": {"operator": {"enabled": True}},
+            # the GPU node holds both tracks of the served model (the canary next to stable)
+            "testing": {"nodes": {"gpusPerNode": 2}},
             "serving": served(),
         }
         return {**base, **extra}

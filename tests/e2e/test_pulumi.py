@@ -1,8 +1,9 @@
 """Acceptance through the real Pulumi engine: `pulumi up`, no-change preview, drift, edits, teardown.
 
 The CLI and language host are built from Go modules (toolchain/build.sh) and
-run Plinth's real program against the local kube-apiserver (no nodes, so the
-e2e stack sets the spec's `testing.skipAwait`). The Kubernetes resource
+run Plinth's real program against the live acceptance cluster (conftest.py,
+live.py): the scheduler places every pod on the simulated nodes of the stack's
+spec and `up` waits for every workload to be Ready. The Kubernetes resource
 provider must be supplied as PLINTH_KUBERNETES_PROVIDER (see
 toolchain/README.md): when it is missing, the tests that deploy are skipped
 with that reason, and only the engine-level checks run.
@@ -19,6 +20,9 @@ from __future__ import annotations
 import pytest
 
 from kubeapi import ApiError
+from live import (create_nodes, node_agent, pod_ready, pods, quota_overruns, requests_gpu, simulated_nodes,
+                  spread_violations, unready)
+from plinth.modules.gpu import GPU_RESOURCE
 from pulumi_cli import STACK_SECRETS, PulumiProject, served
 from support import CHARTS_DIR
 from plinth.engine.charts import CONFIG_GROUP, HELM_RELEASE
@@ -43,11 +47,13 @@ def charts_at_hand():
 
 
 @pytest.fixture(scope="module")
-def engine(toolchain, control_plane, tmp_path_factory, jobs):
-    """A project copy with an e2e stack over the minimal blueprint plus the platform services, not deployed."""
+def engine(toolchain, control_plane, tmp_path_factory, kube):
+    """A project copy with an e2e stack over the minimal blueprint plus the platform services, not deployed;
+    the cluster gets the nodes of the stack's spec."""
     charts_at_hand()
     project = PulumiProject(toolchain, tmp_path_factory.mktemp("pulumi"), control_plane.kubeconfig_path)
     project.write_stack(project.overrides())
+    create_nodes(kube, simulated_nodes(e2e_spec(project)))
     project("stack", "init", project.stack)
     project.set_secrets()
     yield project
@@ -57,6 +63,7 @@ def engine(toolchain, control_plane, tmp_path_factory, jobs):
 
 @pytest.fixture(scope="module")
 def deploy(kubernetes_provider, engine):
+    """`up`, which returns once every workload it waits for is Ready (the live cluster's report is printed)."""
     return engine("up", "--yes", "--skip-preview")
 
 
@@ -72,9 +79,12 @@ def test_an_invalid_spec_fails_the_real_engine_with_its_file_and_line(toolchain,
     assert "Traceback" not in run.out, run.text
 
 
+def e2e_spec(engine, overrides=None):
+    return load_spec(engine.dir / "blueprints" / "minimal.yaml", overrides or engine.overrides())
+
+
 def e2e_plan(engine, overrides=None):
-    spec = load_spec(engine.dir / "blueprints" / "minimal.yaml", overrides or engine.overrides())
-    return plan(spec, "e2e", stack=engine.stack)
+    return plan(e2e_spec(engine, overrides), "e2e", stack=engine.stack)
 
 
 def test_up_creates_every_object_and_installs_every_release(deploy, engine, kube):
@@ -84,7 +94,8 @@ def test_up_creates_every_object_and_installs_every_release(deploy, engine, kube
     assert missing == []
     releases = [r.inputs for r in result.resources if r.type == HELM_RELEASE]
     assert sorted(r["name"] for r in releases) == [
-        "cert-manager", "cilium", "cloudnative-pg", "feast-feature-server", "harbor", "kube-prometheus-stack",
+        "cert-manager", "cilium", "cloudnative-pg", "feast-feature-server", "gpu-operator", "harbor",
+        "kube-prometheus-stack",
         "longhorn", "prometheus-operator-crds", "redis-operator", "vault", "vault-secrets-operator"]
     for release in releases:  # Helm's own record of a deployed first revision
         record = kube.get({"apiVersion": "v1", "kind": "Secret", "metadata": {
@@ -100,6 +111,35 @@ def test_up_creates_every_object_and_installs_every_release(deploy, engine, kube
         assert kube.get(probe) is not None, probe
     state = engine("stack", "export").out
     assert [key for key, value in STACK_SECRETS.items() if value in state] == []
+
+
+def test_every_pod_is_admitted_scheduled_and_ready_where_it_belongs(deploy, engine, kube):
+    """After `up`: no workload short of its replicas (a pod refused by Pod Security, quota or a missing
+    ServiceAccount never exists; one the scheduler cannot place stays Pending), GPU pods on GPU nodes only
+    and no other pod there (node agents aside), hard spread and anti-affinity on distinct nodes."""
+    assert unready(kube) == []
+    everything = pods(kube)
+    assert [p["metadata"]["name"] for p in everything if p["status"].get("phase") not in ("Running", "Succeeded")
+            or (p["status"]["phase"] == "Running" and not pod_ready(p))] == []
+    gpu_nodes = {n["metadata"]["name"] for n in kube.request("GET", "/api/v1/nodes")["items"]
+                 if GPU_RESOURCE in n["status"]["capacity"]}
+    assert gpu_nodes, "the e2e stack's nodes include a GPU node"
+    assert [p for p in everything if requests_gpu(p)], "the e2e stack serves a GPU model"
+    misplaced = [(p["metadata"]["name"], p["spec"]["nodeName"]) for p in everything
+                 if (p["spec"]["nodeName"] in gpu_nodes) != requests_gpu(p) and not node_agent(p)]
+    assert misplaced == []
+    assert spread_violations(everything) == []
+    running = [p for p in everything if p["status"]["phase"] == "Running"]
+    print(f"\nlive cluster after up ({deploy.seconds:.0f}s): {len(running)} pods Running and Ready on "
+          f"{len({p['spec']['nodeName'] for p in running})} nodes, "
+          f"{len(everything) - len(running)} completed (Jobs)")
+
+
+def test_every_teams_quota_admits_its_models_at_maximum_replicas(deploy, engine):
+    """What the API server's quota admission would sum up for each team's model pods at their maximum
+    (autoscaler's maximum, canary, shadow) stays within the team's ResourceQuota."""
+    objects = [obj for _, obj in kubernetes_objects(e2e_plan(engine))]
+    assert quota_overruns(objects) == []
 
 
 def weighted_splits(route_spec: dict) -> list[list[tuple[str, int]]]:

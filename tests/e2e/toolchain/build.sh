@@ -10,7 +10,9 @@
 #   pulumi-language-python-exec     shim script, copied from sdk/v3@<installed python SDK>
 #   pulumi-resource-pulumi-python   dynamic-provider shim script, same origin
 #   kube-apiserver                  (kube-apiserver/ module, version-stamped)
-#   kube-controller-manager         (same module; namespace deletion, SAs, GC)
+#   kube-controller-manager         (same module; workload controllers, SAs, GC, ...)
+#   kube-scheduler                  (same module)
+#   kwok                            (kwok/ module; simulated nodes, pods' status)
 #   etcd                            (etcd/ module)
 #   helm                            (helm/ module; the chart tier's `helm template`/`lint`)
 #   pulumi-resource-kubernetes      PLINTH_KUBERNETES_PROVIDER if set, else the prebuilt
@@ -80,6 +82,7 @@ LANGHOST_VERSION=$(modver pulumi-language-python github.com/pulumi/pulumi/sdk/v3
 K8S_VERSION=$(modver kube-apiserver k8s.io/kubernetes)
 ETCD_VERSION=$(modver etcd go.etcd.io/etcd/server/v3)
 HELM_VERSION=$(modver helm helm.sh/helm/v3)
+KWOK_VERSION=$(modver kwok sigs.k8s.io/kwok)
 PY_SDK_VERSION=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("pulumi"))' 2>/dev/null || true)
 if [[ -z "$PY_SDK_VERSION" ]]; then
   log "WARN: '$PYTHON' has no 'pulumi' package; exec shim taken from sdk/v3@$PULUMI_VERSION"
@@ -89,18 +92,18 @@ PY_K8S_VERSION=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("
 [[ "v$PY_SDK_VERSION" == "$PULUMI_VERSION" ]] ||
   log "note: pulumi CLI $PULUMI_VERSION (newest on the proxy) vs Python SDK $PY_SDK_VERSION"
 
-for v in PULUMI_VERSION LANGHOST_VERSION K8S_VERSION ETCD_VERSION HELM_VERSION; do
+for v in PULUMI_VERSION LANGHOST_VERSION K8S_VERSION ETCD_VERSION HELM_VERSION KWOK_VERSION; do
   [[ -n "${!v}" ]] || { log "ERROR: could not read $v from the consumer go.mod files"; exit 1; }
 done
 K8S_MINOR=${K8S_VERSION#v1.}; K8S_MINOR=${K8S_MINOR%%.*}
 
 GO_VERSION=$(go env GOVERSION)
 HASH=$( (echo "rev=$BUILD_REV"; cd "$HERE" && cat ./*/go.mod ./*/go.sum) | sha256sum | cut -c1-10)
-KEY="pulumi-${PULUMI_VERSION}_langpy-${LANGHOST_VERSION}_sdk-v${PY_SDK_VERSION}_k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_${GO_VERSION}_${HASH}"
+KEY="pulumi-${PULUMI_VERSION}_langpy-${LANGHOST_VERSION}_sdk-v${PY_SDK_VERSION}_k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_kwok-${KWOK_VERSION}_${GO_VERSION}_${HASH}"
 BIN="$CACHE_ROOT/$KEY/bin"
 
 ALL=(pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python
-     kube-apiserver kube-controller-manager etcd helm)
+     kube-apiserver kube-controller-manager kube-scheduler kwok etcd helm)
 if [[ "${PLINTH_TOOLCHAIN_FORCE:-0}" == 1 && $PRINT_ONLY == 0 ]]; then rm -rf "$CACHE_ROOT/$KEY"; fi
 have_all=1
 for b in "${ALL[@]}"; do [[ -x "$BIN/$b" ]] || have_all=0; done
@@ -150,6 +153,9 @@ else
   )
   gobuild kube-apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "${K8S_LDFLAGS[@]}"
   gobuild kube-controller-manager kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager "${K8S_LDFLAGS[@]}"
+  gobuild kube-scheduler kube-apiserver k8s.io/kubernetes/cmd/kube-scheduler "${K8S_LDFLAGS[@]}"
+
+  gobuild kwok kwok sigs.k8s.io/kwok/cmd/kwok
 
   gobuild pulumi-language-python pulumi-language-python \
     github.com/pulumi/pulumi/sdk/v3/python/cmd/pulumi-language-python \
@@ -210,7 +216,7 @@ fi
 
 # Cilium's CRDs (CiliumNetworkPolicy, ...): the Cilium operator registers them when it starts, which
 # needs nodes. The test API server has none, so the tiers install them from the cilium module at the
-# catalog's Cilium version instead -- a stand-in for that registration, like tests/e2e/jobs.py for Jobs.
+# catalog's Cilium version instead -- a stand-in for that registration.
 CILIUM_VERSION=$("$PYTHON" -c 'from plinth.catalog import CHARTS; print(CHARTS["cilium"].version)' 2>/dev/null || true)
 CILIUM_CRDS="$CACHE_ROOT/$KEY/crds/cilium-$CILIUM_VERSION"
 # The kinds Plinth creates: network policies, and the Gateway's load-balancer address pool and L2 announcements.
@@ -227,6 +233,23 @@ if [[ -n "$CILIUM_VERSION" && ! -f "$CILIUM_CRDS/.complete-${#CILIUM_CRD_FILES[@
   done
   touch "$CILIUM_CRDS/.complete-${#CILIUM_CRD_FILES[@]}"
   log "cilium CRDs from github.com/cilium/cilium@v$CILIUM_VERSION"
+fi
+
+# KWOK's stages (how a simulated node and its pods change state): the kwok binary takes them from a
+# config file, so the tier concatenates the module's "fast" node and pod stages (a node is Ready at
+# once; a scheduled pod is Running and Ready at once; a Job's pod Succeeds; a deleted pod goes).
+KWOK_STAGES="$CACHE_ROOT/$KEY/kwok-stages/$KWOK_VERSION.yaml"
+if [[ ! -f "$KWOK_STAGES" && $PRINT_ONLY == 0 ]]; then
+  tmpd=$(mktemp -d)
+  KWOK_DIR=$(cd "$tmpd" && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
+    "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  rmdir "$tmpd"
+  mkdir -p "$(dirname "$KWOK_STAGES")"
+  for f in node/fast/node-initialize pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+    echo "---"; cat "$KWOK_DIR/kustomize/stage/$f.yaml"
+  done > "$KWOK_STAGES.tmp"
+  mv -f "$KWOK_STAGES.tmp" "$KWOK_STAGES"
+  log "kwok stages from sigs.k8s.io/kwok@$KWOK_VERSION"
 fi
 
 log "total ${SECONDS}s"
