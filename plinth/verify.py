@@ -10,9 +10,9 @@ Per track (stable, canary, shadow):
   statistics are not served (a 4xx, e.g. `--http-restricted-api statistics`), the model named like the spec's
   model. BentoML: its OpenAPI document `GET /docs.json`: the first service API (`x-bentoml-name`) that takes
   JSON, and its request schema.
-- inference: ONE request with an input built from that metadata. Triton (`tritonclient.http`, the KServe v2
-  protocol): the model named like the spec's model, else the first by name; every input zeros of its datatype
-  and shape, `-1` dimensions as 1. BentoML: a POST of a JSON body built from the request schema (defaults and
+- inference: ONE request with an input built from that metadata. Triton (the KServe v2 HTTP protocol with its
+  binary tensor extension, `POST /v2/models/<name>/infer`): the model named like the spec's model, else the
+  first by name; every input zeros of its datatype and shape, `-1` dimensions as 1. BentoML: a POST of a JSON body built from the request schema (defaults and
   examples where given, else zero values; required properties only).
 
 Every request has a deadline: --timeout seconds for all of it (connect, send, the whole answer), so a server
@@ -218,21 +218,6 @@ class Gateway:
             raise _Unreachable(f"the answer is larger than the {MAX_BODY >> 20} MiB limit")
         return response.status, answer
 
-    def triton(self, prefix: str):
-        """A tritonclient.http client for the model's routed path (its own timeouts; TLS as `request`)."""
-        import tritonclient.http as httpclient
-
-        options: dict[str, Any] = {}
-        if self.scheme == "https":
-            import gevent.ssl
-
-            options = {"ssl": True, "ssl_options": {"server_hostname": self.hostname},
-                       "ssl_context_factory": gevent.ssl.create_default_context}
-        address = f"[{self.address}]" if ":" in self.address else self.address  # an IPv6 literal
-        return httpclient.InferenceServerClient(
-            f"{address}:{self.port}{self.base}{prefix}", connection_timeout=self.timeout,
-            network_timeout=self.timeout, **options)
-
 
 def _expire(conn: http.client.HTTPConnection, expired: threading.Event) -> None:
     expired.set()
@@ -346,99 +331,92 @@ def _health(gw: Gateway, model, result: TrackResult) -> bool:
 
 
 def _probe_triton(gw: Gateway, model, result: TrackResult) -> None:
+    """Triton over the KServe v2 HTTP protocol, on the same bounded requests as every other probe."""
     from plinth.modules.serving import route_prefix
 
     if not _health(gw, model, result):
         return
-    from tritonclient.utils import InferenceServerException
-
-    headers = {"Host": gw.hostname, **_headers(result)}  # tritonclient sends the URL's address otherwise
-    client = gw.triton(route_prefix(model))
+    prefix = route_prefix(model)
+    started = time.perf_counter()
     try:
-        started = time.perf_counter()
-        try:
-            with _deadline(gw):
-                names, note = _triton_models(client, model, headers, InferenceServerException)
-            metadata = {}
-            for name in names[:MAX_TRITON_MODELS]:
-                with _deadline(gw):
-                    metadata[name] = client.get_model_metadata(name, headers=headers)
-        except Exception as exc:  # tritonclient and gevent raise many kinds: each is this check's failure
-            result.checks.append(Check("metadata", False, _ms(started), _why(exc), _status(exc)))
-            return
-        detail = f"{len(names)} model{'s' if len(names) != 1 else ''}: {', '.join(names)}"
-        result.checks.append(Check("metadata", True, _ms(started), _cut(f"{detail}{note}"), 200))
-        result.target = model.name if model.name in metadata else names[0]
-        started = time.perf_counter()
-        try:
-            inputs = triton_inputs(metadata[result.target])
-            with _deadline(gw):
-                answer = client.infer(result.target, inputs, headers=headers).get_response()
-        except Exception as exc:
-            result.checks.append(Check("inference", False, _ms(started), f"{result.target}: {_why(exc)}",
-                                       _status(exc)))
-            return
+        names, note = _triton_models(gw, prefix, model, result)
+        metadata = {name: _json(gw, "GET", f"{prefix}/v2/models/{name}", result)
+                    for name in names[:MAX_TRITON_MODELS]}
+    except (_Answer, _Unreachable, ValueError, KeyError, TypeError) as exc:
+        result.checks.append(Check("metadata", False, _ms(started), _failure(exc), getattr(exc, "status", None)))
+        return
+    detail = f"{len(names)} model{'s' if len(names) != 1 else ''}: {', '.join(names)}"
+    result.checks.append(Check("metadata", True, _ms(started), _cut(f"{detail}{note}"), 200))
+    result.target = model.name if model.name in metadata else names[0]
+    started = time.perf_counter()
+    try:
+        header, data = triton_request(metadata[result.target])
+        answer = _json(gw, "POST", f"{prefix}/v2/models/{result.target}/infer", result, header + data,
+                       {"Content-Type": "application/octet-stream",
+                        "Inference-Header-Content-Length": str(len(header))})
         outputs = ", ".join(f"{o['name']} {o['datatype']}{o['shape']}" for o in answer.get("outputs", []))
-        result.checks.append(Check("inference", True, _ms(started), f"{result.target} -> {outputs or 'no outputs'}",
-                                   200))
-    finally:
-        client.close()
+    except (_Answer, _Unreachable, ValueError, KeyError, TypeError, AttributeError) as exc:
+        result.checks.append(Check("inference", False, _ms(started), f"{result.target}: {_failure(exc)}",
+                                   getattr(exc, "status", None)))
+        return
+    result.checks.append(Check("inference", True, _ms(started), f"{result.target} -> {outputs or 'no outputs'}",
+                               200))
 
 
-def _deadline(gw: Gateway):
-    """The whole of one tritonclient request within --timeout (its own timeouts bound each wait only)."""
-    import gevent
+def _json(gw: Gateway, method: str, path: str, result: TrackResult, body: bytes | None = None,
+          headers: dict[str, str] | None = None) -> dict:
+    """One request expecting 200 and a JSON object (the answer bounded like every other)."""
+    status, answer = gw.request(method, path, {**_headers(result), **(headers or {})}, body)
+    if status != 200:
+        raise _Answer(status, answer)
+    document = json.loads(answer)
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return document
 
-    return gevent.Timeout(gw.timeout, TimeoutError())
+
+def _failure(exc: BaseException) -> str:
+    return _cut(str(exc)) if isinstance(exc, (_Answer, _Unreachable)) else _why(exc)
 
 
-def _status(exc: BaseException) -> int | None:
-    status = getattr(exc, "status", None)
-    status = status() if callable(status) else status
-    return int(status) if str(status).isdigit() else None
-
-
-def _triton_models(client, model, headers: dict, server_error: type) -> tuple[list[str], str]:
+def _triton_models(gw: Gateway, prefix: str, model, result: TrackResult) -> tuple[list[str], str]:
     """The repository's loaded models (names, sorted) from the statistics API, or the spec's model name where
     statistics are refused (4xx), with a note saying so."""
     try:
-        stats = client.get_inference_statistics(headers=headers)
-    except server_error as exc:
-        status = _status(exc)
-        if status is None or not 400 <= status < 500:
+        stats = _json(gw, "GET", f"{prefix}/v2/models/stats", result)
+    except _Answer as exc:
+        if not 400 <= exc.status < 500:
             raise
-        return [model.name], f" (statistics not served, HTTP {status}: took the model's own name)"
+        return [model.name], f" (statistics not served, HTTP {exc.status}: took the model's own name)"
     names = sorted({s["name"] for s in stats.get("model_stats", [])})
     if not names:
         raise ValueError("the server reports no loaded model (GET /v2/models/stats)")
     return names, ""
 
 
-def triton_inputs(metadata: dict) -> list:
-    """tritonclient InferInputs for every input of a model's metadata: zeros of its datatype (empty bytes for
-    BYTES), its shape with every -1 (variable or batch dimension) as 1."""
-    import numpy as np
-    import tritonclient.http as httpclient
-    from tritonclient.utils import triton_to_np_dtype
+TRITON_SIZES = {"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2, "BF16": 2, "UINT32": 4,
+                "INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8, "BYTES": 4}
+"""Bytes per element in the KServe v2 binary tensor form (a BYTES element is its 4-byte length, here 0)."""
 
-    inputs = []
+
+def triton_request(metadata: dict) -> tuple[bytes, bytes]:
+    """(JSON header, binary data) of one inference request: zeros of every input's datatype (empty bytes for
+    BYTES), its shape with every -1 (variable or batch dimension) as 1, in the binary tensor extension (every
+    datatype, BF16 included, has a binary form; not all have a JSON one)."""
+    inputs, size = [], 0
     for spec in metadata.get("inputs", []):
         shape = [1 if int(d) < 0 else int(d) for d in spec["shape"]]
         if math.prod(shape) > MAX_INPUT_ELEMENTS:
             raise ValueError(f"input {spec['name']}: shape {shape} is above the limit of {MAX_INPUT_ELEMENTS} "
                              "elements for a request built here")
         datatype = spec["datatype"]
-        if datatype == "BYTES":
-            data = np.full(shape, b"", dtype=np.object_)
-        else:
-            dtype = triton_to_np_dtype(datatype)
-            if dtype is None:
-                raise ValueError(f"input {spec['name']}: datatype {datatype} has no zero value here")
-            data = np.zeros(shape, dtype=dtype)
-        item = httpclient.InferInput(spec["name"], shape, datatype)
-        item.set_data_from_numpy(data, binary_data=True)
-        inputs.append(item)
-    return inputs
+        if datatype not in TRITON_SIZES:
+            raise ValueError(f"input {spec['name']}: datatype {datatype} has no zero value here")
+        length = math.prod(shape) * TRITON_SIZES[datatype]
+        inputs.append({"name": spec["name"], "shape": shape, "datatype": datatype,
+                       "parameters": {"binary_data_size": length}})
+        size += length
+    return json.dumps({"inputs": inputs}).encode(), bytes(size)
 
 
 def _probe_bentoml(gw: Gateway, model, result: TrackResult) -> None:

@@ -33,7 +33,7 @@ from support import ROOT
 from plinth.engine.offline import plan
 from plinth.modules.serving import TRACK_HEADER
 from plinth.spec.load import load_spec
-from plinth.verify import bentoml_api, example, triton_inputs
+from plinth.verify import bentoml_api, example, triton_request
 
 PLINTH = [str(Path(sys.executable).parent / "plinth")]
 FIXTURES = Path(__file__).parent / "verify"
@@ -525,7 +525,7 @@ def test_a_triton_model_that_errors_fails_inference(spec_file, gateway, servers)
     assert [(c["check"], c["passed"]) for c in stable["checks"]] == [
         ("health", True), ("metadata", True), ("inference", False)]
     assert stable["checks"][2]["status"] == 500
-    assert stable["checks"][2]["detail"].startswith("scorer: InferenceServerException: [500] Failed to process")
+    assert stable["checks"][2]["detail"].startswith('scorer: HTTP 500: {"error":"Failed to process')
 
 
 def test_without_the_track_rules_requests_stray_to_other_tracks(spec_file, planned, gateway):
@@ -582,7 +582,7 @@ def _certificates(tmp: Path) -> tuple[Path, ssl.SSLContext]:
 
 def test_https_checks_the_serving_host_name_against_the_trusted_ca(spec_file, gateway, tmp_path):
     """Over TLS to an address (a port-forward), the server name sent and checked is serving.hostname, for the
-    plain requests and tritonclient's alike; trust comes from SSL_CERT_FILE (e.g. the platform CA)."""
+    every request alike; trust comes from SSL_CERT_FILE (e.g. the platform CA)."""
     ca, context = _certificates(tmp_path)
     gw = gateway(tls=context)
     url = f"https://127.0.0.1:{gw.port}"
@@ -674,15 +674,16 @@ def test_example_inputs_from_schemas():
 
 
 def test_triton_inputs_are_zeros_of_the_metadata_shapes():
-    inputs = triton_inputs({"inputs": [{"name": "X", "datatype": "FP16", "shape": [-1, 3]},
-                                       {"name": "T", "datatype": "BYTES", "shape": [2]},
-                                       {"name": "B", "datatype": "BF16", "shape": [-1]}]})
-    assert [(i.name(), i.datatype(), i.shape()) for i in inputs] == [("X", "FP16", [1, 3]), ("T", "BYTES", [2]),
-                                                                     ("B", "BF16", [1])]
-    x = inputs[0]._get_binary_data()
-    assert x == bytes(2 * 3)  # three FP16 zeros
+    header, data = triton_request({"inputs": [{"name": "X", "datatype": "FP16", "shape": [-1, 3]},
+                                              {"name": "T", "datatype": "BYTES", "shape": [2]},
+                                              {"name": "B", "datatype": "BF16", "shape": [-1]}]})
+    assert json.loads(header) == {"inputs": [
+        {"name": "X", "shape": [1, 3], "datatype": "FP16", "parameters": {"binary_data_size": 6}},
+        {"name": "T", "shape": [2], "datatype": "BYTES", "parameters": {"binary_data_size": 8}},
+        {"name": "B", "shape": [1], "datatype": "BF16", "parameters": {"binary_data_size": 2}}]}
+    assert data == bytes(6 + 8 + 2)  # zeros; each empty BYTES element is its 4-byte length, 0
     with pytest.raises(ValueError, match="datatype COMPLEX"):
-        triton_inputs({"inputs": [{"name": "Z", "datatype": "COMPLEX", "shape": [1]}]})
+        triton_request({"inputs": [{"name": "Z", "datatype": "COMPLEX", "shape": [1]}]})
 
 
 # --- misbehaving servers (no serving environment needed): each once hung verify, or reached the terminal raw --
@@ -793,16 +794,6 @@ def test_an_ipv6_gateway_url_works(spec_file):
     assert [t["passed"] for t in json.loads(run.stdout)["tracks"]] == [True, True]
 
 
-def test_an_ipv6_url_reaches_tritons_client_as_a_bracketed_address():
-    from plinth.verify import Gateway
-
-    client = Gateway("http://[::1]:8080", "http", "::1", 8080, "", HOST, 5).triton("/fraud/scorer")
-    try:
-        assert client._parsed_url.host == "::1" and client._parsed_url.port == 8080
-    finally:
-        client.close()
-
-
 def test_request_schemas_are_expanded_within_bounds():
     import signal as signals
 
@@ -867,11 +858,11 @@ def test_a_triton_server_dripping_its_statistics_is_cut_at_the_deadline(spec_fil
 
 def test_a_triton_input_shape_is_bounded():
     with pytest.raises(ValueError, match=r"^input x: shape \[100000, 100000\] is above the limit of 1048576 "):
-        triton_inputs({"inputs": [{"name": "x", "datatype": "FP32", "shape": [100000, 100000]}]})
+        triton_request({"inputs": [{"name": "x", "datatype": "FP32", "shape": [100000, 100000]}]})
 
 
 def test_a_triton_track_passes_within_the_deadlines_over_ipv6(spec_file):
-    # Just enough of the KServe v2 protocol for one pass (tritonclient on both ends of the deadline code).
+    # Just enough of the KServe v2 protocol for one pass.
     def answer(handler):
         if handler.command == "POST":
             handler.rfile.read(int(handler.headers.get("Content-Length", 0)))
@@ -892,3 +883,20 @@ def test_a_triton_track_passes_within_the_deadlines_over_ipv6(spec_file):
     assert run.returncode == 0, run.stdout + run.stderr
     tracks = json.loads(run.stdout)["tracks"]
     assert [(t["passed"], t["checks"][2]["detail"]) for t in tracks] == [(True, "scorer -> y FP32[1]")] * 2
+
+
+def test_a_triton_answer_above_the_size_limit_fails_its_check(spec_file):
+    huge = json.dumps({"name": "scorer", "inputs": [], "padding": "x" * (9 << 20)}).encode()
+
+    def answer(handler):
+        if handler.path.endswith("/v2/models/stats"):
+            return handler.send(200, json.dumps({"model_stats": [{"name": "scorer"}]}).encode())
+        handler.send(200, huge if handler.path.endswith("/v2/models/scorer") else b"")
+
+    server = serve(answer)
+    run = plinth("verify", str(spec_file), "--model", "scorer", "--json", "--url",
+                 f"http://127.0.0.1:{server.server_address[1]}", timeout=60)
+    server.shutdown()
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert [t["checks"][1]["detail"] for t in json.loads(run.stdout)["tracks"]] == [
+        "the answer is larger than the 8 MiB limit"] * 2
