@@ -1,8 +1,9 @@
 """The README's numbers, from the plans themselves: `python tests/readme_numbers.py` rewrites them, and
 tests/test_readme.py fails when the README drifts from what this would write.
 
-Generated: the `plinth plan` example (the minimal blueprint's tree, its first lines), and every
-"(N resources)" that names a stack or blueprint next to it (`plinth plan --stack S ... (N resources)`).
+Generated: the `plinth plan` example (the minimal blueprint's tree, its first lines), every
+"(N resources)" that names a stack next to it (`plinth plan --stack S ... (N resources)`), and the resource
+and component counts of the benchmark table's `plinth plan blueprints/...` rows.
 Timings stay the benchmarks' (bench/*.py print them): they are measurements, not facts of the code.
 """
 
@@ -17,6 +18,8 @@ README = ROOT / "README.md"
 EXAMPLE_LINES = 15
 """How much of the minimal blueprint's plan tree the README shows (then `...`)."""
 _EXAMPLE = re.compile(r"(## What `plinth plan` shows\n\n```text\n)(.*?)(```\n)", re.S)
+_BLUEPRINT_ROW = re.compile(r"(\| `plinth plan (?P<path>blueprints/[\w.-]+\.yaml)` \| [\d.]+ \| )(?P<n>\d[\d,]*) resources in "
+                            r"(?P<c>\d+) components( \|)")
 _STACK_COUNT = re.compile(r"(`plinth plan --stack (?P<stack>[\w.-]+)`[^()]*?\()(?P<n>\d[\d,]*)( resources\))", re.S)
 
 
@@ -44,7 +47,12 @@ def expected(text: str) -> str:
         resources = sum(r.custom for r in _plan(stack=match["stack"]).resources)
         return f"{match[1]}{resources:,}{match[4]}"
 
-    return _STACK_COUNT.sub(count, text)
+    def row(match: re.Match) -> str:
+        planned = _plan(ROOT / match["path"])
+        resources, components = sum(r.custom for r in planned.resources), sum(not r.custom for r in planned.resources)
+        return f"{match[1]}{resources:,} resources in {components} components{match[5]}"
+
+    return _BLUEPRINT_ROW.sub(row, _STACK_COUNT.sub(count, text))
 
 
 def main() -> int:

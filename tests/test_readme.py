@@ -11,6 +11,7 @@ def test_the_readme_numbers_are_what_the_plans_say():
     text = readme_numbers.README.read_text(encoding="utf-8")
     assert readme_numbers._EXAMPLE.search(text), "the README lost its `plinth plan` example"
     assert readme_numbers._STACK_COUNT.search(text), "the README lost its stack resource counts"
+    assert readme_numbers._BLUEPRINT_ROW.search(text), "the README lost its benchmark table's plan row"
     drift = list(difflib.unified_diff(text.splitlines(), readme_numbers.expected(text).splitlines(), lineterm="", n=0))
     assert not drift, "README numbers drifted; run `python tests/readme_numbers.py`:\n" + "\n".join(drift)
 
