@@ -90,7 +90,7 @@ def admission(control_plane, planned):
     policies = [o for o in objects if o["kind"] in ADMISSION_KINDS]
     assert {o["metadata"]["name"] for o in policies} == {
         "plinth-mirror-only", "plinth-no-external-services", "plinth-host-access", "plinth-team-rolebindings",
-        "plinth-ownership-labels"}
+        "plinth-ownership-labels", "plinth-regulated-team-routes"}  # the last one the Gateway's (modules/network)
     for obj in namespaces + sorted(policies, key=lambda o: o["kind"] != "ValidatingAdmissionPolicy"):
         kube.apply(obj)
     # The API server picks policies up asynchronously: wait until a known violation is refused.
