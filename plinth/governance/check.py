@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plinth.engine.charts import HELM_RELEASE, Rendered
-from plinth.governance.policies import MANDATORY, Policy, Subject, Violation, evaluate, read_levels
+from plinth.governance.policies import (CLUSTER_SCOPED, MANDATORY, Policy, Subject, Violation, evaluate,
+                                        read_levels)
 from plinth.plan import Plan
 from plinth.spec.yamltree import read_input
 
@@ -47,13 +48,6 @@ def chart_subject(obj: dict, release: str, namespace: str | None) -> Subject:
     return Subject(f"kubernetes:{group_version}:{obj.get('kind')}", str(meta.get("name")), {**obj, "metadata": meta},
                    upstream=True, release=release)
 
-
-CLUSTER_SCOPED = frozenset({
-    "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PriorityClass", "StorageClass",
-    "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "ValidatingAdmissionPolicy",
-    "ValidatingAdmissionPolicyBinding", "APIService", "CSIDriver", "PersistentVolume", "IngressClass",
-    "GatewayClass", "RuntimeClass", "ClusterIssuer", "CiliumClusterwideNetworkPolicy", "VolumeSnapshotClass",
-    "NodeFeatureRule", "ClusterPolicy", "NVIDIADriver"})
 
 
 def policy_config(project_dir: Path, stack: str | None) -> tuple[Path | None, dict[str, str]]:

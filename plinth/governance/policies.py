@@ -1022,6 +1022,16 @@ VAULT_SECRET_KINDS = frozenset({"VaultStaticSecret", "VaultDynamicSecret", "Vaul
 """Vault Secrets Operator kinds whose `spec.destination.name` Secret the operator creates."""
 
 
+CLUSTER_SCOPED = frozenset({
+    "Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PriorityClass", "StorageClass",
+    "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding", "APIService", "CSIDriver", "PersistentVolume", "IngressClass",
+    "GatewayClass", "RuntimeClass", "ClusterIssuer", "CiliumClusterwideNetworkPolicy", "VolumeSnapshotClass",
+    "NodeFeatureRule", "ClusterPolicy", "NVIDIADriver"})
+"""Kinds without a namespace: a chart's namespaced objects get their release's; a reference to one of these
+ignores any namespace (the engine may report `default` for a custom resource whose CRD it has not seen yet)."""
+
+
 def _ref_index(subjects) -> set[tuple[str, str | None, str]]:
     """(kind, namespace, name) of every object the plan declares, and of every object a named operator creates
     from one of them: cert-manager a Certificate's `secretName`, the Vault Secrets Operator a destination
@@ -1032,7 +1042,7 @@ def _ref_index(subjects) -> set[tuple[str, str | None, str]]:
         if s.kind is None:
             continue
         ns, name, spec = s.metadata.get("namespace"), s.metadata.get("name"), s.props.get("spec") or {}
-        known.add((s.kind, ns, name))
+        known.add((s.kind, None if s.kind in CLUSTER_SCOPED else ns, name))
         if s.kind == "Certificate" and spec.get("secretName"):
             known.add(("Secret", ns, spec["secretName"]))
         elif s.kind in VAULT_SECRET_KINDS and _dig(spec, "destination", "name"):
