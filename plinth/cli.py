@@ -216,17 +216,13 @@ def render(
              "charts from. Default: the spec's charts.source when it is a directory.")] = None,
 ) -> None:
     """Write every Kubernetes object: Plinth's own, and every object of each Helm release's real chart."""
-    from plinth.engine.charts import ChartRejected, render_charts
     from plinth.render import render as render_plan
 
     if charts is not None and not charts.is_dir():
         raise SpecInvalid([SpecError(None, "--charts", f"{charts}: not a directory")])
     spec, source = _load(blueprint, stack)
     result, _ = _plan_spec(spec, source, stack)
-    try:
-        rendered = render_charts(result, spec.kubernetes.version, charts or _local_source(spec), _progress())
-    except ChartRejected as exc:
-        raise SpecInvalid([SpecError(None, _values_key(exc), str(exc))]) from None
+    rendered = _render_charts(result, spec, charts or _local_source(spec))
     from plinth.render import RenderError
 
     try:
@@ -241,6 +237,17 @@ def render(
     objects = sum(len(item.objects) for item in rendered)
     _err(f"rendered {plural(len(files), 'file')} to {out} "
          f"({plural(objects, 'object')} from {plural(sum(bool(i.objects) for i in rendered), 'chart')})")
+
+
+def _render_charts(result, spec, directory: Path | None):
+    """Every chart of the plan rendered (render and check alike): progress on a terminal, and values the chart
+    rejects are bad input naming their spec key (exit 2)."""
+    from plinth.engine.charts import ChartRejected, render_charts
+
+    try:
+        return render_charts(result, spec.kubernetes.version, directory, _progress())
+    except ChartRejected as exc:
+        raise SpecInvalid([SpecError(None, _values_key(exc), str(exc))]) from None
 
 
 def _progress():
@@ -312,7 +319,6 @@ def check(
     """Run the policy pack over the offline plan and every object the charts render (the same policies
     `pulumi preview --policy-pack policies` runs); exit 1 on a violation of a mandatory policy.
     Levels: stacks/policy.<stack>.json."""
-    from plinth.engine.charts import render_charts
     from plinth.governance.check import as_json as results_json
     from plinth.governance.check import check as run_checks
     from plinth.governance.check import policy_config, with_locations
@@ -326,7 +332,7 @@ def check(
     spec, source = _load(blueprint, stack)
     result, _ = _plan_spec(spec, source, stack, _stage(stack, None))
     directory = charts or _local_source(spec)
-    rendered = render_charts(result, spec.kubernetes.version, directory) if directory else []
+    rendered = _render_charts(result, spec, directory) if directory else []
     results = with_locations(run_checks(result, levels, rendered), spec, _tree(blueprint, stack))
     if as_json:
         sys.stdout.write(results_json(results))

@@ -135,6 +135,22 @@ def test_values_helm_rejects_exit_2_naming_the_key(project, tmp_path):
         "1 error\n")
 
 
+def test_check_names_the_values_key_helm_rejects_too(project, tmp_path):
+    helm = tmp_path / "helm"
+    helm.write_text("#!/bin/sh\necho \"Error: values don't meet the specifications of the schema(s)\" >&2\nexit 1\n")
+    helm.chmod(0o755)
+    from plinth.catalog import CHARTS
+
+    charts = tmp_path / "charts"
+    (charts / "charts").mkdir(parents=True)
+    (charts / "charts" / CHARTS["cert-manager"].archive).write_bytes(b"")
+    (project / "blueprints/b.yaml").write_text(MINIMAL + "certificates:\n  certManager:\n    enabled: true\n"
+                                               "    values: {webhook: {serviceType: 5}}\n")
+    run = plinth("check", "blueprints/b.yaml", "--charts", str(charts), cwd=project, env={"PLINTH_HELM": str(helm)})
+    assert run.returncode == 2 and "internal error" not in run.stderr, run.stderr
+    assert run.stderr.startswith("certificates.certManager.values: helm template cert-manager"), run.stderr
+
+
 @pytest.mark.parametrize("field, limit", [("teams", 2000), ("models", 1000)])
 def test_teams_and_models_are_bounded(project, field, limit):
     from plinth.spec.errors import SpecInvalid
