@@ -40,8 +40,10 @@ def _refusal(kube, route: dict) -> str | None:
 
 
 def test_the_api_server_refuses_every_route_capture(kube):
-    crd = yaml.safe_load((CHARTS_DIR / "crds" / "gateway-api-v1.6.1-standard" /
-                          "gateway.networking.k8s.io_httproutes.yaml").read_text())
+    source = CHARTS_DIR / "crds" / "gateway-api-v1.6.1-standard" / "gateway.networking.k8s.io_httproutes.yaml"
+    if not source.is_file():
+        pytest.skip(f"no Gateway API CRDs at {source.parent} (the packaged charts: set PLINTH_CHARTS_DIR)")
+    crd = yaml.safe_load(source.read_text())
     kube.apply(crd)
     assert established(kube.wait(crd, established)), "HTTPRoute CRD"
     rendered = [obj for res, obj in kubernetes_objects(plan(
