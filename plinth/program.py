@@ -55,8 +55,9 @@ SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
     ("vault", Vault),
     ("secrets-operator", VaultSecretsOperator),
     ("python-index", PythonIndex),
-    ("harbor", Harbor),
+    # Before Harbor, Feast and monitoring: their databases are its Clusters.
     ("postgres-operator", CloudNativePg),
+    ("harbor", Harbor),
     ("redis-operator", RedisOperator),
     ("feast", Feast),
     ("monitoring", Monitoring),

@@ -89,13 +89,29 @@ def test_no_secret_reaches_the_plan_in_clear():
     resources = {r.name: r for r in sorted(record(program, "test"), key=lambda r: r.custom)}
     everything = json.dumps([r.inputs for r in resources.values()])
     derived = [secret_value(seed, "test", purpose) for keys in SECRETS.values() for purpose in keys.values()]
-    derived.append(derive(seed, "test", "database-password"))
     assert [value for value in [seed, *derived] if value in everything] == []
     # The admin password and every derived value sit in Secrets Plinth creates, as secret Outputs.
     for name in SECRETS:
         assert resources[name].inputs["stringData"] == SECRET, name
-    # The one value the chart takes only as a value (the internal database's password) is secret too.
-    assert values(resources)["database"]["internal"]["password"] == SECRET
+    # The database's password is no value at all: core reads CloudNativePG's Secret.
+    database = values(resources)["database"]
+    assert database["type"] == "external" and "internal" not in database
+    assert "password" not in database["external"] and database["external"]["existingSecret"] == "harbor-postgres-app"
+
+
+def test_harbor_runs_on_a_platform_postgres_it_verifies(routed):
+    harbor, cluster = values(routed), routed["harbor-postgres"]
+    assert cluster.inputs["kind"] == "Cluster" and cluster.inputs["metadata"]["namespace"] == "harbor"
+    spec_ = cluster.inputs["spec"]
+    # prod: a primary and two replicas, a commit acknowledged by one of them; the platform StorageClass.
+    assert spec_["instances"] == 3 and spec_["postgresql"]["synchronous"]["number"] == 1
+    assert spec_["bootstrap"]["initdb"] == {"database": "registry", "owner": "registry"}
+    external = harbor["database"]["external"]
+    assert (external["host"], external["sslmode"]) == ("harbor-postgres-rw.harbor.svc", "verify-full")
+    assert harbor["caBundleSecretName"] == "harbor-postgres-ca"
+    # The Cluster exists before the release, and the operator before both.
+    assert cluster.urn in routed["harbor"].dependencies
+    assert routed["postgres-operator"].urn in routed["harbor"].dependencies
 
 
 def test_the_admin_password_is_the_stack_secret_never_the_chart_default(plain):
@@ -219,7 +235,9 @@ def test_every_image_comes_through_the_mirror_with_its_pull_secret():
     resources = platform("dev", airgap=MIRROR, monitoring={"enabled": True})
     harbor = values(resources)
     mirror = MIRROR["mirror"]["registry"]
-    assert _value_images(harbor) == {mirror_image(ref, mirror) for ref in CHARTS["harbor"].images}
+    # Every chart image but the internal database's (the platform's CloudNativePG serves Harbor).
+    assert _value_images(harbor) == {mirror_image(ref, mirror) for ref in CHARTS["harbor"].images
+                                     if "/harbor-db:" not in ref}
     assert harbor["imagePullSecrets"] == [{"name": "mirror-pull"}]
     assert resources["harbor-mirror-pull"].inputs["metadata"]["namespace"] == "harbor"
 
@@ -228,7 +246,8 @@ def test_the_exporter_image_is_listed_only_with_metrics(plain, routed):
     assert values(plain)["metrics"] == {"enabled": False, "serviceMonitor": {"enabled": False}}
     assert values(routed)["metrics"] == {"enabled": True, "serviceMonitor": {"enabled": True}}
     off = Harbor.images(Harbor.block(spec()), PlatformContext.from_spec(spec()))
-    assert set(CHARTS["harbor"].images) - set(off) == {"docker.io/goharbor/harbor-exporter:v2.15.1"}
+    assert set(CHARTS["harbor"].images) - set(off) == {"docker.io/goharbor/harbor-exporter:v2.15.1",
+                                                       "docker.io/goharbor/harbor-db:v2.15.1"}
 
 
 # --- replicas and storage -----------------------------------------------------------------------------
@@ -242,7 +261,7 @@ def test_two_replicas_in_prod_with_shared_volumes_one_in_dev_with_recreate(plain
             == dict.fromkeys(("nginx", "portal", "core", "jobservice", "registry"), replicas)
         claims = harbor["persistence"]["persistentVolumeClaim"]
         assert (claims["registry"]["accessMode"], claims["jobservice"]["jobLog"]["accessMode"]) == (access, access)
-        assert {claims[part]["accessMode"] for part in ("database", "redis", "trivy")} == {"ReadWriteOnce"}
+        assert {claims[part]["accessMode"] for part in ("redis", "trivy")} == {"ReadWriteOnce"}
         assert harbor["updateStrategy"] == {"type": strategy}
     single = values(platform("prod", registry={"harbor": {"enabled": True, "replicas": 1}}))
     assert single["core"]["replicas"] == 1
@@ -252,15 +271,17 @@ def test_two_replicas_in_prod_with_shared_volumes_one_in_dev_with_recreate(plain
 def test_volumes_use_the_spec_sizes_on_the_platform_storage_class(plain):
     claims = values(plain)["persistence"]["persistentVolumeClaim"]
     assert claims["registry"]["size"] == "50Gi" and claims["trivy"]["size"] == "5Gi"
-    assert {claims[p]["storageClass"] for p in ("registry", "database", "redis", "trivy")} == {""}
+    assert {claims[p]["storageClass"] for p in ("registry", "redis", "trivy")} == {""}
+    assert "storageClass" not in platform("dev")["harbor-postgres"].inputs["spec"]["storage"]
     longhorn = values(platform("dev", storage={"longhorn": {"enabled": True}},
                                registry={"harbor": {"enabled": True, "registrySize": "200Gi"}}))
     claims = longhorn["persistence"]["persistentVolumeClaim"]
     assert claims["registry"] == {"storageClass": "longhorn", "accessMode": "ReadWriteOnce", "size": "200Gi"}
     assert claims["jobservice"]["jobLog"]["storageClass"] == "longhorn"
-    explicit = values(platform("dev", storage={"longhorn": {"enabled": True}},
-                               registry={"harbor": {"enabled": True, "storageClass": "fast-ssd"}}))
-    assert explicit["persistence"]["persistentVolumeClaim"]["database"]["storageClass"] == "fast-ssd"
+    explicit = platform("dev", storage={"longhorn": {"enabled": True}},
+                        registry={"harbor": {"enabled": True, "storageClass": "fast-ssd", "databaseSize": "9Gi"}})
+    assert values(explicit)["persistence"]["persistentVolumeClaim"]["redis"]["storageClass"] == "fast-ssd"
+    assert explicit["harbor-postgres"].inputs["spec"]["storage"] == {"size": "9Gi", "storageClass": "fast-ssd"}
 
 
 def test_the_namespace_is_restricted():

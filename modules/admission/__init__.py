@@ -107,8 +107,10 @@ def policies(args: AdmissionArgs) -> list[tuple[str, dict, dict]]:
             {"apiGroups": ["networking.k8s.io"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
              "resources": ["ingresses"]}]},
         "validations": [
-            {"expression": "object.kind != 'Service' || !has(object.spec.type) || "
-                           "!(object.spec.type in ['LoadBalancer', 'NodePort'])",
+            # dyn(): the API server type-checks each expression against every matched kind, and an Ingress has
+            # no spec.type (the kind test short-circuits at run time, not at type checking).
+            {"expression": "object.kind != 'Service' || !has(dyn(object).spec.type) || "
+                           "!(dyn(object).spec.type in ['LoadBalancer', 'NodePort'])",
              "message": "plinth-no-external-services: no LoadBalancer or NodePort Service outside the platform "
                         "Gateway's namespace: expose through an HTTPRoute on the platform Gateway",
              "reason": "Forbidden"},

@@ -275,7 +275,7 @@ class _FeastDependency(HelmService):
 
 
 class CloudNativePg(_FeastDependency):
-    """The CloudNativePG operator (plinth:featurestore:CloudNativePg): Feast's PostgreSQL."""
+    """The CloudNativePG operator (plinth:featurestore:CloudNativePg): the PostgreSQL of Feast, Harbor and Grafana."""
 
     type_token = "plinth:featurestore:CloudNativePg"
     chart_key = "cloudnative-pg"
@@ -285,7 +285,8 @@ class CloudNativePg(_FeastDependency):
         block = cls.block(spec)
         # Also Grafana's database wherever Grafana runs replicated (modules/monitoring: staging and prod).
         grafana = spec.monitoring.enabled and spec.metadata.environment != "dev"
-        return (bool(block.enabled) and uses_postgres(block)) or grafana
+        # And Harbor's, everywhere (modules/registry).
+        return (bool(block.enabled) and uses_postgres(block)) or grafana or spec.registry.harbor.enabled
 
     @classmethod
     def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
@@ -596,10 +597,11 @@ def postgres_spec(block, ctx: PlatformContext) -> dict:
     return cluster_spec(POSTGRES_DATABASE, block.postgres_storage, ctx)
 
 
-def cluster_spec(database: str, storage: str, ctx: PlatformContext) -> dict:
+def cluster_spec(database: str, storage: str, ctx: PlatformContext, storage_class: str = "") -> dict:
     """A platform CloudNativePG Cluster holding one database (owner of the same name): 3 instances (one
     primary, two streaming replicas) in staging and prod, 1 in dev. The operator makes the Cluster's
-    PodDisruptionBudgets, the `<name>-app` Secret with the owner's credentials and the `<name>-ca` Secret."""
+    PodDisruptionBudgets, the `<name>-app` Secret with the owner's credentials and the `<name>-ca` Secret.
+    No `storage_class`: the cluster's default StorageClass."""
     image = _mirrored(_catalog_image("cloudnative-pg", "cloudnative-pg/postgresql"), ctx)
     instances = 3 if ctx.prod_like else 1
     spec: dict = {
@@ -611,8 +613,7 @@ def cluster_spec(database: str, storage: str, ctx: PlatformContext) -> dict:
         "bootstrap": {"initdb": {"database": database, "owner": database}},
         "enableSuperuserAccess": False,
         "primaryUpdateStrategy": "unsupervised",
-        # No storageClass: the cluster's default StorageClass.
-        "storage": {"size": storage},
+        "storage": {"size": storage, **({"storageClass": storage_class} if storage_class else {})},
         "resources": {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
         "affinity": {"enablePodAntiAffinity": True, "topologyKey": "kubernetes.io/hostname",
                      "podAntiAffinityType": "preferred"},

@@ -19,8 +19,9 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from plinth.catalog import PLATFORM_NAMESPACES, ImageRef
+from plinth.catalog import CHARTS, ImageRef
 from plinth.context import ISSUER, PlatformContext, resource_name
+from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import stack_secret
 from plinth.vocabulary import gateway_parent_ref, platform_listener
@@ -37,13 +38,18 @@ TOKEN_SECRET = "harbor-token"
 """core.secretName: the key core signs registry tokens with, from a cert-manager Certificate."""
 REGISTRY_USER = "harbor_registry_user"
 """The internal account core and jobservice use towards the registry (basic auth, htpasswd)."""
+DATABASE = "harbor-postgres"
+"""The platform CloudNativePG Cluster holding Harbor's database: Service `<name>-rw` (primary), Secrets
+`<name>-app` (the owner's credentials, key `password`) and `<name>-ca` (the server CA, key `ca.crt`)."""
+DATABASE_NAME = "registry"
+"""The database and its owner (the chart's default `coreDatabase`)."""
 POD_PORT = 8080
 """nginx's and core's container port: what NetworkPolicies name (they match pod ports, not Service ports)."""
 SERVICE_PORT = 80
 
 # Lengths: the chart's own where it generates the value (core's secretKey is an AES key: exactly 16).
 KEY_LENGTHS = {"core-secret": 16, "xsrf-key": 32, "secret-key": 16, "jobservice-secret": 16,
-               "registry-http-secret": 16, "registry-password": 32, "database-password": 32}
+               "registry-http-secret": 16, "registry-password": 32}
 SECRETS: dict[str, dict[str, str]] = {
     ADMIN_SECRET: {ADMIN_KEY: "admin-password"},
     CORE_SECRET: {"secret": "core-secret", "CSRF_KEY": "xsrf-key", "secretKey": "secret-key"},
@@ -144,8 +150,10 @@ class Harbor(HelmService):
 
     @classmethod
     def images(cls, block: HarborArgs, ctx: PlatformContext) -> tuple[str, ...]:
-        # The exporter runs only with metrics on.
-        return tuple(i for i in cls.chart().images if ctx.monitoring or "/harbor-exporter:" not in i)
+        # The exporter runs only with metrics on; the database is the platform's CloudNativePG (its image is the
+        # operator's chart's).
+        return tuple(i for i in cls.chart().images
+                     if (ctx.monitoring or "/harbor-exporter:" not in i) and "/harbor-db:" not in i)
 
     @classmethod
     def replicas(cls, block: HarborArgs, ctx: PlatformContext) -> int:
@@ -168,10 +176,6 @@ class Harbor(HelmService):
         access = "ReadWriteMany" if replicas > 1 else "ReadWriteOnce"
         harbor, sc = block.harbor, block.storage_class
         airgap = bool(ctx.mirror_registry)
-        seed = ctx.secrets.harbor_admin_password
-        # The internal database takes its password from a value only (no existing-secret key);
-        # None in pure contexts (the rules pass), where only the keys matter.
-        db_password = None if seed is None else _secret(seed, ctx.platform, "database-password")
         return {
             "expose": {"type": "clusterIP", "tls": {"enabled": False},
                        "clusterIP": {"name": cls.chart().name}},
@@ -207,15 +211,21 @@ class Harbor(HelmService):
                 # Air-gap: no database download, no dependency lookups (README: mirroring the DB).
                 "skipUpdate": airgap, "skipJavaDBUpdate": airgap, "offlineScan": airgap,
             },
-            "database": {"internal": {
-                "image": image_values(images["harbor-db"], ctx), "password": db_password}},
+            # The platform's CloudNativePG Cluster, not the chart's single internal pod: replicated in staging and
+            # prod, and its password never a value (core, its upgrade Job and the exporter read the `-app` Secret).
+            "database": {"type": "external", "external": {
+                "host": f"{DATABASE}-rw.{cls.chart().namespace}.svc", "port": "5432",
+                "username": DATABASE_NAME, "coreDatabase": DATABASE_NAME,
+                "existingSecret": f"{DATABASE}-app", "sslmode": "verify-full"}},
+            # The server's CA joins the trust store of core, jobservice, the registry, Trivy and the exporter (the
+            # images' install_cert.sh): verify-full above. Only its `ca.crt` key is mounted (subPath).
+            "caBundleSecretName": f"{DATABASE}-ca",
             "redis": {"internal": {"image": image_values(images["redis-photon"], ctx)}},
             "exporter": {"image": image_values(images["harbor-exporter"], ctx), **ha},
             "metrics": {"enabled": ctx.monitoring, "serviceMonitor": {"enabled": ctx.monitoring}},
             "persistence": {"enabled": True, "persistentVolumeClaim": {
                 "registry": {"storageClass": sc, "accessMode": access, "size": harbor.registry_size},
                 "jobservice": {"jobLog": {"storageClass": sc, "accessMode": access, "size": harbor.jobservice_size}},
-                "database": {"storageClass": sc, "accessMode": "ReadWriteOnce", "size": harbor.database_size},
                 "redis": {"storageClass": sc, "accessMode": "ReadWriteOnce", "size": harbor.redis_size},
                 "trivy": {"storageClass": sc, "accessMode": "ReadWriteOnce", "size": harbor.trivy_size},
             }},
@@ -223,8 +233,12 @@ class Harbor(HelmService):
 
     @classmethod
     def ingress(cls, block: HarborArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
-        # The Gateway's proxies forward https://<hostname> to the `harbor` Service (nginx).
-        return (Peer("gateway", ports=(POD_PORT,), entity="ingress"),) if block.routed else ()
+        # CloudNativePG's operator reaches the database instances (manager 8000, PostgreSQL 5432).
+        peers = [Peer("postgres-operator", CHARTS["cloudnative-pg"].namespace, (8000, 5432))]
+        if block.routed:
+            # The Gateway's proxies forward https://<hostname> to the `harbor` Service (nginx).
+            peers.append(Peer("gateway", ports=(POD_PORT,), entity="ingress"))
+        return tuple(peers)
 
     @classmethod
     def tenant_egress(cls, block: HarborArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
@@ -239,7 +253,15 @@ class Harbor(HelmService):
         if seed is None:
             raise ValueError("registry.harbor needs the stack secret plinth:harborAdminPassword")
         ns = self.chart().namespace
-        made: list[pulumi.Resource] = [
+        made: list[pulumi.Resource] = [k8s.apiextensions.CustomResource(
+            resource_name(name, "postgres"),
+            api_version="postgresql.cnpg.io/v1",
+            kind="Cluster",
+            metadata=ctx.metadata(DATABASE, name, namespace=ns),
+            spec=cluster_spec(DATABASE_NAME, block.harbor.database_size, ctx, block.storage_class),
+            opts=opts,
+        )]
+        made += [
             stack_secret(resource_name(name, secret.removeprefix("harbor-")),
                          ctx.metadata(secret, name, namespace=ns),
                          "plinth:harborAdminPassword" if secret == ADMIN_SECRET else

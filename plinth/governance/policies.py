@@ -350,9 +350,6 @@ HA_EXEMPTIONS: tuple[HaExemption, ...] = (
                 "then idles; volumes do not depend on it"),
     HaExemption("longhorn-system", "longhorn-ui", "Longhorn's web UI, off the data path; the chart has no "
                 "budget for it"),
-    HaExemption("harbor", "harbor-database", "the chart's internal PostgreSQL is one pod with no replication "
-                "(on a 3-replica Longhorn volume): an outage stops pushes and pulls until it is rescheduled; "
-                "HA means Harbor's external database on the platform CloudNativePG"),
     HaExemption("harbor", "harbor-redis", "the chart's internal Redis is one pod (job queue, sessions): an "
                 "outage stops pushes and pulls until it is rescheduled; HA means an external replicated Redis"),
 )

@@ -497,7 +497,7 @@ class Harbor(Spec):
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     registry_size: Quantity = Field("50Gi", description="Registry volume (images and OCI charts). Default: 50Gi.")
     jobservice_size: Quantity = Field("1Gi", description="Job service log volume. Default: 1Gi.")
-    database_size: Quantity = Field("5Gi", description="Internal PostgreSQL volume. Default: 5Gi.")
+    database_size: Quantity = Field("5Gi", description="Volume of each instance of its PostgreSQL (the platform CloudNativePG Cluster `harbor-postgres`). Default: 5Gi.")
     redis_size: Quantity = Field("1Gi", description="Internal Redis volume. Default: 1Gi.")
     trivy_size: Quantity = Field("5Gi", description="Trivy vulnerability database and cache volume. Default: 5Gi.")
     group_type: Literal["oidc", "ldap"] = Field(

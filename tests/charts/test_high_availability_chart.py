@@ -64,14 +64,15 @@ def test_every_prod_workload_of_plinth_and_the_charts_is_replicated_with_a_budge
                      "Deployment gpu-operator/gpu-operator-node-feature-discovery-master",
                      "Deployment redis-operator/redis-operator", "Deployment python-index/pypiserver",
                      "RedisReplication feast/feast-redis", "RedisSentinel feast/feast-redis",
-                     "Cluster monitoring/grafana-postgres", "StatefulSet harbor/harbor-trivy"):
+                     "Cluster monitoring/grafana-postgres", "Cluster harbor/harbor-postgres",
+                     "StatefulSet harbor/harbor-trivy"):
         assert workload in covered, workload
 
 
 def test_a_chart_workload_without_an_exemption_is_reported(rendered, monkeypatch):
     monkeypatch.setattr(policies, "HA_EXEMPTIONS", tuple(
-        e for e in policies.HA_EXEMPTIONS if e.name != "harbor-database"))
+        e for e in policies.HA_EXEMPTIONS if e.name != "harbor-redis"))
     assert _violations(rendered) == [
-        ("StatefulSet harbor/harbor-database", "runs 1 replica(s): prod needs 2 or more"),
-        ("StatefulSet harbor/harbor-database", "no PodDisruptionBudget in namespace harbor selects its pods"),
+        ("StatefulSet harbor/harbor-redis", "runs 1 replica(s): prod needs 2 or more"),
+        ("StatefulSet harbor/harbor-redis", "no PodDisruptionBudget in namespace harbor selects its pods"),
     ]

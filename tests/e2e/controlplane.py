@@ -350,6 +350,8 @@ class LocalControlPlane:
                             "clusterrole-aggregation", "persistentvolume-binder",
                             # lets a deleted PVC (PV) go once no pod (PVC) uses it
                             "persistentvolumeclaim-protection", "persistentvolume-protection",
+                            # type-checks ValidatingAdmissionPolicies into their status
+                            "validatingadmissionpolicy-status",
                         )
                     ),
                     f"--service-account-private-key-file={pki['sa.key']}",
