@@ -122,7 +122,6 @@ CHARTS: dict[str, Chart] = {
             "registry.k8s.io/kube-state-metrics/kube-state-metrics:v2.20.0",
         ),
     ),
-    # Services whose modules land with later work; pinned here so there is one table.
     "vault": Chart(
         "https://helm.releases.hashicorp.com", "vault", "0.34.1", "vault",
         # server (also the injected agent), then the injector

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 
@@ -17,21 +19,43 @@ PULL_SECRET = "mirror-pull"
 ISSUER = "plinth-ca"
 """The platform ClusterIssuer every platform certificate comes from."""
 @dataclass(frozen=True)
-class StackSecrets:
-    """Secret stack config, as secret Outputs (never plain strings); None where the stack has none."""
+class StackSecret:
+    """A secret of the stack's config (`pulumi config set --secret plinth:<key>`): a service declares the ones it
+    reads (PlatformService.secrets), and the program hands each to it as a secret Output under `field`."""
 
-    mirror_password: pulumi.Output[str] | None = None
-    """plinth:mirrorPassword: the air-gap mirror's robot account."""
-    grafana_admin_password: pulumi.Output[str] | None = None
-    """plinth:grafanaAdminPassword: Grafana's admin user (monitoring)."""
-    alert_receivers: pulumi.Output[dict] | None = None
-    """plinth:alertReceivers: receiver name -> webhook URL / PagerDuty routing key (monitoring)."""
-    harbor_admin_password: pulumi.Output[str] | None = None
-    """plinth:harborAdminPassword: Harbor's admin user (registry.harbor)."""
-    python_index_htpasswd: pulumi.Output[str] | None = None
-    """plinth:pythonIndexHtpasswd: htpasswd lines (bcrypt) of the accounts that may upload (registry.pythonIndex)."""
-    feast_redis_password: pulumi.Output[str] | None = None
-    """plinth:feastRedisPassword: password of the Redis online store (featureStore.feast)."""
+    key: str
+    description: str
+    entries: Callable[[Any], tuple[str, ...]] | None = None
+    """For a map (`--path 'plinth:<key>.<name>'` per entry) rather than one string: the names a spec needs."""
+
+    @property
+    def holds_map(self) -> bool:
+        return self.entries is not None
+
+    @property
+    def field(self) -> str:
+        """The StackSecrets attribute: the key in snake case (harborAdminPassword -> harbor_admin_password)."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", self.key).lower()
+
+
+MIRROR_PASSWORD = StackSecret("mirrorPassword", "password of the air-gap mirror's robot account")
+"""The one secret of the platform itself rather than of a service: the air-gap mirror's pull secret."""
+
+
+class StackSecrets:
+    """Secret stack config, as secret Outputs (never plain strings), by StackSecret.field: `secrets.<field>`,
+    None where the stack has none. Which fields exist is the services' to declare (PlatformService.secrets)."""
+
+    def __init__(self, **values: pulumi.Output | None):
+        self._values = dict(values)
+
+    def __getattr__(self, field: str):
+        if field.startswith("_"):
+            raise AttributeError(field)
+        return self._values.get(field)
+
+    def __repr__(self) -> str:
+        return f"StackSecrets({', '.join(sorted(self._values))})"  # names only, never a value
 
 
 @dataclass(frozen=True)

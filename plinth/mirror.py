@@ -72,7 +72,6 @@ class MirrorList:
 
 
 def mirror_list(spec: PlatformSpec) -> MirrorList:
-    from plinth.modules.crds import GatewayApiCrds
     from plinth.modules.helm import HelmService
     from plinth.program import SERVICES
 
@@ -88,16 +87,15 @@ def mirror_list(spec: PlatformSpec) -> MirrorList:
         if isinstance(service, type) and issubclass(service, HelmService):
             chart = service.chart()
             charts.append(MirrorChart(name, chart.name, chart.version, chart.repo, ctx.chart_source))
-        if hasattr(service, "images"):
-            # A chart's images, or those a service runs without a chart (plinth.catalog.IMAGES).
-            for ref in service.images(service.block(spec), ctx):
-                image = ImageRef.parse(ref)
-                # Your own images already in the mirror (a Bento) are their own target: nothing to copy.
-                inside = mirror is not None and ref.startswith(mirror.registry.rstrip("/") + "/")
-                target = (ref if inside else str(image.mirrored(mirror.registry))) if mirror else None
-                images.setdefault(ref, MirrorImage(name, ref, target))
-        if service is GatewayApiCrds:
-            bundle: CrdBundle = service.block(spec)
+        block = service.block(spec)
+        # A chart's images, or those a service runs without a chart (plinth.catalog.IMAGES).
+        for ref in service.images(block, ctx):
+            image = ImageRef.parse(ref)
+            # Your own images already in the mirror (a Bento) are their own target: nothing to copy.
+            inside = mirror is not None and ref.startswith(mirror.registry.rstrip("/") + "/")
+            target = (ref if inside else str(image.mirrored(mirror.registry))) if mirror else None
+            images.setdefault(ref, MirrorImage(name, ref, target))
+        for bundle in service.bundles(block, ctx):
             bundles.append(MirrorBundle(name, bundle.name, bundle.version, bundle.url, bundle_target(bundle, ctx)))
     return MirrorList(tuple(sorted(images.values(), key=lambda i: i.source)), tuple(charts), tuple(bundles))
 

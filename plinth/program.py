@@ -10,7 +10,7 @@ from typing import Any
 
 import pulumi
 
-from plinth.context import PlatformContext, StackSecrets
+from plinth.context import MIRROR_PASSWORD, PlatformContext, StackSecret, StackSecrets
 from plinth.modules.admission import Admission
 from plinth.modules.certs import CertManager
 from plinth.modules.cluster import TargetArgs, target_class
@@ -34,7 +34,8 @@ from plinth.provenance import Provenance
 from plinth.service import PlatformService
 from plinth.spec.models import PlatformSpec
 
-__all__ = ["CONFIGURATION", "SERVICES", "STAGES", "StackSecrets", "build_configuration", "build_platform"]
+__all__ = ["CONFIGURATION", "SERVICES", "STAGES", "StackSecrets", "build_configuration", "build_platform",
+           "needed_secrets", "stack_secrets"]
 
 # The platform's services in install order, each a PlatformService: `enabled(spec)`,
 # `block(spec)` (its typed slice of the spec), `(name, block, ctx, opts)`, the peers
@@ -117,6 +118,24 @@ def build_configuration(spec: PlatformSpec, secrets: StackSecrets, provenance: P
             part(name, part.block(spec), ctx)
     pulumi.export("platform", spec.metadata.name)
     pulumi.export("environment", spec.metadata.environment)
+
+
+def stack_secrets() -> dict[str, StackSecret]:
+    """Every secret a stack may hold, by config key: the mirror's, then each service's and configure part's."""
+    found = {MIRROR_PASSWORD.key: MIRROR_PASSWORD}
+    for _, service in (*SERVICES, *CONFIGURATION):
+        for secret in service.secrets:
+            found.setdefault(secret.key, secret)
+    return found
+
+
+def needed_secrets(spec: PlatformSpec, stage: str = "platform") -> tuple[StackSecret, ...]:
+    """The stack secrets a deployment of one stage of `spec` cannot start without."""
+    mirror = spec.airgap.mirror if spec.airgap.enabled else None
+    needed = [MIRROR_PASSWORD] if stage == "platform" and mirror and mirror.pull_secret else []
+    for _, service in (SERVICES if stage == "platform" else CONFIGURATION):
+        needed += [secret for secret in service.needed_secrets(spec) if secret not in needed]
+    return tuple(needed)
 
 
 STAGES = {"platform": build_platform, "configure": build_configuration}

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import pulumi
 
 from plinth.catalog import PLATFORM_NAMESPACES
-from plinth.context import PlatformContext
+from plinth.context import PlatformContext, StackSecret
+from plinth.spec.errors import Violation
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,22 @@ class Peer:
     cluster's, not a pod's), and an ingress peer has nothing to allow (the Gateway needs Cilium)."""
 
 
+@dataclass(frozen=True)
+class Need:
+    """Something a service needs that another service provides (a capability: `cert-manager`, `gateway`,
+    `monitoring`). One rule (plinth.spec.rules.service_needs) checks every need of every enabled service."""
+
+    capability: str
+    loc: tuple
+    """Where the finding points (YAML keys into the spec)."""
+    why: str
+    """What the service takes from it, ending in the capability's name: the message is `<why>, which is off`."""
+    rule_prefix: str
+    """The rule is `<rule_prefix>-needs-<capability>`."""
+    otherwise: str = ""
+    """The other way out, appended to the provider's fix as `, or <otherwise>`."""
+
+
 class PlatformService(pulumi.ComponentResource):
     """One platform service: built from its typed slice of the spec and the shared context.
 
@@ -36,9 +54,49 @@ class PlatformService(pulumi.ComponentResource):
     services declare), then asks each service for what it puts in every team namespace.
     """
 
+    capability: ClassVar[str | None] = None
+    """What this service provides to others' `needs` (when `provides` says so)."""
+    capability_fix: ClassVar[str] = ""
+    """How to turn the capability on: the fix of a need nothing provides."""
+    secrets: ClassVar[tuple[StackSecret, ...]] = ()
+    """Every stack secret this service may read (`needed_secrets` says which a spec needs)."""
+
     @classmethod
     def enabled(cls, spec) -> bool:
         raise NotImplementedError
+
+    @classmethod
+    def provides(cls, spec) -> bool:
+        """Whether this spec turns `capability` on. Default: the service is enabled."""
+        return cls.enabled(spec)
+
+    @classmethod
+    def needs(cls, spec) -> tuple[Need, ...]:
+        """What this service (enabled in `spec`) needs of others. Default: nothing."""
+        return ()
+
+    @classmethod
+    def rules(cls, spec) -> Iterator[Violation]:
+        """The service's own cross-field rules, over the whole spec (enabled or not: a setting of a disabled
+        service can be an error too). Default: none."""
+        return iter(())
+
+    @classmethod
+    def needed_secrets(cls, spec) -> tuple[StackSecret, ...]:
+        """The stack secrets a deployment of `spec` cannot start without. Default: every one of `secrets`
+        when the service is enabled."""
+        return cls.secrets if cls.enabled(spec) else ()
+
+    @classmethod
+    def images(cls, block, ctx: PlatformContext) -> tuple[str, ...]:
+        """Every image this service runs (`plinth images` mirrors them). Default: none."""
+        return ()
+
+    @classmethod
+    def bundles(cls, block, ctx: PlatformContext) -> tuple[Any, ...]:
+        """Plain manifest bundles this service applies (plinth.catalog.CrdBundle; `plinth images` mirrors
+        them). Default: none."""
+        return ()
 
     @classmethod
     def block(cls, spec) -> Any:
@@ -77,3 +135,27 @@ class PlatformService(pulumi.ComponentResource):
 
         `opts` carries the provider, this component as parent and the wait for the team's namespace.
         """
+
+
+def gateway_serves(spec) -> bool:
+    """The platform Gateway is on: Cilium with its Gateway API."""
+    return spec.network.cilium.enabled and spec.network.cilium.gateway_api
+
+
+def gateway_hostname_rules(spec, at: tuple, hostname: str, rule_prefix: str) -> Iterator[Violation]:
+    """A service's `hostname` on the platform Gateway (on: the service `needs` it) is a name its listener and
+    certificate serve: `<rule_prefix>-hostname`."""
+    listener = spec.network.gateway.hostname
+    if gateway_serves(spec) and not listener_serves(listener, hostname):
+        yield Violation((*at, "hostname"), f"{hostname!r} is not a name the Gateway listener {listener!r} "
+                        "and its certificate serve", f"{rule_prefix}-hostname",
+                        f"use one name under {listener.removeprefix('*.')}" if listener.startswith("*.")
+                        else f"use {listener}, or change network.gateway.hostname")
+
+
+def listener_serves(listener: str, host: str) -> bool:
+    """A wildcard listener (and its certificate) covers exactly one more label; a plain one, only itself."""
+    if listener.startswith("*."):
+        label, _, rest = host.partition(".")
+        return bool(label) and rest == listener[2:]
+    return host == listener

@@ -7,16 +7,15 @@ from pathlib import Path
 import pulumi
 
 from plinth.context import StackSecrets
+from plinth.program import needed_secrets
 from plinth.provenance import Provenance
 from plinth.spec.errors import SpecInvalid
-from plinth.spec.load import (CONFIG_NAMESPACE, SECRET_STACK_KEYS, load_spec, load_stack_spec, read_stack,
+from plinth.spec.load import (CONFIG_NAMESPACE, load_spec, load_stack_spec, read_stack,
                               read_stack_parts, stack_stage)
 from plinth.spec.yamltree import read_yaml
 from plinth.spec.models import PlatformSpec
 from plinth.spec.yamltree import to_plain
 
-# Secret stack config per StackSecrets field: (config key, is a map), from the one table of secret keys.
-SECRET_KEYS = {field: (key, is_map) for key, (field, is_map, _) in SECRET_STACK_KEYS.items()}
 
 
 def spec_from_pulumi_config(config: pulumi.Config, project_dir: Path) -> PlatformSpec:
@@ -58,32 +57,15 @@ def stage_from_pulumi_config(config: pulumi.Config) -> str:
 
 def required_secrets(spec: PlatformSpec, stage: str = "platform") -> tuple[str, ...]:
     """The StackSecrets fields this spec needs: a deployment without one of them must not start."""
-    if stage == "configure":
-        # Harbor's API as its admin; Vault's token comes from the environment of whoever runs the stage.
-        return ("harbor_admin_password",) if spec.registry.harbor.enabled else ()
-    needed = []
-    mirror = spec.airgap.mirror if spec.airgap.enabled else None
-    if mirror and mirror.pull_secret:
-        needed.append("mirror_password")
-    if spec.monitoring.enabled:
-        needed.append("grafana_admin_password")
-        if spec.monitoring.alertmanager.receivers:
-            needed.append("alert_receivers")
-    if spec.registry.harbor.enabled:
-        needed.append("harbor_admin_password")
-    if spec.registry.python_index.enabled and not spec.registry.python_index.url:
-        needed.append("python_index_htpasswd")
-    if spec.feature_store.feast.enabled and spec.feature_store.feast.online_store == "redis":
-        needed.append("feast_redis_password")
-    return tuple(needed)
+    return tuple(secret.field for secret in needed_secrets(spec, stage))
 
 
 def secrets_from_pulumi_config(config: pulumi.Config, spec: PlatformSpec, stage: str = "platform") -> StackSecrets:
     """Every secret the spec needs, required (a missing one names its `pulumi config set --secret` key)."""
     found = {}
-    for field in required_secrets(spec, stage):
-        key, is_map = SECRET_KEYS[field]
-        found[field] = config.require_secret_object(key) if is_map else config.require_secret(key)
+    for secret in needed_secrets(spec, stage):
+        require = config.require_secret_object if secret.holds_map else config.require_secret
+        found[secret.field] = require(secret.key)
     return StackSecrets(**found)
 
 
@@ -102,14 +84,13 @@ def check_stack(project_dir: Path, stack: str) -> tuple[PlatformSpec, list[str]]
     config = read_yaml(project_dir / "stacks" / f"Pulumi.{stack}.yaml")["config"]
     held = {str(key).partition(":")[2] for key in config if str(key).startswith(f"{CONFIG_NAMESPACE}:")}
     commands = []
-    for field in required_secrets(spec, stack_stage(project_dir, stack)):
-        key, is_map = SECRET_KEYS[field]
+    for secret in needed_secrets(spec, stack_stage(project_dir, stack)):
+        key, what, set_secret = secret.key, secret.description, f"pulumi config set --secret -s {stack}"
         if key in held:
             continue
-        what, set_secret = SECRET_STACK_KEYS[key][2], f"pulumi config set --secret -s {stack}"
-        if is_map:  # one entry per receiver the spec names (the only map secret)
-            commands += [f"{set_secret} --path '{CONFIG_NAMESPACE}:{key}.{receiver.name}' VALUE   # {what}"
-                         for receiver in spec.monitoring.alertmanager.receivers]
+        if secret.entries:  # one entry per name the spec gives (e.g. each Alertmanager receiver)
+            commands += [f"{set_secret} --path '{CONFIG_NAMESPACE}:{key}.{entry}' VALUE   # {what}"
+                         for entry in secret.entries(spec)]
         else:
             commands.append(f"{set_secret} {CONFIG_NAMESPACE}:{key} VALUE   # {what}")
     return spec, commands

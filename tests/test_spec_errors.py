@@ -137,8 +137,8 @@ def test_stack_rejects_unknown_plinth_keys(write):
         read_stack(Path.cwd(), "dev")
     assert [str(e) for e in caught.value.errors] == [
         "stacks/Pulumi.dev.yaml:3:3: config.plinth:overides: unknown key (allowed: plinth:blueprint, "
-        "plinth:overrides, plinth:mirrorPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, "
-        "plinth:harborAdminPassword, plinth:pythonIndexHtpasswd, plinth:feastRedisPassword, plinth:configures)"]
+        "plinth:overrides, plinth:mirrorPassword, plinth:pythonIndexHtpasswd, plinth:harborAdminPassword, "
+        "plinth:feastRedisPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, plinth:configures)"]
 
 
 def test_a_configure_stack_takes_its_spec_from_a_platform_stack_only(write):
@@ -321,15 +321,14 @@ def test_the_real_engine_refuses_a_plain_text_secret_too(write):
 
 
 def test_one_list_of_secret_keys():
-    from dataclasses import fields
+    from plinth.program import CONFIGURATION, SERVICES, stack_secrets
+    from plinth.spec.load import stack_keys
 
-    from plinth.context import StackSecrets
-    from plinth.spec.load import SECRET_STACK_KEYS, STACK_KEYS
-    from plinth.stackconfig import SECRET_KEYS
-
-    assert SECRET_KEYS == {field: (key, is_map) for key, (field, is_map, _) in SECRET_STACK_KEYS.items()}
-    assert {f.name for f in fields(StackSecrets)} == {field for field, _, _ in SECRET_STACK_KEYS.values()}
-    assert {k for k, what in STACK_KEYS.items() if what.startswith("secret:")} == set(SECRET_STACK_KEYS)
+    # Every secret a service declares, and the mirror's: nothing else; one field per key.
+    declared = {s.key for _, service in (*SERVICES, *CONFIGURATION) for s in service.secrets}
+    assert set(stack_secrets()) == declared | {"mirrorPassword"}
+    assert len({s.field for s in stack_secrets().values()}) == len(stack_secrets())
+    assert {k for k, what in stack_keys().items() if what.startswith("secret:")} == set(stack_secrets())
 
 
 @pytest.mark.parametrize("text, message", [
@@ -404,9 +403,9 @@ def test_a_namespace_of_kubernetes_or_a_chart_is_no_team(team, write):
 
 
 _SECRET_FIX = ("[rule values-plaintext-secret; fix: remove it; set it as a stack secret (`pulumi config set --secret "
-               "plinth:<key> VALUE`; the keys: plinth:mirrorPassword, plinth:grafanaAdminPassword, "
-               "plinth:alertReceivers, plinth:harborAdminPassword, plinth:pythonIndexHtpasswd, "
-               "plinth:feastRedisPassword), Plinth passes those to the charts, or point the chart's existing-Secret "
+               "plinth:<key> VALUE`; the keys: plinth:mirrorPassword, plinth:pythonIndexHtpasswd, "
+               "plinth:harborAdminPassword, plinth:feastRedisPassword, plinth:grafanaAdminPassword, "
+               "plinth:alertReceivers), Plinth passes those to the charts, or point the chart's existing-Secret "
                "key at a Secret kept in Vault]")
 _SECRET = ("a credential in plain text: it would be written into the plan, the rendered manifests and the "
            "deployment's state")

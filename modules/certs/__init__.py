@@ -9,7 +9,7 @@ from plinth.catalog import ImageRef
 from plinth.context import ISSUER, PlatformContext, resource_name
 from plinth.vocabulary import HTTP_LISTENER, gateway_parent_ref
 from plinth.modules.helm import HelmService
-from plinth.service import Peer
+from plinth.service import Need, Peer
 
 SELF_SIGNED = "plinth-selfsigned"
 CA_SECRET = "plinth-ca"
@@ -22,6 +22,17 @@ class CertManager(HelmService):
     type_token = "plinth:certs:CertManager"
     chart_key = "cert-manager"
     spec_path = ("certificates", "certManager")
+    capability = "cert-manager"
+    capability_fix = "enable certificates.certManager"
+
+    @classmethod
+    def needs(cls, spec) -> tuple[Need, ...]:
+        certs = spec.certificates.cert_manager
+        if certs.enabled and certs.issuer.type == "acme":
+            return (Need("gateway", ("certificates", "certManager", "issuer", "type"),
+                         "ACME HTTP-01 is answered through the platform Gateway", "acme",
+                         "use issuer type selfSigned or ca"),)
+        return ()
 
     @classmethod
     def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:

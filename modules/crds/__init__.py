@@ -33,6 +33,10 @@ class GatewayApiCrds(PlatformService):
     def block(spec):
         return GATEWAY_API
 
+    @classmethod
+    def bundles(cls, block, ctx: PlatformContext) -> tuple:
+        return (block,)
+
     def __init__(self, name: str, bundle, ctx: PlatformContext, opts: pulumi.ResourceOptions | None = None):
         super().__init__("plinth:crds:GatewayApiCrds", name, None, opts)
         self.crds = k8s.yaml.v2.ConfigGroup(

@@ -22,11 +22,14 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES, ImageRef
-from plinth.context import PlatformContext, resource_name
+from plinth.context import PlatformContext, StackSecret, resource_name
 from plinth.modules.cluster.facts import FEAST_SERVICE_ACCOUNT
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import disruption_budget, network_policy, stack_secret
 from plinth.service import Peer
+
+REDIS_PASSWORD = StackSecret("feastRedisPassword", "password of Feast's Redis online store")
+"""The platform's Redis user (`default`); each team's own user is derived from it."""
 
 NAMESPACE = PLATFORM_NAMESPACES["feast"]
 SERVER_PORT = 6566
@@ -367,6 +370,12 @@ class Feast(HelmService):
     type_token = "plinth:featurestore:Feast"
     chart_key = "feast"
     spec_path = ("featureStore", "feast")
+    secrets = (REDIS_PASSWORD,)
+
+    @classmethod
+    def needed_secrets(cls, spec) -> tuple[StackSecret, ...]:
+        feast = spec.feature_store.feast
+        return (REDIS_PASSWORD,) if feast.enabled and feast.online_store == "redis" else ()
 
     # No `tenant_egress`: a team reaches its own feature server only, through the policies `team_objects` makes.
 

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
-from plinth.context import PULL_SECRET, PlatformContext, resource_name
+from plinth.context import PULL_SECRET, PlatformContext, StackSecret, resource_name
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService
 from plinth.objects import namespace, pull_secret, stack_secret
 from plinth.service import Peer
+from plinth.spec.errors import Violation
 from plinth.modules.monitoring.dashboards import platform_overview, tenancy_quotas
+
+GRAFANA_ADMIN_PASSWORD = StackSecret("grafanaAdminPassword", "password of Grafana's admin user (monitoring)")
+ALERT_RECEIVERS = StackSecret(
+    "alertReceivers", "map of Alertmanager receiver name to its webhook URL or routing key",
+    entries=lambda spec: tuple(receiver.name for receiver in spec.monitoring.alertmanager.receivers))
 
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 RECEIVERS_SECRET = "alertmanager-receivers"
@@ -87,6 +95,24 @@ class Monitoring(HelmService):
     type_token = "plinth:monitoring:Monitoring"
     chart_key = "kube-prometheus-stack"
     spec_path = ("monitoring",)
+    capability = "monitoring"
+    capability_fix = "enable monitoring"
+    secrets = (GRAFANA_ADMIN_PASSWORD, ALERT_RECEIVERS)
+
+    @classmethod
+    def needed_secrets(cls, spec) -> tuple[StackSecret, ...]:
+        if not cls.enabled(spec):
+            return ()
+        return (GRAFANA_ADMIN_PASSWORD, *((ALERT_RECEIVERS,) if spec.monitoring.alertmanager.receivers else ()))
+
+    @classmethod
+    def rules(cls, spec) -> Iterator[Violation]:
+        drift = spec.monitoring.drift
+        receivers = [receiver.name for receiver in spec.monitoring.alertmanager.receivers]
+        if drift.receiver and drift.receiver not in receivers:
+            yield Violation(("monitoring", "drift", "receiver"), f"receiver {drift.receiver!r} is not defined",
+                            "drift-receiver-exists", "add it under monitoring.alertmanager.receivers"
+                            + (f" (defined: {', '.join(receivers)})" if receivers else "") + ", or fix the name")
     # Prometheus, Alertmanager, Grafana, the operator and kube-state-metrics pass `restricted`; node-exporter
     # (the host's network, PID namespace and file systems) runs in its own privileged namespace.
     pod_security = "restricted"

@@ -16,7 +16,7 @@ from plinth.modules.certs import certificate
 from plinth.modules.cluster.differences import cilium_operator_image, cilium_values
 from plinth.modules.helm import HelmService, merge_values
 from plinth.objects import children, namespace
-from plinth.service import PlatformService, Peer
+from plinth.service import Need, Peer, PlatformService, gateway_serves
 
 HUBBLE_SERVER_SECRET = "hubble-server-certs"
 HUBBLE_RELAY_CLIENT_SECRET = "hubble-relay-client-certs"
@@ -248,10 +248,24 @@ class PlatformGateway(PlatformService):
     Gateway's listener certificate, both issued by the platform ClusterIssuer.
     """
 
+    capability = "gateway"
+    capability_fix = "enable network.cilium with gatewayApi: true"
+
     @staticmethod
     def enabled(spec) -> bool:
         cilium = spec.network.cilium
         return cilium.enabled and (cilium.hubble or cilium.gateway_api)
+
+    @classmethod
+    def provides(cls, spec) -> bool:
+        return gateway_serves(spec)
+
+    @classmethod
+    def needs(cls, spec) -> tuple[Need, ...]:
+        if not cls.enabled(spec):
+            return ()
+        return (Need("cert-manager", ("network", "cilium", "enabled"), "Hubble and the platform Gateway take "
+                     "their TLS certificates from cert-manager", "cilium", "set hubble and gatewayApi to false"),)
 
     @staticmethod
     def block(spec) -> PlatformGatewayArgs:

@@ -10,6 +10,7 @@ and how to fill the index: see README.md beside this file.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,11 +19,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.catalog import IMAGES, PLATFORM_NAMESPACES, mirror_image
-from plinth.context import PULL_SECRET, PlatformContext, resource_name
+from plinth.context import PULL_SECRET, PlatformContext, StackSecret, resource_name
 from plinth.vocabulary import gateway_parent_ref, platform_listener
 from plinth.objects import (airgap_egress_policy, children, disruption_budget, namespace, platform_ingress, pull_secret,
                             stack_secret)
-from plinth.service import Peer, PlatformService
+from plinth.service import Need, Peer, PlatformService, gateway_hostname_rules
+from plinth.spec.errors import Violation
+
+UPLOADERS = StackSecret("pythonIndexHtpasswd", "htpasswd lines of the accounts that may upload to the Python index")
+"""The accounts that may upload (bcrypt htpasswd lines): the index Plinth runs needs them."""
 
 NAMESPACE = PLATFORM_NAMESPACES["python-index"]
 SERVICE = "pypiserver"
@@ -95,10 +100,39 @@ class PythonIndexArgs:
 class PythonIndex(PlatformService):
     """pypiserver and the teams' pip configuration (plinth:registry:PythonIndex)."""
 
+    secrets = (UPLOADERS,)
+
     @classmethod
     def enabled(cls, spec) -> bool:
         index = spec.registry.python_index
         return bool(index.enabled or index.url)
+
+    @classmethod
+    def needed_secrets(cls, spec) -> tuple[StackSecret, ...]:
+        index = spec.registry.python_index
+        return (UPLOADERS,) if index.enabled and not index.url else ()
+
+    @classmethod
+    def needs(cls, spec) -> tuple[Need, ...]:
+        index = spec.registry.python_index
+        if not (index.enabled and index.hostname):
+            return ()
+        return (Need("gateway", ("registry", "pythonIndex", "hostname"), "the index's host name is served by the "
+                     "platform Gateway", "python-index", "remove hostname (teams use the in-cluster Service either "
+                     "way)"),)
+
+    @classmethod
+    def rules(cls, spec) -> Iterator[Violation]:
+        index, at = spec.registry.python_index, ("registry", "pythonIndex")
+        if index.enabled and index.url:
+            yield Violation((*at, "url"), "the Python index is both run by Plinth (enabled) and an existing one "
+                            "(url)", "python-index-one-source", "remove url to run Plinth's index, or set "
+                            "enabled: false to point the teams at the index at url")
+        if index.hostname and not index.enabled:
+            yield Violation((*at, "hostname"), "a host name exposes the index Plinth runs, which is off",
+                            "python-index-hostname", "remove hostname, or set enabled: true")
+        elif index.hostname:
+            yield from gateway_hostname_rules(spec, at, index.hostname, "python-index")
 
     @classmethod
     def block(cls, spec) -> PythonIndexArgs:

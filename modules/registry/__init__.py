@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import string
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,13 +21,16 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, ImageRef
-from plinth.context import ISSUER, PlatformContext, resource_name
+from plinth.context import ISSUER, PlatformContext, StackSecret, resource_name
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import stack_secret
 from plinth.vocabulary import gateway_parent_ref, platform_listener
-from plinth.service import Peer
+from plinth.service import Need, Peer, gateway_hostname_rules
+from plinth.spec.errors import Violation
 
+ADMIN_PASSWORD = StackSecret("harborAdminPassword", "password of Harbor's admin user (registry.harbor)")
+"""The one stack secret of Harbor: the admin password, and the seed of every other secret (`derive`)."""
 ADMIN_SECRET = "harbor-admin"
 ADMIN_KEY = "HARBOR_ADMIN_PASSWORD"
 CORE_SECRET = "harbor-core-keys"
@@ -133,10 +137,29 @@ class Harbor(HelmService):
     # dropped and the RuntimeDefault seccomp profile (the chart's containerSecurityContext), on
     # configMap, secret, emptyDir and PVC volumes only: the restricted level admits all of them.
     pod_security = "restricted"
+    secrets = (ADMIN_PASSWORD,)
 
     @classmethod
     def enabled(cls, spec) -> bool:
         return spec.registry.harbor.enabled
+
+    @classmethod
+    def needs(cls, spec) -> tuple[Need, ...]:
+        harbor, at = spec.registry.harbor, ("registry", "harbor")
+        if not harbor.enabled:
+            return ()
+        needs = [Need("cert-manager", (*at, "enabled"), "Harbor's token-signing key comes from a Certificate of "
+                      "cert-manager", "harbor")]
+        if harbor.hostname:
+            needs.append(Need("gateway", (*at, "hostname"), "Harbor's host name is served by the platform Gateway",
+                              "harbor", "remove hostname (Harbor is then reachable in-cluster only)"))
+        return tuple(needs)
+
+    @classmethod
+    def rules(cls, spec) -> Iterator[Violation]:
+        harbor = spec.registry.harbor
+        if harbor.enabled and harbor.hostname:
+            yield from gateway_hostname_rules(spec, ("registry", "harbor"), harbor.hostname, "harbor")
 
     @classmethod
     def block(cls, spec) -> HarborArgs:

@@ -14,6 +14,7 @@ import pulumiverse_harbor as harbor
 
 from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
+from plinth.modules.registry import ADMIN_PASSWORD
 from plinth.service import PlatformService
 
 # Least privilege per team role: engineers push and pull, data scientists pull, viewers
@@ -41,6 +42,9 @@ def harbor_url(spec) -> str:
 
 class HarborProjects(PlatformService):
     """Harbor's side of every team (plinth:registry:HarborProjects)."""
+
+    # Harbor's API as its admin.
+    secrets = (ADMIN_PASSWORD,)
 
     @classmethod
     def enabled(cls, spec) -> bool:

@@ -11,7 +11,7 @@ from plinth.context import PlatformContext, resource_name
 from plinth.modules.certs import certificate
 from plinth.modules.cluster.facts import VAULT_SERVICE_ACCOUNT, TargetFacts
 from plinth.modules.helm import HelmService, image_values
-from plinth.service import Peer
+from plinth.service import Need, Peer
 
 TLS_SECRET = "vault-server-tls"
 TLS_DIR = f"/vault/userconfig/{TLS_SECRET}"
@@ -90,6 +90,13 @@ class Vault(HelmService):
     spec_path = ("secrets", "vault")
     # A sealed Vault is never ready until an operator (or auto-unseal) unseals it.
     awaits_readiness = False
+
+    @classmethod
+    def needs(cls, spec) -> tuple[Need, ...]:
+        if not spec.secrets.vault.enabled:
+            return ()
+        return (Need("cert-manager", ("secrets", "vault", "enabled"),
+                     "Vault's listener takes its TLS certificate from cert-manager", "vault"),)
 
     @classmethod
     def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +29,8 @@ from plinth.modules.monitoring import DASHBOARD_LABEL
 from plinth.modules.cluster.differences import object_store_egress
 from plinth.modules.cluster.facts import WORKLOAD_SERVICE_ACCOUNT
 from plinth.objects import children, network_policy, peer_policy
-from plinth.service import Peer, PlatformService
+from plinth.service import Need, Peer, PlatformService, gateway_hostname_rules, gateway_serves
+from plinth.spec.errors import Violation
 
 TRACK_LABEL = "plinth.dev/track"
 """stable, canary or shadow: which release of the model a pod, Service or metric belongs to."""
@@ -522,6 +524,27 @@ class Serving(PlatformService):
     @classmethod
     def enabled(cls, spec) -> bool:
         return bool(spec.serving.models)
+
+    @classmethod
+    def needs(cls, spec) -> tuple[Need, ...]:
+        serving, needs = spec.serving, []
+        if serving.hostname:
+            needs.append(Need("gateway", ("serving", "hostname"), "the models' host name is served by the platform "
+                              "Gateway", "serving", "remove hostname (models are then reachable in-cluster only)"))
+        if serving.models:
+            needs.append(Need("monitoring", ("serving", "models"), "every served model has alerts (a PrometheusRule, "
+                              "required by the served-model-reliability policy) from monitoring", "serving"))
+        return tuple(needs)
+
+    @classmethod
+    def rules(cls, spec) -> Iterator[Violation]:
+        serving = spec.serving
+        if serving.models and gateway_serves(spec) and not serving.hostname:
+            yield Violation(("serving", "hostname"), "models are routed through the platform Gateway, which needs "
+                            "their host name", "serving-hostname-required", "set serving.hostname to one name "
+                            f"under {spec.network.gateway.hostname.removeprefix('*.')}")
+        if serving.hostname:
+            yield from gateway_hostname_rules(spec, ("serving",), serving.hostname, "serving")
 
     @classmethod
     def block(cls, spec) -> ServingArgs:

@@ -42,10 +42,9 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
 from plinth.plan import SECRET, UNKNOWN, Plan, Resource
-from plinth.context import StackSecrets
-from plinth.program import STAGES
+from plinth.context import StackSecret, StackSecrets
+from plinth.program import STAGES, needed_secrets
 from plinth.provenance import Provenance
-from plinth.stackconfig import SECRET_KEYS, required_secrets
 from plinth.spec.models import PlatformSpec
 
 PROJECT = "plinth"
@@ -502,15 +501,15 @@ def plan(spec: PlatformSpec, source: str, stack: str = "offline",
 
     def program() -> None:
         # The offline engine never reads real secrets: a secret placeholder stands in for each one.
-        placeholders = {field: pulumi.Output.secret(_placeholder(spec, field))
-                        for field in required_secrets(spec, stage)}
+        placeholders = {secret.field: pulumi.Output.secret(_placeholder(spec, secret))
+                        for secret in needed_secrets(spec, stage)}
         STAGES[stage](spec, StackSecrets(**placeholders), provenance)
 
     return Plan(spec.metadata.name, spec.metadata.environment, source, record(program, stack, progress=progress,
                                                                        fast=fast, mocks=mocks))
 
 
-def _placeholder(spec: PlatformSpec, field: str):
-    if SECRET_KEYS[field][1]:  # a map: one placeholder per receiver
-        return {receiver.name: SECRET for receiver in spec.monitoring.alertmanager.receivers}
+def _placeholder(spec: PlatformSpec, secret: StackSecret):
+    if secret.entries:  # a map: one placeholder per entry
+        return {entry: SECRET for entry in secret.entries(spec)}
     return SECRET

@@ -36,6 +36,17 @@ class SpecError:
         return f"{where}{field}{self.message}{extra}"
 
 
+@dataclass(frozen=True)
+class Violation:
+    """A cross-field rule's finding: `loc` is a path of YAML keys and list indexes into the merged spec,
+    mapped back to file:line:col by the loader."""
+
+    loc: tuple
+    message: str
+    rule: str
+    fix: str
+
+
 class SpecInvalid(Exception):
     """Raised with ALL the errors found; the CLI prints them and exits 2."""
 

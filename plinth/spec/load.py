@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from plinth.program import stack_secrets
 from plinth.spec.errors import Loc, SpecError, SpecInvalid
 from plinth.spec.models import PlatformSpec
 from plinth.spec.rules import check_rules
@@ -20,24 +21,17 @@ from plinth.spec.yamltree import LMap, display_path, merge, read_yaml, to_plain
 
 CONFIG_NAMESPACE = "plinth"
 STACK_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$")
-SECRET_STACK_KEYS = {
-    # config key (plinth:<key>): (StackSecrets field, holds a map, what it is). The one list of
-    # secret keys: STACK_KEYS and the engine's lookup (plinth.stackconfig) derive from it.
-    "mirrorPassword": ("mirror_password", False, "password of the air-gap mirror's robot account"),
-    "grafanaAdminPassword": ("grafana_admin_password", False, "password of Grafana's admin user (monitoring)"),
-    "alertReceivers": ("alert_receivers", True,
-                       "map of Alertmanager receiver name to its webhook URL or routing key"),
-    "harborAdminPassword": ("harbor_admin_password", False, "password of Harbor's admin user (registry.harbor)"),
-    "pythonIndexHtpasswd": ("python_index_htpasswd", False,
-                            "htpasswd lines of the accounts that may upload to the Python index"),
-    "feastRedisPassword": ("feast_redis_password", False, "password of Feast's Redis online store"),
-}
-STACK_KEYS = {
-    "blueprint": "path of the blueprint, relative to the project directory",
-    "overrides": "spec overrides merged onto the blueprint",
-    **{key: f"secret: {what}" for key, (_, _, what) in SECRET_STACK_KEYS.items()},
-    "configures": "this stack is the configure stage of the named stack (its spec, Vault and Harbor contents)",
-}
+
+
+def stack_keys() -> dict[str, str]:
+    """Every `plinth:<key>` a stack file may hold, and what it is: the secrets are those the services declare
+    (plinth.program.stack_secrets)."""
+    return {
+        "blueprint": "path of the blueprint, relative to the project directory",
+        "overrides": "spec overrides merged onto the blueprint",
+        **{key: f"secret: {secret.description}" for key, secret in stack_secrets().items()},
+        "configures": "this stack is the configure stage of the named stack (its spec, Vault and Harbor contents)",
+    }
 
 
 @dataclass(frozen=True)
@@ -102,13 +96,15 @@ def read_stack_parts(project_dir: Path, stack: str) -> tuple[Path | None, LMap |
     if not isinstance(config, LMap):
         raise SpecInvalid([SpecError(Loc(name, 1, 1), "config", "expected a `config:` mapping")])
     errors = []
+    known, secrets = stack_keys(), stack_secrets()
     for key in config:
         ns, _, short = str(key).partition(":")
-        if ns == CONFIG_NAMESPACE and short not in STACK_KEYS:
-            allowed = ", ".join(f"{CONFIG_NAMESPACE}:{k}" for k in STACK_KEYS)
+        if ns == CONFIG_NAMESPACE and short not in known:
+            allowed = ", ".join(f"{CONFIG_NAMESPACE}:{k}" for k in known)
             errors.append(SpecError(config.locs[key], f"config.{key}", f"unknown key (allowed: {allowed})"))
-        elif ns == CONFIG_NAMESPACE and short in SECRET_STACK_KEYS:
-            errors += _plaintext_secrets(config[key], config.locs[key], f"config.{key}", key)
+        elif ns == CONFIG_NAMESPACE and short in secrets:
+            errors += _plaintext_secrets(config[key], config.locs[key], f"config.{key}", key,
+                                         secrets[short].holds_map)
     configures = config.get(f"{CONFIG_NAMESPACE}:configures")
     if configures is not None:
         if errors:
@@ -132,7 +128,7 @@ def _is_ciphertext(value: Any) -> bool:
         and bool(value["secure"])
 
 
-def _plaintext_secrets(value: Any, loc: Loc | None, path: str, key: str) -> list[SpecError]:
+def _plaintext_secrets(value: Any, loc: Loc | None, path: str, key: str, is_map: bool) -> list[SpecError]:
     """Errors for every plain value of a secret key: a stack file is committed, so a plain secret leaks.
 
     A map secret may be encrypted whole, or per entry (`pulumi config set --secret --path
@@ -140,7 +136,6 @@ def _plaintext_secrets(value: Any, loc: Loc | None, path: str, key: str) -> list
     """
     if _is_ciphertext(value):
         return []
-    _, is_map, _ = SECRET_STACK_KEYS[key.partition(":")[2]]
     if is_map and isinstance(value, LMap) and value:
         errors = []
         for name, item in value.items():

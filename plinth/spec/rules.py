@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
 from plinth.modules.cluster.facts import target_facts, vault_uses_target_key
+from plinth.spec.errors import Violation
 from plinth.spec.models import DEFAULT_POD_CIDR, PlatformSpec, quantity_value
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -25,21 +25,30 @@ RESERVED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease
 RESERVED_PREFIX = "kube-"
 """Kubernetes keeps every kube-* namespace for itself (kube-system, kube-public, and add-ons' kube-flannel...)."""
 
-# Services the spec already describes whose module has not landed yet: enabling
-# one must fail loudly instead of planning nothing.
-NOT_YET_BUILT: dict[tuple[str, ...], str] = {}
-
-
-@dataclass(frozen=True)
-class Violation:
-    loc: tuple
-    message: str
-    rule: str
-    fix: str
-
-
 def check_rules(spec: PlatformSpec) -> list[Violation]:
     return [v for rule in RULES for v in rule(spec)]
+
+
+def service_needs(spec: PlatformSpec) -> Iterator[Violation]:
+    """Every need of a service (PlatformService.needs) that no service of this spec provides."""
+    from plinth.program import SERVICES
+
+    providers = {service.capability: service for _, service in SERVICES if service.capability}
+    for _, service in SERVICES:
+        for need in service.needs(spec):
+            provider = providers[need.capability]
+            if not provider.provides(spec):
+                fix = provider.capability_fix + (f", or {need.otherwise}" if need.otherwise else "")
+                yield Violation(need.loc, f"{need.why}, which is off", f"{need.rule_prefix}-needs-{need.capability}",
+                                fix)
+
+
+def service_own_rules(spec: PlatformSpec) -> Iterator[Violation]:
+    """Each service's own rules (PlatformService.rules)."""
+    from plinth.program import SERVICES
+
+    for _, service in SERVICES:
+        yield from service.rules(spec)
 
 
 def reserved_namespaces(spec: PlatformSpec) -> Iterator[Violation]:
@@ -215,17 +224,6 @@ def governance(spec: PlatformSpec) -> Iterator[Violation]:
                         "enable monitoring, or disable drift")
 
 
-def available_modules(spec: PlatformSpec) -> Iterator[Violation]:
-    raw = spec.model_dump(by_alias=True)
-    for path, label in NOT_YET_BUILT.items():
-        block = raw
-        for key in path:
-            block = block[key]
-        if block.get("enabled"):
-            yield Violation((*path, "enabled"), f"{label} is described by the spec but its module is not built yet",
-                            "module-available", "set enabled: false for now")
-
-
 def target_sdk(spec: PlatformSpec) -> Iterator[Violation]:
     """A cloud target's SDK is an extra of the install (`plinth[eks]`, `plinth[gke]`): say which, before planning."""
     from plinth.modules.cluster import missing_sdk
@@ -353,14 +351,7 @@ def service_rules(spec: PlatformSpec) -> Iterator[Violation]:
     if cilium.enabled and cilium.gateway_api and not cilium.kube_proxy_replacement:
         yield Violation(("network", "cilium", "gatewayApi"), "Cilium's Gateway API needs kube-proxy replacement",
                         "gateway-needs-kpr", "set kubeProxyReplacement: true, or gatewayApi: false")
-    if cilium.enabled and (cilium.hubble or cilium.gateway_api) and not certs.enabled:
-        yield Violation(("network", "cilium", "enabled"), "Hubble and the platform Gateway take their TLS "
-                        "certificates from cert-manager, which is off", "cilium-needs-cert-manager",
-                        "enable certificates.certManager, or set hubble and gatewayApi to false")
     vault = spec.secrets.vault
-    if vault.enabled and not certs.enabled:
-        yield Violation(("secrets", "vault", "enabled"), "Vault's listener takes its TLS certificate from "
-                        "cert-manager, which is off", "vault-needs-cert-manager", "enable certificates.certManager")
     if vault.enabled and vault.auto_unseal.type == "transit" and not vault.auto_unseal.address:
         yield Violation(("secrets", "vault", "autoUnseal", "address"), "transit auto-unseal needs the address of "
                         "the unsealing Vault", "unseal-transit-address", "set autoUnseal.address")
@@ -372,10 +363,6 @@ def service_rules(spec: PlatformSpec) -> Iterator[Violation]:
     if certs.enabled and issuer.type == "acme" and issuer.acme is None:
         yield Violation(("certificates", "certManager", "issuer", "acme"), "issuer type 'acme' needs the ACME "
                         "account", "issuer-acme", "set acme.server and acme.email")
-    if certs.enabled and issuer.type == "acme" and not (cilium.enabled and cilium.gateway_api):
-        yield Violation(("certificates", "certManager", "issuer", "type"), "ACME HTTP-01 is answered through the "
-                        "platform Gateway, which is off", "acme-needs-gateway",
-                        "enable network.cilium with gatewayApi: true, or use issuer type selfSigned or ca")
 
 
 def airgap_bundles(spec: PlatformSpec) -> Iterator[Violation]:
@@ -515,9 +502,9 @@ def plaintext_secrets(spec: PlatformSpec) -> Iterator[Violation]:
     """A credential in `values` lands in the plan, the rendered manifests and the Pulumi state as plain text."""
     from plinth.modules.helm import HelmService
     from plinth.program import SERVICES
-    from plinth.spec.load import SECRET_STACK_KEYS
+    from plinth.program import stack_secrets
 
-    stack_keys = ", ".join(f"plinth:{key}" for key in SECRET_STACK_KEYS)
+    stack_keys = ", ".join(f"plinth:{key}" for key in stack_secrets())
     paths = {service.spec_path for _, service in SERVICES
              if isinstance(service, type) and issubclass(service, HelmService)}
     for spec_path in sorted(paths):
@@ -557,79 +544,6 @@ def _strings(value: object, path: tuple) -> Iterator[tuple[tuple, str]]:
     elif isinstance(value, str) and value.strip() and path:
         yield path, value
 
-
-def python_index(spec: PlatformSpec) -> Iterator[Violation]:
-    index, at = spec.registry.python_index, ("registry", "pythonIndex")
-    if index.enabled and index.url:
-        yield Violation((*at, "url"), "the Python index is both run by Plinth (enabled) and an existing one (url)",
-                        "python-index-one-source", "remove url to run Plinth's index, or set enabled: false to "
-                        "point the teams at the index at url")
-    if not index.hostname:
-        return
-    if not index.enabled:
-        yield Violation((*at, "hostname"), "a host name exposes the index Plinth runs, which is off",
-                        "python-index-hostname", "remove hostname, or set enabled: true")
-        return
-    yield from _gateway_host(spec, at, index.hostname, "the index's", "python-index",
-                             "teams use the in-cluster Service either way")
-
-
-def _gateway_host(spec: PlatformSpec, at: tuple, hostname: str, what: str, rule_prefix: str,
-                  without: str) -> Iterator[Violation]:
-    """A service's `hostname` is exposed through the platform Gateway: the Gateway must be on and its
-    listener (and certificate) must serve the name. `without` says what removing the hostname leaves."""
-    cilium, listener = spec.network.cilium, spec.network.gateway.hostname
-    if not (cilium.enabled and cilium.gateway_api):
-        yield Violation((*at, "hostname"), f"{what} host name is served by the platform Gateway, which is off",
-                        f"{rule_prefix}-needs-gateway", "enable network.cilium with gatewayApi: true, or remove "
-                        f"hostname ({without})")
-    elif not _listener_serves(listener, hostname):
-        yield Violation((*at, "hostname"), f"{hostname!r} is not a name the Gateway listener {listener!r} "
-                        "and its certificate serve", f"{rule_prefix}-hostname",
-                        f"use one name under {listener.removeprefix('*.')}" if listener.startswith("*.")
-                        else f"use {listener}, or change network.gateway.hostname")
-
-
-def _listener_serves(listener: str, host: str) -> bool:
-    """A wildcard listener (and its certificate) covers exactly one more label; a plain one, only itself."""
-    if listener.startswith("*."):
-        label, _, rest = host.partition(".")
-        return bool(label) and rest == listener[2:]
-    return host == listener
-
-
-def serving_rules(spec: PlatformSpec) -> Iterator[Violation]:
-    serving, at = spec.serving, ("serving",)
-    cilium = spec.network.cilium
-    if serving.models and cilium.enabled and cilium.gateway_api and not serving.hostname:
-        yield Violation((*at, "hostname"), "models are routed through the platform Gateway, which needs their "
-                        "host name", "serving-hostname-required", "set serving.hostname to one name under "
-                        f"{spec.network.gateway.hostname.removeprefix('*.')}")
-    if serving.hostname:
-        yield from _gateway_host(spec, at, serving.hostname, "the models'", "serving",
-                                 "models are then reachable in-cluster only")
-    if serving.models and not spec.monitoring.enabled:
-        yield Violation((*at, "models"), "every served model has alerts (a PrometheusRule, required by the "
-                        "served-model-reliability policy) and monitoring is off", "serving-needs-monitoring",
-                        "enable monitoring")
-    drift = spec.monitoring.drift
-    receivers = [receiver.name for receiver in spec.monitoring.alertmanager.receivers]
-    if drift.receiver and drift.receiver not in receivers:
-        yield Violation(("monitoring", "drift", "receiver"), f"receiver {drift.receiver!r} is not defined",
-                        "drift-receiver-exists", "add it under monitoring.alertmanager.receivers"
-                        + (f" (defined: {', '.join(receivers)})" if receivers else "") + ", or fix the name")
-
-
-def harbor_rules(spec: PlatformSpec) -> Iterator[Violation]:
-    harbor, at = spec.registry.harbor, ("registry", "harbor")
-    if not harbor.enabled:
-        return
-    if not spec.certificates.cert_manager.enabled:
-        yield Violation((*at, "enabled"), "Harbor's token-signing key comes from a cert-manager Certificate, and "
-                        "cert-manager is off", "harbor-needs-cert-manager", "enable certificates.certManager")
-    if harbor.hostname:
-        yield from _gateway_host(spec, at, harbor.hostname, "Harbor's", "harbor",
-                                 "Harbor is then reachable in-cluster only")
 
 def cilium_pod_cidr(spec: PlatformSpec) -> Iterator[Violation]:
     """Cilium's pod pool (existing targets) holds no network pods must reach outside the cluster: a packet to
@@ -762,5 +676,5 @@ def load_balancer_rules(spec: PlatformSpec) -> Iterator[Violation]:
 
 
 RULES = (reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, service_rules, airgap_bundles,
-         available_modules, target_sdk, cloud_target, python_index, harbor_rules, serving_rules, load_balancer_rules,
+         target_sdk, cloud_target, service_needs, service_own_rules, load_balancer_rules,
          owned_values, plaintext_secrets, cilium_pod_cidr, gateway_hosts_unique, airgap_perimeter, network_ranges)
