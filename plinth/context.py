@@ -107,11 +107,15 @@ class PlatformContext:
     """The cluster target's spec-derived facts: cloud identities (ServiceAccount annotations), buckets, keys."""
     api_server: tuple[pulumi.Input[str], int] | None = None
     """Where nodes reach the API server when the target creates the cluster (host, port); None: the spec's."""
+    gateway_hosts: tuple[tuple[str, str], ...] = ()
+    """(namespace, host name) of each platform service with its own listener on the Gateway, by namespace (the
+    program collects them from the services: PlatformService.gateway_host)."""
 
     @classmethod
     def from_spec(cls, spec, provider: pulumi.ProviderResource | None = None,
                   secrets: StackSecrets | None = None, provenance: Provenance | None = None,
-                  api_server: tuple[pulumi.Input[str], int] | None = None) -> PlatformContext:
+                  api_server: tuple[pulumi.Input[str], int] | None = None,
+                  gateway_hosts: tuple[tuple[str, str], ...] = ()) -> PlatformContext:
         mirror = spec.airgap.mirror if spec.airgap.enabled else None
         secrets = secrets or StackSecrets()
         mirror_auth = None
@@ -141,6 +145,7 @@ class PlatformContext:
             provenance=provenance,
             target=target_facts(spec),
             api_server=api_server,
+            gateway_hosts=gateway_hosts,
         )
 
     @property

@@ -86,7 +86,7 @@ def build_platform(spec: PlatformSpec, secrets: StackSecrets, provenance: Proven
     # The cluster target (existing, eks, gke): the one interface every module gets through the context.
     cluster = target_class(spec.target.type)("cluster", TargetArgs.from_spec(spec))
     ctx = PlatformContext.from_spec(spec, provider=cluster.provider, secrets=secrets, provenance=provenance,
-                                    api_server=cluster.api_server)
+                                    api_server=cluster.api_server, gateway_hosts=gateway_hosts(spec))
     built: list[tuple[str, Any, PlatformService]] = []
     for name, service in SERVICES:
         if service.enabled(spec):
@@ -118,6 +118,12 @@ def build_configuration(spec: PlatformSpec, secrets: StackSecrets, provenance: P
             part(name, part.block(spec), ctx)
     pulumi.export("platform", spec.metadata.name)
     pulumi.export("environment", spec.metadata.environment)
+
+
+def gateway_hosts(spec: PlatformSpec) -> tuple[tuple[str, str], ...]:
+    """(namespace, host name) of every enabled service's own host on the platform Gateway, by namespace."""
+    hosts = (service.gateway_host(spec) for _, service in SERVICES if service.enabled(spec))
+    return tuple(sorted((host.namespace, host.host) for host in hosts if host))
 
 
 def stack_secrets() -> dict[str, StackSecret]:

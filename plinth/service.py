@@ -47,6 +47,16 @@ class Need:
     """The other way out, appended to the provider's fix as `, or <otherwise>`."""
 
 
+@dataclass(frozen=True)
+class GatewayHost:
+    """A platform service's own host name on the platform Gateway: a listener only its namespace attaches to."""
+
+    namespace: str
+    host: str
+    loc: tuple
+    """The spec field that sets it (YAML keys)."""
+
+
 class PlatformService(pulumi.ComponentResource):
     """One platform service: built from its typed slice of the spec and the shared context.
 
@@ -80,6 +90,11 @@ class PlatformService(pulumi.ComponentResource):
         """The service's own cross-field rules, over the whole spec (enabled or not: a setting of a disabled
         service can be an error too). Default: none."""
         return iter(())
+
+    @classmethod
+    def gateway_host(cls, spec) -> GatewayHost | None:
+        """This service's own host name on the platform Gateway, when the spec gives it one. Default: none."""
+        return None
 
     @classmethod
     def needed_secrets(cls, spec) -> tuple[StackSecret, ...]:

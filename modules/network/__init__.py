@@ -133,24 +133,12 @@ class PlatformGatewayArgs:
     """network.cilium (plinth.spec.models.Cilium): which of Hubble and Gateway API are on."""
     gateway: Any
     """network.gateway (plinth.spec.models.Gateway): the wildcard listener's host name."""
-    platform_hosts: tuple[tuple[str, str], ...] = ()
-    """(namespace, host name) of each platform service the Gateway exposes: a listener only it attaches to."""
     serving_host: str | None = None
     """serving.hostname: the models' host, each team under /<team>/."""
     load_balancer: Any = None
     """network.loadBalancer (plinth.spec.models.LoadBalancer): the Gateway's address (ranges, internal/public)."""
     acme: bool = False
     """The platform issuer is ACME: the Gateway also listens on port 80 for its HTTP-01 challenges."""
-
-
-def platform_hosts(spec) -> tuple[tuple[str, str], ...]:
-    """(namespace, host name) of the platform services with a host name on the Gateway (Harbor, the index)."""
-    hosts = []
-    if spec.registry.harbor.enabled and spec.registry.harbor.hostname:
-        hosts.append((PLATFORM_NAMESPACES["harbor"], spec.registry.harbor.hostname))
-    if spec.registry.python_index.enabled and spec.registry.python_index.hostname:
-        hosts.append((PLATFORM_NAMESPACES["python-index"], spec.registry.python_index.hostname))
-    return tuple(hosts)
 
 
 def team_namespaces(ctx: PlatformContext) -> dict:
@@ -167,7 +155,7 @@ def listeners(args: PlatformGatewayArgs, ctx: PlatformContext) -> list[dict]:
     tls = {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": GATEWAY_TLS_SECRET}]}
     teams = {"namespaces": {"from": "Selector", "selector": team_namespaces(ctx)}}
     out, taken = [], set()
-    for ns, host in args.platform_hosts:
+    for ns, host in ctx.gateway_hosts:
         out.append({"name": platform_listener(ns), "hostname": host, "allowedRoutes": {"namespaces": {
             "from": "Selector", "selector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}}})
         taken.add(host)
@@ -191,7 +179,7 @@ def team_route_admission(args: PlatformGatewayArgs, ctx: PlatformContext) -> tup
     """(ValidatingAdmissionPolicy spec, binding spec): the API server refuses a team HTTPRoute that names a
     platform host name, a path outside /<team>/ on the serving host, or a host name other than the team's own
     <team>.<domain> (the policy team-routes-own-paths, evaluated at admission)."""
-    reserved = sorted(host for _, host in args.platform_hosts)
+    reserved = sorted(host for _, host in ctx.gateway_hosts)
     wildcard = args.gateway.hostname
     domain = wildcard[2:] if wildcard.startswith("*.") else None
     team = "object.metadata.namespace"
@@ -270,7 +258,7 @@ class PlatformGateway(PlatformService):
     @staticmethod
     def block(spec) -> PlatformGatewayArgs:
         certs = spec.certificates.cert_manager
-        return PlatformGatewayArgs(spec.network.cilium, spec.network.gateway, platform_hosts(spec),
+        return PlatformGatewayArgs(spec.network.cilium, spec.network.gateway,
                                    spec.serving.hostname, spec.network.load_balancer,
                                    acme=certs.enabled and certs.issuer.type == "acme")
 

@@ -23,7 +23,7 @@ from plinth.context import PULL_SECRET, PlatformContext, StackSecret, resource_n
 from plinth.vocabulary import gateway_parent_ref, platform_listener
 from plinth.objects import (airgap_egress_policy, children, disruption_budget, namespace, platform_ingress, pull_secret,
                             stack_secret)
-from plinth.service import Need, Peer, PlatformService, gateway_hostname_rules
+from plinth.service import GatewayHost, Need, Peer, PlatformService, gateway_hostname_rules
 from plinth.spec.errors import Violation
 
 UPLOADERS = StackSecret("pythonIndexHtpasswd", "htpasswd lines of the accounts that may upload to the Python index")
@@ -120,6 +120,12 @@ class PythonIndex(PlatformService):
         return (Need("gateway", ("registry", "pythonIndex", "hostname"), "the index's host name is served by the "
                      "platform Gateway", "python-index", "remove hostname (teams use the in-cluster Service either "
                      "way)"),)
+
+    @classmethod
+    def gateway_host(cls, spec) -> GatewayHost | None:
+        index = spec.registry.python_index
+        return GatewayHost(NAMESPACE, index.hostname, ("registry", "pythonIndex", "hostname")) \
+            if index.enabled and index.hostname else None
 
     @classmethod
     def rules(cls, spec) -> Iterator[Violation]:

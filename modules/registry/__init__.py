@@ -26,7 +26,7 @@ from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import stack_secret
 from plinth.vocabulary import gateway_parent_ref, platform_listener
-from plinth.service import Need, Peer, gateway_hostname_rules
+from plinth.service import GatewayHost, Need, Peer, gateway_hostname_rules
 from plinth.spec.errors import Violation
 
 ADMIN_PASSWORD = StackSecret("harborAdminPassword", "password of Harbor's admin user (registry.harbor)")
@@ -154,6 +154,12 @@ class Harbor(HelmService):
             needs.append(Need("gateway", (*at, "hostname"), "Harbor's host name is served by the platform Gateway",
                               "harbor", "remove hostname (Harbor is then reachable in-cluster only)"))
         return tuple(needs)
+
+    @classmethod
+    def gateway_host(cls, spec) -> GatewayHost | None:
+        harbor = spec.registry.harbor
+        return GatewayHost(cls.chart().namespace, harbor.hostname, ("registry", "harbor", "hostname")) \
+            if harbor.enabled and harbor.hostname else None
 
     @classmethod
     def rules(cls, spec) -> Iterator[Violation]:

@@ -575,13 +575,15 @@ def cilium_pod_cidr(spec: PlatformSpec) -> Iterator[Violation]:
 
 
 def gateway_hosts_unique(spec: PlatformSpec) -> Iterator[Violation]:
-    """Each host name on the platform Gateway has one owner (its own listener): Harbor, the index, the models."""
+    """Each host name on the platform Gateway has one owner (its own listener): a platform service
+    (PlatformService.gateway_host) or the models."""
+    from plinth.program import SERVICES
+
+    owned = [(host.loc, host.host) for _, service in SERVICES
+             if service.enabled(spec) and (host := service.gateway_host(spec))]
     seen: dict[str, str] = {}
-    harbor, index = spec.registry.harbor, spec.registry.python_index
-    for at, host, on in ((("registry", "harbor", "hostname"), harbor.hostname, harbor.enabled),
-                         (("registry", "pythonIndex", "hostname"), index.hostname, index.enabled),
-                         (("serving", "hostname"), spec.serving.hostname, True)):
-        if not (host and on):
+    for at, host in (*owned, (("serving", "hostname"), spec.serving.hostname)):
+        if not host:
             continue
         if host in seen:
             yield Violation(at, f"{host!r} is already {seen[host]}'s host name on the platform Gateway",
