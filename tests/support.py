@@ -98,7 +98,7 @@ def of_kind(resources, kind: str, namespace: str | None = None) -> list:
             and (namespace is None or r.inputs["metadata"].get("namespace") == namespace)]
 
 
-def objects(result: Plan, urn_part: str = "") -> dict:
+def by_key(result: Plan, urn_part: str = "") -> dict:
     """(kind, namespace, name) -> Resource of every Kubernetes object planned (whose URN contains `urn_part`)."""
     out = {}
     for r in result.resources:
@@ -134,6 +134,18 @@ def external_tool(variable: str, missing: str, on_path: str | None = None) -> st
     if not found:
         pytest.skip(missing)
     return found
+
+
+def packaged_charts_helm(missing: str) -> str:
+    """helm ($PLINTH_HELM, else the toolchain's) for the packaged charts at CHARTS_DIR, set as $PLINTH_HELM (what
+    plinth.engine.charts runs); without the charts or helm the test skips with the reason `missing`."""
+    from e2e.binaries import toolchain_helm  # asks the toolchain's build script: only where a test needs helm
+
+    helm = toolchain_helm()
+    if not (CHARTS_DIR / "INDEX.json").is_file() or helm is None:
+        pytest.skip(missing)
+    os.environ["PLINTH_HELM"] = helm
+    return helm
 
 
 def checkov() -> str:

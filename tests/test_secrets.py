@@ -13,15 +13,13 @@ from pathlib import Path
 
 import hcl
 import pytest
-from ruamel.yaml import YAML
 
-from support import MINIMAL, ROOT, CONFIGURE_STACKS, STACKS, network_policies, values
+from support import ROOT, CONFIGURE_STACKS, STACKS, network_policies, platform_spec, values
 from support import platform as with_services
 from plinth.engine.offline import plan
 from plinth.plan import SECRET
 from plinth.spec.load import load_stack_spec, stack_stage
 from plinth.spec.models import PlatformSpec
-from plinth.spec.yamltree import merge
 
 PLINTH = [str(Path(sys.executable).parent / "plinth")]
 TEAMS = [
@@ -32,12 +30,11 @@ TEAMS = [
 
 
 def spec(**overrides) -> PlatformSpec:
-    doc = merge(YAML(typ="safe").load(MINIMAL), {
+    return platform_spec({
         "certificates": {"certManager": {"enabled": True}},
         "secrets": {"vault": {"enabled": True}},
         "teams": TEAMS,
-    })
-    return PlatformSpec.model_validate(merge(doc, overrides))
+    }, overrides)
 
 
 def of_type(result, type_suffix: str) -> list:
