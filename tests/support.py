@@ -1,9 +1,20 @@
-"""Constants shared by the test tiers: the repository root, its blueprints and stacks, a small spec."""
+"""What the test tiers share: the repository root, its blueprints and stacks, a small spec and the builders
+over it, lookups in a plan, a free port, and the external tools some tests need (absent: the test skips)."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from plinth.engine.offline import plan
+from plinth.plan import Plan
+from plinth.spec.models import PlatformSpec
+from plinth.spec.yamltree import merge
 
 ROOT = Path(__file__).resolve().parent.parent
 CHARTS_DIR = Path(os.environ.get("PLINTH_CHARTS_DIR", ROOT.parent / "shared" / "charts")).resolve()
@@ -40,6 +51,118 @@ teams:
     quota:
       gpu: 2
 """
+
+
+def spec_document(*layers: dict, **overrides) -> dict:
+    """MINIMAL as a mapping, each layer merged onto it in order, then `overrides` (top-level fields); unvalidated."""
+    doc = YAML(typ="safe").load(MINIMAL)
+    for layer in (*layers, overrides):
+        doc = merge(doc, layer)
+    return doc
+
+
+def platform_spec(*layers: dict, **overrides) -> PlatformSpec:
+    """`spec_document(*layers, **overrides)`, validated."""
+    return PlatformSpec.model_validate(spec_document(*layers, **overrides))
+
+
+SERVICES = {
+    "network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}}},
+    "certificates": {"certManager": {"enabled": True}},
+    "storage": {"longhorn": {"enabled": True}},
+    "monitoring": {"enabled": True},
+}
+"""The services the module tests plan their service beside: Cilium with the Gateway, cert-manager, Longhorn,
+monitoring."""
+
+
+def by_name(result: Plan) -> dict:
+    """The plan's resources by name; where a component and its release share a name, the release."""
+    return {r.name: r for r in sorted(result.resources, key=lambda r: r.custom)}
+
+
+def platform(environment: str = "dev", **overrides) -> dict:
+    """By name (`by_name`): the plan of MINIMAL with SERVICES in `environment`, `overrides` merged in last."""
+    return by_name(plan(platform_spec(SERVICES, {"metadata": {"environment": environment}}, overrides), "test"))
+
+
+def values(resources: dict, release: str) -> dict:
+    """The values Plinth gives the Helm release `release` (resources by name)."""
+    return resources[release].inputs["values"]
+
+
+def of_kind(resources, kind: str, namespace: str | None = None) -> list:
+    """The Kubernetes objects of `kind` (in `namespace` if given) among resources (a list, or a dict of them)."""
+    found = resources.values() if isinstance(resources, dict) else resources
+    return [r for r in found if r.inputs.get("kind") == kind
+            and (namespace is None or r.inputs["metadata"].get("namespace") == namespace)]
+
+
+def by_key(result: Plan, urn_part: str = "") -> dict:
+    """(kind, namespace, name) -> Resource of every Kubernetes object planned (whose URN contains `urn_part`)."""
+    out = {}
+    for r in result.resources:
+        meta = r.inputs.get("metadata")
+        if r.custom and urn_part in r.urn and isinstance(meta, dict) and "kind" in r.inputs:
+            out[(r.inputs["kind"], meta.get("namespace"), meta["name"])] = r
+    return out
+
+
+def network_policies(resources: dict) -> dict[str, dict[str, tuple[str, dict]]]:
+    """Network policies (Kubernetes' and Cilium's) by namespace and name: (kind, spec)."""
+    found: dict[str, dict[str, tuple[str, dict]]] = {}
+    for r in resources.values():
+        if r.type.endswith((":NetworkPolicy", ":CiliumNetworkPolicy")):
+            meta = r.inputs["metadata"]
+            found.setdefault(meta["namespace"], {})[meta["name"]] = (r.type.rsplit(":", 1)[-1], r.inputs["spec"])
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# --- external tools: each from its environment variable (or PATH); absent, the test skips saying what to set ---
+
+
+def external_tool(variable: str, missing: str, on_path: str | None = None) -> str:
+    """$`variable`, else `on_path` found on PATH, else the test skips with the reason `missing`."""
+    found = os.environ.get(variable) or (shutil.which(on_path) if on_path else None)
+    if not found:
+        pytest.skip(missing)
+    return found
+
+
+def packaged_charts_helm(missing: str) -> str:
+    """helm ($PLINTH_HELM, else the toolchain's) for the packaged charts at CHARTS_DIR, set as $PLINTH_HELM (what
+    plinth.engine.charts runs); without the charts or helm the test skips with the reason `missing`."""
+    from e2e.binaries import toolchain_helm  # asks the toolchain's build script: only where a test needs helm
+
+    helm = toolchain_helm()
+    if not (CHARTS_DIR / "INDEX.json").is_file() or helm is None:
+        pytest.skip(missing)
+    os.environ["PLINTH_HELM"] = helm
+    return helm
+
+
+def checkov() -> str:
+    return external_tool("PLINTH_CHECKOV", "no checkov: set PLINTH_CHECKOV or put checkov on PATH, in its own "
+                         "environment (its pins conflict with the Pulumi SDK's; see .ci/run)", on_path="checkov")
+
+
+def feast_python() -> str:
+    return external_tool("PLINTH_FEAST_PYTHON", "no Feast SDK: set PLINTH_FEAST_PYTHON to a Python with "
+                         "feast[postgres,redis] installed, in its own environment (its pins are not the Pulumi SDK's; "
+                         "see .ci/run)")
+
+
+def serving_python() -> str:
+    return external_tool("PLINTH_SERVING_PYTHON", "no serving environment: set PLINTH_SERVING_PYTHON to a Python with "
+                         "nvidia-pytriton and bentoml installed, in its own environment (their pins are not the "
+                         "Pulumi SDK's; see .ci/run)")
 
 # Team `credit` of blueprints/onprem-airgap-regulated.yaml trying to take traffic that is not its own through
 # the shared Gateway (name, HTTPRoute spec): `plinth check` and the admission policy refuse each one.

@@ -23,9 +23,8 @@ import pulumi
 import pytest
 import yaml
 from pydantic import ValidationError
-from ruamel.yaml import YAML
 
-from support import MINIMAL
+from support import by_name, feast_python, free_port, platform_spec, spec_document
 from plinth.catalog import CHARTS
 from plinth.context import StackSecrets
 from plinth.engine.offline import plan, record
@@ -38,7 +37,6 @@ from plinth.plan import SECRET, Plan
 from plinth.program import build_platform
 from plinth.spec.models import PlatformSpec
 from plinth.spec.rules import check_rules
-from plinth.spec.yamltree import merge
 from plinth.stackconfig import required_secrets
 
 CANARY = "canary-Redis-pw-7f3a9"
@@ -46,17 +44,11 @@ CANARY = "canary-Redis-pw-7f3a9"
 
 
 def spec(environment: str = "dev", **feast) -> PlatformSpec:
-    doc = merge(YAML(typ="safe").load(MINIMAL), {
+    return platform_spec({
         "metadata": {"environment": environment},
         "monitoring": {"enabled": True},
         "featureStore": {"feast": {"enabled": True, **feast}},
     })
-    return PlatformSpec.model_validate(doc)
-
-
-def by_name(result: Plan) -> dict:
-    # Where a component and its release share a name, the release.
-    return {r.name: r for r in sorted(result.resources, key=lambda r: r.custom)}
 
 
 def platform(environment: str = "dev", **feast) -> dict:
@@ -230,18 +222,18 @@ def test_the_server_runs_restricted_and_scraped(dev):
 
 
 def test_spec_values_reach_the_feast_chart_only():
-    resources = by_name(plan(PlatformSpec.model_validate(merge(YAML(typ="safe").load(MINIMAL), {
-        "featureStore": {"feast": {"enabled": True, "values": {"logLevel": "INFO"}}}})), "test"))
+    resources = by_name(plan(platform_spec({
+        "featureStore": {"feast": {"enabled": True, "values": {"logLevel": "INFO"}}}}), "test"))
     assert resources["feast"].inputs["values"]["logLevel"] == "INFO"
     assert "logLevel" not in resources["postgres-operator"].inputs["values"]
     assert "logLevel" not in resources["redis-operator"].inputs["values"]
-    owned = PlatformSpec.model_validate(merge(YAML(typ="safe").load(MINIMAL), {
-        "featureStore": {"feast": {"enabled": True, "values": {"replicaCount": 5}}}}))
+    owned = platform_spec({
+        "featureStore": {"feast": {"enabled": True, "values": {"replicaCount": 5}}}})
     assert [v.rule for v in check_rules(owned)] == ["values-owned-key"]
 
 
 def two_teams(environment: str = "dev") -> dict:
-    doc = merge(YAML(typ="safe").load(MINIMAL), {
+    doc = spec_document({
         "metadata": {"environment": environment}, "monitoring": {"enabled": True},
         "featureStore": {"feast": {"enabled": True}}})
     doc["teams"].append({"name": "credit"})
@@ -308,7 +300,7 @@ def test_team_servers_are_replicated_with_budgets_in_prod():
 
 
 def test_air_gap_every_image_comes_from_the_mirror_and_is_listed():
-    doc = merge(YAML(typ="safe").load(MINIMAL), {
+    doc = spec_document({
         "airgap": {"enabled": True, "mirror": {"registry": "mirror.corp.internal/plinth",
                                                "charts": "oci://mirror.corp.internal/charts"}},
         "monitoring": {"enabled": True},
@@ -365,14 +357,6 @@ CASES = {
     "postgres-file-prod": ("prod", {"onlineStore": "postgres"}),
     "postgres-postgres-dev": ("dev", {"onlineStore": "postgres", "offlineStore": "postgres"}),
 }
-
-
-def feast_python() -> str:
-    found = os.environ.get("PLINTH_FEAST_PYTHON")
-    if not found:
-        pytest.skip("no Feast SDK: set PLINTH_FEAST_PYTHON to a Python with feast[postgres,redis] installed, in its "
-                    "own environment (its pins are not the Pulumi SDK's; see .ci/run)")
-    return found
 
 
 def load_in_feast(repos: list[Path]) -> dict[str, dict]:
@@ -493,12 +477,6 @@ results["fraud-read-after"] = outcome(lambda: own.get_online_features(
     features=["stats:trips"], entity_rows=[{"driver_id": 1}]).to_dict()["trips"])
 print(json.dumps(results))
 ''')
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for(port: int) -> None:

@@ -14,16 +14,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from ruamel.yaml import YAML
 
-from support import BLUEPRINTS, MINIMAL, ROOT, ROUTE_CAPTURES, ROUTES_OF_ITS_OWN, STACKS
+from support import BLUEPRINTS, MINIMAL, ROOT, ROUTE_CAPTURES, ROUTES_OF_ITS_OWN, STACKS, platform_spec, spec_document
 from plinth.engine.offline import plan
 from plinth.governance.check import check, subjects
 from plinth.governance.policies import HA_EXEMPTIONS, POLICIES, Subject, evaluate, read_levels
 from plinth.modules.governance import spec_hash
 from plinth.spec.load import load_spec, load_stack_spec
 from plinth.spec.models import PlatformSpec
-from plinth.spec.yamltree import merge
 
 PLINTH = [str(Path(sys.executable).parent / "plinth")]
 SERVICES = {
@@ -35,7 +33,7 @@ SERVICES = {
 
 
 def platform(**overrides) -> PlatformSpec:
-    return PlatformSpec.model_validate(merge(merge(YAML(typ="safe").load(MINIMAL), SERVICES), overrides))
+    return platform_spec(SERVICES, overrides)
 
 
 @pytest.fixture(scope="module")
@@ -229,7 +227,7 @@ def _project(tmp_path: Path, values: dict, policy: dict | None = None) -> Path:
     (tmp_path / "Pulumi.yaml").write_text("name: plinth\nruntime: python\n")
     (tmp_path / "blueprints").mkdir()
     (tmp_path / "stacks").mkdir()
-    doc = merge(merge(YAML(typ="safe").load(MINIMAL), SERVICES), {"storage": {"longhorn": {"values": values}}})
+    doc = spec_document(SERVICES, {"storage": {"longhorn": {"values": values}}})
     (tmp_path / "blueprints" / "b.yaml").write_text(json.dumps(doc))
     (tmp_path / "stacks" / "Pulumi.s.yaml").write_text("config:\n  plinth:blueprint: blueprints/b.yaml\n")
     if policy is not None:

@@ -9,9 +9,8 @@ from functools import cache
 
 import pytest
 import yaml
-from ruamel.yaml import YAML
 
-from support import MINIMAL
+from support import by_name, platform_spec
 from test_spec_errors import overlay_errors
 from plinth.catalog import CHARTS, ImageRef, mirror_image
 from plinth.engine.offline import plan
@@ -26,7 +25,6 @@ from plinth.modules.monitoring import DASHBOARD_LABEL
 from plinth.program import SERVICES
 from plinth.spec.models import PlatformSpec
 from plinth.spec.rules import check_rules
-from plinth.spec.yamltree import merge
 
 MIRROR = "mirror.corp.internal/plinth"
 AIRGAP = {"enabled": True, "mirror": {"registry": MIRROR, "charts": "oci://mirror.corp.internal/charts",
@@ -34,12 +32,11 @@ AIRGAP = {"enabled": True, "mirror": {"registry": MIRROR, "charts": "oci://mirro
 
 
 def spec(monitoring: bool = True, airgap: bool = False, **operator) -> PlatformSpec:
-    doc = merge(YAML(typ="safe").load(MINIMAL), {
+    return platform_spec({
         "monitoring": {"enabled": monitoring},
         "gpu": {"operator": {"enabled": True, **operator}},
         **({"airgap": AIRGAP} if airgap else {}),
     })
-    return PlatformSpec.model_validate(doc)
 
 
 @cache
@@ -50,9 +47,8 @@ def _plan(monitoring: bool = True, airgap: bool = False, sharing: tuple = (), dr
 
 
 def platform(monitoring: bool = True, airgap: bool = False, sharing: tuple = (), driver: bool = False) -> dict:
-    # Where a component and its release share a name, the release.
     _, result = _plan(monitoring, airgap, sharing, driver)
-    return {r.name: r for r in sorted(result.resources, key=lambda r: r.custom)}
+    return by_name(result)
 
 
 def values(resources) -> dict:

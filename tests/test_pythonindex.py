@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,9 +24,8 @@ from pathlib import Path
 import kubernetes_validate
 import pulumi
 import pytest
-from ruamel.yaml import YAML
 
-from support import MINIMAL
+from support import MINIMAL, by_key, free_port, platform_spec
 from plinth.context import StackSecrets
 from plinth.engine.offline import plan, record
 from plinth.mirror import mirror_list
@@ -37,7 +35,6 @@ from plinth.render import redact
 from plinth.spec.errors import SpecInvalid
 from plinth.spec.load import load_spec
 from plinth.spec.models import PlatformSpec
-from plinth.spec.yamltree import merge
 from plinth.stackconfig import required_secrets
 
 IMAGE = "docker.io/pypiserver/pypiserver:v2.4.2"
@@ -49,8 +46,7 @@ TEAMS = ("fraud", "search")
 
 
 def spec(**overrides) -> PlatformSpec:
-    doc = merge(YAML(typ="safe").load(MINIMAL), {"teams": [{"name": "search"}]})
-    return PlatformSpec.model_validate(merge(doc, overrides))
+    return platform_spec({"teams": [{"name": "search"}]}, overrides)
 
 
 def index(**fields) -> dict:
@@ -59,12 +55,7 @@ def index(**fields) -> dict:
 
 def resources(**overrides) -> dict:
     """(kind, namespace, name) -> Resource of every Kubernetes object the spec plans."""
-    out = {}
-    for r in plan(spec(**overrides), "test").resources:
-        meta = r.inputs.get("metadata")
-        if r.custom and isinstance(meta, dict) and "kind" in r.inputs:
-            out[(r.inputs["kind"], meta.get("namespace"), meta["name"])] = r
-    return out
+    return by_key(plan(spec(**overrides), "test"))
 
 
 def pip_confs(objects: dict) -> dict[str, str]:
@@ -362,12 +353,6 @@ def pip_install(conf: Path, target: Path, package: str, home: Path) -> subproces
                XDG_CONFIG_HOME=str(home / "config"), XDG_CACHE_HOME=str(home / "cache"))
     return subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), package],
                           env=env, capture_output=True, text=True, timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

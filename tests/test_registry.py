@@ -8,9 +8,8 @@ import json
 import bcrypt
 import pulumi
 import pytest
-from ruamel.yaml import YAML
 
-from support import MINIMAL
+from support import by_name, of_kind, platform_spec
 from plinth.catalog import CHARTS, mirror_image
 from plinth.context import PlatformContext, StackSecrets
 from plinth.engine.offline import plan, record
@@ -27,7 +26,6 @@ from plinth.plan import SECRET
 from plinth.program import build_platform
 from plinth.spec.models import PlatformSpec
 from plinth.spec.rules import check_rules
-from plinth.spec.yamltree import merge
 
 GATEWAY = {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}},
            "loadBalancer": {"ranges": ["172.31.255.240/29"]}}
@@ -39,14 +37,12 @@ MIRROR = {"enabled": True, "mirror": {"registry": "mirror.corp.internal/mirror",
 
 
 def spec(environment: str = "dev", **overrides) -> PlatformSpec:
-    doc = merge(YAML(typ="safe").load(MINIMAL), {**BASE, "metadata": {"environment": environment},
-                                                 "registry": {"harbor": {"enabled": True}}})
-    return PlatformSpec.model_validate(merge(doc, overrides))
+    return platform_spec({**BASE, "metadata": {"environment": environment},
+                          "registry": {"harbor": {"enabled": True}}}, overrides)
 
 
 def platform(environment: str = "dev", **overrides) -> dict:
-    result = plan(spec(environment, **overrides), "test")
-    return {r.name: r for r in sorted(result.resources, key=lambda r: r.custom)}
+    return by_name(plan(spec(environment, **overrides), "test"))
 
 
 def values(resources) -> dict:
@@ -57,10 +53,6 @@ def dig(tree: dict, dotted: str):
     for key in dotted.split("."):
         tree = tree[key]
     return tree
-
-
-def of_kind(resources, kind: str) -> list:
-    return [r for r in resources.values() if r.inputs.get("kind") == kind]
 
 
 @pytest.fixture(scope="module")

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from ruamel.yaml import YAML
 
-from support import MINIMAL
+from support import platform_spec
 from plinth.spec.models import PlatformSpec
 from plinth.spec.rules import check_rules
-from plinth.spec.yamltree import merge
 
 
 def spec(**overrides) -> PlatformSpec:
-    return PlatformSpec.model_validate(merge(YAML(typ="safe").load(MINIMAL), overrides))
+    return platform_spec(overrides)
 
 
 def violations(**overrides) -> list[tuple[tuple, str]]:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from support import BLUEPRINTS, ROOT, STACKS
+from support import BLUEPRINTS, ROOT, STACKS, checkov
 from plinth.engine.offline import plan
 from plinth.render import render
 from plinth.spec.load import load_spec, load_stack_spec
@@ -40,14 +39,6 @@ SUPPRESSED_FOR: dict[tuple[str, str], str] = {
 SPECS = [pytest.param(load_spec, p, id=p.name) for p in BLUEPRINTS if p.suffix == ".yaml"] + [
     pytest.param(lambda s: load_stack_spec(ROOT, s), s, id=f"stack-{s}") for s in STACKS
 ]
-
-
-def checkov() -> str:
-    found = os.environ.get("PLINTH_CHECKOV") or shutil.which("checkov")
-    if not found:
-        pytest.skip("no checkov: set PLINTH_CHECKOV or put checkov on PATH, in its own environment "
-                    "(its pins conflict with the Pulumi SDK's; see .ci/run)")
-    return found
 
 
 def scan(directory: Path) -> dict:

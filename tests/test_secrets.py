@@ -13,14 +13,13 @@ from pathlib import Path
 
 import hcl
 import pytest
-from ruamel.yaml import YAML
 
-from support import MINIMAL, ROOT, CONFIGURE_STACKS, STACKS
+from support import ROOT, CONFIGURE_STACKS, STACKS, network_policies, platform_spec, values
+from support import platform as with_services
 from plinth.engine.offline import plan
 from plinth.plan import SECRET
 from plinth.spec.load import load_stack_spec, stack_stage
 from plinth.spec.models import PlatformSpec
-from plinth.spec.yamltree import merge
 
 PLINTH = [str(Path(sys.executable).parent / "plinth")]
 TEAMS = [
@@ -31,12 +30,11 @@ TEAMS = [
 
 
 def spec(**overrides) -> PlatformSpec:
-    doc = merge(YAML(typ="safe").load(MINIMAL), {
+    return platform_spec({
         "certificates": {"certManager": {"enabled": True}},
         "secrets": {"vault": {"enabled": True}},
         "teams": TEAMS,
-    })
-    return PlatformSpec.model_validate(merge(doc, overrides))
+    }, overrides)
 
 
 def of_type(result, type_suffix: str) -> list:
@@ -147,3 +145,48 @@ def test_the_cli_plans_the_configure_stage_of_a_stack_and_refuses_a_wrong_stage(
     wrong = subprocess.run([*PLINTH, "plan", "--stack", stack, "--stage", "platform"], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert wrong.returncode == 2
     assert "is a configure stack" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+# --- Vault itself, beside the other services --------------------------------------------------------------
+
+
+def test_vault_is_raft_ha_with_tls_in_prod_and_never_awaited():
+    spec = {"secrets": {"vault": {"enabled": True, "ha": True, "replicas": 3}}}
+    prod = with_services("prod", **spec)
+    vault = values(prod, "vault")
+    assert vault["server"]["ha"]["replicas"] == 3 and vault["server"]["ha"]["raft"]["enabled"] is True
+    config = vault["server"]["ha"]["raft"]["config"]
+    assert config.count("retry_join") == 3 and 'storage "raft"' in config and "tls_disable" not in config
+    assert vault["global"]["tlsDisable"] is False
+    assert prod["vault-tls"].inputs["spec"]["secretName"] == "vault-server-tls"
+    assert prod["vault-tls"].dependencies and prod["vault-tls"].urn in prod["vault"].dependencies
+    # A sealed Vault never becomes ready: the release does not wait for it.
+    assert prod["vault"].inputs["skipAwait"] is True
+    dev = values(with_services("dev", secrets={"vault": {"enabled": True}}), "vault")
+    assert dev["server"]["standalone"]["enabled"] is True and dev["server"]["ha"] == {"enabled": False}
+
+
+def test_vault_auto_unseal_stanzas():
+    unseal = {"type": "gcpckms", "key": "projects/p1/locations/europe-west4/keyRings/r/cryptoKeys/vault"}
+    vault = values(with_services("dev", secrets={"vault": {"enabled": True, "autoUnseal": unseal}}), "vault")
+    config = vault["server"]["standalone"]["config"]
+    assert 'seal "gcpckms"' in config and 'project = "p1"' in config and 'crypto_key = "vault"' in config
+
+
+def test_vault_metrics_reach_prometheus_only():
+    resources = with_services("dev", secrets={"vault": {"enabled": True}}, teams=[{"name": "fraud"}])
+    vault = values(resources, "vault")
+    api, metrics = vault["server"]["standalone"]["config"].split('listener "tcp"')[1:3]
+    # Teams reach the API listener: there /v1/sys/metrics needs a token allowed to read it.
+    assert '"[::]:8200"' in api and "unauthenticated_metrics_access" not in api
+    assert '"[::]:8202"' in metrics and 'unauthenticated_metrics_access = "true"' in metrics
+    assert vault["serverTelemetry"]["serviceMonitor"] == {"enabled": False}
+    assert vault["global"]["serverTelemetry"] == {"prometheusOperator": False}
+    assert resources["vault-metrics"].inputs["spec"]["ports"] == [
+        {"name": "metrics", "port": 8202, "targetPort": 8202, "protocol": "TCP"}]
+    [endpoint] = resources["vault-monitor"].inputs["spec"]["endpoints"]
+    assert (endpoint["port"], endpoint["path"], endpoint["tlsConfig"]["serverName"]) == (
+        "metrics", "/v1/sys/metrics", "vault.vault.svc")
+    policies = network_policies(resources)["vault"]
+    assert policies["allow-from-teams"][1]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8200}]
+    assert "ports" not in policies["allow-from-monitoring"][1]["ingress"][0]

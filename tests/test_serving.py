@@ -12,9 +12,8 @@ import math
 import kubernetes_validate
 import pulumi
 import pytest
-from ruamel.yaml import YAML
 
-from support import MINIMAL
+from support import by_key, platform_spec
 from test_spec_errors import overlay_errors
 from plinth.catalog import IMAGES
 from plinth.engine import offline
@@ -28,7 +27,6 @@ from plinth.modules.serving import TRACK_LABEL, deployment_options
 from plinth.render import kubernetes_objects
 from plinth.spec.models import PlatformSpec
 from plinth.spec.rules import check_rules
-from plinth.spec.yamltree import merge
 
 HOST = "serving.models.plinth.internal"
 TRITON = {"name": "scorer", "team": "fraud", "runtime": "triton", "modelRepository": "s3://models/scorer",
@@ -53,17 +51,12 @@ PLATFORM = {
 def spec(models: list[dict] | None = None, **overrides) -> PlatformSpec:
     """The platform above with `overrides` merged in; `models` replaces the served models (lists merge by name)."""
     base = PLATFORM if models is None else {**PLATFORM, "serving": {**PLATFORM["serving"], "models": models}}
-    return PlatformSpec.model_validate(merge(merge(YAML(typ="safe").load(MINIMAL), base), overrides))
+    return platform_spec(base, overrides)
 
 
 def objects(result) -> dict:
     """(kind, namespace, name) -> Resource of every Kubernetes object of the serving component."""
-    out = {}
-    for r in result.resources:
-        meta = r.inputs.get("metadata")
-        if r.custom and "plinth:serving:Serving" in r.urn and isinstance(meta, dict) and "kind" in r.inputs:
-            out[(r.inputs["kind"], meta.get("namespace"), meta["name"])] = r
-    return out
+    return by_key(result, "plinth:serving:Serving")
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pytest
 
+from support import of_kind
 from plinth.context import PlatformContext
 from plinth.engine.offline import record
 from plinth.modules.tenancy import Tenancy, TenancyArgs
@@ -34,11 +35,6 @@ def run(**overrides):
         Tenancy("tenancy", TenancyArgs(teams=TEAMS, platform_admin_group="admins", **overrides), ctx)
 
     return record(program)
-
-
-def of_kind(resources, kind, namespace=None):
-    return [r for r in resources if r.inputs.get("kind") == kind
-            and (namespace is None or r.inputs["metadata"].get("namespace") == namespace)]
 
 
 @pytest.fixture(scope="module")

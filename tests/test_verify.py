@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from support import ROOT
+from support import ROOT, free_port, serving_python
 from plinth.engine.offline import plan
 from plinth.modules.serving import TRACK_HEADER
 from plinth.spec.load import load_spec
@@ -79,12 +79,6 @@ START_SECONDS = 240
 def plinth(*args, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run([*PLINTH, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PLINTH_DEBUG": "", **(env or {})})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -290,14 +284,6 @@ class RouteGateway:
 
 
 # --- the servers ----------------------------------------------------------------------------------------
-
-
-def serving_python() -> str:
-    found = os.environ.get("PLINTH_SERVING_PYTHON")
-    if not found:
-        pytest.skip("no serving environment: set PLINTH_SERVING_PYTHON to a Python with nvidia-pytriton and bentoml "
-                    "installed, in its own environment (their pins are not the Pulumi SDK's; see .ci/run)")
-    return found
 
 
 class Server:

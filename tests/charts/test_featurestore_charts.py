@@ -15,9 +15,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from ruamel.yaml import YAML
 
-from support import MINIMAL
+from support import platform_spec
 from validation import (
     chart_member, coalesce, crd_schemas, images_in, restricted_problems, validate, validation_failures,
 )
@@ -25,9 +24,7 @@ from plinth.engine.charts import HELM_RELEASE, render_charts
 from plinth.engine.offline import plan
 from plinth.mirror import mirror_list
 from plinth.render import kubernetes_objects
-from plinth.spec.models import PlatformSpec
 from plinth.spec.rules import check_rules
-from plinth.spec.yamltree import merge
 
 MIRROR = "mirror.corp.internal/plinth"
 FEAST_CHARTS = {"feast-feature-server", "cloudnative-pg", "redis-operator"}
@@ -36,14 +33,13 @@ POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
 
 @cache
 def _render(charts_dir: Path, environment: str, online: str, offline: str):
-    doc = merge(YAML(typ="safe").load(MINIMAL), {
+    spec = platform_spec({
         "metadata": {"environment": environment},
         "charts": {"source": str(charts_dir)},
         "airgap": {"enabled": True, "mirror": {"registry": MIRROR, "charts": str(charts_dir)}},
         "monitoring": {"enabled": True},
         "featureStore": {"feast": {"enabled": True, "onlineStore": online, "offlineStore": offline}},
     })
-    spec = PlatformSpec.model_validate(doc)
     assert check_rules(spec) == []
     result = plan(spec, "featurestore")
     return spec, result, render_charts(result, spec.kubernetes.version, charts_dir)

@@ -4,21 +4,18 @@ naming the values key behind it; the shipped stacks, charts included, are clean.
 from __future__ import annotations
 
 import pytest
-from ruamel.yaml import YAML
 
-from support import MINIMAL, ROOT, STACKS
+from support import ROOT, STACKS, platform_spec
 from plinth.engine.charts import render_charts
 from plinth.engine.offline import plan
 from plinth.governance.check import check, subjects
 from plinth.governance.policies import evaluate
 from plinth.spec.load import load_stack_spec
-from plinth.spec.models import PlatformSpec
-from plinth.spec.yamltree import merge
 
 
 def chart_findings(charts_dir, policy: str, **overrides) -> list[tuple[str, str, str | None]]:
     """(resource, message, values key) of `policy` on the chart objects only (what values checks cannot see)."""
-    spec = PlatformSpec.model_validate(merge(YAML(typ="safe").load(MINIMAL), overrides))
+    spec = platform_spec(overrides)
     result = plan(spec, "test")
     found = subjects(result, render_charts(result, spec.kubernetes.version, charts_dir))
     [(_, _, violations)] = [r for r in evaluate(found) if r[0].name == policy]

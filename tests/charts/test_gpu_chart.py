@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ruamel.yaml import YAML
 
-from support import CHARTS_DIR, MINIMAL
+from support import CHARTS_DIR, platform_spec
 from validation import chart_member, crd_schemas, images_in, validation_failures
 from plinth.catalog import CHARTS, mirror_image
 from plinth.engine.charts import chart_archive, render_charts
@@ -22,9 +21,7 @@ from plinth.engine.offline import plan
 from plinth.mirror import mirror_list
 from plinth.modules.gpu import DEVICE_PLUGIN_CONFIG, IMAGE_BLOCKS, TIME_SLICING, gpu_toleration
 from plinth.render import kubernetes_objects
-from plinth.spec.models import PlatformSpec
 from plinth.spec.rules import check_rules
-from plinth.spec.yamltree import merge
 
 KUBE = "1.34"
 MIRROR = "mirror.corp.internal/plinth"
@@ -38,7 +35,7 @@ POD_KINDS = {"Deployment", "DaemonSet", "Job"}
 
 @cache
 def _planned(mode: str):
-    doc = merge(YAML(typ="safe").load(MINIMAL), {
+    spec = platform_spec({
         "metadata": {"environment": "prod"},
         "charts": {"source": str(CHARTS_DIR)},
         "monitoring": {"enabled": True},
@@ -46,7 +43,6 @@ def _planned(mode: str):
                                                "pullSecret": {"username": "robot"}}},
         "gpu": {"operator": {"enabled": True, **MODES[mode]}},
     })
-    spec = PlatformSpec.model_validate(doc)
     assert check_rules(spec) == []
     return spec, plan(spec, "gpu-chart")
 

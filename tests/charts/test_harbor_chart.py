@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from ruamel.yaml import YAML
 
-from support import CHARTS_DIR, MINIMAL
+from support import CHARTS_DIR, platform_spec
 from validation import crd_schemas, images_in, restricted_problems, validation_failures
 from plinth.catalog import CHARTS, mirror_image
 from plinth.engine.charts import chart_archive, render_charts, template
@@ -27,7 +26,6 @@ from plinth.modules.registry import SECRETS, TOKEN_SECRET
 from plinth.render import kubernetes_objects
 from plinth.spec.models import PlatformSpec
 from plinth.spec.rules import check_rules
-from plinth.spec.yamltree import merge
 
 KUBE = "1.34"
 MIRROR = "mirror.corp.internal/mirror"
@@ -37,7 +35,7 @@ CHART_DEFAULT_CREDENTIALS = ("Harbor12345", "changeit", "not-a-secure-key", "har
 
 def _spec() -> PlatformSpec:
     """Air-gapped prod with the Gateway, Longhorn and monitoring: every Harbor feature on."""
-    doc = merge(YAML(typ="safe").load(MINIMAL), {
+    return platform_spec({
         "metadata": {"environment": "prod"},
         "charts": {"source": str(CHARTS_DIR)},
         "network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}},
@@ -49,7 +47,6 @@ def _spec() -> PlatformSpec:
         "airgap": {"enabled": True, "mirror": {"registry": MIRROR, "charts": "oci://mirror.corp.internal/charts",
                                                "pullSecret": {"username": "robot"}}},
     })
-    return PlatformSpec.model_validate(doc)
 
 
 @cache

@@ -12,17 +12,14 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from ruamel.yaml import YAML
 
 from e2e.binaries import toolchain_crds
-from support import MINIMAL
+from support import platform_spec
 from validation import crd_schemas, restricted_problems, validate, validation_failures
 from plinth.engine.charts import CONFIG_GROUP, HELM_RELEASE, render_charts
 from plinth.engine.offline import plan
 from plinth.render import kubernetes_objects
-from plinth.spec.models import PlatformSpec
 from plinth.spec.rules import check_rules
-from plinth.spec.yamltree import merge
 
 CRD_SOURCES = {"prometheus-operator-crds", "gateway-api-crds-v1-6-1"}
 MODELS = [
@@ -37,7 +34,7 @@ MODELS = [
 
 @cache
 def _render(charts_dir: Path):
-    doc = merge(YAML(typ="safe").load(MINIMAL), {
+    spec = platform_spec({
         "charts": {"source": str(charts_dir)},
         "network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}},
                 "loadBalancer": {"ranges": ["172.31.255.240/29"]}},
@@ -47,7 +44,6 @@ def _render(charts_dir: Path):
         "teams": [{"name": "fraud", "quota": {"gpu": 8, "cpu": "16", "memory": "64Gi"}}],
         "serving": {"hostname": "serving.models.plinth.internal", "models": MODELS},
     })
-    spec = PlatformSpec.model_validate(doc)
     assert check_rules(spec) == []
     result = plan(spec, "serving")
     # Only the CRD sources: the other charts are the chart tier's (tests/charts/test_charts.py).

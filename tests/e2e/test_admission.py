@@ -8,14 +8,12 @@ are sent as dry runs (admission runs, nothing is stored), so the tier's other te
 from __future__ import annotations
 
 import copy
-import os
 import time
 
 import pytest
 
-from binaries import toolchain_helm
 from kubeapi import ApiError
-from support import CHARTS_DIR, ROOT
+from support import CHARTS_DIR, ROOT, packaged_charts_helm
 from plinth.engine.charts import render_charts
 from plinth.engine.offline import plan
 from plinth.render import kubernetes_objects
@@ -144,10 +142,7 @@ def test_the_api_server_admits_every_object_plinth_plans(admission, planned):
 def test_the_api_server_admits_every_workload_the_charts_render(admission, planned):
     """The charts' own workloads (Longhorn's privileged manager, node-exporter on the host network, the GPU
     operator's node discovery...) are inside the allowlist; none of their Services is external."""
-    helm = toolchain_helm()
-    if not (CHARTS_DIR / "INDEX.json").is_file() or helm is None:
-        pytest.skip(f"the charts' objects need the packaged charts at {CHARTS_DIR} and helm")
-    os.environ["PLINTH_HELM"] = helm
+    packaged_charts_helm(f"the charts' objects need the packaged charts at {CHARTS_DIR} and helm")
     spec = load_stack_spec(ROOT, "regulated-prod")
     rendered = render_charts(planned, spec.kubernetes.version, CHARTS_DIR)
     judged = []

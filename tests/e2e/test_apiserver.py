@@ -9,13 +9,11 @@ deleting must leave nothing of Plinth's behind.
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
-from binaries import toolchain_helm
 from kubeapi import FIELD_MANAGER, established
-from support import BLUEPRINTS, CHARTS_DIR, CUSTOM_GROUPS, ROOT, STACKS
+from support import BLUEPRINTS, CHARTS_DIR, CUSTOM_GROUPS, ROOT, STACKS, packaged_charts_helm
 from plinth.engine.charts import render_charts
 from plinth.engine.offline import plan
 from plinth.render import KIND_ORDER, kubernetes_objects
@@ -65,10 +63,7 @@ def install_crds(kube, spec, result) -> list[dict]:
     kinds = {o["kind"] for _, o in kubernetes_objects(result) if o["apiVersion"].split("/")[0] in CUSTOM_GROUPS}
     if not kinds:
         return []
-    helm = toolchain_helm()
-    if not (CHARTS_DIR / "INDEX.json").is_file() or helm is None:
-        pytest.skip(f"custom resources need their CRDs from the packaged charts at {CHARTS_DIR} and helm")
-    os.environ["PLINTH_HELM"] = helm
+    packaged_charts_helm(f"custom resources need their CRDs from the packaged charts at {CHARTS_DIR} and helm")
     crds = [o for item in render_charts(result, spec.kubernetes.version, CHARTS_DIR) for o in item.objects
             if o["kind"] == "CustomResourceDefinition" and o["spec"]["names"]["kind"] in kinds]
     for crd in crds:

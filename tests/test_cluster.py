@@ -217,18 +217,6 @@ def test_cloud_gateways_get_internal_load_balancers(eks, gke):
     assert not [r for r in eks.resources if "CiliumLoadBalancerIPPool" in r.type]
 
 
-def test_a_public_cloud_gateway_says_why():
-    from plinth.modules.network import infrastructure
-    from plinth.spec.models import LoadBalancer
-
-    public = LoadBalancer(public=True, public_reason="partner scoring API")
-    assert infrastructure(public, "eks")["infrastructure"]["annotations"] == {
-        "plinth.dev/public-load-balancer-reason": "partner scoring API",
-        "service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing"}
-    assert infrastructure(public, "gke")["infrastructure"]["annotations"] == {
-        "plinth.dev/public-load-balancer-reason": "partner scoring API"}
-
-
 def test_eks_buckets_are_named_encrypted_versioned_and_blocked(eks):
     buckets = sorted(r.inputs["bucket"] for r in of_type(eks, "aws:s3/bucket:Bucket"))
     assert buckets == ["eks-gpu-prod-backups", "eks-gpu-prod-features", "eks-gpu-prod-models"]
