@@ -23,6 +23,7 @@ from plinth.vocabulary import gateway_parent_ref, platform_listener
 from plinth.objects import (airgap_egress_policy, children, disruption_budget, namespace, platform_ingress, pull_secret,
                             stack_secret)
 from plinth.service import Peer, PlatformService
+from plinth.securitycontext import restricted_container, restricted_pod
 
 NAMESPACE = PLATFORM_NAMESPACES["python-index"]
 SERVICE = "pypiserver"
@@ -220,10 +221,8 @@ class PythonIndex(PlatformService):
             **affinity,
             "automountServiceAccountToken": False,
             "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
-            # fsGroup: the volume's root belongs to the server's group (checked once, not on every start).
-            "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
-                                "fsGroupChangePolicy": "OnRootMismatch",
-                                "seccompProfile": {"type": "RuntimeDefault"}},
+            # fsGroup: the volume's root belongs to the server's group.
+            "securityContext": restricted_pod(UID, UID, UID, fs_group_on_root_mismatch=True),
             "containers": [{
                 "name": SERVICE,
                 "image": mirror_image(IMAGES["pypiserver"], ctx.mirror_registry),
@@ -237,9 +236,7 @@ class PythonIndex(PlatformService):
                 "livenessProbe": {**probe, "initialDelaySeconds": 10, "periodSeconds": 20, "failureThreshold": 3},
                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
                               "limits": {"cpu": "1", "memory": "512Mi"}},
-                "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                    "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
-                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "securityContext": restricted_container(read_only_root=True, standalone=True),
                 "volumeMounts": [
                     {"name": "packages", "mountPath": PACKAGES_DIR},
                     {"name": "htpasswd", "mountPath": HTPASSWD_DIR, "readOnly": True},

@@ -28,6 +28,7 @@ from plinth.modules.monitoring import DASHBOARD_LABEL
 from plinth.modules.cluster.differences import object_store_egress
 from plinth.modules.cluster.facts import WORKLOAD_SERVICE_ACCOUNT
 from plinth.objects import children, network_policy, peer_policy
+from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import Peer, PlatformService
 
 TRACK_LABEL = "plinth.dev/track"
@@ -220,9 +221,7 @@ def pod_spec(model, track: str, release, ctx: PlatformContext) -> dict:
         "ports": [{"name": name, "containerPort": port, "protocol": "TCP"} for name, port in runtime.ports],
         **probes(model),
         "resources": resources(model),
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": restricted_container(read_only_root=True, standalone=True),
     }
     if model.runtime == "triton":
         container["command"] = ["tritonserver"]
@@ -247,9 +246,7 @@ def pod_spec(model, track: str, release, ctx: PlatformContext) -> dict:
         "automountServiceAccountToken": False,
         "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
         # A high UID no host account has; the image user's group (runtime.uid) keeps its files readable.
-        "securityContext": {"runAsNonRoot": True, "runAsUser": HIGH_UID, "runAsGroup": runtime.uid,
-                            "fsGroup": runtime.uid, "fsGroupChangePolicy": "OnRootMismatch",
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": restricted_pod(HIGH_UID, runtime.uid, runtime.uid, fs_group_on_root_mismatch=True),
         "terminationGracePeriodSeconds": 60,
         # One replica per node: preferred in dev; in staging and prod hard, also with fewer nodes than
         # replicas (minDomains counts missing nodes as empty, so a replica without a node of its own stays
