@@ -1,7 +1,7 @@
 """`plinth verify`: every served model's every track, probed through the platform Gateway.
 
 Each request carries `x-plinth-track: <track>`, which the model's HTTPRoute sends to that track's Service
-alone (modules/serving, `route_spec`), and `Host: <serving.hostname>`, the name the route is attached for.
+alone (modules/serving, `route_rules`), and `Host: <serving.hostname>`, the name the route is attached for.
 Per track (stable, canary, shadow):
 
 - health: Triton `GET /v2/health/ready`, BentoML `GET /readyz`: HTTP 200. A track that fails it stops there.

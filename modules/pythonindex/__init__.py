@@ -19,9 +19,9 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import IMAGES, PLATFORM_NAMESPACES, mirror_image
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
-from plinth.vocabulary import gateway_parent_ref, platform_listener
-from plinth.objects import (airgap_egress_policy, children, disruption_budget, namespace, platform_ingress, pull_secret,
-                            stack_secret)
+from plinth.vocabulary import platform_listener
+from plinth.objects import (airgap_egress_policy, children, disruption_budget, gateway_route, namespace,
+                            platform_ingress, pull_secret, stack_secret, whole_host_rule)
 from plinth.service import Peer, PlatformService
 from plinth.securitycontext import restricted_container, restricted_pod
 
@@ -192,23 +192,10 @@ class PythonIndex(PlatformService):
             opts=in_ns,
         )
         if self.routed(block):
-            k8s.apiextensions.CustomResource(
-                resource_name(name, "route"),
-                api_version="gateway.networking.k8s.io/v1",
-                kind="HTTPRoute",
-                metadata=ctx.metadata(SERVICE, name, namespace=NAMESPACE),
-                spec={
-                    "parentRefs": [gateway_parent_ref(platform_listener(NAMESPACE))],
-                    "hostnames": [index.hostname],
-                    "rules": [{
-                        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                        "backendRefs": [{"name": SERVICE, "port": PORT}],
-                        # Uploading a large wheel outlasts the proxy's default request timeout.
-                        "timeouts": {"request": "10m"},
-                    }],
-                },
-                opts=in_ns,
-            )
+            # Uploading a large wheel outlasts the proxy's default request timeout.
+            gateway_route(resource_name(name, "route"), ctx.metadata(SERVICE, name, namespace=NAMESPACE),
+                          platform_listener(NAMESPACE), [whole_host_rule(SERVICE, PORT, "10m")], in_ns,
+                          hostname=index.hostname)
 
     @staticmethod
     def _pod(ctx: PlatformContext, spread: dict | None) -> dict:

@@ -23,8 +23,8 @@ from plinth.catalog import CHARTS, ImageRef
 from plinth.context import ISSUER, PlatformContext, resource_name
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService, image_values
-from plinth.objects import stack_secret
-from plinth.vocabulary import gateway_parent_ref, platform_listener
+from plinth.objects import gateway_route, stack_secret, whole_host_rule
+from plinth.vocabulary import platform_listener
 from plinth.service import Peer
 
 ADMIN_SECRET = "harbor-admin"
@@ -294,20 +294,7 @@ class Harbor(HelmService):
         if not block.routed:
             return
         chart = self.chart()
-        k8s.apiextensions.CustomResource(
-            resource_name(name, "route"),
-            api_version="gateway.networking.k8s.io/v1",
-            kind="HTTPRoute",
-            metadata=ctx.metadata(chart.name, name, namespace=chart.namespace),
-            spec={
-                "parentRefs": [gateway_parent_ref(platform_listener(chart.namespace))],
-                "hostnames": [block.harbor.hostname],
-                "rules": [{
-                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                    "backendRefs": [{"name": chart.name, "port": SERVICE_PORT}],
-                    # Pushing or pulling a large layer outlasts the proxy's default request timeout.
-                    "timeouts": {"request": "30m"},
-                }],
-            },
-            opts=opts,
-        )
+        # Pushing or pulling a large layer outlasts the proxy's default request timeout.
+        gateway_route(resource_name(name, "route"), ctx.metadata(chart.name, name, namespace=chart.namespace),
+                      platform_listener(chart.namespace), [whole_host_rule(chart.name, SERVICE_PORT, "30m")], opts,
+                      hostname=block.harbor.hostname)

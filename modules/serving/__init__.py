@@ -22,12 +22,12 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import IMAGES, PLATFORM_NAMESPACES, mirror_image
 from plinth.context import PlatformContext, resource_name
 from plinth.governance.policies import MODEL_LABEL, USER_PROVIDED
-from plinth.vocabulary import SERVING_LISTENER, gateway_parent_ref
+from plinth.vocabulary import SERVING_LISTENER
 from plinth.modules.gpu import GPU_RESOURCE, gpu_node_selector, gpu_toleration
 from plinth.modules.monitoring import DASHBOARD_LABEL
 from plinth.modules.cluster.differences import object_store_egress
 from plinth.modules.cluster.facts import WORKLOAD_SERVICE_ACCOUNT
-from plinth.objects import children, network_policy, peer_policy
+from plinth.objects import children, gateway_route, network_policy, peer_policy
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import Peer, PlatformService
 
@@ -319,8 +319,8 @@ def backend_refs(model) -> list[dict]:
             {"name": service_name(model, "canary"), "port": port, "weight": weight}]
 
 
-def route_spec(model, hostname: str) -> dict:
-    """ONE HTTPRoute per model on the platform Gateway: /<team>/<model>/... rewritten to the runtime's own
+def route_rules(model) -> list[dict]:
+    """The rules of the ONE HTTPRoute per model on the platform Gateway: /<team>/<model>/... rewritten to the runtime's own
     paths, weighted to stable and canary, mirrored to the shadow; then per track the same paths with the
     header `x-plinth-track: <track>`, to that track's Service alone."""
     runtime = RUNTIMES[model.runtime]
@@ -357,11 +357,7 @@ def route_spec(model, hostname: str) -> dict:
                 "filters": [rewrite(path)],
                 "backendRefs": [{"name": service_name(model, track), "port": runtime.http_port}],
             })
-    return {
-        "parentRefs": [gateway_parent_ref(SERVING_LISTENER)],
-        "hostnames": [hostname],
-        "rules": rules,
-    }
+    return rules
 
 
 # --- monitoring -----------------------------------------------------------------------------------
@@ -606,10 +602,9 @@ class Serving(PlatformService):
                 resource_name(key, "autoscaler"), metadata=meta(model.name, base), spec=autoscaler_spec(model),
                 opts=opts)
         if self.routed(block):
-            k8s.apiextensions.CustomResource(
-                resource_name(key, "route"), api_version="gateway.networking.k8s.io/v1", kind="HTTPRoute",
-                metadata=meta(model.name, base), spec=route_spec(model, block.serving.hostname),
-                opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=services)))
+            gateway_route(resource_name(key, "route"), meta(model.name, base), SERVING_LISTENER, route_rules(model),
+                          pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=services)),
+                          hostname=block.serving.hostname)
         self._policies(name, block, ctx, model, meta, opts)
         if ctx.monitoring:
             k8s.apiextensions.CustomResource(
