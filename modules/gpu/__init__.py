@@ -104,10 +104,6 @@ Not here: vgpuManager's own image (licensed, yours to supply) and kataManager (n
 NFD_IMAGE = "node-feature-discovery"
 
 
-def _name(ref: str) -> str:
-    return ImageRef.parse(ref).repository.rsplit("/", 1)[-1]
-
-
 def _triple(ref: str, ctx: PlatformContext) -> dict:
     """An image in the operator's form: repository (registry and path), image (the last segment), version."""
     image = ImageRef.parse(ref).mirrored(ctx.mirror_registry)
@@ -127,15 +123,15 @@ class GpuOperator(HelmService):
 
     @classmethod
     def catalog(cls) -> dict[str, str]:
-        return {_name(ref): ref for ref in cls.chart().images}
+        return {ImageRef.parse(ref).name: ref for ref in cls.chart().images}
 
     @classmethod
     def images(cls, block, ctx: PlatformContext) -> tuple[str, ...]:
         # The driver image only when the operator installs the driver; NFD only with its subchart on.
         nfd = block.values.get("nfd")
         nfd_on = not (isinstance(nfd, dict) and nfd.get("enabled") is False)
-        return tuple(ref for ref in cls.chart().images
-                     if (block.driver or _name(ref) != "driver") and (nfd_on or _name(ref) != NFD_IMAGE))
+        return tuple(ref for name, ref in cls.catalog().items()
+                     if (block.driver or name != "driver") and (nfd_on or name != NFD_IMAGE))
 
     @classmethod
     def owned_values(cls, block, ctx: PlatformContext) -> dict:

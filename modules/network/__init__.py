@@ -8,7 +8,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
+from plinth.catalog import CHARTS, PLATFORM_NAMESPACES, ImageRef
 from plinth.context import MANAGED_BY, PlatformContext, resource_name
 from plinth.vocabulary import GATEWAY_NAME, HTTP_LISTENER, SERVING_LISTENER, TEAM_LISTENER, platform_listener
 from plinth.modules.certs import certificate
@@ -49,7 +49,7 @@ def _image(ref: str, ctx: PlatformContext) -> dict:
 
 def _images() -> dict[str, str]:
     """The catalog's Cilium images by short name (cilium, operator-generic, hubble-relay, cilium-envoy)."""
-    return {ref.split("@")[0].rsplit(":", 1)[0].rsplit("/", 1)[1]: ref for ref in CHARTS["cilium"].images}
+    return {ImageRef.parse(ref).name: ref for ref in CHARTS["cilium"].images}
 
 
 class Cilium(HelmService):

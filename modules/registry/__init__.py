@@ -169,7 +169,7 @@ class Harbor(HelmService):
 
     @classmethod
     def owned_values(cls, block: HarborArgs, ctx: PlatformContext) -> dict:
-        images = {ImageRef.parse(ref).repository.rsplit("/", 1)[-1]: ref for ref in cls.chart().images}
+        images = {ImageRef.parse(ref).name: ref for ref in cls.chart().images}
         replicas = cls.replicas(block, ctx)
         ha = {"replicas": replicas, "podDisruptionBudget": {"enabled": replicas > 1}}
         # Several registry or jobservice pods share their volume: one node's mount is not enough.

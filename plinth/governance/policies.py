@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from plinth.catalog import ImageRef
 from plinth.vocabulary import GATEWAY_NAME, GATEWAY_NAMESPACE, SERVING_LISTENER, TEAM_LISTENER
 
 MANDATORY, ADVISORY, DISABLED = "mandatory", "advisory", "disabled"
@@ -195,13 +196,6 @@ def _value_registries(values: Any) -> Iterator[str]:
             yield from _value_registries(value)
 
 
-def tag_of(ref: str) -> str | None:
-    """The tag of an image reference (None when it has only a digest or nothing)."""
-    name = ref.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    return last.split(":", 1)[1] if ":" in last else None
-
-
 # --- the policies ---------------------------------------------------------------------------------
 
 
@@ -272,10 +266,10 @@ def _mirror_only(subjects, platform):
 def _pinned_images(subjects, platform):
     for s in subjects:
         for ref in images(s):
-            tag = tag_of(ref)
-            if tag == "latest":
+            image = ImageRef.parse(ref)
+            if image.tag == "latest":
                 yield s, f"image {ref} uses the tag `latest`"
-            elif tag is None and "@" not in ref:
+            elif not image.pinned:
                 yield s, f"image {ref} has neither a tag nor a digest"
 
 
