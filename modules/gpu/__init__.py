@@ -10,13 +10,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from plinth.catalog import PLATFORM_NAMESPACES, ImageRef
+from plinth.catalog import ImageRef
 from plinth.context import PlatformContext, resource_name
 from plinth.governance.policies import GPU, GPU_TAINT
 from plinth.modules.cluster.differences import gpu_operator_values
 from plinth.modules.gpu.dashboard import gpu_dashboard
 from plinth.modules.helm import HelmService, merge_values
-from plinth.modules.monitoring import DASHBOARD_LABEL
+from plinth.modules.monitoring.dashboards import dashboard_config_map
 
 # --- GPU nodes: the one place these facts live (the governance policy `gpu-workloads` holds the taint) ---
 
@@ -217,11 +217,5 @@ class GpuOperator(HelmService):
                 opts=opts,
             )
         if ctx.monitoring:
-            # Grafana's sidecar loads dashboards from its own namespace only.
-            k8s.core.v1.ConfigMap(
-                resource_name(name, "dashboard"),
-                metadata=ctx.metadata("plinth-dashboard-gpu", name, namespace=PLATFORM_NAMESPACES["monitoring"],
-                                      labels={DASHBOARD_LABEL: "1"}),
-                data={"plinth-gpu.json": gpu_dashboard(ctx.platform)},
-                opts=opts,
-            )
+            dashboard_config_map(resource_name(name, "dashboard"), "gpu", gpu_dashboard(ctx.platform), name, ctx,
+                                 opts)

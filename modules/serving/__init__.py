@@ -11,7 +11,6 @@ Why each choice: README.md beside this file.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ from plinth.context import PlatformContext, resource_name
 from plinth.governance.policies import MODEL_LABEL, USER_PROVIDED
 from plinth.vocabulary import SERVING_LISTENER
 from plinth.modules.gpu import GPU_RESOURCE, gpu_node_selector, gpu_toleration
-from plinth.modules.monitoring import DASHBOARD_LABEL
+from plinth.modules.monitoring.dashboards import Panel, dashboard, dashboard_config_map, grid, row
 from plinth.modules.cluster.differences import object_store_egress
 from plinth.modules.cluster.facts import WORKLOAD_SERVICE_ACCOUNT
 from plinth.objects import children, gateway_route, network_policy, peer_policy
@@ -41,7 +40,6 @@ DRIFT_METRIC = "plinth_model_drift_score"
 """The gauge (0-1) a team's drift monitor exports per model, labels namespace=<team>, model=<model>."""
 GPU_SATURATION_PERCENT = 90
 """DCGM GPU utilisation above which ModelGpuSaturated fires (sustained for 15 minutes)."""
-DASHBOARD = "plinth-dashboard-serving"
 PVC_MOUNT = "/models"
 """Where a pvc:// model repository's claim is mounted (read-only)."""
 
@@ -320,9 +318,9 @@ def backend_refs(model) -> list[dict]:
 
 
 def route_rules(model) -> list[dict]:
-    """The rules of the ONE HTTPRoute per model on the platform Gateway: /<team>/<model>/... rewritten to the runtime's own
-    paths, weighted to stable and canary, mirrored to the shadow; then per track the same paths with the
-    header `x-plinth-track: <track>`, to that track's Service alone."""
+    """The rules of the ONE HTTPRoute per model on the platform Gateway: /<team>/<model>/... rewritten to
+    the runtime's own paths, weighted to stable and canary, mirrored to the shadow; then per track the same
+    paths with the header `x-plinth-track: <track>`, to that track's Service alone."""
     runtime = RUNTIMES[model.runtime]
 
     def path_match(path: str) -> dict:
@@ -473,37 +471,21 @@ def alert_rules(model, args: ServingArgs) -> list[dict]:
     return rules
 
 
-def _panel(panel_id: int, title: str, exprs: list[tuple[str, str]], x: int, y: int, unit: str) -> dict:
-    return {
-        "id": panel_id, "title": title, "type": "timeseries",
-        "datasource": {"type": "prometheus", "uid": "prometheus"},
-        "gridPos": {"h": 8, "w": 8, "x": x, "y": y},
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-        "targets": [{"refId": chr(ord("A") + i), "expr": expr, "legendFormat": legend}
-                    for i, (expr, legend) in enumerate(exprs)],
-    }
-
-
-def dashboard(platform: str, models) -> str:
+def serving_dashboard(platform: str, models) -> str:
     """Per model, one row: requests, error ratio and p95 latency, each by track (canary against stable,
     and the shadow beside them)."""
     panels: list[dict] = []
-    for row, model in enumerate(sorted(models, key=lambda m: (m.team, m.name))):
-        y = row * 9
-        panels.append({"id": 100 * row + 1, "type": "row", "title": f"{model.team}/{model.name} ({model.runtime})",
-                       "collapsed": False, "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []})
+    for index, model in enumerate(sorted(models, key=lambda m: (m.team, m.name))):
+        top = index * 9
         errors = [(error_ratio(model, track), track) for track, _ in tracks(model)]
-        panels += [
-            _panel(100 * row + 2, "Requests / s by track", [(request_rate(model), "{{plinth_track}}")], 0, y + 1,
-                   "reqps"),
-            _panel(100 * row + 3, "Error ratio by track", errors, 8, y + 1, "percentunit"),
-            _panel(100 * row + 4, "p95 latency by track",
-                   [(p95_ms(model, "stable|canary|shadow", "plinth_track"), "{{plinth_track}}")], 16, y + 1, "ms"),
-        ]
-    doc = {"uid": "plinth-serving", "title": f"Plinth / {platform} / Model serving", "tags": ["plinth", "serving"],
-           "editable": False, "schemaVersion": 39, "time": {"from": "now-6h", "to": "now"}, "refresh": "1m",
-           "panels": panels}
-    return json.dumps(doc, indent=2, sort_keys=True) + "\n"
+        panels.append(row(100 * index + 1, f"{model.team}/{model.name} ({model.runtime})", top))
+        panels += grid([
+            Panel("Requests / s by track", [(request_rate(model), "{{plinth_track}}")], unit="reqps"),
+            Panel("Error ratio by track", errors, unit="percentunit"),
+            Panel("p95 latency by track", [(p95_ms(model, "stable|canary|shadow", "plinth_track"), "{{plinth_track}}")],
+                  unit="ms"),
+        ], first_id=100 * index + 2, top=top + 1, width=8)
+    return dashboard("plinth-serving", f"Plinth / {platform} / Model serving", panels, ["plinth", "serving"])
 
 
 # --- the component --------------------------------------------------------------------------------
@@ -544,13 +526,9 @@ class Serving(PlatformService):
         # models' objects, built later per team, wait for them as the component's own children do.
         self._after = children(self, ctx, opts).depends_on
         if ctx.monitoring:
-            k8s.core.v1.ConfigMap(
-                resource_name(name, "dashboard"),
-                metadata=ctx.metadata(DASHBOARD, name, namespace=PLATFORM_NAMESPACES["monitoring"],
-                                      labels={DASHBOARD_LABEL: "1"}),
-                data={"plinth-serving.json": dashboard(ctx.platform, block.serving.models)},
-                opts=children(self, ctx, opts),
-            )
+            dashboard_config_map(resource_name(name, "dashboard"), "serving",
+                                 serving_dashboard(ctx.platform, block.serving.models), name, ctx,
+                                 children(self, ctx, opts))
         self.register_outputs({})
 
     def team_objects(self, name: str, block: ServingArgs, ctx: PlatformContext, team,
