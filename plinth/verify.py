@@ -1,7 +1,7 @@
 """`plinth verify`: every served model's every track, probed through the platform Gateway.
 
 Each request carries `x-plinth-track: <track>`, which the model's HTTPRoute sends to that track's Service
-alone (modules/serving, `route_rules`), and `Host: <serving.hostname>`, the name the route is attached for.
+alone (modules/serving/routing.py), and `Host: <serving.hostname>`, the name the route is attached for.
 Per track (stable, canary, shadow):
 
 - health: Triton `GET /v2/health/ready`, BentoML `GET /readyz`: HTTP 200. A track that fails it stops there.
@@ -279,7 +279,7 @@ def select(spec, names: list[str] | None) -> list:
 def verify(spec, url: str | None = None, models: list[str] | None = None,
            timeout: float = DEFAULT_TIMEOUT) -> Report:
     """Probe every track of the selected models, in spec order (stable, canary, shadow)."""
-    from plinth.modules.serving import tracks
+    from plinth.modules.serving.names import tracks
 
     errors: list[SpecError] = []
     for check in (lambda: select(spec, models), lambda: gateway(spec, url, timeout)):
@@ -303,7 +303,7 @@ def verify(spec, url: str | None = None, models: list[str] | None = None,
 
 
 def _headers(result: TrackResult) -> dict[str, str]:
-    from plinth.modules.serving import TRACK_HEADER
+    from plinth.modules.serving.routing import TRACK_HEADER
 
     return {TRACK_HEADER: result.track}
 
@@ -323,7 +323,8 @@ def _get(gw: Gateway, result: TrackResult, name: str, path: str) -> tuple[Check,
 
 
 def _health(gw: Gateway, model, result: TrackResult) -> bool:
-    from plinth.modules.serving import RUNTIMES, route_prefix
+    from plinth.modules.serving.names import route_prefix
+    from plinth.modules.serving.runtimes import RUNTIMES
 
     check, _ = _get(gw, result, "health", route_prefix(model) + RUNTIMES[model.runtime].ready)
     result.checks.append(check)
@@ -332,7 +333,7 @@ def _health(gw: Gateway, model, result: TrackResult) -> bool:
 
 def _probe_triton(gw: Gateway, model, result: TrackResult) -> None:
     """Triton over the KServe v2 HTTP protocol, on the same bounded requests as every other probe."""
-    from plinth.modules.serving import route_prefix
+    from plinth.modules.serving.names import route_prefix
 
     if not _health(gw, model, result):
         return
@@ -420,7 +421,7 @@ def triton_request(metadata: dict) -> tuple[bytes, bytes]:
 
 
 def _probe_bentoml(gw: Gateway, model, result: TrackResult) -> None:
-    from plinth.modules.serving import route_prefix
+    from plinth.modules.serving.names import route_prefix
 
     if not _health(gw, model, result):
         return

@@ -24,7 +24,8 @@ from plinth.governance.policies import GPU_TAINT, MODEL_LABEL, _tolerates_gpu_ta
 from plinth.mirror import mirror_list
 from plinth.modules import gpu as gpu_module
 from plinth.modules.monitoring import DASHBOARD_LABEL
-from plinth.modules.serving import TRACK_LABEL, deployment_options
+from plinth.modules.serving.names import TRACK_LABEL
+from plinth.modules.serving.runtimes import deployment_options
 from plinth.render import kubernetes_objects
 from plinth.spec.models import PlatformSpec
 from plinth.spec.rules import check_rules

@@ -31,7 +31,7 @@ import pytest
 
 from support import ROOT
 from plinth.engine.offline import plan
-from plinth.modules.serving import TRACK_HEADER
+from plinth.modules.serving.routing import TRACK_HEADER
 from plinth.spec.load import load_spec
 from plinth.verify import bentoml_api, example, triton_request
 

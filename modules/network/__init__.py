@@ -263,7 +263,7 @@ class PlatformGateway(PlatformService):
     def tenant_ingress(cls, args: PlatformGatewayArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
         # The Gateway's proxies (Cilium's Envoy, identity `ingress`) forward to team Services behind HTTPRoutes,
         # on the model servers' HTTP ports only. (Imported here: serving builds its routes on this module.)
-        from plinth.modules.serving import RUNTIMES
+        from plinth.modules.serving.runtimes import RUNTIMES
 
         ports = tuple(sorted({runtime.http_port for runtime in RUNTIMES.values()}))
         return (Peer("gateway", ports=ports, entity="ingress"),) if args.cilium.gateway_api else ()
