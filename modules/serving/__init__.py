@@ -6,6 +6,7 @@ platform Gateway carrying the canary split and the mirror, an optional Horizonta
 stable, network policies that admit only the Gateway's proxies and Prometheus, a ServiceMonitor and
 the model's PrometheusRule (errors, p95 latency against the spec's SLO, availability, GPU saturation,
 canary against stable, drift). Per platform, with monitoring: the serving Grafana dashboard.
+
 Here the component; beside it: names.py (tracks, names, selectors), runtimes.py (the runtimes, their pods
 and Deployments), routing.py (the route's rules), monitoring.py (ServiceMonitor, alerts, dashboard).
 Why each choice: README.md beside this file.
