@@ -264,6 +264,16 @@ class ImageRef:
             first, rest = "docker.io", name if "/" in name else f"library/{name}"
         return cls(first, rest, tag, digest or None)
 
+    @property
+    def name(self) -> str:
+        """The path's last segment, e.g. cilium (what charts and operators call the image)."""
+        return self.repository.rsplit("/", 1)[-1]
+
+    @property
+    def pinned(self) -> bool:
+        """Whether the reference names a tag or a digest."""
+        return bool(self.tag or self.digest)
+
     def __str__(self) -> str:
         return f"{self.registry}/{self.repository}:{self.tag}" + (f"@{self.digest}" if self.digest else "")
 

@@ -1,5 +1,5 @@
 """What more than one module creates the same way: child options, namespaces, the mirror pull secret,
-the air-gap egress policy."""
+the air-gap egress policy, network policies, routes on the platform Gateway."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.context import MANAGED_BY, PlatformContext, resource_name
-from plinth.governance.policies import SECRET_SOURCE
+from plinth.governance.policies.core import SECRET_SOURCE
 from plinth.service import Peer
+from plinth.vocabulary import gateway_parent_ref
 
 
 def children(parent: pulumi.Resource, ctx: PlatformContext,
@@ -153,3 +154,24 @@ def disruption_budget(resource: str, metadata: dict, selector: dict,
     1`): for the chart workloads whose chart has no budget of its own. `selector`: the pods' matchLabels."""
     return k8s.policy.v1.PodDisruptionBudget(
         resource, metadata=metadata, spec={"maxUnavailable": 1, "selector": {"matchLabels": selector}}, opts=opts)
+
+
+# --- routes on the platform Gateway -----------------------------------------------------------------
+
+
+def gateway_route(name: str, metadata: dict, listener: str, rules: list[dict], opts: pulumi.ResourceOptions,
+                  hostname: str | None = None) -> k8s.apiextensions.CustomResource:
+    """An HTTPRoute on one listener of the platform Gateway; `hostname`: the one host name it answers
+    (None: every host name of the listener)."""
+    spec = {"parentRefs": [gateway_parent_ref(listener)], **({"hostnames": [hostname]} if hostname else {}),
+            "rules": rules}
+    return k8s.apiextensions.CustomResource(name, api_version="gateway.networking.k8s.io/v1", kind="HTTPRoute",
+                                            metadata=metadata, spec=spec, opts=opts)
+
+
+def whole_host_rule(service: str, port: int, request_timeout: str) -> dict:
+    """A route rule sending every path to one Service; `request_timeout`: how long the proxy waits for an
+    answer (an upload can outlast its default)."""
+    return {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+            "backendRefs": [{"name": service, "port": port}],
+            "timeouts": {"request": request_timeout}}

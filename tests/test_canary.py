@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from support import ROOT
-from plinth.canary import DELETE, NULL, Named, apply
+from plinth.spec.yamledit import DELETE, NULL, Named, apply
 from plinth.cli import app
 from plinth.spec.errors import SpecInvalid
 from plinth.spec.load import load_spec, load_stack_spec

@@ -18,7 +18,8 @@ import pytest
 from support import BLUEPRINTS, MINIMAL, ROOT, ROUTE_CAPTURES, ROUTES_OF_ITS_OWN, STACKS, platform_spec, spec_document
 from plinth.engine.offline import plan
 from plinth.governance.check import check, subjects
-from plinth.governance.policies import HA_EXEMPTIONS, POLICIES, Subject, evaluate, read_levels
+from plinth.governance.policies import POLICIES, Subject, evaluate, read_levels
+from plinth.governance.policies.availability import HA_EXEMPTIONS
 from plinth.modules.governance import spec_hash
 from plinth.spec.load import load_spec, load_stack_spec
 from plinth.spec.models import PlatformSpec

@@ -15,7 +15,7 @@ from test_spec_errors import overlay_errors
 from plinth.catalog import CHARTS, ImageRef, mirror_image
 from plinth.engine.offline import plan
 from plinth.governance.check import check
-from plinth.governance.policies import _tolerates_gpu_taint
+from plinth.governance.policies.models import _tolerates_gpu_taint
 from plinth.mirror import mirror_list
 from plinth.modules.gpu import (
     DEVICE_PLUGIN_CONFIG, GPU_NODE_LABEL, IMAGE_BLOCKS, MIG_CONFIG_LABEL, TIME_SLICING, gpu_node_selector,

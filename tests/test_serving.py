@@ -19,11 +19,13 @@ from plinth.catalog import IMAGES
 from plinth.engine import offline
 from plinth.engine.offline import plan
 from plinth.governance.check import subjects
-from plinth.governance.policies import GPU_TAINT, MODEL_LABEL, _tolerates_gpu_taint, evaluate
+from plinth.governance.policies import evaluate
+from plinth.governance.policies.models import GPU_TAINT, MODEL_LABEL, _tolerates_gpu_taint
 from plinth.mirror import mirror_list
 from plinth.modules import gpu as gpu_module
 from plinth.modules.monitoring import DASHBOARD_LABEL
-from plinth.modules.serving import TRACK_LABEL, deployment_options
+from plinth.modules.serving.names import TRACK_LABEL
+from plinth.modules.serving.runtimes import deployment_options
 from plinth.render import kubernetes_objects
 from plinth.spec.models import PlatformSpec
 from plinth.spec.rules import check_rules

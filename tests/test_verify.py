@@ -31,9 +31,9 @@ import pytest
 
 from support import ROOT, free_port, serving_python
 from plinth.engine.offline import plan
-from plinth.modules.serving import TRACK_HEADER
+from plinth.modules.serving.routing import TRACK_HEADER
 from plinth.spec.load import load_spec
-from plinth.verify import bentoml_api, example, triton_request
+from plinth.modelclient import bentoml_api, example, triton_request
 
 PLINTH = [str(Path(sys.executable).parent / "plinth")]
 FIXTURES = Path(__file__).parent / "verify"
@@ -743,9 +743,10 @@ def test_a_server_dripping_its_answer_is_cut_at_the_deadline(spec_file):
 
 
 def test_an_answer_above_the_size_limit_is_refused(spec_file, monkeypatch):
+    import plinth.modelclient as modelclient
     import plinth.verify as verify
 
-    monkeypatch.setattr(verify, "MAX_BODY", 1 << 16)
+    monkeypatch.setattr(modelclient, "MAX_BODY", 1 << 16)
     server = serve(lambda h: h.send(200, b"x" * (1 << 17)))
     report = verify.verify(load_spec(spec_file), url=f"http://127.0.0.1:{server.server_address[1]}",
                            models=["ranker"], timeout=10)

@@ -12,6 +12,7 @@ import pulumi_kubernetes as k8s
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.cluster.facts import AUTOSCALER_SERVICE_ACCOUNT
 from plinth.modules.helm import HelmService, image_values
+from plinth.securitycontext import restricted_container, restricted_pod
 
 NODE_TEMPLATE = "k8s.io/cluster-autoscaler/node-template"
 """Prefix of the node-group (ASG) tags that tell Cluster Autoscaler what a node of an empty group would have:
@@ -56,10 +57,8 @@ class ClusterAutoscaler(HelmService):
             # One leader at a time; a second replica takes over when it goes.
             "replicaCount": 2 if ctx.prod_like else 1,
             # The namespace enforces Pod Security `restricted` (the image runs as nonroot).
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534,
-                                "seccompProfile": {"type": "RuntimeDefault"}},
-            "containerSecurityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                         "capabilities": {"drop": ["ALL"]}},
+            "securityContext": restricted_pod(65534, 65534),
+            "containerSecurityContext": restricted_container(read_only_root=True),
             "serviceMonitor": {"enabled": ctx.monitoring, "namespace": namespace},
         }
 

@@ -26,6 +26,7 @@ from plinth.context import PlatformContext, StackSecret, resource_name
 from plinth.modules.cluster.facts import FEAST_SERVICE_ACCOUNT
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import disruption_budget, network_policy, stack_secret
+from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import Peer
 
 REDIS_PASSWORD = StackSecret("feastRedisPassword", "password of Feast's Redis online store")
@@ -77,10 +78,7 @@ UID = 1001
 REDIS_UID = 1000
 """The opstree Redis image's user."""
 
-RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-                        "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
-POD_SECURITY = {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
-                "fsGroupChangePolicy": "OnRootMismatch", "seccompProfile": {"type": "RuntimeDefault"}}
+POD_SECURITY = restricted_pod(UID, UID, UID, fs_group_on_root_mismatch=True)
 TEAM_SERVER_UID = 10001
 """The user of the teams' servers: above every host account; the image user's group (UID) keeps its files
 readable and the shared volumes' group the same as the chart server's."""
@@ -349,8 +347,8 @@ class RedisOperator(_FeastDependency):
             },
             # Leader election (`--leader-elect`): the second replica takes over without a reschedule.
             "replicas": 2 if ctx.prod_like else 1,
-            "podSecurityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-            "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True},
+            "podSecurityContext": restricted_pod(),
+            "securityContext": restricted_container(read_only_root=True, standalone=True),
             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "500Mi"}},
         }
 
@@ -423,7 +421,7 @@ class Feast(HelmService):
             "volumes": volumes,
             "volumeMounts": mounts,
             "podSecurityContext": POD_SECURITY,
-            "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True},
+            "securityContext": restricted_container(read_only_root=True, standalone=True),
             "resources": SERVER_RESOURCES,
             "affinity": _spread("feast-feature-server") if replicas > 1 else {},
             # `--metrics` and the Service's `metrics` port (8000), which the ServiceMonitor scrapes.
@@ -579,7 +577,7 @@ def team_server_spec(block, ctx: PlatformContext, team: str, image: str) -> dict
                 "readinessProbe": {**probe, "initialDelaySeconds": 5},
                 "livenessProbe": {**probe, "initialDelaySeconds": 30},
                 "resources": SERVER_RESOURCES,
-                "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True},
+                "securityContext": restricted_container(read_only_root=True, standalone=True),
                 "volumeMounts": mounts,
             }],
             "volumes": volumes,
@@ -653,7 +651,7 @@ def redis_spec(block, ctx: PlatformContext) -> dict:
     image = _mirrored(_catalog_image("redis-operator", "opstree/redis"), ctx)
     exporter = _mirrored(_catalog_image("redis-operator", "opstree/redis-exporter"), ctx)
     # The image's entrypoint writes its redis.conf into the root filesystem.
-    container = {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": False}
+    container = restricted_container(read_only_root=False, standalone=True)
     spec: dict = {
         "kubernetesConfig": {
             "image": str(image),
@@ -667,12 +665,11 @@ def redis_spec(block, ctx: PlatformContext) -> dict:
             "image": str(exporter),
             "imagePullPolicy": "IfNotPresent",
             "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
-            "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": True},
+            "securityContext": restricted_container(read_only_root=True, standalone=True),
         },
         "storage": {"volumeClaimTemplate": {"spec": {
             "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": block.redis_storage}}}}},
-        "podSecurityContext": {"runAsNonRoot": True, "runAsUser": REDIS_UID, "runAsGroup": REDIS_UID,
-                               "fsGroup": REDIS_UID, "seccompProfile": {"type": "RuntimeDefault"}},
+        "podSecurityContext": restricted_pod(REDIS_UID, REDIS_UID, REDIS_UID),
         "securityContext": container,
         # The users: the platform (`default`) and one per team (`redis_acl`).
         "acl": {"secret": {"secretName": REDIS_ACL_SECRET}},
@@ -703,10 +700,9 @@ def sentinel_spec(ctx: PlatformContext) -> dict:
                                 "redisReplicationPassword": {"secretKeyRef": secret}},
         "pdb": {"enabled": True, "maxUnavailable": 1},
         "affinity": _spread_pods({"app": SENTINEL}),
-        "podSecurityContext": {"runAsNonRoot": True, "runAsUser": REDIS_UID, "runAsGroup": REDIS_UID,
-                               "fsGroup": REDIS_UID, "seccompProfile": {"type": "RuntimeDefault"}},
+        "podSecurityContext": restricted_pod(REDIS_UID, REDIS_UID, REDIS_UID),
         # The image's entrypoint writes its sentinel.conf into the root filesystem.
-        "securityContext": {**RESTRICTED_CONTAINER, "readOnlyRootFilesystem": False},
+        "securityContext": restricted_container(read_only_root=False, standalone=True),
     }
 
 

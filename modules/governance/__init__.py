@@ -17,7 +17,7 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, IMAGES, PLATFORM_NAMESPACES
 from plinth.context import PlatformContext, resource_name
-from plinth.governance.policies import LEDGER_NAME, LEDGER_NAMESPACE
+from plinth.governance.policies.core import LEDGER_NAME, LEDGER_NAMESPACE
 from plinth.objects import children, namespace, platform_ingress
 from plinth.service import PlatformService
 

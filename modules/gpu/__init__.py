@@ -10,13 +10,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from plinth.catalog import PLATFORM_NAMESPACES, ImageRef
+from plinth.catalog import ImageRef
 from plinth.context import PlatformContext, resource_name
-from plinth.governance.policies import GPU, GPU_TAINT
+from plinth.governance.policies.models import GPU, GPU_TAINT
 from plinth.modules.cluster.differences import gpu_operator_values
 from plinth.modules.gpu.dashboard import gpu_dashboard
 from plinth.modules.helm import HelmService, merge_values
-from plinth.modules.monitoring import DASHBOARD_LABEL
+from plinth.modules.monitoring.dashboards import dashboard_config_map
 
 # --- GPU nodes: the one place these facts live (the governance policy `gpu-workloads` holds the taint) ---
 
@@ -104,10 +104,6 @@ Not here: vgpuManager's own image (licensed, yours to supply) and kataManager (n
 NFD_IMAGE = "node-feature-discovery"
 
 
-def _name(ref: str) -> str:
-    return ImageRef.parse(ref).repository.rsplit("/", 1)[-1]
-
-
 def _triple(ref: str, ctx: PlatformContext) -> dict:
     """An image in the operator's form: repository (registry and path), image (the last segment), version."""
     image = ImageRef.parse(ref).mirrored(ctx.mirror_registry)
@@ -127,15 +123,15 @@ class GpuOperator(HelmService):
 
     @classmethod
     def catalog(cls) -> dict[str, str]:
-        return {_name(ref): ref for ref in cls.chart().images}
+        return {ImageRef.parse(ref).name: ref for ref in cls.chart().images}
 
     @classmethod
     def images(cls, block, ctx: PlatformContext) -> tuple[str, ...]:
         # The driver image only when the operator installs the driver; NFD only with its subchart on.
         nfd = block.values.get("nfd")
         nfd_on = not (isinstance(nfd, dict) and nfd.get("enabled") is False)
-        return tuple(ref for ref in cls.chart().images
-                     if (block.driver or _name(ref) != "driver") and (nfd_on or _name(ref) != NFD_IMAGE))
+        return tuple(ref for name, ref in cls.catalog().items()
+                     if (block.driver or name != "driver") and (nfd_on or name != NFD_IMAGE))
 
     @classmethod
     def owned_values(cls, block, ctx: PlatformContext) -> dict:
@@ -221,11 +217,5 @@ class GpuOperator(HelmService):
                 opts=opts,
             )
         if ctx.monitoring:
-            # Grafana's sidecar loads dashboards from its own namespace only.
-            k8s.core.v1.ConfigMap(
-                resource_name(name, "dashboard"),
-                metadata=ctx.metadata("plinth-dashboard-gpu", name, namespace=PLATFORM_NAMESPACES["monitoring"],
-                                      labels={DASHBOARD_LABEL: "1"}),
-                data={"plinth-gpu.json": gpu_dashboard(ctx.platform)},
-                opts=opts,
-            )
+            dashboard_config_map(resource_name(name, "dashboard"), "gpu", gpu_dashboard(ctx.platform), name, ctx,
+                                 opts)

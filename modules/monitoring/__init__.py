@@ -14,7 +14,8 @@ from plinth.modules.helm import HelmService
 from plinth.objects import namespace, pull_secret, stack_secret
 from plinth.service import Peer
 from plinth.spec.errors import Violation
-from plinth.modules.monitoring.dashboards import platform_overview, tenancy_quotas
+from plinth.modules.monitoring.dashboards import (DASHBOARD_LABEL, dashboard_config_map, platform_overview,
+                                                 tenancy_quotas)
 
 GRAFANA_ADMIN_PASSWORD = StackSecret("grafanaAdminPassword", "password of Grafana's admin user (monitoring)")
 ALERT_RECEIVERS = StackSecret(
@@ -24,7 +25,6 @@ ALERT_RECEIVERS = StackSecret(
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 RECEIVERS_SECRET = "alertmanager-receivers"
 """Mounted by Alertmanager at /etc/alertmanager/secrets/<name>/<receiver>: URLs and keys stay out of its config."""
-DASHBOARD_LABEL = "grafana_dashboard"
 NODE_EXPORTER_NAMESPACE = PLATFORM_NAMESPACES["node-exporter"]
 NODE_SCRAPE_PORTS = {"node-exporter": 9100, "kubelet": 10250, "kube-controller-manager": 10257,
                      "kube-scheduler": 10259, "etcd": 2381, "cilium-agent": 9962, "cilium-operator": 9963,
@@ -216,11 +216,5 @@ class Monitoring(HelmService):
             ))
         for key, body in (("overview", platform_overview(ctx.platform)),
                           ("tenancy", tenancy_quotas(ctx.platform, list(ctx.teams)))):
-            made.append(k8s.core.v1.ConfigMap(
-                resource_name(name, "dashboard", key),
-                metadata=ctx.metadata(f"plinth-dashboard-{key}", name, namespace=ns,
-                                      labels={DASHBOARD_LABEL: "1"}),
-                data={f"plinth-{key}.json": body},
-                opts=opts,
-            ))
+            made.append(dashboard_config_map(resource_name(name, "dashboard", key), key, body, name, ctx, opts))
         return made

@@ -8,14 +8,13 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
+from plinth.catalog import CHARTS, PLATFORM_NAMESPACES, ImageRef
 from plinth.context import MANAGED_BY, PlatformContext, resource_name
-from plinth.vocabulary import (GATEWAY_NAME, HTTP_LISTENER, SERVING_LISTENER, TEAM_LISTENER,
-                               gateway_parent_ref, platform_listener)
+from plinth.vocabulary import GATEWAY_NAME, HTTP_LISTENER, SERVING_LISTENER, TEAM_LISTENER, platform_listener
 from plinth.modules.certs import certificate
 from plinth.modules.cluster.differences import cilium_operator_image, cilium_values
 from plinth.modules.helm import HelmService, merge_values
-from plinth.objects import children, namespace
+from plinth.objects import children, gateway_route, namespace
 from plinth.service import Need, Peer, PlatformService, gateway_serves
 
 HUBBLE_SERVER_SECRET = "hubble-server-certs"
@@ -50,7 +49,7 @@ def _image(ref: str, ctx: PlatformContext) -> dict:
 
 def _images() -> dict[str, str]:
     """The catalog's Cilium images by short name (cilium, operator-generic, hubble-relay, cilium-envoy)."""
-    return {ref.split("@")[0].rsplit(":", 1)[0].rsplit("/", 1)[1]: ref for ref in CHARTS["cilium"].images}
+    return {ImageRef.parse(ref).name: ref for ref in CHARTS["cilium"].images}
 
 
 class Cilium(HelmService):
@@ -266,7 +265,7 @@ class PlatformGateway(PlatformService):
     def tenant_ingress(cls, args: PlatformGatewayArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
         # The Gateway's proxies (Cilium's Envoy, identity `ingress`) forward to team Services behind HTTPRoutes,
         # on the model servers' HTTP ports only. (Imported here: serving builds its routes on this module.)
-        from plinth.modules.serving import RUNTIMES
+        from plinth.modules.serving.runtimes import RUNTIMES
 
         ports = tuple(sorted({runtime.http_port for runtime in RUNTIMES.values()}))
         return (Peer("gateway", ports=ports, entity="ingress"),) if args.cilium.gateway_api else ()
@@ -305,21 +304,12 @@ class PlatformGateway(PlatformService):
             address_pool(name, args.load_balancer, ctx, in_ns)
         if args.acme:
             # The solver's exact challenge path is more specific than this prefix, so challenges still reach it.
-            k8s.apiextensions.CustomResource(
-                resource_name(name, HTTP_REDIRECT),
-                api_version="gateway.networking.k8s.io/v1",
-                kind="HTTPRoute",
-                metadata=ctx.metadata(HTTP_REDIRECT, name, namespace=ns_name),
-                spec={
-                    "parentRefs": [gateway_parent_ref(HTTP_LISTENER)],
-                    "rules": [{
-                        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                        "filters": [{"type": "RequestRedirect",
-                                     "requestRedirect": {"scheme": "https", "statusCode": 301}}],
-                    }],
-                },
-                opts=pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[self.gateway])),
-            )
+            gateway_route(
+                resource_name(name, HTTP_REDIRECT), ctx.metadata(HTTP_REDIRECT, name, namespace=ns_name),
+                HTTP_LISTENER,
+                [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                  "filters": [{"type": "RequestRedirect", "requestRedirect": {"scheme": "https", "statusCode": 301}}]}],
+                pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(depends_on=[self.gateway])))
         # The same rule as the policy team-routes-own-paths, at admission (evaluated by the API server).
         admission = f"plinth-{ctx.platform}-team-routes"
         policy_spec, binding_spec = team_route_admission(args, ctx)

@@ -20,10 +20,11 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import IMAGES, PLATFORM_NAMESPACES, mirror_image
 from plinth.context import PULL_SECRET, PlatformContext, StackSecret, resource_name
-from plinth.vocabulary import gateway_parent_ref, platform_listener
-from plinth.objects import (airgap_egress_policy, children, disruption_budget, namespace, platform_ingress, pull_secret,
-                            stack_secret)
+from plinth.vocabulary import platform_listener
+from plinth.objects import (airgap_egress_policy, children, disruption_budget, gateway_route, namespace,
+                            platform_ingress, pull_secret, stack_secret, whole_host_rule)
 from plinth.service import GatewayHost, Need, Peer, PlatformService, gateway_hostname_rules
+from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.spec.errors import Violation
 
 UPLOADERS = StackSecret("pythonIndexHtpasswd", "htpasswd lines of the accounts that may upload to the Python index")
@@ -231,23 +232,10 @@ class PythonIndex(PlatformService):
             opts=in_ns,
         )
         if self.routed(block):
-            k8s.apiextensions.CustomResource(
-                resource_name(name, "route"),
-                api_version="gateway.networking.k8s.io/v1",
-                kind="HTTPRoute",
-                metadata=ctx.metadata(SERVICE, name, namespace=NAMESPACE),
-                spec={
-                    "parentRefs": [gateway_parent_ref(platform_listener(NAMESPACE))],
-                    "hostnames": [index.hostname],
-                    "rules": [{
-                        "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                        "backendRefs": [{"name": SERVICE, "port": PORT}],
-                        # Uploading a large wheel outlasts the proxy's default request timeout.
-                        "timeouts": {"request": "10m"},
-                    }],
-                },
-                opts=in_ns,
-            )
+            # Uploading a large wheel outlasts the proxy's default request timeout.
+            gateway_route(resource_name(name, "route"), ctx.metadata(SERVICE, name, namespace=NAMESPACE),
+                          platform_listener(NAMESPACE), [whole_host_rule(SERVICE, PORT, "10m")], in_ns,
+                          hostname=index.hostname)
 
     @staticmethod
     def _pod(ctx: PlatformContext, spread: dict | None) -> dict:
@@ -260,10 +248,8 @@ class PythonIndex(PlatformService):
             **affinity,
             "automountServiceAccountToken": False,
             "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
-            # fsGroup: the volume's root belongs to the server's group (checked once, not on every start).
-            "securityContext": {"runAsNonRoot": True, "runAsUser": UID, "runAsGroup": UID, "fsGroup": UID,
-                                "fsGroupChangePolicy": "OnRootMismatch",
-                                "seccompProfile": {"type": "RuntimeDefault"}},
+            # fsGroup: the volume's root belongs to the server's group.
+            "securityContext": restricted_pod(UID, UID, UID, fs_group_on_root_mismatch=True),
             "containers": [{
                 "name": SERVICE,
                 "image": mirror_image(IMAGES["pypiserver"], ctx.mirror_registry),
@@ -277,9 +263,7 @@ class PythonIndex(PlatformService):
                 "livenessProbe": {**probe, "initialDelaySeconds": 10, "periodSeconds": 20, "failureThreshold": 3},
                 "resources": {"requests": {"cpu": "100m", "memory": "128Mi"},
                               "limits": {"cpu": "1", "memory": "512Mi"}},
-                "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                    "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]},
-                                    "seccompProfile": {"type": "RuntimeDefault"}},
+                "securityContext": restricted_container(read_only_root=True, standalone=True),
                 "volumeMounts": [
                     {"name": "packages", "mountPath": PACKAGES_DIR},
                     {"name": "htpasswd", "mountPath": HTPASSWD_DIR, "readOnly": True},

@@ -24,8 +24,8 @@ from plinth.catalog import CHARTS, ImageRef
 from plinth.context import ISSUER, PlatformContext, StackSecret, resource_name
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService, image_values
-from plinth.objects import stack_secret
-from plinth.vocabulary import gateway_parent_ref, platform_listener
+from plinth.objects import gateway_route, stack_secret, whole_host_rule
+from plinth.vocabulary import platform_listener
 from plinth.service import GatewayHost, Need, Peer, gateway_hostname_rules
 from plinth.spec.errors import Violation
 
@@ -198,7 +198,7 @@ class Harbor(HelmService):
 
     @classmethod
     def owned_values(cls, block: HarborArgs, ctx: PlatformContext) -> dict:
-        images = {ImageRef.parse(ref).repository.rsplit("/", 1)[-1]: ref for ref in cls.chart().images}
+        images = {ImageRef.parse(ref).name: ref for ref in cls.chart().images}
         replicas = cls.replicas(block, ctx)
         ha = {"replicas": replicas, "podDisruptionBudget": {"enabled": replicas > 1}}
         # Several registry or jobservice pods share their volume: one node's mount is not enough.
@@ -323,20 +323,7 @@ class Harbor(HelmService):
         if not block.routed:
             return
         chart = self.chart()
-        k8s.apiextensions.CustomResource(
-            resource_name(name, "route"),
-            api_version="gateway.networking.k8s.io/v1",
-            kind="HTTPRoute",
-            metadata=ctx.metadata(chart.name, name, namespace=chart.namespace),
-            spec={
-                "parentRefs": [gateway_parent_ref(platform_listener(chart.namespace))],
-                "hostnames": [block.harbor.hostname],
-                "rules": [{
-                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                    "backendRefs": [{"name": chart.name, "port": SERVICE_PORT}],
-                    # Pushing or pulling a large layer outlasts the proxy's default request timeout.
-                    "timeouts": {"request": "30m"},
-                }],
-            },
-            opts=opts,
-        )
+        # Pushing or pulling a large layer outlasts the proxy's default request timeout.
+        gateway_route(resource_name(name, "route"), ctx.metadata(chart.name, name, namespace=chart.namespace),
+                      platform_listener(chart.namespace), [whole_host_rule(chart.name, SERVICE_PORT, "30m")], opts,
+                      hostname=block.harbor.hostname)

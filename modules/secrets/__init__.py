@@ -11,6 +11,7 @@ from plinth.context import PlatformContext, resource_name
 from plinth.modules.certs import certificate
 from plinth.modules.cluster.facts import VAULT_SERVICE_ACCOUNT, TargetFacts
 from plinth.modules.helm import HelmService, image_values
+from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import Need, Peer
 
 TLS_SECRET = "vault-server-tls"
@@ -74,9 +75,8 @@ def server_config(block, service: str, namespace: str, target: TargetFacts = Tar
 
 VAULT_UID, VAULT_GID = 100, 1000
 """The vault and vault-k8s images' user and group (the chart's server.uid/gid, injector.uid/gid defaults)."""
-RESTRICTED_POD = {"runAsNonRoot": True, "runAsUser": VAULT_UID, "runAsGroup": VAULT_GID, "fsGroup": VAULT_GID,
-                  "seccompProfile": {"type": "RuntimeDefault"}}
-RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+RESTRICTED_POD = restricted_pod(VAULT_UID, VAULT_GID, VAULT_GID)
+RESTRICTED_CONTAINER = restricted_container()
 """What Pod Security `restricted` (the vault namespace's level) asks of a pod and its containers; the chart's
 defaults lack the seccomp profile and, on the server, the dropped capabilities (the chart sets SKIP_SETCAP and
 disable_mlock, so the server needs no IPC_LOCK)."""

@@ -20,6 +20,7 @@ from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.certs import certificate
 from plinth.modules.helm import HelmService, image_values
+from plinth.securitycontext import restricted_container, restricted_pod
 
 KV_MOUNT = "teams"
 """The KV v2 mount holding every team's secrets, one path per team."""
@@ -96,9 +97,8 @@ class VaultSecretsOperator(HelmService):
                 "manager": {"image": image_values(manager, ctx)},
                 "kubeRbacProxy": {"image": image_values(proxy, ctx)},
                 # Pod Security `restricted` (the chart's defaults stop at runAsNonRoot).
-                "podSecurityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
-                "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
-                                    "readOnlyRootFilesystem": True},
+                "podSecurityContext": restricted_pod(),
+                "securityContext": restricted_container(read_only_root=True),
             },
             "defaultVaultConnection": {"enabled": True, "address": vault_address(), "caCertSecret": CA_SECRET,
                                        "skipTLSVerify": False},

@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 
-from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
+from plinth.catalog import CHARTS, PLATFORM_NAMESPACES, ImageRef
 from plinth.modules.cluster.facts import target_facts, vault_uses_target_key
 from plinth.spec.errors import Violation
 from plinth.spec.models import DEFAULT_POD_CIDR, PlatformSpec, quantity_value
@@ -85,7 +85,7 @@ def model_rules(spec: PlatformSpec) -> Iterator[Violation]:
             yield Violation((*at, "shadow", "version"), "the shadow runs the same version as stable",
                             "shadow-differs", "set shadow.version to the version to try, or remove shadow")
         yield from _repository_rules(model, at, spec)
-        if model.runtime == "bentoml" and model.image and _has_tag(model.image):
+        if model.runtime == "bentoml" and model.image and ImageRef.parse(model.image).pinned:
             yield Violation((*at, "image"), f"image {model.image!r} has a tag or digest; each release's version "
                             "is its tag", "bentoml-image", "give the image without tag (set the tag as "
                             "stable.version)")
@@ -138,10 +138,6 @@ def _repository_rules(model, at: tuple, spec: PlatformSpec) -> Iterator[Violatio
         yield Violation((*at, "modelRepository"), f"the model's pods cannot reach {scheme}:// storage: team "
                         "namespaces are default-deny for egress", "model-repository-egress",
                         "set repositoryCidrs to the object store's networks, or use a pvc:// repository")
-
-
-def _has_tag(image: str) -> bool:
-    return "@" in image or ":" in image.rsplit("/", 1)[-1]
 
 
 def _serving_replicas(model) -> int:

@@ -11,7 +11,7 @@ import pytest
 from support import ROOT
 from plinth.engine.charts import render_charts
 from plinth.engine.offline import plan
-from plinth.governance import policies
+from plinth.governance.policies import availability
 from plinth.governance.policies import Subject, evaluate
 from plinth.render import kubernetes_objects
 from plinth.spec.load import load_stack_spec
@@ -55,7 +55,7 @@ def rendered(charts_dir, helm):
 
 def test_every_prod_workload_of_plinth_and_the_charts_is_replicated_with_a_budget(rendered):
     assert _violations(rendered) == []
-    covered = {s.display for s, replicas, *_ in policies._workloads(rendered) if replicas >= 2}
+    covered = {s.display for s, replicas, *_ in availability._workloads(rendered) if replicas >= 2}
     # The single points of failure the charts used to leave: each replicated now (budgets checked above).
     for workload in ("Deployment feast/feast-feature-server", "Deployment cert-manager/cert-manager-webhook",
                      "Deployment cert-manager/cert-manager-cainjector", "Deployment cnpg-system/cloudnative-pg",
@@ -70,8 +70,8 @@ def test_every_prod_workload_of_plinth_and_the_charts_is_replicated_with_a_budge
 
 
 def test_a_chart_workload_without_an_exemption_is_reported(rendered, monkeypatch):
-    monkeypatch.setattr(policies, "HA_EXEMPTIONS", tuple(
-        e for e in policies.HA_EXEMPTIONS if e.name != "harbor-redis"))
+    monkeypatch.setattr(availability, "HA_EXEMPTIONS", tuple(
+        e for e in availability.HA_EXEMPTIONS if e.name != "harbor-redis"))
     assert _violations(rendered) == [
         ("StatefulSet harbor/harbor-redis", "runs 1 replica(s): prod needs 2 or more"),
         ("StatefulSet harbor/harbor-redis", "no PodDisruptionBudget in namespace harbor selects its pods"),

@@ -1,0 +1,146 @@
+"""The model's monitoring: the ServiceMonitor, the PromQL of its signals, its alerts, and the serving
+dashboard."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from plinth.context import PlatformContext
+from plinth.modules.monitoring.dashboards import Panel, dashboard, grid, row
+from plinth.modules.serving.names import TRACKS, deployment_name, selector, tracks
+from plinth.modules.serving.runtimes import RUNTIMES
+
+if TYPE_CHECKING:  # the component's own module imports this one
+    from plinth.modules.serving import ServingArgs
+
+DRIFT_METRIC = "plinth_model_drift_score"
+"""The gauge (0-1) a team's drift monitor exports per model, labels namespace=<team>, model=<model>."""
+GPU_SATURATION_PERCENT = 90
+"""DCGM GPU utilisation above which ModelGpuSaturated fires (sustained for 15 minutes)."""
+
+
+def monitor_spec(model, ctx: PlatformContext) -> dict:
+    """Scrape every track's Service; the pod's model and track become labels plinth_model and plinth_track
+    (Triton's own metrics already carry `model`: the repository's model name)."""
+    return {
+        "selector": {"matchLabels": selector(model, ctx)},
+        "namespaceSelector": {"matchNames": [model.team]},
+        "endpoints": [{
+            "port": RUNTIMES[model.runtime].metrics_port,
+            "path": "/metrics",
+            "interval": "30s",
+            "relabelings": [
+                {"sourceLabels": ["__meta_kubernetes_pod_label_plinth_dev_model"], "targetLabel": "plinth_model",
+                 "action": "replace"},
+                {"sourceLabels": ["__meta_kubernetes_pod_label_plinth_dev_track"], "targetLabel": "plinth_track",
+                 "action": "replace"},
+            ],
+        }],
+    }
+
+
+def _selector(model, tracks_re: str, extra: str = "") -> str:
+    return f'namespace="{model.team}",plinth_model="{model.name}",plinth_track=~"{tracks_re}"{extra}'
+
+
+def error_ratio(model, tracks_re: str = "stable|canary") -> str:
+    """Failed / all requests over 5 minutes (a series that has not appeared yet counts as no failures)."""
+    sel = _selector(model, tracks_re)
+    if model.runtime == "triton":
+        bad = f"sum(rate(nv_inference_request_failure{{{sel}}}[5m]))"
+        ok = f"sum(rate(nv_inference_request_success{{{sel}}}[5m]))"
+        return f"(({bad} or vector(0)) / ({ok} + ({bad} or vector(0))))"
+    failed = _selector(model, tracks_re, ',http_response_code=~"5.."')
+    bad = f"sum(rate(bentoml_service_request_total{{{failed}}}[5m]))"
+    every = f"sum(rate(bentoml_service_request_total{{{sel}}}[5m]))"
+    return f"(({bad} or vector(0)) / {every})"
+
+
+def request_rate(model, by: str = "plinth_track") -> str:
+    sel = _selector(model, "stable|canary|shadow")
+    if model.runtime == "triton":
+        return (f"sum by ({by}) (rate(nv_inference_request_success{{{sel}}}[5m])) + "
+                f"sum by ({by}) (rate(nv_inference_request_failure{{{sel}}}[5m]))")
+    return f"sum by ({by}) (rate(bentoml_service_request_total{{{sel}}}[5m]))"
+
+
+def p95_ms(model, tracks_re: str = "stable|canary", by: str = "") -> str:
+    """95th percentile latency in milliseconds: Triton's summary quantile (the worst pod: quantiles do not
+    add up across pods), BentoML's histogram."""
+    sel = _selector(model, tracks_re)
+    group = f" by ({by})" if by else ""
+    if model.runtime == "triton":
+        return f'(max{group} (nv_inference_request_summary_us{{{sel},quantile="0.95"}}) / 1000)'
+    les = f"le, {by}" if by else "le"
+    return (f"(histogram_quantile(0.95, sum by ({les}) "
+            f"(rate(bentoml_service_request_duration_seconds_bucket{{{sel}}}[5m]))) * 1000)")
+
+
+def gpu_utilisation(model) -> str:
+    """DCGM's per-GPU utilisation of the model's pods. The exporter names the pod using each GPU; scraped
+    through its Service those labels arrive as exported_namespace/exported_pod (honorLabels off) or as
+    namespace/pod (honorLabels on): either matches."""
+    pods = f"{model.name}-({'|'.join(TRACKS)})-.+"
+    return (f'avg(DCGM_FI_DEV_GPU_UTIL{{exported_namespace="{model.team}",exported_pod=~"{pods}"}} '
+            f'or DCGM_FI_DEV_GPU_UTIL{{namespace="{model.team}",pod=~"{pods}"}})')
+
+
+def _fraction(percent: float) -> str:
+    return f"{percent / 100:g}"
+
+
+def alert_rules(model, args: ServingArgs) -> list[dict]:
+    """The model's alerts; every rule carries the label model=<name> (the served-model-reliability policy)."""
+    slo = model.slo
+
+    def rule(alert: str, expr: str, for_: str, severity: str, summary: str, **labels: str) -> dict:
+        return {"alert": alert, "expr": expr, "for": for_,
+                "labels": {"severity": severity, "model": model.name, "team": model.team, **labels},
+                "annotations": {"summary": f"{model.team}/{model.name}: {summary}",
+                                "description": f"Model {model.name} of team {model.team} ({model.runtime}): "
+                                               f"{summary}. Value: {{{{ $value }}}}."}}
+
+    rules = [
+        rule("ModelErrorRateHigh", f"{error_ratio(model)} > {_fraction(slo.error_rate_percent)}", "10m",
+             "critical", f"more than {slo.error_rate_percent:g}% of requests fail"),
+        rule("ModelLatencyHigh", f"{p95_ms(model)} > {slo.latency_ms}", "10m", "warning",
+             f"p95 latency above {slo.latency_ms} ms"),
+    ]
+    if model.stable.replicas or model.autoscaling.enabled:
+        rules.append(rule(
+            "ModelUnavailable",
+            f'kube_deployment_status_replicas_available{{namespace="{model.team}",'
+            f'deployment="{deployment_name(model, "stable")}"}} < 1', "5m", "critical",
+            "no stable replica is available"))
+    if model.canary:
+        rules.append(rule(
+            "ModelCanaryErrorsAboveStable",
+            f"{error_ratio(model, 'canary')} - {error_ratio(model, 'stable')} > {_fraction(slo.error_rate_percent)}",
+            "10m", "warning", f"the canary ({model.canary.version}) fails more than {slo.error_rate_percent:g} "
+            f"points more often than stable ({model.stable.version}); lower its weight or remove it"))
+    if model.gpu and args.gpu_metrics:
+        rules.append(rule("ModelGpuSaturated", f"{gpu_utilisation(model)} > {GPU_SATURATION_PERCENT}", "15m",
+                          "warning", f"its GPUs are more than {GPU_SATURATION_PERCENT}% busy"))
+    if args.drift.enabled:
+        rules.append(rule(
+            "ModelDrift", f'max({DRIFT_METRIC}{{namespace="{model.team}",model="{model.name}"}}) > '
+            f"{args.drift.threshold:g}", "30m", "warning",
+            f"input drift score above {args.drift.threshold:g}; retraining may be due", alert_kind="drift"))
+    return rules
+
+
+def serving_dashboard(platform: str, models) -> str:
+    """Per model, one row: requests, error ratio and p95 latency, each by track (canary against stable,
+    and the shadow beside them)."""
+    panels: list[dict] = []
+    for index, model in enumerate(sorted(models, key=lambda m: (m.team, m.name))):
+        top = index * 9
+        errors = [(error_ratio(model, track), track) for track, _ in tracks(model)]
+        panels.append(row(100 * index + 1, f"{model.team}/{model.name} ({model.runtime})", top))
+        panels += grid([
+            Panel("Requests / s by track", [(request_rate(model), "{{plinth_track}}")], unit="reqps"),
+            Panel("Error ratio by track", errors, unit="percentunit"),
+            Panel("p95 latency by track", [(p95_ms(model, "stable|canary|shadow", "plinth_track"), "{{plinth_track}}")],
+                  unit="ms"),
+        ], first_id=100 * index + 2, top=top + 1, width=8)
+    return dashboard("plinth-serving", f"Plinth / {platform} / Model serving", panels, ["plinth", "serving"])
