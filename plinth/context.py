@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 
 from plinth.catalog import PLATFORM_NAMESPACES
-from plinth.modules.cluster.facts import TargetFacts, target_facts
+from plinth.targets import TargetFacts, target_facts
 from plinth.provenance import Provenance
 
 MANAGED_BY = "plinth"

@@ -10,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.context import MANAGED_BY, PlatformContext, resource_name
-from plinth.governance.policies.core import SECRET_SOURCE
+from plinth.vocabulary import SECRET_SOURCE
 from plinth.service import Peer
 from plinth.vocabulary import gateway_parent_ref
 

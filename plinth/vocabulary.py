@@ -1,7 +1,8 @@
-"""Names several parts of Plinth must agree on: the platform Gateway and its listeners.
+"""Names several parts of Plinth must agree on: the platform Gateway and its listeners, labels, annotations,
+taints and tags, the ledger's name, the workloads allowed on the host.
 
-Modules (which create these objects) and the policies (which check them) both import them
-from here, so a name is written once and nothing in the core imports a module for it.
+Modules (which create these objects) and the policies (which check them) both import them from here, so a
+name is written once and imports run one way: core (this module) <- modules <- governance.
 """
 
 from __future__ import annotations
@@ -31,3 +32,43 @@ def gateway_parent_ref(listener: str) -> dict:
     """An HTTPRoute's parentRef to one listener of the platform Gateway (every route of Plinth uses this)."""
     return {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY_NAME,
             "namespace": GATEWAY_NAMESPACE, "sectionName": listener}
+
+
+LEDGER_NAME = "plinth-ledger"
+LEDGER_NAMESPACE = "plinth-system"
+SECRET_SOURCE = "plinth.dev/secret-source"
+"""Annotation on every Secret Plinth creates: the stack secret (or Kubernetes source) its payload comes from."""
+MODEL_LABEL = "plinth.dev/model"
+"""The serving module's label on a model server's Deployment (and its pods): the model it serves."""
+USER_PROVIDED = "plinth.dev/user-provided"
+"""Annotation on a workload: the objects of its namespace (Kind/name, comma-separated) its pods use that the spec
+says the user creates (a model's repository claim and credentials Secret)."""
+GPU = "nvidia.com/gpu"
+"""The GPU operator's device-plugin resource, and the key of the taint Plinth puts on GPU nodes
+(`nvidia.com/gpu=present:NoSchedule`)."""
+GPU_TAINT = {"key": GPU, "value": "present", "effect": "NoSchedule"}
+AWS_PUBLIC_ENDPOINT_REASON = "plinth.dev/public-endpoint-reason"
+"""Tag on an EKS cluster whose API endpoint the spec deliberately makes public: why (the spec's override reason)."""
+GCP_PUBLIC_ENDPOINT_REASON = "plinth-public-endpoint-reason"
+"""The same reason as a GKE resource label (GCP label keys allow neither `.` nor `/`)."""
+
+HOST_ACCESS_ALLOWLIST: dict[tuple[str, str, str], str] = {
+    ("kube-system", "DaemonSet", "cilium"): "the CNI agent: programs eBPF on the node's network stack and mounts "
+    "the BPF filesystem, cgroups and CNI configuration",
+    ("kube-system", "DaemonSet", "cilium-envoy"): "Cilium's node proxy (Gateway, L7 policy): the node's network and "
+    "the agent's sockets",
+    ("kube-system", "DaemonSet", "cilium-node-init"): "on GKE, prepares each node for Cilium (the BPF filesystem, "
+    "the node's network configuration) from the host's network and PID namespaces",
+    ("kube-system", "Deployment", "cilium-operator"): "runs on the host network so it works before the CNI it "
+    "manages is up",
+    ("longhorn-system", "DaemonSet", "longhorn-manager"): "manages the node's disks and block devices (iSCSI, /dev, "
+    "/proc) for replicated volumes",
+    ("longhorn-system", "Job", "longhorn-pre-upgrade"): "Longhorn's upgrade check reads the node's /proc mounts",
+    ("gpu-operator", "DaemonSet", "gpu-operator-node-feature-discovery-worker"): "labels GPU nodes from the "
+    "node's PCI, kernel and OS facts (/sys, /boot, /usr/lib, os-release)",
+    ("node-exporter", "DaemonSet", "kube-prometheus-stack-prometheus-node-exporter"): "node metrics: the host's "
+    "network and PID namespaces and its /proc, /sys and root filesystem, read-only",
+}
+"""The only workloads that may run privileged or with host namespaces or hostPath: (namespace, kind, name) and
+why. The GPU operator's own operands (driver, toolkit, device plugin) are created by the operator at run time,
+not rendered, and are judged by admission (the admission module's allowlist is this one)."""

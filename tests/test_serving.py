@@ -20,7 +20,8 @@ from plinth.engine import offline
 from plinth.engine.offline import plan
 from plinth.governance.check import subjects
 from plinth.governance.policies import evaluate
-from plinth.governance.policies.models import GPU_TAINT, MODEL_LABEL, _tolerates_gpu_taint
+from plinth.governance.policies.models import _tolerates_gpu_taint
+from plinth.vocabulary import GPU_TAINT, MODEL_LABEL
 from plinth.mirror import mirror_list
 from plinth.modules import gpu as gpu_module
 from plinth.modules.monitoring import DASHBOARD_LABEL

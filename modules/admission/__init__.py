@@ -8,7 +8,7 @@ nothing the services or anyone later create escapes them:
 - plinth-no-external-services: no LoadBalancer or NodePort Service and no Ingress outside the platform
   Gateway's namespace;
 - plinth-host-access: privileged containers, host namespaces and hostPath only for the allowlisted platform
-  workloads (plinth.governance.policies.rendered.HOST_ACCESS_ALLOWLIST) and in the operator-managed namespaces of
+  workloads (plinth.vocabulary.HOST_ACCESS_ALLOWLIST) and in the operator-managed namespaces of
   HOST_ACCESS_NAMESPACES;
 - plinth-team-rolebindings: a RoleBinding in a team's namespace binds only that team's groups and the
   namespace's own service accounts;
@@ -30,7 +30,7 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import PLATFORM_NAMESPACES
 from plinth.context import PlatformContext, resource_name
-from plinth.governance.policies.rendered import HOST_ACCESS_ALLOWLIST
+from plinth.vocabulary import HOST_ACCESS_ALLOWLIST
 from plinth.objects import children
 from plinth.service import PlatformService
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import pulumi
 import pulumi_kubernetes as k8s
 
-from plinth.modules.cluster.facts import TargetFacts, target_facts
+from plinth.targets import TargetFacts, target_facts
 
 
 @dataclass(frozen=True)

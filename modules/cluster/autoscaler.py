@@ -10,7 +10,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.context import PlatformContext, resource_name
-from plinth.modules.cluster.facts import AUTOSCALER_SERVICE_ACCOUNT
+from plinth.targets import AUTOSCALER_SERVICE_ACCOUNT
 from plinth.modules.helm import HelmService, image_values
 from plinth.securitycontext import restricted_container, restricted_pod
 

@@ -6,7 +6,7 @@ the services stay the same code on every target and a test can list exactly what
 
 from __future__ import annotations
 
-from plinth.modules.cluster.facts import TargetFacts, bounded_name
+from plinth.targets import TargetFacts, bounded_name
 
 AGENT_NOT_READY_TAINT = {"key": "ignore-taint.cluster-autoscaler.kubernetes.io/cilium-agent-not-ready",
                          "value": "true", "effect": "NoExecute"}

@@ -16,9 +16,9 @@ import pulumi_aws as aws
 from plinth.modules.cluster import CLOUD_TAINT_EFFECTS, Target, TargetArgs, exec_kubeconfig, kubernetes_provider, \
     pool_labels, pool_taints
 from plinth.modules.cluster.autoscaler import NODE_TEMPLATE, node_template_tags
-from plinth.modules.cluster.facts import BUCKET_PURPOSES, Identity, TargetFacts
+from plinth.targets import BUCKET_PURPOSES, Identity, TargetFacts
 from plinth.modules.gpu import GPU_RESOURCE
-from plinth.governance.policies.cloud import AWS_PUBLIC_ENDPOINT_REASON
+from plinth.vocabulary import AWS_PUBLIC_ENDPOINT_REASON
 
 LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 """Every control-plane log, to CloudWatch."""

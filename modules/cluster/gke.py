@@ -9,10 +9,10 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
-from plinth.governance.policies.cloud import GCP_PUBLIC_ENDPOINT_REASON
+from plinth.vocabulary import GCP_PUBLIC_ENDPOINT_REASON
 from plinth.modules.cluster import Target, TargetArgs, exec_kubeconfig, kubernetes_provider, pool_labels, \
     pool_taints
-from plinth.modules.cluster.facts import BUCKET_PURPOSES, Identity, TargetFacts, bounded_name
+from plinth.targets import BUCKET_PURPOSES, Identity, TargetFacts, bounded_name
 
 NODE_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter", "roles/artifactregistry.reader")
 """The nodes' service account: logs, metrics and images, nothing else (never the default compute account)."""

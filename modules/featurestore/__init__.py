@@ -23,7 +23,7 @@ import yaml
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES, ImageRef
 from plinth.context import PlatformContext, StackSecret, resource_name
-from plinth.modules.cluster.facts import FEAST_SERVICE_ACCOUNT
+from plinth.targets import FEAST_SERVICE_ACCOUNT
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import disruption_budget, network_policy, stack_secret
 from plinth.securitycontext import restricted_container, restricted_pod

@@ -17,9 +17,10 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, IMAGES, PLATFORM_NAMESPACES
 from plinth.context import PlatformContext, resource_name
-from plinth.governance.policies.core import LEDGER_NAME, LEDGER_NAMESPACE
+from plinth.vocabulary import LEDGER_NAME, LEDGER_NAMESPACE
 from plinth.objects import children, namespace, platform_ingress
 from plinth.service import PlatformService
+from plinth.spec.models import perimeter_hosts
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class LedgerArgs:
     """sha256 of the validated spec (canonical JSON): equal specs, equal hashes, whatever the files."""
     mirror: str | None
     perimeter: tuple[str, ...] = ()
-    """In air-gap mode, the hosts inside the perimeter (plinth.spec.rules.perimeter_hosts)."""
+    """In air-gap mode, the hosts inside the perimeter (plinth.spec.models.perimeter_hosts)."""
 
 
 def spec_hash(spec) -> str:
@@ -45,8 +46,6 @@ class Ledger(PlatformService):
 
     @classmethod
     def block(cls, spec) -> LedgerArgs:
-        from plinth.spec.rules import perimeter_hosts
-
         mirror = spec.airgap.mirror.registry if spec.airgap.enabled and spec.airgap.mirror else None
         return LedgerArgs(spec_hash(spec), mirror, perimeter_hosts(spec) if mirror else ())
 

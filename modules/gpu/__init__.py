@@ -12,7 +12,7 @@ import yaml
 
 from plinth.catalog import ImageRef
 from plinth.context import PlatformContext, resource_name
-from plinth.governance.policies.models import GPU, GPU_TAINT
+from plinth.vocabulary import GPU, GPU_TAINT
 from plinth.modules.cluster.differences import gpu_operator_values
 from plinth.modules.gpu.dashboard import gpu_dashboard
 from plinth.modules.helm import HelmService, merge_values

@@ -9,7 +9,7 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.certs import certificate
-from plinth.modules.cluster.facts import VAULT_SERVICE_ACCOUNT, TargetFacts
+from plinth.targets import VAULT_SERVICE_ACCOUNT, TargetFacts
 from plinth.modules.helm import HelmService, image_values
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import Need, Peer

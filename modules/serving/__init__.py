@@ -23,8 +23,7 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import IMAGES, PLATFORM_NAMESPACES
 from plinth.context import PlatformContext, resource_name
-from plinth.governance.policies.models import MODEL_LABEL
-from plinth.governance.policies.references import USER_PROVIDED
+from plinth.vocabulary import MODEL_LABEL, USER_PROVIDED
 from plinth.vocabulary import SERVING_LISTENER
 from plinth.modules.monitoring.dashboards import dashboard_config_map
 from plinth.modules.cluster.differences import object_store_egress

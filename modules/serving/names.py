@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from plinth.context import PlatformContext
-from plinth.governance.policies.models import MODEL_LABEL
+from plinth.vocabulary import MODEL_LABEL
 
 TRACK_LABEL = "plinth.dev/track"
 """stable, canary or shadow: which release of the model a pod, Service or metric belongs to."""

@@ -9,7 +9,7 @@ import pulumi
 
 from plinth.catalog import IMAGES, mirror_image
 from plinth.context import PlatformContext
-from plinth.modules.cluster.facts import WORKLOAD_SERVICE_ACCOUNT
+from plinth.targets import WORKLOAD_SERVICE_ACCOUNT
 from plinth.modules.gpu import GPU_RESOURCE, gpu_node_selector, gpu_toleration
 from plinth.modules.serving.names import deployment_name, selector
 from plinth.securitycontext import restricted_container, restricted_pod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from plinth.context import PlatformContext
 from plinth.modules.cluster.differences import longhorn_values
-from plinth.modules.cluster.facts import LONGHORN_SERVICE_ACCOUNT
+from plinth.targets import LONGHORN_SERVICE_ACCOUNT
 from plinth.modules.helm import HelmService, merge_values
 from plinth.service import Peer
 

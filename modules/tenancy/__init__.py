@@ -9,7 +9,7 @@ import pulumi_kubernetes as k8s
 
 from plinth.modules.tenancy.roles import PLATFORM_ADMIN, TEAM_ROLES, platform_admin_name, policy_rules
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
-from plinth.modules.cluster.facts import WORKLOAD_SERVICE_ACCOUNT
+from plinth.targets import WORKLOAD_SERVICE_ACCOUNT
 from plinth.objects import children
 from plinth.objects import namespace as platform_namespace
 from plinth.objects import network_policy, peer_policy, pull_secret

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from plinth.governance.check import Result
-from plinth.governance.policies.core import SECRET_SOURCE
+from plinth.vocabulary import SECRET_SOURCE
 from plinth.plan import Plan, write_output
 from plinth.provenance import Provenance
 

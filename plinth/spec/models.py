@@ -875,3 +875,27 @@ class PlatformSpec(Spec):
     testing: Testing = Field(default_factory=Testing, description="Test-cluster options. Default: off.")
 
 
+def perimeter_hosts(spec: PlatformSpec) -> tuple[str, ...]:
+    """The hosts inside an air gap, as host[:port]: the mirror registry's, the file mirror's and
+    airgap.mirror.hosts. A URL is inside only when its host[:port] is one of them, exactly: a sibling
+    host of the same parent domain (another tenant of a shared registry service) is outside."""
+    mirror = spec.airgap.mirror
+    if mirror is None:
+        return ()
+    hosts = [mirror.registry.split("/", 1)[0], url_host_port(mirror.files) if mirror.files else None, *mirror.hosts]
+    return tuple(dict.fromkeys(h.lower() for h in hosts if h))
+
+
+def url_host_port(url: str) -> str | None:
+    """host[:port] of a URL as a client would connect to it (user info dropped), lower case; None if none."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not host:
+        return None
+    host = f"[{host}]" if ":" in host else host
+    return f"{host}:{port}" if port is not None else host

@@ -12,9 +12,9 @@ from collections import Counter
 from collections.abc import Iterator
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES, ImageRef
-from plinth.modules.cluster.facts import target_facts, vault_uses_target_key
+from plinth.targets import target_facts, vault_uses_target_key
 from plinth.spec.errors import Violation
-from plinth.spec.models import DEFAULT_POD_CIDR, PlatformSpec, quantity_value
+from plinth.spec.models import DEFAULT_POD_CIDR, PlatformSpec, perimeter_hosts, quantity_value, url_host_port
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 RESERVED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease", *PLATFORM_NAMESPACES.values(),
@@ -373,34 +373,8 @@ def airgap_bundles(spec: PlatformSpec) -> Iterator[Violation]:
                         "set airgap.mirror.files (see `plinth images`), or use a directory chart source")
 
 
-def perimeter_hosts(spec: PlatformSpec) -> tuple[str, ...]:
-    """The hosts inside an air gap, as host[:port]: the mirror registry's, the file mirror's and
-    airgap.mirror.hosts. A URL is inside only when its host[:port] is one of them, exactly: a sibling
-    host of the same parent domain (another tenant of a shared registry service) is outside."""
-    mirror = spec.airgap.mirror
-    if mirror is None:
-        return ()
-    hosts = [mirror.registry.split("/", 1)[0], _host_port(mirror.files) if mirror.files else None, *mirror.hosts]
-    return tuple(dict.fromkeys(h.lower() for h in hosts if h))
-
-
-def _host_port(url: str) -> str | None:
-    """host[:port] of a URL as a client would connect to it (user info dropped), lower case; None if none."""
-    from urllib.parse import urlsplit
-
-    try:
-        parts = urlsplit(url)
-        host, port = parts.hostname, parts.port
-    except ValueError:
-        return None
-    if not host:
-        return None
-    host = f"[{host}]" if ":" in host else host
-    return f"{host}:{port}" if port is not None else host
-
-
 def _inside_perimeter(url: str, spec: PlatformSpec) -> bool:
-    host = _host_port(url)
+    host = url_host_port(url)
     return host is not None and host in perimeter_hosts(spec)
 
 

@@ -4,7 +4,8 @@ labels, pinned images, Secrets from stack secrets."""
 from __future__ import annotations
 
 from plinth.catalog import ImageRef
-from plinth.governance.policies.core import MANDATORY, OWNERSHIP_LABELS, Policy, SECRET_SOURCE, images
+from plinth.governance.policies.core import MANDATORY, OWNERSHIP_LABELS, Policy, images
+from plinth.vocabulary import SECRET_SOURCE
 
 CHART_WILDCARD_ROLES: dict[tuple[str, str], str] = {
     ("ClusterRole", "longhorn-role"): "Longhorn's manager: every verb on its own CRDs, volumes, storage and the "
@@ -76,7 +77,7 @@ def _secrets_from_stack_config(subjects, platform):
 
 NO_WILDCARD_RBAC_POLICY = Policy(
     "no-wildcard-rbac", "Roles and ClusterRoles name their API groups, resources and verbs (the charts' "
-    "too, but for the upstream roles in plinth.governance.policies.CHART_WILDCARD_ROLES).",
+    "too, but for the upstream roles in plinth.governance.policies.baseline.CHART_WILDCARD_ROLES).",
     "list the exact apiGroups, resources and verbs the role needs", MANDATORY, _no_wildcard_rbac)
 TEAM_NAMESPACE_ISOLATION_POLICY = Policy(
     "team-namespace-isolation", "Every team namespace enforces Pod Security `restricted` and is "

@@ -9,12 +9,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from plinth.vocabulary import AWS_PUBLIC_ENDPOINT_REASON, GCP_PUBLIC_ENDPOINT_REASON
 from plinth.governance.policies.core import MANDATORY, Policy, dig
 
-AWS_PUBLIC_ENDPOINT_REASON = "plinth.dev/public-endpoint-reason"
-"""Tag on an EKS cluster whose API endpoint the spec deliberately makes public: why (the spec's override reason)."""
-GCP_PUBLIC_ENDPOINT_REASON = "plinth-public-endpoint-reason"
-"""The same reason as a GKE resource label (GCP label keys allow neither `.` nor `/`)."""
 
 
 EKS_CLUSTER = "aws:eks/cluster:Cluster"

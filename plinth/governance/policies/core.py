@@ -8,13 +8,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from plinth.vocabulary import LEDGER_NAME, LEDGER_NAMESPACE, SECRET_SOURCE
+
 MANDATORY, ADVISORY, DISABLED = "mandatory", "advisory", "disabled"
 LEVELS = (MANDATORY, ADVISORY, DISABLED)
 
-LEDGER_NAME = "plinth-ledger"
-LEDGER_NAMESPACE = "plinth-system"
-SECRET_SOURCE = "plinth.dev/secret-source"
-"""Annotation on every Secret Plinth creates: the stack secret (or Kubernetes source) its payload comes from."""
 OWNERSHIP_LABELS = ("app.kubernetes.io/managed-by", "plinth.dev/environment", "plinth.dev/cost-center")
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -86,7 +84,7 @@ class Platform:
     environment: str = "dev"
     mirror: str | None = None
     perimeter: tuple[str, ...] = ()
-    """In air-gap mode, the host[:port]s inside the perimeter (plinth.spec.rules.perimeter_hosts)."""
+    """In air-gap mode, the host[:port]s inside the perimeter (plinth.spec.models.perimeter_hosts)."""
 
     @classmethod
     def of(cls, subjects: Iterable[Subject]) -> Platform:

@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import re
 
+from plinth.vocabulary import GPU, GPU_TAINT, MODEL_LABEL
 from plinth.governance.policies.core import MANDATORY, PDB, Policy, pod_specs, selects
 
-GPU = "nvidia.com/gpu"
-"""The GPU operator's device-plugin resource, and the key of the taint Plinth puts on GPU nodes
-(`nvidia.com/gpu=present:NoSchedule`)."""
-GPU_TAINT = {"key": GPU, "value": "present", "effect": "NoSchedule"}
-MODEL_LABEL = "plinth.dev/model"
-"""The serving module's label on a model server's Deployment (and its pods): the model it serves."""
 
 
 PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"

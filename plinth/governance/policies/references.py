@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from plinth.vocabulary import USER_PROVIDED
 from plinth.governance.policies.core import HELM_RELEASE, MANDATORY, Policy, Subject, dig, pod_specs, selects
 
 BUILTIN_PRIORITY_CLASSES = frozenset({"system-cluster-critical", "system-node-critical"})
 """PriorityClasses every cluster has."""
 CNPG_CLUSTER_SECRETS = ("-app", "-ca", "-replication", "-server", "-superuser")
 """Secrets CloudNativePG creates for a `Cluster` <name> (<name>-app, ...), in the Cluster's namespace."""
-USER_PROVIDED = "plinth.dev/user-provided"
-"""Annotation on a workload: the objects of its namespace (Kind/name, comma-separated) its pods use that the spec
-says the user creates (a model's repository claim and credentials Secret)."""
 VAULT_SECRET_KINDS = frozenset({"VaultStaticSecret", "VaultDynamicSecret", "VaultPKISecret"})
 """Vault Secrets Operator kinds whose `spec.destination.name` Secret the operator creates."""
 

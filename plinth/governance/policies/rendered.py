@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from plinth.governance.policies.core import HELM_RELEASE, MANDATORY, Policy, Subject, dig, pod_specs
-from plinth.vocabulary import GATEWAY_NAMESPACE
+from plinth.vocabulary import GATEWAY_NAMESPACE, HOST_ACCESS_ALLOWLIST
 
 # These see Plinth's objects, the Helm releases' values and (with `plinth check --charts`) every object
 # the charts render from those values. A finding on a chart object names the values key behind it where
@@ -18,28 +18,6 @@ ROUTE_KINDS = frozenset({"HTTPRoute", "GRPCRoute", "TLSRoute", "TCPRoute", "UDPR
 EXPOSED_TYPES = frozenset({"loadbalancer", "nodeport"})
 PLATFORM_SECRET_NAMESPACES = frozenset({"kube-system", "cilium-secrets", GATEWAY_NAMESPACE})
 """Where the Gateway's TLS keys may be copied: Cilium's own secrets namespace, kube-system, the Gateway's."""
-
-HOST_ACCESS_ALLOWLIST: dict[tuple[str, str, str], str] = {
-    ("kube-system", "DaemonSet", "cilium"): "the CNI agent: programs eBPF on the node's network stack and mounts "
-    "the BPF filesystem, cgroups and CNI configuration",
-    ("kube-system", "DaemonSet", "cilium-envoy"): "Cilium's node proxy (Gateway, L7 policy): the node's network and "
-    "the agent's sockets",
-    ("kube-system", "DaemonSet", "cilium-node-init"): "on GKE, prepares each node for Cilium (the BPF filesystem, "
-    "the node's network configuration) from the host's network and PID namespaces",
-    ("kube-system", "Deployment", "cilium-operator"): "runs on the host network so it works before the CNI it "
-    "manages is up",
-    ("longhorn-system", "DaemonSet", "longhorn-manager"): "manages the node's disks and block devices (iSCSI, /dev, "
-    "/proc) for replicated volumes",
-    ("longhorn-system", "Job", "longhorn-pre-upgrade"): "Longhorn's upgrade check reads the node's /proc mounts",
-    ("gpu-operator", "DaemonSet", "gpu-operator-node-feature-discovery-worker"): "labels GPU nodes from the "
-    "node's PCI, kernel and OS facts (/sys, /boot, /usr/lib, os-release)",
-    ("node-exporter", "DaemonSet", "kube-prometheus-stack-prometheus-node-exporter"): "node metrics: the host's "
-    "network and PID namespaces and its /proc, /sys and root filesystem, read-only",
-}
-"""The only workloads that may run privileged or with host namespaces or hostPath: (namespace, kind, name) and
-why. The GPU operator's own operands (driver, toolkit, device plugin) are created by the operator at run time,
-not rendered, and are judged by admission (the admission module's allowlist is this one)."""
-
 
 HOST_ACCESS_RELEASES = frozenset({"cilium", "longhorn", "gpu-operator"})
 """Releases whose values may ask for host access (their allowlisted workloads need it); the rendered objects
@@ -273,7 +251,7 @@ POD_SECURITY_POLICY = Policy(
     "that weakens the pod's security context", MANDATORY, _pod_security)
 HOST_ACCESS_ALLOWLIST_POLICY = Policy(
     "host-access-allowlist", "Only the allowlisted platform workloads (Cilium, Longhorn, the GPU "
-    "operator's node discovery, node-exporter; plinth.governance.policies.HOST_ACCESS_ALLOWLIST) run "
+    "operator's node discovery, node-exporter; plinth.vocabulary.HOST_ACCESS_ALLOWLIST) run "
     "privileged or with host namespaces or hostPath.", "remove the values key that asks for host access",
     MANDATORY, _host_access_allowlist)
 VAULT_NOT_DEV_POLICY = Policy(
