@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 import pulumi
 
-from plinth.catalog import PLATFORM_NAMESPACES
 from plinth.modules.cluster.facts import TargetFacts, target_facts
 from plinth.provenance import Provenance
 

@@ -72,11 +72,10 @@ class MirrorList:
 
 
 def mirror_list(spec: PlatformSpec) -> MirrorList:
+    from plinth.context import PlatformContext
     from plinth.modules.crds import GatewayApiCrds
     from plinth.modules.helm import HelmService
     from plinth.program import SERVICES
-
-    from plinth.context import PlatformContext
 
     ctx = PlatformContext.from_spec(spec)
     mirror = spec.airgap.mirror if spec.airgap.enabled else None

@@ -22,12 +22,12 @@ from plinth.modules.gpu import GpuOperator
 from plinth.modules.monitoring import Monitoring
 from plinth.modules.network import Cilium, PlatformGateway
 from plinth.modules.pythonindex import PythonIndex
-from plinth.modules.secrets import Vault
-from plinth.modules.serving import Serving
-from plinth.modules.secrets.configure import VaultTeams
-from plinth.modules.secrets.operator import VaultSecretsOperator
 from plinth.modules.registry import Harbor
 from plinth.modules.registry.projects import HarborProjects
+from plinth.modules.secrets import Vault
+from plinth.modules.secrets.configure import VaultTeams
+from plinth.modules.secrets.operator import VaultSecretsOperator
+from plinth.modules.serving import Serving
 from plinth.modules.storage import Longhorn
 from plinth.modules.tenancy import Tenancy, TenancyArgs
 from plinth.provenance import Provenance

@@ -9,11 +9,17 @@ import pulumi
 from plinth.context import StackSecrets
 from plinth.provenance import Provenance
 from plinth.spec.errors import SpecInvalid
-from plinth.spec.load import (CONFIG_NAMESPACE, SECRET_STACK_KEYS, load_spec, load_stack_spec, read_stack,
-                              read_stack_parts, stack_stage)
-from plinth.spec.yamltree import read_yaml
+from plinth.spec.load import (
+    CONFIG_NAMESPACE,
+    SECRET_STACK_KEYS,
+    load_spec,
+    load_stack_spec,
+    read_stack,
+    read_stack_parts,
+    stack_stage,
+)
 from plinth.spec.models import PlatformSpec
-from plinth.spec.yamltree import to_plain
+from plinth.spec.yamltree import read_yaml, to_plain
 
 # Secret stack config per StackSecrets field: (config key, is a map), from the one table of secret keys.
 SECRET_KEYS = {field: (key, is_map) for key, (field, is_map, _) in SECRET_STACK_KEYS.items()}

@@ -12,8 +12,8 @@ Per track (stable, canary, shadow):
   JSON, and its request schema.
 - inference: ONE request with an input built from that metadata. Triton (the KServe v2 HTTP protocol with its
   binary tensor extension, `POST /v2/models/<name>/infer`): the model named like the spec's model, else the
-  first by name; every input zeros of its datatype and shape, `-1` dimensions as 1. BentoML: a POST of a JSON body built from the request schema (defaults and
-  examples where given, else zero values; required properties only).
+  first by name; every input zeros of its datatype and shape, `-1` dimensions as 1. BentoML: a POST of a JSON
+  body built from the request schema (defaults and examples where given, else zero values; required properties only).
 
 Every request has a deadline: --timeout seconds for all of it (connect, send, the whole answer), so a server
 that drips its answer cannot hold a probe longer; an answer is read up to MAX_BODY bytes, a request schema is

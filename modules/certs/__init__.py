@@ -7,9 +7,9 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import ImageRef
 from plinth.context import ISSUER, PlatformContext, resource_name
-from plinth.vocabulary import HTTP_LISTENER, gateway_parent_ref
 from plinth.modules.helm import HelmService
 from plinth.service import Peer
+from plinth.vocabulary import HTTP_LISTENER, gateway_parent_ref
 
 SELF_SIGNED = "plinth-selfsigned"
 CA_SECRET = "plinth-ca"

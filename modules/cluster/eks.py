@@ -13,12 +13,19 @@ import re
 import pulumi
 import pulumi_aws as aws
 
-from plinth.modules.cluster import CLOUD_TAINT_EFFECTS, Target, TargetArgs, exec_kubeconfig, kubernetes_provider, \
-    pool_labels, pool_taints
+from plinth.governance.policies import AWS_PUBLIC_ENDPOINT_REASON
+from plinth.modules.cluster import (
+    CLOUD_TAINT_EFFECTS,
+    Target,
+    TargetArgs,
+    exec_kubeconfig,
+    kubernetes_provider,
+    pool_labels,
+    pool_taints,
+)
 from plinth.modules.cluster.autoscaler import NODE_TEMPLATE, node_template_tags
 from plinth.modules.cluster.facts import BUCKET_PURPOSES, Identity, TargetFacts
 from plinth.modules.gpu import GPU_RESOURCE
-from plinth.governance.policies import AWS_PUBLIC_ENDPOINT_REASON
 
 LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 """Every control-plane log, to CloudWatch."""
@@ -249,7 +256,8 @@ class EksCluster(Target):
             host = issuer_url.removeprefix("https://")
             return _policy({"Effect": "Allow", "Principal": {"Federated": provider_arn},
                             "Action": "sts:AssumeRoleWithWebIdentity",
-                            "Condition": {"StringEquals": {f"{host}:sub": subject, f"{host}:aud": "sts.amazonaws.com"}}})
+                            "Condition": {"StringEquals": {f"{host}:sub": subject,
+                                                           f"{host}:aud": "sts.amazonaws.com"}}})
 
         role = aws.iam.Role(f"{name}-{identity.name}", name=facts.role_name(identity),
                             assume_role_policy=pulumi.Output.all(oidc.arn, issuer).apply(trust), opts=child)

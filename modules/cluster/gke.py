@@ -10,8 +10,7 @@ import pulumi
 import pulumi_gcp as gcp
 
 from plinth.governance.policies import GCP_PUBLIC_ENDPOINT_REASON
-from plinth.modules.cluster import Target, TargetArgs, exec_kubeconfig, kubernetes_provider, pool_labels, \
-    pool_taints
+from plinth.modules.cluster import Target, TargetArgs, exec_kubeconfig, kubernetes_provider, pool_labels, pool_taints
 from plinth.modules.cluster.facts import BUCKET_PURPOSES, Identity, TargetFacts, bounded_name
 
 NODE_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter", "roles/artifactregistry.reader")

@@ -9,9 +9,9 @@ from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService
+from plinth.modules.monitoring.dashboards import platform_overview, tenancy_quotas
 from plinth.objects import namespace, pull_secret, stack_secret
 from plinth.service import Peer
-from plinth.modules.monitoring.dashboards import platform_overview, tenancy_quotas
 
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 RECEIVERS_SECRET = "alertmanager-receivers"

@@ -61,7 +61,7 @@ def tenancy_quotas(platform: str, teams: list[str]) -> str:
     """Per team: quota used against hard limits (CPU, memory, GPUs, pods)."""
     selector = "|".join(sorted(teams)) or "none"
     panels = []
-    for index, (resource, unit) in enumerate((("requests.cpu", "short"), ("requests.memory", "bytes"),
+    for index, (resource, _unit) in enumerate((("requests.cpu", "short"), ("requests.memory", "bytes"),
                                               ("requests.nvidia.com/gpu", "short"), ("pods", "short"))):
         ratio = (f'sum by (namespace) (kube_resourcequota{{namespace=~"{selector}",resource="{resource}",'
                  f'type="used"}}) / sum by (namespace) (kube_resourcequota{{namespace=~"{selector}",'

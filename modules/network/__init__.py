@@ -10,13 +10,19 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
 from plinth.context import MANAGED_BY, PlatformContext, resource_name
-from plinth.vocabulary import (GATEWAY_NAME, HTTP_LISTENER, SERVING_LISTENER, TEAM_LISTENER,
-                               gateway_parent_ref, platform_listener)
 from plinth.modules.certs import certificate
 from plinth.modules.cluster.differences import cilium_operator_image, cilium_values
 from plinth.modules.helm import HelmService, merge_values
 from plinth.objects import children, namespace
-from plinth.service import PlatformService, Peer
+from plinth.service import Peer, PlatformService
+from plinth.vocabulary import (
+    GATEWAY_NAME,
+    HTTP_LISTENER,
+    SERVING_LISTENER,
+    TEAM_LISTENER,
+    gateway_parent_ref,
+    platform_listener,
+)
 
 HUBBLE_SERVER_SECRET = "hubble-server-certs"
 HUBBLE_RELAY_CLIENT_SECRET = "hubble-relay-client-certs"

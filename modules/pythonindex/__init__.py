@@ -19,10 +19,17 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import IMAGES, PLATFORM_NAMESPACES, mirror_image
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
-from plinth.vocabulary import gateway_parent_ref, platform_listener
-from plinth.objects import (airgap_egress_policy, children, disruption_budget, namespace, platform_ingress, pull_secret,
-                            stack_secret)
+from plinth.objects import (
+    airgap_egress_policy,
+    children,
+    disruption_budget,
+    namespace,
+    platform_ingress,
+    pull_secret,
+    stack_secret,
+)
 from plinth.service import Peer, PlatformService
+from plinth.vocabulary import gateway_parent_ref, platform_listener
 
 NAMESPACE = PLATFORM_NAMESPACES["python-index"]
 SERVICE = "pypiserver"

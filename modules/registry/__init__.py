@@ -24,8 +24,8 @@ from plinth.context import ISSUER, PlatformContext, resource_name
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import stack_secret
-from plinth.vocabulary import gateway_parent_ref, platform_listener
 from plinth.service import Peer
+from plinth.vocabulary import gateway_parent_ref, platform_listener
 
 ADMIN_SECRET = "harbor-admin"
 ADMIN_KEY = "HARBOR_ADMIN_PASSWORD"

@@ -14,8 +14,15 @@ import pulumi
 import pulumi_vault as vault
 
 from plinth.context import PlatformContext, resource_name
-from plinth.modules.secrets.operator import AUDIENCE, AUTH_MOUNT, KV_MOUNT, SERVICE_ACCOUNT, TeamVaultAccess
-from plinth.modules.secrets.operator import VaultSecretsOperator, vault_address
+from plinth.modules.secrets.operator import (
+    AUDIENCE,
+    AUTH_MOUNT,
+    KV_MOUNT,
+    SERVICE_ACCOUNT,
+    TeamVaultAccess,
+    VaultSecretsOperator,
+    vault_address,
+)
 from plinth.service import PlatformService
 
 TOKEN_TTL = 3600

@@ -22,13 +22,13 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import IMAGES, PLATFORM_NAMESPACES, mirror_image
 from plinth.context import PlatformContext, resource_name
 from plinth.governance.policies import MODEL_LABEL, USER_PROVIDED
-from plinth.vocabulary import SERVING_LISTENER, gateway_parent_ref
-from plinth.modules.gpu import GPU_RESOURCE, gpu_node_selector, gpu_toleration
-from plinth.modules.monitoring import DASHBOARD_LABEL
 from plinth.modules.cluster.differences import object_store_egress
 from plinth.modules.cluster.facts import WORKLOAD_SERVICE_ACCOUNT
+from plinth.modules.gpu import GPU_RESOURCE, gpu_node_selector, gpu_toleration
+from plinth.modules.monitoring import DASHBOARD_LABEL
 from plinth.objects import children, network_policy, peer_policy
 from plinth.service import Peer, PlatformService
+from plinth.vocabulary import SERVING_LISTENER, gateway_parent_ref
 
 TRACK_LABEL = "plinth.dev/track"
 """stable, canary or shadow: which release of the model a pod, Service or metric belongs to."""

@@ -7,12 +7,11 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from plinth.modules.tenancy.roles import PLATFORM_ADMIN, TEAM_ROLES, platform_admin_name, policy_rules
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
 from plinth.modules.cluster.facts import WORKLOAD_SERVICE_ACCOUNT
-from plinth.objects import children
+from plinth.modules.tenancy.roles import PLATFORM_ADMIN, TEAM_ROLES, platform_admin_name, policy_rules
+from plinth.objects import children, network_policy, peer_policy, pull_secret
 from plinth.objects import namespace as platform_namespace
-from plinth.objects import network_policy, peer_policy, pull_secret
 from plinth.service import Peer
 
 COMPONENT = "tenancy"

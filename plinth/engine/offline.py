@@ -29,24 +29,23 @@ from typing import Any
 
 import pulumi
 import pulumi.resource as sdk_resource_api
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 from pulumi import _types as sdk_types
 from pulumi.output import Unknown
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import resource as sdk_resource
 from pulumi.runtime import resource_cycle_breaker, rpc
-from google.protobuf import struct_pb2
 from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.settings import SETTINGS, monitor_supports_feature
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
-from plinth.plan import SECRET, UNKNOWN, Plan, Resource
 from plinth.context import StackSecrets
+from plinth.plan import SECRET, UNKNOWN, Plan, Resource
 from plinth.program import STAGES
 from plinth.provenance import Provenance
-from plinth.stackconfig import SECRET_KEYS, required_secrets
 from plinth.spec.models import PlatformSpec
+from plinth.stackconfig import SECRET_KEYS, required_secrets
 
 PROJECT = "plinth"
 _THREAD_LOOPS: set[asyncio.AbstractEventLoop] = set()

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from plinth.engine.charts import HELM_RELEASE, Rendered
-from plinth.governance.policies import (CLUSTER_SCOPED, MANDATORY, Policy, Subject, Violation, evaluate,
-                                        read_levels)
+from plinth.governance.policies import CLUSTER_SCOPED, MANDATORY, Policy, Subject, Violation, evaluate, read_levels
 from plinth.plan import Plan
 from plinth.spec.yamltree import read_input
 

@@ -785,7 +785,8 @@ def _no_external_services(subjects, platform):
         spec = s.props.get("spec") or {}
         if s.kind == "Service" and str(spec.get("type", "")).lower() in EXPOSED_TYPES:
             yield s, f"a Service of type {spec['type']}", \
-                _values_key(values.get(s.release), lambda p, k, v: isinstance(v, str) and v.lower() == spec["type"].lower())
+                _values_key(values.get(s.release),
+                            lambda p, k, v, exposed=spec["type"]: isinstance(v, str) and v.lower() == exposed.lower())
         elif s.kind == "Ingress":
             yield s, "an Ingress: traffic enters through the platform Gateway only", \
                 _values_key(values.get(s.release), _enabled_under("ingress"))

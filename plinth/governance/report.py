@@ -94,7 +94,8 @@ def data_at_rest(plan: Plan, spec) -> dict:
                                                 else {})},
             "environment": spec.metadata.environment,
             "volumes": volumes, "databases": databases,
-            "releases": sorted(r.inputs.get("name", "") for r in plan.resources if r.type.endswith("helm.sh/v3:Release"))}
+            "releases": sorted(r.inputs.get("name", "") for r in plan.resources
+                               if r.type.endswith("helm.sh/v3:Release"))}
 
 
 def secrets(plan: Plan) -> list[dict]:
@@ -208,7 +209,8 @@ def markdown(report: dict) -> str:
         *_table(["gateway", "listener", "hostname", "protocol", "port"],
                 [[x["gateway"], x["listener"], x["hostname"], x["protocol"], x["port"]] for x in exp["listeners"]]),
         "",
-        *_table(["route", "hostnames", "backends"], [[r["route"], r["hostnames"], r["backends"]] for r in exp["routes"]]),
+        *_table(["route", "hostnames", "backends"],
+                [[r["route"], r["hostnames"], r["backends"]] for r in exp["routes"]]),
         "",
         "Every namespace below is default-deny; these are its policies:", "",
         *_table(["namespace", "network policies"], [[ns, names] for ns, names in exp["namespace_policies"].items()]),

@@ -115,7 +115,7 @@ def _repository_rules(model, at: tuple, spec: PlatformSpec) -> Iterator[Violatio
     by_name = spec.network.cilium.enabled and facts.in_object_store(repository)
     if not repository:
         if facts.cloud and not by_name and not model.repository_cidrs:
-            yield Violation((*at, "modelRepository"), f"the model's pods cannot reach the models bucket: team "
+            yield Violation((*at, "modelRepository"), "the model's pods cannot reach the models bucket: team "
                             "namespaces are default-deny for egress", "model-repository-egress",
                             "enable network.cilium (egress to the object store by name), or set repositoryCidrs")
         return
@@ -713,8 +713,6 @@ def _declared_networks(spec: PlatformSpec) -> Iterator[tuple[tuple, str, str]]:
 
 
 def load_balancer_rules(spec: PlatformSpec) -> Iterator[Violation]:
-    import ipaddress
-
     lb, at, target = spec.network.load_balancer, ("network", "loadBalancer"), spec.target
     cilium = spec.network.cilium
     if target.type == "existing":
