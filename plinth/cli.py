@@ -14,12 +14,15 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from plinth.plan import plural
 from plinth.spec.errors import SpecError, SpecInvalid
+
+if TYPE_CHECKING:  # the commands import the spec lazily (a quick --help)
+    from plinth.spec.models import PlatformSpec
 
 app = typer.Typer(
     add_completion=False,
@@ -132,7 +135,7 @@ def _provenance(source: str):
     return Provenance.of(path if path.is_file() else project_dir() / path)
 
 
-def _plan_spec(spec, source: str, stack: str | None, stage: str = "platform"):
+def _plan_spec(spec: PlatformSpec, source: str, stack: str | None, stage: str = "platform"):
     from plinth.engine.offline import plan
 
     started = time.perf_counter()
@@ -239,7 +242,7 @@ def render(
          f"({plural(objects, 'object')} from {plural(sum(bool(i.objects) for i in rendered), 'chart')})")
 
 
-def _render_charts(result, spec, directory: Path | None):
+def _render_charts(result, spec: PlatformSpec, directory: Path | None):
     """Every chart of the plan rendered (render and check alike): progress on a terminal, and values the chart
     rejects are bad input naming their spec key (exit 2)."""
     from plinth.engine.charts import ChartRejected, render_charts
@@ -275,7 +278,7 @@ def _values_key(rejected) -> str:
     return rejected.key
 
 
-def _local_source(spec) -> Path | None:
+def _local_source(spec: PlatformSpec) -> Path | None:
     """The spec's chart source when it is a directory (decided where the program decides it)."""
     from plinth.context import PlatformContext
     from plinth.modules.helm import source_kind

@@ -9,6 +9,7 @@ from plinth.catalog import ImageRef
 from plinth.context import ISSUER, PlatformContext, resource_name
 from plinth.modules.helm import HelmService
 from plinth.service import Peer
+from plinth.spec import models
 from plinth.vocabulary import HTTP_LISTENER, gateway_parent_ref
 
 SELF_SIGNED = "plinth-selfsigned"
@@ -24,11 +25,11 @@ class CertManager(HelmService):
     spec_path = ("certificates", "certManager")
 
     @classmethod
-    def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def ingress(cls, block: models.CertManager, ctx: PlatformContext) -> tuple[Peer, ...]:
         return (cls.webhook(10250),)  # the webhook's securePort
 
     @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+    def owned_values(cls, block: models.CertManager, ctx: PlatformContext) -> dict:
         replicas = 2 if ctx.prod_like else 1
         # The chart composes <imageRegistry>/<imageNamespace>/<name>: the mirror rule keeps the path.
         upstream = ImageRef.parse(cls.chart().images[0])
@@ -46,7 +47,8 @@ class CertManager(HelmService):
             "prometheus": {"enabled": ctx.monitoring, "servicemonitor": {"enabled": ctx.monitoring}},
         }
 
-    def objects(self, name: str, block, ctx: PlatformContext, after: pulumi.ResourceOptions) -> None:
+    def objects(self, name: str, block: models.CertManager, ctx: PlatformContext,
+                after: pulumi.ResourceOptions) -> None:
         issuer = block.issuer
         if issuer.type == "selfSigned":
             # A self-signed root issues the platform CA; the CA issuer signs everything else.

@@ -20,6 +20,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.modules.cluster.facts import TargetFacts, target_facts
+from plinth.spec.models import PlatformSpec
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class TargetArgs:
     """network.loadBalancer.public: the Gateway's load balancer is internet-facing (eks: public subnets for it)."""
 
     @classmethod
-    def from_spec(cls, spec) -> TargetArgs:
+    def from_spec(cls, spec: PlatformSpec) -> TargetArgs:
         return cls(spec.target, spec.metadata.name, spec.metadata.environment, spec.metadata.cost_center,
                    spec.kubernetes.version, spec.rbac.platform_admin_group, target_facts(spec),
                    spec.network.load_balancer.public)

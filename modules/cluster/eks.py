@@ -26,6 +26,7 @@ from plinth.modules.cluster import (
 from plinth.modules.cluster.autoscaler import NODE_TEMPLATE, node_template_tags
 from plinth.modules.cluster.facts import BUCKET_PURPOSES, Identity, TargetFacts
 from plinth.modules.gpu import GPU_RESOURCE
+from plinth.spec.models import EksTarget
 
 LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 """Every control-plane log, to CloudWatch."""
@@ -52,6 +53,7 @@ AUTOSCALER_READ_ACTIONS = (
     "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplateVersions",
     "ec2:GetInstanceTypesFromInstanceRequirements", "eks:DescribeNodegroup",
 )
+
 """Cluster Autoscaler's read-only calls (its AWS provider's documented policy); describe calls take no resource."""
 AUTOSCALER_SCALE_ACTIONS = ("autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup")
 """The calls that change a node group: allowed only on groups tagged as this cluster's."""
@@ -197,7 +199,7 @@ class EksCluster(Target):
 
     # --- parts ------------------------------------------------------------------------------------------
 
-    def _nat(self, name, spec, prefix, vpc, public_cidrs, private_tables, prod_like, public_load_balancer,
+    def _nat(self, name, spec: EksTarget, prefix, vpc, public_cidrs, private_tables, prod_like, public_load_balancer,
              child) -> None:
         """An internet gateway for NAT: NAT gateways in public subnets (one per zone in staging and prod, one in
         dev); the public subnets hold a load balancer only when the spec makes the Gateway public (with its
@@ -225,7 +227,7 @@ class EksCluster(Target):
                           destination_cidr_block="0.0.0.0/0", nat_gateway_id=nats[min(index, len(nats) - 1)].id,
                           opts=child)
 
-    def _interface_endpoints(self, name, spec, prefix, vpc, private_subnets, child) -> None:
+    def _interface_endpoints(self, name, spec: EksTarget, prefix, vpc, private_subnets, child) -> None:
         """No internet: the AWS APIs through interface endpoints in the node subnets (HTTPS from the VPC)."""
         group = aws.ec2.SecurityGroup(
             f"{name}-endpoints", vpc_id=vpc.id, description="HTTPS from the VPC to AWS interface endpoints",

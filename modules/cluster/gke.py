@@ -12,6 +12,7 @@ import pulumi_gcp as gcp
 from plinth.governance.policies import GCP_PUBLIC_ENDPOINT_REASON
 from plinth.modules.cluster import Target, TargetArgs, exec_kubeconfig, kubernetes_provider, pool_labels, pool_taints
 from plinth.modules.cluster.facts import BUCKET_PURPOSES, Identity, TargetFacts, bounded_name
+from plinth.spec.models import GkeTarget
 
 NODE_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter", "roles/artifactregistry.reader")
 """The nodes' service account: logs, metrics and images, nothing else (never the default compute account)."""
@@ -122,7 +123,7 @@ class GkeCluster(Target):
         self.api_server = (endpoint, 443)
         self.register_outputs({"cluster": self.cluster.name, "endpoint": endpoint})
 
-    def _node_pool(self, name, pool, spec, account, child) -> gcp.container.NodePool:
+    def _node_pool(self, name, pool, spec: GkeTarget, account, child) -> gcp.container.NodePool:
         """A node pool of private nodes on Workload Identity; a GPU pool carries the GPU taint and label."""
         labels = pool_labels(pool)
         accelerators = None

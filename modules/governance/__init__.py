@@ -20,6 +20,7 @@ from plinth.context import PlatformContext, resource_name
 from plinth.governance.policies import LEDGER_NAME, LEDGER_NAMESPACE
 from plinth.objects import children, namespace, platform_ingress
 from plinth.service import PlatformService
+from plinth.spec.models import PlatformSpec
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class LedgerArgs:
     """In air-gap mode, the hosts inside the perimeter (plinth.spec.rules.perimeter_hosts)."""
 
 
-def spec_hash(spec) -> str:
+def spec_hash(spec: PlatformSpec) -> str:
     canonical = json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -40,11 +41,11 @@ class Ledger(PlatformService):
     """plinth:governance:Ledger."""
 
     @classmethod
-    def enabled(cls, spec) -> bool:
+    def enabled(cls, spec: PlatformSpec) -> bool:
         return True
 
     @classmethod
-    def block(cls, spec) -> LedgerArgs:
+    def block(cls, spec: PlatformSpec) -> LedgerArgs:
         from plinth.spec.rules import perimeter_hosts
 
         mirror = spec.airgap.mirror.registry if spec.airgap.enabled and spec.airgap.mirror else None

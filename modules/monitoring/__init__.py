@@ -12,6 +12,7 @@ from plinth.modules.helm import HelmService
 from plinth.modules.monitoring.dashboards import platform_overview, tenancy_quotas
 from plinth.objects import namespace, pull_secret, stack_secret
 from plinth.service import Peer
+from plinth.spec import models
 
 GRAFANA_ADMIN_SECRET = "grafana-admin"
 RECEIVERS_SECRET = "alertmanager-receivers"
@@ -92,7 +93,7 @@ class Monitoring(HelmService):
     pod_security = "restricted"
 
     @classmethod
-    def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def ingress(cls, block: models.Monitoring, ctx: PlatformContext) -> tuple[Peer, ...]:
         peers = [cls.webhook(10250)]  # the operator's admission webhook (PrometheusRule, AlertmanagerConfig)
         if ctx.prod_like:
             # CloudNativePG's operator reaches Grafana's database instances (manager 8000, PostgreSQL 5432).
@@ -100,13 +101,13 @@ class Monitoring(HelmService):
         return tuple(peers)
 
     @classmethod
-    def airgap_egress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def airgap_egress(cls, block: models.Monitoring, ctx: PlatformContext) -> tuple[Peer, ...]:
         # Prometheus scrapes what listens on the nodes' own addresses (Cilium's identities host and remote-node).
         ports = tuple(sorted(NODE_SCRAPE_PORTS.values()))
         return Peer("host", ports=ports, entity="host"), Peer("remote-node", ports=ports, entity="remote-node")
 
     @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+    def owned_values(cls, block: models.Monitoring, ctx: PlatformContext) -> dict:
         prometheus = block.prometheus_replicas or (2 if ctx.prod_like else 1)
         alertmanager = block.alertmanager.replicas or (3 if ctx.prod_like else 1)
         selectors = {f"{kind}SelectorNilUsesHelmValues": False
@@ -144,16 +145,16 @@ class Monitoring(HelmService):
         return values
 
     @classmethod
-    def tenant_ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def tenant_ingress(cls, block: models.Monitoring, ctx: PlatformContext) -> tuple[Peer, ...]:
         # Prometheus scrapes team workloads' ServiceMonitors.
         return (Peer("monitoring", cls.chart().namespace),)
 
     @classmethod
-    def images(cls, block, ctx: PlatformContext) -> tuple[str, ...]:
+    def images(cls, block: models.Monitoring, ctx: PlatformContext) -> tuple[str, ...]:
         # With cert-manager the admission webhook needs no certgen Jobs.
         return tuple(i for i in cls.chart().images if not (ctx.cert_manager and "kube-webhook-certgen" in i))
 
-    def prerequisites(self, name: str, block, ctx: PlatformContext,
+    def prerequisites(self, name: str, block: models.Monitoring, ctx: PlatformContext,
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         ns = self.chart().namespace
         # node-exporter's namespace, privileged, before the release that renders the DaemonSet into it.

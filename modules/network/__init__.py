@@ -15,6 +15,8 @@ from plinth.modules.cluster.differences import cilium_operator_image, cilium_val
 from plinth.modules.helm import HelmService, merge_values
 from plinth.objects import children, namespace
 from plinth.service import Peer, PlatformService
+from plinth.spec import models
+from plinth.spec.models import PlatformSpec
 from plinth.vocabulary import (
     GATEWAY_NAME,
     HTTP_LISTENER,
@@ -68,7 +70,7 @@ class Cilium(HelmService):
     pod_security = "privileged"
 
     @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+    def owned_values(cls, block: models.Cilium, ctx: PlatformContext) -> dict:
         images = _images()
         monitor = {"serviceMonitor": {"enabled": ctx.monitoring, "trustCRDsExist": ctx.monitoring}}
         values: dict = {
@@ -122,7 +124,7 @@ class Cilium(HelmService):
         return values
 
     @classmethod
-    def images(cls, block, ctx: PlatformContext) -> tuple[str, ...]:
+    def images(cls, block: models.Cilium, ctx: PlatformContext) -> tuple[str, ...]:
         # One operator build (the target's IPAM); node-init only where the target needs it (GKE).
         images, operator = _images(), cilium_operator_image(ctx.target)
         skip = {name for name in images if name.startswith("operator-") and name != operator}
@@ -149,7 +151,7 @@ class PlatformGatewayArgs:
     """The platform issuer is ACME: the Gateway also listens on port 80 for its HTTP-01 challenges."""
 
 
-def platform_hosts(spec) -> tuple[tuple[str, str], ...]:
+def platform_hosts(spec: PlatformSpec) -> tuple[tuple[str, str], ...]:
     """(namespace, host name) of the platform services with a host name on the Gateway (Harbor, the index)."""
     hosts = []
     if spec.registry.harbor.enabled and spec.registry.harbor.hostname:
@@ -255,12 +257,12 @@ class PlatformGateway(PlatformService):
     """
 
     @staticmethod
-    def enabled(spec) -> bool:
+    def enabled(spec: PlatformSpec) -> bool:
         cilium = spec.network.cilium
         return cilium.enabled and (cilium.hubble or cilium.gateway_api)
 
     @staticmethod
-    def block(spec) -> PlatformGatewayArgs:
+    def block(spec: PlatformSpec) -> PlatformGatewayArgs:
         certs = spec.certificates.cert_manager
         return PlatformGatewayArgs(spec.network.cilium, spec.network.gateway, platform_hosts(spec),
                                    spec.serving.hostname, spec.network.load_balancer,

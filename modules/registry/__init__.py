@@ -25,6 +25,7 @@ from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import stack_secret
 from plinth.service import Peer
+from plinth.spec.models import PlatformSpec
 from plinth.vocabulary import gateway_parent_ref, platform_listener
 
 ADMIN_SECRET = "harbor-admin"
@@ -135,11 +136,11 @@ class Harbor(HelmService):
     pod_security = "restricted"
 
     @classmethod
-    def enabled(cls, spec) -> bool:
+    def enabled(cls, spec: PlatformSpec) -> bool:
         return spec.registry.harbor.enabled
 
     @classmethod
-    def block(cls, spec) -> HarborArgs:
+    def block(cls, spec: PlatformSpec) -> HarborArgs:
         harbor, cilium = spec.registry.harbor, spec.network.cilium
         storage_class = harbor.storage_class or ("longhorn" if spec.storage.longhorn.enabled else "")
         return HarborArgs(harbor, cilium.enabled and cilium.gateway_api, storage_class)

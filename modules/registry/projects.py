@@ -15,6 +15,7 @@ import pulumiverse_harbor as harbor
 from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
 from plinth.service import PlatformService
+from plinth.spec.models import PlatformSpec
 
 # Least privilege per team role: engineers push and pull, data scientists pull, viewers
 # see artifacts and their scan results only.
@@ -31,7 +32,7 @@ class HarborProjectsArgs:
     """The spec's teams (name and groups)."""
 
 
-def harbor_url(spec) -> str:
+def harbor_url(spec: PlatformSpec) -> str:
     block = spec.registry.harbor
     if block.hostname:
         return f"https://{block.hostname}"
@@ -43,11 +44,11 @@ class HarborProjects(PlatformService):
     """Harbor's side of every team (plinth:registry:HarborProjects)."""
 
     @classmethod
-    def enabled(cls, spec) -> bool:
+    def enabled(cls, spec: PlatformSpec) -> bool:
         return spec.registry.harbor.enabled
 
     @classmethod
-    def block(cls, spec) -> HarborProjectsArgs:
+    def block(cls, spec: PlatformSpec) -> HarborProjectsArgs:
         return HarborProjectsArgs(harbor_url(spec), spec.registry.harbor.group_type, spec.teams)
 
     def __init__(self, name: str, args: HarborProjectsArgs, ctx: PlatformContext,

@@ -12,6 +12,7 @@ from plinth.modules.certs import certificate
 from plinth.modules.cluster.facts import VAULT_SERVICE_ACCOUNT, TargetFacts
 from plinth.modules.helm import HelmService, image_values
 from plinth.service import Peer
+from plinth.spec import models
 
 TLS_SECRET = "vault-server-tls"
 TLS_DIR = f"/vault/userconfig/{TLS_SECRET}"
@@ -52,7 +53,7 @@ def _seal(unseal, target: TargetFacts) -> str:
     return ""
 
 
-def server_config(block, service: str, namespace: str, target: TargetFacts = TargetFacts()) -> str:
+def server_config(block: models.Vault, service: str, namespace: str, target: TargetFacts = TargetFacts()) -> str:
     """Vault's HCL: TLS listener, raft (HA) or file storage, Kubernetes service registration, telemetry."""
     tls = f'  tls_cert_file = "{TLS_DIR}/tls.crt"\n  tls_key_file = "{TLS_DIR}/tls.key"\n'
     # The API listener (teams, the secrets operator) answers /v1/sys/metrics only to a token allowed to read
@@ -92,14 +93,14 @@ class Vault(HelmService):
     awaits_readiness = False
 
     @classmethod
-    def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def ingress(cls, block: models.Vault, ctx: PlatformContext) -> tuple[Peer, ...]:
         peers = [cls.webhook(8080)]  # the agent injector
         if block.secrets_operator:
             peers.append(Peer("secrets-operator", CHARTS["vault-secrets-operator"].namespace, (API_PORT,)))
         return tuple(peers)
 
     @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+    def owned_values(cls, block: models.Vault, ctx: PlatformContext) -> dict:
         chart = cls.chart()
         server, injector = chart.images
         config = server_config(block, chart.name, chart.namespace, ctx.target)
@@ -142,10 +143,10 @@ class Vault(HelmService):
         }
 
     @classmethod
-    def tenant_egress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def tenant_egress(cls, block: models.Vault, ctx: PlatformContext) -> tuple[Peer, ...]:
         return (Peer("vault", cls.chart().namespace, (API_PORT,)),)
 
-    def objects(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+    def objects(self, name: str, block: models.Vault, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
         if not ctx.monitoring:
             return
         chart = self.chart()
@@ -169,7 +170,7 @@ class Vault(HelmService):
                                                "serverName": f"{chart.name}.{chart.namespace}.svc"}}]},
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[service])))
 
-    def prerequisites(self, name: str, block, ctx: PlatformContext,
+    def prerequisites(self, name: str, block: models.Vault, ctx: PlatformContext,
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         chart = self.chart()
         service, ns = chart.name, chart.namespace

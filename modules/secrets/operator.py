@@ -20,6 +20,8 @@ from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.certs import certificate
 from plinth.modules.helm import HelmService, image_values
+from plinth.spec import models
+from plinth.spec.models import PlatformSpec, Team
 
 KV_MOUNT = "teams"
 """The KV v2 mount holding every team's secrets, one path per team."""
@@ -75,16 +77,16 @@ class VaultSecretsOperator(HelmService):
     spec_path = ("secrets", "vault")
 
     @classmethod
-    def enabled(cls, spec) -> bool:
+    def enabled(cls, spec: PlatformSpec) -> bool:
         vault = spec.secrets.vault
         return vault.enabled and vault.secrets_operator
 
     @classmethod
-    def user_values(cls, block) -> dict:
+    def user_values(cls, block: models.Vault) -> dict:
         return {}  # `secrets.vault.values` are Vault's
 
     @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+    def owned_values(cls, block: models.Vault, ctx: PlatformContext) -> dict:
         manager, proxy = cls.chart().images
         return {
             "controller": {
@@ -107,14 +109,15 @@ class VaultSecretsOperator(HelmService):
             "telemetry": {"serviceMonitor": {"enabled": ctx.monitoring}},
         }
 
-    def prerequisites(self, name: str, block, ctx: PlatformContext,
+    def prerequisites(self, name: str, block: models.Vault, ctx: PlatformContext,
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         # A client certificate from the platform CA: its Secret carries ca.crt, the CA Vault's listener uses.
         ns = self.chart().namespace
         return [certificate(resource_name(name, "vault-ca"), ctx.metadata(CA_SECRET, name, namespace=ns),
                             CA_SECRET, [f"{self.chart().name}.{ns}.svc"], ["client auth"], opts)]
 
-    def team_objects(self, name: str, block, ctx: PlatformContext, team, opts: pulumi.ResourceOptions) -> None:
+    def team_objects(self, name: str, block: models.Vault, ctx: PlatformContext, team: Team,
+                     opts: pulumi.ResourceOptions) -> None:
         access = TeamVaultAccess(team.name)
         meta = dict(namespace=team.name, team=team.name, cost_center=team.cost_center)
         account = k8s.core.v1.ServiceAccount(

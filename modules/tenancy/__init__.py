@@ -13,6 +13,7 @@ from plinth.modules.tenancy.roles import PLATFORM_ADMIN, TEAM_ROLES, platform_ad
 from plinth.objects import children, network_policy, peer_policy, pull_secret
 from plinth.objects import namespace as platform_namespace
 from plinth.service import Peer
+from plinth.spec import models
 
 COMPONENT = "tenancy"
 
@@ -66,7 +67,7 @@ class Team(pulumi.ComponentResource):
 
     namespace: pulumi.Output[str]
 
-    def __init__(self, name: str, team, args: TenancyArgs, ctx: PlatformContext,
+    def __init__(self, name: str, team: models.Team, args: TenancyArgs, ctx: PlatformContext,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("plinth:tenancy:Team", name, None, opts)
         ns_name = team.name

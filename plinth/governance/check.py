@@ -10,6 +10,7 @@ from pathlib import Path
 from plinth.engine.charts import HELM_RELEASE, Rendered
 from plinth.governance.policies import CLUSTER_SCOPED, MANDATORY, Policy, Subject, Violation, evaluate, read_levels
 from plinth.plan import Plan
+from plinth.spec.models import PlatformSpec
 from plinth.spec.yamltree import read_input
 
 
@@ -80,7 +81,7 @@ def as_json(results: list[Result]) -> str:
     } for r in results], indent=2) + "\n"
 
 
-def with_locations(results: list[Result], spec, tree) -> list[Result]:
+def with_locations(results: list[Result], spec: PlatformSpec, tree) -> list[Result]:
     """Each violation naming a release's values key, with the spec key and file:line:col that set it (when the
     key is the spec's `values` escape hatch; a key Plinth sets is named without a place)."""
     from dataclasses import replace

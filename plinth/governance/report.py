@@ -19,6 +19,7 @@ from plinth.governance.check import Result
 from plinth.governance.policies import SECRET_SOURCE
 from plinth.plan import Plan, write_output
 from plinth.provenance import Provenance
+from plinth.spec.models import PlatformSpec
 
 FORMAT = "plinth.dev/compliance-report/v1"
 SECTIONS = ("access", "exposure", "data", "inventory", "secrets", "policies")
@@ -83,7 +84,7 @@ def exposure(plan: Plan) -> dict:
             "namespace_policies": {ns: sorted(names) for ns, names in sorted(allows.items())}}
 
 
-def data_at_rest(plan: Plan, spec) -> dict:
+def data_at_rest(plan: Plan, spec: PlatformSpec) -> dict:
     volumes = [{"claim": _name(c), "size": ((c.get("spec") or {}).get("resources") or {}).get("requests", {})
                 .get("storage"), "storageClass": (c.get("spec") or {}).get("storageClassName") or "(default)"}
                for c in _objects(plan, "PersistentVolumeClaim")]
@@ -105,7 +106,8 @@ def secrets(plan: Plan) -> list[dict]:
                    for s in _objects(plan, "Secret")), key=lambda s: s["secret"])
 
 
-def build_report(plan: Plan, spec, provenance: Provenance | None, results: list[Result], inventory) -> dict:
+def build_report(plan: Plan, spec: PlatformSpec, provenance: Provenance | None, results: list[Result],
+                 inventory) -> dict:
     from plinth.modules.governance import spec_hash
 
     return {
