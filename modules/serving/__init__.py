@@ -28,6 +28,8 @@ from plinth.modules.gpu import GPU_RESOURCE, gpu_node_selector, gpu_toleration
 from plinth.modules.monitoring import DASHBOARD_LABEL
 from plinth.objects import children, network_policy, peer_policy
 from plinth.service import Peer, PlatformService
+from plinth.spec import models
+from plinth.spec.models import PlatformSpec
 from plinth.vocabulary import SERVING_LISTENER, gateway_parent_ref
 
 TRACK_LABEL = "plinth.dev/track"
@@ -97,22 +99,22 @@ class ServingArgs:
 # --- names ----------------------------------------------------------------------------------------
 
 
-def tracks(model) -> list[tuple[str, Any]]:
+def tracks(model: models.Model) -> list[tuple[str, Any]]:
     """(track, release) of every release the model runs, stable first."""
     return [(track, release) for track, release in
             (("stable", model.stable), ("canary", model.canary), ("shadow", model.shadow)) if release]
 
 
-def deployment_name(model, track: str) -> str:
+def deployment_name(model: models.Model, track: str) -> str:
     return f"{model.name}-{track}"
 
 
-def service_name(model, track: str) -> str:
+def service_name(model: models.Model, track: str) -> str:
     """Stable keeps the model's own name: the in-cluster address clients use (`<model>.<team>.svc`)."""
     return model.name if track == "stable" else f"{model.name}-{track}"
 
 
-def selector(model, ctx: PlatformContext, track: str | None = None) -> dict[str, str]:
+def selector(model: models.Model, ctx: PlatformContext, track: str | None = None) -> dict[str, str]:
     """The model's pods (of one track); immutable in a Deployment, so nothing version-dependent."""
     labels = {"app.kubernetes.io/instance": ctx.platform, MODEL_LABEL: model.name}
     if track:
@@ -120,12 +122,12 @@ def selector(model, ctx: PlatformContext, track: str | None = None) -> dict[str,
     return labels
 
 
-def model_labels(model, track: str, release) -> dict[str, str]:
+def model_labels(model: models.Model, track: str, release: models.Release) -> dict[str, str]:
     return {"app.kubernetes.io/name": model.name, "app.kubernetes.io/version": release.tag,
             MODEL_LABEL: model.name, TRACK_LABEL: track}
 
 
-def route_prefix(model) -> str:
+def route_prefix(model: models.Model) -> str:
     """The model's path on the serving host name: /<team>/<model> (team first, as namespaces own models)."""
     return f"/{model.team}/{model.name}"
 
@@ -133,7 +135,7 @@ def route_prefix(model) -> str:
 # --- the server -----------------------------------------------------------------------------------
 
 
-def model_repository(model, ctx: PlatformContext) -> str:
+def model_repository(model: models.Model, ctx: PlatformContext) -> str:
     """A Triton model's repositories: the spec's, or on a cloud target the team's prefix of the models bucket
     (s3:// or gs://<prefix>-models/<team>/<model>), which the team's workload identity may read."""
     if model.model_repository:
@@ -141,7 +143,7 @@ def model_repository(model, ctx: PlatformContext) -> str:
     return f"{ctx.target.bucket_url('models')}/{model.team}/{model.name}"
 
 
-def user_provided(model, ctx: PlatformContext) -> tuple[str, ...]:
+def user_provided(model: models.Model, ctx: PlatformContext) -> tuple[str, ...]:
     """The objects of the team's namespace a model's pods use that the spec says the team creates (Kind/name):
     its repository's claim and its credentials Secret."""
     provided = []
@@ -152,7 +154,7 @@ def user_provided(model, ctx: PlatformContext) -> tuple[str, ...]:
     return tuple(provided)
 
 
-def repository_path(repository: str, release) -> str:
+def repository_path(repository: str, release: models.Release) -> str:
     """The release's Triton model repository: <repository>/<version> (a PVC path under /models)."""
     scheme, _, rest = repository.partition("://")
     if scheme == "pvc":
@@ -161,7 +163,7 @@ def repository_path(repository: str, release) -> str:
     return f"{repository.rstrip('/')}/{release.version}"
 
 
-def triton_args(repository: str, release) -> list[str]:
+def triton_args(repository: str, release: models.Release) -> list[str]:
     """`tritonserver` arguments: the release's repository, every model in it loaded at start and nothing
     loaded or unloaded behind the Deployment's back (explicit control, no polling)."""
     ports = dict(RUNTIMES["triton"].ports)
@@ -179,14 +181,14 @@ def triton_args(repository: str, release) -> list[str]:
     ]
 
 
-def image(model, release, ctx: PlatformContext) -> str:
+def image(model: models.Model, release: models.Release, ctx: PlatformContext) -> str:
     if model.runtime == "triton":
         return mirror_image(IMAGES["tritonserver"], ctx.mirror_registry)
     # The user's own Bento, already in the mirror in air-gap mode (rule airgap-mirror-only).
     return f"{model.image}:{release.version}"
 
 
-def probes(model) -> dict[str, dict]:
+def probes(model: models.Model) -> dict[str, dict]:
     """startupProbe sized for model load (startupSeconds), then liveness and readiness."""
     runtime = RUNTIMES[model.runtime]
 
@@ -201,7 +203,7 @@ def probes(model) -> dict[str, dict]:
     }
 
 
-def resources(model) -> dict:
+def resources(model: models.Model) -> dict:
     """Requests equal to limits (Guaranteed QoS; the quota rule sums exactly these); GPUs as limits."""
     limits = {"cpu": model.cpu, "memory": model.memory}
     if model.gpu:
@@ -209,7 +211,7 @@ def resources(model) -> dict:
     return {"requests": {"cpu": model.cpu, "memory": model.memory}, "limits": limits}
 
 
-def pod_spec(model, track: str, release, ctx: PlatformContext) -> dict:
+def pod_spec(model: models.Model, track: str, release: models.Release, ctx: PlatformContext) -> dict:
     runtime = RUNTIMES[model.runtime]
     mounts = [{"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict] = [{"name": "tmp", "emptyDir": {}}]
@@ -271,7 +273,8 @@ def pod_spec(model, track: str, release, ctx: PlatformContext) -> dict:
     return pod
 
 
-def deployment_spec(model, track: str, release, ctx: PlatformContext, labels: dict) -> dict:
+def deployment_spec(model: models.Model, track: str, release: models.Release, ctx: PlatformContext,
+                    labels: dict) -> dict:
     # A GPU model rolls one pod at a time without a surge pod: the quota holds exactly its GPUs.
     strategy = {"maxSurge": 0, "maxUnavailable": 1} if model.gpu else {"maxSurge": 1, "maxUnavailable": 0}
     return {
@@ -284,11 +287,11 @@ def deployment_spec(model, track: str, release, ctx: PlatformContext, labels: di
     }
 
 
-def autoscaled(model, track: str) -> bool:
+def autoscaled(model: models.Model, track: str) -> bool:
     return track == "stable" and model.autoscaling.enabled
 
 
-def deployment_options(model, track: str, opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
+def deployment_options(model: models.Model, track: str, opts: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
     """The autoscaler owns the stable replica count: `spec.replicas` is left out of the diff, so a drift
     preview (`pulumi preview --expect-no-changes`) stays clean while it scales."""
     if not autoscaled(model, track):
@@ -296,7 +299,7 @@ def deployment_options(model, track: str, opts: pulumi.ResourceOptions) -> pulum
     return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(ignore_changes=["spec.replicas"]))
 
 
-def autoscaler_spec(model) -> dict:
+def autoscaler_spec(model: models.Model) -> dict:
     scaling = model.autoscaling
     return {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment_name(model, "stable")},
@@ -312,7 +315,7 @@ def autoscaler_spec(model) -> dict:
 # --- the route --------------------------------------------------------------------------------------
 
 
-def backend_refs(model) -> list[dict]:
+def backend_refs(model: models.Model) -> list[dict]:
     """The canary split, exactly: canary weight W -> stable 100-W, canary W."""
     port = RUNTIMES[model.runtime].http_port
     if not model.canary:
@@ -322,7 +325,7 @@ def backend_refs(model) -> list[dict]:
             {"name": service_name(model, "canary"), "port": port, "weight": weight}]
 
 
-def route_spec(model, hostname: str) -> dict:
+def route_spec(model: models.Model, hostname: str) -> dict:
     """ONE HTTPRoute per model on the platform Gateway: /<team>/<model>/... rewritten to the runtime's own
     paths, weighted to stable and canary, mirrored to the shadow; then per track the same paths with the
     header `x-plinth-track: <track>`, to that track's Service alone."""
@@ -370,7 +373,7 @@ def route_spec(model, hostname: str) -> dict:
 # --- monitoring -----------------------------------------------------------------------------------
 
 
-def monitor_spec(model, ctx: PlatformContext) -> dict:
+def monitor_spec(model: models.Model, ctx: PlatformContext) -> dict:
     """Scrape every track's Service; the pod's model and track become labels plinth_model and plinth_track
     (Triton's own metrics already carry `model`: the repository's model name)."""
     return {
@@ -390,11 +393,11 @@ def monitor_spec(model, ctx: PlatformContext) -> dict:
     }
 
 
-def _selector(model, tracks_re: str, extra: str = "") -> str:
+def _selector(model: models.Model, tracks_re: str, extra: str = "") -> str:
     return f'namespace="{model.team}",plinth_model="{model.name}",plinth_track=~"{tracks_re}"{extra}'
 
 
-def error_ratio(model, tracks_re: str = "stable|canary") -> str:
+def error_ratio(model: models.Model, tracks_re: str = "stable|canary") -> str:
     """Failed / all requests over 5 minutes (a series that has not appeared yet counts as no failures)."""
     sel = _selector(model, tracks_re)
     if model.runtime == "triton":
@@ -407,7 +410,7 @@ def error_ratio(model, tracks_re: str = "stable|canary") -> str:
     return f"(({bad} or vector(0)) / {every})"
 
 
-def request_rate(model, by: str = "plinth_track") -> str:
+def request_rate(model: models.Model, by: str = "plinth_track") -> str:
     sel = _selector(model, "stable|canary|shadow")
     if model.runtime == "triton":
         return (f"sum by ({by}) (rate(nv_inference_request_success{{{sel}}}[5m])) + "
@@ -415,7 +418,7 @@ def request_rate(model, by: str = "plinth_track") -> str:
     return f"sum by ({by}) (rate(bentoml_service_request_total{{{sel}}}[5m]))"
 
 
-def p95_ms(model, tracks_re: str = "stable|canary", by: str = "") -> str:
+def p95_ms(model: models.Model, tracks_re: str = "stable|canary", by: str = "") -> str:
     """95th percentile latency in milliseconds: Triton's summary quantile (the worst pod: quantiles do not
     add up across pods), BentoML's histogram."""
     sel = _selector(model, tracks_re)
@@ -427,7 +430,7 @@ def p95_ms(model, tracks_re: str = "stable|canary", by: str = "") -> str:
             f"(rate(bentoml_service_request_duration_seconds_bucket{{{sel}}}[5m]))) * 1000)")
 
 
-def gpu_utilisation(model) -> str:
+def gpu_utilisation(model: models.Model) -> str:
     """DCGM's per-GPU utilisation of the model's pods. The exporter names the pod using each GPU; scraped
     through its Service those labels arrive as exported_namespace/exported_pod (honorLabels off) or as
     namespace/pod (honorLabels on): either matches."""
@@ -440,7 +443,7 @@ def _fraction(percent: float) -> str:
     return f"{percent / 100:g}"
 
 
-def alert_rules(model, args: ServingArgs) -> list[dict]:
+def alert_rules(model: models.Model, args: ServingArgs) -> list[dict]:
     """The model's alerts; every rule carries the label model=<name> (the served-model-reliability policy)."""
     slo = model.slo
 
@@ -520,11 +523,11 @@ class Serving(PlatformService):
     """Served models in their teams' namespaces, and the serving dashboard (plinth:serving:Serving)."""
 
     @classmethod
-    def enabled(cls, spec) -> bool:
+    def enabled(cls, spec: PlatformSpec) -> bool:
         return bool(spec.serving.models)
 
     @classmethod
-    def block(cls, spec) -> ServingArgs:
+    def block(cls, spec: PlatformSpec) -> ServingArgs:
         cilium = spec.network.cilium
         return ServingArgs(spec.serving, spec.monitoring.drift, cilium.enabled and cilium.gateway_api,
                            spec.gpu.operator.enabled and spec.monitoring.enabled and spec.monitoring.gpu_metrics)
@@ -560,14 +563,14 @@ class Serving(PlatformService):
             )
         self.register_outputs({})
 
-    def team_objects(self, name: str, block: ServingArgs, ctx: PlatformContext, team,
+    def team_objects(self, name: str, block: ServingArgs, ctx: PlatformContext, team: models.Team,
                      opts: pulumi.ResourceOptions) -> None:
         after = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=self._after))
         for model in block.serving.models:
             if model.team == team.name:
                 self._model(name, block, ctx, team, model, after)
 
-    def _model(self, name: str, block: ServingArgs, ctx: PlatformContext, team, model,
+    def _model(self, name: str, block: ServingArgs, ctx: PlatformContext, team: models.Team, model: models.Model,
                opts: pulumi.ResourceOptions) -> None:
         runtime = RUNTIMES[model.runtime]
 
@@ -625,7 +628,7 @@ class Serving(PlatformService):
                                   "rules": alert_rules(model, block)}]},
                 opts=opts)
 
-    def _policies(self, name: str, block: ServingArgs, ctx: PlatformContext, model, meta,
+    def _policies(self, name: str, block: ServingArgs, ctx: PlatformContext, model: models.Model, meta,
                   opts: pulumi.ResourceOptions) -> None:
         """Only the Gateway's proxies (on the HTTP port, with a route) and Prometheus (on the metrics port)
         reach the model's pods from outside the namespace; an object-store repository is their only way out."""
