@@ -213,7 +213,7 @@ def render(
     blueprint: BlueprintArg = None,
     stack: StackOpt = None,
     out: Annotated[Path, typer.Option(help="Directory for the manifests (created; earlier renders replaced).",
-                                      callback=_out_dir)] = ...,
+                                      callback=_out_dir)] = ...,  # type: ignore[assignment]  # typer: required
     charts: Annotated[Path | None, typer.Option(
         help="Directory chart source (DIR/charts/<name>-<version>.tgz, DIR/crds/<bundle>/) to render the real "
              "charts from. Default: the spec's charts.source when it is a directory.")] = None,
@@ -284,7 +284,7 @@ def _local_source(spec: PlatformSpec) -> Path | None:
     from plinth.modules.helm import source_kind
 
     source = PlatformContext.from_spec(spec).chart_source
-    return Path(source) if source_kind(source) == "directory" else None
+    return Path(source) if source_kind(source) == "directory" else None  # type: ignore[arg-type]  # a directory
 
 
 @app.command()
@@ -555,7 +555,9 @@ EditedBlueprintArg = Annotated[Path | None, typer.Argument(
 
 @canary_app.command("set")
 def canary_set(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: StackOpt = None,
-               weight: Annotated[int, typer.Option(help="Percent of the routed traffic, 0-100.")] = ...) -> None:
+               # `...`: typer's required option
+               weight: Annotated[int, typer.Option(help="Percent of the routed traffic, 0-100.")] = ...,  # type: ignore[assignment]
+               ) -> None:
     """Set the canary's traffic weight."""
     from plinth import canary
 

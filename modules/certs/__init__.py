@@ -75,8 +75,9 @@ class CertManager(HelmService):
             spec, opts = {"ca": {"secretName": issuer.ca_secret}}, after
         else:
             spec = {"acme": {
-                "server": issuer.acme.server,
-                "email": issuer.acme.email,
+                # An acme issuer has its acme block (validated).
+                "server": issuer.acme.server,  # type: ignore[union-attr]
+                "email": issuer.acme.email,  # type: ignore[union-attr]
                 "privateKeySecretRef": {"name": ACME_ACCOUNT_SECRET},
                 # The platform Gateway's port-80 listener (plinth:network:PlatformGateway adds it for ACME).
                 "solvers": [{"http01": {"gatewayHTTPRoute": {"parentRefs": [gateway_parent_ref(HTTP_LISTENER)]}}}],

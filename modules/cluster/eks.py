@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -285,7 +286,7 @@ class EksCluster(Target):
             objects = f"{bucket}/{path}/*" if path else f"{bucket}/*"
             actions = ["s3:GetObject"] if kind == "bucket-read" else \
                 ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
-            listing = {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket}
+            listing: dict[str, Any] = {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket}
             if path:
                 listing["Condition"] = {"StringLike": {"s3:prefix": [f"{path}/*"]}}
             document = _policy(listing, {"Effect": "Allow", "Action": actions, "Resource": objects})

@@ -101,8 +101,9 @@ class TargetFacts:
     def principal(self, identity: Identity) -> str:
         """The cloud principal a ServiceAccount's pods act as: an IAM role ARN or a service account e-mail."""
         if self.type == "eks":
-            partition = "aws-cn" if self.region.startswith("cn-") else \
-                "aws-us-gov" if self.region.startswith("us-gov-") else "aws"
+            region: str = self.region  # type: ignore[assignment]  # an eks target always has its region
+            partition = "aws-cn" if region.startswith("cn-") else \
+                "aws-us-gov" if region.startswith("us-gov-") else "aws"
             return f"arn:{partition}:iam::{self.project}:role/{self.role_name(identity)}"
         return f"{self.account_id(identity)}@{self.project}.iam.gserviceaccount.com"
 

@@ -443,11 +443,12 @@ class Feast(HelmService):
             secret = stack_secret(
                 resource_name(name, "redis-password"), ctx.metadata(REDIS_SECRET, name, namespace=NAMESPACE),
                 "plinth:feastRedisPassword",
-                {"password": pulumi.Output.secret(password).apply(checked_redis_password)}, opts)
+                {"password": pulumi.Output.secret(password).apply(checked_redis_password)},  # type: ignore[arg-type]  # Output[T] as Input[U]: mypy infers U=Never
+                opts)
             acl = stack_secret(
                 resource_name(name, "redis-acl"), ctx.metadata(REDIS_ACL_SECRET, name, namespace=NAMESPACE),
                 "derived from plinth:feastRedisPassword (SHA-256 of it and of each team's HMAC-SHA256 password)",
-                {"user.acl": pulumi.Output.secret(password).apply(
+                {"user.acl": pulumi.Output.secret(password).apply(  # type: ignore[arg-type]  # Output[T] as Input[U]: mypy infers U=Never
                     lambda pw: redis_acl(checked_redis_password(pw), ctx.platform, ctx.teams))}, opts)
             made += [secret, acl, *redis(name, block, ctx, pulumi.ResourceOptions.merge(
                 opts, pulumi.ResourceOptions(depends_on=[secret, acl])))]
@@ -474,8 +475,9 @@ class Feast(HelmService):
             waits.append(stack_secret(
                 resource_name(name, team.name, "redis"), ctx.metadata(f"{server}-redis", name, namespace=NAMESPACE),
                 "derived from plinth:feastRedisPassword (HMAC-SHA256 per team)",
-                {"password": pulumi.Output.secret(seed).apply(
-                    lambda pw, team=team.name: team_redis_password(pw, ctx.platform, team))}, opts))
+                {"password": pulumi.Output.secret(seed).apply(  # type: ignore[arg-type]  # Output[T] as Input[U]: mypy infers U=Never
+                    lambda pw, team=team.name: team_redis_password(pw, ctx.platform, team))},  # type: ignore[misc]
+                opts))
         image = str(_mirrored(self.chart().images[0], ctx))
         spec = team_server_spec(block, ctx, team.name, image)
         k8s.apps.v1.Deployment(resource_name(name, team.name, "server"), metadata=meta, spec=spec,

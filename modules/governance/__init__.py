@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -58,7 +59,7 @@ class Ledger(PlatformService):
         ns = namespace(name, LEDGER_NAMESPACE, name, ctx, child)
         in_ns = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[ns]))
         platform_ingress(name, LEDGER_NAMESPACE, name, (), ctx, in_ns)
-        facts = {"platform": ctx.platform, "environment": ctx.environment, "mirror": args.mirror}
+        facts: dict[str, Any] = {"platform": ctx.platform, "environment": ctx.environment, "mirror": args.mirror}
         if args.perimeter:
             facts["perimeter"] = list(args.perimeter)
         catalog = {"charts": {key: f"{chart.name} {chart.version}" for key, chart in sorted(CHARTS.items())},

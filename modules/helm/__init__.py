@@ -94,12 +94,13 @@ def release_chart_args(chart: Chart, source: str | None) -> dict:
         return {"chart": chart.name, "version": chart.version,
                 "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo)}
     if kind == "oci":
-        return {"chart": f"{source.rstrip('/')}/{chart.name}", "version": chart.version}
+        return {"chart": f"{source.rstrip('/')}/{chart.name}",  # type: ignore[union-attr]  # oci: a source
+                "version": chart.version}
     if kind == "https":
         return {"chart": chart.name, "version": chart.version,
                 "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=source)}
     # A local archive carries its version; `version` would make Helm look for a repository.
-    return {"chart": chart_archive(chart, source)}
+    return {"chart": chart_archive(chart, source)}  # type: ignore[arg-type]  # a directory source
 
 
 def chart_archive(chart: Chart, directory: str) -> str:
@@ -109,7 +110,7 @@ def chart_archive(chart: Chart, directory: str) -> str:
 def bundle_files(bundle: CrdBundle, ctx: PlatformContext) -> list[str]:
     """The manifest files (or URL) of a CRD bundle: a directory chart source, the air-gap file mirror, or upstream."""
     if source_kind(ctx.chart_source) == "directory":
-        pattern = os.path.join(ctx.chart_source, "crds", bundle.directory, "*.yaml")
+        pattern = os.path.join(ctx.chart_source, "crds", bundle.directory, "*.yaml")  # type: ignore[arg-type]
         return sorted(glob.glob(pattern)) or [pattern]
     if ctx.files_mirror:
         return [bundle.mirrored_url(ctx.files_mirror)]

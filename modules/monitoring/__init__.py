@@ -178,7 +178,8 @@ class Monitoring(HelmService):
             made.append(stack_secret(
                 resource_name(name, "alertmanager-receivers"), ctx.metadata(RECEIVERS_SECRET, name, namespace=ns),
                 "plinth:alertReceivers",
-                pulumi.Output.secret(ctx.secrets.alert_receivers).apply(lambda urls: {n: str(urls[n]) for n in names}),
+                pulumi.Output.secret(ctx.secrets.alert_receivers).apply(  # type: ignore[arg-type]  # Output[T] as Input[U]: mypy infers U=Never
+                    lambda urls: {n: str(urls[n]) for n in names}),
                 opts))
         if ctx.prod_like:
             made.append(k8s.apiextensions.CustomResource(

@@ -57,7 +57,7 @@ class HarborProjects(PlatformService):
         password = ctx.secrets.harbor_admin_password
         if password is None:
             raise ValueError("the Harbor configure stage needs the stack secret plinth:harborAdminPassword")
-        provider = harbor.Provider(name, url=args.url, username="admin", password=pulumi.Output.secret(password),
+        provider = harbor.Provider(name, url=args.url, username="admin", password=pulumi.Output.secret(password),  # type: ignore[arg-type]  # Output[T] as Input[U]: mypy infers U=Never
                                    opts=pulumi.ResourceOptions(parent=self))
         child = pulumi.ResourceOptions(parent=self, provider=provider)
         for team in args.teams:

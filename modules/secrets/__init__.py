@@ -42,7 +42,7 @@ def _seal(unseal, target: TargetFacts) -> str:
         return f'seal "awskms" {{\n  kms_key_id = "{key}"\n{region}}}\n'
     if unseal.type == "gcpckms":
         # projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>
-        parts = key.split("/")
+        parts = key.split("/")  # type: ignore[union-attr]  # a gcpckms seal always has a key (validated)
         fields = dict(zip(parts[::2], parts[1::2]))
         return (f'seal "gcpckms" {{\n  project = "{fields.get("projects", "")}"\n  region = '
                 f'"{fields.get("locations", "")}"\n  key_ring = "{fields.get("keyRings", "")}"\n'

@@ -12,6 +12,7 @@ Both sides take their names from `TeamVaultAccess`, so they cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -119,7 +120,7 @@ class VaultSecretsOperator(HelmService):
     def team_objects(self, name: str, block: models.Vault, ctx: PlatformContext, team: Team,
                      opts: pulumi.ResourceOptions) -> None:
         access = TeamVaultAccess(team.name)
-        meta = dict(namespace=team.name, team=team.name, cost_center=team.cost_center)
+        meta: dict[str, Any] = dict(namespace=team.name, team=team.name, cost_center=team.cost_center)
         account = k8s.core.v1.ServiceAccount(
             resource_name(name, team.name, SERVICE_ACCOUNT),
             metadata=ctx.metadata(SERVICE_ACCOUNT, name, **meta),

@@ -213,7 +213,7 @@ def resources(model: models.Model) -> dict:
 
 def pod_spec(model: models.Model, track: str, release: models.Release, ctx: PlatformContext) -> dict:
     runtime = RUNTIMES[model.runtime]
-    mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict] = [{"name": "tmp", "emptyDir": {}}]
     container: dict = {
         "name": model.runtime,

@@ -145,7 +145,7 @@ class Team(pulumi.ComponentResource):
 
 def network_policies(args: TenancyArgs, ctx: PlatformContext) -> list[tuple[str, str, dict]]:
     """Default-deny plus only the allows the platform needs, as (kind, name, spec)."""
-    policies = [
+    policies: list[tuple[str, str, dict] | None] = [
         ("NetworkPolicy", "default-deny", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
         ("NetworkPolicy", "allow-same-namespace", {
             "podSelector": {},

@@ -63,7 +63,7 @@ class _EchoMocks(pulumi_mocks.Mocks):
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict]:
         return None, args.inputs
 
-    def call(self, args: pulumi_mocks.MockCallArgs) -> dict:
+    def call(self, args: pulumi_mocks.MockCallArgs) -> dict:  # type: ignore[override]  # the SDK takes either
         return {}
 
 
@@ -285,7 +285,7 @@ def record(program: Callable[[], None], stack: str = "offline", config: dict[str
             _sync_await(run_pulumi_func(program))
         finally:
             if fast:
-                monitor.close()
+                monitor.close()  # type: ignore[attr-defined]  # the fast monitor
     return tuple(sorted(monitor.records, key=lambda r: r.urn))
 
 

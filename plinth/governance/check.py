@@ -96,7 +96,7 @@ def with_locations(results: list[Result], spec: PlatformSpec, tree) -> list[Resu
                 if isinstance(service, type) and issubclass(service, HelmService) and service.enabled(spec)}
 
     def place(violation: Violation) -> Violation:
-        service = services.get(violation.release)
+        service = services.get(violation.release)  # type: ignore[arg-type]  # None: no release, no service
         if service is None or not violation.values_key:
             return violation
         block = service.block(spec)

@@ -37,7 +37,7 @@ def _name(obj: dict) -> str:
 
 def access_matrix(plan: Plan) -> list[dict]:
     """One row per (group, scope, role): what each identity-provider group may do where."""
-    roles = {("Role", _name(r)): r.get("rules") or [] for r in _objects(plan, "Role")}
+    roles: dict[tuple, list] = {("Role", _name(r)): r.get("rules") or [] for r in _objects(plan, "Role")}
     roles |= {("ClusterRole", _name(r)): r.get("rules") or [] for r in _objects(plan, "ClusterRole")}
     rows = []
     for binding in _objects(plan, "RoleBinding", "ClusterRoleBinding"):
@@ -91,7 +91,9 @@ def data_at_rest(plan: Plan, spec: PlatformSpec) -> dict:
     databases = [{"cluster": _name(c), "instances": (c.get("spec") or {}).get("instances"),
                   "size": ((c.get("spec") or {}).get("storage") or {}).get("size")} for c in _objects(plan, "Cluster")]
     target = spec.target
-    return {"target": {"type": target.type, **({"context": target.context} if getattr(target, "context", None)
+    # Only the existing target has a context.
+    return {"target": {"type": target.type, **({"context": target.context}  # type: ignore[union-attr]
+                                                if getattr(target, "context", None)
                                                 else {})},
             "environment": spec.metadata.environment,
             "volumes": volumes, "databases": databases,
