@@ -22,7 +22,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -309,7 +309,7 @@ def _temp_beside(path: Path, text: str) -> Path:
     return Path(name)
 
 
-def _refused(target: Target, why: str, errors: list[SpecError] = ()) -> SpecInvalid:
+def _refused(target: Target, why: str, errors: Sequence[SpecError] = ()) -> SpecInvalid:
     return SpecInvalid([SpecError(None, "", f"{target.name}: not changed: {why}"), *errors])
 
 
@@ -482,7 +482,7 @@ class _Doc:
 
 def _empty(node: Node) -> bool:
     """A value written as nothing at all (`key:`): its marks point at the next token, not at it."""
-    return isinstance(node, ScalarNode) and node.tag.endswith(":null") and node.value == ""
+    return isinstance(node, ScalarNode) and node.tag.endswith(":null") and node.value == ""  # type: ignore[union-attr]
 
 
 def _indentation(root: Node) -> tuple[int, int]:

@@ -144,7 +144,7 @@ class PlatformContext:
 
     def annotations(self) -> dict[str, str] | None:
         """Engine annotations; only set for test clusters (see spec `testing`)."""
-        annotations = {}
+        annotations: dict[str, str] = {}
         if self.skip_await:
             annotations |= {"pulumi.com/deletionPropagationPolicy": "background", "pulumi.com/skipAwait": "true"}
         if self.await_timeout is not None:

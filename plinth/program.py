@@ -91,7 +91,8 @@ def build_platform(spec: PlatformSpec, secrets: StackSecrets, provenance: Proven
         if service.enabled(spec):
             block = service.block(spec)
             after = pulumi.ResourceOptions(depends_on=[component for *_, component in built])
-            built.append((name, block, service(name, block, ctx, after)))
+            # Services take (name, block, ctx, opts), not ComponentResource's (type, name, props, opts).
+            built.append((name, block, service(name, block, ctx, after)))  # type: ignore[arg-type]
     tenancy = Tenancy(
         "tenancy",
         TenancyArgs(
@@ -114,7 +115,7 @@ def build_configuration(spec: PlatformSpec, secrets: StackSecrets, provenance: P
     ctx = PlatformContext.from_spec(spec, secrets=secrets, provenance=provenance)
     for name, part in CONFIGURATION:
         if part.enabled(spec):
-            part(name, part.block(spec), ctx)
+            part(name, part.block(spec), ctx)  # type: ignore[arg-type]  # as above
     pulumi.export("platform", spec.metadata.name)
     pulumi.export("environment", spec.metadata.environment)
 

@@ -90,7 +90,7 @@ def secrets_from_pulumi_config(config: pulumi.Config, spec: PlatformSpec, stage:
     for field in required_secrets(spec, stage):
         key, is_map = SECRET_KEYS[field]
         found[field] = config.require_secret_object(key) if is_map else config.require_secret(key)
-    return StackSecrets(**found)
+    return StackSecrets(**found)  # type: ignore[arg-type]  # each field its own Output type
 
 
 def check_stack(project_dir: Path, stack: str) -> tuple[PlatformSpec, list[str]]:

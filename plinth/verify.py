@@ -170,7 +170,9 @@ class _TLSConnection(http.client.HTTPSConnection):
 
     def connect(self) -> None:
         http.client.HTTPConnection.connect(self)
-        self.sock = self._context.wrap_socket(self.sock, server_hostname=self._server_hostname)
+        # HTTPSConnection keeps its SSLContext in `_context`.
+        self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
+            self.sock, server_hostname=self._server_hostname)
 
 
 @dataclass(frozen=True)
@@ -246,7 +248,7 @@ def gateway(spec, url: str | None, timeout: float) -> Gateway:
         errors.append(SpecError(None, "--url", f"{text!r}: {expected}"))
     if errors:
         raise SpecInvalid(errors)
-    return Gateway(url=text, scheme=parts.scheme, address=parts.hostname,
+    return Gateway(url=text, scheme=parts.scheme, address=parts.hostname,  # type: ignore[arg-type]  # checked
                    port=port or (443 if parts.scheme == "https" else 80), base=parts.path.rstrip("/"),
                    hostname=hostname, timeout=timeout)
 
@@ -531,7 +533,7 @@ def example(schema: Any, document: dict, depth: int = 0, budget: list[int] | Non
     if kind == "string":
         formats = {"date-time": "1970-01-01T00:00:00Z", "date": "1970-01-01", "time": "00:00:00",
                    "uuid": "00000000-0000-0000-0000-000000000000"}
-        return formats.get(schema.get("format"), "x" * _bounded(schema, "minLength", 0))
+        return formats.get(schema.get("format"), "x" * _bounded(schema, "minLength", 0))  # type: ignore[arg-type]
     if kind == "boolean":
         return False
     return None
@@ -567,7 +569,7 @@ def table(report: Report):
     for name, justify in (("model", "left"), ("runtime", "left"), ("track", "left"), ("health", "center"),
                           ("metadata", "center"), ("inference", "center"), ("latency", "right"),
                           ("result", "left")):
-        grid.add_column(name, justify=justify, overflow="fold")
+        grid.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]  # the literals above
     for t in report.tracks:
         marks = {c.check: "ok" if c.passed else "[red]FAIL[/red]" for c in t.checks}
         latency = f"{t.latency_ms:.1f} ms" if t.latency_ms is not None else "-"

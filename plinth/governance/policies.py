@@ -115,7 +115,7 @@ class Policy:
     description: str
     remediation: str
     level: str
-    check: Callable[[list[Subject], Platform], Iterator[tuple[Subject | None, str]]]
+    check: Callable[[list[Subject], Platform], Iterator[tuple[Any, ...]]]  # (subject, message[, values key])
 
     def run(self, subjects: list[Subject], platform: Platform) -> list[Violation]:
         """A check yields (subject, message), or (subject, message, values key) naming the release value behind it."""
@@ -286,7 +286,7 @@ def _values(subjects, release: str) -> dict | None:
     return None
 
 
-def _dig(values: dict, *path: str) -> Any:
+def _dig(values: Any, *path: str) -> Any:
     for key in path:
         values = values.get(key) if isinstance(values, dict) else None
     return values
@@ -674,7 +674,7 @@ def _web_identity_trusts(policy: dict) -> Iterator[tuple[str, dict]]:
         principal = statement.get("Principal")
         for provider in _listed(principal.get("Federated") if isinstance(principal, dict) else None):
             host = str(provider).split(":oidc-provider/", 1)[-1]
-            yield host, statement.get("Condition") if isinstance(statement.get("Condition"), dict) else {}
+            yield host, condition if isinstance(condition := statement.get("Condition"), dict) else {}
 
 
 def _condition(condition: dict, operator: str, key: str) -> Any:
@@ -786,7 +786,8 @@ def _no_external_services(subjects, platform):
         if s.kind == "Service" and str(spec.get("type", "")).lower() in EXPOSED_TYPES:
             yield s, f"a Service of type {spec['type']}", \
                 _values_key(values.get(s.release),
-                            lambda p, k, v, exposed=spec["type"]: isinstance(v, str) and v.lower() == exposed.lower())
+                            lambda p, k, v, exposed=spec["type"]:  # type: ignore[misc]
+                                isinstance(v, str) and v.lower() == exposed.lower())
         elif s.kind == "Ingress":
             yield s, "an Ingress: traffic enters through the platform Gateway only", \
                 _values_key(values.get(s.release), _enabled_under("ingress"))
@@ -850,7 +851,8 @@ def _pod_security(subjects, platform):
         if level not in ("baseline", "restricted"):
             continue
         for pod in pod_specs(s):
-            found = podsecurity.violations(level, pod, _pod_metadata(s).get("annotations") or {}, version)
+            found = podsecurity.violations(level, pod, _pod_metadata(s).get("annotations") or {},
+                                           version)  # type: ignore[arg-type]  # a level comes with its version
             if found:
                 yield s, f"breaks Pod Security {level} (namespace {ns}): {'; '.join(found)}", \
                     _host_values_key(values.get(s.release), found)

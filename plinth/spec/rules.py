@@ -149,8 +149,9 @@ def gpu_quota(spec: PlatformSpec) -> Iterator[Violation]:
     for model in spec.serving.models:
         replicas = _serving_replicas(model)
         needed[model.team] += model.gpu * replicas
-        cpu[model.team] += quantity_value(model.cpu) * replicas
-        memory[model.team] += quantity_value(model.memory) * replicas
+        # Counters of floats: CPU and memory quantities are not whole numbers.
+        cpu[model.team] += quantity_value(model.cpu) * replicas  # type: ignore[assignment]
+        memory[model.team] += quantity_value(model.memory) * replicas  # type: ignore[assignment]
     for index, team in enumerate(spec.teams):
         if needed[team.name] > team.quota.gpu:
             yield Violation(("teams", index, "quota", "gpu"),
@@ -274,7 +275,7 @@ def cloud_target(spec: PlatformSpec) -> Iterator[Violation]:
             yield Violation((*where, "instanceType"), f"{pool.instance_type!r} is not a GPU machine type Plinth "
                             f"knows for {target.type}", "gpu-machine-type",
                             f"use one of {', '.join(sorted(machines))}, or add it to plinth.catalog.GPU_MACHINES")
-        elif pool.gpu and (pool.gpu.type, pool.gpu.count) != (known.accelerator, known.count):
+        elif pool.gpu and known is not None and (pool.gpu.type, pool.gpu.count) != (known.accelerator, known.count):
             yield Violation((*where, "gpu"), f"{pool.instance_type} has {known.count} x {known.accelerator} "
                             f"({known.memory_gib} GiB each), not {pool.gpu.count} x {pool.gpu.type}",
                             "gpu-machine-type", f"set gpu: {{type: {known.accelerator}, count: {known.count}}}")
@@ -330,9 +331,10 @@ def _cloud_networks(spec: PlatformSpec) -> Iterator[Violation]:
                 yield Violation((*at, "availabilityZones", index), f"zone {zone} is listed twice",
                                 "availability-zones", "list each zone once")
         return
-    ranges = {"subnetCidr": target.subnet_cidr, "podsCidr": target.pods_cidr,
-              "servicesCidr": target.services_cidr, "controlPlaneCidr": target.control_plane_cidr}
-    if ipaddress.ip_network(target.control_plane_cidr).prefixlen != 28:
+    # gke from here on (cloud targets only).
+    ranges = {"subnetCidr": target.subnet_cidr, "podsCidr": target.pods_cidr,  # type: ignore[union-attr]
+              "servicesCidr": target.services_cidr, "controlPlaneCidr": target.control_plane_cidr}  # type: ignore[union-attr]
+    if ipaddress.ip_network(target.control_plane_cidr).prefixlen != 28:  # type: ignore[union-attr]
         yield Violation((*at, "controlPlaneCidr"), "GKE's control plane takes exactly a /28", "cidr-valid",
                         "use a /28, e.g. 172.16.0.0/28")
     keys = list(ranges)
@@ -430,7 +432,8 @@ def airgap_perimeter(spec: PlatformSpec) -> Iterator[Violation]:
         return
     hosts = ", ".join(perimeter_hosts(spec))
     fix = "use a host of the mirror, or list the internal host in airgap.mirror.hosts"
-    sources = [(("airgap", "mirror", "charts"), mirror.charts, "the mirror's chart source")]
+    sources: list[tuple[tuple[str, ...], str, str]] = [(("airgap", "mirror", "charts"), mirror.charts,
+                                                        "the mirror's chart source")]
     if spec.charts.source:
         sources.append((("charts", "source"), spec.charts.source, "the chart source"))
     for at, source, what in sources:
@@ -438,7 +441,7 @@ def airgap_perimeter(spec: PlatformSpec) -> Iterator[Violation]:
             yield Violation(at, f"{what} {source!r} is outside the air gap: its host is not one of the "
                             f"perimeter's hosts ({hosts})", "airgap-chart-source", fix)
     certs, vault, index = spec.certificates.cert_manager, spec.secrets.vault, spec.registry.python_index
-    endpoints = []
+    endpoints: list[tuple[tuple[str, ...], str, str, str]] = []
     if certs.enabled and certs.issuer.type == "acme" and certs.issuer.acme:
         endpoints.append((("certificates", "certManager", "issuer", "acme", "server"), certs.issuer.acme.server,
                           "the ACME server", "airgap-acme"))
@@ -461,7 +464,7 @@ WIDEST_PREFIX = {4: 8, 6: 32}
 def network_ranges(spec: PlatformSpec) -> Iterator[Violation]:
     import ipaddress
 
-    ranges = [(("airgap", "mirror", "cidrs", i), cidr) for i, cidr in
+    ranges: list[tuple[tuple[str | int, ...], str]] = [(("airgap", "mirror", "cidrs", i), cidr) for i, cidr in
               enumerate(spec.airgap.mirror.cidrs if spec.airgap.mirror else ())]
     ranges += [(("serving", "models", m, "repositoryCidrs", i), cidr)
                for m, model in enumerate(spec.serving.models) for i, cidr in enumerate(model.repository_cidrs)]
