@@ -533,6 +533,7 @@ def example(schema: Any, document: dict, depth: int = 0, budget: list[int] | Non
     if kind == "string":
         formats = {"date-time": "1970-01-01T00:00:00Z", "date": "1970-01-01", "time": "00:00:00",
                    "uuid": "00000000-0000-0000-0000-000000000000"}
+        # No format (None) is no key: the plain string.
         return formats.get(schema.get("format"), "x" * _bounded(schema, "minLength", 0))  # type: ignore[arg-type]
     if kind == "boolean":
         return False

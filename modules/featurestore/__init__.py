@@ -475,6 +475,7 @@ class Feast(HelmService):
             waits.append(stack_secret(
                 resource_name(name, team.name, "redis"), ctx.metadata(f"{server}-redis", name, namespace=NAMESPACE),
                 "derived from plinth:feastRedisPassword (HMAC-SHA256 per team)",
+                # The lambda's default binds the team (mypy cannot infer a lambda with defaults).
                 {"password": pulumi.Output.secret(seed).apply(  # type: ignore[arg-type]  # Output[T] as Input[U]: mypy infers U=Never
                     lambda pw, team=team.name: team_redis_password(pw, ctx.platform, team))},  # type: ignore[misc]
                 opts))

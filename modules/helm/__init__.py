@@ -110,6 +110,7 @@ def chart_archive(chart: Chart, directory: str) -> str:
 def bundle_files(bundle: CrdBundle, ctx: PlatformContext) -> list[str]:
     """The manifest files (or URL) of a CRD bundle: a directory chart source, the air-gap file mirror, or upstream."""
     if source_kind(ctx.chart_source) == "directory":
+        # A directory source is a path, never None.
         pattern = os.path.join(ctx.chart_source, "crds", bundle.directory, "*.yaml")  # type: ignore[arg-type]
         return sorted(glob.glob(pattern)) or [pattern]
     if ctx.files_mirror:

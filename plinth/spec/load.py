@@ -220,6 +220,7 @@ def locate(tree: Any, loc: tuple) -> tuple[Loc | None, str]:
             continue  # the tag pydantic adds inside a discriminated union
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             item = node[part]
+            # A sequence read from YAML carries its items' positions in `locs`.
             best = (node.locs[part] if getattr(node, "locs", None) else None) or best  # type: ignore[attr-defined]
             label = item.get("name") if isinstance(item, dict) else None
             path += f"[{_printable(label)}]" if isinstance(label, str) else f"[{part}]"
