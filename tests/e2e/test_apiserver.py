@@ -35,7 +35,10 @@ def ours(live: dict, sent: dict) -> tuple:
         if isinstance(shape, list) and isinstance(value, list) and len(shape) == len(value):
             return [project(v, s) for v, s in zip(value, shape)]
         return value
-    managed = [m for m in live["metadata"].get("managedFields", []) if m["manager"] == FIELD_MANAGER]
+    # Which fields our manager owns, not when it last applied: a re-apply after another manager wrote the object
+    # (the API server's type check into a ValidatingAdmissionPolicy's status) restamps the time alone.
+    managed = [{k: v for k, v in m.items() if k != "time"}
+               for m in live["metadata"].get("managedFields", []) if m["manager"] == FIELD_MANAGER]
     return project(live, sent), managed
 
 
