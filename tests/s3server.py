@@ -3,13 +3,13 @@ one process) on free loopback ports in a temp dir, with an identities file (`-s3
 client (Signature V4 over http.client) that talks to it as any of those identities.
 
 SeaweedFS's identity actions (`-s3.config`), as this version enforces them against the running server
-(tests/test_backup_drill.py):
+(tests/test_backup_drill.py); Read, Write and List alike:
   "Read", "Write", "List", "Tagging", "Admin"   every bucket
   "Read:<bucket>"                               that whole bucket (an action without `*` matches a bucket only)
-  "Read:<bucket>/<prefix>/*"                    keys under <prefix>/ (a pattern: `*` and `?` are wildcards);
+  "Read:<bucket>/<prefix>/*"                    keys under <prefix>/ (a pattern: `*` and `?` are wildcards)
   "List:<bucket>/<prefix>/*"                    listings with ?prefix=<prefix>/ (not the whole bucket)
 "Read:<bucket>/<prefix>" and "Read:<bucket>/<prefix>/" (no `*`) grant nothing; "Read:<bucket>/fraud*" also
-grants `fraud-lookalike/`.
+grants `fraud-lookalike/`. Barman Cloud needs no more than "Read:<bucket>", "Write:<bucket>", "List:<bucket>".
 """
 
 from __future__ import annotations

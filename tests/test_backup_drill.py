@@ -157,7 +157,8 @@ def test_a_cluster_comes_back_from_the_bucket_with_every_row_up_to_its_recovery_
     stored = s3.objects(BACKUPS, f"postgres/{NAMESPACE}/")
     print(f"\n[drill] total {time.monotonic() - started:.1f}s; " +
           ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()) +
-          f"; bucket: {len(stored)} objects, {sum(stored.values())} bytes")
+          f"; bucket: {len(stored)} objects, {sum(stored.values())} bytes (base backup " +
+          f"{sum(size for key, size in stored.items() if '/base/' in key)})")
     # Barman's layout under the destination, which CloudNativePG's recovery reads: <server>/base/<backup id>/
     # (backup.info, data.tar) and <server>/wals/<timeline+log>/<segments>.
     prefix = f"postgres/{NAMESPACE}/{CLUSTER}/"
