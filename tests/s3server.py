@@ -180,10 +180,10 @@ class S3Server:
                                signed, headers["x-amz-content-sha256"]])
         scope = f"{day}/{REGION}/s3/aws4_request"
         to_sign = "\n".join(["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-        key_ = ("AWS4" + identity.secret_key).encode()
+        signing_key = ("AWS4" + identity.secret_key).encode()
         for part in (day, REGION, "s3", "aws4_request"):
-            key_ = hmac.new(key_, part.encode(), hashlib.sha256).digest()
-        signature = hmac.new(key_, to_sign.encode(), hashlib.sha256).hexdigest()
+            signing_key = hmac.new(signing_key, part.encode(), hashlib.sha256).digest()
+        signature = hmac.new(signing_key, to_sign.encode(), hashlib.sha256).hexdigest()
         headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={identity.access_key}/{scope}, "
                                     f"SignedHeaders={signed}, Signature={signature}")
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
