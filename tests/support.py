@@ -159,6 +159,14 @@ def feast_python() -> str:
                          "see .ci/run)")
 
 
+def barman_cloud_bin() -> Path:
+    """The directory of Barman Cloud's commands (barman-cloud-backup, -restore, -wal-archive, -wal-restore)."""
+    found = Path(external_tool("PLINTH_BARMAN_BIN", "no Barman Cloud: set PLINTH_BARMAN_BIN to the bin directory of "
+                               "an environment with barman[cloud] installed, or put barman-cloud-backup on PATH "
+                               "(see .ci/run)", on_path="barman-cloud-backup"))
+    return found if found.is_dir() else found.parent
+
+
 def serving_python() -> str:
     return external_tool("PLINTH_SERVING_PYTHON", "no serving environment: set PLINTH_SERVING_PYTHON to a Python with "
                          "nvidia-pytriton and bentoml installed, in its own environment (their pins are not the "

@@ -18,6 +18,14 @@ def toolchain_helm() -> str | None:
     return str(bin_dir / "helm") if bin_dir and (bin_dir / "helm").is_file() else None
 
 
+def toolchain_weed() -> str | None:
+    """$PLINTH_WEED, else the toolchain's weed (SeaweedFS, built from its Go module), else None."""
+    if os.environ.get("PLINTH_WEED"):
+        return os.environ["PLINTH_WEED"]
+    bin_dir = toolchain_bin()
+    return str(bin_dir / "weed") if bin_dir and (bin_dir / "weed").is_file() else None
+
+
 def toolchain_crds() -> list[Path]:
     """CRDs that controllers register at start (Cilium's), fetched by build.sh: the test API server has
     no nodes for those controllers, so the tiers install these in their stead."""

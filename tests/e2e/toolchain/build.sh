@@ -15,6 +15,7 @@
 #   kwok                            (kwok/ module; simulated nodes, pods' status)
 #   etcd                            (etcd/ module)
 #   helm                            (helm/ module; the chart tier's `helm template`/`lint`)
+#   weed                            (seaweedfs/ module; SeaweedFS with its S3 API: the backup restore drill)
 #   pulumi-resource-kubernetes      PLINTH_KUBERNETES_PROVIDER if set, else the prebuilt
 #                                   plugin in ../shared/toolchain (sha256-checked)
 # <key> encodes every version plus a hash of BUILD_REV and the consumer
@@ -83,6 +84,7 @@ K8S_VERSION=$(modver kube-apiserver k8s.io/kubernetes)
 ETCD_VERSION=$(modver etcd go.etcd.io/etcd/server/v3)
 HELM_VERSION=$(modver helm helm.sh/helm/v3)
 KWOK_VERSION=$(modver kwok sigs.k8s.io/kwok)
+WEED_VERSION=$(modver seaweedfs github.com/seaweedfs/seaweedfs)  # a pseudo-version: the commit is its last part
 PY_SDK_VERSION=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("pulumi"))' 2>/dev/null || true)
 if [[ -z "$PY_SDK_VERSION" ]]; then
   log "WARN: '$PYTHON' has no 'pulumi' package; exec shim taken from sdk/v3@$PULUMI_VERSION"
@@ -92,18 +94,18 @@ PY_K8S_VERSION=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("
 [[ "v$PY_SDK_VERSION" == "$PULUMI_VERSION" ]] ||
   log "note: pulumi CLI $PULUMI_VERSION (newest on the proxy) vs Python SDK $PY_SDK_VERSION"
 
-for v in PULUMI_VERSION LANGHOST_VERSION K8S_VERSION ETCD_VERSION HELM_VERSION KWOK_VERSION; do
+for v in PULUMI_VERSION LANGHOST_VERSION K8S_VERSION ETCD_VERSION HELM_VERSION KWOK_VERSION WEED_VERSION; do
   [[ -n "${!v}" ]] || { log "ERROR: could not read $v from the consumer go.mod files"; exit 1; }
 done
 K8S_MINOR=${K8S_VERSION#v1.}; K8S_MINOR=${K8S_MINOR%%.*}
 
 GO_VERSION=$(go env GOVERSION)
 HASH=$( (echo "rev=$BUILD_REV"; cd "$HERE" && cat ./*/go.mod ./*/go.sum) | sha256sum | cut -c1-10)
-KEY="pulumi-${PULUMI_VERSION}_langpy-${LANGHOST_VERSION}_sdk-v${PY_SDK_VERSION}_k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_kwok-${KWOK_VERSION}_${GO_VERSION}_${HASH}"
+KEY="pulumi-${PULUMI_VERSION}_langpy-${LANGHOST_VERSION}_sdk-v${PY_SDK_VERSION}_k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_kwok-${KWOK_VERSION}_weed-${WEED_VERSION}_${GO_VERSION}_${HASH}"
 BIN="$CACHE_ROOT/$KEY/bin"
 
 ALL=(pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python
-     kube-apiserver kube-controller-manager kube-scheduler kwok etcd helm)
+     kube-apiserver kube-controller-manager kube-scheduler kwok etcd helm weed)
 if [[ "${PLINTH_TOOLCHAIN_FORCE:-0}" == 1 && $PRINT_ONLY == 0 ]]; then rm -rf "$CACHE_ROOT/$KEY"; fi
 have_all=1
 for b in "${ALL[@]}"; do [[ -x "$BIN/$b" ]] || have_all=0; done
@@ -163,6 +165,10 @@ else
 
   gobuild pulumi pulumi-cli github.com/pulumi/pulumi/pkg/v3/cmd/pulumi \
     "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_VERSION"
+
+  # `weed version` names the commit, as upstream's release builds do.
+  gobuild weed seaweedfs github.com/seaweedfs/seaweedfs/weed \
+    "-X github.com/seaweedfs/seaweedfs/weed/util/version.COMMIT=${WEED_VERSION##*-}"
 
   # Scripts shipped inside the sdk/v3 module at the installed Python SDK's version.
   t=$(date +%s)

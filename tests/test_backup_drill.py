@@ -1,0 +1,234 @@
+"""The backup restore drill, against real servers: SeaweedFS's S3 gateway (`weed`, tests/s3server.py), a real
+PostgreSQL and Barman Cloud -- the tools CloudNativePG runs for its backups -- with the bucket layout Plinth
+gives every cluster: bucket `<platform>-backups`, Barman's destination `s3://<platform>-backups/postgres/
+<namespace>`, server name = the cluster's name.
+
+Rows written before and after a base backup come back from the bucket alone, after the server and its data
+directory are gone; rows written after the recovery target do not. In the same S3 server, a team's identity
+reads its own prefix of the models bucket and nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from s3server import Identity, S3Server, weed
+from support import barman_cloud_bin, free_port
+
+PLATFORM = "test"
+BACKUPS, MODELS = f"{PLATFORM}-backups", f"{PLATFORM}-models"
+NAMESPACE, CLUSTER = "feast", "feast-postgres"
+DESTINATION = f"s3://{BACKUPS}/postgres/{NAMESPACE}"
+ARCHIVE_SECONDS = 60
+"""How long a switched WAL segment may take to reach the bucket, and a restored server to finish recovery."""
+
+# The identities as the object store gives them: the backups identity owns its bucket (bucket-scoped actions:
+# it can touch no other bucket); a team reads its own prefix of the models bucket.
+ADMIN = Identity("admin", ("Admin", "Read", "List", "Write", "Tagging"))
+BACKUPS_RW = Identity("backups", (f"Read:{BACKUPS}", f"Write:{BACKUPS}", f"List:{BACKUPS}"))
+TEAM_FRAUD = Identity("team-fraud", (f"Read:{MODELS}/fraud/*", f"List:{MODELS}/fraud/*"))
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    with S3Server(weed(), tmp_path_factory.mktemp("seaweedfs"), ADMIN, [BACKUPS_RW, TEAM_FRAUD],
+                  [BACKUPS, MODELS]) as server:
+        yield server
+
+
+# --- a team's identity on the models bucket --------------------------------------------------------------------
+
+
+def test_a_team_identity_reads_its_own_prefix_of_the_models_bucket_and_nothing_else(s3):
+    for key in ("fraud/scorer/model.bin", "credit/risk/model.bin", "fraud-lookalike/model.bin"):
+        assert s3.request(ADMIN, "PUT", MODELS, key, key.encode()).status == 200
+
+    own = s3.request(TEAM_FRAUD, "GET", MODELS, "fraud/scorer/model.bin")
+    assert (own.status, own.body) == (200, b"fraud/scorer/model.bin")
+    assert s3.request(TEAM_FRAUD, "HEAD", MODELS, "fraud/scorer/model.bin").status == 200
+    listed = s3.request(TEAM_FRAUD, "GET", MODELS, query={"list-type": "2", "prefix": "fraud/"})
+    assert listed.status == 200 and b"<Key>fraud/scorer/model.bin</Key>" in listed.body
+    assert b"credit/" not in listed.body and b"fraud-lookalike/" not in listed.body
+    denied = {
+        "read credit/": s3.request(TEAM_FRAUD, "GET", MODELS, "credit/risk/model.bin"),
+        "read a prefix that only starts alike": s3.request(TEAM_FRAUD, "GET", MODELS, "fraud-lookalike/model.bin"),
+        "list credit/": s3.request(TEAM_FRAUD, "GET", MODELS, query={"list-type": "2", "prefix": "credit/"}),
+        "list the whole bucket": s3.request(TEAM_FRAUD, "GET", MODELS, query={"list-type": "2"}),
+        "write its own prefix": s3.request(TEAM_FRAUD, "PUT", MODELS, "fraud/scorer/model.bin", b"replaced"),
+        "write a new key in its own prefix": s3.request(TEAM_FRAUD, "PUT", MODELS, "fraud/new.bin", b"new"),
+        "write credit/": s3.request(TEAM_FRAUD, "PUT", MODELS, "credit/risk/model.bin", b"replaced"),
+        "delete in its own prefix": s3.request(TEAM_FRAUD, "DELETE", MODELS, "fraud/scorer/model.bin"),
+        "read the backups bucket": s3.request(TEAM_FRAUD, "GET", BACKUPS, query={"list-type": "2"}),
+        "the backups identity reading models": s3.request(BACKUPS_RW, "GET", MODELS, "fraud/scorer/model.bin"),
+        "the backups identity writing models": s3.request(BACKUPS_RW, "PUT", MODELS, "fraud/x.bin", b"x"),
+    }
+    assert {what: (r.status, r.error_code) for what, r in denied.items()} == \
+        {what: (403, "AccessDenied") for what in denied}
+    assert s3.objects(MODELS) == {"fraud/scorer/model.bin": 22, "credit/risk/model.bin": 21,
+                                  "fraud-lookalike/model.bin": 25}
+    assert s3.request(ADMIN, "GET", MODELS, "fraud/scorer/model.bin").body == b"fraud/scorer/model.bin"
+
+
+# --- the restore drill -----------------------------------------------------------------------------------------
+
+
+class Postgres:
+    """A PostgreSQL server in `data` listening on a socket in `run` only, run as `user` (the server refuses
+    root: as root, the `postgres` account), with the environment `env` (its archive and restore commands
+    inherit it)."""
+
+    def __init__(self, data: Path, run: Path, user: pwd.struct_passwd | None, env: dict[str, str]):
+        self.data, self.run, self.user, self.env = data, run, user, env
+        self.port = free_port()
+        self.log = run / f"{data.name}.log"
+
+    def command(self, *args, timeout: int = 120, check: bool = True) -> subprocess.CompletedProcess:
+        as_user = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []} if self.user else {}
+        done = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout,
+                              cwd=self.run, env=self.env, **as_user)
+        if check and done.returncode != 0:
+            pytest.fail(f"{' '.join(map(str, args))} exited {done.returncode}:\n{done.stdout[-2000:]}\n"
+                        f"{done.stderr[-3000:]}\n{self.log_tail()}")
+        return done
+
+    def sql(self, statement: str) -> str:
+        return self.command("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", self.run, "-p",
+                            self.port, "-U", "postgres", "-d", "postgres", "-c", statement).stdout.strip()
+
+    def start(self) -> None:
+        self.command("pg_ctl", "-D", self.data, "-l", self.log, "-o", f"-p {self.port}", "-w", "-t", "60",
+                     "start")
+
+    def stop(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.command("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop", check=False)
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+
+@pytest.fixture(scope="module")
+def drill_tools() -> tuple[Path, pwd.struct_passwd | None]:
+    """Barman Cloud's commands and PostgreSQL's (absent: skip, before the S3 server starts), and the account to
+    run the server as."""
+    barman = barman_cloud_bin()
+    for tool in ("initdb", "pg_ctl", "postgres", "psql"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"no {tool} on PATH: the restore drill runs a real PostgreSQL server "
+                        "(Debian: apt-get install postgresql; /usr/lib/postgresql/<version>/bin on PATH)")
+    if os.geteuid() != 0:
+        return barman, None
+    try:
+        user = pwd.getpwnam("postgres")
+    except KeyError:
+        pytest.skip("running as root, the drill runs PostgreSQL as the account `postgres`, and there is none")
+    probe = subprocess.run([str(barman / "barman-cloud-wal-archive"), "--version"], capture_output=True,
+                           text=True, user=user.pw_uid, group=user.pw_gid, extra_groups=[], cwd="/")
+    if probe.returncode != 0:
+        pytest.fail(f"{barman}/barman-cloud-wal-archive does not run as `postgres`, the account PostgreSQL's "
+                    f"archive command runs as: {probe.stderr.strip()[-500:]}\nIts environment must be made with "
+                    "a Python that account can run (not one under /root): see .ci/run")
+    return barman, user
+
+
+def test_a_cluster_comes_back_from_the_bucket_with_every_row_up_to_its_recovery_target(drill_tools, s3):
+    barman, user = drill_tools
+    started = time.monotonic()
+    # Not under pytest's temp dir: that is private to the account running the tests, and the server may not be.
+    with tempfile.TemporaryDirectory(prefix="plinth-drill-") as scratch:
+        run = Path(scratch)
+        if user:
+            os.chown(run, user.pw_uid, user.pw_gid)
+        env = {"PATH": f"{barman}:{os.environ['PATH']}", "HOME": str(run), "LC_ALL": "C.UTF-8",
+               "TZ": "UTC", **BACKUPS_RW.aws_env()}
+        pg = Postgres(run / "data", run, user, env)
+        try:
+            timings = drill(s3, pg, barman)
+        finally:
+            pg.stop()
+    stored = s3.objects(BACKUPS, f"postgres/{NAMESPACE}/")
+    print(f"\n[drill] total {time.monotonic() - started:.1f}s; " +
+          ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()) +
+          f"; bucket: {len(stored)} objects, {sum(stored.values())} bytes (base backup " +
+          f"{sum(size for key, size in stored.items() if '/base/' in key)})")
+    # Barman's layout under the destination, which CloudNativePG's recovery reads: <server>/base/<backup id>/
+    # (backup.info, data.tar) and <server>/wals/<timeline+log>/<segments>.
+    prefix = f"postgres/{NAMESPACE}/{CLUSTER}/"
+    assert all(key.startswith(prefix) for key in stored), sorted(stored)
+    assert {key[len(prefix):].split("/")[0] for key in stored} == {"base", "wals"}
+    assert any(key.endswith("/backup.info") for key in stored) and any(key.endswith("/data.tar") for key in stored)
+
+
+def drill(s3: S3Server, pg: Postgres, barman: Path) -> dict[str, float]:
+    endpoint = ["--endpoint-url", s3.endpoint]
+    wal_archive = f"{barman}/barman-cloud-wal-archive --endpoint-url {s3.endpoint} {DESTINATION} {CLUSTER} %p"
+    pg.command("initdb", "-D", pg.data, "-U", "postgres", "--auth=trust", "--no-instructions")
+    with (pg.data / "postgresql.conf").open("a") as conf:
+        conf.write(f"listen_addresses = ''\nunix_socket_directories = '{pg.run}'\nwal_level = replica\n"
+                   f"archive_mode = on\narchive_command = '{wal_archive}'\nfsync = off\n")
+    pg.start()
+    pg.sql("CREATE TABLE drill (id int PRIMARY KEY, phase text NOT NULL, payload text NOT NULL)")
+    pg.sql("INSERT INTO drill SELECT i, 'before-base', md5(i::text) FROM generate_series(1, 5000) i")
+
+    t = time.monotonic()
+    pg.command(barman / "barman-cloud-backup", *endpoint, "--immediate-checkpoint", "-h", pg.run, "-p", pg.port,
+               "-U", "postgres", DESTINATION, CLUSTER, timeout=300)
+    timings = {"base backup": time.monotonic() - t}
+    backups = pg.command(barman / "barman-cloud-backup-list", *endpoint, DESTINATION, CLUSTER).stdout
+    assert len([line for line in backups.splitlines() if line.strip() and not line.startswith("Backup ID")]) == 1
+
+    # After the base backup: new rows, changed rows, deleted rows -- only the WAL archive holds them.
+    pg.sql("INSERT INTO drill SELECT i, 'after-base', md5(i::text) FROM generate_series(5001, 8000) i")
+    pg.sql("UPDATE drill SET phase = 'updated-after-base' WHERE id % 7 = 0")
+    pg.sql("DELETE FROM drill WHERE id % 11 = 0")
+    expected = pg.sql("SELECT id, phase, payload FROM drill ORDER BY id")
+    pg.sql("SELECT pg_create_restore_point('drill')")
+    # Past the recovery target: archived as well, and must not come back.
+    pg.sql("INSERT INTO drill VALUES (100000, 'after-target', 'x')")
+    last = pg.sql("SELECT pg_walfile_name(pg_switch_wal())")
+    t = time.monotonic()
+    while pg.sql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < last:
+        if time.monotonic() - t > ARCHIVE_SECONDS:
+            pytest.fail(f"WAL {last} not archived within {ARCHIVE_SECONDS}s: "
+                        f"{pg.sql('SELECT * FROM pg_stat_archiver')}\n{pg.log_tail()}")
+        time.sleep(0.2)
+    timings["WAL archived"] = time.monotonic() - t
+    assert len(expected.splitlines()) == 8000 - 8000 // 11
+
+    pg.stop()
+    shutil.rmtree(pg.data)
+
+    t = time.monotonic()
+    pg.command(barman / "barman-cloud-restore", *endpoint, DESTINATION, CLUSTER, "latest", pg.data, timeout=300)
+    timings["restore"] = time.monotonic() - t
+    wal_restore = f"{barman}/barman-cloud-wal-restore --endpoint-url {s3.endpoint} {DESTINATION} {CLUSTER} %f %p"
+    with (pg.data / "postgresql.conf").open("a") as conf:
+        # The restored server is a new one: it must not archive into the cluster's history.
+        conf.write(f"archive_mode = off\nrestore_command = '{wal_restore}'\nrecovery_target_name = 'drill'\n"
+                   "recovery_target_action = 'promote'\n")
+    (pg.data / "recovery.signal").touch()
+    if pg.user:
+        os.chown(pg.data / "recovery.signal", pg.user.pw_uid, pg.user.pw_gid)
+    pg.data.chmod(0o700)
+    t = time.monotonic()
+    pg.start()
+    while pg.sql("SELECT pg_is_in_recovery()") != "f":
+        if time.monotonic() - t > ARCHIVE_SECONDS:
+            pytest.fail(f"still in recovery after {ARCHIVE_SECONDS}s:\n{pg.log_tail()}")
+        time.sleep(0.2)
+    timings["WAL replay"] = time.monotonic() - t
+
+    restored = pg.sql("SELECT id, phase, payload FROM drill ORDER BY id")
+    assert restored == expected  # before and after the base backup, with the later updates and deletions
+    assert 'recovery stopping at restore point "drill"' in pg.log.read_text(errors="replace")
+    assert pg.sql("SELECT count(*) FROM drill WHERE phase = 'after-target'") == "0"
+    assert pg.sql("SELECT timeline_id FROM pg_control_checkpoint()") == "2"  # promoted: a new timeline
+    return timings
