@@ -100,12 +100,17 @@ done
 K8S_MINOR=${K8S_VERSION#v1.}; K8S_MINOR=${K8S_MINOR%%.*}
 
 GO_VERSION=$(go env GOVERSION)
-HASH=$( (echo "rev=$BUILD_REV"; cd "$HERE" && cat ./*/go.mod ./*/go.sum) | sha256sum | cut -c1-10)
-KEY="pulumi-${PULUMI_VERSION}_langpy-${LANGHOST_VERSION}_sdk-v${PY_SDK_VERSION}_k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_kwok-${KWOK_VERSION}_weed-${WEED_VERSION}_${GO_VERSION}_${HASH}"
+# weed has a key of its own (built apart, linked into bin/): a SeaweedFS bump rebuilds it alone, and it leaves
+# the Kubernetes tools' cache valid.
+HASH=$( (echo "rev=$BUILD_REV"; cd "$HERE" && for f in ./*/go.mod ./*/go.sum; do
+  [[ $f == ./seaweedfs/* ]] || cat "$f"; done) | sha256sum | cut -c1-10)
+KEY="pulumi-${PULUMI_VERSION}_langpy-${LANGHOST_VERSION}_sdk-v${PY_SDK_VERSION}_k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_kwok-${KWOK_VERSION}_${GO_VERSION}_${HASH}"
 BIN="$CACHE_ROOT/$KEY/bin"
+WEED_HASH=$( (echo "rev=$BUILD_REV"; cat "$HERE/seaweedfs/go.mod" "$HERE/seaweedfs/go.sum") | sha256sum | cut -c1-10)
+WEED_DIR="$CACHE_ROOT/weed-${WEED_VERSION}_${GO_VERSION}_${WEED_HASH}"
 
 ALL=(pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python
-     kube-apiserver kube-controller-manager kube-scheduler kwok etcd helm weed)
+     kube-apiserver kube-controller-manager kube-scheduler kwok etcd helm)
 if [[ "${PLINTH_TOOLCHAIN_FORCE:-0}" == 1 && $PRINT_ONLY == 0 ]]; then rm -rf "$CACHE_ROOT/$KEY"; fi
 have_all=1
 for b in "${ALL[@]}"; do [[ -x "$BIN/$b" ]] || have_all=0; done
@@ -166,10 +171,6 @@ else
   gobuild pulumi pulumi-cli github.com/pulumi/pulumi/pkg/v3/cmd/pulumi \
     "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$PULUMI_VERSION"
 
-  # `weed version` names the commit, as upstream's release builds do.
-  gobuild weed seaweedfs github.com/seaweedfs/seaweedfs/weed \
-    "-X github.com/seaweedfs/seaweedfs/weed/util/version.COMMIT=${WEED_VERSION##*-}"
-
   # Scripts shipped inside the sdk/v3 module at the installed Python SDK's version.
   t=$(date +%s)
   tmpd=$(mktemp -d)  # outside any module: `go mod download` must not touch our go.sum files
@@ -183,6 +184,20 @@ else
   touch "$CACHE_ROOT/$KEY/.complete"
   log "cache size: $(du -sh "$CACHE_ROOT/$KEY" | cut -f1)"
 fi
+
+# weed (the restore drill's S3 server), in its own key, linked into bin/.
+if [[ ! -x "$WEED_DIR/weed" && $PRINT_ONLY == 0 ]]; then
+  t=$(date +%s)
+  mkdir -p "$WEED_DIR"
+  log "weed: go build github.com/seaweedfs/seaweedfs/weed into $WEED_DIR"
+  # `weed version` names the commit, as upstream's release builds do.
+  (cd "$HERE/seaweedfs" && go build -trimpath -ldflags \
+    "-s -w -X github.com/seaweedfs/seaweedfs/weed/util/version.COMMIT=${WEED_VERSION##*-}" \
+    -o "$WEED_DIR/.weed.tmp" github.com/seaweedfs/seaweedfs/weed)
+  mv -f "$WEED_DIR/.weed.tmp" "$WEED_DIR/weed"
+  log "weed: done in $(( $(date +%s) - t ))s"
+fi
+if [[ -x "$WEED_DIR/weed" && ! -e "$BIN/weed" ]]; then ln -s "$WEED_DIR/weed" "$BIN/weed"; fi
 
 # pulumi-resource-kubernetes: not obtainable from the proxy (see header).
 PROVIDER_SHA256=13ad06faf253bf85ac8591bc7e7c5fbd8c0c334180d2ac0155d9ba960f3c8b1c  # v4.32.0+27.g94977969d
