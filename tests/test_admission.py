@@ -1,6 +1,6 @@
 """Admission (ValidatingAdmissionPolicies) under Pulumi's mock runtime: the policies a platform gets, their
 bindings' actions by `admission.mode`, and their place before every service. What the API server makes of them
-is tests/e2e/test_admission.py."""
+is tests/e2e/test_admission_policies.py."""
 
 from __future__ import annotations
 
