@@ -184,7 +184,8 @@ def test_on_an_existing_cluster_the_store_passes_the_rules():
 
 
 def test_the_one_image_is_listed_and_mirrored():
-    spec = platform_spec(ON, {"airgap": {"enabled": True, "mirror": {"registry": MIRROR, "charts": "oci://mirror.corp.internal/charts"}}})
+    spec = platform_spec(ON, {"airgap": {"enabled": True, "mirror": {
+        "registry": MIRROR, "charts": "oci://mirror.corp.internal/charts"}}})
     listed = [i for i in mirror_list(spec).images if i.service == "object-store"]
     assert [(str(i.source), str(i.target)) for i in listed] == [(IMAGE, f"{MIRROR}/chrislusf/seaweedfs:4.44")]
     owned = ObjectStore.owned_values(ObjectStore.block(spec), PlatformContext.from_spec(spec))

@@ -112,7 +112,7 @@ class ObjectStore(HelmService):
             "volume": {
                 "replicas": replicas["volume"],
                 "dataDirs": [{"name": "data1", **claim(store.volume_size), "maxVolumes": 0}],
-                # Its Job (alpine/k8s) patches PVCs on resize through `lookup`; Plinth sizes volumes up front.
+                # Its Job (alpine/k8s) patches claims found through `lookup`: not run, so neither rendered nor mirrored.
                 "resizeHook": {"enabled": False},
                 **secure,
             },
@@ -122,10 +122,6 @@ class ObjectStore(HelmService):
                        "createBuckets": [{"name": name} for name in buckets(ctx.platform)]},
             },
         }
-
-    @classmethod
-    def images(cls, block: ObjectStoreArgs, ctx: PlatformContext) -> tuple[str, ...]:
-        return cls.chart().images
 
     @classmethod
     def tenant_egress(cls, block: ObjectStoreArgs, ctx: PlatformContext) -> tuple[Peer, ...]:

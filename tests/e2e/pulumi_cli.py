@@ -29,6 +29,7 @@ STACK_SECRETS = {
     # What `htpasswd -nB uploader` prints for this password.
     "pythonIndexHtpasswd": "uploader:" + bcrypt.hashpw(b"e2e-uploader-not-a-real-secret", bcrypt.gensalt()).decode(),
     "feastRedisPassword": "e2e-redis-not-a-real-secret",
+    "objectStoreSeed": "e2e-object-store-not-a-real-secret",
 }
 """The stack secrets the services need; none may appear in the stack's state in clear."""
 POLICY_PACK_FILE = """\
