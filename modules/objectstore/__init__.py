@@ -30,7 +30,8 @@ CONFIG_KEY = "seaweedfs_s3_config"
 S3_PORT = 8333
 """The filer's S3 port: a pod port, what NetworkPolicies name."""
 UID = 1000
-"""The uid and gid SeaweedFS runs as (the image's `seaweed` account); volumes get its group (fsGroup)."""
+"""The uid and gid SeaweedFS runs as. The image (a static `weed` on alpine) would run as root; it writes only to
+its claims (/data, /data1) and log emptyDirs, which get this group (fsGroup)."""
 REPLICATION = "001"
 """Staging and prod: each object on two volume servers of the same rack (SeaweedFS's XYZ placement)."""
 COMPONENTS = ("master", "volume", "filer")
