@@ -120,7 +120,7 @@ class PulumiProject:
             "network": {"cilium": {"enabled": True, "apiServer": {"host": "127.0.0.1"}},
                         "loadBalancer": {"mode": "external"}},
             "certificates": {"certManager": {"enabled": True}},
-            "storage": {"longhorn": {"enabled": True}},
+            "storage": {"longhorn": {"enabled": True}, "objectStore": {"enabled": True}},
             "secrets": {"vault": {"enabled": True}},
             "registry": {"harbor": {"enabled": True}, "pythonIndex": {"enabled": True}},
             "featureStore": {"feast": {"enabled": True}},
