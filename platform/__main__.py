@@ -5,8 +5,12 @@ from pathlib import Path
 import pulumi
 
 from plinth.program import STAGES
-from plinth.stackconfig import (provenance_from_pulumi_config, secrets_from_pulumi_config, spec_from_pulumi_config,
-                                stage_from_pulumi_config)
+from plinth.stackconfig import (
+    provenance_from_pulumi_config,
+    secrets_from_pulumi_config,
+    spec_from_pulumi_config,
+    stage_from_pulumi_config,
+)
 
 PROJECT = Path(__file__).resolve().parent.parent
 config = pulumi.Config("plinth")

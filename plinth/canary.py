@@ -18,7 +18,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -285,7 +285,7 @@ def _temp_beside(path: Path, text: str) -> Path:
     return Path(name)
 
 
-def _refused(target: Target, why: str, errors: list[SpecError] = ()) -> SpecInvalid:
+def _refused(target: Target, why: str, errors: Sequence[SpecError] = ()) -> SpecInvalid:
     return SpecInvalid([SpecError(None, "", f"{target.name}: not changed: {why}"), *errors])
 
 

@@ -14,12 +14,15 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from plinth.plan import plural
 from plinth.spec.errors import SpecError, SpecInvalid
+
+if TYPE_CHECKING:  # the commands import the spec lazily (a quick --help)
+    from plinth.spec.models import PlatformSpec
 
 app = typer.Typer(
     add_completion=False,
@@ -36,11 +39,11 @@ MAX_PLAN_BYTES = 512 << 20
 MAX_REPORT_BYTES = 64 << 20
 """A report.json `report --since` reads (its largest part, the access matrix, grows with the teams)."""
 BlueprintArg = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Argument(help="Blueprint YAML. Default: blueprints/minimal.yaml of the project (unless --stack)."),
 ]
 StackOpt = Annotated[
-    Optional[str], typer.Option("--stack", "-s", help="Use stacks/Pulumi.<NAME>.yaml (blueprint + overrides).")
+    str | None, typer.Option("--stack", "-s", help="Use stacks/Pulumi.<NAME>.yaml (blueprint + overrides).")
 ]
 
 
@@ -132,7 +135,7 @@ def _provenance(source: str):
     return Provenance.of(path if path.is_file() else project_dir() / path)
 
 
-def _plan_spec(spec, source: str, stack: str | None, stage: str = "platform"):
+def _plan_spec(spec: PlatformSpec, source: str, stack: str | None, stage: str = "platform"):
     from plinth.engine.offline import plan
 
     started = time.perf_counter()
@@ -173,9 +176,9 @@ def validate(blueprint: BlueprintArg = None, stack: StackOpt = None) -> None:
 def plan(
     blueprint: BlueprintArg = None,
     stack: StackOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="Also write DIR/plan.json.", callback=_out_dir)] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write DIR/plan.json.", callback=_out_dir)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON instead of the tree.")] = False,
-    stage: Annotated[Optional[str], typer.Option(
+    stage: Annotated[str | None, typer.Option(
         help="platform (the cluster and its services) or configure (Vault and Harbor contents, run once they "
              "are up). Default: the stack's own stage, else platform.")] = None,
 ) -> None:
@@ -210,8 +213,8 @@ def render(
     blueprint: BlueprintArg = None,
     stack: StackOpt = None,
     out: Annotated[Path, typer.Option(help="Directory for the manifests (created; earlier renders replaced).",
-                                      callback=_out_dir)] = ...,
-    charts: Annotated[Optional[Path], typer.Option(
+                                      callback=_out_dir)] = ...,  # type: ignore[assignment]  # typer: required
+    charts: Annotated[Path | None, typer.Option(
         help="Directory chart source (DIR/charts/<name>-<version>.tgz, DIR/crds/<bundle>/) to render the real "
              "charts from. Default: the spec's charts.source when it is a directory.")] = None,
 ) -> None:
@@ -239,7 +242,7 @@ def render(
          f"({plural(objects, 'object')} from {plural(sum(bool(i.objects) for i in rendered), 'chart')})")
 
 
-def _render_charts(result, spec, directory: Path | None):
+def _render_charts(result, spec: PlatformSpec, directory: Path | None):
     """Every chart of the plan rendered (render and check alike): progress on a terminal, and values the chart
     rejects are bad input naming their spec key (exit 2)."""
     from plinth.engine.charts import ChartRejected, render_charts
@@ -275,13 +278,13 @@ def _values_key(rejected) -> str:
     return rejected.key
 
 
-def _local_source(spec) -> Path | None:
+def _local_source(spec: PlatformSpec) -> Path | None:
     """The spec's chart source when it is a directory (decided where the program decides it)."""
     from plinth.context import PlatformContext
     from plinth.modules.helm import source_kind
 
     source = PlatformContext.from_spec(spec).chart_source
-    return Path(source) if source_kind(source) == "directory" else None
+    return Path(source) if source_kind(source) == "directory" else None  # type: ignore[arg-type]  # a directory
 
 
 @app.command()
@@ -311,7 +314,7 @@ def check(
     blueprint: BlueprintArg = None,
     stack: StackOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
-    charts: Annotated[Optional[Path], typer.Option(
+    charts: Annotated[Path | None, typer.Option(
         help="Directory chart source (DIR/charts/<name>-<version>.tgz, DIR/crds/<bundle>/) to render the charts "
              "from, so the policies see every object they create. Default: the spec's charts.source when it is a "
              "directory; otherwise chart objects are not inspected (said on stderr).")] = None,
@@ -394,9 +397,9 @@ def check_lines(results, config_file: Path | None) -> list[str]:
 def verify(
     blueprint: BlueprintArg = None,
     stack: StackOpt = None,
-    model: Annotated[Optional[list[str]], typer.Option(
+    model: Annotated[list[str] | None, typer.Option(
         "--model", "-m", help="Only this model (name or team/name); repeatable. Default: every served model.")] = None,
-    url: Annotated[Optional[str], typer.Option(
+    url: Annotated[str | None, typer.Option(
         help="Base URL of the platform Gateway, e.g. http://127.0.0.1:8080 (a port-forward). Requests still carry "
              "Host (and for https the TLS name) serving.hostname. Default: https://<serving.hostname>.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
@@ -428,9 +431,9 @@ def verify(
 def report(
     blueprint: BlueprintArg = None,
     stack: StackOpt = None,
-    out: Annotated[Optional[Path], typer.Option(help="Directory for report.md and report.json. Required.",
+    out: Annotated[Path | None, typer.Option(help="Directory for report.md and report.json. Required.",
                                                 callback=_out_dir)] = None,
-    since: Annotated[Optional[Path], typer.Option(help="A previous report.json: add what changed since.")] = None,
+    since: Annotated[Path | None, typer.Option(help="A previous report.json: add what changed since.")] = None,
 ) -> None:
     """Write a compliance report derived from the plan: provenance, data at rest, access matrix, network
     exposure, images and charts, secrets (names only), policy results."""
@@ -522,7 +525,7 @@ def _plan_of(ref: str):
 
 @app.command()
 def schema(
-    out: Annotated[Optional[Path], typer.Option(help="Write to FILE instead of stdout.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write to FILE instead of stdout.")] = None,
     overlay: Annotated[bool, typer.Option(
         "--overlay", help="The schema of a file merged onto a base (`extends:` blueprints, stack overrides): "
         "every field optional, `~` and `$delete: true` allowed.")] = False,
@@ -541,17 +544,20 @@ def schema(
         sys.stdout.write(text)
 
 
-canary_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Move a served model's canary and shadow: edit the blueprint "
+canary_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                         help="Move a served model's canary and shadow: edit the blueprint "
                          "(or --stack's overrides) in place, validate it, print the plan diff.")
 app.add_typer(canary_app, name="canary")
 ModelArg = Annotated[str, typer.Argument(help="The model's name (or team/name).")]
-EditedBlueprintArg = Annotated[Optional[Path], typer.Argument(
+EditedBlueprintArg = Annotated[Path | None, typer.Argument(
     help="The blueprint to edit. With --stack instead: that stack file's plinth:overrides.")]
 
 
 @canary_app.command("set")
 def canary_set(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: StackOpt = None,
-               weight: Annotated[int, typer.Option(help="Percent of the routed traffic, 0-100.")] = ...) -> None:
+               # `...`: typer's required option
+               weight: Annotated[int, typer.Option(help="Percent of the routed traffic, 0-100.")] = ...,  # type: ignore[assignment]
+               ) -> None:
     """Set the canary's traffic weight."""
     from plinth import canary
 
@@ -576,7 +582,7 @@ def canary_abort(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: S
 
 @canary_app.command("shadow")
 def canary_shadow(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: StackOpt = None,
-                  version: Annotated[Optional[str], typer.Option(help="Run (or move) the shadow at VERSION.")] = None,
+                  version: Annotated[str | None, typer.Option(help="Run (or move) the shadow at VERSION.")] = None,
                   off: Annotated[bool, typer.Option("--off", help="Remove the shadow.")] = False) -> None:
     """Mirror every routed request to a shadow release, or (--off) stop."""
     from plinth import canary

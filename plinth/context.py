@@ -9,9 +9,8 @@ from typing import Any
 
 import pulumi
 
-from plinth.catalog import PLATFORM_NAMESPACES
-from plinth.targets import TargetFacts, target_facts
 from plinth.provenance import Provenance
+from plinth.targets import TargetFacts, target_facts
 
 MANAGED_BY = "plinth"
 PULL_SECRET = "mirror-pull"
@@ -174,7 +173,7 @@ class PlatformContext:
 
     def annotations(self) -> dict[str, str] | None:
         """Engine annotations; only set for test clusters (see spec `testing`)."""
-        annotations = {}
+        annotations: dict[str, str] = {}
         if self.skip_await:
             annotations |= {"pulumi.com/deletionPropagationPolicy": "background", "pulumi.com/skipAwait": "true"}
         if self.await_timeout is not None:

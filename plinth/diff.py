@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from plinth.plan import SECRET, Plan, Resource, object_name, plural, resource_key, short_type
 
+
 class FieldChange(NamedTuple):
     path: str
     """e.g. spec.rules[0].backendRefs[fraud-scorer-canary].weight (list items by name where they have one)."""
@@ -126,9 +127,9 @@ def field_changes(old: Any, new: Any, path: str) -> Iterator[FieldChange]:
 def _item_key(*lists: list) -> str | None:
     """The field naming every item of both lists uniquely, if there is one."""
     for key in _ITEM_KEYS:
-        if all(isinstance(item, dict) and isinstance(item.get(key), str) for items in lists for item in items):
-            if all(len({item[key] for item in items}) == len(items) for items in lists):
-                return key
+        if (all(isinstance(item, dict) and isinstance(item.get(key), str) for items in lists for item in items)
+                and all(len({item[key] for item in items}) == len(items) for items in lists)):
+            return key
     return None
 
 

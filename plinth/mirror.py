@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from plinth.catalog import CrdBundle, ImageRef
+from plinth.context import PlatformContext
 from plinth.spec.models import PlatformSpec
 
 
@@ -74,8 +75,6 @@ class MirrorList:
 def mirror_list(spec: PlatformSpec) -> MirrorList:
     from plinth.modules.helm import HelmService
     from plinth.program import SERVICES
-
-    from plinth.context import PlatformContext
 
     ctx = PlatformContext.from_spec(spec)
     mirror = spec.airgap.mirror if spec.airgap.enabled else None

@@ -76,7 +76,9 @@ class _TLSConnection(http.client.HTTPSConnection):
 
     def connect(self) -> None:
         http.client.HTTPConnection.connect(self)
-        self.sock = self._context.wrap_socket(self.sock, server_hostname=self._server_hostname)
+        # HTTPSConnection keeps its SSLContext in `_context`.
+        self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
+            self.sock, server_hostname=self._server_hostname)
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,7 @@ def example(schema: Any, document: dict, depth: int = 0, budget: list[int] | Non
     if kind == "string":
         formats = {"date-time": "1970-01-01T00:00:00Z", "date": "1970-01-01", "time": "00:00:00",
                    "uuid": "00000000-0000-0000-0000-000000000000"}
-        return formats.get(schema.get("format"), "x" * _bounded(schema, "minLength", 0))
+        return formats.get(str(schema.get("format")), "x" * _bounded(schema, "minLength", 0))
     if kind == "boolean":
         return False
     return None

@@ -10,9 +10,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.context import MANAGED_BY, PlatformContext, resource_name
-from plinth.vocabulary import SECRET_SOURCE
 from plinth.service import Peer
-from plinth.vocabulary import gateway_parent_ref
+from plinth.vocabulary import SECRET_SOURCE, gateway_parent_ref
 
 
 def children(parent: pulumi.Resource, ctx: PlatformContext,
@@ -57,7 +56,7 @@ def pull_secret(name: str, metadata: dict, ctx: PlatformContext,
         return None
     if ctx.mirror_auth is None:
         raise ValueError("the spec asks for a mirror pull secret but no mirror password was given")
-    host = ctx.mirror_registry.split("/")[0]
+    host = ctx.mirror_registry.split("/")[0]  # type: ignore[union-attr]  # a pull secret implies a mirror
     return stack_secret(
         resource_name(name, "mirror-pull"), metadata, "plinth:mirrorPassword (with airgap.mirror.pullSecret)",
         {".dockerconfigjson": pulumi.Output.secret(ctx.mirror_auth).apply(lambda auth: _docker_config(host, auth))},
@@ -93,7 +92,7 @@ def airgap_egress_policy(name: str, metadata: dict, ctx: PlatformContext, opts: 
     if not ctx.cilium:
         return  # other CNIs match node addresses by ipBlock: the API server is in airgap.mirror.cidrs
     for peer in (APISERVER_EGRESS, *peers):
-        kind, policy, spec = peer_policy("Egress", peer, ctx)
+        kind, policy, spec = peer_policy("Egress", peer, ctx)  # type: ignore[misc]  # Cilium: always a policy
         network_policy(kind, resource_name(name, f"airgap-{policy}"), spec,
                        {**metadata, "name": f"airgap-{policy}"}, ctx, opts)
 

@@ -23,12 +23,12 @@ from plinth.modules.monitoring import Monitoring
 from plinth.modules.network import Cilium, PlatformGateway
 from plinth.modules.objectstore import ObjectStore
 from plinth.modules.pythonindex import PythonIndex
-from plinth.modules.secrets import Vault
-from plinth.modules.serving import Serving
-from plinth.modules.secrets.configure import VaultTeams
-from plinth.modules.secrets.operator import VaultSecretsOperator
 from plinth.modules.registry import Harbor
 from plinth.modules.registry.projects import HarborProjects
+from plinth.modules.secrets import Vault
+from plinth.modules.secrets.configure import VaultTeams
+from plinth.modules.secrets.operator import VaultSecretsOperator
+from plinth.modules.serving import Serving
 from plinth.modules.storage import Longhorn
 from plinth.modules.tenancy import Tenancy, TenancyArgs
 from plinth.provenance import Provenance
@@ -95,7 +95,8 @@ def build_platform(spec: PlatformSpec, secrets: StackSecrets, provenance: Proven
         if service.enabled(spec):
             block = service.block(spec)
             after = pulumi.ResourceOptions(depends_on=[component for *_, component in built])
-            built.append((name, block, service(name, block, ctx, after)))
+            # Services take (name, block, ctx, opts), not ComponentResource's (type, name, props, opts).
+            built.append((name, block, service(name, block, ctx, after)))  # type: ignore[arg-type]
     tenancy = Tenancy(
         "tenancy",
         TenancyArgs(
@@ -118,7 +119,7 @@ def build_configuration(spec: PlatformSpec, secrets: StackSecrets, provenance: P
     ctx = PlatformContext.from_spec(spec, secrets=secrets, provenance=provenance)
     for name, part in CONFIGURATION:
         if part.enabled(spec):
-            part(name, part.block(spec), ctx)
+            part(name, part.block(spec), ctx)  # type: ignore[arg-type]  # as above
     pulumi.export("platform", spec.metadata.name)
     pulumi.export("environment", spec.metadata.environment)
 

@@ -3,6 +3,7 @@ for its own pods and in charts' values (`plinth.governance.podsecurity` is the c
 
 from __future__ import annotations
 
+
 def restricted_pod(user: int | None = None, group: int | None = None, fs_group: int | None = None,
                    fs_group_on_root_mismatch: bool = False) -> dict:
     """A pod's context: non-root, the runtime's default seccomp profile, and the ids given.

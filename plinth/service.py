@@ -11,6 +11,7 @@ import pulumi
 from plinth.catalog import PLATFORM_NAMESPACES
 from plinth.context import PlatformContext, StackSecret
 from plinth.spec.errors import Violation
+from plinth.spec.models import PlatformSpec, Team
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class PlatformService(pulumi.ComponentResource):
     """Every stack secret this service may read (`needed_secrets` says which a spec needs)."""
 
     @classmethod
-    def enabled(cls, spec) -> bool:
+    def enabled(cls, spec: PlatformSpec) -> bool:
         raise NotImplementedError
 
     @classmethod
@@ -119,13 +120,13 @@ class PlatformService(pulumi.ComponentResource):
         raise NotImplementedError
 
     @classmethod
-    def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def ingress(cls, block: Any, ctx: PlatformContext) -> tuple[Peer, ...]:
         """Who may reach this service's namespace besides its own pods, Prometheus and the teams it serves
         (`tenant_egress`); its namespace is default-deny for ingress otherwise. Default: nobody."""
         return ()
 
     @classmethod
-    def namespace_peers(cls, block, ctx: PlatformContext, namespace: str) -> tuple[Peer, ...]:
+    def namespace_peers(cls, block: Any, ctx: PlatformContext, namespace: str) -> tuple[Peer, ...]:
         """Every peer the service's namespace admits: `ingress`, Prometheus, and the teams it serves."""
         peers = list(cls.ingress(block, ctx))
         if ctx.monitoring and namespace != PLATFORM_NAMESPACES["monitoring"]:
@@ -136,16 +137,17 @@ class PlatformService(pulumi.ComponentResource):
         return tuple(peers)
 
     @classmethod
-    def tenant_ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def tenant_ingress(cls, block: Any, ctx: PlatformContext) -> tuple[Peer, ...]:
         """Platform namespaces of this service that must reach team pods (scrapes, the gateway)."""
         return ()
 
     @classmethod
-    def tenant_egress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def tenant_egress(cls, block: Any, ctx: PlatformContext) -> tuple[Peer, ...]:
         """Endpoints of this service team pods may reach; nothing else of the platform is reachable."""
         return ()
 
-    def team_objects(self, name: str, block, ctx: PlatformContext, team, opts: pulumi.ResourceOptions) -> None:
+    def team_objects(self, name: str, block: Any, ctx: PlatformContext, team: Team,
+                     opts: pulumi.ResourceOptions) -> None:
         """Objects this service puts in one team's namespace (built after the namespace); default: none.
 
         `opts` carries the provider, this component as parent and the wait for the team's namespace.

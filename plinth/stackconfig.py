@@ -10,12 +10,9 @@ from plinth.context import StackSecrets
 from plinth.program import needed_secrets
 from plinth.provenance import Provenance
 from plinth.spec.errors import SpecInvalid
-from plinth.spec.load import (CONFIG_NAMESPACE, load_spec, load_stack_spec, read_stack,
-                              read_stack_parts, stack_stage)
-from plinth.spec.yamltree import read_yaml
+from plinth.spec.load import CONFIG_NAMESPACE, load_spec, load_stack_spec, read_stack, read_stack_parts, stack_stage
 from plinth.spec.models import PlatformSpec
-from plinth.spec.yamltree import to_plain
-
+from plinth.spec.yamltree import read_yaml, to_plain
 
 
 def spec_from_pulumi_config(config: pulumi.Config, project_dir: Path) -> PlatformSpec:

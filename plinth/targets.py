@@ -14,6 +14,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
+from plinth.spec.models import PlatformSpec
 
 WORKLOAD_SERVICE_ACCOUNT = "workloads"
 """Every team's ServiceAccount for its workloads (tenancy): the model servers run as it."""
@@ -100,8 +101,9 @@ class TargetFacts:
     def principal(self, identity: Identity) -> str:
         """The cloud principal a ServiceAccount's pods act as: an IAM role ARN or a service account e-mail."""
         if self.type == "eks":
-            partition = "aws-cn" if self.region.startswith("cn-") else \
-                "aws-us-gov" if self.region.startswith("us-gov-") else "aws"
+            region: str = self.region  # type: ignore[assignment]  # an eks target always has its region
+            partition = "aws-cn" if region.startswith("cn-") else \
+                "aws-us-gov" if region.startswith("us-gov-") else "aws"
             return f"arn:{partition}:iam::{self.project}:role/{self.role_name(identity)}"
         return f"{self.account_id(identity)}@{self.project}.iam.gserviceaccount.com"
 
@@ -130,7 +132,7 @@ def bounded_name(name: str, limit: int) -> str:
     return f"{name[: limit - 7].rstrip('-')}-{digest}"
 
 
-def target_facts(spec) -> TargetFacts:
+def target_facts(spec: PlatformSpec) -> TargetFacts:
     target = spec.target
     if target.type == "existing":
         return TargetFacts()
@@ -146,13 +148,13 @@ def target_facts(spec) -> TargetFacts:
     )
 
 
-def vault_uses_target_key(spec) -> bool:
+def vault_uses_target_key(spec: PlatformSpec) -> bool:
     """Vault auto-unseals with the key the target creates: its KMS type on its cloud, no key of its own."""
     vault, kms = spec.secrets.vault, {"eks": "awskms", "gke": "gcpckms"}.get(spec.target.type)
     return vault.enabled and kms is not None and vault.auto_unseal.type == kms and not vault.auto_unseal.key
 
 
-def _identities(spec):
+def _identities(spec: PlatformSpec):
     """Every cloud identity the spec needs, each for the one ServiceAccount that uses it."""
     if vault_uses_target_key(spec):
         yield Identity("vault", *VAULT_SERVICE_ACCOUNT, "unseal")

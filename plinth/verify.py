@@ -12,8 +12,8 @@ Per track (stable, canary, shadow):
   JSON, and its request schema.
 - inference: ONE request with an input built from that metadata. Triton (the KServe v2 HTTP protocol with its
   binary tensor extension, `POST /v2/models/<name>/infer`): the model named like the spec's model, else the
-  first by name; every input zeros of its datatype and shape, `-1` dimensions as 1. BentoML: a POST of a JSON body built from the request schema (defaults and
-  examples where given, else zero values; required properties only).
+  first by name; every input zeros of its datatype and shape, `-1` dimensions as 1. BentoML: a POST of a JSON
+  body built from the request schema (defaults and examples where given, else zero values; required properties only).
 
 The requests (plinth/modelclient.py): every request has a deadline, --timeout seconds for all of it
 (connect, send, the whole answer), so a server that drips its answer cannot hold a probe longer; an answer
@@ -31,8 +31,18 @@ import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from plinth.modelclient import (Answer, Gateway, Unreachable, bentoml_api, clean, count_apis, error_text, example,
-                                shorten, triton_request)
+from plinth.modelclient import (
+    Answer,
+    Gateway,
+    Unreachable,
+    bentoml_api,
+    clean,
+    count_apis,
+    error_text,
+    example,
+    shorten,
+    triton_request,
+)
 from plinth.spec.errors import SpecError, SpecInvalid
 
 DEFAULT_TIMEOUT = 10.0
@@ -130,7 +140,7 @@ def gateway(spec, url: str | None, timeout: float) -> Gateway:
         errors.append(SpecError(None, "--url", f"{text!r}: {expected}"))
     if errors:
         raise SpecInvalid(errors)
-    return Gateway(url=text, scheme=parts.scheme, address=parts.hostname,
+    return Gateway(url=text, scheme=parts.scheme, address=parts.hostname,  # type: ignore[arg-type]  # checked
                    port=port or (443 if parts.scheme == "https" else 80), base=parts.path.rstrip("/"),
                    hostname=hostname, timeout=timeout)
 
@@ -323,7 +333,7 @@ def table(report: Report):
     for name, justify in (("model", "left"), ("runtime", "left"), ("track", "left"), ("health", "center"),
                           ("metadata", "center"), ("inference", "center"), ("latency", "right"),
                           ("result", "left")):
-        grid.add_column(name, justify=justify, overflow="fold")
+        grid.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]  # the literals above
     for t in report.tracks:
         marks = {c.check: "ok" if c.passed else "[red]FAIL[/red]" for c in t.checks}
         latency = f"{t.latency_ms:.1f} ms" if t.latency_ms is not None else "-"

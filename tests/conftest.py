@@ -20,3 +20,19 @@ def write(tmp_path, monkeypatch):
         return path
 
     return _write
+
+
+@pytest.fixture(scope="module")
+def dev():
+    """The services' plan (tests/support.py: platform) of a dev platform, by resource name."""
+    from support import platform
+
+    return platform("dev")
+
+
+@pytest.fixture(scope="module")
+def prod():
+    """The same, prod."""
+    from support import platform
+
+    return platform("prod")

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
 
 from support import platform
-
-
-@pytest.fixture(scope="module")
-def dev():
-    return platform("dev")
 
 
 def test_an_acme_issuer_gets_the_gateways_http_listener_and_a_redirect_to_https(dev):

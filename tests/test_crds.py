@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
 
-from support import platform
-
-
-@pytest.fixture(scope="module")
-def dev():
-    return platform("dev")
 
 
 def test_crds_are_installed_before_anything_that_uses_them(dev):

@@ -3,19 +3,8 @@ drift alert routing, node-exporter's namespace."""
 
 from __future__ import annotations
 
-import pytest
 
 from support import platform, values
-
-
-@pytest.fixture(scope="module")
-def dev():
-    return platform("dev")
-
-
-@pytest.fixture(scope="module")
-def prod():
-    return platform("prod")
 
 
 def test_prometheus_and_alertmanager_are_ha_in_prod_only(dev, prod):

@@ -12,11 +12,6 @@ from plinth.spec.models import PlatformSpec
 from plinth.spec.rules import check_rules
 
 
-@pytest.fixture(scope="module")
-def dev():
-    return platform("dev")
-
-
 def test_cilium_replaces_kube_proxy_with_gateway_api_and_cert_manager_tls(dev):
     cilium = values(dev, "cilium")
     assert cilium["kubeProxyReplacement"] is True and cilium["k8sServiceHost"] == "api.k8s.internal"

@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
 
 from support import platform, values
-
-
-@pytest.fixture(scope="module")
-def dev():
-    return platform("dev")
-
-
-@pytest.fixture(scope="module")
-def prod():
-    return platform("prod")
 
 
 def test_longhorn_replicas_follow_the_environment_unless_the_spec_says(dev, prod):

@@ -30,9 +30,10 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import PLATFORM_NAMESPACES
 from plinth.context import PlatformContext, resource_name
-from plinth.vocabulary import HOST_ACCESS_ALLOWLIST
 from plinth.objects import children
 from plinth.service import PlatformService
+from plinth.spec.models import PlatformSpec
+from plinth.vocabulary import HOST_ACCESS_ALLOWLIST
 
 COMPONENT = "admission"
 CLUSTER_NAMESPACE = "kube-system"
@@ -192,11 +193,11 @@ class Admission(PlatformService):
     """plinth:admission:Admission: the ValidatingAdmissionPolicies and their bindings."""
 
     @classmethod
-    def enabled(cls, spec) -> bool:
+    def enabled(cls, spec: PlatformSpec) -> bool:
         return spec.admission.enabled
 
     @classmethod
-    def block(cls, spec) -> AdmissionArgs:
+    def block(cls, spec: PlatformSpec) -> AdmissionArgs:
         mirror = spec.airgap.mirror.registry if spec.airgap.enabled and spec.airgap.mirror else None
         groups = tuple((team.name, tuple(sorted({g for role in (team.groups.ml_engineer, team.groups.data_scientist,
                                                                  team.groups.viewer) for g in role})))

@@ -7,9 +7,10 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import ImageRef
 from plinth.context import ISSUER, PlatformContext, resource_name
-from plinth.vocabulary import HTTP_LISTENER, gateway_parent_ref
 from plinth.modules.helm import HelmService
 from plinth.service import Need, Peer
+from plinth.spec import models
+from plinth.vocabulary import HTTP_LISTENER, gateway_parent_ref
 
 SELF_SIGNED = "plinth-selfsigned"
 CA_SECRET = "plinth-ca"
@@ -35,11 +36,11 @@ class CertManager(HelmService):
         return ()
 
     @classmethod
-    def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def ingress(cls, block: models.CertManager, ctx: PlatformContext) -> tuple[Peer, ...]:
         return (cls.webhook(10250),)  # the webhook's securePort
 
     @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+    def owned_values(cls, block: models.CertManager, ctx: PlatformContext) -> dict:
         replicas = 2 if ctx.prod_like else 1
         # The chart composes <imageRegistry>/<imageNamespace>/<name>: the mirror rule keeps the path.
         upstream = ImageRef.parse(cls.chart().images[0])
@@ -57,7 +58,8 @@ class CertManager(HelmService):
             "prometheus": {"enabled": ctx.monitoring, "servicemonitor": {"enabled": ctx.monitoring}},
         }
 
-    def objects(self, name: str, block, ctx: PlatformContext, after: pulumi.ResourceOptions) -> None:
+    def objects(self, name: str, block: models.CertManager, ctx: PlatformContext,
+                after: pulumi.ResourceOptions) -> None:
         issuer = block.issuer
         if issuer.type == "selfSigned":
             # A self-signed root issues the platform CA; the CA issuer signs everything else.
@@ -84,8 +86,9 @@ class CertManager(HelmService):
             spec, opts = {"ca": {"secretName": issuer.ca_secret}}, after
         else:
             spec = {"acme": {
-                "server": issuer.acme.server,
-                "email": issuer.acme.email,
+                # An acme issuer has its acme block (validated).
+                "server": issuer.acme.server,  # type: ignore[union-attr]
+                "email": issuer.acme.email,  # type: ignore[union-attr]
                 "privateKeySecretRef": {"name": ACME_ACCOUNT_SECRET},
                 # The platform Gateway's port-80 listener (plinth:network:PlatformGateway adds it for ACME).
                 "solvers": [{"http01": {"gatewayHTTPRoute": {"parentRefs": [gateway_parent_ref(HTTP_LISTENER)]}}}],

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import pulumi
 import pulumi_kubernetes as k8s
 
+from plinth.spec.models import PlatformSpec
 from plinth.targets import TargetFacts, target_facts
 
 
@@ -39,7 +40,7 @@ class TargetArgs:
     """network.loadBalancer.public: the Gateway's load balancer is internet-facing (eks: public subnets for it)."""
 
     @classmethod
-    def from_spec(cls, spec) -> TargetArgs:
+    def from_spec(cls, spec: PlatformSpec) -> TargetArgs:
         return cls(spec.target, spec.metadata.name, spec.metadata.environment, spec.metadata.cost_center,
                    spec.kubernetes.version, spec.rbac.platform_admin_group, target_facts(spec),
                    spec.network.load_balancer.public)

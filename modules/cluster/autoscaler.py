@@ -10,9 +10,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.context import PlatformContext, resource_name
-from plinth.targets import AUTOSCALER_SERVICE_ACCOUNT
 from plinth.modules.helm import HelmService, image_values
 from plinth.securitycontext import restricted_container, restricted_pod
+from plinth.spec import models
+from plinth.spec.models import PlatformSpec
+from plinth.targets import AUTOSCALER_SERVICE_ACCOUNT
 
 NODE_TEMPLATE = "k8s.io/cluster-autoscaler/node-template"
 """Prefix of the node-group (ASG) tags that tell Cluster Autoscaler what a node of an empty group would have:
@@ -37,11 +39,11 @@ class ClusterAutoscaler(HelmService):
     spec_path = ("target", "autoscaler")
 
     @classmethod
-    def enabled(cls, spec) -> bool:
+    def enabled(cls, spec: PlatformSpec) -> bool:
         return spec.target.type == "eks" and spec.target.autoscaler.enabled
 
     @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+    def owned_values(cls, block: models.ClusterAutoscaler, ctx: PlatformContext) -> dict:
         namespace, account = AUTOSCALER_SERVICE_ACCOUNT
         facts = ctx.target
         return {
@@ -62,7 +64,7 @@ class ClusterAutoscaler(HelmService):
             "serviceMonitor": {"enabled": ctx.monitoring, "namespace": namespace},
         }
 
-    def prerequisites(self, name: str, block, ctx: PlatformContext,
+    def prerequisites(self, name: str, block: models.ClusterAutoscaler, ctx: PlatformContext,
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         """Air-gap: the namespace reaches only the cluster and the mirror; the autoscaler also calls the AWS APIs
         (Auto Scaling, EC2, EKS, STS), which egress `none` serves from interface endpoints inside the VPC."""

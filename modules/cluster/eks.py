@@ -9,15 +9,24 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from plinth.modules.cluster import CLOUD_TAINT_EFFECTS, Target, TargetArgs, exec_kubeconfig, kubernetes_provider, \
-    pool_labels, pool_taints
+from plinth.modules.cluster import (
+    CLOUD_TAINT_EFFECTS,
+    Target,
+    TargetArgs,
+    exec_kubeconfig,
+    kubernetes_provider,
+    pool_labels,
+    pool_taints,
+)
 from plinth.modules.cluster.autoscaler import NODE_TEMPLATE, node_template_tags
-from plinth.targets import BUCKET_PURPOSES, Identity, TargetFacts
 from plinth.modules.gpu import GPU_RESOURCE
+from plinth.spec.models import EksTarget
+from plinth.targets import BUCKET_PURPOSES, Identity, TargetFacts
 from plinth.vocabulary import AWS_PUBLIC_ENDPOINT_REASON
 
 LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
@@ -45,6 +54,7 @@ AUTOSCALER_READ_ACTIONS = (
     "ec2:DescribeImages", "ec2:DescribeInstanceTypes", "ec2:DescribeLaunchTemplateVersions",
     "ec2:GetInstanceTypesFromInstanceRequirements", "eks:DescribeNodegroup",
 )
+
 """Cluster Autoscaler's read-only calls (its AWS provider's documented policy); describe calls take no resource."""
 AUTOSCALER_SCALE_ACTIONS = ("autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup")
 """The calls that change a node group: allowed only on groups tagged as this cluster's."""
@@ -190,7 +200,7 @@ class EksCluster(Target):
 
     # --- parts ------------------------------------------------------------------------------------------
 
-    def _nat(self, name, spec, prefix, vpc, public_cidrs, private_tables, prod_like, public_load_balancer,
+    def _nat(self, name, spec: EksTarget, prefix, vpc, public_cidrs, private_tables, prod_like, public_load_balancer,
              child) -> None:
         """An internet gateway for NAT: NAT gateways in public subnets (one per zone in staging and prod, one in
         dev); the public subnets hold a load balancer only when the spec makes the Gateway public (with its
@@ -218,7 +228,7 @@ class EksCluster(Target):
                           destination_cidr_block="0.0.0.0/0", nat_gateway_id=nats[min(index, len(nats) - 1)].id,
                           opts=child)
 
-    def _interface_endpoints(self, name, spec, prefix, vpc, private_subnets, child) -> None:
+    def _interface_endpoints(self, name, spec: EksTarget, prefix, vpc, private_subnets, child) -> None:
         """No internet: the AWS APIs through interface endpoints in the node subnets (HTTPS from the VPC)."""
         group = aws.ec2.SecurityGroup(
             f"{name}-endpoints", vpc_id=vpc.id, description="HTTPS from the VPC to AWS interface endpoints",
@@ -249,7 +259,8 @@ class EksCluster(Target):
             host = issuer_url.removeprefix("https://")
             return _policy({"Effect": "Allow", "Principal": {"Federated": provider_arn},
                             "Action": "sts:AssumeRoleWithWebIdentity",
-                            "Condition": {"StringEquals": {f"{host}:sub": subject, f"{host}:aud": "sts.amazonaws.com"}}})
+                            "Condition": {"StringEquals": {f"{host}:sub": subject,
+                                                           f"{host}:aud": "sts.amazonaws.com"}}})
 
         role = aws.iam.Role(f"{name}-{identity.name}", name=facts.role_name(identity),
                             assume_role_policy=pulumi.Output.all(oidc.arn, issuer).apply(trust), opts=child)
@@ -275,7 +286,7 @@ class EksCluster(Target):
             objects = f"{bucket}/{path}/*" if path else f"{bucket}/*"
             actions = ["s3:GetObject"] if kind == "bucket-read" else \
                 ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"]
-            listing = {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket}
+            listing: dict[str, Any] = {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": bucket}
             if path:
                 listing["Condition"] = {"StringLike": {"s3:prefix": [f"{path}/*"]}}
             document = _policy(listing, {"Effect": "Allow", "Action": actions, "Resource": objects})

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pulumi
 import pulumi_gcp as gcp
 
-from plinth.vocabulary import GCP_PUBLIC_ENDPOINT_REASON
-from plinth.modules.cluster import Target, TargetArgs, exec_kubeconfig, kubernetes_provider, pool_labels, \
-    pool_taints
+from plinth.modules.cluster import Target, TargetArgs, exec_kubeconfig, kubernetes_provider, pool_labels, pool_taints
+from plinth.spec.models import GkeTarget
 from plinth.targets import BUCKET_PURPOSES, Identity, TargetFacts, bounded_name
+from plinth.vocabulary import GCP_PUBLIC_ENDPOINT_REASON
 
 NODE_ROLES = ("roles/logging.logWriter", "roles/monitoring.metricWriter", "roles/artifactregistry.reader")
 """The nodes' service account: logs, metrics and images, nothing else (never the default compute account)."""
@@ -123,7 +123,7 @@ class GkeCluster(Target):
         self.api_server = (endpoint, 443)
         self.register_outputs({"cluster": self.cluster.name, "endpoint": endpoint})
 
-    def _node_pool(self, name, pool, spec, account, child) -> gcp.container.NodePool:
+    def _node_pool(self, name, pool, spec: GkeTarget, account, child) -> gcp.container.NodePool:
         """A node pool of private nodes on Workload Identity; a GPU pool carries the GPU taint and label."""
         labels = pool_labels(pool)
         accelerators = None

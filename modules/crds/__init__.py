@@ -18,6 +18,8 @@ from plinth.context import PlatformContext, resource_name
 from plinth.modules.helm import HelmService, bundle_files
 from plinth.objects import children
 from plinth.service import PlatformService
+from plinth.spec import models
+from plinth.spec.models import PlatformSpec
 
 
 class GatewayApiCrds(PlatformService):
@@ -26,11 +28,11 @@ class GatewayApiCrds(PlatformService):
     spec_path = ("network", "cilium")
 
     @staticmethod
-    def enabled(spec) -> bool:
+    def enabled(spec: PlatformSpec) -> bool:
         return spec.network.cilium.enabled and spec.network.cilium.gateway_api
 
     @staticmethod
-    def block(spec):
+    def block(spec: PlatformSpec):
         return GATEWAY_API
 
     @classmethod
@@ -55,9 +57,9 @@ class PrometheusOperatorCrds(HelmService):
     spec_path = ("monitoring",)
 
     @classmethod
-    def user_values(cls, block) -> dict:
+    def user_values(cls, block: models.Monitoring) -> dict:
         return {}  # monitoring.values configures kube-prometheus-stack, not this chart
 
     @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+    def owned_values(cls, block: models.Monitoring, ctx: PlatformContext) -> dict:
         return {}

@@ -23,11 +23,13 @@ import yaml
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES, ImageRef
 from plinth.context import PlatformContext, StackSecret, resource_name
-from plinth.targets import FEAST_SERVICE_ACCOUNT
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import disruption_budget, network_policy, stack_secret
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import Peer
+from plinth.spec import models
+from plinth.spec.models import PlatformSpec
+from plinth.targets import FEAST_SERVICE_ACCOUNT
 
 REDIS_PASSWORD = StackSecret("feastRedisPassword", "password of Feast's Redis online store")
 """The platform's Redis user (`default`); each team's own user is derived from it."""
@@ -88,12 +90,12 @@ SERVER_RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"
 _UNSAFE_REDIS_PASSWORD = re.compile(r'[\s,"\\]')
 
 
-def uses_postgres(block) -> bool:
+def uses_postgres(block: models.Feast) -> bool:
     """The SQL registry is always PostgreSQL; the stores may be too."""
     return block.registry == "sql" or "postgres" in (block.online_store, block.offline_store)
 
 
-def uses_redis(block) -> bool:
+def uses_redis(block: models.Feast) -> bool:
     return block.online_store == "redis"
 
 
@@ -144,7 +146,7 @@ def _postgres_store() -> dict:
     }
 
 
-def feature_store_yaml(block, replicated: bool = False) -> str:
+def feature_store_yaml(block: models.Feast, replicated: bool = False) -> str:
     """Feast's `feature_store.yaml` for the spec block: deterministic, and without a credential (only
     `${VAR}` names the feature server fills from its Secret-backed environment). `replicated`: the Redis
     online store is a replication behind Sentinels (`replicated_redis`)."""
@@ -182,7 +184,7 @@ def feature_store_yaml(block, replicated: bool = False) -> str:
     return yaml.dump(config, Dumper=_Dumper, sort_keys=True, default_flow_style=False)
 
 
-def server_env(block) -> list[dict]:
+def server_env(block: models.Feast) -> list[dict]:
     """The feature server's credentials: environment variables from Secrets, never values."""
     env = [_env(ENV_POSTGRES_USER, POSTGRES_APP_SECRET, "username"),
            _env(ENV_POSTGRES_PASSWORD, POSTGRES_APP_SECRET, "password")]
@@ -196,7 +198,7 @@ def server_env(block) -> list[dict]:
 _ALPHANUM = string.digits + string.ascii_letters
 
 
-def team_project(block, team: str) -> str:
+def team_project(block: models.Feast, team: str) -> str:
     """A team's own Feast project. Feast ends every Redis key with the project's name, and neither the
     project (a DNS label) nor a team name holds `_`: only this team's keys end with `_<team>`."""
     return f"{block.project}_{team}"
@@ -240,7 +242,7 @@ def redis_acl(seed: str, platform: str, teams: tuple[str, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def team_feature_store_yaml(block, team: str, replicated: bool) -> str:
+def team_feature_store_yaml(block: models.Feast, team: str, replicated: bool) -> str:
     """A team's `feature_store.yaml`: its own project, and Redis as its own user (the master Service: the
     Sentinels answer only to the platform's password)."""
     config = yaml.safe_load(feature_store_yaml(block))
@@ -271,7 +273,7 @@ class _FeastDependency(HelmService):
     spec_path = ("featureStore", "feast")
 
     @classmethod
-    def user_values(cls, block) -> dict:
+    def user_values(cls, block: models.Feast) -> dict:
         return {}
 
 
@@ -282,7 +284,7 @@ class CloudNativePg(_FeastDependency):
     chart_key = "cloudnative-pg"
 
     @classmethod
-    def enabled(cls, spec) -> bool:
+    def enabled(cls, spec: PlatformSpec) -> bool:
         block = cls.block(spec)
         # Also Grafana's database wherever Grafana runs replicated (modules/monitoring: staging and prod).
         grafana = spec.monitoring.enabled and spec.metadata.environment != "dev"
@@ -290,11 +292,11 @@ class CloudNativePg(_FeastDependency):
         return (bool(block.enabled) and uses_postgres(block)) or grafana or spec.registry.harbor.enabled
 
     @classmethod
-    def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def ingress(cls, block: models.Feast, ctx: PlatformContext) -> tuple[Peer, ...]:
         return (cls.webhook(9443),)  # the operator's mutating and validating webhooks
 
     @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+    def owned_values(cls, block: models.Feast, ctx: PlatformContext) -> dict:
         ref = _catalog_image(cls.chart_key, "cloudnative-pg/cloudnative-pg")
         return {
             # The operator image is also the instances' bootstrap init container (OPERATOR_IMAGE_NAME).
@@ -307,7 +309,7 @@ class CloudNativePg(_FeastDependency):
             "monitoring": {"podMonitorEnabled": ctx.monitoring},
         }
 
-    def objects(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+    def objects(self, name: str, block: models.Feast, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
         if ctx.prod_like:  # the chart has no budget of its own; its webhooks fail closed
             chart = self.chart()
             disruption_budget(resource_name(name, "pdb"), ctx.metadata(chart.name, name, namespace=chart.namespace),
@@ -321,18 +323,18 @@ class RedisOperator(_FeastDependency):
     chart_key = "redis-operator"
 
     @classmethod
-    def enabled(cls, spec) -> bool:
+    def enabled(cls, spec: PlatformSpec) -> bool:
         block = cls.block(spec)
         return bool(block.enabled) and uses_redis(block)
 
     @classmethod
-    def images(cls, block, ctx: PlatformContext) -> tuple[str, ...]:
+    def images(cls, block: models.Feast, ctx: PlatformContext) -> tuple[str, ...]:
         # The exporter sidecar runs only with monitoring, the Sentinels only with a replicated Redis.
         return tuple(i for i in cls.chart().images if (ctx.monitoring or "/redis-exporter:" not in i)
                      and (replicated_redis(ctx) or "/redis-sentinel:" not in i))
 
     @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+    def owned_values(cls, block: models.Feast, ctx: PlatformContext) -> dict:
         image = _mirrored(_catalog_image(cls.chart_key, "opstree/redis-operator"), ctx)
         return {
             "redisOperator": {
@@ -352,7 +354,7 @@ class RedisOperator(_FeastDependency):
             "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "500Mi"}},
         }
 
-    def objects(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+    def objects(self, name: str, block: models.Feast, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
         if ctx.prod_like:  # the chart has no budget of its own
             disruption_budget(resource_name(name, "pdb"),
                               ctx.metadata("redis-operator", name, namespace=self.chart().namespace),
@@ -378,7 +380,7 @@ class Feast(HelmService):
     # No `tenant_egress`: a team reaches its own feature server only, through the policies `team_objects` makes.
 
     @classmethod
-    def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def ingress(cls, block: models.Feast, ctx: PlatformContext) -> tuple[Peer, ...]:
         peers = []
         if uses_postgres(block):
             # The operator reaches every instance's manager (8000) and PostgreSQL (5432).
@@ -390,7 +392,7 @@ class Feast(HelmService):
         return tuple(peers)
 
     @staticmethod
-    def volumes(block) -> tuple[list[dict], list[dict]]:
+    def volumes(block: models.Feast) -> tuple[list[dict], list[dict]]:
         """The server's volumes and mounts (the chart's and every team's server)."""
         volumes: list[dict] = [
             # Feast writes the decoded feature_store.yaml to a temporary directory; the root stays read-only.
@@ -406,7 +408,7 @@ class Feast(HelmService):
         return volumes, mounts
 
     @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+    def owned_values(cls, block: models.Feast, ctx: PlatformContext) -> dict:
         ref = cls.chart().images[0]
         volumes, mounts = cls.volumes(block)
         replicas = 2 if ctx.prod_like else 1
@@ -430,7 +432,7 @@ class Feast(HelmService):
             **({"serviceAccount": {"name": FEAST_SERVICE_ACCOUNT[1]}} if ctx.target.identity("feast") else {}),
         }
 
-    def prerequisites(self, name: str, block, ctx: PlatformContext,
+    def prerequisites(self, name: str, block: models.Feast, ctx: PlatformContext,
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         made: list[pulumi.Resource] = []
         if ctx.target.identity("feast"):
@@ -448,7 +450,8 @@ class Feast(HelmService):
             secret = stack_secret(
                 resource_name(name, "redis-password"), ctx.metadata(REDIS_SECRET, name, namespace=NAMESPACE),
                 "plinth:feastRedisPassword",
-                {"password": pulumi.Output.secret(password).apply(checked_redis_password)}, opts)
+                {"password": pulumi.Output.secret(password).apply(checked_redis_password)},
+                opts)
             acl = stack_secret(
                 resource_name(name, "redis-acl"), ctx.metadata(REDIS_ACL_SECRET, name, namespace=NAMESPACE),
                 "derived from plinth:feastRedisPassword (SHA-256 of it and of each team's HMAC-SHA256 password)",
@@ -467,7 +470,8 @@ class Feast(HelmService):
             ))
         return made
 
-    def team_objects(self, name: str, block, ctx: PlatformContext, team, opts: pulumi.ResourceOptions) -> None:
+    def team_objects(self, name: str, block: models.Feast, ctx: PlatformContext, team: models.Team,
+                     opts: pulumi.ResourceOptions) -> None:
         """Each team's own feature server in the feast namespace, reachable from the team's namespace only:
         its project, its Redis user (its keys only), its network policies on both sides."""
         server, labels = team_server(team.name), team_server_labels(team.name)
@@ -478,8 +482,10 @@ class Feast(HelmService):
             waits.append(stack_secret(
                 resource_name(name, team.name, "redis"), ctx.metadata(f"{server}-redis", name, namespace=NAMESPACE),
                 "derived from plinth:feastRedisPassword (HMAC-SHA256 per team)",
+                # The lambda's default binds the team (mypy cannot infer a lambda with defaults).
                 {"password": pulumi.Output.secret(seed).apply(
-                    lambda pw, team=team.name: team_redis_password(pw, ctx.platform, team))}, opts))
+                    lambda pw, team=team.name: team_redis_password(pw, ctx.platform, team))},  # type: ignore[misc]
+                opts))
         image = str(_mirrored(self.chart().images[0], ctx))
         spec = team_server_spec(block, ctx, team.name, image)
         k8s.apps.v1.Deployment(resource_name(name, team.name, "server"), metadata=meta, spec=spec,
@@ -503,7 +509,7 @@ class Feast(HelmService):
             ctx.metadata("allow-to-feast", name, namespace=team.name, team=team.name,
                          cost_center=team.cost_center), ctx, opts)
 
-    def objects(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+    def objects(self, name: str, block: models.Feast, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
         if ctx.prod_like:
             # The chart has no budget of its own: a drain takes one server replica at a time.
             disruption_budget(resource_name(name, "server", "pdb"),
@@ -541,7 +547,7 @@ def team_server_labels(team: str) -> dict:
     return {"app.kubernetes.io/name": "feast-team-server", TEAM_LABEL: team}
 
 
-def team_server_env(block, team: str) -> list[dict]:
+def team_server_env(block: models.Feast, team: str) -> list[dict]:
     """The platform's PostgreSQL credentials (the registry; teams never see them) and the team's Redis password."""
     env = [e for e in server_env(block) if e["name"] != ENV_REDIS_PASSWORD]
     if uses_redis(block):
@@ -549,7 +555,7 @@ def team_server_env(block, team: str) -> list[dict]:
     return env
 
 
-def team_server_spec(block, ctx: PlatformContext, team: str, image: str) -> dict:
+def team_server_spec(block: models.Feast, ctx: PlatformContext, team: str, image: str) -> dict:
     """A team's feature server: `feast serve` with the team's feature_store.yaml (its project, its Redis user),
     the chart's server in every other respect (volumes, security contexts, resources, probes)."""
     labels = team_server_labels(team)
@@ -599,7 +605,7 @@ def _spread(app: str) -> dict:
     }]}}
 
 
-def postgres_spec(block, ctx: PlatformContext) -> dict:
+def postgres_spec(block: models.Feast, ctx: PlatformContext) -> dict:
     """Feast's CloudNativePG Cluster (`cluster_spec`)."""
     return cluster_spec(POSTGRES_DATABASE, block.postgres_storage, ctx)
 
@@ -632,7 +638,7 @@ def cluster_spec(database: str, storage: str, ctx: PlatformContext, storage_clas
     return spec
 
 
-def postgres_cluster(resource: str, block, ctx: PlatformContext, component: str,
+def postgres_cluster(resource: str, block: models.Feast, ctx: PlatformContext, component: str,
                      opts: pulumi.ResourceOptions) -> pulumi.Resource:
     return k8s.apiextensions.CustomResource(
         resource,
@@ -644,7 +650,7 @@ def postgres_cluster(resource: str, block, ctx: PlatformContext, component: str,
     )
 
 
-def redis_spec(block, ctx: PlatformContext) -> dict:
+def redis_spec(block: models.Feast, ctx: PlatformContext) -> dict:
     """The Redis pods' spec, standalone or replicated: image, password Secret, volume, restricted contexts.
     The online store is a cache of the offline store, rebuilt by `feast materialize`: what replication
     buys is serving through a node's loss, not data safety."""
@@ -712,7 +718,8 @@ def _spread_pods(labels: dict) -> dict:
                                            "labelSelector": {"matchLabels": labels}}}]}}
 
 
-def redis(component: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+def redis(component: str, block: models.Feast, ctx: PlatformContext,
+          opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
     """dev: a standalone `Redis`; staging and prod: a `RedisReplication` and the `RedisSentinel` watching it."""
     api = "redis.redis.opstreelabs.in/v1beta2"
     meta = ctx.metadata(REDIS, component, namespace=NAMESPACE)

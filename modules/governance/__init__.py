@@ -11,16 +11,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, IMAGES, PLATFORM_NAMESPACES
 from plinth.context import PlatformContext, resource_name
-from plinth.vocabulary import LEDGER_NAME, LEDGER_NAMESPACE
 from plinth.objects import children, namespace, platform_ingress
 from plinth.service import PlatformService
-from plinth.spec.models import perimeter_hosts
+from plinth.spec.models import PlatformSpec, perimeter_hosts
+from plinth.vocabulary import LEDGER_NAME, LEDGER_NAMESPACE
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class LedgerArgs:
     """In air-gap mode, the hosts inside the perimeter (plinth.spec.models.perimeter_hosts)."""
 
 
-def spec_hash(spec) -> str:
+def spec_hash(spec: PlatformSpec) -> str:
     canonical = json.dumps(spec.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -41,7 +42,7 @@ class Ledger(PlatformService):
     """plinth:governance:Ledger."""
 
     @classmethod
-    def enabled(cls, spec) -> bool:
+    def enabled(cls, spec: PlatformSpec) -> bool:
         return True
 
     @classmethod
@@ -56,7 +57,7 @@ class Ledger(PlatformService):
         ns = namespace(name, LEDGER_NAMESPACE, name, ctx, child)
         in_ns = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[ns]))
         platform_ingress(name, LEDGER_NAMESPACE, name, (), ctx, in_ns)
-        facts = {"platform": ctx.platform, "environment": ctx.environment, "mirror": args.mirror}
+        facts: dict[str, Any] = {"platform": ctx.platform, "environment": ctx.environment, "mirror": args.mirror}
         if args.perimeter:
             facts["perimeter"] = list(args.perimeter)
         catalog = {"charts": {key: f"{chart.name} {chart.version}" for key, chart in sorted(CHARTS.items())},

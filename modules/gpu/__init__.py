@@ -12,11 +12,12 @@ import yaml
 
 from plinth.catalog import ImageRef
 from plinth.context import PlatformContext, resource_name
-from plinth.vocabulary import GPU, GPU_TAINT
 from plinth.modules.cluster.differences import gpu_operator_values
 from plinth.modules.gpu.dashboard import gpu_dashboard
 from plinth.modules.helm import HelmService, merge_values
 from plinth.modules.monitoring.dashboards import dashboard_config_map
+from plinth.spec import models
+from plinth.vocabulary import GPU, GPU_TAINT
 
 # --- GPU nodes: the one place these facts live (the governance policy `gpu-workloads` holds the taint) ---
 
@@ -126,7 +127,7 @@ class GpuOperator(HelmService):
         return {ImageRef.parse(ref).name: ref for ref in cls.chart().images}
 
     @classmethod
-    def images(cls, block, ctx: PlatformContext) -> tuple[str, ...]:
+    def images(cls, block: models.GpuOperator, ctx: PlatformContext) -> tuple[str, ...]:
         # The driver image only when the operator installs the driver; NFD only with its subchart on.
         nfd = block.values.get("nfd")
         nfd_on = not (isinstance(nfd, dict) and nfd.get("enabled") is False)
@@ -134,7 +135,7 @@ class GpuOperator(HelmService):
                      if (block.driver or name != "driver") and (nfd_on or name != NFD_IMAGE))
 
     @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+    def owned_values(cls, block: models.GpuOperator, ctx: PlatformContext) -> dict:
         catalog, secrets = cls.catalog(), list(ctx.image_pull_secrets)
         values: dict = {}
         for path, name in IMAGE_BLOCKS.items():
@@ -185,7 +186,7 @@ class GpuOperator(HelmService):
         }
         return values
 
-    def prerequisites(self, name: str, block, ctx: PlatformContext,
+    def prerequisites(self, name: str, block: models.GpuOperator, ctx: PlatformContext,
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         if block.sharing.type != "timeSlicing":
             return []
@@ -197,7 +198,7 @@ class GpuOperator(HelmService):
             opts=opts,
         )]
 
-    def objects(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+    def objects(self, name: str, block: models.GpuOperator, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
         if block.sharing.type == "mig":
             # NFD (its CRD comes with the release) labels every NVIDIA GPU node with the profile; MIG
             # manager applies it on MIG-capable GPUs and ignores the label elsewhere.

@@ -25,6 +25,7 @@ from plinth.catalog import CHARTS, Chart, CrdBundle, ImageRef
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
 from plinth.objects import airgap_egress_policy, children, namespace, platform_ingress, pull_secret
 from plinth.service import Peer, PlatformService
+from plinth.spec.models import PlatformSpec
 
 SYSTEM_NAMESPACES = frozenset({"kube-system"})
 """Namespaces that exist in every cluster: never created or owned by Plinth."""
@@ -93,12 +94,13 @@ def release_chart_args(chart: Chart, source: str | None) -> dict:
         return {"chart": chart.name, "version": chart.version,
                 "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo)}
     if kind == "oci":
-        return {"chart": f"{source.rstrip('/')}/{chart.name}", "version": chart.version}
+        return {"chart": f"{source.rstrip('/')}/{chart.name}",  # type: ignore[union-attr]  # oci: a source
+                "version": chart.version}
     if kind == "https":
         return {"chart": chart.name, "version": chart.version,
                 "repository_opts": k8s.helm.v3.RepositoryOptsArgs(repo=source)}
     # A local archive carries its version; `version` would make Helm look for a repository.
-    return {"chart": chart_archive(chart, source)}
+    return {"chart": chart_archive(chart, source)}  # type: ignore[arg-type]  # a directory source
 
 
 def chart_archive(chart: Chart, directory: str) -> str:
@@ -108,7 +110,8 @@ def chart_archive(chart: Chart, directory: str) -> str:
 def bundle_files(bundle: CrdBundle, ctx: PlatformContext) -> list[str]:
     """The manifest files (or URL) of a CRD bundle: a directory chart source, the air-gap file mirror, or upstream."""
     if source_kind(ctx.chart_source) == "directory":
-        pattern = os.path.join(ctx.chart_source, "crds", bundle.directory, "*.yaml")
+        # A directory source is a path, never None.
+        pattern = os.path.join(ctx.chart_source, "crds", bundle.directory, "*.yaml")  # type: ignore[arg-type]
         return sorted(glob.glob(pattern)) or [pattern]
     if ctx.files_mirror:
         return [bundle.mirrored_url(ctx.files_mirror)]
@@ -140,24 +143,24 @@ class HelmService(PlatformService):
         return Peer("apiserver", ports=(port,), entity="kube-apiserver")
 
     @classmethod
-    def airgap_egress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def airgap_egress(cls, block: Any, ctx: PlatformContext) -> tuple[Peer, ...]:
         """Air-gap under Cilium: entities (nodes) the namespace's pods reach besides pods, the declared CIDRs
         and the API server. Default: none."""
         return ()
 
     @classmethod
-    def block(cls, spec) -> Any:
+    def block(cls, spec: PlatformSpec) -> Any:
         node = spec
         for key in cls.spec_path:
             node = getattr(node, _snake(key))
         return node
 
     @classmethod
-    def enabled(cls, spec) -> bool:
+    def enabled(cls, spec: PlatformSpec) -> bool:
         return bool(cls.block(spec).enabled)
 
     @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+    def owned_values(cls, block: Any, ctx: PlatformContext) -> dict:
         """The values Plinth owns for this service (pure: from the spec block and the context)."""
         raise NotImplementedError
 
@@ -166,20 +169,20 @@ class HelmService(PlatformService):
         return CHARTS[cls.chart_key]
 
     @classmethod
-    def images(cls, block, ctx: PlatformContext) -> tuple[str, ...]:
+    def images(cls, block: Any, ctx: PlatformContext) -> tuple[str, ...]:
         """The upstream images the release runs with Plinth's values (what `plinth images` lists)."""
         return cls.chart().images
 
     @classmethod
-    def user_values(cls, block) -> dict:
+    def user_values(cls, block: Any) -> dict:
         """The spec's `values` escape hatch for this chart."""
         return dict(block.values)
 
     @classmethod
-    def release_values(cls, block, ctx: PlatformContext) -> dict:
+    def release_values(cls, block: Any, ctx: PlatformContext) -> dict:
         return merge_values(cls.user_values(block), cls.owned_values(block, ctx))
 
-    def __init__(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, block: Any, ctx: PlatformContext, opts: pulumi.ResourceOptions | None = None):
         super().__init__(self.type_token, name, None, opts)
         chart = self.chart()
         component = name
@@ -218,12 +221,12 @@ class HelmService(PlatformService):
             child, pulumi.ResourceOptions(depends_on=[self.release])))
         self.register_outputs({"release": self.release.name})
 
-    def prerequisites(self, name: str, block, ctx: PlatformContext,
+    def prerequisites(self, name: str, block: Any, ctx: PlatformContext,
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         """Objects in the service's namespace its release reads (secrets, dashboards); default: none."""
         return []
 
-    def objects(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+    def objects(self, name: str, block: Any, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
         """Objects the service adds after its release (custom resources of its CRDs); default: none."""
 
 

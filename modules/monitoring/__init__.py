@@ -11,11 +11,16 @@ from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
 from plinth.context import PULL_SECRET, PlatformContext, StackSecret, resource_name
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService
+from plinth.modules.monitoring.dashboards import (
+    DASHBOARD_LABEL,
+    dashboard_config_map,
+    platform_overview,
+    tenancy_quotas,
+)
 from plinth.objects import namespace, pull_secret, stack_secret
 from plinth.service import Peer
+from plinth.spec import models
 from plinth.spec.errors import Violation
-from plinth.modules.monitoring.dashboards import (DASHBOARD_LABEL, dashboard_config_map, platform_overview,
-                                                 tenancy_quotas)
 
 GRAFANA_ADMIN_PASSWORD = StackSecret("grafanaAdminPassword", "password of Grafana's admin user (monitoring)")
 ALERT_RECEIVERS = StackSecret(
@@ -118,7 +123,7 @@ class Monitoring(HelmService):
     pod_security = "restricted"
 
     @classmethod
-    def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def ingress(cls, block: models.Monitoring, ctx: PlatformContext) -> tuple[Peer, ...]:
         peers = [cls.webhook(10250)]  # the operator's admission webhook (PrometheusRule, AlertmanagerConfig)
         if ctx.prod_like:
             # CloudNativePG's operator reaches Grafana's database instances (manager 8000, PostgreSQL 5432).
@@ -126,13 +131,13 @@ class Monitoring(HelmService):
         return tuple(peers)
 
     @classmethod
-    def airgap_egress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def airgap_egress(cls, block: models.Monitoring, ctx: PlatformContext) -> tuple[Peer, ...]:
         # Prometheus scrapes what listens on the nodes' own addresses (Cilium's identities host and remote-node).
         ports = tuple(sorted(NODE_SCRAPE_PORTS.values()))
         return Peer("host", ports=ports, entity="host"), Peer("remote-node", ports=ports, entity="remote-node")
 
     @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+    def owned_values(cls, block: models.Monitoring, ctx: PlatformContext) -> dict:
         prometheus = block.prometheus_replicas or (2 if ctx.prod_like else 1)
         alertmanager = block.alertmanager.replicas or (3 if ctx.prod_like else 1)
         selectors = {f"{kind}SelectorNilUsesHelmValues": False
@@ -170,16 +175,16 @@ class Monitoring(HelmService):
         return values
 
     @classmethod
-    def tenant_ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def tenant_ingress(cls, block: models.Monitoring, ctx: PlatformContext) -> tuple[Peer, ...]:
         # Prometheus scrapes team workloads' ServiceMonitors.
         return (Peer("monitoring", cls.chart().namespace),)
 
     @classmethod
-    def images(cls, block, ctx: PlatformContext) -> tuple[str, ...]:
+    def images(cls, block: models.Monitoring, ctx: PlatformContext) -> tuple[str, ...]:
         # With cert-manager the admission webhook needs no certgen Jobs.
         return tuple(i for i in cls.chart().images if not (ctx.cert_manager and "kube-webhook-certgen" in i))
 
-    def prerequisites(self, name: str, block, ctx: PlatformContext,
+    def prerequisites(self, name: str, block: models.Monitoring, ctx: PlatformContext,
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         ns = self.chart().namespace
         # node-exporter's namespace, privileged, before the release that renders the DaemonSet into it.
@@ -203,7 +208,8 @@ class Monitoring(HelmService):
             made.append(stack_secret(
                 resource_name(name, "alertmanager-receivers"), ctx.metadata(RECEIVERS_SECRET, name, namespace=ns),
                 "plinth:alertReceivers",
-                pulumi.Output.secret(ctx.secrets.alert_receivers).apply(lambda urls: {n: str(urls[n]) for n in names}),
+                pulumi.Output.secret(ctx.secrets.alert_receivers).apply(
+                    lambda urls: {n: str(urls[n]) for n in names}),
                 opts))
         if ctx.prod_like:
             made.append(k8s.apiextensions.CustomResource(

@@ -106,8 +106,7 @@ def tenancy_quotas(platform: str, teams: list[str]) -> str:
     """Per team: quota used against hard limits (CPU, memory, GPUs, pods)."""
     selector = "|".join(sorted(teams)) or "none"
     panels = []
-    for resource, unit in (("requests.cpu", "short"), ("requests.memory", "bytes"),
-                           ("requests.nvidia.com/gpu", "short"), ("pods", "short")):
+    for resource in ("requests.cpu", "requests.memory", "requests.nvidia.com/gpu", "pods"):
         ratio = (f'sum by (namespace) (kube_resourcequota{{namespace=~"{selector}",resource="{resource}",'
                  f'type="used"}}) / sum by (namespace) (kube_resourcequota{{namespace=~"{selector}",'
                  f'resource="{resource}",type="hard"}})')

@@ -10,12 +10,14 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES, ImageRef
 from plinth.context import MANAGED_BY, PlatformContext, resource_name
-from plinth.vocabulary import GATEWAY_NAME, HTTP_LISTENER, SERVING_LISTENER, TEAM_LISTENER, platform_listener
 from plinth.modules.certs import certificate
 from plinth.modules.cluster.differences import cilium_operator_image, cilium_values
 from plinth.modules.helm import HelmService, merge_values
 from plinth.objects import children, gateway_route, namespace
 from plinth.service import Need, Peer, PlatformService, gateway_serves
+from plinth.spec import models
+from plinth.spec.models import PlatformSpec
+from plinth.vocabulary import GATEWAY_NAME, HTTP_LISTENER, SERVING_LISTENER, TEAM_LISTENER, platform_listener
 
 HUBBLE_SERVER_SECRET = "hubble-server-certs"
 HUBBLE_RELAY_CLIENT_SECRET = "hubble-relay-client-certs"
@@ -61,7 +63,7 @@ class Cilium(HelmService):
     pod_security = "privileged"
 
     @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+    def owned_values(cls, block: models.Cilium, ctx: PlatformContext) -> dict:
         images = _images()
         monitor = {"serviceMonitor": {"enabled": ctx.monitoring, "trustCRDsExist": ctx.monitoring}}
         values: dict = {
@@ -115,7 +117,7 @@ class Cilium(HelmService):
         return values
 
     @classmethod
-    def images(cls, block, ctx: PlatformContext) -> tuple[str, ...]:
+    def images(cls, block: models.Cilium, ctx: PlatformContext) -> tuple[str, ...]:
         # One operator build (the target's IPAM); node-init only where the target needs it (GKE).
         images, operator = _images(), cilium_operator_image(ctx.target)
         skip = {name for name in images if name.startswith("operator-") and name != operator}
@@ -239,7 +241,7 @@ class PlatformGateway(PlatformService):
     capability_fix = "enable network.cilium with gatewayApi: true"
 
     @staticmethod
-    def enabled(spec) -> bool:
+    def enabled(spec: PlatformSpec) -> bool:
         cilium = spec.network.cilium
         return cilium.enabled and (cilium.hubble or cilium.gateway_api)
 
@@ -255,7 +257,7 @@ class PlatformGateway(PlatformService):
                      "their TLS certificates from cert-manager", "cilium", "set hubble and gatewayApi to false"),)
 
     @staticmethod
-    def block(spec) -> PlatformGatewayArgs:
+    def block(spec: PlatformSpec) -> PlatformGatewayArgs:
         certs = spec.certificates.cert_manager
         return PlatformGatewayArgs(spec.network.cilium, spec.network.gateway,
                                    spec.serving.hostname, spec.network.load_balancer,

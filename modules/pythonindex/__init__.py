@@ -20,12 +20,22 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import IMAGES, PLATFORM_NAMESPACES, mirror_image
 from plinth.context import PULL_SECRET, PlatformContext, StackSecret, resource_name
-from plinth.vocabulary import platform_listener
-from plinth.objects import (airgap_egress_policy, children, disruption_budget, gateway_route, namespace,
-                            platform_ingress, pull_secret, stack_secret, whole_host_rule)
-from plinth.service import GatewayHost, Need, Peer, PlatformService, gateway_hostname_rules
+from plinth.objects import (
+    airgap_egress_policy,
+    children,
+    disruption_budget,
+    gateway_route,
+    namespace,
+    platform_ingress,
+    pull_secret,
+    stack_secret,
+    whole_host_rule,
+)
 from plinth.securitycontext import restricted_container, restricted_pod
+from plinth.service import GatewayHost, Need, Peer, PlatformService, gateway_hostname_rules
 from plinth.spec.errors import Violation
+from plinth.spec.models import PlatformSpec, Team
+from plinth.vocabulary import platform_listener
 
 UPLOADERS = StackSecret("pythonIndexHtpasswd", "htpasswd lines of the accounts that may upload to the Python index")
 """The accounts that may upload (bcrypt htpasswd lines): the index Plinth runs needs them."""
@@ -104,7 +114,7 @@ class PythonIndex(PlatformService):
     secrets = (UPLOADERS,)
 
     @classmethod
-    def enabled(cls, spec) -> bool:
+    def enabled(cls, spec: PlatformSpec) -> bool:
         index = spec.registry.python_index
         return bool(index.enabled or index.url)
 
@@ -147,35 +157,36 @@ class PythonIndex(PlatformService):
         return PythonIndexArgs(spec.registry.python_index, cilium.enabled and cilium.gateway_api)
 
     @classmethod
-    def images(cls, block, ctx: PlatformContext) -> tuple[str, ...]:
+    def images(cls, block: PythonIndexArgs, ctx: PlatformContext) -> tuple[str, ...]:
         return (IMAGES["pypiserver"],) if block.index.enabled else ()
 
     @classmethod
-    def index_url(cls, block) -> str:
+    def index_url(cls, block: PythonIndexArgs) -> str:
         """What every team's pip uses: Plinth's index, or the existing one at `url`."""
         return in_cluster_url() if block.index.enabled else block.index.url
 
     @classmethod
-    def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def ingress(cls, block: PythonIndexArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
         # The Gateway's proxies, when they route the index's host name.
         return (Peer("gateway", ports=(PORT,), entity="ingress"),) if cls.routed(block) else ()
 
     @classmethod
-    def routed(cls, block) -> bool:
+    def routed(cls, block: PythonIndexArgs) -> bool:
         return bool(block.index.enabled and block.index.hostname and block.gateway)
 
     @classmethod
-    def tenant_egress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def tenant_egress(cls, block: PythonIndexArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
         # NetworkPolicy ports are the pod's port; an index at `url` is outside the platform.
         return (Peer("python-index", NAMESPACE, (PORT,)),) if block.index.enabled else ()
 
-    def __init__(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions | None = None):
+    def __init__(self, name: str, block: PythonIndexArgs, ctx: PlatformContext,
+                 opts: pulumi.ResourceOptions | None = None):
         super().__init__("plinth:registry:PythonIndex", name, None, opts)
         if block.index.enabled:
             self._server(name, block, ctx, children(self, ctx, opts))
         self.register_outputs({"indexUrl": self.index_url(block)})
 
-    def _server(self, name: str, block, ctx: PlatformContext, child: pulumi.ResourceOptions) -> None:
+    def _server(self, name: str, block: PythonIndexArgs, ctx: PlatformContext, child: pulumi.ResourceOptions) -> None:
         index = block.index
         htpasswd = ctx.secrets.python_index_htpasswd
         if htpasswd is None:
@@ -278,7 +289,8 @@ class PythonIndex(PlatformService):
             ],
         }
 
-    def team_objects(self, name: str, block, ctx: PlatformContext, team, opts: pulumi.ResourceOptions) -> None:
+    def team_objects(self, name: str, block: PythonIndexArgs, ctx: PlatformContext, team: Team,
+                     opts: pulumi.ResourceOptions) -> None:
         k8s.core.v1.ConfigMap(
             resource_name(name, team.name, "pip-config"),
             metadata=ctx.metadata(PIP_CONFIG, name, namespace=team.name, team=team.name,

@@ -25,9 +25,10 @@ from plinth.context import ISSUER, PlatformContext, StackSecret, resource_name
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import gateway_route, stack_secret, whole_host_rule
-from plinth.vocabulary import platform_listener
 from plinth.service import GatewayHost, Need, Peer, gateway_hostname_rules
 from plinth.spec.errors import Violation
+from plinth.spec.models import PlatformSpec
+from plinth.vocabulary import platform_listener
 
 ADMIN_PASSWORD = StackSecret("harborAdminPassword", "password of Harbor's admin user (registry.harbor)")
 """The one stack secret of Harbor: the admin password, and the seed of every other secret (`derive`)."""
@@ -140,7 +141,7 @@ class Harbor(HelmService):
     secrets = (ADMIN_PASSWORD,)
 
     @classmethod
-    def enabled(cls, spec) -> bool:
+    def enabled(cls, spec: PlatformSpec) -> bool:
         return spec.registry.harbor.enabled
 
     @classmethod

@@ -16,6 +16,7 @@ from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.registry import ADMIN_PASSWORD
 from plinth.service import PlatformService
+from plinth.spec.models import PlatformSpec
 
 # Least privilege per team role: engineers push and pull, data scientists pull, viewers
 # see artifacts and their scan results only.
@@ -32,7 +33,7 @@ class HarborProjectsArgs:
     """The spec's teams (name and groups)."""
 
 
-def harbor_url(spec) -> str:
+def harbor_url(spec: PlatformSpec) -> str:
     block = spec.registry.harbor
     if block.hostname:
         return f"https://{block.hostname}"
@@ -47,11 +48,11 @@ class HarborProjects(PlatformService):
     secrets = (ADMIN_PASSWORD,)
 
     @classmethod
-    def enabled(cls, spec) -> bool:
+    def enabled(cls, spec: PlatformSpec) -> bool:
         return spec.registry.harbor.enabled
 
     @classmethod
-    def block(cls, spec) -> HarborProjectsArgs:
+    def block(cls, spec: PlatformSpec) -> HarborProjectsArgs:
         return HarborProjectsArgs(harbor_url(spec), spec.registry.harbor.group_type, spec.teams)
 
     def __init__(self, name: str, args: HarborProjectsArgs, ctx: PlatformContext,

@@ -9,10 +9,11 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.certs import certificate
-from plinth.targets import VAULT_SERVICE_ACCOUNT, TargetFacts
 from plinth.modules.helm import HelmService, image_values
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import Need, Peer
+from plinth.spec import models
+from plinth.targets import VAULT_SERVICE_ACCOUNT, TargetFacts
 
 TLS_SECRET = "vault-server-tls"
 TLS_DIR = f"/vault/userconfig/{TLS_SECRET}"
@@ -42,7 +43,7 @@ def _seal(unseal, target: TargetFacts) -> str:
         return f'seal "awskms" {{\n  kms_key_id = "{key}"\n{region}}}\n'
     if unseal.type == "gcpckms":
         # projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>
-        parts = key.split("/")
+        parts = key.split("/")  # type: ignore[union-attr]  # a gcpckms seal always has a key (validated)
         fields = dict(zip(parts[::2], parts[1::2]))
         return (f'seal "gcpckms" {{\n  project = "{fields.get("projects", "")}"\n  region = '
                 f'"{fields.get("locations", "")}"\n  key_ring = "{fields.get("keyRings", "")}"\n'
@@ -53,7 +54,7 @@ def _seal(unseal, target: TargetFacts) -> str:
     return ""
 
 
-def server_config(block, service: str, namespace: str, target: TargetFacts = TargetFacts()) -> str:
+def server_config(block: models.Vault, service: str, namespace: str, target: TargetFacts = TargetFacts()) -> str:
     """Vault's HCL: TLS listener, raft (HA) or file storage, Kubernetes service registration, telemetry."""
     tls = f'  tls_cert_file = "{TLS_DIR}/tls.crt"\n  tls_key_file = "{TLS_DIR}/tls.key"\n'
     # The API listener (teams, the secrets operator) answers /v1/sys/metrics only to a token allowed to read
@@ -106,7 +107,7 @@ class Vault(HelmService):
         return tuple(peers)
 
     @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+    def owned_values(cls, block: models.Vault, ctx: PlatformContext) -> dict:
         chart = cls.chart()
         server, injector = chart.images
         config = server_config(block, chart.name, chart.namespace, ctx.target)
@@ -149,10 +150,10 @@ class Vault(HelmService):
         }
 
     @classmethod
-    def tenant_egress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def tenant_egress(cls, block: models.Vault, ctx: PlatformContext) -> tuple[Peer, ...]:
         return (Peer("vault", cls.chart().namespace, (API_PORT,)),)
 
-    def objects(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+    def objects(self, name: str, block: models.Vault, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
         if not ctx.monitoring:
             return
         chart = self.chart()
@@ -176,7 +177,7 @@ class Vault(HelmService):
                                                "serverName": f"{chart.name}.{chart.namespace}.svc"}}]},
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[service])))
 
-    def prerequisites(self, name: str, block, ctx: PlatformContext,
+    def prerequisites(self, name: str, block: models.Vault, ctx: PlatformContext,
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         chart = self.chart()
         service, ns = chart.name, chart.namespace

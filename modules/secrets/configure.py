@@ -14,9 +14,17 @@ import pulumi
 import pulumi_vault as vault
 
 from plinth.context import PlatformContext, resource_name
-from plinth.modules.secrets.operator import AUDIENCE, AUTH_MOUNT, KV_MOUNT, SERVICE_ACCOUNT, TeamVaultAccess
-from plinth.modules.secrets.operator import VaultSecretsOperator, vault_address
+from plinth.modules.secrets.operator import (
+    AUDIENCE,
+    AUTH_MOUNT,
+    KV_MOUNT,
+    SERVICE_ACCOUNT,
+    TeamVaultAccess,
+    VaultSecretsOperator,
+    vault_address,
+)
 from plinth.service import PlatformService
+from plinth.spec.models import PlatformSpec
 
 TOKEN_TTL = 3600
 """Lifetime of the Vault token a team's login gets (seconds); the operator renews it."""
@@ -33,11 +41,11 @@ class VaultTeams(PlatformService):
     """Vault's side of every team's access (plinth:secrets:VaultTeams)."""
 
     @classmethod
-    def enabled(cls, spec) -> bool:
+    def enabled(cls, spec: PlatformSpec) -> bool:
         return VaultSecretsOperator.enabled(spec)  # Vault's side of what the operator's VaultAuths use
 
     @classmethod
-    def block(cls, spec) -> VaultTeamsArgs:
+    def block(cls, spec: PlatformSpec) -> VaultTeamsArgs:
         return VaultTeamsArgs(spec.secrets.vault.address or vault_address(), tuple(t.name for t in spec.teams))
 
     def __init__(self, name: str, args: VaultTeamsArgs, ctx: PlatformContext,

@@ -12,6 +12,7 @@ Both sides take their names from `TeamVaultAccess`, so they cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -21,6 +22,8 @@ from plinth.context import PlatformContext, resource_name
 from plinth.modules.certs import certificate
 from plinth.modules.helm import HelmService, image_values
 from plinth.securitycontext import restricted_container, restricted_pod
+from plinth.spec import models
+from plinth.spec.models import PlatformSpec, Team
 
 KV_MOUNT = "teams"
 """The KV v2 mount holding every team's secrets, one path per team."""
@@ -76,16 +79,16 @@ class VaultSecretsOperator(HelmService):
     spec_path = ("secrets", "vault")
 
     @classmethod
-    def enabled(cls, spec) -> bool:
+    def enabled(cls, spec: PlatformSpec) -> bool:
         vault = spec.secrets.vault
         return vault.enabled and vault.secrets_operator
 
     @classmethod
-    def user_values(cls, block) -> dict:
+    def user_values(cls, block: models.Vault) -> dict:
         return {}  # `secrets.vault.values` are Vault's
 
     @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+    def owned_values(cls, block: models.Vault, ctx: PlatformContext) -> dict:
         manager, proxy = cls.chart().images
         return {
             "controller": {
@@ -107,16 +110,17 @@ class VaultSecretsOperator(HelmService):
             "telemetry": {"serviceMonitor": {"enabled": ctx.monitoring}},
         }
 
-    def prerequisites(self, name: str, block, ctx: PlatformContext,
+    def prerequisites(self, name: str, block: models.Vault, ctx: PlatformContext,
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         # A client certificate from the platform CA: its Secret carries ca.crt, the CA Vault's listener uses.
         ns = self.chart().namespace
         return [certificate(resource_name(name, "vault-ca"), ctx.metadata(CA_SECRET, name, namespace=ns),
                             CA_SECRET, [f"{self.chart().name}.{ns}.svc"], ["client auth"], opts)]
 
-    def team_objects(self, name: str, block, ctx: PlatformContext, team, opts: pulumi.ResourceOptions) -> None:
+    def team_objects(self, name: str, block: models.Vault, ctx: PlatformContext, team: Team,
+                     opts: pulumi.ResourceOptions) -> None:
         access = TeamVaultAccess(team.name)
-        meta = dict(namespace=team.name, team=team.name, cost_center=team.cost_center)
+        meta: dict[str, Any] = dict(namespace=team.name, team=team.name, cost_center=team.cost_center)
         account = k8s.core.v1.ServiceAccount(
             resource_name(name, team.name, SERVICE_ACCOUNT),
             metadata=ctx.metadata(SERVICE_ACCOUNT, name, **meta),

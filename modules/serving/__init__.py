@@ -23,18 +23,27 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import IMAGES, PLATFORM_NAMESPACES
 from plinth.context import PlatformContext, resource_name
-from plinth.vocabulary import MODEL_LABEL, USER_PROVIDED
-from plinth.vocabulary import SERVING_LISTENER
-from plinth.modules.monitoring.dashboards import dashboard_config_map
 from plinth.modules.cluster.differences import object_store_egress
+from plinth.modules.monitoring.dashboards import dashboard_config_map
 from plinth.modules.serving.monitoring import alert_rules, monitor_spec, serving_dashboard
 from plinth.modules.serving.names import deployment_name, model_labels, selector, service_name, tracks
 from plinth.modules.serving.routing import route_rules
-from plinth.modules.serving.runtimes import (RUNTIMES, autoscaled, autoscaler_spec, deployment_options,
-                                             deployment_spec, image, model_repository, user_provided)
+from plinth.modules.serving.runtimes import (
+    RUNTIMES,
+    autoscaled,
+    autoscaler_spec,
+    deployment_options,
+    deployment_spec,
+    image,
+    model_repository,
+    user_provided,
+)
 from plinth.objects import children, gateway_route, network_policy, peer_policy
 from plinth.service import Need, Peer, PlatformService, gateway_hostname_rules, gateway_serves
+from plinth.spec import models
 from plinth.spec.errors import Violation
+from plinth.spec.models import PlatformSpec
+from plinth.vocabulary import MODEL_LABEL, SERVING_LISTENER, USER_PROVIDED
 
 
 @dataclass(frozen=True)
@@ -58,7 +67,7 @@ class Serving(PlatformService):
     """Served models in their teams' namespaces, and the serving dashboard (plinth:serving:Serving)."""
 
     @classmethod
-    def enabled(cls, spec) -> bool:
+    def enabled(cls, spec: PlatformSpec) -> bool:
         return bool(spec.serving.models)
 
     @classmethod
@@ -115,14 +124,14 @@ class Serving(PlatformService):
                                  children(self, ctx, opts))
         self.register_outputs({})
 
-    def team_objects(self, name: str, block: ServingArgs, ctx: PlatformContext, team,
+    def team_objects(self, name: str, block: ServingArgs, ctx: PlatformContext, team: models.Team,
                      opts: pulumi.ResourceOptions) -> None:
         after = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=self._after))
         for model in block.serving.models:
             if model.team == team.name:
                 self._model(name, block, ctx, team, model, after)
 
-    def _model(self, name: str, block: ServingArgs, ctx: PlatformContext, team, model,
+    def _model(self, name: str, block: ServingArgs, ctx: PlatformContext, team: models.Team, model: models.Model,
                opts: pulumi.ResourceOptions) -> None:
         runtime = RUNTIMES[model.runtime]
 
@@ -179,7 +188,7 @@ class Serving(PlatformService):
                                   "rules": alert_rules(model, block)}]},
                 opts=opts)
 
-    def _policies(self, name: str, block: ServingArgs, ctx: PlatformContext, model, meta,
+    def _policies(self, name: str, block: ServingArgs, ctx: PlatformContext, model: models.Model, meta,
                   opts: pulumi.ResourceOptions) -> None:
         """Only the Gateway's proxies (on the HTTP port, with a route) and Prometheus (on the metrics port)
         reach the model's pods from outside the namespace; an object-store repository is their only way out."""

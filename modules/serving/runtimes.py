@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 
 from plinth.catalog import IMAGES, mirror_image
 from plinth.context import PlatformContext
-from plinth.targets import WORKLOAD_SERVICE_ACCOUNT
 from plinth.modules.gpu import GPU_RESOURCE, gpu_node_selector, gpu_toleration
 from plinth.modules.serving.names import deployment_name, selector
 from plinth.securitycontext import restricted_container, restricted_pod
+from plinth.targets import WORKLOAD_SERVICE_ACCOUNT
 
 PVC_MOUNT = "/models"
 """Where a pvc:// model repository's claim is mounted (read-only)."""
@@ -131,7 +132,7 @@ def resources(model) -> dict:
 
 def pod_spec(model, track: str, release, ctx: PlatformContext) -> dict:
     runtime = RUNTIMES[model.runtime]
-    mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict] = [{"name": "tmp", "emptyDir": {}}]
     container: dict = {
         "name": model.runtime,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from plinth.context import PlatformContext
 from plinth.modules.cluster.differences import longhorn_values
-from plinth.targets import LONGHORN_SERVICE_ACCOUNT
 from plinth.modules.helm import HelmService, merge_values
 from plinth.service import Peer
+from plinth.spec import models
+from plinth.targets import LONGHORN_SERVICE_ACCOUNT
 
 REPLICAS_BY_ENVIRONMENT = {"dev": 1, "staging": 2, "prod": 3}
 """Volume replicas when the spec does not say: one node's loss must not lose prod data."""
@@ -21,11 +22,11 @@ class Longhorn(HelmService):
     pod_security = "privileged"  # the manager and CSI plugin run privileged on every node
 
     @classmethod
-    def ingress(cls, block, ctx: PlatformContext) -> tuple[Peer, ...]:
+    def ingress(cls, block: models.Longhorn, ctx: PlatformContext) -> tuple[Peer, ...]:
         return (cls.webhook(9502),)  # longhorn-manager's admission webhook
 
     @classmethod
-    def owned_values(cls, block, ctx: PlatformContext) -> dict:
+    def owned_values(cls, block: models.Longhorn, ctx: PlatformContext) -> dict:
         replicas = block.replica_count or REPLICAS_BY_ENVIRONMENT[ctx.environment]
         allow_uninstall = block.allow_uninstall if block.allow_uninstall is not None else ctx.environment != "prod"
         ui = 2 if ctx.prod_like else 1

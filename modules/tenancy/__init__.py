@@ -7,13 +7,13 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_kubernetes as k8s
 
-from plinth.modules.tenancy.roles import PLATFORM_ADMIN, TEAM_ROLES, platform_admin_name, policy_rules
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
-from plinth.targets import WORKLOAD_SERVICE_ACCOUNT
-from plinth.objects import children
+from plinth.modules.tenancy.roles import PLATFORM_ADMIN, TEAM_ROLES, platform_admin_name, policy_rules
+from plinth.objects import children, network_policy, peer_policy, pull_secret
 from plinth.objects import namespace as platform_namespace
-from plinth.objects import network_policy, peer_policy, pull_secret
 from plinth.service import Peer
+from plinth.spec import models
+from plinth.targets import WORKLOAD_SERVICE_ACCOUNT
 
 COMPONENT = "tenancy"
 
@@ -67,7 +67,7 @@ class Team(pulumi.ComponentResource):
 
     namespace: pulumi.Output[str]
 
-    def __init__(self, name: str, team, args: TenancyArgs, ctx: PlatformContext,
+    def __init__(self, name: str, team: models.Team, args: TenancyArgs, ctx: PlatformContext,
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("plinth:tenancy:Team", name, None, opts)
         ns_name = team.name
@@ -145,7 +145,7 @@ class Team(pulumi.ComponentResource):
 
 def network_policies(args: TenancyArgs, ctx: PlatformContext) -> list[tuple[str, str, dict]]:
     """Default-deny plus only the allows the platform needs, as (kind, name, spec)."""
-    policies = [
+    policies: list[tuple[str, str, dict] | None] = [
         ("NetworkPolicy", "default-deny", {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
         ("NetworkPolicy", "allow-same-namespace", {
             "podSelector": {},

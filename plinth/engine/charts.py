@@ -37,7 +37,8 @@ PLATFORM_APIS = (
 )
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml: charts render megabytes of CRDs
+# libyaml: charts render megabytes of CRDs (CSafeLoader exists only where PyYAML was built with it).
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """Safe loading that reads `=` as the string it is (YAML 1.1's `value` type trips some CRDs)."""
 
 

@@ -29,20 +29,19 @@ from typing import Any
 
 import pulumi
 import pulumi.resource as sdk_resource_api
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 from pulumi import _types as sdk_types
 from pulumi.output import Unknown
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import resource as sdk_resource
 from pulumi.runtime import resource_cycle_breaker, rpc
-from google.protobuf import struct_pb2
 from pulumi.runtime.proto import resource_pb2, source_pb2
 from pulumi.runtime.settings import SETTINGS, monitor_supports_feature
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
-from plinth.plan import SECRET, UNKNOWN, Plan, Resource
 from plinth.context import StackSecret, StackSecrets
+from plinth.plan import SECRET, UNKNOWN, Plan, Resource
 from plinth.program import STAGES, needed_secrets
 from plinth.provenance import Provenance
 from plinth.spec.models import PlatformSpec
@@ -63,7 +62,7 @@ class _EchoMocks(pulumi_mocks.Mocks):
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str | None, dict]:
         return None, args.inputs
 
-    def call(self, args: pulumi_mocks.MockCallArgs) -> dict:
+    def call(self, args: pulumi_mocks.MockCallArgs) -> dict:  # type: ignore[override]  # the SDK takes either
         return {}
 
 
@@ -285,7 +284,7 @@ def record(program: Callable[[], None], stack: str = "offline", config: dict[str
             _sync_await(run_pulumi_func(program))
         finally:
             if fast:
-                monitor.close()
+                monitor.close()  # type: ignore[attr-defined]  # the fast monitor
     return tuple(sorted(monitor.records, key=lambda r: r.urn))
 
 

@@ -12,6 +12,7 @@ from plinth.governance.policies import evaluate, read_levels
 from plinth.governance.policies.core import MANDATORY, Policy, Subject, Violation
 from plinth.governance.policies.references import CLUSTER_SCOPED
 from plinth.plan import Plan
+from plinth.spec.models import PlatformSpec
 from plinth.spec.yamltree import read_input
 
 
@@ -82,7 +83,7 @@ def as_json(results: list[Result]) -> str:
     } for r in results], indent=2) + "\n"
 
 
-def with_locations(results: list[Result], spec, tree) -> list[Result]:
+def with_locations(results: list[Result], spec: PlatformSpec, tree) -> list[Result]:
     """Each violation naming a release's values key, with the spec key and file:line:col that set it (when the
     key is the spec's `values` escape hatch; a key Plinth sets is named without a place)."""
     from dataclasses import replace
@@ -97,7 +98,7 @@ def with_locations(results: list[Result], spec, tree) -> list[Result]:
                 if isinstance(service, type) and issubclass(service, HelmService) and service.enabled(spec)}
 
     def place(violation: Violation) -> Violation:
-        service = services.get(violation.release)
+        service = services.get(violation.release)  # type: ignore[arg-type]  # None: no release, no service
         if service is None or not violation.values_key:
             return violation
         block = service.block(spec)

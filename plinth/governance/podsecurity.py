@@ -90,7 +90,7 @@ def baseline(pod: dict, annotations: dict | None = None, version: tuple[int, int
 def _handler_hosts(container: dict) -> list[str]:
     """The probes and lifecycle handlers of a container that name a host (the kubelet would call it)."""
     handlers = {probe: container.get(probe) for probe in ("livenessProbe", "readinessProbe", "startupProbe")}
-    lifecycle = container.get("lifecycle") if isinstance(container.get("lifecycle"), dict) else {}
+    lifecycle = found if isinstance(found := container.get("lifecycle"), dict) else {}
     handlers |= {f"lifecycle.{hook}": lifecycle.get(hook) for hook in ("postStart", "preStop")}
     return [f"{where}.{action}.host" for where, handler in handlers.items() if isinstance(handler, dict)
             for action in ("httpGet", "tcpSocket") if ((handler.get(action) or {}).get("host") or "") != ""]

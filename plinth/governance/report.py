@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from plinth.governance.check import Result
-from plinth.vocabulary import SECRET_SOURCE
 from plinth.plan import Plan, write_output
 from plinth.provenance import Provenance
+from plinth.spec.models import PlatformSpec
+from plinth.vocabulary import SECRET_SOURCE
 
 FORMAT = "plinth.dev/compliance-report/v1"
 SECTIONS = ("access", "exposure", "data", "inventory", "secrets", "policies")
@@ -36,7 +37,7 @@ def _name(obj: dict) -> str:
 
 def access_matrix(plan: Plan) -> list[dict]:
     """One row per (group, scope, role): what each identity-provider group may do where."""
-    roles = {("Role", _name(r)): r.get("rules") or [] for r in _objects(plan, "Role")}
+    roles: dict[tuple, list] = {("Role", _name(r)): r.get("rules") or [] for r in _objects(plan, "Role")}
     roles |= {("ClusterRole", _name(r)): r.get("rules") or [] for r in _objects(plan, "ClusterRole")}
     rows = []
     for binding in _objects(plan, "RoleBinding", "ClusterRoleBinding"):
@@ -83,18 +84,21 @@ def exposure(plan: Plan) -> dict:
             "namespace_policies": {ns: sorted(names) for ns, names in sorted(allows.items())}}
 
 
-def data_at_rest(plan: Plan, spec) -> dict:
+def data_at_rest(plan: Plan, spec: PlatformSpec) -> dict:
     volumes = [{"claim": _name(c), "size": ((c.get("spec") or {}).get("resources") or {}).get("requests", {})
                 .get("storage"), "storageClass": (c.get("spec") or {}).get("storageClassName") or "(default)"}
                for c in _objects(plan, "PersistentVolumeClaim")]
     databases = [{"cluster": _name(c), "instances": (c.get("spec") or {}).get("instances"),
                   "size": ((c.get("spec") or {}).get("storage") or {}).get("size")} for c in _objects(plan, "Cluster")]
     target = spec.target
-    return {"target": {"type": target.type, **({"context": target.context} if getattr(target, "context", None)
+    # Only the existing target has a context.
+    return {"target": {"type": target.type, **({"context": target.context}  # type: ignore[union-attr]
+                                                if getattr(target, "context", None)
                                                 else {})},
             "environment": spec.metadata.environment,
             "volumes": volumes, "databases": databases,
-            "releases": sorted(r.inputs.get("name", "") for r in plan.resources if r.type.endswith("helm.sh/v3:Release"))}
+            "releases": sorted(r.inputs.get("name", "") for r in plan.resources
+                               if r.type.endswith("helm.sh/v3:Release"))}
 
 
 def secrets(plan: Plan) -> list[dict]:
@@ -104,7 +108,8 @@ def secrets(plan: Plan) -> list[dict]:
                    for s in _objects(plan, "Secret")), key=lambda s: s["secret"])
 
 
-def build_report(plan: Plan, spec, provenance: Provenance | None, results: list[Result], inventory) -> dict:
+def build_report(plan: Plan, spec: PlatformSpec, provenance: Provenance | None, results: list[Result],
+                 inventory) -> dict:
     from plinth.modules.governance import spec_hash
 
     return {
@@ -208,7 +213,8 @@ def markdown(report: dict) -> str:
         *_table(["gateway", "listener", "hostname", "protocol", "port"],
                 [[x["gateway"], x["listener"], x["hostname"], x["protocol"], x["port"]] for x in exp["listeners"]]),
         "",
-        *_table(["route", "hostnames", "backends"], [[r["route"], r["hostnames"], r["backends"]] for r in exp["routes"]]),
+        *_table(["route", "hostnames", "backends"],
+                [[r["route"], r["hostnames"], r["backends"]] for r in exp["routes"]]),
         "",
         "Every namespace below is default-deny; these are its policies:", "",
         *_table(["namespace", "network policies"], [[ns, names] for ns, names in exp["namespace_policies"].items()]),

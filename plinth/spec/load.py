@@ -7,6 +7,7 @@ import json
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,8 @@ def locate(tree: Any, loc: tuple) -> tuple[Loc | None, str]:
             continue  # the tag pydantic adds inside a discriminated union
         elif isinstance(node, list) and isinstance(part, int) and part < len(node):
             item = node[part]
-            best = (node.locs[part] if getattr(node, "locs", None) else None) or best
+            # A sequence read from YAML carries its items' positions in `locs`.
+            best = (node.locs[part] if getattr(node, "locs", None) else None) or best  # type: ignore[attr-defined]
             label = item.get("name") if isinstance(item, dict) else None
             path += f"[{_printable(label)}]" if isinstance(label, str) else f"[{part}]"
             node = item
@@ -256,7 +258,7 @@ def _got(value: Any) -> str:
     return f"got {json.dumps(value, default=str)}"
 
 
-def _schema_error(tree: Any, err: dict) -> SpecError:
+def _schema_error(tree: Any, err: Mapping[str, Any]) -> SpecError:
     kind, loc, ctx = err["type"], tuple(err["loc"]), err.get("ctx") or {}
     if kind == "missing":
         return SpecError(locate(tree, loc[:-1])[0], locate(tree, loc)[1], "required field is missing")

@@ -8,7 +8,7 @@ with `x-` are extensions and are dropped by the loader before validation).
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -90,7 +90,7 @@ def _quantity(value: Any) -> Any:
 def quantity_value(text: str) -> float:
     """A quantity as a number of base units (for comparisons such as request <= limit)."""
     match = _QUANTITY.match(text)
-    return float(match.group(1)) * _SUFFIX[match.group(3) or ""]
+    return float(match.group(1)) * _SUFFIX[match.group(3) or ""]  # type: ignore[union-attr]  # validated quantities
 
 
 def _group(value: Any) -> Any:
@@ -198,7 +198,8 @@ class ExistingTarget(Spec):
     type: Literal["existing"]
     kubeconfig: str | None = Field(
         None,
-        description="Path to the kubeconfig file. Default: null (the provider's default: $KUBECONFIG or ~/.kube/config).",
+        description="Path to the kubeconfig file. "
+        "Default: null (the provider's default: $KUBECONFIG or ~/.kube/config).",
     )
     context: str | None = Field(None, description="Kubeconfig context to use. Default: null (the current context).")
     private: Flag = Field(True, description="The API server is reachable only inside the network. Default: true.")
@@ -296,7 +297,7 @@ class GkeTarget(CloudTarget):
                                      "Default: 172.16.0.0/28.")
 
 
-Target = Annotated[Union[ExistingTarget, EksTarget, GkeTarget], Field(discriminator="type")]
+Target = Annotated[ExistingTarget | EksTarget | GkeTarget, Field(discriminator="type")]
 
 
 class Kubernetes(Spec):
@@ -327,7 +328,8 @@ class Cilium(Spec):
     api_server: ApiServer | None = Field(
         None, description="The API server endpoint nodes use when kube-proxy is replaced (no render-time lookup: "
         "`auto` would make renders depend on the live cluster). Default: null (required with kubeProxyReplacement).")
-    hubble: Flag = Field(True, description="Hubble flow observability with relay; TLS from cert-manager. Default: true.")
+    hubble: Flag = Field(True, description="Hubble flow observability with relay; TLS from cert-manager. "
+                         "Default: true.")
     gateway_api: Flag = Field(True, description="Cilium's Gateway API implementation and the platform Gateway "
                               "(needs certificates.certManager for its TLS). Default: true.")
     operator_replicas: PositiveCount | None = Field(
@@ -360,7 +362,7 @@ def _address_range(value: Any) -> Any:
     try:
         if isinstance(value, str) and "-" in value:
             first, last = (ipaddress.ip_address(part.strip()) for part in value.split("-", 1))
-            if first.version == last.version and first <= last:
+            if first.version == last.version and first <= last:  # type: ignore[operator]  # one IP version
                 return f"{first}-{last}"
             raise ValueError(value)
         return str(ipaddress.ip_network(value, strict=True))
@@ -517,7 +519,8 @@ class Harbor(Spec):
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     registry_size: Quantity = Field("50Gi", description="Registry volume (images and OCI charts). Default: 50Gi.")
     jobservice_size: Quantity = Field("1Gi", description="Job service log volume. Default: 1Gi.")
-    database_size: Quantity = Field("5Gi", description="Volume of each instance of its PostgreSQL (the platform CloudNativePG Cluster `harbor-postgres`). Default: 5Gi.")
+    database_size: Quantity = Field("5Gi", description="Volume of each instance of its PostgreSQL (the platform "
+                                    "CloudNativePG Cluster `harbor-postgres`). Default: 5Gi.")
     redis_size: Quantity = Field("1Gi", description="Internal Redis volume. Default: 1Gi.")
     trivy_size: Quantity = Field("5Gi", description="Trivy vulnerability database and cache volume. Default: 5Gi.")
     group_type: Literal["oidc", "ldap"] = Field(
@@ -777,7 +780,8 @@ class Team(Spec):
 
 
 class Rbac(Spec):
-    platform_admin_group: Group = Field(description="Group bound to the ClusterRole plinth:<metadata.name>:platform-admin. Required.")
+    platform_admin_group: Group = Field(description="Group bound to the ClusterRole "
+                                        "plinth:<metadata.name>:platform-admin. Required.")
 
 
 # --- air-gap -----------------------------------------------------------------

@@ -12,9 +12,9 @@ from collections import Counter
 from collections.abc import Iterator
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES, ImageRef
-from plinth.targets import target_facts, vault_uses_target_key
 from plinth.spec.errors import Violation
 from plinth.spec.models import DEFAULT_POD_CIDR, PlatformSpec, perimeter_hosts, quantity_value, url_host_port
+from plinth.targets import target_facts, vault_uses_target_key
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 RESERVED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease", *PLATFORM_NAMESPACES.values(),
@@ -124,7 +124,7 @@ def _repository_rules(model, at: tuple, spec: PlatformSpec) -> Iterator[Violatio
     by_name = spec.network.cilium.enabled and facts.in_object_store(repository)
     if not repository:
         if facts.cloud and not by_name and not model.repository_cidrs:
-            yield Violation((*at, "modelRepository"), f"the model's pods cannot reach the models bucket: team "
+            yield Violation((*at, "modelRepository"), "the model's pods cannot reach the models bucket: team "
                             "namespaces are default-deny for egress", "model-repository-egress",
                             "enable network.cilium (egress to the object store by name), or set repositoryCidrs")
         return
@@ -154,8 +154,9 @@ def gpu_quota(spec: PlatformSpec) -> Iterator[Violation]:
     for model in spec.serving.models:
         replicas = _serving_replicas(model)
         needed[model.team] += model.gpu * replicas
-        cpu[model.team] += quantity_value(model.cpu) * replicas
-        memory[model.team] += quantity_value(model.memory) * replicas
+        # Counters of floats: CPU and memory quantities are not whole numbers.
+        cpu[model.team] += quantity_value(model.cpu) * replicas  # type: ignore[assignment]
+        memory[model.team] += quantity_value(model.memory) * replicas  # type: ignore[assignment]
     for index, team in enumerate(spec.teams):
         if needed[team.name] > team.quota.gpu:
             yield Violation(("teams", index, "quota", "gpu"),
@@ -268,7 +269,7 @@ def cloud_target(spec: PlatformSpec) -> Iterator[Violation]:
             yield Violation((*where, "instanceType"), f"{pool.instance_type!r} is not a GPU machine type Plinth "
                             f"knows for {target.type}", "gpu-machine-type",
                             f"use one of {', '.join(sorted(machines))}, or add it to plinth.catalog.GPU_MACHINES")
-        elif pool.gpu and (pool.gpu.type, pool.gpu.count) != (known.accelerator, known.count):
+        elif pool.gpu and known is not None and (pool.gpu.type, pool.gpu.count) != (known.accelerator, known.count):
             yield Violation((*where, "gpu"), f"{pool.instance_type} has {known.count} x {known.accelerator} "
                             f"({known.memory_gib} GiB each), not {pool.gpu.count} x {pool.gpu.type}",
                             "gpu-machine-type", f"set gpu: {{type: {known.accelerator}, count: {known.count}}}")
@@ -324,9 +325,10 @@ def _cloud_networks(spec: PlatformSpec) -> Iterator[Violation]:
                 yield Violation((*at, "availabilityZones", index), f"zone {zone} is listed twice",
                                 "availability-zones", "list each zone once")
         return
-    ranges = {"subnetCidr": target.subnet_cidr, "podsCidr": target.pods_cidr,
-              "servicesCidr": target.services_cidr, "controlPlaneCidr": target.control_plane_cidr}
-    if ipaddress.ip_network(target.control_plane_cidr).prefixlen != 28:
+    # gke from here on (cloud targets only).
+    ranges = {"subnetCidr": target.subnet_cidr, "podsCidr": target.pods_cidr,  # type: ignore[union-attr]
+              "servicesCidr": target.services_cidr, "controlPlaneCidr": target.control_plane_cidr}  # type: ignore[union-attr]
+    if ipaddress.ip_network(target.control_plane_cidr).prefixlen != 28:  # type: ignore[union-attr]
         yield Violation((*at, "controlPlaneCidr"), "GKE's control plane takes exactly a /28", "cidr-valid",
                         "use a /28, e.g. 172.16.0.0/28")
     keys = list(ranges)
@@ -387,7 +389,8 @@ def airgap_perimeter(spec: PlatformSpec) -> Iterator[Violation]:
         return
     hosts = ", ".join(perimeter_hosts(spec))
     fix = "use a host of the mirror, or list the internal host in airgap.mirror.hosts"
-    sources = [(("airgap", "mirror", "charts"), mirror.charts, "the mirror's chart source")]
+    sources: list[tuple[tuple[str, ...], str, str]] = [(("airgap", "mirror", "charts"), mirror.charts,
+                                                        "the mirror's chart source")]
     if spec.charts.source:
         sources.append((("charts", "source"), spec.charts.source, "the chart source"))
     for at, source, what in sources:
@@ -395,7 +398,7 @@ def airgap_perimeter(spec: PlatformSpec) -> Iterator[Violation]:
             yield Violation(at, f"{what} {source!r} is outside the air gap: its host is not one of the "
                             f"perimeter's hosts ({hosts})", "airgap-chart-source", fix)
     certs, vault, index = spec.certificates.cert_manager, spec.secrets.vault, spec.registry.python_index
-    endpoints = []
+    endpoints: list[tuple[tuple[str, ...], str, str, str]] = []
     if certs.enabled and certs.issuer.type == "acme" and certs.issuer.acme:
         endpoints.append((("certificates", "certManager", "issuer", "acme", "server"), certs.issuer.acme.server,
                           "the ACME server", "airgap-acme"))
@@ -418,7 +421,7 @@ WIDEST_PREFIX = {4: 8, 6: 32}
 def network_ranges(spec: PlatformSpec) -> Iterator[Violation]:
     import ipaddress
 
-    ranges = [(("airgap", "mirror", "cidrs", i), cidr) for i, cidr in
+    ranges: list[tuple[tuple[str | int, ...], str]] = [(("airgap", "mirror", "cidrs", i), cidr) for i, cidr in
               enumerate(spec.airgap.mirror.cidrs if spec.airgap.mirror else ())]
     ranges += [(("serving", "models", m, "repositoryCidrs", i), cidr)
                for m, model in enumerate(spec.serving.models) for i, cidr in enumerate(model.repository_cidrs)]
@@ -471,8 +474,7 @@ _PEM_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
 def plaintext_secrets(spec: PlatformSpec) -> Iterator[Violation]:
     """A credential in `values` lands in the plan, the rendered manifests and the Pulumi state as plain text."""
     from plinth.modules.helm import HelmService
-    from plinth.program import SERVICES
-    from plinth.program import stack_secrets
+    from plinth.program import SERVICES, stack_secrets
 
     stack_keys = ", ".join(f"plinth:{key}" for key in stack_secrets())
     paths = {service.spec_path for _, service in SERVICES
@@ -549,8 +551,8 @@ def gateway_hosts_unique(spec: PlatformSpec) -> Iterator[Violation]:
     (PlatformService.gateway_host) or the models."""
     from plinth.program import SERVICES
 
-    owned = [(host.loc, host.host) for _, service in SERVICES
-             if service.enabled(spec) and (host := service.gateway_host(spec))]
+    owned = [(own.loc, own.host) for _, service in SERVICES
+             if service.enabled(spec) and (own := service.gateway_host(spec))]
     seen: dict[str, str] = {}
     for at, host in (*owned, (("serving", "hostname"), spec.serving.hostname)):
         if not host:
@@ -599,8 +601,6 @@ def _declared_networks(spec: PlatformSpec) -> Iterator[tuple[tuple, str, str]]:
 
 
 def load_balancer_rules(spec: PlatformSpec) -> Iterator[Violation]:
-    import ipaddress
-
     lb, at, target = spec.network.load_balancer, ("network", "loadBalancer"), spec.target
     cilium = spec.network.cilium
     if target.type == "existing":

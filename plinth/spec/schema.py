@@ -29,7 +29,7 @@ SCHEMA_ID = f"https://plinth.dev/schemas/{VERSION}/platform.json"
 OVERLAY_ID = f"https://plinth.dev/schemas/{VERSION}/overlay.json"
 NAME_MAX_LENGTH = 40
 """The bound models._DNS_LABEL encodes ({0,38} between two characters), stated so editors say it plainly."""
-EXTENSION = {"^x-": {}}
+EXTENSION: dict[str, dict] = {"^x-": {}}
 """`x-` keys are extensions the loader drops at every level: allowed wherever other keys are not."""
 
 # What each validator of plinth.spec.models accepts, as JSON Schema. A validator missing

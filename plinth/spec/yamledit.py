@@ -190,7 +190,8 @@ class _Doc:
 
 def _empty(node: Node) -> bool:
     """A value written as nothing at all (`key:`): its marks point at the next token, not at it."""
-    return isinstance(node, ScalarNode) and node.tag.endswith(":null") and node.value == ""
+    # A composed scalar always has its tag resolved.
+    return isinstance(node, ScalarNode) and node.tag.endswith(":null") and node.value == ""  # type: ignore[union-attr]
 
 
 def _indentation(root: Node) -> tuple[int, int]:

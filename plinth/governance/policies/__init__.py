@@ -13,17 +13,27 @@ live in the module of its theme; core.py holds what every policy works on.
 
 from __future__ import annotations
 
-from plinth.governance.policies.core import DISABLED, LEVELS, Platform, Policy, Subject, Violation
 from plinth.governance.policies.airgap import AIRGAP_MIRROR_ONLY_POLICY
 from plinth.governance.policies.availability import PROD_HIGH_AVAILABILITY_POLICY
-from plinth.governance.policies.baseline import (NO_WILDCARD_RBAC_POLICY, OWNERSHIP_LABELS_POLICY, PINNED_IMAGES_POLICY,
-                                                 SECRETS_FROM_STACK_CONFIG_POLICY, TEAM_NAMESPACE_ISOLATION_POLICY)
+from plinth.governance.policies.baseline import (
+    NO_WILDCARD_RBAC_POLICY,
+    OWNERSHIP_LABELS_POLICY,
+    PINNED_IMAGES_POLICY,
+    SECRETS_FROM_STACK_CONFIG_POLICY,
+    TEAM_NAMESPACE_ISOLATION_POLICY,
+)
 from plinth.governance.policies.cloud import CLOUD_PRIVATE_AND_ENCRYPTED_POLICY, WORKLOAD_IDENTITY_SCOPED_POLICY
+from plinth.governance.policies.core import DISABLED, LEVELS, Platform, Policy, Subject, Violation
 from plinth.governance.policies.models import GPU_WORKLOADS_POLICY, SERVED_MODEL_RELIABILITY_POLICY
 from plinth.governance.policies.references import REFERENCES_RESOLVE_POLICY
-from plinth.governance.policies.rendered import (CILIUM_POLICY_ENFORCEMENT_POLICY, GRAFANA_NOT_ANONYMOUS_POLICY,
-                                                 HOST_ACCESS_ALLOWLIST_POLICY, NO_EXTERNAL_SERVICES_POLICY,
-                                                 POD_SECURITY_POLICY, VAULT_NOT_DEV_POLICY)
+from plinth.governance.policies.rendered import (
+    CILIUM_POLICY_ENFORCEMENT_POLICY,
+    GRAFANA_NOT_ANONYMOUS_POLICY,
+    HOST_ACCESS_ALLOWLIST_POLICY,
+    NO_EXTERNAL_SERVICES_POLICY,
+    POD_SECURITY_POLICY,
+    VAULT_NOT_DEV_POLICY,
+)
 from plinth.governance.policies.routes import TEAM_ROUTES_OWN_PATHS_POLICY
 
 POLICIES: tuple[Policy, ...] = (

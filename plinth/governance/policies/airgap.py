@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from plinth.governance.policies.core import HELM_RELEASE, MANDATORY, Policy, images, value_registries
 
+
 def _mirror_only(subjects, platform):
     if not platform.mirror:
         return

@@ -10,6 +10,7 @@ from typing import Any
 
 from plinth.governance.policies.core import HELM_RELEASE, MANDATORY, PDB, Policy, Subject, dig, selects
 
+
 def _values(subjects, release: str) -> dict | None:
     for s in subjects:
         if s.type == HELM_RELEASE and s.props.get("name") == release:

@@ -9,10 +9,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from plinth.vocabulary import AWS_PUBLIC_ENDPOINT_REASON, GCP_PUBLIC_ENDPOINT_REASON
 from plinth.governance.policies.core import MANDATORY, Policy, dig
-
-
+from plinth.vocabulary import AWS_PUBLIC_ENDPOINT_REASON, GCP_PUBLIC_ENDPOINT_REASON
 
 EKS_CLUSTER = "aws:eks/cluster:Cluster"
 S3_BUCKETS = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
@@ -94,7 +92,8 @@ def _web_identity_trusts(policy: dict) -> Iterator[tuple[str, dict]]:
         principal = statement.get("Principal")
         for provider in _listed(principal.get("Federated") if isinstance(principal, dict) else None):
             host = str(provider).split(":oidc-provider/", 1)[-1]
-            yield host, statement.get("Condition") if isinstance(statement.get("Condition"), dict) else {}
+            condition = statement.get("Condition")
+            yield host, condition if isinstance(condition, dict) else {}
 
 
 def _condition(condition: dict, operator: str, key: str) -> Any:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from plinth.vocabulary import LEDGER_NAME, LEDGER_NAMESPACE, SECRET_SOURCE
+from plinth.vocabulary import LEDGER_NAME
 
 MANDATORY, ADVISORY, DISABLED = "mandatory", "advisory", "disabled"
 LEVELS = (MANDATORY, ADVISORY, DISABLED)
@@ -107,6 +107,7 @@ class Policy:
     def run(self, subjects: list[Subject], platform: Platform) -> list[Violation]:
         """A check yields (subject, message), or (subject, message, values key) naming the release value behind it."""
         out = []
+        key: list[str]
         for subject, message, *key in self.check(subjects, platform):
             values_key = key[0] if key else None
             release = (subject.release or (subject.props.get("name") if subject.type == HELM_RELEASE else None)) \
@@ -185,7 +186,7 @@ def value_registries(values: Any) -> Iterator[str]:
 PDB = "kubernetes:policy/v1:PodDisruptionBudget"
 
 
-def dig(values: dict, *path: str) -> Any:
+def dig(values: Any, *path: str) -> Any:
     for key in path:
         values = values.get(key) if isinstance(values, dict) else None
     return values

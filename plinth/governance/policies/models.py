@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import re
 
-from plinth.vocabulary import GPU, GPU_TAINT, MODEL_LABEL
 from plinth.governance.policies.core import MANDATORY, PDB, Policy, pod_specs, selects
-
-
+from plinth.vocabulary import GPU, GPU_TAINT, MODEL_LABEL
 
 PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 

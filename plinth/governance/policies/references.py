@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from plinth.vocabulary import USER_PROVIDED
 from plinth.governance.policies.core import HELM_RELEASE, MANDATORY, Policy, Subject, dig, pod_specs, selects
+from plinth.vocabulary import USER_PROVIDED
 
 BUILTIN_PRIORITY_CLASSES = frozenset({"system-cluster-critical", "system-node-critical"})
 """PriorityClasses every cluster has."""

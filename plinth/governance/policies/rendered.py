@@ -58,8 +58,12 @@ def _no_external_services(subjects, platform):
     for s in subjects:
         spec = s.props.get("spec") or {}
         if s.kind == "Service" and str(spec.get("type", "")).lower() in EXPOSED_TYPES:
-            yield s, f"a Service of type {spec['type']}", \
-                _values_key(values.get(s.release), lambda p, k, v: isinstance(v, str) and v.lower() == spec["type"].lower())
+            exposed = str(spec["type"]).lower()
+
+            def sets_type(path: str, key: str, value: Any, exposed: str = exposed) -> bool:
+                return isinstance(value, str) and value.lower() == exposed
+
+            yield s, f"a Service of type {spec['type']}", _values_key(values.get(s.release), sets_type)
         elif s.kind == "Ingress":
             yield s, "an Ingress: traffic enters through the platform Gateway only", \
                 _values_key(values.get(s.release), _enabled_under("ingress"))
@@ -123,7 +127,8 @@ def _pod_security(subjects, platform):
         if level not in ("baseline", "restricted"):
             continue
         for pod in pod_specs(s):
-            found = podsecurity.violations(level, pod, _pod_metadata(s).get("annotations") or {}, version)
+            found = podsecurity.violations(level, pod, _pod_metadata(s).get("annotations") or {},
+                                           version)  # type: ignore[arg-type]  # a level comes with its version
             if found:
                 yield s, f"breaks Pod Security {level} (namespace {ns}): {'; '.join(found)}", \
                     _host_values_key(values.get(s.release), found)
