@@ -229,8 +229,8 @@ def test_a_one_line_spec_change_previews_as_exactly_that_change(deploy, engine):
 
 
 def test_a_longhorn_replica_change_previews_as_exactly_that_change(deploy, engine):
-    steps, _ = recorded(preview_of(engine, engine.overrides(storage={"longhorn": {"enabled": True,
-                                                                                   "replicaCount": 2}})))
+    storage = {**engine.overrides()["storage"], "longhorn": {"enabled": True, "replicaCount": 2}}
+    steps, _ = recorded(preview_of(engine, engine.overrides(storage=storage)))
     # (the Release's state also holds computed fields, e.g. its status: only the inputs we set are compared)
     assert [(s["op"], s["urn"].rsplit("::", 1)[1]) for s in steps] == [("update", "longhorn")]
     changed = [path for path, _, _ in field_changes(steps[0]["oldState"]["inputs"], steps[0]["newState"]["inputs"],
