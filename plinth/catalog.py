@@ -201,6 +201,11 @@ CHARTS: dict[str, Chart] = {
         "https://kubernetes.github.io/autoscaler", "cluster-autoscaler", "9.59.0", "cluster-autoscaler",
         images=("registry.k8s.io/autoscaling/cluster-autoscaler:v1.35.0",),
     ),
+    # On-prem S3 (storage.objectStore): master, volume and filer (with its S3 API) all run the one image.
+    "seaweedfs": Chart(
+        "https://seaweedfs.github.io/seaweedfs/helm", "seaweedfs", "4.44.0", "object-store",
+        images=("docker.io/chrislusf/seaweedfs:4.44",),
+    ),
 }
 
 # Gateway API standard channel at the version the pinned Cilium implements.
@@ -241,6 +246,7 @@ PLATFORM_NAMESPACES: dict[str, str] = {
     "postgres-operator": CHARTS["cloudnative-pg"].namespace,
     "redis-operator": CHARTS["redis-operator"].namespace,
     "python-index": "python-index",
+    "object-store": CHARTS["seaweedfs"].namespace,
     "cluster-autoscaler": CHARTS["cluster-autoscaler"].namespace,
 }
 

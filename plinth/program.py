@@ -21,6 +21,7 @@ from plinth.modules.governance import Ledger
 from plinth.modules.gpu import GpuOperator
 from plinth.modules.monitoring import Monitoring
 from plinth.modules.network import Cilium, PlatformGateway
+from plinth.modules.objectstore import ObjectStore
 from plinth.modules.pythonindex import PythonIndex
 from plinth.modules.registry import Harbor
 from plinth.modules.registry.projects import HarborProjects
@@ -53,6 +54,8 @@ SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
     ("cert-manager", CertManager),
     ("gateway", PlatformGateway),
     ("longhorn", Longhorn),
+    # Right after its StorageClass: later services may keep their data (backups, artifacts) in its buckets.
+    ("object-store", ObjectStore),
     ("vault", Vault),
     ("secrets-operator", VaultSecretsOperator),
     ("python-index", PythonIndex),

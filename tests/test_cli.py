@@ -208,7 +208,7 @@ def test_validate_a_stack_reports_file_and_spec_errors_at_once(write):
     assert result.stderr.splitlines()[:2] == [
         'blueprints/base.yaml:16:7: teams[fraud].quota.gpu: expected a non-negative integer, got "two"',
         "stacks/Pulumi.dev.yaml:3:3: config.plinth:overides: unknown key (allowed: plinth:blueprint, "
-        "plinth:overrides, plinth:mirrorPassword, plinth:pythonIndexHtpasswd, plinth:harborAdminPassword, "
+        "plinth:overrides, plinth:mirrorPassword, plinth:objectStoreSeed, plinth:pythonIndexHtpasswd, plinth:harborAdminPassword, "
         "plinth:feastRedisPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, plinth:configures)"]
 
 

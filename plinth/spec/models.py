@@ -447,8 +447,28 @@ class Certificates(Spec):
     cert_manager: CertManager = Field(default_factory=CertManager, description="Certificates for platform TLS.")
 
 
+class ObjectStore(Spec):
+    """On-prem S3: SeaweedFS with its S3 API (target.type existing only; the clouds keep their own buckets)."""
+
+    enabled: Flag = Field(False, description="Run SeaweedFS with its S3 API in namespace object-store, with the "
+                          "buckets <platform>-models, -artifacts, -features and -backups and one S3 identity per "
+                          "bucket and per team (keys derived from the stack secret plinth:objectStoreSeed). "
+                          "target.type existing only. Default: false.")
+    storage_class: str | None = Field(
+        None, description="StorageClass of every SeaweedFS volume. Default: null (Longhorn's class `longhorn` when "
+        "storage.longhorn is on, else the cluster's default StorageClass).",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    volume_size: Quantity = Field("100Gi", description="Object data volume of each volume server. Default: 100Gi.")
+    filer_size: Quantity = Field("10Gi", description="Metadata (file and bucket index) volume of each filer. "
+                                 "Default: 10Gi.")
+    master_size: Quantity = Field("1Gi", description="Cluster state volume of each master. Default: 1Gi.")
+    values: Values = {}
+
+
 class Storage(Spec):
     longhorn: Longhorn = Field(default_factory=Longhorn, description="Replicated block storage.")
+    object_store: ObjectStore = Field(default_factory=ObjectStore, description="On-prem S3 object storage "
+                                      "(SeaweedFS). Default: off.")
 
 
 class AutoUnseal(Spec):

@@ -65,7 +65,8 @@ def test_every_prod_workload_of_plinth_and_the_charts_is_replicated_with_a_budge
                      "Deployment redis-operator/redis-operator", "Deployment python-index/pypiserver",
                      "RedisReplication feast/feast-redis", "RedisSentinel feast/feast-redis",
                      "Cluster monitoring/grafana-postgres", "Cluster harbor/harbor-postgres",
-                     "StatefulSet harbor/harbor-trivy"):
+                     "StatefulSet harbor/harbor-trivy", "StatefulSet object-store/seaweedfs-master",
+                     "StatefulSet object-store/seaweedfs-volume", "StatefulSet object-store/seaweedfs-filer"):
         assert workload in covered, workload
 
 

@@ -29,6 +29,7 @@ STACK_SECRETS = {
     # What `htpasswd -nB uploader` prints for this password.
     "pythonIndexHtpasswd": "uploader:" + bcrypt.hashpw(b"e2e-uploader-not-a-real-secret", bcrypt.gensalt()).decode(),
     "feastRedisPassword": "e2e-redis-not-a-real-secret",
+    "objectStoreSeed": "e2e-object-store-not-a-real-secret",
 }
 """The stack secrets the services need; none may appear in the stack's state in clear."""
 POLICY_PACK_FILE = """\
@@ -119,7 +120,7 @@ class PulumiProject:
             "network": {"cilium": {"enabled": True, "apiServer": {"host": "127.0.0.1"}},
                         "loadBalancer": {"mode": "external"}},
             "certificates": {"certManager": {"enabled": True}},
-            "storage": {"longhorn": {"enabled": True}},
+            "storage": {"longhorn": {"enabled": True}, "objectStore": {"enabled": True}},
             "secrets": {"vault": {"enabled": True}},
             "registry": {"harbor": {"enabled": True}, "pythonIndex": {"enabled": True}},
             "featureStore": {"feast": {"enabled": True}},

@@ -96,7 +96,7 @@ def test_up_creates_every_object_and_installs_every_release(deploy, engine, kube
     assert sorted(r["name"] for r in releases) == [
         "cert-manager", "cilium", "cloudnative-pg", "feast-feature-server", "gpu-operator", "harbor",
         "kube-prometheus-stack",
-        "longhorn", "prometheus-operator-crds", "redis-operator", "vault", "vault-secrets-operator"]
+        "longhorn", "prometheus-operator-crds", "redis-operator", "seaweedfs", "vault", "vault-secrets-operator"]
     for release in releases:  # Helm's own record of a deployed first revision
         record = kube.get({"apiVersion": "v1", "kind": "Secret", "metadata": {
             "name": f"sh.helm.release.v1.{release['name']}.v1", "namespace": release["namespace"]}})
@@ -229,8 +229,8 @@ def test_a_one_line_spec_change_previews_as_exactly_that_change(deploy, engine):
 
 
 def test_a_longhorn_replica_change_previews_as_exactly_that_change(deploy, engine):
-    steps, _ = recorded(preview_of(engine, engine.overrides(storage={"longhorn": {"enabled": True,
-                                                                                   "replicaCount": 2}})))
+    storage = {**engine.overrides()["storage"], "longhorn": {"enabled": True, "replicaCount": 2}}
+    steps, _ = recorded(preview_of(engine, engine.overrides(storage=storage)))
     # (the Release's state also holds computed fields, e.g. its status: only the inputs we set are compared)
     assert [(s["op"], s["urn"].rsplit("::", 1)[1]) for s in steps] == [("update", "longhorn")]
     changed = [path for path, _, _ in field_changes(steps[0]["oldState"]["inputs"], steps[0]["newState"]["inputs"],

@@ -1,0 +1,165 @@
+"""On-prem S3 (storage.objectStore): SeaweedFS (master, volume and filer StatefulSets) with the filer's S3 API.
+
+Every value the chart would generate at render time is pinned: the S3 identities come from a Secret Plinth
+creates before the release, their keys derived from the stack secret plinth:objectStoreSeed
+(`identities.py`). The choices, and what a real server must confirm: README.md beside this file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from plinth.context import PlatformContext, StackSecret, resource_name
+from plinth.modules.helm import HelmService, image_values
+from plinth.modules.objectstore.identities import buckets, s3_config_json
+from plinth.objects import stack_secret
+from plinth.securitycontext import restricted_container, restricted_pod
+from plinth.service import Peer
+from plinth.spec.errors import Violation
+
+SEED = StackSecret("objectStoreSeed", "seed of every S3 access key of the object store (storage.objectStore)")
+"""The one stack secret of the object store: every identity's access and secret key is derived from it."""
+CONFIG_SECRET = "object-store-s3-config"
+"""filer.s3.existingConfigSecret: the filer mounts it at /etc/sw and reads key CONFIG_KEY (`-s3.config`)."""
+CONFIG_KEY = "seaweedfs_s3_config"
+S3_PORT = 8333
+"""The filer's S3 port: a pod port, what NetworkPolicies name."""
+UID = 1000
+"""The uid and gid SeaweedFS runs as. The image (a static `weed` on alpine) would run as root; it writes only to
+its claims (/data, /data1) and log emptyDirs, which get this group (fsGroup)."""
+REPLICATION = "001"
+"""Staging and prod: each object on two volume servers of the same rack (SeaweedFS's XYZ placement)."""
+COMPONENTS = ("master", "volume", "filer")
+
+
+@dataclass(frozen=True)
+class ObjectStoreArgs:
+    """What the object store needs from the spec: its block and the platform StorageClass."""
+
+    store: Any
+    """storage.objectStore (plinth.spec.models.ObjectStore)."""
+    storage_class: str
+    """`storageClass`, Longhorn's `longhorn` when it is on, else "" (the cluster's default)."""
+
+
+class ObjectStore(HelmService):
+    """SeaweedFS with its S3 API (plinth:storage:ObjectStore)."""
+
+    type_token = "plinth:storage:ObjectStore"
+    chart_key = "seaweedfs"
+    spec_path = ("storage", "objectStore")
+    # Every container (the bucket Job's too) runs as uid 1000 with no privilege escalation, all capabilities
+    # dropped and the RuntimeDefault seccomp profile, on PVC, emptyDir, secret and configMap volumes only.
+    pod_security = "restricted"
+    secrets = (SEED,)
+
+    @classmethod
+    def enabled(cls, spec) -> bool:
+        return spec.storage.object_store.enabled
+
+    @classmethod
+    def rules(cls, spec) -> Iterator[Violation]:
+        if spec.storage.object_store.enabled and spec.target.type != "existing":
+            yield Violation(("storage", "objectStore", "enabled"), f"the object store runs on an existing "
+                            f"(on-prem) cluster only; a {spec.target.type} platform keeps its cloud's object "
+                            "storage", "object-store-existing-only",
+                            f"set storage.objectStore.enabled: false and use {spec.target.type}'s buckets")
+
+    @classmethod
+    def block(cls, spec) -> ObjectStoreArgs:
+        store = spec.storage.object_store
+        return ObjectStoreArgs(store, store.storage_class or ("longhorn" if spec.storage.longhorn.enabled else ""))
+
+    @classmethod
+    def user_values(cls, block: ObjectStoreArgs) -> dict:
+        return dict(block.store.values)
+
+    @classmethod
+    def replicas(cls, ctx: PlatformContext) -> dict[str, int]:
+        """Staging and prod: 3 masters (raft quorum), 3 volume servers (replication 001 keeps writing with one
+        down: new volumes need two live servers), 2 filers (S3 on each). Dev: one of each."""
+        return {"master": 3, "volume": 3, "filer": 2} if ctx.prod_like else dict.fromkeys(COMPONENTS, 1)
+
+    @classmethod
+    def owned_values(cls, block: ObjectStoreArgs, ctx: PlatformContext) -> dict:
+        [image] = cls.chart().images
+        replicas, sc, store = cls.replicas(ctx), block.storage_class, block.store
+        secure = {"podSecurityContext": {"enabled": True, **restricted_pod(UID, UID, UID,
+                                                                           fs_group_on_root_mismatch=True)},
+                  "containerSecurityContext": {"enabled": True, **restricted_container()}}
+        # Logs to an emptyDir: the chart's default hostPath is refused by Pod Security (host access).
+        logs = {"logs": {"type": "emptyDir"}}
+
+        def claim(size: str) -> dict:
+            return {"type": "persistentVolumeClaim", "size": size, "storageClass": sc}
+
+        return {
+            "global": {
+                "imagePullSecrets": ctx.image_pull_secrets,
+                # No ClusterRole (it lets the pods create and delete any pod, for a filer-store migration Plinth
+                # does not run) and no API token in the pods: SeaweedFS itself never calls the API server.
+                "seaweedfs": {"createClusterRole": False, "automountServiceAccountToken": False,
+                              "enableReplication": ctx.prod_like, "replicationPlacement": REPLICATION,
+                              "monitoring": {"enabled": ctx.monitoring}},
+            },
+            # One image for every component: `image.repository` replaces the name, registry "" keeps it whole.
+            "image": {"registry": "", **image_values(image, ctx)},
+            "master": {"replicas": replicas["master"], "data": claim(store.master_size), **logs, **secure},
+            "volume": {
+                "replicas": replicas["volume"],
+                "dataDirs": [{"name": "data1", **claim(store.volume_size), "maxVolumes": 0}],
+                # Its Job (alpine/k8s) patches claims found through `lookup`: not run, so neither rendered nor mirrored.
+                "resizeHook": {"enabled": False},
+                **secure,
+            },
+            "filer": {
+                "replicas": replicas["filer"], "data": claim(store.filer_size), **logs, **secure,
+                "s3": {"enabled": True, "port": S3_PORT, "enableAuth": True, "existingConfigSecret": CONFIG_SECRET,
+                       "createBuckets": [{"name": name} for name in buckets(ctx.platform)]},
+            },
+        }
+
+    @classmethod
+    def tenant_egress(cls, block: ObjectStoreArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
+        # Teams reach the S3 API only (the `seaweedfs-filer` Service's swfs-s3 port), never the filer, master or
+        # volume servers.
+        return (Peer("object-store", cls.chart().namespace, (S3_PORT,)),)
+
+    @classmethod
+    def pod_labels(cls, component: str) -> dict[str, str]:
+        """The labels the chart puts on a component's pods (what a PodDisruptionBudget selects)."""
+        name = cls.chart().name
+        return {"app.kubernetes.io/component": component, "app.kubernetes.io/instance": name,
+                "app.kubernetes.io/name": name}
+
+    # --- objects --------------------------------------------------------------------------------------
+
+    def prerequisites(self, name: str, block: ObjectStoreArgs, ctx: PlatformContext,
+                      opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        seed = ctx.secrets.object_store_seed
+        if seed is None:
+            raise ValueError("storage.objectStore needs the stack secret plinth:objectStoreSeed")
+        platform, teams = ctx.platform, ctx.teams
+        config = pulumi.Output.secret(seed).apply(lambda s: s3_config_json(platform, teams, s))
+        return [stack_secret(resource_name(name, "s3-config"), ctx.metadata(CONFIG_SECRET, name,
+                             namespace=self.chart().namespace),
+                             "derived from plinth:objectStoreSeed (HMAC-SHA512 per identity and key)",
+                             {CONFIG_KEY: pulumi.Output.secret(config)}, opts)]
+
+    def objects(self, name: str, block: ObjectStoreArgs, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+        # The chart has no PodDisruptionBudgets: Plinth's keep a drain from taking a master quorum, both copies
+        # of a volume or every S3 endpoint at once.
+        if not ctx.prod_like:
+            return
+        for component in COMPONENTS:
+            k8s.policy.v1.PodDisruptionBudget(
+                resource_name(name, component),
+                metadata=ctx.metadata(f"{self.chart().name}-{component}", name, namespace=self.chart().namespace),
+                spec={"maxUnavailable": 1, "selector": {"matchLabels": self.pod_labels(component)}},
+                opts=opts,
+            )

@@ -1,0 +1,72 @@
+"""The object store's S3 identities: one per purpose bucket (read and write on it) and one per team (read only
+under its prefix of the models bucket), every key derived from the stack secret plinth:objectStoreSeed.
+
+`s3_config` is pure: the same seed, platform and teams give the same JSON (no diff between previews).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import string
+
+PURPOSES = ("models", "artifacts", "features", "backups")
+"""One bucket and one identity each: `<platform>-<purpose>`."""
+PURPOSE_ACTIONS = ("Read", "Write", "List", "Tagging")
+"""SeaweedFS's action names an identity may hold on its own bucket (`<action>:<bucket>`)."""
+ACCESS_KEY_LENGTH = 20
+SECRET_KEY_LENGTH = 40
+_ACCESS_ALPHABET = string.digits + string.ascii_uppercase
+_SECRET_ALPHABET = string.digits + string.ascii_letters
+
+
+def bucket(platform: str, purpose: str) -> str:
+    return f"{platform}-{purpose}"
+
+
+def buckets(platform: str) -> tuple[str, ...]:
+    return tuple(bucket(platform, purpose) for purpose in PURPOSES)
+
+
+def derive(seed: str, platform: str, identity: str, kind: str) -> str:
+    """One key of one identity: HMAC-SHA256(seed, "<platform>/object-store/<identity>/<kind>") in the key's
+    alphabet (access keys: digits and capitals, as S3's; secret keys: alphanumerics). Independent per identity
+    and kind; none reveals the seed or another key."""
+    alphabet, length = ((_ACCESS_ALPHABET, ACCESS_KEY_LENGTH) if kind == "access" else
+                        (_SECRET_ALPHABET, SECRET_KEY_LENGTH))
+    digest = hmac.new(seed.encode(), f"{platform}/object-store/{identity}/{kind}".encode(), hashlib.sha512).digest()
+    number, chars = int.from_bytes(digest, "big"), []
+    for _ in range(length):
+        number, index = divmod(number, len(alphabet))
+        chars.append(alphabet[index])
+    return "".join(chars)
+
+
+def identity_names(platform: str, teams: tuple[str, ...]) -> tuple[str, ...]:
+    """The identities, in the config's order: each purpose, then `team-<team>` per team."""
+    return (*PURPOSES, *(f"team-{team}" for team in teams))
+
+
+def identity_actions(platform: str, name: str) -> list[str]:
+    """A purpose identity: every PURPOSE_ACTIONS on its bucket. A team identity: `Read` on objects under
+    `<platform>-models/<team>/` (a trailing `*` is SeaweedFS's prefix match on `<bucket>/<key>`)."""
+    if name.startswith("team-"):
+        return [f"Read:{bucket(platform, 'models')}/{name.removeprefix('team-')}/*"]
+    return [f"{action}:{bucket(platform, name)}" for action in PURPOSE_ACTIONS]
+
+
+def s3_config(platform: str, teams: tuple[str, ...], seed: str) -> dict:
+    """SeaweedFS's S3 identities file (`-s3.config`): {"identities": [{name, credentials, actions}]}."""
+    return {"identities": [
+        {"name": name,
+         "credentials": [{"accessKey": derive(seed, platform, name, "access"),
+                          "secretKey": derive(seed, platform, name, "secret")}],
+         "actions": identity_actions(platform, name)}
+        for name in identity_names(platform, teams)
+    ]}
+
+
+def s3_config_json(platform: str, teams: tuple[str, ...], seed: str) -> str:
+    """The file's text, in a stable key order."""
+    return json.dumps(s3_config(platform, teams, seed), sort_keys=True)
