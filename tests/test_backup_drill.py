@@ -22,6 +22,7 @@ import pytest
 
 from s3server import Identity, S3Server, weed
 from support import barman_cloud_bin, free_port
+from plinth.modules.objectstore.identities import s3_config
 
 PLATFORM = "test"
 BACKUPS, MODELS = f"{PLATFORM}-backups", f"{PLATFORM}-models"
@@ -30,11 +31,20 @@ DESTINATION = f"s3://{BACKUPS}/postgres/{NAMESPACE}"
 ARCHIVE_SECONDS = 60
 """How long a switched WAL segment may take to reach the bucket, and a restored server to finish recovery."""
 
-# The identities as the object store gives them: the backups identity owns its bucket (bucket-scoped actions:
-# it can touch no other bucket); a team reads its own prefix of the models bucket.
+# The identities exactly as the object store plans them (modules/objectstore/identities.py): the backups identity
+# owns its bucket (bucket-scoped actions: it can touch no other bucket); a team reads its own prefix of the models
+# bucket. The admin stands in for the chart's bucket Job.
 ADMIN = Identity("admin", ("Admin", "Read", "List", "Write", "Tagging"))
-BACKUPS_RW = Identity("backups", (f"Read:{BACKUPS}", f"Write:{BACKUPS}", f"List:{BACKUPS}"))
-TEAM_FRAUD = Identity("team-fraud", (f"Read:{MODELS}/fraud/*", f"List:{MODELS}/fraud/*"))
+_PLANNED = {entry["name"]: entry for entry in s3_config(PLATFORM, ("fraud", "credit"), "drill-seed")["identities"]}
+
+
+def planned(name: str) -> Identity:
+    entry = _PLANNED[name]
+    keys = entry["credentials"][0]
+    return Identity(name, tuple(entry["actions"]), keys["accessKey"], keys["secretKey"])
+
+
+BACKUPS_RW, TEAM_FRAUD = planned("backups"), planned("team-fraud")
 
 
 @pytest.fixture(scope="module")

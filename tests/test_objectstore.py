@@ -44,8 +44,8 @@ def test_one_identity_per_purpose_bucket_and_one_read_only_per_team():
         "artifacts": ["Read:acme-artifacts", "Write:acme-artifacts", "List:acme-artifacts", "Tagging:acme-artifacts"],
         "features": ["Read:acme-features", "Write:acme-features", "List:acme-features", "Tagging:acme-features"],
         "backups": ["Read:acme-backups", "Write:acme-backups", "List:acme-backups", "Tagging:acme-backups"],
-        "team-fraud": ["Read:acme-models/fraud/*"],
-        "team-search": ["Read:acme-models/search/*"],
+        "team-fraud": ["Read:acme-models/fraud/*", "List:acme-models/fraud/*"],
+        "team-search": ["Read:acme-models/search/*", "List:acme-models/search/*"],
     }
     # No identity is an administrator or holds an action on every bucket.
     assert not [a for acts in actions.values() for a in acts if a == "Admin" or ":" not in a]

@@ -49,10 +49,13 @@ def identity_names(platform: str, teams: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def identity_actions(platform: str, name: str) -> list[str]:
-    """A purpose identity: every PURPOSE_ACTIONS on its bucket. A team identity: `Read` on objects under
-    `<platform>-models/<team>/` (a trailing `*` is SeaweedFS's prefix match on `<bucket>/<key>`)."""
+    """A purpose identity: every PURPOSE_ACTIONS on its bucket. A team identity: `Read` and `List` of objects
+    under `<platform>-models/<team>/` (a trailing `*` is SeaweedFS's prefix match on `<bucket>/<key>`; the real
+    server in tests/test_backup_drill.py lists `?prefix=<team>/` and refuses any other prefix, the whole bucket
+    and every write)."""
     if name.startswith("team-"):
-        return [f"Read:{bucket(platform, 'models')}/{name.removeprefix('team-')}/*"]
+        scope = f"{bucket(platform, 'models')}/{name.removeprefix('team-')}/*"
+        return [f"Read:{scope}", f"List:{scope}"]
     return [f"{action}:{bucket(platform, name)}" for action in PURPOSE_ACTIONS]
 
 
