@@ -91,17 +91,19 @@ def admission(control_plane, planned):
         "plinth-ownership-labels", "plinth-regulated-team-routes"}  # the last one the Gateway's (modules/network)
     for obj in namespaces + sorted(policies, key=lambda o: o["kind"] != "ValidatingAdmissionPolicy"):
         kube.apply(obj)
-    # The API server picks policies up asynchronously: wait until a known violation is refused.
+    # The API server picks policies up asynchronously: wait until each known violation is refused.
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            dry_run(kube, LOAD_BALANCER)
-        except ApiError as exc:
-            if "plinth-no-external-services" in str(exc):
-                break
-            raise
-        assert time.monotonic() < deadline, "the admission policies never took effect"
-        time.sleep(0.5)
+    for param in VIOLATIONS:
+        obj, message = param.values
+        while True:
+            try:
+                dry_run(kube, obj)
+            except ApiError as exc:
+                if message in str(exc):
+                    break
+                raise
+            assert time.monotonic() < deadline, f"the admission policies never took effect: {message}"
+            time.sleep(0.5)
     yield kube
     for obj in reversed(policies):
         kube.delete(obj)

@@ -81,7 +81,11 @@ def test_rendered_objects_apply_idempotently_and_delete_cleanly(load, kube):
     spec = load()
     result = plan(spec, "e2e")
     crds = install_crds(kube, spec, result)
-    objects = ordered(with_stand_in_payload(obj) for _, obj in kubernetes_objects(result))
+    # The admission policies are applied, not bound: a binding would enforce them, and the same-named policy of
+    # the case before (other teams) may still judge for a moment after it is replaced (test_admission_policies.py
+    # binds and exercises them).
+    objects = ordered(with_stand_in_payload(obj) for _, obj in kubernetes_objects(result)
+                      if obj["kind"] != "ValidatingAdmissionPolicyBinding")
     assert objects
     applied = [kube.apply(obj) for obj in objects]
     for obj, live in zip(objects, applied):
