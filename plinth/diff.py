@@ -105,28 +105,31 @@ _ITEM_KEYS = ("name", "key")
 """Fields that name a list item (containers, ports, env, volumes, backendRefs; tolerations by key)."""
 
 
-def field_changes(old: Any, new: Any, path: str) -> Iterator[FieldChange]:
-    """Every differing leaf between old and new; a field only on one side is one change of its whole value."""
+def field_changes(old: Any, new: Any, path: str, item_keys: tuple[str, ...] = _ITEM_KEYS) -> Iterator[FieldChange]:
+    """Every differing leaf between old and new; a field only on one side is one change of its whole value.
+    List items are matched by the first of `item_keys` that names each of them uniquely, else by position."""
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(old.keys() | new.keys()):
-            yield from field_changes(old.get(key, _MISSING), new.get(key, _MISSING), f"{path}.{key}" if path else key)
+            yield from field_changes(old.get(key, _MISSING), new.get(key, _MISSING),
+                                     f"{path}.{key}" if path else key, item_keys)
     elif isinstance(old, list) and isinstance(new, list):
-        name = _item_key(old, new)
+        name = _item_key(old, new, keys=item_keys)
         if name:
             olds, news = {item[name]: item for item in old}, {item[name]: item for item in new}
             for item in [*olds, *(k for k in news if k not in olds)]:
-                yield from field_changes(olds.get(item, _MISSING), news.get(item, _MISSING), f"{path}[{item}]")
+                yield from field_changes(olds.get(item, _MISSING), news.get(item, _MISSING), f"{path}[{item}]",
+                                         item_keys)
         else:
             for index in range(max(len(old), len(new))):
                 yield from field_changes(old[index] if index < len(old) else _MISSING,
-                                         new[index] if index < len(new) else _MISSING, f"{path}[{index}]")
+                                         new[index] if index < len(new) else _MISSING, f"{path}[{index}]", item_keys)
     elif _unstacked(old) != _unstacked(new):
         yield FieldChange(path, None if old is _MISSING else old, None if new is _MISSING else new)
 
 
-def _item_key(*lists: list) -> str | None:
+def _item_key(*lists: list, keys: tuple[str, ...] = _ITEM_KEYS) -> str | None:
     """The field naming every item of both lists uniquely, if there is one."""
-    for key in _ITEM_KEYS:
+    for key in keys:
         if (all(isinstance(item, dict) and isinstance(item.get(key), str) for items in lists for item in items)
                 and all(len({item[key] for item in items}) == len(items) for items in lists)):
             return key

@@ -317,6 +317,10 @@ def test_plinth_report_for_the_regulated_stack_and_what_changed_since(tmp_path):
     assert second.returncode == 0, second.stderr
     changes = json.loads((tmp_path / "b" / "report.json").read_text())["changes"]
     assert set(changes) >= {"spec", "exposure"} and "policies" not in changes
+    # Item by item: a named item's field from -> to (matched by its name, not its position).
+    assert {"path": "data.databases[harbor/harbor-postgres].instances", "from": 3, "to": 1} in changes["data"]
+    assert {"path": "exposure.listeners[harbor].hostname", "from": "registry.models.corp.internal",
+            "to": "registry.models-dev.corp.internal"} in changes["exposure"]
     assert "## Changes since the previous report" in (tmp_path / "b" / "report.md").read_text()
 
 

@@ -108,7 +108,7 @@ def test_what_a_previous_report_says_is_escaped_in_report_md(project):
     changes = text.split("## Changes since the previous report")[1]
     assert "<script>" not in changes and "<img" not in changes and "](javascript" not in changes
     assert "- spec: &lt;script&gt;alert\\(1\\)&lt;/script&gt; → " in changes
-    assert '  - − "&lt;img src=x onerror=alert\\(1\\)&gt;"' in changes
+    assert '  - access: "&lt;img src=x onerror=alert\\(1\\)&gt;" → (none)' in changes
 
 
 def test_values_helm_rejects_exit_2_naming_the_key(project, tmp_path):

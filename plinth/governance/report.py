@@ -12,9 +12,11 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from plinth.diff import field_changes
 from plinth.governance.check import Result
 from plinth.plan import Plan, write_output
 from plinth.provenance import Provenance
@@ -130,26 +132,50 @@ def build_report(plan: Plan, spec: PlatformSpec, provenance: Provenance | None, 
     }
 
 
+ITEM_KEYS = ("policy", "secret", "route", "listener", "cluster", "chart", "image", "namespace", "name", "key")
+"""What names an item of a report's lists (a policy, a secret, a route...): changes are matched by it."""
+
+
 def changes_since(old: dict, new: dict) -> dict:
-    """What differs per section between two reports (items added and removed)."""
+    """What differs per section between two reports, item by item (plinth.diff's engine): a field of a named item
+    (`policies[no-wildcard-rbac].result`) from -> to; items of a list without a name (the access matrix's rows)
+    added or removed whole."""
     out: dict[str, Any] = {}
     if old.get("provenance", {}).get("spec_sha256") != new["provenance"]["spec_sha256"]:
         out["spec"] = {"from": old.get("provenance", {}).get("spec_sha256"), "to": new["provenance"]["spec_sha256"]}
     for section in SECTIONS:
-        before, after = _items(old.get(section)), _items(new.get(section))
-        added, removed = sorted(after - before), sorted(before - after)
-        if added or removed:
-            out[section] = {"added": added, "removed": removed}
+        changes = list(_section_changes(old.get(section), new.get(section), section))
+        if changes:
+            out[section] = [{"path": path, "from": before, "to": after} for path, before, after in changes]
     return out
 
 
-def _items(value: Any) -> set[str]:
-    """A section as comparable one-line items."""
-    if isinstance(value, list):
-        return {json.dumps(v, sort_keys=True) for v in value}
+def _section_changes(old: Any, new: Any, section: str) -> Iterator[tuple[str, Any, Any]]:
+    if isinstance(old, list) and isinstance(new, list) and _unnamed(old, new):
+        before, after = ({json.dumps(item, sort_keys=True): item for item in items} for items in (old, new))
+        yield from ((section, before[k], None) for k in sorted(before.keys() - after.keys()))
+        yield from ((section, None, after[k]) for k in sorted(after.keys() - before.keys()))
+        return
+    yield from field_changes(_as_sets(old), _as_sets(new), section, ITEM_KEYS)
+
+
+def _as_sets(value: Any) -> Any:
+    """Lists of distinct names (a namespace's policies) as sets, so one inserted name is one change, not a shift
+    of every name after it."""
     if isinstance(value, dict):
-        return {f"{k}: {json.dumps(v, sort_keys=True)}" for k, v in value.items()}
-    return set() if value is None else {json.dumps(value, sort_keys=True)}
+        return {k: _as_sets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        if all(isinstance(v, str) for v in value) and len(set(value)) == len(value):
+            return {v: "present" for v in value}
+        return [_as_sets(v) for v in value]
+    return value
+
+
+def _unnamed(*lists: list) -> bool:
+    """No key of ITEM_KEYS names every item: rows compared whole (by position they would shift)."""
+    return not any(all(isinstance(item, dict) and isinstance(item.get(key), str) for items in lists for item in items)
+                   and all(len({item[key] for item in items}) == len(items) for items in lists)
+                   for key in ITEM_KEYS)
 
 
 def write_report(report: dict, out: Path, since: dict | None = None) -> list[Path]:
@@ -169,6 +195,11 @@ def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+
+
+def _md_value(value: Any) -> str:
+    """One side of a change: `(none)` where the item or field is absent on that side."""
+    return "(none)" if value is None else _md(json.dumps(value, sort_keys=True))
 
 
 def _md(value: Any) -> str:
@@ -238,8 +269,7 @@ def markdown(report: dict) -> str:
             if section == "spec":
                 lines += [f"- spec: {_md(change['from'])} → {_md(change['to'])}"]
                 continue
-            lines += [f"- {_md(section)}: {len(change['added'])} added, {len(change['removed'])} removed"]
-            lines += [f"  - + {_md(item)}" for item in change["added"]]
-            lines += [f"  - − {_md(item)}" for item in change["removed"]]
+            lines += [f"- {_md(section)}: {len(change)} change{'s' if len(change) != 1 else ''}"]
+            lines += [f"  - {_md(c['path'])}: {_md_value(c['from'])} → {_md_value(c['to'])}" for c in change]
         lines += [""]
     return "\n".join(lines)
