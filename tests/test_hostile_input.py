@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -111,20 +112,29 @@ def test_what_a_previous_report_says_is_escaped_in_report_md(project):
     assert '  - access: "&lt;img src=x onerror=alert\\(1\\)&gt;" → (none)' in changes
 
 
-def test_values_helm_rejects_exit_2_naming_the_key(project, tmp_path):
-    # helm's own message for a value its chart's schema refuses (helm 3.22, cert-manager's values.schema.json).
-    helm = tmp_path / "helm"
-    helm.write_text("#!/bin/sh\necho \"Error: values don't meet the specifications of the schema(s) in the following "
-                    "chart(s):\" >&2\necho 'cert-manager:' >&2\necho \"- at '/webhook/serviceType': got number, "
-                    "want string\" >&2\nexit 1\n")
-    helm.chmod(0o755)
+def _helm_rejecting_cert_manager_values(project, tmp_path, stderr: tuple[str, ...]):
+    """A stand-in helm that refuses the values with `stderr`, a chart directory holding cert-manager's archive,
+    and the blueprint b.yaml giving cert-manager a value its schema refuses: (helm, charts)."""
     from plinth.catalog import CHARTS
 
+    helm = tmp_path / "helm"
+    helm.write_text("#!/bin/sh\n" + "".join(f"echo {shlex.quote(line)} >&2\n" for line in stderr) + "exit 1\n")
+    helm.chmod(0o755)
     charts = tmp_path / "charts"
     (charts / "charts").mkdir(parents=True)
     (charts / "charts" / CHARTS["cert-manager"].archive).write_bytes(b"")
     (project / "blueprints/b.yaml").write_text(MINIMAL + "certificates:\n  certManager:\n    enabled: true\n"
                                                "    values: {webhook: {serviceType: 5}}\n")
+    return helm, charts
+
+
+def test_values_helm_rejects_exit_2_naming_the_key(project, tmp_path):
+    # helm's own message for a value its chart's schema refuses (helm 3.22, cert-manager's values.schema.json).
+    helm, charts = _helm_rejecting_cert_manager_values(project, tmp_path, (
+        "Error: values don't meet the specifications of the schema(s) in the following chart(s):",
+        "cert-manager:", "- at '/webhook/serviceType': got number, want string"))
+    from plinth.catalog import CHARTS
+
     run = plinth("render", "blueprints/b.yaml", "--out", "out", "--charts", str(charts), cwd=project,
                  env={"PLINTH_HELM": str(helm)})
     assert (run.returncode, run.stdout) == (2, "")
@@ -136,16 +146,8 @@ def test_values_helm_rejects_exit_2_naming_the_key(project, tmp_path):
 
 
 def test_check_names_the_values_key_helm_rejects_too(project, tmp_path):
-    helm = tmp_path / "helm"
-    helm.write_text("#!/bin/sh\necho \"Error: values don't meet the specifications of the schema(s)\" >&2\nexit 1\n")
-    helm.chmod(0o755)
-    from plinth.catalog import CHARTS
-
-    charts = tmp_path / "charts"
-    (charts / "charts").mkdir(parents=True)
-    (charts / "charts" / CHARTS["cert-manager"].archive).write_bytes(b"")
-    (project / "blueprints/b.yaml").write_text(MINIMAL + "certificates:\n  certManager:\n    enabled: true\n"
-                                               "    values: {webhook: {serviceType: 5}}\n")
+    helm, charts = _helm_rejecting_cert_manager_values(
+        project, tmp_path, ("Error: values don't meet the specifications of the schema(s)",))
     run = plinth("check", "blueprints/b.yaml", "--charts", str(charts), cwd=project, env={"PLINTH_HELM": str(helm)})
     assert run.returncode == 2 and "internal error" not in run.stderr, run.stderr
     assert run.stderr.startswith("certificates.certManager.values: helm template cert-manager"), run.stderr
