@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from support import CHARTS_DIR, platform_spec
-from validation import crd_schemas, images_in, restricted_problems, validation_failures
+from validation import crd_schemas, dump, images_in, release_objects, restricted_problems, validation_failures
 from plinth.catalog import CHARTS, mirror_image
 from plinth.engine.charts import chart_archive, render_charts, template
 from plinth.engine.offline import plan
@@ -63,23 +63,13 @@ def _rendered(charts_dir: Path, attempt: int):
     return render_charts(result, KUBE, charts_dir)
 
 
-def _harbor(rendered) -> tuple[dict, ...]:
-    [harbor] = [r for r in rendered if r.resource.name == "harbor"]
-    assert harbor.note is None and harbor.objects
-    return harbor.objects
-
-
-def _dump(objects) -> str:
-    return yaml.safe_dump_all(objects, sort_keys=True)
-
-
 @pytest.fixture(scope="module")
 def objects(charts_dir, helm) -> tuple[dict, ...]:
-    return _harbor(_rendered(charts_dir, 1))
+    return release_objects(_rendered(charts_dir, 1), "harbor")
 
 
 def test_two_renders_of_the_same_plan_are_byte_identical(charts_dir, helm):
-    first, second = _dump(_harbor(_rendered(charts_dir, 1))), _dump(_harbor(_rendered(charts_dir, 2)))
+    first, second = dump(release_objects(_rendered(charts_dir, 1), "harbor")), dump(release_objects(_rendered(charts_dir, 2), "harbor"))
     assert first == second
 
 
@@ -132,11 +122,11 @@ def test_each_pin_is_what_keeps_the_render_stable(pin, charts_dir, helm):
     values = merge_values(_without(release.inputs["values"], pin), NEEDS.get(pin, {}))
     loose = replace(release, inputs={**release.inputs, "values": values})
     archive = chart_archive(loose, charts_dir)
-    assert _dump(template(loose, archive, KUBE, helm)) != _dump(template(loose, archive, KUBE, helm)), PINS[pin]
+    assert dump(template(loose, archive, KUBE, helm)) != dump(template(loose, archive, KUBE, helm)), PINS[pin]
 
 
 def test_no_chart_default_credential_is_rendered(objects):
-    text = _dump(objects)
+    text = dump(objects)
     assert [c for c in CHART_DEFAULT_CREDENTIALS if c in text] == []
     # What the chart's own Secrets do hold is the plan's secret placeholder, never a value.
     assert re.search(r"(?i)-----BEGIN [A-Z ]*PRIVATE KEY-----", text) is None

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from support import CHARTS_DIR, platform_spec
-from validation import crd_schemas, images_in, restricted_problems, validation_failures
+from validation import crd_schemas, dump, images_in, release_objects, restricted_problems, validation_failures
 from plinth.catalog import CHARTS, mirror_image
 from plinth.engine.charts import chart_archive, render_charts, template
 from plinth.engine.offline import plan
@@ -59,16 +59,6 @@ def _rendered(charts_dir: Path, attempt: int):
     return render_charts(result, KUBE, charts_dir)
 
 
-def _store(rendered) -> tuple[dict, ...]:
-    [store] = [r for r in rendered if r.resource.name == "object-store"]
-    assert store.note is None and store.objects
-    return store.objects
-
-
-def _dump(objects) -> str:
-    return yaml.safe_dump_all(objects, sort_keys=True)
-
-
 def _release():
     _, result = _planned()
     [release] = [r for r in result.resources if r.type.endswith("helm.sh/v3:Release") and r.name == "object-store"]
@@ -77,11 +67,11 @@ def _release():
 
 @pytest.fixture(scope="module")
 def objects(charts_dir, helm) -> tuple[dict, ...]:
-    return _store(_rendered(charts_dir, 1))
+    return release_objects(_rendered(charts_dir, 1), "object-store")
 
 
 def test_two_renders_of_the_same_plan_are_byte_identical(charts_dir, helm):
-    assert _dump(_store(_rendered(charts_dir, 1))) == _dump(_store(_rendered(charts_dir, 2)))
+    assert dump(release_objects(_rendered(charts_dir, 1), "object-store")) == dump(release_objects(_rendered(charts_dir, 2), "object-store"))
 
 
 def test_helm_template_prints_the_same_bytes_twice(charts_dir, helm, tmp_path):
@@ -103,11 +93,11 @@ def test_without_plinths_secret_the_chart_draws_new_keys_at_every_render(charts_
     del values["filer"]["s3"]["existingConfigSecret"]
     loose = replace(release, inputs={**release.inputs, "values": values})
     archive = chart_archive(loose, charts_dir)
-    assert _dump(template(loose, archive, KUBE, helm)) != _dump(template(loose, archive, KUBE, helm))
+    assert dump(template(loose, archive, KUBE, helm)) != dump(template(loose, archive, KUBE, helm))
 
 
 def test_no_chart_default_identity_or_generated_secret_is_rendered(objects):
-    text = _dump(objects)
+    text = dump(objects)
     assert [c for c in CHART_DEFAULTS if c in text] == []
     assert [o["metadata"]["name"] for o in objects if o["kind"] == "Secret"] == []
 

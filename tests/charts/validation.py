@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
+import yaml
 
 IMAGE_ARG = re.compile(r"^--[a-z-]*image[a-z-]*=(.+)$")
 # Pod Security `restricted` also allows `csi` and `ephemeral`; no chart here needs them, so they stay out.
@@ -132,3 +133,15 @@ def images_in(obj, found: set[str] | None = None, key: str | None = None) -> set
         if match:
             found.add(match.group(1))
     return found
+
+
+def release_objects(rendered: Iterable, release: str) -> tuple[dict, ...]:
+    """The objects one release rendered (it must have rendered some)."""
+    [item] = [r for r in rendered if r.resource.name == release]
+    assert item.note is None and item.objects
+    return item.objects
+
+
+def dump(objects) -> str:
+    """Objects as YAML in a stable key order: what two renders are compared by."""
+    return yaml.safe_dump_all(objects, sort_keys=True)
