@@ -79,6 +79,11 @@ class EksCluster(Target):
 
     type_token = "plinth:cluster:EksCluster"
 
+    @classmethod
+    def identities(cls, spec) -> tuple[Identity, ...]:
+        # The EBS CSI add-on's controller creates and attaches the volumes.
+        return (Identity("ebs-csi", "kube-system", "ebs-csi-controller-sa", "ebs"),)
+
     def __init__(self, name: str, args: TargetArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(name, args, opts)
         spec, facts = args.target, args.facts
@@ -188,7 +193,7 @@ class EksCluster(Target):
 
         # --- the Kubernetes provider every module uses: exec credentials (aws eks get-token), no token ---
         endpoint = self.cluster.endpoint
-        kubeconfig = exec_kubeconfig(
+        self.kubeconfig = kubeconfig = exec_kubeconfig(
             prefix, endpoint, self.cluster.certificate_authority.apply(lambda ca: ca.data), "aws",
             ["eks", "get-token", "--cluster-name", prefix, "--region", spec.region, "--output", "json"],
             "the AWS CLI v2 on PATH, with credentials for the platform account")
