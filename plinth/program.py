@@ -13,7 +13,7 @@ import pulumi
 from plinth.context import MIRROR_PASSWORD, PlatformContext, StackSecret, StackSecrets
 from plinth.modules.admission import Admission
 from plinth.modules.certs import CertManager
-from plinth.modules.cluster import TargetArgs, target_class
+from plinth.modules.cluster import TARGET_IDENTITIES, TargetArgs, target_class
 from plinth.modules.cluster.autoscaler import ClusterAutoscaler
 from plinth.modules.crds import GatewayApiCrds, PrometheusOperatorCrds
 from plinth.modules.featurestore import CloudNativePg, Feast, RedisOperator
@@ -141,7 +141,7 @@ def cloud_identities(spec: PlatformSpec) -> tuple[Identity, ...]:
     """Every cloud identity the spec needs (eks/gke create them): the target's add-ons', then each service's."""
     if spec.target.type == "existing":
         return ()
-    found = list(target_class(spec.target.type).identities(spec))
+    found = list(TARGET_IDENTITIES.get(spec.target.type, ()))
     for _, service in SERVICES:
         found += service.identities(spec)
     return tuple(found)

@@ -75,11 +75,6 @@ class Target(pulumi.ComponentResource):
     def __init__(self, name: str, args: TargetArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(self.type_token, name, None, opts)
 
-    @classmethod
-    def identities(cls, spec: PlatformSpec) -> tuple[Identity, ...]:
-        """The cloud identities of the target's own add-ons (the services declare theirs). Default: none."""
-        return ()
-
 
 def kubernetes_provider(name: str, parent: pulumi.Resource, kubeconfig: pulumi.Input[str] | None = None,
                         context: str | None = None, depends_on: list | None = None) -> k8s.Provider:
@@ -158,6 +153,12 @@ TARGETS: dict[str, str] = {
     "gke": "plinth.modules.cluster.gke:GkeCluster",
 }
 """The module of each `target.type`; a cloud's SDK is imported only when its target is used."""
+TARGET_IDENTITIES: dict[str, tuple[Identity, ...]] = {
+    # eks: the EBS CSI add-on's controller creates and attaches the volumes.
+    "eks": (Identity("ebs-csi", "kube-system", "ebs-csi-controller-sa", "ebs"),),
+}
+"""The cloud identities of each target's own add-ons (the services declare theirs): here rather than on the
+target's class, so that checking a spec needs no cloud SDK."""
 TARGET_SDKS: dict[str, tuple[str, str, str]] = {
     "eks": ("pulumi_aws", "the AWS SDK (pulumi-aws)", "eks"),
     "gke": ("pulumi_gcp", "the Google Cloud SDK (pulumi-gcp)", "gke"),

@@ -79,11 +79,6 @@ class EksCluster(Target):
 
     type_token = "plinth:cluster:EksCluster"
 
-    @classmethod
-    def identities(cls, spec) -> tuple[Identity, ...]:
-        # The EBS CSI add-on's controller creates and attaches the volumes.
-        return (Identity("ebs-csi", "kube-system", "ebs-csi-controller-sa", "ebs"),)
-
     def __init__(self, name: str, args: TargetArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(name, args, opts)
         spec, facts = args.target, args.facts
