@@ -206,6 +206,12 @@ CHARTS: dict[str, Chart] = {
         "https://seaweedfs.github.io/seaweedfs/helm", "seaweedfs", "4.44.0", "object-store",
         images=("docker.io/chrislusf/seaweedfs:4.44",),
     ),
+    # registry.mlflow: the tracking server and its migration init container run the one image. The chart's
+    # postgresql, mysql and minio subcharts stay off (the platform's CloudNativePG and object store instead).
+    "mlflow": Chart(
+        "https://community-charts.github.io/helm-charts", "mlflow", "1.11.5", "mlflow",
+        images=("docker.io/burakince/mlflow:3.15.1",),
+    ),
 }
 
 # Gateway API standard channel at the version the pinned Cilium implements.
@@ -248,6 +254,7 @@ PLATFORM_NAMESPACES: dict[str, str] = {
     "python-index": "python-index",
     "object-store": CHARTS["seaweedfs"].namespace,
     "cluster-autoscaler": CHARTS["cluster-autoscaler"].namespace,
+    "mlflow": CHARTS["mlflow"].namespace,
 }
 
 

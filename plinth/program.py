@@ -19,6 +19,7 @@ from plinth.modules.crds import GatewayApiCrds, PrometheusOperatorCrds
 from plinth.modules.featurestore import CloudNativePg, Feast, RedisOperator
 from plinth.modules.governance import Ledger
 from plinth.modules.gpu import GpuOperator
+from plinth.modules.mlflow import Mlflow
 from plinth.modules.monitoring import Monitoring
 from plinth.modules.network import Cilium, PlatformGateway
 from plinth.modules.objectstore import ObjectStore
@@ -60,9 +61,11 @@ SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
     ("vault", Vault),
     ("secrets-operator", VaultSecretsOperator),
     ("python-index", PythonIndex),
-    # Before Harbor, Feast and monitoring: their databases are its Clusters.
+    # Before Harbor, MLflow, Feast and monitoring: their databases are its Clusters.
     ("postgres-operator", CloudNativePg),
     ("harbor", Harbor),
+    # After its operator (its database is a Cluster) and the object store (its artifacts bucket).
+    ("mlflow", Mlflow),
     ("redis-operator", RedisOperator),
     ("feast", Feast),
     ("monitoring", Monitoring),

@@ -22,9 +22,9 @@ WORKLOAD_SERVICE_ACCOUNT = "workloads"
 AWS_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 GCP_SA_ANNOTATION = "iam.gke.io/gcp-service-account"
 
-BUCKET_PURPOSES = ("models", "features", "backups")
-"""models: Triton model repositories, a prefix per team; features: the feature store's offline data;
-backups: volume backups (Longhorn)."""
+BUCKET_PURPOSES = ("models", "artifacts", "features", "backups")
+"""models: Triton model repositories, a prefix per team; artifacts: MLflow's run and model artifacts;
+features: the feature store's offline data; backups: volume backups (Longhorn)."""
 
 
 @dataclass(frozen=True)

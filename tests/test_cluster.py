@@ -219,7 +219,7 @@ def test_cloud_gateways_get_internal_load_balancers(eks, gke):
 
 def test_eks_buckets_are_named_encrypted_versioned_and_blocked(eks):
     buckets = sorted(r.inputs["bucket"] for r in of_type(eks, "aws:s3/bucket:Bucket"))
-    assert buckets == ["eks-gpu-prod-backups", "eks-gpu-prod-features", "eks-gpu-prod-models"]
+    assert buckets == ["eks-gpu-prod-artifacts", "eks-gpu-prod-backups", "eks-gpu-prod-features", "eks-gpu-prod-models"]
     for r in of_type(eks, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"):
         assert all(r.inputs[flag] is True for flag in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
                                                         "restrictPublicBuckets"))

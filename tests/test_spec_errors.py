@@ -138,7 +138,8 @@ def test_stack_rejects_unknown_plinth_keys(write):
     assert [str(e) for e in caught.value.errors] == [
         "stacks/Pulumi.dev.yaml:3:3: config.plinth:overides: unknown key (allowed: plinth:blueprint, "
         "plinth:overrides, plinth:mirrorPassword, plinth:objectStoreSeed, plinth:pythonIndexHtpasswd, plinth:harborAdminPassword, "
-        "plinth:feastRedisPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, plinth:configures)"]
+        "plinth:mlflowFlaskSecretKey, plinth:feastRedisPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, "
+        "plinth:configures)"]
 
 
 def test_a_configure_stack_takes_its_spec_from_a_platform_stack_only(write):
@@ -404,7 +405,8 @@ def test_a_namespace_of_kubernetes_or_a_chart_is_no_team(team, write):
 
 _SECRET_FIX = ("[rule values-plaintext-secret; fix: remove it; set it as a stack secret (`pulumi config set --secret "
                "plinth:<key> VALUE`; the keys: plinth:mirrorPassword, plinth:objectStoreSeed, plinth:pythonIndexHtpasswd, "
-               "plinth:harborAdminPassword, plinth:feastRedisPassword, plinth:grafanaAdminPassword, "
+               "plinth:harborAdminPassword, plinth:mlflowFlaskSecretKey, plinth:feastRedisPassword, "
+               "plinth:grafanaAdminPassword, "
                "plinth:alertReceivers), Plinth passes those to the charts, or point the chart's existing-Secret "
                "key at a Secret kept in Vault]")
 _SECRET = ("a credential in plain text: it would be written into the plan, the rendered manifests and the "

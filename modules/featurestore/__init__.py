@@ -278,7 +278,8 @@ class _FeastDependency(HelmService):
 
 
 class CloudNativePg(_FeastDependency):
-    """The CloudNativePG operator (plinth:featurestore:CloudNativePg): the PostgreSQL of Feast, Harbor and Grafana."""
+    """The CloudNativePG operator (plinth:featurestore:CloudNativePg): the PostgreSQL of Feast, Harbor, MLflow and
+    Grafana."""
 
     type_token = "plinth:featurestore:CloudNativePg"
     chart_key = "cloudnative-pg"
@@ -288,8 +289,9 @@ class CloudNativePg(_FeastDependency):
         block = cls.block(spec)
         # Also Grafana's database wherever Grafana runs replicated (modules/monitoring: staging and prod).
         grafana = spec.monitoring.enabled and spec.metadata.environment != "dev"
-        # And Harbor's, everywhere (modules/registry).
-        return (bool(block.enabled) and uses_postgres(block)) or grafana or spec.registry.harbor.enabled
+        # And Harbor's and MLflow's, everywhere (modules/registry, modules/mlflow).
+        return ((bool(block.enabled) and uses_postgres(block)) or grafana or spec.registry.harbor.enabled
+                or spec.registry.mlflow.enabled)
 
     @classmethod
     def ingress(cls, block: models.Feast, ctx: PlatformContext) -> tuple[Peer, ...]:

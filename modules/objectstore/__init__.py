@@ -14,6 +14,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from plinth.catalog import PLATFORM_NAMESPACES
 from plinth.context import PlatformContext, StackSecret, resource_name
 from plinth.modules.helm import HelmService, image_values
 from plinth.modules.objectstore.identities import buckets, s3_config_json
@@ -35,6 +36,8 @@ its claims (/data, /data1) and log emptyDirs, which get this group (fsGroup)."""
 REPLICATION = "001"
 """Staging and prod: each object on two volume servers of the same rack (SeaweedFS's XYZ placement)."""
 COMPONENTS = ("master", "volume", "filer")
+S3_URL = f"http://seaweedfs-s3.object-store.svc:{S3_PORT}"
+"""Where platform services and teams reach the S3 API (the chart's `seaweedfs-s3` Service: path-style, SigV4)."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ class ObjectStoreArgs:
     """storage.objectStore (plinth.spec.models.ObjectStore)."""
     storage_class: str
     """`storageClass`, Longhorn's `longhorn` when it is on, else "" (the cluster's default)."""
+    clients: tuple[str, ...] = ()
+    """Platform namespaces whose pods use the S3 API with a purpose identity (MLflow's artifacts)."""
 
 
 class ObjectStore(HelmService):
@@ -57,6 +62,8 @@ class ObjectStore(HelmService):
     # dropped and the RuntimeDefault seccomp profile, on PVC, emptyDir, secret and configMap volumes only.
     pod_security = "restricted"
     secrets = (SEED,)
+    capability = "object-store"
+    capability_fix = "enable storage.objectStore"
 
     @classmethod
     def enabled(cls, spec) -> bool:
@@ -73,7 +80,9 @@ class ObjectStore(HelmService):
     @classmethod
     def block(cls, spec) -> ObjectStoreArgs:
         store = spec.storage.object_store
-        return ObjectStoreArgs(store, store.storage_class or ("longhorn" if spec.storage.longhorn.enabled else ""))
+        clients = (PLATFORM_NAMESPACES["mlflow"],) if spec.registry.mlflow.enabled else ()
+        return ObjectStoreArgs(store, store.storage_class or ("longhorn" if spec.storage.longhorn.enabled else ""),
+                               clients)
 
     @classmethod
     def user_values(cls, block: ObjectStoreArgs) -> dict:
@@ -123,6 +132,11 @@ class ObjectStore(HelmService):
                        "createBuckets": [{"name": name} for name in buckets(ctx.platform)]},
             },
         }
+
+    @classmethod
+    def ingress(cls, block: ObjectStoreArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
+        # Platform services that keep their data in a purpose bucket reach the S3 API only.
+        return tuple(Peer(client, client, (S3_PORT,)) for client in block.clients)
 
     @classmethod
     def tenant_egress(cls, block: ObjectStoreArgs, ctx: PlatformContext) -> tuple[Peer, ...]:

@@ -548,9 +548,34 @@ class PythonIndex(Spec):
                               "StorageClass). Default: 20Gi.")
 
 
+class Mlflow(Spec):
+    """The MLflow tracking server and model registry: its PostgreSQL a platform CloudNativePG Cluster, its artifacts
+    in the target's object store."""
+
+    enabled: Flag = Field(False, description="Run the MLflow tracking server and model registry in namespace mlflow "
+                          "(the CloudNativePG operator comes with it; artifacts go to the artifacts bucket: on an "
+                          "existing cluster storage.objectStore's, on eks and gke the cloud's; the Flask secret key "
+                          "is the stack secret plinth:mlflowFlaskSecretKey). Default: false.")
+    hostname: str | None = Field(
+        None, description="Host name of MLflow on the platform Gateway (HTTPS, TLS terminated there): one name under "
+        "network.gateway.hostname. Default: null (in-cluster Service only, http://mlflow.mlflow.svc).",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    replicas: PositiveCount | None = Field(
+        None, description="Server replicas (stateless: every one serves from the database and the bucket). "
+        "Default: null (1 in dev, 2 in staging and prod).")
+    database_size: Quantity = Field("10Gi", description="Volume of each instance of its PostgreSQL (the platform "
+                                    "CloudNativePG Cluster `mlflow-postgres`). Default: 10Gi.")
+    storage_class: str | None = Field(
+        None, description="StorageClass of the database volumes. Default: null (Longhorn's class `longhorn` when "
+        "storage.longhorn is on, else the cluster's default StorageClass).",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    values: Values = {}
+
+
 class Registry(Spec):
     harbor: Harbor = Field(default_factory=Harbor, description="Private image and chart registry.")
     python_index: PythonIndex = Field(default_factory=PythonIndex, description="Private Python package index.")
+    mlflow: Mlflow = Field(default_factory=Mlflow, description="Experiment tracking and model registry (MLflow).")
 
 
 class Feast(Spec):

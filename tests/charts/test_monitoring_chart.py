@@ -23,7 +23,8 @@ def _pods(cert_manager: bool, charts_dir) -> dict[tuple[str, str, str], dict]:
                                            "network": {"cilium": {"hubble": False, "gatewayApi": False}},
                                            "secrets": {"vault": {"enabled": False}},
                                            "registry": {"harbor": {"enabled": False},
-                                                        "pythonIndex": {"hostname": None}},
+                                                        "pythonIndex": {"hostname": None},
+                                                        "mlflow": {"hostname": None}},
                                            "serving": {"hostname": None, "models": []}}
     spec = load_spec(ROOT / "blueprints" / "onprem-airgap-regulated.yaml", overrides)
     [monitoring] = [r for r in render_charts(plan(spec, "monitoring-chart"), "1.34", charts_dir)

@@ -30,6 +30,7 @@ STACK_SECRETS = {
     "pythonIndexHtpasswd": "uploader:" + bcrypt.hashpw(b"e2e-uploader-not-a-real-secret", bcrypt.gensalt()).decode(),
     "feastRedisPassword": "e2e-redis-not-a-real-secret",
     "objectStoreSeed": "e2e-object-store-not-a-real-secret",
+    "mlflowFlaskSecretKey": "e2e-mlflow-not-a-real-secret",
 }
 """The stack secrets the services need; none may appear in the stack's state in clear."""
 POLICY_PACK_FILE = """\
@@ -122,7 +123,7 @@ class PulumiProject:
             "certificates": {"certManager": {"enabled": True}},
             "storage": {"longhorn": {"enabled": True}, "objectStore": {"enabled": True}},
             "secrets": {"vault": {"enabled": True}},
-            "registry": {"harbor": {"enabled": True}, "pythonIndex": {"enabled": True}},
+            "registry": {"harbor": {"enabled": True}, "pythonIndex": {"enabled": True}, "mlflow": {"enabled": True}},
             "featureStore": {"feast": {"enabled": True}},
             "monitoring": {"enabled": True},
             "gpu": {"operator": {"enabled": True}},

@@ -97,7 +97,7 @@ def test_up_creates_every_object_and_installs_every_release(deploy, engine, kube
     assert sorted(r["name"] for r in releases) == [
         "cert-manager", "cilium", "cloudnative-pg", "feast-feature-server", "gpu-operator", "harbor",
         "kube-prometheus-stack",
-        "longhorn", "prometheus-operator-crds", "redis-operator", "seaweedfs", "vault", "vault-secrets-operator"]
+        "longhorn", "mlflow", "prometheus-operator-crds", "redis-operator", "seaweedfs", "vault", "vault-secrets-operator"]
     for release in releases:  # Helm's own record of a deployed first revision
         record = kube.get({"apiVersion": "v1", "kind": "Secret", "metadata": {
             "name": f"sh.helm.release.v1.{release['name']}.v1", "namespace": release["namespace"]}})
@@ -121,6 +121,7 @@ def test_the_stack_exports_where_each_service_is_reached(deploy, engine, monkeyp
     outputs = stack_outputs(engine.stack, engine.dir)
     assert outputs["endpoints"] == {
         "harbor": {"url": "http://harbor.harbor.svc"},
+        "mlflow": {"trackingUri": "http://mlflow.mlflow.svc"},
         "python-index": {"indexUrl": "http://pypiserver.python-index.svc:8080/simple/"},
         "serving": {"url": f"https://{SERVING_HOST}"},
         "vault": {"address": "https://vault.vault.svc:8200"},

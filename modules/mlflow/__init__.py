@@ -1,0 +1,351 @@
+"""Experiment tracking and model registry (registry.mlflow): the MLflow server, its PostgreSQL a platform
+CloudNativePG Cluster, its artifacts in the target's artifacts bucket.
+
+The server proxies every artifact (`--serve-artifacts`): clients upload and download through MLflow, so no team
+holds a storage credential; the server alone uses the bucket (the object store's `artifacts` identity on-prem,
+a cloud identity on eks and gke). Nothing is generated at render time: the Flask secret key is the stack secret
+plinth:mlflowFlaskSecretKey, the database password the operator's `-app` Secret, the S3 keys derived from the
+object store's seed. Why each choice (the schema migration before a new version starts above all): README.md
+beside this file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from plinth.catalog import CHARTS, ImageRef
+from plinth.context import PlatformContext, StackSecret, resource_name
+from plinth.modules.featurestore import cluster_spec
+from plinth.modules.helm import HelmService
+from plinth.modules.objectstore import S3_URL
+from plinth.modules.objectstore import SEED as OBJECT_STORE_SEED
+from plinth.modules.objectstore.identities import bucket, derive
+from plinth.objects import disruption_budget, gateway_route, stack_secret, whole_host_rule
+from plinth.securitycontext import restricted_container, restricted_pod
+from plinth.service import GatewayHost, Need, Peer, gateway_hostname_rules
+from plinth.spec.errors import Violation
+from plinth.spec.models import PlatformSpec
+from plinth.targets import Identity
+from plinth.vocabulary import platform_listener
+
+FLASK_SECRET_KEY = StackSecret("mlflowFlaskSecretKey", "Flask secret key of the MLflow server (registry.mlflow): "
+                               "signs its sessions and CSRF tokens, the same in every replica")
+NAMESPACE = CHARTS["mlflow"].namespace
+SERVICE = "mlflow"
+"""The chart's Service, Deployment and ServiceAccount (release `mlflow`: the chart's fullname)."""
+POD_PORT = 5000
+"""The server's container port: what NetworkPolicies name (they match pod ports, not Service ports)."""
+SERVICE_PORT = 80
+UID = 1001
+"""The image's own non-root user and group (the chart's default)."""
+
+DATABASE = "mlflow-postgres"
+"""The platform CloudNativePG Cluster: Service `<name>-rw` (primary), Secrets `<name>-app` (the owner's
+credentials, keys `username` and `password`) and `<name>-ca` (the server CA, key `ca.crt`)."""
+DATABASE_NAME = "mlflow"
+"""The database and its owner."""
+DATABASE_HOST = f"{DATABASE}-rw.{NAMESPACE}.svc"
+CA_DIR = "/etc/mlflow/postgres-ca"
+METRICS_DIR = "/mlflow/metrics"
+"""`--expose-prometheus`: prometheus_flask_exporter's multiprocess directory (writable; the root is read-only)."""
+
+S3_SECRET = "mlflow-artifacts-s3"
+"""On-prem: the object store's `artifacts` identity (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)."""
+S3_IDENTITY = "artifacts"
+"""The object store identity (and the bucket purpose) MLflow uses."""
+ENV_CONFIGMAP = f"{SERVICE}-env-configmap"
+"""The chart's ConfigMap with PGHOST, PGPORT and PGDATABASE (backendStore.postgres)."""
+
+RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}
+MIGRATE = ("from mlflow.store.db import utils; "
+           "utils._initialize_tables(utils.create_sqlalchemy_engine_with_retry('postgresql://'))")
+"""What the chart's own migration init container runs (create the tables of an empty database, then Alembic's
+upgrade to this version's head), here with libpq's environment: TLS verified against the Cluster's CA."""
+
+PRIVATE_HOSTS = ("10.*", *(f"172.{i}.*" for i in range(16, 32)), "192.168.*")
+"""Host headers of requests by pod IP (Prometheus's scrapes): MLflow's own default allows the private ranges."""
+
+
+def allowed_hosts(hostname: str | None) -> list[str]:
+    """MLFLOW_SERVER_ALLOWED_HOSTS: the Service's names (with and without a port), a port-forward's localhost,
+    pod IPs, and the Gateway host name. Setting the list replaces MLflow's default (localhost and private IPs)."""
+    names = [f"{SERVICE}.{NAMESPACE}", f"{SERVICE}.{NAMESPACE}.svc", f"{SERVICE}.{NAMESPACE}.svc.cluster.local",
+             "localhost", "127.0.0.1"]
+    hosts = [host for name in names for host in (name, f"{name}:*")]
+    return [*hosts, *PRIVATE_HOSTS, *([hostname] if hostname else [])]
+
+
+def _env(name: str, secret: str, key: str) -> dict:
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+
+
+def libpq_env() -> dict[str, str]:
+    """How psycopg2 (libpq) reaches the Cluster besides the chart's PGHOST/PGPORT/PGDATABASE: verified TLS."""
+    return {"PGSSLMODE": "verify-full", "PGSSLROOTCERT": f"{CA_DIR}/ca.crt"}
+
+
+def s3_keys(seed: str, platform: str) -> dict[str, str]:
+    """The object store's `artifacts` identity, as the object store derives it (modules/objectstore/identities.py)."""
+    return {"AWS_ACCESS_KEY_ID": derive(seed, platform, S3_IDENTITY, "access"),
+            "AWS_SECRET_ACCESS_KEY": derive(seed, platform, S3_IDENTITY, "secret")}
+
+
+@dataclass(frozen=True)
+class MlflowArgs:
+    """What MLflow needs from the spec: its block and facts of other blocks."""
+
+    mlflow: Any
+    """registry.mlflow (plinth.spec.models.Mlflow)."""
+    gateway: bool
+    """The platform Gateway is on (network.cilium with gatewayApi): a `hostname` gets an HTTPRoute."""
+    storage_class: str
+    """StorageClass of the database volumes: `storageClass`, Longhorn's `longhorn` when it is on, else ""."""
+
+    @property
+    def routed(self) -> bool:
+        return bool(self.mlflow.hostname and self.gateway)
+
+
+class Mlflow(HelmService):
+    """The MLflow tracking server and model registry (plinth:registry:Mlflow)."""
+
+    type_token = "plinth:registry:Mlflow"
+    chart_key = "mlflow"
+    spec_path = ("registry", "mlflow")
+    # The server and its migration init container run as uid 1001, non-root, no privilege escalation, every
+    # capability dropped, RuntimeDefault seccomp, read-only root; emptyDir, secret and configMap volumes only.
+    pod_security = "restricted"
+    secrets = (FLASK_SECRET_KEY,)
+
+    @classmethod
+    def enabled(cls, spec: PlatformSpec) -> bool:
+        return spec.registry.mlflow.enabled
+
+    @classmethod
+    def needed_secrets(cls, spec) -> tuple[StackSecret, ...]:
+        if not spec.registry.mlflow.enabled:
+            return ()
+        # On-prem the artifacts identity's keys come from the object store's seed.
+        return (FLASK_SECRET_KEY, OBJECT_STORE_SEED) if spec.target.type == "existing" else (FLASK_SECRET_KEY,)
+
+    @classmethod
+    def needs(cls, spec) -> tuple[Need, ...]:
+        mlflow, at = spec.registry.mlflow, ("registry", "mlflow")
+        if not mlflow.enabled:
+            return ()
+        needs = []
+        if spec.target.type == "existing":
+            needs.append(Need("object-store", (*at, "enabled"), "MLflow keeps its artifacts in the object store's "
+                              "artifacts bucket on an existing cluster", "mlflow"))
+        if mlflow.hostname:
+            needs.append(Need("gateway", (*at, "hostname"), "MLflow's host name is served by the platform Gateway",
+                              "mlflow", "remove hostname (MLflow is then reachable in-cluster only)"))
+        return tuple(needs)
+
+    @classmethod
+    def gateway_host(cls, spec) -> GatewayHost | None:
+        mlflow = spec.registry.mlflow
+        return GatewayHost(NAMESPACE, mlflow.hostname, ("registry", "mlflow", "hostname")) \
+            if mlflow.enabled and mlflow.hostname else None
+
+    @classmethod
+    def rules(cls, spec) -> Iterator[Violation]:
+        mlflow = spec.registry.mlflow
+        if mlflow.enabled and mlflow.hostname:
+            yield from gateway_hostname_rules(spec, ("registry", "mlflow"), mlflow.hostname, "mlflow")
+
+    @classmethod
+    def identities(cls, spec) -> tuple[Identity, ...]:
+        # eks/gke: the server's ServiceAccount reads and writes the artifacts bucket.
+        if spec.registry.mlflow.enabled and spec.target.type != "existing":
+            return (Identity("mlflow", NAMESPACE, SERVICE, "bucket-rw:artifacts"),)
+        return ()
+
+    @classmethod
+    def block(cls, spec) -> MlflowArgs:
+        mlflow, cilium = spec.registry.mlflow, spec.network.cilium
+        storage_class = mlflow.storage_class or ("longhorn" if spec.storage.longhorn.enabled else "")
+        return MlflowArgs(mlflow, cilium.enabled and cilium.gateway_api, storage_class)
+
+    @classmethod
+    def user_values(cls, block: MlflowArgs) -> dict:
+        return dict(block.mlflow.values)
+
+    @classmethod
+    def replicas(cls, block: MlflowArgs, ctx: PlatformContext) -> int:
+        return block.mlflow.replicas or (2 if ctx.prod_like else 1)
+
+    @classmethod
+    def endpoints(cls, block: MlflowArgs, ctx: PlatformContext) -> dict[str, str]:
+        public = {"url": f"https://{block.mlflow.hostname}"} if block.routed else {}
+        return {"trackingUri": f"http://{SERVICE}.{NAMESPACE}.svc", **public}
+
+    @classmethod
+    def artifact_values(cls, ctx: PlatformContext) -> tuple[dict, dict]:
+        """(artifactRoot, extra environment): the artifacts bucket of the target, proxied by the server."""
+        root: dict = {"proxiedArtifactStorage": True}
+        target = ctx.target
+        if target.type == "gke":
+            return {**root, "gcs": {"enabled": True, "bucket": target.bucket("artifacts"), "path": ""}}, {}
+        if target.type == "eks":
+            # The role comes from the ServiceAccount (IRSA): no keys.
+            return ({**root, "s3": {"enabled": True, "bucket": target.bucket("artifacts"), "path": ""}},
+                    {"AWS_DEFAULT_REGION": target.region})
+        return ({**root, "s3": {"enabled": True, "bucket": bucket(ctx.platform, S3_IDENTITY), "path": "",
+                                "existingSecret": {"name": S3_SECRET, "keyOfAccessKeyId": "AWS_ACCESS_KEY_ID",
+                                                   "keyOfSecretAccessKey": "AWS_SECRET_ACCESS_KEY"}}},
+                {"MLFLOW_S3_ENDPOINT_URL": S3_URL})
+
+    @classmethod
+    def owned_values(cls, block: MlflowArgs, ctx: PlatformContext) -> dict:
+        [ref] = cls.chart().images
+        image = ImageRef.parse(ref).mirrored(ctx.mirror_registry)
+        repository = f"{image.registry}/{image.repository}"
+        replicas = cls.replicas(block, ctx)
+        artifacts, artifact_env = cls.artifact_values(ctx)
+        container = {**restricted_container(read_only_root=True), "runAsNonRoot": True, "runAsUser": UID,
+                     "runAsGroup": UID}
+        volumes = [{"name": "postgres-ca", "secret": {"secretName": f"{DATABASE}-ca",
+                                                      "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]
+        mounts = [{"name": "postgres-ca", "mountPath": CA_DIR, "readOnly": True}]
+        if ctx.monitoring:
+            volumes.append({"name": "metrics", "emptyDir": {"sizeLimit": "64Mi"}})
+            mounts.append({"name": "metrics", "mountPath": METRICS_DIR})
+        return {
+            "image": {"repository": repository, "tag": image.tag, "pullPolicy": "IfNotPresent"},
+            "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
+            "replicaCount": replicas,
+            # Never two server versions on one schema: every old pod stops before a new one migrates and starts.
+            "strategy": {"type": "Recreate"},
+            "serviceAccount": {"create": True, "name": SERVICE, "automount": False,
+                               "annotations": ctx.target.annotations(NAMESPACE, SERVICE)},
+            "podSecurityContext": restricted_pod(UID, UID, UID, fs_group_on_root_mismatch=True),
+            "securityContext": container,
+            "resources": RESOURCES,
+            "affinity": _spread() if replicas > 1 else {},
+            # The bundled databases and object store stay off: the platform's CloudNativePG and buckets instead.
+            "postgresql": {"enabled": False},
+            "mysql": {"enabled": False},
+            "minio": {"enabled": False},
+            "backendStore": {
+                # The chart's migration container has no room for the CA: Plinth's own runs instead (initContainers).
+                "databaseMigration": False,
+                "databaseConnectionCheck": False,
+                "postgres": {"enabled": True, "host": DATABASE_HOST, "port": 5432, "database": DATABASE_NAME},
+                "existingDatabaseSecret": {"name": f"{DATABASE}-app", "usernameKey": "username",
+                                           "passwordKey": "password"},
+            },
+            "initContainers": [migration_container(str(image), container)],
+            "artifactRoot": artifacts,
+            "extraEnvVars": {**libpq_env(), **artifact_env},
+            "extraVolumes": volumes,
+            "extraVolumeMounts": mounts,
+            # From the stack secret: the chart would draw a random key at every render.
+            "flaskServerSecretKey": _or_empty(ctx.secrets.mlflow_flask_secret_key),
+            "serverAllowedHosts": allowed_hosts(block.mlflow.hostname if block.routed else None),
+            "corsAllowedOrigins": [f"https://{block.mlflow.hostname}"] if block.routed else [],
+            "telemetry": {"enabled": False},
+            "ingress": {"enabled": False},
+            # `--expose-prometheus` and the chart's ServiceMonitor on the Service's `http` port (its default
+            # targetPort names a container port the pod does not have).
+            "serviceMonitor": {"enabled": ctx.monitoring, "namespace": NAMESPACE, "useServicePort": True},
+        }
+
+    @classmethod
+    def ingress(cls, block: MlflowArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
+        # CloudNativePG's operator reaches the database instances (manager 8000, PostgreSQL 5432).
+        peers = [Peer("postgres-operator", CHARTS["cloudnative-pg"].namespace, (8000, 5432))]
+        if block.routed:
+            peers.append(Peer("gateway", ports=(POD_PORT,), entity="ingress"))
+        return tuple(peers)
+
+    @classmethod
+    def tenant_egress(cls, block: MlflowArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
+        # Teams log runs and register models through the `mlflow` Service (artifacts too: proxied).
+        return (Peer("mlflow", NAMESPACE, (POD_PORT,)),)
+
+    # --- objects --------------------------------------------------------------------------------------
+
+    def prerequisites(self, name: str, block: MlflowArgs, ctx: PlatformContext,
+                      opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        if ctx.secrets.mlflow_flask_secret_key is None:
+            raise ValueError("registry.mlflow needs the stack secret plinth:mlflowFlaskSecretKey")
+        made: list[pulumi.Resource] = [k8s.apiextensions.CustomResource(
+            resource_name(name, "postgres"),
+            api_version="postgresql.cnpg.io/v1",
+            kind="Cluster",
+            metadata=ctx.metadata(DATABASE, name, namespace=NAMESPACE),
+            spec=cluster_spec(DATABASE_NAME, block.mlflow.database_size, ctx, block.storage_class),
+            opts=opts,
+        )]
+        if not ctx.target.cloud:
+            seed = ctx.secrets.object_store_seed
+            if seed is None:
+                raise ValueError("registry.mlflow on an existing cluster needs the stack secret "
+                                 "plinth:objectStoreSeed (its artifacts identity)")
+            platform = ctx.platform
+            made.append(stack_secret(
+                resource_name(name, "artifacts-s3"), ctx.metadata(S3_SECRET, name, namespace=NAMESPACE),
+                "derived from plinth:objectStoreSeed (the object store's artifacts identity)",
+                pulumi.Output.secret(seed).apply(lambda s: s3_keys(s, platform)), opts))
+        return made
+
+    def objects(self, name: str, block: MlflowArgs, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+        meta = ctx.metadata(SERVICE, name, namespace=NAMESPACE)
+        if self.replicas(block, ctx) > 1:
+            # The chart has no budget of its own: a drain takes one server at a time.
+            disruption_budget(resource_name(name, "pdb"), meta, server_selector(), opts)
+        if block.routed:
+            # An artifact upload (a model's files) outlasts the proxy's default request timeout.
+            gateway_route(resource_name(name, "route"), meta, platform_listener(NAMESPACE),
+                          [whole_host_rule(SERVICE, SERVICE_PORT, "30m")], opts, hostname=block.mlflow.hostname)
+        if ctx.monitoring:
+            k8s.apiextensions.CustomResource(
+                resource_name(name, "postgres", "monitor"), api_version="monitoring.coreos.com/v1", kind="PodMonitor",
+                metadata=ctx.metadata(DATABASE, name, namespace=NAMESPACE),
+                spec={"selector": {"matchLabels": {"cnpg.io/cluster": DATABASE, "cnpg.io/podRole": "instance"}},
+                      "podMetricsEndpoints": [{"port": "metrics", "interval": "30s"}]},
+                opts=opts)
+
+
+def migration_container(image: str, security_context: dict) -> dict:
+    """The schema migration, before the server starts in every pod: the chart's own step (MIGRATE), with the
+    Cluster's credentials and CA. Postgres runs Alembic's DDL in a transaction: of two pods migrating at once one
+    fails, rolls back and restarts, then finds the schema current."""
+    return {
+        "name": "db-migration",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-c", MIGRATE],
+        "envFrom": [{"configMapRef": {"name": ENV_CONFIGMAP}}],
+        "env": [_env("PGUSER", f"{DATABASE}-app", "username"), _env("PGPASSWORD", f"{DATABASE}-app", "password"),
+                *({"name": key, "value": value} for key, value in libpq_env().items())],
+        "resources": RESOURCES,
+        "securityContext": security_context,
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
+                         {"name": "postgres-ca", "mountPath": CA_DIR, "readOnly": True}],
+    }
+
+
+def server_selector() -> dict:
+    """The labels of the server's pods (the chart's selectorLabels for release `mlflow`)."""
+    return {"app": SERVICE, "app.kubernetes.io/instance": SERVICE, "app.kubernetes.io/name": SERVICE}
+
+
+def _spread() -> dict:
+    """Prefer one replica per node."""
+    return {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{
+        "weight": 100,
+        "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                            "labelSelector": {"matchLabels": server_selector()}},
+    }]}}
+
+
+def _or_empty(secret: pulumi.Output | None) -> pulumi.Input[str]:
+    """A pure context (the rules pass) holds no secrets: the owned key is still there, empty."""
+    return "" if secret is None else secret
