@@ -96,6 +96,8 @@ class PlatformContext:
     l2_announcements: bool = False
     """Cilium assigns the Gateway's load-balancer address from the spec's ranges and announces it on L2
     (network.loadBalancer mode l2 on an existing target, with the Gateway on)."""
+    delete_data_on_destroy: bool = False
+    """storage.deleteDataOnDestroy: `pulumi destroy` may delete what holds data (else it is retained)."""
     skip_await: bool = False
     """Test clusters without nodes: don't wait for readiness or run Helm hooks, delete in the background."""
     await_timeout: int | None = None
@@ -140,6 +142,7 @@ class PlatformContext:
             cilium=spec.network.cilium.enabled,
             l2_announcements=(spec.target.type == "existing" and spec.network.cilium.enabled
                               and spec.network.cilium.gateway_api and spec.network.load_balancer.mode == "l2"),
+            delete_data_on_destroy=spec.storage.delete_data_on_destroy,
             skip_await=spec.testing.skip_await,
             await_timeout=spec.testing.await_timeout_seconds,
             provenance=provenance,

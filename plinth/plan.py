@@ -33,6 +33,8 @@ class Resource:
     dependencies: tuple[str, ...] = ()
     provider: str | None = None
     inputs: dict[str, Any] = field(default_factory=dict)
+    retained: bool = False
+    """`pulumi destroy` leaves it in place (retainOnDelete): it holds data (storage.deleteDataOnDestroy off)."""
 
     @property
     def component_path(self) -> str:
@@ -65,7 +67,8 @@ class Plan:
     def to_json(self) -> str:
         # Plain dicts, not dataclasses.asdict: asdict deep-copies every input (most of a large plan's time).
         resources = [{"urn": r.urn, "type": r.type, "name": r.name, "parent": r.parent, "custom": r.custom,
-                      "dependencies": list(r.dependencies), "provider": r.provider, "inputs": r.inputs}
+                      "dependencies": list(r.dependencies), "provider": r.provider, "inputs": r.inputs,
+                      **({"retained": True} if r.retained else {})}
                      for r in self.resources]
         doc = {"version": PLAN_VERSION, "platform": self.platform, "environment": self.environment,
                "source": self.source, "resources": resources}

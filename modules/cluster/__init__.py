@@ -38,13 +38,19 @@ class TargetArgs:
     facts: TargetFacts
     public_load_balancer: bool = False
     """network.loadBalancer.public: the Gateway's load balancer is internet-facing (eks: public subnets for it)."""
+    delete_data: bool = False
+    """storage.deleteDataOnDestroy: `pulumi destroy` deletes the buckets with their objects (else it leaves them)."""
 
     @classmethod
     def from_spec(cls, spec: PlatformSpec, identities: tuple[Identity, ...] = ()) -> TargetArgs:
         """`identities`: every cloud identity the spec's services use (plinth.program.cloud_identities)."""
         return cls(spec.target, spec.metadata.name, spec.metadata.environment, spec.metadata.cost_center,
                    spec.kubernetes.version, spec.rbac.platform_admin_group, target_facts(spec, identities),
-                   spec.network.load_balancer.public)
+                   spec.network.load_balancer.public, spec.storage.delete_data_on_destroy)
+
+    def bucket_options(self, child: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
+        """A bucket holds data: `pulumi destroy` leaves it (the stack forgets it) unless the spec lets it go."""
+        return pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(retain_on_delete=not self.delete_data))
 
     @property
     def prod(self) -> bool:

@@ -184,7 +184,7 @@ class EksCluster(Target):
 
         # --- buckets -------------------------------------------------------------------------------------
         for purpose in BUCKET_PURPOSES:
-            self._bucket(name, purpose, facts.bucket(purpose), args.prod, child)
+            self._bucket(name, purpose, facts.bucket(purpose), args, child)
 
         # --- the Kubernetes provider every module uses: exec credentials (aws eks get-token), no token ---
         endpoint = self.cluster.endpoint
@@ -320,9 +320,10 @@ class EksCluster(Target):
             aws.autoscaling.Tag(f"{name}-{pool.name}-{what}", autoscaling_group_name=asg,
                                 tag={"key": key, "value": value, "propagate_at_launch": False}, opts=child)
 
-    def _bucket(self, name, purpose, bucket, prod, child) -> None:
+    def _bucket(self, name, purpose, bucket, args: TargetArgs, child) -> None:
         """Encrypted (SSE-KMS), versioned, every public access blocked, ACLs off; named, so policies match it."""
-        created = aws.s3.Bucket(f"{name}-{purpose}", bucket=bucket, force_destroy=not prod, opts=child)
+        child = args.bucket_options(child)  # the bucket's settings stay with the bucket
+        created = aws.s3.Bucket(f"{name}-{purpose}", bucket=bucket, force_destroy=args.delete_data, opts=child)
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-{purpose}", bucket=created.bucket, opts=child,
             rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "aws:kms"},

@@ -106,8 +106,8 @@ class GkeCluster(Target):
         # --- buckets and identities ------------------------------------------------------------------------
         buckets = {purpose: gcp.storage.Bucket(
             f"{name}-{purpose}", name=facts.bucket(purpose), location=spec.region, uniform_bucket_level_access=True,
-            public_access_prevention="enforced", versioning={"enabled": True}, force_destroy=not args.prod,
-            opts=child) for purpose in BUCKET_PURPOSES}
+            public_access_prevention="enforced", versioning={"enabled": True}, force_destroy=args.delete_data,
+            opts=args.bucket_options(child)) for purpose in BUCKET_PURPOSES}
         for identity in facts.identities:
             self._workload_identity(name, identity, facts, spec.project, unseal_key, buckets, child)
 

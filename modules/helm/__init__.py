@@ -160,6 +160,13 @@ class HelmService(PlatformService):
         return bool(cls.block(spec).enabled)
 
     @classmethod
+    def holds_data(cls, block: Any, ctx: PlatformContext) -> bool:
+        """Whether the release itself holds data that `pulumi destroy` must not delete (storage.deleteDataOnDestroy
+        off): then destroy leaves the release, its namespace and objects installed and the stack forgets them.
+        Default: no (a service's volumes are kept by their StorageClass, not by keeping the service)."""
+        return False
+
+    @classmethod
     def owned_values(cls, block: Any, ctx: PlatformContext) -> dict:
         """The values Plinth owns for this service (pure: from the spec block and the context)."""
         raise NotImplementedError
@@ -187,6 +194,8 @@ class HelmService(PlatformService):
         chart = self.chart()
         component = name
         child = children(self, ctx, opts)
+        if self.holds_data(block, ctx):
+            child = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(retain_on_delete=True))
         waits: list[pulumi.Resource] = []
         in_ns = child
         if chart.namespace not in SYSTEM_NAMESPACES:

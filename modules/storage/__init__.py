@@ -38,12 +38,19 @@ class Longhorn(HelmService):
         return (cls.webhook(9502),)  # longhorn-manager's admission webhook
 
     @classmethod
+    def holds_data(cls, block: models.Longhorn, ctx: PlatformContext) -> bool:
+        # Uninstalling Longhorn deletes every volume, retained or not.
+        return not ctx.delete_data_on_destroy
+
+    @classmethod
     def owned_values(cls, block: models.Longhorn, ctx: PlatformContext) -> dict:
         replicas = block.replica_count or REPLICAS_BY_ENVIRONMENT[ctx.environment]
-        allow_uninstall = block.allow_uninstall if block.allow_uninstall is not None else ctx.environment != "prod"
+        allow_uninstall = block.allow_uninstall if block.allow_uninstall is not None else ctx.delete_data_on_destroy
         ui = 2 if ctx.prod_like else 1
         values: dict = {
-            "persistence": {"defaultClass": block.default_class, "defaultClassReplicaCount": replicas},
+            "persistence": {"defaultClass": block.default_class, "defaultClassReplicaCount": replicas,
+                            # Retain: a deleted claim (its namespace destroyed) leaves its volume to restore.
+                            "reclaimPolicy": "Delete" if ctx.delete_data_on_destroy else "Retain"},
             "defaultSettings": {"defaultReplicaCount": replicas, "deletingConfirmationFlag": allow_uninstall},
             "longhornUI": {"replicas": ui},
             "csi": {f"{part}ReplicaCount": ui for part in ("attacher", "provisioner", "resizer", "snapshotter")},

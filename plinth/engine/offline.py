@@ -104,6 +104,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             # A provider reference is "<urn>::<id>"; the id is unknown offline.
             provider=request.provider.rsplit("::", 1)[0] if request.provider else None,
             inputs=_clean(inputs),
+            retained=request.retainOnDelete,
         )
         with self._lock:
             self.records.append(record)

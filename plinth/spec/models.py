@@ -411,9 +411,8 @@ class Longhorn(Spec):
         None, description="Volume replicas. Default: null (by environment: dev 1, staging 2, prod 3).")
     default_class: Flag = Field(True, description="Make Longhorn the default StorageClass. Default: true.")
     allow_uninstall: Flag | None = Field(
-        None, description="Set Longhorn's deletingConfirmationFlag so `pulumi destroy` can uninstall it (its "
-        "pre-delete hook refuses otherwise; volumes are lost with it). Default: null (true in dev and staging, "
-        "false in prod).")
+        None, description="Set Longhorn's deletingConfirmationFlag so its uninstall may run (its pre-delete hook "
+        "refuses otherwise; volumes are lost with it). Default: null (storage.deleteDataOnDestroy).")
     values: Values = {}
 
 
@@ -469,6 +468,12 @@ class Storage(Spec):
     longhorn: Longhorn = Field(default_factory=Longhorn, description="Replicated block storage.")
     object_store: ObjectStore = Field(default_factory=ObjectStore, description="On-prem S3 object storage "
                                       "(SeaweedFS). Default: off.")
+    delete_data_on_destroy: Flag = Field(
+        False, description="Let `pulumi destroy` delete what holds data: Longhorn with its volumes (its "
+        "StorageClass reclaims released volumes; Longhorn may uninstall) and the cloud target's buckets with "
+        "their objects. Off: Longhorn's volumes outlive their claims (reclaimPolicy Retain), `pulumi destroy` "
+        "leaves Longhorn installed and the buckets in place (the stack forgets them) and a bucket holding "
+        "objects is never emptied. Default: false (in every environment; set it for throw-away platforms).")
 
 
 class AutoUnseal(Spec):

@@ -121,7 +121,8 @@ class PulumiProject:
             "network": {"cilium": {"enabled": True, "apiServer": {"host": "127.0.0.1"}},
                         "loadBalancer": {"mode": "external"}},
             "certificates": {"certManager": {"enabled": True}},
-            "storage": {"longhorn": {"enabled": True}, "objectStore": {"enabled": True}},
+            # A throw-away platform: destroy takes everything (the last test checks nothing is left).
+            "storage": {"longhorn": {"enabled": True}, "objectStore": {"enabled": True}, "deleteDataOnDestroy": True},
             "secrets": {"vault": {"enabled": True}},
             "registry": {"harbor": {"enabled": True}, "pythonIndex": {"enabled": True}, "mlflow": {"enabled": True}},
             "featureStore": {"feast": {"enabled": True}},
