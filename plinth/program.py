@@ -12,6 +12,7 @@ import pulumi
 
 from plinth.context import MIRROR_PASSWORD, PlatformContext, StackSecret, StackSecrets
 from plinth.modules.admission import Admission
+from plinth.modules.backups import BarmanCloud
 from plinth.modules.certs import CertManager
 from plinth.modules.cluster import TargetArgs, target_class
 from plinth.modules.cluster.autoscaler import ClusterAutoscaler
@@ -61,6 +62,8 @@ SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
     ("python-index", PythonIndex),
     # Before Harbor, Feast and monitoring: their databases are its Clusters.
     ("postgres-operator", CloudNativePg),
+    # Right after the operator, in its namespace: every Cluster after it archives its WAL through it.
+    ("barman-cloud", BarmanCloud),
     ("harbor", Harbor),
     ("redis-operator", RedisOperator),
     ("feast", Feast),

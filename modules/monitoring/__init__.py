@@ -9,6 +9,7 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
 from plinth.context import PULL_SECRET, PlatformContext, StackSecret, resource_name
+from plinth.modules.backups import postgres_cluster
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService
 from plinth.modules.monitoring.dashboards import (
@@ -212,14 +213,8 @@ class Monitoring(HelmService):
                     lambda urls: {n: str(urls[n]) for n in names}),
                 opts))
         if ctx.prod_like:
-            made.append(k8s.apiextensions.CustomResource(
-                resource_name(name, "grafana-postgres"),
-                api_version="postgresql.cnpg.io/v1",
-                kind="Cluster",
-                metadata=ctx.metadata(GRAFANA_DB, name, namespace=ns),
-                spec=cluster_spec("grafana", GRAFANA_DB_STORAGE, ctx),
-                opts=opts,
-            ))
+            made += postgres_cluster(resource_name(name, "grafana-postgres"), GRAFANA_DB, ns, name,
+                                     cluster_spec("grafana", GRAFANA_DB_STORAGE, ctx), ctx, opts)
         for key, body in (("overview", platform_overview(ctx.platform)),
                           ("tenancy", tenancy_quotas(ctx.platform, list(ctx.teams)))):
             made.append(dashboard_config_map(resource_name(name, "dashboard", key), key, body, name, ctx, opts))

@@ -14,6 +14,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from plinth.catalog import PLATFORM_NAMESPACES
 from plinth.context import PlatformContext, StackSecret, resource_name
 from plinth.modules.helm import HelmService, image_values
 from plinth.modules.objectstore.identities import buckets, s3_config_json
@@ -29,6 +30,8 @@ CONFIG_SECRET = "object-store-s3-config"
 CONFIG_KEY = "seaweedfs_s3_config"
 S3_PORT = 8333
 """The filer's S3 port: a pod port, what NetworkPolicies name."""
+ENDPOINT = f"http://seaweedfs-s3.{PLATFORM_NAMESPACES['object-store']}.svc:{S3_PORT}"
+"""Where in-cluster S3 clients reach the store (the chart's `seaweedfs-s3` Service, path-style, SigV4)."""
 UID = 1000
 """The uid and gid SeaweedFS runs as. The image (a static `weed` on alpine) would run as root; it writes only to
 its claims (/data, /data1) and log emptyDirs, which get this group (fsGroup)."""
@@ -57,6 +60,8 @@ class ObjectStore(HelmService):
     # dropped and the RuntimeDefault seccomp profile, on PVC, emptyDir, secret and configMap volumes only.
     pod_security = "restricted"
     secrets = (SEED,)
+    capability = "object-store"
+    capability_fix = "enable storage.objectStore"
 
     @classmethod
     def enabled(cls, spec) -> bool:

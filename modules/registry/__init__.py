@@ -22,6 +22,7 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, ImageRef
 from plinth.context import ISSUER, PlatformContext, StackSecret, resource_name
+from plinth.modules.backups import postgres_cluster
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import gateway_route, stack_secret, whole_host_rule
@@ -283,14 +284,9 @@ class Harbor(HelmService):
         if seed is None:
             raise ValueError("registry.harbor needs the stack secret plinth:harborAdminPassword")
         ns = self.chart().namespace
-        made: list[pulumi.Resource] = [k8s.apiextensions.CustomResource(
-            resource_name(name, "postgres"),
-            api_version="postgresql.cnpg.io/v1",
-            kind="Cluster",
-            metadata=ctx.metadata(DATABASE, name, namespace=ns),
-            spec=cluster_spec(DATABASE_NAME, block.harbor.database_size, ctx, block.storage_class),
-            opts=opts,
-        )]
+        made: list[pulumi.Resource] = postgres_cluster(
+            resource_name(name, "postgres"), DATABASE, ns, name,
+            cluster_spec(DATABASE_NAME, block.harbor.database_size, ctx, block.storage_class), ctx, opts)
         made += [
             stack_secret(resource_name(name, secret.removeprefix("harbor-")),
                          ctx.metadata(secret, name, namespace=ns),
