@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
 from plinth.context import PULL_SECRET, PlatformContext, StackSecret, resource_name
