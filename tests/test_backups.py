@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pulumi
 import pytest
-
 from support import MINIMAL, ROOT, by_key, by_name, platform_spec, spec_document, values
+
 from plinth.catalog import CHARTS
 from plinth.context import StackSecrets
 from plinth.engine.offline import plan, record
 from plinth.governance.check import subjects
 from plinth.governance.policies import evaluate
+from plinth.governance.report import data_protection
 from plinth.modules.objectstore.identities import derive
 from plinth.plan import SECRET
 from plinth.program import build_platform
@@ -270,3 +271,30 @@ def test_backups_required_sees_a_missing_store_retention_or_schedule(prod_plan):
     # Only prod is held to it.
     dev = [s for s in bad if not (s.kind == "ConfigMap" and s.metadata.get("name") == "plinth-ledger")]
     assert violations(dev) == []
+
+
+# --- the report ------------------------------------------------------------------------------------------------
+
+
+def test_plinth_report_has_a_data_protection_section(tmp_path):
+    run = subprocess.run([*PLINTH, "report", "--stack", "regulated-prod", "--out", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "PLINTH_DEBUG": ""})
+    assert run.returncode == 0, run.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    rpo = "5 minutes (WAL archived continuously)"
+    assert report["protection"] == [
+        {"cluster": f"{ns}/{name}", "where": f"s3://regulated-backups/postgres/{ns}/{name}",
+         "schedule": "0 0 2 * * *", "retention": "30d", "rpo": rpo}
+        for ns, name in (("feast", "feast-postgres"), ("harbor", "harbor-postgres"),
+                         ("monitoring", "grafana-postgres"))]
+    text = (tmp_path / "report.md").read_text()
+    assert "## Data protection" in text
+    assert "| feast/feast-postgres | s3://regulated-backups/postgres/feast/feast-postgres | 0 0 2 * * * | 30d | " \
+        f"{rpo} |" in text
+
+
+def test_a_database_without_backups_reads_so_in_the_report():
+    assert data_protection(planned(PROD, OFF)) == [
+        {"cluster": "feast/feast-postgres", "where": None, "schedule": None, "retention": None, "rpo": "no backup"},
+        {"cluster": "monitoring/grafana-postgres", "where": None, "schedule": None, "retention": None,
+         "rpo": "no backup"}]
