@@ -298,3 +298,10 @@ def test_a_database_without_backups_reads_so_in_the_report():
         {"cluster": "feast/feast-postgres", "where": None, "schedule": None, "retention": None, "rpo": "no backup"},
         {"cluster": "monitoring/grafana-postgres", "where": None, "schedule": None, "retention": None,
          "rpo": "no backup"}]
+
+
+def test_the_drill_restores_from_exactly_the_destination_planned_for_feast(prod_plan):
+    from test_backup_drill import CLUSTER, DESTINATION
+
+    store = by_key(prod_plan)[("ObjectStore", "feast", f"{CLUSTER}-backup")].inputs["spec"]
+    assert store["configuration"]["destinationPath"] == DESTINATION  # both platforms are named `test`
