@@ -96,7 +96,8 @@ def test_up_creates_every_object_and_installs_every_release(deploy, engine, kube
     assert sorted(r["name"] for r in releases) == [
         "cert-manager", "cilium", "cloudnative-pg", "feast-feature-server", "gpu-operator", "harbor",
         "kube-prometheus-stack",
-        "longhorn", "prometheus-operator-crds", "redis-operator", "seaweedfs", "vault", "vault-secrets-operator"]
+        "longhorn", "plugin-barman-cloud", "prometheus-operator-crds", "redis-operator", "seaweedfs", "vault",
+        "vault-secrets-operator"]
     for release in releases:  # Helm's own record of a deployed first revision
         record = kube.get({"apiVersion": "v1", "kind": "Secret", "metadata": {
             "name": f"sh.helm.release.v1.{release['name']}.v1", "namespace": release["namespace"]}})
