@@ -306,7 +306,8 @@ def test_the_policy_pack_and_plinth_check_agree(engine, toolchain, control_plane
     `plinth check` names, from the same functions."""
     engine("preview", "--policy-pack", "policies")
     project = PulumiProject(toolchain, tmp_path, control_plane.kubeconfig_path)
-    exposed = {"storage": {"longhorn": {"enabled": True, "values": {"service": {"ui": {"type": "NodePort"}}}}}}
+    exposed = {"storage": {"longhorn": {"enabled": True, "values": {"service": {"ui": {"type": "NodePort"}}}},
+                           "objectStore": {"enabled": True}}}  # the stack's backups go to it
     project.write_stack(project.overrides(**exposed))
     project("stack", "init", project.stack)
     project.set_secrets()
