@@ -401,7 +401,9 @@ def verify(
         "--model", "-m", help="Only this model (name or team/name); repeatable. Default: every served model.")] = None,
     url: Annotated[str | None, typer.Option(
         help="Base URL of the platform Gateway, e.g. http://127.0.0.1:8080 (a port-forward). Requests still carry "
-             "Host (and for https the TLS name) serving.hostname. Default: https://<serving.hostname>.")] = None,
+             "Host (and for https the TLS name) serving.hostname. Default: with --stack, the URL the deployed "
+             "stack exports (endpoints.serving.url); else, or when the stack has none, https://<serving.hostname>."
+    )] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     timeout: Annotated[float, typer.Option(
         help="Seconds per request: all of it (connect, send, the whole answer).")] = 10.0,
@@ -412,6 +414,8 @@ def verify(
     from plinth.verify import verify as run_verify
 
     spec, _ = _load(blueprint, stack)
+    if url is None and stack is not None:
+        url = _deployed_serving_url(stack)
     report = run_verify(spec, url=url, models=model, timeout=timeout)
     if as_json:
         sys.stdout.write(report.to_json())
@@ -425,6 +429,21 @@ def verify(
         if as_json:
             _err(summary(report))
         raise typer.Exit(1)
+
+
+def _deployed_serving_url(stack: str) -> str | None:
+    """The serving URL the deployed stack exports; None (with a note why) when it cannot be read."""
+    from plinth.stackoutputs import OutputsUnavailable, endpoint, stack_outputs
+
+    try:
+        found = endpoint(stack_outputs(stack, project_dir()), "serving", "url")
+    except OutputsUnavailable as exc:
+        typer.echo(f"note: stack {stack}'s outputs are unavailable ({exc}); the spec's serving.hostname is used",
+                   err=True)
+        return None
+    if found is None:
+        typer.echo(f"note: stack {stack} exports no serving URL; the spec's serving.hostname is used", err=True)
+    return found
 
 
 @app.command()

@@ -10,7 +10,7 @@ from typing import Any
 import pulumi
 
 from plinth.provenance import Provenance
-from plinth.targets import TargetFacts, target_facts
+from plinth.targets import Identity, TargetFacts, target_facts
 
 MANAGED_BY = "plinth"
 PULL_SECRET = "mirror-pull"
@@ -117,7 +117,8 @@ class PlatformContext:
     def from_spec(cls, spec, provider: pulumi.ProviderResource | None = None,
                   secrets: StackSecrets | None = None, provenance: Provenance | None = None,
                   api_server: tuple[pulumi.Input[str], int] | None = None,
-                  gateway_hosts: tuple[tuple[str, str], ...] = ()) -> PlatformContext:
+                  gateway_hosts: tuple[tuple[str, str], ...] = (),
+                  identities: tuple[Identity, ...] = ()) -> PlatformContext:
         mirror = spec.airgap.mirror if spec.airgap.enabled else None
         secrets = secrets or StackSecrets()
         mirror_auth = None
@@ -145,7 +146,7 @@ class PlatformContext:
             skip_await=spec.testing.skip_await,
             await_timeout=spec.testing.await_timeout_seconds,
             provenance=provenance,
-            target=target_facts(spec),
+            target=target_facts(spec, identities),
             api_server=api_server,
             gateway_hosts=gateway_hosts,
             backups=spec.backups if spec.backups.active(spec.metadata.environment) else None,

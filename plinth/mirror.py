@@ -10,7 +10,6 @@ import json
 from dataclasses import asdict, dataclass
 
 from plinth.catalog import CrdBundle, ImageRef
-from plinth.context import PlatformContext
 from plinth.spec.models import PlatformSpec
 
 
@@ -74,9 +73,9 @@ class MirrorList:
 
 def mirror_list(spec: PlatformSpec) -> MirrorList:
     from plinth.modules.helm import HelmService
-    from plinth.program import SERVICES
+    from plinth.program import SERVICES, platform_context
 
-    ctx = PlatformContext.from_spec(spec)
+    ctx = platform_context(spec)
     mirror = spec.airgap.mirror if spec.airgap.enabled else None
     images: dict[str, MirrorImage] = {}
     charts, bundles = [], []

@@ -14,7 +14,7 @@ from plinth.context import MIRROR_PASSWORD, PlatformContext, StackSecret, StackS
 from plinth.modules.admission import Admission
 from plinth.modules.backups import BarmanCloud
 from plinth.modules.certs import CertManager
-from plinth.modules.cluster import TargetArgs, target_class
+from plinth.modules.cluster import TARGET_IDENTITIES, TargetArgs, target_class
 from plinth.modules.cluster.autoscaler import ClusterAutoscaler
 from plinth.modules.crds import GatewayApiCrds, PrometheusOperatorCrds
 from plinth.modules.featurestore import CloudNativePg, Feast, RedisOperator
@@ -35,9 +35,10 @@ from plinth.modules.tenancy import Tenancy, TenancyArgs
 from plinth.provenance import Provenance
 from plinth.service import PlatformService
 from plinth.spec.models import PlatformSpec
+from plinth.targets import Identity
 
 __all__ = ["CONFIGURATION", "SERVICES", "STAGES", "StackSecrets", "build_configuration", "build_platform",
-           "needed_secrets", "stack_secrets"]
+           "cloud_identities", "needed_secrets", "platform_context", "stack_secrets"]
 
 # The platform's services in install order, each a PlatformService: `enabled(spec)`,
 # `block(spec)` (its typed slice of the spec), `(name, block, ctx, opts)`, the peers
@@ -90,9 +91,9 @@ CONFIGURATION: tuple[tuple[str, type[PlatformService]], ...] = (
 
 def build_platform(spec: PlatformSpec, secrets: StackSecrets, provenance: Provenance | None = None) -> None:
     # The cluster target (existing, eks, gke): the one interface every module gets through the context.
-    cluster = target_class(spec.target.type)("cluster", TargetArgs.from_spec(spec))
-    ctx = PlatformContext.from_spec(spec, provider=cluster.provider, secrets=secrets, provenance=provenance,
-                                    api_server=cluster.api_server, gateway_hosts=gateway_hosts(spec))
+    cluster = target_class(spec.target.type)("cluster", TargetArgs.from_spec(spec, cloud_identities(spec)))
+    ctx = platform_context(spec, provider=cluster.provider, secrets=secrets, provenance=provenance,
+                           api_server=cluster.api_server)
     built: list[tuple[str, Any, PlatformService]] = []
     for name, service in SERVICES:
         if service.enabled(spec):
@@ -110,6 +111,10 @@ def build_platform(spec: PlatformSpec, secrets: StackSecrets, provenance: Proven
         ),
         ctx,
     )
+    endpoints = {name: component.endpoints(block, ctx) for name, block, component in built}
+    pulumi.export("endpoints", {name: found for name, found in endpoints.items() if found})
+    if cluster.kubeconfig is not None:
+        pulumi.export("kubeconfig", cluster.kubeconfig)
     for name, block, component in built:
         for team in spec.teams:
             component.team_objects(name, block, ctx, team, pulumi.ResourceOptions(
@@ -119,12 +124,30 @@ def build_platform(spec: PlatformSpec, secrets: StackSecrets, provenance: Proven
 
 
 def build_configuration(spec: PlatformSpec, secrets: StackSecrets, provenance: Provenance | None = None) -> None:
-    ctx = PlatformContext.from_spec(spec, secrets=secrets, provenance=provenance)
+    ctx = platform_context(spec, secrets=secrets, provenance=provenance)
     for name, part in CONFIGURATION:
         if part.enabled(spec):
             part(name, part.block(spec), ctx)  # type: ignore[arg-type]  # as above
     pulumi.export("platform", spec.metadata.name)
     pulumi.export("environment", spec.metadata.environment)
+
+
+def platform_context(spec: PlatformSpec, **resources: Any) -> PlatformContext:
+    """The context every service is built with: what the services declare of themselves (their cloud
+    identities, their hosts on the Gateway) and the deployment's `resources` (provider, secrets, provenance,
+    api_server; none for a render or a check)."""
+    return PlatformContext.from_spec(spec, identities=cloud_identities(spec), gateway_hosts=gateway_hosts(spec),
+                                     **resources)
+
+
+def cloud_identities(spec: PlatformSpec) -> tuple[Identity, ...]:
+    """Every cloud identity the spec needs (eks/gke create them): the target's add-ons', then each service's."""
+    if spec.target.type == "existing":
+        return ()
+    found = list(TARGET_IDENTITIES.get(spec.target.type, ()))
+    for _, service in SERVICES:
+        found += service.identities(spec)
+    return tuple(found)
 
 
 def gateway_hosts(spec: PlatformSpec) -> tuple[tuple[str, str], ...]:

@@ -12,6 +12,7 @@ from plinth.catalog import PLATFORM_NAMESPACES
 from plinth.context import PlatformContext, StackSecret
 from plinth.spec.errors import Violation
 from plinth.spec.models import PlatformSpec, Team
+from plinth.targets import Identity
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,18 @@ class PlatformService(pulumi.ComponentResource):
     def gateway_host(cls, spec) -> GatewayHost | None:
         """This service's own host name on the platform Gateway, when the spec gives it one. Default: none."""
         return None
+
+    @classmethod
+    def endpoints(cls, block: Any, ctx: PlatformContext) -> dict[str, str]:
+        """Where people and tools reach this service (URLs, addresses): the component registers them and the
+        stack exports them under `endpoints.<service>` (`plinth verify --stack` reads them). Default: none."""
+        return {}
+
+    @classmethod
+    def identities(cls, spec) -> tuple[Identity, ...]:
+        """The cloud identities this service's pods use in `spec` (eks/gke: the target creates them, each trusted
+        by one of the service's ServiceAccounts). Default: none."""
+        return ()
 
     @classmethod
     def needed_secrets(cls, spec) -> tuple[StackSecret, ...]:

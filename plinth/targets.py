@@ -4,8 +4,9 @@ The identities (who may use which cloud resource), the bucket names and the Vaul
 unseal key are all named from the spec, so the Kubernetes objects that refer to
 them (a ServiceAccount's annotation, Vault's seal stanza, Longhorn's backup
 target) are the same in a plan, a render and a deployment: no value waits for a
-cloud ID. The target modules (eks.py, gke.py) create exactly these; the services
-read them through `PlatformContext.target`.
+cloud ID. Each service declares the identities its pods use (PlatformService.identities),
+the target modules (eks.py, gke.py) create exactly these, and the services read them
+through `PlatformContext.target`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
 from plinth.spec.models import PlatformSpec
 
 WORKLOAD_SERVICE_ACCOUNT = "workloads"
@@ -21,15 +21,6 @@ WORKLOAD_SERVICE_ACCOUNT = "workloads"
 
 AWS_ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
 GCP_SA_ANNOTATION = "iam.gke.io/gcp-service-account"
-
-# The ServiceAccounts of the charts whose pods use a cloud identity (their chart defaults, kept by Plinth).
-VAULT_SERVICE_ACCOUNT = (CHARTS["vault"].namespace, "vault")
-LONGHORN_SERVICE_ACCOUNT = (CHARTS["longhorn"].namespace, "longhorn-service-account")
-FEAST_SERVICE_ACCOUNT = (PLATFORM_NAMESPACES["feast"], "feast-server")
-CILIUM_OPERATOR_SERVICE_ACCOUNT = ("kube-system", "cilium-operator")
-EBS_CSI_SERVICE_ACCOUNT = ("kube-system", "ebs-csi-controller-sa")
-AUTOSCALER_SERVICE_ACCOUNT = (CHARTS["cluster-autoscaler"].namespace, "cluster-autoscaler")
-"""Named by Plinth (rbac.serviceAccount.name): the chart's default name depends on the cloud provider."""
 
 BUCKET_PURPOSES = ("models", "features", "backups")
 """models: Triton model repositories, a prefix per team; features: the feature store's offline data;
@@ -132,7 +123,8 @@ def bounded_name(name: str, limit: int) -> str:
     return f"{name[: limit - 7].rstrip('-')}-{digest}"
 
 
-def target_facts(spec: PlatformSpec) -> TargetFacts:
+def target_facts(spec: PlatformSpec, identities: tuple[Identity, ...] = ()) -> TargetFacts:
+    """The target's facts; `identities` are those its services declare (plinth.program.cloud_identities)."""
     target = spec.target
     if target.type == "existing":
         return TargetFacts()
@@ -144,7 +136,7 @@ def target_facts(spec: PlatformSpec) -> TargetFacts:
         prefix=prefix,
         bucket_prefix=target.bucket_prefix or prefix,
         native_cidr=target.vpc_cidr if target.type == "eks" else target.pods_cidr,
-        identities=tuple(_identities(spec)),
+        identities=identities,
     )
 
 
@@ -153,21 +145,3 @@ def vault_uses_target_key(spec: PlatformSpec) -> bool:
     vault, kms = spec.secrets.vault, {"eks": "awskms", "gke": "gcpckms"}.get(spec.target.type)
     return vault.enabled and kms is not None and vault.auto_unseal.type == kms and not vault.auto_unseal.key
 
-
-def _identities(spec: PlatformSpec):
-    """Every cloud identity the spec needs, each for the one ServiceAccount that uses it."""
-    if vault_uses_target_key(spec):
-        yield Identity("vault", *VAULT_SERVICE_ACCOUNT, "unseal")
-    if spec.feature_store.feast.enabled:
-        yield Identity("feast", *FEAST_SERVICE_ACCOUNT, "bucket-rw:features")
-    if spec.storage.longhorn.enabled and spec.target.type == "eks":
-        # Longhorn reaches S3 with the ServiceAccount's role; GCS only through HMAC keys (README).
-        yield Identity("longhorn", *LONGHORN_SERVICE_ACCOUNT, "bucket-rw:backups")
-    for team in sorted({model.team for model in spec.serving.models if model.runtime == "triton"}):
-        yield Identity(f"models-{team}", team, WORKLOAD_SERVICE_ACCOUNT, f"bucket-read:models/{team}")
-    if spec.target.type == "eks":
-        if spec.network.cilium.enabled:
-            yield Identity("cilium-operator", *CILIUM_OPERATOR_SERVICE_ACCOUNT, "eni")
-        yield Identity("ebs-csi", *EBS_CSI_SERVICE_ACCOUNT, "ebs")
-        if spec.target.autoscaler.enabled:
-            yield Identity("cluster-autoscaler", *AUTOSCALER_SERVICE_ACCOUNT, "autoscale")

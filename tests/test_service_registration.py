@@ -1,6 +1,6 @@
 """A service is one place: its class and one `SERVICES` entry. A throw-away service that declares a need, a
-rule, a stack secret and an image is checked, asked for its secret, mirrored and built by the central code
-without any central file knowing it."""
+rule, a stack secret, an image and a cloud identity is checked, asked for its secret, mirrored, given its
+identity by the target and built by the central code without any central file knowing it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 import pytest
 from ruamel.yaml import YAML
 
-from support import MINIMAL
+from support import MINIMAL, ROOT
 from plinth import program
 from plinth.context import PlatformContext, StackSecret, resource_name
 from plinth.engine.offline import plan
@@ -24,6 +24,7 @@ from plinth.spec.load import stack_keys
 from plinth.spec.models import PlatformSpec
 from plinth.spec.rules import check_rules
 from plinth.spec.yamltree import merge
+from plinth.targets import Identity
 from plinth.stackconfig import check_stack
 
 THROWAWAY_TEAM = {"name": "throwaway", "groups": {"mlEngineer": ["throwaway-devs"]}}
@@ -59,12 +60,18 @@ class Throwaway(PlatformService):
     def images(cls, block, ctx: PlatformContext) -> tuple[str, ...]:
         return (IMAGE,)
 
+    @classmethod
+    def identities(cls, spec) -> tuple[Identity, ...]:
+        return (Identity("throwaway", "default", "throwaway", "bucket-read:models/throwaway"),)
+
     def __init__(self, name: str, block: str, ctx: PlatformContext, opts: pulumi.ResourceOptions | None = None):
         super().__init__("plinth:test:Throwaway", name, None, opts)
         token = ctx.secrets.throwaway_token
         assert token is not None, "the program hands the service its declared secret"
         k8s.core.v1.Secret(resource_name(name, "token"), metadata=ctx.metadata("throwaway", name, namespace="default"),
                            string_data={"token": token}, opts=children(self, ctx, opts))
+        k8s.core.v1.ServiceAccount(resource_name(name, "account"), opts=children(self, ctx, opts), metadata=ctx.metadata(
+            "throwaway", name, namespace="default", annotations=ctx.target.annotations("default", "throwaway")))
         self.register_outputs({})
 
 
@@ -73,8 +80,8 @@ def registered(monkeypatch):
     monkeypatch.setattr(program, "SERVICES", (*program.SERVICES, ("throwaway", Throwaway)))
 
 
-def spec(environment: str = "dev") -> PlatformSpec:
-    doc = merge(YAML(typ="safe").load(MINIMAL), {"metadata": {"environment": environment}})
+def spec(environment: str = "dev", blueprint: str = MINIMAL) -> PlatformSpec:
+    doc = merge(YAML(typ="safe").load(blueprint), {"metadata": {"environment": environment}})
     doc["teams"] = [*doc["teams"], THROWAWAY_TEAM]
     return PlatformSpec.model_validate(doc)
 
@@ -108,3 +115,13 @@ def test_its_secret_is_a_stack_key_needed_and_handed_to_it(registered, tmp_path,
 def test_its_image_is_mirrored(registered):
     assert IMAGE in {image.source for image in mirror_list(spec()).images}
     assert IMAGE not in {image.source for image in mirror_list(spec()).images if image.service != "throwaway"}
+
+
+def test_its_cloud_identity_is_created_by_the_target_and_bound_to_its_account(registered):
+    eks = spec("dev", (ROOT / "blueprints" / "eks-gpu.yaml").read_text())
+    planned = {(r.type, r.name): r.inputs for r in plan(eks, "test").resources}
+    assert planned["aws:iam/role:Role", "cluster-throwaway"]["name"] == "eks-gpu-dev-throwaway"
+    assert "arn:aws:s3:::eks-gpu-dev-models/throwaway/*" in planned["aws:iam/rolePolicy:RolePolicy",
+                                                                   "cluster-throwaway"]["policy"]
+    account = planned["kubernetes:core/v1:ServiceAccount", "throwaway-account"]["metadata"]["annotations"]
+    assert account["eks.amazonaws.com/role-arn"].endswith(":role/eks-gpu-dev-throwaway")

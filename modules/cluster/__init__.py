@@ -20,7 +20,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.spec.models import PlatformSpec
-from plinth.targets import TargetFacts, target_facts
+from plinth.targets import Identity, TargetFacts, target_facts
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,10 @@ class TargetArgs:
     """network.loadBalancer.public: the Gateway's load balancer is internet-facing (eks: public subnets for it)."""
 
     @classmethod
-    def from_spec(cls, spec: PlatformSpec) -> TargetArgs:
+    def from_spec(cls, spec: PlatformSpec, identities: tuple[Identity, ...] = ()) -> TargetArgs:
+        """`identities`: every cloud identity the spec's services use (plinth.program.cloud_identities)."""
         return cls(spec.target, spec.metadata.name, spec.metadata.environment, spec.metadata.cost_center,
-                   spec.kubernetes.version, spec.rbac.platform_admin_group, target_facts(spec),
+                   spec.kubernetes.version, spec.rbac.platform_admin_group, target_facts(spec, identities),
                    spec.network.load_balancer.public)
 
     @property
@@ -67,6 +68,9 @@ class Target(pulumi.ComponentResource):
     provider: k8s.Provider
     api_server: tuple[pulumi.Input[str], int] | None = None
     """Where nodes reach the API server (Cilium without kube-proxy); None: the spec's network.cilium.apiServer."""
+    kubeconfig: pulumi.Output[str] | None = None
+    """The cluster's kubeconfig when the target creates the cluster (exec credentials from the cloud's CLI, no
+    token in it): the stack exports it. None: the user's own (`existing`)."""
 
     def __init__(self, name: str, args: TargetArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__(self.type_token, name, None, opts)
@@ -149,6 +153,12 @@ TARGETS: dict[str, str] = {
     "gke": "plinth.modules.cluster.gke:GkeCluster",
 }
 """The module of each `target.type`; a cloud's SDK is imported only when its target is used."""
+TARGET_IDENTITIES: dict[str, tuple[Identity, ...]] = {
+    # eks: the EBS CSI add-on's controller creates and attaches the volumes.
+    "eks": (Identity("ebs-csi", "kube-system", "ebs-csi-controller-sa", "ebs"),),
+}
+"""The cloud identities of each target's own add-ons (the services declare theirs): here rather than on the
+target's class, so that checking a spec needs no cloud SDK."""
 TARGET_SDKS: dict[str, tuple[str, str, str]] = {
     "eks": ("pulumi_aws", "the AWS SDK (pulumi-aws)", "eks"),
     "gke": ("pulumi_gcp", "the Google Cloud SDK (pulumi-gcp)", "gke"),

@@ -9,12 +9,13 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as k8s
 
+from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.helm import HelmService, image_values
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.spec import models
 from plinth.spec.models import PlatformSpec
-from plinth.targets import AUTOSCALER_SERVICE_ACCOUNT
+from plinth.targets import Identity
 
 NODE_TEMPLATE = "k8s.io/cluster-autoscaler/node-template"
 """Prefix of the node-group (ASG) tags that tell Cluster Autoscaler what a node of an empty group would have:
@@ -31,6 +32,10 @@ def node_template_tags(labels: dict[str, str], taints: list[dict], resources: di
     return dict(sorted(tags.items()))
 
 
+SERVICE_ACCOUNT = (CHARTS["cluster-autoscaler"].namespace, "cluster-autoscaler")
+"""Named by Plinth (rbac.serviceAccount.name): the chart's default name depends on the cloud provider."""
+
+
 class ClusterAutoscaler(HelmService):
     """Cluster Autoscaler with the AWS provider and node-group auto-discovery (plinth:cluster:ClusterAutoscaler)."""
 
@@ -43,8 +48,12 @@ class ClusterAutoscaler(HelmService):
         return spec.target.type == "eks" and spec.target.autoscaler.enabled
 
     @classmethod
+    def identities(cls, spec) -> tuple[Identity, ...]:
+        return (Identity("cluster-autoscaler", *SERVICE_ACCOUNT, "autoscale"),) if cls.enabled(spec) else ()
+
+    @classmethod
     def owned_values(cls, block: models.ClusterAutoscaler, ctx: PlatformContext) -> dict:
-        namespace, account = AUTOSCALER_SERVICE_ACCOUNT
+        namespace, account = SERVICE_ACCOUNT
         facts = ctx.target
         return {
             "cloudProvider": "aws",

@@ -188,7 +188,7 @@ class EksCluster(Target):
 
         # --- the Kubernetes provider every module uses: exec credentials (aws eks get-token), no token ---
         endpoint = self.cluster.endpoint
-        kubeconfig = exec_kubeconfig(
+        self.kubeconfig = kubeconfig = exec_kubeconfig(
             prefix, endpoint, self.cluster.certificate_authority.apply(lambda ca: ca.data), "aws",
             ["eks", "get-token", "--cluster-name", prefix, "--region", spec.region, "--output", "json"],
             "the AWS CLI v2 on PATH, with credentials for the platform account")

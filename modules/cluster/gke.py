@@ -114,7 +114,7 @@ class GkeCluster(Target):
         # --- the Kubernetes provider: exec credentials (gke-gcloud-auth-plugin), no static token -------------
         # With a private endpoint, GKE's `endpoint` is the control plane's private address (what nodes use too).
         endpoint = self.cluster.endpoint
-        kubeconfig = exec_kubeconfig(
+        self.kubeconfig = kubeconfig = exec_kubeconfig(
             prefix, endpoint.apply(lambda host: f"https://{host}"),
             self.cluster.master_auth.apply(lambda auth: auth.cluster_ca_certificate),
             "gke-gcloud-auth-plugin", [], "gke-gcloud-auth-plugin on PATH (gcloud components install "

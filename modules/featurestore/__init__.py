@@ -30,7 +30,7 @@ from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import Peer
 from plinth.spec import models
 from plinth.spec.models import PlatformSpec
-from plinth.targets import FEAST_SERVICE_ACCOUNT
+from plinth.targets import Identity
 
 REDIS_PASSWORD = StackSecret("feastRedisPassword", "password of Feast's Redis online store")
 """The platform's Redis user (`default`); each team's own user is derived from it."""
@@ -365,6 +365,10 @@ class RedisOperator(_FeastDependency):
 # --- Feast ----------------------------------------------------------------------------------------
 
 
+SERVER_SERVICE_ACCOUNT = (NAMESPACE, "feast-server")
+"""The feature server's own ServiceAccount (Plinth's): it carries the features bucket's identity."""
+
+
 class Feast(HelmService):
     """The Feast feature server (plinth:featurestore:Feast), with its PostgreSQL and Redis."""
 
@@ -372,6 +376,12 @@ class Feast(HelmService):
     chart_key = "feast"
     spec_path = ("featureStore", "feast")
     secrets = (REDIS_PASSWORD,)
+
+    @classmethod
+    def identities(cls, spec) -> tuple[Identity, ...]:
+        if spec.feature_store.feast.enabled:
+            return (Identity("feast", *SERVER_SERVICE_ACCOUNT, "bucket-rw:features"),)
+        return ()
 
     @classmethod
     def needed_secrets(cls, spec) -> tuple[StackSecret, ...]:
@@ -430,7 +440,7 @@ class Feast(HelmService):
             # `--metrics` and the Service's `metrics` port (8000), which the ServiceMonitor scrapes.
             "metrics": {"enabled": ctx.monitoring},
             # On a cloud target the server runs as the account that may use the features bucket.
-            **({"serviceAccount": {"name": FEAST_SERVICE_ACCOUNT[1]}} if ctx.target.identity("feast") else {}),
+            **({"serviceAccount": {"name": SERVER_SERVICE_ACCOUNT[1]}} if ctx.target.identity("feast") else {}),
         }
 
     def prerequisites(self, name: str, block: models.Feast, ctx: PlatformContext,
@@ -439,8 +449,8 @@ class Feast(HelmService):
         if ctx.target.identity("feast"):
             made.append(k8s.core.v1.ServiceAccount(
                 resource_name(name, "service-account"),
-                metadata=ctx.metadata(FEAST_SERVICE_ACCOUNT[1], name, namespace=NAMESPACE,
-                                      annotations=ctx.target.annotations(*FEAST_SERVICE_ACCOUNT)),
+                metadata=ctx.metadata(SERVER_SERVICE_ACCOUNT[1], name, namespace=NAMESPACE,
+                                      annotations=ctx.target.annotations(*SERVER_SERVICE_ACCOUNT)),
                 automount_service_account_token=False, opts=opts))
         if uses_postgres(block):
             made += postgres_cluster(resource_name(name, "postgres"), POSTGRES, NAMESPACE, name,

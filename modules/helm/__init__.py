@@ -222,7 +222,7 @@ class HelmService(PlatformService):
         )
         self.objects(name, block, ctx, pulumi.ResourceOptions.merge(
             child, pulumi.ResourceOptions(depends_on=[self.release])))
-        self.register_outputs({"release": self.release.name})
+        self.register_outputs({"release": self.release.name, **self.endpoints(block, ctx)})
 
     def prerequisites(self, name: str, block: Any, ctx: PlatformContext,
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:

@@ -17,6 +17,7 @@ from plinth.objects import children, gateway_route, namespace
 from plinth.service import Need, Peer, PlatformService, gateway_serves
 from plinth.spec import models
 from plinth.spec.models import PlatformSpec
+from plinth.targets import Identity
 from plinth.vocabulary import GATEWAY_NAME, HTTP_LISTENER, SERVING_LISTENER, TEAM_LISTENER, platform_listener
 
 HUBBLE_SERVER_SECRET = "hubble-server-certs"
@@ -61,6 +62,13 @@ class Cilium(HelmService):
     chart_key = "cilium"
     spec_path = ("network", "cilium")
     pod_security = "privileged"
+
+    @classmethod
+    def identities(cls, spec) -> tuple[Identity, ...]:
+        # eks: the operator manages the pods' ENIs (the nodes' role has no CNI policy).
+        if spec.network.cilium.enabled and spec.target.type == "eks":
+            return (Identity("cilium-operator", "kube-system", "cilium-operator", "eni"),)
+        return ()
 
     @classmethod
     def owned_values(cls, block: models.Cilium, ctx: PlatformContext) -> dict:

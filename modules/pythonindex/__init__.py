@@ -161,6 +161,11 @@ class PythonIndex(PlatformService):
         return (IMAGES["pypiserver"],) if block.index.enabled else ()
 
     @classmethod
+    def endpoints(cls, block: PythonIndexArgs, ctx: PlatformContext) -> dict[str, str]:
+        public = {"url": f"https://{block.index.hostname}"} if block.index.enabled and block.index.hostname else {}
+        return {"indexUrl": cls.index_url(block), **public}
+
+    @classmethod
     def index_url(cls, block: PythonIndexArgs) -> str:
         """What every team's pip uses: Plinth's index, or the existing one at `url`."""
         return in_cluster_url() if block.index.enabled else block.index.url
@@ -184,7 +189,7 @@ class PythonIndex(PlatformService):
         super().__init__("plinth:registry:PythonIndex", name, None, opts)
         if block.index.enabled:
             self._server(name, block, ctx, children(self, ctx, opts))
-        self.register_outputs({"indexUrl": self.index_url(block)})
+        self.register_outputs(self.endpoints(block, ctx))
 
     def _server(self, name: str, block: PythonIndexArgs, ctx: PlatformContext, child: pulumi.ResourceOptions) -> None:
         index = block.index

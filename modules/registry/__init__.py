@@ -191,6 +191,10 @@ class Harbor(HelmService):
         return block.harbor.replicas or (2 if ctx.prod_like else 1)
 
     @classmethod
+    def endpoints(cls, block: HarborArgs, ctx: PlatformContext) -> dict[str, str]:
+        return {"url": cls.external_url(block)}
+
+    @classmethod
     def external_url(cls, block: HarborArgs) -> str:
         """What Harbor puts in token realms and pull commands; the configure stage's URL is the same."""
         chart = cls.chart()

@@ -13,7 +13,7 @@ from plinth.modules.helm import HelmService, image_values
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import Need, Peer
 from plinth.spec import models
-from plinth.targets import VAULT_SERVICE_ACCOUNT, TargetFacts
+from plinth.targets import Identity, TargetFacts, vault_uses_target_key
 
 TLS_SECRET = "vault-server-tls"
 TLS_DIR = f"/vault/userconfig/{TLS_SECRET}"
@@ -83,6 +83,16 @@ defaults lack the seccomp profile and, on the server, the dropped capabilities (
 disable_mlock, so the server needs no IPC_LOCK)."""
 
 
+def vault_address() -> str:
+    """Vault's API in the cluster (TLS from the platform CA: its listener's certificate)."""
+    vault = CHARTS["vault"]
+    return f"https://{vault.name}.{vault.namespace}.svc:{API_PORT}"
+
+
+SERVICE_ACCOUNT = (CHARTS["vault"].namespace, "vault")
+"""The server's ServiceAccount (the chart's default name, kept by Plinth)."""
+
+
 class Vault(HelmService):
     """HashiCorp Vault (plinth:secrets:Vault)."""
 
@@ -91,6 +101,14 @@ class Vault(HelmService):
     spec_path = ("secrets", "vault")
     # A sealed Vault is never ready until an operator (or auto-unseal) unseals it.
     awaits_readiness = False
+
+    @classmethod
+    def endpoints(cls, block: models.Vault, ctx: PlatformContext) -> dict[str, str]:
+        return {"address": vault_address()}
+
+    @classmethod
+    def identities(cls, spec) -> tuple[Identity, ...]:
+        return (Identity("vault", *SERVICE_ACCOUNT, "unseal"),) if vault_uses_target_key(spec) else ()
 
     @classmethod
     def needs(cls, spec) -> tuple[Need, ...]:
@@ -119,7 +137,7 @@ class Vault(HelmService):
         secret_env = ([{"envName": "VAULT_TRANSIT_SEAL_TOKEN", "secretName": TRANSIT_TOKEN_SECRET,
                         "secretKey": "token"}] if block.auto_unseal.type == "transit" else [])
         # On a cloud target: the identity that may use the unseal key.
-        identity = ctx.target.annotations(*VAULT_SERVICE_ACCOUNT)
+        identity = ctx.target.annotations(*SERVICE_ACCOUNT)
         return {
             # The chart's ServiceMonitor scrapes the API listener; Plinth's (objects) the metrics listener.
             "global": {"tlsDisable": False, "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],

@@ -14,6 +14,7 @@ import pulumi
 import pulumi_vault as vault
 
 from plinth.context import PlatformContext, resource_name
+from plinth.modules.secrets import vault_address
 from plinth.modules.secrets.operator import (
     AUDIENCE,
     AUTH_MOUNT,
@@ -21,7 +22,6 @@ from plinth.modules.secrets.operator import (
     SERVICE_ACCOUNT,
     TeamVaultAccess,
     VaultSecretsOperator,
-    vault_address,
 )
 from plinth.service import PlatformService
 from plinth.spec.models import PlatformSpec

@@ -17,10 +17,10 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.certs import certificate
 from plinth.modules.helm import HelmService, image_values
+from plinth.modules.secrets import vault_address
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.spec import models
 from plinth.spec.models import PlatformSpec, Team
@@ -64,11 +64,6 @@ class TeamVaultAccess:
         """Read the team's KV v2 path and nothing else (data and metadata below `teams/<team>/`)."""
         return (f'path "{KV_MOUNT}/data/{self.team}/*" {{\n  capabilities = ["read"]\n}}\n'
                 f'path "{KV_MOUNT}/metadata/{self.team}/*" {{\n  capabilities = ["read", "list"]\n}}\n')
-
-
-def vault_address() -> str:
-    vault = CHARTS["vault"]
-    return f"https://{vault.name}.{vault.namespace}.svc:8200"
 
 
 class VaultSecretsOperator(HelmService):

@@ -43,6 +43,7 @@ from plinth.service import Need, Peer, PlatformService, gateway_hostname_rules, 
 from plinth.spec import models
 from plinth.spec.errors import Violation
 from plinth.spec.models import PlatformSpec
+from plinth.targets import WORKLOAD_SERVICE_ACCOUNT, Identity
 from plinth.vocabulary import MODEL_LABEL, SERVING_LISTENER, USER_PROVIDED
 
 
@@ -69,6 +70,18 @@ class Serving(PlatformService):
     @classmethod
     def enabled(cls, spec: PlatformSpec) -> bool:
         return bool(spec.serving.models)
+
+    @classmethod
+    def endpoints(cls, block: ServingArgs, ctx: PlatformContext) -> dict[str, str]:
+        # Each model answers at <url>/<team>/<model>/ (modules/serving/routing.py).
+        return {"url": f"https://{block.serving.hostname}"} if block.serving.hostname else {}
+
+    @classmethod
+    def identities(cls, spec) -> tuple[Identity, ...]:
+        """A Triton team reads its own prefix of the models bucket, as its workloads' ServiceAccount."""
+        teams = sorted({model.team for model in spec.serving.models if model.runtime == "triton"})
+        return tuple(Identity(f"models-{team}", team, WORKLOAD_SERVICE_ACCOUNT, f"bucket-read:models/{team}")
+                     for team in teams)
 
     @classmethod
     def needs(cls, spec) -> tuple[Need, ...]:
@@ -122,7 +135,7 @@ class Serving(PlatformService):
             dashboard_config_map(resource_name(name, "dashboard"), "serving",
                                  serving_dashboard(ctx.platform, block.serving.models), name, ctx,
                                  children(self, ctx, opts))
-        self.register_outputs({})
+        self.register_outputs(self.endpoints(block, ctx))
 
     def team_objects(self, name: str, block: ServingArgs, ctx: PlatformContext, team: models.Team,
                      opts: pulumi.ResourceOptions) -> None:

@@ -88,12 +88,11 @@ def with_locations(results: list[Result], spec: PlatformSpec, tree) -> list[Resu
     key is the spec's `values` escape hatch; a key Plinth sets is named without a place)."""
     from dataclasses import replace
 
-    from plinth.context import PlatformContext
     from plinth.modules.helm import HelmService
-    from plinth.program import SERVICES
+    from plinth.program import SERVICES, platform_context
     from plinth.spec.load import locate
 
-    ctx = PlatformContext.from_spec(spec)
+    ctx = platform_context(spec)
     services = {service.chart().name: service for _, service in SERVICES
                 if isinstance(service, type) and issubclass(service, HelmService) and service.enabled(spec)}
 

@@ -443,11 +443,10 @@ def network_ranges(spec: PlatformSpec) -> Iterator[Violation]:
 
 def owned_values(spec: PlatformSpec) -> Iterator[Violation]:
     """A user `values` key that Plinth owns is an error, never silently overridden."""
-    from plinth.context import PlatformContext
     from plinth.modules.helm import HelmService, owned_conflicts, owned_paths
-    from plinth.program import SERVICES
+    from plinth.program import SERVICES, platform_context
 
-    ctx = PlatformContext.from_spec(spec)
+    ctx = platform_context(spec)
     for _, service in SERVICES:
         if not (isinstance(service, type) and issubclass(service, HelmService)) or not service.enabled(spec):
             continue

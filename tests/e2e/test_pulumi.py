@@ -23,7 +23,7 @@ from kubeapi import ApiError
 from live import (create_nodes, node_agent, pod_ready, pods, quota_overruns, requests_gpu, simulated_nodes,
                   spread_violations, unready)
 from plinth.modules.gpu import GPU_RESOURCE
-from pulumi_cli import STACK_SECRETS, PulumiProject, served
+from pulumi_cli import SERVING_HOST, STACK_SECRETS, PulumiProject, served
 from support import CHARTS_DIR
 from plinth.engine.charts import CONFIG_GROUP, HELM_RELEASE
 from plinth.engine.offline import plan
@@ -31,6 +31,7 @@ from plinth.governance.check import check
 from plinth.diff import diff_plans, field_changes
 from plinth.render import kubernetes_objects
 from plinth.spec.load import load_spec
+from plinth.stackoutputs import stack_outputs
 
 pytestmark = pytest.mark.e2e
 
@@ -112,6 +113,20 @@ def test_up_creates_every_object_and_installs_every_release(deploy, engine, kube
         assert kube.get(probe) is not None, probe
     state = engine("stack", "export").out
     assert [key for key, value in STACK_SECRETS.items() if value in state] == []
+
+
+def test_the_stack_exports_where_each_service_is_reached(deploy, engine, monkeypatch):
+    """What the services register, read back through the real CLI as `plinth verify --stack` reads it."""
+    for key, value in engine.env.items():
+        monkeypatch.setenv(key, value)
+    outputs = stack_outputs(engine.stack, engine.dir)
+    assert outputs["endpoints"] == {
+        "harbor": {"url": "http://harbor.harbor.svc"},
+        "python-index": {"indexUrl": "http://pypiserver.python-index.svc:8080/simple/"},
+        "serving": {"url": f"https://{SERVING_HOST}"},
+        "vault": {"address": "https://vault.vault.svc:8200"},
+    }
+    assert "kubeconfig" not in outputs  # the user's own on an existing cluster
 
 
 def test_every_pod_is_admitted_scheduled_and_ready_where_it_belongs(deploy, engine, kube):
