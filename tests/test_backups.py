@@ -23,9 +23,11 @@ from plinth.governance.policies import evaluate
 from plinth.governance.report import data_protection
 from plinth.modules.objectstore.identities import derive
 from plinth.plan import SECRET
-from plinth.program import build_platform
+from plinth.program import build_platform, cloud_identities
 from plinth.spec.load import load_spec
+from plinth.spec.models import PlatformSpec
 from plinth.spec.rules import check_rules
+from plinth.targets import Identity
 
 SERVICES = {
     "certificates": {"certManager": {"enabled": True}},
@@ -210,19 +212,27 @@ GKE = {"type": "gke", "region": "europe-west4", "project": "acme-ml", "nodePools
     {"name": "cpu", "instanceType": "n2-standard-8"}]}
 
 
-@pytest.mark.parametrize("target, credentials, url", [
-    (EKS, {"s3Credentials": {"inheritFromIAMRole": True}}, "s3://test-prod-backups/postgres/monitoring"),
-    (GKE, {"googleCredentials": {"gkeEnvironment": True}}, "gs://test-prod-backups/postgres/monitoring"),
+@pytest.mark.parametrize("target, credentials, url, annotation", [
+    (EKS, {"s3Credentials": {"inheritFromIAMRole": True}}, "s3://test-prod-backups/postgres/monitoring",
+     {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/test-prod-grafana-postgres"}),
+    (GKE, {"googleCredentials": {"gkeEnvironment": True}}, "gs://test-prod-backups/postgres/monitoring",
+     {"iam.gke.io/gcp-service-account": "test-prod-grafana-postgres@acme-ml.iam.gserviceaccount.com"}),
 ])
-def test_on_a_cloud_the_databases_use_the_clouds_backups_bucket_and_their_pods_identity(target, credentials, url):
+def test_on_a_cloud_the_databases_use_the_clouds_backups_bucket_and_their_pods_identity(target, credentials, url,
+                                                                                          annotation):
     doc = spec_document({"certificates": {"certManager": {"enabled": True}}, "monitoring": {"enabled": True}},
                         PROD, {"target": target})
-    from plinth.spec.models import PlatformSpec
     objects = by_key(plan(PlatformSpec.model_validate(doc), "test"))
     store = objects[("ObjectStore", "monitoring", "grafana-postgres-backup")].inputs["spec"]
     assert store == {"configuration": {"destinationPath": url, **credentials, "wal": {"compression": "gzip"},
                                        "data": {"compression": "gzip"}}, "retentionPolicy": "30d"}
     assert not [key for key in objects if key[0] == "Secret" and key[2].endswith("-backup-s3")]
+    # The identity the target creates for the Cluster's ServiceAccount (CloudNativePG names it after the cluster).
+    cluster = objects[("Cluster", "monitoring", "grafana-postgres")].inputs["spec"]
+    assert cluster["serviceAccountTemplate"] == {"metadata": {"annotations": annotation}}
+    spec = PlatformSpec.model_validate(doc)
+    assert Identity("grafana-postgres", "monitoring", "grafana-postgres", "bucket-rw:backups") in \
+        cloud_identities(spec)
 
 
 # --- the policy ------------------------------------------------------------------------------------------------

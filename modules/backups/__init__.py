@@ -24,6 +24,7 @@ from plinth.objects import disruption_budget, stack_secret
 from plinth.service import Need
 from plinth.spec.errors import Violation
 from plinth.spec.models import PlatformSpec
+from plinth.targets import Identity
 
 PLUGIN = "barman-cloud.cloudnative-pg.io"
 """The plugin's name, as a Cluster's `spec.plugins` and a ScheduledBackup's `pluginConfiguration` name it."""
@@ -39,6 +40,15 @@ COMPRESSION = "gzip"
 
 def backups_on(spec: PlatformSpec) -> bool:
     return spec.backups.active(spec.metadata.environment)
+
+
+def database_identities(spec: PlatformSpec, namespace: str, cluster: str) -> tuple[Identity, ...]:
+    """eks and gke, backups on: the cloud identity a Cluster's pods archive with (read and write on the backups
+    bucket), trusted by the ServiceAccount CloudNativePG names after the cluster. The service owning the Cluster
+    declares it (PlatformService.identities)."""
+    if backups_on(spec) and spec.target.type != "existing":
+        return (Identity(cluster, namespace, cluster, "bucket-rw:backups"),)
+    return ()
 
 
 def base_backup_schedule(cron: str) -> str:

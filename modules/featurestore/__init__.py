@@ -23,7 +23,7 @@ import yaml
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES, ImageRef
 from plinth.context import PlatformContext, StackSecret, resource_name
-from plinth.modules.backups import postgres_cluster
+from plinth.modules.backups import database_identities, postgres_cluster
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import disruption_budget, network_policy, stack_secret
 from plinth.securitycontext import restricted_container, restricted_pod
@@ -379,9 +379,11 @@ class Feast(HelmService):
 
     @classmethod
     def identities(cls, spec) -> tuple[Identity, ...]:
-        if spec.feature_store.feast.enabled:
-            return (Identity("feast", *SERVER_SERVICE_ACCOUNT, "bucket-rw:features"),)
-        return ()
+        feast = spec.feature_store.feast
+        if not feast.enabled:
+            return ()
+        database = database_identities(spec, NAMESPACE, POSTGRES) if uses_postgres(feast) else ()
+        return (Identity("feast", *SERVER_SERVICE_ACCOUNT, "bucket-rw:features"), *database)
 
     @classmethod
     def needed_secrets(cls, spec) -> tuple[StackSecret, ...]:

@@ -8,7 +8,7 @@ import pulumi
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
 from plinth.context import PULL_SECRET, PlatformContext, StackSecret, resource_name
-from plinth.modules.backups import postgres_cluster
+from plinth.modules.backups import database_identities, postgres_cluster
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService
 from plinth.modules.monitoring.dashboards import (
@@ -21,6 +21,7 @@ from plinth.objects import namespace, pull_secret, stack_secret
 from plinth.service import Peer
 from plinth.spec import models
 from plinth.spec.errors import Violation
+from plinth.targets import Identity
 
 GRAFANA_ADMIN_PASSWORD = StackSecret("grafanaAdminPassword", "password of Grafana's admin user (monitoring)")
 ALERT_RECEIVERS = StackSecret(
@@ -103,6 +104,13 @@ class Monitoring(HelmService):
     capability = "monitoring"
     capability_fix = "enable monitoring"
     secrets = (GRAFANA_ADMIN_PASSWORD, ALERT_RECEIVERS)
+
+    @classmethod
+    def identities(cls, spec) -> tuple[Identity, ...]:
+        # Grafana's database: staging and prod only (its Cluster is made where Grafana runs replicated).
+        if cls.enabled(spec) and spec.metadata.environment != "dev":
+            return database_identities(spec, cls.chart().namespace, GRAFANA_DB)
+        return ()
 
     @classmethod
     def needed_secrets(cls, spec) -> tuple[StackSecret, ...]:

@@ -22,13 +22,14 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, ImageRef
 from plinth.context import ISSUER, PlatformContext, StackSecret, resource_name
-from plinth.modules.backups import postgres_cluster
+from plinth.modules.backups import database_identities, postgres_cluster
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import gateway_route, stack_secret, whole_host_rule
 from plinth.service import GatewayHost, Need, Peer, gateway_hostname_rules
 from plinth.spec.errors import Violation
 from plinth.spec.models import PlatformSpec
+from plinth.targets import Identity
 from plinth.vocabulary import platform_listener
 
 ADMIN_PASSWORD = StackSecret("harborAdminPassword", "password of Harbor's admin user (registry.harbor)")
@@ -144,6 +145,10 @@ class Harbor(HelmService):
     @classmethod
     def enabled(cls, spec: PlatformSpec) -> bool:
         return spec.registry.harbor.enabled
+
+    @classmethod
+    def identities(cls, spec) -> tuple[Identity, ...]:
+        return database_identities(spec, cls.chart().namespace, DATABASE) if cls.enabled(spec) else ()
 
     @classmethod
     def needs(cls, spec) -> tuple[Need, ...]:
