@@ -160,6 +160,16 @@ CHARTS: dict[str, Chart] = {
             "ghcr.io/cloudnative-pg/postgresql:18.4-system-trixie",
         ),
     ),
+    # The Barman Cloud plugin of CloudNativePG (plugin v0.13.0): backups of every Cluster. It lives in the
+    # operator's namespace, which the operator's service creates.
+    "plugin-barman-cloud": Chart(
+        "https://cloudnative-pg.github.io/charts", "plugin-barman-cloud", "0.7.0", "cnpg-system",
+        images=(
+            "ghcr.io/cloudnative-pg/plugin-barman-cloud:v0.13.0",
+            # The sidecar the plugin injects into every instance pod of a Cluster that uses it (SIDECAR_IMAGE).
+            "ghcr.io/cloudnative-pg/plugin-barman-cloud-sidecar:v0.13.0",
+        ),
+    ),
     "redis-operator": Chart(
         "https://ot-container-kit.github.io/helm-charts", "redis-operator", "0.26.1", "redis-operator",
         images=(

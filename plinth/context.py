@@ -108,6 +108,9 @@ class PlatformContext:
     """The cluster target's spec-derived facts: cloud identities (ServiceAccount annotations), buckets, keys."""
     api_server: tuple[pulumi.Input[str], int] | None = None
     """Where nodes reach the API server when the target creates the cluster (host, port); None: the spec's."""
+    backups: Any = None
+    """The spec's `backups` block when backups are on in this environment (plinth.spec.models.Backups), else
+    None: every CloudNativePG cluster is backed up through it (modules/backups)."""
     gateway_hosts: tuple[tuple[str, str], ...] = ()
     """(namespace, host name) of each platform service with its own listener on the Gateway, by namespace (the
     program collects them from the services: PlatformService.gateway_host)."""
@@ -149,6 +152,7 @@ class PlatformContext:
             target=target_facts(spec, identities),
             api_server=api_server,
             gateway_hosts=gateway_hosts,
+            backups=spec.backups if spec.backups.active(spec.metadata.environment) else None,
         )
 
     @property

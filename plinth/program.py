@@ -12,6 +12,7 @@ import pulumi
 
 from plinth.context import MIRROR_PASSWORD, PlatformContext, StackSecret, StackSecrets
 from plinth.modules.admission import Admission
+from plinth.modules.backups import BarmanCloud
 from plinth.modules.certs import CertManager
 from plinth.modules.cluster import TARGET_IDENTITIES, TargetArgs, target_class
 from plinth.modules.cluster.autoscaler import ClusterAutoscaler
@@ -63,6 +64,8 @@ SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
     ("python-index", PythonIndex),
     # Before Harbor, MLflow, Feast and monitoring: their databases are its Clusters.
     ("postgres-operator", CloudNativePg),
+    # Right after the operator, in its namespace: every Cluster after it archives its WAL through it.
+    ("barman-cloud", BarmanCloud),
     ("harbor", Harbor),
     # After its operator (its database is a Cluster) and the object store (its artifacts bucket).
     ("mlflow", Mlflow),

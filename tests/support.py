@@ -27,9 +27,9 @@ CONFIGURE_STACKS = [s for s in _ALL_STACKS if s.endswith(".configure")]
 STACKS = [s for s in _ALL_STACKS if s not in CONFIGURE_STACKS]
 """Stacks of the platform stage."""
 
-CUSTOM_GROUPS = {"cert-manager.io", "cilium.io", "gateway.networking.k8s.io", "monitoring.coreos.com",
-                 "nfd.k8s-sigs.io", "nvidia.com", "postgresql.cnpg.io", "redis.redis.opstreelabs.in",
-                 "secrets.hashicorp.com"}
+CUSTOM_GROUPS = {"barmancloud.cnpg.io", "cert-manager.io", "cilium.io", "gateway.networking.k8s.io",
+                 "monitoring.coreos.com", "nfd.k8s-sigs.io", "nvidia.com", "postgresql.cnpg.io",
+                 "redis.redis.opstreelabs.in", "secrets.hashicorp.com"}
 """API groups of the custom resources Plinth authors: validated against their CRDs (chart tier), not the
 Kubernetes OpenAPI schema."""
 
@@ -81,9 +81,17 @@ def by_name(result: Plan) -> dict:
     return {r.name: r for r in sorted(result.resources, key=lambda r: r.custom)}
 
 
+PROD_BACKUPS = {"storage": {"objectStore": {"enabled": True}}}
+"""What a prod spec on an existing cluster with a database adds: prod backs its databases up (spec `backups`,
+on by default there) into the object store."""
+
+
 def platform(environment: str = "dev", **overrides) -> dict:
-    """By name (`by_name`): the plan of MINIMAL with SERVICES in `environment`, `overrides` merged in last."""
-    return by_name(plan(platform_spec(SERVICES, {"metadata": {"environment": environment}}, overrides), "test"))
+    """By name (`by_name`): the plan of MINIMAL with SERVICES in `environment` (prod: with PROD_BACKUPS's
+    object store), `overrides` merged in last."""
+    store = PROD_BACKUPS if environment == "prod" else {}
+    return by_name(plan(platform_spec(SERVICES, store, {"metadata": {"environment": environment}}, overrides),
+                        "test"))
 
 
 def values(resources: dict, release: str) -> dict:

@@ -22,12 +22,15 @@ import pytest
 
 from s3server import Identity, S3Server, weed
 from support import barman_cloud_bin, free_port
+from plinth.modules.backups import IDENTITY, PREFIX
+from plinth.modules.featurestore import NAMESPACE, POSTGRES
 from plinth.modules.objectstore.identities import s3_config
 
 PLATFORM = "test"
 BACKUPS, MODELS = f"{PLATFORM}-backups", f"{PLATFORM}-models"
-NAMESPACE, CLUSTER = "feast", "feast-postgres"
-DESTINATION = f"s3://{BACKUPS}/postgres/{NAMESPACE}"
+CLUSTER = POSTGRES
+DESTINATION = f"s3://{BACKUPS}/{PREFIX}/{NAMESPACE}"
+"""Where modules/backups points Feast's Cluster (its ObjectStore's destinationPath; the server is the cluster)."""
 ARCHIVE_SECONDS = 60
 """How long a switched WAL segment may take to reach the bucket, and a restored server to finish recovery."""
 
@@ -44,7 +47,7 @@ def planned(name: str) -> Identity:
     return Identity(name, tuple(entry["actions"]), keys["accessKey"], keys["secretKey"])
 
 
-BACKUPS_RW, TEAM_FRAUD = planned("backups"), planned("team-fraud")
+BACKUPS_RW, TEAM_FRAUD = planned(IDENTITY), planned("team-fraud")
 
 
 @pytest.fixture(scope="module")
@@ -164,14 +167,14 @@ def test_a_cluster_comes_back_from_the_bucket_with_every_row_up_to_its_recovery_
             timings = drill(s3, pg, barman)
         finally:
             pg.stop()
-    stored = s3.objects(BACKUPS, f"postgres/{NAMESPACE}/")
+    stored = s3.objects(BACKUPS, f"{PREFIX}/{NAMESPACE}/")
     print(f"\n[drill] total {time.monotonic() - started:.1f}s; " +
           ", ".join(f"{k} {v:.1f}s" for k, v in timings.items()) +
           f"; bucket: {len(stored)} objects, {sum(stored.values())} bytes (base backup " +
           f"{sum(size for key, size in stored.items() if '/base/' in key)})")
     # Barman's layout under the destination, which CloudNativePG's recovery reads: <server>/base/<backup id>/
     # (backup.info, data.tar) and <server>/wals/<timeline+log>/<segments>.
-    prefix = f"postgres/{NAMESPACE}/{CLUSTER}/"
+    prefix = f"{PREFIX}/{NAMESPACE}/{CLUSTER}/"
     assert all(key.startswith(prefix) for key in stored), sorted(stored)
     assert {key[len(prefix):].split("/")[0] for key in stored} == {"base", "wals"}
     assert any(key.endswith("/backup.info") for key in stored) and any(key.endswith("/data.tar") for key in stored)

@@ -141,6 +141,9 @@ def test_eks_workload_roles_trust_exactly_one_service_account(eks):
         "eks-gpu-prod-cilium-operator": "kube-system:cilium-operator",
         "eks-gpu-prod-ebs-csi": "kube-system:ebs-csi-controller-sa",
         "eks-gpu-prod-cluster-autoscaler": "cluster-autoscaler:cluster-autoscaler",
+        # Prod backs its databases up: each CloudNativePG Cluster's pods archive as their own role.
+        "eks-gpu-prod-feast-postgres": "feast:feast-postgres",
+        "eks-gpu-prod-grafana-postgres": "monitoring:grafana-postgres",
     }
     assert set(roles) == set(expected)
     for name, subject in expected.items():
@@ -293,6 +296,8 @@ def test_gke_workload_identity_grants_exactly_one_service_account_each(gke):
         "cluster-vault": "serviceAccount:acme-ml-prod.svc.id.goog[vault/vault]",
         "cluster-feast": "serviceAccount:acme-ml-prod.svc.id.goog[feast/feast-server]",
         "cluster-models-vision": "serviceAccount:acme-ml-prod.svc.id.goog[vision/workloads]",
+        "cluster-feast-postgres": "serviceAccount:acme-ml-prod.svc.id.goog[feast/feast-postgres]",
+        "cluster-grafana-postgres": "serviceAccount:acme-ml-prod.svc.id.goog[monitoring/grafana-postgres]",
     }
     assert {g["role"] for g in grants.values()} == {"roles/iam.workloadIdentityUser"}
     models = one(gke, "gcp:storage/bucketIAMMember:BucketIAMMember", "cluster-models-vision")

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from support import by_name, feast_python, free_port, platform_spec, spec_document
+from support import PROD_BACKUPS, by_name, feast_python, free_port, platform_spec, spec_document
 from plinth.catalog import CHARTS
 from plinth.context import StackSecrets
 from plinth.engine.offline import plan, record
@@ -44,7 +44,7 @@ CANARY = "canary-Redis-pw-7f3a9"
 
 
 def spec(environment: str = "dev", **feast) -> PlatformSpec:
-    return platform_spec({
+    return platform_spec(PROD_BACKUPS if environment == "prod" else {}, {
         "metadata": {"environment": environment},
         "monitoring": {"enabled": True},
         "featureStore": {"feast": {"enabled": True, **feast}},
@@ -233,7 +233,7 @@ def test_spec_values_reach_the_feast_chart_only():
 
 
 def two_teams(environment: str = "dev") -> dict:
-    doc = spec_document({
+    doc = spec_document(PROD_BACKUPS if environment == "prod" else {}, {
         "metadata": {"environment": environment}, "monitoring": {"enabled": True},
         "featureStore": {"feast": {"enabled": True}}})
     doc["teams"].append({"name": "credit"})

@@ -44,7 +44,9 @@ def clean():
 
 @pytest.fixture(scope="module")
 def prod():
+    # Backups are on in prod: on-prem they go to the object store.
     return subjects(plan(platform(metadata={"environment": "prod"}, secrets={"vault": {"ha": True}},
+                                  storage={"objectStore": {"enabled": True}},
                                   airgap={"enabled": True, "mirror": {"registry": "mirror.corp/m",
                                                                       "charts": "oci://mirror.corp/charts"}}),
                          "test"))
@@ -171,6 +173,7 @@ def test_prod_high_availability_every_workload_has_two_replicas_and_a_budget(pro
 def test_prod_high_availability_sees_plinths_own_workloads():
     found = subjects(plan(platform(metadata={"environment": "prod"}, secrets={"vault": {"ha": True}},
                                    registry={"pythonIndex": {"enabled": True}},
+                                   storage={"objectStore": {"enabled": True}},
                                    featureStore={"feast": {"enabled": True}}), "test"))
     assert violations(found, "prod-high-availability") == []
     bad = changed(found, by_kind("Deployment", "pypiserver"), lambda p: p["spec"].update(replicas=1))

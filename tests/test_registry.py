@@ -9,7 +9,7 @@ import bcrypt
 import pulumi
 import pytest
 
-from support import by_name, of_kind, platform_spec
+from support import PROD_BACKUPS, by_name, of_kind, platform_spec
 from plinth.catalog import CHARTS, mirror_image
 from plinth.context import PlatformContext, StackSecrets
 from plinth.engine.offline import plan, record
@@ -37,7 +37,8 @@ MIRROR = {"enabled": True, "mirror": {"registry": "mirror.corp.internal/mirror",
 
 
 def spec(environment: str = "dev", **overrides) -> PlatformSpec:
-    return platform_spec({**BASE, "metadata": {"environment": environment},
+    return platform_spec(PROD_BACKUPS if environment == "prod" else {},
+                         {**BASE, "metadata": {"environment": environment},
                           "registry": {"harbor": {"enabled": True}}}, overrides)
 
 
@@ -76,7 +77,8 @@ def test_no_secret_reaches_the_plan_in_clear():
 
     def program() -> None:
         build_platform(harbor_spec, StackSecrets(harbor_admin_password=pulumi.Output.secret(seed),
-                                                 grafana_admin_password=pulumi.Output.secret(grafana)))
+                                                 grafana_admin_password=pulumi.Output.secret(grafana),
+                                                 object_store_seed=pulumi.Output.secret("store-seed")))
 
     resources = {r.name: r for r in sorted(record(program, "test"), key=lambda r: r.custom)}
     everything = json.dumps([r.inputs for r in resources.values()])

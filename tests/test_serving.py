@@ -13,7 +13,7 @@ import kubernetes_validate
 import pulumi
 import pytest
 
-from support import by_key, platform_spec
+from support import PROD_BACKUPS, by_key, platform_spec
 from test_spec_errors import overlay_errors
 from plinth.catalog import IMAGES
 from plinth.engine import offline
@@ -144,7 +144,7 @@ def test_pods_run_restricted_and_spread_across_nodes(served):
         assert spread["labelSelector"]["matchLabels"] == deployment(served, name, ns)["spec"]["selector"]["matchLabels"]
         assert spread["whenUnsatisfiable"] == "ScheduleAnyway"  # dev; DoNotSchedule in staging and prod
         assert "minDomains" not in spread  # dev: replicas may share a node
-    prod = objects(plan(spec(metadata={"environment": "prod"}), "serving"))
+    prod = objects(plan(spec(metadata={"environment": "prod"}, **PROD_BACKUPS), "serving"))
     [spread] = deployment(prod, "scorer-stable")["spec"]["template"]["spec"]["topologySpreadConstraints"]
     # Staging and prod: every replica on its own node, or Pending (maxSkew 1 alone would let 3 replicas
     # share 2 nodes): the scheduler counts missing nodes as empty domains up to minDomains.

@@ -348,7 +348,7 @@ def test_one_list_of_secret_keys():
     ("extends: base.yaml\nmetadata:\n  name: a\x00b\n",
      "bad.yaml:3:10: invalid YAML: character #x0000 is not allowed (special characters are not allowed)"),
     ("extends: base.yaml\n\"a\\rb\\u2028c\": 1\n",
-     'bad.yaml:2:1: "a\\rb\\u2028c": unknown field (allowed: admission, airgap, apiVersion, certificates, charts, featureStore, '
+     'bad.yaml:2:1: "a\\rb\\u2028c": unknown field (allowed: admission, airgap, apiVersion, backups, certificates, charts, featureStore, '
      "gpu, kind, kubernetes, metadata, monitoring, network, rbac, registry, secrets, serving, storage, target, teams, "
      "testing)"),
 ])

@@ -23,6 +23,7 @@ import yaml
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES, ImageRef
 from plinth.context import PlatformContext, StackSecret, resource_name
+from plinth.modules.backups import database_identities, postgres_cluster
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import disruption_budget, network_policy, stack_secret
 from plinth.securitycontext import restricted_container, restricted_pod
@@ -380,9 +381,11 @@ class Feast(HelmService):
 
     @classmethod
     def identities(cls, spec) -> tuple[Identity, ...]:
-        if spec.feature_store.feast.enabled:
-            return (Identity("feast", *SERVER_SERVICE_ACCOUNT, "bucket-rw:features"),)
-        return ()
+        feast = spec.feature_store.feast
+        if not feast.enabled:
+            return ()
+        database = database_identities(spec, NAMESPACE, POSTGRES) if uses_postgres(feast) else ()
+        return (Identity("feast", *SERVER_SERVICE_ACCOUNT, "bucket-rw:features"), *database)
 
     @classmethod
     def needed_secrets(cls, spec) -> tuple[StackSecret, ...]:
@@ -454,7 +457,8 @@ class Feast(HelmService):
                                       annotations=ctx.target.annotations(*SERVER_SERVICE_ACCOUNT)),
                 automount_service_account_token=False, opts=opts))
         if uses_postgres(block):
-            made.append(postgres_cluster(resource_name(name, "postgres"), block, ctx, name, opts))
+            made += postgres_cluster(resource_name(name, "postgres"), POSTGRES, NAMESPACE, name,
+                                     postgres_spec(block, ctx), ctx, opts)
         if uses_redis(block):
             password = ctx.secrets.feast_redis_password
             if password is None:
@@ -648,18 +652,6 @@ def cluster_spec(database: str, storage: str, ctx: PlatformContext, storage_clas
         # `required` blocks writes rather than silently going asynchronous when no replica is healthy.
         spec["postgresql"] = {"synchronous": {"method": "any", "number": 1, "dataDurability": "required"}}
     return spec
-
-
-def postgres_cluster(resource: str, block: models.Feast, ctx: PlatformContext, component: str,
-                     opts: pulumi.ResourceOptions) -> pulumi.Resource:
-    return k8s.apiextensions.CustomResource(
-        resource,
-        api_version="postgresql.cnpg.io/v1",
-        kind="Cluster",
-        metadata=ctx.metadata(POSTGRES, component, namespace=NAMESPACE),
-        spec=postgres_spec(block, ctx),
-        opts=opts,
-    )
 
 
 def redis_spec(block: models.Feast, ctx: PlatformContext) -> dict:

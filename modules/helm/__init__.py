@@ -134,6 +134,9 @@ class HelmService(PlatformService):
     """Pod Security level of the service's namespace."""
     awaits_readiness: ClassVar[bool] = True
     """Whether `pulumi up` waits for the release's workloads to become ready."""
+    shares_namespace: ClassVar[bool] = False
+    """The chart's namespace is another service's, installed before it (its namespace, network policies and
+    pull secret come from that one)."""
 
     release: k8s.helm.v3.Release
 
@@ -198,7 +201,7 @@ class HelmService(PlatformService):
             child = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(retain_on_delete=True))
         waits: list[pulumi.Resource] = []
         in_ns = child
-        if chart.namespace not in SYSTEM_NAMESPACES:
+        if chart.namespace not in SYSTEM_NAMESPACES and not self.shares_namespace:
             ns = namespace(name, chart.namespace, component, ctx, child, pod_security=self.pod_security)
             waits.append(ns)
             in_ns = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[ns]))
@@ -207,7 +210,7 @@ class HelmService(PlatformService):
             platform_ingress(name, chart.namespace, component, self.namespace_peers(block, ctx, chart.namespace),
                              ctx, in_ns)
         # Only a release that runs images pulls; one pull secret per namespace (kube-system is shared).
-        if self.images(block, ctx):
+        if self.images(block, ctx) and not self.shares_namespace:
             secret = pull_secret(name, ctx.metadata(PULL_SECRET, component, namespace=chart.namespace), ctx, in_ns)
             if secret:
                 waits.append(secret)

@@ -20,9 +20,10 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, ImageRef
 from plinth.context import PlatformContext, StackSecret, resource_name
+from plinth.modules.backups import database_identities, postgres_cluster
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService
-from plinth.modules.objectstore import S3_URL
+from plinth.modules.objectstore import ENDPOINT, client_policy
 from plinth.modules.objectstore import SEED as OBJECT_STORE_SEED
 from plinth.modules.objectstore.identities import bucket, derive
 from plinth.objects import disruption_budget, gateway_route, stack_secret, whole_host_rule
@@ -161,10 +162,13 @@ class Mlflow(HelmService):
 
     @classmethod
     def identities(cls, spec) -> tuple[Identity, ...]:
+        if not spec.registry.mlflow.enabled:
+            return ()
+        database = database_identities(spec, NAMESPACE, DATABASE)  # its backups
+        if spec.target.type == "existing":
+            return database
         # eks/gke: the server's ServiceAccount reads and writes the artifacts bucket.
-        if spec.registry.mlflow.enabled and spec.target.type != "existing":
-            return (Identity("mlflow", NAMESPACE, SERVICE, "bucket-rw:artifacts"),)
-        return ()
+        return (Identity("mlflow", NAMESPACE, SERVICE, "bucket-rw:artifacts"), *database)
 
     @classmethod
     def block(cls, spec) -> MlflowArgs:
@@ -199,7 +203,7 @@ class Mlflow(HelmService):
         return ({**root, "s3": {"enabled": True, "bucket": bucket(ctx.platform, S3_IDENTITY), "path": "",
                                 "existingSecret": {"name": S3_SECRET, "keyOfAccessKeyId": "AWS_ACCESS_KEY_ID",
                                                    "keyOfSecretAccessKey": "AWS_SECRET_ACCESS_KEY"}}},
-                {"MLFLOW_S3_ENDPOINT_URL": S3_URL})
+                {"MLFLOW_S3_ENDPOINT_URL": ENDPOINT})
 
     @classmethod
     def owned_values(cls, block: MlflowArgs, ctx: PlatformContext) -> dict:
@@ -275,14 +279,9 @@ class Mlflow(HelmService):
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         if ctx.secrets.mlflow_flask_secret_key is None:
             raise ValueError("registry.mlflow needs the stack secret plinth:mlflowFlaskSecretKey")
-        made: list[pulumi.Resource] = [k8s.apiextensions.CustomResource(
-            resource_name(name, "postgres"),
-            api_version="postgresql.cnpg.io/v1",
-            kind="Cluster",
-            metadata=ctx.metadata(DATABASE, name, namespace=NAMESPACE),
-            spec=cluster_spec(DATABASE_NAME, block.mlflow.database_size, ctx, block.storage_class),
-            opts=opts,
-        )]
+        made: list[pulumi.Resource] = postgres_cluster(
+            resource_name(name, "postgres"), DATABASE, NAMESPACE, name,
+            cluster_spec(DATABASE_NAME, block.mlflow.database_size, ctx, block.storage_class), ctx, opts)
         if not ctx.target.cloud:
             seed = ctx.secrets.object_store_seed
             if seed is None:
@@ -293,6 +292,8 @@ class Mlflow(HelmService):
                 resource_name(name, "artifacts-s3"), ctx.metadata(S3_SECRET, name, namespace=NAMESPACE),
                 "derived from plinth:objectStoreSeed (the object store's artifacts identity)",
                 pulumi.Output.secret(seed).apply(lambda s: s3_keys(s, platform)), opts))
+            made.append(client_policy(resource_name(name, "artifacts-ingress"), SERVICE, NAMESPACE,
+                                      server_selector(), name, ctx, opts))
         return made
 
     def objects(self, name: str, block: MlflowArgs, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
 from plinth.context import PULL_SECRET, PlatformContext, StackSecret, resource_name
+from plinth.modules.backups import database_identities, postgres_cluster
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService
 from plinth.modules.monitoring.dashboards import (
@@ -21,6 +21,7 @@ from plinth.objects import namespace, pull_secret, stack_secret
 from plinth.service import Peer
 from plinth.spec import models
 from plinth.spec.errors import Violation
+from plinth.targets import Identity
 
 GRAFANA_ADMIN_PASSWORD = StackSecret("grafanaAdminPassword", "password of Grafana's admin user (monitoring)")
 ALERT_RECEIVERS = StackSecret(
@@ -103,6 +104,13 @@ class Monitoring(HelmService):
     capability = "monitoring"
     capability_fix = "enable monitoring"
     secrets = (GRAFANA_ADMIN_PASSWORD, ALERT_RECEIVERS)
+
+    @classmethod
+    def identities(cls, spec) -> tuple[Identity, ...]:
+        # Grafana's database: staging and prod only (its Cluster is made where Grafana runs replicated).
+        if cls.enabled(spec) and spec.metadata.environment != "dev":
+            return database_identities(spec, cls.chart().namespace, GRAFANA_DB)
+        return ()
 
     @classmethod
     def needed_secrets(cls, spec) -> tuple[StackSecret, ...]:
@@ -212,14 +220,8 @@ class Monitoring(HelmService):
                     lambda urls: {n: str(urls[n]) for n in names}),
                 opts))
         if ctx.prod_like:
-            made.append(k8s.apiextensions.CustomResource(
-                resource_name(name, "grafana-postgres"),
-                api_version="postgresql.cnpg.io/v1",
-                kind="Cluster",
-                metadata=ctx.metadata(GRAFANA_DB, name, namespace=ns),
-                spec=cluster_spec("grafana", GRAFANA_DB_STORAGE, ctx),
-                opts=opts,
-            ))
+            made += postgres_cluster(resource_name(name, "grafana-postgres"), GRAFANA_DB, ns, name,
+                                     cluster_spec("grafana", GRAFANA_DB_STORAGE, ctx), ctx, opts)
         for key, body in (("overview", platform_overview(ctx.platform)),
                           ("tenancy", tenancy_quotas(ctx.platform, list(ctx.teams)))):
             made.append(dashboard_config_map(resource_name(name, "dashboard", key), key, body, name, ctx, opts))

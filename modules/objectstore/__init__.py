@@ -30,14 +30,14 @@ CONFIG_SECRET = "object-store-s3-config"
 CONFIG_KEY = "seaweedfs_s3_config"
 S3_PORT = 8333
 """The filer's S3 port: a pod port, what NetworkPolicies name."""
+ENDPOINT = f"http://seaweedfs-s3.{PLATFORM_NAMESPACES['object-store']}.svc:{S3_PORT}"
+"""Where in-cluster S3 clients reach the store (the chart's `seaweedfs-s3` Service, path-style, SigV4)."""
 UID = 1000
 """The uid and gid SeaweedFS runs as. The image (a static `weed` on alpine) would run as root; it writes only to
 its claims (/data, /data1) and log emptyDirs, which get this group (fsGroup)."""
 REPLICATION = "001"
 """Staging and prod: each object on two volume servers of the same rack (SeaweedFS's XYZ placement)."""
 COMPONENTS = ("master", "volume", "filer")
-S3_URL = f"http://seaweedfs-s3.object-store.svc:{S3_PORT}"
-"""Where platform services and teams reach the S3 API (the chart's `seaweedfs-s3` Service: path-style, SigV4)."""
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,6 @@ class ObjectStoreArgs:
     """storage.objectStore (plinth.spec.models.ObjectStore)."""
     storage_class: str
     """`storageClass`, Longhorn's `longhorn` when it is on, else "" (the cluster's default)."""
-    clients: tuple[str, ...] = ()
-    """Platform namespaces whose pods use the S3 API with a purpose identity (MLflow's artifacts)."""
 
 
 class ObjectStore(HelmService):
@@ -80,9 +78,7 @@ class ObjectStore(HelmService):
     @classmethod
     def block(cls, spec) -> ObjectStoreArgs:
         store = spec.storage.object_store
-        clients = (PLATFORM_NAMESPACES["mlflow"],) if spec.registry.mlflow.enabled else ()
-        return ObjectStoreArgs(store, store.storage_class or ("longhorn" if spec.storage.longhorn.enabled else ""),
-                               clients)
+        return ObjectStoreArgs(store, store.storage_class or ("longhorn" if spec.storage.longhorn.enabled else ""))
 
     @classmethod
     def user_values(cls, block: ObjectStoreArgs) -> dict:
@@ -134,11 +130,6 @@ class ObjectStore(HelmService):
         }
 
     @classmethod
-    def ingress(cls, block: ObjectStoreArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
-        # Platform services that keep their data in a purpose bucket reach the S3 API only.
-        return tuple(Peer(client, client, (S3_PORT,)) for client in block.clients)
-
-    @classmethod
     def tenant_egress(cls, block: ObjectStoreArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
         # Teams reach the S3 API only (the `seaweedfs-filer` Service's swfs-s3 port), never the filer, master or
         # volume servers.
@@ -177,3 +168,19 @@ class ObjectStore(HelmService):
                 spec={"maxUnavailable": 1, "selector": {"matchLabels": self.pod_labels(component)}},
                 opts=opts,
             )
+
+
+def client_policy(resource: str, client: str, namespace: str, pods: dict[str, str], component: str,
+                  ctx: PlatformContext, opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
+    """The object store admits the pods of `namespace` matching the labels `pods` (the client: a server, a
+    database) on its S3 port, nothing else of that namespace: a platform service that keeps data in a purpose
+    bucket opens its own way in (policy `allow-from-<namespace>-<client>`)."""
+    return k8s.networking.v1.NetworkPolicy(
+        resource,
+        metadata=ctx.metadata(f"allow-from-{namespace}-{client}", component,
+                              namespace=PLATFORM_NAMESPACES["object-store"]),
+        spec={"podSelector": {"matchLabels": ObjectStore.pod_labels("filer")}, "policyTypes": ["Ingress"],
+              "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                                     "podSelector": {"matchLabels": pods}}],
+                           "ports": [{"protocol": "TCP", "port": S3_PORT}]}]},
+        opts=opts)

@@ -22,12 +22,14 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, ImageRef
 from plinth.context import ISSUER, PlatformContext, StackSecret, resource_name
+from plinth.modules.backups import database_identities, postgres_cluster
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import gateway_route, stack_secret, whole_host_rule
 from plinth.service import GatewayHost, Need, Peer, gateway_hostname_rules
 from plinth.spec.errors import Violation
 from plinth.spec.models import PlatformSpec
+from plinth.targets import Identity
 from plinth.vocabulary import platform_listener
 
 ADMIN_PASSWORD = StackSecret("harborAdminPassword", "password of Harbor's admin user (registry.harbor)")
@@ -143,6 +145,10 @@ class Harbor(HelmService):
     @classmethod
     def enabled(cls, spec: PlatformSpec) -> bool:
         return spec.registry.harbor.enabled
+
+    @classmethod
+    def identities(cls, spec) -> tuple[Identity, ...]:
+        return database_identities(spec, cls.chart().namespace, DATABASE) if cls.enabled(spec) else ()
 
     @classmethod
     def needs(cls, spec) -> tuple[Need, ...]:
@@ -287,14 +293,9 @@ class Harbor(HelmService):
         if seed is None:
             raise ValueError("registry.harbor needs the stack secret plinth:harborAdminPassword")
         ns = self.chart().namespace
-        made: list[pulumi.Resource] = [k8s.apiextensions.CustomResource(
-            resource_name(name, "postgres"),
-            api_version="postgresql.cnpg.io/v1",
-            kind="Cluster",
-            metadata=ctx.metadata(DATABASE, name, namespace=ns),
-            spec=cluster_spec(DATABASE_NAME, block.harbor.database_size, ctx, block.storage_class),
-            opts=opts,
-        )]
+        made: list[pulumi.Resource] = postgres_cluster(
+            resource_name(name, "postgres"), DATABASE, ns, name,
+            cluster_spec(DATABASE_NAME, block.harbor.database_size, ctx, block.storage_class), ctx, opts)
         made += [
             stack_secret(resource_name(name, secret.removeprefix("harbor-")),
                          ctx.metadata(secret, name, namespace=ns),

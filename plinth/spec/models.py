@@ -900,6 +900,41 @@ class Testing(Spec):
                              "on an `existing` target. Default: 3 CPU nodes and 1 GPU node.")
 
 
+class DatabaseBackups(Spec):
+    """Every CloudNativePG cluster: WAL archived continuously, a base backup on a schedule, old ones pruned."""
+
+    schedule: str = Field(
+        "0 2 * * *", description="When each database takes its base backup: a 5-field cron expression (minute "
+        "hour day month weekday, UTC). WAL is archived continuously besides, so a restore reaches any moment "
+        "up to the last archived segment. Default: 0 2 * * * (daily at 02:00).",
+        pattern=r"^\S+( \S+){4}$")
+    retention: str | None = Field(
+        None, description="How long base backups and the WAL they need are kept: <n>d, <n>w or <n>m (Barman's "
+        "recovery window). Default: null (30d in prod, 7d in dev and staging).", pattern=r"^[1-9][0-9]{0,3}[dwm]$")
+
+
+class Backups(Spec):
+    """Backups of the platform's data, to the backups bucket: on an existing target the object store's
+    <platform>-backups (storage.objectStore), on eks and gke the cloud's <bucketPrefix>-backups."""
+
+    enabled: Flag | None = Field(
+        None, description="Back up every stateful service of the platform (today: every CloudNativePG "
+        "cluster). Default: null (on in prod, off in dev and staging; prod refuses false without a reason).")
+    reason: str | None = Field(
+        None, description="Why backups are off (required in prod with enabled: false). Default: null.",
+        min_length=10, max_length=200)
+    databases: DatabaseBackups = Field(default_factory=DatabaseBackups, description="PostgreSQL (CloudNativePG) "
+                                       "backups. Default: daily base backups, WAL archived continuously.")
+    values: Values = {}
+
+    def active(self, environment: str) -> bool:
+        """Whether backups are on in `environment` (null: prod only)."""
+        return self.enabled if self.enabled is not None else environment == "prod"
+
+    def retention_for(self, environment: str) -> str:
+        return self.databases.retention or ("30d" if environment == "prod" else "7d")
+
+
 # --- the whole platform ------------------------------------------------------
 
 
@@ -921,6 +956,8 @@ class PlatformSpec(Spec):
     gpu: Gpu = Field(default_factory=Gpu, description="GPU scheduling.")
     serving: Serving = Field(default_factory=Serving, description="Model serving.")
     monitoring: Monitoring = Field(default_factory=Monitoring, description="Monitoring.")
+    backups: Backups = Field(default_factory=Backups, description="Backups of the platform's data. Default: on "
+                             "in prod, off in dev and staging.")
     rbac: Rbac = Field(description="Platform-wide RBAC. Required.")
     teams: tuple[Team, ...] = Field((), max_length=MAX_TEAMS, description=f"Tenant teams, one namespace each, at most "
                                     f"{MAX_TEAMS}. Default: [].")

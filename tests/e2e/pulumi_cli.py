@@ -127,6 +127,8 @@ class PulumiProject:
             "registry": {"harbor": {"enabled": True}, "pythonIndex": {"enabled": True}, "mlflow": {"enabled": True}},
             "featureStore": {"feast": {"enabled": True}},
             "monitoring": {"enabled": True},
+            # dev's default is off: on here, so the Barman Cloud plugin and every Cluster's backup objects deploy
+            "backups": {"enabled": True},
             "gpu": {"operator": {"enabled": True}},
             # the GPU node holds both tracks of the served model (the canary next to stable)
             "testing": {"nodes": {"gpusPerNode": 2}},

@@ -97,7 +97,8 @@ def test_up_creates_every_object_and_installs_every_release(deploy, engine, kube
     assert sorted(r["name"] for r in releases) == [
         "cert-manager", "cilium", "cloudnative-pg", "feast-feature-server", "gpu-operator", "harbor",
         "kube-prometheus-stack",
-        "longhorn", "mlflow", "prometheus-operator-crds", "redis-operator", "seaweedfs", "vault", "vault-secrets-operator"]
+        "longhorn", "mlflow", "plugin-barman-cloud", "prometheus-operator-crds", "redis-operator", "seaweedfs", "vault",
+        "vault-secrets-operator"]
     for release in releases:  # Helm's own record of a deployed first revision
         record = kube.get({"apiVersion": "v1", "kind": "Secret", "metadata": {
             "name": f"sh.helm.release.v1.{release['name']}.v1", "namespace": release["namespace"]}})
@@ -321,7 +322,8 @@ def test_the_policy_pack_and_plinth_check_agree(engine, toolchain, control_plane
     `plinth check` names, from the same functions."""
     engine("preview", "--policy-pack", "policies")
     project = PulumiProject(toolchain, tmp_path, control_plane.kubeconfig_path)
-    exposed = {"storage": {"longhorn": {"enabled": True, "values": {"service": {"ui": {"type": "NodePort"}}}}}}
+    exposed = {"storage": {"longhorn": {"enabled": True, "values": {"service": {"ui": {"type": "NodePort"}}}},
+                           "objectStore": {"enabled": True}}}  # the stack's backups go to it
     project.write_stack(project.overrides(**exposed))
     project("stack", "init", project.stack)
     project.set_secrets()

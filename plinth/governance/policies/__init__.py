@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from plinth.governance.policies.airgap import AIRGAP_MIRROR_ONLY_POLICY
 from plinth.governance.policies.availability import PROD_HIGH_AVAILABILITY_POLICY
+from plinth.governance.policies.backups import BACKUPS_REQUIRED_POLICY
 from plinth.governance.policies.baseline import (
     NO_WILDCARD_RBAC_POLICY,
     OWNERSHIP_LABELS_POLICY,
@@ -43,6 +44,7 @@ POLICIES: tuple[Policy, ...] = (
     AIRGAP_MIRROR_ONLY_POLICY,
     PINNED_IMAGES_POLICY,
     PROD_HIGH_AVAILABILITY_POLICY,
+    BACKUPS_REQUIRED_POLICY,
     SECRETS_FROM_STACK_CONFIG_POLICY,
     NO_EXTERNAL_SERVICES_POLICY,
     POD_SECURITY_POLICY,
