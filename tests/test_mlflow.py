@@ -151,11 +151,17 @@ def test_the_artifacts_keys_are_the_object_stores_artifacts_identity():
                                    "Tagging:p1-artifacts"]
 
 
-def test_the_object_store_admits_mlflow_on_its_s3_port_only(plain):
+def test_the_object_store_admits_the_mlflow_server_on_its_s3_port_only(plain):
     policies = network_policies(plain)
-    _, allow = policies["object-store"]["allow-from-mlflow"]
-    assert allow["ingress"] == [{"from": [{"namespaceSelector": {"matchLabels": {
-        "kubernetes.io/metadata.name": "mlflow"}}}], "ports": [{"protocol": "TCP", "port": 8333}]}]
+    _, allow = policies["object-store"]["allow-from-mlflow-mlflow"]
+    assert allow["podSelector"] == {"matchLabels": {"app.kubernetes.io/component": "filer",
+                                                    "app.kubernetes.io/instance": "seaweedfs",
+                                                    "app.kubernetes.io/name": "seaweedfs"}}
+    assert allow["ingress"] == [{"from": [{
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mlflow"}},
+        "podSelector": {"matchLabels": {"app": "mlflow", "app.kubernetes.io/instance": "mlflow",
+                                        "app.kubernetes.io/name": "mlflow"}}}],
+        "ports": [{"protocol": "TCP", "port": 8333}]}]
 
 
 def test_on_prem_mlflow_needs_the_object_store():

@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
-from support import platform_spec
+from support import PROD_BACKUPS, platform_spec
 from validation import (
     chart_member, coalesce, crd_schemas, images_in, restricted_problems, validate, validation_failures,
 )
@@ -39,7 +39,7 @@ def _render(charts_dir: Path, environment: str, online: str, offline: str):
         "airgap": {"enabled": True, "mirror": {"registry": MIRROR, "charts": str(charts_dir)}},
         "monitoring": {"enabled": True},
         "featureStore": {"feast": {"enabled": True, "onlineStore": online, "offlineStore": offline}},
-    })
+    }, *([PROD_BACKUPS, {"certificates": {"certManager": {"enabled": True}}}] if environment == "prod" else []))
     assert check_rules(spec) == []
     result = plan(spec, "featurestore")
     return spec, result, render_charts(result, spec.kubernetes.version, charts_dir)
@@ -100,6 +100,7 @@ def test_every_object_validates_and_custom_resources_match_their_crds(rendered):
         expected |= {"RedisReplication", "RedisSentinel", "Secret"} if prod else {"Redis", "Secret"}
     expected |= {"PersistentVolumeClaim"} if feast.offline_store == "file" else set()
     expected |= {"PodDisruptionBudget"} if prod else set()
+    expected |= {"ObjectStore", "ScheduledBackup"} if spec.metadata.environment == "prod" else set()  # backups on
     assert {o["kind"] for o in ours} == expected
     theirs = [o for c in charts if c.resource.inputs.get("name") in FEAST_CHARTS for o in c.objects]
     assert validation_failures(ours + theirs, version, crds) == []

@@ -42,6 +42,7 @@ def _planned(mode: str):
         "airgap": {"enabled": True, "mirror": {"registry": MIRROR, "charts": str(CHARTS_DIR),
                                                "pullSecret": {"username": "robot"}}},
         "gpu": {"operator": {"enabled": True, **MODES[mode]}},
+        "backups": {"enabled": False, "reason": "the chart tier renders the GPU operator"},
     })
     assert check_rules(spec) == []
     return spec, plan(spec, "gpu-chart")

@@ -44,6 +44,7 @@ def _spec() -> PlatformSpec:
         "storage": {"longhorn": {"enabled": True}},
         "monitoring": {"enabled": True},
         "registry": {"harbor": {"enabled": True, "hostname": HOST}},
+        "backups": {"enabled": False, "reason": "the chart tier renders Harbor; backups have their own tests"},
         "airgap": {"enabled": True, "mirror": {"registry": MIRROR, "charts": "oci://mirror.corp.internal/charts",
                                                "pullSecret": {"username": "robot"}}},
     })

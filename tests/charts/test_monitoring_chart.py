@@ -25,7 +25,9 @@ def _pods(cert_manager: bool, charts_dir) -> dict[tuple[str, str, str], dict]:
                                            "registry": {"harbor": {"enabled": False},
                                                         "pythonIndex": {"hostname": None},
                                                         "mlflow": {"hostname": None}},
-                                           "serving": {"hostname": None, "models": []}}
+                                           "serving": {"hostname": None, "models": []},
+                                           # The Barman Cloud plugin takes its TLS from cert-manager.
+                                           "backups": {"enabled": False, "reason": "no cert-manager here"}}
     spec = load_spec(ROOT / "blueprints" / "onprem-airgap-regulated.yaml", overrides)
     [monitoring] = [r for r in render_charts(plan(spec, "monitoring-chart"), "1.34", charts_dir)
                     if r.resource.name == "monitoring"]

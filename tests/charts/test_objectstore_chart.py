@@ -40,6 +40,8 @@ def _spec() -> PlatformSpec:
         "charts": {"source": str(CHARTS_DIR)},
         "storage": {"longhorn": {"enabled": True}, "objectStore": {"enabled": True}},
         "monitoring": {"enabled": True},
+        "backups": {"enabled": False, "reason": "the chart tier renders the object store; backups have their own "
+                                                "tests"},
         "airgap": {"enabled": True, "mirror": {"registry": MIRROR, "charts": "oci://mirror.corp.internal/charts",
                                                "pullSecret": {"username": "robot"}}},
     })
