@@ -298,7 +298,7 @@ def test_plinth_report_has_a_data_protection_section(tmp_path):
     assert report["protection"] == [
         {"cluster": f"{ns}/{name}", "where": f"s3://regulated-backups/postgres/{ns}/{name}",
          "schedule": "0 0 2 * * *", "retention": "30d", "rpo": rpo}
-        for ns, name in (("feast", "feast-postgres"), ("harbor", "harbor-postgres"),
+        for ns, name in (("feast", "feast-postgres"), ("harbor", "harbor-postgres"), ("mlflow", "mlflow-postgres"),
                          ("monitoring", "grafana-postgres"))]
     text = (tmp_path / "report.md").read_text()
     assert "## Data protection" in text

@@ -17,7 +17,6 @@ import pulumi_vault as vault
 from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.secrets import vault_address
-from plinth.modules.secrets.snapshots import NAME as SNAPSHOT, POLICY_HCL as SNAPSHOT_POLICY, snapshots_on
 from plinth.modules.secrets.operator import (
     AUDIENCE,
     AUTH_MOUNT,
@@ -26,6 +25,9 @@ from plinth.modules.secrets.operator import (
     TeamVaultAccess,
     VaultSecretsOperator,
 )
+from plinth.modules.secrets.snapshots import NAME as SNAPSHOT
+from plinth.modules.secrets.snapshots import POLICY_HCL as SNAPSHOT_POLICY
+from plinth.modules.secrets.snapshots import snapshots_on
 from plinth.service import PlatformService
 from plinth.spec.models import PlatformSpec
 

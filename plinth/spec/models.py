@@ -942,7 +942,8 @@ class Backups(Spec):
 
     enabled: Flag | None = Field(
         None, description="Back up every stateful service of the platform (every CloudNativePG cluster, "
-        "Longhorn's volumes, Vault's raft storage). Default: null (on in prod, off in dev and staging; prod refuses false without a reason).")
+        "Longhorn's volumes, Vault's raft storage). Default: null (on in prod, off in dev and staging; prod "
+        "refuses false without a reason).")
     reason: str | None = Field(
         None, description="Why backups are off (required in prod with enabled: false). Default: null.",
         min_length=10, max_length=200)

@@ -89,4 +89,5 @@ BACKUPS_REQUIRED_POLICY = Policy(
     "ScheduledBackup takes its base backups; Longhorn has a backup target and a recurring backup of its volumes; "
     "Vault on raft has a scheduled snapshot CronJob.",
     "keep backups on in prod (spec `backups`): Plinth gives every Cluster its ObjectStore, WAL archiving and "
-    "ScheduledBackup, Longhorn its backup target and RecurringJob, Vault on raft its snapshot CronJob", MANDATORY, _backups_required)
+    "ScheduledBackup, Longhorn its backup target and RecurringJob, Vault on raft its snapshot CronJob",
+    MANDATORY, _backups_required)
