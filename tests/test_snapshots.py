@@ -5,6 +5,11 @@ snapshot-only role in the configure stage, and what the policy backups-required 
 from __future__ import annotations
 
 import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import hcl
 import pulumi
@@ -16,6 +21,7 @@ from plinth.context import StackSecrets
 from plinth.engine.offline import plan, record
 from plinth.governance.check import subjects
 from plinth.governance.policies import evaluate
+from plinth.governance.report import volume_and_vault_backups
 from plinth.modules.objectstore.identities import derive
 from plinth.plan import SECRET
 from plinth.program import build_platform
@@ -171,8 +177,9 @@ def test_vault_on_raft_takes_a_snapshot_on_a_schedule_with_restricted_pods(prod_
     script = container["command"][2]
     assert "auth/kubernetes/login role=vault-snapshot jwt=@/var/run/secrets/vault/token" in script
     assert 'vault operator raft snapshot save "$file.partial"' in script
-    assert "tail -n +15 " in script  # the newest 14 stay
+    assert "tail -n +$((RETAIN + 1)) " in script
     env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["RETAIN"] == "14"  # the newest 14 stay
     assert env["VAULT_ADDR"] == "https://vault-active.vault.svc:8200"
     # Only Vault's audience in the pod, and only the CA of the listener's Secret (never its key).
     assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"] == "vault-snapshot"
@@ -240,3 +247,29 @@ def test_backups_required_passes_on_the_regulated_blueprint_with_its_vault_and_v
     found = subjects(plan(load_spec(ROOT / "blueprints" / "onprem-airgap-regulated.yaml"), "test"))
     assert [s.kind for s in found if s.kind in ("CronJob", "RecurringJob")] == ["CronJob", "RecurringJob"]
     assert violations(found) == []
+
+
+# --- the report ---------------------------------------------------------------------------------------------------
+
+
+def test_the_report_lists_the_volume_backups_and_vault_snapshots(prod_plan, tmp_path):
+    assert volume_and_vault_backups(prod_plan) == [
+        {"what": "Longhorn volumes, group default (longhorn-system/plinth-volume-backup)",
+         "where": "s3://test-backups@us-east-1/longhorn/", "schedule": "0 3 * * *", "retention": "14 backups"},
+        {"what": "Vault raft snapshot (vault/vault-snapshot)", "where": "volume vault/vault-snapshots",
+         "schedule": "0 1 * * *", "retention": "14 snapshots"}]
+    assert volume_and_vault_backups(planned(PROD, OFF)) == []
+
+
+def test_plinth_report_shows_them_in_its_data_protection_section(tmp_path):
+    run = subprocess.run([str(Path(sys.executable).parent / "plinth"), "report", "--stack", "regulated-prod", "--out",
+                          str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PLINTH_DEBUG": ""})
+    assert run.returncode == 0, run.stderr
+    rows = json.loads((tmp_path / "report.json").read_text())["protectionOther"]
+    assert [(r["what"], r["where"]) for r in rows] == [
+        ("Longhorn volumes, group default (longhorn-system/plinth-volume-backup)",
+         "s3://regulated-backups@us-east-1/longhorn/"),
+        ("Vault raft snapshot (vault/vault-snapshot)", "volume vault/vault-snapshots")]
+    assert "| Vault raft snapshot (vault/vault-snapshot) | volume vault/vault-snapshots | 0 1 * * * | 14 snapshots |" \
+        in (tmp_path / "report.md").read_text()

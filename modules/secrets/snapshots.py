@@ -31,9 +31,9 @@ def snapshots_on(ctx_backups, vault) -> bool:
     return ctx_backups is not None and vault.enabled and vault.ha
 
 
-def script(retain: int, auth_mount: str) -> str:
+def script(auth_mount: str) -> str:
     """Log in, save the snapshot under a temporary name (a failed save leaves no snapshot-looking file), keep the
-    newest `retain`."""
+    newest $RETAIN."""
     return (
         "set -eu\n"
         f'VAULT_TOKEN="$(vault write -field=token auth/{auth_mount}/login role={NAME} jwt=@{TOKEN_PATH}/token)"\n'
@@ -41,7 +41,7 @@ def script(retain: int, auth_mount: str) -> str:
         f'file="{MOUNT}/vault-$(date -u +%Y%m%dT%H%M%SZ).snap"\n'
         'vault operator raft snapshot save "$file.partial"\n'
         'mv "$file.partial" "$file"\n'
-        f"ls -1t {MOUNT}/vault-*.snap | tail -n +{retain + 1} | xargs -r rm -f --\n"
+        f"ls -1t {MOUNT}/vault-*.snap | tail -n +$((RETAIN + 1)) | xargs -r rm -f --\n"
         f"ls -l {MOUNT}\n")
 
 
@@ -57,12 +57,13 @@ def cronjob_spec(ctx: PlatformContext, image: str, tls_secret: str, uid: int, gi
         "containers": [{
             "name": "snapshot",
             "image": image,
-            "command": ["/bin/sh", "-c", script(ctx.backups.vault.retain, auth_mount)],
+            "command": ["/bin/sh", "-c", script(auth_mount)],
             "env": [
                 # The active server: a snapshot is the leader's.
                 {"name": "VAULT_ADDR", "value": f"https://{vault.name}-active.{vault.namespace}.svc:{api_port}"},
                 {"name": "VAULT_CACERT", "value": "/vault/tls/ca.crt"},
                 {"name": "HOME", "value": "/tmp"},
+                {"name": "RETAIN", "value": str(ctx.backups.vault.retain)},  # snapshots kept (the report reads it)
             ],
             "securityContext": restricted_container(read_only_root=True),
             "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
