@@ -27,7 +27,7 @@ CONFIGURE_STACKS = [s for s in _ALL_STACKS if s.endswith(".configure")]
 STACKS = [s for s in _ALL_STACKS if s not in CONFIGURE_STACKS]
 """Stacks of the platform stage."""
 
-CUSTOM_GROUPS = {"barmancloud.cnpg.io", "cert-manager.io", "cilium.io", "gateway.networking.k8s.io",
+CUSTOM_GROUPS = {"barmancloud.cnpg.io", "cert-manager.io", "cilium.io", "gateway.networking.k8s.io", "longhorn.io",
                  "monitoring.coreos.com", "nfd.k8s-sigs.io", "nvidia.com", "postgresql.cnpg.io",
                  "redis.redis.opstreelabs.in", "secrets.hashicorp.com"}
 """API groups of the custom resources Plinth authors: validated against their CRDs (chart tier), not the

@@ -245,7 +245,7 @@ def violations(found, name="backups-required") -> list[tuple[str, str]]:
 
 def test_backups_required_passes_on_the_regulated_blueprint():
     found = subjects(plan(load_spec(ROOT / "blueprints" / "onprem-airgap-regulated.yaml"), "test"))
-    assert len([s for s in found if s.type.endswith("postgresql.cnpg.io/v1:ScheduledBackup")]) == 3
+    assert len([s for s in found if s.type.endswith("postgresql.cnpg.io/v1:ScheduledBackup")]) == 4  # with MLflow's
     assert violations(found) == []
 
 
@@ -259,6 +259,9 @@ def test_backups_required_fails_on_a_prod_plan_without_backups():
          "entry with isWALArchiver: true"),
         ("Cluster monitoring/grafana-postgres", "no ScheduledBackup (method plugin, with a schedule) takes its base "
          "backups"),
+        ("Release longhorn", "Longhorn has no backup target (defaultBackupStore.backupTarget)"),
+        ("Release longhorn", "no RecurringJob (task backup, group default, with a cron and a retain) backs up its "
+         "volumes"),
     ]
 
 
@@ -295,7 +298,7 @@ def test_plinth_report_has_a_data_protection_section(tmp_path):
     assert report["protection"] == [
         {"cluster": f"{ns}/{name}", "where": f"s3://regulated-backups/postgres/{ns}/{name}",
          "schedule": "0 0 2 * * *", "retention": "30d", "rpo": rpo}
-        for ns, name in (("feast", "feast-postgres"), ("harbor", "harbor-postgres"),
+        for ns, name in (("feast", "feast-postgres"), ("harbor", "harbor-postgres"), ("mlflow", "mlflow-postgres"),
                          ("monitoring", "grafana-postgres"))]
     text = (tmp_path / "report.md").read_text()
     assert "## Data protection" in text

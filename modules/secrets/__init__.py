@@ -10,6 +10,7 @@ from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.certs import certificate
 from plinth.modules.helm import HelmService, image_values
+from plinth.modules.secrets.snapshots import snapshot_objects, snapshots_on
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import Need, Peer
 from plinth.spec import models
@@ -172,6 +173,11 @@ class Vault(HelmService):
         return (Peer("vault", cls.chart().namespace, (API_PORT,)),)
 
     def objects(self, name: str, block: models.Vault, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+        if snapshots_on(ctx.backups, block):
+            from plinth.modules.secrets.operator import AUDIENCE, AUTH_MOUNT
+
+            snapshot_objects(name, ctx, self.chart().images[0], TLS_SECRET, VAULT_UID, VAULT_GID, API_PORT,
+                             AUTH_MOUNT, AUDIENCE, opts)
         if not ctx.monitoring:
             return
         chart = self.chart()

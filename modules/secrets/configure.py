@@ -1,4 +1,5 @@
-"""The configure stage of Vault: the KV mount, Kubernetes auth, and one policy and role per team.
+"""The configure stage of Vault: the KV mount, Kubernetes auth, one policy and role per team and, with raft
+snapshots on (snapshots.py), the snapshot-only policy and role of the snapshot job.
 
 Runs once Vault is initialised and unsealed (`vault operator init` is an operator's act; Plinth
 never holds root tokens or unseal keys). The provider authenticates from the environment of
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_vault as vault
 
+from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.secrets import vault_address
 from plinth.modules.secrets.operator import (
@@ -23,9 +25,13 @@ from plinth.modules.secrets.operator import (
     TeamVaultAccess,
     VaultSecretsOperator,
 )
+from plinth.modules.secrets.snapshots import NAME as SNAPSHOT
+from plinth.modules.secrets.snapshots import POLICY_HCL as SNAPSHOT_POLICY
+from plinth.modules.secrets.snapshots import snapshots_on
 from plinth.service import PlatformService
 from plinth.spec.models import PlatformSpec
 
+SNAPSHOT_NAMESPACE = CHARTS["vault"].namespace
 TOKEN_TTL = 3600
 """Lifetime of the Vault token a team's login gets (seconds); the operator renews it."""
 
@@ -35,6 +41,13 @@ class VaultTeamsArgs:
     address: str
     """Where the stage reaches Vault."""
     teams: tuple[str, ...]
+    snapshots: bool = False
+    """Whether the snapshot job's role is made (backups on, Vault on raft)."""
+
+
+def _snapshots(spec: PlatformSpec) -> bool:
+    backups = spec.backups if spec.backups.active(spec.metadata.environment) else None
+    return snapshots_on(backups, spec.secrets.vault)
 
 
 class VaultTeams(PlatformService):
@@ -42,11 +55,13 @@ class VaultTeams(PlatformService):
 
     @classmethod
     def enabled(cls, spec: PlatformSpec) -> bool:
-        return VaultSecretsOperator.enabled(spec)  # Vault's side of what the operator's VaultAuths use
+        # Vault's side of what the operator's VaultAuths and the snapshot job use.
+        return VaultSecretsOperator.enabled(spec) or _snapshots(spec)
 
     @classmethod
     def block(cls, spec: PlatformSpec) -> VaultTeamsArgs:
-        return VaultTeamsArgs(spec.secrets.vault.address or vault_address(), tuple(t.name for t in spec.teams))
+        teams = tuple(t.name for t in spec.teams) if VaultSecretsOperator.enabled(spec) else ()
+        return VaultTeamsArgs(spec.secrets.vault.address or vault_address(), teams, _snapshots(spec))
 
     def __init__(self, name: str, args: VaultTeamsArgs, ctx: PlatformContext,
                  opts: pulumi.ResourceOptions | None = None):
@@ -79,4 +94,12 @@ class VaultTeams(PlatformService):
                 token_max_ttl=4 * TOKEN_TTL,
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[config, kv])),
             )
+        if args.snapshots:
+            # Read a raft snapshot, nothing else; the job's ServiceAccount in Vault's namespace, no glob.
+            policy = vault.Policy(resource_name(name, SNAPSHOT), name=SNAPSHOT, policy=SNAPSHOT_POLICY, opts=child)
+            vault.kubernetes.AuthBackendRole(
+                resource_name(name, f"{SNAPSHOT}-role"), backend=auth.path, role_name=SNAPSHOT,
+                bound_service_account_names=[SNAPSHOT], bound_service_account_namespaces=[SNAPSHOT_NAMESPACE],
+                audience=AUDIENCE, token_policies=[policy.name], token_ttl=600, token_max_ttl=1800,
+                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[config])))
         self.register_outputs({})

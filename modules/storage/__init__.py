@@ -1,12 +1,20 @@
-"""Longhorn: replicated block storage and the default StorageClass."""
+"""Longhorn: replicated block storage and the default StorageClass; with backups on, a recurring backup of
+every volume to the backups bucket."""
 
 from __future__ import annotations
 
+import pulumi
+import pulumi_kubernetes as k8s
+
 from plinth.catalog import CHARTS
-from plinth.context import PlatformContext
+from plinth.context import PlatformContext, resource_name
+from plinth.modules.backups import IDENTITY, backups_on
 from plinth.modules.cluster.differences import longhorn_values
 from plinth.modules.helm import HelmService, merge_values
-from plinth.service import Peer
+from plinth.modules.objectstore import ENDPOINT, client_policy
+from plinth.modules.objectstore.identities import bucket, derive
+from plinth.objects import stack_secret
+from plinth.service import Need, Peer
 from plinth.spec import models
 from plinth.targets import Identity
 
@@ -16,6 +24,34 @@ REPLICAS_BY_ENVIRONMENT = {"dev": 1, "staging": 2, "prod": 3}
 
 SERVICE_ACCOUNT = (CHARTS["longhorn"].namespace, "longhorn-service-account")
 """The manager's ServiceAccount (the chart's default name, kept by Plinth)."""
+BACKUP_PREFIX = "longhorn"
+"""On-prem, volume backups live under s3://<platform>-backups/longhorn/."""
+BACKUP_REGION = "us-east-1"
+"""Longhorn's S3 URL names a region (s3://<bucket>@<region>/<path>); SeaweedFS accepts any, SigV4 signs with it."""
+CREDENTIAL_SECRET = "longhorn-backup-s3"
+"""The backup target's credentials on-prem (Longhorn's keys: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the
+endpoint AWS_ENDPOINTS)."""
+RECURRING_JOB = "plinth-volume-backup"
+BACKUP_CONCURRENCY = 2
+"""Volumes backed up at once by the recurring job: bounds the load on the nodes and the store."""
+
+
+def volume_backups(ctx: PlatformContext) -> bool:
+    """Whether Longhorn backs up its volumes: backups on, and a target Longhorn can write to (the object store
+    on-prem, the backups bucket with the manager's IAM role on eks; on gke Longhorn has no workload identity)."""
+    return ctx.backups is not None and (not ctx.target.cloud or bool(longhorn_values(ctx.target)))
+
+
+def backup_target(platform: str) -> str:
+    return f"s3://{bucket(platform, 'backups')}@{BACKUP_REGION}/{BACKUP_PREFIX}/"
+
+
+def recurring_job_spec(ctx: PlatformContext) -> dict:
+    """Every volume of the default group (each volume without a group of its own) is backed up on the spec's
+    schedule; Longhorn deletes a volume's backups beyond `retain`."""
+    volumes = ctx.backups.volumes
+    return {"name": RECURRING_JOB, "task": "backup", "cron": volumes.schedule, "retain": volumes.retain,
+            "concurrency": BACKUP_CONCURRENCY, "groups": ["default"], "labels": {}}
 
 
 class Longhorn(HelmService):
@@ -31,6 +67,14 @@ class Longhorn(HelmService):
         # Longhorn reaches S3 with the ServiceAccount's role; GCS only through HMAC keys (README).
         if spec.storage.longhorn.enabled and spec.target.type == "eks":
             return (Identity("longhorn", *SERVICE_ACCOUNT, "bucket-rw:backups"),)
+        return ()
+
+    @classmethod
+    def needs(cls, spec) -> tuple[Need, ...]:
+        if spec.storage.longhorn.enabled and backups_on(spec) and spec.target.type == "existing":
+            return (Need("object-store", ("backups", "enabled"), "on an existing cluster, Longhorn backs up its "
+                         "volumes to the object store's backups bucket", "longhorn-backups",
+                         "set backups.enabled: false with a backups.reason"),)
         return ()
 
     @classmethod
@@ -63,4 +107,34 @@ class Longhorn(HelmService):
         annotations = ctx.target.annotations(*SERVICE_ACCOUNT)
         if annotations:
             values["serviceAccount"] = {"annotations": annotations}
+        if ctx.backups is not None and not ctx.target.cloud:
+            values["defaultBackupStore"] = {"backupTarget": backup_target(ctx.platform),
+                                            "backupTargetCredentialSecret": CREDENTIAL_SECRET}
         return merge_values(values, longhorn_values(ctx.target))
+
+    def prerequisites(self, name: str, block: models.Longhorn, ctx: PlatformContext,
+                      opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        if ctx.backups is None or ctx.target.cloud:
+            return []
+        # On-prem: the object store's `backups` identity, before the release whose setting names the Secret.
+        seed = ctx.secrets.object_store_seed
+        if seed is None:
+            raise ValueError("backups to the object store need the stack secret plinth:objectStoreSeed")
+        platform, namespace = ctx.platform, self.chart().namespace
+        keys = pulumi.Output.secret(seed).apply(lambda s: {
+            "AWS_ACCESS_KEY_ID": derive(s, platform, IDENTITY, "access"),
+            "AWS_SECRET_ACCESS_KEY": derive(s, platform, IDENTITY, "secret"), "AWS_ENDPOINTS": ENDPOINT})
+        return [
+            stack_secret(resource_name(name, "backup-s3"), ctx.metadata(CREDENTIAL_SECRET, name, namespace=namespace),
+                         f"derived from plinth:objectStoreSeed (the object store's `{IDENTITY}` identity)", keys, opts),
+            # Longhorn's manager lists the target; the instance managers' replicas write the blocks.
+            client_policy(resource_name(name, "backup-ingress"), "longhorn", namespace, {}, name, ctx, opts),
+        ]
+
+    def objects(self, name: str, block: models.Longhorn, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+        if not volume_backups(ctx):
+            return
+        k8s.apiextensions.CustomResource(
+            resource_name(name, "volume-backup"), api_version="longhorn.io/v1beta2", kind="RecurringJob",
+            metadata=ctx.metadata(RECURRING_JOB, name, namespace=self.chart().namespace),
+            spec=recurring_job_spec(ctx), opts=opts)

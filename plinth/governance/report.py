@@ -24,7 +24,7 @@ from plinth.spec.models import PlatformSpec
 from plinth.vocabulary import SECRET_SOURCE
 
 FORMAT = "plinth.dev/compliance-report/v1"
-SECTIONS = ("access", "exposure", "data", "protection", "inventory", "secrets", "policies")
+SECTIONS = ("access", "exposure", "data", "protection", "protectionOther", "inventory", "secrets", "policies")
 WAL_RPO = "5 minutes"
 """A WAL-archived database's recovery point: CloudNativePG switches a WAL segment at the latest after its
 `archive_timeout` (5 minutes by default) and the archiver uploads it; a busier database fills segments sooner."""
@@ -129,6 +129,35 @@ def data_protection(plan: Plan) -> list[dict]:
     return sorted(rows, key=lambda r: r["cluster"])
 
 
+def volume_and_vault_backups(plan: Plan) -> list[dict]:
+    """Longhorn's recurring volume backups (where: the release's backup target) and Vault's raft snapshot jobs
+    (where: their volume): the schedule (5 fields, UTC) and how many are kept."""
+    target = next((((r.inputs.get("values") or {}).get("defaultBackupStore") or {}).get("backupTarget")
+                   for r in plan.resources if r.type.endswith("helm.sh/v3:Release")
+                   and r.inputs.get("name") == "longhorn"), None)
+    rows = []
+    for job in _objects(plan, "RecurringJob"):
+        spec = job.get("spec") or {}
+        if spec.get("task") in ("backup", "backup-force-create"):
+            rows.append({"what": f"Longhorn volumes, group {', '.join(spec.get('groups') or [])} ({_name(job)})",
+                         "where": target, "schedule": spec.get("cron"), "retention": f"{spec.get('retain')} backups"})
+    for cron in _objects(plan, "CronJob"):
+        pod = ((((cron.get("spec") or {}).get("jobTemplate") or {}).get("spec") or {}).get("template") or {}) \
+            .get("spec") or {}
+        for container in pod.get("containers") or []:
+            if "raft snapshot save" not in " ".join(container.get("command") or []):
+                continue
+            env = {e.get("name"): e.get("value") for e in container.get("env") or []}
+            claims = [v["persistentVolumeClaim"]["claimName"] for v in pod.get("volumes") or []
+                      if v.get("persistentVolumeClaim")]
+            namespace = (cron.get("metadata") or {}).get("namespace")
+            rows.append({"what": f"Vault raft snapshot ({_name(cron)})",
+                         "where": ", ".join(f"volume {namespace}/{c}" for c in claims) or None,
+                         "schedule": (cron.get("spec") or {}).get("schedule"),
+                         "retention": f"{env['RETAIN']} snapshots" if env.get("RETAIN") else None})
+    return sorted(rows, key=lambda r: r["what"])
+
+
 def secrets(plan: Plan) -> list[dict]:
     # The payload itself is a secret of the plan (keys included): names and sources only.
     return sorted(({"secret": _name(s), "type": s.get("type", "Opaque"),
@@ -148,6 +177,7 @@ def build_report(plan: Plan, spec: PlatformSpec, provenance: Provenance | None, 
         "provenance": {"spec_sha256": spec_hash(spec), **(provenance.as_dict() if provenance else {})},
         "data": data_at_rest(plan, spec),
         "protection": data_protection(plan),
+        "protectionOther": volume_and_vault_backups(plan),
         "access": access_matrix(plan),
         "exposure": exposure(plan),
         "inventory": {"images": [{"image": i.source, "mirror": i.target} for i in inventory.images],
@@ -270,6 +300,10 @@ def markdown(report: dict) -> str:
         *_table(["database", "where", "schedule", "retention", "RPO"],
                 [[d["cluster"], d["where"], d["schedule"], d["retention"], d["rpo"]]
                  for d in report.get("protection", [])]), "",
+        "Volumes and Vault (Longhorn's recurring backup; Vault's raft snapshot, schedules in five fields, UTC):", "",
+        *_table(["what", "where", "schedule", "kept"],
+                [[d["what"], d["where"], d["schedule"], d["retention"]]
+                 for d in report.get("protectionOther", [])]), "",
         "## Access matrix", "",
         *_table(["subject", "scope", "role", "permissions"],
                 [[a["subject"], a["scope"], a["role"], a["permissions"]] for a in report["access"]]), "",

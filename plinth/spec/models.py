@@ -913,18 +913,46 @@ class DatabaseBackups(Spec):
         "recovery window). Default: null (30d in prod, 7d in dev and staging).", pattern=r"^[1-9][0-9]{0,3}[dwm]$")
 
 
+class VolumeBackups(Spec):
+    """Longhorn's volumes: a recurring backup of every volume of the default group to the backups bucket."""
+
+    schedule: str = Field(
+        "0 3 * * *", description="When Longhorn backs up every volume (its RecurringJob of the default group): a "
+        "5-field cron expression (UTC). Default: 0 3 * * * (daily at 03:00, after the databases).",
+        pattern=r"^\S+( \S+){4}$")
+    retain: PositiveCount = Field(
+        14, le=100, description="How many backups of each volume Longhorn keeps; older ones are deleted "
+        "from the bucket. Default: 14 (two weeks of daily backups).")
+
+
+class VaultBackups(Spec):
+    """Vault with raft (secrets.vault.ha): a raft snapshot on a schedule."""
+
+    schedule: str = Field(
+        "0 1 * * *", description="When Vault's raft snapshot is taken: a 5-field cron expression (UTC). "
+        "Default: 0 1 * * * (daily at 01:00).", pattern=r"^\S+( \S+){4}$")
+    retain: PositiveCount = Field(
+        14, le=100, description="How many snapshots are kept on the snapshot volume; the job deletes "
+        "older ones. Default: 14.")
+
+
 class Backups(Spec):
     """Backups of the platform's data, to the backups bucket: on an existing target the object store's
     <platform>-backups (storage.objectStore), on eks and gke the cloud's <bucketPrefix>-backups."""
 
     enabled: Flag | None = Field(
-        None, description="Back up every stateful service of the platform (today: every CloudNativePG "
-        "cluster). Default: null (on in prod, off in dev and staging; prod refuses false without a reason).")
+        None, description="Back up every stateful service of the platform (every CloudNativePG cluster, "
+        "Longhorn's volumes, Vault's raft storage). Default: null (on in prod, off in dev and staging; prod "
+        "refuses false without a reason).")
     reason: str | None = Field(
         None, description="Why backups are off (required in prod with enabled: false). Default: null.",
         min_length=10, max_length=200)
     databases: DatabaseBackups = Field(default_factory=DatabaseBackups, description="PostgreSQL (CloudNativePG) "
                                        "backups. Default: daily base backups, WAL archived continuously.")
+    volumes: VolumeBackups = Field(default_factory=VolumeBackups, description="Longhorn volume backups. "
+                                   "Default: daily, 14 kept.")
+    vault: VaultBackups = Field(default_factory=VaultBackups, description="Vault raft snapshots (with "
+                                "secrets.vault.ha). Default: daily, 14 kept.")
     values: Values = {}
 
     def active(self, environment: str) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from plinth.governance.policies.core import MANDATORY, Policy, dig
+from plinth.governance.policies.core import HELM_RELEASE, MANDATORY, Policy, dig
 
 CNPG = "postgresql.cnpg.io/v1"
 BARMAN_CLOUD = "barman-cloud.cloudnative-pg.io"
@@ -13,9 +13,48 @@ def _api_kind(subject) -> str:
     return subject.type.removeprefix("kubernetes:")
 
 
+def _release(subjects, name: str):
+    return next((s for s in subjects if s.type == HELM_RELEASE and s.props.get("name") == name), None)
+
+
+def _longhorn_backed_up(subjects):
+    """Longhorn has a backup target, and a RecurringJob backs up the default group on a schedule, keeping some."""
+    release = _release(subjects, "longhorn")
+    if release is None:
+        return
+    if not dig(release.props, "values", "defaultBackupStore", "backupTarget"):
+        yield release, "Longhorn has no backup target (defaultBackupStore.backupTarget)"
+    jobs = [s for s in subjects if _api_kind(s) == "longhorn.io/v1beta2:RecurringJob"
+            and dig(s.props, "spec", "task") in ("backup", "backup-force-create")
+            and "default" in (dig(s.props, "spec", "groups") or []) and dig(s.props, "spec", "cron")
+            and (dig(s.props, "spec", "retain") or 0) > 0]
+    if not jobs:
+        yield release, "no RecurringJob (task backup, group default, with a cron and a retain) backs up its volumes"
+
+
+def _vault_snapshotted(subjects):
+    """Vault on raft: a CronJob of its namespace saves a raft snapshot, one run at a time."""
+    release = _release(subjects, "vault")
+    if release is None or not dig(release.props, "values", "server", "ha", "raft", "enabled"):
+        return
+    namespace = release.props.get("namespace")
+    for s in subjects:
+        if s.kind != "CronJob" or s.metadata.get("namespace") != namespace:
+            continue
+        spec = s.props.get("spec") or {}
+        containers = dig(spec, "jobTemplate", "spec", "template", "spec", "containers") or []
+        commands = " ".join(" ".join(c.get("command") or []) + " " + " ".join(c.get("args") or [])
+                            for c in containers if isinstance(c, dict))
+        if "raft snapshot save" in commands and spec.get("schedule") and spec.get("concurrencyPolicy") == "Forbid":
+            return
+    yield release, f"Vault runs on raft but no CronJob of namespace {namespace} saves a raft snapshot on a " \
+        "schedule (concurrencyPolicy: Forbid)"
+
+
 def _backups_required(subjects, platform):
     """Each CloudNativePG Cluster archives its WAL through the Barman Cloud plugin into an ObjectStore of its
-    namespace that has a retention policy, and a ScheduledBackup with a schedule takes its base backups."""
+    namespace that has a retention policy, and a ScheduledBackup with a schedule takes its base backups;
+    Longhorn backs up its volumes on a schedule; Vault on raft is snapshotted on a schedule."""
     if platform.environment != "prod":
         return
     stores = {(s.metadata.get("namespace"), s.metadata.get("name")): s for s in subjects
@@ -40,11 +79,15 @@ def _backups_required(subjects, platform):
                 yield s, f"its ObjectStore {ns}/{store.metadata.get('name')} has no retentionPolicy"
         if (ns, name) not in scheduled:
             yield s, "no ScheduledBackup (method plugin, with a schedule) takes its base backups"
+    yield from _longhorn_backed_up(subjects)
+    yield from _vault_snapshotted(subjects)
 
 
 BACKUPS_REQUIRED_POLICY = Policy(
     "backups-required", "Production backs up every stateful service on a schedule: each CloudNativePG Cluster "
     "archives its WAL through the Barman Cloud plugin into an ObjectStore with a retention policy, and a "
-    "ScheduledBackup takes its base backups.",
+    "ScheduledBackup takes its base backups; Longhorn has a backup target and a recurring backup of its volumes; "
+    "Vault on raft has a scheduled snapshot CronJob.",
     "keep backups on in prod (spec `backups`): Plinth gives every Cluster its ObjectStore, WAL archiving and "
-    "ScheduledBackup", MANDATORY, _backups_required)
+    "ScheduledBackup, Longhorn its backup target and RecurringJob, Vault on raft its snapshot CronJob",
+    MANDATORY, _backups_required)
