@@ -129,6 +129,8 @@ class Pod:
         command, *rest = container["command"]
         args = [*rest, *container.get("args", [])]
         args = [(port_substitute or {}).get(a, a) for a in args]
+        # Kubernetes would expand `$(VAR)` in arguments; none is expected, so none is expanded here.
+        assert [a for a in args if "$(" in a] == []
         return [str(self.bin_dir / command), *(self._local(container, a) for a in args)]
 
     def process_env(self, container: dict) -> dict[str, str]:
