@@ -20,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from pgserver import Postgres, postgres_account
 from s3server import Identity, S3Server, weed
-from support import barman_cloud_bin, free_port
+from support import barman_cloud_bin
 from plinth.modules.backups import IDENTITY, PREFIX
 from plinth.modules.featurestore import NAMESPACE, POSTGRES
 from plinth.modules.objectstore.identities import s3_config
@@ -93,56 +94,14 @@ def test_a_team_identity_reads_its_own_prefix_of_the_models_bucket_and_nothing_e
 # --- the restore drill -----------------------------------------------------------------------------------------
 
 
-class Postgres:
-    """A PostgreSQL server in `data` listening on a socket in `run` only, run as `user` (the server refuses
-    root: as root, the `postgres` account), with the environment `env` (its archive and restore commands
-    inherit it)."""
-
-    def __init__(self, data: Path, run: Path, user: pwd.struct_passwd | None, env: dict[str, str]):
-        self.data, self.run, self.user, self.env = data, run, user, env
-        self.port = free_port()
-        self.log = run / f"{data.name}.log"
-
-    def command(self, *args, timeout: int = 120, check: bool = True) -> subprocess.CompletedProcess:
-        as_user = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []} if self.user else {}
-        done = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout,
-                              cwd=self.run, env=self.env, **as_user)
-        if check and done.returncode != 0:
-            pytest.fail(f"{' '.join(map(str, args))} exited {done.returncode}:\n{done.stdout[-2000:]}\n"
-                        f"{done.stderr[-3000:]}\n{self.log_tail()}")
-        return done
-
-    def sql(self, statement: str) -> str:
-        return self.command("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", self.run, "-p",
-                            self.port, "-U", "postgres", "-d", "postgres", "-c", statement).stdout.strip()
-
-    def start(self) -> None:
-        self.command("pg_ctl", "-D", self.data, "-l", self.log, "-o", f"-p {self.port}", "-w", "-t", "60",
-                     "start")
-
-    def stop(self) -> None:
-        if (self.data / "postmaster.pid").exists():
-            self.command("pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop", check=False)
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
-
-
 @pytest.fixture(scope="module")
 def drill_tools() -> tuple[Path, pwd.struct_passwd | None]:
     """Barman Cloud's commands and PostgreSQL's (absent: skip, before the S3 server starts), and the account to
     run the server as."""
     barman = barman_cloud_bin()
-    for tool in ("initdb", "pg_ctl", "postgres", "psql"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"no {tool} on PATH: the restore drill runs a real PostgreSQL server "
-                        "(Debian: apt-get install postgresql; /usr/lib/postgresql/<version>/bin on PATH)")
-    if os.geteuid() != 0:
+    user = postgres_account()
+    if user is None:
         return barman, None
-    try:
-        user = pwd.getpwnam("postgres")
-    except KeyError:
-        pytest.skip("running as root, the drill runs PostgreSQL as the account `postgres`, and there is none")
     probe = subprocess.run([str(barman / "barman-cloud-wal-archive"), "--version"], capture_output=True,
                            text=True, user=user.pw_uid, group=user.pw_gid, extra_groups=[], cwd="/")
     if probe.returncode != 0:
