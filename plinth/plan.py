@@ -68,7 +68,7 @@ class Plan:
         # Plain dicts, not dataclasses.asdict: asdict deep-copies every input (most of a large plan's time).
         resources = [{"urn": r.urn, "type": r.type, "name": r.name, "parent": r.parent, "custom": r.custom,
                       "dependencies": list(r.dependencies), "provider": r.provider, "inputs": r.inputs,
-                      **({"retained": True} if r.retained else {})}
+                      "retained": r.retained}
                      for r in self.resources]
         doc = {"version": PLAN_VERSION, "platform": self.platform, "environment": self.environment,
                "source": self.source, "resources": resources}

@@ -82,11 +82,12 @@ def test_longhorn_backs_up_to_the_object_stores_backups_bucket_under_longhorn(pr
     assert job["apiVersion"] == "longhorn.io/v1beta2"
     assert job["spec"] == {"name": "plinth-volume-backup", "task": "backup", "cron": "0 3 * * *", "retain": 14,
                            "concurrency": 2, "groups": ["default"], "labels": {}}
-    # The store admits Longhorn's pods (the manager lists, the instance managers write) on its S3 port only.
-    policy = objects[("NetworkPolicy", "object-store", "allow-from-longhorn-system-longhorn")].inputs["spec"]
-    assert policy["ingress"] == [{"from": [{"namespaceSelector": {"matchLabels": {
-        "kubernetes.io/metadata.name": "longhorn-system"}}, "podSelector": {"matchLabels": {}}}],
-        "ports": [{"protocol": "TCP", "port": 8333}]}]
+    # The store, installed after Longhorn, admits Longhorn's pods (the manager lists, the instance managers
+    # write) on its S3 port only: Longhorn cannot make a policy in a namespace that does not exist yet.
+    policy = objects[("NetworkPolicy", "object-store", "allow-from-longhorn")]
+    assert policy.parent and "ObjectStore" in policy.parent
+    assert policy.inputs["spec"]["ingress"] == [{"from": [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "longhorn-system"}}}], "ports": [{"protocol": "TCP", "port": 8333}]}]
 
 
 def test_the_spec_chooses_the_volume_schedule_and_retain():
@@ -169,11 +170,12 @@ def test_vault_on_raft_takes_a_snapshot_on_a_schedule_with_restricted_pods(prod_
     pod = job["jobTemplate"]["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert container["image"] == "docker.io/hashicorp/vault:2.0.4"  # the catalog's Vault image: it has the CLI
-    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 100, "runAsGroup": 1000, "fsGroup": 1000,
+    assert pod["securityContext"] == {"runAsNonRoot": True, "runAsUser": 10100, "runAsGroup": 1000, "fsGroup": 1000,
                                       "seccompProfile": {"type": "RuntimeDefault"}}
     assert container["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
                                             "readOnlyRootFilesystem": True}
-    assert container["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+    assert container["resources"] == {"requests": {"cpu": "50m", "memory": "64Mi"},
+                                      "limits": {"cpu": "500m", "memory": "256Mi"}}
     script = container["command"][2]
     assert "auth/kubernetes/login role=vault-snapshot jwt=@/var/run/secrets/vault/token" in script
     assert 'vault operator raft snapshot save "$file.partial"' in script

@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from plinth.catalog import PLATFORM_NAMESPACES
+from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
 from plinth.context import PlatformContext, StackSecret, resource_name
 from plinth.modules.helm import HelmService, image_values
 from plinth.modules.objectstore.identities import buckets, s3_config_json
@@ -48,6 +48,8 @@ class ObjectStoreArgs:
     """storage.objectStore (plinth.spec.models.ObjectStore)."""
     storage_class: str
     """`storageClass`, Longhorn's `longhorn` when it is on, else "" (the cluster's default)."""
+    longhorn_backups: bool = False
+    """Longhorn backs its volumes up into the backups bucket (Longhorn on, backups on)."""
 
 
 class ObjectStore(HelmService):
@@ -78,7 +80,16 @@ class ObjectStore(HelmService):
     @classmethod
     def block(cls, spec) -> ObjectStoreArgs:
         store = spec.storage.object_store
-        return ObjectStoreArgs(store, store.storage_class or ("longhorn" if spec.storage.longhorn.enabled else ""))
+        longhorn = spec.storage.longhorn.enabled
+        return ObjectStoreArgs(store, store.storage_class or ("longhorn" if longhorn else ""),
+                               longhorn and spec.backups.active(spec.metadata.environment))
+
+    @classmethod
+    def ingress(cls, block: ObjectStoreArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
+        # Longhorn is installed before the store (the store's volumes are Longhorn's): the store opens the way
+        # for its backups (the manager lists the target, the instance managers write the blocks). Services
+        # installed after the store open their own (client_policy).
+        return (Peer("longhorn", CHARTS["longhorn"].namespace, (S3_PORT,)),) if block.longhorn_backups else ()
 
     @classmethod
     def user_values(cls, block: ObjectStoreArgs) -> dict:

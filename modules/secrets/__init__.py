@@ -176,7 +176,7 @@ class Vault(HelmService):
         if snapshots_on(ctx.backups, block):
             from plinth.modules.secrets.operator import AUDIENCE, AUTH_MOUNT
 
-            snapshot_objects(name, ctx, self.chart().images[0], TLS_SECRET, VAULT_UID, VAULT_GID, API_PORT,
+            snapshot_objects(name, ctx, self.chart().images[0], TLS_SECRET, VAULT_GID, API_PORT,
                              AUTH_MOUNT, AUDIENCE, opts)
         if not ctx.monitoring:
             return

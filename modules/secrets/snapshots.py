@@ -24,6 +24,9 @@ POLICY_HCL = 'path "sys/storage/raft/snapshot" {\n  capabilities = ["read"]\n}\n
 TOKEN_PATH = "/var/run/secrets/vault"
 """Where the job's ServiceAccount token (audience `vault`, what the role expects) is projected."""
 MOUNT = "/snapshots"
+UID = 10100
+"""The job's own uid: high, unlike Vault's 100 (it reads only its projected token and the CA, and writes its
+volume, which gets Vault's group through fsGroup)."""
 
 
 def snapshots_on(ctx_backups, vault) -> bool:
@@ -45,18 +48,19 @@ def script(auth_mount: str) -> str:
         f"ls -l {MOUNT}\n")
 
 
-def cronjob_spec(ctx: PlatformContext, image: str, tls_secret: str, uid: int, gid: int, api_port: int,
+def cronjob_spec(ctx: PlatformContext, image: str, tls_secret: str, gid: int, api_port: int,
                  auth_mount: str, audience: str) -> dict:
     vault = CHARTS["vault"]
     pod = {
         "serviceAccountName": NAME,
         "automountServiceAccountToken": False,  # only the projected token, for Vault's audience
         "restartPolicy": "OnFailure",
-        "securityContext": restricted_pod(uid, gid, gid),
+        "securityContext": restricted_pod(UID, gid, gid),
         "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
         "containers": [{
             "name": "snapshot",
             "image": image,
+            "imagePullPolicy": "Always",  # the tag is pinned; Always re-checks it against the registry
             "command": ["/bin/sh", "-c", script(auth_mount)],
             "env": [
                 # The active server: a snapshot is the leader's.
@@ -66,7 +70,7 @@ def cronjob_spec(ctx: PlatformContext, image: str, tls_secret: str, uid: int, gi
                 {"name": "RETAIN", "value": str(ctx.backups.vault.retain)},  # snapshots kept (the report reads it)
             ],
             "securityContext": restricted_container(read_only_root=True),
-            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
             "volumeMounts": [{"name": "snapshots", "mountPath": MOUNT}, {"name": "token", "mountPath": TOKEN_PATH,
                                                                         "readOnly": True},
                              {"name": "ca", "mountPath": "/vault/tls", "readOnly": True},
@@ -94,7 +98,7 @@ def cronjob_spec(ctx: PlatformContext, image: str, tls_secret: str, uid: int, gi
     }
 
 
-def snapshot_objects(name: str, ctx: PlatformContext, server_image: str, tls_secret: str, uid: int, gid: int,
+def snapshot_objects(name: str, ctx: PlatformContext, server_image: str, tls_secret: str, gid: int,
                      api_port: int, auth_mount: str, audience: str,
                      opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
     """The ServiceAccount, the snapshot volume and the CronJob, in Vault's namespace."""
@@ -109,6 +113,6 @@ def snapshot_objects(name: str, ctx: PlatformContext, server_image: str, tls_sec
         spec={"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": VOLUME_SIZE}}}, opts=opts)
     job = k8s.batch.v1.CronJob(
         resource_name(name, "snapshot"), metadata=ctx.metadata(NAME, name, namespace=ns),
-        spec=cronjob_spec(ctx, str(image), tls_secret, uid, gid, api_port, auth_mount, audience),
+        spec=cronjob_spec(ctx, str(image), tls_secret, gid, api_port, auth_mount, audience),
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[account, claim])))
     return [account, claim, job]

@@ -11,7 +11,7 @@ from plinth.context import PlatformContext, resource_name
 from plinth.modules.backups import IDENTITY, backups_on
 from plinth.modules.cluster.differences import longhorn_values
 from plinth.modules.helm import HelmService, merge_values
-from plinth.modules.objectstore import ENDPOINT, client_policy
+from plinth.modules.objectstore import ENDPOINT
 from plinth.modules.objectstore.identities import bucket, derive
 from plinth.objects import stack_secret
 from plinth.service import Need, Peer
@@ -127,8 +127,7 @@ class Longhorn(HelmService):
         return [
             stack_secret(resource_name(name, "backup-s3"), ctx.metadata(CREDENTIAL_SECRET, name, namespace=namespace),
                          f"derived from plinth:objectStoreSeed (the object store's `{IDENTITY}` identity)", keys, opts),
-            # Longhorn's manager lists the target; the instance managers' replicas write the blocks.
-            client_policy(resource_name(name, "backup-ingress"), "longhorn", namespace, {}, name, ctx, opts),
+            # The object store, installed after Longhorn, admits its pods (ObjectStore.ingress).
         ]
 
     def objects(self, name: str, block: models.Longhorn, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:

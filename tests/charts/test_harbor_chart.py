@@ -9,23 +9,19 @@ import os
 import re
 import subprocess
 from dataclasses import replace
-from functools import cache
-from pathlib import Path
 
 import pytest
 import yaml
 
 from support import CHARTS_DIR, platform_spec
-from validation import crd_schemas, dump, images_in, release_objects, restricted_problems, validation_failures
+from validation import PlannedRender, crd_schemas, dump, images_in, release_objects, restricted_problems, validation_failures
 from plinth.catalog import CHARTS, mirror_image
-from plinth.engine.charts import chart_archive, render_charts, template
-from plinth.engine.offline import plan
+from plinth.engine.charts import chart_archive, template
 from plinth.mirror import mirror_list
 from plinth.modules.helm import merge_values
 from plinth.modules.registry import SECRETS, TOKEN_SECRET
 from plinth.render import kubernetes_objects
 from plinth.spec.models import PlatformSpec
-from plinth.spec.rules import check_rules
 
 KUBE = "1.34"
 MIRROR = "mirror.corp.internal/mirror"
@@ -50,18 +46,8 @@ def _spec() -> PlatformSpec:
     })
 
 
-@cache
-def _planned():
-    spec = _spec()
-    assert check_rules(spec) == []
-    return spec, plan(spec, "harbor-chart")
-
-
-@cache
-def _rendered(charts_dir: Path, attempt: int):
-    """One render of every release of the plan (`attempt` keeps two renders apart in the cache)."""
-    _, result = _planned()
-    return render_charts(result, KUBE, charts_dir)
+PLANNED = PlannedRender(_spec, "harbor-chart", KUBE)
+_planned, _rendered = PLANNED.planned, PLANNED.rendered
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from validation import restricted_problems
 from plinth.engine.charts import render_charts
 from plinth.engine.offline import plan
 from plinth.spec.load import load_spec
-from plinth.spec.yamltree import merge
 
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 

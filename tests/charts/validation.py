@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import re
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import cache
 from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
 import yaml
+
+from plinth.engine.charts import render_charts
+from plinth.engine.offline import plan
+from plinth.plan import Plan
+from plinth.spec.models import PlatformSpec
+from plinth.spec.rules import check_rules
 
 IMAGE_ARG = re.compile(r"^--[a-z-]*image[a-z-]*=(.+)$")
 # Pod Security `restricted` also allows `csi` and `ephemeral`; no chart here needs them, so they stay out.
@@ -145,3 +152,21 @@ def release_objects(rendered: Iterable, release: str) -> tuple[dict, ...]:
 def dump(objects) -> str:
     """Objects as YAML in a stable key order: what two renders are compared by."""
     return yaml.safe_dump_all(objects, sort_keys=True)
+
+
+class PlannedRender:
+    """One spec of a chart test, planned once and rendered once per `attempt` (two attempts stay apart in the
+    cache, so two renders of the same plan can be compared)."""
+
+    def __init__(self, make_spec: Callable[[], PlatformSpec], source: str, kube: str = "1.34"):
+        self.make_spec, self.source, self.kube = make_spec, source, kube
+
+    @cache
+    def planned(self) -> tuple[PlatformSpec, Plan]:
+        spec = self.make_spec()
+        assert check_rules(spec) == []
+        return spec, plan(spec, self.source)
+
+    @cache
+    def rendered(self, charts_dir: Path, attempt: int = 1) -> list:
+        return render_charts(self.planned()[1], self.kube, charts_dir)
