@@ -7,6 +7,20 @@ from pathlib import Path
 
 import pytest
 
+HERE = Path(__file__).resolve().parent
+TOOLCHAIN_TIERS = (HERE / "charts", HERE / "e2e")
+"""Whole directories needing the Go-built toolchain (helm, the API server, the engine); single modules elsewhere
+say so with `pytestmark = pytest.mark.toolchain`."""
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests needing the toolchain run last, in their usual order: CI builds a cold toolchain while the
+    others run, and those tests wait for the build (tests/e2e/binaries.py) rather than skip."""
+    for item in items:
+        if any(item.path.is_relative_to(tier) for tier in TOOLCHAIN_TIERS):
+            item.add_marker(pytest.mark.toolchain)
+    items.sort(key=lambda item: item.get_closest_marker("toolchain") is not None)
+
 
 @pytest.fixture
 def write(tmp_path, monkeypatch):

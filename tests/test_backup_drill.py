@@ -27,6 +27,8 @@ from plinth.modules.backups import IDENTITY, PREFIX
 from plinth.modules.featurestore import NAMESPACE, POSTGRES
 from plinth.modules.objectstore.identities import s3_config
 
+pytestmark = pytest.mark.toolchain  # weed: runs after the other tests (tests/conftest.py)
+
 PLATFORM = "test"
 BACKUPS, MODELS = f"{PLATFORM}-backups", f"{PLATFORM}-models"
 CLUSTER = POSTGRES

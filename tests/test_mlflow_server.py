@@ -43,6 +43,8 @@ from plinth.modules.mlflow import DATABASE, DATABASE_NAME, ENV_CONFIGMAP, S3_IDE
     s3_keys
 from plinth.modules.objectstore.identities import bucket, s3_config
 
+pytestmark = pytest.mark.toolchain  # weed and helm: runs after the other tests (tests/conftest.py)
+
 PLATFORM = "test"
 SEED = "mlflow-server-seed"
 KUBE = "1.34"

@@ -3,6 +3,7 @@
 #
 #   BIN=$(tests/e2e/toolchain/build.sh | tail -n1)
 #   tests/e2e/toolchain/build.sh --print-bin-dir   # no build: bin dir if complete, else rc 1
+#                                                  # (rc 3 while a build is in progress)
 #
 # Output: ${PLINTH_TOOLCHAIN_CACHE:-$HOME/.cache/plinth-toolchain}/<key>/bin with
 #   pulumi                          CLI      (pulumi-cli/ consumer module)
@@ -62,7 +63,7 @@ BUILD_REV=1
 PRINT_ONLY=0
 case "${1:-}" in
   "") ;;
-  --print-bin-dir) PRINT_ONLY=1 ;;  # print the bin dir if it is complete, else exit 1; never builds
+  --print-bin-dir) PRINT_ONLY=1 ;;  # print the bin dir if it is complete, else exit 1 (3: being built); never builds
   *) echo "usage: $0 [--print-bin-dir]" >&2; exit 2 ;;
 esac
 
@@ -73,6 +74,20 @@ export GOFLAGS=-mod=mod GOTOOLCHAIN=${GOTOOLCHAIN:-local} CGO_ENABLED=0
 
 T0=$(date +%s)
 log() { echo "[toolchain +$(( $(date +%s) - T0 ))s] $*" >&2; }
+
+# A build in progress says so, its pid in $BUILDING: `--print-bin-dir` then exits 3 and the tests that need the
+# toolchain wait for it (tests/e2e/binaries.py) instead of skipping, so CI runs every other test meanwhile.
+BUILDING="$CACHE_ROOT/building.pid"
+if [[ $PRINT_ONLY == 1 ]]; then
+  if pid=$(cat "$BUILDING" 2>/dev/null) && [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
+    log "a build is in progress (pid $pid)"
+    exit 3
+  fi
+else
+  mkdir -p "$CACHE_ROOT"
+  echo $$ > "$BUILDING"
+  trap 'rm -f "$BUILDING"' EXIT
+fi
 
 # version of module $2 required in consumer module dir $1
 modver() { awk -v m="$2" '{ if ($1 == "require") { $1 = ""; $0 = $0 } }
