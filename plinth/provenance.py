@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from plinth.spec.yamltree import read_yaml
+from plinth.spec.yamltree import read_extends
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,7 @@ def blueprint_chain(blueprint: Path) -> list[Path]:
     path: Path | None = blueprint.resolve()
     while path is not None and path not in chain:
         chain.append(path)
-        doc = read_yaml(path)
-        parent = doc.get("extends") if isinstance(doc, dict) else None
+        parent = read_extends(path)
         path = (path.parent / parent).resolve() if isinstance(parent, str) else None
     return chain[::-1]
 
