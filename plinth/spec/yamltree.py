@@ -20,7 +20,8 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import yaml
 from ruamel.yaml import YAML
