@@ -19,8 +19,8 @@ from __future__ import annotations
 import os
 import re
 import stat
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import yaml
