@@ -116,13 +116,14 @@ def capture():
 def alertmanager(tmp_path):
     """start(config) -> the API URL of a real Alertmanager on a free port; stopped when the test ends."""
     processes = []
+    binary = tool("alertmanager")
 
     def start(config: Path) -> str:
         port = free_port()
-        log = (tmp_path / "alertmanager.log").open("w")
-        process = subprocess.Popen([tool("alertmanager"), f"--config.file={config}",
-                                    f"--storage.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-                                    "--cluster.listen-address="], stdout=log, stderr=subprocess.STDOUT)
+        with (tmp_path / "alertmanager.log").open("w") as log:  # the child keeps its own descriptor
+            process = subprocess.Popen([binary, f"--config.file={config}", f"--storage.path={tmp_path / 'data'}",
+                                        f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+                                       stdout=log, stderr=subprocess.STDOUT)
         processes.append(process)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + START_SECONDS
@@ -167,6 +168,7 @@ VISION = {"namespace": "vision", "team": "vision", "model": "detector"}
 
 
 def test_amtool_routes_each_severity_to_the_receivers_the_spec_names(tmp_path):
+    tool("amtool")  # skips first if absent
     config = local_config(planned_config(EKS_GPU), tmp_path, "http://127.0.0.1:9")
     assert routes_to(config, {"alertname": "ModelErrorRateHigh", "severity": "critical", **VISION}) == ["oncall"]
     assert routes_to(config, {"alertname": "ModelDrift", "severity": "warning", "alert_kind": "drift",
