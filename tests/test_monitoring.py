@@ -34,6 +34,16 @@ def test_drift_alerts_route_to_the_retraining_receiver_only():
     assert [r["receiver"] for r in routes[1:]] == ["retrain", "oncall"]
 
 
+def test_a_receiver_without_severities_gets_no_severity_route():
+    """`severity=~""` would send it every alert that has no severity label."""
+    resources = platform("dev", monitoring={"drift": {"enabled": True, "receiver": "retrain"}, "alertmanager": {
+        "receivers": [{"name": "retrain", "type": "webhook", "severities": []},
+                      {"name": "oncall", "type": "webhook", "severities": ["critical"]}]}})
+    routes = values(resources, "monitoring")["alertmanager"]["config"]["route"]["routes"]
+    assert [(r["receiver"], r["matchers"]) for r in routes] == [("retrain", ['alert_kind="drift"']),
+                                                                 ("oncall", ['severity=~"critical"'])]
+
+
 def test_only_node_exporter_runs_in_a_privileged_namespace_of_monitoring(dev):
     levels = {r.inputs["metadata"]["name"]: r.inputs["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
               for r in dev.values() if r.inputs.get("kind") == "Namespace"}

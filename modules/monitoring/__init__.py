@@ -66,9 +66,10 @@ def alertmanager_config(receivers, drift=None) -> dict:
         if receiver.channel:
             entry["channel"] = receiver.channel
         config["receivers"].append({"name": receiver.name, block: [entry]})
-        severities = "|".join(receiver.severities)
-        config["route"]["routes"].append({"receiver": receiver.name, "matchers": [f'severity=~"{severities}"'],
-                                          "continue": True})
+        if receiver.severities:  # none: only the drift route (if it names this receiver) sends here
+            severities = "|".join(receiver.severities)
+            config["route"]["routes"].append({"receiver": receiver.name, "matchers": [f'severity=~"{severities}"'],
+                                              "continue": True})
     if drift is not None and drift.enabled and drift.receiver:
         config["route"]["routes"].insert(0, {"receiver": drift.receiver, "matchers": ['alert_kind="drift"'],
                                              "group_by": ["alertname", "namespace", "model"],

@@ -27,6 +27,16 @@ def toolchain_weed() -> str | None:
     return str(bin_dir / "weed") if bin_dir and (bin_dir / "weed").is_file() else None
 
 
+def toolchain_prometheus_tool(name: str) -> str | None:
+    """`promtool`, `alertmanager` or `amtool`: $PLINTH_PROMTOOL / $PLINTH_ALERTMANAGER / $PLINTH_AMTOOL, else the
+    toolchain's (built from the Prometheus and Alertmanager Go modules), else None."""
+    variable = f"PLINTH_{name.upper()}"
+    if os.environ.get(variable):
+        return os.environ[variable]
+    bin_dir = toolchain_bin()
+    return str(bin_dir / name) if bin_dir and (bin_dir / name).is_file() else None
+
+
 def toolchain_crds() -> list[Path]:
     """CRDs that controllers register at start (Cilium's), fetched by build.sh: the test API server has
     no nodes for those controllers, so the tiers install these in their stead."""

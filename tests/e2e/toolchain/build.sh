@@ -17,6 +17,8 @@
 #   etcd                            (etcd/ module)
 #   helm                            (helm/ module; the chart tier's `helm template`/`lint`)
 #   weed                            (seaweedfs/ module; SeaweedFS with its S3 API: the backup restore drill)
+#   promtool                        (prometheus/ module; `promtool check/test rules`: the alert rule tests)
+#   alertmanager, amtool            (alertmanager/ module; the alert routing test)
 #   pulumi-resource-kubernetes      PLINTH_KUBERNETES_PROVIDER if set, else the prebuilt
 #                                   plugin in ../shared/toolchain (sha256-checked)
 # <key> encodes every version plus a hash of BUILD_REV and the consumer
@@ -100,6 +102,8 @@ ETCD_VERSION=$(modver etcd go.etcd.io/etcd/server/v3)
 HELM_VERSION=$(modver helm helm.sh/helm/v3)
 KWOK_VERSION=$(modver kwok sigs.k8s.io/kwok)
 WEED_VERSION=$(modver seaweedfs github.com/seaweedfs/seaweedfs)  # a pseudo-version: the commit is its last part
+PROM_VERSION=$(modver prometheus github.com/prometheus/prometheus)  # v0.3MM.P is Prometheus 3.MM.P
+AM_VERSION=$(modver alertmanager github.com/prometheus/alertmanager)
 PY_SDK_VERSION=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("pulumi"))' 2>/dev/null || true)
 if [[ -z "$PY_SDK_VERSION" ]]; then
   log "WARN: '$PYTHON' has no 'pulumi' package; exec shim taken from sdk/v3@$PULUMI_VERSION"
@@ -109,20 +113,26 @@ PY_K8S_VERSION=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("
 [[ "v$PY_SDK_VERSION" == "$PULUMI_VERSION" ]] ||
   log "note: pulumi CLI $PULUMI_VERSION (newest on the proxy) vs Python SDK $PY_SDK_VERSION"
 
-for v in PULUMI_VERSION LANGHOST_VERSION K8S_VERSION ETCD_VERSION HELM_VERSION KWOK_VERSION WEED_VERSION; do
+for v in PULUMI_VERSION LANGHOST_VERSION K8S_VERSION ETCD_VERSION HELM_VERSION KWOK_VERSION WEED_VERSION PROM_VERSION \
+         AM_VERSION; do
   [[ -n "${!v}" ]] || { log "ERROR: could not read $v from the consumer go.mod files"; exit 1; }
 done
 K8S_MINOR=${K8S_VERSION#v1.}; K8S_MINOR=${K8S_MINOR%%.*}
 
 GO_VERSION=$(go env GOVERSION)
-# weed has a key of its own (built apart, linked into bin/): a SeaweedFS bump rebuilds it alone, and it leaves
-# the Kubernetes tools' cache valid.
+# weed, promtool and alertmanager have keys of their own (built apart, linked into bin/): a bump of one
+# rebuilds it alone, and it leaves the Kubernetes tools' cache valid.
+OWN_KEY_MODULES=(seaweedfs prometheus alertmanager)
 HASH=$( (echo "rev=$BUILD_REV"; cd "$HERE" && for f in ./*/go.mod ./*/go.sum; do
-  [[ $f == ./seaweedfs/* ]] || cat "$f"; done) | sha256sum | cut -c1-10)
+  [[ " ${OWN_KEY_MODULES[*]} " == *" ${f:2:-7} "* ]] || cat "$f"; done) | sha256sum | cut -c1-10)
 KEY="pulumi-${PULUMI_VERSION}_langpy-${LANGHOST_VERSION}_sdk-v${PY_SDK_VERSION}_k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_kwok-${KWOK_VERSION}_${GO_VERSION}_${HASH}"
 BIN="$CACHE_ROOT/$KEY/bin"
-WEED_HASH=$( (echo "rev=$BUILD_REV"; cat "$HERE/seaweedfs/go.mod" "$HERE/seaweedfs/go.sum") | sha256sum | cut -c1-10)
-WEED_DIR="$CACHE_ROOT/weed-${WEED_VERSION}_${GO_VERSION}_${WEED_HASH}"
+# own_dir <name> <module dir> <version>: the cache dir of a tool with a key of its own
+own_dir() { echo "$CACHE_ROOT/$1-${3}_${GO_VERSION}_$( (echo "rev=$BUILD_REV"; cat "$HERE/$2/go.mod" "$HERE/$2/go.sum") |
+  sha256sum | cut -c1-10)"; }
+WEED_DIR=$(own_dir weed seaweedfs "$WEED_VERSION")
+PROM_DIR=$(own_dir promtool prometheus "$PROM_VERSION")
+AM_DIR=$(own_dir alertmanager alertmanager "$AM_VERSION")
 
 ALL=(pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python
      kube-apiserver kube-controller-manager kube-scheduler kwok etcd helm)
@@ -212,7 +222,52 @@ if [[ ! -x "$WEED_DIR/weed" && $PRINT_ONLY == 0 ]]; then
   mv -f "$WEED_DIR/.weed.tmp" "$WEED_DIR/weed"
   log "weed: done in $(( $(date +%s) - t ))s"
 fi
-if [[ -x "$WEED_DIR/weed" && ! -e "$BIN/weed" ]]; then ln -s "$WEED_DIR/weed" "$BIN/weed"; fi
+
+# promtool, alertmanager and amtool (the alert rule and routing tests), each module in its own key, linked into
+# bin/, stamped with their version as upstream's release builds are.
+PROM_STAMP="-X github.com/prometheus/common/version.Version"
+PROM_MINOR=$(echo "$PROM_VERSION" | cut -d. -f2)
+PROM_RELEASE="3.$(( 10#$PROM_MINOR - 300 )).${PROM_VERSION##*.}"  # module v0.3MM.P is release 3.MM.P
+if [[ ! -x "$PROM_DIR/promtool" && $PRINT_ONLY == 0 ]]; then
+  t=$(date +%s)
+  mkdir -p "$PROM_DIR"
+  log "promtool: go build github.com/prometheus/prometheus/cmd/promtool into $PROM_DIR"
+  (cd "$HERE/prometheus" && go build -trimpath -tags netgo -ldflags "-s -w $PROM_STAMP=$PROM_RELEASE" \
+    -o "$PROM_DIR/.promtool.tmp" github.com/prometheus/prometheus/cmd/promtool)
+  mv -f "$PROM_DIR/.promtool.tmp" "$PROM_DIR/promtool"
+  log "promtool: done in $(( $(date +%s) - t ))s"
+fi
+if [[ ! -x "$AM_DIR/amtool" && $PRINT_ONLY == 0 ]]; then
+  t=$(date +%s)
+  mkdir -p "$AM_DIR"
+  # The module zip lacks the web UI's build output (ui/app/dist, made by npm), which the server embeds: build
+  # from a copy of the module with a placeholder page there (the API, all the tests use, is unaffected).
+  tmpd=$(mktemp -d)
+  AM_SRC=$(cd "$tmpd" && go mod download -json "github.com/prometheus/alertmanager@$AM_VERSION" |
+    "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  rmdir "$tmpd"
+  rm -rf "$AM_DIR/src" && cp -r "$AM_SRC" "$AM_DIR/src" && chmod -R u+w "$AM_DIR/src"
+  for ui in elm mantine; do
+    mkdir -p "$AM_DIR/src/ui/app/dist/$ui"
+    echo '<!doctype html><title>Alertmanager</title><p>Web UI not built; the API serves.</p>' \
+      > "$AM_DIR/src/ui/app/dist/$ui/index.html"
+  done
+  # -modfile: the copy replaces the module in a scratch go.mod; the consumer module's files stay as they are.
+  cp "$HERE/alertmanager/go.mod" "$AM_DIR/go.mod" && cp "$HERE/alertmanager/go.sum" "$AM_DIR/go.sum"
+  go mod edit -replace "github.com/prometheus/alertmanager=$AM_DIR/src" "$AM_DIR/go.mod"
+  for name in alertmanager amtool; do
+    log "$name: go build github.com/prometheus/alertmanager/cmd/$name into $AM_DIR"
+    (cd "$HERE/alertmanager" && go build -modfile="$AM_DIR/go.mod" -trimpath -tags netgo \
+      -ldflags "-s -w $PROM_STAMP=${AM_VERSION#v}" -o "$AM_DIR/.$name.tmp" "github.com/prometheus/alertmanager/cmd/$name")
+    mv -f "$AM_DIR/.$name.tmp" "$AM_DIR/$name"
+  done
+  rm -rf "$AM_DIR/src" "$AM_DIR/go.mod" "$AM_DIR/go.sum"
+  log "alertmanager, amtool: done in $(( $(date +%s) - t ))s"
+fi
+# Linked into bin/ anew when a key changed (a bump): the link then points at the previous key's build.
+for tool in "$WEED_DIR/weed" "$PROM_DIR/promtool" "$AM_DIR/alertmanager" "$AM_DIR/amtool"; do
+  if [[ -x "$tool" && "$(readlink "$BIN/${tool##*/}" || true)" != "$tool" ]]; then ln -sfn "$tool" "$BIN/${tool##*/}"; fi
+done
 
 # pulumi-resource-kubernetes: not obtainable from the proxy (see header).
 PROVIDER_SHA256=13ad06faf253bf85ac8591bc7e7c5fbd8c0c334180d2ac0155d9ba960f3c8b1c  # v4.32.0+27.g94977969d
