@@ -22,6 +22,8 @@ from plinth.engine.offline import plan
 from plinth.modules.monitoring import RECEIVERS_SECRET
 from plinth.spec.load import load_spec
 
+pytestmark = pytest.mark.toolchain  # Alertmanager and amtool: runs after the other tests (tests/conftest.py)
+
 MISSING = ("no {tool}: run tests/e2e/toolchain/build.sh, which builds it from the github.com/prometheus/alertmanager "
            "module, or set PLINTH_{upper} to an {tool} binary")
 SECRETS_MOUNT = "/etc/alertmanager/secrets/"

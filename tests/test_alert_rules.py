@@ -21,6 +21,8 @@ from plinth.engine.offline import plan
 from plinth.spec.load import load_spec
 from plinth.spec.models import PlatformSpec
 
+pytestmark = pytest.mark.toolchain  # promtool: runs after the other tests (tests/conftest.py)
+
 CASES = YAML(typ="safe").load((Path(__file__).parent / "alert_rules.yaml").read_text())
 PROMTOOL_MISSING = ("no promtool: run tests/e2e/toolchain/build.sh, which builds it from the "
                     "github.com/prometheus/prometheus module, or set PLINTH_PROMTOOL to a promtool binary")
