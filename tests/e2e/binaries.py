@@ -27,6 +27,14 @@ def toolchain_weed() -> str | None:
     return str(bin_dir / "weed") if bin_dir and (bin_dir / "weed").is_file() else None
 
 
+def toolchain_mockoidc() -> str | None:
+    """$PLINTH_MOCKOIDC, else the toolchain's mockoidc (an OIDC provider, built from its Go module), else None."""
+    if os.environ.get("PLINTH_MOCKOIDC"):
+        return os.environ["PLINTH_MOCKOIDC"]
+    bin_dir = toolchain_bin()
+    return str(bin_dir / "mockoidc") if bin_dir and (bin_dir / "mockoidc").is_file() else None
+
+
 def toolchain_crds() -> list[Path]:
     """CRDs that controllers register at start (Cilium's), fetched by build.sh: the test API server has
     no nodes for those controllers, so the tiers install these in their stead."""

@@ -17,6 +17,8 @@
 #   etcd                            (etcd/ module)
 #   helm                            (helm/ module; the chart tier's `helm template`/`lint`)
 #   weed                            (seaweedfs/ module; SeaweedFS with its S3 API: the backup restore drill)
+#   mockoidc                        (mockoidc/ module: a small main over github.com/oauth2-proxy/mockoidc;
+#                                   the identity provider of the sign-on test)
 #   pulumi-resource-kubernetes      PLINTH_KUBERNETES_PROVIDER if set, else the prebuilt
 #                                   plugin in ../shared/toolchain (sha256-checked)
 # <key> encodes every version plus a hash of BUILD_REV and the consumer
@@ -100,6 +102,7 @@ ETCD_VERSION=$(modver etcd go.etcd.io/etcd/server/v3)
 HELM_VERSION=$(modver helm helm.sh/helm/v3)
 KWOK_VERSION=$(modver kwok sigs.k8s.io/kwok)
 WEED_VERSION=$(modver seaweedfs github.com/seaweedfs/seaweedfs)  # a pseudo-version: the commit is its last part
+MOCKOIDC_VERSION=$(modver mockoidc github.com/oauth2-proxy/mockoidc)  # likewise
 PY_SDK_VERSION=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("pulumi"))' 2>/dev/null || true)
 if [[ -z "$PY_SDK_VERSION" ]]; then
   log "WARN: '$PYTHON' has no 'pulumi' package; exec shim taken from sdk/v3@$PULUMI_VERSION"
@@ -109,20 +112,23 @@ PY_K8S_VERSION=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("
 [[ "v$PY_SDK_VERSION" == "$PULUMI_VERSION" ]] ||
   log "note: pulumi CLI $PULUMI_VERSION (newest on the proxy) vs Python SDK $PY_SDK_VERSION"
 
-for v in PULUMI_VERSION LANGHOST_VERSION K8S_VERSION ETCD_VERSION HELM_VERSION KWOK_VERSION WEED_VERSION; do
+for v in PULUMI_VERSION LANGHOST_VERSION K8S_VERSION ETCD_VERSION HELM_VERSION KWOK_VERSION WEED_VERSION \
+         MOCKOIDC_VERSION; do
   [[ -n "${!v}" ]] || { log "ERROR: could not read $v from the consumer go.mod files"; exit 1; }
 done
 K8S_MINOR=${K8S_VERSION#v1.}; K8S_MINOR=${K8S_MINOR%%.*}
 
 GO_VERSION=$(go env GOVERSION)
-# weed has a key of its own (built apart, linked into bin/): a SeaweedFS bump rebuilds it alone, and it leaves
-# the Kubernetes tools' cache valid.
+# weed and mockoidc have keys of their own (built apart, linked into bin/): a bump rebuilds that tool alone, and
+# it leaves the Kubernetes tools' cache valid.
 HASH=$( (echo "rev=$BUILD_REV"; cd "$HERE" && for f in ./*/go.mod ./*/go.sum; do
-  [[ $f == ./seaweedfs/* ]] || cat "$f"; done) | sha256sum | cut -c1-10)
+  [[ $f == ./seaweedfs/* || $f == ./mockoidc/* ]] || cat "$f"; done) | sha256sum | cut -c1-10)
 KEY="pulumi-${PULUMI_VERSION}_langpy-${LANGHOST_VERSION}_sdk-v${PY_SDK_VERSION}_k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_kwok-${KWOK_VERSION}_${GO_VERSION}_${HASH}"
 BIN="$CACHE_ROOT/$KEY/bin"
 WEED_HASH=$( (echo "rev=$BUILD_REV"; cat "$HERE/seaweedfs/go.mod" "$HERE/seaweedfs/go.sum") | sha256sum | cut -c1-10)
 WEED_DIR="$CACHE_ROOT/weed-${WEED_VERSION}_${GO_VERSION}_${WEED_HASH}"
+MOCKOIDC_HASH=$( (echo "rev=$BUILD_REV"; cat "$HERE"/mockoidc/{go.mod,go.sum,main.go}) | sha256sum | cut -c1-10)
+MOCKOIDC_DIR="$CACHE_ROOT/mockoidc-${MOCKOIDC_VERSION}_${GO_VERSION}_${MOCKOIDC_HASH}"
 
 ALL=(pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python
      kube-apiserver kube-controller-manager kube-scheduler kwok etcd helm)
@@ -213,6 +219,19 @@ if [[ ! -x "$WEED_DIR/weed" && $PRINT_ONLY == 0 ]]; then
   log "weed: done in $(( $(date +%s) - t ))s"
 fi
 if [[ -x "$WEED_DIR/weed" && ! -e "$BIN/weed" ]]; then ln -s "$WEED_DIR/weed" "$BIN/weed"; fi
+
+# mockoidc (the sign-on test's identity provider), in its own key (its main.go included), linked into bin/.
+if [[ ! -x "$MOCKOIDC_DIR/mockoidc" && $PRINT_ONLY == 0 ]]; then
+  t=$(date +%s)
+  mkdir -p "$MOCKOIDC_DIR"
+  log "mockoidc: go build ./mockoidc (github.com/oauth2-proxy/mockoidc $MOCKOIDC_VERSION) into $MOCKOIDC_DIR"
+  (cd "$HERE/mockoidc" && go build -trimpath -ldflags "-s -w" -o "$MOCKOIDC_DIR/.mockoidc.tmp" .)
+  mv -f "$MOCKOIDC_DIR/.mockoidc.tmp" "$MOCKOIDC_DIR/mockoidc"
+  log "mockoidc: done in $(( $(date +%s) - t ))s"
+fi
+if [[ -x "$MOCKOIDC_DIR/mockoidc" && "$(readlink "$BIN/mockoidc" 2>/dev/null)" != "$MOCKOIDC_DIR/mockoidc" ]]; then
+  ln -sfn "$MOCKOIDC_DIR/mockoidc" "$BIN/mockoidc"
+fi
 
 # pulumi-resource-kubernetes: not obtainable from the proxy (see header).
 PROVIDER_SHA256=13ad06faf253bf85ac8591bc7e7c5fbd8c0c334180d2ac0155d9ba960f3c8b1c  # v4.32.0+27.g94977969d
