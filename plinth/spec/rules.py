@@ -225,8 +225,9 @@ def identity_rules(spec: PlatformSpec) -> Iterator[Violation]:
     """Sign-on: prod has an identity provider (or says why not), and the target can use the one given."""
     identity, at = spec.identity, ("identity",)
     if spec.metadata.environment == "prod" and identity.oidc is None and not identity.reason:
-        yield Violation((*at, "oidc"), "prod signs people on through the identity provider, and identity.oidc is "
-                        "not set", "prod-identity", "set identity.oidc (issuer and clients.kubernetes), or say why "
+        # At the line that makes it prod: the identity block is usually absent.
+        yield Violation(("metadata", "environment"), "prod signs people on through an identity provider, and "
+                        "identity.oidc is not set", "prod-identity", "set identity.oidc (issuer and clients.kubernetes), or say why "
                         "not in identity.reason")
     if identity.oidc is None:
         return
