@@ -227,8 +227,8 @@ def identity_rules(spec: PlatformSpec) -> Iterator[Violation]:
     if spec.metadata.environment == "prod" and identity.oidc is None and not identity.reason:
         # At the line that makes it prod: the identity block is usually absent.
         yield Violation(("metadata", "environment"), "prod signs people on through an identity provider, and "
-                        "identity.oidc is not set", "prod-identity", "set identity.oidc (issuer and clients.kubernetes), or say why "
-                        "not in identity.reason")
+                        "identity.oidc is not set", "prod-identity",
+                        "set identity.oidc (issuer and clients.kubernetes), or say why not in identity.reason")
     if identity.oidc is None:
         return
     if identity.reason:
