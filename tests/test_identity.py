@@ -1,6 +1,6 @@
 """Sign-on (`identity.oidc`): the spec's rules and errors, the AuthenticationConfiguration an existing cluster
 runs with, eks's identity provider config, and group names that match the claim mapping everywhere they are
-bound. The real API server with a real provider: tests/e2e/test_identity.py."""
+bound. The real API server with a real provider: tests/e2e/test_signon.py."""
 
 from __future__ import annotations
 

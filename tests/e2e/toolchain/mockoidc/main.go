@@ -1,5 +1,5 @@
 // Command mockoidc serves github.com/oauth2-proxy/mockoidc over TLS: the identity provider of the
-// acceptance tier's sign-on test (tests/e2e/test_identity.py).
+// acceptance tier's sign-on test (tests/e2e/test_signon.py).
 //
 //	mockoidc -listen 127.0.0.1:0 -cert tls.crt -key tls.key -client-id kubernetes
 //
