@@ -111,6 +111,7 @@ def build_platform(spec: PlatformSpec, secrets: StackSecrets, provenance: Proven
             platform_admin_group=spec.rbac.platform_admin_group,
             ingress_from=tuple(peer for _, block, c in built for peer in c.tenant_ingress(block, ctx)),
             egress_to=tuple(peer for _, block, c in built for peer in c.tenant_egress(block, ctx)),
+            identity=spec.identity,
         ),
         ctx,
     )

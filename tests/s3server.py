@@ -43,9 +43,9 @@ REGION = "us-east-1"
 
 def weed() -> str:
     """$PLINTH_WEED, else the toolchain's weed (tests/e2e/toolchain/build.sh); absent, the test skips."""
-    from e2e.binaries import toolchain_weed  # asks the toolchain's build script: only where a test needs weed
+    from e2e.binaries import toolchain_tool  # asks the toolchain's build script: only where a test needs weed
 
-    found = toolchain_weed()
+    found = toolchain_tool("weed")
     if found is None:
         pytest.skip(WEED_MISSING)
     return found

@@ -147,9 +147,9 @@ def external_tool(variable: str, missing: str, on_path: str | None = None) -> st
 def packaged_charts_helm(missing: str) -> str:
     """helm ($PLINTH_HELM, else the toolchain's) for the packaged charts at CHARTS_DIR, set as $PLINTH_HELM (what
     plinth.engine.charts runs); without the charts or helm the test skips with the reason `missing`."""
-    from e2e.binaries import toolchain_helm  # asks the toolchain's build script: only where a test needs helm
+    from e2e.binaries import toolchain_tool  # asks the toolchain's build script: only where a test needs helm
 
-    helm = toolchain_helm()
+    helm = toolchain_tool("helm")
     if not (CHARTS_DIR / "INDEX.json").is_file() or helm is None:
         pytest.skip(missing)
     os.environ["PLINTH_HELM"] = helm

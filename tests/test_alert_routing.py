@@ -38,9 +38,9 @@ REGULATED = ROOT / "blueprints" / "onprem-airgap-regulated.yaml"
 
 
 def tool(name: str) -> str:
-    from e2e.binaries import toolchain_prometheus_tool  # asks the toolchain's build script: only where needed
+    from e2e.binaries import toolchain_tool  # asks the toolchain's build script: only where needed
 
-    found = toolchain_prometheus_tool(name)
+    found = toolchain_tool(name)
     if found is None:
         pytest.skip(MISSING.format(tool=name, upper=name.upper()))
     return found

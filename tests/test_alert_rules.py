@@ -32,9 +32,9 @@ SPECS = [p for p in BLUEPRINTS if p.suffix == ".yaml"]
 
 def promtool() -> str:
     """$PLINTH_PROMTOOL, else the toolchain's promtool; absent, the test skips."""
-    from e2e.binaries import toolchain_prometheus_tool  # asks the toolchain's build script: only where needed
+    from e2e.binaries import toolchain_tool  # asks the toolchain's build script: only where needed
 
-    found = toolchain_prometheus_tool("promtool")
+    found = toolchain_tool("promtool")
     if found is None:
         pytest.skip(PROMTOOL_MISSING)
     return found

@@ -85,7 +85,8 @@ def test_backups_on_an_existing_cluster_need_the_object_store_and_cert_manager()
 
 
 def test_the_cli_refuses_backups_off_in_prod_with_exit_2(tmp_path):
-    doc = MINIMAL.replace("environment: dev", "environment: prod") + "backups:\n  enabled: false\n"
+    doc = MINIMAL.replace("environment: dev", "environment: prod") + "backups:\n  enabled: false\n" + \
+        "identity:\n  reason: people sign on with the company CA's client certificates\n"
     (tmp_path / "prod.yaml").write_text(doc)
     result = subprocess.run([*PLINTH, "validate", "prod.yaml"], cwd=tmp_path, capture_output=True, text=True,
                             timeout=120, env={**os.environ, "PLINTH_DEBUG": ""})

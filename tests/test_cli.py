@@ -287,7 +287,9 @@ def test_images_and_the_plan_agree_on_every_charts_source(overrides, tmp_path):
     from ruamel.yaml import YAML
 
     base = YAML(typ="safe").load((ROOT / "blueprints" / "onprem-airgap-regulated.yaml").read_text())
-    doc = merge(base, {"airgap": {"mirror": {"hosts": ["charts.corp.internal"]}}, **overrides})
+    # The blueprint's hosts (its identity provider's) and the chart repository's.
+    doc = merge(base, {"airgap": {"mirror": {"hosts": [*base["airgap"]["mirror"]["hosts"], "charts.corp.internal"]}},
+                       **overrides})
     path = tmp_path / "b.yaml"
     path.write_text(json.dumps(doc))
     spec = load_spec(path)

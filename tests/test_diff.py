@@ -66,13 +66,21 @@ def test_two_stacks_show_only_what_differs():
     result = diff("stack:dev", "stack:prod")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    # prod drops the fraud team's viewer group (so its role and binding) and adds team recsys (no data-scientist
-    # group: no such role); everything else is the same resource.
+    # prod drops the fraud team's viewer group (so its role and binding), adds team recsys (no data-scientist
+    # group: no such role) and signs people on through the identity provider (the API server's configuration,
+    # the groups bound with its prefix); everything else is the same resource.
     assert marked(lines, "-") == ["- Role fraud/plinth:viewer  (tenancy-fraud-viewer)",
                                   "- RoleBinding fraud/plinth:viewer  (tenancy-fraud-viewer)"]
     added = marked(lines, "+")
-    assert len(added) == 12 and all("recsys" in line for line in added)
-    assert lines[-1].startswith("12 to add, ") and lines[-1].endswith(" to change, 2 to replace, 2 to delete")
+    assert added[0] == "+ ConfigMap kube-system/plinth-ml-prod-authentication  (tenancy-authentication)"
+    assert len(added) == 13 and all("recsys" in line for line in added[1:])
+    assert lines[-1].startswith("13 to add, ") and lines[-1].endswith(" to change, 2 to replace, 2 to delete")
+    at = lines.index("~ RoleBinding fraud/plinth:ml-engineer  (tenancy-fraud-ml-engineer)")
+    assert lines[at + 3:at + 5] == [
+        '    subjects[fraud-ml-engineers]: {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": '
+        '"fraud-ml-engineers"} -> (none)',
+        '    subjects[oidc:fraud-ml-engineers]: (none) -> {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", '
+        '"name": "oidc:fraud-ml-engineers"}']
     # Kubernetes cannot rename an object: the platform-admin ClusterRole (named after the platform) and its
     # binding are replaced, and say why.
     assert marked(lines, "+-") == [

@@ -267,7 +267,7 @@ def test_the_ledger_records_the_spec_and_its_files_not_the_run(tmp_path):
     [ledger] = [r for r in result.resources if r.type.endswith("core/v1:ConfigMap") and r.name == "ledger"]
     facts = json.loads(ledger.inputs["data"]["platform.json"])
     assert facts == {"platform": "regulated", "environment": "prod", "mirror": "harbor.corp.internal/mirror",
-                     "perimeter": ["harbor.corp.internal", "files.corp.internal"]}
+                     "perimeter": ["harbor.corp.internal", "files.corp.internal", "login.corp.internal"]}
     record = json.loads(ledger.inputs["data"]["spec.json"])
     assert record["sha256"] == spec_hash(load_stack_spec(ROOT, "regulated-prod"))
     # The same spec from another file has the same hash.
@@ -302,8 +302,9 @@ def test_plinth_report_for_the_regulated_stack_and_what_changed_since(tmp_path):
                            capture_output=True, text=True, timeout=120)
     assert first.returncode == 0, first.stderr
     report = json.loads((tmp_path / "a" / "report.json").read_text())
-    assert {"subject": "Group internal-audit", "scope": "credit", "role": "plinth:viewer"}.items() <= next(
-        r for r in report["access"] if r["subject"] == "Group internal-audit" and r["scope"] == "credit").items()
+    # The provider's group as the API server names it (identity.oidc's groups prefix).
+    assert {"subject": "Group oidc:internal-audit", "scope": "credit", "role": "plinth:viewer"}.items() <= next(
+        r for r in report["access"] if r["subject"] == "Group oidc:internal-audit" and r["scope"] == "credit").items()
     assert [p["result"] for p in report["policies"]] == ["pass"] * len(POLICIES)
     assert {"secret": "harbor/harbor-admin", "type": "Opaque", "source": "plinth:harborAdminPassword"} \
         in report["secrets"]

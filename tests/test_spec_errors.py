@@ -90,7 +90,10 @@ CASES = {
     ),
     "prod_rules": (
         'extends: base.yaml\nmetadata:\n  environment: prod\nsecrets:\n  vault: {enabled: true}\ntesting:\n  skipAwait: true\n',
-        ['bad.yaml:5:3: secrets.vault.ha: prod requires Vault in HA mode [rule prod-vault-ha; fix: set secrets.vault.ha: true]', "bad.yaml:5:11: secrets.vault.enabled: Vault's listener takes its TLS certificate from cert-manager, which is off [rule vault-needs-cert-manager; fix: enable certificates.certManager]", 'bad.yaml:7:3: testing.skipAwait: skipAwait is for throw-away test clusters, not prod [rule prod-no-test-options; fix: remove testing.skipAwait]'],
+        ['bad.yaml:3:3: metadata.environment: prod signs people on through an identity provider, and identity.oidc '
+         'is not set [rule prod-identity; fix: set identity.oidc (issuer and clients.kubernetes), or say why not in '
+         'identity.reason]',
+         'bad.yaml:5:3: secrets.vault.ha: prod requires Vault in HA mode [rule prod-vault-ha; fix: set secrets.vault.ha: true]', "bad.yaml:5:11: secrets.vault.enabled: Vault's listener takes its TLS certificate from cert-manager, which is off [rule vault-needs-cert-manager; fix: enable certificates.certManager]", 'bad.yaml:7:3: testing.skipAwait: skipAwait is for throw-away test clusters, not prod [rule prod-no-test-options; fix: remove testing.skipAwait]'],
     ),
 }
 
@@ -349,7 +352,7 @@ def test_one_list_of_secret_keys():
      "bad.yaml:3:10: invalid YAML: character #x0000 is not allowed (special characters are not allowed)"),
     ("extends: base.yaml\n\"a\\rb\\u2028c\": 1\n",
      'bad.yaml:2:1: "a\\rb\\u2028c": unknown field (allowed: admission, airgap, apiVersion, backups, certificates, charts, featureStore, '
-     "gpu, kind, kubernetes, metadata, monitoring, network, rbac, registry, secrets, serving, storage, target, teams, "
+     "gpu, identity, kind, kubernetes, metadata, monitoring, network, rbac, registry, secrets, serving, storage, target, teams, "
      "testing)"),
 ])
 def test_hostile_values_fail_at_their_line(text, message, write):

@@ -199,8 +199,9 @@ class Admission(PlatformService):
     @classmethod
     def block(cls, spec: PlatformSpec) -> AdmissionArgs:
         mirror = spec.airgap.mirror.registry if spec.airgap.enabled and spec.airgap.mirror else None
-        groups = tuple((team.name, tuple(sorted({g for role in (team.groups.ml_engineer, team.groups.data_scientist,
-                                                                 team.groups.viewer) for g in role})))
+        # The groups as the API server names them (identity.oidc's groups prefix): what the RoleBindings bind.
+        groups = tuple((team.name, tuple(sorted({spec.identity.kubernetes_group(g) for role in (
+            team.groups.ml_engineer, team.groups.data_scientist, team.groups.viewer) for g in role})))
                        for team in spec.teams)
         return AdmissionArgs(spec.admission.mode, mirror, groups)
 

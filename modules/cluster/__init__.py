@@ -40,13 +40,15 @@ class TargetArgs:
     """network.loadBalancer.public: the Gateway's load balancer is internet-facing (eks: public subnets for it)."""
     delete_data: bool = False
     """storage.deleteDataOnDestroy: `pulumi destroy` deletes the buckets with their objects (else it leaves them)."""
+    oidc: Any = None
+    """identity.oidc (plinth.spec.models.Oidc): eks signs people on through it (an OIDC identity provider config)."""
 
     @classmethod
     def from_spec(cls, spec: PlatformSpec, identities: tuple[Identity, ...] = ()) -> TargetArgs:
         """`identities`: every cloud identity the spec's services use (plinth.program.cloud_identities)."""
         return cls(spec.target, spec.metadata.name, spec.metadata.environment, spec.metadata.cost_center,
                    spec.kubernetes.version, spec.rbac.platform_admin_group, target_facts(spec, identities),
-                   spec.network.load_balancer.public, spec.storage.delete_data_on_destroy)
+                   spec.network.load_balancer.public, spec.storage.delete_data_on_destroy, spec.identity.oidc)
 
     def bucket_options(self, child: pulumi.ResourceOptions) -> pulumi.ResourceOptions:
         """A bucket holds data: `pulumi destroy` leaves it (the stack forgets it) unless the spec lets it go."""

@@ -158,6 +158,14 @@ class EksCluster(Target):
         cluster_name = self.cluster.name
         aws.eks.AccessEntry(f"{name}-admins", cluster_name=cluster_name, principal_arn=spec.admin_role_arn,
                             kubernetes_groups=[args.admin_group], type="STANDARD", opts=child)
+        oidc = args.oidc
+        if oidc:
+            # People sign on through the identity provider; tenancy binds its groups with the same prefix.
+            aws.eks.IdentityProviderConfig(f"{name}-signon", cluster_name=cluster_name, oidc={
+                "identity_provider_config_name": "plinth-oidc", "issuer_url": oidc.issuer,
+                "client_id": oidc.clients.kubernetes, "username_claim": oidc.username_claim,
+                "username_prefix": oidc.username_prefix, "groups_claim": oidc.groups_claim,
+                "groups_prefix": oidc.groups_prefix}, opts=child)
 
         # --- identities: one IAM role per ServiceAccount, trusted through the cluster's OIDC issuer -------
         issuer = self.cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)

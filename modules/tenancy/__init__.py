@@ -8,6 +8,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.context import PULL_SECRET, PlatformContext, resource_name
+from plinth.modules.cluster.signon import (
+    AUTHENTICATION_KEY,
+    AUTHENTICATION_NAMESPACE,
+    authentication_config_map,
+    authentication_yaml,
+)
 from plinth.modules.tenancy.roles import PLATFORM_ADMIN, TEAM_ROLES, platform_admin_name, policy_rules
 from plinth.objects import children, network_policy, peer_policy, pull_secret
 from plinth.objects import namespace as platform_namespace
@@ -28,6 +34,16 @@ class TenancyArgs:
     """Platform namespaces allowed to reach team pods (monitoring scrapes, the model gateway)."""
     egress_to: tuple[Peer, ...] = ()
     """Platform services team pods may reach (Vault, Feast)."""
+    identity: models.SignOn = models.SignOn()
+    """identity: with identity.oidc, the Kubernetes API names the provider's groups with its groups prefix, and
+    every binding here names them so."""
+
+    def admin_groups(self) -> list[str]:
+        """The platform admins' groups: rbac.platformAdminGroup as the provider's group (prefixed) and, unprefixed,
+        as the group the cluster's other authenticators map admins to (the eks access entry, a break-glass client
+        certificate)."""
+        return list(dict.fromkeys((self.platform_admin_group,
+                                   self.identity.kubernetes_group(self.platform_admin_group))))
 
 
 class Tenancy(pulumi.ComponentResource):
@@ -52,9 +68,20 @@ class Tenancy(pulumi.ComponentResource):
             resource_name(name, "platform-admin"),
             metadata=ctx.metadata(admin, COMPONENT),
             role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": admin},
-            subjects=[{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": args.platform_admin_group}],
+            subjects=[{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}
+                      for group in args.admin_groups()],
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[admin_role])),
         )
+        oidc = args.identity.oidc
+        if oidc and ctx.target.type == "existing":
+            # The file the API server runs with (--authentication-config), kept where the operator copies it from.
+            k8s.core.v1.ConfigMap(
+                resource_name(name, "authentication"),
+                metadata=ctx.metadata(authentication_config_map(ctx.platform), COMPONENT,
+                                      namespace=AUTHENTICATION_NAMESPACE),
+                data={AUTHENTICATION_KEY: authentication_yaml(oidc, ctx.kubernetes_version)},
+                opts=child,
+            )
         teams = [Team(resource_name(name, team.name), team, args, ctx, pulumi.ResourceOptions(parent=self))
                  for team in args.teams]
         self.teams = {team.name: t for team, t in zip(args.teams, teams)}
@@ -109,8 +136,8 @@ class Team(pulumi.ComponentResource):
                     resource_name(name, role),
                     metadata=meta(role_name),
                     role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
-                    subjects=[{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}
-                              for group in groups_by_role[role]],
+                    subjects=[{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
+                               "name": args.identity.kubernetes_group(group)} for group in groups_by_role[role]],
                     opts=child,
                 )
 

@@ -250,6 +250,10 @@ _EXPECTED = {
 }
 
 
+_NOT_ECHOED = {"pem_certificates"}
+"""Errors whose value is never repeated: a CA certificate field given a private key must not print the key."""
+
+
 def _got(value: Any) -> str:
     if isinstance(value, dict):
         return "got a mapping"
@@ -292,6 +296,8 @@ def _schema_error(tree: Any, err: Mapping[str, Any]) -> SpecError:
         message = "expected a value " + err["msg"].removeprefix("Input should be ")
     else:
         message = err["msg"][0].lower() + err["msg"][1:]
+    if kind in _NOT_ECHOED:
+        return SpecError(where, path, f"{message} (the value is not shown: it may hold a key)")
     return SpecError(where, path, f"{message}, {_got(err.get('input'))}")
 
 

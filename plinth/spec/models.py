@@ -809,6 +809,108 @@ class Team(Spec):
     )
 
 
+def _issuer_url(value: Any) -> Any:
+    from urllib.parse import urlsplit
+
+    expected = ("expected the issuer's https:// URL, exactly as its tokens' iss claim reads (no user info, query "
+                "or fragment), e.g. https://login.corp.internal/realms/platform")
+    try:
+        parts = urlsplit(value) if isinstance(value, str) else None
+    except ValueError:
+        parts = None
+    if (parts is None or parts.scheme != "https" or not parts.hostname or "@" in parts.netloc or parts.query
+            or parts.fragment or "?" in value or "#" in value or any(c.isspace() for c in value)):
+        raise PydanticCustomError("issuer_url", expected)
+    return value
+
+
+_PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----\s*([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----")
+
+
+def _pem_certificates(value: Any) -> Any:
+    """One or more PEM certificates and nothing else (no key: a CA certificate is public, a key never is)."""
+    import base64
+    import binascii
+
+    expected = "expected PEM CA certificates (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----) only"
+    if not isinstance(value, str):
+        raise PydanticCustomError("pem_certificates", expected)
+    blocks = _PEM_CERTIFICATE.findall(value)
+    if not blocks or _PEM_CERTIFICATE.sub("", value).strip():
+        raise PydanticCustomError("pem_certificates", expected)
+    for block in blocks:
+        try:
+            base64.b64decode("".join(block.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise PydanticCustomError("pem_certificates", expected + " (one is not base64)") from None
+    return value
+
+
+def _claim_prefix(value: Any) -> Any:
+    if not isinstance(value, str) or not re.fullmatch(r"([A-Za-z0-9][-A-Za-z0-9_.]{0,30}:)?", value):
+        raise PydanticCustomError("claim_prefix", "expected a short prefix ending in ':' such as oidc:, or \"\"")
+    if value.startswith("system:"):
+        raise PydanticCustomError("claim_prefix", "'system:' is Kubernetes' own prefix; choose another, e.g. oidc:")
+    return value
+
+
+Claim = Annotated[str, Field(pattern=r"^\S{1,100}$")]
+ClaimPrefix = Annotated[str, BeforeValidator(_claim_prefix)]
+
+
+class OidcClients(Spec):
+    """The identity provider's clients, one per surface that signs people on (each its own token audience)."""
+
+    kubernetes: str = Field(
+        description="The client ID the Kubernetes API accepts tokens for (their aud claim): the client kubectl "
+        "signs in as (e.g. with the kubelogin plugin). A token issued to another client (Grafana's, Harbor's) is "
+        "refused. Required.", pattern=r"^\S{1,255}$")
+
+
+class Oidc(Spec):
+    """An OpenID Connect identity provider: who the platform's people are and which groups they are in."""
+
+    issuer: Annotated[str, BeforeValidator(_issuer_url)] = Field(
+        description="The provider's issuer URL (https), exactly as its tokens' iss claim reads; its discovery "
+        "document is <issuer>/.well-known/openid-configuration, which the API server must reach. Required.")
+    certificate_authority: Annotated[str, BeforeValidator(_pem_certificates)] | None = Field(
+        None, description="The PEM certificate(s) of the CA that signed the issuer's TLS certificate, inline "
+        "(public: certificates only, never a key), e.g. the company CA. Default: null (the system's trusted "
+        "CAs). Not on eks: EKS reaches the issuer over the internet and trusts public CAs only.")
+    username_claim: Claim = Field(
+        "email", description="The token claim naming the user; the Kubernetes user is <usernamePrefix><claim "
+        "value>. With email, the API server also refuses a token whose email_verified is false. Default: email.")
+    username_prefix: ClaimPrefix = Field(
+        "oidc:", description="Put before every user name from the provider, so none can pass for a user of "
+        "another authenticator (a client certificate, the eks access entry, system: users). Default: oidc:.")
+    groups_claim: Claim = Field(
+        "groups", description="The token claim listing the user's groups (a string or a list). Default: groups.")
+    groups_prefix: ClaimPrefix = Field(
+        "oidc:", description="Put before every group from the provider: the Kubernetes API names the group "
+        "<groupsPrefix><group>, and so do Plinth's bindings of the teams' groups and rbac.platformAdminGroup. "
+        "A provider group then never passes for a group of another authenticator: system:masters in a token "
+        "becomes oidc:system:masters, which grants nothing. Default: oidc:.")
+    clients: OidcClients = Field(description="The provider's client IDs, per surface. Required.")
+
+
+class SignOn(Spec):
+    """How people sign on to the platform: one identity provider for every surface (this release: the
+    Kubernetes API; the teams' groups come from the provider's groups claim)."""
+
+    oidc: Oidc | None = Field(
+        None, description="The OpenID Connect identity provider. existing: Plinth renders the API server's "
+        "AuthenticationConfiguration (modules/cluster/README.md); eks: an OIDC identity provider config of the "
+        "cluster; gke: not supported (GKE signs people on through Google identities). Default: null (the "
+        "cluster's own authentication only; prod needs a reason).")
+    reason: str | None = Field(
+        None, description="Why the platform has no identity provider (required in prod without identity.oidc). "
+        "Default: null.", min_length=10, max_length=200)
+
+    def kubernetes_group(self, group: str) -> str:
+        """An identity-provider group as the Kubernetes API names it: with the groups prefix when sign-on is on."""
+        return f"{self.oidc.groups_prefix}{group}" if self.oidc else group
+
+
 class Rbac(Spec):
     platform_admin_group: Group = Field(description="Group bound to the ClusterRole "
                                         "plinth:<metadata.name>:platform-admin. Required.")
@@ -986,6 +1088,8 @@ class PlatformSpec(Spec):
     monitoring: Monitoring = Field(default_factory=Monitoring, description="Monitoring.")
     backups: Backups = Field(default_factory=Backups, description="Backups of the platform's data. Default: on "
                              "in prod, off in dev and staging.")
+    identity: SignOn = Field(default_factory=SignOn, description="Sign-on through the identity provider. "
+                             "Default: none (prod needs identity.oidc or identity.reason).")
     rbac: Rbac = Field(description="Platform-wide RBAC. Required.")
     teams: tuple[Team, ...] = Field((), max_length=MAX_TEAMS, description=f"Tenant teams, one namespace each, at most "
                                     f"{MAX_TEAMS}. Default: [].")

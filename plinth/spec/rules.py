@@ -221,6 +221,30 @@ def governance(spec: PlatformSpec) -> Iterator[Violation]:
                         "enable monitoring, or disable drift")
 
 
+def identity_rules(spec: PlatformSpec) -> Iterator[Violation]:
+    """Sign-on: prod has an identity provider (or says why not), and the target can use the one given."""
+    identity, at = spec.identity, ("identity",)
+    if spec.metadata.environment == "prod" and identity.oidc is None and not identity.reason:
+        # At the line that makes it prod: the identity block is usually absent.
+        yield Violation(("metadata", "environment"), "prod signs people on through an identity provider, and "
+                        "identity.oidc is not set", "prod-identity",
+                        "set identity.oidc (issuer and clients.kubernetes), or say why not in identity.reason")
+    if identity.oidc is None:
+        return
+    if identity.reason:
+        yield Violation((*at, "reason"), "a reason for having no identity provider, but identity.oidc is set",
+                        "identity-reason-unused", "remove identity.reason")
+    if spec.target.type == "gke":
+        yield Violation((*at, "oidc"), "GKE signs people on through Google identities (Workforce Identity "
+                        "Federation, set up in the organization's IAM), not through an issuer Plinth configures",
+                        "identity-oidc-target", "remove identity.oidc (modules/cluster/README.md says how GKE "
+                        "signs people on); in prod say so in identity.reason")
+    if spec.target.type == "eks" and identity.oidc.certificate_authority:
+        yield Violation((*at, "oidc", "certificateAuthority"), "EKS reaches the issuer over the internet and "
+                        "trusts publicly trusted certificates only", "identity-oidc-target",
+                        "remove certificateAuthority, and serve the issuer with a publicly trusted certificate")
+
+
 def target_sdk(spec: PlatformSpec) -> Iterator[Violation]:
     """A cloud target's SDK is an extra of the install (`plinth[eks]`, `plinth[gke]`): say which, before planning."""
     from plinth.modules.cluster import missing_sdk
@@ -407,6 +431,9 @@ def airgap_perimeter(spec: PlatformSpec) -> Iterator[Violation]:
                           "the unsealing Vault", "airgap-endpoint"))
     if index.url:
         endpoints.append((("registry", "pythonIndex", "url"), index.url, "the Python index", "airgap-endpoint"))
+    if spec.identity.oidc and spec.target.type == "existing":  # a cloud's control plane is outside the air gap
+        endpoints.append((("identity", "oidc", "issuer"), spec.identity.oidc.issuer, "the identity provider",
+                          "airgap-endpoint"))
     for at, url, what, rule in endpoints:
         if not _inside_perimeter(url, spec):
             yield Violation(at, f"{what} {url!r} is outside the air gap: its host is not one of the perimeter's "
@@ -646,6 +673,6 @@ def load_balancer_rules(spec: PlatformSpec) -> Iterator[Violation]:
                                 "take load-balancer addresses no other network of the spec uses")
 
 
-RULES = (reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, service_rules, airgap_bundles,
-         target_sdk, cloud_target, service_needs, service_own_rules, load_balancer_rules,
+RULES = (reserved_namespaces, model_rules, gpu_quota, gpu_rules, governance, identity_rules, service_rules,
+         airgap_bundles, target_sdk, cloud_target, service_needs, service_own_rules, load_balancer_rules,
          owned_values, plaintext_secrets, cilium_pod_cidr, gateway_hosts_unique, airgap_perimeter, network_ranges)

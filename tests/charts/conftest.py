@@ -15,7 +15,7 @@ import pytest
 
 import yaml
 
-from e2e.binaries import toolchain_crds, toolchain_helm
+from e2e.binaries import toolchain_crds, toolchain_tool
 from support import CHARTS_DIR
 
 
@@ -28,7 +28,7 @@ def charts_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def helm(charts_dir) -> str:
-    helm = toolchain_helm()
+    helm = toolchain_tool("helm")
     if helm is None:
         pytest.skip("no helm: run tests/e2e/toolchain/build.sh (builds it from the helm.sh/helm/v3 module) "
                     "or set PLINTH_HELM")

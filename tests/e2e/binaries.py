@@ -11,25 +11,9 @@ from pathlib import Path
 BUILD_SCRIPT = Path(__file__).resolve().parent / "toolchain" / "build.sh"
 
 
-def toolchain_helm() -> str | None:
-    """$PLINTH_HELM, else the toolchain's helm (built from the helm.sh/helm/v3 module), else None."""
-    if os.environ.get("PLINTH_HELM"):
-        return os.environ["PLINTH_HELM"]
-    bin_dir = toolchain_bin()
-    return str(bin_dir / "helm") if bin_dir and (bin_dir / "helm").is_file() else None
-
-
-def toolchain_weed() -> str | None:
-    """$PLINTH_WEED, else the toolchain's weed (SeaweedFS, built from its Go module), else None."""
-    if os.environ.get("PLINTH_WEED"):
-        return os.environ["PLINTH_WEED"]
-    bin_dir = toolchain_bin()
-    return str(bin_dir / "weed") if bin_dir and (bin_dir / "weed").is_file() else None
-
-
-def toolchain_prometheus_tool(name: str) -> str | None:
-    """`promtool`, `alertmanager` or `amtool`: $PLINTH_PROMTOOL / $PLINTH_ALERTMANAGER / $PLINTH_AMTOOL, else the
-    toolchain's (built from the Prometheus and Alertmanager Go modules), else None."""
+def toolchain_tool(name: str) -> str | None:
+    """A toolchain binary (`helm`, `weed`, `promtool`, `alertmanager`, `amtool`, `mockoidc`...): $PLINTH_<NAME>, else
+    the toolchain's (built from its Go module by build.sh), else None."""
     variable = f"PLINTH_{name.upper()}"
     if os.environ.get(variable):
         return os.environ[variable]

@@ -35,16 +35,19 @@ def api_base(group_version: str) -> str:
 
 
 class KubeApi:
-    def __init__(self, server: str, tls: ssl.SSLContext):
+    def __init__(self, server: str, tls: ssl.SSLContext, token: str | None = None):
+        """`token`: a bearer token (e.g. an identity provider's ID token) instead of `tls`'s client certificate."""
         self.server = server.rstrip("/")
         self._ssl = tls
+        self._auth = {"Authorization": f"Bearer {token}"} if token else {}
         self._resources: dict[tuple[str, str], ApiResource] = {}
 
     def request(self, method: str, path: str, body: dict | None = None,
                 content_type: str = "application/json") -> dict:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.server + path, data=data, method=method,
-                                     headers={"Content-Type": content_type, "Accept": "application/json"})
+                                     headers={"Content-Type": content_type, "Accept": "application/json",
+                                              **self._auth})
         try:
             with urllib.request.urlopen(req, context=self._ssl, timeout=30) as resp:
                 return json.loads(resp.read() or b"{}")

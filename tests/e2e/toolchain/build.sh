@@ -19,6 +19,8 @@
 #   weed                            (seaweedfs/ module; SeaweedFS with its S3 API: the backup restore drill)
 #   promtool                        (prometheus/ module; `promtool check/test rules`: the alert rule tests)
 #   alertmanager, amtool            (alertmanager/ module; the alert routing test)
+#   mockoidc                        (mockoidc/ module: a small main over github.com/oauth2-proxy/mockoidc;
+#                                   the identity provider of the sign-on test)
 #   pulumi-resource-kubernetes      PLINTH_KUBERNETES_PROVIDER if set, else the prebuilt
 #                                   plugin in ../shared/toolchain (sha256-checked)
 # <key> encodes every version plus a hash of BUILD_REV and the consumer
@@ -104,6 +106,7 @@ KWOK_VERSION=$(modver kwok sigs.k8s.io/kwok)
 WEED_VERSION=$(modver seaweedfs github.com/seaweedfs/seaweedfs)  # a pseudo-version: the commit is its last part
 PROM_VERSION=$(modver prometheus github.com/prometheus/prometheus)  # v0.3MM.P is Prometheus 3.MM.P
 AM_VERSION=$(modver alertmanager github.com/prometheus/alertmanager)
+MOCKOIDC_VERSION=$(modver mockoidc github.com/oauth2-proxy/mockoidc)  # a pseudo-version, like weed's
 PY_SDK_VERSION=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("pulumi"))' 2>/dev/null || true)
 if [[ -z "$PY_SDK_VERSION" ]]; then
   log "WARN: '$PYTHON' has no 'pulumi' package; exec shim taken from sdk/v3@$PULUMI_VERSION"
@@ -114,25 +117,27 @@ PY_K8S_VERSION=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("
   log "note: pulumi CLI $PULUMI_VERSION (newest on the proxy) vs Python SDK $PY_SDK_VERSION"
 
 for v in PULUMI_VERSION LANGHOST_VERSION K8S_VERSION ETCD_VERSION HELM_VERSION KWOK_VERSION WEED_VERSION PROM_VERSION \
-         AM_VERSION; do
+         AM_VERSION MOCKOIDC_VERSION; do
   [[ -n "${!v}" ]] || { log "ERROR: could not read $v from the consumer go.mod files"; exit 1; }
 done
 K8S_MINOR=${K8S_VERSION#v1.}; K8S_MINOR=${K8S_MINOR%%.*}
 
 GO_VERSION=$(go env GOVERSION)
-# weed, promtool and alertmanager have keys of their own (built apart, linked into bin/): a bump of one
+# weed, promtool, alertmanager and mockoidc have keys of their own (built apart, linked into bin/): a bump of one
 # rebuilds it alone, and it leaves the Kubernetes tools' cache valid.
-OWN_KEY_MODULES=(seaweedfs prometheus alertmanager)
+OWN_KEY_MODULES=(seaweedfs prometheus alertmanager mockoidc)
 HASH=$( (echo "rev=$BUILD_REV"; cd "$HERE" && for f in ./*/go.mod ./*/go.sum; do
   [[ " ${OWN_KEY_MODULES[*]} " == *" ${f:2:-7} "* ]] || cat "$f"; done) | sha256sum | cut -c1-10)
 KEY="pulumi-${PULUMI_VERSION}_langpy-${LANGHOST_VERSION}_sdk-v${PY_SDK_VERSION}_k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_kwok-${KWOK_VERSION}_${GO_VERSION}_${HASH}"
 BIN="$CACHE_ROOT/$KEY/bin"
-# own_dir <name> <module dir> <version>: the cache dir of a tool with a key of its own
-own_dir() { echo "$CACHE_ROOT/$1-${3}_${GO_VERSION}_$( (echo "rev=$BUILD_REV"; cat "$HERE/$2/go.mod" "$HERE/$2/go.sum") |
-  sha256sum | cut -c1-10)"; }
+# own_dir <name> <module dir> <version>: the cache dir of a tool with a key of its own (its go.mod, go.sum and the
+# main.go of ours where the module has one)
+own_dir() { echo "$CACHE_ROOT/$1-${3}_${GO_VERSION}_$( (echo "rev=$BUILD_REV"; for f in "$HERE/$2"/{go.mod,go.sum,main.go}; do
+  [[ ! -f $f ]] || cat "$f"; done) | sha256sum | cut -c1-10)"; }
 WEED_DIR=$(own_dir weed seaweedfs "$WEED_VERSION")
 PROM_DIR=$(own_dir promtool prometheus "$PROM_VERSION")
 AM_DIR=$(own_dir alertmanager alertmanager "$AM_VERSION")
+MOCKOIDC_DIR=$(own_dir mockoidc mockoidc "$MOCKOIDC_VERSION")
 
 ALL=(pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python
      kube-apiserver kube-controller-manager kube-scheduler kwok etcd helm)
@@ -264,8 +269,18 @@ if [[ ! -x "$AM_DIR/amtool" && $PRINT_ONLY == 0 ]]; then
   rm -rf "$AM_DIR/src" "$AM_DIR/go.mod" "$AM_DIR/go.sum"
   log "alertmanager, amtool: done in $(( $(date +%s) - t ))s"
 fi
+
+# mockoidc (the sign-on test's identity provider), in its own key (its main.go included).
+if [[ ! -x "$MOCKOIDC_DIR/mockoidc" && $PRINT_ONLY == 0 ]]; then
+  t=$(date +%s)
+  mkdir -p "$MOCKOIDC_DIR"
+  log "mockoidc: go build ./mockoidc (github.com/oauth2-proxy/mockoidc $MOCKOIDC_VERSION) into $MOCKOIDC_DIR"
+  (cd "$HERE/mockoidc" && go build -trimpath -ldflags "-s -w" -o "$MOCKOIDC_DIR/.mockoidc.tmp" .)
+  mv -f "$MOCKOIDC_DIR/.mockoidc.tmp" "$MOCKOIDC_DIR/mockoidc"
+  log "mockoidc: done in $(( $(date +%s) - t ))s"
+fi
 # Linked into bin/ anew when a key changed (a bump): the link then points at the previous key's build.
-for tool in "$WEED_DIR/weed" "$PROM_DIR/promtool" "$AM_DIR/alertmanager" "$AM_DIR/amtool"; do
+for tool in "$WEED_DIR/weed" "$PROM_DIR/promtool" "$AM_DIR/alertmanager" "$AM_DIR/amtool" "$MOCKOIDC_DIR/mockoidc"; do
   if [[ -x "$tool" && "$(readlink "$BIN/${tool##*/}" || true)" != "$tool" ]]; then ln -sfn "$tool" "$BIN/${tool##*/}"; fi
 done
 
