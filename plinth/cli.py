@@ -1,8 +1,8 @@
 """The `plinth` command. On the offline engine: validate, plan, render, images, check, report, diff,
-schema, and the canary edits; online, against a running platform: verify.
+schema, and the canary edits; online, against a running platform: verify, lineage.
 
 Exit codes: 0 success; 1 `diff --exit-code` found changes, `check` found a mandatory violation,
-`verify` found a failing track (or an internal error); 2 bad input (invalid spec, unknown stack,
+`verify` found a failing track, `lineage` a finding (or an internal error); 2 bad input (invalid spec, unknown stack,
 bad arguments, unreadable or unwritable files). Bad input never prints a traceback.
 """
 
@@ -433,17 +433,58 @@ def verify(
 
 def _deployed_serving_url(stack: str) -> str | None:
     """The serving URL the deployed stack exports; None (with a note why) when it cannot be read."""
+    return _deployed_endpoint(stack, "serving", ("url",), "serving URL", "the spec's serving.hostname is used")
+
+
+def _deployed_endpoint(stack: str, service: str, keys: tuple[str, ...], what: str, otherwise: str) -> str | None:
+    """The first of `endpoints.<service>.<key>` the deployed stack exports; None (with a note why) when none."""
     from plinth.stackoutputs import OutputsUnavailable, endpoint, stack_outputs
 
     try:
-        found = endpoint(stack_outputs(stack, project_dir()), "serving", "url")
+        outputs = stack_outputs(stack, project_dir())
     except OutputsUnavailable as exc:
-        typer.echo(f"note: stack {stack}'s outputs are unavailable ({exc}); the spec's serving.hostname is used",
-                   err=True)
+        typer.echo(f"note: stack {stack}'s outputs are unavailable ({exc}); {otherwise}", err=True)
         return None
+    found = next((value for value in (endpoint(outputs, service, key) for key in keys) if value), None)
     if found is None:
-        typer.echo(f"note: stack {stack} exports no serving URL; the spec's serving.hostname is used", err=True)
+        typer.echo(f"note: stack {stack} exports no {what}; {otherwise}", err=True)
     return found
+
+
+@app.command()
+def lineage(
+    blueprint: BlueprintArg = None,
+    stack: StackOpt = None,
+    url: Annotated[str | None, typer.Option(
+        help="Base URL of MLflow, e.g. http://127.0.0.1:5000 (a port-forward to svc/mlflow in namespace mlflow). "
+             "Default: with --stack, the URL the deployed stack exports (endpoints.mlflow.url, else trackingUri); "
+             "else https://<registry.mlflow.hostname>.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the lineage as JSON.")] = False,
+    timeout: Annotated[float, typer.Option(
+        help="Seconds per request to MLflow: all of it (connect, send, the whole answer).")] = 10.0,
+) -> None:
+    """For every served track of every registry-backed model: the registered version, its run, the run's params,
+    metrics, input datasets (with digests), source commit and feature service, and the spec's commit. Exit 1 on a
+    finding (a served version not registered or without a run, a run without an input dataset) or when MLflow
+    cannot be read."""
+    from plinth.lineage import lineage as run_lineage
+    from plinth.lineage import lines, mlflow_url, summary
+
+    spec, source = _load(blueprint, stack)
+    exported = None
+    if url is None and stack is not None:
+        exported = _deployed_endpoint(stack, "mlflow", ("url", "trackingUri"), "MLflow URL",
+                                      "the spec's registry.mlflow.hostname is used")
+    report = run_lineage(spec, mlflow_url(spec, url, exported), timeout, _provenance(source))
+    if as_json:
+        sys.stdout.write(report.to_json())
+    else:
+        typer.echo("\n".join(lines(report)))
+        typer.echo(summary(report))
+    if not report.passed:
+        if as_json:
+            _err(summary(report))
+        raise typer.Exit(1)
 
 
 @app.command()
