@@ -624,12 +624,25 @@ def canary_set(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: Sta
     _canary_edit(model, blueprint, stack, canary.set_weight(weight))
 
 
-@canary_app.command("promote")
-def canary_promote(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: StackOpt = None) -> None:
-    """The canary's version becomes stable's (stable keeps its replicas); the canary is removed."""
-    from plinth import canary
+MlflowUrlOpt = Annotated[str | None, typer.Option(
+    "--url", help="MLflow's base URL, for a registry-backed model's aliases. Default: with --stack, the URL the "
+    "deployed stack exports (endpoints.mlflow.url, else trackingUri); else the aliases are not moved.")]
 
-    _canary_edit(model, blueprint, stack, canary.promote)
+
+@canary_app.command("promote")
+def canary_promote(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: StackOpt = None,
+                   url: MlflowUrlOpt = None) -> None:
+    """The canary's version becomes stable's (stable keeps its replicas); the canary is removed. A registry-backed
+    model's alias `champion` moves to that version (and `challenger` is removed where it named it)."""
+    from plinth import canary
+    from plinth.promote import CHALLENGER, CHAMPION, AliasMove
+
+    def move(found):
+        if found.canary is None:
+            return None  # the edit refuses it
+        return AliasMove(found.registry.model, CHAMPION, found.canary.version, (CHALLENGER,))
+
+    _canary_edit(model, blueprint, stack, canary.promote, _Aliases(url, stack, move))
 
 
 @canary_app.command("abort")
@@ -650,22 +663,123 @@ def canary_shadow(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: 
     _canary_edit(model, blueprint, stack, canary.shadow(version, off))
 
 
-def _canary_edit(model: str, blueprint: Path | None, stack: str | None, edit) -> None:
-    """Edit, validate, write atomically, print the plan diff; a refused edit (exit 2) writes nothing."""
+class _Aliases:
+    """A registry-backed model's alias move, prepared (read and checked) before the spec is written."""
+
+    def __init__(self, url: str | None, stack: str | None, move, timeout: float = 10.0):
+        self.url, self.stack, self.move, self.timeout = url, stack, move, timeout
+        self.prepared: tuple | None = None
+
+    def prepare(self, target, model_ref: str) -> bool:
+        """Read the registry and refuse a disagreement; True when an alias would change."""
+        from plinth import canary
+        from plinth.lineage import client
+        from plinth.promote import aliases, check_agreement, served_versions
+        from plinth.spec.yamledit import Refused
+
+        try:
+            found = canary.find_model(canary._spec(target, target.path), model_ref)
+        except Refused as exc:
+            raise canary._refused(target, str(exc)) from None
+        if found.registry is None:
+            return False
+        move = self.move(found)
+        if move is None:
+            return False
+        url = self.url
+        if url is None and self.stack is not None:
+            url = _deployed_endpoint(self.stack, "mlflow", ("url", "trackingUri"), "MLflow URL",
+                                     "the registry's aliases are not moved")
+        if url is None:
+            _err("note: no MLflow URL (--url): the registry's aliases are not moved")
+            return False
+        mlflow = client(url, self.timeout)
+        try:
+            current = aliases(mlflow, move.name)
+            check_agreement(current, move, served_versions(found))
+        except Refused as exc:
+            raise canary._refused(target, str(exc)) from None
+        self.prepared = (mlflow, move, current)
+        return current.get(move.alias) != move.version or any(current.get(a) == move.version for a in move.drop)
+
+    def apply(self) -> None:
+        from plinth.modelclient import Answer, Unreachable
+        from plinth.promote import apply_move
+
+        if self.prepared is None:
+            return
+        mlflow, move, current = self.prepared
+        try:
+            apply_move(mlflow, move, current, _err)
+        except (Answer, Unreachable) as exc:
+            _err(f"the registry's aliases were not all moved ({exc}): alias {move.alias} of {move.name} should name "
+                 f"version {move.version}" + (f", and {', '.join(move.drop)} not name it" if move.drop else ""))
+            raise typer.Exit(1) from None
+
+
+def _canary_edit(model: str, blueprint: Path | None, stack: str | None, edit, registry: _Aliases | None = None,
+                 target=None) -> None:
+    """Edit, validate, (a registry-backed model: read and check the aliases), write atomically, move the aliases,
+    print the plan diff; a refused edit (exit 2) writes nothing."""
     from plinth import canary
     from plinth.diff import diff_lines, diff_plans
 
-    target = canary.target(project_dir() if stack else None, blueprint, stack)
+    target = target or canary.target(project_dir() if stack else None, blueprint, stack)
     with canary.locked(target):  # from the read to the write: concurrent edits run one after the other
         old_text, new_text = canary.edited_text(target, model, edit)
+        moves = registry.prepare(target, model) if registry else False
         if new_text == old_text:
+            if moves:
+                registry.apply()  # type: ignore[union-attr]  # moves: there is one
             _err(f"{target.name}: already so, not changed")
             typer.echo("no changes")
             return
         old_plan = _plan(blueprint, stack)[0]
         canary.write(target, new_text, old_text)
     _err(f"wrote {target.name}")
+    if registry:
+        registry.apply()
     typer.echo("\n".join(diff_lines(diff_plans(old_plan, _plan(blueprint, stack)[0]), colour=_colour())))
+
+
+@app.command()
+def promote(
+    model: ModelArg,
+    source: Annotated[str, typer.Option("--from", help="The stack whose stable version is promoted.")] = ...,  # type: ignore[assignment]
+    to: Annotated[str, typer.Option("--to", help="The stack whose overrides are edited.")] = ...,  # type: ignore[assignment]
+    canary_weight: Annotated[int | None, typer.Option(
+        "--canary", help="Make the version the target's canary at this percent of the traffic. Default: make it "
+        "the target's stable.")] = None,
+    url: Annotated[str | None, typer.Option(
+        help="MLflow's base URL, for a registry-backed model's aliases. Default: the URL the target stack exports "
+             "(endpoints.mlflow.url, else trackingUri); else the aliases are not moved.")] = None,
+) -> None:
+    """The source stack's stable version becomes the target stack's canary (--canary WEIGHT) or stable: its
+    overrides edited in place like `canary`. A registry-backed model's alias follows (`challenger` for a canary,
+    `champion` for stable); a registry that already disagrees with the target's spec refuses (exit 2)."""
+    from plinth import canary
+    from plinth.promote import CHALLENGER, CHAMPION, AliasMove, promotion, source_version
+    from plinth.spec.yamledit import Refused
+
+    if source == to:
+        raise SpecInvalid([SpecError(None, "--to", f"the same stack as --from ({source}): nothing to promote")])
+    project = project_dir()
+    origin = canary.target(project, None, source)
+    try:
+        version = source_version(canary.find_model(canary._spec(origin, origin.path), model), source)
+    except Refused as exc:
+        raise SpecInvalid([SpecError(None, "", f"{origin.name}: {exc}")]) from None
+    except SpecInvalid as exc:
+        raise SpecInvalid([SpecError(None, "", f"{origin.name}: the spec is invalid as it stands"),
+                           *exc.errors]) from None
+
+    def move(found):
+        if canary_weight is not None:
+            return AliasMove(found.registry.model, CHALLENGER, version)
+        return AliasMove(found.registry.model, CHAMPION, version, (CHALLENGER,))
+
+    _canary_edit(model, None, to, promotion(version, canary_weight), _Aliases(url, to, move),
+                 canary.target(project, None, to))
 
 
 def main() -> None:

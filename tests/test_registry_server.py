@@ -1,6 +1,7 @@
 """Registry-backed serving against the REAL MLflow server (started as planned, tests/test_mlflow_server.py's
 fixtures: one server for this module): the planned init step fetches exactly a registered version's files,
-`plinth lineage` traces every served track to its run, params, metrics and datasets.
+`plinth lineage` traces every served track to its run, params, metrics and datasets, and `plinth promote`
+moves the spec and the registry's aliases together.
 
 MLflow's own client (in $PLINTH_MLFLOW_PYTHON's environment) logs the runs and registers the versions; without
 that environment the module skips, like the server test.
@@ -217,3 +218,109 @@ def test_lineage_bad_input_and_an_unreachable_server(tmp_path):
     assert {t["error"].split(":")[0] for t in report["tracks"]} == {"ConnectionRefusedError"}
     assert done.stderr.strip().endswith("3 not readable from MLflow")
 
+
+# --- plinth promote ------------------------------------------------------------------------------------
+
+PROMO_BASE = """\
+apiVersion: plinth.dev/v1alpha1
+kind: Platform
+metadata: {name: promo, environment: dev, costCenter: cc-1}
+target: {type: existing}
+rbac: {platformAdminGroup: admins}
+network:
+  cilium: {enabled: true, apiServer: {host: api.k8s.internal}}
+  loadBalancer: {ranges: [172.31.255.240/29]}
+  gateway: {hostname: "*.models.internal"}
+certificates: {certManager: {enabled: true}}
+monitoring: {enabled: true}
+storage: {objectStore: {enabled: true}}
+registry: {mlflow: {enabled: true}}
+teams:
+  - name: fraud
+serving:
+  hostname: serving.models.internal
+  models:
+    - name: scorer
+      team: fraud
+      runtime: triton
+      registry: {model: promo-scorer}
+      stable: {version: "1"}
+"""
+PROD = """\
+# Production: what runs for customers.
+config:
+  plinth:blueprint: blueprints/base.yaml
+  plinth:overrides:
+    metadata: {name: promo-prod}   # its own name
+"""
+
+
+def staging(version: str) -> str:
+    return ("config:\n  plinth:blueprint: blueprints/base.yaml\n  plinth:overrides:\n    serving:\n      models:\n"
+            f"        - name: scorer\n          stable: {{version: \"{version}\"}}\n")
+
+
+def aliases_of(url: str, name: str) -> dict[str, str]:
+    from plinth.lineage import client
+    from plinth.promote import aliases
+
+    return aliases(client(url, 10), name)
+
+
+def test_promote_moves_the_spec_and_the_aliases_together_and_refuses_a_disagreement(server, tmp_path):  # noqa: F811
+    url = server[0]
+    register(server, tmp_path, "promo-scorer")
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / "Pulumi.yaml").write_text((root / "Pulumi.yaml").read_text())
+    for name, text in {"blueprints/base.yaml": PROMO_BASE, "stacks/Pulumi.prod.yaml": PROD,
+                       "stacks/Pulumi.staging.yaml": staging("3")}.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    prod = tmp_path / "stacks/Pulumi.prod.yaml"
+
+    # The registry has a challenger (version 2) that prod does not serve: they disagree, nothing changes.
+    done = plinth("promote", "scorer", "--from", "staging", "--to", "prod", "--canary", "20", "--url", url,
+                  cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "stacks/Pulumi.prod.yaml: not changed: the registry and the spec already disagree: alias 'challenger' of "
+        "'promo-scorer' names version 2, but the track it stands for serves nothing; set the alias or the spec "
+        "right first", "1 error"]
+    assert prod.read_text() == PROD and aliases_of(url, "promo-scorer") == {"champion": "1", "challenger": "2"}
+
+    # Staging's stable (2) is the registry's challenger already: prod gets it as its canary, comments kept.
+    (tmp_path / "stacks/Pulumi.staging.yaml").write_text(staging("2"))
+    done = plinth("promote", "scorer", "--from", "staging", "--to", "prod", "--canary", "20", "--url", url,
+                  cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert prod.read_text() == PROD + (
+        '    serving:\n      models:\n        - name: scorer\n          canary: {version: "2", weight: 20}\n'), \
+        prod.read_text()
+    assert "+ Deployment fraud/scorer-canary" in done.stdout
+    assert aliases_of(url, "promo-scorer") == {"champion": "1", "challenger": "2"}
+
+    # `canary promote`: champion follows the canary's version, challenger (that version) goes.
+    done = plinth("canary", "promote", "scorer", "--stack", "prod", "--url", url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["wrote stacks/Pulumi.prod.yaml", "alias champion of promo-scorer -> version 2",
+                                        "alias challenger of promo-scorer removed"]
+    assert aliases_of(url, "promo-scorer") == {"champion": "2"}
+
+    # A new canary: challenger points at it.
+    (tmp_path / "stacks/Pulumi.staging.yaml").write_text(staging("3"))
+    done = plinth("promote", "scorer", "--from", "staging", "--to", "prod", "--canary", "10", "--url", url,
+                  cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["wrote stacks/Pulumi.prod.yaml", "alias challenger of promo-scorer -> "
+                                        "version 3"]
+    assert aliases_of(url, "promo-scorer") == {"champion": "2", "challenger": "3"}
+
+    # Straight to stable: the canary of that version goes, champion moves, challenger (that version) goes.
+    done = plinth("promote", "scorer", "--from", "staging", "--to", "prod", "--url", url, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    from plinth.spec.load import load_stack_spec
+
+    served = load_stack_spec(tmp_path, "prod").serving.models[0]
+    assert (served.stable.version, served.canary) == ("3", None)
+    assert aliases_of(url, "promo-scorer") == {"champion": "3"}
+    assert prod.read_text().startswith(PROD)
