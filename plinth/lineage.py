@@ -275,7 +275,10 @@ def lineage(spec, url: str, timeout: float = DEFAULT_TIMEOUT, provenance=None) -
         run_ids = sorted({v["run_id"] for v in versions.values() if isinstance(v, dict) and v.get("run_id")})
         runs = dict(zip(run_ids, pool.map(lambda run_id: _ask(reader.run, run_id), run_ids)))
     for result in results:
-        fill(result, versions[(result.registered_model, result.version)], runs)
+        try:
+            fill(result, versions[(result.registered_model, result.version)], runs)
+        except (AttributeError, TypeError, ValueError) as exc:  # an answer of the wrong shape
+            result.error = shorten(f"unexpected answer from MLflow: {type(exc).__name__}: {exc}")
     return Report(url=url, spec_commit=provenance.commit if provenance else None,
                   spec_files=provenance.as_dict()["files"] if provenance else [], tracks=results,
                   not_registered=[f"{m.team}/{m.name}" for m in models if not m.registry],
