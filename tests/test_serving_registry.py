@@ -139,3 +139,54 @@ def test_a_registered_model_name_is_a_label_value(write):
     assert errors == ["bad.yaml:19:18: serving.models[scorer].registry.model: expected a registered model name that is "
                       "also a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a "
                       "letter or digit, got \"fraud scorer\""]
+
+
+def test_the_report_lists_each_served_track_and_where_its_files_come_from():
+    from plinth.governance.report import build_report, markdown
+    from plinth.mirror import mirror_list
+
+    bento = {"name": "ranker", "team": "search", "runtime": "bentoml", "image": "registry.corp.internal/ml/ranker",
+             "stable": {"version": "1.2.0"}}
+    repository = {**TRITON, "name": "legacy", "gpu": 0, "canary": None, "shadow": None, "autoscaling": {}}
+    planned_spec = spec(models=[REGISTERED, repository, bento], **MLFLOW)
+    report = build_report(plan(planned_spec, "serving"), planned_spec, None, [], mirror_list(planned_spec))
+    assert report["models"] == [
+        {"name": "fraud/legacy-stable", "model": "legacy", "track": "stable", "version": "3", "registered": None,
+         "source": "s3://models/scorer/3"},
+        {"name": "fraud/scorer-canary", "model": "scorer", "track": "canary", "version": "champion",
+         "registered": "fraud-scorer", "source": "models:/fraud-scorer@champion"},
+        {"name": "fraud/scorer-shadow", "model": "scorer", "track": "shadow", "version": "5",
+         "registered": "fraud-scorer", "source": "models:/fraud-scorer/5"},
+        {"name": "fraud/scorer-stable", "model": "scorer", "track": "stable", "version": "3",
+         "registered": "fraud-scorer", "source": "models:/fraud-scorer/3"},
+        {"name": "search/ranker-stable", "model": "ranker", "track": "stable", "version": "1.2.0",
+         "registered": None, "source": "registry.corp.internal/ml/ranker:1.2.0"}]
+    text = markdown(report)
+    assert "## Served models and where they come from" in text
+    assert "| fraud/scorer-canary | canary | champion | fraud-scorer | models:/fraud-scorer@champion |" in text
+    assert "| search/ranker-stable | stable | 1.2.0 | (not registered) | registry.corp.internal/ml/ranker:1.2.0 |" \
+        in text
+
+
+def test_served_model_lineage_is_opt_in_and_asks_prod_for_registered_version_numbers():
+    from plinth.governance.check import subjects
+    from plinth.governance.policies import evaluate
+
+    def found(environment: str, required: bool, models: list[dict]) -> list[str]:
+        planned_spec = spec(models=models, metadata={"name": "test", "environment": environment, "costCenter": "cc-1"},
+                            serving={"hostname": "serving.models.plinth.internal", "lineageRequired": required},
+                            **MLFLOW)
+        [(_, _, violations)] = [r for r in evaluate(subjects(plan(planned_spec, "serving")))
+                                if r[0].name == "served-model-lineage"]
+        return sorted(f"{v.subject}: {v.message}" for v in violations)
+
+    repository = {**TRITON, "name": "legacy", "canary": None, "shadow": None, "autoscaling": {}}
+    both = [REGISTERED, repository]
+    assert found("prod", False, both) == [] and found("staging", True, both) == []
+    assert found("prod", True, both) == [
+        "Deployment fraud/legacy-stable: serves files that are not a version registered in MLflow: nothing traces "
+        "them to a run",
+        "Deployment fraud/scorer-canary: serves the registered version alias 'champion': an alias moves, so the "
+        "version it runs is not fixed by the spec"]
+    pinned = {**REGISTERED, "canary": {"version": "4", "weight": 10}}
+    assert found("prod", True, [pinned]) == []

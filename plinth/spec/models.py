@@ -741,6 +741,10 @@ class Serving(Spec):
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     models: tuple[Model, ...] = Field((), max_length=MAX_MODELS, description=f"Served models, at most {MAX_MODELS}. "
                                       "Default: [].")
+    lineage_required: Flag = Field(
+        False, description="In prod, policy served-model-lineage requires every served track to run a version of a "
+        "model registered in MLflow (`registry`) named by its version number, not an alias: what `plinth lineage` "
+        "traces to its run and data. Default: false.")
 
 
 class Drift(Spec):
