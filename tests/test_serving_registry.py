@@ -190,3 +190,21 @@ def test_served_model_lineage_is_opt_in_and_asks_prod_for_registered_version_num
         "version it runs is not fixed by the spec"]
     pinned = {**REGISTERED, "canary": {"version": "4", "weight": 10}}
     assert found("prod", True, [pinned]) == []
+
+
+def test_registry_backed_deployments_are_valid_kubernetes_and_pass_the_policies():
+    import kubernetes_validate
+
+    from plinth.governance.check import subjects
+    from plinth.governance.policies import evaluate
+    from plinth.render import kubernetes_objects
+
+    planned = plan(registered(), "serving")
+    deployments = [obj for r, obj in kubernetes_objects(planned)
+                   if "plinth:serving:Serving" in r.urn and obj["kind"] == "Deployment"]
+    assert len(deployments) == 3
+    for obj in deployments:
+        kubernetes_validate.validate(obj, "1.34.0", strict=True)
+    results = {policy.name: found for policy, _, found in evaluate(subjects(planned))}
+    for name in ("served-model-reliability", "gpu-workloads", "pinned-images", "pod-security", "ownership-labels"):
+        assert [v for v in results[name] if v.subject.startswith("Deployment fraud/")] == [], name
