@@ -642,7 +642,7 @@ def canary_promote(model: ModelArg, blueprint: EditedBlueprintArg = None, stack:
             return None  # the edit refuses it
         return AliasMove(found.registry.model, CHAMPION, found.canary.version, (CHALLENGER,))
 
-    _canary_edit(model, blueprint, stack, canary.promote, _Aliases(url, stack, move))
+    _canary_edit(model, blueprint, stack, canary.promote, _aliases(url, stack, move))
 
 
 @canary_app.command("abort")
@@ -663,62 +663,20 @@ def canary_shadow(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: 
     _canary_edit(model, blueprint, stack, canary.shadow(version, off))
 
 
-class _Aliases:
-    """A registry-backed model's alias move, prepared (read and checked) before the spec is written."""
+def _aliases(url: str | None, stack: str | None, move):
+    """The alias step of a registry-backed edit: MLflow at --url, else at the URL the deployed stack exports."""
+    from plinth.promote import AliasStep
 
-    def __init__(self, url: str | None, stack: str | None, move, timeout: float = 10.0):
-        self.url, self.stack, self.move, self.timeout = url, stack, move, timeout
-        self.prepared: tuple | None = None
+    def where() -> str | None:
+        if url is None and stack is not None:
+            return _deployed_endpoint(stack, "mlflow", ("url", "trackingUri"), "MLflow URL",
+                                      "the registry's aliases are not moved")
+        return url
 
-    def prepare(self, target, model_ref: str) -> bool:
-        """Read the registry and refuse a disagreement; True when an alias would change."""
-        from plinth import canary
-        from plinth.lineage import client
-        from plinth.promote import aliases, check_agreement, served_versions
-        from plinth.spec.yamledit import Refused
-
-        try:
-            found = canary.find_model(canary._spec(target, target.path), model_ref)
-        except Refused as exc:
-            raise canary._refused(target, str(exc)) from None
-        if found.registry is None:
-            return False
-        move = self.move(found)
-        if move is None:
-            return False
-        url = self.url
-        if url is None and self.stack is not None:
-            url = _deployed_endpoint(self.stack, "mlflow", ("url", "trackingUri"), "MLflow URL",
-                                     "the registry's aliases are not moved")
-        if url is None:
-            _err("note: no MLflow URL (--url): the registry's aliases are not moved")
-            return False
-        mlflow = client(url, self.timeout)
-        try:
-            current = aliases(mlflow, move.name)
-            check_agreement(current, move, served_versions(found))
-        except Refused as exc:
-            raise canary._refused(target, str(exc)) from None
-        self.prepared = (mlflow, move, current)
-        return current.get(move.alias) != move.version or any(current.get(a) == move.version for a in move.drop)
-
-    def apply(self) -> None:
-        from plinth.modelclient import Answer, Unreachable
-        from plinth.promote import apply_move
-
-        if self.prepared is None:
-            return
-        mlflow, move, current = self.prepared
-        try:
-            apply_move(mlflow, move, current, _err)
-        except (Answer, Unreachable) as exc:
-            _err(f"the registry's aliases were not all moved ({exc}): alias {move.alias} of {move.name} should name "
-                 f"version {move.version}" + (f", and {', '.join(move.drop)} not name it" if move.drop else ""))
-            raise typer.Exit(1) from None
+    return AliasStep(where, move, _err)
 
 
-def _canary_edit(model: str, blueprint: Path | None, stack: str | None, edit, registry: _Aliases | None = None,
-                 target=None) -> None:
+def _canary_edit(model: str, blueprint: Path | None, stack: str | None, edit, registry=None, target=None) -> None:
     """Edit, validate, (a registry-backed model: read and check the aliases), write atomically, move the aliases,
     print the plan diff; a refused edit (exit 2) writes nothing."""
     from plinth import canary
@@ -730,7 +688,7 @@ def _canary_edit(model: str, blueprint: Path | None, stack: str | None, edit, re
         moves = registry.prepare(target, model) if registry else False
         if new_text == old_text:
             if moves:
-                registry.apply()  # type: ignore[union-attr]  # moves: there is one
+                _apply(registry)
             _err(f"{target.name}: already so, not changed")
             typer.echo("no changes")
             return
@@ -738,8 +696,19 @@ def _canary_edit(model: str, blueprint: Path | None, stack: str | None, edit, re
         canary.write(target, new_text, old_text)
     _err(f"wrote {target.name}")
     if registry:
-        registry.apply()
+        _apply(registry)
     typer.echo("\n".join(diff_lines(diff_plans(old_plan, _plan(blueprint, stack)[0]), colour=_colour())))
+
+
+def _apply(registry) -> None:
+    """Move the prepared aliases; MLflow failing now (the spec is written) exits 1 saying what is left to do."""
+    from plinth.promote import AliasesNotMoved
+
+    try:
+        registry.apply()
+    except AliasesNotMoved as exc:
+        _err(str(exc))
+        raise typer.Exit(1) from None
 
 
 @app.command()
@@ -778,7 +747,7 @@ def promote(
             return AliasMove(found.registry.model, CHALLENGER, version)
         return AliasMove(found.registry.model, CHAMPION, version, (CHALLENGER,))
 
-    _canary_edit(model, None, to, promotion(version, canary_weight), _Aliases(url, to, move),
+    _canary_edit(model, None, to, promotion(version, canary_weight), _aliases(url, to, move),
                  canary.target(project, None, to))
 
 

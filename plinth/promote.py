@@ -14,6 +14,7 @@ serves on its track nor the version being promoted means the two already disagre
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from plinth.canary import Edit, _remove
@@ -127,3 +128,51 @@ def _send(mlflow: Gateway, method: str, path: str, message: dict[str, str]) -> N
 def served_versions(model: Model) -> dict[str, str | None]:
     """What the spec serves on the tracks the aliases stand for."""
     return {CHAMPION: model.stable.version, CHALLENGER: model.canary.version if model.canary else None}
+
+
+class AliasesNotMoved(Exception):
+    """MLflow failed while the aliases moved (after the spec was written)."""
+
+
+class AliasStep:
+    """A registry-backed edit's alias move: read and checked (`prepare`, before the spec is written), then made
+    (`apply`, after). `where` finds MLflow's URL (None: the aliases are not moved, said through `say`); `move`
+    makes the AliasMove from the model as the edited file has it before the edit (None: nothing to move)."""
+
+    def __init__(self, where: Callable[[], str | None], move: Callable[[Model], AliasMove | None],
+                 say: Callable[[str], None], timeout: float = 10.0):
+        self.where, self.move, self.say, self.timeout = where, move, say, timeout
+        self.prepared: tuple[Gateway, AliasMove, dict[str, str]] | None = None
+
+    def prepare(self, target, model_ref: str) -> bool:
+        """Read the registry and refuse (SpecInvalid naming the file) a disagreement; True when an alias changes."""
+        from plinth.canary import _refused, _spec, find_model
+        from plinth.lineage import client
+
+        try:
+            found = find_model(_spec(target, target.path), model_ref)
+            move = self.move(found) if found.registry else None
+            if move is None:
+                return False
+            url = self.where()
+            if url is None:
+                self.say("note: no MLflow URL (--url): the registry's aliases are not moved")
+                return False
+            mlflow = client(url, self.timeout)
+            current = aliases(mlflow, move.name)
+            check_agreement(current, move, served_versions(found))
+        except Refused as exc:
+            raise _refused(target, str(exc)) from None
+        self.prepared = (mlflow, move, current)
+        return current.get(move.alias) != move.version or any(current.get(a) == move.version for a in move.drop)
+
+    def apply(self) -> None:
+        if self.prepared is None:
+            return
+        mlflow, move, current = self.prepared
+        try:
+            apply_move(mlflow, move, current, self.say)
+        except (Answer, Unreachable) as exc:
+            left = f", and {', '.join(move.drop)} not name it" if move.drop else ""
+            raise AliasesNotMoved(f"the registry's aliases were not all moved ({exc}): alias {move.alias} of "
+                                  f"{move.name} should name version {move.version}{left}") from None
