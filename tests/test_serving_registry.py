@@ -33,6 +33,7 @@ def test_each_track_fetches_its_registered_version_before_triton_starts():
         pod = template["spec"]
         [fetch] = pod["initContainers"]
         assert fetch["name"] == "fetch-model" and fetch["image"] == IMAGES["mlflow-client"]
+        assert fetch["imagePullPolicy"] == "Always"
         assert fetch["command"] == ["mlflow", "artifacts", "download", "--artifact-uri", uri, "--dst-path", "/models"]
         assert {e["name"]: e["value"] for e in fetch["env"]} == {
             "MLFLOW_TRACKING_URI": "http://mlflow.mlflow.svc", "HOME": "/tmp", "MLFLOW_ENABLE_TELEMETRY": "false",

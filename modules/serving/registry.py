@@ -60,7 +60,7 @@ def fetch_container(model, release, ctx: PlatformContext, resources: dict) -> di
     return {
         "name": CONTAINER,
         "image": mirror_image(IMAGES["mlflow-client"], ctx.mirror_registry),
-        "imagePullPolicy": "IfNotPresent",
+        "imagePullPolicy": "Always",  # as the server beside it: the pinned tag re-checked against the registry
         "command": ["mlflow", "artifacts", "download", "--artifact-uri", model_uri(model, release),
                     "--dst-path", MOUNT],
         "env": [{"name": "MLFLOW_TRACKING_URI", "value": tracking_uri()},
