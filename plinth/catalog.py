@@ -243,6 +243,9 @@ IMAGES: dict[str, str] = {
     # Triton Inference Server (serving.models with runtime triton); NGC's monthly release 26.10
     # (CUDA 13.4, compute capability 7.5 and later). BentoML models run the user's own Bento image.
     "tritonserver": "nvcr.io/nvidia/tritonserver:26.10-py3",
+    # The init step of a registry-backed model (serving.models[].registry): `mlflow artifacts download` of the
+    # registered version through the MLflow server, with the server's own image (one MLflow version to mirror).
+    "mlflow-client": CHARTS["mlflow"].images[0],
 }
 
 # Namespaces of the platform's own services, which tenant network policies

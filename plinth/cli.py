@@ -1,8 +1,8 @@
 """The `plinth` command. On the offline engine: validate, plan, render, images, check, report, diff,
-schema, and the canary edits; online, against a running platform: verify.
+schema, and the canary edits; online, against a running platform: verify, lineage.
 
 Exit codes: 0 success; 1 `diff --exit-code` found changes, `check` found a mandatory violation,
-`verify` found a failing track (or an internal error); 2 bad input (invalid spec, unknown stack,
+`verify` found a failing track, `lineage` a finding (or an internal error); 2 bad input (invalid spec, unknown stack,
 bad arguments, unreadable or unwritable files). Bad input never prints a traceback.
 """
 
@@ -433,17 +433,58 @@ def verify(
 
 def _deployed_serving_url(stack: str) -> str | None:
     """The serving URL the deployed stack exports; None (with a note why) when it cannot be read."""
+    return _deployed_endpoint(stack, "serving", ("url",), "serving URL", "the spec's serving.hostname is used")
+
+
+def _deployed_endpoint(stack: str, service: str, keys: tuple[str, ...], what: str, otherwise: str) -> str | None:
+    """The first of `endpoints.<service>.<key>` the deployed stack exports; None (with a note why) when none."""
     from plinth.stackoutputs import OutputsUnavailable, endpoint, stack_outputs
 
     try:
-        found = endpoint(stack_outputs(stack, project_dir()), "serving", "url")
+        outputs = stack_outputs(stack, project_dir())
     except OutputsUnavailable as exc:
-        typer.echo(f"note: stack {stack}'s outputs are unavailable ({exc}); the spec's serving.hostname is used",
-                   err=True)
+        typer.echo(f"note: stack {stack}'s outputs are unavailable ({exc}); {otherwise}", err=True)
         return None
+    found = next((value for value in (endpoint(outputs, service, key) for key in keys) if value), None)
     if found is None:
-        typer.echo(f"note: stack {stack} exports no serving URL; the spec's serving.hostname is used", err=True)
+        typer.echo(f"note: stack {stack} exports no {what}; {otherwise}", err=True)
     return found
+
+
+@app.command()
+def lineage(
+    blueprint: BlueprintArg = None,
+    stack: StackOpt = None,
+    url: Annotated[str | None, typer.Option(
+        help="Base URL of MLflow, e.g. http://127.0.0.1:5000 (a port-forward to svc/mlflow in namespace mlflow). "
+             "Default: with --stack, the URL the deployed stack exports (endpoints.mlflow.url, else trackingUri); "
+             "else https://<registry.mlflow.hostname>.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the lineage as JSON.")] = False,
+    timeout: Annotated[float, typer.Option(
+        help="Seconds per request to MLflow: all of it (connect, send, the whole answer).")] = 10.0,
+) -> None:
+    """For every served track of every registry-backed model: the registered version, its run, the run's params,
+    metrics, input datasets (with digests), source commit and feature service, and the spec's commit. Exit 1 on a
+    finding (a served version not registered or without a run, a run without an input dataset) or when MLflow
+    cannot be read."""
+    from plinth.lineage import lineage as run_lineage
+    from plinth.lineage import lines, mlflow_url, summary
+
+    spec, source = _load(blueprint, stack)
+    exported = None
+    if url is None and stack is not None:
+        exported = _deployed_endpoint(stack, "mlflow", ("url", "trackingUri"), "MLflow URL",
+                                      "the spec's registry.mlflow.hostname is used")
+    report = run_lineage(spec, mlflow_url(spec, url, exported), timeout, _provenance(source))
+    if as_json:
+        sys.stdout.write(report.to_json())
+    else:
+        typer.echo("\n".join(lines(report)))
+        typer.echo(summary(report))
+    if not report.passed:
+        if as_json:
+            _err(summary(report))
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -583,12 +624,25 @@ def canary_set(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: Sta
     _canary_edit(model, blueprint, stack, canary.set_weight(weight))
 
 
-@canary_app.command("promote")
-def canary_promote(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: StackOpt = None) -> None:
-    """The canary's version becomes stable's (stable keeps its replicas); the canary is removed."""
-    from plinth import canary
+MlflowUrlOpt = Annotated[str | None, typer.Option(
+    "--url", help="MLflow's base URL, for a registry-backed model's aliases. Default: with --stack, the URL the "
+    "deployed stack exports (endpoints.mlflow.url, else trackingUri); else the aliases are not moved.")]
 
-    _canary_edit(model, blueprint, stack, canary.promote)
+
+@canary_app.command("promote")
+def canary_promote(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: StackOpt = None,
+                   url: MlflowUrlOpt = None) -> None:
+    """The canary's version becomes stable's (stable keeps its replicas); the canary is removed. A registry-backed
+    model's alias `champion` moves to that version (and `challenger` is removed where it named it)."""
+    from plinth import canary
+    from plinth.promote import CHALLENGER, CHAMPION, AliasMove
+
+    def move(found):
+        if found.canary is None:
+            return None  # the edit refuses it
+        return AliasMove(found.registry.model, CHAMPION, found.canary.version, (CHALLENGER,))
+
+    _canary_edit(model, blueprint, stack, canary.promote, _aliases(url, stack, move))
 
 
 @canary_app.command("abort")
@@ -609,22 +663,92 @@ def canary_shadow(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: 
     _canary_edit(model, blueprint, stack, canary.shadow(version, off))
 
 
-def _canary_edit(model: str, blueprint: Path | None, stack: str | None, edit) -> None:
-    """Edit, validate, write atomically, print the plan diff; a refused edit (exit 2) writes nothing."""
+def _aliases(url: str | None, stack: str | None, move):
+    """The alias step of a registry-backed edit: MLflow at --url, else at the URL the deployed stack exports."""
+    from plinth.promote import AliasStep
+
+    def where() -> str | None:
+        if url is None and stack is not None:
+            return _deployed_endpoint(stack, "mlflow", ("url", "trackingUri"), "MLflow URL",
+                                      "the registry's aliases are not moved")
+        return url
+
+    return AliasStep(where, move, _err)
+
+
+def _canary_edit(model: str, blueprint: Path | None, stack: str | None, edit, registry=None, target=None) -> None:
+    """Edit, validate, (a registry-backed model: read and check the aliases), write atomically, move the aliases,
+    print the plan diff; a refused edit (exit 2) writes nothing."""
     from plinth import canary
     from plinth.diff import diff_lines, diff_plans
 
-    target = canary.target(project_dir() if stack else None, blueprint, stack)
+    target = target or canary.target(project_dir() if stack else None, blueprint, stack)
     with canary.locked(target):  # from the read to the write: concurrent edits run one after the other
         old_text, new_text = canary.edited_text(target, model, edit)
+        moves = registry.prepare(target, model) if registry else False
         if new_text == old_text:
+            if moves:
+                _apply(registry)
             _err(f"{target.name}: already so, not changed")
             typer.echo("no changes")
             return
         old_plan = _plan(blueprint, stack)[0]
         canary.write(target, new_text, old_text)
     _err(f"wrote {target.name}")
+    if registry:
+        _apply(registry)
     typer.echo("\n".join(diff_lines(diff_plans(old_plan, _plan(blueprint, stack)[0]), colour=_colour())))
+
+
+def _apply(registry) -> None:
+    """Move the prepared aliases; MLflow failing now (the spec is written) exits 1 saying what is left to do."""
+    from plinth.promote import AliasesNotMoved
+
+    try:
+        registry.apply()
+    except AliasesNotMoved as exc:
+        _err(str(exc))
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def promote(
+    model: ModelArg,
+    source: Annotated[str, typer.Option("--from", help="The stack whose stable version is promoted.")] = ...,  # type: ignore[assignment]
+    to: Annotated[str, typer.Option("--to", help="The stack whose overrides are edited.")] = ...,  # type: ignore[assignment]
+    canary_weight: Annotated[int | None, typer.Option(
+        "--canary", help="Make the version the target's canary at this percent of the traffic. Default: make it "
+        "the target's stable.")] = None,
+    url: Annotated[str | None, typer.Option(
+        help="MLflow's base URL, for a registry-backed model's aliases. Default: the URL the target stack exports "
+             "(endpoints.mlflow.url, else trackingUri); else the aliases are not moved.")] = None,
+) -> None:
+    """The source stack's stable version becomes the target stack's canary (--canary WEIGHT) or stable: its
+    overrides edited in place like `canary`. A registry-backed model's alias follows (`challenger` for a canary,
+    `champion` for stable); a registry that already disagrees with the target's spec refuses (exit 2)."""
+    from plinth import canary
+    from plinth.promote import CHALLENGER, CHAMPION, AliasMove, promotion, source_version
+    from plinth.spec.yamledit import Refused
+
+    if source == to:
+        raise SpecInvalid([SpecError(None, "--to", f"the same stack as --from ({source}): nothing to promote")])
+    project = project_dir()
+    origin = canary.target(project, None, source)
+    try:
+        version = source_version(canary.find_model(canary._spec(origin, origin.path), model), source)
+    except Refused as exc:
+        raise SpecInvalid([SpecError(None, "", f"{origin.name}: {exc}")]) from None
+    except SpecInvalid as exc:
+        raise SpecInvalid([SpecError(None, "", f"{origin.name}: the spec is invalid as it stands"),
+                           *exc.errors]) from None
+
+    def move(found):
+        if canary_weight is not None:
+            return AliasMove(found.registry.model, CHALLENGER, version)
+        return AliasMove(found.registry.model, CHAMPION, version, (CHALLENGER,))
+
+    _canary_edit(model, None, to, promotion(version, canary_weight), _aliases(url, to, move),
+                 canary.target(project, None, to))
 
 
 def main() -> None:

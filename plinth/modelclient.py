@@ -108,11 +108,16 @@ class Gateway:
         else:
             conn = http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
         expired = threading.Event()
-        timer = threading.Timer(self.timeout, _expire, (conn, expired))
+        opened: list[socket.socket] = []
+        timer = threading.Timer(self.timeout, _expire, (conn, opened, expired))
         timer.start()
         try:
             conn.request(method, self.base + path, body=body,
                          headers={"Host": self.hostname, "Accept": "application/json", **headers})
+            # An answer without a length ends when the server closes: http.client then lets go of the socket
+            # (conn.sock is None) while the answer is read from it, so the deadline keeps its own reference.
+            if conn.sock is not None:
+                opened.append(conn.sock)
             response = conn.getresponse()
             answer = response.read(MAX_BODY + 1)
             if expired.is_set():  # a read cut short by the deadline returns what had come
@@ -127,9 +132,9 @@ class Gateway:
         return response.status, answer
 
 
-def _expire(conn: http.client.HTTPConnection, expired: threading.Event) -> None:
+def _expire(conn: http.client.HTTPConnection, opened: list[socket.socket], expired: threading.Event) -> None:
     expired.set()
-    sock = conn.sock
+    sock = conn.sock or (opened[0] if opened else None)
     if sock is not None:
         try:
             sock.shutdown(socket.SHUT_RDWR)

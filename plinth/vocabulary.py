@@ -40,6 +40,13 @@ SECRET_SOURCE = "plinth.dev/secret-source"
 """Annotation on every Secret Plinth creates: the stack secret (or Kubernetes source) its payload comes from."""
 MODEL_LABEL = "plinth.dev/model"
 """The serving module's label on a model server's Deployment (and its pods): the model it serves."""
+REGISTERED_MODEL_LABEL = "plinth.dev/registered-model"
+"""On a registry-backed model's Deployment and pods: the registered MLflow model it serves."""
+REGISTERED_VERSION_LABEL = "plinth.dev/registered-version"
+"""On a registry-backed model's Deployment and pods: the registered version (a number) or alias of that track."""
+MODEL_URI_ANNOTATION = "plinth.dev/model-uri"
+"""On a registry-backed model's Deployment and pods: the MLflow URI its init step downloads (models:/NAME/3,
+models:/NAME@alias). The run behind it is known online only (`plinth lineage`)."""
 USER_PROVIDED = "plinth.dev/user-provided"
 """Annotation on a workload: the objects of its namespace (Kind/name, comma-separated) its pods use that the spec
 says the user creates (a model's repository claim and credentials Secret)."""

@@ -17,8 +17,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from support import BLUEPRINTS, ROOT, STACKS, checkov
+from test_serving_registry import registered
+
 from plinth.engine.offline import plan
 from plinth.render import render
 from plinth.spec.load import load_spec, load_stack_spec
@@ -38,7 +39,8 @@ SUPPRESSED_FOR: dict[tuple[str, str], str] = {
 
 SPECS = [pytest.param(load_spec, p, id=p.name) for p in BLUEPRINTS if p.suffix == ".yaml"] + [
     pytest.param(lambda s: load_stack_spec(ROOT, s), s, id=f"stack-{s}") for s in STACKS
-]
+] + [pytest.param(lambda _: registered(), "registry-backed-serving", id="registry-backed-serving")]
+"""Every blueprint and stack, and a platform serving a model from the registry (its init container)."""
 
 
 def scan(directory: Path) -> dict:

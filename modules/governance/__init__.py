@@ -31,6 +31,8 @@ class LedgerArgs:
     mirror: str | None
     perimeter: tuple[str, ...] = ()
     """In air-gap mode, the hosts inside the perimeter (plinth.spec.models.perimeter_hosts)."""
+    lineage_required: bool = False
+    """serving.lineageRequired: policy served-model-lineage applies (in prod)."""
 
 
 def spec_hash(spec: PlatformSpec) -> str:
@@ -48,7 +50,8 @@ class Ledger(PlatformService):
     @classmethod
     def block(cls, spec) -> LedgerArgs:
         mirror = spec.airgap.mirror.registry if spec.airgap.enabled and spec.airgap.mirror else None
-        return LedgerArgs(spec_hash(spec), mirror, perimeter_hosts(spec) if mirror else ())
+        return LedgerArgs(spec_hash(spec), mirror, perimeter_hosts(spec) if mirror else (),
+                          spec.serving.lineage_required)
 
     def __init__(self, name: str, args: LedgerArgs, ctx: PlatformContext,
                  opts: pulumi.ResourceOptions | None = None):
@@ -60,6 +63,8 @@ class Ledger(PlatformService):
         facts: dict[str, Any] = {"platform": ctx.platform, "environment": ctx.environment, "mirror": args.mirror}
         if args.perimeter:
             facts["perimeter"] = list(args.perimeter)
+        if args.lineage_required:
+            facts["servedModelLineage"] = True
         catalog = {"charts": {key: f"{chart.name} {chart.version}" for key, chart in sorted(CHARTS.items())},
                    "images": dict(sorted(IMAGES.items()))}
         provenance = ctx.provenance.as_dict() if ctx.provenance else {"files": [], "commit": None}

@@ -116,6 +116,8 @@ class Mlflow(HelmService):
     """The MLflow tracking server and model registry (plinth:registry:Mlflow)."""
 
     type_token = "plinth:registry:Mlflow"
+    capability = "mlflow"
+    capability_fix = "enable registry.mlflow"
     chart_key = "mlflow"
     spec_path = ("registry", "mlflow")
     # The server and its migration init container run as uid 1001, non-root, no privilege escalation, every

@@ -25,6 +25,7 @@ from plinth.catalog import IMAGES, PLATFORM_NAMESPACES
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.cluster.differences import object_store_egress
 from plinth.modules.monitoring.dashboards import dashboard_config_map
+from plinth.modules.serving import registry
 from plinth.modules.serving.monitoring import alert_rules, monitor_spec, serving_dashboard
 from plinth.modules.serving.names import deployment_name, model_labels, selector, service_name, tracks
 from plinth.modules.serving.routing import route_rules
@@ -79,7 +80,8 @@ class Serving(PlatformService):
     @classmethod
     def identities(cls, spec) -> tuple[Identity, ...]:
         """A Triton team reads its own prefix of the models bucket, as its workloads' ServiceAccount."""
-        teams = sorted({model.team for model in spec.serving.models if model.runtime == "triton"})
+        teams = sorted({model.team for model in spec.serving.models
+                        if model.runtime == "triton" and model.registry is None})
         return tuple(Identity(f"models-{team}", team, WORKLOAD_SERVICE_ACCOUNT, f"bucket-read:models/{team}")
                      for team in teams)
 
@@ -89,6 +91,10 @@ class Serving(PlatformService):
         if serving.hostname:
             needs.append(Need("gateway", ("serving", "hostname"), "the models' host name is served by the platform "
                               "Gateway", "serving", "remove hostname (models are then reachable in-cluster only)"))
+        for index, model in enumerate(serving.models):
+            if model.registry:
+                needs.append(Need("mlflow", ("serving", "models", index, "registry"), f"model {model.name!r} "
+                                  "serves versions registered in the MLflow model registry", "serving"))
         if serving.models:
             needs.append(Need("monitoring", ("serving", "models"), "every served model has alerts (a PrometheusRule, "
                               "required by the served-model-reliability policy) from monitoring", "serving"))
@@ -103,6 +109,7 @@ class Serving(PlatformService):
                             f"under {spec.network.gateway.hostname.removeprefix('*.')}")
         if serving.hostname:
             yield from gateway_hostname_rules(spec, ("serving",), serving.hostname, "serving")
+        yield from registry.rules(spec)
 
     @classmethod
     def block(cls, spec) -> ServingArgs:
@@ -115,6 +122,8 @@ class Serving(PlatformService):
         # Triton from the catalog; a Bento is the user's own image (in air-gap mode already in the mirror,
         # which `plinth images` shows as nothing to copy), at each release's version.
         refs = [IMAGES["tritonserver"]] if any(m.runtime == "triton" for m in block.serving.models) else []
+        if any(m.registry for m in block.serving.models):
+            refs.append(IMAGES["mlflow-client"])
         for model in block.serving.models:
             if model.runtime == "bentoml":
                 refs += [image(model, release, ctx)
@@ -157,8 +166,9 @@ class Serving(PlatformService):
         for track, release in tracks(model):
             labels = model_labels(model, track, release)
             provided = user_provided(model, ctx)
-            metadata = meta(deployment_name(model, track), labels,
-                            {USER_PROVIDED: ",".join(provided)} if provided else None)
+            notes = {**({USER_PROVIDED: ",".join(provided)} if provided else {}),
+                     **(registry.registered_annotations(model, release) if model.registry else {})}
+            metadata = meta(deployment_name(model, track), labels, notes or None)
             k8s.apps.v1.Deployment(
                 resource_name(key, track),
                 metadata=metadata,
@@ -214,7 +224,8 @@ class Serving(PlatformService):
             peers.append(Peer(f"monitoring-{model.name}", PLATFORM_NAMESPACES["monitoring"],
                               ports=(dict(runtime.ports)[runtime.metrics_port],)))
         policies = [p for p in (peer_policy("Ingress", peer, ctx) for peer in peers) if p]
-        repository = model_repository(model, ctx) if model.runtime == "triton" else "pvc://"
+        # A Bento's model is in its image; a registered model's comes through MLflow (the tenant egress to it).
+        repository = model_repository(model, ctx) if model.runtime == "triton" and not model.registry else "pvc://"
         if not repository.startswith("pvc://") and model.repository_cidrs:
             policies.append(("NetworkPolicy", f"allow-to-repository-{model.name}", {
                 "policyTypes": ["Egress"],

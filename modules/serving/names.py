@@ -37,8 +37,12 @@ def selector(model, ctx: PlatformContext, track: str | None = None) -> dict[str,
 
 
 def model_labels(model, track: str, release) -> dict[str, str]:
+    """The labels of a track's objects and pods; a registry-backed model's also name its registered model and
+    version (plinth.modules.serving.registry)."""
+    from plinth.modules.serving.registry import registered_labels as registered
+
     return {"app.kubernetes.io/name": model.name, "app.kubernetes.io/version": release.tag,
-            MODEL_LABEL: model.name, TRACK_LABEL: track}
+            MODEL_LABEL: model.name, TRACK_LABEL: track, **(registered(model, release) if model.registry else {})}
 
 
 def route_prefix(model) -> str:

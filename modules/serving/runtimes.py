@@ -11,6 +11,7 @@ import pulumi
 from plinth.catalog import IMAGES, mirror_image
 from plinth.context import PlatformContext
 from plinth.modules.gpu import GPU_RESOURCE, gpu_node_selector, gpu_toleration
+from plinth.modules.serving import registry
 from plinth.modules.serving.names import deployment_name, selector
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.targets import WORKLOAD_SERVICE_ACCOUNT
@@ -55,8 +56,11 @@ RUNTIMES = {
 
 
 def model_repository(model, ctx: PlatformContext) -> str:
-    """A Triton model's repositories: the spec's, or on a cloud target the team's prefix of the models bucket
+    """A Triton model's repositories: a registry-backed model's fetched files (the pod's own), the spec's, or on
+    a cloud target the team's prefix of the models bucket
     (s3:// or gs://<prefix>-models/<team>/<model>), which the team's workload identity may read."""
+    if model.registry:
+        return "registry://"
     if model.model_repository:
         return model.model_repository
     return f"{ctx.target.bucket_url('models')}/{model.team}/{model.name}"
@@ -76,6 +80,8 @@ def user_provided(model, ctx: PlatformContext) -> tuple[str, ...]:
 def repository_path(repository: str, release) -> str:
     """The release's Triton model repository: <repository>/<version> (a PVC path under /models)."""
     scheme, _, rest = repository.partition("://")
+    if scheme == "registry":  # the release's own files, fetched into the pod
+        return registry.MOUNT
     if scheme == "pvc":
         _, _, path = rest.partition("/")
         return "/".join(p for p in (PVC_MOUNT, path.strip("/"), release.version) if p)
@@ -150,7 +156,10 @@ def pod_spec(model, track: str, release, ctx: PlatformContext) -> dict:
         # The Python backend's stubs talk to the server through shared memory.
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}})
-        if repository.startswith("pvc://"):
+        if model.registry:
+            mounts.append({"name": registry.VOLUME, "mountPath": registry.MOUNT, "readOnly": True})
+            volumes.append({"name": registry.VOLUME, "emptyDir": {}})
+        elif repository.startswith("pvc://"):
             claim = repository.removeprefix("pvc://").split("/", 1)[0]
             mounts.append({"name": "models", "mountPath": PVC_MOUNT, "readOnly": True})
             volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
@@ -181,6 +190,8 @@ def pod_spec(model, track: str, release, ctx: PlatformContext) -> dict:
         "containers": [container],
         "volumes": volumes,
     }
+    if model.registry:
+        pod["initContainers"] = [registry.fetch_container(model, release, ctx, container["resources"])]
     if model.gpu:
         # The GPU module's facts: the taint its nodes carry, the label feature discovery puts on them.
         pod["tolerations"] = [gpu_toleration()]
@@ -191,13 +202,16 @@ def pod_spec(model, track: str, release, ctx: PlatformContext) -> dict:
 def deployment_spec(model, track: str, release, ctx: PlatformContext, labels: dict) -> dict:
     # A GPU model rolls one pod at a time without a surge pod: the quota holds exactly its GPUs.
     strategy = {"maxSurge": 0, "maxUnavailable": 1} if model.gpu else {"maxSurge": 1, "maxUnavailable": 0}
+    metadata: dict = {"labels": labels}
+    if model.registry:
+        metadata["annotations"] = registry.registered_annotations(model, release)
     return {
         "replicas": release.replicas,
         "revisionHistoryLimit": 3,
         "progressDeadlineSeconds": model.startup_seconds + 300,
         "selector": {"matchLabels": selector(model, ctx, track)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": strategy},
-        "template": {"metadata": {"labels": labels}, "spec": pod_spec(model, track, release, ctx)},
+        "template": {"metadata": metadata, "spec": pod_spec(model, track, release, ctx)},
     }
 
 

@@ -21,10 +21,17 @@ from plinth.governance.check import Result
 from plinth.plan import Plan, write_output
 from plinth.provenance import Provenance
 from plinth.spec.models import PlatformSpec
-from plinth.vocabulary import SECRET_SOURCE
+from plinth.vocabulary import (
+    MODEL_LABEL,
+    MODEL_URI_ANNOTATION,
+    REGISTERED_MODEL_LABEL,
+    REGISTERED_VERSION_LABEL,
+    SECRET_SOURCE,
+)
 
 FORMAT = "plinth.dev/compliance-report/v1"
-SECTIONS = ("access", "exposure", "data", "protection", "protectionOther", "inventory", "secrets", "policies")
+SECTIONS = ("access", "exposure", "data", "protection", "protectionOther", "models", "inventory", "secrets",
+            "policies")
 WAL_RPO = "5 minutes"
 """A WAL-archived database's recovery point: CloudNativePG switches a WAL segment at the latest after its
 `archive_timeout` (5 minutes by default) and the archiver uploads it; a busier database fills segments sooner."""
@@ -158,6 +165,32 @@ def volume_and_vault_backups(plan: Plan) -> list[dict]:
     return sorted(rows, key=lambda r: r["what"])
 
 
+def served_models(plan: Plan) -> list[dict]:
+    """One row per served track (a Deployment labelled with its model): the version it runs and where its files
+    come from: a registered MLflow version (its models:/ URI; `plinth lineage` traces it to its run and data),
+    a Triton model repository, or a Bento image. Offline: the run is known online only."""
+    rows = []
+    for deployment in _objects(plan, "Deployment"):
+        meta = deployment.get("metadata") or {}
+        labels, notes = meta.get("labels") or {}, meta.get("annotations") or {}
+        if MODEL_LABEL not in labels:
+            continue
+        container = ((((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers")
+                     or [{}])[0]
+        repository = next((a.split("=", 1)[1] for a in container.get("args") or []
+                           if isinstance(a, str) and a.startswith("--model-repository=")), None)
+        registered = labels.get(REGISTERED_MODEL_LABEL)
+        rows.append({
+            "name": _name(deployment),
+            "model": labels[MODEL_LABEL],
+            "track": labels.get("plinth.dev/track", ""),
+            "version": labels.get(REGISTERED_VERSION_LABEL) or labels.get("app.kubernetes.io/version", ""),
+            "registered": registered,
+            "source": notes.get(MODEL_URI_ANNOTATION) if registered else (repository or container.get("image")),
+        })
+    return sorted(rows, key=lambda r: r["name"])
+
+
 def secrets(plan: Plan) -> list[dict]:
     # The payload itself is a secret of the plan (keys included): names and sources only.
     return sorted(({"secret": _name(s), "type": s.get("type", "Opaque"),
@@ -178,6 +211,7 @@ def build_report(plan: Plan, spec: PlatformSpec, provenance: Provenance | None, 
         "data": data_at_rest(plan, spec),
         "protection": data_protection(plan),
         "protectionOther": volume_and_vault_backups(plan),
+        "models": served_models(plan),
         "access": access_matrix(plan),
         "exposure": exposure(plan),
         "inventory": {"images": [{"image": i.source, "mirror": i.target} for i in inventory.images],
@@ -304,6 +338,12 @@ def markdown(report: dict) -> str:
         *_table(["what", "where", "schedule", "kept"],
                 [[d["what"], d["where"], d["schedule"], d["retention"]]
                  for d in report.get("protectionOther", [])]), "",
+        "## Served models and where they come from", "",
+        "Each served track, the version it runs and its source; a registered version is traced to its run, "
+        "params, metrics and datasets by `plinth lineage` (online):", "",
+        *_table(["deployment", "track", "version", "registered model", "source"],
+                [[m["name"], m["track"], m["version"], m["registered"] or "(not registered)", m["source"]]
+                 for m in report.get("models", [])]), "",
         "## Access matrix", "",
         *_table(["subject", "scope", "role", "permissions"],
                 [[a["subject"], a["scope"], a["role"], a["permissions"]] for a in report["access"]]), "",

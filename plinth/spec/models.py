@@ -636,7 +636,9 @@ class Release(Spec):
     version: str = Field(
         description="Model version: the image tag for BentoML (the image is <image>:<version>), which may be "
         "pinned by digest (1.2.0@sha256:<64 hex>); for Triton the directory <modelRepository>/<version>/ "
-        "holding that release's complete model repository. Also the pods' app.kubernetes.io/version label "
+        "holding that release's complete model repository; for a model with `registry` a registered version "
+        "number (e.g. 3: exactly that version) or an alias of the registered model (e.g. champion: the version "
+        "it names when each pod starts). Also the pods' app.kubernetes.io/version label "
         "(without the digest). Required.",
         pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?(@sha256:[0-9a-f]{64})?$")
     replicas: Count = Field(1, description="Replicas (the autoscaler's minimum when autoscaling). Default: 1.")
@@ -671,12 +673,36 @@ class Slo(Spec):
                                       "more often than stable). Default: 1.")
 
 
+_REGISTERED_MODEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+
+
+def _registered_model_name(value: Any) -> Any:
+    """A registered model name Plinth serves is also a label value."""
+    if not isinstance(value, str) or not _REGISTERED_MODEL_NAME.match(value):
+        raise PydanticCustomError("registered_model_name", "expected a registered model name that is also a label "
+                                  "value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a "
+                                  "letter or digit")
+    return value
+
+
+class ModelRegistry(Spec):
+    """Where a served model's files come from: a model registered in the platform's MLflow (registry.mlflow)."""
+
+    model: Annotated[str, BeforeValidator(_registered_model_name)] = Field(
+        description="The registered model's name (at most 63 characters: letters, digits, '-', '_', '.'). Required.")
+
+
 class Model(Spec):
     name: Name = Field(description="Model (and Service) name. Required.")
     team: Name = Field(description="Owning team; the model runs in its namespace. Required.")
     runtime: Literal["triton", "bentoml"] = Field(description="Serving runtime. Required.")
     image: str | None = Field(None, description="BentoML: the containerized Bento image without tag (each release "
                               "runs <image>:<version>). Default: null.")
+    registry: ModelRegistry | None = Field(
+        None, description="Triton: serve a model registered in the platform's MLflow (registry.mlflow): each "
+        "release's version names a registered version or alias, and an init container fetches that version's "
+        "files through the MLflow server (as the team's workloads, no storage credential) into the pod before "
+        "Triton starts; they are its model repository. Not together with modelRepository. Default: null.")
     model_repository: str | None = Field(
         None, description="Triton: where the model repositories are: s3://bucket/path, gs://bucket/path or "
         "pvc://<claim>/<path> (a PersistentVolumeClaim of the team's namespace, mounted read-only); each release "
@@ -715,6 +741,10 @@ class Serving(Spec):
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     models: tuple[Model, ...] = Field((), max_length=MAX_MODELS, description=f"Served models, at most {MAX_MODELS}. "
                                       "Default: [].")
+    lineage_required: Flag = Field(
+        False, description="In prod, policy served-model-lineage requires every served track to run a version of a "
+        "model registered in MLflow (`registry`) named by its version number, not an alias: what `plinth lineage` "
+        "traces to its run and data. Default: false.")
 
 
 class Drift(Spec):

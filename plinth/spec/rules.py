@@ -65,7 +65,8 @@ def model_rules(spec: PlatformSpec) -> Iterator[Violation]:
         if model.team not in teams:
             yield Violation((*at, "team"), f"team {model.team!r} is not defined",
                             "model-team-exists", f"add a team named {model.team!r} under teams, or fix the name")
-        if model.runtime == "triton" and not model.model_repository and spec.target.type == "existing":
+        if model.runtime == "triton" and not model.model_repository and not model.registry and \
+                spec.target.type == "existing":
             yield Violation((*at, "modelRepository"), "a Triton model needs a model repository",
                             "triton-model-repository", "set modelRepository (s3://, gs:// or a PVC path); on eks "
                             "and gke the default is the team's prefix of the models bucket")
@@ -111,7 +112,7 @@ def _repository_rules(model, at: tuple, spec: PlatformSpec) -> Iterator[Violatio
     """Triton's model repository: a claim name that can be mounted, and a way out for an object store (named
     by its CIDRs, or on eks/gke with Cilium by the cloud's own names)."""
     repository = model.model_repository
-    if model.runtime != "triton":
+    if model.runtime != "triton" or model.registry:  # a registered model's files come through MLflow
         return
     for track in ("stable", "canary", "shadow"):
         release = getattr(model, track)

@@ -47,6 +47,7 @@ _BEFORE: dict[Any, dict] = {
     # An address or network, IPv4 or IPv6 (host bits set are left to the validator).
     models._cidr: {"type": "string", "pattern": r"^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$"},
     models._host_port: {"type": "string", "pattern": models._HOST_PORT.pattern},
+    models._registered_model_name: {"type": "string", "pattern": models._REGISTERED_MODEL_NAME.pattern},
     models._address_range: {"type": "string", "pattern": r"^[0-9A-Fa-f.:]+(/[0-9]{1,3}|-[0-9A-Fa-f.:]+)?$"},
     # https, a host, no user info, query or fragment.
     models._issuer_url: {"type": "string", "pattern": r"^https://[^/?#@\s]+(/[^?#\s]*)?$"},

@@ -25,7 +25,11 @@ from plinth.governance.policies.baseline import (
 )
 from plinth.governance.policies.cloud import CLOUD_PRIVATE_AND_ENCRYPTED_POLICY, WORKLOAD_IDENTITY_SCOPED_POLICY
 from plinth.governance.policies.core import DISABLED, LEVELS, Platform, Policy, Subject, Violation
-from plinth.governance.policies.models import GPU_WORKLOADS_POLICY, SERVED_MODEL_RELIABILITY_POLICY
+from plinth.governance.policies.models import (
+    GPU_WORKLOADS_POLICY,
+    SERVED_MODEL_LINEAGE_POLICY,
+    SERVED_MODEL_RELIABILITY_POLICY,
+)
 from plinth.governance.policies.references import REFERENCES_RESOLVE_POLICY
 from plinth.governance.policies.rendered import (
     CILIUM_POLICY_ENFORCEMENT_POLICY,
@@ -54,6 +58,7 @@ POLICIES: tuple[Policy, ...] = (
     GRAFANA_NOT_ANONYMOUS_POLICY,
     GPU_WORKLOADS_POLICY,
     SERVED_MODEL_RELIABILITY_POLICY,
+    SERVED_MODEL_LINEAGE_POLICY,
     CLOUD_PRIVATE_AND_ENCRYPTED_POLICY,
     WORKLOAD_IDENTITY_SCOPED_POLICY,
     REFERENCES_RESOLVE_POLICY,

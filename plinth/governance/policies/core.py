@@ -85,6 +85,8 @@ class Platform:
     mirror: str | None = None
     perimeter: tuple[str, ...] = ()
     """In air-gap mode, the host[:port]s inside the perimeter (plinth.spec.models.perimeter_hosts)."""
+    lineage_required: bool = False
+    """serving.lineageRequired (policy served-model-lineage)."""
 
     @classmethod
     def of(cls, subjects: Iterable[Subject]) -> Platform:
@@ -92,7 +94,8 @@ class Platform:
             if s.kind == "ConfigMap" and s.metadata.get("name") == LEDGER_NAME and not s.release:
                 data = s.props.get("data") or {}
                 facts = json.loads(data.get("platform.json", "{}"))
-                return cls(facts.get("environment", "dev"), facts.get("mirror"), tuple(facts.get("perimeter") or ()))
+                return cls(facts.get("environment", "dev"), facts.get("mirror"), tuple(facts.get("perimeter") or ()),
+                           bool(facts.get("servedModelLineage")))
         return cls()
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from plinth.governance.policies.core import MANDATORY, PDB, Policy, pod_specs, selects
-from plinth.vocabulary import GPU, GPU_TAINT, MODEL_LABEL
+from plinth.vocabulary import GPU, GPU_TAINT, MODEL_LABEL, REGISTERED_MODEL_LABEL, REGISTERED_VERSION_LABEL
 
 PROMETHEUS_RULE = "kubernetes:monitoring.coreos.com/v1:PrometheusRule"
 
@@ -89,3 +89,26 @@ SERVED_MODEL_RELIABILITY_POLICY = Policy(
     "module's label) has liveness and readiness probes, a PodDisruptionBudget selecting its pods and a "
     "PrometheusRule alerting on the model.", "keep the serving module's probes, PodDisruptionBudget and "
     "PrometheusRule for the model", MANDATORY, _served_model_reliability)
+
+
+def _served_model_lineage(subjects, platform):
+    """Prod with serving.lineageRequired: every model server runs a registered version named by its number."""
+    if platform.environment != "prod" or not platform.lineage_required:
+        return
+    for s in subjects:
+        if s.kind != "Deployment" or MODEL_LABEL not in s.labels:
+            continue
+        version = s.labels.get(REGISTERED_VERSION_LABEL, "")
+        if REGISTERED_MODEL_LABEL not in s.labels:
+            yield s, "serves files that are not a version registered in MLflow: nothing traces them to a run"
+        elif not version.isdigit():
+            yield s, f"serves the registered version alias {version!r}: an alias moves, so the version it runs is " \
+                     "not fixed by the spec"
+
+
+SERVED_MODEL_LINEAGE_POLICY = Policy(
+    "served-model-lineage", f"In prod, with serving.lineageRequired: every model server (a Deployment labelled "
+    f"{MODEL_LABEL}) runs a version of a model registered in MLflow, named by its version number "
+    f"({REGISTERED_MODEL_LABEL}, {REGISTERED_VERSION_LABEL}), so `plinth lineage` traces it to its run, params, "
+    "metrics and datasets.", "register the model in MLflow and serve it with `registry` and version numbers",
+    MANDATORY, _served_model_lineage)

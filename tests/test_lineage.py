@@ -1,0 +1,63 @@
+"""`plinth lineage` against answers MLflow should not give (the real server: tests/test_registry_server.py): a
+wrong shape, an error page, an answer that never ends. Each is a track's error, never a traceback or a hang."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+
+import pytest
+
+from test_serving_registry import MLFLOW, REGISTERED
+from test_serving import spec
+from plinth.lineage import lineage
+
+
+class Hostile(http.server.BaseHTTPRequestHandler):
+    answers: dict[str, tuple[int, bytes]] = {}
+
+    def do_GET(self):  # noqa: N802  (http.server's name)
+        path = self.path.split("?", 1)[0].rsplit("/", 1)[-1]
+        status, body = self.answers.get(path, (500, b"<html>oops</html>"))
+        if body == b"DRIP":
+            self.send_response(200)
+            self.end_headers()
+            for _ in range(100):
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.1)
+            return
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def hostile():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_wrong_shapes_error_pages_and_endless_answers_are_track_errors(hostile):
+    url = f"http://127.0.0.1:{hostile.server_address[1]}"
+    model = {**REGISTERED, "canary": None, "shadow": None}
+    Hostile.answers = {"get": (200, b'{"model_version": ["not", "an", "object"]}')}
+    [track] = lineage(spec(models=[model], **MLFLOW), url).tracks
+    assert track.error.startswith("unexpected answer from MLflow: AttributeError") and track.findings == []
+    Hostile.answers = {}
+    [track] = lineage(spec(models=[model], **MLFLOW), url).tracks
+    assert track.error == "HTTP 500: <html>oops</html>"
+    Hostile.answers = {"get": (200, b"DRIP")}
+    started = time.monotonic()
+    report = lineage(spec(models=[model], **MLFLOW), url, timeout=1)
+    assert time.monotonic() - started < 5
+    assert report.tracks[0].error == "timed out" and not report.passed

@@ -1,0 +1,211 @@
+"""Registry-backed models (serving.models[].registry): the init step that fetches a registered version through
+MLflow, the labels and annotations naming it, and the rules (at their file:line)."""
+
+from __future__ import annotations
+
+from test_serving import BASE, TRITON, objects, spec
+from test_spec_errors import overlay_errors
+from plinth.catalog import IMAGES
+from plinth.engine.offline import plan
+from plinth.mirror import mirror_list
+from plinth.modules.serving import Serving
+from plinth.spec.rules import check_rules
+from plinth.targets import WORKLOAD_SERVICE_ACCOUNT
+
+REGISTERED = {**{k: v for k, v in TRITON.items() if k not in ("modelRepository", "repositoryCidrs")},
+              "registry": {"model": "fraud-scorer"}, "stable": {"version": "3", "replicas": 2},
+              "canary": {"version": "champion", "weight": 10}, "shadow": {"version": "5"}}
+MLFLOW = {"registry": {"mlflow": {"enabled": True}}, "storage": {"objectStore": {"enabled": True}}}
+
+
+def registered(**overrides):
+    return spec(models=[REGISTERED], **{**MLFLOW, **overrides})
+
+
+def test_each_track_fetches_its_registered_version_before_triton_starts():
+    assert check_rules(registered()) == []
+    served = objects(plan(registered(), "serving"))
+    for track, uri, version in (("stable", "models:/fraud-scorer/3", "3"),
+                                ("canary", "models:/fraud-scorer@champion", "champion"),
+                                ("shadow", "models:/fraud-scorer/5", "5")):
+        deployment = served[("Deployment", "fraud", f"scorer-{track}")].inputs
+        template = deployment["spec"]["template"]
+        pod = template["spec"]
+        [fetch] = pod["initContainers"]
+        assert fetch["name"] == "fetch-model" and fetch["image"] == IMAGES["mlflow-client"]
+        assert fetch["imagePullPolicy"] == "Always"
+        assert fetch["command"] == ["mlflow", "artifacts", "download", "--artifact-uri", uri, "--dst-path", "/models"]
+        assert {e["name"]: e["value"] for e in fetch["env"]} == {
+            "MLFLOW_TRACKING_URI": "http://mlflow.mlflow.svc", "HOME": "/tmp", "MLFLOW_ENABLE_TELEMETRY": "false",
+            "DO_NOT_TRACK": "true"}
+        # The model's own CPU and memory, requests equal to limits, no GPU: the pod's quota and QoS are the model's.
+        assert fetch["resources"] == {"requests": {"cpu": "1", "memory": "4Gi"},
+                                      "limits": {"cpu": "1", "memory": "4Gi"}}
+        assert fetch["securityContext"]["readOnlyRootFilesystem"] is True
+        assert fetch["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        # As the team's workloads (no storage credential: MLflow proxies the files), into the pod's own volume.
+        assert pod["serviceAccountName"] == WORKLOAD_SERVICE_ACCOUNT and "envFrom" not in fetch
+        [server] = pod["containers"]
+        assert server["args"][0] == "--model-repository=/models"
+        assert {"name": "registered-model", "mountPath": "/models", "readOnly": True} in server["volumeMounts"]
+        assert {"name": "registered-model", "emptyDir": {}} in pod["volumes"]
+        assert fetch["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"},
+                                         {"name": "registered-model", "mountPath": "/models"}]
+        for metadata in (deployment["metadata"], template["metadata"]):
+            assert metadata["labels"]["plinth.dev/registered-model"] == "fraud-scorer"
+            assert metadata["labels"]["plinth.dev/registered-version"] == version
+            assert metadata["annotations"] == {"plinth.dev/model-uri": uri}
+        # The selector holds nothing version-dependent (immutable in a Deployment).
+        assert "plinth.dev/registered-version" not in deployment["spec"]["selector"]["matchLabels"]
+
+
+def test_a_registered_model_needs_no_bucket_identity_and_no_repository_egress():
+    assert Serving.identities(registered()) == ()
+    served = objects(plan(registered(), "serving"))
+    assert [name for (kind, _, name) in served if kind.endswith("NetworkPolicy")] == [
+        "allow-from-gateway-scorer", "allow-from-monitoring-scorer"]
+    # A repository model's pods get their way out to its object store; a registered model's need none.
+    with_repository = objects(plan(spec(models=[TRITON]), "serving"))
+    assert ("NetworkPolicy", "fraud", "allow-to-repository-scorer") in with_repository
+
+
+def test_the_client_image_is_listed_and_pulled_from_the_mirror():
+    assert IMAGES["mlflow-client"] in {i.source for i in mirror_list(registered()).images}
+    assert IMAGES["mlflow-client"] not in {i.source for i in mirror_list(spec(models=[TRITON])).images}
+    mirror = "harbor.corp.internal/mirror"
+    airgap = registered(airgap={"enabled": True, "mirror": {"registry": mirror,
+                                                            "charts": "oci://harbor.corp.internal/c"}})
+    served = objects(plan(airgap, "serving"))
+    [fetch] = served[("Deployment", "fraud", "scorer-stable")].inputs["spec"]["template"]["spec"]["initContainers"]
+    assert fetch["image"] == f"{mirror}/burakince/mlflow:3.15.1"
+
+
+REGISTRY_MODEL = """\
+serving:
+  hostname: serving.models.plinth.internal
+  models:
+    - name: scorer
+      team: fraud
+      runtime: {runtime}
+      registry: {{model: fraud-scorer}}
+      stable: {{version: "{version}"}}
+"""
+
+
+def test_a_registry_backed_model_needs_mlflow(write):
+    errors = overlay_errors(write, BASE + "monitoring: {enabled: true}\n"
+                            + REGISTRY_MODEL.format(runtime="triton", version="3"))
+    assert errors == [
+        "bad.yaml:17:7: serving.models[scorer].registry: model 'scorer' serves versions registered in the MLflow "
+        "model registry, which is off [rule serving-needs-mlflow; fix: enable registry.mlflow]"]
+
+
+def test_a_registry_backed_model_is_triton_with_versions_mlflow_can_name(write):
+    errors = overlay_errors(write, BASE + "monitoring: {enabled: true}\nstorage: {objectStore: {enabled: true}}\n"
+                            "registry: {mlflow: {enabled: true}}\n"
+                            + REGISTRY_MODEL.format(runtime="bentoml", version="v3")
+                            + "      image: registry.corp.internal/ml/scorer\n"
+                            "      modelRepository: s3://models/scorer\n"
+                            "      canary: {version: latest}\n")
+    alias_fix = ("[rule registry-version; fix: use a version number such as 3, or an alias such as champion "
+                 "(letters, digits, '_', '-'; not latest or v<number>)]")
+    assert errors == [
+        "bad.yaml:19:7: serving.models[scorer].registry: a registered model's files are served by Triton; a Bento "
+        "carries its model in its image [rule registry-runtime; fix: use runtime triton, or remove registry]",
+        "bad.yaml:20:16: serving.models[scorer].stable.version: 'v3' is neither a registered version number nor an "
+        f"alias of the registered model {alias_fix}",
+        "bad.yaml:22:7: serving.models[scorer].modelRepository: a registry-backed model's files come from MLflow, "
+        "not from a model repository [rule registry-source; fix: remove modelRepository, or remove registry]",
+        "bad.yaml:23:16: serving.models[scorer].canary.version: 'latest' is neither a registered version number "
+        f"nor an alias of the registered model {alias_fix}"]
+
+
+def test_registered_versions_and_aliases_as_pure_rules():
+    def rules(version: str) -> set[str]:
+        model = {**REGISTERED, "stable": {"version": version}, "canary": None, "shadow": None}
+        return {v.rule for v in check_rules(spec(models=[model], **MLFLOW))}
+
+    for good in ("1", "42", "champion", "challenger", "prod_2", "blue-green"):
+        assert rules(good) == set(), good
+    for bad in ("03", "v3", "V12", "latest", "LATEST", "1.2.0", f"3@sha256:{'ab' * 32}"):
+        assert rules(bad) == {"registry-version"}, bad
+    # A registered model's name is also a label value: at most 63 characters.
+
+
+def test_a_registered_model_name_is_a_label_value(write):
+    errors = overlay_errors(write, BASE + "monitoring: {enabled: true}\nstorage: {objectStore: {enabled: true}}\n"
+                            "registry: {mlflow: {enabled: true}}\n"
+                            + REGISTRY_MODEL.format(runtime="triton", version="3").replace(
+                                "fraud-scorer", "fraud scorer"))
+    assert errors == ["bad.yaml:19:18: serving.models[scorer].registry.model: expected a registered model name that is "
+                      "also a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a "
+                      "letter or digit, got \"fraud scorer\""]
+
+
+def test_the_report_lists_each_served_track_and_where_its_files_come_from():
+    from plinth.governance.report import build_report, markdown
+    from plinth.mirror import mirror_list
+
+    bento = {"name": "ranker", "team": "search", "runtime": "bentoml", "image": "registry.corp.internal/ml/ranker",
+             "stable": {"version": "1.2.0"}}
+    repository = {**TRITON, "name": "legacy", "gpu": 0, "canary": None, "shadow": None, "autoscaling": {}}
+    planned_spec = spec(models=[REGISTERED, repository, bento], **MLFLOW)
+    report = build_report(plan(planned_spec, "serving"), planned_spec, None, [], mirror_list(planned_spec))
+    assert report["models"] == [
+        {"name": "fraud/legacy-stable", "model": "legacy", "track": "stable", "version": "3", "registered": None,
+         "source": "s3://models/scorer/3"},
+        {"name": "fraud/scorer-canary", "model": "scorer", "track": "canary", "version": "champion",
+         "registered": "fraud-scorer", "source": "models:/fraud-scorer@champion"},
+        {"name": "fraud/scorer-shadow", "model": "scorer", "track": "shadow", "version": "5",
+         "registered": "fraud-scorer", "source": "models:/fraud-scorer/5"},
+        {"name": "fraud/scorer-stable", "model": "scorer", "track": "stable", "version": "3",
+         "registered": "fraud-scorer", "source": "models:/fraud-scorer/3"},
+        {"name": "search/ranker-stable", "model": "ranker", "track": "stable", "version": "1.2.0",
+         "registered": None, "source": "registry.corp.internal/ml/ranker:1.2.0"}]
+    text = markdown(report)
+    assert "## Served models and where they come from" in text
+    assert "| fraud/scorer-canary | canary | champion | fraud-scorer | models:/fraud-scorer@champion |" in text
+    assert "| search/ranker-stable | stable | 1.2.0 | (not registered) | registry.corp.internal/ml/ranker:1.2.0 |" \
+        in text
+
+
+def test_served_model_lineage_is_opt_in_and_asks_prod_for_registered_version_numbers():
+    from plinth.governance.check import subjects
+    from plinth.governance.policies import evaluate
+
+    def found(environment: str, required: bool, models: list[dict]) -> list[str]:
+        planned_spec = spec(models=models, metadata={"name": "test", "environment": environment, "costCenter": "cc-1"},
+                            serving={"hostname": "serving.models.plinth.internal", "lineageRequired": required},
+                            **MLFLOW)
+        [(_, _, violations)] = [r for r in evaluate(subjects(plan(planned_spec, "serving")))
+                                if r[0].name == "served-model-lineage"]
+        return sorted(f"{v.subject}: {v.message}" for v in violations)
+
+    repository = {**TRITON, "name": "legacy", "canary": None, "shadow": None, "autoscaling": {}}
+    both = [REGISTERED, repository]
+    assert found("prod", False, both) == [] and found("staging", True, both) == []
+    assert found("prod", True, both) == [
+        "Deployment fraud/legacy-stable: serves files that are not a version registered in MLflow: nothing traces "
+        "them to a run",
+        "Deployment fraud/scorer-canary: serves the registered version alias 'champion': an alias moves, so the "
+        "version it runs is not fixed by the spec"]
+    pinned = {**REGISTERED, "canary": {"version": "4", "weight": 10}}
+    assert found("prod", True, [pinned]) == []
+
+
+def test_registry_backed_deployments_are_valid_kubernetes_and_pass_the_policies():
+    import kubernetes_validate
+
+    from plinth.governance.check import subjects
+    from plinth.governance.policies import evaluate
+    from plinth.render import kubernetes_objects
+
+    planned = plan(registered(), "serving")
+    deployments = [obj for r, obj in kubernetes_objects(planned)
+                   if "plinth:serving:Serving" in r.urn and obj["kind"] == "Deployment"]
+    assert len(deployments) == 3
+    for obj in deployments:
+        kubernetes_validate.validate(obj, "1.34.0", strict=True)
+    results = {policy.name: found for policy, _, found in evaluate(subjects(planned))}
+    for name in ("served-model-reliability", "gpu-workloads", "pinned-images", "pod-security", "ownership-labels"):
+        assert [v for v in results[name] if v.subject.startswith("Deployment fraud/")] == [], name
