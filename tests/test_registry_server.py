@@ -24,6 +24,8 @@ from test_serving import objects as objects_of
 from plinth.engine.offline import plan
 from plinth.spec.models import PlatformSpec
 
+pytestmark = pytest.mark.toolchain  # weed and helm (the MLflow server's fixtures): runs after the other tests
+
 CLIENT_SECONDS = 300
 CLI_SECONDS = 120
 
