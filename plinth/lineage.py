@@ -21,13 +21,12 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from plinth.modelclient import Answer, Gateway, Unreachable, clean, shorten
 from plinth.spec.errors import SpecError, SpecInvalid
 
 DEFAULT_TIMEOUT = 10.0
-MAX_TIMEOUT = 3600.0
 WORKERS = 8
 """Requests to MLflow at once."""
 COMMIT_TAG = "mlflow.source.git.commit"
@@ -124,22 +123,7 @@ def mlflow_url(spec, url: str | None, exported: str | None = None) -> str:
 
 def client(url: str, timeout: float) -> Gateway:
     """The bounded HTTP client for MLflow at `url`. Bad input raises SpecInvalid (exit 2)."""
-    errors = [] if 0 < timeout <= MAX_TIMEOUT else [
-        SpecError(None, "--timeout", f"expected seconds above 0 and at most {MAX_TIMEOUT:g}, got {timeout:g}")]
-    expected = "expected http(s)://HOST[:PORT][/PATH], e.g. http://127.0.0.1:5000"
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise SpecInvalid([*errors, SpecError(None, "--url", f"{url!r}: {exc}; {expected}")]) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
-            or parts.username or parts.password:
-        errors.append(SpecError(None, "--url", f"{url!r}: {expected}"))
-    if errors:
-        raise SpecInvalid(errors)
-    return Gateway(url=url, scheme=parts.scheme, address=parts.hostname,  # type: ignore[arg-type]  # checked
-                   port=port or (443 if parts.scheme == "https" else 80), base=parts.path.rstrip("/"),
-                   hostname=parts.hostname, timeout=timeout)  # type: ignore[arg-type]  # checked
+    return Gateway.parse(url, timeout, "http://127.0.0.1:5000")
 
 
 # --- reading MLflow -------------------------------------------------------------------------------------

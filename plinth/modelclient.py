@@ -16,6 +16,9 @@ import ssl
 import threading
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+from plinth.spec.errors import SpecError, SpecInvalid
 
 DETAIL_CHARS = 300
 """A failure's detail (an error body, a message) is cut to this many characters."""
@@ -81,6 +84,10 @@ class _TLSConnection(http.client.HTTPSConnection):
             self.sock, server_hostname=self._server_hostname)
 
 
+MAX_TIMEOUT = 3600.0
+"""The longest --timeout an online command takes (seconds)."""
+
+
 @dataclass(frozen=True)
 class Gateway:
     """The platform Gateway as reached from here: the URL's scheme, address and base path; the route's host name."""
@@ -94,6 +101,27 @@ class Gateway:
     hostname: str
     """serving.hostname: the Host header, and for https the TLS server name."""
     timeout: float
+
+    @classmethod
+    def parse(cls, url: str, timeout: float, example: str, hostname: str | None = None) -> Gateway:
+        """The Gateway at `url` (http(s)://HOST[:PORT][/PATH]) with the `--url` and `--timeout` a command was given;
+        `hostname`: the Host header and TLS name when it is not the URL's. Bad input raises SpecInvalid (exit 2)."""
+        errors = [] if 0 < timeout <= MAX_TIMEOUT else [
+            SpecError(None, "--timeout", f"expected seconds above 0 and at most {MAX_TIMEOUT:g}, got {timeout:g}")]
+        expected = f"expected http(s)://HOST[:PORT][/PATH], e.g. {example}"
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise SpecInvalid([*errors, SpecError(None, "--url", f"{url!r}: {exc}; {expected}")]) from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
+                or parts.username or parts.password:
+            errors.append(SpecError(None, "--url", f"{url!r}: {expected}"))
+        if errors:
+            raise SpecInvalid(errors)
+        return cls(url=url, scheme=parts.scheme, address=parts.hostname,  # type: ignore[arg-type]  # checked
+                   port=port or (443 if parts.scheme == "https" else 80), base=parts.path.rstrip("/"),
+                   hostname=hostname or parts.hostname, timeout=timeout)  # type: ignore[arg-type]  # checked
 
     def request(self, method: str, path: str, headers: dict[str, str], body: bytes | None = None
                 ) -> tuple[int, bytes]:
