@@ -70,7 +70,8 @@ def test_velero_is_planned_with_backups_on_and_a_bucket_to_write_to():
     assert "velero" in names(ONPREM, {"backups": {"enabled": True}})
     assert "velero" not in names(ONPREM)  # dev: backups off by default
     assert "velero" not in names(PROD)  # an existing cluster without the object store: no bucket
-    assert "velero" not in names(ONPREM, PROD, {"backups": {"enabled": False, "reason": "rebuilt from git, nothing kept"}})
+    off = {"backups": {"enabled": False, "reason": "rebuilt from git, nothing kept"}}
+    assert "velero" not in names(ONPREM, PROD, off)
 
 
 # --- on-prem -----------------------------------------------------------------------------------------------------
