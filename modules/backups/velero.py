@@ -29,6 +29,8 @@ from plinth.targets import Identity
 NAMESPACE = CHARTS["velero"].namespace
 SERVICE_ACCOUNT = "velero-server"
 """The server's ServiceAccount (the chart's name for release `velero`): the one its cloud identity trusts."""
+CLOUD_IDENTITY = "velero"
+"""eks and gke: the cloud identity of the server's pods (read and write on the backups bucket)."""
 PREFIX = "velero"
 """Velero's backups live under <backups bucket>/velero/ (beside postgres/ and longhorn/)."""
 LOCATION = "default"
@@ -75,7 +77,7 @@ def storage_location(ctx: PlatformContext) -> dict:
     if target.type == "eks":
         return {**location, "provider": "aws", "bucket": target.bucket("backups"), "config": {"region": target.region}}
     if target.type == "gke":
-        identity = target.identity(NAMESPACE)
+        identity = target.identity(CLOUD_IDENTITY)
         config = {"serviceAccount": target.principal(identity)} if identity else {}
         return {**location, "provider": "gcp", "bucket": target.bucket("backups"), "config": config}
     return {**location, "provider": "aws", "bucket": bucket(ctx.platform, "backups"),
@@ -133,7 +135,7 @@ class Velero(HelmService):
     @classmethod
     def identities(cls, spec) -> tuple[Identity, ...]:
         if backups_on(spec) and spec.target.type != "existing":
-            return (Identity(NAMESPACE, NAMESPACE, SERVICE_ACCOUNT, "bucket-rw:backups"),)
+            return (Identity(CLOUD_IDENTITY, NAMESPACE, SERVICE_ACCOUNT, "bucket-rw:backups"),)
         return ()
 
     @classmethod

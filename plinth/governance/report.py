@@ -187,8 +187,9 @@ def cluster_backups(plan: Plan) -> list[dict]:
         spec = schedule.get("spec") or {}
         template = spec.get("template") or {}
         location = locations.get(template.get("storageLocation") or "default")
-        where = location and (f"{schemes.get(location.get('provider'), location.get('provider'))}://"
-                              f"{location.get('bucket')}/{location.get('prefix') or ''}")
+        provider = str(location.get("provider")) if location else ""
+        where = location and f"{schemes.get(provider, provider)}://{location.get('bucket')}/" \
+            f"{location.get('prefix') or ''}"
         namespaces = ", ".join(template.get("includedNamespaces") or ["*"])
         rows.append({"what": f"Velero: namespaces {'all' if namespaces == '*' else namespaces}"
                              f"{' and cluster-scoped objects' if template.get('includeClusterResources') else ''} "
