@@ -170,6 +170,17 @@ CHARTS: dict[str, Chart] = {
             "ghcr.io/cloudnative-pg/plugin-barman-cloud-sidecar:v0.13.0",
         ),
     ),
+    # Velero (1.18.1): the namespaces' objects on a schedule (backups.cluster). The provider plugins (1.14.x
+    # pairs with Velero 1.18) are the server's init containers: aws on eks and for the on-prem object store
+    # (S3), gcp on gke; a platform runs one of them.
+    "velero": Chart(
+        "https://vmware-tanzu.github.io/helm-charts", "velero", "12.1.0", "velero",
+        images=(
+            "docker.io/velero/velero:v1.18.1",
+            "docker.io/velero/velero-plugin-for-aws:v1.14.2",
+            "docker.io/velero/velero-plugin-for-gcp:v1.14.2",
+        ),
+    ),
     "redis-operator": Chart(
         "https://ot-container-kit.github.io/helm-charts", "redis-operator", "0.26.1", "redis-operator",
         images=(
@@ -268,6 +279,7 @@ PLATFORM_NAMESPACES: dict[str, str] = {
     "object-store": CHARTS["seaweedfs"].namespace,
     "cluster-autoscaler": CHARTS["cluster-autoscaler"].namespace,
     "mlflow": CHARTS["mlflow"].namespace,
+    "velero": CHARTS["velero"].namespace,
 }
 
 

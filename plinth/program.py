@@ -13,6 +13,7 @@ import pulumi
 from plinth.context import MIRROR_PASSWORD, PlatformContext, StackSecret, StackSecrets
 from plinth.modules.admission import Admission
 from plinth.modules.backups import BarmanCloud
+from plinth.modules.backups.velero import Velero
 from plinth.modules.certs import CertManager
 from plinth.modules.cluster import TARGET_IDENTITIES, TargetArgs, target_class
 from plinth.modules.cluster.autoscaler import ClusterAutoscaler
@@ -66,6 +67,8 @@ SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
     ("postgres-operator", CloudNativePg),
     # Right after the operator, in its namespace: every Cluster after it archives its WAL through it.
     ("barman-cloud", BarmanCloud),
+    # After the object store (its backups bucket admits Velero's pods): the namespaces' objects on a schedule.
+    ("velero", Velero),
     ("harbor", Harbor),
     # After its operator (its database is a Cluster) and the object store (its artifacts bucket).
     ("mlflow", Mlflow),

@@ -29,7 +29,7 @@ STACKS = [s for s in _ALL_STACKS if s not in CONFIGURE_STACKS]
 
 CUSTOM_GROUPS = {"barmancloud.cnpg.io", "cert-manager.io", "cilium.io", "gateway.networking.k8s.io", "longhorn.io",
                  "monitoring.coreos.com", "nfd.k8s-sigs.io", "nvidia.com", "postgresql.cnpg.io",
-                 "redis.redis.opstreelabs.in", "secrets.hashicorp.com"}
+                 "redis.redis.opstreelabs.in", "secrets.hashicorp.com", "velero.io"}
 """API groups of the custom resources Plinth authors: validated against their CRDs (chart tier), not the
 Kubernetes OpenAPI schema."""
 

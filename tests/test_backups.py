@@ -263,6 +263,8 @@ def test_backups_required_fails_on_a_prod_plan_without_backups():
         ("Release longhorn", "Longhorn has no backup target (defaultBackupStore.backupTarget)"),
         ("Release longhorn", "no RecurringJob (task backup, group default, with a cron and a retain) backs up its "
          "volumes"),
+        # The platform has a backups bucket (the object store's) and no Velero backs the namespaces up into it.
+        ("", "no Velero release backs up the namespaces' objects into the backups bucket"),
     ]
 
 

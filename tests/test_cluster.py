@@ -144,6 +144,8 @@ def test_eks_workload_roles_trust_exactly_one_service_account(eks):
         # Prod backs its databases up: each CloudNativePG Cluster's pods archive as their own role.
         "eks-gpu-prod-feast-postgres": "feast:feast-postgres",
         "eks-gpu-prod-grafana-postgres": "monitoring:grafana-postgres",
+        # ... and Velero backs the namespaces up with its server's role.
+        "eks-gpu-prod-velero": "velero:velero-server",
     }
     assert set(roles) == set(expected)
     for name, subject in expected.items():
@@ -298,6 +300,7 @@ def test_gke_workload_identity_grants_exactly_one_service_account_each(gke):
         "cluster-models-vision": "serviceAccount:acme-ml-prod.svc.id.goog[vision/workloads]",
         "cluster-feast-postgres": "serviceAccount:acme-ml-prod.svc.id.goog[feast/feast-postgres]",
         "cluster-grafana-postgres": "serviceAccount:acme-ml-prod.svc.id.goog[monitoring/grafana-postgres]",
+        "cluster-velero": "serviceAccount:acme-ml-prod.svc.id.goog[velero/velero-server]",
     }
     assert {g["role"] for g in grants.values()} == {"roles/iam.workloadIdentityUser"}
     models = one(gke, "gcp:storage/bucketIAMMember:BucketIAMMember", "cluster-models-vision")

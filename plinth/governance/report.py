@@ -30,8 +30,8 @@ from plinth.vocabulary import (
 )
 
 FORMAT = "plinth.dev/compliance-report/v1"
-SECTIONS = ("access", "exposure", "data", "protection", "protectionOther", "models", "inventory", "secrets",
-            "policies")
+SECTIONS = ("access", "exposure", "data", "protection", "protectionOther", "protectionCluster", "models", "inventory",
+            "secrets", "policies")
 WAL_RPO = "5 minutes"
 """A WAL-archived database's recovery point: CloudNativePG switches a WAL segment at the latest after its
 `archive_timeout` (5 minutes by default) and the archiver uploads it; a busier database fills segments sooner."""
@@ -165,6 +165,46 @@ def volume_and_vault_backups(plan: Plan) -> list[dict]:
     return sorted(rows, key=lambda r: r["what"])
 
 
+def schedule_interval(cron: str | None) -> str:
+    """The longest gap between two runs of a 5-field cron, for the common shapes (else said in words)."""
+    fields = (cron or "").split()
+    if len(fields) != 5:
+        return "no schedule"
+    minute, hour, day, month, weekday = fields
+    if minute.isdigit() and hour.isdigit() and day == month == "*":
+        return "24 hours" if weekday == "*" else "7 days" if weekday.isdigit() else "the gap between two runs"
+    if minute.isdigit() and hour == "*" and day == month == weekday == "*":
+        return "1 hour"
+    return "the gap between two runs"
+
+
+def cluster_backups(plan: Plan) -> list[dict]:
+    """Velero's Schedules: which namespaces, where (the release's backup storage location of that name), the
+    schedule (5 fields, UTC), how long each backup is kept (its ttl) and the recovery point: the schedule's
+    interval (objects changed since the last backup are lost)."""
+    release = next((r.inputs for r in plan.resources if r.type.endswith("helm.sh/v3:Release")
+                    and r.inputs.get("name") == "velero"), None)
+    locations = {(loc.get("name") or "default"): loc for loc in
+                 (((release or {}).get("values") or {}).get("configuration") or {}).get("backupStorageLocation")
+                 or [] if isinstance(loc, dict)}
+    schemes = {"aws": "s3", "gcp": "gs"}
+    rows = []
+    for schedule in (r.inputs for r in plan.resources if r.type == "kubernetes:velero.io/v1:Schedule"):
+        spec = schedule.get("spec") or {}
+        template = spec.get("template") or {}
+        location = locations.get(template.get("storageLocation") or "default")
+        provider = str(location.get("provider")) if location else ""
+        where = location and f"{schemes.get(provider, provider)}://{location.get('bucket')}/" \
+            f"{location.get('prefix') or ''}"
+        namespaces = ", ".join(template.get("includedNamespaces") or ["*"])
+        rows.append({"what": f"Velero: namespaces {'all' if namespaces == '*' else namespaces}"
+                             f"{' and cluster-scoped objects' if template.get('includeClusterResources') else ''} "
+                             f"({_name(schedule)})",
+                     "where": where, "schedule": spec.get("schedule"), "retention": template.get("ttl"),
+                     "rpo": schedule_interval(spec.get("schedule"))})
+    return sorted(rows, key=lambda r: r["what"])
+
+
 def served_models(plan: Plan) -> list[dict]:
     """One row per served track (a Deployment labelled with its model): the version it runs and where its files
     come from: a registered MLflow version (its models:/ URI; `plinth lineage` traces it to its run and data),
@@ -211,6 +251,7 @@ def build_report(plan: Plan, spec: PlatformSpec, provenance: Provenance | None, 
         "data": data_at_rest(plan, spec),
         "protection": data_protection(plan),
         "protectionOther": volume_and_vault_backups(plan),
+        "protectionCluster": cluster_backups(plan),
         "models": served_models(plan),
         "access": access_matrix(plan),
         "exposure": exposure(plan),
@@ -338,6 +379,11 @@ def markdown(report: dict) -> str:
         *_table(["what", "where", "schedule", "kept"],
                 [[d["what"], d["where"], d["schedule"], d["retention"]]
                  for d in report.get("protectionOther", [])]), "",
+        "Namespaces (Velero: their objects, and the cluster-scoped ones, schedule in five fields, UTC; volume "
+        "data is in the backups above, not in these):", "",
+        *_table(["what", "where", "schedule", "kept", "RPO"],
+                [[d["what"], d["where"], d["schedule"], d["retention"], d["rpo"]]
+                 for d in report.get("protectionCluster", [])]), "",
         "## Served models and where they come from", "",
         "Each served track, the version it runs and its source; a registered version is traced to its run, "
         "params, metrics and datasets by `plinth lineage` (online):", "",

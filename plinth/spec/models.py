@@ -1068,13 +1068,36 @@ class VaultBackups(Spec):
         "older ones. Default: 14.")
 
 
+class ClusterBackups(Spec):
+    """Velero: the Kubernetes objects of the cluster's namespaces (and the cluster-scoped objects they use) on a
+    schedule, to the backups bucket's `velero/` prefix."""
+
+    schedule: str = Field(
+        "0 4 * * *", description="When Velero backs up the namespaces: a 5-field cron expression (UTC). "
+        "Default: 0 4 * * * (daily at 04:00, after Vault, the databases and the volumes).",
+        pattern=r"^\S+( \S+){4}$")
+    retention: str | None = Field(
+        None, description="How long each backup is kept before Velero deletes it from the bucket: <n>d or <n>w "
+        "(the backup's ttl). Default: null (30d in prod, 7d in dev and staging).", pattern=r"^[1-9][0-9]{0,3}[dw]$")
+    namespaces: list[Name] = Field(
+        default_factory=list, description="The namespaces backed up. Default: [] (every namespace).")
+    values: Values = {}
+
+    def ttl_for(self, environment: str) -> str:
+        """The backups' ttl, as Velero writes a duration (hours, minutes, seconds)."""
+        retention = self.retention or ("30d" if environment == "prod" else "7d")
+        days = int(retention[:-1]) * (7 if retention.endswith("w") else 1)
+        return f"{days * 24}h0m0s"
+
+
 class Backups(Spec):
     """Backups of the platform's data, to the backups bucket: on an existing target the object store's
     <platform>-backups (storage.objectStore), on eks and gke the cloud's <bucketPrefix>-backups."""
 
     enabled: Flag | None = Field(
         None, description="Back up every stateful service of the platform (every CloudNativePG cluster, "
-        "Longhorn's volumes, Vault's raft storage). Default: null (on in prod, off in dev and staging; prod "
+        "Longhorn's volumes, Vault's raft storage, the namespaces' objects through Velero). Default: null (on "
+        "in prod, off in dev and staging; prod "
         "refuses false without a reason).")
     reason: str | None = Field(
         None, description="Why backups are off (required in prod with enabled: false). Default: null.",
@@ -1085,6 +1108,8 @@ class Backups(Spec):
                                    "Default: daily, 14 kept.")
     vault: VaultBackups = Field(default_factory=VaultBackups, description="Vault raft snapshots (with "
                                 "secrets.vault.ha). Default: daily, 14 kept.")
+    cluster: ClusterBackups = Field(default_factory=ClusterBackups, description="Velero backups of the "
+                                    "namespaces' objects. Default: daily, every namespace, kept 30 days in prod.")
     values: Values = {}
 
     def active(self, environment: str) -> bool:

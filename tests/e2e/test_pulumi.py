@@ -98,7 +98,7 @@ def test_up_creates_every_object_and_installs_every_release(deploy, engine, kube
         "cert-manager", "cilium", "cloudnative-pg", "feast-feature-server", "gpu-operator", "harbor",
         "kube-prometheus-stack",
         "longhorn", "mlflow", "plugin-barman-cloud", "prometheus-operator-crds", "redis-operator", "seaweedfs", "vault",
-        "vault-secrets-operator"]
+        "vault-secrets-operator", "velero"]
     for release in releases:  # Helm's own record of a deployed first revision
         record = kube.get({"apiVersion": "v1", "kind": "Secret", "metadata": {
             "name": f"sh.helm.release.v1.{release['name']}.v1", "namespace": release["namespace"]}})
@@ -109,7 +109,10 @@ def test_up_creates_every_object_and_installs_every_release(deploy, engine, kube
                   {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
                    "metadata": {"name": "volumes.longhorn.io"}},
                   {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-                   "metadata": {"name": "gateways.gateway.networking.k8s.io"}}):
+                   "metadata": {"name": "gateways.gateway.networking.k8s.io"}},
+                  # Velero's, from its chart's crds/ (its Schedule, a Plinth object, is among `objects` above).
+                  {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+                   "metadata": {"name": "schedules.velero.io"}}):
         assert kube.get(probe) is not None, probe
     state = engine("stack", "export").out
     assert [key for key, value in STACK_SECRETS.items() if value in state] == []

@@ -76,6 +76,9 @@ HA_EXEMPTIONS: tuple[HaExemption, ...] = (
                 "then idles; volumes do not depend on it"),
     HaExemption("longhorn-system", "longhorn-ui", "Longhorn's web UI, off the data path; the chart has no "
                 "budget for it"),
+    HaExemption("velero", "velero", "Velero's server has no leader election: a second replica would run every "
+                "schedule and restore twice; an outage delays the next backup (its Schedule catches up), the bucket "
+                "keeps the ones taken"),
     HaExemption("harbor", "harbor-redis", "the chart's internal Redis is one pod (job queue, sessions): an "
                 "outage stops pushes and pulls until it is rescheduled; HA means an external replicated Redis"),
 )

@@ -51,10 +51,46 @@ def _vault_snapshotted(subjects):
         "schedule (concurrencyPolicy: Forbid)"
 
 
+def _backups_bucket(subjects) -> bool:
+    """The platform has a backups bucket: the object store's (the SeaweedFS release) or the cloud's."""
+    return any((s.type == HELM_RELEASE and s.props.get("name") == "seaweedfs")
+               or (s.type.endswith(":Bucket") and str(s.props.get("bucket") or s.props.get("name") or "")
+                   .endswith("-backups")) for s in subjects)
+
+
+def _velero_backs_up(subjects):
+    """Where the platform has a backups bucket: a Velero release with a BackupStorageLocation (provider and
+    bucket), and a Schedule of its namespace that backs up on a schedule into one of its locations, each backup
+    with a ttl."""
+    release = _release(subjects, "velero")
+    if release is None:
+        if _backups_bucket(subjects):
+            yield None, "no Velero release backs up the namespaces' objects into the backups bucket"
+        return
+    locations = [loc for loc in dig(release.props, "values", "configuration", "backupStorageLocation") or []
+                 if isinstance(loc, dict) and loc.get("provider") and loc.get("bucket")]
+    if not locations:
+        yield release, "Velero has no backup storage location with a provider and a bucket " \
+            "(configuration.backupStorageLocation)"
+        return
+    names = {loc.get("name") or "default" for loc in locations}
+    namespace = release.props.get("namespace")
+    for s in subjects:
+        if _api_kind(s) != "velero.io/v1:Schedule" or s.metadata.get("namespace") != namespace:
+            continue
+        spec = s.props.get("spec") or {}
+        template = spec.get("template") or {}
+        if spec.get("schedule") and template.get("ttl") and (template.get("storageLocation") or "default") in names:
+            return
+    yield release, f"no Schedule of namespace {namespace} backs up on a schedule, with a ttl, into one of " \
+        f"Velero's locations ({', '.join(sorted(names))})"
+
+
 def _backups_required(subjects, platform):
     """Each CloudNativePG Cluster archives its WAL through the Barman Cloud plugin into an ObjectStore of its
     namespace that has a retention policy, and a ScheduledBackup with a schedule takes its base backups;
-    Longhorn backs up its volumes on a schedule; Vault on raft is snapshotted on a schedule."""
+    Longhorn backs up its volumes on a schedule; Vault on raft is snapshotted on a schedule; Velero backs up the
+    namespaces' objects on a schedule."""
     if platform.environment != "prod":
         return
     stores = {(s.metadata.get("namespace"), s.metadata.get("name")): s for s in subjects
@@ -81,13 +117,16 @@ def _backups_required(subjects, platform):
             yield s, "no ScheduledBackup (method plugin, with a schedule) takes its base backups"
     yield from _longhorn_backed_up(subjects)
     yield from _vault_snapshotted(subjects)
+    yield from _velero_backs_up(subjects)
 
 
 BACKUPS_REQUIRED_POLICY = Policy(
     "backups-required", "Production backs up every stateful service on a schedule: each CloudNativePG Cluster "
     "archives its WAL through the Barman Cloud plugin into an ObjectStore with a retention policy, and a "
     "ScheduledBackup takes its base backups; Longhorn has a backup target and a recurring backup of its volumes; "
-    "Vault on raft has a scheduled snapshot CronJob.",
+    "Vault on raft has a scheduled snapshot CronJob; Velero backs up the namespaces' objects on a schedule into a "
+    "backup storage location, each backup with a ttl.",
     "keep backups on in prod (spec `backups`): Plinth gives every Cluster its ObjectStore, WAL archiving and "
-    "ScheduledBackup, Longhorn its backup target and RecurringJob, Vault on raft its snapshot CronJob",
+    "ScheduledBackup, Longhorn its backup target and RecurringJob, Vault on raft its snapshot CronJob, Velero "
+    "its backup storage location and Schedule (backups.cluster)",
     MANDATORY, _backups_required)

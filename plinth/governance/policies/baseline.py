@@ -13,6 +13,9 @@ CHART_WILDCARD_ROLES: dict[tuple[str, str], str] = {
     ("Role", "longhorn"): "Longhorn's manager: every verb on the workloads it runs in longhorn-system",
     ("ClusterRole", "kube-prometheus-stack-operator"): "the Prometheus operator: every verb on monitoring.coreos.com "
     "objects and the StatefulSets, ConfigMaps and Secrets it generates from them",
+    ("Role", "velero-server"): "Velero's server: every verb in its own namespace (its backups, restores, "
+    "repositories and their maintenance Jobs); cluster-wide it is bound to cluster-admin, which backing up and "
+    "restoring any object takes",
     ("ClusterRole", "redis-operator"): "the Redis operator: `get` on every non-resource URL (health endpoints)",
 }
 """Upstream charts' roles that grant `*` (by kind and name), and why; any other chart role is held to the policy."""

@@ -1,0 +1,116 @@
+"""Velero's real chart (12.1.0) rendered with Plinth's values on each target: the values pass the chart's own
+schema, the BackupStorageLocation names the backups bucket's `velero/` prefix with the target's plugin, every
+pod (the server with its plugin init container, the CRD upgrade Job) is admitted by Pod Security `restricted`,
+every image is listed by `plinth images`, and Plinth's Schedule validates against Velero's CRD."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import jsonschema
+import yaml
+from support import CHARTS_DIR, spec_document
+from validation import (
+    chart_member,
+    coalesce,
+    crd_schemas,
+    images_in,
+    release_objects,
+    restricted_problems,
+    validation_failures,
+)
+
+from plinth.engine.charts import HELM_RELEASE, render_charts
+from plinth.engine.offline import plan
+from plinth.mirror import mirror_list
+from plinth.render import kubernetes_objects
+from plinth.spec.models import PlatformSpec
+
+KUBE = "1.34"
+PROD = {"metadata": {"environment": "prod"}, "charts": {"source": str(CHARTS_DIR)}, "monitoring": {"enabled": True}}
+TARGETS = {
+    "existing": {"storage": {"objectStore": {"enabled": True}}},
+    "eks": {"target": {"type": "eks", "region": "eu-west-1", "accountId": "123456789012",
+                       "availabilityZones": ["eu-west-1a", "eu-west-1b"],
+                       "adminRoleArn": "arn:aws:iam::123456789012:role/admins",
+                       "nodePools": [{"name": "cpu", "instanceType": "m7i.xlarge"}]}},
+    "gke": {"target": {"type": "gke", "region": "europe-west4", "project": "acme-ml",
+                       "nodePools": [{"name": "cpu", "instanceType": "n2-standard-8"}]}},
+}
+
+
+@cache
+def _rendered(target: str, charts_dir: Path):
+    spec = PlatformSpec.model_validate(spec_document(PROD, TARGETS[target]))
+    result = plan(spec, f"velero-{target}")
+    return spec, result, render_charts(result, KUBE, charts_dir)
+
+
+def test_the_values_pass_the_charts_own_schema(charts_dir, helm):
+    archive = charts_dir / "charts" / "velero-12.1.0.tgz"
+    schema = json.loads(chart_member(archive, "values.schema.json"))
+    defaults = yaml.safe_load(chart_member(archive, "values.yaml"))
+    for target in TARGETS:
+        _, result, _ = _rendered(target, charts_dir)
+        [release] = [r for r in result.resources if r.type == HELM_RELEASE and r.inputs["name"] == "velero"]
+        errors = [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(
+            coalesce(defaults, release.inputs["values"]))]
+        assert errors == [], target
+
+
+def test_the_location_is_the_backups_buckets_velero_prefix_through_the_targets_plugin(charts_dir, helm):
+    expected = {
+        "existing": ("aws", "test-backups", {"region": "us-east-1", "s3ForcePathStyle": "true",
+                                                       "s3Url": "http://seaweedfs-s3.object-store.svc:8333"}),
+        "eks": ("aws", "test-prod-backups", {"region": "eu-west-1"}),
+        "gke": ("gcp", "test-prod-backups", {"serviceAccount": "test-prod-velero@acme-ml.iam.gserviceaccount.com"}),
+    }
+    for target, (provider, bucket, config) in expected.items():
+        _, _, rendered = _rendered(target, charts_dir)
+        objects = release_objects(rendered, "velero")
+        [location] = [o for o in objects if o["kind"] == "BackupStorageLocation"]
+        assert location["spec"]["provider"] == provider
+        assert location["spec"]["objectStorage"] == {"bucket": bucket, "prefix": "velero"}
+        assert location["spec"]["config"] == config
+        assert location["spec"]["default"] is True
+        assert not [o for o in objects if o["kind"] in ("VolumeSnapshotLocation", "DaemonSet", "Secret")]
+        [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+        pod = deployment["spec"]["template"]["spec"]
+        plugin = "velero-plugin-for-gcp" if target == "gke" else "velero-plugin-for-aws"
+        assert [c["name"] for c in pod["initContainers"]] == [plugin]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        if target == "existing":
+            assert volumes["cloud-credentials"] == {"name": "cloud-credentials",
+                                                    "secret": {"secretName": "velero-backup-s3"}}
+        else:
+            assert "cloud-credentials" not in volumes
+            [account] = [o for o in objects if o["kind"] == "ServiceAccount"
+                         and o["metadata"]["name"] == "velero-server"]
+            assert set(account["metadata"]["annotations"]) & {"eks.amazonaws.com/role-arn",
+                                                              "iam.gke.io/gcp-service-account"}
+        assert [o["metadata"]["name"] for o in objects if o["kind"] == "ServiceMonitor"] == ["velero"]
+
+
+def test_every_velero_pod_is_restricted_and_every_image_is_listed(charts_dir, helm):
+    for target in TARGETS:
+        spec, _, rendered = _rendered(target, charts_dir)
+        objects = release_objects(rendered, "velero")
+        pods = [o["spec"]["template"]["spec"] for o in objects if o["kind"] in ("Deployment", "Job")]
+        assert len(pods) == 2  # the server, the CRD upgrade Job
+        assert [p for pod in pods for p in restricted_problems(pod)] == [], target
+        rendered_images = set().union(*(images_in(o) for o in objects))
+        listed = {i.source for i in mirror_list(spec).images}
+        assert rendered_images and rendered_images <= listed, target
+
+
+def test_the_schedule_validates_against_veleros_crd(charts_dir, helm):
+    _, result, rendered = _rendered("existing", charts_dir)
+    crds = crd_schemas(rendered)
+    assert ("velero.io/v1", "Schedule") in crds
+    ours = [obj for _, obj in kubernetes_objects(result) if obj["kind"] == "Schedule"]
+    assert len(ours) == 1
+    assert validation_failures(ours, f"{KUBE}.0", crds) == []
+    broken = [{**ours[0], "spec": {**ours[0]["spec"], "template": {"ttl": 720}}}]
+    assert validation_failures(broken, f"{KUBE}.0", crds) != []
