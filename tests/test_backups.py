@@ -304,8 +304,18 @@ def test_plinth_report_has_a_data_protection_section(tmp_path):
          "schedule": "0 0 2 * * *", "retention": "30d", "rpo": rpo}
         for ns, name in (("feast", "feast-postgres"), ("harbor", "harbor-postgres"), ("mlflow", "mlflow-postgres"),
                          ("monitoring", "grafana-postgres"))]
+    assert [(a["name"], a["rule"], a["severity"]) for a in report["protectionAlerts"]] == [
+        ("PostgresBaseBackupFailed", "cnpg-system/postgres-backups", "warning"),
+        ("PostgresBaseBackupStale", "cnpg-system/postgres-backups", "critical"),
+        ("PostgresWalArchivingFailing", "cnpg-system/postgres-backups", "critical"),
+        ("VaultSnapshotFailed", "vault/vault-snapshot-backups", "warning"),
+        ("VaultSnapshotStale", "vault/vault-snapshot-backups", "critical"),
+        ("VeleroBackupFailed", "velero/plinth-cluster-backups", "warning"),
+        ("VeleroBackupStale", "velero/plinth-cluster-backups", "critical")]
     text = (tmp_path / "report.md").read_text()
     assert "## Data protection" in text
+    assert ("| VeleroBackupStale | velero/plinth-cluster-backups | critical | The last successful Velero backup of "
+            "schedule plinth-cluster is older than 27 hours (schedule `0 4 * * *` plus 3 hours) |") in text
     assert "| feast/feast-postgres | s3://regulated-backups/postgres/feast/feast-postgres | 0 0 2 * * * | 30d | " \
         f"{rpo} |" in text
 
