@@ -21,6 +21,7 @@ from plinth.engine.offline import plan, record
 from plinth.governance.check import subjects
 from plinth.governance.policies import evaluate
 from plinth.governance.report import data_protection
+from plinth.modules.backups.alerts import longest_gap_seconds, stale_after
 from plinth.modules.objectstore.identities import derive
 from plinth.plan import SECRET
 from plinth.program import build_platform, cloud_identities
@@ -303,8 +304,18 @@ def test_plinth_report_has_a_data_protection_section(tmp_path):
          "schedule": "0 0 2 * * *", "retention": "30d", "rpo": rpo}
         for ns, name in (("feast", "feast-postgres"), ("harbor", "harbor-postgres"), ("mlflow", "mlflow-postgres"),
                          ("monitoring", "grafana-postgres"))]
+    assert [(a["name"], a["rule"], a["severity"]) for a in report["protectionAlerts"]] == [
+        ("PostgresBaseBackupFailed", "cnpg-system/postgres-backups", "warning"),
+        ("PostgresBaseBackupStale", "cnpg-system/postgres-backups", "critical"),
+        ("PostgresWalArchivingFailing", "cnpg-system/postgres-backups", "critical"),
+        ("VaultSnapshotFailed", "vault/vault-snapshot-backups", "warning"),
+        ("VaultSnapshotStale", "vault/vault-snapshot-backups", "critical"),
+        ("VeleroBackupFailed", "velero/plinth-cluster-backups", "warning"),
+        ("VeleroBackupStale", "velero/plinth-cluster-backups", "critical")]
     text = (tmp_path / "report.md").read_text()
     assert "## Data protection" in text
+    assert ("| VeleroBackupStale | velero/plinth-cluster-backups | critical | The last successful Velero backup of "
+            "schedule plinth-cluster is older than 27 hours (schedule `0 4 * * *` plus 3 hours) |") in text
     assert "| feast/feast-postgres | s3://regulated-backups/postgres/feast/feast-postgres | 0 0 2 * * * | 30d | " \
         f"{rpo} |" in text
 
@@ -321,3 +332,43 @@ def test_the_drill_restores_from_exactly_the_destination_planned_for_feast(prod_
 
     store = by_key(prod_plan)[("ObjectStore", "feast", f"{CLUSTER}-backup")].inputs["spec"]
     assert store["configuration"]["destinationPath"] == DESTINATION  # both platforms are named `test`
+
+
+# --- alerts --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cron, hours", [
+    ("0 2 * * *", 24), ("15 * * * *", 1), ("*/20 * * * *", 1 / 3), ("0 6,18 * * *", 12), ("0 4 * * 0", 168),
+    ("0 4 * * sun", 168), ("0 4 * * 7", 168), ("30 2 * * 1-5", 72), ("0 1 1 * *", 31 * 24), ("0 0 29 2 *", 1461 * 24),
+    # Day of month and weekday both restricted: either runs it (cron's rule), so the 1st, the 15th and Mondays.
+    ("0 0 1,15 * mon", 7 * 24), ("0 9-17/4 * * *", 16),
+])
+def test_the_longest_gap_between_two_runs_of_a_schedule(cron, hours):
+    assert longest_gap_seconds(cron) == round(hours * 3600)
+    assert stale_after(cron) == round(hours * 3600) + 3 * 3600
+
+
+@pytest.mark.parametrize("cron", ["0 2 * *", "x 2 * * *", "0 25 * * *", "0 0 31 2 *", "0 2 * * */0"])
+def test_a_schedule_the_alerts_cannot_read_counts_as_weekly(cron):
+    assert longest_gap_seconds(cron) == 7 * 86400
+
+
+def test_with_monitoring_every_database_is_scraped_and_alerted_on_from_its_schedule():
+    objects = by_key(planned(PROD, {"backups": {"databases": {"schedule": "0 */6 * * *"}}}))
+    for ns, cluster in (("feast", "feast-postgres"), ("monitoring", "grafana-postgres")):
+        assert objects[("PodMonitor", ns, cluster)].inputs["spec"] == {
+            "selector": {"matchLabels": {"cnpg.io/cluster": cluster, "cnpg.io/podRole": "instance"}},
+            "podMetricsEndpoints": [{"port": "metrics", "interval": "30s"}]}
+    [group] = objects[("PrometheusRule", "cnpg-system", "postgres-backups")].inputs["spec"]["groups"]
+    rules = {rule["alert"]: rule for rule in group["rules"]}
+    assert sorted(rules) == ["PostgresBaseBackupFailed", "PostgresBaseBackupStale", "PostgresWalArchivingFailing"]
+    assert rules["PostgresBaseBackupStale"]["expr"].endswith("> 0) > 32400")  # 6 hours between runs, plus 3
+    assert "9 hours (schedule `0 */6 * * *` plus 3 hours)" in rules["PostgresBaseBackupStale"]["annotations"][
+        "summary"]
+    assert {rule["labels"]["severity"] for rule in rules.values()} <= {"critical", "warning"}
+
+
+def test_without_backups_or_monitoring_no_backup_alert_is_planned():
+    for layers in ((), (PROD, OFF), (PROD, {"monitoring": {"enabled": False}})):
+        assert not [key for key in by_key(planned(*layers)) if key[0] == "PrometheusRule"
+                    and key[2].endswith("-backups")], layers

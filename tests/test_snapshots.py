@@ -195,6 +195,20 @@ def test_vault_on_raft_takes_a_snapshot_on_a_schedule_with_restricted_pods(prod_
     assert ("ServiceAccount", "vault", "vault-snapshot") in objects
 
 
+def test_with_monitoring_the_snapshot_job_is_alerted_on_when_it_fails_or_goes_stale(prod_plan):
+    assert ("PrometheusRule", "vault", "vault-snapshot-backups") not in by_key(prod_plan)  # no monitoring
+    hourly = {"monitoring": {"enabled": True}, "backups": {"vault": {"schedule": "0 * * * *"}}}
+    objects = by_key(planned(PROD, hourly))
+    [group] = objects[("PrometheusRule", "vault", "vault-snapshot-backups")].inputs["spec"]["groups"]
+    rules = {rule["alert"]: rule for rule in group["rules"]}
+    since = ('max by (namespace, cronjob) (kube_cronjob_status_last_successful_time{namespace="vault", '
+             'cronjob="vault-snapshot"} or kube_cronjob_created{namespace="vault", cronjob="vault-snapshot"})')
+    assert rules["VaultSnapshotStale"]["expr"] == f"time() - {since} > 14400"  # an hour between runs, plus 3
+    assert rules["VaultSnapshotFailed"]["expr"].endswith(f"> on (namespace) group_left (cronjob) {since}")
+    assert ("PrometheusRule", "vault", "vault-snapshot-backups") not in by_key(
+        planned(PROD, hourly, {"secrets": {"vault": {"ha": False}}}))  # no raft, no snapshot
+
+
 def test_no_snapshot_without_raft_or_with_backups_off():
     for layers in ((PROD, {"secrets": {"vault": {"ha": False}}}), (PROD, OFF), ()):
         assert not [k for k in by_key(planned(*layers)) if k[0] == "CronJob"]

@@ -261,3 +261,19 @@ def test_the_report_lists_velero_with_where_schedule_retention_and_rpo(prod_plan
                                             (None, "no schedule")])
 def test_the_rpo_is_the_schedules_interval(cron, interval):
     assert schedule_interval(cron) == interval
+
+
+def test_with_monitoring_the_schedule_is_alerted_on_when_it_fails_or_goes_stale(prod_plan):
+    assert ("PrometheusRule", "velero", "plinth-cluster-backups") not in by_key(prod_plan)  # no monitoring
+    weekly = {"monitoring": {"enabled": True}, "backups": {"cluster": {"schedule": "0 4 * * 6"}}}
+    objects = by_key(plan(platform_spec(ONPREM, PROD, weekly), "test"))
+    [group] = objects[("PrometheusRule", "velero", "plinth-cluster-backups")].inputs["spec"]["groups"]
+    rules = {rule["alert"]: rule for rule in group["rules"]}
+    assert rules["VeleroBackupFailed"]["expr"] == (
+        'increase(velero_backup_failure_total{schedule="plinth-cluster"}[1h]) > 0 or '
+        'increase(velero_backup_partial_failure_total{schedule="plinth-cluster"}[1h]) > 0')
+    # A week between runs, plus the 3-hour margin.
+    assert rules["VeleroBackupStale"]["expr"] == (
+        'time() - velero_backup_last_successful_timestamp{schedule="plinth-cluster"} > 615600')
+    assert [rules[a]["labels"]["severity"] for a in ("VeleroBackupFailed", "VeleroBackupStale")] == [
+        "warning", "critical"]

@@ -17,6 +17,7 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import ImageRef
 from plinth.context import PlatformContext, resource_name
+from plinth.modules.backups.alerts import alert_rule, database_rules
 from plinth.modules.helm import HelmService
 from plinth.modules.objectstore import ENDPOINT, client_policy
 from plinth.modules.objectstore.identities import bucket, derive
@@ -149,6 +150,19 @@ def postgres_cluster(resource: str, cluster: str, namespace: str, component: str
     return made
 
 
+def instance_monitor(resource: str, cluster: str, namespace: str, component: str, ctx: PlatformContext,
+                     opts: pulumi.ResourceOptions) -> pulumi.Resource:
+    """The PodMonitor of a Cluster's instances (their `metrics` port): the operator's default queries (WAL
+    archiving among them) and the Barman Cloud plugin's backup timestamps, which the backup alerts read. The
+    service owning the Cluster plans it with monitoring on, after its release."""
+    return k8s.apiextensions.CustomResource(
+        resource, api_version="monitoring.coreos.com/v1", kind="PodMonitor",
+        metadata=ctx.metadata(cluster, component, namespace=namespace),
+        spec={"selector": {"matchLabels": {"cnpg.io/cluster": cluster, "cnpg.io/podRole": "instance"}},
+              "podMetricsEndpoints": [{"port": "metrics", "interval": "30s"}]},
+        opts=opts)
+
+
 class BarmanCloud(HelmService):
     """CloudNativePG's Barman Cloud plugin (plinth:backups:BarmanCloud): WAL archiving and base backups of every
     Cluster into object storage."""
@@ -201,10 +215,14 @@ class BarmanCloud(HelmService):
         }
 
     def objects(self, name: str, block, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+        if ctx.monitoring:  # every cluster's, from the instances the database's PodMonitor scrapes
+            alert_rule(resource_name(name, "alerts"), ctx.metadata("postgres-backups", name,
+                                                                   namespace=self.chart().namespace),
+                       "plinth-backups-postgres", database_rules(ctx.backups.databases.schedule), opts)
         if ctx.prod_like:  # the chart has no budget of its own
             chart = self.chart()
             disruption_budget(resource_name(name, "pdb"), ctx.metadata(chart.name, name, namespace=chart.namespace),
                               {"app.kubernetes.io/name": chart.name, "app.kubernetes.io/instance": chart.name}, opts)
 
 
-__all__ = ["API", "PLUGIN", "BarmanCloud", "postgres_cluster"]
+__all__ = ["API", "PLUGIN", "BarmanCloud", "instance_monitor", "postgres_cluster"]

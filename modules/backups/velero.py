@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import CHARTS, ImageRef
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.backups import IDENTITY, backups_on
+from plinth.modules.backups.alerts import alert_rule, velero_rules
 from plinth.modules.helm import HelmService, image_values
 from plinth.modules.objectstore import ENDPOINT, client_policy
 from plinth.modules.objectstore.identities import bucket, derive
@@ -203,6 +204,9 @@ class Velero(HelmService):
         k8s.apiextensions.CustomResource(
             resource_name(name, "schedule"), api_version="velero.io/v1", kind="Schedule",
             metadata=ctx.metadata(SCHEDULE, name, namespace=NAMESPACE), spec=schedule_spec(block, ctx), opts=opts)
+        if ctx.monitoring:
+            alert_rule(resource_name(name, "alerts"), ctx.metadata(f"{SCHEDULE}-backups", name, namespace=NAMESPACE),
+                       "plinth-backups-velero", velero_rules(SCHEDULE, block.cluster.schedule), opts)
 
 
 __all__ = ["Velero"]

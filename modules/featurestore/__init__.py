@@ -23,7 +23,7 @@ import yaml
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES, ImageRef
 from plinth.context import PlatformContext, StackSecret, resource_name
-from plinth.modules.backups import database_identities, postgres_cluster
+from plinth.modules.backups import database_identities, instance_monitor, postgres_cluster
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import disruption_budget, network_policy, stack_secret
 from plinth.securitycontext import restricted_container, restricted_pod
@@ -538,10 +538,7 @@ class Feast(HelmService):
             "endpoints": [{"port": "metrics", "interval": "30s"}],
         })]
         if uses_postgres(block):
-            monitors.append(("postgres", "PodMonitor", POSTGRES, {
-                "selector": {"matchLabels": {"cnpg.io/cluster": POSTGRES, "cnpg.io/podRole": "instance"}},
-                "podMetricsEndpoints": [{"port": "metrics", "interval": "30s"}],
-            }))
+            instance_monitor(resource_name(name, "postgres", "monitor"), POSTGRES, NAMESPACE, name, ctx, opts)
         if uses_redis(block):
             setup = "replication" if replicated_redis(ctx) else "standalone"
             monitors.append(("redis", "PodMonitor", REDIS, {

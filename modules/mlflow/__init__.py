@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, ImageRef
 from plinth.context import PlatformContext, StackSecret, resource_name
-from plinth.modules.backups import database_identities, postgres_cluster
+from plinth.modules.backups import database_identities, instance_monitor, postgres_cluster
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService
 from plinth.modules.objectstore import ENDPOINT, client_policy
@@ -308,12 +307,7 @@ class Mlflow(HelmService):
             gateway_route(resource_name(name, "route"), meta, platform_listener(NAMESPACE),
                           [whole_host_rule(SERVICE, SERVICE_PORT, "30m")], opts, hostname=block.mlflow.hostname)
         if ctx.monitoring:
-            k8s.apiextensions.CustomResource(
-                resource_name(name, "postgres", "monitor"), api_version="monitoring.coreos.com/v1", kind="PodMonitor",
-                metadata=ctx.metadata(DATABASE, name, namespace=NAMESPACE),
-                spec={"selector": {"matchLabels": {"cnpg.io/cluster": DATABASE, "cnpg.io/podRole": "instance"}},
-                      "podMetricsEndpoints": [{"port": "metrics", "interval": "30s"}]},
-                opts=opts)
+            instance_monitor(resource_name(name, "postgres", "monitor"), DATABASE, NAMESPACE, name, ctx, opts)
 
 
 def migration_container(image: str, security_context: dict) -> dict:

@@ -8,7 +8,7 @@ import pulumi
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
 from plinth.context import PULL_SECRET, PlatformContext, StackSecret, resource_name
-from plinth.modules.backups import database_identities, postgres_cluster
+from plinth.modules.backups import database_identities, instance_monitor, postgres_cluster
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService
 from plinth.modules.monitoring.dashboards import (
@@ -227,3 +227,8 @@ class Monitoring(HelmService):
                           ("tenancy", tenancy_quotas(ctx.platform, list(ctx.teams)))):
             made.append(dashboard_config_map(resource_name(name, "dashboard", key), key, body, name, ctx, opts))
         return made
+
+    def objects(self, name: str, block: models.Monitoring, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+        if ctx.prod_like:  # Grafana's database (staging and prod): its instances' metrics, which the backup alerts read
+            instance_monitor(resource_name(name, "grafana-postgres", "monitor"), GRAFANA_DB, self.chart().namespace,
+                             name, ctx, opts)

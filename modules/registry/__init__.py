@@ -22,7 +22,7 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, ImageRef
 from plinth.context import ISSUER, PlatformContext, StackSecret, resource_name
-from plinth.modules.backups import database_identities, postgres_cluster
+from plinth.modules.backups import database_identities, instance_monitor, postgres_cluster
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService, image_values
 from plinth.objects import gateway_route, stack_secret, whole_host_rule
@@ -326,9 +326,11 @@ class Harbor(HelmService):
         return made
 
     def objects(self, name: str, block: HarborArgs, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+        chart = self.chart()
+        if ctx.monitoring:
+            instance_monitor(resource_name(name, "postgres", "monitor"), DATABASE, chart.namespace, name, ctx, opts)
         if not block.routed:
             return
-        chart = self.chart()
         # Pushing or pulling a large layer outlasts the proxy's default request timeout.
         gateway_route(resource_name(name, "route"), ctx.metadata(chart.name, name, namespace=chart.namespace),
                       platform_listener(chart.namespace), [whole_host_rule(chart.name, SERVICE_PORT, "30m")], opts,

@@ -8,8 +8,10 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
+from plinth.modules.backups.alerts import alert_rule, cronjob_rules
 from plinth.modules.certs import certificate
 from plinth.modules.helm import HelmService, image_values
+from plinth.modules.secrets.snapshots import NAME as SNAPSHOT
 from plinth.modules.secrets.snapshots import snapshot_objects, snapshots_on
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import Need, Peer
@@ -181,6 +183,11 @@ class Vault(HelmService):
         if not ctx.monitoring:
             return
         chart = self.chart()
+        if snapshots_on(ctx.backups, block):
+            alert_rule(resource_name(name, "snapshot-alerts"), ctx.metadata(f"{SNAPSHOT}-backups", name,
+                                                                            namespace=chart.namespace),
+                       "plinth-backups-vault", cronjob_rules("VaultSnapshot", "Vault raft snapshot", chart.namespace,
+                                                             SNAPSHOT, ctx.backups.vault.schedule), opts)
         # Every server, so VaultSealed sees each one (the chart's own monitor scrapes the leader only).
         pods = {"app.kubernetes.io/name": chart.name, "app.kubernetes.io/instance": chart.name, "component": "server"}
         meta = ctx.metadata(METRICS_SERVICE, name, namespace=chart.namespace, labels={"plinth.dev/metrics": "vault"})

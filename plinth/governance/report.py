@@ -30,8 +30,8 @@ from plinth.vocabulary import (
 )
 
 FORMAT = "plinth.dev/compliance-report/v1"
-SECTIONS = ("access", "exposure", "data", "protection", "protectionOther", "protectionCluster", "models", "inventory",
-            "secrets", "policies")
+SECTIONS = ("access", "exposure", "data", "protection", "protectionOther", "protectionCluster", "protectionAlerts",
+            "models", "inventory", "secrets", "policies")
 WAL_RPO = "5 minutes"
 """A WAL-archived database's recovery point: CloudNativePG switches a WAL segment at the latest after its
 `archive_timeout` (5 minutes by default) and the archiver uploads it; a busier database fills segments sooner."""
@@ -205,6 +205,20 @@ def cluster_backups(plan: Plan) -> list[dict]:
     return sorted(rows, key=lambda r: r["what"])
 
 
+def backup_alerts(plan: Plan) -> list[dict]:
+    """The alerts watching the backups (modules/backups/alerts.py: the PrometheusRule groups `plinth-backups-*`):
+    each alert, its rule, its severity and when it fires (its summary, templates unexpanded)."""
+    rows = []
+    for rule in _objects(plan, "PrometheusRule"):
+        for group in (rule.get("spec") or {}).get("groups") or []:
+            if not str(group.get("name", "")).startswith("plinth-backups-"):
+                continue
+            rows += [{"name": r["alert"], "rule": _name(rule), "severity": (r.get("labels") or {}).get("severity"),
+                      "summary": (r.get("annotations") or {}).get("summary")}
+                     for r in group.get("rules") or [] if "alert" in r]
+    return sorted(rows, key=lambda r: r["name"])
+
+
 def served_models(plan: Plan) -> list[dict]:
     """One row per served track (a Deployment labelled with its model): the version it runs and where its files
     come from: a registered MLflow version (its models:/ URI; `plinth lineage` traces it to its run and data),
@@ -252,6 +266,7 @@ def build_report(plan: Plan, spec: PlatformSpec, provenance: Provenance | None, 
         "protection": data_protection(plan),
         "protectionOther": volume_and_vault_backups(plan),
         "protectionCluster": cluster_backups(plan),
+        "protectionAlerts": backup_alerts(plan),
         "models": served_models(plan),
         "access": access_matrix(plan),
         "exposure": exposure(plan),
@@ -384,6 +399,10 @@ def markdown(report: dict) -> str:
         *_table(["what", "where", "schedule", "kept", "RPO"],
                 [[d["what"], d["where"], d["schedule"], d["retention"], d["rpo"]]
                  for d in report.get("protectionCluster", [])]), "",
+        "Alerts watching these backups (with monitoring; stale means older than the schedule's longest gap plus 3 "
+        "hours; Longhorn's volume backups have none):", "",
+        *_table(["alert", "rule", "severity", "summary"],
+                [[a["name"], a["rule"], a["severity"], a["summary"]] for a in report.get("protectionAlerts", [])]), "",
         "## Served models and where they come from", "",
         "Each served track, the version it runs and its source; a registered version is traced to its run, "
         "params, metrics and datasets by `plinth lineage` (online):", "",
