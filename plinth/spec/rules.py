@@ -158,6 +158,10 @@ def gpu_quota(spec: PlatformSpec) -> Iterator[Violation]:
         # Counters of floats: CPU and memory quantities are not whole numbers.
         cpu[model.team] += quantity_value(model.cpu) * replicas  # type: ignore[assignment]
         memory[model.team] += quantity_value(model.memory) * replicas  # type: ignore[assignment]
+        if model.drift:  # its drift job runs beside the servers (and serves its score until the next run)
+            cpu[model.team] += quantity_value(model.drift.cpu)  # type: ignore[assignment]
+            memory[model.team] += quantity_value(model.drift.memory)  # type: ignore[assignment]
+    with_jobs = {model.team for model in spec.serving.models if model.drift}
     for index, team in enumerate(spec.teams):
         if needed[team.name] > team.quota.gpu:
             yield Violation(("teams", index, "quota", "gpu"),
@@ -167,7 +171,9 @@ def gpu_quota(spec: PlatformSpec) -> Iterator[Violation]:
             if used[team.name] > quantity_value(quota) * (1 + 1e-9):
                 yield Violation(("teams", index, "quota", resource),
                                 f"the team's models request up to {used[team.name]:g} {resource} (stable at its "
-                                f"maximum, canary and shadow) but the quota is {quota}", "serving-quota-fits",
+                                f"maximum, canary and shadow{', drift jobs' if team.name in with_jobs else ''}) but the "
+                                f"quota is {quota}",
+                                "serving-quota-fits",
                                 f"raise quota.{resource} or lower the models' replicas/{resource}")
 
 
