@@ -12,11 +12,14 @@ from test_serving import BENTO, TRITON, spec
 from test_spec_errors import overlay_errors
 from plinth.catalog import IMAGES
 from plinth.engine.offline import plan
+from plinth.governance.check import subjects
+from plinth.governance.policies import evaluate
 from plinth.governance.podsecurity import restricted
 from plinth.mirror import mirror_list
 from plinth.modules.serving.drift import DRIFT_OF_LABEL
 from plinth.render import kubernetes_objects
 from plinth.spec.rules import check_rules
+from plinth.vocabulary import USER_PROVIDED
 
 DRIFT = {"reference": "pvc://ranker-data/reference/train.parquet", "window": "pvc://ranker-logs/window.csv",
          "threshold": 0.4}
@@ -37,6 +40,9 @@ def served(planned):
 
 def test_a_drift_job_runs_the_drift_image_on_its_schedule_in_the_teams_namespace(served):
     cronjob = served[("CronJob", "search", "ranker-drift")].inputs
+    # The data claims are the team's: the references-resolve policy reads them here.
+    assert cronjob["metadata"]["annotations"][USER_PROVIDED] == (
+        "PersistentVolumeClaim/ranker-data,PersistentVolumeClaim/ranker-logs")
     assert cronjob["spec"]["schedule"] == "0 4 * * *" and cronjob["spec"]["timeZone"] == "Etc/UTC"
     assert cronjob["spec"]["concurrencyPolicy"] == "Replace"  # the next run takes over serving the score
     pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
@@ -151,3 +157,10 @@ def test_the_drift_job_counts_in_the_teams_quota(write):
         "base.yaml:15:5: teams[fraud].quota.memory: the team's models request up to 3.7581e+10 memory (stable at "
         "its maximum, canary and shadow, drift jobs) but the quota is 32Gi [rule serving-quota-fits; fix: raise "
         "quota.memory or lower the models' replicas/memory]"]
+
+
+def test_the_drift_job_passes_the_governance_policies(planned):
+    found = [v for _, _, violations in evaluate(subjects(planned)) for v in violations
+             if "drift" in v.subject]
+    assert found == []
+    assert any(s.kind == "CronJob" for s in subjects(planned))  # the policies do see it

@@ -220,7 +220,9 @@ class Serving(PlatformService):
                opts: pulumi.ResourceOptions) -> None:
         """The drift job, and (with monitoring) its PodMonitor and Prometheus's way to its metrics port."""
         labels = {"app.kubernetes.io/name": drift.job_name(model), drift.DRIFT_OF_LABEL: model.name}
-        k8s.batch.v1.CronJob(resource_name(key, "drift"), metadata=meta(drift.job_name(model), labels),
+        # The data claims are the team's own (the references-resolve policy reads this annotation).
+        provided = {USER_PROVIDED: ",".join(f"PersistentVolumeClaim/{claim}" for claim in drift.claims(model))}
+        k8s.batch.v1.CronJob(resource_name(key, "drift"), metadata=meta(drift.job_name(model), labels, provided),
                              spec=drift.cronjob_spec(model, ctx), opts=opts)
         if not ctx.monitoring:
             return
