@@ -167,13 +167,12 @@ def gpu_quota(spec: PlatformSpec) -> Iterator[Violation]:
             yield Violation(("teams", index, "quota", "gpu"),
                             f"the team's models need up to {needed[team.name]} GPUs but the quota is "
                             f"{team.quota.gpu}", "gpu-quota-fits", "raise quota.gpu or lower model replicas/gpu")
+        jobs = ", drift jobs" if team.name in with_jobs else ""
         for resource, used, quota in (("cpu", cpu, team.quota.cpu), ("memory", memory, team.quota.memory)):
             if used[team.name] > quantity_value(quota) * (1 + 1e-9):
                 yield Violation(("teams", index, "quota", resource),
                                 f"the team's models request up to {used[team.name]:g} {resource} (stable at its "
-                                f"maximum, canary and shadow{', drift jobs' if team.name in with_jobs else ''}) but the "
-                                f"quota is {quota}",
-                                "serving-quota-fits",
+                                f"maximum, canary and shadow{jobs}) but the quota is {quota}", "serving-quota-fits",
                                 f"raise quota.{resource} or lower the models' replicas/{resource}")
 
 
