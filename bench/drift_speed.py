@@ -54,8 +54,9 @@ def main() -> int:
                 done = subprocess.run([python, str(PROGRAM), f"--reference={tmp}/reference.{fmt}",
                                        f"--window={tmp}/window.{fmt}", "--model=bench", "--team=bench",
                                        f"--out={tmp}/drift.prom"], capture_output=True, text=True, check=True)
-                best = min(best, time.perf_counter() - started)
-                line = done.stderr.strip()
+                took = time.perf_counter() - started
+                if took < best:
+                    best, line = took, done.stderr.strip()
             print(f"{fmt:8} {args.rows} reference + {args.rows} window rows, 8 columns: {best:.2f}s (best of "
                   f"{args.repeat})\n         {line}")
     return 0
