@@ -57,6 +57,9 @@ def test_a_drift_job_runs_the_drift_image_on_its_schedule_in_the_teams_namespace
     assert mounts == {"/data/ranker-data": True, "/data/ranker-logs": True}
     claims = {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
     assert claims == {"ranker-data", "ranker-logs"}
+    # Computing may take long; only then does the port open (and must keep answering).
+    assert container["startupProbe"] == {"tcpSocket": {"port": "metrics"}, "periodSeconds": 10, "failureThreshold": 360}
+    assert "initialDelaySeconds" not in container["livenessProbe"]
     # Pod Security restricted, as the model servers.
     assert restricted(pod) == []
     assert container["securityContext"]["readOnlyRootFilesystem"] is True

@@ -93,10 +93,11 @@ def cronjob_spec(model, ctx: PlatformContext) -> dict:
             f"--serve={METRICS_PORT}",
         ],
         "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
-        # Ready once the score is computed: the job serves nothing before.
+        # The port opens once the score is computed: up to an hour for that (maxRows of both files), then
+        # the server must keep answering.
+        "startupProbe": {"tcpSocket": {"port": "metrics"}, "periodSeconds": 10, "failureThreshold": 360},
         "readinessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 10},
-        "livenessProbe": {"tcpSocket": {"port": "metrics"}, "periodSeconds": 30, "failureThreshold": 3,
-                          "initialDelaySeconds": 600},
+        "livenessProbe": {"tcpSocket": {"port": "metrics"}, "periodSeconds": 30, "failureThreshold": 3},
         "resources": resources(model),
         "securityContext": restricted_container(read_only_root=True, standalone=True),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}] + [
