@@ -257,6 +257,9 @@ IMAGES: dict[str, str] = {
     # The init step of a registry-backed model (serving.models[].registry): `mlflow artifacts download` of the
     # registered version through the MLflow server, with the server's own image (one MLflow version to mirror).
     "mlflow-client": CHARTS["mlflow"].images[0],
+    # The drift job of serving.models[].drift: modules/serving/driftjob (Evidently per column), built from its
+    # Dockerfile and pushed by the platform team; the tag is the Evidently version it pins, then the build.
+    "drift": "ghcr.io/plinth-platform/plinth-drift:0.7.23-1",
 }
 
 # Namespaces of the platform's own services, which tenant network policies

@@ -180,6 +180,12 @@ def serving_python() -> str:
                          "nvidia-pytriton and bentoml installed, in its own environment (their pins are not the "
                          "Pulumi SDK's; see .ci/run)")
 
+def drift_python() -> str:
+    return external_tool("PLINTH_DRIFT_PYTHON", "no drift environment: set PLINTH_DRIFT_PYTHON to a Python with the "
+                         "drift image's pins (evidently, pandas, pyarrow; modules/serving/driftjob/Dockerfile) in its "
+                         "own environment (see .ci/run)")
+
+
 # Team `credit` of blueprints/onprem-airgap-regulated.yaml trying to take traffic that is not its own through
 # the shared Gateway (name, HTTPRoute spec): `plinth check` and the admission policy refuse each one.
 _SERVING, _PARENT = "serving.models.corp.internal", [{"name": "plinth", "namespace": "plinth-gateway"}]

@@ -25,7 +25,7 @@ from plinth.catalog import IMAGES, PLATFORM_NAMESPACES
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.cluster.differences import object_store_egress
 from plinth.modules.monitoring.dashboards import dashboard_config_map
-from plinth.modules.serving import registry
+from plinth.modules.serving import drift, registry
 from plinth.modules.serving.monitoring import alert_rules, monitor_spec, serving_dashboard
 from plinth.modules.serving.names import deployment_name, model_labels, selector, service_name, tracks
 from plinth.modules.serving.routing import route_rules
@@ -110,6 +110,7 @@ class Serving(PlatformService):
         if serving.hostname:
             yield from gateway_hostname_rules(spec, ("serving",), serving.hostname, "serving")
         yield from registry.rules(spec)
+        yield from drift.rules(spec)
 
     @classmethod
     def block(cls, spec) -> ServingArgs:
@@ -124,6 +125,8 @@ class Serving(PlatformService):
         refs = [IMAGES["tritonserver"]] if any(m.runtime == "triton" for m in block.serving.models) else []
         if any(m.registry for m in block.serving.models):
             refs.append(IMAGES["mlflow-client"])
+        if any(m.drift for m in block.serving.models):
+            refs.append(IMAGES["drift"])
         for model in block.serving.models:
             if model.runtime == "bentoml":
                 refs += [image(model, release, ctx)
@@ -210,6 +213,29 @@ class Serving(PlatformService):
                 spec={"groups": [{"name": f"plinth-serving-{team.name}-{model.name}",
                                   "rules": alert_rules(model, block)}]},
                 opts=opts)
+        if model.drift:
+            self._drift(key, ctx, model, meta, opts)
+
+    def _drift(self, key: str, ctx: PlatformContext, model: models.Model, meta,
+               opts: pulumi.ResourceOptions) -> None:
+        """The drift job, and (with monitoring) its PodMonitor and Prometheus's way to its metrics port."""
+        labels = {"app.kubernetes.io/name": drift.job_name(model), drift.DRIFT_OF_LABEL: model.name}
+        # The data claims are the team's own (the references-resolve policy reads this annotation).
+        provided = {USER_PROVIDED: ",".join(f"PersistentVolumeClaim/{claim}" for claim in drift.claims(model))}
+        k8s.batch.v1.CronJob(resource_name(key, "drift"), metadata=meta(drift.job_name(model), labels, provided),
+                             spec=drift.cronjob_spec(model, ctx), opts=opts)
+        if not ctx.monitoring:
+            return
+        k8s.apiextensions.CustomResource(
+            resource_name(key, "drift-monitor"), api_version="monitoring.coreos.com/v1", kind="PodMonitor",
+            metadata=meta(drift.job_name(model), labels), spec=drift.monitor_spec(model, ctx), opts=opts)
+        peer = Peer(f"monitoring-{drift.job_name(model)}", PLATFORM_NAMESPACES["monitoring"],
+                    ports=(drift.METRICS_PORT,))
+        kind, policy, spec = peer_policy("Ingress", peer, ctx)  # type: ignore[misc]  # a namespace: always one
+        spec = {("endpointSelector" if kind == "CiliumNetworkPolicy" else "podSelector"):
+                {"matchLabels": drift.pod_labels(model, ctx)},
+                **{k: v for k, v in spec.items() if k not in ("endpointSelector", "podSelector")}}
+        network_policy(kind, resource_name(key, policy), spec, meta(policy, labels), ctx, opts)
 
     def _policies(self, name: str, block: ServingArgs, ctx: PlatformContext, model: models.Model, meta,
                   opts: pulumi.ResourceOptions) -> None:

@@ -14,7 +14,8 @@ if TYPE_CHECKING:  # the component's own module imports this one
     from plinth.modules.serving import ServingArgs
 
 DRIFT_METRIC = "plinth_model_drift_score"
-"""The gauge (0-1) a team's drift monitor exports per model, labels namespace=<team>, model=<model>."""
+"""The gauge (0-1) a model's drift job (serving.models[].drift) or the team's own drift monitor exports per model,
+labels namespace=<team> (the scraped target's), model=<model>."""
 GPU_SATURATION_PERCENT = 90
 """DCGM GPU utilisation above which ModelGpuSaturated fires (sustained for 15 minutes)."""
 
@@ -122,10 +123,13 @@ def alert_rules(model, args: ServingArgs) -> list[dict]:
         rules.append(rule("ModelGpuSaturated", f"{gpu_utilisation(model)} > {GPU_SATURATION_PERCENT}", "15m",
                           "warning", f"its GPUs are more than {GPU_SATURATION_PERCENT}% busy"))
     if args.drift.enabled:
+        # A model's drift job may set its own threshold.
+        threshold = model.drift.threshold if model.drift and model.drift.threshold is not None \
+            else args.drift.threshold
         rules.append(rule(
             "ModelDrift", f'max({DRIFT_METRIC}{{namespace="{model.team}",model="{model.name}"}}) > '
-            f"{args.drift.threshold:g}", "30m", "warning",
-            f"input drift score above {args.drift.threshold:g}; retraining may be due", alert_kind="drift"))
+            f"{threshold:g}", "30m", "warning",
+            f"input drift score above {threshold:g}; retraining may be due", alert_kind="drift"))
     return rules
 
 

@@ -692,6 +692,33 @@ class ModelRegistry(Spec):
         description="The registered model's name (at most 63 characters: letters, digits, '-', '_', '.'). Required.")
 
 
+class ModelDrift(Spec):
+    """The model's drift job: a CronJob in the team's namespace comparing a logged window of its inputs with a
+    reference dataset (Evidently, per column) and serving the score for Prometheus until its next run."""
+
+    schedule: str = Field(
+        "0 4 * * *", description="When the drift job runs: a 5-field cron expression (minute hour day month "
+        "weekday, UTC). Each run serves its score until the next one replaces it. Default: 0 4 * * * (daily at "
+        "04:00).", pattern=r"^\S+( \S+){4}$")
+    reference: str = Field(
+        description="The reference dataset (what the model was trained on): pvc://<claim>/<path> of a .csv or "
+        ".parquet file in a PersistentVolumeClaim of the team's namespace, mounted read-only. Required.",
+        pattern=r"^pvc://\S+$")
+    window: str = Field(
+        description="The logged window of the model's inputs, compared with the reference column by column: "
+        "pvc://<claim>/<path> of a .csv or .parquet file (same columns). Required.", pattern=r"^pvc://\S+$")
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="Drift score (the share of drifted columns, 0-1) above which this model's "
+        "ModelDrift alert fires. Default: null (monitoring.drift.threshold).")
+    max_rows: PositiveCount = Field(
+        1_000_000, le=10_000_000, description="Rows the job reads at most from each file; a larger file fails the "
+        "run with a clear error. Default: 1000000.")
+    cpu: Quantity = Field("1", description="CPU of the drift job (request and limit; counted in the team's "
+                          "quota). Default: 1.")
+    memory: Quantity = Field("2Gi", description="Memory of the drift job (request and limit; counted in the "
+                             "team's quota). Default: 2Gi.")
+
+
 class Model(Spec):
     name: Name = Field(description="Model (and Service) name. Required.")
     team: Name = Field(description="Owning team; the model runs in its namespace. Required.")
@@ -731,6 +758,10 @@ class Model(Spec):
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Autoscaling. Default: off.")
     slo: Slo = Field(default_factory=Slo, description="Latency and error-rate objectives of the model's alerts. "
                      "Default: 500 ms p95, 1% errors.")
+    drift: ModelDrift | None = Field(
+        None, description="A drift job for the model (needs monitoring.drift.enabled): it exports the gauge "
+        "plinth_model_drift_score the ModelDrift alert reads. Default: null (no job; your own monitor may export "
+        "the gauge).")
 
 
 class Serving(Spec):

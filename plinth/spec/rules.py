@@ -158,16 +158,21 @@ def gpu_quota(spec: PlatformSpec) -> Iterator[Violation]:
         # Counters of floats: CPU and memory quantities are not whole numbers.
         cpu[model.team] += quantity_value(model.cpu) * replicas  # type: ignore[assignment]
         memory[model.team] += quantity_value(model.memory) * replicas  # type: ignore[assignment]
+        if model.drift:  # its drift job runs beside the servers (and serves its score until the next run)
+            cpu[model.team] += quantity_value(model.drift.cpu)  # type: ignore[assignment]
+            memory[model.team] += quantity_value(model.drift.memory)  # type: ignore[assignment]
+    with_jobs = {model.team for model in spec.serving.models if model.drift}
     for index, team in enumerate(spec.teams):
         if needed[team.name] > team.quota.gpu:
             yield Violation(("teams", index, "quota", "gpu"),
                             f"the team's models need up to {needed[team.name]} GPUs but the quota is "
                             f"{team.quota.gpu}", "gpu-quota-fits", "raise quota.gpu or lower model replicas/gpu")
+        jobs = ", drift jobs" if team.name in with_jobs else ""
         for resource, used, quota in (("cpu", cpu, team.quota.cpu), ("memory", memory, team.quota.memory)):
             if used[team.name] > quantity_value(quota) * (1 + 1e-9):
                 yield Violation(("teams", index, "quota", resource),
                                 f"the team's models request up to {used[team.name]:g} {resource} (stable at its "
-                                f"maximum, canary and shadow) but the quota is {quota}", "serving-quota-fits",
+                                f"maximum, canary and shadow{jobs}) but the quota is {quota}", "serving-quota-fits",
                                 f"raise quota.{resource} or lower the models' replicas/{resource}")
 
 

@@ -28,7 +28,8 @@ MODELS = [
      "canary": {"version": "4", "weight": 10}, "shadow": {"version": "5"},
      "autoscaling": {"enabled": True, "maxReplicas": 4}},
     {"name": "ranker", "team": "fraud", "runtime": "bentoml", "image": "registry.corp.internal/ml/ranker",
-     "stable": {"version": "1.2.0"}},
+     "stable": {"version": "1.2.0"},
+     "drift": {"reference": "pvc://ranker-data/train.parquet", "window": "pvc://ranker-data/logged.csv"}},
 ]
 
 
@@ -39,7 +40,7 @@ def _render(charts_dir: Path):
         "network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}},
                 "loadBalancer": {"ranges": ["172.31.255.240/29"]}},
         "certificates": {"certManager": {"enabled": True}},
-        "monitoring": {"enabled": True, "drift": {"enabled": True}},
+        "monitoring": {"enabled": True, "drift": {"enabled": True}},  # ranker's drift job needs it
         "gpu": {"operator": {"enabled": True}},
         "teams": [{"name": "fraud", "quota": {"gpu": 8, "cpu": "16", "memory": "64Gi"}}],
         "serving": {"hostname": "serving.models.plinth.internal", "models": MODELS},
@@ -66,11 +67,12 @@ def rendered(charts_dir, helm, registered_crds):
 def test_serving_objects_validate_against_kubernetes_and_their_crds(rendered):
     spec, ours, crds = rendered
     for key in (("gateway.networking.k8s.io/v1", "HTTPRoute"), ("monitoring.coreos.com/v1", "ServiceMonitor"),
-                ("monitoring.coreos.com/v1", "PrometheusRule")):
+                ("monitoring.coreos.com/v1", "PrometheusRule"), ("monitoring.coreos.com/v1", "PodMonitor")):
         assert key in crds, key
     kinds = {o["kind"] for o in ours}
     assert {"Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler", "NetworkPolicy",
-            "ConfigMap", "HTTPRoute", "ServiceMonitor", "PrometheusRule", "CiliumNetworkPolicy"} == kinds
+            "ConfigMap", "HTTPRoute", "ServiceMonitor", "PrometheusRule", "CiliumNetworkPolicy",
+            "CronJob", "PodMonitor"} == kinds  # the last two: ranker's drift job
     assert ("cilium.io/v2", "CiliumNetworkPolicy") in crds
     assert validation_failures(ours, f"{spec.kubernetes.version}.0", crds) == []
 
@@ -100,5 +102,7 @@ def test_the_crd_schemas_catch_a_broken_route_and_rule(rendered):
 def test_model_pods_meet_the_restricted_profile(rendered):
     _, ours, _ = rendered
     pods = {o["metadata"]["name"]: o["spec"]["template"]["spec"] for o in ours if o["kind"] == "Deployment"}
-    assert set(pods) == {"scorer-stable", "scorer-canary", "scorer-shadow", "ranker-stable"}
+    pods |= {o["metadata"]["name"]: o["spec"]["jobTemplate"]["spec"]["template"]["spec"] for o in ours
+             if o["kind"] == "CronJob"}
+    assert set(pods) == {"scorer-stable", "scorer-canary", "scorer-shadow", "ranker-stable", "ranker-drift"}
     assert {name: restricted_problems(pod) for name, pod in pods.items()} == {name: [] for name in pods}
