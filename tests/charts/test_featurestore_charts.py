@@ -102,7 +102,8 @@ def test_every_object_validates_and_custom_resources_match_their_crds(rendered):
         expected |= {"RedisReplication", "RedisSentinel", "Secret"} if prod else {"Redis", "Secret"}
     expected |= {"PersistentVolumeClaim"} if feast.offline_store == "file" else set()
     expected |= {"PodDisruptionBudget"} if prod else set()
-    expected |= {"ObjectStore", "ScheduledBackup"} if spec.metadata.environment == "prod" else set()  # backups on
+    # Backups on (prod), watched by their alerts (monitoring on).
+    expected |= {"ObjectStore", "ScheduledBackup", "PrometheusRule"} if spec.metadata.environment == "prod" else set()
     assert {o["kind"] for o in ours} == expected
     theirs = [o for c in charts if c.resource.inputs.get("name") in FEAST_CHARTS for o in c.objects]
     assert validation_failures(ours + theirs, version, crds) == []
