@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from urllib.parse import quote
 
-from plinth.modelclient import Answer, Gateway, Unreachable, clean, shorten
+from plinth.modelclient import Answer, Gateway, Unreachable, clean, json_object, shorten
 from plinth.spec.errors import SpecError, SpecInvalid
 
 DEFAULT_TIMEOUT = 10.0
@@ -139,12 +139,7 @@ def _get(mlflow: Gateway, path: str, query: dict[str, str]) -> dict:
     status, body = mlflow.request("GET", f"{API}/{path}?{text}", {})
     if status == 404 or (status == 400 and b"RESOURCE_DOES_NOT_EXIST" in body):
         raise Missing(_message(body) or f"HTTP {status}")
-    if status != 200:
-        raise Answer(status, body)
-    document = json.loads(body)
-    if not isinstance(document, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    return document
+    return json_object(path, status, body)
 
 
 def _message(body: bytes) -> str:

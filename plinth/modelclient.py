@@ -65,6 +65,16 @@ class Answer(Exception):
         self.status = status
 
 
+def json_object(path: str, status: int, body: bytes) -> dict:
+    """The JSON object of a 200 answer to `path`; Answer for any other status, ValueError for any other body."""
+    if status != 200:
+        raise Answer(status, body)
+    document = json.loads(body)
+    if not isinstance(document, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return document
+
+
 class Unreachable(Exception):
     """No answer at all: refused, timed out, name not resolved, TLS failed."""
 

@@ -39,6 +39,7 @@ from plinth.modelclient import (
     count_apis,
     error_text,
     example,
+    json_object,
     shorten,
     triton_request,
 )
@@ -243,13 +244,7 @@ def _probe_triton(gw: Gateway, model, result: TrackResult) -> None:
 def _json(gw: Gateway, method: str, path: str, result: TrackResult, body: bytes | None = None,
           headers: dict[str, str] | None = None) -> dict:
     """One request expecting 200 and a JSON object (the answer bounded like every other)."""
-    status, answer = gw.request(method, path, {**_headers(result), **(headers or {})}, body)
-    if status != 200:
-        raise Answer(status, answer)
-    document = json.loads(answer)
-    if not isinstance(document, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    return document
+    return json_object(path, *gw.request(method, path, {**_headers(result), **(headers or {})}, body))
 
 
 def _failure(exc: BaseException) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from support import ROOT, free_port
+from support import ROOT, free_port, stop_process
 from plinth.engine.offline import plan
 from plinth.modules.monitoring import RECEIVERS_SECRET
 from plinth.spec.load import load_spec
@@ -142,12 +142,7 @@ def alertmanager(tmp_path):
 
     yield start
     for process in processes:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 def post_alerts(url: str, alerts: list[dict[str, str]]) -> None:

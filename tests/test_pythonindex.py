@@ -25,7 +25,7 @@ import kubernetes_validate
 import pulumi
 import pytest
 
-from support import MINIMAL, by_key, free_port, platform_spec
+from support import MINIMAL, by_key, free_port, platform_spec, stop_process
 from plinth.context import StackSecrets
 from plinth.engine.offline import plan, record
 from plinth.mirror import mirror_list
@@ -391,12 +391,7 @@ def running(tmp_path, enabled):
             assert response.headers["Server"] == "waitress"
         yield base, tmp_path / "packages"
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log.close()
 
 

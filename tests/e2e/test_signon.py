@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import select
-import signal
 import ssl
 import subprocess
 import time
@@ -27,6 +26,7 @@ import yaml
 from binaries import toolchain_bin, toolchain_tool
 from controlplane import LocalControlPlane, _generate_pki
 from kubeapi import ApiError, KubeApi
+from support import stop_process
 from plinth.engine.offline import plan
 from plinth.modules.cluster.signon import AUTHENTICATION_KEY
 from plinth.modules.tenancy.roles import platform_admin_name
@@ -64,11 +64,7 @@ class Provider:
         self._client = CLIENT
 
     def stop(self) -> None:
-        self._process.send_signal(signal.SIGTERM)
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
+        stop_process(self._process)
 
     def control(self, path: str, body: dict | None = None) -> None:
         request = urllib.request.Request(self._control + path, data=json.dumps(body or {}).encode(), method="POST")
