@@ -165,5 +165,11 @@ class PulumiProject:
 
     def preview_steps(self, *extra: str) -> list[dict]:
         """The steps of `pulumi preview --json` that change something (not 'same', not 'refresh')."""
-        run = self("preview", "--json", *extra)
-        return [s for s in json.loads(run.out[run.out.index("{"):])["steps"] if s["op"] not in ("same", "refresh")]
+        return changing_steps(self("preview", "--json", *extra))
+
+
+def changing_steps(run: Run) -> list[dict]:
+    """The steps of a `--json` preview's output that change something (not 'same', not 'refresh'); the JSON
+    document comes first (stdout), the engine's errors after it (stderr)."""
+    document, _ = json.JSONDecoder().raw_decode(run.out, run.out.index("{"))
+    return [s for s in document["steps"] if s["op"] not in ("same", "refresh")]

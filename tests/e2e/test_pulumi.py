@@ -23,7 +23,7 @@ from kubeapi import ApiError
 from live import (create_nodes, node_agent, pod_ready, pods, quota_overruns, requests_gpu, simulated_nodes,
                   spread_violations, unready)
 from plinth.modules.gpu import GPU_RESOURCE
-from pulumi_cli import SERVING_HOST, STACK_SECRETS, PulumiProject, served
+from pulumi_cli import SERVING_HOST, STACK_SECRETS, PulumiProject, changing_steps, served
 from support import CHARTS_DIR
 from plinth.engine.charts import CONFIG_GROUP, HELM_RELEASE
 from plinth.engine.offline import plan
@@ -184,9 +184,9 @@ def test_the_served_model_is_routed_90_10_on_the_platform_gateway(deploy, kube):
                          "metadata": {"name": backend, "namespace": "fraud"}}) is not None, backend
 
 
-def test_preview_right_after_up_expects_no_changes(deploy, engine):
-    engine("preview", "--expect-no-changes")
-    engine("preview", "--refresh", "--expect-no-changes")
+def test_preview_right_after_up_expects_no_changes_and_passes_the_policy_pack(deploy, engine):
+    """What CI runs for drift, against the cluster's live objects (--refresh), with the governance policies."""
+    engine("preview", "--refresh", "--expect-no-changes", "--policy-pack", "policies")
 
 
 def test_offline_plan_and_real_engine_agree_on_every_resource(deploy, engine):
@@ -202,15 +202,15 @@ def test_offline_plan_and_real_engine_agree_on_every_resource(deploy, engine):
 def test_a_manual_edit_is_reported_as_drift_and_repaired_by_up(deploy, engine, kube):
     kube.patch(QUOTA, {"spec": {"hard": {"requests.nvidia.com/gpu": "64"}}})
 
-    drift = engine("preview", "--refresh", "--expect-no-changes", "--diff", check=False)
+    drift = engine("preview", "--json", "--refresh", "--expect-no-changes", check=False)
     assert drift.rc != 0, drift.text
-    assert "tenancy-fraud-quota" in drift.out and "requests.nvidia.com/gpu" in drift.out, drift.text
-    steps = engine.preview_steps("--refresh")
+    steps = changing_steps(drift)
     assert [(s["op"], s["urn"].rsplit("::", 1)[1]) for s in steps] == [("update", "tenancy-fraud-quota")]
+    assert list(field_changes(steps[0]["oldState"]["inputs"], steps[0]["newState"]["inputs"], "")) == [
+        ("spec.hard.requests.nvidia.com/gpu", "64", "4")]
 
     engine("up", "--refresh", "--yes", "--skip-preview")
     assert kube.get(QUOTA)["spec"]["hard"]["requests.nvidia.com/gpu"] == "4"
-    engine("preview", "--expect-no-changes")
 
 
 def preview_of(engine, after: dict) -> list[dict]:
@@ -234,26 +234,37 @@ def recorded(steps: list[dict]) -> tuple[list[dict], dict]:
     return [s for s in steps if s is not ledger[0]], ledger[0]
 
 
-def test_a_one_line_spec_change_previews_as_exactly_that_change(deploy, engine):
-    before = engine.overrides()
-    after = engine.overrides(teams=[{"name": "fraud", "quota": {"gpu": 6}}])
+@pytest.fixture(scope="module")
+def two_line_change(deploy, engine) -> tuple[dict, dict, dict]:
+    """One preview of two one-line edits (a team's GPU quota; Longhorn's replica count): the steps by resource
+    name, the ledger's step, and the overrides after the edits."""
+    storage = {**engine.overrides()["storage"], "longhorn": {"enabled": True, "replicaCount": 2}}
+    after = engine.overrides(teams=[{"name": "fraud", "quota": {"gpu": 6}}], storage=storage)
     steps, ledger = recorded(preview_of(engine, after))
-    assert [(s["op"], s["urn"].rsplit("::", 1)[1]) for s in steps] == [("update", "tenancy-fraud-quota")]
-    real = list(field_changes(steps[0]["oldState"]["inputs"], steps[0]["newState"]["inputs"], ""))
+    assert sorted((s["op"], s["urn"].rsplit("::", 1)[1]) for s in steps) == [
+        ("update", "longhorn"), ("update", "tenancy-fraud-quota")]
+    return {s["urn"].rsplit("::", 1)[1]: s for s in steps}, ledger, after
+
+
+def test_a_one_line_quota_change_previews_as_exactly_that_change(two_line_change, engine):
+    steps, ledger, after = two_line_change
+    quota = steps["tenancy-fraud-quota"]
+    real = list(field_changes(quota["oldState"]["inputs"], quota["newState"]["inputs"], ""))
     assert real == [("spec.hard.requests.nvidia.com/gpu", "4", "6")]
 
-    # `plinth diff` of the two offline plans reports the same single change (and the same ledger update).
-    offline = diff_plans(e2e_plan(engine, before), e2e_plan(engine, after))
-    assert [(c.kind, c.resource.urn, list(c.fields)) for c in offline if c.resource.urn != ledger["urn"]] == [
-        ("changed", steps[0]["urn"], real)]
+    # `plinth diff` of the two offline plans reports the same changes (and the same ledger update).
+    offline = diff_plans(e2e_plan(engine), e2e_plan(engine, after))
+    assert [(c.kind, c.resource.urn, list(c.fields)) for c in offline
+            if c.resource.urn not in (ledger["urn"], steps["longhorn"]["urn"])] == [("changed", quota["urn"], real)]
+    assert {c.resource.urn for c in offline if c.resource.urn != ledger["urn"]} == {
+        step["urn"] for step in steps.values()}
 
 
-def test_a_longhorn_replica_change_previews_as_exactly_that_change(deploy, engine):
-    storage = {**engine.overrides()["storage"], "longhorn": {"enabled": True, "replicaCount": 2}}
-    steps, _ = recorded(preview_of(engine, engine.overrides(storage=storage)))
+def test_a_longhorn_replica_change_previews_as_exactly_that_change(two_line_change):
+    steps, _, _ = two_line_change
+    longhorn = steps["longhorn"]
     # (the Release's state also holds computed fields, e.g. its status: only the inputs we set are compared)
-    assert [(s["op"], s["urn"].rsplit("::", 1)[1]) for s in steps] == [("update", "longhorn")]
-    changed = [path for path, _, _ in field_changes(steps[0]["oldState"]["inputs"], steps[0]["newState"]["inputs"],
+    changed = [path for path, _, _ in field_changes(longhorn["oldState"]["inputs"], longhorn["newState"]["inputs"],
                                                      "") if path.startswith("values.")]
     assert changed == ["values.defaultSettings.defaultReplicaCount",
                        "values.persistence.defaultClassReplicaCount"]
@@ -321,9 +332,8 @@ def test_destroy_leaves_nothing_of_plinth_behind(deploy, engine, kube):
 
 
 def test_the_policy_pack_and_plinth_check_agree(engine, toolchain, control_plane, tmp_path):
-    """`pulumi preview --policy-pack policies` passes a clean stack and fails a violating one with the policy
-    `plinth check` names, from the same functions."""
-    engine("preview", "--policy-pack", "policies")
+    """`pulumi preview --policy-pack policies` fails a violating stack with the policy `plinth check` names, from
+    the same functions (the deployed stack passes it: test_preview_right_after_up...)."""
     project = PulumiProject(toolchain, tmp_path, control_plane.kubeconfig_path)
     exposed = {"storage": {"longhorn": {"enabled": True, "values": {"service": {"ui": {"type": "NodePort"}}}},
                            "objectStore": {"enabled": True}}}  # the stack's backups go to it
