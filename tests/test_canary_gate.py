@@ -10,110 +10,16 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
+import promserver
 import pytest
+from promserver import GATED_BLUEPRINT as BLUEPRINT
+from promserver import series
+from support import free_port, platform_spec
 
-from support import free_port, platform_spec, stop_process
 from plinth.gate import Track, judge, lines
-
-BLUEPRINT = """\
-apiVersion: plinth.dev/v1alpha1
-kind: Platform
-metadata:
-  name: gated
-  environment: dev
-  costCenter: cc-1
-target:
-  type: existing
-rbac:
-  platformAdminGroup: admins
-network:
-  cilium: {enabled: true, apiServer: {host: api.k8s.internal}}
-  loadBalancer:
-    ranges: [172.31.255.240/29]
-  gateway:
-    hostname: "*.models.internal"
-certificates:
-  certManager:
-    enabled: true
-monitoring:
-  enabled: true
-teams:
-  - name: fraud
-serving:
-  hostname: serving.models.internal
-  models:
-    # Its canary fails one request in ten.
-    - name: scorer
-      team: fraud
-      runtime: triton
-      modelRepository: pvc://models/triton
-      stable: {version: "3"}
-      canary: {version: "4", weight: 10}
-    # Its canary answers in 955 ms where stable takes 95.
-    - name: ranker
-      team: fraud
-      runtime: bentoml
-      image: registry.corp.internal/ml/ranker
-      stable: {version: "1.2.0"}
-      canary: {version: "1.3.0", weight: 10}
-    # Its canary is as good as stable.
-    - name: tagger
-      team: fraud
-      runtime: triton
-      modelRepository: pvc://models/triton
-      stable: {version: "7"}
-      canary: {version: "8", weight: 10}
-    # No traffic at all.
-    - name: idle
-      team: fraud
-      runtime: triton
-      modelRepository: pvc://models/triton
-      stable: {version: "1"}
-      canary: {version: "2", weight: 10}
-"""
-
-STEP_SECONDS = 15
-HISTORY_SECONDS = 20 * 60
-
-
-def series(now: int) -> str:
-    """OpenMetrics text: 20 minutes of samples every 15 s up to `now`, per model and track: counters growing by
-    the given amount per sample, gauges constant."""
-    def labels(model: str, track: str, **extra: str) -> str:
-        pairs = {"namespace": "fraud", "plinth_model": model, "plinth_track": track, **extra}
-        return ",".join(f'{k}="{v}"' for k, v in pairs.items())
-
-    # (metric, labels, growth per sample (counters) or value (gauges), counter?)
-    wanted = [
-        ("nv_inference_request_success", labels("scorer", "stable"), 90, True),
-        ("nv_inference_request_success", labels("scorer", "canary"), 9, True),
-        ("nv_inference_request_failure", labels("scorer", "canary"), 1, True),
-        ("nv_inference_request_summary_us", labels("scorer", "stable", quantile="0.95"), 100_000, False),
-        ("nv_inference_request_summary_us", labels("scorer", "canary", quantile="0.95"), 110_000, False),
-        ("nv_inference_request_success", labels("tagger", "stable"), 90, True),
-        ("nv_inference_request_success", labels("tagger", "canary"), 10, True),
-        ("nv_inference_request_summary_us", labels("tagger", "stable", quantile="0.95"), 100_000, False),
-        ("nv_inference_request_summary_us", labels("tagger", "canary", quantile="0.95"), 105_000, False),
-        ("bentoml_service_request_total", labels("ranker", "stable", http_response_code="200"), 6, True),
-        ("bentoml_service_request_total", labels("ranker", "canary", http_response_code="200"), 1, True),
-        ("bentoml_service_request_duration_seconds_bucket", labels("ranker", "stable", le="0.1"), 6, True),
-        ("bentoml_service_request_duration_seconds_bucket", labels("ranker", "stable", le="+Inf"), 6, True),
-        ("bentoml_service_request_duration_seconds_bucket", labels("ranker", "canary", le="0.1"), 0, True),
-        ("bentoml_service_request_duration_seconds_bucket", labels("ranker", "canary", le="1"), 1, True),
-        ("bentoml_service_request_duration_seconds_bucket", labels("ranker", "canary", le="+Inf"), 1, True),
-    ]
-    out: list[str] = []
-    steps = HISTORY_SECONDS // STEP_SECONDS
-    for metric in dict.fromkeys(name for name, *_ in wanted):  # one family per metric name, in one block
-        out.append(f"# TYPE {metric} unknown")
-        for name, selector, amount, counter in wanted:
-            if name == metric:
-                out += [f"{metric}{{{selector}}} {amount * i if counter else amount} "
-                        f"{now - (steps - i) * STEP_SECONDS}" for i in range(steps + 1)]
-    return "\n".join([*out, "# EOF", ""])
+from plinth.modules.serving.monitoring import canary_worse
 
 
 def toolchain_binary(name: str) -> str:
@@ -128,35 +34,11 @@ def toolchain_binary(name: str) -> str:
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory):
-    """The base URL of a Prometheus serving the synthetic series (no scrape targets, no rules)."""
+    """The base URL of a Prometheus serving `series` up to now."""
     promtool, server = toolchain_binary("promtool"), toolchain_binary("prometheus")
-    root = tmp_path_factory.mktemp("prometheus")
-    (root / "series.om").write_text(series(int(time.time())))
-    created = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(root / "series.om"),
-                              str(root / "data")], capture_output=True, text=True, timeout=120)
-    assert created.returncode == 0, created.stdout + created.stderr
-    (root / "prometheus.yml").write_text("global: {scrape_interval: 1m}\n")
-    port = free_port()
-    log = (root / "prometheus.log").open("w")
-    process = subprocess.Popen([server, f"--config.file={root / 'prometheus.yml'}",
-                                f"--storage.tsdb.path={root / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-                               stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            assert process.poll() is None and time.monotonic() < deadline, (root / "prometheus.log").read_text()
-            time.sleep(0.2)
+    with promserver.prometheus(promtool, server, tmp_path_factory.mktemp("prometheus"),
+                               series(int(time.time()))) as url:
         yield url
-    finally:
-        stop_process(process)
-        log.close()
 
 
 @pytest.fixture
@@ -280,3 +162,23 @@ def test_the_margins_are_the_models_slo():
     assert [why.split(":")[0] for why in refused.reasons] == [
         "the canary fails 6.10% of requests, stable 1.00%", "the canary's p95 latency is 151 ms, stable's 100 ms"]
     assert lines(refused)[0] == "canary gate, fraud/m, last 1h:"
+    # ModelCanaryWorse: the same margins and window.
+    expr = canary_worse(model)
+    assert "[1h]" in expr and "[5m]" not in expr and " > 0.05) or (" in expr and expr.endswith(" * 1.5)")
+
+
+def test_with_a_stack_the_gate_reads_the_prometheus_the_stack_exports(project):
+    """A stand-in `pulumi` prints the stack's outputs (tests/test_stackoutputs.py): the gate goes where they say."""
+    (project / "stacks").mkdir()
+    (project / "stacks" / "Pulumi.dev.yaml").write_text("config:\n  plinth:blueprint: blueprints/gated.yaml\n")
+    exported = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    cli = project / "bin" / "pulumi"
+    cli.parent.mkdir()
+    cli.write_text(f"""#!/bin/sh\necho '{{"endpoints": {{"monitoring": {{"prometheus": "{exported}"}}}}}}'\n""")
+    cli.chmod(0o755)
+    path = f"{cli.parent}{os.pathsep}{os.environ['PATH']}"
+    run = subprocess.run([str(Path(sys.executable).parent / "plinth"), "canary", "set", "scorer", "--stack", "dev",
+                          "--weight", "50", "--gate"], cwd=project, capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PLINTH_DEBUG": "", "PATH": path})
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert run.stderr.startswith(f"--prometheus: Prometheus at {exported} cannot be read: ConnectionRefusedError")
