@@ -74,11 +74,14 @@ stable takes 95, tagger's is as good as stable, idle has no traffic."""
 
 STEP_SECONDS = 15
 HISTORY_SECONDS = 20 * 60
+FUTURE_SECONDS = 60 * 60
+"""Samples run on this long past `now`: a query answers the same for the hour after (a slow test run never
+finds the window empty; Prometheus reads no sample past the query's time)."""
 
 
 def series(now: int) -> str:
-    """OpenMetrics text: 20 minutes of samples every 15 s up to `now`, per model and track: counters growing by
-    the given amount per sample, gauges constant."""
+    """OpenMetrics text: samples every 15 s from 20 minutes before `now` to an hour after, per model and track:
+    counters growing by the given amount per sample, gauges constant."""
     def labels(model: str, track: str, **extra: str) -> str:
         pairs = {"namespace": "fraud", "plinth_model": model, "plinth_track": track, **extra}
         return ",".join(f'{k}="{v}"' for k, v in pairs.items())
@@ -103,13 +106,13 @@ def series(now: int) -> str:
         ("bentoml_service_request_duration_seconds_bucket", labels("ranker", "canary", le="+Inf"), 1, True),
     ]
     out: list[str] = []
-    steps = HISTORY_SECONDS // STEP_SECONDS
+    steps, ahead = HISTORY_SECONDS // STEP_SECONDS, FUTURE_SECONDS // STEP_SECONDS
     for metric in dict.fromkeys(name for name, *_ in wanted):  # one family per metric name, in one block
         out.append(f"# TYPE {metric} unknown")
         for name, selector, amount, counter in wanted:
             if name == metric:
                 out += [f"{metric}{{{selector}}} {amount * i if counter else amount} "
-                        f"{now - (steps - i) * STEP_SECONDS}" for i in range(steps + 1)]
+                        f"{now - (steps - i) * STEP_SECONDS}" for i in range(steps + ahead + 1)]
     return "\n".join([*out, "# EOF", ""])
 
 
