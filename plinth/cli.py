@@ -1,8 +1,9 @@
 """The `plinth` command. On the offline engine: validate, plan, render, images, check, report, diff,
-schema, and the canary edits; online, against a running platform: verify, lineage.
+schema, and the canary edits; online, against a running platform: verify, lineage (and `canary ... --gate`).
 
 Exit codes: 0 success; 1 `diff --exit-code` found changes, `check` found a mandatory violation,
-`verify` found a failing track, `lineage` a finding (or an internal error); 2 bad input (invalid spec, unknown stack,
+`verify` found a failing track, `lineage` a finding, `canary ... --gate` a canary worse than stable (or an
+internal error); 2 bad input (invalid spec, unknown stack,
 bad arguments, unreadable or unwritable files). Bad input never prints a traceback.
 """
 
@@ -613,15 +614,29 @@ EditedBlueprintArg = Annotated[Path | None, typer.Argument(
     help="The blueprint to edit. With --stack instead: that stack file's plinth:overrides.")]
 
 
+GateOpt = Annotated[bool, typer.Option(
+    "--gate", help="First read the canary's and stable's error rate and p95 latency over the model's slo.window "
+    "from Prometheus (the series of its ModelCanaryWorse alert) and refuse (exit 1, nothing written) when the canary "
+    "is worse than stable by more than slo.errorRatePercent points or slo.canaryLatencyMarginPercent percent.")]
+PrometheusUrlOpt = Annotated[str | None, typer.Option(
+    "--prometheus", help="Prometheus's base URL for --gate, e.g. http://127.0.0.1:9090 (a port-forward to "
+    "svc/prometheus-operated in namespace monitoring). Default: with --stack, the URL the deployed stack exports "
+    "(endpoints.monitoring.prometheus).")]
+GateTimeoutOpt = Annotated[float, typer.Option(
+    "--gate-timeout", help="Seconds per request to Prometheus: all of it (connect, send, the whole answer).")]
+
+
 @canary_app.command("set")
 def canary_set(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: StackOpt = None,
                # `...`: typer's required option
                weight: Annotated[int, typer.Option(help="Percent of the routed traffic, 0-100.")] = ...,  # type: ignore[assignment]
+               gate: GateOpt = False, prometheus: PrometheusUrlOpt = None, gate_timeout: GateTimeoutOpt = 10.0,
                ) -> None:
     """Set the canary's traffic weight."""
     from plinth import canary
 
-    _canary_edit(model, blueprint, stack, canary.set_weight(weight))
+    _canary_edit(model, blueprint, stack, canary.set_weight(weight),
+                 gate=_gate(gate, prometheus, stack, gate_timeout))
 
 
 MlflowUrlOpt = Annotated[str | None, typer.Option(
@@ -631,7 +646,8 @@ MlflowUrlOpt = Annotated[str | None, typer.Option(
 
 @canary_app.command("promote")
 def canary_promote(model: ModelArg, blueprint: EditedBlueprintArg = None, stack: StackOpt = None,
-                   url: MlflowUrlOpt = None) -> None:
+                   url: MlflowUrlOpt = None, gate: GateOpt = False, prometheus: PrometheusUrlOpt = None,
+                   gate_timeout: GateTimeoutOpt = 10.0) -> None:
     """The canary's version becomes stable's (stable keeps its replicas); the canary is removed. A registry-backed
     model's alias `champion` moves to that version (and `challenger` is removed where it named it)."""
     from plinth import canary
@@ -642,7 +658,8 @@ def canary_promote(model: ModelArg, blueprint: EditedBlueprintArg = None, stack:
             return None  # the edit refuses it
         return AliasMove(found.registry.model, CHAMPION, found.canary.version, (CHALLENGER,))
 
-    _canary_edit(model, blueprint, stack, canary.promote, _aliases(url, stack, move))
+    _canary_edit(model, blueprint, stack, canary.promote, _aliases(url, stack, move),
+                 gate=_gate(gate, prometheus, stack, gate_timeout))
 
 
 @canary_app.command("abort")
@@ -676,15 +693,45 @@ def _aliases(url: str | None, stack: str | None, move):
     return AliasStep(where, move, _err)
 
 
-def _canary_edit(model: str, blueprint: Path | None, stack: str | None, edit, registry=None, target=None) -> None:
-    """Edit, validate, (a registry-backed model: read and check the aliases), write atomically, move the aliases,
-    print the plan diff; a refused edit (exit 2) writes nothing."""
+def _gate(enabled: bool, url: str | None, stack: str | None, timeout: float):
+    """The --gate step of a canary edit (None without --gate): measure the canary in Prometheus and refuse a worse
+    one (exit 1); Prometheus at --prometheus, else at the URL the deployed stack exports."""
+    if not enabled:
+        if url is not None:
+            raise SpecInvalid([SpecError(None, "--prometheus", "only with --gate")])
+        return None
+
+    def check(target, model_ref: str) -> None:
+        from plinth import canary
+        from plinth.gate import gate, lines
+
+        where = url
+        if where is None and stack is not None:
+            where = _deployed_endpoint(stack, "monitoring", ("prometheus",), "Prometheus URL",
+                                       "give --prometheus URL")
+        if where is None:
+            raise SpecInvalid([SpecError(None, "--prometheus", "--gate reads Prometheus: give --prometheus URL")])
+        verdict = gate(canary.find_model(canary._spec(target, target.path), model_ref), where, timeout)
+        typer.echo("\n".join(lines(verdict)))
+        if not verdict.passed:
+            _err(f"{target.name}: not changed: the canary gate refused")
+            raise typer.Exit(1)
+
+    return check
+
+
+def _canary_edit(model: str, blueprint: Path | None, stack: str | None, edit, registry=None, target=None,
+                 gate=None) -> None:
+    """Edit, validate, (--gate: measure the canary), (a registry-backed model: read and check the aliases), write
+    atomically, move the aliases, print the plan diff; a refused edit (exit 2) or gate (exit 1) writes nothing."""
     from plinth import canary
     from plinth.diff import diff_lines, diff_plans
 
     target = target or canary.target(project_dir() if stack else None, blueprint, stack)
     with canary.locked(target):  # from the read to the write: concurrent edits run one after the other
         old_text, new_text = canary.edited_text(target, model, edit)
+        if gate:
+            gate(target, model)
         moves = registry.prepare(target, model) if registry else False
         if new_text == old_text:
             if moves:

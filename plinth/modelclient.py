@@ -113,20 +113,23 @@ class Gateway:
     timeout: float
 
     @classmethod
-    def parse(cls, url: str, timeout: float, example: str, hostname: str | None = None) -> Gateway:
-        """The Gateway at `url` (http(s)://HOST[:PORT][/PATH]) with the `--url` and `--timeout` a command was given;
-        `hostname`: the Host header and TLS name when it is not the URL's. Bad input raises SpecInvalid (exit 2)."""
-        errors = [] if 0 < timeout <= MAX_TIMEOUT else [
-            SpecError(None, "--timeout", f"expected seconds above 0 and at most {MAX_TIMEOUT:g}, got {timeout:g}")]
+    def parse(cls, url: str, timeout: float, example: str, hostname: str | None = None,
+              options: tuple[str, str] = ("--url", "--timeout")) -> Gateway:
+        """The Gateway at `url` (http(s)://HOST[:PORT][/PATH]) with the `--url` and `--timeout` a command was given
+        (`options`: their names, for the errors); `hostname`: the Host header and TLS name when it is not the URL's.
+        Bad input raises SpecInvalid (exit 2)."""
+        url_option, timeout_option = options
+        errors = [] if 0 < timeout <= MAX_TIMEOUT else [SpecError(
+            None, timeout_option, f"expected seconds above 0 and at most {MAX_TIMEOUT:g}, got {timeout:g}")]
         expected = f"expected http(s)://HOST[:PORT][/PATH], e.g. {example}"
         try:
             parts = urlsplit(url)
             port = parts.port
         except ValueError as exc:
-            raise SpecInvalid([*errors, SpecError(None, "--url", f"{url!r}: {exc}; {expected}")]) from None
+            raise SpecInvalid([*errors, SpecError(None, url_option, f"{url!r}: {exc}; {expected}")]) from None
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment \
                 or parts.username or parts.password:
-            errors.append(SpecError(None, "--url", f"{url!r}: {expected}"))
+            errors.append(SpecError(None, url_option, f"{url!r}: {expected}"))
         if errors:
             raise SpecInvalid(errors)
         return cls(url=url, scheme=parts.scheme, address=parts.hostname,  # type: ignore[arg-type]  # checked

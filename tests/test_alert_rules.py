@@ -83,6 +83,7 @@ def facts(spec: PlatformSpec, rule: dict) -> dict[str, str]:
     model = next(m for m in spec.serving.models if (m.team, m.name) == (labels["team"], labels["model"]))
     return {"team": model.team, "model": model.name, "runtime": model.runtime,
             "deployment": f"{model.name}-stable", "error_rate_percent": f"{model.slo.error_rate_percent:g}",
+            "latency_margin_percent": f"{model.slo.canary_latency_margin_percent:g}",
             "latency_ms": str(model.slo.latency_ms), "stable_version": model.stable.version,
             "canary_version": model.canary.version if model.canary else "",
             "drift_threshold": f"{spec.monitoring.drift.threshold:g}"}

@@ -348,14 +348,15 @@ def alerts(served, name: str = "scorer", namespace: str = "fraud") -> dict[str, 
 def test_each_model_alerts_on_its_slo_its_canary_its_gpus_and_drift(served):
     rules = alerts(served)
     assert set(rules) == {"ModelErrorRateHigh", "ModelLatencyHigh", "ModelUnavailable",
-                          "ModelCanaryErrorsAboveStable", "ModelGpuSaturated", "ModelDrift"}
+                          "ModelCanaryWorse", "ModelGpuSaturated", "ModelDrift"}
     assert all(rule["labels"]["model"] == "scorer" for rule in rules.values())
     assert rules["ModelErrorRateHigh"]["expr"].endswith(" > 0.005")  # errorRatePercent 0.5
     assert "nv_inference_request_failure" in rules["ModelErrorRateHigh"]["expr"]
     assert rules["ModelLatencyHigh"]["expr"].endswith(" > 250")
     assert 'quantile="0.95"' in rules["ModelLatencyHigh"]["expr"]
-    canary = rules["ModelCanaryErrorsAboveStable"]["expr"]
+    canary = rules["ModelCanaryWorse"]["expr"]
     assert 'plinth_track=~"canary"' in canary and 'plinth_track=~"stable"' in canary and " - " in canary
+    assert " > 0.005) or (" in canary and canary.endswith(" * 1.2)")  # the default latency margin: 20%
     assert "DCGM_FI_DEV_GPU_UTIL" in rules["ModelGpuSaturated"]["expr"]
     drift = rules["ModelDrift"]
     assert drift["expr"] == 'max(plinth_model_drift_score{namespace="fraud",model="scorer"}) > 0.3'

@@ -38,6 +38,8 @@ NODE_SCRAPE_PORTS = {"node-exporter": 9100, "kubelet": 10250, "kube-controller-m
 """Scrape targets on the nodes' network (host network or the node itself): the chart's kubelet, node-exporter
 and control-plane jobs, and Cilium's agent, operator and Envoy (their chart defaults)."""
 
+PROMETHEUS_SERVICE = "prometheus-operated"
+"""The Service the Prometheus Operator creates for the Prometheus servers of a namespace (port 9090, `web`)."""
 GRAFANA_DB = "grafana-postgres"
 """Grafana's CloudNativePG Cluster (staging and prod): Services `<name>-rw`, Secrets `<name>-app`, `<name>-ca`."""
 GRAFANA_DB_STORAGE = "5Gi"
@@ -182,6 +184,11 @@ class Monitoring(HelmService):
         if ctx.mirror_registry:
             values["global"]["imageRegistry"] = ctx.mirror_registry
         return values
+
+    @classmethod
+    def endpoints(cls, block: models.Monitoring, ctx: PlatformContext) -> dict[str, str]:
+        # The Service the Prometheus Operator gives the Prometheus of a namespace (`plinth canary --gate` reads it).
+        return {"prometheus": f"http://{PROMETHEUS_SERVICE}.{cls.chart().namespace}.svc:9090"}
 
     @classmethod
     def tenant_ingress(cls, block: models.Monitoring, ctx: PlatformContext) -> tuple[Peer, ...]:

@@ -45,36 +45,46 @@ def _selector(model, tracks_re: str, extra: str = "") -> str:
 
 
 def error_ratio(model, tracks_re: str = "stable|canary") -> str:
-    """Failed / all requests over 5 minutes (a series that has not appeared yet counts as no failures)."""
-    sel = _selector(model, tracks_re)
+    """Failed / all requests over the SLO window (a series that has not appeared yet counts as no failures)."""
+    sel, w = _selector(model, tracks_re), model.slo.window
     if model.runtime == "triton":
-        bad = f"sum(rate(nv_inference_request_failure{{{sel}}}[5m]))"
-        ok = f"sum(rate(nv_inference_request_success{{{sel}}}[5m]))"
+        bad = f"sum(rate(nv_inference_request_failure{{{sel}}}[{w}]))"
+        ok = f"sum(rate(nv_inference_request_success{{{sel}}}[{w}]))"
         return f"(({bad} or vector(0)) / ({ok} + ({bad} or vector(0))))"
     failed = _selector(model, tracks_re, ',http_response_code=~"5.."')
-    bad = f"sum(rate(bentoml_service_request_total{{{failed}}}[5m]))"
-    every = f"sum(rate(bentoml_service_request_total{{{sel}}}[5m]))"
+    bad = f"sum(rate(bentoml_service_request_total{{{failed}}}[{w}]))"
+    every = f"sum(rate(bentoml_service_request_total{{{sel}}}[{w}]))"
     return f"(({bad} or vector(0)) / {every})"
 
 
 def request_rate(model, by: str = "plinth_track") -> str:
-    sel = _selector(model, "stable|canary|shadow")
+    sel, w = _selector(model, "stable|canary|shadow"), model.slo.window
     if model.runtime == "triton":
-        return (f"sum by ({by}) (rate(nv_inference_request_success{{{sel}}}[5m])) + "
-                f"sum by ({by}) (rate(nv_inference_request_failure{{{sel}}}[5m]))")
-    return f"sum by ({by}) (rate(bentoml_service_request_total{{{sel}}}[5m]))"
+        return (f"sum by ({by}) (rate(nv_inference_request_success{{{sel}}}[{w}])) + "
+                f"sum by ({by}) (rate(nv_inference_request_failure{{{sel}}}[{w}]))")
+    return f"sum by ({by}) (rate(bentoml_service_request_total{{{sel}}}[{w}]))"
 
 
 def p95_ms(model, tracks_re: str = "stable|canary", by: str = "") -> str:
     """95th percentile latency in milliseconds: Triton's summary quantile (the worst pod: quantiles do not
-    add up across pods), BentoML's histogram."""
-    sel = _selector(model, tracks_re)
+    add up across pods), BentoML's histogram over the SLO window."""
+    sel, w = _selector(model, tracks_re), model.slo.window
     group = f" by ({by})" if by else ""
     if model.runtime == "triton":
         return f'(max{group} (nv_inference_request_summary_us{{{sel},quantile="0.95"}}) / 1000)'
     les = f"le, {by}" if by else "le"
     return (f"(histogram_quantile(0.95, sum by ({les}) "
-            f"(rate(bentoml_service_request_duration_seconds_bucket{{{sel}}}[5m]))) * 1000)")
+            f"(rate(bentoml_service_request_duration_seconds_bucket{{{sel}}}[{w}]))) * 1000)")
+
+
+def canary_worse(model) -> str:
+    """The canary fails more often than stable by more than the error-rate SLO (percentage points), or its p95
+    latency is above stable's by more than the canary latency margin: what ModelCanaryWorse fires on and what
+    the canary gate (plinth.gate) refuses, from the same series."""
+    slo = model.slo
+    errors = f"{error_ratio(model, 'canary')} - {error_ratio(model, 'stable')} > {_fraction(slo.error_rate_percent)}"
+    latency = f"{p95_ms(model, 'canary')} > {p95_ms(model, 'stable')} * {1 + slo.canary_latency_margin_percent / 100:g}"
+    return f"({errors}) or ({latency})"
 
 
 def gpu_utilisation(model) -> str:
@@ -114,11 +124,10 @@ def alert_rules(model, args: ServingArgs) -> list[dict]:
             f'deployment="{deployment_name(model, "stable")}"}} < 1', "5m", "critical",
             "no stable replica is available"))
     if model.canary:
-        rules.append(rule(
-            "ModelCanaryErrorsAboveStable",
-            f"{error_ratio(model, 'canary')} - {error_ratio(model, 'stable')} > {_fraction(slo.error_rate_percent)}",
-            "10m", "warning", f"the canary ({model.canary.version}) fails more than {slo.error_rate_percent:g} "
-            f"points more often than stable ({model.stable.version}); lower its weight or remove it"))
+        rules.append(rule("ModelCanaryWorse", canary_worse(model), "10m", "warning",
+                          f"the canary ({model.canary.version}) is worse than stable ({model.stable.version}): it "
+                          f"fails more than {slo.error_rate_percent:g} points more often, or its p95 latency is more "
+                          f"than {slo.canary_latency_margin_percent:g}% above stable's; lower its weight or remove it"))
     if model.gpu and args.gpu_metrics:
         rules.append(rule("ModelGpuSaturated", f"{gpu_utilisation(model)} > {GPU_SATURATION_PERCENT}", "15m",
                           "warning", f"its GPUs are more than {GPU_SATURATION_PERCENT}% busy"))

@@ -664,13 +664,21 @@ class Autoscaling(Spec):
 
 
 class Slo(Spec):
-    """What the model's alerts measure against (stable and canary traffic; the shadow answers nobody)."""
+    """What the model's alerts and the canary gate (`plinth canary set|promote --gate`) measure against (stable
+    and canary traffic; the shadow answers nobody)."""
 
     latency_ms: PositiveCount = Field(500, description="95th percentile request latency, milliseconds, above which "
                                       "ModelLatencyHigh fires. Default: 500.")
     error_rate_percent: float = Field(1.0, gt=0, le=100, description="Share of failed requests, percent, above "
-                                      "which ModelErrorRateHigh fires (and the margin by which a canary may fail "
-                                      "more often than stable). Default: 1.")
+                                      "which ModelErrorRateHigh fires (and the margin, in percentage points, by "
+                                      "which a canary may fail more often than stable before ModelCanaryWorse "
+                                      "fires and the canary gate refuses). Default: 1.")
+    canary_latency_margin_percent: float = Field(
+        20.0, gt=0, le=1000, description="How much slower than stable's the canary's p95 latency may be, percent of "
+        "stable's, before ModelCanaryWorse fires and the canary gate refuses. Default: 20.")
+    window: str = Field("5m", pattern=r"^[1-9][0-9]*[mh]$", description="The window the error rates and latencies "
+                        "of the model's alerts, its dashboard row and the canary gate are measured over (a "
+                        "Prometheus range: minutes or hours, e.g. 5m, 1h). Default: 5m.")
 
 
 _REGISTERED_MODEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
@@ -756,8 +764,8 @@ class Model(Spec):
         "answers; only a request naming its track (header x-plinth-track: shadow, as `plinth verify` sends) gets "
         "an answer from it (needs the Gateway). Default: null.")
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Autoscaling. Default: off.")
-    slo: Slo = Field(default_factory=Slo, description="Latency and error-rate objectives of the model's alerts. "
-                     "Default: 500 ms p95, 1% errors.")
+    slo: Slo = Field(default_factory=Slo, description="Latency and error-rate objectives of the model's alerts "
+                     "and canary gate. Default: 500 ms p95, 1% errors, canary 20% slower at most, over 5m.")
     drift: ModelDrift | None = Field(
         None, description="A drift job for the model (needs monitoring.drift.enabled): it exports the gauge "
         "plinth_model_drift_score the ModelDrift alert reads. Default: null (no job; your own monitor may export "

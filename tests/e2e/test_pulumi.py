@@ -126,6 +126,7 @@ def test_the_stack_exports_where_each_service_is_reached(deploy, engine, monkeyp
     assert outputs["endpoints"] == {
         "harbor": {"url": "http://harbor.harbor.svc"},
         "mlflow": {"trackingUri": "http://mlflow.mlflow.svc"},
+        "monitoring": {"prometheus": "http://prometheus-operated.monitoring.svc:9090"},
         "python-index": {"indexUrl": "http://pypiserver.python-index.svc:8080/simple/"},
         "serving": {"url": f"https://{SERVING_HOST}"},
         "vault": {"address": "https://vault.vault.svc:8200"},

@@ -18,6 +18,7 @@
 #   helm                            (helm/ module; the chart tier's `helm template`/`lint`)
 #   weed                            (seaweedfs/ module; SeaweedFS with its S3 API: the backup restore drill)
 #   promtool                        (prometheus/ module; `promtool check/test rules`: the alert rule tests)
+#   prometheus                      (prometheus-server/ module; the server the canary gate test reads)
 #   alertmanager, amtool            (alertmanager/ module; the alert routing test)
 #   mockoidc                        (mockoidc/ module: a small main over github.com/oauth2-proxy/mockoidc;
 #                                   the identity provider of the sign-on test)
@@ -105,6 +106,7 @@ HELM_VERSION=$(modver helm helm.sh/helm/v3)
 KWOK_VERSION=$(modver kwok sigs.k8s.io/kwok)
 WEED_VERSION=$(modver seaweedfs github.com/seaweedfs/seaweedfs)  # a pseudo-version: the commit is its last part
 PROM_VERSION=$(modver prometheus github.com/prometheus/prometheus)  # v0.3MM.P is Prometheus 3.MM.P
+PROM_SERVER_VERSION=$(modver prometheus-server github.com/prometheus/prometheus)
 AM_VERSION=$(modver alertmanager github.com/prometheus/alertmanager)
 MOCKOIDC_VERSION=$(modver mockoidc github.com/oauth2-proxy/mockoidc)  # a pseudo-version, like weed's
 PY_SDK_VERSION=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("pulumi"))' 2>/dev/null || true)
@@ -117,15 +119,15 @@ PY_K8S_VERSION=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("
   log "note: pulumi CLI $PULUMI_VERSION (newest on the proxy) vs Python SDK $PY_SDK_VERSION"
 
 for v in PULUMI_VERSION LANGHOST_VERSION K8S_VERSION ETCD_VERSION HELM_VERSION KWOK_VERSION WEED_VERSION PROM_VERSION \
-         AM_VERSION MOCKOIDC_VERSION; do
+         PROM_SERVER_VERSION AM_VERSION MOCKOIDC_VERSION; do
   [[ -n "${!v}" ]] || { log "ERROR: could not read $v from the consumer go.mod files"; exit 1; }
 done
 K8S_MINOR=${K8S_VERSION#v1.}; K8S_MINOR=${K8S_MINOR%%.*}
 
 GO_VERSION=$(go env GOVERSION)
-# weed, promtool, alertmanager and mockoidc have keys of their own (built apart, linked into bin/): a bump of one
-# rebuilds it alone, and it leaves the Kubernetes tools' cache valid.
-OWN_KEY_MODULES=(seaweedfs prometheus alertmanager mockoidc)
+# weed, promtool, prometheus, alertmanager and mockoidc have keys of their own (built apart, linked into bin/): a
+# bump of one rebuilds it alone, and it leaves the Kubernetes tools' cache valid.
+OWN_KEY_MODULES=(seaweedfs prometheus prometheus-server alertmanager mockoidc)
 HASH=$( (echo "rev=$BUILD_REV"; cd "$HERE" && for f in ./*/go.mod ./*/go.sum; do
   [[ " ${OWN_KEY_MODULES[*]} " == *" ${f:2:-7} "* ]] || cat "$f"; done) | sha256sum | cut -c1-10)
 KEY="pulumi-${PULUMI_VERSION}_langpy-${LANGHOST_VERSION}_sdk-v${PY_SDK_VERSION}_k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_kwok-${KWOK_VERSION}_${GO_VERSION}_${HASH}"
@@ -136,6 +138,7 @@ own_dir() { echo "$CACHE_ROOT/$1-${3}_${GO_VERSION}_$( (echo "rev=$BUILD_REV"; f
   [[ ! -f $f ]] || cat "$f"; done) | sha256sum | cut -c1-10)"; }
 WEED_DIR=$(own_dir weed seaweedfs "$WEED_VERSION")
 PROM_DIR=$(own_dir promtool prometheus "$PROM_VERSION")
+PROM_SERVER_DIR=$(own_dir prometheus prometheus-server "$PROM_SERVER_VERSION")
 AM_DIR=$(own_dir alertmanager alertmanager "$AM_VERSION")
 MOCKOIDC_DIR=$(own_dir mockoidc mockoidc "$MOCKOIDC_VERSION")
 
@@ -233,6 +236,8 @@ fi
 PROM_STAMP="-X github.com/prometheus/common/version.Version"
 PROM_MINOR=$(echo "$PROM_VERSION" | cut -d. -f2)
 PROM_RELEASE="3.$(( 10#$PROM_MINOR - 300 )).${PROM_VERSION##*.}"  # module v0.3MM.P is release 3.MM.P
+PROM_SERVER_MINOR=$(echo "$PROM_SERVER_VERSION" | cut -d. -f2)
+PROM_SERVER_RELEASE="3.$(( 10#$PROM_SERVER_MINOR - 300 )).${PROM_SERVER_VERSION##*.}"
 if [[ ! -x "$PROM_DIR/promtool" && $PRINT_ONLY == 0 ]]; then
   t=$(date +%s)
   mkdir -p "$PROM_DIR"
@@ -241,6 +246,19 @@ if [[ ! -x "$PROM_DIR/promtool" && $PRINT_ONLY == 0 ]]; then
     -o "$PROM_DIR/.promtool.tmp" github.com/prometheus/prometheus/cmd/promtool)
   mv -f "$PROM_DIR/.promtool.tmp" "$PROM_DIR/promtool"
   log "promtool: done in $(( $(date +%s) - t ))s"
+fi
+# The server: only the file and HTTP service discovery (remove_all_sd drops the cloud SDKs and client-go from the
+# build; the tests give it no targets), and no builtinassets (the module zip lacks the web UI's build output; the
+# HTTP API, all the tests use, needs none).
+if [[ ! -x "$PROM_SERVER_DIR/prometheus" && $PRINT_ONLY == 0 ]]; then
+  t=$(date +%s)
+  mkdir -p "$PROM_SERVER_DIR"
+  log "prometheus: go build github.com/prometheus/prometheus/cmd/prometheus into $PROM_SERVER_DIR"
+  (cd "$HERE/prometheus-server" && go build -trimpath -tags netgo,remove_all_sd \
+    -ldflags "-s -w $PROM_STAMP=$PROM_SERVER_RELEASE" -o "$PROM_SERVER_DIR/.prometheus.tmp" \
+    github.com/prometheus/prometheus/cmd/prometheus)
+  mv -f "$PROM_SERVER_DIR/.prometheus.tmp" "$PROM_SERVER_DIR/prometheus"
+  log "prometheus: done in $(( $(date +%s) - t ))s"
 fi
 if [[ ! -x "$AM_DIR/amtool" && $PRINT_ONLY == 0 ]]; then
   t=$(date +%s)
@@ -280,7 +298,7 @@ if [[ ! -x "$MOCKOIDC_DIR/mockoidc" && $PRINT_ONLY == 0 ]]; then
   log "mockoidc: done in $(( $(date +%s) - t ))s"
 fi
 # Linked into bin/ anew when a key changed (a bump): the link then points at the previous key's build.
-for tool in "$WEED_DIR/weed" "$PROM_DIR/promtool" "$AM_DIR/alertmanager" "$AM_DIR/amtool" "$MOCKOIDC_DIR/mockoidc"; do
+for tool in "$WEED_DIR/weed" "$PROM_DIR/promtool" "$PROM_SERVER_DIR/prometheus" "$AM_DIR/alertmanager" "$AM_DIR/amtool" "$MOCKOIDC_DIR/mockoidc"; do
   if [[ -x "$tool" && "$(readlink "$BIN/${tool##*/}" || true)" != "$tool" ]]; then ln -sfn "$tool" "$BIN/${tool##*/}"; fi
 done
 
