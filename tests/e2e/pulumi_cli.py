@@ -154,6 +154,8 @@ class PulumiProject:
         proc = subprocess.run([str(self.bin_dir / "pulumi"), *args, "--non-interactive"], cwd=self.dir,
                               env=self.env, capture_output=True, text=True, timeout=timeout)
         run = Run(list(args), proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - t0)
+        with (self.workdir / "pulumi.log").open("a") as log:  # every run's output, each step's time: for a post-mortem
+            log.write(run.text + "\n")
         if check and run.rc != 0:
             raise AssertionError(f"pulumi failed:\n{run.text}")
         return run
