@@ -209,7 +209,8 @@ def test_validate_a_stack_reports_file_and_spec_errors_at_once(write):
         'blueprints/base.yaml:16:7: teams[fraud].quota.gpu: expected a non-negative integer, got "two"',
         "stacks/Pulumi.dev.yaml:3:3: config.plinth:overides: unknown key (allowed: plinth:blueprint, "
         "plinth:overrides, plinth:mirrorPassword, plinth:objectStoreSeed, plinth:pythonIndexHtpasswd, plinth:harborAdminPassword, "
-        "plinth:mlflowFlaskSecretKey, plinth:feastRedisPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, plinth:configures)"]
+        "plinth:mlflowFlaskSecretKey, plinth:feastRedisPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, "
+        "plinth:grafanaOidcClientSecret, plinth:configures)"]
 
 
 def test_validate_a_stack_names_the_secrets_it_lacks_with_the_commands_that_set_them(write):
