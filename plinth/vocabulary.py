@@ -41,6 +41,7 @@ class WebUi:
     """A chart's web UI without a login of its own: anyone who reaches it is in."""
 
     key: str
+    """Its field under identity.uiProxy.hosts."""
     title: str
     namespace: str
     service: str
@@ -56,7 +57,9 @@ UIS_WITHOUT_LOGIN: tuple[WebUi, ...] = (
     WebUi("hubble", "Hubble UI", "kube-system", "hubble-ui", 80, 8081),
     WebUi("longhorn", "the Longhorn UI", "longhorn-system", "longhorn-frontend", 80, 8000),
 )
-"""No route on the Gateway reaches them directly (policy ui-sign-on)."""
+"""The only way to them from the Gateway is the sign-on proxy (identity.uiProxy; policy ui-sign-on)."""
+SIGN_ON_NAMESPACE = PLATFORM_NAMESPACES["sign-on"]
+"""The sign-on proxy's namespace (identity.uiProxy)."""
 GRAFANA_SERVICE = ("monitoring", "kube-prometheus-stack-grafana")
 """Grafana's Service (kube-prometheus-stack's release): with identity.oidc, its route needs Grafana's sign-on."""
 

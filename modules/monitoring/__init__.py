@@ -167,7 +167,7 @@ def grafana_sign_on_values(args: MonitoringArgs) -> dict:
     assert oidc is not None and oidc.clients.grafana and oidc.endpoints and args.grafana_host
     oauth = {
         "enabled": True, "name": "Single sign-on", "client_id": oidc.clients.grafana,
-        "scopes": "openid email profile", "auth_url": oidc.endpoints.authorization,
+        "scopes": " ".join(oidc.scopes), "auth_url": oidc.endpoints.authorization,
         "token_url": oidc.endpoints.token, "use_pkce": True, "allow_sign_up": True,
         # Claims come from the ID token (no userinfo call): the ones the Kubernetes API reads too.
         "login_attribute_path": jmespath_field(oidc.username_claim),

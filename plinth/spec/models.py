@@ -950,7 +950,10 @@ class OidcClients(Spec):
         "PKCE; redirect URI https://<monitoring.grafana.hostname>/login/generic_oauth); its secret is the stack "
         "secret plinth:grafanaOidcClientSecret. Needs monitoring.grafana.hostname and identity.oidc.endpoints. "
         "Default: null (Grafana is not on the Gateway, or not with sign-on).", pattern=r"^\S{1,255}$")
-
+    ui_proxy: str | None = Field(
+        None, description="The client ID the sign-on proxy (identity.uiProxy) signs people on as; redirect URIs "
+        "https://<each identity.uiProxy.hosts name>/oauth2/callback; its secret is the stack secret "
+        "plinth:uiProxyClientSecret. Required with identity.uiProxy. Default: null.", pattern=r"^\S{1,255}$")
 
 
 class OidcEndpoints(Spec):
@@ -987,9 +990,42 @@ class Oidc(Spec):
         "A provider group then never passes for a group of another authenticator: system:masters in a token "
         "becomes oidc:system:masters, which grants nothing. Default: oidc:.")
     clients: OidcClients = Field(description="The provider's client IDs, per surface. Required.")
+    scopes: tuple[Annotated[str, Field(pattern=r"^[!#-\[\]-~]{1,100}$")], ...] = Field(
+        ("openid", "email", "profile", "groups"), min_length=1, description="The scopes the platform's sign-on "
+        "clients (Grafana, the sign-on proxy) ask for: openid, and what puts the username and groups claims in "
+        "the ID token (many providers, e.g. Dex and Okta, send groups only for the groups scope). Default: "
+        "[openid, email, profile, groups].")
     endpoints: OidcEndpoints | None = Field(
         None, description="The provider's authorization and token endpoints, for Grafana (which does not read the "
         "discovery document). Default: null (required with clients.grafana).")
+
+
+HOST = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+"""A host name on the platform Gateway (lowercase labels)."""
+
+
+class UiHosts(Spec):
+    """Host names on the platform Gateway of the web UIs without a login of their own: each one set puts an
+    oauth2-proxy in front of that UI (its service must be on)."""
+
+    prometheus: str | None = Field(None, description="Prometheus (monitoring). Default: null.", pattern=HOST)
+    alertmanager: str | None = Field(None, description="Alertmanager (monitoring). Default: null.", pattern=HOST)
+    hubble: str | None = Field(None, description="Hubble UI (network.cilium.hubble). Default: null.", pattern=HOST)
+    longhorn: str | None = Field(None, description="The Longhorn UI (storage.longhorn). Default: null.",
+                                 pattern=HOST)
+
+
+class UiProxy(Spec):
+    """oauth2-proxy in front of the web UIs that have no login of their own (namespace sign-on): one proxy per
+    UI, each on its own host name with its own session cookie."""
+
+    enabled: Flag = Field(False, description="Run the sign-on proxy (needs identity.oidc with clients.uiProxy, "
+                          "the platform Gateway, and the stack secrets plinth:uiProxyClientSecret and "
+                          "plinth:uiProxyCookieSecret). Only rbac.platformAdminGroup passes. Default: false.")
+    hosts: UiHosts = Field(default_factory=UiHosts, description="One host name per UI. Default: none.")
+    session: str = Field("8h", pattern=r"^[1-9][0-9]*[mh]$", description="How long a sign-on lasts (the session "
+                         "cookie's lifetime) before the provider is asked again. Default: 8h.")
+    values: Values = {}
 
 
 class SignOn(Spec):
@@ -1004,6 +1040,8 @@ class SignOn(Spec):
     reason: str | None = Field(
         None, description="Why the platform has no identity provider (required in prod without identity.oidc). "
         "Default: null.", min_length=10, max_length=200)
+    ui_proxy: UiProxy = Field(default_factory=UiProxy, description="The sign-on proxy in front of the web UIs "
+                              "without a login of their own. Default: off.")
 
     def kubernetes_group(self, group: str) -> str:
         """An identity-provider group as the Kubernetes API names it: with the groups prefix when sign-on is on."""

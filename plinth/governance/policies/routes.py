@@ -114,5 +114,5 @@ def _ui_sign_on(subjects, platform):
 UI_SIGN_ON_POLICY = Policy(
     "ui-sign-on", "No route on the platform Gateway reaches a web UI without sign-on: never one without a login "
     "of its own (Prometheus, Alertmanager, Hubble UI, the Longhorn UI), and with identity.oidc set not Grafana "
-    "unless it signs people on through the provider.", "remove the route to a UI without a login; for "
-    "Grafana's set identity.oidc.clients.grafana", MANDATORY, _ui_sign_on)
+    "unless it signs people on through the provider.", "reach those UIs through the sign-on proxy "
+    "(identity.uiProxy.hosts); for Grafana's route set identity.oidc.clients.grafana", MANDATORY, _ui_sign_on)
