@@ -263,12 +263,15 @@ def _plan_sources(result) -> dict[str, str]:
     for r in result.resources:
         if r.type == HELM_RELEASE:
             chart, repo = str(r.inputs["chart"]), (r.inputs.get("repositoryOpts") or {}).get("repo")
+            # By chart: a chart installed more than once (the sign-on proxy's) is one source.
+            name = chart.rsplit("/", 1)[-1].removesuffix(".tgz").rsplit("-", 1)[0] if chart.endswith(".tgz") \
+                else chart.rsplit("/", 1)[-1]
             if repo:
-                sources[r.inputs["name"]] = repo
+                sources[name] = repo
             elif chart.endswith(".tgz"):
-                sources[r.inputs["name"]] = os.path.dirname(os.path.dirname(chart))
+                sources[name] = os.path.dirname(os.path.dirname(chart))
             else:
-                sources[r.inputs["name"]] = chart.rsplit("/", 1)[0]
+                sources[name] = chart.rsplit("/", 1)[0]
         elif r.type == CONFIG_GROUP:
             sources["bundle"] = str(r.inputs["files"][0])
     return sources

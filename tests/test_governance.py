@@ -635,9 +635,10 @@ def test_team_route_violations_say_what_is_taken(regulated):
     assert messages("no-host-names") == [
         "names no host name, so it would answer for every host name of the listeners it attaches to"]
     assert messages("every-host-by-wildcard") == [
-        "host name *.models.corp.internal is the platform's (grafana.models.corp.internal, "
-        "mlflow.models.corp.internal, pypi.models.corp.internal, registry.models.corp.internal), reserved to "
-        "platform routes"]
+        "host name *.models.corp.internal is the platform's (alertmanager.models.corp.internal, "
+        "grafana.models.corp.internal, hubble.models.corp.internal, longhorn.models.corp.internal, "
+        "mlflow.models.corp.internal, prometheus.models.corp.internal, pypi.models.corp.internal, "
+        "registry.models.corp.internal), reserved to platform routes"]
     assert messages("other-teams-host") == [
         "host name fraud.models.corp.internal is not the team's own (credit.models.corp.internal)"]
 

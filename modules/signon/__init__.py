@@ -9,8 +9,9 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from plinth.catalog import ImageRef
 from plinth.context import PlatformContext, StackSecret, resource_name
-from plinth.modules.helm import HelmService, image_values, merge_values
+from plinth.modules.helm import HelmService, merge_values
 from plinth.objects import gateway_route, stack_secret, whole_host_rule
 from plinth.service import GatewayHost, Need, Peer, gateway_hostname_rules
 from plinth.spec.errors import Violation
@@ -169,10 +170,9 @@ class UiProxy(HelmService):
     @classmethod
     def owned_values(cls, block: UiProxyArgs, ctx: PlatformContext) -> dict:
         """The values every proxy shares; `releases` adds each one's own (fullnameOverride, config.configFile)."""
-        image = image_values(cls.chart().images[0], ctx)
-        registry, _, repository = image["repository"].partition("/")
+        image = ImageRef.parse(cls.chart().images[0]).mirrored(ctx.mirror_registry)
         values: dict = {
-            "image": {"registry": registry, "repository": repository, "tag": image["tag"]},
+            "image": {"registry": image.registry, "repository": image.repository, "tag": image.tag},
             "imagePullSecrets": [{"name": s} for s in ctx.image_pull_secrets],
             "config": {"existingSecret": SECRET, "configFile": ""},
             "replicaCount": 2 if ctx.prod_like else 1,
