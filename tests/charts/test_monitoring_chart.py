@@ -26,7 +26,8 @@ def _pods(cert_manager: bool, charts_dir) -> dict[tuple[str, str, str], dict]:
                                                         "mlflow": {"hostname": None}},
                                            "serving": {"hostname": None, "models": []},
                                            "monitoring": {"grafana": {"hostname": None}},
-                                           "identity": {"oidc": {"clients": {"grafana": None}}},
+                                           "identity": {"oidc": {"clients": {"grafana": None}},
+                                                        "uiProxy": {"enabled": False}},
                                            # The Barman Cloud plugin takes its TLS from cert-manager.
                                            "backups": {"enabled": False, "reason": "no cert-manager here"}}
     spec = load_spec(ROOT / "blueprints" / "onprem-airgap-regulated.yaml", overrides)
