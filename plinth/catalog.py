@@ -233,6 +233,12 @@ CHARTS: dict[str, Chart] = {
         "https://community-charts.github.io/helm-charts", "mlflow", "1.11.5", "mlflow",
         images=("docker.io/burakince/mlflow:3.15.1",),
     ),
+    # identity.uiProxy: one oauth2-proxy per web UI without a login of its own. The image is v7.15.6 (the chart's
+    # appVersion is 7.15.3): the release the toolchain builds and tests/e2e/test_ui_proxy.py runs.
+    "oauth2-proxy": Chart(
+        "https://oauth2-proxy.github.io/manifests", "oauth2-proxy", "10.7.0", "sign-on",
+        images=("quay.io/oauth2-proxy/oauth2-proxy:v7.15.6",),
+    ),
 }
 
 # Gateway API standard channel at the version the pinned Cilium implements.
@@ -283,6 +289,7 @@ PLATFORM_NAMESPACES: dict[str, str] = {
     "cluster-autoscaler": CHARTS["cluster-autoscaler"].namespace,
     "mlflow": CHARTS["mlflow"].namespace,
     "velero": CHARTS["velero"].namespace,
+    "sign-on": CHARTS["oauth2-proxy"].namespace,
 }
 
 

@@ -11,6 +11,7 @@ import pulumi
 
 from plinth.provenance import Provenance
 from plinth.targets import Identity, TargetFacts, target_facts
+from plinth.vocabulary import UIS_WITHOUT_LOGIN
 
 MANAGED_BY = "plinth"
 PULL_SECRET = "mirror-pull"
@@ -111,15 +112,18 @@ class PlatformContext:
     backups: Any = None
     """The spec's `backups` block when backups are on in this environment (plinth.spec.models.Backups), else
     None: every CloudNativePG cluster is backed up through it (modules/backups)."""
-    gateway_hosts: tuple[tuple[str, str], ...] = ()
-    """(namespace, host name) of each platform service with its own listener on the Gateway, by namespace (the
-    program collects them from the services: PlatformService.gateway_host)."""
+    ui_proxied: tuple[tuple[str, int], ...] = ()
+    """(namespace, pod port) of each web UI the sign-on proxy (identity.uiProxy) reaches: its namespace admits
+    the proxy there."""
+    gateway_hosts: tuple[tuple[str, str, str], ...] = ()
+    """(namespace, host name, listener name) of each platform host name with its own listener on the Gateway, by
+    namespace (the program collects them from the services: PlatformService.gateway_hosts)."""
 
     @classmethod
     def from_spec(cls, spec, provider: pulumi.ProviderResource | None = None,
                   secrets: StackSecrets | None = None, provenance: Provenance | None = None,
                   api_server: tuple[pulumi.Input[str], int] | None = None,
-                  gateway_hosts: tuple[tuple[str, str], ...] = (),
+                  gateway_hosts: tuple[tuple[str, str, str], ...] = (),
                   identities: tuple[Identity, ...] = ()) -> PlatformContext:
         mirror = spec.airgap.mirror if spec.airgap.enabled else None
         secrets = secrets or StackSecrets()
@@ -152,6 +156,8 @@ class PlatformContext:
             target=target_facts(spec, identities),
             api_server=api_server,
             gateway_hosts=gateway_hosts,
+            ui_proxied=tuple((ui.namespace, ui.pod_port) for ui in UIS_WITHOUT_LOGIN
+                             if spec.identity.ui_proxy.enabled and getattr(spec.identity.ui_proxy.hosts, ui.key)),
             backups=spec.backups if spec.backups.active(spec.metadata.environment) else None,
         )
 

@@ -32,6 +32,7 @@ from plinth.modules.secrets import Vault
 from plinth.modules.secrets.configure import VaultTeams
 from plinth.modules.secrets.operator import VaultSecretsOperator
 from plinth.modules.serving import Serving
+from plinth.modules.signon import UiProxy
 from plinth.modules.storage import Longhorn
 from plinth.modules.tenancy import Tenancy, TenancyArgs
 from plinth.provenance import Provenance
@@ -81,6 +82,8 @@ SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
     # GPU model's Deployment becomes ready only once the device plugin runs (every service waits for all
     # the objects of the services before it, so before them each would wait for the other).
     ("serving", Serving),
+    # After the UIs it fronts (monitoring, Cilium's Hubble UI, Longhorn): one oauth2-proxy per UI.
+    ("ui-proxy", UiProxy),
     # Last: it records the deployment that everything before it completed.
     ("ledger", Ledger),
 )
@@ -157,10 +160,11 @@ def cloud_identities(spec: PlatformSpec) -> tuple[Identity, ...]:
     return tuple(found)
 
 
-def gateway_hosts(spec: PlatformSpec) -> tuple[tuple[str, str], ...]:
-    """(namespace, host name) of every enabled service's own host on the platform Gateway, by namespace."""
-    hosts = (service.gateway_host(spec) for _, service in SERVICES if service.enabled(spec))
-    return tuple(sorted((host.namespace, host.host) for host in hosts if host))
+def gateway_hosts(spec: PlatformSpec) -> tuple[tuple[str, str, str], ...]:
+    """(namespace, host name, listener) of every enabled service's own hosts on the platform Gateway, by
+    namespace."""
+    return tuple(sorted((host.namespace, host.host, host.listener_name) for _, service in SERVICES
+                        if service.enabled(spec) for host in service.gateway_hosts(spec)))
 
 
 def stack_secrets() -> dict[str, StackSecret]:

@@ -13,6 +13,7 @@ from plinth.context import PlatformContext, StackSecret
 from plinth.spec.errors import Violation
 from plinth.spec.models import PlatformSpec, Team
 from plinth.targets import Identity
+from plinth.vocabulary import SIGN_ON_NAMESPACE, platform_listener
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,12 @@ class GatewayHost:
     host: str
     loc: tuple
     """The spec field that sets it (YAML keys)."""
+    listener: str | None = None
+    """The listener's name, where the namespace has several host names. Default: the namespace's name."""
+
+    @property
+    def listener_name(self) -> str:
+        return self.listener or platform_listener(self.namespace)
 
 
 class PlatformService(pulumi.ComponentResource):
@@ -97,6 +104,12 @@ class PlatformService(pulumi.ComponentResource):
     def gateway_host(cls, spec) -> GatewayHost | None:
         """This service's own host name on the platform Gateway, when the spec gives it one. Default: none."""
         return None
+
+    @classmethod
+    def gateway_hosts(cls, spec) -> tuple[GatewayHost, ...]:
+        """Every host name of this service on the platform Gateway. Default: `gateway_host`'s, if any."""
+        own = cls.gateway_host(spec)
+        return (own,) if own else ()
 
     @classmethod
     def endpoints(cls, block: Any, ctx: PlatformContext) -> dict[str, str]:
@@ -144,6 +157,9 @@ class PlatformService(pulumi.ComponentResource):
         peers = list(cls.ingress(block, ctx))
         if ctx.monitoring and namespace != PLATFORM_NAMESPACES["monitoring"]:
             peers.append(Peer("monitoring", PLATFORM_NAMESPACES["monitoring"]))
+        proxied = tuple(sorted(port for ui_namespace, port in ctx.ui_proxied if ui_namespace == namespace))
+        if proxied:  # the sign-on proxy in front of this namespace's web UIs
+            peers.append(Peer("sign-on", SIGN_ON_NAMESPACE, proxied))
         ports = tuple(sorted({port for peer in cls.tenant_egress(block, ctx) for port in peer.ports}))
         if ports:
             peers.append(Peer("teams", ports=ports, teams=True))

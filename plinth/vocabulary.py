@@ -7,6 +7,8 @@ name is written once and imports run one way: core (this module) <- modules <- g
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from plinth.catalog import PLATFORM_NAMESPACES
 
 GATEWAY_NAME = "plinth"
@@ -33,6 +35,33 @@ def gateway_parent_ref(listener: str) -> dict:
     return {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": GATEWAY_NAME,
             "namespace": GATEWAY_NAMESPACE, "sectionName": listener}
 
+
+@dataclass(frozen=True)
+class WebUi:
+    """A chart's web UI without a login of its own: anyone who reaches it is in."""
+
+    key: str
+    """Its field under identity.uiProxy.hosts."""
+    title: str
+    namespace: str
+    service: str
+    port: int
+    """The Service's port."""
+    pod_port: int
+    """The port its pods listen on (what a network policy admits)."""
+
+
+UIS_WITHOUT_LOGIN: tuple[WebUi, ...] = (
+    WebUi("prometheus", "Prometheus", "monitoring", "kube-prometheus-stack-prometheus", 9090, 9090),
+    WebUi("alertmanager", "Alertmanager", "monitoring", "kube-prometheus-stack-alertmanager", 9093, 9093),
+    WebUi("hubble", "Hubble UI", "kube-system", "hubble-ui", 80, 8081),
+    WebUi("longhorn", "the Longhorn UI", "longhorn-system", "longhorn-frontend", 80, 8000),
+)
+"""The only way to them from the Gateway is the sign-on proxy (identity.uiProxy; policy ui-sign-on)."""
+SIGN_ON_NAMESPACE = PLATFORM_NAMESPACES["sign-on"]
+"""The sign-on proxy's namespace (identity.uiProxy)."""
+GRAFANA_SERVICE = ("monitoring", "kube-prometheus-stack-grafana")
+"""Grafana's Service (kube-prometheus-stack's release): with identity.oidc, its route needs Grafana's sign-on."""
 
 LEDGER_NAME = "plinth-ledger"
 LEDGER_NAMESPACE = "plinth-system"

@@ -209,7 +209,8 @@ def test_validate_a_stack_reports_file_and_spec_errors_at_once(write):
         'blueprints/base.yaml:16:7: teams[fraud].quota.gpu: expected a non-negative integer, got "two"',
         "stacks/Pulumi.dev.yaml:3:3: config.plinth:overides: unknown key (allowed: plinth:blueprint, "
         "plinth:overrides, plinth:mirrorPassword, plinth:objectStoreSeed, plinth:pythonIndexHtpasswd, plinth:harborAdminPassword, "
-        "plinth:mlflowFlaskSecretKey, plinth:feastRedisPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, plinth:configures)"]
+        "plinth:mlflowFlaskSecretKey, plinth:feastRedisPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, "
+        "plinth:grafanaOidcClientSecret, plinth:uiProxyClientSecret, plinth:uiProxyCookieSecret, plinth:configures)"]
 
 
 def test_validate_a_stack_names_the_secrets_it_lacks_with_the_commands_that_set_them(write):
@@ -262,12 +263,15 @@ def _plan_sources(result) -> dict[str, str]:
     for r in result.resources:
         if r.type == HELM_RELEASE:
             chart, repo = str(r.inputs["chart"]), (r.inputs.get("repositoryOpts") or {}).get("repo")
+            # By chart: a chart installed more than once (the sign-on proxy's) is one source.
+            name = chart.rsplit("/", 1)[-1].removesuffix(".tgz").rsplit("-", 1)[0] if chart.endswith(".tgz") \
+                else chart.rsplit("/", 1)[-1]
             if repo:
-                sources[r.inputs["name"]] = repo
+                sources[name] = repo
             elif chart.endswith(".tgz"):
-                sources[r.inputs["name"]] = os.path.dirname(os.path.dirname(chart))
+                sources[name] = os.path.dirname(os.path.dirname(chart))
             else:
-                sources[r.inputs["name"]] = chart.rsplit("/", 1)[0]
+                sources[name] = chart.rsplit("/", 1)[0]
         elif r.type == CONFIG_GROUP:
             sources["bundle"] = str(r.inputs["files"][0])
     return sources

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from support import BLUEPRINTS, MINIMAL, ROOT, ROUTE_CAPTURES, ROUTES_OF_ITS_OWN, STACKS, platform_spec, spec_document
+from support import (BLUEPRINTS, MINIMAL, ROOT, ROUTE_CAPTURES, ROUTES_OF_ITS_OWN, SERVICES, STACKS, platform_spec,
+                     spec_document)
 from plinth.engine.offline import plan
 from plinth.governance.check import check, subjects
 from plinth.governance.policies import POLICIES, Subject, evaluate, read_levels
+from plinth.governance.policies.core import HELM_RELEASE
 from plinth.governance.policies.availability import HA_EXEMPTIONS
 from plinth.modules.governance import spec_hash
 from plinth.spec.load import load_spec, load_stack_spec
@@ -267,7 +269,8 @@ def test_the_ledger_records_the_spec_and_its_files_not_the_run(tmp_path):
     [ledger] = [r for r in result.resources if r.type.endswith("core/v1:ConfigMap") and r.name == "ledger"]
     facts = json.loads(ledger.inputs["data"]["platform.json"])
     assert facts == {"platform": "regulated", "environment": "prod", "mirror": "harbor.corp.internal/mirror",
-                     "perimeter": ["harbor.corp.internal", "files.corp.internal", "login.corp.internal"]}
+                     "perimeter": ["harbor.corp.internal", "files.corp.internal", "login.corp.internal"],
+                     "signOn": True}
     record = json.loads(ledger.inputs["data"]["spec.json"])
     assert record["sha256"] == spec_hash(load_stack_spec(ROOT, "regulated-prod"))
     # The same spec from another file has the same hash.
@@ -632,8 +635,10 @@ def test_team_route_violations_say_what_is_taken(regulated):
     assert messages("no-host-names") == [
         "names no host name, so it would answer for every host name of the listeners it attaches to"]
     assert messages("every-host-by-wildcard") == [
-        "host name *.models.corp.internal is the platform's (mlflow.models.corp.internal, "
-        "pypi.models.corp.internal, registry.models.corp.internal), reserved to platform routes"]
+        "host name *.models.corp.internal is the platform's (alertmanager.models.corp.internal, "
+        "grafana.models.corp.internal, hubble.models.corp.internal, longhorn.models.corp.internal, "
+        "mlflow.models.corp.internal, prometheus.models.corp.internal, pypi.models.corp.internal, "
+        "registry.models.corp.internal), reserved to platform routes"]
     assert messages("other-teams-host") == [
         "host name fraud.models.corp.internal is not the team's own (credit.models.corp.internal)"]
 
@@ -854,3 +859,47 @@ def test_plinth_check_charts_must_be_a_directory(tmp_path):
                            str(tmp_path / "none")], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 2, done.stderr
     assert f"--charts: {tmp_path / 'none'}: not a directory" in done.stderr
+
+
+# --- web UIs on the Gateway: behind sign-on ----------------------------------------------------------------
+
+
+def _platform_route(name: str, namespace: str, service: str, port: int = 80) -> Subject:
+    return Subject("kubernetes:gateway.networking.k8s.io/v1:HTTPRoute", name, {
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"hostnames": [f"{name}.models.corp.internal"],
+                 "rules": [{"backendRefs": [{"name": service, "port": port}]}]}})
+
+
+def test_a_route_to_a_ui_without_a_login_of_its_own_is_refused(regulated):
+    routes = [_platform_route("prometheus", "monitoring", "kube-prometheus-stack-prometheus", 9090),
+              _platform_route("hubble", "kube-system", "hubble-ui"),
+              _platform_route("longhorn", "longhorn-system", "longhorn-frontend")]
+    assert violations([*regulated, *routes], "ui-sign-on") == [
+        ("HTTPRoute monitoring/prometheus", "sends requests to Prometheus (monitoring/kube-prometheus-stack-prometheus),"
+         " which has no login of its own"),
+        ("HTTPRoute kube-system/hubble", "sends requests to Hubble UI (kube-system/hubble-ui), which has no login of "
+         "its own"),
+        ("HTTPRoute longhorn-system/longhorn", "sends requests to the Longhorn UI (longhorn-system/longhorn-frontend), "
+         "which has no login of its own")]
+
+
+def test_grafana_on_the_gateway_signs_on_when_the_platform_has_a_provider(regulated):
+    # The regulated blueprint: Grafana on the Gateway, signed on through identity.oidc.
+    [route] = [s for s in regulated if s.kind == "HTTPRoute" and s.metadata.get("namespace") == "monitoring"]
+    assert violations(regulated, "ui-sign-on") == []
+    unsigned = changed(regulated, lambda s: s.type == HELM_RELEASE and s.props.get("name") == "kube-prometheus-stack",
+                       lambda p: p["values"]["grafana"]["grafana.ini"].pop("auth.generic_oauth"))
+    assert violations(unsigned, "ui-sign-on") == [
+        (f"HTTPRoute monitoring/{route.metadata['name']}", "sends requests to Grafana "
+         "(monitoring/kube-prometheus-stack-grafana), which does not sign people on through identity.oidc")]
+
+
+def test_grafana_with_its_own_login_passes_where_there_is_no_provider():
+    spec = platform_spec(SERVICES, {"network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}},
+                                                "loadBalancer": {"ranges": ["172.31.255.240/29"]}},
+                                    "monitoring": {"grafana": {"hostname": "grafana.models.plinth.internal"}}})
+    found = subjects(plan(spec, "test"))
+    assert [s for s in found if s.kind == "HTTPRoute" and s.metadata.get("namespace") == "monitoring"]
+    assert violations(found, "ui-sign-on") == []

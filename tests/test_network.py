@@ -87,13 +87,19 @@ def test_platform_host_names_have_listeners_only_their_service_attaches_to(regul
             "matchLabels": {"kubernetes.io/metadata.name": "python-index"}}}),
         "mlflow": ("mlflow.models.corp.internal", {"from": "Selector", "selector": {
             "matchLabels": {"kubernetes.io/metadata.name": "mlflow"}}}),
+        "monitoring": ("grafana.models.corp.internal", {"from": "Selector", "selector": {
+            "matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}),
+        **{f"sign-on-{ui}": (f"{ui}.models.corp.internal", {"from": "Selector", "selector": {
+            "matchLabels": {"kubernetes.io/metadata.name": "sign-on"}}})
+           for ui in ("prometheus", "alertmanager", "hubble", "longhorn")},
         "serving": ("serving.models.corp.internal", teams),
         "https": ("*.models.corp.internal", teams),
     }
     sections = {(r.inputs["metadata"]["namespace"], r.inputs["spec"]["parentRefs"][0]["sectionName"])
                 for r in regulated.values() if r.inputs.get("kind") == "HTTPRoute"}
     assert sections == {("harbor", "harbor"), ("python-index", "python-index"), ("mlflow", "mlflow"),
-                        ("fraud", "serving"), ("credit", "serving")}
+                        ("monitoring", "monitoring"), ("fraud", "serving"), ("credit", "serving"),
+                        *{("sign-on", f"sign-on-{ui}") for ui in ("prometheus", "alertmanager", "hubble", "longhorn")}}
 
 
 def test_the_gateway_reaches_team_pods_on_the_model_ports_only(regulated):
@@ -115,8 +121,10 @@ def test_team_routes_are_checked_at_admission(regulated):
         "resources": ["httproutes"]}]
     assert [v["message"] for v in spec["validations"]] == [
         "a team route names its host names (without them it answers for every host of its listeners)",
-        "platform host names (mlflow.models.corp.internal, pypi.models.corp.internal, "
-        "registry.models.corp.internal) are reserved to platform routes",
+        "platform host names (alertmanager.models.corp.internal, grafana.models.corp.internal, "
+        "hubble.models.corp.internal, longhorn.models.corp.internal, mlflow.models.corp.internal, "
+        "prometheus.models.corp.internal, pypi.models.corp.internal, registry.models.corp.internal) are reserved to "
+        "platform routes",
         "on the serving host serving.models.corp.internal a team routes only paths under /<team>/",
         "a team route's host names are the serving host and the team's own <team>.models.corp.internal",
     ]

@@ -142,7 +142,7 @@ def test_stack_rejects_unknown_plinth_keys(write):
         "stacks/Pulumi.dev.yaml:3:3: config.plinth:overides: unknown key (allowed: plinth:blueprint, "
         "plinth:overrides, plinth:mirrorPassword, plinth:objectStoreSeed, plinth:pythonIndexHtpasswd, plinth:harborAdminPassword, "
         "plinth:mlflowFlaskSecretKey, plinth:feastRedisPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, "
-        "plinth:configures)"]
+        "plinth:grafanaOidcClientSecret, plinth:uiProxyClientSecret, plinth:uiProxyCookieSecret, plinth:configures)"]
 
 
 def test_a_configure_stack_takes_its_spec_from_a_platform_stack_only(write):
@@ -410,7 +410,8 @@ _SECRET_FIX = ("[rule values-plaintext-secret; fix: remove it; set it as a stack
                "plinth:<key> VALUE`; the keys: plinth:mirrorPassword, plinth:objectStoreSeed, plinth:pythonIndexHtpasswd, "
                "plinth:harborAdminPassword, plinth:mlflowFlaskSecretKey, plinth:feastRedisPassword, "
                "plinth:grafanaAdminPassword, "
-               "plinth:alertReceivers), Plinth passes those to the charts, or point the chart's existing-Secret "
+               "plinth:alertReceivers, plinth:grafanaOidcClientSecret, plinth:uiProxyClientSecret, "
+               "plinth:uiProxyCookieSecret), Plinth passes those to the charts, or point the chart's existing-Secret "
                "key at a Secret kept in Vault]")
 _SECRET = ("a credential in plain text: it would be written into the plan, the rendered manifests and the "
            "deployment's state")

@@ -33,6 +33,8 @@ class LedgerArgs:
     """In air-gap mode, the hosts inside the perimeter (plinth.spec.models.perimeter_hosts)."""
     lineage_required: bool = False
     """serving.lineageRequired: policy served-model-lineage applies (in prod)."""
+    sign_on: bool = False
+    """identity.oidc is set: policy ui-sign-on wants Grafana's route behind its sign-on."""
 
 
 def spec_hash(spec: PlatformSpec) -> str:
@@ -51,7 +53,7 @@ class Ledger(PlatformService):
     def block(cls, spec) -> LedgerArgs:
         mirror = spec.airgap.mirror.registry if spec.airgap.enabled and spec.airgap.mirror else None
         return LedgerArgs(spec_hash(spec), mirror, perimeter_hosts(spec) if mirror else (),
-                          spec.serving.lineage_required)
+                          spec.serving.lineage_required, spec.identity.oidc is not None)
 
     def __init__(self, name: str, args: LedgerArgs, ctx: PlatformContext,
                  opts: pulumi.ResourceOptions | None = None):
@@ -65,6 +67,8 @@ class Ledger(PlatformService):
             facts["perimeter"] = list(args.perimeter)
         if args.lineage_required:
             facts["servedModelLineage"] = True
+        if args.sign_on:
+            facts["signOn"] = True
         catalog = {"charts": {key: f"{chart.name} {chart.version}" for key, chart in sorted(CHARTS.items())},
                    "images": dict(sorted(IMAGES.items()))}
         provenance = ctx.provenance.as_dict() if ctx.provenance else {"files": [], "commit": None}

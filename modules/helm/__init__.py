@@ -192,6 +192,12 @@ class HelmService(PlatformService):
     def release_values(cls, block: Any, ctx: PlatformContext) -> dict:
         return merge_values(cls.user_values(block), cls.owned_values(block, ctx))
 
+    @classmethod
+    def releases(cls, block: Any, ctx: PlatformContext) -> tuple[tuple[str, str, dict], ...]:
+        """(resource name suffix, Helm release name, values) of each release of the chart. Default: one, named
+        as the chart, with `release_values`."""
+        return (("", cls.chart().name, cls.release_values(block, ctx)),)
+
     def __init__(self, name: str, block: Any, ctx: PlatformContext, opts: pulumi.ResourceOptions | None = None):
         super().__init__(self.type_token, name, None, opts)
         chart = self.chart()
@@ -215,12 +221,12 @@ class HelmService(PlatformService):
             if secret:
                 waits.append(secret)
         waits += self.prerequisites(name, block, ctx, in_ns)
-        self.release = k8s.helm.v3.Release(
-            resource_name(name),
+        releases = [k8s.helm.v3.Release(
+            resource_name(name, suffix) if suffix else resource_name(name),
             k8s.helm.v3.ReleaseArgs(
-                name=chart.name,
+                name=release_name,
                 namespace=chart.namespace,
-                values=self.release_values(block, ctx),
+                values=values,
                 max_history=10,
                 # Without nodes nothing becomes ready (spec `testing`); Helm hooks always run.
                 skip_await=ctx.skip_await or not self.awaits_readiness,
@@ -228,9 +234,10 @@ class HelmService(PlatformService):
                 **release_chart_args(chart, ctx.chart_source),
             ),
             opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=waits)),
-        )
+        ) for suffix, release_name, values in self.releases(block, ctx)]
+        self.release = releases[0]
         self.objects(name, block, ctx, pulumi.ResourceOptions.merge(
-            child, pulumi.ResourceOptions(depends_on=[self.release])))
+            child, pulumi.ResourceOptions(depends_on=releases)))
         self.register_outputs({"release": self.release.name, **self.endpoints(block, ctx)})
 
     def prerequisites(self, name: str, block: Any, ctx: PlatformContext,

@@ -18,7 +18,7 @@ from plinth.service import Need, Peer, PlatformService, gateway_serves
 from plinth.spec import models
 from plinth.spec.models import PlatformSpec
 from plinth.targets import Identity
-from plinth.vocabulary import GATEWAY_NAME, HTTP_LISTENER, SERVING_LISTENER, TEAM_LISTENER, platform_listener
+from plinth.vocabulary import GATEWAY_NAME, HTTP_LISTENER, SERVING_LISTENER, TEAM_LISTENER
 
 HUBBLE_SERVER_SECRET = "hubble-server-certs"
 HUBBLE_RELAY_CLIENT_SECRET = "hubble-relay-client-certs"
@@ -164,8 +164,8 @@ def listeners(args: PlatformGatewayArgs, ctx: PlatformContext) -> list[dict]:
     tls = {"mode": "Terminate", "certificateRefs": [{"kind": "Secret", "name": GATEWAY_TLS_SECRET}]}
     teams = {"namespaces": {"from": "Selector", "selector": team_namespaces(ctx)}}
     out, taken = [], set()
-    for ns, host in ctx.gateway_hosts:
-        out.append({"name": platform_listener(ns), "hostname": host, "allowedRoutes": {"namespaces": {
+    for ns, host, listener in ctx.gateway_hosts:
+        out.append({"name": listener, "hostname": host, "allowedRoutes": {"namespaces": {
             "from": "Selector", "selector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}}})
         taken.add(host)
     if args.serving_host and args.serving_host not in taken:
@@ -188,7 +188,7 @@ def team_route_admission(args: PlatformGatewayArgs, ctx: PlatformContext) -> tup
     """(ValidatingAdmissionPolicy spec, binding spec): the API server refuses a team HTTPRoute that names a
     platform host name, a path outside /<team>/ on the serving host, or a host name other than the team's own
     <team>.<domain> (the policy team-routes-own-paths, evaluated at admission)."""
-    reserved = sorted(host for _, host in ctx.gateway_hosts)
+    reserved = sorted(host for _, host, _ in ctx.gateway_hosts)
     wildcard = args.gateway.hostname
     domain = wildcard[2:] if wildcard.startswith("*.") else None
     team = "object.metadata.namespace"

@@ -816,6 +816,16 @@ class Alertmanager(Spec):
         "`plinth:alertReceivers` (a map). Default: [] (alerts are kept in Alertmanager only).")
 
 
+class Grafana(Spec):
+    hostname: str | None = Field(
+        None, description="Host name of Grafana on the platform Gateway (HTTPS, TLS terminated there): one name "
+        "under network.gateway.hostname. With identity.oidc, people sign on through the provider "
+        "(identity.oidc.clients.grafana): platform admins as Admin, teams' ml-engineer groups as Editor, their "
+        "data-scientist and viewer groups as Viewer, anyone else refused; the local admin "
+        "(plinth:grafanaAdminPassword) stays for break-glass. Default: null (in-cluster Service only).",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
 class Monitoring(Spec):
     enabled: Flag = Field(False, description="Install Prometheus, Alertmanager and Grafana. Default: false.")
     retention: str = Field("15d", pattern=r"^[0-9]+[hdwy]$", description="Metrics retention. Default: 15d.")
@@ -824,6 +834,7 @@ class Monitoring(Spec):
     alertmanager: Alertmanager = Field(default_factory=Alertmanager, description="Alertmanager. Default: see fields.")
     gpu_metrics: Flag = Field(True, description="Scrape DCGM GPU metrics when the GPU operator is on. Default: true.")
     drift: Drift = Field(default_factory=Drift, description="Model drift alerts. Default: off.")
+    grafana: Grafana = Field(default_factory=Grafana, description="Grafana. Default: see fields.")
     values: Values = {}
 
 
@@ -879,10 +890,18 @@ class Team(Spec):
 
 
 def _issuer_url(value: Any) -> Any:
+    return _https_url(value, "expected the issuer's https:// URL, exactly as its tokens' iss claim reads (no user "
+                      "info, query or fragment), e.g. https://login.corp.internal/realms/platform")
+
+
+def _endpoint_url(value: Any) -> Any:
+    return _https_url(value, "expected the endpoint's https:// URL as the provider's discovery document lists it "
+                      "(no user info, query or fragment)")
+
+
+def _https_url(value: Any, expected: str) -> Any:
     from urllib.parse import urlsplit
 
-    expected = ("expected the issuer's https:// URL, exactly as its tokens' iss claim reads (no user info, query "
-                "or fragment), e.g. https://login.corp.internal/realms/platform")
     try:
         parts = urlsplit(value) if isinstance(value, str) else None
     except ValueError:
@@ -934,6 +953,25 @@ class OidcClients(Spec):
         description="The client ID the Kubernetes API accepts tokens for (their aud claim): the client kubectl "
         "signs in as (e.g. with the kubelogin plugin). A token issued to another client (Grafana's, Harbor's) is "
         "refused. Required.", pattern=r"^\S{1,255}$")
+    grafana: str | None = Field(
+        None, description="The client ID Grafana signs people on as (generic OAuth, authorization-code flow with "
+        "PKCE; redirect URI https://<monitoring.grafana.hostname>/login/generic_oauth); its secret is the stack "
+        "secret plinth:grafanaOidcClientSecret. Needs monitoring.grafana.hostname and identity.oidc.endpoints. "
+        "Default: null (Grafana is not on the Gateway, or not with sign-on).", pattern=r"^\S{1,255}$")
+    ui_proxy: str | None = Field(
+        None, description="The client ID the sign-on proxy (identity.uiProxy) signs people on as; redirect URIs "
+        "https://<each identity.uiProxy.hosts name>/oauth2/callback; its secret is the stack secret "
+        "plinth:uiProxyClientSecret. Required with identity.uiProxy. Default: null.", pattern=r"^\S{1,255}$")
+
+
+class OidcEndpoints(Spec):
+    """The provider's endpoints, as its discovery document lists them, for the clients that do not read that
+    document (Grafana's generic OAuth)."""
+
+    authorization: Annotated[str, BeforeValidator(_endpoint_url)] = Field(
+        description="authorization_endpoint (https): where a browser signs in. Required.")
+    token: Annotated[str, BeforeValidator(_endpoint_url)] = Field(
+        description="token_endpoint (https): where a client trades the code for tokens. Required.")
 
 
 class Oidc(Spec):
@@ -960,6 +998,42 @@ class Oidc(Spec):
         "A provider group then never passes for a group of another authenticator: system:masters in a token "
         "becomes oidc:system:masters, which grants nothing. Default: oidc:.")
     clients: OidcClients = Field(description="The provider's client IDs, per surface. Required.")
+    scopes: tuple[Annotated[str, Field(pattern=r"^[!#-\[\]-~]{1,100}$")], ...] = Field(
+        ("openid", "email", "profile", "groups"), min_length=1, description="The scopes the platform's sign-on "
+        "clients (Grafana, the sign-on proxy) ask for: openid, and what puts the username and groups claims in "
+        "the ID token (many providers, e.g. Dex and Okta, send groups only for the groups scope). Default: "
+        "[openid, email, profile, groups].")
+    endpoints: OidcEndpoints | None = Field(
+        None, description="The provider's authorization and token endpoints, for Grafana (which does not read the "
+        "discovery document). Default: null (required with clients.grafana).")
+
+
+HOST = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+"""A host name on the platform Gateway (lowercase labels)."""
+
+
+class UiHosts(Spec):
+    """Host names on the platform Gateway of the web UIs without a login of their own: each one set puts an
+    oauth2-proxy in front of that UI (its service must be on)."""
+
+    prometheus: str | None = Field(None, description="Prometheus (monitoring). Default: null.", pattern=HOST)
+    alertmanager: str | None = Field(None, description="Alertmanager (monitoring). Default: null.", pattern=HOST)
+    hubble: str | None = Field(None, description="Hubble UI (network.cilium.hubble). Default: null.", pattern=HOST)
+    longhorn: str | None = Field(None, description="The Longhorn UI (storage.longhorn). Default: null.",
+                                 pattern=HOST)
+
+
+class UiProxy(Spec):
+    """oauth2-proxy in front of the web UIs that have no login of their own (namespace sign-on): one proxy per
+    UI, each on its own host name with its own session cookie."""
+
+    enabled: Flag = Field(False, description="Run the sign-on proxy (needs identity.oidc with clients.uiProxy, "
+                          "the platform Gateway, and the stack secrets plinth:uiProxyClientSecret and "
+                          "plinth:uiProxyCookieSecret). Only rbac.platformAdminGroup passes. Default: false.")
+    hosts: UiHosts = Field(default_factory=UiHosts, description="One host name per UI. Default: none.")
+    session: str = Field("8h", pattern=r"^[1-9][0-9]*[mh]$", description="How long a sign-on lasts (the session "
+                         "cookie's lifetime) before the provider is asked again. Default: 8h.")
+    values: Values = {}
 
 
 class SignOn(Spec):
@@ -974,6 +1048,8 @@ class SignOn(Spec):
     reason: str | None = Field(
         None, description="Why the platform has no identity provider (required in prod without identity.oidc). "
         "Default: null.", min_length=10, max_length=200)
+    ui_proxy: UiProxy = Field(default_factory=UiProxy, description="The sign-on proxy in front of the web UIs "
+                              "without a login of their own. Default: off.")
 
     def kubernetes_group(self, group: str) -> str:
         """An identity-provider group as the Kubernetes API names it: with the groups prefix when sign-on is on."""

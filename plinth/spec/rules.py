@@ -583,8 +583,8 @@ def gateway_hosts_unique(spec: PlatformSpec) -> Iterator[Violation]:
     (PlatformService.gateway_host) or the models."""
     from plinth.program import SERVICES
 
-    owned = [(own.loc, own.host) for _, service in SERVICES
-             if service.enabled(spec) and (own := service.gateway_host(spec))]
+    owned = [(own.loc, own.host) for _, service in SERVICES if service.enabled(spec)
+             for own in service.gateway_hosts(spec)]
     seen: dict[str, str] = {}
     for at, host in (*owned, (("serving", "hostname"), spec.serving.hostname)):
         if not host:

@@ -51,6 +51,7 @@ _BEFORE: dict[Any, dict] = {
     models._address_range: {"type": "string", "pattern": r"^[0-9A-Fa-f.:]+(/[0-9]{1,3}|-[0-9A-Fa-f.:]+)?$"},
     # https, a host, no user info, query or fragment.
     models._issuer_url: {"type": "string", "pattern": r"^https://[^/?#@\s]+(/[^?#\s]*)?$"},
+    models._endpoint_url: {"type": "string", "pattern": r"^https://[^/?#@\s]+(/[^?#\s]*)?$"},
     models._pem_certificates: {"type": "string", "pattern": r"^\s*-----BEGIN CERTIFICATE-----",
                                "not": {"pattern": "PRIVATE KEY"}},
     models._claim_prefix: {"type": "string", "pattern": r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,30}:)?$",

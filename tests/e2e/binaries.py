@@ -14,7 +14,7 @@ BUILD_SCRIPT = Path(__file__).resolve().parent / "toolchain" / "build.sh"
 def toolchain_tool(name: str) -> str | None:
     """A toolchain binary (`helm`, `weed`, `promtool`, `alertmanager`, `amtool`, `mockoidc`...): $PLINTH_<NAME>, else
     the toolchain's (built from its Go module by build.sh), else None."""
-    variable = f"PLINTH_{name.upper()}"
+    variable = f"PLINTH_{name.upper().replace('-', '_')}"
     if os.environ.get(variable):
         return os.environ[variable]
     bin_dir = toolchain_bin()

@@ -39,7 +39,7 @@ from plinth.governance.policies.rendered import (
     POD_SECURITY_POLICY,
     VAULT_NOT_DEV_POLICY,
 )
-from plinth.governance.policies.routes import TEAM_ROUTES_OWN_PATHS_POLICY
+from plinth.governance.policies.routes import TEAM_ROUTES_OWN_PATHS_POLICY, UI_SIGN_ON_POLICY
 
 POLICIES: tuple[Policy, ...] = (
     NO_WILDCARD_RBAC_POLICY,
@@ -63,6 +63,7 @@ POLICIES: tuple[Policy, ...] = (
     WORKLOAD_IDENTITY_SCOPED_POLICY,
     REFERENCES_RESOLVE_POLICY,
     TEAM_ROUTES_OWN_PATHS_POLICY,
+    UI_SIGN_ON_POLICY,
 )
 POLICY_NAMES = tuple(p.name for p in POLICIES)
 

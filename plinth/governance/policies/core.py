@@ -87,6 +87,8 @@ class Platform:
     """In air-gap mode, the host[:port]s inside the perimeter (plinth.spec.models.perimeter_hosts)."""
     lineage_required: bool = False
     """serving.lineageRequired (policy served-model-lineage)."""
+    sign_on: bool = False
+    """identity.oidc is set (policy ui-sign-on)."""
 
     @classmethod
     def of(cls, subjects: Iterable[Subject]) -> Platform:
@@ -95,7 +97,7 @@ class Platform:
                 data = s.props.get("data") or {}
                 facts = json.loads(data.get("platform.json", "{}"))
                 return cls(facts.get("environment", "dev"), facts.get("mirror"), tuple(facts.get("perimeter") or ()),
-                           bool(facts.get("servedModelLineage")))
+                           bool(facts.get("servedModelLineage")), bool(facts.get("signOn")))
         return cls()
 
 

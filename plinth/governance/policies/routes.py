@@ -1,11 +1,12 @@
-"""Routes on the platform Gateway: a team's HTTPRoutes take only the team's own traffic."""
+"""Routes on the platform Gateway: a team's HTTPRoutes take only the team's own traffic; no route reaches a web UI
+without sign-on."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from plinth.governance.policies.core import MANDATORY, Policy
-from plinth.vocabulary import GATEWAY_NAME, SERVING_LISTENER, TEAM_LISTENER
+from plinth.governance.policies.core import HELM_RELEASE, MANDATORY, Policy, dig
+from plinth.vocabulary import GATEWAY_NAME, GRAFANA_SERVICE, SERVING_LISTENER, TEAM_LISTENER, UIS_WITHOUT_LOGIN
 
 HTTP_ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
 GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
@@ -81,3 +82,37 @@ TEAM_ROUTES_OWN_PATHS_POLICY = Policy(
     "(reserved to platform routes), only paths under /<team>/ on the serving host, and otherwise only the "
     "team's own host name <team>.<domain>.", "route the team's model under /<team>/ on the serving host, "
     "or on <team>.<domain>", MANDATORY, _team_routes_own_paths)
+
+
+def _backends(route) -> Iterator[tuple[str, str]]:
+    """(namespace, Service name) of every backend of an HTTPRoute (a backendRef's namespace defaults to the
+    route's)."""
+    spec, namespace = route.props.get("spec") or {}, route.metadata.get("namespace")
+    for rule in spec.get("rules") or []:
+        for ref in rule.get("backendRefs") or []:
+            if ref.get("kind", "Service") == "Service" and ref.get("group", "") == "":
+                yield ref.get("namespace") or namespace, ref.get("name")
+
+
+def _ui_sign_on(subjects, platform):
+    grafana_signs_on = any(
+        s.type == HELM_RELEASE and s.props.get("name") == "kube-prometheus-stack" and
+        dig(s.props.get("values") or {}, "grafana", "grafana.ini", "auth.generic_oauth", "enabled") is True
+        for s in subjects)
+    for s in subjects:
+        if s.type != HTTP_ROUTE:
+            continue
+        for namespace, name in sorted(set(_backends(s))):
+            ui = next((ui for ui in UIS_WITHOUT_LOGIN if (ui.namespace, ui.service) == (namespace, name)), None)
+            if ui:
+                yield s, f"sends requests to {ui.title} ({namespace}/{name}), which has no login of its own"
+            elif (namespace, name) == GRAFANA_SERVICE and platform.sign_on and not grafana_signs_on:
+                yield s, (f"sends requests to Grafana ({namespace}/{name}), which does not sign people on through "
+                          "identity.oidc")
+
+
+UI_SIGN_ON_POLICY = Policy(
+    "ui-sign-on", "No route on the platform Gateway reaches a web UI without sign-on: never one without a login "
+    "of its own (Prometheus, Alertmanager, Hubble UI, the Longhorn UI), and with identity.oidc set not Grafana "
+    "unless it signs people on through the provider.", "reach those UIs through the sign-on proxy "
+    "(identity.uiProxy.hosts); for Grafana's route set identity.oidc.clients.grafana", MANDATORY, _ui_sign_on)

@@ -22,6 +22,8 @@
 #   alertmanager, amtool            (alertmanager/ module; the alert routing test)
 #   mockoidc                        (mockoidc/ module: a small main over github.com/oauth2-proxy/mockoidc;
 #                                   the identity provider of the sign-on test)
+#   oauth2-proxy                    (oauth2-proxy/ module; the UIs' sign-on proxy, run with Plinth's rendered
+#                                   configuration in front of a local upstream)
 #   pulumi-resource-kubernetes      PLINTH_KUBERNETES_PROVIDER if set, else the prebuilt
 #                                   plugin in ../shared/toolchain (sha256-checked)
 # <key> encodes every version plus a hash of BUILD_REV and the consumer
@@ -109,6 +111,7 @@ PROM_VERSION=$(modver prometheus github.com/prometheus/prometheus)  # v0.3MM.P i
 PROM_SERVER_VERSION=$(modver prometheus-server github.com/prometheus/prometheus)
 AM_VERSION=$(modver alertmanager github.com/prometheus/alertmanager)
 MOCKOIDC_VERSION=$(modver mockoidc github.com/oauth2-proxy/mockoidc)  # a pseudo-version, like weed's
+OAUTH2_PROXY_VERSION=$(modver oauth2-proxy github.com/oauth2-proxy/oauth2-proxy/v7)
 PY_SDK_VERSION=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("pulumi"))' 2>/dev/null || true)
 if [[ -z "$PY_SDK_VERSION" ]]; then
   log "WARN: '$PYTHON' has no 'pulumi' package; exec shim taken from sdk/v3@$PULUMI_VERSION"
@@ -119,15 +122,15 @@ PY_K8S_VERSION=$("$PYTHON" -c 'import importlib.metadata as m; print(m.version("
   log "note: pulumi CLI $PULUMI_VERSION (newest on the proxy) vs Python SDK $PY_SDK_VERSION"
 
 for v in PULUMI_VERSION LANGHOST_VERSION K8S_VERSION ETCD_VERSION HELM_VERSION KWOK_VERSION WEED_VERSION PROM_VERSION \
-         PROM_SERVER_VERSION AM_VERSION MOCKOIDC_VERSION; do
+         PROM_SERVER_VERSION AM_VERSION MOCKOIDC_VERSION OAUTH2_PROXY_VERSION; do
   [[ -n "${!v}" ]] || { log "ERROR: could not read $v from the consumer go.mod files"; exit 1; }
 done
 K8S_MINOR=${K8S_VERSION#v1.}; K8S_MINOR=${K8S_MINOR%%.*}
 
 GO_VERSION=$(go env GOVERSION)
-# weed, promtool, prometheus, alertmanager and mockoidc have keys of their own (built apart, linked into bin/): a
-# bump of one rebuilds it alone, and it leaves the Kubernetes tools' cache valid.
-OWN_KEY_MODULES=(seaweedfs prometheus prometheus-server alertmanager mockoidc)
+# weed, promtool, prometheus, alertmanager, mockoidc and oauth2-proxy have keys of their own (built apart, linked into
+# bin/): a bump of one rebuilds it alone, and it leaves the Kubernetes tools' cache valid.
+OWN_KEY_MODULES=(seaweedfs prometheus prometheus-server alertmanager mockoidc oauth2-proxy)
 HASH=$( (echo "rev=$BUILD_REV"; cd "$HERE" && for f in ./*/go.mod ./*/go.sum; do
   [[ " ${OWN_KEY_MODULES[*]} " == *" ${f:2:-7} "* ]] || cat "$f"; done) | sha256sum | cut -c1-10)
 KEY="pulumi-${PULUMI_VERSION}_langpy-${LANGHOST_VERSION}_sdk-v${PY_SDK_VERSION}_k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_kwok-${KWOK_VERSION}_${GO_VERSION}_${HASH}"
@@ -141,6 +144,7 @@ PROM_DIR=$(own_dir promtool prometheus "$PROM_VERSION")
 PROM_SERVER_DIR=$(own_dir prometheus prometheus-server "$PROM_SERVER_VERSION")
 AM_DIR=$(own_dir alertmanager alertmanager "$AM_VERSION")
 MOCKOIDC_DIR=$(own_dir mockoidc mockoidc "$MOCKOIDC_VERSION")
+OAUTH2_PROXY_DIR=$(own_dir oauth2-proxy oauth2-proxy "$OAUTH2_PROXY_VERSION")
 
 ALL=(pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python
      kube-apiserver kube-controller-manager kube-scheduler kwok etcd helm)
@@ -297,8 +301,21 @@ if [[ ! -x "$MOCKOIDC_DIR/mockoidc" && $PRINT_ONLY == 0 ]]; then
   mv -f "$MOCKOIDC_DIR/.mockoidc.tmp" "$MOCKOIDC_DIR/mockoidc"
   log "mockoidc: done in $(( $(date +%s) - t ))s"
 fi
+# oauth2-proxy (the UIs' sign-on proxy, run by its test with Plinth's rendered configuration), in its own key,
+# stamped with its version as upstream's release builds are.
+if [[ ! -x "$OAUTH2_PROXY_DIR/oauth2-proxy" && $PRINT_ONLY == 0 ]]; then
+  t=$(date +%s)
+  mkdir -p "$OAUTH2_PROXY_DIR"
+  log "oauth2-proxy: go build github.com/oauth2-proxy/oauth2-proxy/v7 into $OAUTH2_PROXY_DIR"
+  (cd "$HERE/oauth2-proxy" && go build -trimpath -ldflags \
+    "-s -w -X github.com/oauth2-proxy/oauth2-proxy/v7/pkg/version.VERSION=$OAUTH2_PROXY_VERSION" \
+    -o "$OAUTH2_PROXY_DIR/.oauth2-proxy.tmp" github.com/oauth2-proxy/oauth2-proxy/v7)
+  mv -f "$OAUTH2_PROXY_DIR/.oauth2-proxy.tmp" "$OAUTH2_PROXY_DIR/oauth2-proxy"
+  log "oauth2-proxy: done in $(( $(date +%s) - t ))s"
+fi
 # Linked into bin/ anew when a key changed (a bump): the link then points at the previous key's build.
-for tool in "$WEED_DIR/weed" "$PROM_DIR/promtool" "$PROM_SERVER_DIR/prometheus" "$AM_DIR/alertmanager" "$AM_DIR/amtool" "$MOCKOIDC_DIR/mockoidc"; do
+for tool in "$WEED_DIR/weed" "$PROM_DIR/promtool" "$PROM_SERVER_DIR/prometheus" "$AM_DIR/alertmanager" "$AM_DIR/amtool" \
+            "$MOCKOIDC_DIR/mockoidc" "$OAUTH2_PROXY_DIR/oauth2-proxy"; do
   if [[ -x "$tool" && "$(readlink "$BIN/${tool##*/}" || true)" != "$tool" ]]; then ln -sfn "$tool" "$BIN/${tool##*/}"; fi
 done
 
