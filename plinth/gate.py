@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from plinth.modelclient import Answer, Gateway, Unreachable, json_object, shorten
+from plinth.modules.serving.monitoring import error_ratio, p95_ms
 from plinth.spec.errors import SpecError, SpecInvalid
 from plinth.spec.models import Model
 
@@ -73,8 +74,6 @@ def query(server: Gateway, expr: str) -> float | None:
 
 def measure(server: Gateway, model: Model) -> tuple[Track, Track]:
     """(stable, canary) as Prometheus has them now: the alert's expressions, one track at a time."""
-    from plinth.modules.serving.monitoring import error_ratio, p95_ms
-
     assert model.canary is not None
     tracks = []
     for name, release in (("stable", model.stable), ("canary", model.canary)):

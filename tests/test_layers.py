@@ -19,8 +19,8 @@ from support import ROOT
 
 COMPOSITION = {
     "plinth.program", "plinth.cli", "plinth.engine", "plinth.mirror", "plinth.render", "plinth.verify",
-    "plinth.canary", "plinth.lineage", "plinth.promote", "plinth.diff", "plinth.stackconfig", "plinth.spec.load", "plinth.spec.rules",
-    "plinth.spec.schema", "plinth.governance.check", "plinth.governance.report",
+    "plinth.canary", "plinth.gate", "plinth.lineage", "plinth.promote", "plinth.diff", "plinth.stackconfig",
+    "plinth.spec.load", "plinth.spec.rules", "plinth.spec.schema", "plinth.governance.check", "plinth.governance.report",
 }
 ORDER = ("core", "modules", "policies", "composition")
 
