@@ -233,6 +233,17 @@ CHARTS: dict[str, Chart] = {
         "https://community-charts.github.io/helm-charts", "mlflow", "1.11.5", "mlflow",
         images=("docker.io/burakince/mlflow:3.15.1",),
     ),
+    # pipelines.argo: the workflow controller; argoexec is the init and wait container of every workflow pod (the
+    # controller's --executor-image); argocli is the Argo Server (pipelines.argo.server). With crds.full off the
+    # chart renders its CRDs as templates: no hook Job, no kubectl image, no download.
+    "argo-workflows": Chart(
+        "https://argoproj.github.io/argo-helm", "argo-workflows", "1.0.18", "argo",
+        images=(
+            "quay.io/argoproj/workflow-controller:v4.0.6",
+            "quay.io/argoproj/argoexec:v4.0.6",
+            "quay.io/argoproj/argocli:v4.0.6",
+        ),
+    ),
 }
 
 # Gateway API standard channel at the version the pinned Cilium implements.
@@ -283,6 +294,7 @@ PLATFORM_NAMESPACES: dict[str, str] = {
     "cluster-autoscaler": CHARTS["cluster-autoscaler"].namespace,
     "mlflow": CHARTS["mlflow"].namespace,
     "velero": CHARTS["velero"].namespace,
+    "argo": CHARTS["argo-workflows"].namespace,
 }
 
 

@@ -24,6 +24,7 @@ from plinth.modules.gpu import GpuOperator
 from plinth.modules.mlflow import Mlflow
 from plinth.modules.monitoring import Monitoring
 from plinth.modules.network import Cilium, PlatformGateway
+from plinth.modules.pipelines import ArgoWorkflows
 from plinth.modules.objectstore import ObjectStore
 from plinth.modules.pythonindex import PythonIndex
 from plinth.modules.registry import Harbor
@@ -81,6 +82,8 @@ SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
     # GPU model's Deployment becomes ready only once the device plugin runs (every service waits for all
     # the objects of the services before it, so before them each would wait for the other).
     ("serving", Serving),
+    # After the services its workflows use (MLflow, the object store, the feature store); nothing waits for it.
+    ("argo-workflows", ArgoWorkflows),
     # Last: it records the deployment that everything before it completed.
     ("ledger", Ledger),
 )
