@@ -24,8 +24,8 @@ from plinth.modules.gpu import GpuOperator
 from plinth.modules.mlflow import Mlflow
 from plinth.modules.monitoring import Monitoring
 from plinth.modules.network import Cilium, PlatformGateway
-from plinth.modules.pipelines import ArgoWorkflows
 from plinth.modules.objectstore import ObjectStore
+from plinth.modules.pipelines import ArgoWorkflows
 from plinth.modules.pythonindex import PythonIndex
 from plinth.modules.registry import Harbor
 from plinth.modules.registry.projects import HarborProjects

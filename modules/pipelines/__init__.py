@@ -7,6 +7,7 @@ downloads them at install time, which an air-gapped cluster cannot do. Why each 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from plinth.modules.helm import HelmService
 from plinth.objects import network_policy, peer_policy
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import Peer
+from plinth.spec.errors import Violation
 from plinth.spec.models import PlatformSpec, Team
 
 NAMESPACE = CHARTS["argo-workflows"].namespace
@@ -89,6 +91,14 @@ class ArgoWorkflows(HelmService):
     @classmethod
     def enabled(cls, spec: PlatformSpec) -> bool:
         return spec.pipelines.argo.enabled
+
+    @classmethod
+    def rules(cls, spec) -> Iterator[Violation]:
+        argo = spec.pipelines.argo
+        if argo.enabled and spec.metadata.environment == "prod" and argo.replicas == 1:
+            yield Violation(("pipelines", "argo", "replicas"), "prod runs at least 2 workflow controllers (one "
+                            "leads, the other takes over within the Lease's term)", "argo-prod-ha",
+                            "remove replicas (2 in staging and prod), or set 2 or more")
 
     @classmethod
     def user_values(cls, block: ArgoWorkflowsArgs) -> dict:

@@ -5,10 +5,17 @@ team namespaces, metrics scraped, the executor image mirrored, and objects valid
 from __future__ import annotations
 
 import pytest
-
 from support import CHARTS_DIR, platform_spec
-from validation import PlannedRender, crd_schemas, dump, images_in, release_objects, restricted_problems, \
-    validation_failures
+from validation import (
+    PlannedRender,
+    crd_schemas,
+    dump,
+    images_in,
+    release_objects,
+    restricted_problems,
+    validation_failures,
+)
+
 from plinth.catalog import CHARTS, mirror_image
 from plinth.mirror import mirror_list
 from plinth.render import kubernetes_objects
@@ -123,6 +130,7 @@ def test_every_object_validates_against_kubernetes_and_crd_schemas(objects, char
     plinth_objects = [obj for _, obj in kubernetes_objects(result)
                       if obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "argo-workflows"
                       and not obj["apiVersion"].startswith("cilium.io/")]
-    assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "NetworkPolicy"} <= {o["kind"] for o in plinth_objects}
+    kinds = {o["kind"] for o in plinth_objects}
+    assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "NetworkPolicy"} <= kinds
     assert validation_failures([*objects, *plinth_objects], f"{KUBE}.0", crds) == []
     assert ("monitoring.coreos.com/v1", "ServiceMonitor") in set(crds)
