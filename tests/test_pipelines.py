@@ -4,13 +4,20 @@ the teams' workflow roles, the workflow pods' way to the API server, images, and
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from support import by_key, network_policies, platform_spec
 from plinth.catalog import CHARTS
 from plinth.engine.offline import plan
 from plinth.mirror import mirror_list
+from plinth.modules.objectstore import SEED as OBJECT_STORE_SEED
+from plinth.modules.objectstore import ObjectStore
+from plinth.modules.objectstore.identities import derive, s3_config
 from plinth.modules.pipelines import EXECUTOR_RULES
+from plinth.plan import SECRET
+from plinth.program import needed_secrets
 from plinth.spec.models import PlatformSpec
 from plinth.spec.rules import check_rules
 
@@ -200,3 +207,51 @@ def test_a_user_value_cannot_download_the_crds_or_widen_the_controllers_secrets(
         (("pipelines", "argo", "values", "controller", "rbac", "accessAllSecrets"),
          "controller.rbac.accessAllSecrets is set by Plinth (controller.rbac.accessAllSecrets); a value here would "
          "be overridden")]
+
+
+# --- artifacts ----------------------------------------------------------------------------------------
+
+STORE = {"objectStore": {"enabled": True}}
+
+
+@pytest.fixture(scope="module")
+def stored():
+    return planned("dev", storage=STORE)
+
+
+def test_each_team_keeps_its_artifacts_under_its_own_prefix_of_the_artifacts_bucket(stored):
+    for team in ("fraud", "search"):
+        repositories = stored["ConfigMap", team, "artifact-repositories"].inputs
+        assert repositories["metadata"]["annotations"]["workflows.argoproj.io/default-artifact-repository"] == \
+            "default-v1-s3-artifact-repository"
+        config = json.loads(repositories["data"]["default-v1-s3-artifact-repository"])
+        assert config == {"archiveLogs": False, "s3": {
+            "bucket": "test-artifacts", "endpoint": "seaweedfs-s3.object-store.svc:8333", "insecure": True,
+            "region": "us-east-1", "keyFormat": f"workflows/{team}/{{{{workflow.name}}}}/{{{{pod.name}}}}",
+            "accessKeySecret": {"name": "argo-artifacts-s3", "key": "accessKey"},
+            "secretKeySecret": {"name": "argo-artifacts-s3", "key": "secretKey"}}}
+        secret = stored["Secret", team, "argo-artifacts-s3"].inputs
+        # The keys are secret Outputs: the plan shows no value.
+        assert secret["stringData"] == SECRET
+        assert "objectStoreSeed" in secret["metadata"]["annotations"]["plinth.dev/secret-source"]
+
+
+def test_the_teams_workflow_identity_reads_and_writes_its_prefix_only():
+    config = s3_config("test", ("fraud",), "seed", ("fraud",))
+    [identity] = [i for i in config["identities"] if i["name"] == "workflows-fraud"]
+    scope = "test-artifacts/workflows/fraud/*"
+    assert identity["actions"] == [f"Read:{scope}", f"Write:{scope}", f"List:{scope}"]
+    # The object store holds the same identity, with the keys the team's Secret gets.
+    assert identity["credentials"] == [{"accessKey": derive("seed", "test", "workflows-fraud", "access"),
+                                        "secretKey": derive("seed", "test", "workflows-fraud", "secret")}]
+    # Without pipelines the store's identities are unchanged.
+    assert [i["name"] for i in s3_config("test", ("fraud",), "seed")["identities"]] == [
+        "models", "artifacts", "features", "backups", "team-fraud"]
+    assert ObjectStore.block(spec(storage=STORE)).workflow_teams == ("fraud", "search")
+    assert ObjectStore.block(platform_spec({"storage": STORE, "teams": TEAMS})).workflow_teams == ()
+
+
+def test_without_the_object_store_there_is_no_repository_and_no_seed_needed(dev):
+    assert [k for k in dev if k[0] == "ConfigMap" and k[2] == "artifact-repositories"] == []
+    assert needed_secrets(spec()) == ()
+    assert OBJECT_STORE_SEED in needed_secrets(spec(storage=STORE))

@@ -7,6 +7,7 @@ downloads them at install time, which an air-gapped cluster cannot do. Why each 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,9 +16,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, ImageRef
-from plinth.context import PULL_SECRET, PlatformContext, resource_name
+from plinth.context import PULL_SECRET, PlatformContext, StackSecret, resource_name
 from plinth.modules.helm import HelmService
-from plinth.objects import network_policy, peer_policy
+from plinth.modules.objectstore import ENDPOINT
+from plinth.modules.objectstore import SEED as OBJECT_STORE_SEED
+from plinth.modules.objectstore.identities import bucket, derive, workflow_artifacts_key
+from plinth.objects import network_policy, peer_policy, stack_secret
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import Peer
 from plinth.spec.errors import Violation
@@ -50,6 +54,17 @@ WORKFLOW_PODS = {"matchExpressions": [{"key": "workflows.argoproj.io/workflow", 
 APISERVER_PORTS = (443, 6443)
 """The API server's usual ports (its Service's and the control plane's): the workflow pods' egress."""
 
+ARTIFACT_REPOSITORIES = "artifact-repositories"
+"""The ConfigMap a workflow of the namespace takes its artifact repository from (Argo's default name)."""
+DEFAULT_REPOSITORY = "workflows.argoproj.io/default-artifact-repository"
+"""Its annotation naming the key a workflow uses when it names none."""
+REPOSITORY_KEY = "default-v1-s3-artifact-repository"
+ARTIFACTS_SECRET = "argo-artifacts-s3"
+"""The team's workflow identity's keys (keys accessKey, secretKey)."""
+S3_REGION = "us-east-1"
+"""The region the executor signs with (a SeaweedFS signature is checked against the region in its own scope):
+given, so the client never asks the store where the bucket is."""
+
 CONTROLLER_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
 EXECUTOR_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
 """The init and wait containers of every workflow pod (they count against the team's quota)."""
@@ -64,6 +79,9 @@ class ArgoWorkflowsArgs:
     """pipelines.argo (plinth.spec.models.ArgoWorkflows)."""
     identity: Any
     """identity (plinth.spec.models.SignOn): the Kubernetes names of the teams' groups."""
+    artifacts: bool = False
+    """The object store is on (storage.objectStore, an existing cluster): each team gets its artifact repository
+    there."""
 
 
 def image_keys(ref: str, ctx: PlatformContext) -> dict:
@@ -86,7 +104,8 @@ class ArgoWorkflows(HelmService):
 
     @classmethod
     def block(cls, spec: PlatformSpec) -> ArgoWorkflowsArgs:
-        return ArgoWorkflowsArgs(spec.pipelines.argo, spec.identity)
+        return ArgoWorkflowsArgs(spec.pipelines.argo, spec.identity,
+                                 spec.target.type == "existing" and spec.storage.object_store.enabled)
 
     @classmethod
     def enabled(cls, spec: PlatformSpec) -> bool:
@@ -99,6 +118,11 @@ class ArgoWorkflows(HelmService):
             yield Violation(("pipelines", "argo", "replicas"), "prod runs at least 2 workflow controllers (one "
                             "leads, the other takes over within the Lease's term)", "argo-prod-ha",
                             "remove replicas (2 in staging and prod), or set 2 or more")
+
+    @classmethod
+    def needed_secrets(cls, spec) -> tuple[StackSecret, ...]:
+        # The teams' artifact identities' keys come from the object store's seed.
+        return (OBJECT_STORE_SEED,) if cls.enabled(spec) and cls.block(spec).artifacts else ()
 
     @classmethod
     def user_values(cls, block: ArgoWorkflowsArgs) -> dict:
@@ -189,6 +213,8 @@ class ArgoWorkflows(HelmService):
         if team.groups.viewer:
             bind(resource_name(key, "viewers"), meta(VIEWER_ROLE), VIEWER_RULES, _groups(team.groups.viewer, groups),
                  opts)
+        if block.artifacts:
+            artifact_repository(key, team.name, meta, ctx, opts)
         # Team namespaces deny egress by default: workflow pods (and only they) reach the API server.
         found = peer_policy("Egress", Peer("apiserver", ports=APISERVER_PORTS, entity="kube-apiserver"), ctx)
         if found:
@@ -197,6 +223,40 @@ class ArgoWorkflows(HelmService):
             selector = "endpointSelector" if kind == "CiliumNetworkPolicy" else "podSelector"
             network_policy(kind, resource_name(key, policy), {**spec, selector: WORKFLOW_PODS}, meta(policy), ctx,
                            opts)
+
+
+def artifact_repository(key: str, team: str, meta, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+    """The team's default artifact repository: its prefix of the artifacts bucket, with its own identity's keys
+    (derived from the object store's seed, as the object store derives them). The controller mounts the Secret
+    into the workflow pods that move artifacts; nobody else in the namespace needs to read it."""
+    seed = ctx.secrets.object_store_seed
+    if seed is None:
+        raise ValueError("pipelines.argo with storage.objectStore needs the stack secret plinth:objectStoreSeed "
+                         "(the teams' artifact identities)")
+    platform, identity = ctx.platform, f"workflows-{team}"
+    stack_secret(resource_name(key, "artifacts-s3"), meta(ARTIFACTS_SECRET),
+                 f"derived from plinth:objectStoreSeed (the object store's {identity} identity)",
+                 pulumi.Output.secret(seed).apply(lambda s: {
+                     "accessKey": derive(s, platform, identity, "access"),
+                     "secretKey": derive(s, platform, identity, "secret")}), opts)
+    k8s.core.v1.ConfigMap(
+        resource_name(key, "artifact-repositories"),
+        metadata={**meta(ARTIFACT_REPOSITORIES), "annotations": {DEFAULT_REPOSITORY: REPOSITORY_KEY}},
+        data={REPOSITORY_KEY: repository_config(platform, team)}, opts=opts)
+
+
+def repository_config(platform: str, team: str) -> str:
+    """The repository (Argo's ArtifactRepository, as YAML; JSON is YAML) in a stable key order: plain HTTP to the
+    store's S3 Service in the cluster, like every other client of it; every key under the team's prefix."""
+    return json.dumps({"archiveLogs": False, "s3": {
+        "bucket": bucket(platform, "artifacts"),
+        "endpoint": ENDPOINT.removeprefix("http://"),
+        "insecure": True,
+        "region": S3_REGION,
+        "keyFormat": f"{workflow_artifacts_key(team)}/{{{{workflow.name}}}}/{{{{pod.name}}}}",
+        "accessKeySecret": {"name": ARTIFACTS_SECRET, "key": "accessKey"},
+        "secretKeySecret": {"name": ARTIFACTS_SECRET, "key": "secretKey"},
+    }}, sort_keys=True)
 
 
 def _groups(names, kubernetes_group) -> list[dict]:
