@@ -109,6 +109,7 @@ def test_the_server_is_off_unless_asked_and_then_each_caller_brings_their_token(
     server = values(planned("dev", {"server": True}))["server"]
     assert server["enabled"] is True and server["authModes"] == ["client"] and server["ingress"] == {
         "enabled": False}
+    assert server["secure"] is True  # the callers' tokens never travel in clear
 
 
 # --- the teams ----------------------------------------------------------------------------------------

@@ -184,6 +184,8 @@ class ArgoWorkflows(HelmService):
                 "image": image_keys(server, ctx),
                 # Each request carries its caller's own Kubernetes token: the team's RBAC applies.
                 "authModes": ["client"],
+                # Those tokens travel over TLS (the server's own certificate; the chart's default is plain HTTP).
+                "secure": True,
                 "replicas": replicas,
                 "podSecurityContext": restricted_pod(),
                 "securityContext": container,

@@ -26,11 +26,13 @@ TEAMS = [{"name": "fraud", "groups": {"dataScientist": ["fraud-ds"], "viewer": [
 
 
 def _spec():
-    """Air-gapped staging with monitoring and two teams: the controller replicated, metrics scraped."""
+    """Air-gapped staging with monitoring, the object store and a team: the controller replicated, metrics
+    scraped, the team's artifact repository in the store."""
     return platform_spec({
         "metadata": {"environment": "staging"},
         "charts": {"source": str(CHARTS_DIR)},
         "monitoring": {"enabled": True},
+        "storage": {"objectStore": {"enabled": True}},
         "pipelines": {"argo": {"enabled": True}},
         "teams": TEAMS,
         "airgap": {"enabled": True, "mirror": {"registry": MIRROR, "charts": "oci://mirror.corp.internal/charts",
@@ -39,6 +41,9 @@ def _spec():
 
 
 PLANNED = PlannedRender(_spec, "argo-chart", KUBE)
+WITH_SERVER = PlannedRender(lambda: platform_spec(_spec().model_dump(by_alias=True, exclude_unset=True),
+                                                  {"pipelines": {"argo": {"enabled": True, "server": True}}}),
+                            "argo-server-chart", KUBE)
 _planned, _rendered = PLANNED.planned, PLANNED.rendered
 
 
@@ -131,6 +136,19 @@ def test_every_object_validates_against_kubernetes_and_crd_schemas(objects, char
                       if obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "argo-workflows"
                       and not obj["apiVersion"].startswith("cilium.io/")]
     kinds = {o["kind"] for o in plinth_objects}
-    assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "NetworkPolicy"} <= kinds
+    assert {"Namespace", "ServiceAccount", "Role", "RoleBinding", "NetworkPolicy", "ConfigMap", "Secret"} <= kinds
     assert validation_failures([*objects, *plinth_objects], f"{KUBE}.0", crds) == []
     assert ("monitoring.coreos.com/v1", "ServiceMonitor") in set(crds)
+
+
+def test_the_server_when_on_is_restricted_serves_tls_and_binds_no_wildcard(charts_dir, helm):
+    objects = release_objects(WITH_SERVER.rendered(charts_dir, 1), "argo-workflows")
+    [server] = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "argo-workflows-server"]
+    pod = server["spec"]["template"]["spec"]
+    assert restricted_problems(pod) == []
+    [container] = pod["containers"]
+    assert [a for a in container["args"] if a.startswith(("--secure", "--auth-mode"))] == [
+        "--auth-mode=client", "--secure=true"]
+    assert container["image"] == mirror_image(CHARTS["argo-workflows"].images[2], MIRROR)
+    rules = [rule for o in objects if o["kind"] in ("ClusterRole", "Role") for rule in o.get("rules") or []]
+    assert [rule for rule in rules if "*" in rule.get("verbs", []) + rule.get("resources", [])] == []
