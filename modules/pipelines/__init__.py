@@ -187,6 +187,7 @@ class ArgoWorkflows(HelmService):
                 # Those tokens travel over TLS (the server's own certificate; the chart's default is plain HTTP).
                 "secure": True,
                 "replicas": replicas,
+                "pdb": {"enabled": replicas > 1, "maxUnavailable": 1},
                 "podSecurityContext": restricted_pod(),
                 "securityContext": container,
                 "resources": SERVER_RESOURCES,

@@ -150,5 +150,10 @@ def test_the_server_when_on_is_restricted_serves_tls_and_binds_no_wildcard(chart
     assert [a for a in container["args"] if a.startswith(("--secure", "--auth-mode"))] == [
         "--auth-mode=client", "--secure=true"]
     assert container["image"] == mirror_image(CHARTS["argo-workflows"].images[2], MIRROR)
+    # Replicated like the controller (staging), so a drain takes one at a time (policy prod-high-availability).
+    assert server["spec"]["replicas"] == 2
+    [budget] = [o for o in objects if o["kind"] == "PodDisruptionBudget" and o["metadata"]["name"] == server[
+        "metadata"]["name"]]
+    assert budget["spec"]["maxUnavailable"] == 1
     rules = [rule for o in objects if o["kind"] in ("ClusterRole", "Role") for rule in o.get("rules") or []]
     assert [rule for rule in rules if "*" in rule.get("verbs", []) + rule.get("resources", [])] == []
