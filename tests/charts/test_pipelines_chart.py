@@ -17,6 +17,9 @@ from validation import (
 )
 
 from plinth.catalog import CHARTS, mirror_image
+from plinth.engine.charts import render_charts
+from plinth.engine.offline import plan
+from plinth.governance.check import check
 from plinth.mirror import mirror_list
 from plinth.render import kubernetes_objects
 
@@ -157,3 +160,19 @@ def test_the_server_when_on_is_restricted_serves_tls_and_binds_no_wildcard(chart
     assert budget["spec"]["maxUnavailable"] == 1
     rules = [rule for o in objects if o["kind"] in ("ClusterRole", "Role") for rule in o.get("rules") or []]
     assert [rule for rule in rules if "*" in rule.get("verbs", []) + rule.get("resources", [])] == []
+
+
+def test_prod_with_the_server_passes_every_policy_with_every_chart_object(charts_dir, helm):
+    """The policies over the real chart's objects (what `plinth check --charts` runs): replicated workloads with
+    their budgets, no wildcard RBAC, restricted pods, images from the mirror."""
+    spec = platform_spec(_spec().model_dump(by_alias=True, exclude_unset=True), {
+        "metadata": {"environment": "prod"}, "identity": {"reason": "the chart tier checks Argo's objects only"},
+        "pipelines": {"argo": {"enabled": True, "server": True}}})
+    result = plan(spec, "argo-prod")
+    rendered = render_charts(result, KUBE, charts_dir)
+    findings = [(r.policy.name, v.subject, v.message) for r in check(result, None, rendered) for v in r.violations]
+    # Argo's objects (its namespace, its chart's cluster objects, the teams' workflow objects); the other
+    # services of this spec have their own tests.
+    assert [f for f in findings if "argo" in f[1]] == []
+    assert {o["kind"] for item in rendered for o in item.objects} >= {"ClusterRole", "Deployment",
+                                                                      "PodDisruptionBudget"}
