@@ -239,6 +239,17 @@ CHARTS: dict[str, Chart] = {
         "https://oauth2-proxy.github.io/manifests", "oauth2-proxy", "10.7.0", "sign-on",
         images=("quay.io/oauth2-proxy/oauth2-proxy:v7.15.6",),
     ),
+    # pipelines.argo: the workflow controller; argoexec is the init and wait container of every workflow pod (the
+    # controller's --executor-image); argocli is the Argo Server (pipelines.argo.server). With crds.full off the
+    # chart renders its CRDs as templates: no hook Job, no kubectl image, no download.
+    "argo-workflows": Chart(
+        "https://argoproj.github.io/argo-helm", "argo-workflows", "1.0.18", "argo",
+        images=(
+            "quay.io/argoproj/workflow-controller:v4.0.6",
+            "quay.io/argoproj/argoexec:v4.0.6",
+            "quay.io/argoproj/argocli:v4.0.6",
+        ),
+    ),
 }
 
 # Gateway API standard channel at the version the pinned Cilium implements.
@@ -290,6 +301,7 @@ PLATFORM_NAMESPACES: dict[str, str] = {
     "mlflow": CHARTS["mlflow"].namespace,
     "velero": CHARTS["velero"].namespace,
     "sign-on": CHARTS["oauth2-proxy"].namespace,
+    "argo": CHARTS["argo-workflows"].namespace,
 }
 
 

@@ -25,6 +25,7 @@ from plinth.modules.mlflow import Mlflow
 from plinth.modules.monitoring import Monitoring
 from plinth.modules.network import Cilium, PlatformGateway
 from plinth.modules.objectstore import ObjectStore
+from plinth.modules.pipelines import ArgoWorkflows
 from plinth.modules.pythonindex import PythonIndex
 from plinth.modules.registry import Harbor
 from plinth.modules.registry.projects import HarborProjects
@@ -84,6 +85,8 @@ SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
     ("serving", Serving),
     # After the UIs it fronts (monitoring, Cilium's Hubble UI, Longhorn): one oauth2-proxy per UI.
     ("ui-proxy", UiProxy),
+    # After the services its workflows use (MLflow, the object store, the feature store); nothing waits for it.
+    ("argo-workflows", ArgoWorkflows),
     # Last: it records the deployment that everything before it completed.
     ("ledger", Ledger),
 )

@@ -352,7 +352,7 @@ def test_one_list_of_secret_keys():
      "bad.yaml:3:10: invalid YAML: character #x0000 is not allowed (special characters are not allowed)"),
     ("extends: base.yaml\n\"a\\rb\\u2028c\": 1\n",
      'bad.yaml:2:1: "a\\rb\\u2028c": unknown field (allowed: admission, airgap, apiVersion, backups, certificates, charts, featureStore, '
-     "gpu, identity, kind, kubernetes, metadata, monitoring, network, rbac, registry, secrets, serving, storage, target, teams, "
+     "gpu, identity, kind, kubernetes, metadata, monitoring, network, pipelines, rbac, registry, secrets, serving, storage, target, teams, "
      "testing)"),
 ])
 def test_hostile_values_fail_at_their_line(text, message, write):

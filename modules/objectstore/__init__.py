@@ -50,6 +50,8 @@ class ObjectStoreArgs:
     """`storageClass`, Longhorn's `longhorn` when it is on, else "" (the cluster's default)."""
     longhorn_backups: bool = False
     """Longhorn backs its volumes up into the backups bucket (Longhorn on, backups on)."""
+    workflow_teams: tuple[str, ...] = ()
+    """Teams whose workflows keep artifacts in the artifacts bucket (pipelines.argo on): one identity each."""
 
 
 class ObjectStore(HelmService):
@@ -82,7 +84,8 @@ class ObjectStore(HelmService):
         store = spec.storage.object_store
         longhorn = spec.storage.longhorn.enabled
         return ObjectStoreArgs(store, store.storage_class or ("longhorn" if longhorn else ""),
-                               longhorn and spec.backups.active(spec.metadata.environment))
+                               longhorn and spec.backups.active(spec.metadata.environment),
+                               tuple(team.name for team in spec.teams) if spec.pipelines.argo.enabled else ())
 
     @classmethod
     def ingress(cls, block: ObjectStoreArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
@@ -160,8 +163,8 @@ class ObjectStore(HelmService):
         seed = ctx.secrets.object_store_seed
         if seed is None:
             raise ValueError("storage.objectStore needs the stack secret plinth:objectStoreSeed")
-        platform, teams = ctx.platform, ctx.teams
-        config = pulumi.Output.secret(seed).apply(lambda s: s3_config_json(platform, teams, s))
+        platform, teams, workflows = ctx.platform, ctx.teams, block.workflow_teams
+        config = pulumi.Output.secret(seed).apply(lambda s: s3_config_json(platform, teams, s, workflows))
         return [stack_secret(resource_name(name, "s3-config"), ctx.metadata(CONFIG_SECRET, name,
                              namespace=self.chart().namespace),
                              "derived from plinth:objectStoreSeed (HMAC-SHA512 per identity and key)",

@@ -1,5 +1,6 @@
-"""The object store's S3 identities: one per purpose bucket (read and write on it) and one per team (read only
-under its prefix of the models bucket), every key derived from the stack secret plinth:objectStoreSeed.
+"""The object store's S3 identities: one per purpose bucket (read and write on it), one per team (read only
+under its prefix of the models bucket) and, with pipelines.argo, one per team for its workflows (read and write
+under its prefix of the artifacts bucket), every key derived from the stack secret plinth:objectStoreSeed.
 
 `s3_config` is pure: the same seed, platform and teams give the same JSON (no diff between previews).
 """
@@ -43,9 +44,20 @@ def derive(seed: str, platform: str, identity: str, kind: str) -> str:
     return "".join(chars)
 
 
-def identity_names(platform: str, teams: tuple[str, ...]) -> tuple[str, ...]:
-    """The identities, in the config's order: each purpose, then `team-<team>` per team."""
-    return (*PURPOSES, *(f"team-{team}" for team in teams))
+WORKFLOWS_PREFIX = "workflows"
+"""Where a team's workflows keep their artifacts: `<platform>-artifacts/workflows/<team>/` (MLflow's own keys
+in that bucket are experiment ids, never this word)."""
+
+
+def identity_names(platform: str, teams: tuple[str, ...], workflow_teams: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The identities, in the config's order: each purpose, then `team-<team>` per team, then
+    `workflows-<team>` per team whose workflows keep artifacts here (pipelines.argo)."""
+    return (*PURPOSES, *(f"team-{team}" for team in teams), *(f"workflows-{team}" for team in workflow_teams))
+
+
+def workflow_artifacts_key(team: str) -> str:
+    """The prefix of one team's workflow artifacts in the artifacts bucket."""
+    return f"{WORKFLOWS_PREFIX}/{team}"
 
 
 def identity_actions(platform: str, name: str) -> list[str]:
@@ -53,23 +65,27 @@ def identity_actions(platform: str, name: str) -> list[str]:
     under `<platform>-models/<team>/` (a trailing `*` is SeaweedFS's prefix match on `<bucket>/<key>`; the real
     server in tests/test_backup_drill.py lists `?prefix=<team>/` and refuses any other prefix, the whole bucket
     and every write)."""
+    if name.startswith("workflows-"):
+        # Argo's executor uploads, downloads, lists and (artifact GC) deletes, under the team's prefix only.
+        scope = f"{bucket(platform, 'artifacts')}/{workflow_artifacts_key(name.removeprefix('workflows-'))}/*"
+        return [f"Read:{scope}", f"Write:{scope}", f"List:{scope}"]
     if name.startswith("team-"):
         scope = f"{bucket(platform, 'models')}/{name.removeprefix('team-')}/*"
         return [f"Read:{scope}", f"List:{scope}"]
     return [f"{action}:{bucket(platform, name)}" for action in PURPOSE_ACTIONS]
 
 
-def s3_config(platform: str, teams: tuple[str, ...], seed: str) -> dict:
+def s3_config(platform: str, teams: tuple[str, ...], seed: str, workflow_teams: tuple[str, ...] = ()) -> dict:
     """SeaweedFS's S3 identities file (`-s3.config`): {"identities": [{name, credentials, actions}]}."""
     return {"identities": [
         {"name": name,
          "credentials": [{"accessKey": derive(seed, platform, name, "access"),
                           "secretKey": derive(seed, platform, name, "secret")}],
          "actions": identity_actions(platform, name)}
-        for name in identity_names(platform, teams)
+        for name in identity_names(platform, teams, workflow_teams)
     ]}
 
 
-def s3_config_json(platform: str, teams: tuple[str, ...], seed: str) -> str:
+def s3_config_json(platform: str, teams: tuple[str, ...], seed: str, workflow_teams: tuple[str, ...] = ()) -> str:
     """The file's text, in a stable key order."""
-    return json.dumps(s3_config(platform, teams, seed), sort_keys=True)
+    return json.dumps(s3_config(platform, teams, seed, workflow_teams), sort_keys=True)

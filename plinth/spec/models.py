@@ -772,6 +772,28 @@ class Model(Spec):
         "the gauge).")
 
 
+class ArgoWorkflows(Spec):
+    """Argo Workflows: the workflow controller in namespace argo; workflows run in the team namespaces."""
+
+    enabled: Flag = Field(False, description="Run the Argo Workflows controller in namespace argo (its CRDs come "
+                          "with the chart, rendered from the package: nothing is downloaded at install). Every team "
+                          "namespace gets the ServiceAccount `argo-workflow` its workflows run as, with the executor's "
+                          "Role only (workflowtaskresults create and patch); with storage.objectStore, also its "
+                          "artifact repository under workflows/<team>/ of the artifacts bucket (keys derived from "
+                          "the stack secret plinth:objectStoreSeed). Default: false.")
+    replicas: PositiveCount | None = Field(
+        None, description="Controller replicas (one leads, elected through a Lease; the others wait). Default: null "
+        "(1 in dev, 2 in staging and prod).")
+    server: Flag = Field(False, description="Run the Argo Server (the UI and its API) in namespace argo, in-cluster "
+                         "only (no route on the Gateway: sign-on for the platform's UIs is not wired to it yet). "
+                         "Default: false.")
+    values: Values = {}
+
+
+class Pipelines(Spec):
+    argo: ArgoWorkflows = Field(default_factory=ArgoWorkflows, description="Workflow engine (Argo Workflows).")
+
+
 class Serving(Spec):
     hostname: str | None = Field(
         None, description="Host name of the models on the platform Gateway (one name under "
@@ -1255,6 +1277,7 @@ class PlatformSpec(Spec):
     feature_store: FeatureStore = Field(default_factory=FeatureStore, description="Feature store.")
     gpu: Gpu = Field(default_factory=Gpu, description="GPU scheduling.")
     serving: Serving = Field(default_factory=Serving, description="Model serving.")
+    pipelines: Pipelines = Field(default_factory=Pipelines, description="Pipelines (workflows in the team namespaces).")
     monitoring: Monitoring = Field(default_factory=Monitoring, description="Monitoring.")
     backups: Backups = Field(default_factory=Backups, description="Backups of the platform's data. Default: on "
                              "in prod, off in dev and staging.")

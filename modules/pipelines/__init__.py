@@ -1,0 +1,276 @@
+"""Pipelines (pipelines.argo): the Argo Workflows controller in namespace argo; workflows run in the team
+namespaces, each as the team's ServiceAccount `argo-workflow` with the executor's Role only.
+
+The chart's CRDs render as templates (`crds.full: false`): its default installs them from a hook Job that
+downloads them at install time, which an air-gapped cluster cannot do. Why each choice: README.md beside this file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from plinth.catalog import CHARTS, ImageRef
+from plinth.context import PULL_SECRET, PlatformContext, StackSecret, resource_name
+from plinth.modules.helm import HelmService
+from plinth.modules.objectstore import ENDPOINT
+from plinth.modules.objectstore import SEED as OBJECT_STORE_SEED
+from plinth.modules.objectstore.identities import bucket, derive, workflow_artifacts_key
+from plinth.objects import network_policy, peer_policy, stack_secret
+from plinth.securitycontext import restricted_container, restricted_pod
+from plinth.service import Peer
+from plinth.spec.errors import Violation
+from plinth.spec.models import PlatformSpec, Team
+
+NAMESPACE = CHARTS["argo-workflows"].namespace
+CONTROLLER = "argo-workflows-workflow-controller"
+"""The controller's Deployment, Service and ServiceAccount (release `argo-workflows`: the chart's fullname)."""
+METRICS_PORT = 9090
+"""The controller's metrics container port (the Service's `metrics` port 8080 targets it)."""
+WORKFLOW_ACCOUNT = "argo-workflow"
+"""The ServiceAccount every workflow pod of a team runs as (the controller's workflowDefaults name it)."""
+EXECUTOR_ROLE = "argo-workflow-executor"
+"""The one Role of that account: what the executor (the init and wait containers) does in the API."""
+EXECUTOR_RULES = [{"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}]
+"""The executor reports each step's outputs as a WorkflowTaskResult; it reads and writes nothing else."""
+USER_ROLE = "plinth:workflows"
+"""The Role of a team's data scientists and ML engineers: submit, watch and stop the team's workflows."""
+WORKFLOW_RESOURCES = ["cronworkflows", "workflows", "workflowtemplates"]
+USER_RULES = [
+    {"apiGroups": ["argoproj.io"], "resources": WORKFLOW_RESOURCES,
+     "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]},
+    {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["get", "list", "watch"]},
+]
+VIEWER_ROLE = "plinth:workflows-viewer"
+VIEWER_RULES = [{"apiGroups": ["argoproj.io"], "resources": [*WORKFLOW_RESOURCES, "workflowtaskresults"],
+                 "verbs": ["get", "list", "watch"]}]
+WORKFLOW_PODS = {"matchExpressions": [{"key": "workflows.argoproj.io/workflow", "operator": "Exists"}]}
+"""The label the controller puts on every workflow pod: only those reach the API server."""
+APISERVER_PORTS = (443, 6443)
+"""The API server's usual ports (its Service's and the control plane's): the workflow pods' egress."""
+
+ARTIFACT_REPOSITORIES = "artifact-repositories"
+"""The ConfigMap a workflow of the namespace takes its artifact repository from (Argo's default name)."""
+DEFAULT_REPOSITORY = "workflows.argoproj.io/default-artifact-repository"
+"""Its annotation naming the key a workflow uses when it names none."""
+REPOSITORY_KEY = "default-v1-s3-artifact-repository"
+ARTIFACTS_SECRET = "argo-artifacts-s3"
+"""The team's workflow identity's keys (keys accessKey, secretKey)."""
+S3_REGION = "us-east-1"
+"""The region the executor signs with (a SeaweedFS signature is checked against the region in its own scope):
+given, so the client never asks the store where the bucket is."""
+
+CONTROLLER_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+EXECUTOR_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
+"""The init and wait containers of every workflow pod (they count against the team's quota)."""
+SERVER_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+
+
+@dataclass(frozen=True)
+class ArgoWorkflowsArgs:
+    """What Argo Workflows needs from the spec: its block and the sign-on's group names."""
+
+    argo: Any
+    """pipelines.argo (plinth.spec.models.ArgoWorkflows)."""
+    identity: Any
+    """identity (plinth.spec.models.SignOn): the Kubernetes names of the teams' groups."""
+    artifacts: bool = False
+    """The object store is on (storage.objectStore, an existing cluster): each team gets its artifact repository
+    there."""
+
+
+def image_keys(ref: str, ctx: PlatformContext) -> dict:
+    """The chart's {registry, repository, tag} of a catalog image, mirrored in air-gap mode."""
+    image = ImageRef.parse(ref).mirrored(ctx.mirror_registry)
+    return {"registry": image.registry, "repository": image.repository, "tag": image.tag}
+
+
+class ArgoWorkflows(HelmService):
+    """The Argo Workflows controller (plinth:pipelines:ArgoWorkflows)."""
+
+    type_token = "plinth:pipelines:ArgoWorkflows"
+    capability = "pipelines"
+    capability_fix = "enable pipelines.argo"
+    chart_key = "argo-workflows"
+    spec_path = ("pipelines", "argo")
+    # The controller (and the server) run non-root, no privilege escalation, every capability dropped,
+    # RuntimeDefault seccomp, read-only root.
+    pod_security = "restricted"
+
+    @classmethod
+    def block(cls, spec: PlatformSpec) -> ArgoWorkflowsArgs:
+        return ArgoWorkflowsArgs(spec.pipelines.argo, spec.identity,
+                                 spec.target.type == "existing" and spec.storage.object_store.enabled)
+
+    @classmethod
+    def enabled(cls, spec: PlatformSpec) -> bool:
+        return spec.pipelines.argo.enabled
+
+    @classmethod
+    def rules(cls, spec) -> Iterator[Violation]:
+        argo = spec.pipelines.argo
+        if argo.enabled and spec.metadata.environment == "prod" and argo.replicas == 1:
+            yield Violation(("pipelines", "argo", "replicas"), "prod runs at least 2 workflow controllers (one "
+                            "leads, the other takes over within the Lease's term)", "argo-prod-ha",
+                            "remove replicas (2 in staging and prod), or set 2 or more")
+
+    @classmethod
+    def needed_secrets(cls, spec) -> tuple[StackSecret, ...]:
+        # The teams' artifact identities' keys come from the object store's seed.
+        return (OBJECT_STORE_SEED,) if cls.enabled(spec) and cls.block(spec).artifacts else ()
+
+    @classmethod
+    def user_values(cls, block: ArgoWorkflowsArgs) -> dict:
+        return dict(block.argo.values)
+
+    @classmethod
+    def replicas(cls, block: ArgoWorkflowsArgs, ctx: PlatformContext) -> int:
+        return block.argo.replicas or (2 if ctx.prod_like else 1)
+
+    @classmethod
+    def images(cls, block: ArgoWorkflowsArgs, ctx: PlatformContext) -> tuple[str, ...]:
+        controller, executor, server = cls.chart().images
+        return (controller, executor, server) if block.argo.server else (controller, executor)
+
+    @classmethod
+    def endpoints(cls, block: ArgoWorkflowsArgs, ctx: PlatformContext) -> dict[str, str]:
+        return {"server": f"https://argo-workflows-server.{NAMESPACE}.svc:2746"} if block.argo.server else {}
+
+    @classmethod
+    def owned_values(cls, block: ArgoWorkflowsArgs, ctx: PlatformContext) -> dict:
+        controller, executor, server = cls.chart().images
+        replicas = cls.replicas(block, ctx)
+        container = {**restricted_container(read_only_root=True), "runAsNonRoot": True}
+        return {
+            # Minified CRDs as templates: the default (full) downloads them from a hook Job at install time.
+            "crds": {"install": True, "full": False, "keep": True},
+            "images": {"pullPolicy": "IfNotPresent", "pullSecrets": [{"name": s} for s in ctx.image_pull_secrets]},
+            # One controller for every team namespace: a ClusterRole of explicit verbs (no wildcard), no Secrets.
+            "singleNamespace": False,
+            "controller": {
+                "image": image_keys(controller, ctx),
+                "replicas": replicas,
+                # A drain takes one controller at a time (the chart's budget, with the replicas).
+                "pdb": {"enabled": replicas > 1, "maxUnavailable": 1},
+                # Plinth puts each team's account and Role in its namespace (team_objects): none from the chart.
+                "workflowNamespaces": [],
+                "rbac": {"create": True, "secretWhitelist": [], "accessAllSecrets": False,
+                         "writeConfigMaps": False},
+                "podSecurityContext": restricted_pod(),
+                "securityContext": container,
+                "resources": CONTROLLER_RESOURCES,
+                "metricsConfig": {"enabled": True},
+                "serviceMonitor": {"enabled": ctx.monitoring, "namespace": NAMESPACE},
+                # Every workflow runs as its team's account, restricted, unless it names another.
+                "workflowDefaults": {"spec": {
+                    "serviceAccountName": WORKFLOW_ACCOUNT,
+                    "securityContext": restricted_pod(),
+                }},
+            },
+            # The init and wait containers of every workflow pod (the controller's --executor-image).
+            "executor": {"image": image_keys(executor, ctx),
+                         "securityContext": restricted_container(standalone=True),
+                         "resources": EXECUTOR_RESOURCES},
+            # A main container's defaults (a workflow's own settings win).
+            "mainContainer": {"securityContext": restricted_container(standalone=True)},
+            "workflow": {"serviceAccount": {"create": False}, "rbac": {"create": False}},
+            "server": {
+                "enabled": block.argo.server,
+                "image": image_keys(server, ctx),
+                # Each request carries its caller's own Kubernetes token: the team's RBAC applies.
+                "authModes": ["client"],
+                # Those tokens travel over TLS (the server's own certificate; the chart's default is plain HTTP).
+                "secure": True,
+                "replicas": replicas,
+                "pdb": {"enabled": replicas > 1, "maxUnavailable": 1},
+                "podSecurityContext": restricted_pod(),
+                "securityContext": container,
+                "resources": SERVER_RESOURCES,
+                "ingress": {"enabled": False},
+            },
+        }
+
+    def team_objects(self, name: str, block: ArgoWorkflowsArgs, ctx: PlatformContext, team: Team,
+                     opts: pulumi.ResourceOptions) -> None:
+        key = resource_name(name, team.name)
+
+        def meta(obj: str) -> dict:
+            return ctx.metadata(obj, name, namespace=team.name, team=team.name, cost_center=team.cost_center)
+
+        # The executor talks to the API server with the pod's token: this account's only rights are its Role's.
+        k8s.core.v1.ServiceAccount(
+            resource_name(key, "workflow-account"), metadata=meta(WORKFLOW_ACCOUNT),
+            automount_service_account_token=True,
+            image_pull_secrets=[{"name": PULL_SECRET}] if ctx.pull_secret else None, opts=opts)
+        bind(resource_name(key, "executor"), meta(EXECUTOR_ROLE), EXECUTOR_RULES,
+             [{"kind": "ServiceAccount", "name": WORKFLOW_ACCOUNT, "namespace": team.name}], opts)
+        groups = block.identity.kubernetes_group
+        users = [*team.groups.data_scientist, *team.groups.ml_engineer]
+        if users:
+            bind(resource_name(key, "users"), meta(USER_ROLE), USER_RULES, _groups(users, groups), opts)
+        if team.groups.viewer:
+            bind(resource_name(key, "viewers"), meta(VIEWER_ROLE), VIEWER_RULES, _groups(team.groups.viewer, groups),
+                 opts)
+        if block.artifacts:
+            artifact_repository(key, team.name, meta, ctx, opts)
+        # Team namespaces deny egress by default: workflow pods (and only they) reach the API server.
+        found = peer_policy("Egress", Peer("apiserver", ports=APISERVER_PORTS, entity="kube-apiserver"), ctx)
+        if found:
+            kind, _, spec = found
+            policy = "allow-workflows-to-apiserver"
+            selector = "endpointSelector" if kind == "CiliumNetworkPolicy" else "podSelector"
+            network_policy(kind, resource_name(key, policy), {**spec, selector: WORKFLOW_PODS}, meta(policy), ctx,
+                           opts)
+
+
+def artifact_repository(key: str, team: str, meta, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+    """The team's default artifact repository: its prefix of the artifacts bucket, with its own identity's keys
+    (derived from the object store's seed, as the object store derives them). The controller mounts the Secret
+    into the workflow pods that move artifacts; nobody else in the namespace needs to read it."""
+    seed = ctx.secrets.object_store_seed
+    if seed is None:
+        raise ValueError("pipelines.argo with storage.objectStore needs the stack secret plinth:objectStoreSeed "
+                         "(the teams' artifact identities)")
+    platform, identity = ctx.platform, f"workflows-{team}"
+    stack_secret(resource_name(key, "artifacts-s3"), meta(ARTIFACTS_SECRET),
+                 f"derived from plinth:objectStoreSeed (the object store's {identity} identity)",
+                 pulumi.Output.secret(seed).apply(lambda s: {
+                     "accessKey": derive(s, platform, identity, "access"),
+                     "secretKey": derive(s, platform, identity, "secret")}), opts)
+    k8s.core.v1.ConfigMap(
+        resource_name(key, "artifact-repositories"),
+        metadata={**meta(ARTIFACT_REPOSITORIES), "annotations": {DEFAULT_REPOSITORY: REPOSITORY_KEY}},
+        data={REPOSITORY_KEY: repository_config(platform, team)}, opts=opts)
+
+
+def repository_config(platform: str, team: str) -> str:
+    """The repository (Argo's ArtifactRepository, as YAML; JSON is YAML) in a stable key order: plain HTTP to the
+    store's S3 Service in the cluster, like every other client of it; every key under the team's prefix."""
+    return json.dumps({"archiveLogs": False, "s3": {
+        "bucket": bucket(platform, "artifacts"),
+        "endpoint": ENDPOINT.removeprefix("http://"),
+        "insecure": True,
+        "region": S3_REGION,
+        "keyFormat": f"{workflow_artifacts_key(team)}/{{{{workflow.name}}}}/{{{{pod.name}}}}",
+        "accessKeySecret": {"name": ARTIFACTS_SECRET, "key": "accessKey"},
+        "secretKeySecret": {"name": ARTIFACTS_SECRET, "key": "secretKey"},
+    }}, sort_keys=True)
+
+
+def _groups(names, kubernetes_group) -> list[dict]:
+    return [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": kubernetes_group(group)}
+            for group in names]
+
+
+def bind(key: str, metadata: dict, rules: list[dict], subjects: list[dict], opts: pulumi.ResourceOptions) -> None:
+    """A Role of `rules` and its binding to `subjects`, both named as `metadata`."""
+    role = k8s.rbac.v1.Role(key, metadata=metadata, rules=rules, opts=opts)
+    k8s.rbac.v1.RoleBinding(
+        key, metadata=metadata,
+        role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": metadata["name"]},
+        subjects=subjects, opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[role])))

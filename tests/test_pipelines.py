@@ -1,0 +1,258 @@
+"""Argo Workflows (pipelines.argo) under Pulumi's mock runtime: the controller in its own restricted namespace,
+HA in staging and prod, metrics, the CRDs without a download, each team's account with the executor's Role only,
+the teams' workflow roles, the workflow pods' way to the API server, images, and the rules around it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from support import by_key, network_policies, platform_spec
+from plinth.catalog import CHARTS
+from plinth.engine.offline import plan
+from plinth.mirror import mirror_list
+from plinth.modules.objectstore import SEED as OBJECT_STORE_SEED
+from plinth.modules.objectstore import ObjectStore
+from plinth.modules.objectstore.identities import derive, s3_config
+from plinth.modules.pipelines import EXECUTOR_RULES
+from plinth.plan import SECRET
+from plinth.program import needed_secrets
+from plinth.spec.models import PlatformSpec
+from plinth.spec.rules import check_rules
+
+TEAMS = [{"name": "fraud", "groups": {"dataScientist": ["fraud-ds"], "mlEngineer": ["fraud-ml"],
+                                      "viewer": ["fraud-view"]}},
+         {"name": "search"}]
+CILIUM = {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}}}
+
+
+def spec(environment: str = "dev", argo: dict | None = None, **overrides) -> PlatformSpec:
+    return platform_spec({"metadata": {"environment": environment}, "teams": TEAMS,
+                          "pipelines": {"argo": {"enabled": True, **(argo or {})}}}, overrides)
+
+
+def planned(environment: str = "dev", argo: dict | None = None, **overrides) -> dict:
+    """The planned Kubernetes objects by (kind, namespace, name), and the release under RELEASE."""
+    result = plan(spec(environment, argo, **overrides), "test")
+    [release] = [r for r in result.resources if r.type.endswith("helm.sh/v3:Release") and r.name == "argo-workflows"]
+    return {**by_key(result), RELEASE: release}
+
+
+RELEASE = ("Release", "argo", "argo-workflows")
+
+
+def values(objects: dict) -> dict:
+    return objects[RELEASE].inputs["values"]
+
+
+@pytest.fixture(scope="module")
+def dev():
+    return planned("dev")
+
+
+@pytest.fixture(scope="module")
+def staging():
+    return planned("staging", monitoring={"enabled": True})
+
+
+def test_off_by_default():
+    plain = platform_spec({"teams": TEAMS})
+    assert plain.pipelines.argo.enabled is False and plain.pipelines.argo.server is False
+    assert [r for r in plan(plain, "test").resources if "argo" in r.name] == []
+
+
+# --- the controller -----------------------------------------------------------------------------------
+
+
+def test_the_controller_runs_in_its_own_restricted_namespace(dev):
+    namespace = dev["Namespace", None, "argo"].inputs["metadata"]["labels"]
+    assert namespace["pod-security.kubernetes.io/enforce"] == "restricted"
+    argo = values(dev)
+    assert argo["controller"]["podSecurityContext"] == {"runAsNonRoot": True,
+                                                       "seccompProfile": {"type": "RuntimeDefault"}}
+    assert argo["controller"]["securityContext"] == {
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True}
+    # Default-deny ingress, like every platform namespace.
+    assert {"default-deny-ingress", "allow-same-namespace"} <= set(network_policies(dev)["argo"])
+
+
+def test_the_crds_render_from_the_package_not_a_download(dev):
+    assert values(dev)["crds"] == {"install": True, "full": False, "keep": True}
+
+
+def test_one_controller_in_dev_two_with_a_budget_in_staging_and_prod(dev, staging):
+    assert values(dev)["controller"]["replicas"] == 1
+    assert values(dev)["controller"]["pdb"] == {"enabled": False, "maxUnavailable": 1}
+    assert values(staging)["controller"]["replicas"] == 2
+    assert values(staging)["controller"]["pdb"] == {"enabled": True, "maxUnavailable": 1}
+    assert values(planned("dev", {"replicas": 3}))["controller"]["replicas"] == 3
+
+
+def test_metrics_are_scraped_when_monitoring_is_on(dev, staging):
+    assert values(dev)["controller"]["serviceMonitor"] == {"enabled": False, "namespace": "argo"}
+    assert values(staging)["controller"]["serviceMonitor"] == {"enabled": True, "namespace": "argo"}
+    assert "allow-from-monitoring" in network_policies(staging)["argo"]
+
+
+def test_the_controller_reads_no_secret_and_the_chart_binds_nothing_in_team_namespaces(dev):
+    argo = values(dev)
+    assert argo["controller"]["rbac"] == {"create": True, "secretWhitelist": [], "accessAllSecrets": False,
+                                          "writeConfigMaps": False}
+    assert argo["controller"]["workflowNamespaces"] == []
+    assert argo["workflow"] == {"serviceAccount": {"create": False}, "rbac": {"create": False}}
+
+
+def test_the_server_is_off_unless_asked_and_then_each_caller_brings_their_token(dev):
+    assert values(dev)["server"]["enabled"] is False
+    server = values(planned("dev", {"server": True}))["server"]
+    assert server["enabled"] is True and server["authModes"] == ["client"] and server["ingress"] == {
+        "enabled": False}
+    assert server["secure"] is True  # the callers' tokens never travel in clear
+
+
+# --- the teams ----------------------------------------------------------------------------------------
+
+
+def test_every_team_gets_the_workflow_account_with_the_executors_role_only(dev):
+    for team in ("fraud", "search"):
+        account = dev["ServiceAccount", team, "argo-workflow"].inputs
+        assert account["automountServiceAccountToken"] is True
+        role = dev["Role", team, "argo-workflow-executor"].inputs
+        assert role["rules"] == EXECUTOR_RULES == [
+            {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}]
+        binding = dev["RoleBinding", team, "argo-workflow-executor"].inputs
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "argo-workflow", "namespace": team}]
+        assert binding["roleRef"]["name"] == "argo-workflow-executor"
+    # Workflows run as that account unless they name another of the team's.
+    defaults = values(dev)["controller"]["workflowDefaults"]["spec"]
+    assert defaults["serviceAccountName"] == "argo-workflow"
+
+
+def test_the_teams_groups_submit_or_watch_their_workflows(dev):
+    users = dev["RoleBinding", "fraud", "plinth:workflows"].inputs["subjects"]
+    assert [s["name"] for s in users] == ["fraud-ds", "fraud-ml"]
+    writes = dev["Role", "fraud", "plinth:workflows"].inputs["rules"][0]
+    assert writes["resources"] == ["cronworkflows", "workflows", "workflowtemplates"] and "*" not in writes["verbs"]
+    viewers = dev["RoleBinding", "fraud", "plinth:workflows-viewer"].inputs["subjects"]
+    assert [s["name"] for s in viewers] == ["fraud-view"]
+    assert set(dev["Role", "fraud", "plinth:workflows-viewer"].inputs["rules"][0]["verbs"]) == {"get", "list", "watch"}
+    # A team without groups gets no Role bound to no one.
+    assert [k for k in dev if k[1] == "search" and k[2].startswith("plinth:workflows")] == []
+
+
+def test_only_workflow_pods_reach_the_api_server(dev):
+    kind, policy = network_policies(dev)["fraud"]["allow-workflows-to-apiserver"]
+    assert kind == "NetworkPolicy"
+    assert policy["podSelector"] == {"matchExpressions": [{"key": "workflows.argoproj.io/workflow",
+                                                           "operator": "Exists"}]}
+    assert policy["egress"][0]["ports"] == [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 6443}]
+    # Under Cilium, the API server by identity rather than any address.
+    kind, policy = network_policies(planned("dev", network=CILIUM))["fraud"]["allow-workflows-to-apiserver"]
+    assert kind == "CiliumNetworkPolicy"
+    assert policy["endpointSelector"] == {"matchExpressions": [{"key": "workflows.argoproj.io/workflow",
+                                                                "operator": "Exists"}]}
+    assert policy["egress"][0]["toEntities"] == ["kube-apiserver"]
+
+
+def test_workflow_pods_run_restricted_and_within_the_teams_quota(dev):
+    argo = values(dev)
+    assert argo["controller"]["workflowDefaults"]["spec"]["securityContext"] == {
+        "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+    restricted = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
+                  "seccompProfile": {"type": "RuntimeDefault"}}
+    assert argo["executor"]["securityContext"] == restricted == argo["mainContainer"]["securityContext"]
+    # The init and wait containers count against the team's quota: requests and limits set.
+    assert set(argo["executor"]["resources"]) == {"requests", "limits"}
+
+
+# --- images -------------------------------------------------------------------------------------------
+
+
+def test_the_executor_image_is_mirrored_with_the_controller_and_the_server_only_when_on():
+    controller, executor, server = CHARTS["argo-workflows"].images
+    listed = {i.source for i in mirror_list(spec()).images if i.service == "argo-workflows"}
+    assert listed == {controller, executor}
+    listed = {i.source for i in mirror_list(spec(argo={"server": True})).images if i.service == "argo-workflows"}
+    assert listed == {controller, executor, server}
+
+
+def test_air_gap_pulls_every_image_from_the_mirror():
+    mirror = {"enabled": True, "mirror": {"registry": "mirror.corp.internal/mirror",
+                                          "charts": "oci://mirror.corp.internal/charts"}}
+    argo = values(planned("dev", {"server": True}, airgap=mirror))
+    for part in ("controller", "executor", "server"):
+        assert argo[part]["image"]["registry"] == "mirror.corp.internal/mirror", part
+    assert argo["executor"]["image"]["repository"] == "argoproj/argoexec"
+
+
+# --- rules --------------------------------------------------------------------------------------------
+
+
+def test_prod_refuses_a_single_controller():
+    found = check_rules(spec("prod", {"replicas": 1}, identity={"reason": "sign-on is tested elsewhere"},
+                             storage={"objectStore": {"enabled": True}}))
+    assert [(v.loc, v.message, v.rule, v.fix) for v in found if v.rule.startswith("argo")] == [
+        (("pipelines", "argo", "replicas"), "prod runs at least 2 workflow controllers (one leads, the other takes "
+         "over within the Lease's term)", "argo-prod-ha", "remove replicas (2 in staging and prod), or set 2 or more")]
+    assert [v for v in check_rules(spec("staging", {"replicas": 1})) if v.rule.startswith("argo")] == []
+
+
+def test_a_user_value_cannot_download_the_crds_or_widen_the_controllers_secrets():
+    found = check_rules(spec(argo={"values": {"crds": {"full": True},
+                                              "controller": {"rbac": {"accessAllSecrets": True}}}}))
+    assert [(v.loc, v.message) for v in found] == [
+        (("pipelines", "argo", "values", "crds", "full"),
+         "crds.full is set by Plinth (crds.full); a value here would be overridden"),
+        (("pipelines", "argo", "values", "controller", "rbac", "accessAllSecrets"),
+         "controller.rbac.accessAllSecrets is set by Plinth (controller.rbac.accessAllSecrets); a value here would "
+         "be overridden")]
+
+
+# --- artifacts ----------------------------------------------------------------------------------------
+
+STORE = {"objectStore": {"enabled": True}}
+
+
+@pytest.fixture(scope="module")
+def stored():
+    return planned("dev", storage=STORE)
+
+
+def test_each_team_keeps_its_artifacts_under_its_own_prefix_of_the_artifacts_bucket(stored):
+    for team in ("fraud", "search"):
+        repositories = stored["ConfigMap", team, "artifact-repositories"].inputs
+        assert repositories["metadata"]["annotations"]["workflows.argoproj.io/default-artifact-repository"] == \
+            "default-v1-s3-artifact-repository"
+        config = json.loads(repositories["data"]["default-v1-s3-artifact-repository"])
+        assert config == {"archiveLogs": False, "s3": {
+            "bucket": "test-artifacts", "endpoint": "seaweedfs-s3.object-store.svc:8333", "insecure": True,
+            "region": "us-east-1", "keyFormat": f"workflows/{team}/{{{{workflow.name}}}}/{{{{pod.name}}}}",
+            "accessKeySecret": {"name": "argo-artifacts-s3", "key": "accessKey"},
+            "secretKeySecret": {"name": "argo-artifacts-s3", "key": "secretKey"}}}
+        secret = stored["Secret", team, "argo-artifacts-s3"].inputs
+        # The keys are secret Outputs: the plan shows no value.
+        assert secret["stringData"] == SECRET
+        assert "objectStoreSeed" in secret["metadata"]["annotations"]["plinth.dev/secret-source"]
+
+
+def test_the_teams_workflow_identity_reads_and_writes_its_prefix_only():
+    config = s3_config("test", ("fraud",), "seed", ("fraud",))
+    [identity] = [i for i in config["identities"] if i["name"] == "workflows-fraud"]
+    scope = "test-artifacts/workflows/fraud/*"
+    assert identity["actions"] == [f"Read:{scope}", f"Write:{scope}", f"List:{scope}"]
+    # The object store holds the same identity, with the keys the team's Secret gets.
+    assert identity["credentials"] == [{"accessKey": derive("seed", "test", "workflows-fraud", "access"),
+                                        "secretKey": derive("seed", "test", "workflows-fraud", "secret")}]
+    # Without pipelines the store's identities are unchanged.
+    assert [i["name"] for i in s3_config("test", ("fraud",), "seed")["identities"]] == [
+        "models", "artifacts", "features", "backups", "team-fraud"]
+    assert ObjectStore.block(spec(storage=STORE)).workflow_teams == ("fraud", "search")
+    assert ObjectStore.block(platform_spec({"storage": STORE, "teams": TEAMS})).workflow_teams == ()
+
+
+def test_without_the_object_store_there_is_no_repository_and_no_seed_needed(dev):
+    assert [k for k in dev if k[0] == "ConfigMap" and k[2] == "artifact-repositories"] == []
+    assert needed_secrets(spec()) == ()
+    assert OBJECT_STORE_SEED in needed_secrets(spec(storage=STORE))
