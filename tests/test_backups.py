@@ -305,6 +305,8 @@ def test_plinth_report_has_a_data_protection_section(tmp_path):
         for ns, name in (("feast", "feast-postgres"), ("harbor", "harbor-postgres"), ("mlflow", "mlflow-postgres"),
                          ("monitoring", "grafana-postgres"))]
     assert [(a["name"], a["rule"], a["severity"]) for a in report["protectionAlerts"]] == [
+        ("LonghornBackupFailed", "longhorn-system/volume-backups", "warning"),
+        ("LonghornVolumeBackupStale", "longhorn-system/volume-backups", "critical"),
         ("PostgresBaseBackupFailed", "cnpg-system/postgres-backups", "warning"),
         ("PostgresBaseBackupStale", "cnpg-system/postgres-backups", "critical"),
         ("PostgresWalArchivingFailing", "cnpg-system/postgres-backups", "critical"),
@@ -316,6 +318,10 @@ def test_plinth_report_has_a_data_protection_section(tmp_path):
     assert "## Data protection" in text
     assert ("| VeleroBackupStale | velero/plinth-cluster-backups | critical | The last successful Velero backup of "
             "schedule plinth-cluster is older than 27 hours (schedule `0 4 * * *` plus 3 hours) |") in text
+    assert ("| LonghornVolumeBackupStale | longhorn-system/volume-backups | critical | Longhorn volume "
+            "{{ $labels.volume }} ({{ $labels.pvc_namespace }}/{{ $labels.pvc }}): no successful backup for 27 hours "
+            "(RecurringJob longhorn-system/plinth-volume-backup, schedule `0 3 * * *` plus 3 hours) |") in text
+    assert "Longhorn's volume backups have none" not in text
     assert "| feast/feast-postgres | s3://regulated-backups/postgres/feast/feast-postgres | 0 0 2 * * * | 30d | " \
         f"{rpo} |" in text
 

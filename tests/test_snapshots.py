@@ -209,6 +209,33 @@ def test_with_monitoring_the_snapshot_job_is_alerted_on_when_it_fails_or_goes_st
         planned(PROD, hourly, {"secrets": {"vault": {"ha": False}}}))  # no raft, no snapshot
 
 
+def test_with_monitoring_longhorns_volume_backups_are_alerted_on_when_one_fails_or_goes_stale(prod_plan):
+    key = ("PrometheusRule", "longhorn-system", "volume-backups")
+    assert key not in by_key(prod_plan)  # no monitoring
+    weekly = {"monitoring": {"enabled": True}, "backups": {"volumes": {"schedule": "0 3 * * 6"}}}
+    [group] = by_key(planned(PROD, weekly))[key].inputs["spec"]["groups"]
+    assert group["name"] == "plinth-backups-longhorn"
+    rules = {rule["alert"]: rule for rule in group["rules"]}
+    assert rules["LonghornBackupFailed"]["expr"] == "max by (volume, backup) (longhorn_backup_state >= 4)"
+    after = 7 * 86400 + 3 * 3600  # a week between runs, plus 3 hours
+    last = "longhorn_volume_last_backup_at"
+    assert rules["LonghornVolumeBackupStale"]["expr"] == (
+        f"(time() - max by (volume, pvc_namespace, pvc) ({last} > 0) > {after} "
+        f"or max by (volume, pvc_namespace, pvc) (max_over_time({last}[{after}s])) == 0 "
+        f"and on (volume) max by (volume) ({last} offset {after}s)) "
+        'and on (volume) max by (volume) (longhorn_volume_state{state="attached"}) == 1')
+    assert "for 171 hours (RecurringJob longhorn-system/plinth-volume-backup, schedule `0 3 * * 6` plus 3 " \
+        "hours)" in rules["LonghornVolumeBackupStale"]["annotations"]["summary"]
+    assert [(r["labels"]["severity"], r.get("for")) for r in group["rules"]] == [("warning", None),
+                                                                                ("critical", "10m")]
+    # The chart's ServiceMonitor brings the managers' metrics to Prometheus.
+    assert values(by_name(planned(PROD, weekly)), "longhorn")["metrics"] == {"serviceMonitor": {"enabled": True}}
+    # No recurring backup (backups off; gke: no target), no alert on it.
+    monitored = {"monitoring": {"enabled": True}}
+    assert key not in by_key(planned(PROD, OFF, monitored))
+    assert key not in by_key(plan(platform_spec(CLOUD, PROD, monitored, {"target": GKE}), "test"))
+
+
 def test_no_snapshot_without_raft_or_with_backups_off():
     for layers in ((PROD, {"secrets": {"vault": {"ha": False}}}), (PROD, OFF), ()):
         assert not [k for k in by_key(planned(*layers)) if k[0] == "CronJob"]

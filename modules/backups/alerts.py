@@ -1,6 +1,7 @@
 """Alerts on the backups (with monitoring on): a backup that failed, and one that is older than its schedule
 allows. Each owner plans its rules beside its backup: Velero's Schedule (velero.py), the databases' Barman
-Cloud plugin (__init__.py), Vault's snapshot CronJob (modules/secrets). Metric names, thresholds and what is
+Cloud plugin (__init__.py), Vault's snapshot CronJob (modules/secrets), Longhorn's recurring volume backup
+(modules/storage). Metric names, thresholds and what is
 not covered: README.md beside this file.
 
 A backup is stale when the last good one is older than the longest gap between two runs of its schedule plus
@@ -167,6 +168,44 @@ def cronjob_rules(prefix: str, what: str, namespace: str, cronjob: str, cron: st
          "labels": {"severity": "critical"},
          "annotations": {"summary": f"{what}: no successful run of CronJob {namespace}/{cronjob} for "
                                     f"{hours(after)} (schedule `{cron}` plus {hours(MARGIN_SECONDS)})"}},
+    ]
+
+
+LONGHORN_BACKUP_FAILED = 4
+"""`longhorn_backup_state` of a failed backup: Error is 4, Unknown 5 (New 0, Pending 1, InProgress 2, Completed 3)."""
+
+
+def volume_rules(namespace: str, job: str, cron: str) -> list[dict]:
+    """Longhorn's manager metrics (verified against longhorn/longhorn-manager v1.12.1, the chart's appVersion:
+    metrics_collector/backup_collector.go and volume_collector.go): a backup in state Error or Unknown, and an
+    attached volume whose last successful backup (or, never backed up, its first scrape) is older than the
+    RecurringJob's schedule allows. Detached volumes are left out: the job skips them (Longhorn's setting
+    allow-recurring-job-while-volume-detached, off by default) and their data does not change. The failed
+    backup's `recurring_job` label is empty (Longhorn fills it from a completed backup's config), so the failure
+    alert covers every volume backup, the job's and ad-hoc ones."""
+    after = stale_after(cron)
+    volume = "volume, pvc_namespace, pvc"
+    last = "longhorn_volume_last_backup_at"  # Unix time of the last successful backup, 0 for none
+    attached = 'max by (volume) (longhorn_volume_state{state="attached"}) == 1'
+    return [
+        {"alert": "LonghornBackupFailed",
+         "expr": f"max by (volume, backup) (longhorn_backup_state >= {LONGHORN_BACKUP_FAILED})",
+         "labels": {"severity": "warning"},
+         "annotations": {"summary": "Longhorn backup {{ $labels.backup }} of volume {{ $labels.volume }} failed "
+                                    f"(`kubectl -n {namespace} get backups.longhorn.io {{{{ $labels.backup }}}} "
+                                    "-o yaml`: status.error); Longhorn deletes it after its failed-backup-ttl"}},
+        {"alert": "LonghornVolumeBackupStale",
+         # A backup too old, or none in the whole window of a volume scraped since its start.
+         "expr": f"(time() - max by ({volume}) ({last} > 0) > {after} "
+                 f"or max by ({volume}) (max_over_time({last}[{after}s])) == 0 "
+                 f"and on (volume) max by (volume) ({last} offset {after}s)) "
+                 f"and on (volume) {attached}",
+         "for": "10m",
+         "labels": {"severity": "critical"},
+         "annotations": {"summary": "Longhorn volume {{ $labels.volume }} ({{ $labels.pvc_namespace }}/"
+                                    "{{ $labels.pvc }}): no successful backup for "
+                                    f"{hours(after)} (RecurringJob {namespace}/{job}, schedule `{cron}` plus "
+                                    f"{hours(MARGIN_SECONDS)})"}},
     ]
 
 

@@ -9,6 +9,7 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.backups import IDENTITY, backups_on
+from plinth.modules.backups.alerts import alert_rule, volume_rules
 from plinth.modules.cluster.differences import longhorn_values
 from plinth.modules.helm import HelmService, merge_values
 from plinth.modules.objectstore import ENDPOINT
@@ -32,6 +33,8 @@ CREDENTIAL_SECRET = "longhorn-backup-s3"
 """The backup target's credentials on-prem (Longhorn's keys: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the
 endpoint AWS_ENDPOINTS)."""
 RECURRING_JOB = "plinth-volume-backup"
+ALERT_RULE = "volume-backups"
+"""The PrometheusRule with the volume backups' alerts (modules/backups/alerts.py)."""
 BACKUP_CONCURRENCY = 2
 """Volumes backed up at once by the recurring job: bounds the load on the nodes and the store."""
 
@@ -133,7 +136,12 @@ class Longhorn(HelmService):
     def objects(self, name: str, block: models.Longhorn, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
         if not volume_backups(ctx):
             return
+        namespace = self.chart().namespace
         k8s.apiextensions.CustomResource(
             resource_name(name, "volume-backup"), api_version="longhorn.io/v1beta2", kind="RecurringJob",
-            metadata=ctx.metadata(RECURRING_JOB, name, namespace=self.chart().namespace),
+            metadata=ctx.metadata(RECURRING_JOB, name, namespace=namespace),
             spec=recurring_job_spec(ctx), opts=opts)
+        if ctx.monitoring:  # the chart's ServiceMonitor (owned values) scrapes the managers' metrics
+            alert_rule(resource_name(name, "backup-alerts"), ctx.metadata(ALERT_RULE, name, namespace=namespace),
+                       "plinth-backups-longhorn",
+                       volume_rules(namespace, RECURRING_JOB, ctx.backups.volumes.schedule), opts)

@@ -400,7 +400,7 @@ def markdown(report: dict) -> str:
                 [[d["what"], d["where"], d["schedule"], d["retention"], d["rpo"]]
                  for d in report.get("protectionCluster", [])]), "",
         "Alerts watching these backups (with monitoring; stale means older than the schedule's longest gap plus 3 "
-        "hours; Longhorn's volume backups have none):", "",
+        "hours):", "",
         *_table(["alert", "rule", "severity", "summary"],
                 [[a["name"], a["rule"], a["severity"], a["summary"]] for a in report.get("protectionAlerts", [])]), "",
         "## Served models and where they come from", "",
