@@ -195,7 +195,7 @@ def volume_rules(namespace: str, job: str, cron: str) -> list[dict]:
                                     f"(`kubectl -n {namespace} get backups.longhorn.io {{{{ $labels.backup }}}} "
                                     "-o yaml`: status.error); Longhorn deletes it after its failed-backup-ttl"}},
         {"alert": "LonghornVolumeBackupStale",
-         # A backup too old, or none in the whole window of a volume scraped since its start.
+         # The last backup too old; or none (0) throughout the window, the volume already scraped at its start.
          "expr": f"(time() - max by ({volume}) ({last} > 0) > {after} "
                  f"or max by ({volume}) (max_over_time({last}[{after}s])) == 0 "
                  f"and on (volume) max by (volume) ({last} offset {after}s)) "
