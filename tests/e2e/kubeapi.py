@@ -19,7 +19,7 @@ FIELD_MANAGER = "plinth-e2e"
 
 class ApiError(Exception):
     def __init__(self, status: int, body: str, what: str):
-        self.status = status
+        self.status, self.body = status, body
         super().__init__(f"{what}: HTTP {status}: {body[:500]}")
 
 

@@ -32,8 +32,8 @@ def _refusal(kube, route: dict) -> str | None:
     try:
         kube.apply(route)
     except ApiError as exc:
-        if exc.status in (403, 422) and "ValidatingAdmissionPolicy" in str(exc):
-            return str(exc)
+        if exc.status in (403, 422) and "ValidatingAdmissionPolicy" in exc.body:
+            return exc.body  # whole: a message naming every platform host name is long
         raise
     kube.delete(route)
     return None
