@@ -171,6 +171,10 @@ class PlatformContext:
         """Staging runs like prod (HA), so what reaches prod was tried in that shape."""
         return self.environment != "dev"
 
+    def replicas(self, chosen: int | None, prod_like: int = 2) -> int:
+        """A replicated component's count: the spec's choice, else `prod_like` in staging and prod, 1 in dev."""
+        return chosen or (prod_like if self.prod_like else 1)
+
     def labels(self, component: str, team: str | None = None, cost_center: str | None = None) -> dict[str, str]:
         """The labels every object carries (sorted keys keep renders byte-stable)."""
         labels = {

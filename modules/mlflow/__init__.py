@@ -183,7 +183,7 @@ class Mlflow(HelmService):
 
     @classmethod
     def replicas(cls, block: MlflowArgs, ctx: PlatformContext) -> int:
-        return block.mlflow.replicas or (2 if ctx.prod_like else 1)
+        return ctx.replicas(block.mlflow.replicas)
 
     @classmethod
     def endpoints(cls, block: MlflowArgs, ctx: PlatformContext) -> dict[str, str]:

@@ -313,8 +313,8 @@ class Monitoring(HelmService):
         grafana = grafana_database_values(cls.chart().namespace) if ctx.prod_like else {}
         if args.oidc:
             grafana = merge_grafana(grafana, grafana_sign_on_values(args))
-        prometheus = block.prometheus_replicas or (2 if ctx.prod_like else 1)
-        alertmanager = block.alertmanager.replicas or (3 if ctx.prod_like else 1)
+        prometheus = ctx.replicas(block.prometheus_replicas)
+        alertmanager = ctx.replicas(block.alertmanager.replicas, 3)
         selectors = {f"{kind}SelectorNilUsesHelmValues": False
                      for kind in ("serviceMonitor", "podMonitor", "rule", "probe", "scrapeConfig")}
         values: dict = {

@@ -79,7 +79,7 @@ class Cilium(HelmService):
             "kubeProxyReplacement": block.kube_proxy_replacement,
             "operator": {
                 "image": _image(images[cilium_operator_image(ctx.target)], ctx),
-                "replicas": block.operator_replicas or (2 if ctx.prod_like else 1),
+                "replicas": ctx.replicas(block.operator_replicas),
                 "podDisruptionBudget": {"enabled": ctx.prod_like},
                 "prometheus": {"enabled": ctx.monitoring, **monitor},
             },

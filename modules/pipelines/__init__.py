@@ -130,7 +130,7 @@ class ArgoWorkflows(HelmService):
 
     @classmethod
     def replicas(cls, block: ArgoWorkflowsArgs, ctx: PlatformContext) -> int:
-        return block.argo.replicas or (2 if ctx.prod_like else 1)
+        return ctx.replicas(block.argo.replicas)
 
     @classmethod
     def images(cls, block: ArgoWorkflowsArgs, ctx: PlatformContext) -> tuple[str, ...]:

@@ -193,7 +193,7 @@ class Harbor(HelmService):
 
     @classmethod
     def replicas(cls, block: HarborArgs, ctx: PlatformContext) -> int:
-        return block.harbor.replicas or (2 if ctx.prod_like else 1)
+        return ctx.replicas(block.harbor.replicas)
 
     @classmethod
     def endpoints(cls, block: HarborArgs, ctx: PlatformContext) -> dict[str, str]:
