@@ -228,6 +228,65 @@ def test_a_group_with_a_comma_is_refused_where_vault_binds_groups():
     assert _vault_sign_on_rules(spec(**teams)) == []  # no Vault client: Vault binds no groups
 
 
+# --- people sign on to Harbor through the identity provider (identity.oidc.clients.harbor) -------------------
+
+HARBOR = {"registry": {"harbor": {"enabled": True, "hostname": "registry.corp.internal"}},
+          "rbac": {"platformAdminGroup": "ml-admins"}}
+HARBOR_OIDC = {"identity": {"oidc": {**OIDC, "certificateAuthority": None,
+                                     "clients": {"kubernetes": "ml-kubernetes", "harbor": "ml-harbor"}}}}
+
+
+def test_harbor_signs_people_on_through_the_provider_before_its_groups_become_members():
+    result = plan(spec(**HARBOR, **HARBOR_OIDC), "test", stage="configure")
+    [auth] = of_type(result, "harbor:index/configAuth:ConfigAuth")
+    assert auth.inputs == {
+        "authMode": "oidc_auth", "oidcName": "Single sign-on", "oidcEndpoint": "https://login.corp.internal/realms/ml",
+        "oidcClientId": "ml-harbor", "oidcClientSecret": SECRET, "oidcScope": "openid,email,profile,groups",
+        "oidcUserClaim": "email", "oidcAutoOnboard": True, "oidcGroupsClaim": "groups", "oidcAdminGroup": "ml-admins",
+        "oidcVerifyCert": True}
+    members = of_type(result, "harbor:index/projectMemberGroup:ProjectMemberGroup")
+    assert len(members) == 4 and all(auth.urn in m.dependencies for m in members)
+
+
+def test_without_a_harbor_client_harbor_keeps_its_own_users(configure):
+    assert of_type(configure, "harbor:index/configAuth:ConfigAuth") == []
+
+
+def test_harbor_sign_on_needs_its_client_secret_in_the_configure_stage_only():
+    from plinth.program import needed_secrets
+
+    signs_on = spec(**HARBOR, **HARBOR_OIDC)
+    assert [s.key for s in needed_secrets(signs_on, "configure")] == [
+        "harborAdminPassword", "harborOidcClientSecret"]
+    assert "harborOidcClientSecret" not in [s.key for s in needed_secrets(signs_on, "platform")]
+    assert "harborOidcClientSecret" not in [s.key for s in needed_secrets(spec(**HARBOR), "configure")]
+
+
+def _harbor_sign_on_rules(spec: PlatformSpec) -> list:
+    from plinth.spec.rules import check_rules
+
+    return [(v.loc, v.rule, v.message, v.fix) for v in check_rules(spec) if v.rule.startswith("harbor-sign-on")]
+
+
+def test_a_harbor_client_needs_harbor_at_a_host_name_oidc_groups_and_no_private_ca():
+    at = ("identity", "oidc", "clients", "harbor")
+    assert _harbor_sign_on_rules(spec(**HARBOR_OIDC, registry={"harbor": {"enabled": True}})) == [
+        (at, "harbor-sign-on", "Harbor signs people on through the provider at its own host name, and registry.harbor "
+         "is not enabled with a hostname", "enable registry.harbor and set registry.harbor.hostname, or remove "
+         "clients.harbor")]
+    ldap = {"registry": {"harbor": {**HARBOR["registry"]["harbor"], "groupType": "ldap"}}}
+    assert _harbor_sign_on_rules(spec(**HARBOR_OIDC, **ldap)) == [
+        (("registry", "harbor", "groupType"), "harbor-sign-on-groups", "groupType 'ldap', while Harbor signs people "
+         "on through the provider (identity.oidc.clients.harbor)", "set groupType: oidc, or remove "
+         "identity.oidc.clients.harbor")]
+    with_ca = {"identity": {"oidc": {**HARBOR_OIDC["identity"]["oidc"], "certificateAuthority": CA}}}
+    assert _harbor_sign_on_rules(spec(**HARBOR, **with_ca)) == [
+        (at, "harbor-sign-on-ca", "Harbor's CA bundle does not hold identity.oidc.certificateAuthority, so Harbor "
+         "could not verify the issuer", "serve the issuer with a certificate of a publicly trusted CA, or remove "
+         "clients.harbor")]
+    assert _harbor_sign_on_rules(spec(**HARBOR, **HARBOR_OIDC)) == []
+
+
 def test_stack_stages():
     assert CONFIGURE_STACKS, "the project has at least one configure stack"
     for stack in CONFIGURE_STACKS:

@@ -991,6 +991,13 @@ class OidcClients(Spec):
         "<secrets.vault.address>/ui/vault/auth/oidc/oidc/callback (the UI) and http://localhost:8250/oidc/callback "
         "(the CLI); its secret is the stack secret plinth:vaultOidcClientSecret. Needs secrets.vault. Default: null "
         "(nobody signs on to Vault through the provider).", pattern=r"^\S{1,255}$")
+    harbor: str | None = Field(
+        None, description="The client ID Harbor signs people on as: the configure stage switches Harbor to OIDC "
+        "authentication (users onboarded from usernameClaim, groups from groupsClaim, rbac.platformAdminGroup as "
+        "Harbor admins, the teams' groups members of their projects). Redirect URI "
+        "https://<registry.harbor.hostname>/c/oidc/callback; its secret is the stack secret "
+        "plinth:harborOidcClientSecret. Needs registry.harbor with a hostname and groupType oidc. Default: null "
+        "(Harbor keeps its own user database).", pattern=r"^\S{1,255}$")
 
 
 class OidcEndpoints(Spec):
