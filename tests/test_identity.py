@@ -154,6 +154,19 @@ def test_the_cli_refuses_prod_without_sign_on_with_exit_2(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_the_cli_refuses_a_vault_client_without_vault_at_its_line(tmp_path):
+    (tmp_path / "vault.yaml").write_text(MINIMAL + "identity:\n  oidc:\n    issuer: https://login.corp.internal\n"
+                                         "    clients:\n      kubernetes: k8s\n      vault: ml-vault\n")
+    result = subprocess.run([*PLINTH, "validate", "vault.yaml"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "PLINTH_DEBUG": ""})
+    assert result.returncode == 2
+    line = len(MINIMAL.splitlines()) + 6
+    assert result.stderr.splitlines()[0] == (
+        f"vault.yaml:{line}:7: identity.oidc.clients.vault: Vault signs people on through the provider, and "
+        "secrets.vault is not enabled [rule vault-sign-on; fix: enable secrets.vault, or remove clients.vault]")
+    assert "Traceback" not in result.stderr
+
+
 # --- the Kubernetes API on an existing cluster --------------------------------------------------------------
 
 

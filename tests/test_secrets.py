@@ -128,6 +128,165 @@ def test_the_configure_stage_holds_no_vault_credential(configure):
     assert provider.inputs["address"] == "https://vault.vault.svc:8200"
 
 
+# --- people sign on to Vault through the identity provider (identity.oidc.clients.vault) ---------------------
+
+CA = """-----BEGIN CERTIFICATE-----
+MIIBwzCCAWmgAwIBAgIUHakePfc///1ocpE66h6ZMGJxhgwwCgYIKoZIzj0EAwIw
+-----END CERTIFICATE-----
+"""
+OIDC = {"issuer": "https://login.corp.internal/realms/ml", "certificateAuthority": CA,
+        "clients": {"kubernetes": "ml-kubernetes", "vault": "ml-vault"}}
+
+
+def sign_on_spec(*layers: dict) -> PlatformSpec:
+    return platform_spec({"certificates": {"certManager": {"enabled": True}}, "secrets": {"vault": {"enabled": True}},
+                          "identity": {"oidc": OIDC}, "teams": [*TEAMS, {"name": "nobody"}]}, *layers)
+
+
+@pytest.fixture(scope="module")
+def sign_on():
+    return plan(sign_on_spec(), "test", stage="configure")
+
+
+def test_vault_signs_people_on_through_the_provider_with_no_default_role(sign_on):
+    [backend] = of_type(sign_on, "jwt/authBackend:AuthBackend")
+    assert backend.inputs == {
+        "type": "oidc", "path": "oidc", "oidcDiscoveryUrl": "https://login.corp.internal/realms/ml",
+        "oidcDiscoveryCaPem": CA, "oidcClientId": "ml-vault", "oidcClientSecret": SECRET,
+        "description": "People of the identity provider: one role per team (team-<team>)"}
+
+
+def test_each_team_with_groups_signs_on_as_its_own_role_with_its_own_policy(sign_on):
+    roles = {r.inputs["roleName"]: r.inputs for r in of_type(sign_on, "jwt/authBackendRole:AuthBackendRole")}
+    # fraud-2 and nobody have no groups: nobody could sign on as them, so they get no role.
+    assert set(roles) == {"team-fraud", "team-credit"}
+    assert roles["team-fraud"] == {
+        "backend": "oidc", "roleName": "team-fraud", "roleType": "oidc", "boundAudiences": ["ml-vault"],
+        "userClaim": "email", "groupsClaim": "groups", "oidcScopes": ["email", "profile", "groups"],
+        "boundClaims": {"groups": "fraud-eng,fraud-ds,audit"}, "boundClaimsType": "string",
+        "allowedRedirectUris": ["https://vault.vault.svc:8200/ui/vault/auth/oidc/oidc/callback",
+                                "http://localhost:8250/oidc/callback"],
+        "tokenPolicies": ["team-fraud"], "tokenTtl": 3600, "tokenMaxTtl": 14400}
+    assert roles["team-credit"]["boundClaims"] == {"groups": "credit-eng"}
+    assert roles["team-credit"]["tokenPolicies"] == ["team-credit"]
+    # The same policy as the team's ServiceAccount role: one per team, whoever logs in.
+    _, policies = _roles_and_policies(sign_on)
+    assert set(policies) == {f"team-{t['name']}" for t in (*TEAMS, {"name": "nobody"})}
+
+
+def test_sign_on_follows_the_claims_scopes_and_address_of_the_spec():
+    result = plan(sign_on_spec({
+        "identity": {"oidc": {**OIDC, "certificateAuthority": None, "usernameClaim": "preferred_username",
+                              "groupsClaim": "roles", "scopes": ["openid", "roles"]}},
+        "secrets": {"vault": {"enabled": True, "secretsOperator": False,
+                              "address": "https://vault.corp.internal:8200"}}}), "test", stage="configure")
+    [backend] = of_type(result, "jwt/authBackend:AuthBackend")
+    assert "oidcDiscoveryCaPem" not in backend.inputs
+    [role] = [r.inputs for r in of_type(result, "jwt/authBackendRole:AuthBackendRole")
+              if r.inputs["roleName"] == "team-fraud"]
+    assert (role["userClaim"], role["groupsClaim"], role["oidcScopes"]) == ("preferred_username", "roles", ["roles"])
+    assert role["boundClaims"] == {"roles": "fraud-eng,fraud-ds,audit"}
+    assert role["allowedRedirectUris"][0] == "https://vault.corp.internal:8200/ui/vault/auth/oidc/oidc/callback"
+    # Without the secrets operator: no ServiceAccount roles, but the policies the sign-on roles name.
+    roles, policies = _roles_and_policies(result)
+    assert roles == {}
+    assert {"team-fraud", "team-credit"} <= set(policies)
+
+
+def test_vault_sign_on_needs_its_client_secret_in_the_configure_stage_only():
+    from plinth.program import needed_secrets
+
+    assert "vaultOidcClientSecret" in [s.key for s in needed_secrets(sign_on_spec(), "configure")]
+    assert "vaultOidcClientSecret" not in [s.key for s in needed_secrets(sign_on_spec(), "platform")]
+    assert "vaultOidcClientSecret" not in [s.key for s in needed_secrets(spec(), "configure")]
+
+
+def test_without_a_vault_client_nobody_signs_on_to_vault(configure):
+    assert of_type(configure, "jwt/authBackend:AuthBackend") == []
+    assert of_type(configure, "jwt/authBackendRole:AuthBackendRole") == []
+
+
+def _vault_sign_on_rules(spec: PlatformSpec) -> list:
+    from plinth.spec.rules import check_rules
+
+    return [(v.loc, v.message, v.fix) for v in check_rules(spec) if v.rule.startswith("vault-sign-on")]
+
+
+def test_a_vault_client_without_vault_is_refused():
+    assert _vault_sign_on_rules(sign_on_spec({"secrets": {"vault": {"enabled": False}}})) == [
+        (("identity", "oidc", "clients", "vault"), "Vault signs people on through the provider, and secrets.vault "
+         "is not enabled", "enable secrets.vault, or remove clients.vault")]
+
+
+def test_a_group_with_a_comma_is_refused_where_vault_binds_groups():
+    teams = {"teams": [{"name": "fraud", "groups": {"mlEngineer": ["fraud-eng"],
+                                                     "viewer": ["cn=audit,ou=groups"]}}]}
+    assert _vault_sign_on_rules(sign_on_spec(teams)) == [
+        (("teams", 0, "groups", "viewer", 0), "group 'cn=audit,ou=groups' has a comma, and Vault's sign-on role "
+         "binds a team's groups as one comma-separated list", "name the group without a comma at the provider, or "
+         "remove identity.oidc.clients.vault")]
+    assert _vault_sign_on_rules(spec(**teams)) == []  # no Vault client: Vault binds no groups
+
+
+# --- people sign on to Harbor through the identity provider (identity.oidc.clients.harbor) -------------------
+
+HARBOR = {"registry": {"harbor": {"enabled": True, "hostname": "registry.corp.internal"}},
+          "rbac": {"platformAdminGroup": "ml-admins"}}
+HARBOR_OIDC = {"identity": {"oidc": {**OIDC, "certificateAuthority": None,
+                                     "clients": {"kubernetes": "ml-kubernetes", "harbor": "ml-harbor"}}}}
+
+
+def test_harbor_signs_people_on_through_the_provider_before_its_groups_become_members():
+    result = plan(spec(**HARBOR, **HARBOR_OIDC), "test", stage="configure")
+    [auth] = of_type(result, "harbor:index/configAuth:ConfigAuth")
+    assert auth.inputs == {
+        "authMode": "oidc_auth", "oidcName": "Single sign-on", "oidcEndpoint": "https://login.corp.internal/realms/ml",
+        "oidcClientId": "ml-harbor", "oidcClientSecret": SECRET, "oidcScope": "openid,email,profile,groups",
+        "oidcUserClaim": "email", "oidcAutoOnboard": True, "oidcGroupsClaim": "groups", "oidcAdminGroup": "ml-admins",
+        "oidcVerifyCert": True}
+    members = of_type(result, "harbor:index/projectMemberGroup:ProjectMemberGroup")
+    assert len(members) == 4 and all(auth.urn in m.dependencies for m in members)
+
+
+def test_without_a_harbor_client_harbor_keeps_its_own_users(configure):
+    assert of_type(configure, "harbor:index/configAuth:ConfigAuth") == []
+
+
+def test_harbor_sign_on_needs_its_client_secret_in_the_configure_stage_only():
+    from plinth.program import needed_secrets
+
+    signs_on = spec(**HARBOR, **HARBOR_OIDC)
+    assert [s.key for s in needed_secrets(signs_on, "configure")] == [
+        "harborAdminPassword", "harborOidcClientSecret"]
+    assert "harborOidcClientSecret" not in [s.key for s in needed_secrets(signs_on, "platform")]
+    assert "harborOidcClientSecret" not in [s.key for s in needed_secrets(spec(**HARBOR), "configure")]
+
+
+def _harbor_sign_on_rules(spec: PlatformSpec) -> list:
+    from plinth.spec.rules import check_rules
+
+    return [(v.loc, v.rule, v.message, v.fix) for v in check_rules(spec) if v.rule.startswith("harbor-sign-on")]
+
+
+def test_a_harbor_client_needs_harbor_at_a_host_name_oidc_groups_and_no_private_ca():
+    at = ("identity", "oidc", "clients", "harbor")
+    assert _harbor_sign_on_rules(spec(**HARBOR_OIDC, registry={"harbor": {"enabled": True}})) == [
+        (at, "harbor-sign-on", "Harbor signs people on through the provider at its own host name, and registry.harbor "
+         "is not enabled with a hostname", "enable registry.harbor and set registry.harbor.hostname, or remove "
+         "clients.harbor")]
+    ldap = {"registry": {"harbor": {**HARBOR["registry"]["harbor"], "groupType": "ldap"}}}
+    assert _harbor_sign_on_rules(spec(**HARBOR_OIDC, **ldap)) == [
+        (("registry", "harbor", "groupType"), "harbor-sign-on-groups", "groupType 'ldap', while Harbor signs people "
+         "on through the provider (identity.oidc.clients.harbor)", "set groupType: oidc, or remove "
+         "identity.oidc.clients.harbor")]
+    with_ca = {"identity": {"oidc": {**HARBOR_OIDC["identity"]["oidc"], "certificateAuthority": CA}}}
+    assert _harbor_sign_on_rules(spec(**HARBOR, **with_ca)) == [
+        (at, "harbor-sign-on-ca", "Harbor's CA bundle does not hold identity.oidc.certificateAuthority, so Harbor "
+         "could not verify the issuer", "serve the issuer with a certificate of a publicly trusted CA, or remove "
+         "clients.harbor")]
+    assert _harbor_sign_on_rules(spec(**HARBOR, **HARBOR_OIDC)) == []
+
+
 def test_stack_stages():
     assert CONFIGURE_STACKS, "the project has at least one configure stack"
     for stack in CONFIGURE_STACKS:

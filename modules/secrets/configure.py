@@ -1,5 +1,6 @@
-"""The configure stage of Vault: the KV mount, Kubernetes auth, one policy and role per team and, with raft
-snapshots on (snapshots.py), the snapshot-only policy and role of the snapshot job.
+"""The configure stage of Vault: the KV mount, Kubernetes auth, one policy and role per team, with
+identity.oidc.clients.vault the oidc auth method and one sign-on role per team and, with raft snapshots on
+(snapshots.py), the snapshot-only policy and role of the snapshot job.
 
 Runs once Vault is initialised and unsealed (`vault operator init` is an operator's act; Plinth
 never holds root tokens or unseal keys). The provider authenticates from the environment of
@@ -9,13 +10,14 @@ credential is ever in stack config or state inputs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_vault as vault
 
 from plinth.catalog import CHARTS
-from plinth.context import PlatformContext, resource_name
+from plinth.context import PlatformContext, StackSecret, resource_name
 from plinth.modules.secrets import vault_address
 from plinth.modules.secrets.operator import (
     AUDIENCE,
@@ -29,11 +31,34 @@ from plinth.modules.secrets.snapshots import NAME as SNAPSHOT
 from plinth.modules.secrets.snapshots import POLICY_HCL as SNAPSHOT_POLICY
 from plinth.modules.secrets.snapshots import snapshots_on
 from plinth.service import PlatformService
-from plinth.spec.models import PlatformSpec
+from plinth.spec.errors import Violation
+from plinth.spec.models import Oidc, PlatformSpec
 
 SNAPSHOT_NAMESPACE = CHARTS["vault"].namespace
 TOKEN_TTL = 3600
 """Lifetime of the Vault token a team's login gets (seconds); the operator renews it."""
+OIDC_MOUNT = "oidc"
+"""Where people sign on (auth/oidc): the mount path is part of the UI's redirect URI."""
+CLI_REDIRECT = "http://localhost:8250/oidc/callback"
+"""Where `vault login -method=oidc` listens for the provider's redirect (the CLI's default port)."""
+OIDC_CLIENT_SECRET = StackSecret(
+    "vaultOidcClientSecret", "client secret of Vault's client at the identity provider (identity.oidc.clients.vault)")
+
+
+@dataclass(frozen=True)
+class VaultSignOn:
+    """Vault's oidc auth method: the provider, Vault's client and each team's groups."""
+
+    oidc: Oidc
+    """identity.oidc (clients.vault set)."""
+    address: str
+    """Vault's address as people reach it: the UI's redirect URI is below it."""
+    groups: tuple[tuple[str, tuple[str, ...]], ...]
+    """(team, every group of its roles), for the teams with groups."""
+
+    @property
+    def redirect_uris(self) -> list[str]:
+        return [f"{self.address}/ui/vault/auth/{OIDC_MOUNT}/oidc/callback", CLI_REDIRECT]
 
 
 @dataclass(frozen=True)
@@ -43,6 +68,8 @@ class VaultTeamsArgs:
     teams: tuple[str, ...]
     snapshots: bool = False
     """Whether the snapshot job's role is made (backups on, Vault on raft)."""
+    sign_on: VaultSignOn | None = None
+    """People sign on through identity.oidc (clients.vault set); None: they do not."""
 
 
 def _snapshots(spec: PlatformSpec) -> bool:
@@ -50,18 +77,64 @@ def _snapshots(spec: PlatformSpec) -> bool:
     return snapshots_on(backups, spec.secrets.vault)
 
 
+def _signs_on(spec: PlatformSpec) -> bool:
+    oidc = spec.identity.oidc
+    return bool(spec.secrets.vault.enabled and oidc and oidc.clients.vault)
+
+
+def team_groups(team) -> tuple[str, ...]:
+    """Every group of a team's roles, each once, in the spec's order."""
+    groups = team.groups
+    return tuple(dict.fromkeys((*groups.ml_engineer, *groups.data_scientist, *groups.viewer)))
+
+
+def vault_sign_on_rules(spec: PlatformSpec) -> Iterator[Violation]:
+    """Vault's client needs Vault, and each team's groups must survive the role's comma-separated claim list."""
+    oidc = spec.identity.oidc
+    if not (oidc and oidc.clients.vault):
+        return
+    at = ("identity", "oidc", "clients", "vault")
+    if not spec.secrets.vault.enabled:
+        yield Violation(at, "Vault signs people on through the provider, and secrets.vault is not enabled",
+                        "vault-sign-on", "enable secrets.vault, or remove clients.vault")
+        return
+    for index, team in enumerate(spec.teams):
+        for role, key in (("ml_engineer", "mlEngineer"), ("data_scientist", "dataScientist"), ("viewer", "viewer")):
+            for position, group in enumerate(getattr(team.groups, role)):
+                if "," in group:
+                    yield Violation(("teams", index, "groups", key, position), f"group {group!r} has a comma, and "
+                                    "Vault's sign-on role binds a team's groups as one comma-separated list",
+                                    "vault-sign-on-group", "name the group without a comma at the provider, or "
+                                    "remove identity.oidc.clients.vault")
+
+
 class VaultTeams(PlatformService):
     """Vault's side of every team's access (plinth:secrets:VaultTeams)."""
 
+    secrets = (OIDC_CLIENT_SECRET,)
+
     @classmethod
     def enabled(cls, spec: PlatformSpec) -> bool:
-        # Vault's side of what the operator's VaultAuths and the snapshot job use.
-        return VaultSecretsOperator.enabled(spec) or _snapshots(spec)
+        # Vault's side of what the operator's VaultAuths, people's sign-on and the snapshot job use.
+        return VaultSecretsOperator.enabled(spec) or _signs_on(spec) or _snapshots(spec)
 
     @classmethod
     def block(cls, spec: PlatformSpec) -> VaultTeamsArgs:
+        address = spec.secrets.vault.address or vault_address()
         teams = tuple(t.name for t in spec.teams) if VaultSecretsOperator.enabled(spec) else ()
-        return VaultTeamsArgs(spec.secrets.vault.address or vault_address(), teams, _snapshots(spec))
+        sign_on = None
+        if _signs_on(spec):
+            groups = tuple((t.name, team_groups(t)) for t in spec.teams if team_groups(t))
+            sign_on = VaultSignOn(spec.identity.oidc, address, groups)  # type: ignore[arg-type]  # _signs_on
+        return VaultTeamsArgs(address, teams, _snapshots(spec), sign_on)
+
+    @classmethod
+    def needed_secrets(cls, spec: PlatformSpec) -> tuple[StackSecret, ...]:
+        return (OIDC_CLIENT_SECRET,) if _signs_on(spec) else ()
+
+    @classmethod
+    def rules(cls, spec: PlatformSpec) -> Iterator[Violation]:
+        return vault_sign_on_rules(spec)
 
     def __init__(self, name: str, args: VaultTeamsArgs, ctx: PlatformContext,
                  opts: pulumi.ResourceOptions | None = None):
@@ -77,10 +150,15 @@ class VaultTeams(PlatformService):
         config = vault.kubernetes.AuthBackendConfig(
             resource_name(name, "kubernetes-config"), backend=auth.path,
             kubernetes_host="https://kubernetes.default.svc", disable_local_ca_jwt=False, opts=child)
-        for team in args.teams:
+        # One policy per team, shared by its ServiceAccount's role and its people's sign-on role.
+        signing_on = tuple(team for team, _ in args.sign_on.groups) if args.sign_on else ()
+        policies = {}
+        for team in dict.fromkeys((*args.teams, *signing_on)):
             access = TeamVaultAccess(team)
-            policy = vault.Policy(resource_name(name, access.policy), name=access.policy,
-                                  policy=access.policy_hcl(), opts=child)
+            policies[team] = vault.Policy(resource_name(name, access.policy), name=access.policy,
+                                          policy=access.policy_hcl(), opts=child)
+        for team in args.teams:
+            access, policy = TeamVaultAccess(team), policies[team]
             vault.kubernetes.AuthBackendRole(
                 resource_name(name, access.role),
                 backend=auth.path,
@@ -94,6 +172,9 @@ class VaultTeams(PlatformService):
                 token_max_ttl=4 * TOKEN_TTL,
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[config, kv])),
             )
+        if args.sign_on:
+            self._sign_on(name, args.sign_on, policies, ctx, pulumi.ResourceOptions.merge(
+                child, pulumi.ResourceOptions(depends_on=[kv])))
         if args.snapshots:
             # Read a raft snapshot, nothing else; the job's ServiceAccount in Vault's namespace, no glob.
             policy = vault.Policy(resource_name(name, SNAPSHOT), name=SNAPSHOT, policy=SNAPSHOT_POLICY, opts=child)
@@ -103,3 +184,31 @@ class VaultTeams(PlatformService):
                 audience=AUDIENCE, token_policies=[policy.name], token_ttl=600, token_max_ttl=1800,
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[config])))
         self.register_outputs({})
+
+    @staticmethod
+    def _sign_on(name: str, sign_on: VaultSignOn, policies: dict, ctx: PlatformContext,
+                 opts: pulumi.ResourceOptions) -> None:
+        """The oidc auth method (no default role: people name their team's) and one role per team, bound to
+        Vault's client and the team's groups, with the team's policy. No platform-admin role: Plinth defines
+        no Vault admin policy (administration stays with the operator's own token)."""
+        secret = ctx.secrets.vault_oidc_client_secret
+        if secret is None:
+            raise ValueError("Vault's sign-on needs the stack secret plinth:vaultOidcClientSecret")
+        oidc = sign_on.oidc
+        backend = vault.jwt.AuthBackend(
+            resource_name(name, OIDC_MOUNT), type="oidc", path=OIDC_MOUNT, oidc_discovery_url=oidc.issuer,
+            oidc_discovery_ca_pem=oidc.certificate_authority, oidc_client_id=oidc.clients.vault,
+            oidc_client_secret=pulumi.Output.secret(secret),
+            description="People of the identity provider: one role per team (team-<team>)", opts=opts)
+        # Vault always asks for openid; the others put the user and groups claims in the ID token.
+        scopes = [scope for scope in oidc.scopes if scope != "openid"]
+        for team, groups in sign_on.groups:
+            access = TeamVaultAccess(team)
+            vault.jwt.AuthBackendRole(
+                resource_name(name, OIDC_MOUNT, access.role), backend=backend.path, role_name=access.role,
+                role_type="oidc", bound_audiences=[oidc.clients.vault], user_claim=oidc.username_claim,
+                groups_claim=oidc.groups_claim, oidc_scopes=scopes,
+                # The provider's group names, exactly (no prefix: that is the Kubernetes API's naming).
+                bound_claims={oidc.groups_claim: ",".join(groups)}, bound_claims_type="string",
+                allowed_redirect_uris=sign_on.redirect_uris, token_policies=[policies[team].name],
+                token_ttl=TOKEN_TTL, token_max_ttl=4 * TOKEN_TTL, opts=opts)

@@ -984,6 +984,20 @@ class OidcClients(Spec):
         None, description="The client ID the sign-on proxy (identity.uiProxy) signs people on as; redirect URIs "
         "https://<each identity.uiProxy.hosts name>/oauth2/callback; its secret is the stack secret "
         "plinth:uiProxyClientSecret. Required with identity.uiProxy. Default: null.", pattern=r"^\S{1,255}$")
+    vault: str | None = Field(
+        None, description="The client ID Vault signs people on as: the configure stage mounts Vault's oidc auth "
+        "method at auth/oidc with one role per team with groups, team-<team>, for the team's groups (every role's) "
+        "and with the team's policy (vault login -method=oidc role=team-<team>). Redirect URIs "
+        "<secrets.vault.address>/ui/vault/auth/oidc/oidc/callback (the UI) and http://localhost:8250/oidc/callback "
+        "(the CLI); its secret is the stack secret plinth:vaultOidcClientSecret. Needs secrets.vault. Default: null "
+        "(nobody signs on to Vault through the provider).", pattern=r"^\S{1,255}$")
+    harbor: str | None = Field(
+        None, description="The client ID Harbor signs people on as: the configure stage switches Harbor to OIDC "
+        "authentication (users onboarded from usernameClaim, groups from groupsClaim, rbac.platformAdminGroup as "
+        "Harbor admins, the teams' groups members of their projects). Redirect URI "
+        "https://<registry.harbor.hostname>/c/oidc/callback; its secret is the stack secret "
+        "plinth:harborOidcClientSecret. Needs registry.harbor with a hostname and groupType oidc. Default: null "
+        "(Harbor keeps its own user database).", pattern=r"^\S{1,255}$")
 
 
 class OidcEndpoints(Spec):

@@ -44,10 +44,10 @@ def service_needs(spec: PlatformSpec) -> Iterator[Violation]:
 
 
 def service_own_rules(spec: PlatformSpec) -> Iterator[Violation]:
-    """Each service's own rules (PlatformService.rules)."""
-    from plinth.program import SERVICES
+    """Each service's and configure part's own rules (PlatformService.rules): one spec feeds both stages."""
+    from plinth.program import CONFIGURATION, SERVICES
 
-    for _, service in SERVICES:
+    for _, service in (*SERVICES, *CONFIGURATION):
         yield from service.rules(spec)
 
 
