@@ -155,7 +155,8 @@ class PulumiProject:
                               env=self.env, capture_output=True, text=True, timeout=timeout)
         run = Run(list(args), proc.returncode, proc.stdout + proc.stderr, time.perf_counter() - t0)
         with (self.workdir / "pulumi.log").open("a") as log:  # every run's output, each step's time: for a post-mortem
-            log.write(run.text + "\n")
+            documents = "--json" in args or args[:2] == ("stack", "export")  # state and plans: megabytes each
+            log.write((run.text.splitlines()[0] if documents else run.text) + "\n")
         if check and run.rc != 0:
             raise AssertionError(f"pulumi failed:\n{run.text}")
         return run
