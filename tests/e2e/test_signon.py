@@ -82,7 +82,7 @@ class Provider:
         self.control("/user", {"subject": email.split("@")[0], "email": email, "groups": groups})
         query = urllib.parse.urlencode({"client_id": self._client, "response_type": "code", "state": "e2e",
                                         "scope": "openid email groups", "redirect_uri": REDIRECT})
-        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self._tls), _NoRedirect)
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self._tls), NoRedirect)
         try:
             opener.open(f"{self.issuer}/authorize?{query}", timeout=10)
             raise AssertionError("the provider did not redirect back with a code")
@@ -95,18 +95,23 @@ class Provider:
             return json.loads(answer.read())["id_token"]
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
+class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
 
 
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory):
+def mockoidc(directory: Path) -> Provider:
+    """The toolchain's mockoidc, started with its files in `directory`; absent, the test skips saying how to build it."""
     binary = toolchain_tool("mockoidc")
     if binary is None:
         pytest.skip("no mockoidc: run tests/e2e/toolchain/build.sh (it builds tests/e2e/toolchain/mockoidc), "
                     "or set PLINTH_MOCKOIDC")
-    running = Provider(binary, tmp_path_factory.mktemp("oidc"))
+    return Provider(binary, directory)
+
+
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory):
+    running = mockoidc(tmp_path_factory.mktemp("oidc"))
     yield running
     running.stop()
 

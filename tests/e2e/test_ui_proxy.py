@@ -13,7 +13,6 @@ import http.server
 import json
 import os
 import secrets
-import socket
 import ssl
 import subprocess
 import threading
@@ -22,14 +21,13 @@ import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 import yaml
 
 from binaries import toolchain_tool
-from support import stop_process
-from test_signon import ADMINS, FRAUD_ENGINEERS, Provider
+from support import free_port, stop_process
+from test_signon import ADMINS, FRAUD_ENGINEERS, NoRedirect, mockoidc
 from plinth.engine.offline import plan
 from plinth.spec.load import load_spec
 
@@ -61,24 +59,9 @@ class Upstream(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory):
-    binary = toolchain_tool("mockoidc")
-    if binary is None:
-        pytest.skip("no mockoidc: run tests/e2e/toolchain/build.sh (it builds tests/e2e/toolchain/mockoidc), "
-                    "or set PLINTH_MOCKOIDC")
-    running = Provider(binary, tmp_path_factory.mktemp("oidc"))
+    running = mockoidc(tmp_path_factory.mktemp("oidc"))
     running.as_client(CLIENT)
     yield running
     running.stop()
@@ -118,7 +101,7 @@ def proxy(provider, planned, tmp_path_factory):
     work = tmp_path_factory.mktemp("proxy")
     upstream = Upstream()
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    port = _free_port()
+    port = free_port()
     config = tomllib.loads(planned["config"]["configFile"])
     (work / "ca.crt").write_text(provider.ca_pem)
     assert config["provider_ca_files"] == ["/etc/oauth2-proxy/oidc-ca/ca.crt"]
@@ -160,7 +143,7 @@ class Browser:
     def __init__(self, provider):
         self.cookies: dict[str, str] = {}
         self._opener = urllib.request.build_opener(
-            urllib.request.HTTPSHandler(context=ssl.create_default_context(cadata=provider.ca_pem)), _NoRedirect)
+            urllib.request.HTTPSHandler(context=ssl.create_default_context(cadata=provider.ca_pem)), NoRedirect)
 
     def get(self, url: str) -> tuple[int, str, bytes]:
         """(status, Location, body) of one request, keeping the cookies it sets."""
