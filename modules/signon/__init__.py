@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from plinth.context import PlatformContext, StackSecret, resource_name
 from plinth.modules.helm import HelmService, merge_values
 from plinth.objects import gateway_route, stack_secret, whole_host_rule
 from plinth.service import GatewayHost, Need, Peer, gateway_hostname_rules
+from plinth.spec import models
 from plinth.spec.errors import Violation
 from plinth.vocabulary import UIS_WITHOUT_LOGIN, WebUi
 
@@ -34,10 +36,10 @@ PROXY_PORT, SERVICE_PORT = 4180, 80
 class UiProxyArgs:
     """What the sign-on proxy needs from the spec."""
 
-    proxy: Any
-    """identity.uiProxy (plinth.spec.models.UiProxy)."""
+    proxy: models.UiProxy
+    """identity.uiProxy."""
     oidc: Any
-    """identity.oidc (plinth.spec.models.Oidc)."""
+    """identity.oidc (plinth.spec.models.Oidc): set wherever the proxy is enabled (UiProxy.enabled)."""
     admin_group: str
     """rbac.platformAdminGroup: the only group that passes."""
 
@@ -56,8 +58,6 @@ class UiProxyArgs:
 
 def toml(value: Any) -> str:
     """A TOML value: strings quoted (JSON's escapes are TOML's), booleans, lists."""
-    import json
-
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
