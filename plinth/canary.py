@@ -153,7 +153,7 @@ def edited_text(target: Target, model_ref: str, edit: Edit) -> tuple[str, str]:
     """
     try:
         old = read_text(target)
-        model = find_model(_spec(target, target.path), model_ref)
+        model = current_model(target, model_ref)
         inherited = _named(_inherited_tree(target), ("serving", "models", Named(model.name)))
         changes = edit(model, inherited)
         entry = (*target.root, "serving", "models", Named(model.name))
@@ -222,6 +222,11 @@ def _stat(path: Path) -> os.stat_result | None:
         return os.stat(path)
     except OSError:
         return None
+
+
+def current_model(target: Target, ref: str) -> Model:
+    """The model `ref` as the target's file has it now (before an edit)."""
+    return find_model(_spec(target, target.path), ref)
 
 
 def find_model(spec: PlatformSpec, ref: str) -> Model:

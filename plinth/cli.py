@@ -711,7 +711,7 @@ def _gate(enabled: bool, url: str | None, stack: str | None, timeout: float):
                                        "give --prometheus URL")
         if where is None:
             raise SpecInvalid([SpecError(None, "--prometheus", "--gate reads Prometheus: give --prometheus URL")])
-        verdict = gate(canary.find_model(canary._spec(target, target.path), model_ref), where, timeout)
+        verdict = gate(canary.current_model(target, model_ref), where, timeout)
         typer.echo("\n".join(lines(verdict)))
         if not verdict.passed:
             _err(f"{target.name}: not changed: the canary gate refused")
@@ -782,7 +782,7 @@ def promote(
     project = project_dir()
     origin = canary.target(project, None, source)
     try:
-        version = source_version(canary.find_model(canary._spec(origin, origin.path), model), source)
+        version = source_version(canary.current_model(origin, model), source)
     except Refused as exc:
         raise SpecInvalid([SpecError(None, "", f"{origin.name}: {exc}")]) from None
     except SpecInvalid as exc:
