@@ -784,9 +784,15 @@ class ArgoWorkflows(Spec):
     replicas: PositiveCount | None = Field(
         None, description="Controller replicas (one leads, elected through a Lease; the others wait). Default: null "
         "(1 in dev, 2 in staging and prod).")
-    server: Flag = Field(False, description="Run the Argo Server (the UI and its API) in namespace argo, in-cluster "
-                         "only (no route on the Gateway: sign-on for the platform's UIs is not wired to it yet). "
+    server: Flag = Field(False, description="Run the Argo Server (the UI and its API) in namespace argo: in-cluster "
+                         "only in client auth mode (each caller brings their Kubernetes token), or with hostname on "
+                         "the platform Gateway behind the provider's sign-on (identity.oidc.clients.argo). "
                          "Default: false.")
+    hostname: str | None = Field(
+        None, description="Host name of the Argo Server on the platform Gateway (one name under "
+        "network.gateway.hostname): people sign on through identity.oidc (clients.argo, required) and act as "
+        "their team's workflow account in the team's namespace (the platform admins read every team's). Needs "
+        "server: true. Default: null (in-cluster only).", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     values: Values = {}
 
 
@@ -998,6 +1004,11 @@ class OidcClients(Spec):
         "https://<registry.harbor.hostname>/c/oidc/callback; its secret is the stack secret "
         "plinth:harborOidcClientSecret. Needs registry.harbor with a hostname and groupType oidc. Default: null "
         "(Harbor keeps its own user database).", pattern=r"^\S{1,255}$")
+    argo: str | None = Field(
+        None, description="The client ID the Argo Server signs people on as (its native SSO, authorization-code "
+        "flow; redirect URI https://<pipelines.argo.hostname>/oauth2/callback); its secret is the stack secret "
+        "plinth:argoOidcClientSecret. Needs pipelines.argo with server and hostname. Default: null (the Argo "
+        "Server, if on, stays in-cluster in client auth mode).", pattern=r"^\S{1,255}$")
 
 
 class OidcEndpoints(Spec):
@@ -1036,8 +1047,8 @@ class Oidc(Spec):
     clients: OidcClients = Field(description="The provider's client IDs, per surface. Required.")
     scopes: tuple[Annotated[str, Field(pattern=r"^[!#-\[\]-~]{1,100}$")], ...] = Field(
         ("openid", "email", "profile", "groups"), min_length=1, description="The scopes the platform's sign-on "
-        "clients (Grafana, the sign-on proxy) ask for: openid, and what puts the username and groups claims in "
-        "the ID token (many providers, e.g. Dex and Okta, send groups only for the groups scope). Default: "
+        "clients (Grafana, the sign-on proxy, the Argo Server) ask for: openid, and what puts the username and "
+        "groups claims in the ID token (many providers, e.g. Dex and Okta, send groups only for the groups scope). Default: "
         "[openid, email, profile, groups].")
     endpoints: OidcEndpoints | None = Field(
         None, description="The provider's authorization and token endpoints, for Grafana (which does not read the "
