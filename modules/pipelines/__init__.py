@@ -138,9 +138,9 @@ class ArgoWorkflows(HelmService):
         signs_on = bool(argo.server and argo.hostname and oidc and oidc.clients.argo and gateway_serves(spec))
         groups = sorted({g for team in spec.teams for role in (team.groups.data_scientist, team.groups.ml_engineer,
                                                                 team.groups.viewer) for g in role})
-        return ArgoWorkflowsArgs(argo, spec.identity, spec.target.type == "existing" and spec.storage.object_store.enabled,
-                                 oidc if signs_on else None, spec.rbac.platform_admin_group,
-                                 tuple(groups) if signs_on else ())
+        artifacts = spec.target.type == "existing" and spec.storage.object_store.enabled
+        return ArgoWorkflowsArgs(argo, spec.identity, artifacts, oidc if signs_on else None,
+                                 spec.rbac.platform_admin_group, tuple(groups) if signs_on else ())
 
     @classmethod
     def enabled(cls, spec: PlatformSpec) -> bool:

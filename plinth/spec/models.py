@@ -1048,8 +1048,8 @@ class Oidc(Spec):
     scopes: tuple[Annotated[str, Field(pattern=r"^[!#-\[\]-~]{1,100}$")], ...] = Field(
         ("openid", "email", "profile", "groups"), min_length=1, description="The scopes the platform's sign-on "
         "clients (Grafana, the sign-on proxy, the Argo Server) ask for: openid, and what puts the username and "
-        "groups claims in the ID token (many providers, e.g. Dex and Okta, send groups only for the groups scope). Default: "
-        "[openid, email, profile, groups].")
+        "groups claims in the ID token (many providers, e.g. Dex and Okta, send groups only for the groups "
+        "scope). Default: [openid, email, profile, groups].")
     endpoints: OidcEndpoints | None = Field(
         None, description="The provider's authorization and token endpoints, for Grafana (which does not read the "
         "discovery document). Default: null (required with clients.grafana).")
