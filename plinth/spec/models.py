@@ -1083,6 +1083,76 @@ class UiProxy(Spec):
     values: Values = {}
 
 
+DexText = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^$\n]*$")]
+"""A setting of a Dex connector: one line, no `$` (Dex expands $VARIABLES in a connector's settings)."""
+
+
+class LdapUserSearch(Spec):
+    """How Dex finds the person who signs in (the connector's userSearch)."""
+
+    base_dn: DexText = Field(description="Where users are searched, e.g. ou=people,dc=corp,dc=internal. Required.")
+    filter: DexText = Field("(objectClass=person)", description="Filter every user matches. Default: "
+                            "(objectClass=person).")
+    username: DexText = Field("uid", description="The attribute a person types as their user name (AD: "
+                              "sAMAccountName). Default: uid.")
+    id_attr: DexText = Field("uid", description="The attribute that identifies the user (the token's sub). "
+                             "Default: uid.")
+    email_attr: DexText = Field("mail", description="The attribute holding the e-mail (the token's email claim, "
+                                "the platform's usernameClaim). Default: mail.")
+    name_attr: DexText = Field("cn", description="The attribute holding the display name. Default: cn.")
+
+
+class LdapGroupSearch(Spec):
+    """How Dex finds a user's groups (the connector's groupSearch): their names are the token's groups."""
+
+    base_dn: DexText = Field(description="Where groups are searched, e.g. ou=groups,dc=corp,dc=internal. "
+                             "Required.")
+    filter: DexText = Field("(objectClass=groupOfNames)", description="Filter every group matches (AD: "
+                            "(objectClass=group)). Default: (objectClass=groupOfNames).")
+    user_attr: DexText = Field("DN", description="The user's attribute a group lists its members by. Default: DN.")
+    group_attr: DexText = Field("member", description="The group's attribute listing its members. Default: "
+                                "member.")
+    name_attr: DexText = Field("cn", description="The group's name, as the teams' groups and "
+                               "rbac.platformAdminGroup name it. Default: cn.")
+
+
+class LdapConnector(Spec):
+    """An LDAP or Active Directory directory Dex signs people in against."""
+
+    name: Name = Field(description="The connector's ID, and its entry in the stack secret plinth:dexLdapBindPassword "
+                       "(a map: `pulumi config set --secret --path 'plinth:dexLdapBindPassword.<name>'`). Required.")
+    host: str = Field(description="host:port of the directory over TLS, e.g. ldap.corp.internal:636 (never in "
+                      "clear). Required.", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?:[0-9]{1,5}$")
+    start_tls: Flag = Field(False, description="Connect in clear and upgrade with StartTLS (port 389) instead of "
+                            "TLS from the start. Default: false.")
+    certificate_authority: Annotated[str, BeforeValidator(_pem_certificates)] | None = Field(
+        None, description="PEM certificate(s) of the CA that signed the directory's certificate. Default: null "
+        "(the system's CAs).")
+    bind_dn: DexText = Field(description="The account Dex searches the directory as; its password is the stack "
+                             "secret plinth:dexLdapBindPassword.<name>. Required.")
+    user_search: LdapUserSearch = Field(description="How users are found. Required.")
+    group_search: LdapGroupSearch = Field(description="How their groups are found. Required.")
+
+
+class Dex(Spec):
+    """Dex in namespace dex: the platform's own OpenID Connect provider, brokering an on-prem directory (LDAP,
+    Active Directory), e.g. in an air gap. It is identity.oidc's issuer: every client of identity.oidc.clients is one
+    of its static clients."""
+
+    enabled: Flag = Field(False, description="Run Dex (needs the platform Gateway, hostname, identity.oidc with "
+                          "issuer https://<hostname>, and at least one connector). Default: false.")
+    hostname: str | None = Field(
+        None, description="Dex's host name on the platform Gateway (one name under network.gateway.hostname); "
+        "identity.oidc.issuer must be https://<hostname>. Required when enabled. Default: null.",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    replicas: PositiveCount | None = Field(
+        None, description="Dex replicas (stateless: its state is in Kubernetes objects). Default: null (1 in dev, "
+        "2 in staging and prod).")
+    ldap: tuple[LdapConnector, ...] = Field((), max_length=10, description="LDAP / Active Directory connectors. "
+                                            "Default: [].")
+    values: Values = {}
+
+
 class SignOn(Spec):
     """How people sign on to the platform: one identity provider for every surface (this release: the
     Kubernetes API; the teams' groups come from the provider's groups claim)."""
@@ -1097,6 +1167,8 @@ class SignOn(Spec):
         "Default: null.", min_length=10, max_length=200)
     ui_proxy: UiProxy = Field(default_factory=UiProxy, description="The sign-on proxy in front of the web UIs "
                               "without a login of their own. Default: off.")
+    dex: Dex = Field(default_factory=Dex, description="Dex, the platform's own identity provider (a broker for "
+                     "an on-prem directory). Default: off.")
 
     def kubernetes_group(self, group: str) -> str:
         """An identity-provider group as the Kubernetes API names it: with the groups prefix when sign-on is on."""

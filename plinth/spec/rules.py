@@ -437,9 +437,15 @@ def airgap_perimeter(spec: PlatformSpec) -> Iterator[Violation]:
                           "the unsealing Vault", "airgap-endpoint"))
     if index.url:
         endpoints.append((("registry", "pythonIndex", "url"), index.url, "the Python index", "airgap-endpoint"))
-    if spec.identity.oidc and spec.target.type == "existing":  # a cloud's control plane is outside the air gap
+    dex = spec.identity.dex
+    # A cloud's control plane is outside the air gap; Dex on the platform's own Gateway is inside it.
+    if spec.identity.oidc and spec.target.type == "existing" and not (
+            dex.enabled and spec.identity.oidc.issuer == f"https://{dex.hostname}"):
         endpoints.append((("identity", "oidc", "issuer"), spec.identity.oidc.issuer, "the identity provider",
                           "airgap-endpoint"))
+    if dex.enabled:
+        endpoints += [(("identity", "dex", "ldap", i, "host"), f"ldaps://{ldap.host}", "the directory",
+                       "airgap-endpoint") for i, ldap in enumerate(dex.ldap)]
     for at, url, what, rule in endpoints:
         if not _inside_perimeter(url, spec):
             yield Violation(at, f"{what} {url!r} is outside the air gap: its host is not one of the perimeter's "
