@@ -10,7 +10,7 @@ built from the stack secrets. Why each choice: README.md beside this file.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +56,11 @@ every resource of the group)."""
 CRD_RULES = [{"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
               "verbs": ["create", "list"]}]
 """Dex creates its CustomResourceDefinitions itself at start, where listing its kinds fails."""
+
+
+def _entry(key: str) -> Callable[[dict], str]:
+    """One entry of a map stack secret."""
+    return lambda found: str(found[key])
 
 
 def env_name(*parts: str) -> str:
@@ -300,7 +305,7 @@ class Dex(HelmService):
                 raise ValueError("Dex's LDAP connectors need the stack secret plinth:dexLdapBindPassword")
             for ldap in block.dex.ldap:
                 credentials[env_name("ldap", ldap.name, "bind", "pw")] = pulumi.Output.secret(passwords).apply(
-                    lambda found, key=ldap.name: str(found[key]))
+                    _entry(ldap.name))
         for client in block.clients:
             if client.secret:
                 value = getattr(ctx.secrets, client.secret.field)
