@@ -80,7 +80,8 @@ def test_the_directory_is_reached_over_verified_tls_and_its_password_by_referenc
                         "userMatchers": [{"userAttr": "DN", "groupAttr": "member"}], "nameAttr": "cn"}}}
     assert dev["ConfigMap", "dex", "dex-ldap-ca"].inputs["data"] == {"corp-ad.crt": CA}
     values = dev["release"].inputs["values"]
-    assert values["volumeMounts"] == [{"name": "ldap-ca", "mountPath": "/etc/ldap-ca", "readOnly": True}]
+    assert values["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"},
+                                      {"name": "ldap-ca", "mountPath": "/etc/ldap-ca", "readOnly": True}]
 
 
 def test_every_client_is_registered_with_its_redirects_and_the_secret_of_its_stack_secret(dev):
@@ -178,3 +179,5 @@ def test_a_dollar_in_a_connector_setting_is_refused():
 
     with pytest.raises(ValidationError, match="bindDn"):
         spec(dex={"ldap": [{**LDAP, "bindDn": "cn=$HOME,dc=corp"}]})
+    with pytest.raises(ValidationError, match="filter"):  # the entrypoint renders the file as a template
+        spec(dex={"ldap": [{**LDAP, "userSearch": {"baseDn": "dc=corp", "filter": "{{ .Env.HOME }}"}}]})

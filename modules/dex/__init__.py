@@ -289,9 +289,12 @@ class Dex(HelmService):
             "ingress": {"enabled": False},
             "networkPolicy": {"enabled": False},
         }
+        # The image's entrypoint renders the configuration (a gomplate template) into a file under /tmp first.
+        values["volumes"] = [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}]
+        values["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
         if any(ldap.certificate_authority for ldap in block.dex.ldap):
-            values["volumes"] = [{"name": "ldap-ca", "configMap": {"name": CA_CONFIG_MAP}}]
-            values["volumeMounts"] = [{"name": "ldap-ca", "mountPath": CA_DIR, "readOnly": True}]
+            values["volumes"].append({"name": "ldap-ca", "configMap": {"name": CA_CONFIG_MAP}})
+            values["volumeMounts"].append({"name": "ldap-ca", "mountPath": CA_DIR, "readOnly": True})
         return values
 
     def prerequisites(self, name: str, block: DexArgs, ctx: PlatformContext,

@@ -1083,8 +1083,9 @@ class UiProxy(Spec):
     values: Values = {}
 
 
-DexText = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^$\n]*$")]
-"""A setting of a Dex connector: one line, no `$` (Dex expands $VARIABLES in a connector's settings)."""
+DexText = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^${}\n]*$")]
+"""A setting of a Dex connector: one line, no `$` (Dex expands $VARIABLES in a connector's settings) and no braces
+(the image's entrypoint renders the configuration file as a gomplate template first)."""
 
 
 class LdapUserSearch(Spec):
