@@ -250,6 +250,12 @@ CHARTS: dict[str, Chart] = {
             "quay.io/argoproj/argocli:v4.0.6",
         ),
     ),
+    # identity.dex: the platform's own OpenID Connect provider (a broker for an on-prem directory). The chart's
+    # default config is empty; Plinth writes it (issuer, Kubernetes storage, connectors, static clients).
+    "dex": Chart(
+        "https://charts.dexidp.io", "dex", "0.24.0", "dex",
+        images=("ghcr.io/dexidp/dex:v2.44.0",),
+    ),
 }
 
 # Gateway API standard channel at the version the pinned Cilium implements.
@@ -302,6 +308,7 @@ PLATFORM_NAMESPACES: dict[str, str] = {
     "velero": CHARTS["velero"].namespace,
     "sign-on": CHARTS["oauth2-proxy"].namespace,
     "argo": CHARTS["argo-workflows"].namespace,
+    "dex": CHARTS["dex"].namespace,
 }
 
 
