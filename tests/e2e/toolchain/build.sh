@@ -2,8 +2,9 @@
 # Build the e2e acceptance-tier toolchain from the Go module proxy only.
 #
 #   BIN=$(tests/e2e/toolchain/build.sh | tail -n1)
-#   tests/e2e/toolchain/build.sh --print-bin-dir   # no build: bin dir if complete, else rc 1
-#                                                  # (rc 3 while a build is in progress)
+#   tests/e2e/toolchain/build.sh --print-bin-dir   # no build: bin dir; rc 0 once the main key is complete,
+#                                                  # 3 while a build makes it, else 1
+#   tests/e2e/toolchain/build.sh --building        # rc 0 while a build is in progress (its tools appear one by one)
 #
 # Output: ${PLINTH_TOOLCHAIN_CACHE:-$HOME/.cache/plinth-toolchain}/<key>/bin with
 #   pulumi                          CLI      (pulumi-cli/ consumer module)
@@ -70,8 +71,9 @@ BUILD_REV=1
 PRINT_ONLY=0
 case "${1:-}" in
   "") ;;
-  --print-bin-dir) PRINT_ONLY=1 ;;  # print the bin dir if it is complete, else exit 1 (3: being built); never builds
-  *) echo "usage: $0 [--print-bin-dir]" >&2; exit 2 ;;
+  --print-bin-dir) PRINT_ONLY=1 ;;  # never builds; exit codes below (`--print-bin-dir`)
+  --building) PRINT_ONLY=2 ;;       # exit 0 if a build is in progress, else 1; never builds
+  *) echo "usage: $0 [--print-bin-dir|--building]" >&2; exit 2 ;;
 esac
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -82,15 +84,16 @@ export GOFLAGS=-mod=mod GOTOOLCHAIN=${GOTOOLCHAIN:-local} CGO_ENABLED=0
 T0=$(date +%s)
 log() { echo "[toolchain +$(( $(date +%s) - T0 ))s] $*" >&2; }
 
-# A build in progress says so, its pid in $BUILDING: `--print-bin-dir` then exits 3 and the tests that need the
-# toolchain wait for it (tests/e2e/binaries.py) instead of skipping, so CI runs every other test meanwhile.
+# A build in progress says so, its pid in $BUILDING. `--print-bin-dir` prints the bin dir (the last stdout line) and
+# exits 0 once the Kubernetes tools' key is complete (`.complete`: every binary the engine and the live cluster run,
+# the provider, the CRDs and KWOK's stages), 3 while a build is making it, 1 without either. The tools built after it
+# (weed, promtool, ...) appear in the bin dir one by one while the build goes on. The tests wait (tests/e2e/binaries.py)
+# for exactly what they need, instead of skipping, so CI runs every other test meanwhile: the chart tier as soon as
+# helm and the CRDs are there, the engine's tiers when the key is complete, each other tool's tests when it is.
 BUILDING="$CACHE_ROOT/building.pid"
-if [[ $PRINT_ONLY == 1 ]]; then
-  if pid=$(cat "$BUILDING" 2>/dev/null) && [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then
-    log "a build is in progress (pid $pid)"
-    exit 3
-  fi
-else
+building() { local pid; pid=$(cat "$BUILDING" 2>/dev/null) && [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; }
+if [[ $PRINT_ONLY == 2 ]]; then building; exit; fi
+if [[ $PRINT_ONLY == 0 ]]; then
   mkdir -p "$CACHE_ROOT"
   echo $$ > "$BUILDING"
   trap 'rm -f "$BUILDING"' EXIT
@@ -146,6 +149,93 @@ AM_DIR=$(own_dir alertmanager alertmanager "$AM_VERSION")
 MOCKOIDC_DIR=$(own_dir mockoidc mockoidc "$MOCKOIDC_VERSION")
 OAUTH2_PROXY_DIR=$(own_dir oauth2-proxy oauth2-proxy "$OAUTH2_PROXY_VERSION")
 
+# Linked into bin/ anew when a key changed (a bump): the link then points at the previous key's build.
+link_tools() {
+  for tool in "$WEED_DIR/weed" "$PROM_DIR/promtool" "$PROM_SERVER_DIR/prometheus" "$AM_DIR/alertmanager" "$AM_DIR/amtool" \
+              "$MOCKOIDC_DIR/mockoidc" "$OAUTH2_PROXY_DIR/oauth2-proxy"; do
+    if [[ -x "$tool" && "$(readlink "$BIN/${tool##*/}" || true)" != "$tool" ]]; then ln -sfn "$tool" "$BIN/${tool##*/}"; fi
+  done
+}
+
+# pulumi-resource-kubernetes: not obtainable from the proxy (see header).
+install_provider() {
+  PROVIDER_SHA256=13ad06faf253bf85ac8591bc7e7c5fbd8c0c334180d2ac0155d9ba960f3c8b1c  # v4.32.0+27.g94977969d
+  SHARED=${PLINTH_SHARED:-$(cd "$HERE/../../../.." && pwd)/shared}
+  if [[ -n "${PLINTH_KUBERNETES_PROVIDER:-}" ]]; then
+    install -m 0755 "$PLINTH_KUBERNETES_PROVIDER" "$BIN/pulumi-resource-kubernetes"
+    log "pulumi-resource-kubernetes copied from $PLINTH_KUBERNETES_PROVIDER"
+  elif [[ -x "$BIN/pulumi-resource-kubernetes" ]]; then
+    log "pulumi-resource-kubernetes: present"
+  elif [[ $PRINT_ONLY == 0 && -f "$SHARED/toolchain/pulumi-resource-kubernetes.xz" ]]; then
+    xz -dc "$SHARED/toolchain/pulumi-resource-kubernetes.xz" > "$BIN/.provider.tmp"
+    if ! echo "$PROVIDER_SHA256  $BIN/.provider.tmp" | sha256sum -c --quiet; then
+      rm -f "$BIN/.provider.tmp"
+      log "ERROR: $SHARED/toolchain/pulumi-resource-kubernetes.xz does not hold the expected binary (sha256 $PROVIDER_SHA256)"
+      exit 1
+    fi
+    chmod 0755 "$BIN/.provider.tmp" && mv -f "$BIN/.provider.tmp" "$BIN/pulumi-resource-kubernetes"
+    log "pulumi-resource-kubernetes: from $SHARED/toolchain (sha256 checked)"
+  else
+    log "WARN: no pulumi-resource-kubernetes (python pulumi-kubernetes $PY_K8S_VERSION):" \
+        "provider/v4 is not served by the Go module proxy and $SHARED/toolchain has none;" \
+        "kubernetes resources cannot be deployed"
+  fi
+}
+
+# Policy packs: the CLI starts a Python pack through the language host's RunPlugin, whose request the
+# v3.68 host predates; its SDK ships the analyzer shim older CLIs used instead. Installed under the
+# runtime name `python-shim` (one no language host claims, so the CLI falls back to the shim); the
+# acceptance tier's copy of policies/ names that runtime.
+install_policy_shim() {
+  if [[ ! -x "$BIN/pulumi-analyzer-policy-python-shim" ]]; then
+    tmpd=$(mktemp -d)
+    SHIM_DIR=$(cd "$tmpd" && go mod download -json "github.com/pulumi/pulumi/sdk/v3@$LANGHOST_VERSION" |
+      "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+    rmdir "$tmpd"
+    install -m 0755 "$SHIM_DIR/python/dist/pulumi-analyzer-policy-python" "$BIN/pulumi-analyzer-policy-python-shim"
+    log "policy analyzer shim from sdk/v3@$LANGHOST_VERSION"
+  fi
+}
+
+# Cilium's CRDs (CiliumNetworkPolicy, ...): the Cilium operator registers them when it starts, which
+# needs nodes. The test API server has none, so the tiers install them from the cilium module at the
+# catalog's Cilium version instead -- a stand-in for that registration.
+# KWOK's stages (how a simulated node and its pods change state): the kwok binary takes them from a
+# config file, so the tier concatenates the module's "fast" node and pod stages (a node is Ready at
+# once; a scheduled pod is Running and Ready at once; a Job's pod Succeeds; a deleted pod goes).
+fetch_crds_and_stages() {
+  CILIUM_VERSION=$("$PYTHON" -c 'from plinth.catalog import CHARTS; print(CHARTS["cilium"].version)' 2>/dev/null || true)
+  CILIUM_CRDS="$CACHE_ROOT/$KEY/crds/cilium-$CILIUM_VERSION"
+  # The kinds Plinth creates: network policies, and the Gateway's load-balancer address pool and L2 announcements.
+  CILIUM_CRD_FILES=(v2/ciliumnetworkpolicies.yaml v2/ciliumclusterwidenetworkpolicies.yaml
+                    v2/ciliumloadbalancerippools.yaml v2alpha1/ciliuml2announcementpolicies.yaml)
+  if [[ -n "$CILIUM_VERSION" && ! -f "$CILIUM_CRDS/.complete-${#CILIUM_CRD_FILES[@]}" ]]; then
+    tmpd=$(mktemp -d)
+    CILIUM_DIR=$(cd "$tmpd" && go mod download -json "github.com/cilium/cilium@v$CILIUM_VERSION" |
+      "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+    rmdir "$tmpd"
+    mkdir -p "$CILIUM_CRDS"
+    for file in "${CILIUM_CRD_FILES[@]}"; do
+      cp "$CILIUM_DIR/pkg/k8s/apis/cilium.io/client/crds/$file" "$CILIUM_CRDS/"
+    done
+    touch "$CILIUM_CRDS/.complete-${#CILIUM_CRD_FILES[@]}"
+    log "cilium CRDs from github.com/cilium/cilium@v$CILIUM_VERSION"
+  fi
+  KWOK_STAGES="$CACHE_ROOT/$KEY/kwok-stages/$KWOK_VERSION.yaml"
+  if [[ ! -f "$KWOK_STAGES" ]]; then
+    tmpd=$(mktemp -d)
+    KWOK_DIR=$(cd "$tmpd" && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
+      "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+    rmdir "$tmpd"
+    mkdir -p "$(dirname "$KWOK_STAGES")"
+    for f in node/fast/node-initialize pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
+      echo "---"; cat "$KWOK_DIR/kustomize/stage/$f.yaml"
+    done > "$KWOK_STAGES.tmp"
+    mv -f "$KWOK_STAGES.tmp" "$KWOK_STAGES"
+    log "kwok stages from sigs.k8s.io/kwok@$KWOK_VERSION"
+  fi
+}
+
 ALL=(pulumi pulumi-language-python pulumi-language-python-exec pulumi-resource-pulumi-python
      kube-apiserver kube-controller-manager kube-scheduler kwok etcd helm)
 if [[ "${PLINTH_TOOLCHAIN_FORCE:-0}" == 1 && $PRINT_ONLY == 0 ]]; then rm -rf "$CACHE_ROOT/$KEY"; fi
@@ -154,10 +244,13 @@ for b in "${ALL[@]}"; do [[ -x "$BIN/$b" ]] || have_all=0; done
 if [[ $have_all == 1 && -f "$CACHE_ROOT/$KEY/.complete" ]]; then
   log "cache hit: $BIN"
 elif [[ $PRINT_ONLY == 1 ]]; then
+  if building; then log "a build is in progress (pid $(cat "$BUILDING")): $BIN"; echo "$BIN"; exit 3; fi
   log "not built yet: $BIN (run $0)"
   exit 1
 else
   mkdir -p "$BIN"
+  # Fetched first (downloads, no compiling): the chart tier needs the CRDs and helm only.
+  fetch_crds_and_stages
   log "building into $BIN (go $GO_VERSION)"
 
   # gobuild <name> <module dir> <package> [ldflags...]
@@ -218,9 +311,12 @@ else
   install -m 0755 "$SDK_DIR/python/dist/pulumi-resource-pulumi-python" "$BIN/pulumi-resource-pulumi-python"
   log "python shims from sdk/v3@v$PY_SDK_VERSION: done in $(( $(date +%s) - t ))s"
 
+  install_provider
+  install_policy_shim
   touch "$CACHE_ROOT/$KEY/.complete"
   log "cache size: $(du -sh "$CACHE_ROOT/$KEY" | cut -f1)"
 fi
+install_provider  # PLINTH_KUBERNETES_PROVIDER replaces the key's copy on every call
 
 # weed (the restore drill's S3 server), in its own key, linked into bin/.
 if [[ ! -x "$WEED_DIR/weed" && $PRINT_ONLY == 0 ]]; then
@@ -233,6 +329,7 @@ if [[ ! -x "$WEED_DIR/weed" && $PRINT_ONLY == 0 ]]; then
     -o "$WEED_DIR/.weed.tmp" github.com/seaweedfs/seaweedfs/weed)
   mv -f "$WEED_DIR/.weed.tmp" "$WEED_DIR/weed"
   log "weed: done in $(( $(date +%s) - t ))s"
+  link_tools
 fi
 
 # promtool, alertmanager and amtool (the alert rule and routing tests), each module in its own key, linked into
@@ -250,6 +347,7 @@ if [[ ! -x "$PROM_DIR/promtool" && $PRINT_ONLY == 0 ]]; then
     -o "$PROM_DIR/.promtool.tmp" github.com/prometheus/prometheus/cmd/promtool)
   mv -f "$PROM_DIR/.promtool.tmp" "$PROM_DIR/promtool"
   log "promtool: done in $(( $(date +%s) - t ))s"
+  link_tools
 fi
 # The server: only the file and HTTP service discovery (remove_all_sd drops the cloud SDKs and client-go from the
 # build; the tests give it no targets), and no builtinassets (the module zip lacks the web UI's build output; the
@@ -263,6 +361,7 @@ if [[ ! -x "$PROM_SERVER_DIR/prometheus" && $PRINT_ONLY == 0 ]]; then
     github.com/prometheus/prometheus/cmd/prometheus)
   mv -f "$PROM_SERVER_DIR/.prometheus.tmp" "$PROM_SERVER_DIR/prometheus"
   log "prometheus: done in $(( $(date +%s) - t ))s"
+  link_tools
 fi
 if [[ ! -x "$AM_DIR/amtool" && $PRINT_ONLY == 0 ]]; then
   t=$(date +%s)
@@ -290,6 +389,7 @@ if [[ ! -x "$AM_DIR/amtool" && $PRINT_ONLY == 0 ]]; then
   done
   rm -rf "$AM_DIR/src" "$AM_DIR/go.mod" "$AM_DIR/go.sum"
   log "alertmanager, amtool: done in $(( $(date +%s) - t ))s"
+  link_tools
 fi
 
 # mockoidc (the sign-on test's identity provider), in its own key (its main.go included).
@@ -300,6 +400,7 @@ if [[ ! -x "$MOCKOIDC_DIR/mockoidc" && $PRINT_ONLY == 0 ]]; then
   (cd "$HERE/mockoidc" && go build -trimpath -ldflags "-s -w" -o "$MOCKOIDC_DIR/.mockoidc.tmp" .)
   mv -f "$MOCKOIDC_DIR/.mockoidc.tmp" "$MOCKOIDC_DIR/mockoidc"
   log "mockoidc: done in $(( $(date +%s) - t ))s"
+  link_tools
 fi
 # oauth2-proxy (the UIs' sign-on proxy, run by its test with Plinth's rendered configuration), in its own key,
 # stamped with its version as upstream's release builds are.
@@ -312,86 +413,8 @@ if [[ ! -x "$OAUTH2_PROXY_DIR/oauth2-proxy" && $PRINT_ONLY == 0 ]]; then
     -o "$OAUTH2_PROXY_DIR/.oauth2-proxy.tmp" github.com/oauth2-proxy/oauth2-proxy/v7)
   mv -f "$OAUTH2_PROXY_DIR/.oauth2-proxy.tmp" "$OAUTH2_PROXY_DIR/oauth2-proxy"
   log "oauth2-proxy: done in $(( $(date +%s) - t ))s"
+  link_tools
 fi
-# Linked into bin/ anew when a key changed (a bump): the link then points at the previous key's build.
-for tool in "$WEED_DIR/weed" "$PROM_DIR/promtool" "$PROM_SERVER_DIR/prometheus" "$AM_DIR/alertmanager" "$AM_DIR/amtool" \
-            "$MOCKOIDC_DIR/mockoidc" "$OAUTH2_PROXY_DIR/oauth2-proxy"; do
-  if [[ -x "$tool" && "$(readlink "$BIN/${tool##*/}" || true)" != "$tool" ]]; then ln -sfn "$tool" "$BIN/${tool##*/}"; fi
-done
-
-# pulumi-resource-kubernetes: not obtainable from the proxy (see header).
-PROVIDER_SHA256=13ad06faf253bf85ac8591bc7e7c5fbd8c0c334180d2ac0155d9ba960f3c8b1c  # v4.32.0+27.g94977969d
-SHARED=${PLINTH_SHARED:-$(cd "$HERE/../../../.." && pwd)/shared}
-if [[ -n "${PLINTH_KUBERNETES_PROVIDER:-}" ]]; then
-  install -m 0755 "$PLINTH_KUBERNETES_PROVIDER" "$BIN/pulumi-resource-kubernetes"
-  log "pulumi-resource-kubernetes copied from $PLINTH_KUBERNETES_PROVIDER"
-elif [[ -x "$BIN/pulumi-resource-kubernetes" ]]; then
-  log "pulumi-resource-kubernetes: present"
-elif [[ $PRINT_ONLY == 0 && -f "$SHARED/toolchain/pulumi-resource-kubernetes.xz" ]]; then
-  xz -dc "$SHARED/toolchain/pulumi-resource-kubernetes.xz" > "$BIN/.provider.tmp"
-  if ! echo "$PROVIDER_SHA256  $BIN/.provider.tmp" | sha256sum -c --quiet; then
-    rm -f "$BIN/.provider.tmp"
-    log "ERROR: $SHARED/toolchain/pulumi-resource-kubernetes.xz does not hold the expected binary (sha256 $PROVIDER_SHA256)"
-    exit 1
-  fi
-  chmod 0755 "$BIN/.provider.tmp" && mv -f "$BIN/.provider.tmp" "$BIN/pulumi-resource-kubernetes"
-  log "pulumi-resource-kubernetes: from $SHARED/toolchain (sha256 checked)"
-else
-  log "WARN: no pulumi-resource-kubernetes (python pulumi-kubernetes $PY_K8S_VERSION):" \
-      "provider/v4 is not served by the Go module proxy and $SHARED/toolchain has none;" \
-      "kubernetes resources cannot be deployed"
-fi
-
-# Policy packs: the CLI starts a Python pack through the language host's RunPlugin, whose request the
-# v3.68 host predates; its SDK ships the analyzer shim older CLIs used instead. Installed under the
-# runtime name `python-shim` (one no language host claims, so the CLI falls back to the shim); the
-# acceptance tier's copy of policies/ names that runtime.
-if [[ ! -x "$BIN/pulumi-analyzer-policy-python-shim" && $PRINT_ONLY == 0 ]]; then
-  tmpd=$(mktemp -d)
-  SHIM_DIR=$(cd "$tmpd" && go mod download -json "github.com/pulumi/pulumi/sdk/v3@$LANGHOST_VERSION" |
-    "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
-  rmdir "$tmpd"
-  install -m 0755 "$SHIM_DIR/python/dist/pulumi-analyzer-policy-python" "$BIN/pulumi-analyzer-policy-python-shim"
-  log "policy analyzer shim from sdk/v3@$LANGHOST_VERSION"
-fi
-
-# Cilium's CRDs (CiliumNetworkPolicy, ...): the Cilium operator registers them when it starts, which
-# needs nodes. The test API server has none, so the tiers install them from the cilium module at the
-# catalog's Cilium version instead -- a stand-in for that registration.
-CILIUM_VERSION=$("$PYTHON" -c 'from plinth.catalog import CHARTS; print(CHARTS["cilium"].version)' 2>/dev/null || true)
-CILIUM_CRDS="$CACHE_ROOT/$KEY/crds/cilium-$CILIUM_VERSION"
-# The kinds Plinth creates: network policies, and the Gateway's load-balancer address pool and L2 announcements.
-CILIUM_CRD_FILES=(v2/ciliumnetworkpolicies.yaml v2/ciliumclusterwidenetworkpolicies.yaml
-                  v2/ciliumloadbalancerippools.yaml v2alpha1/ciliuml2announcementpolicies.yaml)
-if [[ -n "$CILIUM_VERSION" && ! -f "$CILIUM_CRDS/.complete-${#CILIUM_CRD_FILES[@]}" && $PRINT_ONLY == 0 ]]; then
-  tmpd=$(mktemp -d)
-  CILIUM_DIR=$(cd "$tmpd" && go mod download -json "github.com/cilium/cilium@v$CILIUM_VERSION" |
-    "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
-  rmdir "$tmpd"
-  mkdir -p "$CILIUM_CRDS"
-  for file in "${CILIUM_CRD_FILES[@]}"; do
-    cp "$CILIUM_DIR/pkg/k8s/apis/cilium.io/client/crds/$file" "$CILIUM_CRDS/"
-  done
-  touch "$CILIUM_CRDS/.complete-${#CILIUM_CRD_FILES[@]}"
-  log "cilium CRDs from github.com/cilium/cilium@v$CILIUM_VERSION"
-fi
-
-# KWOK's stages (how a simulated node and its pods change state): the kwok binary takes them from a
-# config file, so the tier concatenates the module's "fast" node and pod stages (a node is Ready at
-# once; a scheduled pod is Running and Ready at once; a Job's pod Succeeds; a deleted pod goes).
-KWOK_STAGES="$CACHE_ROOT/$KEY/kwok-stages/$KWOK_VERSION.yaml"
-if [[ ! -f "$KWOK_STAGES" && $PRINT_ONLY == 0 ]]; then
-  tmpd=$(mktemp -d)
-  KWOK_DIR=$(cd "$tmpd" && go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" |
-    "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
-  rmdir "$tmpd"
-  mkdir -p "$(dirname "$KWOK_STAGES")"
-  for f in node/fast/node-initialize pod/fast/pod-ready pod/fast/pod-complete pod/fast/pod-delete; do
-    echo "---"; cat "$KWOK_DIR/kustomize/stage/$f.yaml"
-  done > "$KWOK_STAGES.tmp"
-  mv -f "$KWOK_STAGES.tmp" "$KWOK_STAGES"
-  log "kwok stages from sigs.k8s.io/kwok@$KWOK_VERSION"
-fi
-
+link_tools  # a key bumped since: its tool is linked anew
 log "total ${SECONDS}s"
 echo "$BIN"
