@@ -16,12 +16,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, ImageRef
-from plinth.context import PULL_SECRET, PlatformContext, StackSecret, resource_name
+from plinth.context import PULL_SECRET, PlatformContext, resource_name
 from plinth.modules.helm import HelmService
 from plinth.modules.objectstore import ENDPOINT
-from plinth.modules.objectstore import SEED as OBJECT_STORE_SEED
-from plinth.modules.objectstore.identities import bucket, derive, workflow_artifacts_key
-from plinth.objects import network_policy, peer_policy, stack_secret
+from plinth.modules.objectstore.identities import bucket, workflow_artifacts_key
+from plinth.modules.objectstore.teamkeys import REGION, WORKFLOW_ARTIFACTS
+from plinth.objects import network_policy, peer_policy
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import Peer
 from plinth.spec.errors import Violation
@@ -59,9 +59,10 @@ ARTIFACT_REPOSITORIES = "artifact-repositories"
 DEFAULT_REPOSITORY = "workflows.argoproj.io/default-artifact-repository"
 """Its annotation naming the key a workflow uses when it names none."""
 REPOSITORY_KEY = "default-v1-s3-artifact-repository"
-ARTIFACTS_SECRET = "argo-artifacts-s3"
-"""The team's workflow identity's keys (keys accessKey, secretKey)."""
-S3_REGION = "us-east-1"
+ARTIFACTS_SECRET = WORKFLOW_ARTIFACTS.secret
+"""The team's workflow identity's keys (keys accessKey, secretKey): the secrets operator copies them from the
+team's Vault path, where the configure stage writes them (modules/objectstore/teamkeys.py)."""
+S3_REGION = REGION
 """The region the executor signs with (a SeaweedFS signature is checked against the region in its own scope):
 given, so the client never asks the store where the bucket is."""
 
@@ -118,11 +119,6 @@ class ArgoWorkflows(HelmService):
             yield Violation(("pipelines", "argo", "replicas"), "prod runs at least 2 workflow controllers (one "
                             "leads, the other takes over within the Lease's term)", "argo-prod-ha",
                             "remove replicas (2 in staging and prod), or set 2 or more")
-
-    @classmethod
-    def needed_secrets(cls, spec) -> tuple[StackSecret, ...]:
-        # The teams' artifact identities' keys come from the object store's seed.
-        return (OBJECT_STORE_SEED,) if cls.enabled(spec) and cls.block(spec).artifacts else ()
 
     @classmethod
     def user_values(cls, block: ArgoWorkflowsArgs) -> dict:
@@ -217,7 +213,7 @@ class ArgoWorkflows(HelmService):
             bind(resource_name(key, "viewers"), meta(VIEWER_ROLE), VIEWER_RULES, _groups(team.groups.viewer, groups),
                  opts)
         if block.artifacts:
-            artifact_repository(key, team.name, meta, ctx, opts)
+            artifact_repository(key, team.name, meta, ctx.platform, opts)
         # Team namespaces deny egress by default: workflow pods (and only they) reach the API server.
         found = peer_policy("Egress", Peer("apiserver", ports=APISERVER_PORTS, entity="kube-apiserver"), ctx)
         if found:
@@ -228,20 +224,10 @@ class ArgoWorkflows(HelmService):
                            opts)
 
 
-def artifact_repository(key: str, team: str, meta, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+def artifact_repository(key: str, team: str, meta, platform: str, opts: pulumi.ResourceOptions) -> None:
     """The team's default artifact repository: its prefix of the artifacts bucket, with its own identity's keys
-    (derived from the object store's seed, as the object store derives them). The controller mounts the Secret
-    into the workflow pods that move artifacts; nobody else in the namespace needs to read it."""
-    seed = ctx.secrets.object_store_seed
-    if seed is None:
-        raise ValueError("pipelines.argo with storage.objectStore needs the stack secret plinth:objectStoreSeed "
-                         "(the teams' artifact identities)")
-    platform, identity = ctx.platform, f"workflows-{team}"
-    stack_secret(resource_name(key, "artifacts-s3"), meta(ARTIFACTS_SECRET),
-                 f"derived from plinth:objectStoreSeed (the object store's {identity} identity)",
-                 pulumi.Output.secret(seed).apply(lambda s: {
-                     "accessKey": derive(s, platform, identity, "access"),
-                     "secretKey": derive(s, platform, identity, "secret")}), opts)
+    (Secret ARTIFACTS_SECRET, from Vault through the secrets operator). The controller mounts the Secret into
+    the workflow pods that move artifacts; nobody else in the namespace needs to read it."""
     k8s.core.v1.ConfigMap(
         resource_name(key, "artifact-repositories"),
         metadata={**meta(ARTIFACT_REPOSITORIES), "annotations": {DEFAULT_REPOSITORY: REPOSITORY_KEY}},
