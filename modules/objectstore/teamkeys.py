@@ -2,14 +2,15 @@
 path (`teams/<team>/...`, computed from the seed there), the secrets operator copies them into a Secret of the
 team's namespace. Both sides take the names from `TEAM_KEYS`, so they cannot drift apart.
 
-| KV secret (below `teams/<team>/`) | Secret in the team namespace | identity | when |
+| KV secret (`teams/<team>/...`) | Secret in the team namespace | identity | when |
 | --- | --- | --- | --- |
-| `object-store` | `object-store-credentials` | `team-<team>` (read its prefix of the models bucket) | object store on |
-| `workflow-artifacts` | `argo-artifacts-s3` | `workflows-<team>` (its prefix of the artifacts bucket) | and pipelines.argo |
+| `object-store` | `object-store-credentials` | `team-<team>`: reads its prefix of the models bucket | store on |
+| `workflow-artifacts` | `argo-artifacts-s3` | `workflows-<team>`: its prefix of the artifacts bucket | with Argo |
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from plinth.modules.objectstore import ENDPOINT
@@ -41,6 +42,10 @@ class TeamKeys:
     def path(self, team: str) -> str:
         """The secret's path below the KV mount (what the policy `team-<team>` reads, what the operator syncs)."""
         return f"{team}/{self.kv_name}"
+
+    def data_json(self, platform: str, team: str, seed: str) -> str:
+        """The fields as the KV secret's JSON, in a stable key order."""
+        return json.dumps(self.fields(platform, team, seed), sort_keys=True)
 
     def fields(self, platform: str, team: str, seed: str) -> dict[str, str]:
         """The secret's fields, as its readers name them (every one becomes a key of the team's Secret)."""

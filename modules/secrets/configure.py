@@ -11,7 +11,7 @@ credential is ever in stack config or state inputs.
 
 from __future__ import annotations
 
-import json
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -212,10 +212,9 @@ class VaultTeams(PlatformService):
         platform = args.platform
         for team in args.teams:
             for keys in args.store_keys:
-                data = pulumi.Output.secret(seed).apply(
-                    lambda s, keys=keys, team=team: json.dumps(keys.fields(platform, team, s), sort_keys=True))
+                data = pulumi.Output.secret(seed).apply(functools.partial(keys.data_json, platform, team))
                 vault.kv.SecretV2(resource_name(name, team, keys.kv_name), mount=kv.path, name=keys.path(team),
-                                  data_json=pulumi.Output.secret(data), opts=opts)
+                                  data_json=data, opts=opts)
 
     @staticmethod
     def _sign_on(name: str, sign_on: VaultSignOn, policies: dict, ctx: PlatformContext,
