@@ -64,7 +64,6 @@ WORKFLOW_ARTIFACTS = TeamKeys("workflows", "workflow-artifacts", "argo-artifacts
 TEAM_KEYS = (OBJECT_STORE, WORKFLOW_ARTIFACTS)
 
 
-
 def team_keys(pipelines: bool) -> tuple[TeamKeys, ...]:
     """The kinds of key every team gets: its own, and its workflows' with pipelines.argo."""
     return TEAM_KEYS if pipelines else (OBJECT_STORE,)
