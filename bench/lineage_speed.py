@@ -68,6 +68,7 @@ def spec_file(directory: Path, count: int) -> Path:
                     "loadBalancer": {"ranges": ["172.31.255.240/29"]}},
         "certificates": {"certManager": {"enabled": True}}, "monitoring": {"enabled": True},
         "storage": {"objectStore": {"enabled": True}}, "registry": {"mlflow": {"enabled": True}},
+        "secrets": {"vault": {"enabled": True}},  # the teams' keys to the store come from Vault
         "serving": {"hostname": "serving.models.plinth.internal", "models": models}}, teams=teams)
     path = directory / "platform.yaml"
     path.write_text(json.dumps(document, indent=1))  # JSON is YAML

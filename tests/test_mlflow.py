@@ -26,6 +26,8 @@ GATEWAY = {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}
            "loadBalancer": {"ranges": ["172.31.255.240/29"]}}
 HOST = "mlflow.models.plinth.internal"
 STORE = {"objectStore": {"enabled": True}}
+VAULT = {"certificates": {"certManager": {"enabled": True}}, "secrets": {"vault": {"enabled": True}}}
+"""The teams' keys to the store come from Vault (rule object-store-needs-secrets-operator)."""
 MIRROR = {"enabled": True, "mirror": {"registry": "mirror.corp.internal/mirror",
                                       "charts": "oci://mirror.corp.internal/charts",
                                       "files": "https://files.corp.internal", "pullSecret": {"username": "robot"}}}
@@ -101,7 +103,8 @@ def test_the_bundled_databases_and_object_store_stay_off(plain):
 
 
 def test_a_user_value_cannot_turn_a_bundled_database_on():
-    found = check_rules(spec(registry={"mlflow": {"enabled": True, "values": {"postgresql": {"enabled": True}}}}))
+    found = check_rules(spec(registry={"mlflow": {"enabled": True, "values": {"postgresql": {"enabled": True}}}},
+                             **VAULT))
     assert [(v.loc, v.rule) for v in found] == [
         (("registry", "mlflow", "values", "postgresql", "enabled"), "values-owned-key")]
 
@@ -262,9 +265,9 @@ def test_without_a_hostname_mlflow_is_its_cluster_ip_service(plain):
 
 
 def test_a_hostname_needs_the_gateway_and_a_name_its_listener_serves():
-    unrouted = spec(registry={"mlflow": {"enabled": True, "hostname": HOST}})
+    unrouted = spec(registry={"mlflow": {"enabled": True, "hostname": HOST}}, **VAULT)
     assert [v.rule for v in check_rules(unrouted)] == ["mlflow-needs-gateway"]
-    outside = spec(network=GATEWAY, certificates={"certManager": {"enabled": True}},
+    outside = spec(network=GATEWAY, **VAULT,
                    registry={"mlflow": {"enabled": True, "hostname": "mlflow.elsewhere.internal"}})
     assert [(v.loc, v.rule) for v in check_rules(outside)] == [
         (("registry", "mlflow", "hostname"), "mlflow-hostname")]

@@ -1,24 +1,34 @@
 """The object store (storage.objectStore) under Pulumi's mock runtime: the values Plinth owns, the S3 identities
-and their keys (never in clear in the plan), the on-prem-only rule, HA by environment, images and team egress."""
+and their keys (never in clear in the plan), the on-prem-only rule, HA by environment, images, team egress, and
+each team's keys delivered through Vault (the configure stage writes them, the secrets operator copies them)."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import subprocess
+import sys
+from pathlib import Path
 
+import hcl
 import pulumi
 import pytest
 
-from support import platform, platform_spec, values
+from support import ROOT, by_key, platform, platform_spec, values
 from plinth.context import PlatformContext, StackSecrets
-from plinth.engine.offline import record
+from plinth.engine.offline import plan, record
 from plinth.mirror import mirror_list
 from plinth.modules.objectstore import CONFIG_KEY, CONFIG_SECRET, ObjectStore
-from plinth.modules.objectstore.identities import derive, s3_config
+from plinth.modules.objectstore.identities import derive, identity_names, s3_config
+from plinth.modules.objectstore.teamkeys import OBJECT_STORE, WORKFLOW_ARTIFACTS
+from plinth.modules.secrets.operator import TeamVaultAccess
 from plinth.plan import SECRET
-from plinth.program import build_platform, needed_secrets
+from plinth.program import build_configuration, build_platform, needed_secrets
 from plinth.spec.rules import check_rules
 
 ON = {"storage": {"longhorn": {"enabled": True}, "objectStore": {"enabled": True}}}
+VAULT = {"certificates": {"certManager": {"enabled": True}}, "secrets": {"vault": {"enabled": True}}}
+"""Where the teams' keys come from: Vault, through its secrets operator."""
 IMAGE = "docker.io/chrislusf/seaweedfs:4.44"
 MIRROR = "mirror.corp.internal/mirror"
 
@@ -150,7 +160,7 @@ def test_restricted_contexts_no_cluster_role_and_metrics_with_monitoring(prod):
 
 
 def test_a_user_value_cannot_replace_an_owned_key():
-    spec = platform_spec({"storage": {"objectStore": {"enabled": True, "values": {
+    spec = platform_spec(VAULT, {"storage": {"objectStore": {"enabled": True, "values": {
         "filer": {"s3": {"enableAuth": False}}}}}})
     assert [(v.rule, v.loc) for v in check_rules(spec)] == [
         ("values-owned-key", ("storage", "objectStore", "values", "filer", "s3", "enableAuth"))]
@@ -177,7 +187,7 @@ def test_the_clouds_keep_their_own_buckets(target):
 
 
 def test_on_an_existing_cluster_the_store_passes_the_rules():
-    assert check_rules(platform_spec(ON)) == []
+    assert check_rules(platform_spec(ON, VAULT)) == []
 
 
 # --- images and egress -------------------------------------------------------------------------------------
@@ -196,3 +206,119 @@ def test_teams_reach_the_s3_port_only(dev):
     egress = dev["tenancy-fraud-allow-to-object-store"].inputs["spec"]["egress"]
     assert len(egress) == 1 and egress[0]["ports"] == [{"protocol": "TCP", "port": 8333}]
     assert egress[0]["to"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "object-store"}
+
+
+# --- each team's keys, through Vault -----------------------------------------------------------------------
+
+TEAMS = {"teams": [{"name": "fraud"}, {"name": "fraud-2"}, {"name": "search"}]}
+"""Three teams, one named as another's prefix."""
+KEYED = platform_spec(ON, VAULT, TEAMS, {"pipelines": {"argo": {"enabled": True}}})
+"""The store, Vault and pipelines: every team gets its own keys and its workflows'."""
+
+
+@pytest.fixture(scope="module")
+def keyed():
+    return by_key(plan(KEYED, "test"))
+
+
+@pytest.fixture(scope="module")
+def configured():
+    return plan(KEYED, "test", stage="configure").resources
+
+
+def _kv_writes(resources) -> dict[str, dict]:
+    return {r.inputs["name"]: r.inputs for r in resources if r.type == "vault:kv/secretV2:SecretV2"}
+
+
+def test_the_configure_stage_writes_each_teams_keys_into_its_own_path_as_secrets(configured):
+    writes = _kv_writes(configured)
+    teams = ("fraud", "fraud-2", "search")
+    assert set(writes) == {f"{team}/{kind}" for team in teams for kind in ("object-store", "workflow-artifacts")}
+    assert {w["mount"] for w in writes.values()} == {"teams"}
+    assert {w["dataJson"] for w in writes.values()} == {SECRET}  # never plain: the plan shows no value
+    # Nothing of the platform's own (purpose) keys goes to Vault: they stay with the services that use them.
+    assert not [name for name in writes if name.split("/")[0] not in teams]
+
+
+def test_without_the_store_or_without_teams_vault_holds_no_store_keys():
+    assert _kv_writes(plan(platform_spec(VAULT), "test", stage="configure").resources) == {}
+    no_teams = platform_spec(ON, VAULT, {"teams": []})
+    assert _kv_writes(plan(no_teams, "test", stage="configure").resources) == {}
+    assert "objectStoreSeed" not in [s.key for s in needed_secrets(platform_spec(VAULT), "configure")]
+    assert "objectStoreSeed" in [s.key for s in needed_secrets(KEYED, "configure")]
+
+
+def test_the_fields_are_the_store_identities_keys_as_s3_clients_name_them():
+    store = {i["name"]: i["credentials"][0] for i in s3_config("test", ("fraud",), "seed", ("fraud",))["identities"]}
+    assert OBJECT_STORE.fields("test", "fraud", "seed") == {
+        "AWS_ACCESS_KEY_ID": store["team-fraud"]["accessKey"], "AWS_SECRET_ACCESS_KEY": store["team-fraud"]["secretKey"],
+        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": "http://seaweedfs-s3.object-store.svc:8333",
+        "S3_BUCKET": "test-models", "S3_PREFIX": "fraud/"}
+    # Argo's artifact repository names its keys accessKey and secretKey (modules/pipelines).
+    assert WORKFLOW_ARTIFACTS.fields("test", "fraud", "seed") == store["workflows-fraud"]
+
+
+def test_a_teams_synced_secret_reads_its_own_path_only(keyed, configured):
+    policies = {r.inputs["name"]: list(hcl.loads(r.inputs["policy"])["path"])
+                for r in configured if r.type == "vault:index/policy:Policy"}
+    synced = {key: r.inputs["spec"] for key, r in keyed.items() if key[0] == "VaultStaticSecret"}
+    teams = ("fraud", "fraud-2", "search")
+    assert set(synced) == {("VaultStaticSecret", team, name) for team in teams
+                           for name in ("object-store-credentials", "argo-artifacts-s3")}
+    for (_, team, name), spec in synced.items():
+        kind = OBJECT_STORE if name == OBJECT_STORE.secret else WORKFLOW_ARTIFACTS
+        assert spec == {"vaultAuthRef": "vault", "mount": "teams", "type": "kv-v2", "path": f"{team}/{kind.kv_name}",
+                        "refreshAfter": "1h", "destination": {"name": name, "create": True,
+                                                              "transformation": {"excludeRaw": True}}}
+        # Through the team's own VaultAuth (in its namespace, its role), whose policy alone grants the path.
+        readers = [policy for policy, paths in policies.items()
+                   if any(fnmatch.fnmatchcase(f"teams/data/{spec['path']}", p) for p in paths)]
+        assert readers == [TeamVaultAccess(team).policy], (team, name)
+
+
+def test_the_platform_stage_holds_the_team_keys_nowhere_but_the_stores_own_config(keyed):
+    # The teams' Secrets are the operator's (from Vault), not Pulumi's: no key Secret in any team namespace.
+    assert [key for key in keyed if key[0] == "Secret" and key[1] in ("fraud", "fraud-2", "search")] == []
+    assert "objectStoreSeed" in [s.key for s in needed_secrets(KEYED)]  # the store's identities file only
+
+
+def test_neither_stage_puts_a_key_in_the_plan():
+    seed = "object-store-seed-of-the-stack"
+    teams = ("fraud", "fraud-2", "search")
+    keys = [derive(seed, "test", name, kind) for name in identity_names("test", teams, teams)
+            for kind in ("access", "secret")]
+    for build in (build_platform, build_configuration):
+        def program(build=build) -> None:
+            build(KEYED, StackSecrets(object_store_seed=pulumi.Output.secret(seed)))
+
+        everything = json.dumps([r.inputs for r in record(program, "test")])
+        assert [value for value in [seed, *keys] if value in everything] == [], build.__name__
+
+
+def test_the_cli_plan_of_the_configure_stack_shows_no_key():
+    """`plinth plan --json` of the configure stage, as a reviewer reads it: the offline engine's seed
+    placeholder gives real derived keys, and none of them is in the output."""
+    done = subprocess.run([str(Path(sys.executable).parent / "plinth"), "plan", "--stack", "regulated-prod.configure",
+                           "--json"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    teams = ("fraud", "credit")
+    keys = [derive(SECRET, "regulated", name, kind) for name in identity_names("regulated", teams)
+            for kind in ("access", "secret")]
+    assert [key for key in keys if key in done.stdout] == []
+    written = {r["inputs"]["name"]: r["inputs"]["dataJson"] for r in json.loads(done.stdout)["resources"]
+               if r["type"] == "vault:kv/secretV2:SecretV2"}
+    assert written == {"fraud/object-store": SECRET, "credit/object-store": SECRET}
+
+
+def _delivery_rules(spec) -> list[tuple]:
+    return [(v.loc, v.rule, v.message, v.fix) for v in check_rules(spec) if "secrets-operator" in v.rule]
+
+
+def test_the_store_refuses_teams_it_cannot_give_their_keys():
+    found = [(("storage", "objectStore", "enabled"), "object-store-needs-secrets-operator",
+              "each team's keys to the object store reach its namespace from Vault through the Vault Secrets "
+              "Operator, which is off", "enable secrets.vault with secretsOperator: true (its default)")]
+    assert _delivery_rules(platform_spec(ON)) == found
+    assert _delivery_rules(platform_spec(ON, VAULT, {"secrets": {"vault": {"secretsOperator": False}}})) == found
+    assert _delivery_rules(platform_spec(ON, VAULT)) == []
+    assert _delivery_rules(platform_spec(ON, {"teams": []})) == []  # no team, no key to deliver

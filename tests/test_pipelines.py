@@ -17,7 +17,6 @@ from plinth.modules.objectstore import SEED as OBJECT_STORE_SEED
 from plinth.modules.objectstore import ObjectStore
 from plinth.modules.objectstore.identities import derive, s3_config
 from plinth.modules.pipelines import EXECUTOR_RULES
-from plinth.plan import SECRET
 from plinth.program import needed_secrets
 from plinth.spec.models import PlatformSpec
 from plinth.spec.rules import check_rules
@@ -214,11 +213,13 @@ def test_a_user_value_cannot_download_the_crds_or_widen_the_controllers_secrets(
 # --- artifacts ----------------------------------------------------------------------------------------
 
 STORE = {"objectStore": {"enabled": True}}
+VAULT = {"certificates": {"certManager": {"enabled": True}}, "secrets": {"vault": {"enabled": True}}}
+"""The teams' keys to the store come from Vault through its secrets operator (rule object-store-needs-...)."""
 
 
 @pytest.fixture(scope="module")
 def stored():
-    return planned("dev", storage=STORE)
+    return planned("dev", storage=STORE, **VAULT)
 
 
 def test_each_team_keeps_its_artifacts_under_its_own_prefix_of_the_artifacts_bucket(stored):
@@ -232,10 +233,11 @@ def test_each_team_keeps_its_artifacts_under_its_own_prefix_of_the_artifacts_buc
             "region": "us-east-1", "keyFormat": f"workflows/{team}/{{{{workflow.name}}}}/{{{{pod.name}}}}",
             "accessKeySecret": {"name": "argo-artifacts-s3", "key": "accessKey"},
             "secretKeySecret": {"name": "argo-artifacts-s3", "key": "secretKey"}}}
-        secret = stored["Secret", team, "argo-artifacts-s3"].inputs
-        # The keys are secret Outputs: the plan shows no value.
-        assert secret["stringData"] == SECRET
-        assert "objectStoreSeed" in secret["metadata"]["annotations"]["plinth.dev/secret-source"]
+        # The keys are not in the platform's plan: the secrets operator copies them from the team's Vault path.
+        assert ("Secret", team, "argo-artifacts-s3") not in stored
+        synced = stored["VaultStaticSecret", team, "argo-artifacts-s3"].inputs["spec"]
+        assert (synced["vaultAuthRef"], synced["mount"], synced["path"], synced["destination"]["name"]) == \
+            ("vault", "teams", f"{team}/workflow-artifacts", "argo-artifacts-s3")
 
 
 def test_the_teams_workflow_identity_reads_and_writes_its_prefix_only():

@@ -236,6 +236,7 @@ network:
 certificates: {certManager: {enabled: true}}
 monitoring: {enabled: true}
 storage: {objectStore: {enabled: true}}
+secrets: {vault: {enabled: true}}   # the team's keys to the store come from Vault
 registry: {mlflow: {enabled: true}}
 teams:
   - name: fraud

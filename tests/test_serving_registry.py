@@ -15,7 +15,8 @@ from plinth.targets import WORKLOAD_SERVICE_ACCOUNT
 REGISTERED = {**{k: v for k, v in TRITON.items() if k not in ("modelRepository", "repositoryCidrs")},
               "registry": {"model": "fraud-scorer"}, "stable": {"version": "3", "replicas": 2},
               "canary": {"version": "champion", "weight": 10}, "shadow": {"version": "5"}}
-MLFLOW = {"registry": {"mlflow": {"enabled": True}}, "storage": {"objectStore": {"enabled": True}}}
+MLFLOW = {"registry": {"mlflow": {"enabled": True}}, "storage": {"objectStore": {"enabled": True}},
+          "secrets": {"vault": {"enabled": True}}}  # the teams' keys to the store come from Vault
 
 
 def registered(**overrides):
@@ -106,7 +107,8 @@ def test_a_registry_backed_model_is_triton_with_versions_mlflow_can_name(write):
                             + REGISTRY_MODEL.format(runtime="bentoml", version="v3")
                             + "      image: registry.corp.internal/ml/scorer\n"
                             "      modelRepository: s3://models/scorer\n"
-                            "      canary: {version: latest}\n")
+                            "      canary: {version: latest}\n"
+                            "secrets: {vault: {enabled: true}}\n")
     alias_fix = ("[rule registry-version; fix: use a version number such as 3, or an alias such as champion "
                  "(letters, digits, '_', '-'; not latest or v<number>)]")
     assert errors == [

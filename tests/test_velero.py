@@ -25,6 +25,8 @@ from plinth.spec.models import PlatformSpec
 from plinth.targets import Identity
 
 ONPREM = {"storage": {"objectStore": {"enabled": True}}}
+VAULT = {"certificates": {"certManager": {"enabled": True}}, "secrets": {"vault": {"enabled": True, "ha": True}}}
+"""The teams' keys to the store come from Vault (rule object-store-needs-secrets-operator); prod: HA."""
 PROD = {"metadata": {"environment": "prod"}}
 EKS = {"type": "eks", "region": "eu-west-1", "accountId": "123456789012",
        "availabilityZones": ["eu-west-1a", "eu-west-1b"], "adminRoleArn": "arn:aws:iam::123456789012:role/admins",
@@ -166,7 +168,7 @@ def test_air_gapped_velero_pulls_its_server_and_plugin_from_the_mirror():
 def test_the_release_names_the_chart_values_keys_plinth_owns_so_the_user_cannot_set_them():
     from plinth.spec.rules import check_rules
 
-    found = [(v.loc, v.rule) for v in check_rules(platform_spec(ONPREM, PROD, {"backups": {"cluster": {
+    found = [(v.loc, v.rule) for v in check_rules(platform_spec(ONPREM, PROD, VAULT, {"backups": {"cluster": {
         "values": {"deployNodeAgent": True, "tolerations": []}}}})) if v.rule != "prod-identity"]
     assert found == [(("backups", "cluster", "values", "deployNodeAgent"), "values-owned-key")]
 

@@ -20,7 +20,7 @@ from plinth.modules.helm import HelmService, image_values
 from plinth.modules.objectstore.identities import buckets, s3_config_json
 from plinth.objects import stack_secret
 from plinth.securitycontext import restricted_container, restricted_pod
-from plinth.service import Peer
+from plinth.service import Need, Peer
 from plinth.spec.errors import Violation
 
 SEED = StackSecret("objectStoreSeed", "seed of every S3 access key of the object store (storage.objectStore)")
@@ -78,6 +78,14 @@ class ObjectStore(HelmService):
                             f"(on-prem) cluster only; a {spec.target.type} platform keeps its cloud's object "
                             "storage", "object-store-existing-only",
                             f"set storage.objectStore.enabled: false and use {spec.target.type}'s buckets")
+
+    @classmethod
+    def needs(cls, spec) -> tuple[Need, ...]:
+        # The teams' keys are never in the plan: Vault holds them (teamkeys.py), its operator brings them.
+        if not (cls.enabled(spec) and spec.teams):
+            return ()
+        return (Need("secrets-operator", ("storage", "objectStore", "enabled"), "each team's keys to the object "
+                     "store reach its namespace from Vault through the Vault Secrets Operator", "object-store"),)
 
     @classmethod
     def block(cls, spec) -> ObjectStoreArgs:

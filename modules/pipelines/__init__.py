@@ -19,8 +19,8 @@ from plinth.catalog import CHARTS, ImageRef
 from plinth.context import PULL_SECRET, PlatformContext, StackSecret, resource_name
 from plinth.modules.helm import HelmService
 from plinth.modules.objectstore import ENDPOINT
-from plinth.modules.objectstore import SEED as OBJECT_STORE_SEED
-from plinth.modules.objectstore.identities import bucket, derive, workflow_artifacts_key
+from plinth.modules.objectstore.identities import bucket, workflow_artifacts_key
+from plinth.modules.objectstore.teamkeys import REGION, WORKFLOW_ARTIFACTS
 from plinth.modules.pipelines.sso import (
     CLIENT_SECRET,
     USER_ACCOUNT,
@@ -30,7 +30,7 @@ from plinth.modules.pipelines.sso import (
     server_prerequisites,
     sso_values,
 )
-from plinth.objects import gateway_route, network_policy, peer_policy, stack_secret, whole_host_rule
+from plinth.objects import gateway_route, network_policy, peer_policy, whole_host_rule
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import GatewayHost, Need, Peer, gateway_hostname_rules, gateway_serves
 from plinth.spec.errors import Violation
@@ -73,9 +73,10 @@ ARTIFACT_REPOSITORIES = "artifact-repositories"
 DEFAULT_REPOSITORY = "workflows.argoproj.io/default-artifact-repository"
 """Its annotation naming the key a workflow uses when it names none."""
 REPOSITORY_KEY = "default-v1-s3-artifact-repository"
-ARTIFACTS_SECRET = "argo-artifacts-s3"
-"""The team's workflow identity's keys (keys accessKey, secretKey)."""
-S3_REGION = "us-east-1"
+ARTIFACTS_SECRET = WORKFLOW_ARTIFACTS.secret
+"""The team's workflow identity's keys (keys accessKey, secretKey): the secrets operator copies them from the
+team's Vault path, where the configure stage writes them (modules/objectstore/teamkeys.py)."""
+S3_REGION = REGION
 """The region the executor signs with (a SeaweedFS signature is checked against the region in its own scope):
 given, so the client never asks the store where the bucket is."""
 
@@ -172,11 +173,8 @@ class ArgoWorkflows(HelmService):
 
     @classmethod
     def needed_secrets(cls, spec) -> tuple[StackSecret, ...]:
-        if not cls.enabled(spec):
-            return ()
-        block = cls.block(spec)
-        # The teams' artifact identities' keys come from the object store's seed.
-        return (*((OBJECT_STORE_SEED,) if block.artifacts else ()), *((CLIENT_SECRET,) if block.oidc else ()))
+        # The Argo Server's client secret (the teams' artifact keys come through Vault).
+        return (CLIENT_SECRET,) if cls.enabled(spec) and cls.block(spec).oidc else ()
 
     @classmethod
     def ingress(cls, block: ArgoWorkflowsArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
@@ -302,7 +300,7 @@ class ArgoWorkflows(HelmService):
                 subjects.append({"kind": "ServiceAccount", "name": sso_account, "namespace": team.name})
             bind(resource_name(key, suffix), meta(role), rules, subjects, opts)
         if block.artifacts:
-            artifact_repository(key, team.name, meta, ctx, opts)
+            artifact_repository(key, team.name, meta, ctx.platform, opts)
         # Team namespaces deny egress by default: workflow pods (and only they) reach the API server.
         found = peer_policy("Egress", Peer("apiserver", ports=APISERVER_PORTS, entity="kube-apiserver"), ctx)
         if found:
@@ -313,20 +311,10 @@ class ArgoWorkflows(HelmService):
                            opts)
 
 
-def artifact_repository(key: str, team: str, meta, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+def artifact_repository(key: str, team: str, meta, platform: str, opts: pulumi.ResourceOptions) -> None:
     """The team's default artifact repository: its prefix of the artifacts bucket, with its own identity's keys
-    (derived from the object store's seed, as the object store derives them). The controller mounts the Secret
-    into the workflow pods that move artifacts; nobody else in the namespace needs to read it."""
-    seed = ctx.secrets.object_store_seed
-    if seed is None:
-        raise ValueError("pipelines.argo with storage.objectStore needs the stack secret plinth:objectStoreSeed "
-                         "(the teams' artifact identities)")
-    platform, identity = ctx.platform, f"workflows-{team}"
-    stack_secret(resource_name(key, "artifacts-s3"), meta(ARTIFACTS_SECRET),
-                 f"derived from plinth:objectStoreSeed (the object store's {identity} identity)",
-                 pulumi.Output.secret(seed).apply(lambda s: {
-                     "accessKey": derive(s, platform, identity, "access"),
-                     "secretKey": derive(s, platform, identity, "secret")}), opts)
+    (Secret ARTIFACTS_SECRET, from Vault through the secrets operator). The controller mounts the Secret into
+    the workflow pods that move artifacts; nobody else in the namespace needs to read it."""
     k8s.core.v1.ConfigMap(
         resource_name(key, "artifact-repositories"),
         metadata={**meta(ARTIFACT_REPOSITORIES), "annotations": {DEFAULT_REPOSITORY: REPOSITORY_KEY}},

@@ -1,5 +1,6 @@
 """The configure stage of Vault: the KV mount, Kubernetes auth, one policy and role per team, with
-identity.oidc.clients.vault the oidc auth method and one sign-on role per team and, with raft snapshots on
+identity.oidc.clients.vault the oidc auth method and one sign-on role per team, with storage.objectStore each
+team's object-store keys in its KV path (modules/objectstore/teamkeys.py) and, with raft snapshots on
 (snapshots.py), the snapshot-only policy and role of the snapshot job.
 
 Runs once Vault is initialised and unsealed (`vault operator init` is an operator's act; Plinth
@@ -10,6 +11,7 @@ credential is ever in stack config or state inputs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,6 +20,8 @@ import pulumi_vault as vault
 
 from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, StackSecret, resource_name
+from plinth.modules.objectstore import SEED as OBJECT_STORE_SEED
+from plinth.modules.objectstore.teamkeys import TeamKeys
 from plinth.modules.secrets import vault_address
 from plinth.modules.secrets.operator import (
     AUDIENCE,
@@ -26,6 +30,7 @@ from plinth.modules.secrets.operator import (
     SERVICE_ACCOUNT,
     TeamVaultAccess,
     VaultSecretsOperator,
+    store_keys,
 )
 from plinth.modules.secrets.snapshots import NAME as SNAPSHOT
 from plinth.modules.secrets.snapshots import POLICY_HCL as SNAPSHOT_POLICY
@@ -70,6 +75,10 @@ class VaultTeamsArgs:
     """Whether the snapshot job's role is made (backups on, Vault on raft)."""
     sign_on: VaultSignOn | None = None
     """People sign on through identity.oidc (clients.vault set); None: they do not."""
+    platform: str = ""
+    """metadata.name: the object store's buckets and keys are named from it."""
+    store_keys: tuple[TeamKeys, ...] = ()
+    """The object-store keys each of `teams` gets in its KV path (storage.objectStore on); empty: none."""
 
 
 def _snapshots(spec: PlatformSpec) -> bool:
@@ -111,7 +120,7 @@ def vault_sign_on_rules(spec: PlatformSpec) -> Iterator[Violation]:
 class VaultTeams(PlatformService):
     """Vault's side of every team's access (plinth:secrets:VaultTeams)."""
 
-    secrets = (OIDC_CLIENT_SECRET,)
+    secrets = (OIDC_CLIENT_SECRET, OBJECT_STORE_SEED)
 
     @classmethod
     def enabled(cls, spec: PlatformSpec) -> bool:
@@ -126,11 +135,14 @@ class VaultTeams(PlatformService):
         if _signs_on(spec):
             groups = tuple((t.name, team_groups(t)) for t in spec.teams if team_groups(t))
             sign_on = VaultSignOn(spec.identity.oidc, address, groups)  # type: ignore[arg-type]  # _signs_on
-        return VaultTeamsArgs(address, teams, _snapshots(spec), sign_on)
+        return VaultTeamsArgs(address, teams, _snapshots(spec), sign_on, spec.metadata.name, store_keys(spec))
 
     @classmethod
     def needed_secrets(cls, spec: PlatformSpec) -> tuple[StackSecret, ...]:
-        return (OIDC_CLIENT_SECRET,) if _signs_on(spec) else ()
+        # The team keys are derived here from the seed, as the object store derives them (the same value as the
+        # configured stack's).
+        return (*((OIDC_CLIENT_SECRET,) if _signs_on(spec) else ()),
+                *((OBJECT_STORE_SEED,) if store_keys(spec) else ()))
 
     @classmethod
     def rules(cls, spec: PlatformSpec) -> Iterator[Violation]:
@@ -172,6 +184,8 @@ class VaultTeams(PlatformService):
                 token_max_ttl=4 * TOKEN_TTL,
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[config, kv])),
             )
+        if args.store_keys:
+            self._store_keys(name, args, kv, ctx, child)
         if args.sign_on:
             self._sign_on(name, args.sign_on, policies, ctx, pulumi.ResourceOptions.merge(
                 child, pulumi.ResourceOptions(depends_on=[kv])))
@@ -184,6 +198,23 @@ class VaultTeams(PlatformService):
                 audience=AUDIENCE, token_policies=[policy.name], token_ttl=600, token_max_ttl=1800,
                 opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[config])))
         self.register_outputs({})
+
+    @staticmethod
+    def _store_keys(name: str, args: VaultTeamsArgs, kv: vault.Mount, ctx: PlatformContext,
+                    opts: pulumi.ResourceOptions) -> None:
+        """Each team's object-store keys in its own KV path (`teams/<team>/<kind>`), derived from the seed inside
+        a secret Output: the plan and the state show `(secret)`. Only the team's policy (and the admin running
+        this stage) reads them; the secrets operator copies them into the team's namespace."""
+        seed = ctx.secrets.object_store_seed
+        if seed is None:
+            raise ValueError("the object store's team keys need the stack secret plinth:objectStoreSeed in the "
+                             "configure stage (the same value as the configured stack's)")
+        platform = args.platform
+        for team in args.teams:
+            for keys in args.store_keys:
+                data = pulumi.Output.secret(seed).apply(functools.partial(keys.data_json, platform, team))
+                vault.kv.SecretV2(resource_name(name, team, keys.kv_name), mount=kv.path, name=keys.path(team),
+                                  data_json=data, opts=opts)
 
     @staticmethod
     def _sign_on(name: str, sign_on: VaultSignOn, policies: dict, ctx: PlatformContext,

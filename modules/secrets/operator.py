@@ -7,6 +7,10 @@ Per team (by construction, team A cannot read team B's secrets):
 - Vault side (the configure stage, `plinth.configure`): the role `team-<name>` bound to exactly
   that ServiceAccount in exactly that namespace, with one policy granting `teams/<name>/*` only.
 Both sides take their names from `TeamVaultAccess`, so they cannot drift apart.
+
+With storage.objectStore, each team's object-store keys take the same door: the configure stage writes them
+into the team's path, a `VaultStaticSecret` per kind of key (modules/objectstore/teamkeys.py) copies them into
+a Secret of the team's namespace.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import pulumi_kubernetes as k8s
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.certs import certificate
 from plinth.modules.helm import HelmService, image_values
+from plinth.modules.objectstore import ObjectStore
+from plinth.modules.objectstore.teamkeys import REFRESH, TeamKeys, team_keys
 from plinth.modules.secrets import vault_address
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.spec import models
@@ -66,12 +72,30 @@ class TeamVaultAccess:
                 f'path "{KV_MOUNT}/metadata/{self.team}/*" {{\n  capabilities = ["read", "list"]\n}}\n')
 
 
+@dataclass(frozen=True)
+class SecretsOperatorArgs:
+    vault: models.Vault
+    """secrets.vault."""
+    store_keys: tuple[TeamKeys, ...] = ()
+    """The object-store keys every team gets from its KV path (storage.objectStore on); empty: none."""
+
+
+def store_keys(spec: PlatformSpec) -> tuple[TeamKeys, ...]:
+    """The object store's team keys that travel through Vault: with the store, the operator and teams."""
+    vault = spec.secrets.vault
+    if not (ObjectStore.enabled(spec) and vault.enabled and vault.secrets_operator and spec.teams):
+        return ()
+    return team_keys(spec.pipelines.argo.enabled)
+
+
 class VaultSecretsOperator(HelmService):
     """HashiCorp Vault Secrets Operator (plinth:secrets:VaultSecretsOperator)."""
 
     type_token = "plinth:secrets:VaultSecretsOperator"
     chart_key = "vault-secrets-operator"
     spec_path = ("secrets", "vault")
+    capability = "secrets-operator"
+    capability_fix = "enable secrets.vault with secretsOperator: true (its default)"
 
     @classmethod
     def enabled(cls, spec: PlatformSpec) -> bool:
@@ -79,11 +103,15 @@ class VaultSecretsOperator(HelmService):
         return vault.enabled and vault.secrets_operator
 
     @classmethod
-    def user_values(cls, block: models.Vault) -> dict:
+    def block(cls, spec: PlatformSpec) -> SecretsOperatorArgs:
+        return SecretsOperatorArgs(spec.secrets.vault, store_keys(spec))
+
+    @classmethod
+    def user_values(cls, block: SecretsOperatorArgs) -> dict:
         return {}  # `secrets.vault.values` are Vault's
 
     @classmethod
-    def owned_values(cls, block: models.Vault, ctx: PlatformContext) -> dict:
+    def owned_values(cls, block: SecretsOperatorArgs, ctx: PlatformContext) -> dict:
         manager, proxy = cls.chart().images
         return {
             "controller": {
@@ -105,14 +133,14 @@ class VaultSecretsOperator(HelmService):
             "telemetry": {"serviceMonitor": {"enabled": ctx.monitoring}},
         }
 
-    def prerequisites(self, name: str, block: models.Vault, ctx: PlatformContext,
+    def prerequisites(self, name: str, block: SecretsOperatorArgs, ctx: PlatformContext,
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         # A client certificate from the platform CA: its Secret carries ca.crt, the CA Vault's listener uses.
         ns = self.chart().namespace
         return [certificate(resource_name(name, "vault-ca"), ctx.metadata(CA_SECRET, name, namespace=ns),
                             CA_SECRET, [f"{self.chart().name}.{ns}.svc"], ["client auth"], opts)]
 
-    def team_objects(self, name: str, block: models.Vault, ctx: PlatformContext, team: Team,
+    def team_objects(self, name: str, block: SecretsOperatorArgs, ctx: PlatformContext, team: Team,
                      opts: pulumi.ResourceOptions) -> None:
         access = TeamVaultAccess(team.name)
         meta: dict[str, Any] = dict(namespace=team.name, team=team.name, cost_center=team.cost_center)
@@ -122,7 +150,7 @@ class VaultSecretsOperator(HelmService):
             automount_service_account_token=False,
             opts=opts,
         )
-        k8s.apiextensions.CustomResource(
+        auth = k8s.apiextensions.CustomResource(
             resource_name(name, team.name, "vault-auth"),
             api_version="secrets.hashicorp.com/v1beta1",
             kind="VaultAuth",
@@ -136,3 +164,22 @@ class VaultSecretsOperator(HelmService):
             },
             opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[account, self.release])),
         )
+        for keys in block.store_keys:
+            # The team's own keys from its own path, through its own VaultAuth (same namespace). Until the
+            # configure stage has written them, the operator retries and the Secret does not exist yet.
+            k8s.apiextensions.CustomResource(
+                resource_name(name, team.name, keys.secret),
+                api_version="secrets.hashicorp.com/v1beta1",
+                kind="VaultStaticSecret",
+                metadata=ctx.metadata(keys.secret, name, **meta),
+                spec={
+                    "vaultAuthRef": VAULT_AUTH,
+                    "mount": KV_MOUNT,
+                    "type": "kv-v2",
+                    "path": keys.path(team.name),
+                    "refreshAfter": REFRESH,
+                    # Only the secret's fields: no `_raw` copy of Vault's response (not an environment name).
+                    "destination": {"name": keys.secret, "create": True, "transformation": {"excludeRaw": True}},
+                },
+                opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[auth])),
+            )

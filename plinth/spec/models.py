@@ -452,6 +452,9 @@ class ObjectStore(Spec):
     enabled: Flag = Field(False, description="Run SeaweedFS with its S3 API in namespace object-store, with the "
                           "buckets <platform>-models, -artifacts, -features and -backups and one S3 identity per "
                           "bucket and per team (keys derived from the stack secret plinth:objectStoreSeed). "
+                          "Each team's keys reach its namespace through Vault (the configure stage writes "
+                          "teams/<team>/object-store; the Vault Secrets Operator makes Secret "
+                          "object-store-credentials), so with teams it needs secrets.vault with its operator. "
                           "target.type existing only. Default: false.")
     storage_class: str | None = Field(
         None, description="StorageClass of every SeaweedFS volume. Default: null (Longhorn's class `longhorn` when "

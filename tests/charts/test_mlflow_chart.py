@@ -35,6 +35,7 @@ def _spec():
                     "loadBalancer": {"ranges": ["172.31.255.240/29"]}},
         "certificates": {"certManager": {"enabled": True}},
         "storage": {"longhorn": {"enabled": True}, "objectStore": {"enabled": True}},
+        "secrets": {"vault": {"enabled": True, "ha": True}},  # the team's keys to the store come from Vault
         "monitoring": {"enabled": True},
         "registry": {"mlflow": {"enabled": True, "hostname": HOST}},
         "airgap": {"enabled": True, "mirror": {"registry": MIRROR, "charts": "oci://mirror.corp.internal/charts",

@@ -36,6 +36,9 @@ def _spec() -> PlatformSpec:
         "identity": {"reason": "the chart tier renders the object store; sign-on has its own tests"},
         "charts": {"source": str(CHARTS_DIR)},
         "storage": {"longhorn": {"enabled": True}, "objectStore": {"enabled": True}},
+        # The team's keys to the store come from Vault, through its secrets operator.
+        "certificates": {"certManager": {"enabled": True}},
+        "secrets": {"vault": {"enabled": True, "ha": True}},
         "monitoring": {"enabled": True},
         "backups": {"enabled": False, "reason": "the chart tier renders the object store; backups have their own "
                                                 "tests"},

@@ -39,6 +39,9 @@ def _spec():
         "charts": {"source": str(CHARTS_DIR)},
         "monitoring": {"enabled": True},
         "storage": {"objectStore": {"enabled": True}},
+        # The team's keys to the store come from Vault, through its secrets operator.
+        "certificates": {"certManager": {"enabled": True}},
+        "secrets": {"vault": {"enabled": True}},
         "pipelines": {"argo": {"enabled": True}},
         "teams": TEAMS,
         "airgap": {"enabled": True, "mirror": {"registry": MIRROR, "charts": "oci://mirror.corp.internal/charts",
