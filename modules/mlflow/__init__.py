@@ -13,6 +13,8 @@ starts above all, OIDC rather than MLflow's basic-auth app): README.md beside th
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,8 +80,16 @@ PERMISSIONS = {"ml_engineer": "MANAGE", "data_scientist": "EDIT", "viewer": "REA
 """What each team role's groups may do with the team's experiments and registered models (the plugin's levels:
 MANAGE also deletes and grants, EDIT writes, READ reads; whoever creates one manages it too)."""
 GRANT_PRIORITY = 100
+WORKLOAD_PERMISSION = "EDIT"
+"""What a team's workloads (its service account in MLflow) may do with the team's experiments and models."""
+TEAM_TOKENS = "mlflow-team-tokens"
+"""In `mlflow`: each team's service-account token (key: the team), read by the team-permissions init container."""
+TEAM_TOKENS_DIR = "/etc/mlflow/team-tokens"
+CREDENTIALS = "mlflow-credentials"
+"""In each team's namespace: MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD of the team's service account,
+what its workloads (a registry-backed model's fetch) sign on with."""
 TEAM_PREFIX_PATTERN = r"\^[a-z0-9]([-a-z0-9]*[a-z0-9])?\\\."
-"""The shape of the name patterns Plinth grants (`^<team>\.`): the grants of that shape are Plinth's to keep in
+"""The shape of the name patterns Plinth grants (`^<team>\\.`): the grants of that shape are Plinth's to keep in
 step with the spec; any other an admin makes by hand stays."""
 
 RESOURCES = {"requests": {"cpu": "250m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}}
@@ -257,6 +267,7 @@ class Mlflow(HelmService):
         if block.oidc:
             oidc_values, oidc_env = oidc_auth_values(block), oidc_auth_env(block.oidc)
             init_containers.append(team_permissions_container(str(image), container, block))
+            volumes.append({"name": "team-tokens", "secret": {"secretName": TEAM_TOKENS}})
             if block.oidc.certificate_authority:
                 volumes.append({"name": "oidc-ca", "configMap": {"name": OIDC_CA}})
                 mounts.append({"name": "oidc-ca", "mountPath": OIDC_CA_DIR, "readOnly": True})
@@ -317,6 +328,21 @@ class Mlflow(HelmService):
 
     # --- objects --------------------------------------------------------------------------------------
 
+    def team_objects(self, name: str, block: MlflowArgs, ctx: PlatformContext, team, opts: pulumi.ResourceOptions
+                     ) -> None:
+        """With sign-on: the team's service-account credentials in its namespace (MLflow's client reads
+        MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD)."""
+        if not block.oidc or ctx.secrets.mlflow_flask_secret_key is None:
+            return
+        platform, user = ctx.platform, workload_user(team.name)
+        stack_secret(
+            resource_name(name, team.name, "credentials"),
+            ctx.metadata(CREDENTIALS, name, namespace=team.name, team=team.name, cost_center=team.cost_center),
+            "derived from plinth:mlflowFlaskSecretKey (HMAC-SHA256 per team)",
+            pulumi.Output.secret(ctx.secrets.mlflow_flask_secret_key).apply(
+                lambda key, team=team.name: {"MLFLOW_TRACKING_USERNAME": user,  # type: ignore[misc]
+                                             "MLFLOW_TRACKING_PASSWORD": team_token(key, platform, team)}), opts)
+
     def prerequisites(self, name: str, block: MlflowArgs, ctx: PlatformContext,
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         if ctx.secrets.mlflow_flask_secret_key is None:
@@ -334,6 +360,12 @@ class Mlflow(HelmService):
                 made.append(k8s.core.v1.ConfigMap(
                     resource_name(name, "oidc-ca"), metadata=ctx.metadata(OIDC_CA, name, namespace=NAMESPACE),
                     data={"ca.crt": block.oidc.certificate_authority}, opts=opts))
+            platform, teams = ctx.platform, [team.name for team in block.teams]
+            made.append(stack_secret(
+                resource_name(name, "team-tokens"), ctx.metadata(TEAM_TOKENS, name, namespace=NAMESPACE),
+                "derived from plinth:mlflowFlaskSecretKey (HMAC-SHA256 per team)",
+                pulumi.Output.secret(ctx.secrets.mlflow_flask_secret_key).apply(
+                    lambda key: {team: team_token(key, platform, team) for team in teams}), opts))
         if not ctx.target.cloud:
             seed = ctx.secrets.object_store_seed
             if seed is None:
@@ -394,12 +426,31 @@ def team_groups(teams) -> dict[str, dict[str, str]]:
     return found
 
 
+def workload_user(team: str) -> str:
+    """A team's service account in MLflow (its workloads' user)."""
+    return f"{team}-workloads"
+
+
+def workload_group(team: str) -> str:
+    """The plugin group of a team's service account alone (no identity-provider group is named so: ':')."""
+    return f"plinth:{team}:workloads"
+
+
+def team_token(key: str, platform: str, team: str) -> str:
+    """A team's service-account token: HMAC-SHA256(the Flask secret key, "<platform>/mlflow/<team>") in hex, so
+    no new stack secret, no value drawn at render time, and none reveals the key or another team's."""
+    return hmac.new(key.encode(), f"{platform}/mlflow/{team}".encode(), hashlib.sha256).hexdigest()
+
+
 def team_grants(teams) -> list[dict]:
-    """The plugin's group name-pattern grants Plinth keeps: each team's groups on the names `<team>.<name>`
-    (`^<team>\.`), for experiments and registered models alike (a model's name cannot hold `/`; a team's cannot
-    hold `.`, so no team's prefix is another's)."""
+    """The plugin's group name-pattern grants Plinth keeps: each team's groups, and its service account's group,
+    on the names `<team>.<name>` (`^<team>\\.`), for experiments and registered models alike (a model's name cannot
+    hold `/`; a team's cannot hold `.`, so no team's prefix is another's)."""
+    found = team_groups(teams)
+    for team in teams:
+        found[team.name][workload_group(team.name)] = WORKLOAD_PERMISSION
     return [{"group": group, "regex": f"^{team}\\.", "permission": permission}
-            for team, groups in sorted(team_groups(teams).items()) for group, permission in sorted(groups.items())]
+            for team, groups in sorted(found.items()) for group, permission in sorted(groups.items())]
 
 
 def oidc_auth_values(block: MlflowArgs) -> dict:
@@ -438,7 +489,7 @@ def oidc_auth_env(oidc) -> dict[str, str]:
         "OIDC_PROVISION_ON_BEARER_AUTH": "true",
         # The provider's groups claim is what the platform trusts everywhere (Kubernetes RBAC): admins too.
         "OIDC_TRUST_BEARER_GROUP_CLAIMS": "true",
-        # Creating `<team>.<name>` needs EDIT on the name: nobody makes names outside their teams..
+        # Creating `<team>.<name>` needs EDIT on the name: nobody makes names outside their teams.
         "RESTRICT_RESOURCE_CREATION": "true",
         "OIDC_ALEMBIC_VERSION_TABLE": OIDC_VERSION_TABLE,
     }
@@ -455,6 +506,19 @@ from mlflow_oidc_auth.store import store  # first use: the plugin's schema to it
 wanted = {(g["group"], g["regex"]): g["permission"] for g in json.loads(os.environ["PLINTH_TEAM_GRANTS"])}
 ours, priority = re.compile(os.environ["PLINTH_TEAM_PATTERN"]), int(os.environ["PLINTH_TEAM_PRIORITY"])
 store.populate_groups(sorted({group for group, _ in wanted}))
+# Each team's service account: its token from the Secret, its group alone; a removed team's account goes.
+tokens = os.environ["PLINTH_TEAM_TOKENS"]
+accounts = {f"{team}-workloads": team for team in os.listdir(tokens) if not team.startswith(".")}
+for user in store.list_usernames(is_service_account=True):
+    if re.fullmatch(r"[a-z0-9-]+-workloads", user) and user not in accounts:
+        store.delete_user(user)
+for user, team in sorted(accounts.items()):
+    token = open(os.path.join(tokens, team)).read()
+    if store.has_user(user):
+        store.update_user(user, password=token, is_admin=False, is_service_account=True)
+    else:
+        store.create_user(user, token, f"{team} workloads", is_admin=False, is_service_account=True)
+    store.set_user_groups(user, [f"plinth:{team}:workloads"])
 for kind in ("experiment", "registered_model"):
     listed = getattr(store, f"list_group_{kind}_regex_permissions")
     have = set()
@@ -472,7 +536,7 @@ for kind in ("experiment", "registered_model"):
     for (group, regex), permission in sorted(wanted.items()):
         if (group, regex) not in have:
             getattr(store, f"create_group_{kind}_regex_permission")(group, regex, priority, permission)
-print(f"team grants: {len(wanted)} for experiments and for registered models")
+print(f"team grants: {len(wanted)} for experiments and for registered models; service accounts: {len(accounts)}")
 """
 """The team-permissions init container: the plugin's schema (its own Alembic head), then the teams' grants as the
 spec has them (PLINTH_TEAM_GRANTS), for experiments and registered models; a grant of Plinth's shape the spec no
@@ -484,7 +548,8 @@ def team_permissions_container(image: str, security_context: dict, block: Mlflow
     server's database environment."""
     env = {**libpq_env(), "OIDC_USERS_DB_URI": "postgresql://", "OIDC_ALEMBIC_VERSION_TABLE": OIDC_VERSION_TABLE,
            "PLINTH_TEAM_GRANTS": json.dumps(team_grants(block.teams), separators=(",", ":")),
-           "PLINTH_TEAM_PATTERN": TEAM_PREFIX_PATTERN, "PLINTH_TEAM_PRIORITY": str(GRANT_PRIORITY)}
+           "PLINTH_TEAM_PATTERN": TEAM_PREFIX_PATTERN, "PLINTH_TEAM_PRIORITY": str(GRANT_PRIORITY),
+           "PLINTH_TEAM_TOKENS": TEAM_TOKENS_DIR}
     return {
         "name": "team-permissions",
         "image": image,
@@ -496,7 +561,8 @@ def team_permissions_container(image: str, security_context: dict, block: Mlflow
         "resources": RESOURCES,
         "securityContext": security_context,
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
-                         {"name": "postgres-ca", "mountPath": CA_DIR, "readOnly": True}],
+                         {"name": "postgres-ca", "mountPath": CA_DIR, "readOnly": True},
+                         {"name": "team-tokens", "mountPath": TEAM_TOKENS_DIR, "readOnly": True}],
     }
 
 
