@@ -31,6 +31,7 @@ import pytest
 
 from support import CHARTS_DIR, free_port, packaged_charts_helm, platform_spec, stop_process
 from test_mlflow_server import KUBE, PLATFORM, SEED, Pod, database, local_volumes, python, running  # noqa: F401
+from plinth.catalog import MLFLOW_OIDC_AUTH
 from plinth.engine.charts import chart_archive, template
 from plinth.engine.offline import plan
 from plinth.modules.mlflow import (CREDENTIALS, DATABASE, OIDC_CA, OIDC_SECRET, S3_SECRET, SERVICE, TEAM_TOKENS,
@@ -38,8 +39,8 @@ from plinth.modules.mlflow import (CREDENTIALS, DATABASE, OIDC_CA, OIDC_SECRET, 
 
 pytestmark = pytest.mark.toolchain  # helm and mockoidc: runs after the other tests (tests/conftest.py)
 
-PLUGIN = "mlflow-oidc-auth==7.6.0"
-"""The plugin the catalog's image (burakince/mlflow:3.15.1) locks beside MLflow; .ci/run installs it."""
+PLUGIN = f"mlflow-oidc-auth=={MLFLOW_OIDC_AUTH}"
+"""The plugin the catalog's image locks beside MLflow; .ci/run installs it."""
 MLFLOW_CLIENT = "plinth-mlflow"
 KUBERNETES_CLIENT = "plinth-kubernetes"
 ADMINS = "ml-platform-admins"
