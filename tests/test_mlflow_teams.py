@@ -322,3 +322,45 @@ def test_workloads_sign_on_with_mlflows_own_client(server, provider, tmp_path, h
     if how == "service-account":
         assert call(url, "POST", "experiments/search", {"max_results": 1},
                     basic=(workload_user("risk"), "not-the-token"))[0] == 401
+
+
+def test_the_grants_follow_the_spec_at_every_start(server, database):  # noqa: F811
+    """The team-permissions init container runs at every pod start (a restart, each replica): again unchanged it
+    adds nothing; with the spec changed it revokes and updates Plinth's grants and leaves an admin's own."""
+    _, _, pod, _ = server
+    pg = database[0]
+    step = pod.container("team-permissions")
+    planned_env = pod.process_env(step)
+    planned = json.loads(planned_env["PLINTH_TEAM_GRANTS"])
+
+    def start(grants: list[dict]) -> None:
+        done = subprocess.run(pod.command(step), env={**planned_env, "PLINTH_TEAM_GRANTS": json.dumps(grants)},
+                              capture_output=True, text=True, timeout=300, cwd=pod.volumes["tmp"])
+        assert done.returncode == 0, done.stderr[-4000:]
+
+    def granted(table: str) -> list[tuple[str, str, str]]:
+        rows = pg.command("psql", "-X", "-q", "-A", "-t", "-F", "|", "-h", pg.run, "-p", pg.port, "-U", "postgres",
+                          "-d", "mlflow", "-c", f"SELECT g.group_name, p.regex, p.permission FROM {table} p JOIN "
+                          "groups g ON g.id = p.group_id ORDER BY 1, 2").stdout.split()
+        return [tuple(row.split("|")) for row in rows]
+
+    def expected(grants: list[dict]) -> list[tuple[str, str, str]]:
+        return sorted((g["group"], g["regex"], g["permission"]) for g in grants)
+
+    start(planned)
+    for table in ("experiment_group_regex_permissions", "registered_model_group_regex_permissions"):
+        assert granted(table) == expected(planned)
+    # An admin's own grant (not of Plinth's shape) stays through every start.
+    pg.command("psql", "-X", "-q", "-h", pg.run, "-p", pg.port, "-U", "postgres", "-d", "mlflow", "-c",
+               "INSERT INTO experiment_group_regex_permissions (regex, priority, group_id, permission) SELECT "
+               "'^shared-.*', 1, id, 'READ' FROM groups WHERE group_name = 'fraud-auditors'")
+    # Risk leaves the spec; fraud's viewers become data scientists.
+    changed = [{**g, "permission": "EDIT" if g["group"] == "fraud-auditors" else g["permission"]}
+               for g in planned if not g["regex"].startswith("^risk")]
+    try:
+        start(changed)
+        assert granted("registered_model_group_regex_permissions") == expected(changed)
+        assert granted("experiment_group_regex_permissions") == sorted(
+            [*expected(changed), ("fraud-auditors", "^shared-.*", "READ")])
+    finally:
+        start(planned)
