@@ -41,7 +41,8 @@ def _spec():
         "monitoring": {"enabled": True},
         "registry": {"mlflow": {"enabled": True, "hostname": HOST}},
         "airgap": {"enabled": True, "mirror": {"registry": MIRROR, "charts": "oci://mirror.corp.internal/charts",
-                                               "pullSecret": {"username": "robot"}}},
+                                               "pullSecret": {"username": "robot"},
+                                               "hosts": ["login.corp.internal"]}},  # the provider
     })
 
 
