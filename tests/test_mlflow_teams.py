@@ -304,14 +304,14 @@ def test_workloads_sign_on_with_mlflows_own_client(server, provider, tmp_path, h
     else:
         auth = {"MLFLOW_TRACKING_USERNAME": workload_user("risk"),
                 "MLFLOW_TRACKING_PASSWORD": team_token(flask_key, PLATFORM, "risk")}
-    python = server[2].bin_dir / "python"
-    env = {"PATH": f"{python.parent}:/usr/bin:/bin", "HOME": str(tmp_path), "LC_ALL": "C.UTF-8",
+    interpreter = server[2].bin_dir / "python"
+    env = {"PATH": f"{interpreter.parent}:/usr/bin:/bin", "HOME": str(tmp_path), "LC_ALL": "C.UTF-8",
            "MLFLOW_ENABLE_TELEMETRY": "false", "DO_NOT_TRACK": "true", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", **auth}
     # A model of fraud's (there already when the other case made it): the risk workload is refused on it.
     call(url, "POST", "registered-models/create", {"name": "fraud.workload-probe"},
          token=provider.id_token("alice@corp.example", [FRAUD]))
     started = time.monotonic()
-    done = subprocess.run([str(python), "-c", CLIENT, url, f"risk.{how}", "fraud.workload-probe"],
+    done = subprocess.run([str(interpreter), "-c", CLIENT, url, f"risk.{how}", "fraud.workload-probe"],
                           capture_output=True, text=True, timeout=CLIENT_SECONDS, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
     print(f"\n[mlflow] client ({how}) {time.monotonic() - started:.1f}s")
