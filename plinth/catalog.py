@@ -285,6 +285,11 @@ IMAGES: dict[str, str] = {
     "drift": "ghcr.io/plinth-platform/plinth-drift:0.7.23-1",
 }
 
+# The sign-on plugin in the MLflow image (registry.mlflow with identity.oidc.clients.mlflow: the chart's
+# `--app-name oidc-auth`): the version the image's lock file holds beside MLflow 3.15.1, what its real-server test
+# installs (.ci/run). A new image tag means checking this again.
+MLFLOW_OIDC_AUTH = "7.6.0"
+
 # Namespaces of the platform's own services, which tenant network policies
 # must be able to name (monitoring scrapes, gateway ingress, Vault, Feast).
 PLATFORM_NAMESPACES: dict[str, str] = {

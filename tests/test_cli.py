@@ -209,7 +209,7 @@ def test_validate_a_stack_reports_file_and_spec_errors_at_once(write):
         'blueprints/base.yaml:16:7: teams[fraud].quota.gpu: expected a non-negative integer, got "two"',
         "stacks/Pulumi.dev.yaml:3:3: config.plinth:overides: unknown key (allowed: plinth:blueprint, "
         "plinth:overrides, plinth:mirrorPassword, plinth:objectStoreSeed, plinth:pythonIndexHtpasswd, plinth:harborAdminPassword, "
-        "plinth:mlflowFlaskSecretKey, plinth:feastRedisPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, "
+        "plinth:mlflowFlaskSecretKey, plinth:mlflowOidcClientSecret, plinth:feastRedisPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, "
         "plinth:grafanaOidcClientSecret, plinth:uiProxyClientSecret, plinth:uiProxyCookieSecret, "
         "plinth:argoOidcClientSecret, plinth:dexLdapBindPassword, plinth:vaultOidcClientSecret, "
         "plinth:harborOidcClientSecret, plinth:configures)"]

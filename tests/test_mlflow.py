@@ -15,7 +15,7 @@ from plinth.context import PlatformContext, StackSecrets
 from plinth.engine.offline import plan, record
 from plinth.mirror import mirror_list
 from plinth.modules.featurestore import CloudNativePg
-from plinth.modules.mlflow import MIGRATE, Mlflow, s3_keys
+from plinth.modules.mlflow import GRANT, MIGRATE, Mlflow, s3_keys, team_token
 from plinth.modules.objectstore.identities import s3_config
 from plinth.plan import SECRET
 from plinth.program import build_platform, needed_secrets
@@ -331,3 +331,117 @@ def test_the_image_comes_through_the_mirror_and_is_listed():
 
 def test_telemetry_stays_off(plain):
     assert values(plain)["telemetry"] == {"enabled": False}
+
+
+# --- per-team permissions (identity.oidc.clients.mlflow) ----------------------------------------------------
+
+ISSUER = "https://login.corp.internal/realms/ml-platform"
+CA_PEM = ("-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUZ2F0ZXdheS1jYQ==\n-----END CERTIFICATE-----\n")
+SIGN_ON = {"oidc": {"issuer": ISSUER, "certificateAuthority": CA_PEM,
+                    "clients": {"kubernetes": "plinth-kubernetes", "mlflow": "plinth-mlflow"}}}
+TEAMS = [{"name": "fraud", "groups": {"mlEngineer": ["fraud-ml-engineers"], "dataScientist": ["fraud-ds"],
+                                      "viewer": ["auditors"]}},
+         {"name": "risk", "groups": {"mlEngineer": ["risk-ml-engineers"], "viewer": ["auditors"]}}]
+
+
+@pytest.fixture(scope="module")
+def signed_on():
+    return platform("prod", network=GATEWAY, certificates={"certManager": {"enabled": True}}, identity=SIGN_ON,
+                    teams=TEAMS, rbac={"platformAdminGroup": "ml-platform-admins"},
+                    registry={"mlflow": {"enabled": True, "hostname": HOST}})
+
+
+def test_with_a_client_mlflow_signs_on_through_the_provider_and_denies_by_default(signed_on):
+    mlflow = values(signed_on)
+    assert mlflow["oidcAuth"] == {
+        "enabled": True, "discoveryUrl": f"{ISSUER}/.well-known/openid-configuration", "clientId": "plinth-mlflow",
+        "existingSecret": {"name": "mlflow-oidc", "clientSecretKey": "client-secret"},
+        "redirectUri": f"https://{HOST}/callback", "scope": "openid,email,profile,groups",
+        "audience": "plinth-mlflow", "providerDisplayName": "Single sign-on", "groupsAttribute": "groups",
+        # Every team's groups sign on; the platform admins administer; nobody reaches what nobody granted.
+        "groupName": ["auditors", "fraud-ds", "fraud-ml-engineers", "risk-ml-engineers"],
+        "adminGroupName": ["ml-platform-admins"], "defaultPermission": "NO_PERMISSIONS",
+        "sessionCookieSecure": True, "sessionCookieSamesite": "lax", "cache": {"enabled": False},
+        "database": {"uri": "postgresql://", "postgres": {"enabled": False}}}
+    env = mlflow["extraEnvVars"]
+    assert {k: env[k] for k in ("OIDC_ISSUER", "OIDC_PROVISION_ON_BEARER_AUTH", "OIDC_TRUST_BEARER_GROUP_CLAIMS",
+                                "RESTRICT_RESOURCE_CREATION", "OIDC_ALEMBIC_VERSION_TABLE", "REQUESTS_CA_BUNDLE",
+                                "SSL_CERT_FILE")} == {
+        "OIDC_ISSUER": ISSUER, "OIDC_PROVISION_ON_BEARER_AUTH": "true", "OIDC_TRUST_BEARER_GROUP_CLAIMS": "true",
+        "RESTRICT_RESOURCE_CREATION": "true", "OIDC_ALEMBIC_VERSION_TABLE": "oidc_auth_alembic_version",
+        "REQUESTS_CA_BUNDLE": "/etc/mlflow/oidc-ca/ca.crt", "SSL_CERT_FILE": "/etc/mlflow/oidc-ca/ca.crt"}
+    # The provider's CA (public) in a ConfigMap; the client secret in a Secret from the stack secret.
+    assert signed_on["mlflow-oidc-ca"].inputs["data"] == {"ca.crt": CA_PEM}
+    secret = signed_on["mlflow-oidc"].inputs
+    assert secret["stringData"] == SECRET
+    assert secret["metadata"]["annotations"]["plinth.dev/secret-source"] == "plinth:mlflowOidcClientSecret"
+
+
+def test_each_teams_groups_and_workloads_are_granted_their_teams_names_only(signed_on):
+    mlflow = values(signed_on)
+    migration, grants = mlflow["initContainers"]
+    assert (migration["name"], grants["name"]) == ("db-migration", "team-permissions")
+    assert grants["command"] == ["python", "-c", GRANT]
+    env = {e["name"]: e.get("value") for e in grants["env"]}
+    assert json.loads(env["PLINTH_TEAM_GRANTS"]) == [
+        {"group": "auditors", "regex": "^fraud\\.", "permission": "READ"},
+        {"group": "fraud-ds", "regex": "^fraud\\.", "permission": "EDIT"},
+        {"group": "fraud-ml-engineers", "regex": "^fraud\\.", "permission": "MANAGE"},
+        {"group": "plinth:fraud:workloads", "regex": "^fraud\\.", "permission": "EDIT"},
+        {"group": "auditors", "regex": "^risk\\.", "permission": "READ"},
+        {"group": "plinth:risk:workloads", "regex": "^risk\\.", "permission": "EDIT"},
+        {"group": "risk-ml-engineers", "regex": "^risk\\.", "permission": "MANAGE"}]
+    # The server's database credentials, from the operator's Secret; the teams' tokens from Plinth's.
+    assert {e["name"]: e["valueFrom"]["secretKeyRef"]["name"] for e in grants["env"] if "valueFrom" in e} == {
+        "PGUSER": "mlflow-postgres-app", "PGPASSWORD": "mlflow-postgres-app"}
+    assert {"name": "team-tokens", "secret": {"secretName": "mlflow-team-tokens"}} in mlflow["extraVolumes"]
+    assert signed_on["mlflow-team-tokens"].inputs["stringData"] == SECRET
+
+
+def test_a_teams_workloads_get_its_service_accounts_credentials_in_its_namespace(signed_on):
+    credentials = signed_on["mlflow-fraud-credentials"].inputs
+    assert credentials["metadata"]["namespace"] == "fraud" and credentials["metadata"]["name"] == "mlflow-credentials"
+    assert credentials["stringData"] == SECRET
+    assert credentials["metadata"]["annotations"]["plinth.dev/secret-source"] == (
+        "derived from plinth:mlflowFlaskSecretKey (HMAC-SHA256 per team)")
+    # Each team's token is its own and reveals neither the key nor another team's.
+    tokens = {team: team_token("flask-key", "test", team) for team in ("fraud", "risk")}
+    assert len(set(tokens.values())) == 2 and all(len(t) == 64 and "flask-key" not in t for t in tokens.values())
+    assert team_token("flask-key", "test", "fraud") == tokens["fraud"]  # the same at every plan
+
+
+def test_without_a_client_mlflow_has_no_sign_on(plain):
+    mlflow = values(plain)
+    assert mlflow["oidcAuth"] == {"enabled": False}
+    assert [c["name"] for c in mlflow["initContainers"]] == ["db-migration"]
+    assert "mlflow-fraud-credentials" not in plain and "mlflow-team-tokens" not in plain
+
+
+def test_the_client_secret_is_needed_only_with_a_client():
+    keys = [s.key for s in needed_secrets(spec(identity=SIGN_ON))]
+    assert "mlflowOidcClientSecret" in keys
+    assert "mlflowOidcClientSecret" not in [s.key for s in needed_secrets(spec())]
+
+
+def test_prod_mlflow_isolates_the_teams_or_says_why_not():
+    def rules(**overrides):
+        return [(v.loc, v.rule, v.message, v.fix) for v in check_rules(spec("prod", **overrides))
+                if v.rule.startswith("mlflow-")]
+
+    assert rules() == [(("registry", "mlflow", "enabled"), "mlflow-team-isolation",
+                        "MLflow in prod without per-team permissions: every team could read and write every "
+                        "experiment and registered model",
+                        "set identity.oidc.clients.mlflow (and the stack secret plinth:mlflowOidcClientSecret), or "
+                        "say why not in registry.mlflow.reason")]
+    assert rules(registry={"mlflow": {"enabled": True, "reason": "one team only, until the provider is up"}}) == []
+    assert rules(identity=SIGN_ON) == []
+    assert rules(identity=SIGN_ON, registry={"mlflow": {"enabled": True, "reason": "one team only for now"}}) == [
+        (("registry", "mlflow", "reason"), "mlflow-reason-unused", "a reason for MLflow without per-team "
+         "permissions, but identity.oidc.clients.mlflow is set", "remove registry.mlflow.reason")]
+    assert [(v.loc, v.rule, v.fix) for v in check_rules(spec("dev", identity=SIGN_ON,
+                                                                registry={"mlflow": {"enabled": False}}))
+            if v.rule.startswith("mlflow-")] == [
+        (("identity", "oidc", "clients", "mlflow"), "mlflow-sign-on-unused",
+         "enable registry.mlflow, or remove clients.mlflow")]
+    # dev and staging may run MLflow open.
+    assert [v.rule for v in check_rules(spec("staging")) if v.rule.startswith("mlflow-")] == []

@@ -22,6 +22,7 @@ client holds no S3 key: every artifact goes through the server (`--serve-artifac
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -141,16 +142,17 @@ class Pod:
 
 
 def local_volumes(objects: tuple[dict, ...], secrets_: dict[str, dict[str, str]], work: Path) -> dict[str, Path]:
-    """Each volume of the Deployment's pod as a local directory: a Secret volume holds its items from `secrets_`,
-    an emptyDir is empty."""
+    """Each volume of the Deployment's pod as a local directory: a Secret or ConfigMap volume holds its items from
+    `secrets_` (by name), an emptyDir is empty."""
     [deployment] = [o for o in objects if o["kind"] == "Deployment" and o["metadata"]["name"] == SERVICE]
     found = {}
     for volume in deployment["spec"]["template"]["spec"]["volumes"]:
         directory = found[volume["name"]] = work / "volumes" / volume["name"]
         directory.mkdir(parents=True)
-        if "secret" in volume:
-            data = secrets_[volume["secret"]["secretName"]]
-            for item in volume["secret"].get("items") or [{"key": k, "path": k} for k in data]:
+        source = volume.get("secret") or volume.get("configMap")
+        if source:
+            data = secrets_[source.get("secretName") or source.get("name")]
+            for item in source.get("items") or [{"key": k, "path": k} for k in data]:
                 (directory / item["path"]).write_text(data[item["key"]])
         else:
             assert "emptyDir" in volume, volume
@@ -227,19 +229,28 @@ def server(python, objects, database, s3, tmp_path_factory):
         f"{SERVICE}-env-secret": {},
     }
     volumes = local_volumes(objects, stand_ins, work)
-    port = free_port()
     pod = Pod(objects, stand_ins, volumes,
               {"PGHOST": "localhost", "PGPORT": str(pg.port), "MLFLOW_S3_ENDPOINT_URL": s3.endpoint}, python.parent)
     # The chart's ConfigMap, as Plinth planned it.
     assert set(pod.configmaps[ENV_CONFIGMAP]) >= {"PGHOST", "PGPORT", "PGDATABASE"}
 
-    migration = pod.container("db-migration")
-    t = time.monotonic()
-    done = subprocess.run(pod.command(migration), env=pod.process_env(migration), capture_output=True, text=True,
-                          timeout=MIGRATE_SECONDS, cwd=work)
-    assert done.returncode == 0, done.stderr[-4000:]
-    migrated = time.monotonic() - t
+    with running(pod, work) as (url, command):
+        yield url, python, pod, command, volumes
 
+
+@contextlib.contextmanager
+def running(pod: Pod, work: Path, init: tuple[str, ...] = ("db-migration",)):
+    """The pod's init containers `init`, in order, then its server container, as local processes on a free port:
+    yields (url, command)."""
+    for name in init:
+        step = pod.container(name)
+        t = time.monotonic()
+        done = subprocess.run(pod.command(step), env=pod.process_env(step), capture_output=True, text=True,
+                              timeout=MIGRATE_SECONDS, cwd=work)
+        assert done.returncode == 0, (name, done.stderr[-4000:])
+        print(f"\n[mlflow] init container {name} {time.monotonic() - t:.1f}s")
+
+    port = free_port()
     container = pod.container("mlflow")
     [planned_port] = [a for a in container["args"] if a.startswith("--port=")]
     command = pod.command(container, {planned_port: f"--port={port}"})
@@ -263,8 +274,8 @@ def server(python, objects, database, s3, tmp_path_factory):
                 pytest.fail(f"mlflow server not healthy within {START_SECONDS}s:\n"
                             f"{log.read_text(errors='replace')[-4000:]}")
             time.sleep(0.5)
-        print(f"\n[mlflow] migration {migrated:.1f}s, server healthy after {time.monotonic() - t:.1f}s")
-        yield url, python, pod, command, volumes
+        print(f"\n[mlflow] server healthy after {time.monotonic() - t:.1f}s")
+        yield url, command
     finally:
         os.killpg(process.pid, 15)
         try:  # its workers finish open requests first, for up to 30 s: nothing is left to finish here

@@ -36,9 +36,13 @@ def test_each_track_fetches_its_registered_version_before_triton_starts():
         assert fetch["name"] == "fetch-model" and fetch["image"] == IMAGES["mlflow-client"]
         assert fetch["imagePullPolicy"] == "Always"
         assert fetch["command"] == ["mlflow", "artifacts", "download", "--artifact-uri", uri, "--dst-path", "/models"]
-        assert {e["name"]: e["value"] for e in fetch["env"]} == {
+        assert {e["name"]: e["value"] for e in fetch["env"] if "value" in e} == {
             "MLFLOW_TRACKING_URI": "http://mlflow.mlflow.svc", "HOME": "/tmp", "MLFLOW_ENABLE_TELEMETRY": "false",
             "DO_NOT_TRACK": "true"}
+        # With MLflow's sign-on, the team's service account in MLflow; without it the Secret is not there.
+        assert {e["name"]: e["valueFrom"] for e in fetch["env"] if "valueFrom" in e} == {
+            key: {"secretKeyRef": {"name": "mlflow-credentials", "key": key, "optional": True}}
+            for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
         # The model's own CPU and memory, requests equal to limits, no GPU: the pod's quota and QoS are the model's.
         assert fetch["resources"] == {"requests": {"cpu": "1", "memory": "4Gi"},
                                       "limits": {"cpu": "1", "memory": "4Gi"}}

@@ -141,7 +141,7 @@ def test_stack_rejects_unknown_plinth_keys(write):
     assert [str(e) for e in caught.value.errors] == [
         "stacks/Pulumi.dev.yaml:3:3: config.plinth:overides: unknown key (allowed: plinth:blueprint, "
         "plinth:overrides, plinth:mirrorPassword, plinth:objectStoreSeed, plinth:pythonIndexHtpasswd, plinth:harborAdminPassword, "
-        "plinth:mlflowFlaskSecretKey, plinth:feastRedisPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, "
+        "plinth:mlflowFlaskSecretKey, plinth:mlflowOidcClientSecret, plinth:feastRedisPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, "
         "plinth:grafanaOidcClientSecret, plinth:uiProxyClientSecret, plinth:uiProxyCookieSecret, "
         "plinth:argoOidcClientSecret, plinth:dexLdapBindPassword, plinth:vaultOidcClientSecret, "
         "plinth:harborOidcClientSecret, plinth:configures)"]
@@ -410,7 +410,7 @@ def test_a_namespace_of_kubernetes_or_a_chart_is_no_team(team, write):
 
 _SECRET_FIX = ("[rule values-plaintext-secret; fix: remove it; set it as a stack secret (`pulumi config set --secret "
                "plinth:<key> VALUE`; the keys: plinth:mirrorPassword, plinth:objectStoreSeed, plinth:pythonIndexHtpasswd, "
-               "plinth:harborAdminPassword, plinth:mlflowFlaskSecretKey, plinth:feastRedisPassword, "
+               "plinth:harborAdminPassword, plinth:mlflowFlaskSecretKey, plinth:mlflowOidcClientSecret, plinth:feastRedisPassword, "
                "plinth:grafanaAdminPassword, "
                "plinth:alertReceivers, plinth:grafanaOidcClientSecret, plinth:uiProxyClientSecret, "
                "plinth:uiProxyCookieSecret, plinth:argoOidcClientSecret, plinth:dexLdapBindPassword, "

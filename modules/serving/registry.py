@@ -4,7 +4,8 @@ platform's MLflow, fetched into the pod by an init container before Triton start
 The init container runs `mlflow artifacts download` (the MLflow image of the catalog, mirrored like every
 image) against the in-cluster MLflow Service, as the team's workload ServiceAccount: the server proxies the
 artifacts (`--serve-artifacts`), so the pod holds no storage credential, and the team namespaces' egress to
-MLflow is the only way out it needs.
+MLflow is the only way out it needs. With MLflow's sign-on it signs on as the team's service account in MLflow
+(the Secret mlflow-credentials in the team's namespace), which reads the team's models only.
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ def registered_annotations(model, release) -> dict[str, str]:
 def fetch_container(model, release, ctx: PlatformContext, resources: dict) -> dict:
     """The init container: the release's registered files into the emptyDir, then it exits. It takes the model's
     own CPU and memory (requests equal to limits, no GPU), so the pod's quota and QoS stay the model's."""
+    from plinth.modules.mlflow import CREDENTIALS
+
     return {
         "name": CONTAINER,
         "image": mirror_image(IMAGES["mlflow-client"], ctx.mirror_registry),
@@ -64,6 +67,9 @@ def fetch_container(model, release, ctx: PlatformContext, resources: dict) -> di
         "command": ["mlflow", "artifacts", "download", "--artifact-uri", model_uri(model, release),
                     "--dst-path", MOUNT],
         "env": [{"name": "MLFLOW_TRACKING_URI", "value": tracking_uri()},
+                # With MLflow's sign-on, the team's service account (optional: without it, no such Secret).
+                *({"name": key, "valueFrom": {"secretKeyRef": {"name": CREDENTIALS, "key": key, "optional": True}}}
+                  for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")),
                 # The root is read-only: MLflow's client writes nothing but its temporary files, under $HOME.
                 {"name": "HOME", "value": "/tmp"},
                 # Air-gap: no usage reporting.

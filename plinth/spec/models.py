@@ -577,6 +577,10 @@ class Mlflow(Spec):
         None, description="StorageClass of the database volumes. Default: null (Longhorn's class `longhorn` when "
         "storage.longhorn is on, else the cluster's default StorageClass).",
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    reason: str | None = Field(
+        None, description="Why MLflow runs without per-team permissions, every team reading and writing every "
+        "experiment and model (required in prod without identity.oidc.clients.mlflow). Default: null.",
+        min_length=10, max_length=200)
     values: Values = {}
 
 
@@ -1012,6 +1016,14 @@ class OidcClients(Spec):
         "flow; redirect URI https://<pipelines.argo.hostname>/oauth2/callback); its secret is the stack secret "
         "plinth:argoOidcClientSecret. Needs pipelines.argo with server and hostname. Default: null (the Argo "
         "Server, if on, stays in-cluster in client auth mode).", pattern=r"^\S{1,255}$")
+    mlflow: str | None = Field(
+        None, description="The client ID MLflow signs people on as (the chart's oidcAuth, the mlflow-oidc-auth "
+        "plugin): rbac.platformAdminGroup administers MLflow, each team's groups read and write the experiments "
+        "and registered models named <team>.<name> (ml-engineer MANAGE, data-scientist EDIT, viewer READ), nobody "
+        "else anything. Workloads send a token the provider issued to this client (its aud) as "
+        "MLFLOW_TRACKING_TOKEN. Redirect URI https://<registry.mlflow.hostname>/callback; its secret is the stack "
+        "secret plinth:mlflowOidcClientSecret. Needs registry.mlflow. Default: null (MLflow without sign-on: "
+        "every client may do everything; prod needs registry.mlflow.reason).", pattern=r"^\S{1,255}$")
 
 
 class OidcEndpoints(Spec):

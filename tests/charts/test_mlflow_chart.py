@@ -23,13 +23,16 @@ KUBE = "1.34"
 MIRROR = "mirror.corp.internal/mirror"
 HOST = "mlflow.models.plinth.internal"
 PLATFORM = "test"
+CA = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUZ2F0ZXdheS1jYQ==\n-----END CERTIFICATE-----\n"
 
 
 def _spec():
-    """Air-gapped prod on-prem with the Gateway, the object store and monitoring: every MLflow feature on."""
+    """Air-gapped prod on-prem with the Gateway, the object store, monitoring and sign-on through a provider with a
+    private CA: every MLflow feature on."""
     return platform_spec({
         "metadata": {"environment": "prod"},
-        "identity": {"reason": "the chart tier renders MLflow; sign-on has its own tests"},
+        "identity": {"oidc": {"issuer": "https://login.corp.internal/realms/ml", "certificateAuthority": CA,
+                              "clients": {"kubernetes": "ml-kubernetes", "mlflow": "ml-mlflow"}}},
         "charts": {"source": str(CHARTS_DIR)},
         "network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}},
                     "loadBalancer": {"ranges": ["172.31.255.240/29"]}},
@@ -39,7 +42,8 @@ def _spec():
         "monitoring": {"enabled": True},
         "registry": {"mlflow": {"enabled": True, "hostname": HOST}},
         "airgap": {"enabled": True, "mirror": {"registry": MIRROR, "charts": "oci://mirror.corp.internal/charts",
-                                               "pullSecret": {"username": "robot"}}},
+                                               "pullSecret": {"username": "robot"},
+                                               "hosts": ["login.corp.internal"]}},  # the provider
     })
 
 
@@ -98,12 +102,18 @@ def test_no_secret_value_is_rendered(objects):
     assert secrets["mlflow-env-secret"] == {}
     configmap = _one(objects, "ConfigMap", "mlflow-env-configmap")["data"]
     assert [key for key in configmap if "PASSWORD" in key or key.startswith("AWS_")] == []
-    # Every credential the pod reads is a reference to a Secret: the operator's, Plinth's, the chart's key.
+    # Every credential the pod reads is a reference to a Secret: the operator's, Plinth's, the chart's key (also
+    # the sign-on plugin's session key).
     pod = _pod(objects)
     refs = {(e["name"], e["valueFrom"]["secretKeyRef"]["name"])
             for c in pod["initContainers"] + pod["containers"] for e in c.get("env") or [] if "valueFrom" in e}
     assert refs == {("PGUSER", "mlflow-postgres-app"), ("PGPASSWORD", "mlflow-postgres-app"),
-                    ("AWS_ACCESS_KEY_ID", "mlflow-artifacts-s3"), ("AWS_SECRET_ACCESS_KEY", "mlflow-artifacts-s3")}
+                    ("AWS_ACCESS_KEY_ID", "mlflow-artifacts-s3"), ("AWS_SECRET_ACCESS_KEY", "mlflow-artifacts-s3"),
+                    ("OIDC_CLIENT_SECRET", "mlflow-oidc"), ("SECRET_KEY", "mlflow-flask-server-secret-key")}
+    # The teams' service-account tokens are a mounted Secret, read by the team-permissions init container alone.
+    [grants] = [c for c in pod["initContainers"] if c["name"] == "team-permissions"]
+    assert {"name": "team-tokens", "mountPath": "/etc/mlflow/team-tokens", "readOnly": True} in grants["volumeMounts"]
+    assert {"name": "team-tokens", "secret": {"secretName": "mlflow-team-tokens"}} in pod["volumes"]
     plain = {e["name"] for c in pod["initContainers"] + pod["containers"] for e in c.get("env") or []
              if "value" in e}
     assert [name for name in plain if "PASSWORD" in name or "SECRET" in name or name.startswith("AWS_")] == []
@@ -132,11 +142,13 @@ def test_the_migration_runs_before_the_server_and_no_two_versions_overlap(object
     deployment = _one(objects, "Deployment")
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     pod = deployment["spec"]["template"]["spec"]
-    [migration] = pod["initContainers"]
-    assert migration["command"] == ["python", "-c", MIGRATE]
+    # The schema first, then the sign-on plugin's schema and the teams' grants, on the server's image.
+    migration, grants = pod["initContainers"]
+    assert migration["command"] == ["python", "-c", MIGRATE] and grants["name"] == "team-permissions"
     [server] = pod["containers"]
-    assert migration["image"] == server["image"]
-    assert {m["name"] for m in migration["volumeMounts"]} <= {v["name"] for v in pod["volumes"]}
+    assert migration["image"] == grants["image"] == server["image"]
+    for step in (migration, grants):
+        assert {m["name"] for m in step["volumeMounts"]} <= {v["name"] for v in pod["volumes"]}
 
 
 def test_metrics_on_the_services_port(objects):
@@ -164,7 +176,8 @@ def test_every_object_validates_against_kubernetes_and_crd_schemas(objects, char
     crds = crd_schemas(_rendered(charts_dir, 1))
     plinth_objects = [obj for _, obj in kubernetes_objects(result) if obj["metadata"].get("namespace") == "mlflow"
                       and not obj["apiVersion"].startswith("cilium.io/")]
-    assert {"HTTPRoute", "Cluster", "Secret", "PodDisruptionBudget", "PodMonitor"} <= {o["kind"] for o in plinth_objects}
+    assert {"HTTPRoute", "Cluster", "Secret", "PodDisruptionBudget", "PodMonitor", "ConfigMap"} <= {
+        o["kind"] for o in plinth_objects}
     assert validation_failures([*objects, *plinth_objects], f"{KUBE}.0", crds) == []
     assert {("monitoring.coreos.com/v1", "ServiceMonitor"), ("gateway.networking.k8s.io/v1", "HTTPRoute"),
             ("postgresql.cnpg.io/v1", "Cluster")} <= set(crds)

@@ -1,0 +1,366 @@
+"""Per-team permissions in the real MLflow server (registry.mlflow with identity.oidc.clients.mlflow): the server,
+its migration and its team-permissions init container started exactly as the chart renders them with Plinth's
+values (tests/test_mlflow_server.py's Pod), with the image's mlflow-oidc-auth plugin (`--app-name oidc-auth`),
+against a real PostgreSQL with TLS, signing people on through a real OIDC provider: the toolchain's mockoidc
+(tests/e2e/toolchain/mockoidc), over TLS with a CA of its own, which the plan carries as
+identity.oidc.certificateAuthority.
+
+People and scripts come with the provider's ID tokens for MLflow's client (`Authorization: Bearer`, what
+MLFLOW_TRACKING_TOKEN sends); a team's workloads with its service account's credentials from the Secret Plinth
+puts in the team's namespace (MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD). What differs from a cluster
+is what tests/test_mlflow_server.py substitutes (addresses, mounted paths, Secrets' values); the issuer is the
+real provider's. Artifacts stay out of it (no object store here): they are covered by the experiment's permission
+as every other call under it (the server proxies them).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import select
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from support import CHARTS_DIR, free_port, packaged_charts_helm, platform_spec, stop_process
+from test_mlflow_server import KUBE, PLATFORM, SEED, Pod, database, local_volumes, python, running  # noqa: F401
+from plinth.catalog import MLFLOW_OIDC_AUTH
+from plinth.engine.charts import chart_archive, template
+from plinth.engine.offline import plan
+from plinth.modules.mlflow import (CREDENTIALS, DATABASE, OIDC_CA, OIDC_SECRET, S3_SECRET, SERVICE, TEAM_TOKENS,
+                                   s3_keys, team_token, workload_user)
+
+pytestmark = pytest.mark.toolchain  # helm and mockoidc: runs after the other tests (tests/conftest.py)
+
+PLUGIN = f"mlflow-oidc-auth=={MLFLOW_OIDC_AUTH}"
+"""The plugin the catalog's image locks beside MLflow; .ci/run installs it."""
+MLFLOW_CLIENT = "plinth-mlflow"
+KUBERNETES_CLIENT = "plinth-kubernetes"
+ADMINS = "ml-platform-admins"
+FRAUD, RISK = "fraud-ml-engineers", "risk-ml-engineers"
+REDIRECT = "http://127.0.0.1/callback"
+"""Where the provider sends the browser back with the code (never called: the test reads the redirect)."""
+CLIENT_SECONDS = 300
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+class Provider:
+    """mockoidc over TLS: its issuer, its CA, and ID tokens from its authorization-code flow (as the sign-on
+    test's provider, tests/e2e/test_signon.py)."""
+
+    def __init__(self, binary: str, workdir: Path):
+        from e2e.controlplane import _generate_pki
+
+        pki = _generate_pki(workdir / "pki", ["localhost"], ["127.0.0.1"])
+        self.ca_pem = pki["ca.crt"].read_text()
+        self._tls = ssl.create_default_context(cafile=str(pki["ca.crt"]))
+        self._process = subprocess.Popen(
+            [binary, "-listen", "127.0.0.1:0", "-cert", str(pki["apiserver.crt"]), "-key", str(pki["apiserver.key"]),
+             "-client-id", MLFLOW_CLIENT], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            start_new_session=True)
+        ready, _, _ = select.select([self._process.stdout], [], [], 30)
+        line = self._process.stdout.readline() if ready else ""
+        if not line.startswith("{"):
+            self.stop()
+            raise RuntimeError(f"mockoidc did not start: {line!r}")
+        started = json.loads(line)
+        self.issuer, self.secret, self._control = started["issuer"], started["clientSecret"], started["control"]
+
+    def stop(self) -> None:
+        stop_process(self._process)
+
+    def _post(self, path: str, body: dict | None = None) -> None:
+        request = urllib.request.Request(self._control + path, data=json.dumps(body or {}).encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 204, path
+
+    def id_token(self, email: str, groups: list[str], client: str = MLFLOW_CLIENT) -> str:
+        """An ID token for `email` in `groups` issued to `client` (its aud): authorize, then redeem the code."""
+        self._post(f"/client?id={client}")
+        self._post("/user", {"subject": email.split("@")[0], "email": email, "groups": groups})
+        query = urllib.parse.urlencode({"client_id": client, "response_type": "code", "state": "mlflow",
+                                        "scope": "openid email groups", "redirect_uri": REDIRECT})
+        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self._tls), NoRedirect)
+        try:
+            opener.open(f"{self.issuer}/authorize?{query}", timeout=10)
+            raise AssertionError("the provider did not redirect back with a code")
+        except urllib.error.HTTPError as redirect:
+            assert redirect.code == 302, redirect.read()
+            code = urllib.parse.parse_qs(urllib.parse.urlsplit(redirect.headers["Location"]).query)["code"][0]
+        form = urllib.parse.urlencode({"grant_type": "authorization_code", "code": code, "client_id": client,
+                                       "client_secret": self.secret, "redirect_uri": REDIRECT}).encode()
+        with urllib.request.urlopen(f"{self.issuer}/token", data=form, context=self._tls, timeout=10) as answer:
+            return json.loads(answer.read())["id_token"]
+
+
+@pytest.fixture(scope="module")
+def plugin(python) -> Path:  # noqa: F811
+    """The MLflow environment has the image's plugin (absent: skip, before anything starts)."""
+    found = subprocess.run([str(python), "-c", "import importlib.metadata as m; print(m.version('mlflow-oidc-auth'))"],
+                           capture_output=True, text=True, timeout=60)
+    if found.returncode != 0 or found.stdout.strip() != PLUGIN.split("==")[1]:
+        pytest.skip(f"no {PLUGIN} in $PLINTH_MLFLOW_PYTHON's environment (the image's sign-on plugin; .ci/run "
+                    "installs it)")
+    return python
+
+
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory):
+    from e2e.binaries import toolchain_tool
+
+    binary = toolchain_tool("mockoidc")
+    if binary is None:
+        pytest.skip("no mockoidc: run tests/e2e/toolchain/build.sh (it builds tests/e2e/toolchain/mockoidc), "
+                    "or set PLINTH_MOCKOIDC")
+    running_ = Provider(binary, tmp_path_factory.mktemp("oidc"))
+    yield running_
+    running_.stop()
+
+
+@pytest.fixture(scope="module")
+def planned(provider) -> tuple[dict, ...]:
+    """The mlflow release of an on-prem dev platform signing on through the provider, two teams, rendered from the
+    real chart."""
+    helm = packaged_charts_helm(f"MLflow's real chart and helm are needed to start the server as planned: "
+                                f"packaged charts at {CHARTS_DIR} (or PLINTH_CHARTS_DIR) and helm "
+                                "(tests/e2e/toolchain/build.sh, or PLINTH_HELM)")
+    spec = platform_spec({
+        "storage": {"objectStore": {"enabled": True}}, "registry": {"mlflow": {"enabled": True}},
+        "identity": {"oidc": {"issuer": provider.issuer, "certificateAuthority": provider.ca_pem,
+                              "clients": {"kubernetes": KUBERNETES_CLIENT, "mlflow": MLFLOW_CLIENT}}},
+        "rbac": {"platformAdminGroup": ADMINS},
+        "teams": [{"name": "fraud", "groups": {"mlEngineer": [FRAUD], "viewer": ["fraud-auditors"]}},
+                  {"name": "risk", "groups": {"mlEngineer": [RISK]}}]})
+    resources = plan(spec, "mlflow-teams").resources
+    [release] = [r for r in resources if r.type.endswith("helm.sh/v3:Release") and r.name == "mlflow"]
+    # The team's credentials Secret in its namespace, and the tokens' in MLflow's: names the plan carries.
+    secrets_ = {(r.inputs["metadata"]["namespace"], r.inputs["metadata"]["name"]) for r in resources
+                if r.type == "kubernetes:core/v1:Secret"}
+    assert {("fraud", CREDENTIALS), ("risk", CREDENTIALS), ("mlflow", TEAM_TOKENS), ("mlflow", OIDC_SECRET)} <= secrets_
+    return template(release, chart_archive(release, CHARTS_DIR), KUBE, helm)
+
+
+@pytest.fixture(scope="module")
+def server(plugin, planned, database, provider, tmp_path_factory):  # noqa: F811
+    pg, ca, owner = database
+    work = tmp_path_factory.mktemp("mlflow")
+    flask_key = secrets.token_urlsafe(32)
+    stand_ins = {
+        f"{DATABASE}-app": owner,
+        f"{DATABASE}-ca": {"ca.crt": ca.read_text()},
+        S3_SECRET: s3_keys(SEED, PLATFORM),
+        f"{SERVICE}-flask-server-secret-key": {"MLFLOW_FLASK_SERVER_SECRET_KEY": flask_key},
+        f"{SERVICE}-env-secret": {},
+        OIDC_SECRET: {"client-secret": provider.secret},
+        OIDC_CA: {"ca.crt": provider.ca_pem},
+        # What Plinth derives from the Flask key, per team (the team namespaces' Secrets hold the same).
+        TEAM_TOKENS: {team: team_token(flask_key, PLATFORM, team) for team in ("fraud", "risk")},
+    }
+    volumes = local_volumes(planned, stand_ins, work)
+    pod = Pod(planned, stand_ins, volumes, {"PGHOST": "localhost", "PGPORT": str(pg.port),
+                                            "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"},
+              plugin.parent)
+    with running(pod, work, ("db-migration", "team-permissions")) as (url, command):
+        yield url, command, pod, flask_key
+
+
+def call(url: str, method: str, path: str, body: dict | None = None, token: str | None = None,
+         basic: tuple[str, str] | None = None) -> tuple[int, dict]:
+    """One REST call to MLflow: (status, JSON body)."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if basic:
+        headers["Authorization"] = "Basic " + base64.b64encode(":".join(basic).encode()).decode()
+    data = None
+    if method == "GET" and body:
+        path = f"{path}?{urllib.parse.urlencode(body)}"
+    elif body is not None:
+        data = json.dumps(body).encode()
+    request = urllib.request.Request(f"{url}/api/2.0/mlflow/{path}", data=data, method=method, headers=headers)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect)
+    try:
+        with opener.open(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        text = error.read()
+        try:
+            return error.code, json.loads(text or b"{}")
+        except ValueError:
+            return error.code, {"text": text.decode(errors="replace")[:300]}
+
+
+def test_the_server_signs_on_through_the_provider_as_planned(server, provider):
+    url, command, pod, _ = server
+    assert "--app-name=oidc-auth" in command
+    env = pod.env(pod.container("mlflow"))
+    assert env["OIDC_DISCOVERY_URL"] == f"{provider.issuer}/.well-known/openid-configuration"
+    assert (env["OIDC_AUDIENCE"], env["OIDC_ADMIN_GROUP_NAME"], env["DEFAULT_MLFLOW_PERMISSION"]) == (
+        MLFLOW_CLIENT, ADMINS, "NO_PERMISSIONS")
+    assert env["OIDC_CLIENT_SECRET"] == provider.secret  # from the Secret mlflow-oidc, never a value
+
+
+def test_each_team_reaches_its_own_experiments_and_models_only(server, provider):
+    url = server[0]
+    fraud = provider.id_token("alice@corp.example", [FRAUD])
+    risk = provider.id_token("bob@corp.example", [RISK])
+    admin = provider.id_token("root@corp.example", [ADMINS])
+
+    # No credentials, a token for another client (the Kubernetes API's), a forged one: refused.
+    assert call(url, "POST", "experiments/search", {"max_results": 10})[0] == 401
+    kube = provider.id_token("alice@corp.example", [FRAUD], client=KUBERNETES_CLIENT)
+    assert call(url, "POST", "experiments/search", {"max_results": 10}, token=kube)[0] == 401
+    assert call(url, "POST", "experiments/search", {"max_results": 10}, token=fraud[:-4] + "AAAA")[0] == 401
+
+    # Fraud creates and reads its experiment, a run in it, and its registered model.
+    status, created = call(url, "POST", "experiments/create", {"name": "fraud.scoring"}, token=fraud)
+    assert status == 200, created
+    fraud_experiment = created["experiment_id"]
+    assert call(url, "GET", "experiments/get", {"experiment_id": fraud_experiment}, token=fraud)[0] == 200
+    status, run = call(url, "POST", "runs/create", {"experiment_id": fraud_experiment}, token=fraud)
+    assert status == 200, run
+    assert call(url, "POST", "registered-models/create", {"name": "fraud.scorer"}, token=fraud)[0] == 200
+    assert call(url, "GET", "registered-models/get", {"name": "fraud.scorer"}, token=fraud)[0] == 200
+    # Nobody makes names outside their teams': not fraud a risk name, not anyone an unprefixed one.
+    assert call(url, "POST", "experiments/create", {"name": "risk.stolen"}, token=fraud)[0] == 403
+    assert call(url, "POST", "registered-models/create", {"name": "scorer"}, token=fraud)[0] == 403
+
+    # Risk is refused on fraud's, and has its own.
+    assert call(url, "GET", "experiments/get", {"experiment_id": fraud_experiment}, token=risk)[0] == 403
+    assert call(url, "GET", "registered-models/get", {"name": "fraud.scorer"}, token=risk)[0] == 403
+    assert call(url, "POST", "runs/create", {"experiment_id": fraud_experiment}, token=risk)[0] == 403
+    assert call(url, "POST", "registered-models/create", {"name": "fraud.scorer-v2"}, token=risk)[0] == 403
+    status, created = call(url, "POST", "experiments/create", {"name": "risk.limits"}, token=risk)
+    assert status == 200, created
+    risk_experiment = created["experiment_id"]
+    assert call(url, "POST", "registered-models/create", {"name": "risk.limits"}, token=risk)[0] == 200
+
+    # Searches show each team its own; the admins see both teams'.
+    def experiments(token):
+        status, found = call(url, "POST", "experiments/search", {"max_results": 100}, token=token)
+        assert status == 200, found
+        return sorted(e["name"] for e in found.get("experiments", []))
+
+    def models(token):
+        status, found = call(url, "GET", "registered-models/search", {"max_results": 100}, token=token)
+        assert status == 200, found
+        return sorted(m["name"] for m in found.get("registered_models", []))
+
+    assert experiments(fraud) == ["fraud.scoring"] and models(fraud) == ["fraud.scorer"]
+    assert experiments(risk) == ["risk.limits"] and models(risk) == ["risk.limits"]
+    assert {"fraud.scoring", "risk.limits"} <= set(experiments(admin))
+    assert models(admin) == ["fraud.scorer", "risk.limits"]
+    assert call(url, "GET", "experiments/get", {"experiment_id": risk_experiment}, token=admin)[0] == 200
+
+    # A signed-on user in no team's group reaches nothing.
+    stranger = provider.id_token("eve@corp.example", ["marketing"])
+    assert call(url, "GET", "experiments/get", {"experiment_id": fraud_experiment}, token=stranger)[0] in (401, 403)
+    assert call(url, "POST", "experiments/create", {"name": "fraud.eve"}, token=stranger)[0] in (401, 403)
+
+    # A fraud viewer reads fraud's, and writes nothing.
+    viewer = provider.id_token("carol@corp.example", ["fraud-auditors"])
+    assert call(url, "GET", "registered-models/get", {"name": "fraud.scorer"}, token=viewer)[0] == 200
+    assert call(url, "POST", "runs/create", {"experiment_id": fraud_experiment}, token=viewer)[0] == 403
+
+
+CLIENT = r"""
+import json, sys
+import mlflow
+from mlflow import MlflowClient
+
+url, experiment_name, foreign = sys.argv[1:4]
+mlflow.set_tracking_uri(url)
+experiment = mlflow.set_experiment(experiment_name)
+with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
+    mlflow.log_metric("loss", 0.25)
+client = MlflowClient(url)
+try:
+    client.get_registered_model(foreign)
+    refused = None
+except mlflow.exceptions.MlflowException as error:
+    refused = str(error)[:300]
+print(json.dumps({"metric": client.get_run(run.info.run_id).data.metrics["loss"], "refused": refused}))
+"""
+
+
+@pytest.mark.parametrize("how", ["token", "service-account"])
+def test_workloads_sign_on_with_mlflows_own_client(server, provider, tmp_path, how):
+    """MLflow's Python client, as a workload runs it: a provider token (MLFLOW_TRACKING_TOKEN), or the team's
+    service account (MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, as the team's Secret holds them)."""
+    url, _, _, flask_key = server
+    if how == "token":
+        auth = {"MLFLOW_TRACKING_TOKEN": provider.id_token("dave@corp.example", [RISK])}
+    else:
+        auth = {"MLFLOW_TRACKING_USERNAME": workload_user("risk"),
+                "MLFLOW_TRACKING_PASSWORD": team_token(flask_key, PLATFORM, "risk")}
+    interpreter = server[2].bin_dir / "python"
+    env = {"PATH": f"{interpreter.parent}:/usr/bin:/bin", "HOME": str(tmp_path), "LC_ALL": "C.UTF-8",
+           "MLFLOW_ENABLE_TELEMETRY": "false", "DO_NOT_TRACK": "true", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", **auth}
+    # A model of fraud's (there already when the other case made it): the risk workload is refused on it.
+    call(url, "POST", "registered-models/create", {"name": "fraud.workload-probe"},
+         token=provider.id_token("alice@corp.example", [FRAUD]))
+    started = time.monotonic()
+    done = subprocess.run([str(interpreter), "-c", CLIENT, url, f"risk.{how}", "fraud.workload-probe"],
+                          capture_output=True, text=True, timeout=CLIENT_SECONDS, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-4000:]
+    print(f"\n[mlflow] client ({how}) {time.monotonic() - started:.1f}s")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # The plugin's 403 carries its own message (the client reads no MLflow error code in it).
+    assert result["metric"] == 0.25 and "Permission denied" in result["refused"], result
+    # A wrong password is no sign-on.
+    if how == "service-account":
+        assert call(url, "POST", "experiments/search", {"max_results": 1},
+                    basic=(workload_user("risk"), "not-the-token"))[0] == 401
+
+
+def test_the_grants_follow_the_spec_at_every_start(server, database):  # noqa: F811
+    """The team-permissions init container runs at every pod start (a restart, each replica): again unchanged it
+    adds nothing; with the spec changed it revokes and updates Plinth's grants and leaves an admin's own."""
+    _, _, pod, _ = server
+    pg = database[0]
+    step = pod.container("team-permissions")
+    planned_env = pod.process_env(step)
+    planned = json.loads(planned_env["PLINTH_TEAM_GRANTS"])
+
+    def start(grants: list[dict]) -> None:
+        done = subprocess.run(pod.command(step), env={**planned_env, "PLINTH_TEAM_GRANTS": json.dumps(grants)},
+                              capture_output=True, text=True, timeout=300, cwd=pod.volumes["tmp"])
+        assert done.returncode == 0, done.stderr[-4000:]
+
+    def granted(table: str) -> list[tuple[str, str, str]]:
+        rows = pg.command("psql", "-X", "-q", "-A", "-t", "-F", "|", "-h", pg.run, "-p", pg.port, "-U", "postgres",
+                          "-d", "mlflow", "-c", f"SELECT g.group_name, p.regex, p.permission FROM {table} p JOIN "
+                          "groups g ON g.id = p.group_id ORDER BY 1, 2").stdout.split()
+        return [tuple(row.split("|")) for row in rows]
+
+    def expected(grants: list[dict]) -> list[tuple[str, str, str]]:
+        return sorted((g["group"], g["regex"], g["permission"]) for g in grants)
+
+    start(planned)
+    for table in ("experiment_group_regex_permissions", "registered_model_group_regex_permissions"):
+        assert granted(table) == expected(planned)
+    # An admin's own grant (not of Plinth's shape) stays through every start.
+    pg.command("psql", "-X", "-q", "-h", pg.run, "-p", pg.port, "-U", "postgres", "-d", "mlflow", "-c",
+               "INSERT INTO experiment_group_regex_permissions (regex, priority, group_id, permission) SELECT "
+               "'^shared-.*', 1, id, 'READ' FROM groups WHERE group_name = 'fraud-auditors'")
+    # Risk leaves the spec; fraud's viewers become data scientists.
+    changed = [{**g, "permission": "EDIT" if g["group"] == "fraud-auditors" else g["permission"]}
+               for g in planned if not g["regex"].startswith("^risk")]
+    try:
+        start(changed)
+        assert granted("registered_model_group_regex_permissions") == expected(changed)
+        assert granted("experiment_group_regex_permissions") == sorted(
+            [*expected(changed), ("fraud-auditors", "^shared-.*", "READ")])
+    finally:
+        start(planned)
