@@ -20,6 +20,7 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import ImageRef
 from plinth.context import PlatformContext, StackSecret, resource_name
 from plinth.modules.helm import HelmService
+from plinth.modules.mlflow import OIDC_CLIENT_SECRET as MLFLOW_CLIENT_SECRET
 from plinth.modules.monitoring import GRAFANA_OIDC_CLIENT_SECRET
 from plinth.modules.pipelines.sso import CLIENT_SECRET as ARGO_CLIENT_SECRET
 from plinth.modules.registry.projects import OIDC_CLIENT_SECRET as HARBOR_CLIENT_SECRET
@@ -115,6 +116,9 @@ def static_clients(spec) -> tuple[StaticClient, ...]:
     argo = spec.pipelines.argo.hostname
     if clients.argo and argo:
         found.append(StaticClient("argo", clients.argo, (f"https://{argo}/oauth2/callback",), ARGO_CLIENT_SECRET))
+    mlflow = spec.registry.mlflow.hostname if spec.registry.mlflow.enabled else None
+    if clients.mlflow and mlflow:
+        found.append(StaticClient("mlflow", clients.mlflow, (f"https://{mlflow}/callback",), MLFLOW_CLIENT_SECRET))
     return tuple(found)
 
 
@@ -204,7 +208,7 @@ class Dex(HelmService):
     # Dex runs as its image's non-root user, read-only root, every capability dropped, RuntimeDefault seccomp.
     pod_security = "restricted"
     secrets = (BIND_PASSWORD, GRAFANA_OIDC_CLIENT_SECRET, UI_PROXY_CLIENT_SECRET, ARGO_CLIENT_SECRET,
-               VAULT_CLIENT_SECRET, HARBOR_CLIENT_SECRET)
+               VAULT_CLIENT_SECRET, HARBOR_CLIENT_SECRET, MLFLOW_CLIENT_SECRET)
 
     @classmethod
     def enabled(cls, spec) -> bool:
