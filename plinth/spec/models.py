@@ -727,6 +727,16 @@ class ModelDrift(Spec):
                              "team's quota). Default: 2Gi.")
 
 
+class Retraining(Spec):
+    """What the model's drift alert starts: a workflow from a WorkflowTemplate of the team's namespace."""
+
+    workflow_template: Name = Field(
+        description="The WorkflowTemplate (in the team's namespace) the model's drift alert submits, as the team's "
+        "`argo-workflow` account; it gets the parameters model, team, version (the served stable version), "
+        "alertname and alert (the alert as JSON), and its last step is expected to register the result in "
+        "MLflow as the challenger. Required.")
+
+
 class Model(Spec):
     name: Name = Field(description="Model (and Service) name. Required.")
     team: Name = Field(description="Owning team; the model runs in its namespace. Required.")
@@ -770,6 +780,10 @@ class Model(Spec):
         None, description="A drift job for the model (needs monitoring.drift.enabled): it exports the gauge "
         "plinth_model_drift_score the ModelDrift alert reads. Default: null (no job; your own monitor may export "
         "the gauge).")
+    retraining: Retraining | None = Field(
+        None, description="Retraining on drift (needs pipelines.argo, pipelines.events and monitoring.drift): the "
+        "model's drift alerts go to a webhook of the platform's Argo Events, whose Sensor submits a workflow from "
+        "`workflowTemplate` in the team's namespace. Default: null.")
 
 
 class ArgoWorkflows(Spec):
@@ -790,8 +804,24 @@ class ArgoWorkflows(Spec):
     values: Values = {}
 
 
+class ArgoEvents(Spec):
+    """Argo Events: the events controller, its EventBus, and the retraining webhook in namespace argo-events."""
+
+    enabled: Flag = Field(False, description="Run Argo Events in namespace argo-events (its CRDs come with the "
+                          "chart; its controller's rights are a Role in that namespace only) with a JetStream "
+                          "EventBus; each model with `retraining` gets a webhook endpoint Alertmanager sends its "
+                          "drift alerts to and a Sensor that submits its retraining workflow. Needs pipelines.argo. "
+                          "Default: false.")
+    bus_replicas: PositiveCount | None = Field(
+        None, description="JetStream servers of the EventBus: 1, or 3 and more (JetStream refuses 2). Default: "
+        "null (1 in dev, 3 in staging and prod).")
+    values: Values = {}
+
+
 class Pipelines(Spec):
     argo: ArgoWorkflows = Field(default_factory=ArgoWorkflows, description="Workflow engine (Argo Workflows).")
+    events: ArgoEvents = Field(default_factory=ArgoEvents, description="Event-driven workflows (Argo Events): "
+                               "retraining on drift. Default: off.")
 
 
 class Serving(Spec):
