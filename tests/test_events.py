@@ -78,13 +78,13 @@ def test_the_bus_is_the_pinned_jetstream_and_restricted(staging):
                          "configReloaderImage": "docker.io/natsio/nats-server-config-reloader:0.14.0",
                          "startCommand": "/nats-server"}
     bus = staging["EventBus", "argo-events", "default"].inputs["spec"]["jetstream"]
-    assert (bus["version"], bus["replicas"]) == (EVENTBUS_JETSTREAM, 3)
+    assert (bus["version"], bus["replicas"], bus["streamConfig"]) == (EVENTBUS_JETSTREAM, 3, "replicas: 3\n")
     assert bus["securityContext"]["runAsNonRoot"] is True and bus["securityContext"]["runAsUser"] == 1000
     for container in ("containerTemplate", "reloaderContainerTemplate", "metricsContainerTemplate"):
         assert bus[container]["securityContext"] == {"allowPrivilegeEscalation": False,
                                                      "capabilities": {"drop": ["ALL"]}}
-    assert planned(spec_document("dev"))["EventBus", "argo-events", "default"].inputs["spec"]["jetstream"][
-        "replicas"] == 1
+    dev = planned(spec_document("dev"))["EventBus", "argo-events", "default"].inputs["spec"]["jetstream"]
+    assert (dev["replicas"], dev["streamConfig"]) == (1, "replicas: 1\n")  # a stream on one server in dev
 
 
 def test_one_endpoint_and_one_sensor_per_retrained_model(staging):

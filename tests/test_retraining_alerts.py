@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import cache
 
 import pytest
 from test_alert_routing import (  # noqa: F401  (capture, alertmanager: fixtures)
@@ -34,6 +35,7 @@ VISION = {"namespace": "vision", "team": "vision", "model": "detector"}
 IN_CLUSTER = f"http://{EVENT_SOURCE_SERVICE}.{NAMESPACE}.svc:{WEBHOOK_PORT}"
 
 
+@cache
 def retrained_plan():
     """eks-gpu with Argo Workflows and Events, and `detector` retrained by the template retrain-detector."""
     document = load_spec(EKS_GPU).model_dump(by_alias=True, exclude_unset=True)

@@ -164,10 +164,13 @@ def pod_template(ctx: PlatformContext) -> dict:
 
 
 def event_bus_spec(replicas: int, ctx: PlatformContext) -> dict:
-    """JetStream at the catalog's version (the controller's ConfigMap maps it to the mirrored images)."""
+    """JetStream at the catalog's version (the controller's ConfigMap maps it to the mirrored images); the
+    streams' settings are the chart's (`configs.jetstream.streamConfig`) but for their replicas."""
     containers = {"securityContext": restricted_container()}
     spec: dict = {
         "version": EVENTBUS_JETSTREAM, "replicas": replicas,
+        # Each stream on as many servers as the bus has, up to 3 (the chart's default of 3 fails on 1 server).
+        "streamConfig": f"replicas: {min(replicas, 3)}\n",
         "securityContext": restricted_pod(NATS_USER, NATS_USER, NATS_USER),
         "containerTemplate": {**containers, "resources": BUS_RESOURCES},
         "reloaderContainerTemplate": {**containers, "resources": SIDECAR_RESOURCES},

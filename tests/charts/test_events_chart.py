@@ -35,7 +35,7 @@ def _spec():
         "pipelines": {"argo": {"enabled": True}, "events": {"enabled": True}},
         "teams": [{"name": "fraud"}],
         "serving": {"models": [{"name": "scorer", "team": "fraud", "runtime": "bentoml",
-                                "image": "ghcr.io/acme/scorer", "stable": {"version": "1.2.0"},
+                                "image": f"{MIRROR}/acme/scorer", "stable": {"version": "1.2.0"},
                                 "retraining": {"workflowTemplate": "retrain-scorer"}}]},
         "airgap": {"enabled": True, "mirror": {"registry": MIRROR, "charts": "oci://mirror.corp.internal/charts",
                                                "pullSecret": {"username": "robot"}}},
