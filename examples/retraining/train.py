@@ -56,7 +56,7 @@ def main() -> None:
     if args.served_version:
         client.set_model_version_tag(args.registered_model, version.version, "plinth.dev/retrained-from",
                                      args.served_version)
-    print(json.dumps({"version": version.version, "run_id": run.info.run_id, "accuracy": accuracy}))
+    print(json.dumps({"version": str(version.version), "run_id": run.info.run_id, "accuracy": accuracy}))
 
 
 if __name__ == "__main__":
