@@ -19,6 +19,9 @@ from validation import (
 )
 
 from plinth.catalog import CHARTS, EVENTBUS_JETSTREAM, mirror_image
+from plinth.engine.charts import render_charts
+from plinth.engine.offline import plan
+from plinth.governance.check import check
 from plinth.mirror import mirror_list
 from plinth.render import kubernetes_objects
 
@@ -116,3 +119,17 @@ def test_plinths_bus_source_and_sensor_validate_against_the_charts_crds(objects,
     assert sorted(o["kind"] for o in custom) == ["EventBus", "EventSource", "Sensor"]
     assert {("argoproj.io/v1alpha1", kind) for kind in ("EventBus", "EventSource", "Sensor")} <= set(crds)
     assert validation_failures([*objects, *custom], f"{KUBE}.0", crds) == []
+
+
+def test_prod_passes_every_policy_with_every_chart_object(charts_dir, helm):
+    """The policies over the real chart's objects and Plinth's (what `plinth check --charts` runs): the controller
+    replicated with its budget, no wildcard RBAC, restricted pods, images from the mirror."""
+    spec = platform_spec(_spec().model_dump(by_alias=True, exclude_unset=True), {
+        "metadata": {"environment": "prod"}, "storage": {"objectStore": {"enabled": True}},
+        "identity": {"reason": "the chart tier checks Argo Events' objects only"}})
+    result = plan(spec, "argo-events-prod")
+    rendered = render_charts(result, KUBE, charts_dir)
+    findings = [(r.policy.name, v.subject, v.message) for r in check(result, None, rendered) for v in r.violations]
+    assert [f for f in findings if "argo-events" in f[1] or "retrain" in f[1]] == []
+    assert {o["kind"] for item in rendered if item.resource.name == "argo-events" for o in item.objects} >= {
+        "Role", "Deployment", "PodDisruptionBudget"}
