@@ -197,3 +197,63 @@ def test_events_need_workflows_and_a_bus_of_one_or_three():
         (("pipelines", "events", "busReplicas"), "a JetStream EventBus runs 1 server, or 3 and more (2 cannot "
          "elect a leader after losing one)", "argo-events-bus-replicas", "set 1 or 3"),
     ]
+
+
+GENERATED = model("scorer", retraining={"image": "ghcr.io/acme/trainer:1.0.0", "command": ["python", "train.py"],
+                                         "gpu": 1})
+
+
+def test_an_image_generates_the_teams_one_step_template():
+    objects = planned(spec_document(models=(GENERATED,), gpu={"operator": {"enabled": True}},
+                                    registry={"mlflow": {"enabled": True}}))
+    template = objects["WorkflowTemplate", "fraud", "scorer-retraining"].inputs["spec"]
+    [step] = template["templates"]
+    container = step["container"]
+    assert (template["entrypoint"], template["serviceAccountName"]) == ("retrain", "argo-workflow")
+    assert [p["name"] for p in template["arguments"]["parameters"]] == [name for name, _ in PARAMETERS]
+    assert (container["image"], container["command"]) == ("ghcr.io/acme/trainer:1.0.0", ["python", "train.py"])
+    assert {e["name"]: e["value"] for e in container["env"]} == {
+        "PLINTH_MODEL": "{{workflow.parameters.model}}", "PLINTH_TEAM": "{{workflow.parameters.team}}",
+        "PLINTH_VERSION": "{{workflow.parameters.version}}", "PLINTH_ALERTNAME": "{{workflow.parameters.alertname}}",
+        "PLINTH_ALERT": "{{workflow.parameters.alert}}", "MLFLOW_TRACKING_URI": "http://mlflow.mlflow.svc"}
+    both = {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": "1"}
+    assert container["resources"] == {"requests": both, "limits": both}
+    assert container["securityContext"]["runAsNonRoot"] is True and template["securityContext"]["runAsNonRoot"]
+    assert step["tolerations"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule",
+                                    "operator": "Equal"}]
+    sensor = objects["Sensor", "argo-events", "retrain-fraud-scorer"].inputs["spec"]
+    workflow = sensor["triggers"][0]["template"]["k8s"]["source"]["resource"]
+    assert workflow["spec"]["workflowTemplateRef"] == {"name": "scorer-retraining"}
+
+
+def test_a_named_template_generates_nothing(staging):
+    assert [k for k in staging if k[0] == "WorkflowTemplate"] == []
+
+
+@pytest.mark.parametrize(("retraining", "message"), [
+    ({}, "retraining names either workflowTemplate or image (a generated template)"),
+    ({"workflowTemplate": "t", "image": "ghcr.io/acme/trainer:1.0.0"},
+     "retraining names either workflowTemplate or image (a generated template)"),
+    ({"workflowTemplate": "t", "gpu": 1}, "command, cpu, memory and gpu configure a generated template: with "
+     "workflowTemplate, set them in that template"),
+    ({"image": "ghcr.io/acme/trainer"}, "expected an image pinned by a tag other than latest, or a digest"),
+    ({"image": "ghcr.io/acme/trainer:latest"}, "expected an image pinned by a tag other than latest, or a digest"),
+])
+def test_retraining_is_a_template_or_a_pinned_image(retraining, message):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as raised:
+        platform_spec(spec_document(models=(model("scorer", retraining=retraining),)))
+    assert message in str(raised.value)
+
+
+def test_a_generated_templates_image_comes_from_the_mirror_and_its_gpus_need_the_operator():
+    document = spec_document(models=(GENERATED,), airgap={"enabled": True, "mirror": {
+        "registry": MIRROR, "charts": "oci://mirror.corp.internal/charts"}})
+    found = [(v.loc, v.rule, v.message) for v in check_rules(platform_spec(document))
+             if v.loc[:4] == ("serving", "models", 0, "retraining")]
+    assert found == [
+        (("serving", "models", 0, "retraining", "image"), "airgap-mirror-only",
+         f"image 'ghcr.io/acme/trainer:1.0.0' is not in the mirror {MIRROR!r}"),
+        (("serving", "models", 0, "retraining", "gpu"), "retraining-gpu-operator",
+         "the retraining step requests GPUs but the GPU operator is disabled")]

@@ -19,11 +19,13 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import CHARTS, EVENTBUS_JETSTREAM, PLATFORM_NAMESPACES, ImageRef, mirror_image
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.helm import HelmService
+from plinth.modules.mlflow import SERVICE as MLFLOW_SERVICE
 from plinth.modules.pipelines import WORKFLOW_ACCOUNT, bind
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import Need, Peer
 from plinth.spec.errors import Violation
 from plinth.spec.models import PlatformSpec, Team
+from plinth.vocabulary import GPU, GPU_TAINT
 
 NAMESPACE = CHARTS["argo-events"].namespace
 EVENT_SOURCE = "retraining"
@@ -92,6 +94,36 @@ def sensor_name(model) -> str:
     return short("retrain", model.team, model.name)
 
 
+def template_name(model) -> str:
+    """The WorkflowTemplate the model's Sensor submits: the team's, or the generated `<model>-retraining`."""
+    return model.retraining.workflow_template or short(model.name, "retraining")
+
+
+def generated_template(model, mlflow: str | None) -> dict:
+    """The spec of the one-step WorkflowTemplate of a `retraining.image`: the alert's parameters as environment
+    variables, restricted, requests equal to limits (the team's quota counts them), GPUs with their toleration."""
+    retraining = model.retraining
+    both: dict = {"cpu": retraining.cpu, "memory": retraining.memory}
+    if retraining.gpu:
+        both[GPU] = str(retraining.gpu)
+    env = [{"name": f"PLINTH_{name.upper()}", "value": f"{{{{workflow.parameters.{name}}}}}"}
+           for name, _ in PARAMETERS]
+    if mlflow:
+        env.append({"name": "MLFLOW_TRACKING_URI", "value": mlflow})
+    container: dict = {"image": retraining.image, "env": env,
+                       "resources": {"requests": dict(both), "limits": dict(both)},
+                       "securityContext": restricted_container(standalone=True)}
+    if retraining.command:
+        container["command"] = list(retraining.command)
+    step: dict = {"name": "retrain", "container": container}
+    if retraining.gpu:
+        step["tolerations"] = [{**GPU_TAINT, "operator": "Equal"}]
+    return {"entrypoint": "retrain", "serviceAccountName": WORKFLOW_ACCOUNT,
+            "securityContext": restricted_pod(),
+            "arguments": {"parameters": [{"name": name} for name, _ in PARAMETERS]},
+            "templates": [step]}
+
+
 def sensor_account(team: str) -> str:
     """The ServiceAccount (in argo-events) of the Sensors of a team's models."""
     return short("retraining", team)
@@ -105,6 +137,8 @@ class ArgoEventsArgs:
     """pipelines.events (plinth.spec.models.ArgoEvents)."""
     models: tuple = ()
     """The served models with `retraining`."""
+    mlflow: str | None = None
+    """The MLflow tracking URI in the cluster (registry.mlflow on): the generated templates' MLFLOW_TRACKING_URI."""
 
 
 def workflow(model) -> dict:
@@ -115,7 +149,7 @@ def workflow(model) -> dict:
         "metadata": {"generateName": f"{short(model.name, 'retrain')}-", "namespace": model.team,
                      "labels": {"plinth.dev/model": model.name, "plinth.dev/retraining": "drift"}},
         "spec": {"serviceAccountName": WORKFLOW_ACCOUNT,
-                 "workflowTemplateRef": {"name": model.retraining.workflow_template},
+                 "workflowTemplateRef": {"name": template_name(model)},
                  "arguments": {"parameters": [{"name": name, "value": ""} for name, _ in PARAMETERS]}},
     }
 
@@ -193,7 +227,9 @@ class ArgoEvents(HelmService):
 
     @classmethod
     def block(cls, spec: PlatformSpec) -> ArgoEventsArgs:
-        return ArgoEventsArgs(spec.pipelines.events, retrained(spec))
+        mlflow = f"http://{MLFLOW_SERVICE}.{PLATFORM_NAMESPACES['mlflow']}.svc" if spec.registry.mlflow.enabled \
+            else None
+        return ArgoEventsArgs(spec.pipelines.events, retrained(spec), mlflow)
 
     @classmethod
     def enabled(cls, spec: PlatformSpec) -> bool:
@@ -221,9 +257,18 @@ class ArgoEvents(HelmService):
             yield Violation(("pipelines", "events", "busReplicas"), "a JetStream EventBus runs 1 server, or 3 and "
                             "more (2 cannot elect a leader after losing one)", "argo-events-bus-replicas",
                             "set 1 or 3")
+        mirror = spec.airgap.mirror.registry if spec.airgap.enabled and spec.airgap.mirror else None
         for index, model in enumerate(spec.serving.models):
+            at = ("serving", "models", index, "retraining")
+            image = model.retraining.image if model.retraining else None
+            if image and mirror and not image.startswith(mirror + "/"):
+                yield Violation((*at, "image"), f"image {image!r} is not in the mirror {mirror!r}",
+                                "airgap-mirror-only", "push the image to the mirror and reference it there")
+            if model.retraining and model.retraining.gpu and not spec.gpu.operator.enabled:
+                yield Violation((*at, "gpu"), "the retraining step requests GPUs but the GPU operator is disabled",
+                                "retraining-gpu-operator", "enable gpu.operator, or set gpu: 0")
             if model.retraining and not (spec.monitoring.enabled and spec.monitoring.drift.enabled):
-                yield Violation(("serving", "models", index, "retraining"), f"model {model.name!r} is retrained "
+                yield Violation(at, f"model {model.name!r} is retrained "
                                 "on its drift alert, which only monitoring.drift raises", "retraining-needs-drift",
                                 "set monitoring.enabled and monitoring.drift.enabled: true, or remove the model's "
                                 "retraining")
@@ -307,9 +352,19 @@ class ArgoEvents(HelmService):
 
     def team_objects(self, name: str, block: ArgoEventsArgs, ctx: PlatformContext, team: Team,
                      opts: pulumi.ResourceOptions) -> None:
-        if not any(model.team == team.name for model in block.models):
+        models = [model for model in block.models if model.team == team.name]
+        if not models:
             return
+
+        def meta(obj: str) -> dict:
+            return ctx.metadata(obj, name, namespace=team.name, team=team.name, cost_center=team.cost_center)
+
+        for model in models:
+            if model.retraining.image:
+                k8s.apiextensions.CustomResource(
+                    resource_name(name, team.name, template_name(model)), api_version="argoproj.io/v1alpha1",
+                    kind="WorkflowTemplate", metadata=meta(template_name(model)),
+                    spec=generated_template(model, block.mlflow), opts=opts)
         # The team's Sensors create Workflows here (the workflow controller runs them as the team's account).
-        meta = ctx.metadata(SUBMIT_ROLE, name, namespace=team.name, team=team.name, cost_center=team.cost_center)
-        bind(resource_name(name, team.name, "retraining-submit"), meta, SUBMIT_RULES,
+        bind(resource_name(name, team.name, "retraining-submit"), meta(SUBMIT_ROLE), SUBMIT_RULES,
              [{"kind": "ServiceAccount", "name": sensor_account(team.name), "namespace": NAMESPACE}], opts)
