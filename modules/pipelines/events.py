@@ -25,7 +25,7 @@ from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import Need, Peer
 from plinth.spec.errors import Violation
 from plinth.spec.models import PlatformSpec, Team
-from plinth.vocabulary import GPU, GPU_TAINT
+from plinth.vocabulary import GPU, GPU_TAINT, MODEL_LABEL
 
 NAMESPACE = CHARTS["argo-events"].namespace
 EVENT_SOURCE = "retraining"
@@ -147,7 +147,7 @@ def workflow(model) -> dict:
     return {
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
         "metadata": {"generateName": f"{short(model.name, 'retrain')}-", "namespace": model.team,
-                     "labels": {"plinth.dev/model": model.name, "plinth.dev/retraining": "drift"}},
+                     "labels": {MODEL_LABEL: model.name, "plinth.dev/retraining": "drift"}},
         "spec": {"serviceAccountName": WORKFLOW_ACCOUNT,
                  "workflowTemplateRef": {"name": template_name(model)},
                  "arguments": {"parameters": [{"name": name, "value": ""} for name, _ in PARAMETERS]}},
