@@ -262,6 +262,12 @@ CHARTS: dict[str, Chart] = {
             "docker.io/natsio/prometheus-nats-exporter:0.14.0",
         ),
     ),
+    # identity.dex: the platform's own OpenID Connect provider (a broker for an on-prem directory). The chart's
+    # default config is empty; Plinth writes it (issuer, Kubernetes storage, connectors, static clients).
+    "dex": Chart(
+        "https://charts.dexidp.io", "dex", "0.24.0", "dex",
+        images=("ghcr.io/dexidp/dex:v2.44.0",),
+    ),
 }
 
 EVENTBUS_JETSTREAM = "2.10.10"
@@ -318,6 +324,7 @@ PLATFORM_NAMESPACES: dict[str, str] = {
     "sign-on": CHARTS["oauth2-proxy"].namespace,
     "argo": CHARTS["argo-workflows"].namespace,
     "argo-events": CHARTS["argo-events"].namespace,
+    "dex": CHARTS["dex"].namespace,
 }
 
 

@@ -18,6 +18,7 @@ from plinth.modules.certs import CertManager
 from plinth.modules.cluster import TARGET_IDENTITIES, TargetArgs, target_class
 from plinth.modules.cluster.autoscaler import ClusterAutoscaler
 from plinth.modules.crds import GatewayApiCrds, PrometheusOperatorCrds
+from plinth.modules.dex import Dex
 from plinth.modules.featurestore import CloudNativePg, Feast, RedisOperator
 from plinth.modules.governance import Ledger
 from plinth.modules.gpu import GpuOperator
@@ -90,6 +91,8 @@ SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
     ("argo-workflows", ArgoWorkflows),
     # After Argo Workflows: its Sensors create Workflows in the team namespaces.
     ("argo-events", ArgoEvents),
+    # The platform's own identity provider (on the Gateway); its clients' surfaces do not wait for it.
+    ("dex", Dex),
     # Last: it records the deployment that everything before it completed.
     ("ledger", Ledger),
 )

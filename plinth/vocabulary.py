@@ -62,6 +62,9 @@ SIGN_ON_NAMESPACE = PLATFORM_NAMESPACES["sign-on"]
 """The sign-on proxy's namespace (identity.uiProxy)."""
 GRAFANA_SERVICE = ("monitoring", "kube-prometheus-stack-grafana")
 """Grafana's Service (kube-prometheus-stack's release): with identity.oidc, its route needs Grafana's sign-on."""
+ARGO_SERVER_SERVICE = ("argo", "argo-workflows-server")
+"""The Argo Server's Service (the argo-workflows release): a route to it needs the server's own sign-on (policy
+ui-sign-on)."""
 
 LEDGER_NAME = "plinth-ledger"
 LEDGER_NAMESPACE = "plinth-system"

@@ -211,7 +211,8 @@ def test_validate_a_stack_reports_file_and_spec_errors_at_once(write):
         "plinth:overrides, plinth:mirrorPassword, plinth:objectStoreSeed, plinth:pythonIndexHtpasswd, plinth:harborAdminPassword, "
         "plinth:mlflowFlaskSecretKey, plinth:feastRedisPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, "
         "plinth:grafanaOidcClientSecret, plinth:uiProxyClientSecret, plinth:uiProxyCookieSecret, "
-        "plinth:vaultOidcClientSecret, plinth:harborOidcClientSecret, plinth:configures)"]
+        "plinth:argoOidcClientSecret, plinth:dexLdapBindPassword, plinth:vaultOidcClientSecret, "
+        "plinth:harborOidcClientSecret, plinth:configures)"]
 
 
 def test_validate_a_stack_names_the_secrets_it_lacks_with_the_commands_that_set_them(write):

@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from support import by_key, network_policies, platform_spec
+from support import SERVICES, by_key, network_policies, platform_spec
+from test_identity import CA
 from plinth.catalog import CHARTS
 from plinth.engine.offline import plan
 from plinth.mirror import mirror_list
@@ -256,3 +257,171 @@ def test_without_the_object_store_there_is_no_repository_and_no_seed_needed(dev)
     assert [k for k in dev if k[0] == "ConfigMap" and k[2] == "artifact-repositories"] == []
     assert needed_secrets(spec()) == ()
     assert OBJECT_STORE_SEED in needed_secrets(spec(storage=STORE))
+
+
+# --- the Argo Server behind the platform's sign-on ---------------------------------------------------------
+
+SIGN_ON = {
+    **SERVICES, "network": {**SERVICES["network"], "loadBalancer": {"ranges": ["172.31.255.240/29"]}},
+    "rbac": {"platformAdminGroup": "ml-admins"},
+    "identity": {"oidc": {"issuer": "https://login.corp.internal/realms/ml",
+                          "clients": {"kubernetes": "ml-kubernetes", "argo": "ml-argo"}}}}
+HOST = "argo.models.plinth.internal"
+
+
+def signed_on(argo: dict | None = None, **overrides) -> PlatformSpec:
+    return spec("dev", {"server": True, "hostname": HOST, **(argo or {})}, **{**SIGN_ON, **overrides})
+
+
+@pytest.fixture(scope="module")
+def sso():
+    result = plan(signed_on(), "test")
+    [release] = [r for r in result.resources if r.type.endswith("helm.sh/v3:Release") and r.name == "argo-workflows"]
+    return {**by_key(result), RELEASE: release}
+
+
+def test_on_the_gateway_the_server_signs_people_on_through_the_provider_only(sso):
+    server = values(sso)["server"]
+    assert server["authModes"] == ["sso"]
+    assert server["sso"] == {
+        "enabled": True, "issuer": "https://login.corp.internal/realms/ml",
+        "clientId": {"name": "argo-server-sso", "key": "client-id"},
+        "clientSecret": {"name": "argo-server-sso", "key": "client-secret"},
+        "redirectUrl": f"https://{HOST}/oauth2/callback",
+        "rbac": {"enabled": True, "secretWhitelist": [
+            "argo-sso-admin.service-account-token", "argo-sso-login.service-account-token",
+            "argo-sso-user.service-account-token", "argo-sso-viewer.service-account-token"]},
+        "scopes": ["email", "profile", "groups"], "sessionExpiry": "8h", "customGroupClaimName": "groups",
+        "insecureSkipVerify": False, "issuerAlias": "", "userInfoPath": "", "filterGroupsRegex": []}
+    # A request in a team's namespace acts as the team's account there.
+    assert server["extraEnv"] == [{"name": "SSO_DELEGATE_RBAC_TO_NAMESPACE", "value": "true"}]
+    # TLS ends at the Gateway; Plinth's route, not the chart's.
+    assert server["secure"] is False and server["httproute"] == {"enabled": False}
+    assert server["ingress"] == {"enabled": False}
+
+
+def test_the_client_secret_comes_from_the_stack_never_the_plan(sso):
+    secret = sso["Secret", "argo", "argo-server-sso"].inputs
+    assert secret["stringData"] == "(secret)"
+    assert secret["metadata"]["annotations"]["plinth.dev/secret-source"] == "plinth:argoOidcClientSecret"
+    assert "argoOidcClientSecret" in [s.key for s in needed_secrets(signed_on())]
+    assert "argoOidcClientSecret" not in [s.key for s in needed_secrets(spec("dev", {"server": True}))]
+
+
+def test_each_team_acts_as_its_own_account_in_its_namespace_only(sso):
+    user = sso["ServiceAccount", "fraud", "argo-sso-user"].inputs
+    assert user["metadata"]["annotations"] == {
+        "workflows.argoproj.io/rbac-rule": '"fraud-ds" in groups || "fraud-ml" in groups',
+        "workflows.argoproj.io/rbac-rule-precedence": "3"}
+    assert user["automountServiceAccountToken"] is False
+    viewer = sso["ServiceAccount", "fraud", "argo-sso-viewer"].inputs["metadata"]["annotations"]
+    assert viewer == {"workflows.argoproj.io/rbac-rule": '"fraud-view" in groups',
+                      "workflows.argoproj.io/rbac-rule-precedence": "2"}
+    # Each account is bound to the team's Role of the groups it stands for, in the team's namespace.
+    users = sso["RoleBinding", "fraud", "plinth:workflows"].inputs["subjects"]
+    assert users[-1] == {"kind": "ServiceAccount", "name": "argo-sso-user", "namespace": "fraud"}
+    viewers = sso["RoleBinding", "fraud", "plinth:workflows-viewer"].inputs["subjects"]
+    assert viewers[-1] == {"kind": "ServiceAccount", "name": "argo-sso-viewer", "namespace": "fraud"}
+    rules = sso["Role", "fraud", "plinth:workflows"].inputs["rules"]
+    assert {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]} in rules
+    # Its token, by the name the server looks it up by, filled in by Kubernetes.
+    token = sso["Secret", "fraud", "argo-sso-user.service-account-token"].inputs
+    assert token["type"] == "kubernetes.io/service-account-token" and "stringData" not in token
+    assert token["metadata"]["annotations"]["kubernetes.io/service-account.name"] == "argo-sso-user"
+    # A team without groups has no account anyone could act as.
+    assert [k for k in sso if k[1] == "search" and "sso" in k[2]] == []
+
+
+def test_everyone_signs_on_through_a_login_account_with_no_rights(sso):
+    login = sso["ServiceAccount", "argo", "argo-sso-login"].inputs["metadata"]["annotations"]
+    assert login == {"workflows.argoproj.io/rbac-rule": '"fraud-ds" in groups || "fraud-ml" in groups || '
+                     '"fraud-view" in groups', "workflows.argoproj.io/rbac-rule-precedence": "0"}
+    bound = [o.inputs for o in sso.values() if o.inputs.get("kind") in ("RoleBinding", "ClusterRoleBinding")]
+    assert [b for b in bound if any(s.get("name") == "argo-sso-login" for s in b["subjects"])] == []
+
+
+def test_the_platform_admins_read_every_teams_workflows_and_nothing_more(sso):
+    admin = sso["ServiceAccount", "argo", "argo-sso-admin"].inputs["metadata"]["annotations"]
+    assert admin == {"workflows.argoproj.io/rbac-rule": '"ml-admins" in groups',
+                     "workflows.argoproj.io/rbac-rule-precedence": "1"}
+    role = sso["ClusterRole", None, "plinth:test:workflows-admin-viewer"].inputs["rules"]
+    assert role == [
+        {"apiGroups": ["argoproj.io"], "resources": ["clusterworkflowtemplates", "cronworkflows", "workflows",
+                                                     "workflowtaskresults", "workflowtemplates"],
+         "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]}]
+    binding = sso["ClusterRoleBinding", None, "plinth:test:workflows-admin-viewer"].inputs
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "argo-sso-admin", "namespace": "argo"}]
+
+
+def test_a_group_name_cannot_change_the_rule():
+    from plinth.modules.pipelines.sso import rbac_rule
+
+    assert rbac_rule(['a" in groups || true || "b', "c\\d"]) == (
+        '"a\\" in groups || true || \\"b" in groups || "c\\\\d" in groups')
+
+
+def test_the_server_has_its_own_listener_route_and_door(sso):
+    [gateway] = [r for r in sso.values() if r.inputs.get("kind") == "Gateway"]
+    assert {"name": "argo", "hostname": HOST} == {k: v for k, v in next(
+        listener for listener in gateway.inputs["spec"]["listeners"] if listener["name"] == "argo").items()
+        if k in ("name", "hostname")}
+    route = sso["HTTPRoute", "argo", "argo-server"].inputs["spec"]
+    assert route["hostnames"] == [HOST] and route["parentRefs"][0]["sectionName"] == "argo"
+    assert route["rules"][0]["backendRefs"] == [{"name": "argo-workflows-server", "port": 2746}]
+    [door] = [k for k in network_policies(sso)["argo"] if k.endswith("from-gateway")]
+    assert door
+
+
+def test_a_private_ca_is_trusted_by_the_server():
+    found = planned("dev", {"server": True, "hostname": HOST}, **{**SIGN_ON, "identity": {"oidc": {
+        **SIGN_ON["identity"]["oidc"], "certificateAuthority": CA}}})
+    server = values(found)["server"]
+    assert server["extraEnv"][1] == {"name": "SSL_CERT_DIR", "value": "/etc/argo-server/oidc-ca"}
+    assert server["volumes"] == [{"name": "oidc-ca", "configMap": {"name": "argo-server-oidc-ca"}}]
+    assert server["volumeMounts"] == [{"name": "oidc-ca", "mountPath": "/etc/argo-server/oidc-ca",
+                                       "readOnly": True}]
+    assert found["ConfigMap", "argo", "argo-server-oidc-ca"].inputs["data"] == {"ca.crt": CA}
+    assert server["sso"]["insecureSkipVerify"] is False
+
+
+def test_the_server_reaches_the_gateway_only_with_sign_on():
+    def found(s):
+        return [(v.loc, v.rule, v.message, v.fix) for v in check_rules(s)]
+
+    no_client = {**SIGN_ON["identity"]["oidc"], "clients": {"kubernetes": "ml-kubernetes"}}
+    assert found(signed_on(identity={"oidc": no_client})) == [
+        (("pipelines", "argo", "hostname"), "ui-sign-on", "the Argo Server on the platform Gateway without sign-on",
+         "set identity.oidc.clients.argo (and the stack secret plinth:argoOidcClientSecret)")]
+    assert found(signed_on(identity={"oidc": None})) == [
+        (("pipelines", "argo", "hostname"), "ui-sign-on", "the Argo Server on the platform Gateway without sign-on",
+         "set identity.oidc with clients.argo (and the stack secret plinth:argoOidcClientSecret), or remove "
+         "hostname")]
+    no_host = (("identity", "oidc", "clients", "argo"), "argo-sign-on-host", "the Argo Server signs on through the "
+               "provider at its own host name, and pipelines.argo with server and hostname is not set",
+               "enable pipelines.argo with server: true and a hostname, or remove clients.argo")
+    assert found(signed_on({"server": False})) == [
+        (("pipelines", "argo", "hostname"), "argo-server-hostname", "the host name is the Argo Server's, and server "
+         "is false", "set server: true, or remove hostname"), no_host]
+    assert found(signed_on({"hostname": None})) == [no_host]
+    assert [v.rule for v in check_rules(signed_on({"hostname": "argo.elsewhere.internal"}))] == ["argo-hostname"]
+    assert "argo-needs-gateway" in [v.rule for v in check_rules(signed_on(
+        network={**SIGN_ON["network"], "cilium": {**SERVICES["network"]["cilium"], "gatewayApi": False}}))]
+
+
+def test_the_policy_refuses_a_route_to_a_server_without_sign_on(sso):
+    from test_governance import changed, violations
+
+    from plinth.governance.check import subjects
+    from plinth.governance.policies.core import HELM_RELEASE
+
+    found = subjects(plan(signed_on(), "test"))
+    assert violations(found, "ui-sign-on") == []
+    message = ("sends requests to the Argo Server (argo/argo-workflows-server), which does not sign people on "
+               "through identity.oidc (server.authModes [sso] with SSO RBAC)")
+    for change in (lambda p: p["values"]["server"].update(authModes=["client"]),
+                   lambda p: p["values"]["server"].update(authModes=["sso", "server"]),
+                   lambda p: p["values"]["server"]["sso"]["rbac"].update(enabled=False)):
+        unsigned = changed(found, lambda s: s.type == HELM_RELEASE and s.props.get("name") == "argo-workflows",
+                           change)
+        assert violations(unsigned, "ui-sign-on") == [("HTTPRoute argo/argo-server", message)]

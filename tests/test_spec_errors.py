@@ -143,7 +143,8 @@ def test_stack_rejects_unknown_plinth_keys(write):
         "plinth:overrides, plinth:mirrorPassword, plinth:objectStoreSeed, plinth:pythonIndexHtpasswd, plinth:harborAdminPassword, "
         "plinth:mlflowFlaskSecretKey, plinth:feastRedisPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, "
         "plinth:grafanaOidcClientSecret, plinth:uiProxyClientSecret, plinth:uiProxyCookieSecret, "
-        "plinth:vaultOidcClientSecret, plinth:harborOidcClientSecret, plinth:configures)"]
+        "plinth:argoOidcClientSecret, plinth:dexLdapBindPassword, plinth:vaultOidcClientSecret, "
+        "plinth:harborOidcClientSecret, plinth:configures)"]
 
 
 def test_a_configure_stack_takes_its_spec_from_a_platform_stack_only(write):
@@ -412,7 +413,8 @@ _SECRET_FIX = ("[rule values-plaintext-secret; fix: remove it; set it as a stack
                "plinth:harborAdminPassword, plinth:mlflowFlaskSecretKey, plinth:feastRedisPassword, "
                "plinth:grafanaAdminPassword, "
                "plinth:alertReceivers, plinth:grafanaOidcClientSecret, plinth:uiProxyClientSecret, "
-               "plinth:uiProxyCookieSecret, plinth:vaultOidcClientSecret, plinth:harborOidcClientSecret), "
+               "plinth:uiProxyCookieSecret, plinth:argoOidcClientSecret, plinth:dexLdapBindPassword, "
+               "plinth:vaultOidcClientSecret, plinth:harborOidcClientSecret), "
                "Plinth passes those to the charts, or point the chart's existing-Secret "
                "key at a Secret kept in Vault]")
 _SECRET = ("a credential in plain text: it would be written into the plan, the rendered manifests and the "

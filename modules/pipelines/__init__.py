@@ -21,11 +21,21 @@ from plinth.modules.helm import HelmService
 from plinth.modules.objectstore import ENDPOINT
 from plinth.modules.objectstore import SEED as OBJECT_STORE_SEED
 from plinth.modules.objectstore.identities import bucket, derive, workflow_artifacts_key
-from plinth.objects import network_policy, peer_policy, stack_secret
+from plinth.modules.pipelines.sso import (
+    CLIENT_SECRET,
+    USER_ACCOUNT,
+    VIEWER_ACCOUNT,
+    account,
+    server_accounts,
+    server_prerequisites,
+    sso_values,
+)
+from plinth.objects import gateway_route, network_policy, peer_policy, stack_secret, whole_host_rule
 from plinth.securitycontext import restricted_container, restricted_pod
-from plinth.service import Peer
+from plinth.service import GatewayHost, Need, Peer, gateway_hostname_rules, gateway_serves
 from plinth.spec.errors import Violation
 from plinth.spec.models import PlatformSpec, Team
+from plinth.vocabulary import ARGO_SERVER_SERVICE, platform_listener
 
 NAMESPACE = CHARTS["argo-workflows"].namespace
 CONTROLLER = "argo-workflows-workflow-controller"
@@ -41,14 +51,18 @@ EXECUTOR_RULES = [{"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresu
 USER_ROLE = "plinth:workflows"
 """The Role of a team's data scientists and ML engineers: submit, watch and stop the team's workflows."""
 WORKFLOW_RESOURCES = ["cronworkflows", "workflows", "workflowtemplates"]
+STEP_LOGS = {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list", "watch"]}
+"""The workflow's pods and their logs (what the Argo Server's UI shows of each step); the team's roles of the
+tenancy module read them too."""
 USER_RULES = [
     {"apiGroups": ["argoproj.io"], "resources": WORKFLOW_RESOURCES,
      "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]},
     {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["get", "list", "watch"]},
+    STEP_LOGS,
 ]
 VIEWER_ROLE = "plinth:workflows-viewer"
 VIEWER_RULES = [{"apiGroups": ["argoproj.io"], "resources": [*WORKFLOW_RESOURCES, "workflowtaskresults"],
-                 "verbs": ["get", "list", "watch"]}]
+                 "verbs": ["get", "list", "watch"]}, STEP_LOGS]
 WORKFLOW_PODS = {"matchExpressions": [{"key": "workflows.argoproj.io/workflow", "operator": "Exists"}]}
 """The label the controller puts on every workflow pod: only those reach the API server."""
 APISERVER_PORTS = (443, 6443)
@@ -69,6 +83,8 @@ CONTROLLER_RESOURCES = {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits"
 EXECUTOR_RESOURCES = {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}}
 """The init and wait containers of every workflow pod (they count against the team's quota)."""
 SERVER_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}}
+SERVER_PORT = 2746
+"""The server's port (its Service's and its pods')."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,18 @@ class ArgoWorkflowsArgs:
     artifacts: bool = False
     """The object store is on (storage.objectStore, an existing cluster): each team gets its artifact repository
     there."""
+    oidc: Any = None
+    """identity.oidc (plinth.spec.models.Oidc) when the server signs people on through it: the server on, its
+    hostname on the platform Gateway and clients.argo set (the rules report what is missing)."""
+    admin_group: str = ""
+    """rbac.platformAdminGroup: the admins' account in the UI."""
+    team_groups: tuple[str, ...] = ()
+    """Every team's groups (with sign-on): the login account's rule."""
+
+    @property
+    def host(self) -> str | None:
+        """The server's host name on the platform Gateway (only with its sign-on)."""
+        return self.argo.hostname if self.oidc else None
 
 
 def image_keys(ref: str, ctx: PlatformContext) -> dict:
@@ -102,10 +130,17 @@ class ArgoWorkflows(HelmService):
     # RuntimeDefault seccomp, read-only root.
     pod_security = "restricted"
 
+    secrets = (CLIENT_SECRET,)
+
     @classmethod
     def block(cls, spec: PlatformSpec) -> ArgoWorkflowsArgs:
-        return ArgoWorkflowsArgs(spec.pipelines.argo, spec.identity,
-                                 spec.target.type == "existing" and spec.storage.object_store.enabled)
+        argo, oidc = spec.pipelines.argo, spec.identity.oidc
+        signs_on = bool(argo.server and argo.hostname and oidc and oidc.clients.argo and gateway_serves(spec))
+        groups = sorted({g for team in spec.teams for role in (team.groups.data_scientist, team.groups.ml_engineer,
+                                                                team.groups.viewer) for g in role})
+        artifacts = spec.target.type == "existing" and spec.storage.object_store.enabled
+        return ArgoWorkflowsArgs(argo, spec.identity, artifacts, oidc if signs_on else None,
+                                 spec.rbac.platform_admin_group, tuple(groups) if signs_on else ())
 
     @classmethod
     def enabled(cls, spec: PlatformSpec) -> bool:
@@ -118,11 +153,35 @@ class ArgoWorkflows(HelmService):
             yield Violation(("pipelines", "argo", "replicas"), "prod runs at least 2 workflow controllers (one "
                             "leads, the other takes over within the Lease's term)", "argo-prod-ha",
                             "remove replicas (2 in staging and prod), or set 2 or more")
+        yield from server_sign_on_rules(spec)
+
+    @classmethod
+    def needs(cls, spec) -> tuple[Need, ...]:
+        argo = spec.pipelines.argo
+        if argo.enabled and argo.server and argo.hostname:
+            return (Need("gateway", ("pipelines", "argo", "hostname"), "the Argo Server's host name is served by "
+                         "the platform Gateway", "argo", "remove hostname (the server is then reachable in-cluster "
+                         "only)"),)
+        return ()
+
+    @classmethod
+    def gateway_host(cls, spec) -> GatewayHost | None:
+        argo = spec.pipelines.argo
+        return GatewayHost(NAMESPACE, argo.hostname, ("pipelines", "argo", "hostname")) \
+            if argo.enabled and argo.server and argo.hostname else None
 
     @classmethod
     def needed_secrets(cls, spec) -> tuple[StackSecret, ...]:
+        if not cls.enabled(spec):
+            return ()
+        block = cls.block(spec)
         # The teams' artifact identities' keys come from the object store's seed.
-        return (OBJECT_STORE_SEED,) if cls.enabled(spec) and cls.block(spec).artifacts else ()
+        return (*((OBJECT_STORE_SEED,) if block.artifacts else ()), *((CLIENT_SECRET,) if block.oidc else ()))
+
+    @classmethod
+    def ingress(cls, block: ArgoWorkflowsArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
+        # The Gateway's proxies reach the server behind its route (and nothing else of the namespace).
+        return (Peer("gateway", ports=(SERVER_PORT,), entity="ingress"),) if block.host else ()
 
     @classmethod
     def user_values(cls, block: ArgoWorkflowsArgs) -> dict:
@@ -139,13 +198,22 @@ class ArgoWorkflows(HelmService):
 
     @classmethod
     def endpoints(cls, block: ArgoWorkflowsArgs, ctx: PlatformContext) -> dict[str, str]:
-        return {"server": f"https://argo-workflows-server.{NAMESPACE}.svc:2746"} if block.argo.server else {}
+        if block.host:
+            return {"server": f"http://{ARGO_SERVER_SERVICE[1]}.{NAMESPACE}.svc:{SERVER_PORT}",
+                    "url": f"https://{block.host}"}
+        return {"server": f"https://{ARGO_SERVER_SERVICE[1]}.{NAMESPACE}.svc:{SERVER_PORT}"} if block.argo.server \
+            else {}
 
     @classmethod
     def owned_values(cls, block: ArgoWorkflowsArgs, ctx: PlatformContext) -> dict:
         controller, executor, server = cls.chart().images
         replicas = cls.replicas(block, ctx)
         container = {**restricted_container(read_only_root=True), "runAsNonRoot": True}
+        # In-cluster: each request carries its caller's own Kubernetes token (the team's RBAC applies), over TLS
+        # (the server's own certificate; the chart's default is plain HTTP). On the Gateway: the provider's
+        # sign-on only; TLS ends at the Gateway (its certificate from the platform issuer).
+        auth = sso_values(block.oidc, block.host, block.admin_group) if block.host else {
+            "authModes": ["client"], "sso": {"enabled": False}}
         return {
             # Minified CRDs as templates: the default (full) downloads them from a hook Job at install time.
             "crds": {"install": True, "full": False, "keep": True},
@@ -182,18 +250,30 @@ class ArgoWorkflows(HelmService):
             "server": {
                 "enabled": block.argo.server,
                 "image": image_keys(server, ctx),
-                # Each request carries its caller's own Kubernetes token: the team's RBAC applies.
-                "authModes": ["client"],
-                # Those tokens travel over TLS (the server's own certificate; the chart's default is plain HTTP).
-                "secure": True,
+                **auth,
+                "secure": not block.host,
                 "replicas": replicas,
                 "pdb": {"enabled": replicas > 1, "maxUnavailable": 1},
                 "podSecurityContext": restricted_pod(),
                 "securityContext": container,
                 "resources": SERVER_RESOURCES,
+                # Plinth's own route (objects), none of the chart's.
                 "ingress": {"enabled": False},
+                "httproute": {"enabled": False},
             },
         }
+
+    def prerequisites(self, name: str, block: ArgoWorkflowsArgs, ctx: PlatformContext,
+                      opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
+        return server_prerequisites(name, NAMESPACE, block.oidc, ctx, opts) if block.host else []
+
+    def objects(self, name: str, block: ArgoWorkflowsArgs, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+        if not block.host:
+            return
+        server_accounts(name, NAMESPACE, block.admin_group, block.team_groups, ctx, opts)
+        gateway_route(resource_name(name, "server-route"), ctx.metadata("argo-server", name, namespace=NAMESPACE),
+                      platform_listener(NAMESPACE), [whole_host_rule(ARGO_SERVER_SERVICE[1], SERVER_PORT, "60s")],
+                      opts, hostname=block.host)
 
     def team_objects(self, name: str, block: ArgoWorkflowsArgs, ctx: PlatformContext, team: Team,
                      opts: pulumi.ResourceOptions) -> None:
@@ -211,11 +291,16 @@ class ArgoWorkflows(HelmService):
              [{"kind": "ServiceAccount", "name": WORKFLOW_ACCOUNT, "namespace": team.name}], opts)
         groups = block.identity.kubernetes_group
         users = [*team.groups.data_scientist, *team.groups.ml_engineer]
-        if users:
-            bind(resource_name(key, "users"), meta(USER_ROLE), USER_RULES, _groups(users, groups), opts)
-        if team.groups.viewer:
-            bind(resource_name(key, "viewers"), meta(VIEWER_ROLE), VIEWER_RULES, _groups(team.groups.viewer, groups),
-                 opts)
+        for suffix, role, rules, members, sso_account in (
+                ("users", USER_ROLE, USER_RULES, users, USER_ACCOUNT),
+                ("viewers", VIEWER_ROLE, VIEWER_RULES, list(team.groups.viewer), VIEWER_ACCOUNT)):
+            if not members:
+                continue
+            subjects = _groups(members, groups)
+            if block.host:  # with the server's sign-on, the same Role for the account the team acts as there
+                account(resource_name(key, suffix, "sso"), meta(sso_account), members, opts)
+                subjects.append({"kind": "ServiceAccount", "name": sso_account, "namespace": team.name})
+            bind(resource_name(key, suffix), meta(role), rules, subjects, opts)
         if block.artifacts:
             artifact_repository(key, team.name, meta, ctx, opts)
         # Team namespaces deny egress by default: workflow pods (and only they) reach the API server.
@@ -260,6 +345,28 @@ def repository_config(platform: str, team: str) -> str:
         "accessKeySecret": {"name": ARTIFACTS_SECRET, "key": "accessKey"},
         "secretKeySecret": {"name": ARTIFACTS_SECRET, "key": "secretKey"},
     }}, sort_keys=True)
+
+
+def server_sign_on_rules(spec) -> Iterator[Violation]:
+    """The Argo Server on the Gateway: only with the server on, at a name the listener serves, and behind the
+    provider's sign-on (ui-sign-on); its client, only with that host name."""
+    argo, oidc, at = spec.pipelines.argo, spec.identity.oidc, ("pipelines", "argo")
+    if argo.enabled and argo.hostname:
+        if not argo.server:
+            yield Violation((*at, "hostname"), "the host name is the Argo Server's, and server is false",
+                            "argo-server-hostname", "set server: true, or remove hostname")
+        else:
+            yield from gateway_hostname_rules(spec, at, argo.hostname, "argo")
+        if not (oidc and oidc.clients.argo):
+            yield Violation((*at, "hostname"), "the Argo Server on the platform Gateway without sign-on",
+                            "ui-sign-on", "set identity.oidc.clients.argo (and the stack secret "
+                            "plinth:argoOidcClientSecret)" if oidc else "set identity.oidc with clients.argo (and "
+                            "the stack secret plinth:argoOidcClientSecret), or remove hostname")
+    if oidc and oidc.clients.argo and not (argo.enabled and argo.server and argo.hostname):
+        yield Violation(("identity", "oidc", "clients", "argo"), "the Argo Server signs on through the provider at "
+                        "its own host name, and pipelines.argo with server and hostname is not set",
+                        "argo-sign-on-host", "enable pipelines.argo with server: true and a hostname, or remove "
+                        "clients.argo")
 
 
 def _groups(names, kubernetes_group) -> list[dict]:

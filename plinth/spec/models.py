@@ -834,9 +834,15 @@ class ArgoWorkflows(Spec):
     replicas: PositiveCount | None = Field(
         None, description="Controller replicas (one leads, elected through a Lease; the others wait). Default: null "
         "(1 in dev, 2 in staging and prod).")
-    server: Flag = Field(False, description="Run the Argo Server (the UI and its API) in namespace argo, in-cluster "
-                         "only (no route on the Gateway: sign-on for the platform's UIs is not wired to it yet). "
+    server: Flag = Field(False, description="Run the Argo Server (the UI and its API) in namespace argo: in-cluster "
+                         "only in client auth mode (each caller brings their Kubernetes token), or with hostname on "
+                         "the platform Gateway behind the provider's sign-on (identity.oidc.clients.argo). "
                          "Default: false.")
+    hostname: str | None = Field(
+        None, description="Host name of the Argo Server on the platform Gateway (one name under "
+        "network.gateway.hostname): people sign on through identity.oidc (clients.argo, required) and act as "
+        "their team's workflow account in the team's namespace (the platform admins read every team's). Needs "
+        "server: true. Default: null (in-cluster only).", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
     values: Values = {}
 
 
@@ -1064,6 +1070,11 @@ class OidcClients(Spec):
         "https://<registry.harbor.hostname>/c/oidc/callback; its secret is the stack secret "
         "plinth:harborOidcClientSecret. Needs registry.harbor with a hostname and groupType oidc. Default: null "
         "(Harbor keeps its own user database).", pattern=r"^\S{1,255}$")
+    argo: str | None = Field(
+        None, description="The client ID the Argo Server signs people on as (its native SSO, authorization-code "
+        "flow; redirect URI https://<pipelines.argo.hostname>/oauth2/callback); its secret is the stack secret "
+        "plinth:argoOidcClientSecret. Needs pipelines.argo with server and hostname. Default: null (the Argo "
+        "Server, if on, stays in-cluster in client auth mode).", pattern=r"^\S{1,255}$")
 
 
 class OidcEndpoints(Spec):
@@ -1102,9 +1113,9 @@ class Oidc(Spec):
     clients: OidcClients = Field(description="The provider's client IDs, per surface. Required.")
     scopes: tuple[Annotated[str, Field(pattern=r"^[!#-\[\]-~]{1,100}$")], ...] = Field(
         ("openid", "email", "profile", "groups"), min_length=1, description="The scopes the platform's sign-on "
-        "clients (Grafana, the sign-on proxy) ask for: openid, and what puts the username and groups claims in "
-        "the ID token (many providers, e.g. Dex and Okta, send groups only for the groups scope). Default: "
-        "[openid, email, profile, groups].")
+        "clients (Grafana, the sign-on proxy, the Argo Server) ask for: openid, and what puts the username and "
+        "groups claims in the ID token (many providers, e.g. Dex and Okta, send groups only for the groups "
+        "scope). Default: [openid, email, profile, groups].")
     endpoints: OidcEndpoints | None = Field(
         None, description="The provider's authorization and token endpoints, for Grafana (which does not read the "
         "discovery document). Default: null (required with clients.grafana).")
@@ -1138,6 +1149,77 @@ class UiProxy(Spec):
     values: Values = {}
 
 
+DexText = Annotated[str, Field(min_length=1, max_length=500, pattern=r"^[^${}\n]*$")]
+"""A setting of a Dex connector: one line, no `$` (Dex expands $VARIABLES in a connector's settings) and no braces
+(the image's entrypoint renders the configuration file as a gomplate template first)."""
+
+
+class LdapUserSearch(Spec):
+    """How Dex finds the person who signs in (the connector's userSearch)."""
+
+    base_dn: DexText = Field(description="Where users are searched, e.g. ou=people,dc=corp,dc=internal. Required.")
+    filter: DexText = Field("(objectClass=person)", description="Filter every user matches. Default: "
+                            "(objectClass=person).")
+    username: DexText = Field("uid", description="The attribute a person types as their user name (AD: "
+                              "sAMAccountName). Default: uid.")
+    id_attr: DexText = Field("uid", description="The attribute that identifies the user (the token's sub). "
+                             "Default: uid.")
+    email_attr: DexText = Field("mail", description="The attribute holding the e-mail (the token's email claim, "
+                                "the platform's usernameClaim). Default: mail.")
+    name_attr: DexText = Field("cn", description="The attribute holding the display name. Default: cn.")
+
+
+class LdapGroupSearch(Spec):
+    """How Dex finds a user's groups (the connector's groupSearch): their names are the token's groups."""
+
+    base_dn: DexText = Field(description="Where groups are searched, e.g. ou=groups,dc=corp,dc=internal. "
+                             "Required.")
+    filter: DexText = Field("(objectClass=groupOfNames)", description="Filter every group matches (AD: "
+                            "(objectClass=group)). Default: (objectClass=groupOfNames).")
+    user_attr: DexText = Field("DN", description="The user's attribute a group lists its members by. Default: DN.")
+    group_attr: DexText = Field("member", description="The group's attribute listing its members. Default: "
+                                "member.")
+    name_attr: DexText = Field("cn", description="The group's name, as the teams' groups and "
+                               "rbac.platformAdminGroup name it. Default: cn.")
+
+
+class LdapConnector(Spec):
+    """An LDAP or Active Directory directory Dex signs people in against."""
+
+    name: Name = Field(description="The connector's ID, and its entry in the stack secret plinth:dexLdapBindPassword "
+                       "(a map: `pulumi config set --secret --path 'plinth:dexLdapBindPassword.<name>'`). Required.")
+    host: str = Field(description="host:port of the directory over TLS, e.g. ldap.corp.internal:636 (never in "
+                      "clear). Required.", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?:[0-9]{1,5}$")
+    start_tls: Flag = Field(False, description="Connect in clear and upgrade with StartTLS (port 389) instead of "
+                            "TLS from the start. Default: false.")
+    certificate_authority: Annotated[str, BeforeValidator(_pem_certificates)] | None = Field(
+        None, description="PEM certificate(s) of the CA that signed the directory's certificate. Default: null "
+        "(the system's CAs).")
+    bind_dn: DexText = Field(description="The account Dex searches the directory as; its password is the stack "
+                             "secret plinth:dexLdapBindPassword.<name>. Required.")
+    user_search: LdapUserSearch = Field(description="How users are found. Required.")
+    group_search: LdapGroupSearch = Field(description="How their groups are found. Required.")
+
+
+class Dex(Spec):
+    """Dex in namespace dex: the platform's own OpenID Connect provider, brokering an on-prem directory (LDAP,
+    Active Directory), e.g. in an air gap. It is identity.oidc's issuer: every client of identity.oidc.clients is one
+    of its static clients."""
+
+    enabled: Flag = Field(False, description="Run Dex (needs the platform Gateway, hostname, identity.oidc with "
+                          "issuer https://<hostname>, and at least one connector). Default: false.")
+    hostname: str | None = Field(
+        None, description="Dex's host name on the platform Gateway (one name under network.gateway.hostname); "
+        "identity.oidc.issuer must be https://<hostname>. Required when enabled. Default: null.",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    replicas: PositiveCount | None = Field(
+        None, description="Dex replicas (stateless: its state is in Kubernetes objects). Default: null (1 in dev, "
+        "2 in staging and prod).")
+    ldap: tuple[LdapConnector, ...] = Field((), max_length=10, description="LDAP / Active Directory connectors. "
+                                            "Default: [].")
+    values: Values = {}
+
+
 class SignOn(Spec):
     """How people sign on to the platform: one identity provider for every surface (this release: the
     Kubernetes API; the teams' groups come from the provider's groups claim)."""
@@ -1152,6 +1234,8 @@ class SignOn(Spec):
         "Default: null.", min_length=10, max_length=200)
     ui_proxy: UiProxy = Field(default_factory=UiProxy, description="The sign-on proxy in front of the web UIs "
                               "without a login of their own. Default: off.")
+    dex: Dex = Field(default_factory=Dex, description="Dex, the platform's own identity provider (a broker for "
+                     "an on-prem directory). Default: off.")
 
     def kubernetes_group(self, group: str) -> str:
         """An identity-provider group as the Kubernetes API names it: with the groups prefix when sign-on is on."""

@@ -428,7 +428,7 @@ def airgap_perimeter(spec: PlatformSpec) -> Iterator[Violation]:
             yield Violation(at, f"{what} {source!r} is outside the air gap: its host is not one of the "
                             f"perimeter's hosts ({hosts})", "airgap-chart-source", fix)
     certs, vault, index = spec.certificates.cert_manager, spec.secrets.vault, spec.registry.python_index
-    endpoints: list[tuple[tuple[str, ...], str, str, str]] = []
+    endpoints: list[tuple[tuple[str | int, ...], str, str, str]] = []
     if certs.enabled and certs.issuer.type == "acme" and certs.issuer.acme:
         endpoints.append((("certificates", "certManager", "issuer", "acme", "server"), certs.issuer.acme.server,
                           "the ACME server", "airgap-acme"))
@@ -437,12 +437,18 @@ def airgap_perimeter(spec: PlatformSpec) -> Iterator[Violation]:
                           "the unsealing Vault", "airgap-endpoint"))
     if index.url:
         endpoints.append((("registry", "pythonIndex", "url"), index.url, "the Python index", "airgap-endpoint"))
-    if spec.identity.oidc and spec.target.type == "existing":  # a cloud's control plane is outside the air gap
+    dex = spec.identity.dex
+    # A cloud's control plane is outside the air gap; Dex on the platform's own Gateway is inside it.
+    if spec.identity.oidc and spec.target.type == "existing" and not (
+            dex.enabled and spec.identity.oidc.issuer == f"https://{dex.hostname}"):
         endpoints.append((("identity", "oidc", "issuer"), spec.identity.oidc.issuer, "the identity provider",
                           "airgap-endpoint"))
-    for at, url, what, rule in endpoints:
+    if dex.enabled:
+        endpoints += [(("identity", "dex", "ldap", i, "host"), f"ldaps://{ldap.host}", "the directory",
+                       "airgap-endpoint") for i, ldap in enumerate(dex.ldap)]
+    for loc, url, what, rule in endpoints:
         if not _inside_perimeter(url, spec):
-            yield Violation(at, f"{what} {url!r} is outside the air gap: its host is not one of the perimeter's "
+            yield Violation(loc, f"{what} {url!r} is outside the air gap: its host is not one of the perimeter's "
                             f"hosts ({hosts})", rule, fix)
 
 

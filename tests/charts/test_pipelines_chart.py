@@ -4,7 +4,10 @@ team namespaces, metrics scraped, the executor image mirrored, and objects valid
 
 from __future__ import annotations
 
+import json
+
 import pytest
+import yaml
 from support import CHARTS_DIR, platform_spec
 from validation import (
     PlannedRender,
@@ -176,3 +179,105 @@ def test_prod_with_the_server_passes_every_policy_with_every_chart_object(charts
     assert [f for f in findings if "argo" in f[1]] == []
     assert {o["kind"] for item in rendered for o in item.objects} >= {"ClusterRole", "Deployment",
                                                                       "PodDisruptionBudget"}
+
+
+# --- the server behind the platform's sign-on --------------------------------------------------------------
+
+HOST = "argo.models.plinth.internal"
+OIDC = {"issuer": "https://login.corp.internal/realms/ml", "groupsClaim": "roles",
+        "clients": {"kubernetes": "ml-kubernetes", "argo": "ml-argo"}}
+
+
+def _signed_on(environment: str = "staging", **overrides):
+    """The spec above with the Gateway, and the server on it behind the provider's sign-on (a private CA)."""
+    from test_identity import CA
+
+    return platform_spec(_spec().model_dump(by_alias=True, exclude_unset=True), {
+        "metadata": {"environment": environment},
+        "network": {"cilium": {"enabled": True, "apiServer": {"host": "api.k8s.internal"}},
+                    "loadBalancer": {"ranges": ["172.31.255.240/29"]}},
+        "certificates": {"certManager": {"enabled": True}},
+        "rbac": {"platformAdminGroup": "ml-admins"},
+        "identity": {"oidc": {**OIDC, "certificateAuthority": CA}},
+        "pipelines": {"argo": {"enabled": True, "server": True, "hostname": HOST}},
+        # The provider is inside the air gap.
+        "airgap": {"mirror": {"hosts": ["login.corp.internal"]}}}, overrides)
+
+
+SIGNED_ON = PlannedRender(_signed_on, "argo-sso-chart", KUBE)
+
+
+@pytest.fixture(scope="module")
+def sso_objects(charts_dir, helm) -> tuple[dict, ...]:
+    return release_objects(SIGNED_ON.rendered(charts_dir, 1), "argo-workflows")
+
+
+def test_the_signed_on_server_renders_identically_twice(sso_objects, charts_dir):
+    assert dump(sso_objects) == dump(release_objects(SIGNED_ON.rendered(charts_dir, 2), "argo-workflows"))
+
+
+def test_the_server_runs_in_sso_mode_with_its_rbac_and_the_providers_ca(sso_objects):
+    server = _one(sso_objects, "Deployment", "argo-workflows-server")
+    pod = server["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert [a for a in container["args"] if a.startswith(("--secure", "--auth-mode"))] == [
+        "--auth-mode=sso", "--secure=false"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["SSO_DELEGATE_RBAC_TO_NAMESPACE"] == "true" and env["SSL_CERT_DIR"] == "/etc/argo-server/oidc-ca"
+    assert {"name": "oidc-ca", "mountPath": "/etc/argo-server/oidc-ca", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "oidc-ca", "configMap": {"name": "argo-server-oidc-ca"}} in pod["volumes"]
+    assert restricted_problems(pod) == []
+    config = yaml.safe_load(_one(sso_objects, "ConfigMap", "argo-workflows-workflow-controller-configmap")["data"][
+        "config"])
+    assert config["sso"] == {
+        "issuer": OIDC["issuer"], "clientId": {"name": "argo-server-sso", "key": "client-id"},
+        "clientSecret": {"name": "argo-server-sso", "key": "client-secret"},
+        "redirectUrl": f"https://{HOST}/oauth2/callback", "rbac": {"enabled": True},
+        "scopes": ["email", "profile", "groups"], "sessionExpiry": "8h", "customGroupClaimName": "roles"}
+    # The chart renders no route of its own (Plinth's is on the platform Gateway), and no Secret.
+    assert [o["kind"] for o in sso_objects if o["kind"] in ("HTTPRoute", "Ingress", "Secret")] == []
+
+
+def test_the_server_reads_only_the_accounts_tokens_and_its_own_key(sso_objects):
+    [role] = [o for o in sso_objects if o["kind"] == "ClusterRole" and o["metadata"]["name"] ==
+              "argo-workflows-server"]
+    secrets = [(rule["verbs"], rule.get("resourceNames")) for rule in role["rules"] if "secrets" in rule["resources"]]
+    assert secrets == [
+        (["get"], ["sso"]), (["create"], None),
+        (["get"], ["argo-sso-admin.service-account-token", "argo-sso-login.service-account-token",
+                   "argo-sso-user.service-account-token", "argo-sso-viewer.service-account-token"])]
+    assert [r for r in role["rules"] if "serviceaccounts" in r["resources"]] == [
+        {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "list", "watch"]}]
+
+
+def test_no_client_secret_is_in_the_plan_or_the_render(sso_objects, charts_dir):
+    from plinth.plan import SECRET
+
+    _, result = SIGNED_ON.planned()
+    [sso] = [r.inputs for r in result.resources if r.inputs.get("kind") == "Secret"
+             and r.inputs["metadata"]["name"] == "argo-server-sso"]
+    assert sso["stringData"] == SECRET
+    # The offline engine's stand-in for every stack secret reaches neither the values nor the chart's objects.
+    [release] = [r for r in result.resources if r.name == "argo-workflows" and r.type.endswith("Release")]
+    assert SECRET not in json.dumps(release.inputs) and SECRET not in dump(sso_objects)
+
+
+def test_prod_with_the_signed_on_server_passes_every_policy_with_every_chart_object(charts_dir, helm):
+    """ui-sign-on over the real objects: the route reaches a server in SSO mode; no wildcard in the accounts'
+    roles; the token Secrets name their source."""
+    result = plan(_signed_on("prod"), "argo-sso-prod")
+    rendered = render_charts(result, KUBE, charts_dir)
+    findings = [(r.policy.name, v.subject, v.message) for r in check(result, None, rendered) for v in r.violations]
+    assert [f for f in findings if "argo" in f[1] or f[0] == "ui-sign-on"] == []
+    assert [o for _, o in kubernetes_objects(result) if o["kind"] == "HTTPRoute"
+            and o["metadata"]["namespace"] == "argo"]
+
+
+def test_the_signed_on_objects_validate_against_kubernetes_and_crd_schemas(sso_objects, charts_dir):
+    _, result = SIGNED_ON.planned()
+    crds = crd_schemas(SIGNED_ON.rendered(charts_dir, 1))
+    ours = [obj for _, obj in kubernetes_objects(result)
+            if obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "argo-workflows"
+            and not obj["apiVersion"].startswith("cilium.io/")]
+    assert {"HTTPRoute", "ClusterRole", "ClusterRoleBinding", "ServiceAccount", "Secret"} <= {o["kind"] for o in ours}
+    assert validation_failures([*sso_objects, *ours], f"{KUBE}.0", crds) == []

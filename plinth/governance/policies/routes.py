@@ -6,7 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from plinth.governance.policies.core import HELM_RELEASE, MANDATORY, Policy, dig
-from plinth.vocabulary import GATEWAY_NAME, GRAFANA_SERVICE, SERVING_LISTENER, TEAM_LISTENER, UIS_WITHOUT_LOGIN
+from plinth.vocabulary import (
+    ARGO_SERVER_SERVICE,
+    GATEWAY_NAME,
+    GRAFANA_SERVICE,
+    SERVING_LISTENER,
+    TEAM_LISTENER,
+    UIS_WITHOUT_LOGIN,
+)
 
 HTTP_ROUTE = "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"
 GATEWAY = "kubernetes:gateway.networking.k8s.io/v1:Gateway"
@@ -94,11 +101,21 @@ def _backends(route) -> Iterator[tuple[str, str]]:
                 yield ref.get("namespace") or namespace, ref.get("name")
 
 
+def argo_server_signs_on(values: dict) -> bool:
+    """The argo-workflows release's server signs people on through the provider only: SSO with its RBAC (each
+    person acts as an account of their groups), and neither `server` mode (no login at all) nor `client` mode."""
+    server = values.get("server") or {}
+    return (server.get("authModes") == ["sso"] and not server.get("authMode")
+            and dig(server, "sso", "enabled") is True and dig(server, "sso", "rbac", "enabled") is True)
+
+
 def _ui_sign_on(subjects, platform):
     grafana_signs_on = any(
         s.type == HELM_RELEASE and s.props.get("name") == "kube-prometheus-stack" and
         dig(s.props.get("values") or {}, "grafana", "grafana.ini", "auth.generic_oauth", "enabled") is True
         for s in subjects)
+    argo_signs_on = any(s.type == HELM_RELEASE and s.props.get("name") == "argo-workflows" and
+                        argo_server_signs_on(s.props.get("values") or {}) for s in subjects)
     for s in subjects:
         if s.type != HTTP_ROUTE:
             continue
@@ -109,10 +126,14 @@ def _ui_sign_on(subjects, platform):
             elif (namespace, name) == GRAFANA_SERVICE and platform.sign_on and not grafana_signs_on:
                 yield s, (f"sends requests to Grafana ({namespace}/{name}), which does not sign people on through "
                           "identity.oidc")
+            elif (namespace, name) == ARGO_SERVER_SERVICE and not argo_signs_on:
+                yield s, (f"sends requests to the Argo Server ({namespace}/{name}), which does not sign people on "
+                          "through identity.oidc (server.authModes [sso] with SSO RBAC)")
 
 
 UI_SIGN_ON_POLICY = Policy(
     "ui-sign-on", "No route on the platform Gateway reaches a web UI without sign-on: never one without a login "
-    "of its own (Prometheus, Alertmanager, Hubble UI, the Longhorn UI), and with identity.oidc set not Grafana "
-    "unless it signs people on through the provider.", "reach those UIs through the sign-on proxy "
-    "(identity.uiProxy.hosts); for Grafana's route set identity.oidc.clients.grafana", MANDATORY, _ui_sign_on)
+    "of its own (Prometheus, Alertmanager, Hubble UI, the Longhorn UI), not the Argo Server unless it signs people "
+    "on through the provider (SSO), and with identity.oidc set not Grafana unless it signs people on through the "
+    "provider.", "reach those UIs through the sign-on proxy (identity.uiProxy.hosts); for Grafana's route set "
+    "identity.oidc.clients.grafana, for the Argo Server's identity.oidc.clients.argo", MANDATORY, _ui_sign_on)
