@@ -250,6 +250,18 @@ CHARTS: dict[str, Chart] = {
             "quay.io/argoproj/argocli:v4.0.6",
         ),
     ),
+    # pipelines.events: the Argo Events controller; the EventSource and Sensor pods run its image too (its
+    # ARGO_EVENTS_IMAGE). The EventBus is JetStream at EVENTBUS_JETSTREAM: its server, config reloader and
+    # metrics exporter are the versions the chart's controller ConfigMap lists for it.
+    "argo-events": Chart(
+        "https://argoproj.github.io/argo-helm", "argo-events", "2.4.22", "argo-events",
+        images=(
+            "quay.io/argoproj/argo-events:v1.9.10",
+            "docker.io/library/nats:2.10.10",
+            "docker.io/natsio/nats-server-config-reloader:0.14.0",
+            "docker.io/natsio/prometheus-nats-exporter:0.14.0",
+        ),
+    ),
     # identity.dex: the platform's own OpenID Connect provider (a broker for an on-prem directory). The chart's
     # default config is empty; Plinth writes it (issuer, Kubernetes storage, connectors, static clients).
     "dex": Chart(
@@ -257,6 +269,9 @@ CHARTS: dict[str, Chart] = {
         images=("ghcr.io/dexidp/dex:v2.44.0",),
     ),
 }
+
+EVENTBUS_JETSTREAM = "2.10.10"
+"""The JetStream version of the EventBus (pipelines.events): one of the chart's jetstream versions, never `latest`."""
 
 # Gateway API standard channel at the version the pinned Cilium implements.
 # (Cilium 1.20 moved from Gateway API v1.4 to v1.6.1: its operator watches ListenerSet, TLSRoute,
@@ -313,6 +328,7 @@ PLATFORM_NAMESPACES: dict[str, str] = {
     "velero": CHARTS["velero"].namespace,
     "sign-on": CHARTS["oauth2-proxy"].namespace,
     "argo": CHARTS["argo-workflows"].namespace,
+    "argo-events": CHARTS["argo-events"].namespace,
     "dex": CHARTS["dex"].namespace,
 }
 

@@ -27,6 +27,7 @@ from plinth.modules.monitoring import Monitoring
 from plinth.modules.network import Cilium, PlatformGateway
 from plinth.modules.objectstore import ObjectStore
 from plinth.modules.pipelines import ArgoWorkflows
+from plinth.modules.pipelines.events import ArgoEvents
 from plinth.modules.pythonindex import PythonIndex
 from plinth.modules.registry import Harbor
 from plinth.modules.registry.projects import HarborProjects
@@ -88,6 +89,8 @@ SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
     ("ui-proxy", UiProxy),
     # After the services its workflows use (MLflow, the object store, the feature store); nothing waits for it.
     ("argo-workflows", ArgoWorkflows),
+    # After Argo Workflows: its Sensors create Workflows in the team namespaces.
+    ("argo-events", ArgoEvents),
     # The platform's own identity provider (on the Gateway); its clients' surfaces do not wait for it.
     ("dex", Dex),
     # Last: it records the deployment that everything before it completed.

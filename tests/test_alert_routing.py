@@ -63,6 +63,8 @@ def local_config(config: dict, directory: Path, url: str) -> Path:
     text = json.dumps(config).replace(SECRETS_MOUNT, f"{directory}/secrets/")
     for receiver in config["receivers"]:
         for entries in (v for k, v in receiver.items() if k.endswith("_configs")):
+            if all("url" in e for e in entries):
+                continue  # an in-cluster URL the plan names itself (the retraining webhook): no secret
             assert all(f"{SECRETS_MOUNT}{RECEIVERS_SECRET}/{receiver['name']}" in e.values() for e in entries)
             secret = directory / "secrets" / RECEIVERS_SECRET / receiver["name"]
             secret.parent.mkdir(parents=True, exist_ok=True)
@@ -85,11 +87,17 @@ class Capture:
 
     def __init__(self):
         self.received: list[tuple[str, dict]] = []
-        received = self.received
+        self.requests: list[tuple[str, dict[str, list[str]], dict]] = []
+        """(path, headers as Go's http.Header holds them: canonical name -> values, JSON body) of each POST."""
+        received, requests = self.received, self.requests
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                found: dict[str, list[str]] = {}
+                for name, value in self.headers.items():
+                    found.setdefault("-".join(part.capitalize() for part in name.split("-")), []).append(value)
+                requests.append((self.path.lstrip("/"), found, json.loads(body)))
                 received.append((self.path.lstrip("/"), json.loads(body)))
                 self.send_response(200)
                 self.end_headers()

@@ -20,6 +20,7 @@ from plinth.modules.monitoring.dashboards import (
     platform_overview,
     tenancy_quotas,
 )
+from plinth.modules.pipelines import events
 from plinth.objects import gateway_route, namespace, pull_secret, stack_secret, whole_host_rule
 from plinth.service import GatewayHost, Need, Peer, gateway_hostname_rules, gateway_serves
 from plinth.spec import models
@@ -66,10 +67,13 @@ RECEIVER_FIELDS = {"webhook": ("webhook_configs", "url_file"), "slack": ("slack_
                    "pagerduty": ("pagerduty_configs", "routing_key_file")}
 
 
-def alertmanager_config(receivers, drift=None) -> dict:
+def alertmanager_config(receivers, drift=None, retrained=()) -> dict:
     """Routing by severity to the spec's receivers; secrets are read from mounted files, never inlined.
     With `drift.receiver`, drift alerts (label alert_kind: drift) go to that receiver only: a retraining
-    webhook gets each drifting model once (per day while it lasts), not again through the severity routes."""
+    webhook gets each drifting model once (per day while it lasts), not again through the severity routes.
+    Each model in `retrained` (pipelines.events on) has its drift alerts sent to its own endpoint of the
+    retraining webhook, and only there: firing only (a resolved alert retrains nothing), one model per
+    notification (grouped by namespace and model)."""
     config: dict = {
         "route": {"receiver": "null", "group_by": ["alertname", "namespace"], "routes": []},
         "receivers": [{"name": "null"}],
@@ -91,7 +95,20 @@ def alertmanager_config(receivers, drift=None) -> dict:
         config["route"]["routes"].insert(0, {"receiver": drift.receiver, "matchers": ['alert_kind="drift"'],
                                              "group_by": ["alertname", "namespace", "model"],
                                              "repeat_interval": "24h", "continue": False})
+    for index, model in enumerate(retrained):
+        receiver = retraining_receiver(model)
+        config["receivers"].append({"name": receiver, "webhook_configs": [
+            {"url": events.webhook_url(model), "send_resolved": False}]})
+        config["route"]["routes"].insert(index, {
+            "receiver": receiver, "matchers": ['alert_kind="drift"', f'namespace="{model.team}"',
+                                               f'model="{model.name}"'],
+            "group_by": ["alertname", "namespace", "model"], "repeat_interval": "24h", "continue": False})
     return config
+
+
+def retraining_receiver(model) -> str:
+    """The receiver of a model's retraining webhook: ':' and '/' are in no receiver name of the spec."""
+    return f"plinth:retrain/{model.team}/{model.name}"
 
 
 def grafana_database_values(namespace: str) -> dict:
@@ -125,6 +142,8 @@ class MonitoringArgs:
     admin_group: str = ""
     """rbac.platformAdminGroup: Grafana's Admins."""
     teams: tuple[models.Team, ...] = ()
+    retrained: tuple[models.Model, ...] = ()
+    """The served models with retraining, when Argo Events (pipelines.events) receives their drift alerts."""
 
     @property
     def enabled(self) -> bool:
@@ -239,7 +258,8 @@ class Monitoring(HelmService):
         signs_on = bool(oidc and oidc.clients.grafana and oidc.endpoints and spec.monitoring.grafana.hostname
                         and gateway)
         return MonitoringArgs(spec.monitoring, gateway, oidc if signs_on else None,
-                              spec.rbac.platform_admin_group, spec.teams)
+                              spec.rbac.platform_admin_group, spec.teams,
+                              events.retrained(spec) if spec.pipelines.events.enabled else ())
 
     @classmethod
     def user_values(cls, block: MonitoringArgs) -> dict:
@@ -324,7 +344,7 @@ class Monitoring(HelmService):
                            "podDisruptionBudget": {"enabled": prometheus > 1}},
             "alertmanager": {
                 "podDisruptionBudget": {"enabled": alertmanager > 1},
-                "config": alertmanager_config(block.alertmanager.receivers, block.drift),
+                "config": alertmanager_config(block.alertmanager.receivers, block.drift, args.retrained),
                 "alertmanagerSpec": {"replicas": alertmanager,
                                      "secrets": [RECEIVERS_SECRET] if block.alertmanager.receivers else []},
             },

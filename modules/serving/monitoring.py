@@ -138,7 +138,8 @@ def alert_rules(model, args: ServingArgs) -> list[dict]:
         rules.append(rule(
             "ModelDrift", f'max({DRIFT_METRIC}{{namespace="{model.team}",model="{model.name}"}}) > '
             f"{threshold:g}", "30m", "warning",
-            f"input drift score above {threshold:g}; retraining may be due", alert_kind="drift"))
+            f"input drift score above {threshold:g}; retraining may be due", alert_kind="drift",
+            version=model.stable.tag))
     return rules
 
 

@@ -21,7 +21,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-from plinth.catalog import DEFAULT_KUBERNETES_VERSION, KUBERNETES_VERSIONS
+from plinth.catalog import DEFAULT_KUBERNETES_VERSION, KUBERNETES_VERSIONS, ImageRef
 
 API_VERSION = "plinth.dev/v1alpha1"
 
@@ -734,6 +734,52 @@ class ModelDrift(Spec):
                              "team's quota). Default: 2Gi.")
 
 
+def _pinned_image(value: Any) -> Any:
+    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
+        raise PydanticCustomError("pinned_image", "expected an image reference")
+    image = ImageRef.parse(value)
+    if not image.pinned or (image.tag == "latest" and not image.digest):
+        raise PydanticCustomError("pinned_image", "expected an image pinned by a tag other than latest, or a digest")
+    return value
+
+
+class Retraining(Spec):
+    """What the model's drift alert starts: a workflow from a WorkflowTemplate of the team's namespace, the team's
+    own (`workflowTemplate`) or one Plinth generates from `image` and `command`."""
+
+    workflow_template: Name | None = Field(
+        None, description="The WorkflowTemplate (in the team's namespace) the model's drift alert submits, as the "
+        "team's `argo-workflow` account; it gets the parameters model, team, version (the served stable version), "
+        "alertname and alert (the alert as JSON), and its last step is expected to register the result in "
+        "MLflow as the challenger. Not together with image. Default: null (with `image`: the generated template "
+        "`<model>-retraining`).")
+    image: Annotated[str, BeforeValidator(_pinned_image)] | None = Field(
+        None, description="The image of a generated one-step template (`<model>-retraining`, in the team's "
+        "namespace, restricted, as `argo-workflow`): pinned by a tag other than latest, or a digest. Its container "
+        "gets the parameters as environment variables PLINTH_MODEL, PLINTH_TEAM, PLINTH_VERSION, PLINTH_ALERTNAME, "
+        "PLINTH_ALERT, and MLFLOW_TRACKING_URI with registry.mlflow. Not together with workflowTemplate. "
+        "Default: null.")
+    command: tuple[str, ...] = Field(
+        (), description="The generated template's command. Default: [] (the image's entrypoint).")
+    cpu: Quantity = Field("1", description="The generated step's CPU (request and limit; counted in the team's "
+                          "quota). Default: 1.")
+    memory: Quantity = Field("2Gi", description="The generated step's memory (request and limit; counted in the "
+                             "team's quota). Default: 2Gi.")
+    gpu: Count = Field(0, description="The generated step's GPUs (nvidia.com/gpu, with the GPU nodes' toleration). "
+                       "Default: 0.")
+
+    @model_validator(mode="after")
+    def _template_or_image(self) -> Retraining:
+        if (self.workflow_template is None) == (self.image is None):
+            raise PydanticCustomError("retraining_template_or_image",
+                                      "retraining names either workflowTemplate or image (a generated template)")
+        if self.workflow_template is not None and (self.command or self.gpu or "cpu" in self.model_fields_set
+                                                   or "memory" in self.model_fields_set):
+            raise PydanticCustomError("retraining_template_settings", "command, cpu, memory and gpu configure a "
+                                      "generated template: with workflowTemplate, set them in that template")
+        return self
+
+
 class Model(Spec):
     name: Name = Field(description="Model (and Service) name. Required.")
     team: Name = Field(description="Owning team; the model runs in its namespace. Required.")
@@ -777,6 +823,10 @@ class Model(Spec):
         None, description="A drift job for the model (needs monitoring.drift.enabled): it exports the gauge "
         "plinth_model_drift_score the ModelDrift alert reads. Default: null (no job; your own monitor may export "
         "the gauge).")
+    retraining: Retraining | None = Field(
+        None, description="Retraining on drift (needs pipelines.argo, pipelines.events and monitoring.drift): the "
+        "model's drift alerts go to a webhook of the platform's Argo Events, whose Sensor submits a workflow from "
+        "`workflowTemplate` in the team's namespace. Default: null.")
 
 
 class ArgoWorkflows(Spec):
@@ -803,8 +853,24 @@ class ArgoWorkflows(Spec):
     values: Values = {}
 
 
+class ArgoEvents(Spec):
+    """Argo Events: the events controller, its EventBus, and the retraining webhook in namespace argo-events."""
+
+    enabled: Flag = Field(False, description="Run Argo Events in namespace argo-events (its CRDs come with the "
+                          "chart; its controller's rights are a Role in that namespace only) with a JetStream "
+                          "EventBus; each model with `retraining` gets a webhook endpoint Alertmanager sends its "
+                          "drift alerts to and a Sensor that submits its retraining workflow. Needs pipelines.argo. "
+                          "Default: false.")
+    bus_replicas: PositiveCount | None = Field(
+        None, description="JetStream servers of the EventBus: 1, or 3 and more (JetStream refuses 2). Default: "
+        "null (1 in dev, 3 in staging and prod).")
+    values: Values = {}
+
+
 class Pipelines(Spec):
     argo: ArgoWorkflows = Field(default_factory=ArgoWorkflows, description="Workflow engine (Argo Workflows).")
+    events: ArgoEvents = Field(default_factory=ArgoEvents, description="Event-driven workflows (Argo Events): "
+                               "retraining on drift. Default: off.")
 
 
 class Serving(Spec):

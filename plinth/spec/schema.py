@@ -56,6 +56,9 @@ _BEFORE: dict[Any, dict] = {
                                "not": {"pattern": "PRIVATE KEY"}},
     models._claim_prefix: {"type": "string", "pattern": r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,30}:)?$",
                            "not": {"pattern": "^system:"}},
+    # A tag (not latest) or a digest after the last path segment.
+    models._pinned_image: {"type": "string", "pattern": r"^\S+(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$",
+                           "not": {"pattern": ":latest$"}},
 }
 _AFTER: dict[Any, dict] = {
     models._percent: {"maximum": 100},
