@@ -91,7 +91,7 @@ def generated_serving_blueprint(models: int, per_team: int, with_models: bool = 
         "apiVersion: plinth.dev/v1alpha1", "kind: Platform",
         "metadata: {name: bench, environment: dev, costCenter: bench}",
         "target: {type: existing}", "rbac: {platformAdminGroup: admins}",
-        "network: {cilium: {enabled: true, apiServer: {host: api.k8s.internal}}}",
+        "network: {cilium: {enabled: true, apiServer: {host: api.k8s.internal}}, loadBalancer: {ranges: [10.20.0.240/28]}}",
         "certificates: {certManager: {enabled: true}}",
         "monitoring: {enabled: true}",
         "gpu: {operator: {enabled: true}}",
