@@ -506,7 +506,7 @@ class _LazyOutput(pulumi.Output):
         self._made: asyncio.Future | None = None
         self._settled: tuple[Callable[[], tuple[Any, bool, bool]], Any, BaseException | None] | None = None
 
-    @property  # type: ignore[override]  # a plain attribute on Output
+    @property
     def _data(self) -> asyncio.Future:
         if self._made is None:
             # Not tracked in SETTINGS.outputs as Output.__init__'s task is (its caller may hold the lock that
