@@ -12,7 +12,9 @@ over models/--models-per-team teams whose quotas fit them (the spec rules check 
              plan` of the case loads (found by planning it once; a 2-team spec stands in for
              generated ones), not counting its exit;
   <mode> s   wall seconds of `plinth plan SPEC` (best of --repeat; once for 1,000 teams or more);
+  peak GB    peak resident memory of the last `plinth plan SPEC` (first mode);
   ms/res     planning work per resource beyond the floor: (wall - floor) / resources.
+With a 1,000-team case: the goals for it, each with its number and whether it is met.
 
 Then, per --models case, what serving costs per model (default mode): the wall time of the same
 teams with no models is subtracted, so what is left is the models' own validation and planning.
@@ -89,7 +91,7 @@ def generated_serving_blueprint(models: int, per_team: int, with_models: bool = 
         "apiVersion: plinth.dev/v1alpha1", "kind: Platform",
         "metadata: {name: bench, environment: dev, costCenter: bench}",
         "target: {type: existing}", "rbac: {platformAdminGroup: admins}",
-        "network: {cilium: {enabled: true, apiServer: {host: api.k8s.internal}}}",
+        "network: {cilium: {enabled: true, apiServer: {host: api.k8s.internal}}, loadBalancer: {ranges: [10.20.0.240/28]}}",
         "certificates: {certManager: {enabled: true}}",
         "monitoring: {enabled: true}",
         "gpu: {operator: {enabled: true}}",
@@ -117,13 +119,28 @@ def generated_serving_blueprint(models: int, per_team: int, with_models: bool = 
     return "\n".join(lines) + "\n"
 
 
+PEAK_RSS: dict[str, float] = {}
+"""Peak resident memory (GB) of the last `plinth plan` of each spec (see best_of)."""
+GOALS = (("1,000 teams planned in at most 10 s", "wall", 10.0), ("1,000 teams peak RSS at most 0.5 GB", "rss", 0.5),
+         ("1,000 teams at most 1.0 ms per resource beyond the import floor", "ms", 1.0))
+"""(goal, measure of the 1,000-team row, bound); render against helm: bench/render_speed.py."""
+
+
 def best_of(repeat: int, command: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
     best, out = float("inf"), ""
     for _ in range(repeat):
         started = time.perf_counter()
-        proc = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True,
-                              env={**os.environ, **(env or {})})
-        best, out = min(best, time.perf_counter() - started), proc.stdout
+        with tempfile.TemporaryFile("w+") as stdout:
+            proc = subprocess.Popen(command, cwd=ROOT, stdout=stdout, stderr=subprocess.DEVNULL, text=True,
+                                    env={**os.environ, **(env or {})})
+            _, status, usage = os.wait4(proc.pid, 0)  # this child's own peak memory (ru_maxrss, KiB)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            seconds = time.perf_counter() - started
+            if proc.returncode:
+                raise subprocess.CalledProcessError(proc.returncode, command)
+            stdout.seek(0)
+            best, out = min(best, seconds), stdout.read()
+        PEAK_RSS[command[-1]] = usage.ru_maxrss / 1024 / 1024
     return best, out
 
 
@@ -176,8 +193,10 @@ def main() -> None:
             cases.append((f"{n:,} models", spec, max(n, teams)))
         small = Path(tmp) / "teams-2.yaml"
         small.write_text(generated_blueprint(2))
-        header = f"{'case':<21}{'resources':>10}{'floor s':>9}" + "".join(f"{m + ' s':>10}{'ms/res':>8}" for m in modes)
+        header = f"{'case':<21}{'resources':>10}{'floor s':>9}{'peak GB':>9}" + "".join(
+            f"{m + ' s':>10}{'ms/res':>8}" for m in modes)
         print(header + (f"{'speed-up':>10}" if len(modes) == 2 else ""), flush=True)
+        measured: dict[str, dict[str, float]] = {}
         for label, path, teams in cases:
             floor = import_floor(small if teams else path, args.repeat, Path(tmp))
             repeat = 1 if teams >= 1000 else args.repeat
@@ -186,11 +205,18 @@ def main() -> None:
                 wall, resources = timed_plan(path, mode, repeat)
                 walls.append(wall)
                 if len(walls) == 1:
-                    row += f"{resources:>10,}{floor:>9.2f}"
+                    row += f"{resources:>10,}{floor:>9.2f}{PEAK_RSS[str(path)]:>9.2f}"
+                    measured[label] = {"wall": wall, "rss": PEAK_RSS[str(path)],
+                                       "ms": (wall - floor) * 1000 / resources}
                 row += f"{wall:>10.2f}{(wall - floor) * 1000 / resources:>8.2f}"
             if len(walls) == 2:
                 row += f"{walls[1] / walls[0]:>9.1f}x"
             print(row, flush=True)
+        if "1,000 teams" in measured:
+            print(f"\ngoals ({modes[0]} mode)", flush=True)
+            for goal, measure, bound in GOALS:
+                value = measured["1,000 teams"][measure]
+                print(f"  {goal}: {value:.2f} {'met' if value <= bound else 'NOT met'}", flush=True)
         if served:
             mode = modes[0]
             print(f"\nserving cost per model ({mode} mode; the same teams' plan without models subtracted)",

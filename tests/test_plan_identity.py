@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import json
 import random
 
 import pulumi
@@ -73,6 +74,29 @@ def test_special_values_plan_the_same_both_ways():
 
     plans = {fast: Plan("p", "dev", "x", record(program, fast=fast)).to_json() for fast in (False, True)}
     assert plans[True] == plans[False]
+
+
+def test_outputs_read_before_and_after_their_registration_plan_the_same_both_ways():
+    # The fast runtime makes a resource's output only when read (_LazyOutput): read while the program runs
+    # (before the registration resolves), read only after it (in an apply), read as a typed value
+    # (ObjectMeta) and nested; a secret answered back; a property never read.
+    seen = {}
+
+    def program():
+        ns = k8s.core.v1.Namespace("ns", metadata={"name": "team-a", "labels": {"team": "a"}})
+        secret = k8s.core.v1.Secret("s", metadata={"name": "s", "namespace": "team-a"},
+                                    string_data={"k": pulumi.Output.secret("v")})
+        later = ns.urn.apply(lambda _: ns.metadata.apply(lambda meta: f"{type(meta).__name__}:{meta.name}"))
+        k8s.core.v1.ConfigMap("cm", metadata={"name": ns.metadata.name, "namespace": ns.metadata.apply(
+            lambda meta: meta["name"])}, data={"labels": ns.metadata.labels.apply(json.dumps), "later": later,
+                                               "secret": secret.string_data.apply(lambda data: data["k"])})
+        ns.spec.apply(lambda spec: seen.setdefault(len(seen), spec))  # answered None: unknown, never run
+
+    plans = {fast: Plan("p", "dev", "x", record(program, fast=fast)).to_json() for fast in (False, True)}
+    assert plans[True] == plans[False]
+    data = next(r for r in Plan.from_json(plans[True]).resources if r.name == "cm").inputs["data"]
+    assert data == {"labels": '{"team": "a"}', "later": "ObjectMeta:team-a", "secret": "(secret)"}
+    assert seen == {}
 
 
 def test_a_dependency_cycle_fails_the_same_way_both_ways():

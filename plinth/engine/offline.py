@@ -18,6 +18,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import contextvars
+import functools
 import gc
 import itertools
 import math
@@ -31,12 +32,12 @@ import pulumi
 import pulumi.resource as sdk_resource_api
 from google.protobuf import json_format, struct_pb2
 from pulumi import _types as sdk_types
-from pulumi.output import Unknown
+from pulumi.output import Unknown, _OutputData
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import resource as sdk_resource
 from pulumi.runtime import resource_cycle_breaker, rpc
 from pulumi.runtime.proto import resource_pb2, source_pb2
-from pulumi.runtime.settings import SETTINGS, monitor_supports_feature
+from pulumi.runtime.settings import SETTINGS, is_dry_run, is_legacy_apply_enabled, monitor_supports_feature
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _ensure_event_loop, _sync_await
 
@@ -147,16 +148,20 @@ class _FastRecordingMonitor(_RecordingMonitor):
         if request.type == _STACK:
             return pulumi_mocks.MockMonitor.RegisterResource(self, request)
         try:
-            inputs, resource_id, state, answer = self._echo(request)
+            inputs, resource_id, state, answer = self._echo(request, build=False)
         except _NotPlain:
             return self._on_helper(super().RegisterResource, request)
         urn = self.make_urn(request.parent, request.type, request.name)
         self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, resource_id, state)
         self._record(request, urn, inputs)
+        if answer is None:  # the answer is the inputs: handed to resolve_outputs as they are (8. below)
+            _ECHO.put(request, state)
+            answer = struct_pb2.Struct()
         return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=answer)
 
-    def _echo(self, request):
-        """(record JSON, mock state, answer Struct) as the stock monitor would have them."""
+    def _echo(self, request, build: bool = True):
+        """(record JSON, mock state, answer Struct) as the stock monitor would have them. With `build` off, no
+        answer (None) where the answer is the deserialised inputs themselves (the state)."""
         impure: list[str] = []  # what keeps the round trip from being the identity
         inputs = _struct_json(request.object, impure)  # first: raises _NotPlain before anything runs
         plain = not impure and pulumi.runtime.is_dry_run()
@@ -166,6 +171,8 @@ class _FastRecordingMonitor(_RecordingMonitor):
             resource_id=request.importId, custom=request.custom or False,
             transforms=pulumi_mocks._resolve_callbacks(request.transforms)))
         if plain and state is deserialized:
+            if not build:
+                return inputs, resource_id, state, None
             answer = struct_pb2.Struct()
             answer.update(inputs)
         else:
@@ -337,6 +344,14 @@ def plain_by_default() -> bool:
 #    caller froze objects itself; nothing at all if it turned the collector off.
 # 7. `pulumi._types.unwrap_type`, remembered per type for the run. serialize_property asks it for
 #    every input value; its answer depends on the type alone (typing introspection).
+# 8. `pulumi.runtime.rpc.transfer_properties`: each output property of a resource is a `_LazyOutput`,
+#    which makes its future, and converts the value the monitor answered into it, only when something
+#    reads it. The SDK makes an Output (a task and four futures) for every property of every resource
+#    and converts every answered value into the output types at once, though a program reads few of
+#    them (a namespace's name, a secret's): a quarter of a large plan's time and a third of its memory.
+# 9. `pulumi.runtime.rpc.resolve_outputs`, for a registration the fast monitor answered with its own
+#    inputs (`_ECHO`, the mocks echo): the deserialised inputs are taken as they are, not serialised
+#    into an answer Struct to be deserialised again (the same values: see `_FastRecordingMonitor`).
 
 
 def _sdk_patches() -> list[tuple[Any, str, Any]]:
@@ -419,13 +434,146 @@ def _sdk_patches() -> list[tuple[Any, str, Any]]:
         except TypeError:  # not hashable
             return original_unwrap_type(typ)
 
+    original_resolve_outputs = rpc.resolve_outputs
+
+    def resolve_outputs(res, serialized_props, outputs, deps, resolvers, custom, transform_using_type_metadata=False,
+                        keep_unknowns=False, resolve_missing_as_unknown=False):
+        echoed = _ECHO.take(res)
+        if echoed is None or not is_dry_run() or is_legacy_apply_enabled():
+            return original_resolve_outputs(res, serialized_props, outputs, deps, resolvers, custom,
+                                            transform_using_type_metadata, keep_unknowns, resolve_missing_as_unknown)
+        # As the SDK resolves a preview's outputs: keys translated (the last of two alike wins), each value
+        # translated into the property's output type, unwrapped if secret, known unless None; a property
+        # not answered resolves unknown. Here the translation waits until the output is read (8.).
+        types = sdk_types.resource_types(type(res))
+        translate = to_pass = res.translate_output_property
+        if transform_using_type_metadata:
+            names = sdk_types.resource_pulumi_to_py_names(type(res))
+            translate, to_pass = (lambda prop: names.get(prop) or prop), (lambda prop: prop)
+        answered = {translate(key): (key, value) for key, value in echoed.items()}
+        dependencies = {translate(key): value for key, value in deps.items()}
+        for key, resolve in resolvers.items():
+            if key not in answered:
+                resolve(None, False, False, dependencies.get(key), None)
+                continue
+            raw_key, value = answered[key]
+            convert = functools.partial(_output_value, value, to_pass, types.get(raw_key),
+                                        transform_using_type_metadata, key, res._name)
+            if isinstance(getattr(resolve, "__self__", None), _LazyOutput):
+                resolve.__self__.settle(convert, dependencies.get(key))
+            else:
+                resolve(*convert(), dependencies.get(key), None)
+
+    def transfer_properties(res, props, custom):
+        resolvers = {}
+        for name in props:
+            if name == "urn" or (name == "id" and custom):
+                continue  # resolved by the registration itself
+            output = res.__dict__[name] = _LazyOutput(res)
+            resolvers[name] = output.resolve
+        return resolvers
+
     return [
         (rpc, "declare_dependency", declare_dependency),
         (sdk_resource, "_get_stack_trace", source_pb2.StackTrace),
         (sdk_resource, "create_urn", create_urn),
         (sdk_resource_api, "collapse_alias_to_urn", collapse_alias_to_urn),
         (sdk_types, "unwrap_type", unwrap_type),
+        (rpc, "transfer_properties", transfer_properties),
+        (rpc, "resolve_outputs", resolve_outputs),
     ]
+
+
+def _output_value(value: Any, translate: Callable, typ: Any, transform: bool, key: str,
+                  resource_name: str) -> tuple[Any, bool, bool]:
+    """(value, known, secret) of one answered property, as the SDK's resolve_outputs makes them in a preview."""
+    value = rpc.translate_output_properties(value, translate, typ, transform,
+                                            path=rpc._Path(key, resource=f"{resource_name}"))
+    unwrapped = rpc.unwrap_rpc_secret(value)
+    return unwrapped, unwrapped is not None, rpc.is_rpc_secret(value)
+
+
+class _LazyOutput(pulumi.Output):
+    """A resource's output property whose future is made, and whose value converted, when first read (8.).
+
+    Every Output method reads `_data` (the future of the value, known, secret and dependencies
+    together): here it is made on that first read, resolved at once when the registration is already
+    resolved, else when it is. Output.__init__ is not called: it would start a task at once.
+    """
+
+    def __init__(self, resource: Any):
+        self._resource = resource
+        self._made: asyncio.Future | None = None
+        self._settled: tuple[Callable[[], tuple[Any, bool, bool]], Any, BaseException | None] | None = None
+
+    @property
+    def _data(self) -> asyncio.Future:
+        if self._made is None:
+            # Not tracked in SETTINGS.outputs as Output.__init__'s task is (its caller may hold the lock that
+            # guards them): the registration resolving it is an RPC the run waits for, and fails with it.
+            self._made = asyncio.get_event_loop().create_future()
+            if self._settled is not None:
+                self._fill()
+        return self._made
+
+    @_data.setter
+    def _data(self, value: asyncio.Future) -> None:
+        self._made = value
+
+    def resolve(self, value: Any, is_known: bool, is_secret: bool, deps: Any, failed: BaseException | None) -> None:
+        """The SDK's resolver of this property (rpc.Resolver)."""
+        self.settle(lambda: (value, is_known, is_secret), deps, failed)
+
+    def settle(self, convert: Callable[[], tuple[Any, bool, bool]], deps: Any,
+               failed: BaseException | None = None) -> None:
+        self._settled = (convert, deps, failed)
+        if self._made is not None:
+            self._fill()
+        elif failed is not None:  # made at once, as the SDK's are
+            self._data  # noqa: B018 (makes and fills the future)
+
+    def _fill(self) -> None:
+        assert self._made is not None and self._settled is not None
+        convert, deps, failed = self._settled
+        self._settled = None
+        if self._made.done():
+            return
+        if failed is not None:
+            self._made.set_exception(failed)
+            return
+        try:
+            value, known, secret = convert()
+        except Exception as exn:  # noqa: BLE001 (the output fails, as its task would)
+            self._made.set_exception(exn)
+            return
+        self._made.set_result(_OutputData(resources={*(deps or ()), self._resource}, value=value, is_known=known,
+                                          is_secret=secret))
+
+
+class _Echo:
+    """The deserialised inputs that answer the registration being resolved (9.): put by the fast monitor
+    as it answers, taken by resolve_outputs right after, in the same step of the same task (the inline
+    executor's future is done, so nothing else runs between them)."""
+
+    def __init__(self) -> None:
+        self._pending: tuple[str, Any] | None = None
+
+    def put(self, request: Any, state: Any) -> None:
+        self._pending = (request.name, state)
+
+    def take(self, resource: Any) -> Any:
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return None
+        if pending[0] != resource._name:
+            raise RuntimeError(f"offline engine: the answer for {pending[0]!r} reached {resource._name!r}")
+        return pending[1]
+
+    def clear(self) -> None:
+        self._pending = None
+
+
+_ECHO = _Echo()
 
 
 _DEPENDENCIES = resource_cycle_breaker._DEPENDENCIES_PROPERTY
@@ -471,6 +619,7 @@ def _offline_runtime() -> Iterator[None]:
         gc.collect()
     collecting, freezing = gc.isenabled(), gc.get_freeze_count() == 0
     loop = asyncio.new_event_loop()
+    _ECHO.clear()
     try:
         loop.set_default_executor(_InlineExecutor(loop))
         asyncio.set_event_loop(loop)
@@ -488,6 +637,7 @@ def _offline_runtime() -> Iterator[None]:
             setattr(module, name, original)
         asyncio.set_event_loop(previous_loop)
         loop.close()
+        _ECHO.clear()
 
 
 def plan(spec: PlatformSpec, source: str, stack: str = "offline",
