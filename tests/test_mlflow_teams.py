@@ -18,8 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import select
-import ssl
 import subprocess
 import time
 import urllib.error
@@ -29,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from support import CHARTS_DIR, free_port, packaged_charts_helm, platform_spec, stop_process
+from oidcserver import NoRedirect, mockoidc
+from support import CHARTS_DIR, free_port, packaged_charts_helm, platform_spec
 from test_mlflow_server import KUBE, PLATFORM, SEED, Pod, database, local_volumes, python, running  # noqa: F401
 from plinth.catalog import MLFLOW_OIDC_AUTH
 from plinth.engine.charts import chart_archive, template
@@ -45,63 +44,7 @@ MLFLOW_CLIENT = "plinth-mlflow"
 KUBERNETES_CLIENT = "plinth-kubernetes"
 ADMINS = "ml-platform-admins"
 FRAUD, RISK = "fraud-ml-engineers", "risk-ml-engineers"
-REDIRECT = "http://127.0.0.1/callback"
-"""Where the provider sends the browser back with the code (never called: the test reads the redirect)."""
 CLIENT_SECONDS = 300
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-class Provider:
-    """mockoidc over TLS: its issuer, its CA, and ID tokens from its authorization-code flow (as the sign-on
-    test's provider, tests/e2e/test_signon.py)."""
-
-    def __init__(self, binary: str, workdir: Path):
-        from e2e.controlplane import _generate_pki
-
-        pki = _generate_pki(workdir / "pki", ["localhost"], ["127.0.0.1"])
-        self.ca_pem = pki["ca.crt"].read_text()
-        self._tls = ssl.create_default_context(cafile=str(pki["ca.crt"]))
-        self._process = subprocess.Popen(
-            [binary, "-listen", "127.0.0.1:0", "-cert", str(pki["apiserver.crt"]), "-key", str(pki["apiserver.key"]),
-             "-client-id", MLFLOW_CLIENT], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True)
-        ready, _, _ = select.select([self._process.stdout], [], [], 30)
-        line = self._process.stdout.readline() if ready else ""
-        if not line.startswith("{"):
-            self.stop()
-            raise RuntimeError(f"mockoidc did not start: {line!r}")
-        started = json.loads(line)
-        self.issuer, self.secret, self._control = started["issuer"], started["clientSecret"], started["control"]
-
-    def stop(self) -> None:
-        stop_process(self._process)
-
-    def _post(self, path: str, body: dict | None = None) -> None:
-        request = urllib.request.Request(self._control + path, data=json.dumps(body or {}).encode(), method="POST")
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            assert answer.status == 204, path
-
-    def id_token(self, email: str, groups: list[str], client: str = MLFLOW_CLIENT) -> str:
-        """An ID token for `email` in `groups` issued to `client` (its aud): authorize, then redeem the code."""
-        self._post(f"/client?id={client}")
-        self._post("/user", {"subject": email.split("@")[0], "email": email, "groups": groups})
-        query = urllib.parse.urlencode({"client_id": client, "response_type": "code", "state": "mlflow",
-                                        "scope": "openid email groups", "redirect_uri": REDIRECT})
-        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self._tls), NoRedirect)
-        try:
-            opener.open(f"{self.issuer}/authorize?{query}", timeout=10)
-            raise AssertionError("the provider did not redirect back with a code")
-        except urllib.error.HTTPError as redirect:
-            assert redirect.code == 302, redirect.read()
-            code = urllib.parse.parse_qs(urllib.parse.urlsplit(redirect.headers["Location"]).query)["code"][0]
-        form = urllib.parse.urlencode({"grant_type": "authorization_code", "code": code, "client_id": client,
-                                       "client_secret": self.secret, "redirect_uri": REDIRECT}).encode()
-        with urllib.request.urlopen(f"{self.issuer}/token", data=form, context=self._tls, timeout=10) as answer:
-            return json.loads(answer.read())["id_token"]
 
 
 @pytest.fixture(scope="module")
@@ -117,13 +60,7 @@ def plugin(python) -> Path:  # noqa: F811
 
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory):
-    from e2e.binaries import toolchain_tool
-
-    binary = toolchain_tool("mockoidc")
-    if binary is None:
-        pytest.skip("no mockoidc: run tests/e2e/toolchain/build.sh (it builds tests/e2e/toolchain/mockoidc), "
-                    "or set PLINTH_MOCKOIDC")
-    running_ = Provider(binary, tmp_path_factory.mktemp("oidc"))
+    running_ = mockoidc(tmp_path_factory.mktemp("oidc"), MLFLOW_CLIENT)
     yield running_
     running_.stop()
 

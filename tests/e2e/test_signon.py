@@ -10,23 +10,16 @@ authentication, authorization and admission all run, nothing is stored.
 
 from __future__ import annotations
 
-import json
-import select
 import ssl
-import subprocess
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from pathlib import Path
 
 import pytest
 import yaml
 
-from binaries import toolchain_bin, toolchain_tool
-from controlplane import LocalControlPlane, _generate_pki
+from binaries import toolchain_bin
+from controlplane import LocalControlPlane
 from kubeapi import ApiError, KubeApi
-from support import stop_process
+from oidcserver import Provider, mockoidc
 from plinth.engine.offline import plan
 from plinth.modules.cluster.signon import AUTHENTICATION_KEY
 from plinth.modules.tenancy.roles import platform_admin_name
@@ -39,79 +32,9 @@ CLIENT = "plinth-kubernetes"
 """The Kubernetes API's client at the provider: the audience its tokens must carry."""
 ADMINS = "ml-platform-admins"
 FRAUD_ENGINEERS = "fraud-ml-engineers"
-REDIRECT = "http://127.0.0.1/callback"
-"""Where the provider sends the browser back with the code (never called: the test reads the redirect)."""
-
-
-class Provider:
-    """The running mockoidc: its issuer, its CA, and the authorization-code flow a user's sign-in takes."""
-
-    def __init__(self, binary: str, workdir: Path):
-        pki = _generate_pki(workdir / "pki", ["localhost"], ["127.0.0.1"])  # a CA of its own, not the cluster's
-        self.ca_pem = pki["ca.crt"].read_text()
-        self._tls = ssl.create_default_context(cafile=str(pki["ca.crt"]))
-        self._process = subprocess.Popen(
-            [binary, "-listen", "127.0.0.1:0", "-cert", str(pki["apiserver.crt"]), "-key", str(pki["apiserver.key"]),
-             "-client-id", CLIENT], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True)
-        ready, _, _ = select.select([self._process.stdout], [], [], 30)
-        line = self._process.stdout.readline() if ready else ""
-        if not line.startswith("{"):
-            self.stop()
-            raise RuntimeError(f"mockoidc did not start: {line!r}")
-        started = json.loads(line)
-        self.issuer, self._secret, self._control = started["issuer"], started["clientSecret"], started["control"]
-        self._client = CLIENT
-
-    def stop(self) -> None:
-        stop_process(self._process)
-
-    def control(self, path: str, body: dict | None = None) -> None:
-        request = urllib.request.Request(self._control + path, data=json.dumps(body or {}).encode(), method="POST")
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            assert answer.status == 204, path
-
-    def as_client(self, client: str) -> None:
-        """From now on the flow serves `client`: its tokens carry it as their audience."""
-        self.control(f"/client?id={client}")
-        self._client = client
-
-    def id_token(self, email: str, groups: list[str]) -> str:
-        """An ID token for `email` in `groups`, the way kubectl's OIDC login gets one: authorize, then redeem
-        the code at the token endpoint."""
-        self.control("/user", {"subject": email.split("@")[0], "email": email, "groups": groups})
-        query = urllib.parse.urlencode({"client_id": self._client, "response_type": "code", "state": "e2e",
-                                        "scope": "openid email groups", "redirect_uri": REDIRECT})
-        opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self._tls), NoRedirect)
-        try:
-            opener.open(f"{self.issuer}/authorize?{query}", timeout=10)
-            raise AssertionError("the provider did not redirect back with a code")
-        except urllib.error.HTTPError as redirect:
-            assert redirect.code == 302, redirect.read()
-            code = urllib.parse.parse_qs(urllib.parse.urlsplit(redirect.headers["Location"]).query)["code"][0]
-        form = urllib.parse.urlencode({"grant_type": "authorization_code", "code": code, "client_id": self._client,
-                                       "client_secret": self._secret, "redirect_uri": REDIRECT}).encode()
-        with urllib.request.urlopen(f"{self.issuer}/token", data=form, context=self._tls, timeout=10) as answer:
-            return json.loads(answer.read())["id_token"]
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-def mockoidc(directory: Path) -> Provider:
-    """The toolchain's mockoidc, started with its files in `directory`; absent, the test skips saying how to build it."""
-    binary = toolchain_tool("mockoidc")
-    if binary is None:
-        pytest.skip("no mockoidc: run tests/e2e/toolchain/build.sh (it builds tests/e2e/toolchain/mockoidc), "
-                    "or set PLINTH_MOCKOIDC")
-    return Provider(binary, directory)
-
-
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory):
-    running = mockoidc(tmp_path_factory.mktemp("oidc"))
+    running = mockoidc(tmp_path_factory.mktemp("oidc"), CLIENT)
     yield running
     running.stop()
 

@@ -26,8 +26,9 @@ import pytest
 import yaml
 
 from binaries import toolchain_tool
+from oidcserver import NoRedirect, mockoidc
 from support import free_port, stop_process
-from test_signon import ADMINS, FRAUD_ENGINEERS, NoRedirect, mockoidc
+from test_signon import ADMINS, FRAUD_ENGINEERS
 from plinth.engine.offline import plan
 from plinth.spec.load import load_spec
 
@@ -61,8 +62,7 @@ class Upstream(http.server.ThreadingHTTPServer):
 
 @pytest.fixture(scope="module")
 def provider(tmp_path_factory):
-    running = mockoidc(tmp_path_factory.mktemp("oidc"))
-    running.as_client(CLIENT)
+    running = mockoidc(tmp_path_factory.mktemp("oidc"), CLIENT)
     yield running
     running.stop()
 
@@ -115,7 +115,7 @@ def proxy(provider, planned, tmp_path_factory):
     (work / "oauth2_proxy.cfg").write_text("\n".join(lines) + "\n")
     # The Secret ui-proxy's keys, as the chart hands them over (config.existingSecret: OAUTH2_PROXY_* env).
     assert planned["config"]["existingSecret"] == "ui-proxy"
-    env = {**os.environ, "OAUTH2_PROXY_CLIENT_ID": CLIENT, "OAUTH2_PROXY_CLIENT_SECRET": provider._secret,
+    env = {**os.environ, "OAUTH2_PROXY_CLIENT_ID": CLIENT, "OAUTH2_PROXY_CLIENT_SECRET": provider.secret,
            "OAUTH2_PROXY_COOKIE_SECRET": secrets.token_hex(16)}
     log = (work / "proxy.log").open("w")
     process = subprocess.Popen([binary, f"--config={work / 'oauth2_proxy.cfg'}", f"--http-address=127.0.0.1:{port}"],
