@@ -85,6 +85,7 @@ def facts(spec: PlatformSpec, rule: dict) -> dict[str, str]:
             "deployment": f"{model.name}-stable", "error_rate_percent": f"{model.slo.error_rate_percent:g}",
             "latency_margin_percent": f"{model.slo.canary_latency_margin_percent:g}",
             "latency_ms": str(model.slo.latency_ms), "stable_version": model.stable.version,
+            "stable_tag": model.stable.tag,
             "canary_version": model.canary.version if model.canary else "",
             "drift_threshold": f"{spec.monitoring.drift.threshold:g}"}
 

@@ -99,7 +99,8 @@ def registered(server, tmp_path_factory):  # noqa: F811  (the imported fixture)
 SCORER = {**{k: v for k, v in TRITON.items() if k not in ("modelRepository", "repositoryCidrs")},
           "registry": {"model": "fraud-scorer"}, "stable": {"version": "1", "replicas": 2},
           "canary": {"version": "challenger", "weight": 10}, "shadow": {"version": "3"}}
-MLFLOW = {"registry": {"mlflow": {"enabled": True}}, "storage": {"objectStore": {"enabled": True}}}
+MLFLOW = {"registry": {"mlflow": {"enabled": True}}, "storage": {"objectStore": {"enabled": True}},
+          "secrets": {"vault": {"enabled": True}}}  # the teams' keys to the store come from Vault
 
 
 def document(models: list[dict]) -> dict:

@@ -35,6 +35,9 @@ SUPPRESSED_FOR: dict[tuple[str, str], str] = {
     ("CKV_K8S_35", "Deployment.feast.feast-*"): "a team's Feast server reads its credentials only from its "
     "environment: Feast substitutes the `${VAR}`s of feature_store.yaml from it when it loads the file (each a "
     "secretKeyRef, never a value), as the Feast chart's own server does",
+    ("CKV_K8S_35", "Deployment.fraud.scorer-*"): "the registry-backed model's init container signs on to MLflow as "
+    "its team's service account, and MLflow's client reads those credentials only from its environment "
+    "(MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, each a secretKeyRef, never a value)",
 }
 
 SPECS = [pytest.param(load_spec, p, id=p.name) for p in BLUEPRINTS if p.suffix == ".yaml"] + [

@@ -40,6 +40,7 @@ def _render(charts_dir: Path, environment: str, online: str, offline: str):
         "monitoring": {"enabled": True},
         "featureStore": {"feast": {"enabled": True, "onlineStore": online, "offlineStore": offline}},
     }, *([PROD_BACKUPS, {"certificates": {"certManager": {"enabled": True}},
+                          "secrets": {"vault": {"enabled": True, "ha": True}},  # the teams' keys to the store
                           "identity": {"reason": "the chart tier renders Feast; sign-on has its own tests"}}]
          if environment == "prod" else []))
     assert check_rules(spec) == []

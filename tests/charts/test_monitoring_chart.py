@@ -21,12 +21,14 @@ def _pods(cert_manager: bool, charts_dir) -> dict[tuple[str, str, str], dict]:
     overrides = None if cert_manager else {"certificates": {"certManager": {"enabled": False}},
                                            "network": {"cilium": {"hubble": False, "gatewayApi": False}},
                                            "secrets": {"vault": {"enabled": False}},
+                                           # without Vault, nothing would bring the teams' keys to the store
+                                           "storage": {"objectStore": {"enabled": False}},
                                            "registry": {"harbor": {"enabled": False},
                                                         "pythonIndex": {"hostname": None},
-                                                        "mlflow": {"hostname": None}},
+                                                        "mlflow": {"enabled": False}},
                                            "serving": {"hostname": None, "models": []},
                                            "monitoring": {"grafana": {"hostname": None}},
-                                           "identity": {"oidc": {"clients": {"grafana": None}},
+                                           "identity": {"oidc": {"clients": {"grafana": None, "mlflow": None}},
                                                         "uiProxy": {"enabled": False}},
                                            # The Barman Cloud plugin takes its TLS from cert-manager.
                                            "backups": {"enabled": False, "reason": "no cert-manager here"}}
