@@ -397,18 +397,25 @@ def migration_container(image: str, security_context: dict) -> dict:
     """The schema migration, before the server starts in every pod: the chart's own step (MIGRATE), with the
     Cluster's credentials and CA. Postgres runs Alembic's DDL in a transaction: of two pods migrating at once one
     fails, rolls back and restarts, then finds the schema current."""
+    return database_step("db-migration", MIGRATE, image, security_context, libpq_env())
+
+
+def database_step(name: str, program: str, image: str, security_context: dict, env: dict,
+                  mounts: tuple[dict, ...] = ()) -> dict:
+    """An init container running `program` with the server's image against its database: the Cluster's
+    credentials and CA, the server's environment plus `env`, a writable /tmp and `mounts`."""
     return {
-        "name": "db-migration",
+        "name": name,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["python", "-c", MIGRATE],
+        "command": ["python", "-c", program],
         "envFrom": [{"configMapRef": {"name": ENV_CONFIGMAP}}],
         "env": [_env("PGUSER", f"{DATABASE}-app", "username"), _env("PGPASSWORD", f"{DATABASE}-app", "password"),
-                *({"name": key, "value": value} for key, value in libpq_env().items())],
+                *({"name": key, "value": value} for key, value in env.items())],
         "resources": RESOURCES,
         "securityContext": security_context,
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
-                         {"name": "postgres-ca", "mountPath": CA_DIR, "readOnly": True}],
+                         {"name": "postgres-ca", "mountPath": CA_DIR, "readOnly": True}, *mounts],
     }
 
 
@@ -550,20 +557,8 @@ def team_permissions_container(image: str, security_context: dict, block: Mlflow
            "PLINTH_TEAM_GRANTS": json.dumps(team_grants(block.teams), separators=(",", ":")),
            "PLINTH_TEAM_PATTERN": TEAM_PREFIX_PATTERN, "PLINTH_TEAM_PRIORITY": str(GRANT_PRIORITY),
            "PLINTH_TEAM_TOKENS": TEAM_TOKENS_DIR}
-    return {
-        "name": "team-permissions",
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
-        "command": ["python", "-c", GRANT],
-        "envFrom": [{"configMapRef": {"name": ENV_CONFIGMAP}}],
-        "env": [_env("PGUSER", f"{DATABASE}-app", "username"), _env("PGPASSWORD", f"{DATABASE}-app", "password"),
-                *({"name": key, "value": value} for key, value in env.items())],
-        "resources": RESOURCES,
-        "securityContext": security_context,
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"},
-                         {"name": "postgres-ca", "mountPath": CA_DIR, "readOnly": True},
-                         {"name": "team-tokens", "mountPath": TEAM_TOKENS_DIR, "readOnly": True}],
-    }
+    return database_step("team-permissions", GRANT, image, security_context, env,
+                         ({"name": "team-tokens", "mountPath": TEAM_TOKENS_DIR, "readOnly": True},))
 
 
 def team_isolation_rules(spec) -> Iterator[Violation]:
