@@ -64,6 +64,11 @@ class Provider:
             self.control(f"/client?id={client}")
             self.client = client
 
+    def browser(self, *handlers: urllib.request.BaseHandler) -> urllib.request.OpenerDirector:
+        """An opener that trusts the provider's CA, goes through no proxy and hands redirects back (NoRedirect)."""
+        return urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(
+            context=self._tls), NoRedirect, *handlers)
+
     def id_token(self, email: str, groups: list[str], client: str | None = None) -> str:
         """An ID token for `email` in `groups`, issued to `client` (default: the one served now), the way kubectl's
         OIDC login gets one: authorize, then redeem the code at the token endpoint."""
@@ -73,9 +78,8 @@ class Provider:
             self.control("/user", {"subject": email.split("@")[0], "email": email, "groups": groups})
             query = urllib.parse.urlencode({"client_id": self.client, "response_type": "code", "state": "test",
                                             "scope": "openid email groups", "redirect_uri": REDIRECT})
-            opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=self._tls), NoRedirect)
             try:
-                opener.open(f"{self.issuer}/authorize?{query}", timeout=10)
+                self.browser().open(f"{self.issuer}/authorize?{query}", timeout=10)
                 raise AssertionError("the provider did not redirect back with a code")
             except urllib.error.HTTPError as redirect:
                 assert redirect.code == 302, redirect.read()

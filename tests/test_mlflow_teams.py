@@ -16,6 +16,7 @@ as every other call under it (the server proxies them).
 from __future__ import annotations
 
 import base64
+import http.cookiejar
 import json
 import secrets
 import subprocess
@@ -209,6 +210,49 @@ def test_each_team_reaches_its_own_experiments_and_models_only(server, provider)
     viewer = provider.id_token("carol@corp.example", ["fraud-auditors"])
     assert call(url, "GET", "registered-models/get", {"name": "fraud.scorer"}, token=viewer)[0] == 200
     assert call(url, "POST", "runs/create", {"experiment_id": fraud_experiment}, token=viewer)[0] == 403
+
+
+def test_a_person_signs_in_through_the_browser_and_sees_their_teams_only(server, provider):
+    """The UI's sign-in, as a browser goes through it: MLflow's /login sends it to the provider, which signs the person
+    in (with the profile's display name MLflow's plugin requires) and sends it back to /callback with a code; MLflow
+    redeems the code and keeps the person, with their groups, in its session cookie."""
+    url = server[0]
+    call(url, "POST", "experiments/create", {"name": "fraud.browser-seen"},
+         token=provider.id_token("alice@corp.example", [FRAUD]))
+    call(url, "POST", "experiments/create", {"name": "risk.browser-unseen"},
+         token=provider.id_token("bob@corp.example", [RISK]))
+    # The session cookie is Secure: the Gateway serves MLflow over HTTPS; here it is plain HTTP on loopback.
+    loopback_is_https = http.cookiejar.DefaultCookiePolicy()
+    loopback_is_https.secure_protocols = ("https", "http")
+    browser = provider.browser(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar(loopback_is_https)))
+    cookies: list[str] = []
+
+    def redirected(address: str) -> str:
+        try:
+            answer = browser.open(address, timeout=30)
+        except urllib.error.HTTPError as redirect:
+            assert redirect.code in (302, 303, 307), (address, redirect.code, redirect.read()[:300])
+            cookies.extend(redirect.headers.get_all("Set-Cookie") or [])
+            return redirect.headers["Location"]
+        raise AssertionError(f"{address} answered {answer.status}, not a redirect")
+
+    provider.control("/user", {"subject": "frank", "email": "frank@corp.example", "groups": [FRAUD],
+                               "name": "Frank Fraud"})
+    to_provider = redirected(f"{url}/login")
+    assert to_provider.startswith(f"{provider.issuer}/authorize?"), to_provider
+    back = urllib.parse.urlsplit(redirected(to_provider))
+    assert back.path == "/callback" and "code=" in back.query, back
+    # The provider sends the browser to the planned hostname; here the same path on the local server.
+    home = redirected(f"{url}/callback?{back.query}")
+    assert "error" not in home, urllib.parse.unquote(home)
+    assert cookies and all({"secure", "httponly", "samesite=lax"} <= {part.strip().lower() for part in cookie.split(";")}
+                           for cookie in cookies), cookies
+
+    with browser.open(f"{url}/api/2.0/mlflow/experiments/search?max_results=100", timeout=30) as answer:
+        names = {e["name"] for e in json.loads(answer.read()).get("experiments", [])}
+    assert "fraud.browser-seen" in names and not any(name.startswith("risk.") for name in names), names
+    # Without the session's cookie, the same call is refused.
+    assert call(url, "GET", "experiments/search", {"max_results": 100})[0] == 401
 
 
 CLIENT = r"""
