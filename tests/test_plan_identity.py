@@ -111,6 +111,20 @@ def test_a_dependency_cycle_fails_the_same_way_both_ways():
             record(program, fast=fast)
 
 
+def test_two_resources_with_one_urn_fail_the_plan_both_ways():
+    """As the real engine refuses them (a name given twice): the offline plan does not record the second."""
+    def program():
+        component = pulumi.ComponentResource("test:index:Comp", "comp")
+        for _ in range(2):
+            k8s.core.v1.Namespace("ns", metadata={"name": "ns"}, opts=pulumi.ResourceOptions(parent=component))
+        k8s.core.v1.Namespace("ns", metadata={"name": "ns"})  # another parent type: another URN
+
+    for fast in (False, True):
+        with pytest.raises(offline.DuplicateResource, match=r"two resources have the URN urn:pulumi:offline::plinth::"
+                           r"test:index:Comp\$kubernetes:core/v1:Namespace::ns: each needs a name of its own"):
+            record(program, fast=fast)
+
+
 def test_plinth_plan_plain_selects_the_stock_path(monkeypatch):
     entered = []
     real = offline._offline_runtime

@@ -261,11 +261,6 @@ class Dex(HelmService):
         return (Peer("gateway", ports=(HTTP_PORT,), entity="ingress"),)
 
     @classmethod
-    def airgap_egress(cls, block: DexArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
-        # Its storage is the API server (the directories are inside the perimeter: rule airgap-endpoint).
-        return (APISERVER_EGRESS,)
-
-    @classmethod
     def owned_values(cls, block: DexArgs, ctx: PlatformContext) -> dict:
         image = ImageRef.parse(cls.chart().images[0]).mirrored(ctx.mirror_registry)
         replicas = ctx.replicas(block.dex.replicas)

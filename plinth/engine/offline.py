@@ -57,6 +57,10 @@ def _close_thread_loops() -> None:
         loop.close()
 
 
+class DuplicateResource(Exception):
+    """The program declared two resources with one URN (a name given twice): no engine deploys that."""
+
+
 class _EchoMocks(pulumi_mocks.Mocks):
     """Resources return their inputs; IDs stay unknown, as in a preview."""
 
@@ -72,6 +76,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.progress = progress
         self.records: list[Resource] = []
+        self._urns: set[str] = set()
         self._lock = threading.Lock()
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
@@ -108,6 +113,9 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             retained=request.retainOnDelete,
         )
         with self._lock:
+            if urn in self._urns:  # as the real engine refuses it, at `pulumi up` and already at preview
+                raise DuplicateResource(f"two resources have the URN {urn}: each needs a name of its own")
+            self._urns.add(urn)
             self.records.append(record)
             if self.progress:
                 self.progress(len(self.records))
