@@ -27,7 +27,7 @@ from plinth.modules.registry.projects import OIDC_CLIENT_SECRET as HARBOR_CLIENT
 from plinth.modules.secrets.configure import CLI_REDIRECT as VAULT_CLI_REDIRECT
 from plinth.modules.secrets.configure import OIDC_CLIENT_SECRET as VAULT_CLIENT_SECRET
 from plinth.modules.signon import CLIENT_SECRET as UI_PROXY_CLIENT_SECRET
-from plinth.objects import APISERVER_EGRESS, gateway_route, stack_secret, whole_host_rule
+from plinth.objects import gateway_route, stack_secret, whole_host_rule
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import GatewayHost, Need, Peer, gateway_hostname_rules
 from plinth.spec.errors import Violation

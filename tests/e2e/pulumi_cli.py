@@ -54,12 +54,16 @@ SERVING_HOST = "serving.models.plinth.internal"
 def served(canary_weight: int = 10) -> dict:
     """The e2e stack's serving block: one Triton model of team fraud on one GPU per replica, stable v1 and a
     canary v2 taking `canary_weight` percent. Its repository is an object store (s3://, with the network its
-    pods may reach): nothing in the namespace to create first."""
+    pods may reach): nothing in the namespace to create first. And one on CPU served from the platform's MLflow
+    registry (version 1): its pods fetch the version in an init container with the team's MLflow credentials."""
     return {"hostname": SERVING_HOST, "models": [{
         "name": "fraud-scorer", "team": "fraud", "runtime": "triton", "gpu": 1,
         "modelRepository": "s3://fraud-models/triton", "repositoryCidrs": ["10.30.0.0/16"],
         "stable": {"version": "v1", "replicas": 1},
         "canary": {"version": "v2", "replicas": 1, "weight": canary_weight},
+    }, {
+        "name": "fraud-ranker", "team": "fraud", "runtime": "triton", "registry": {"model": "fraud-ranker"},
+        "stable": {"version": "1", "replicas": 1},
     }]}
 
 
