@@ -1,7 +1,8 @@
 """Registry-backed serving against the REAL MLflow server (started as planned, tests/test_mlflow_server.py's
 fixtures: one server for this module): the planned init step fetches exactly a registered version's files (and a
-real Bento per track, `bentoml serve` from $PLINTH_SERVING_PYTHON's environment, serves exactly them), `plinth lineage` traces every served track to its run, params, metrics and datasets, and `plinth promote`
-moves the spec and the registry's aliases together.
+real Bento per track, `bentoml serve` from $PLINTH_SERVING_PYTHON's environment, serves exactly them), `plinth
+lineage` traces every served track to its run, params, metrics and datasets, and `plinth promote` moves the spec
+and the registry's aliases together.
 
 MLflow's own client (in $PLINTH_MLFLOW_PYTHON's environment) logs the runs and registers the versions; without
 that environment the module skips, like the server test.
