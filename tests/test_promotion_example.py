@@ -134,14 +134,15 @@ def test_the_pull_request_shows_the_plan_diff_and_the_merge_moves_what_the_promo
         in shown.stdout.splitlines()
     assert "### Stack `regulated-dev`" not in shown.stdout  # only the stack the branch changes
 
-    # Merged (fast-forward), after `pulumi up`: the stacks are as promoted, so promote writes nothing.
+    # Merged (fast-forward), after `pulumi up`: the stacks are as promoted, and the promotion replayed on the
+    # commit's parent makes exactly the commit's edit (the aliases' move: tests/test_registry_server.py).
     before = git("rev-parse", "main", cwd=remote).strip()
     git("push", "--quiet", "origin", f"{branch}:main", cwd=work)
     after = git("rev-parse", "main", cwd=remote).strip()
     merged = run("after-merge.sh", before, after, cwd=work, env=env)
     assert merged.returncode == 0, merged.stderr
-    assert "stacks/Pulumi.regulated-prod.yaml: already so, not changed" in merged.stderr
-    assert git("status", "--porcelain", cwd=work) == ""
+    assert merged.stderr == "wrote stacks/Pulumi.regulated-prod.yaml\n"
+    assert git("status", "--porcelain", cwd=work) == "" and git("worktree", "list", cwd=work).count("\n") == 1
 
     # A later commit in the same push moved dev on: nothing is promoted again, the script says why.
     dev = work / "stacks/Pulumi.regulated-dev.yaml"

@@ -1,8 +1,8 @@
 """Registry-backed serving against the REAL MLflow server (started as planned, tests/test_mlflow_server.py's
 fixtures: one server for this module): the planned init step fetches exactly a registered version's files (and a
 real Bento per track, `bentoml serve` from $PLINTH_SERVING_PYTHON's environment, serves exactly them), `plinth
-lineage` traces every served track to its run, params, metrics and datasets, and `plinth promote` moves the spec
-and the registry's aliases together.
+lineage` traces every served track to its run, params, metrics and datasets, `plinth promote` moves the spec
+and the registry's aliases together, and examples/promotion moves them after a promotion's pull request is merged.
 
 MLflow's own client (in $PLINTH_MLFLOW_PYTHON's environment) logs the runs and registers the versions; without
 that environment the module skips, like the server test.
@@ -381,3 +381,66 @@ def test_promote_moves_the_spec_and_the_aliases_together_and_refuses_a_disagreem
     assert (served.stable.version, served.canary) == ("3", None)
     assert aliases_of(url, "promo-scorer") == {"champion": "3"}
     assert prod.read_text().startswith(PROD)
+
+
+def test_the_promotion_example_moves_the_aliases_after_the_merge(server, tmp_path):  # noqa: F811
+    """examples/promotion: the request opens the pull request and leaves the registry alone; after the merge,
+    after-merge.sh replays the promotion on the merged commit's parent, the spec the registry agrees with, and the
+    aliases follow (plinth promote on the merged spec itself would find them disagreeing)."""
+    import shutil
+
+    url, name = server[0], "gitops-scorer"
+    (tmp_path / "client").mkdir()
+    register(server, tmp_path / "client", name)  # champion -> 1, challenger -> 2
+    work, remote, tools = tmp_path / "work", tmp_path / "remote.git", tmp_path / "bin"
+    root = Path(__file__).resolve().parent.parent
+    for path, text in {"Pulumi.yaml": (root / "Pulumi.yaml").read_text(),
+                       "blueprints/base.yaml": PROMO_BASE.replace("promo-scorer", name),
+                       "stacks/Pulumi.prod.yaml": PROD, "stacks/Pulumi.staging.yaml": staging("2")}.items():
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(text)
+    tools.mkdir()
+    (tools / "gh").write_text("#!/bin/sh\nexit 0\n")  # the pull request itself: tests/test_promotion_example.py
+    (tools / "gh").chmod(0o755)
+    env = {**os.environ, "PATH": f"{tools}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "PYTHON": sys.executable, "NO_COLOR": "1", "PULUMI_HOME": str(tmp_path / "pulumi-home")}
+    env.pop("MLFLOW_URL", None)
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=work, capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def script(name_: str, *args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(root / "examples" / "promotion" / name_), *args], cwd=work, capture_output=True,
+                              text=True, timeout=CLI_SECONDS * 3, env={**env, **extra})
+
+    assert shutil.which("git")
+    subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(remote)], check=True)
+    git("init", "--quiet", "--initial-branch=main")
+    git("add", ".")
+    git("commit", "--quiet", "-m", "The platform")
+    git("remote", "add", "origin", str(remote))
+    git("push", "--quiet", "origin", "main")
+
+    done = script("promote-pr.sh", "scorer", "staging", "prod")
+    assert done.returncode == 0, done.stderr
+    assert aliases_of(url, name) == {"champion": "1", "challenger": "2"}  # the request leaves the registry alone
+    before = git("rev-parse", "main").strip()
+    git("push", "--quiet", "origin", "promote/prod/scorer-2-stable:main")
+    git("fetch", "--quiet", "origin")
+    after = git("rev-parse", "origin/main").strip()
+
+    # On the merged spec, prod serves 2 while champion still names 1: promote itself refuses to move them.
+    direct = plinth("promote", "scorer", "--from", "staging", "--to", "prod", "--url", url, cwd=work)
+    assert direct.returncode == 2 and "already disagree: alias 'champion'" in direct.stderr
+    merged = script("after-merge.sh", before, after, MLFLOW_URL=url)
+    assert merged.returncode == 0, merged.stderr
+    assert merged.stderr.splitlines() == ["wrote stacks/Pulumi.prod.yaml", f"alias champion of {name} -> version 2",
+                                          f"alias challenger of {name} removed"]
+    assert aliases_of(url, name) == {"champion": "2"}
+    assert git("status", "--porcelain") == ""
+    # Again (a rerun of the job): nothing left to move.
+    again = script("after-merge.sh", before, after, MLFLOW_URL=url)
+    assert (again.returncode, again.stderr) == (0, "wrote stacks/Pulumi.prod.yaml\n"), again.stderr
+    assert aliases_of(url, name) == {"champion": "2"}

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # After a promotion's pull request is merged and `pulumi up` has applied it: a registry-backed model's MLflow
-# aliases follow (challenger for a canary, champion for stable), so the registry never runs ahead of the spec.
+# aliases follow (challenger for a canary, champion for stable), so the registry never runs ahead of the cluster.
 #
 #   after-merge.sh BEFORE AFTER     the commits before and after the push (GitHub: github.event.before, .after)
 #
-# For each `Plinth-Promote: MODEL FROM TO VERSION [WEIGHT]` trailer of the commits BEFORE..AFTER (promote-pr.sh
-# writes it), in a checkout of AFTER: when the stacks still say what the promotion made them say (FROM's stable is
-# VERSION, TO serves it as the promotion left it), `plinth promote` again, which writes nothing ("already so") and
-# moves the aliases; otherwise it says what moved on and moves nothing (exit 1: set the aliases by hand).
+# Run at the root of a checkout of AFTER. For each commit of BEFORE..AFTER with a trailer
+# `Plinth-Promote: MODEL FROM TO VERSION [WEIGHT]` (promote-pr.sh writes it; a squash merge keeps it):
+#  1. AFTER's stacks must still say what the promotion made them say (FROM's stable is VERSION, TO serves it as
+#     promoted); a later commit that moved on is named and nothing moves (exit 1: set the aliases by hand);
+#  2. the promotion is replayed on the commit's parent, the spec the registry agrees with until now, in a
+#     throwaway worktree: `plinth promote` checks the registry against that spec, writes the same edit (compared
+#     with the commit's own) and moves the aliases.
 # Environment: MLFLOW_URL (default: the URL the target stack exports), PYTHON (default: python3).
 set -euo pipefail
 
@@ -16,10 +19,11 @@ if [ $# -ne 2 ]; then
     exit 2
 fi
 python=${PYTHON:-python3}
+work=$(mktemp -d)
+trap 'git worktree remove --force "$work/replay" > /dev/null 2>&1 || true; rm -rf "$work"' EXIT
 failed=0
-while read -r model from to version weight; do
+while read -r commit model from to version weight; do
     [ -n "$model" ] || continue
-    # Does the checkout still serve exactly what the promotion made? (A later commit may have moved on.)
     if ! "$python" - "$model" "$from" "$to" "$version" "$weight" <<'PY'
 import sys
 from pathlib import Path
@@ -46,10 +50,14 @@ PY
     args=(promote "$model" --from "$from" --to "$to")
     if [ -n "$weight" ]; then args+=(--canary "$weight"); fi
     if [ -n "${MLFLOW_URL:-}" ]; then args+=(--url "$MLFLOW_URL"); fi
-    plinth "${args[@]}" > /dev/null
-    if [ -n "$(git status --porcelain -- "stacks/Pulumi.$to.yaml")" ]; then
-        echo "$0: plinth promote changed stacks/Pulumi.$to.yaml: the merged spec was not as promoted" >&2
-        exit 1
+    git worktree add --quiet --detach "$work/replay" "$commit^"
+    (cd "$work/replay" && plinth "${args[@]}" > /dev/null)
+    if ! git show "$commit:stacks/Pulumi.$to.yaml" | cmp -s - "$work/replay/stacks/Pulumi.$to.yaml"; then
+        echo "$0: replayed on the parent of $commit, plinth promote did not make that commit's edit of" \
+             "stacks/Pulumi.$to.yaml: check the registry's aliases of $model by hand" >&2
+        failed=1
     fi
-done < <(git log --format='%(trailers:key=Plinth-Promote,valueonly)' "$1..$2")
+    git worktree remove --force "$work/replay"
+done < <(git log --format='%H %(trailers:key=Plinth-Promote,valueonly,separator=%x20)' "$1..$2" \
+         | awk 'NF > 1')
 exit "$failed"
