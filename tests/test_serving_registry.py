@@ -261,12 +261,13 @@ def test_registry_backed_deployments_are_valid_kubernetes_and_pass_the_policies(
     from plinth.governance.policies import evaluate
     from plinth.render import kubernetes_objects
 
-    planned = plan(registered(), "serving")
+    planned = plan(spec(models=[REGISTERED, REGISTERED_BENTO], **MLFLOW), "serving")
     deployments = [obj for r, obj in kubernetes_objects(planned)
                    if "plinth:serving:Serving" in r.urn and obj["kind"] == "Deployment"]
-    assert len(deployments) == 3
+    assert len(deployments) == 5
     for obj in deployments:
         kubernetes_validate.validate(obj, "1.34.0", strict=True)
     results = {policy.name: found for policy, _, found in evaluate(subjects(planned))}
     for name in ("served-model-reliability", "gpu-workloads", "pinned-images", "pod-security", "ownership-labels"):
-        assert [v for v in results[name] if v.subject.startswith("Deployment fraud/")] == [], name
+        assert [v for v in results[name] if v.subject.startswith(("Deployment fraud/", "Deployment search/"))] == [], \
+            name
