@@ -27,8 +27,14 @@ DEV_MODEL = """\
 MADE = "plinth promote fraud-scorer --from regulated-dev --to regulated-prod"
 
 
+IDENTITY = {"GIT_AUTHOR_NAME": "Promoter", "GIT_AUTHOR_EMAIL": "promoter@example.com",
+            "GIT_COMMITTER_NAME": "Promoter", "GIT_COMMITTER_EMAIL": "promoter@example.com"}
+"""Whoever commits (CI may have no git identity configured)."""
+
+
 def git(*args: str, cwd: Path) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **IDENTITY})
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -55,14 +61,11 @@ def project(tmp_path) -> tuple[Path, Path, dict]:
                               'shift; done\n')
     (tools / "gh").chmod(0o755)
     env = {**os.environ, "PATH": f"{tools}:{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "PYTHON": sys.executable, "NO_COLOR": "1", "GIT_AUTHOR_NAME": "Promoter",
-           "GIT_AUTHOR_EMAIL": "promoter@example.com", "GIT_COMMITTER_NAME": "Promoter",
-           "GIT_COMMITTER_EMAIL": "promoter@example.com", "PULUMI_HOME": str(tmp_path / "pulumi-home")}
+           "PYTHON": sys.executable, "NO_COLOR": "1", **IDENTITY, "PULUMI_HOME": str(tmp_path / "pulumi-home")}
     env.pop("MLFLOW_URL", None)
     git("init", "--quiet", "--initial-branch=main", cwd=work)
     git("add", ".", cwd=work)
-    git("-c", "user.name=Promoter", "-c", "user.email=promoter@example.com", "commit", "--quiet", "-m", "The platform",
-        cwd=work)
+    git("commit", "--quiet", "-m", "The platform", cwd=work)
     git("remote", "add", "origin", str(remote), cwd=work)
     git("push", "--quiet", "origin", "main", cwd=work)
     return work, remote, env

@@ -403,7 +403,9 @@ def test_the_promotion_example_moves_the_aliases_after_the_merge(server, tmp_pat
     (tools / "gh").write_text("#!/bin/sh\nexit 0\n")  # the pull request itself: tests/test_promotion_example.py
     (tools / "gh").chmod(0o755)
     env = {**os.environ, "PATH": f"{tools}:{Path(sys.executable).parent}:{os.environ['PATH']}",
-           "PYTHON": sys.executable, "NO_COLOR": "1", "PULUMI_HOME": str(tmp_path / "pulumi-home")}
+           "PYTHON": sys.executable, "NO_COLOR": "1", "PULUMI_HOME": str(tmp_path / "pulumi-home"),
+           **{f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER")
+              for what, value in (("NAME", "Promoter"), ("EMAIL", "promoter@example.com"))}}
     env.pop("MLFLOW_URL", None)
 
     def git(*args: str) -> str:
