@@ -1,7 +1,8 @@
 """Registry-backed serving against the REAL MLflow server (started as planned, tests/test_mlflow_server.py's
-fixtures: one server for this module): the planned init step fetches exactly a registered version's files,
-`plinth lineage` traces every served track to its run, params, metrics and datasets, and `plinth promote`
-moves the spec and the registry's aliases together.
+fixtures: one server for this module): the planned init step fetches exactly a registered version's files (and a
+real Bento per track, `bentoml serve` from $PLINTH_SERVING_PYTHON's environment, serves exactly them), `plinth
+lineage` traces every served track to its run, params, metrics and datasets, `plinth promote` moves the spec
+and the registry's aliases together, and examples/promotion moves them after a promotion's pull request is merged.
 
 MLflow's own client (in $PLINTH_MLFLOW_PYTHON's environment) logs the runs and registers the versions; without
 that environment the module skips, like the server test.
@@ -9,10 +10,12 @@ that environment the module skips, like the server test.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -122,29 +125,78 @@ def plinth(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "NO_COLOR": "1"})
 
 
+def run_fetch(pod: dict, running: tuple, models: Path, tmp_path: Path) -> None:
+    """The planned init step, run against the real server: only the Service's address and the volume's path are
+    local. Without MLflow's sign-on the team's credentials Secret is absent (its keys are optional)."""
+    url, python_, *_ = running
+    [fetch] = pod["initContainers"]
+    env = {e["name"]: e["value"] for e in fetch["env"] if "value" in e}
+    assert env["MLFLOW_TRACKING_URI"] == "http://mlflow.mlflow.svc"
+    env |= {"MLFLOW_TRACKING_URI": url, "HOME": str(tmp_path), "PATH": f"{python_.parent}:/usr/bin:/bin"}
+    command = [str(python_.parent / fetch["command"][0]),
+               *(str(models) if a == "/models" else a for a in fetch["command"][1:])]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=CLIENT_SECONDS, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def test_the_planned_init_step_fetches_exactly_the_registered_version(server, registered, tmp_path):  # noqa: F811
-    url, python_, *_ = server
     spec = PlatformSpec.model_validate(document([SCORER]))
     served = objects_of(plan(spec, "registry-server"))
     for track, weights in (("stable", "weights-a\n"), ("canary", "weights-b\n"), ("shadow", "weights-a\n")):
         pod = served[("Deployment", "fraud", f"scorer-{track}")].inputs["spec"]["template"]["spec"]
-        [fetch] = pod["initContainers"]
         models = tmp_path / track
-        # The planned command and environment; only the Service's address and the volume's path are local.
-        # Without MLflow's sign-on the team's credentials Secret is absent (its keys are optional).
-        env = {e["name"]: e["value"] for e in fetch["env"] if "value" in e}
-        assert env["MLFLOW_TRACKING_URI"] == "http://mlflow.mlflow.svc"
-        env |= {"MLFLOW_TRACKING_URI": url, "HOME": str(tmp_path), "PATH": f"{python_.parent}:/usr/bin:/bin"}
-        command = [str(python_.parent / fetch["command"][0]),
-                   *(str(models) if a == "/models" else a for a in fetch["command"][1:])]
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=CLIENT_SECONDS,
-                              cwd=tmp_path)
-        assert done.returncode == 0, done.stderr[-3000:]
+        run_fetch(pod, server, models, tmp_path)
         # The version's files are the model repository Triton is pointed at.
         assert pod["containers"][0]["args"][0] == "--model-repository=/models"
         assert sorted(str(p.relative_to(models)) for p in models.rglob("*")) == [
             "scorer", "scorer/1", "scorer/1/model.txt", "scorer/config.pbtxt"]
         assert (models / "scorer/1/model.txt").read_text() == weights
+
+
+RANKER = {"name": "ranker", "team": "fraud", "runtime": "bentoml", "image": "registry.corp.internal/ml/ranker:2.0.1",
+          "registry": {"model": "fraud-scorer"}, "stable": {"version": "champion"},
+          "canary": {"version": "2", "weight": 10}}
+BENTO_SECONDS = 240
+
+
+def test_a_registered_bento_serves_exactly_the_fetched_version(server, registered, tmp_path):  # noqa: F811
+    """The planned init step fetches each track's version, then a real `bentoml serve` per track, with the planned
+    server's environment ($PLINTH_MODEL_DIR), loads it and answers with it."""
+    from support import free_port, serving_python
+    from test_verify import Server
+
+    python = serving_python()
+    spec = PlatformSpec.model_validate(document([RANKER]))
+    served = objects_of(plan(spec, "registry-server"))
+    running = {}
+    try:
+        for track, weights in (("stable", "weights-a\n"), ("canary", "weights-b\n")):  # champion -> 1, then 2
+            pod = served[("Deployment", "fraud", f"ranker-{track}")].inputs["spec"]["template"]["spec"]
+            models = tmp_path / track
+            run_fetch(pod, server, models, tmp_path)
+            [bento] = pod["containers"]
+            env = {e["name"]: str(models) if e["value"] == "/models" else e["value"] for e in bento["env"]}
+            assert env == {"PLINTH_MODEL_DIR": str(models)}
+            port = free_port()
+            running[track] = (Server(
+                f"bentoml ranker-{track}", [str(Path(python).parent / "bentoml"), "serve",
+                                            "registered_bento:Registered", "--host", "127.0.0.1", "--port", str(port)],
+                port, bento["readinessProbe"]["httpGet"]["path"], tmp_path / f"ranker-{track}.log",
+                {**os.environ, **env, "BENTOML_HOME": str(tmp_path / f"bentoml-{track}"),
+                 "BENTOML_DO_NOT_TRACK": "True", "PYTHONDONTWRITEBYTECODE": "1"},
+                Path(__file__).parent / "verify"), weights)
+        started = time.monotonic()
+        while not all(s.is_ready() for s, _ in running.values()):
+            assert time.monotonic() - started < BENTO_SECONDS, "the Bentos did not get ready"
+            time.sleep(0.5)
+        for track, (bento_server, weights) in running.items():
+            conn = http.client.HTTPConnection("127.0.0.1", bento_server.port, timeout=30)
+            conn.request("POST", "/weights", body="{}", headers={"Content-Type": "application/json"})
+            answer = conn.getresponse()
+            assert (answer.status, json.loads(answer.read())) == (200, {"weights": weights}), track
+    finally:
+        for bento_server, _ in running.values():
+            bento_server.stop()
 
 
 def test_lineage_traces_every_served_track_and_reports_what_is_missing(server, registered, tmp_path):  # noqa: F811
@@ -329,3 +381,68 @@ def test_promote_moves_the_spec_and_the_aliases_together_and_refuses_a_disagreem
     assert (served.stable.version, served.canary) == ("3", None)
     assert aliases_of(url, "promo-scorer") == {"champion": "3"}
     assert prod.read_text().startswith(PROD)
+
+
+def test_the_promotion_example_moves_the_aliases_after_the_merge(server, tmp_path):  # noqa: F811
+    """examples/promotion: the request opens the pull request and leaves the registry alone; after the merge,
+    after-merge.sh replays the promotion on the merged commit's parent, the spec the registry agrees with, and the
+    aliases follow (plinth promote on the merged spec itself would find them disagreeing)."""
+    import shutil
+
+    url, name = server[0], "gitops-scorer"
+    (tmp_path / "client").mkdir()
+    register(server, tmp_path / "client", name)  # champion -> 1, challenger -> 2
+    work, remote, tools = tmp_path / "work", tmp_path / "remote.git", tmp_path / "bin"
+    root = Path(__file__).resolve().parent.parent
+    for path, text in {"Pulumi.yaml": (root / "Pulumi.yaml").read_text(),
+                       "blueprints/base.yaml": PROMO_BASE.replace("promo-scorer", name),
+                       "stacks/Pulumi.prod.yaml": PROD, "stacks/Pulumi.staging.yaml": staging("2")}.items():
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(text)
+    tools.mkdir()
+    (tools / "gh").write_text("#!/bin/sh\nexit 0\n")  # the pull request itself: tests/test_promotion_example.py
+    (tools / "gh").chmod(0o755)
+    env = {**os.environ, "PATH": f"{tools}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "PYTHON": sys.executable, "NO_COLOR": "1", "PULUMI_HOME": str(tmp_path / "pulumi-home"),
+           **{f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER")
+              for what, value in (("NAME", "Promoter"), ("EMAIL", "promoter@example.com"))}}
+    env.pop("MLFLOW_URL", None)
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=work, capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def script(name_: str, *args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(root / "examples" / "promotion" / name_), *args], cwd=work, capture_output=True,
+                              text=True, timeout=CLI_SECONDS * 3, env={**env, **extra})
+
+    assert shutil.which("git")
+    subprocess.run(["git", "init", "--quiet", "--bare", "--initial-branch=main", str(remote)], check=True)
+    git("init", "--quiet", "--initial-branch=main")
+    git("add", ".")
+    git("commit", "--quiet", "-m", "The platform")
+    git("remote", "add", "origin", str(remote))
+    git("push", "--quiet", "origin", "main")
+
+    done = script("promote-pr.sh", "scorer", "staging", "prod")
+    assert done.returncode == 0, done.stderr
+    assert aliases_of(url, name) == {"champion": "1", "challenger": "2"}  # the request leaves the registry alone
+    before = git("rev-parse", "main").strip()
+    git("push", "--quiet", "origin", "promote/prod/scorer-2-stable:main")
+    git("fetch", "--quiet", "origin")
+    after = git("rev-parse", "origin/main").strip()
+
+    # On the merged spec, prod serves 2 while champion still names 1: promote itself refuses to move them.
+    direct = plinth("promote", "scorer", "--from", "staging", "--to", "prod", "--url", url, cwd=work)
+    assert direct.returncode == 2 and "already disagree: alias 'champion'" in direct.stderr
+    merged = script("after-merge.sh", before, after, MLFLOW_URL=url)
+    assert merged.returncode == 0, merged.stderr
+    assert merged.stderr.splitlines() == ["wrote stacks/Pulumi.prod.yaml", f"alias champion of {name} -> version 2",
+                                          f"alias challenger of {name} removed"]
+    assert aliases_of(url, name) == {"champion": "2"}
+    assert git("status", "--porcelain") == ""
+    # Again (a rerun of the job): nothing left to move.
+    again = script("after-merge.sh", before, after, MLFLOW_URL=url)
+    assert (again.returncode, again.stderr) == (0, "wrote stacks/Pulumi.prod.yaml\n"), again.stderr
+    assert aliases_of(url, name) == {"champion": "2"}

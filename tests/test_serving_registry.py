@@ -3,7 +3,7 @@ MLflow, the labels and annotations naming it, and the rules (at their file:line)
 
 from __future__ import annotations
 
-from test_serving import BASE, TRITON, objects, spec
+from test_serving import BASE, BENTO, TRITON, objects, spec
 from test_spec_errors import overlay_errors
 from plinth.catalog import IMAGES
 from plinth.engine.offline import plan
@@ -23,6 +23,46 @@ def registered(**overrides):
     return spec(models=[REGISTERED], **{**MLFLOW, **overrides})
 
 
+REGISTERED_BENTO = {**BENTO, "image": "registry.corp.internal/ml/ranker:2.0.1", "registry": {"model": "search-ranker"},
+                    "stable": {"version": "7"}, "canary": {"version": "challenger", "weight": 20}}
+
+
+def fetch_step(pod: dict, uri: str) -> dict:
+    """The init container of a registry-backed pod: the same for both runtimes."""
+    [fetch] = pod["initContainers"]
+    assert fetch["name"] == "fetch-model" and fetch["image"] == IMAGES["mlflow-client"]
+    assert fetch["imagePullPolicy"] == "Always"
+    assert fetch["command"] == ["mlflow", "artifacts", "download", "--artifact-uri", uri, "--dst-path", "/models"]
+    assert {e["name"]: e["value"] for e in fetch["env"] if "value" in e} == {
+        "MLFLOW_TRACKING_URI": "http://mlflow.mlflow.svc", "HOME": "/tmp", "MLFLOW_ENABLE_TELEMETRY": "false",
+        "DO_NOT_TRACK": "true"}
+    # With MLflow's sign-on, the team's service account in MLflow; without it the Secret is not there.
+    assert {e["name"]: e["valueFrom"] for e in fetch["env"] if "valueFrom" in e} == {
+        key: {"secretKeyRef": {"name": "mlflow-credentials", "key": key, "optional": True}}
+        for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    assert fetch["securityContext"]["readOnlyRootFilesystem"] is True
+    assert fetch["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    # As the team's workloads (no storage credential: MLflow proxies the files), into the pod's own volume.
+    assert pod["serviceAccountName"] == WORKLOAD_SERVICE_ACCOUNT and "envFrom" not in fetch
+    assert fetch["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"},
+                                     {"name": "registered-model", "mountPath": "/models"}]
+    [server] = pod["containers"]
+    # The server reads the fetched files and holds no MLflow credential.
+    assert {"name": "registered-model", "mountPath": "/models", "readOnly": True} in server["volumeMounts"]
+    assert {"name": "registered-model", "emptyDir": {}} in pod["volumes"]
+    assert not any("valueFrom" in e for e in server.get("env", []))
+    return fetch
+
+
+def registered_metadata(deployment: dict, name: str, version: str, uri: str) -> None:
+    for metadata in (deployment["metadata"], deployment["spec"]["template"]["metadata"]):
+        assert metadata["labels"]["plinth.dev/registered-model"] == name
+        assert metadata["labels"]["plinth.dev/registered-version"] == version
+        assert metadata["annotations"] == {"plinth.dev/model-uri": uri}
+    # The selector holds nothing version-dependent (immutable in a Deployment).
+    assert "plinth.dev/registered-version" not in deployment["spec"]["selector"]["matchLabels"]
+
+
 def test_each_track_fetches_its_registered_version_before_triton_starts():
     assert check_rules(registered()) == []
     served = objects(plan(registered(), "serving"))
@@ -30,38 +70,42 @@ def test_each_track_fetches_its_registered_version_before_triton_starts():
                                 ("canary", "models:/fraud-scorer@champion", "champion"),
                                 ("shadow", "models:/fraud-scorer/5", "5")):
         deployment = served[("Deployment", "fraud", f"scorer-{track}")].inputs
-        template = deployment["spec"]["template"]
-        pod = template["spec"]
-        [fetch] = pod["initContainers"]
-        assert fetch["name"] == "fetch-model" and fetch["image"] == IMAGES["mlflow-client"]
-        assert fetch["imagePullPolicy"] == "Always"
-        assert fetch["command"] == ["mlflow", "artifacts", "download", "--artifact-uri", uri, "--dst-path", "/models"]
-        assert {e["name"]: e["value"] for e in fetch["env"] if "value" in e} == {
-            "MLFLOW_TRACKING_URI": "http://mlflow.mlflow.svc", "HOME": "/tmp", "MLFLOW_ENABLE_TELEMETRY": "false",
-            "DO_NOT_TRACK": "true"}
-        # With MLflow's sign-on, the team's service account in MLflow; without it the Secret is not there.
-        assert {e["name"]: e["valueFrom"] for e in fetch["env"] if "valueFrom" in e} == {
-            key: {"secretKeyRef": {"name": "mlflow-credentials", "key": key, "optional": True}}
-            for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+        pod = deployment["spec"]["template"]["spec"]
+        fetch = fetch_step(pod, uri)
         # The model's own CPU and memory, requests equal to limits, no GPU: the pod's quota and QoS are the model's.
         assert fetch["resources"] == {"requests": {"cpu": "1", "memory": "4Gi"},
                                       "limits": {"cpu": "1", "memory": "4Gi"}}
-        assert fetch["securityContext"]["readOnlyRootFilesystem"] is True
-        assert fetch["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-        # As the team's workloads (no storage credential: MLflow proxies the files), into the pod's own volume.
-        assert pod["serviceAccountName"] == WORKLOAD_SERVICE_ACCOUNT and "envFrom" not in fetch
         [server] = pod["containers"]
         assert server["args"][0] == "--model-repository=/models"
-        assert {"name": "registered-model", "mountPath": "/models", "readOnly": True} in server["volumeMounts"]
-        assert {"name": "registered-model", "emptyDir": {}} in pod["volumes"]
-        assert fetch["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"},
-                                         {"name": "registered-model", "mountPath": "/models"}]
-        for metadata in (deployment["metadata"], template["metadata"]):
-            assert metadata["labels"]["plinth.dev/registered-model"] == "fraud-scorer"
-            assert metadata["labels"]["plinth.dev/registered-version"] == version
-            assert metadata["annotations"] == {"plinth.dev/model-uri": uri}
-        # The selector holds nothing version-dependent (immutable in a Deployment).
-        assert "plinth.dev/registered-version" not in deployment["spec"]["selector"]["matchLabels"]
+        registered_metadata(deployment, "fraud-scorer", version, uri)
+
+
+def test_a_registered_bento_reads_its_fetched_version_from_plinth_model_dir():
+    both = spec(models=[REGISTERED, REGISTERED_BENTO], **MLFLOW)
+    assert check_rules(both) == []
+    served = objects(plan(both, "serving"))
+    assert set(served) >= {("Deployment", "search", "ranker-stable"), ("Deployment", "search", "ranker-canary")}
+    for track, uri, version in (("stable", "models:/search-ranker/7", "7"),
+                                ("canary", "models:/search-ranker@challenger", "challenger")):
+        deployment = served[("Deployment", "search", f"ranker-{track}")].inputs
+        pod = deployment["spec"]["template"]["spec"]
+        fetch = fetch_step(pod, uri)
+        assert fetch["resources"] == {"requests": {"cpu": "1", "memory": "4Gi"},
+                                      "limits": {"cpu": "1", "memory": "4Gi"}}
+        [server] = pod["containers"]
+        # Every track runs the same Bento (the image's own tag); the registered version is what differs.
+        assert server["image"] == "registry.corp.internal/ml/ranker:2.0.1"
+        assert server["env"] == [{"name": "PLINTH_MODEL_DIR", "value": "/models"}]
+        assert "args" not in server and "command" not in server
+        registered_metadata(deployment, "search-ranker", version, uri)
+        assert deployment["metadata"]["labels"]["app.kubernetes.io/version"] == version
+    # A Bento whose model is in its image fetches nothing.
+    plain = objects(plan(spec(models=[BENTO]), "serving"))[("Deployment", "search", "ranker-stable")].inputs
+    assert "initContainers" not in plain["spec"]["template"]["spec"]
+    assert "env" not in plain["spec"]["template"]["spec"]["containers"][0]
+    # Listed once for the mirror (both tracks run it), beside the client image.
+    images = [i.source for i in mirror_list(both).images]
+    assert images.count("registry.corp.internal/ml/ranker:2.0.1") == 1 and IMAGES["mlflow-client"] in images
 
 
 def test_a_registered_model_needs_no_bucket_identity_and_no_repository_egress():
@@ -105,7 +149,7 @@ def test_a_registry_backed_model_needs_mlflow(write):
         "model registry, which is off [rule serving-needs-mlflow; fix: enable registry.mlflow]"]
 
 
-def test_a_registry_backed_model_is_triton_with_versions_mlflow_can_name(write):
+def test_a_registry_backed_model_has_versions_mlflow_can_name_and_a_bento_its_own_tag(write):
     errors = overlay_errors(write, BASE + "monitoring: {enabled: true}\nstorage: {objectStore: {enabled: true}}\n"
                             "registry: {mlflow: {enabled: true}}\n"
                             + REGISTRY_MODEL.format(runtime="bentoml", version="v3")
@@ -116,14 +160,25 @@ def test_a_registry_backed_model_is_triton_with_versions_mlflow_can_name(write):
     alias_fix = ("[rule registry-version; fix: use a version number such as 3, or an alias such as champion "
                  "(letters, digits, '_', '-'; not latest or v<number>)]")
     assert errors == [
-        "bad.yaml:19:7: serving.models[scorer].registry: a registered model's files are served by Triton; a Bento "
-        "carries its model in its image [rule registry-runtime; fix: use runtime triton, or remove registry]",
         "bad.yaml:20:16: serving.models[scorer].stable.version: 'v3' is neither a registered version number nor an "
         f"alias of the registered model {alias_fix}",
+        "bad.yaml:21:7: serving.models[scorer].image: image 'registry.corp.internal/ml/scorer' has no tag: the "
+        "releases of a registry-backed Bento name registered versions, so the image names the Bento's own [rule "
+        "bentoml-image; fix: give the Bento's tag in image (e.g. registry.corp.internal/ml/scorer:1.0.0)]",
         "bad.yaml:22:7: serving.models[scorer].modelRepository: a registry-backed model's files come from MLflow, "
         "not from a model repository [rule registry-source; fix: remove modelRepository, or remove registry]",
         "bad.yaml:23:16: serving.models[scorer].canary.version: 'latest' is neither a registered version number "
         f"nor an alias of the registered model {alias_fix}"]
+
+
+def test_a_bento_image_is_tagged_exactly_when_it_serves_from_the_registry():
+    def rules(model: dict) -> set[str]:
+        return {v.rule for v in check_rules(spec(models=[model], **MLFLOW))}
+
+    tagged, digest = "registry.corp.internal/ml/ranker:2.0.1", f"registry.corp.internal/ml/ranker@sha256:{'ab' * 32}"
+    assert rules(REGISTERED_BENTO) == set() and rules({**REGISTERED_BENTO, "image": digest}) == set()
+    assert rules({**REGISTERED_BENTO, "image": "registry.corp.internal/ml/ranker"}) == {"bentoml-image"}
+    assert rules(BENTO) == set() and rules({**BENTO, "image": tagged}) == {"bentoml-image"}
 
 
 def test_registered_versions_and_aliases_as_pure_rules():
@@ -206,12 +261,13 @@ def test_registry_backed_deployments_are_valid_kubernetes_and_pass_the_policies(
     from plinth.governance.policies import evaluate
     from plinth.render import kubernetes_objects
 
-    planned = plan(registered(), "serving")
+    planned = plan(spec(models=[REGISTERED, REGISTERED_BENTO], **MLFLOW), "serving")
     deployments = [obj for r, obj in kubernetes_objects(planned)
                    if "plinth:serving:Serving" in r.urn and obj["kind"] == "Deployment"]
-    assert len(deployments) == 3
+    assert len(deployments) == 5
     for obj in deployments:
         kubernetes_validate.validate(obj, "1.34.0", strict=True)
     results = {policy.name: found for policy, _, found in evaluate(subjects(planned))}
     for name in ("served-model-reliability", "gpu-workloads", "pinned-images", "pod-security", "ownership-labels"):
-        assert [v for v in results[name] if v.subject.startswith("Deployment fraud/")] == [], name
+        assert [v for v in results[name] if v.subject.startswith(("Deployment fraud/", "Deployment search/"))] == [], \
+            name

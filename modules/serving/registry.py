@@ -1,5 +1,6 @@
 """Registry-backed models (serving.models[].registry): each release is a version of a model registered in the
-platform's MLflow, fetched into the pod by an init container before Triton starts.
+platform's MLflow, fetched into the pod by an init container before the model server starts. Triton serves the
+files as its model repository; a Bento (the same image on every track) reads them from $PLINTH_MODEL_DIR.
 
 The init container runs `mlflow artifacts download` (the MLflow image of the catalog, mirrored like every
 image) against the in-cluster MLflow Service, as the team's workload ServiceAccount: the server proxies the
@@ -13,14 +14,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from plinth.catalog import IMAGES, mirror_image
+from plinth.catalog import IMAGES, ImageRef, mirror_image
 from plinth.context import PlatformContext
 from plinth.securitycontext import restricted_container
 from plinth.spec.errors import Violation
 from plinth.vocabulary import MODEL_URI_ANNOTATION, REGISTERED_MODEL_LABEL, REGISTERED_VERSION_LABEL
 
 MOUNT = "/models"
-"""Where the fetched files lie (an emptyDir): Triton's model repository."""
+"""Where the fetched files lie (an emptyDir): Triton's model repository, a Bento's $PLINTH_MODEL_DIR."""
+MODEL_DIR_ENV = "PLINTH_MODEL_DIR"
+"""Where a Bento finds the registered version's files (e.g. mlflow.pyfunc.load_model(os.environ[...]))."""
 VOLUME = "registered-model"
 CONTAINER = "fetch-model"
 VERSION_NUMBER = re.compile(r"^[1-9][0-9]{0,17}$")
@@ -55,6 +58,11 @@ def registered_annotations(model, release) -> dict[str, str]:
     return {MODEL_URI_ANNOTATION: model_uri(model, release)}
 
 
+def server_volume() -> tuple[dict, dict]:
+    """(mount, volume): the fetched files in the model server, read-only (only the init container writes them)."""
+    return {"name": VOLUME, "mountPath": MOUNT, "readOnly": True}, {"name": VOLUME, "emptyDir": {}}
+
+
 def fetch_container(model, release, ctx: PlatformContext, resources: dict) -> dict:
     """The init container: the release's registered files into the emptyDir, then it exits. It takes the model's
     own CPU and memory (requests equal to limits, no GPU), so the pod's quota and QoS stay the model's."""
@@ -83,17 +91,19 @@ def fetch_container(model, release, ctx: PlatformContext, resources: dict) -> di
 
 
 def rules(spec) -> Iterator[Violation]:
-    """A registry-backed model: Triton, no model repository of its own, versions MLflow can name."""
+    """A registry-backed model: no model repository of its own, versions MLflow can name; a Bento names its own
+    tag in `image` (the releases' versions are registered versions, no longer the image's tags)."""
     for index, model in enumerate(spec.serving.models):
         if model.registry is None:
             continue
         at = ("serving", "models", index)
-        if model.runtime != "triton":
-            yield Violation((*at, "registry"), "a registered model's files are served by Triton; a Bento carries "
-                            "its model in its image", "registry-runtime", "use runtime triton, or remove registry")
         if model.model_repository:
             yield Violation((*at, "modelRepository"), "a registry-backed model's files come from MLflow, not from a "
                             "model repository", "registry-source", "remove modelRepository, or remove registry")
+        if model.runtime == "bentoml" and model.image and not ImageRef.parse(model.image).pinned:
+            yield Violation((*at, "image"), f"image {model.image!r} has no tag: the releases of a registry-backed "
+                            "Bento name registered versions, so the image names the Bento's own", "bentoml-image",
+                            f"give the Bento's tag in image (e.g. {model.image}:1.0.0)")
         for track in ("stable", "canary", "shadow"):
             release = getattr(model, track)
             if release is None or is_version(release.version):

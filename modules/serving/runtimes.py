@@ -109,8 +109,9 @@ def triton_args(repository: str, release) -> list[str]:
 def image(model, release, ctx: PlatformContext) -> str:
     if model.runtime == "triton":
         return mirror_image(IMAGES["tritonserver"], ctx.mirror_registry)
-    # The user's own Bento, already in the mirror in air-gap mode (rule airgap-mirror-only).
-    return f"{model.image}:{release.version}"
+    # The user's own Bento, already in the mirror in air-gap mode (rule airgap-mirror-only). A registry-backed
+    # Bento runs its own tag on every track: the releases' versions are registered versions.
+    return model.image if model.registry else f"{model.image}:{release.version}"
 
 
 def probes(model) -> dict[str, dict]:
@@ -156,10 +157,7 @@ def pod_spec(model, track: str, release, ctx: PlatformContext) -> dict:
         # The Python backend's stubs talk to the server through shared memory.
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "1Gi"}})
-        if model.registry:
-            mounts.append({"name": registry.VOLUME, "mountPath": registry.MOUNT, "readOnly": True})
-            volumes.append({"name": registry.VOLUME, "emptyDir": {}})
-        elif repository.startswith("pvc://"):
+        if repository.startswith("pvc://"):
             claim = repository.removeprefix("pvc://").split("/", 1)[0]
             mounts.append({"name": "models", "mountPath": PVC_MOUNT, "readOnly": True})
             volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
@@ -167,6 +165,12 @@ def pod_spec(model, track: str, release, ctx: PlatformContext) -> dict:
         # BentoML keeps its multi-process Prometheus files under $BENTOML_HOME (/home/bentoml).
         mounts.append({"name": "metrics", "mountPath": "/home/bentoml/prometheus_multiproc_dir"})
         volumes.append({"name": "metrics", "emptyDir": {"sizeLimit": "256Mi"}})
+    if model.registry:
+        mount, volume = registry.server_volume()
+        mounts.append(mount)
+        volumes.append(volume)
+        if model.runtime == "bentoml":  # Triton's is its --model-repository
+            container["env"] = [{"name": registry.MODEL_DIR_ENV, "value": registry.MOUNT}]
     container["volumeMounts"] = mounts
     if model.credentials_secret:
         container["envFrom"] = [{"secretRef": {"name": model.credentials_secret}}]

@@ -785,12 +785,14 @@ class Model(Spec):
     team: Name = Field(description="Owning team; the model runs in its namespace. Required.")
     runtime: Literal["triton", "bentoml"] = Field(description="Serving runtime. Required.")
     image: str | None = Field(None, description="BentoML: the containerized Bento image without tag (each release "
-                              "runs <image>:<version>). Default: null.")
+                              "runs <image>:<version>); with `registry`, with its tag or digest (every release runs "
+                              "it, reading its registered version from $PLINTH_MODEL_DIR). Default: null.")
     registry: ModelRegistry | None = Field(
-        None, description="Triton: serve a model registered in the platform's MLflow (registry.mlflow): each "
-        "release's version names a registered version or alias, and an init container fetches that version's "
-        "files through the MLflow server (as the team's workloads, no storage credential) into the pod before "
-        "Triton starts; they are its model repository. Not together with modelRepository. Default: null.")
+        None, description="Serve a model registered in the platform's MLflow (registry.mlflow): each release's "
+        "version names a registered version or alias, and an init container fetches that version's files through "
+        "the MLflow server (as the team's workloads, no storage credential) into the pod before the server starts: "
+        "Triton's model repository, or a Bento's $PLINTH_MODEL_DIR (/models). Not together with modelRepository. "
+        "Default: null.")
     model_repository: str | None = Field(
         None, description="Triton: where the model repositories are: s3://bucket/path, gs://bucket/path or "
         "pvc://<claim>/<path> (a PersistentVolumeClaim of the team's namespace, mounted read-only); each release "

@@ -86,7 +86,8 @@ def model_rules(spec: PlatformSpec) -> Iterator[Violation]:
             yield Violation((*at, "shadow", "version"), "the shadow runs the same version as stable",
                             "shadow-differs", "set shadow.version to the version to try, or remove shadow")
         yield from _repository_rules(model, at, spec)
-        if model.runtime == "bentoml" and model.image and ImageRef.parse(model.image).pinned:
+        # A registry-backed Bento names its own tag instead (plinth.modules.serving.registry.rules).
+        if model.runtime == "bentoml" and model.image and not model.registry and ImageRef.parse(model.image).pinned:
             yield Violation((*at, "image"), f"image {model.image!r} has a tag or digest; each release's version "
                             "is its tag", "bentoml-image", "give the image without tag (set the tag as "
                             "stable.version)")
