@@ -160,18 +160,34 @@ def test_backups_required_sees_the_archive_without_its_backup(prod):
         ("Cluster argo/argo-postgres", "no ScheduledBackup (method plugin, with a schedule) takes its base backups")]
 
 
-def test_only_the_namespaces_own_pods_and_the_operator_reach_the_database():
+def test_the_controller_and_the_server_alone_reach_the_databases_port():
     _, objects = planned()
     policies = network_policies(objects)["argo"]
-    # The operator on its manager's and PostgreSQL's ports only; no team namespace is admitted (workflows run in
-    # the team namespaces): in argo only the controller, the server and the instances themselves run.
+    assert set(policies) == {"default-deny-ingress", "allow-same-namespace", "allow-from-postgres-operator",
+                             "allow-archive-clients"}
+    # The namespace's own pods reach one another, the database's instances excepted.
+    assert policies["allow-same-namespace"][1]["podSelector"] == {
+        "matchExpressions": [{"key": "cnpg.io/cluster", "operator": "DoesNotExist"}]}
+    # Those admit the controller and the server on 5432, and one another (replication, the instance manager).
+    kind, clients = policies["allow-archive-clients"]
+    pods = {"podSelector": {"matchLabels": {"cnpg.io/cluster": "argo-postgres"}}}
+    assert kind == "NetworkPolicy" and clients == {**pods, "policyTypes": ["Ingress"], "ingress": [
+        {"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "argo-workflows",
+                                                   "app.kubernetes.io/name": "argo-workflows-workflow-controller"}}},
+                  {"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "argo-workflows",
+                                                   "app.kubernetes.io/name": "argo-workflows-server"}}}],
+         "ports": [{"protocol": "TCP", "port": 5432}]},
+        {"from": [pods], "ports": [{"protocol": "TCP", "port": 8000}, {"protocol": "TCP", "port": 5432}]}]}
+    # The operator on its manager's and PostgreSQL's ports only; no team namespace is admitted.
     _, operator = policies["allow-from-postgres-operator"]
     assert operator["ingress"] == [{"from": [{"namespaceSelector": {"matchLabels": {
         "kubernetes.io/metadata.name": "cnpg-system"}}}],
         "ports": [{"protocol": "TCP", "port": 8000}, {"protocol": "TCP", "port": 5432}]}]
-    assert set(policies) == {"default-deny-ingress", "allow-same-namespace", "allow-from-postgres-operator"}
+    # Without the archive, the namespace's own pods reach one another as in every platform namespace.
     _, without = planned(argo={"enabled": True})
-    assert "allow-from-postgres-operator" not in network_policies(without)["argo"]
+    plain = network_policies(without)["argo"]
+    assert "allow-from-postgres-operator" not in plain and "allow-archive-clients" not in plain
+    assert plain["allow-same-namespace"][1]["podSelector"] == {}
 
 
 @pytest.mark.parametrize("target, annotation", [

@@ -101,6 +101,12 @@ ARCHIVE_TABLE = "argo_workflows"
 """The archive's table (the controller creates it and its companions, `argo_archived_workflows*`)."""
 POSTGRES_OPERATOR_PORTS = (8000, DATABASE_PORT)
 """What CloudNativePG's operator reaches on the database instances (its manager, PostgreSQL)."""
+DATABASE_PODS = "cnpg.io/cluster"
+"""The label CloudNativePG puts on a Cluster's pods (value: the Cluster's name)."""
+ARCHIVE_CLIENTS = [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "argo-workflows",
+                                                     "app.kubernetes.io/name": f"argo-workflows-{component}"}}}
+                   for component in ("workflow-controller", "server")]
+"""The controller's and the server's pods (the chart's selector labels): the archive's clients."""
 CA_DIR = "/etc/argo/postgres-ca"
 """Where the controller and the server find the Cluster's CA (PGSSLROOTCERT: the driver verifies the server)."""
 
@@ -218,6 +224,11 @@ class ArgoWorkflows(HelmService):
         return tuple(peers)
 
     @classmethod
+    def isolated_pods(cls, block: ArgoWorkflowsArgs, ctx: PlatformContext) -> str | None:
+        # The archive's instances: only the controller and the server reach them (archive_ingress).
+        return DATABASE_PODS if block.archive else None
+
+    @classmethod
     def user_values(cls, block: ArgoWorkflowsArgs) -> dict:
         return dict(block.argo.values)
 
@@ -309,6 +320,10 @@ class ArgoWorkflows(HelmService):
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         made = server_prerequisites(name, NAMESPACE, block.oidc, ctx, opts) if block.host else []
         if block.archive:
+            policy = "allow-archive-clients"
+            made.append(k8s.networking.v1.NetworkPolicy(
+                resource_name(name, policy), metadata=ctx.metadata(policy, name, namespace=NAMESPACE),
+                spec=archive_ingress(), opts=opts))
             # The Cluster before the release: the controller reads its `-app` Secret at start.
             made += postgres_cluster(resource_name(name, "postgres"), DATABASE, NAMESPACE, name,
                                      cluster_spec(DATABASE_NAME, block.archive.database_size, ctx,
@@ -379,6 +394,16 @@ def archive_persistence(ttl: str) -> dict:
             "ssl": True, "sslMode": "verify-full",
         },
     }
+
+
+def archive_ingress() -> dict:
+    """Who in `argo` reaches the archive's instances (the namespace's `allow-same-namespace` leaves them out): the
+    controller and the server on PostgreSQL's port only; the instances and the Cluster's jobs one another
+    (replication, and the instance manager). The operator and Prometheus come in through the namespace's peers."""
+    own = {"podSelector": {"matchLabels": {DATABASE_PODS: DATABASE}}}
+    return {"podSelector": {"matchLabels": {DATABASE_PODS: DATABASE}}, "policyTypes": ["Ingress"], "ingress": [
+        {"from": ARCHIVE_CLIENTS, "ports": [{"protocol": "TCP", "port": DATABASE_PORT}]},
+        {"from": [own], "ports": [{"protocol": "TCP", "port": port} for port in POSTGRES_OPERATOR_PORTS]}]}
 
 
 def database_access() -> dict:

@@ -232,6 +232,19 @@ def test_the_controller_and_the_server_read_the_operators_secret_by_name_and_tru
         assert restricted_problems(pod) == []
 
 
+def test_the_database_admits_exactly_the_rendered_controller_and_server_pods(archived):
+    _, result = ARCHIVED.planned()
+    [policy] = [obj for _, obj in kubernetes_objects(result) if obj["kind"] == "NetworkPolicy"
+                and obj["metadata"]["name"] == "allow-archive-clients"]
+    selectors = [peer["podSelector"]["matchLabels"] for peer in policy["spec"]["ingress"][0]["from"]]
+    pods = {o["metadata"]["name"]: o["spec"]["template"]["metadata"]["labels"] for o in archived
+            if o["kind"] == "Deployment"}
+    assert sorted(pods) == ["argo-workflows-server", "argo-workflows-workflow-controller"]
+    for labels in pods.values():
+        assert [s for s in selectors if s.items() <= labels.items()] != []
+    assert all(any(s.items() <= labels.items() for labels in pods.values()) for s in selectors)
+
+
 def test_the_archives_objects_validate_against_kubernetes_and_crd_schemas(archived, charts_dir, helm):
     _, result = ARCHIVED.planned()
     crds = crd_schemas(ARCHIVED.rendered(charts_dir, 1))
