@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, EVENTBUS_JETSTREAM, PLATFORM_NAMESPACES, ImageRef, mirror_image
 from plinth.context import PlatformContext, resource_name
+from plinth.modules.backups.alerts import alert_rule
 from plinth.modules.helm import HelmService
 from plinth.modules.mlflow import SERVICE as MLFLOW_SERVICE
 from plinth.modules.pipelines import WORKFLOW_ACCOUNT, bind
@@ -45,6 +46,8 @@ MONITORED_PODS = ("eventbus-controller", "eventsource-controller", "sensor-contr
 """The `controller` label of the EventBus's, the EventSources' and the Sensors' pods (the events controller's
 reconcilers set it): the pods the PodMonitor scrapes."""
 PODS_MONITOR = "argo-events-pods"
+RETRAINING_ALERTS = "retraining-alerts"
+"""The PrometheusRule of the Sensors (with monitoring and a retrained model)."""
 RUN_AS = 9731
 """The user the argo-events image runs as here (the image sets none: root, which restricted pods refuse)."""
 NATS_USER = 1000
@@ -243,6 +246,25 @@ def pods_monitor_spec() -> dict:
             "podMetricsEndpoints": [{"port": "metrics", "interval": "30s"}]}
 
 
+def retraining_rules() -> list[dict]:
+    """A Sensor failed to create its Workflow (argo_events_action_failed_total rose within 15 minutes, or the
+    series appeared above zero: the Sensor's counters start at its first failure). The drift alert behind it
+    repeats daily; the retraining does not happen until the trigger works."""
+    failed = f'argo_events_action_failed_total{{namespace="{NAMESPACE}"}}'
+    by = "sum by (sensor_name, trigger_name)"
+    return [{
+        "alert": "RetrainingTriggerFailed",
+        "expr": f"{by} (increase({failed}[15m])) > 0 or {by} ({failed} unless {failed} offset 15m) > 0",
+        "labels": {"severity": "warning"},
+        "annotations": {
+            "summary": "Sensor {{ $labels.sensor_name }} failed to create its retraining workflow",
+            "description": "Trigger {{ $labels.trigger_name }} of Sensor "
+                           f"{NAMESPACE}/{{{{ $labels.sensor_name }}}} failed: the model is not retrained on its "
+                           f"drift alert (`kubectl -n {NAMESPACE} logs -l "
+                           "sensor-name={{ $labels.sensor_name }}`)."},
+    }]
+
+
 class ArgoEvents(HelmService):
     """Argo Events and the retraining webhook (plinth:pipelines:ArgoEvents)."""
 
@@ -371,6 +393,9 @@ class ArgoEvents(HelmService):
         if not block.models:
             return
         custom("event-source", "EventSource", EVENT_SOURCE, event_source_spec(block.models, ctx))
+        if ctx.monitoring:
+            alert_rule(resource_name(name, RETRAINING_ALERTS), meta(RETRAINING_ALERTS), "plinth-retraining",
+                       retraining_rules(), opts)
         # Alertmanager's pods, and nothing else outside the namespace, reach the webhook's port.
         policy = "allow-alertmanager-to-webhook"
         k8s.networking.v1.NetworkPolicy(resource_name(name, policy), metadata=meta(policy), spec={
