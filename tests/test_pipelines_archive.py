@@ -143,9 +143,9 @@ def test_prod_runs_three_instances_backed_up_and_policed(prod):
     # With monitoring, its instances are scraped (WAL archiving and backup metrics the backup alerts read).
     monitor = objects["PodMonitor", "argo", "argo-postgres"].inputs["spec"]
     assert monitor["selector"] == {"matchLabels": {"cnpg.io/cluster": "argo-postgres", "cnpg.io/podRole": "instance"}}
-    found = subjects(result)
-    [(_, _, violations)] = [r for r in evaluate(found) if r[0].name == "backups-required"]
-    assert [v for v in violations if "argo" in v.subject] == []
+    # Every policy passes, backups-required and prod-high-availability among them.
+    assert [(policy.name, v.subject, v.message) for policy, _, found in evaluate(subjects(result))
+            for v in found] == []
     assert {"cluster": "argo/argo-postgres", "where": "s3://test-backups/postgres/argo/argo-postgres",
             "schedule": "0 0 2 * * *", "retention": "30d",
             "rpo": "5 minutes (WAL archived continuously)"} in data_protection(result)
@@ -199,3 +199,11 @@ def test_on_a_cloud_the_archive_backs_up_with_its_own_identity(target, annotatio
     assert Identity("argo-postgres", "argo", "argo-postgres", "bucket-rw:backups") in cloud_identities(spec)
     cluster = by_key(plan(spec, "test"))["Cluster", "argo", "argo-postgres"].inputs["spec"]
     assert cluster["serviceAccountTemplate"] == {"metadata": {"annotations": annotation}}
+
+
+def test_plinth_images_lists_the_database_and_its_operator():
+    from plinth.mirror import mirror_list
+
+    listed = {(i.service, str(i.source)) for i in mirror_list(platform_spec(document())).images}
+    assert {("postgres-operator", "ghcr.io/cloudnative-pg/cloudnative-pg:1.30.0"),
+            ("postgres-operator", "ghcr.io/cloudnative-pg/postgresql:18.4-system-trixie")} <= listed
