@@ -134,12 +134,14 @@ def network_policy(kind: str, name: str, spec: dict, metadata: dict, ctx: Platfo
 
 
 def platform_ingress(name: str, ns: str, component: str, peers: tuple[Peer, ...], ctx: PlatformContext,
-                     opts: pulumi.ResourceOptions) -> None:
-    """A platform namespace is default-deny for ingress: its own pods, and only the peers given."""
+                     opts: pulumi.ResourceOptions, isolated: str | None = None) -> None:
+    """A platform namespace is default-deny for ingress: its own pods, and only the peers given. `isolated`: a
+    label whose pods the namespace's own pods do not reach that way (the service admits their clients itself)."""
+    own = {"matchExpressions": [{"key": isolated, "operator": "DoesNotExist"}]} if isolated else {}
     policies: list[tuple[str, str, dict]] = [
         ("NetworkPolicy", "default-deny-ingress", {"podSelector": {}, "policyTypes": ["Ingress"]}),
         ("NetworkPolicy", "allow-same-namespace",
-         {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [{"podSelector": {}}]}]}),
+         {"podSelector": own, "policyTypes": ["Ingress"], "ingress": [{"from": [{"podSelector": {}}]}]}),
     ]
     policies += [p for p in (peer_policy("Ingress", peer, ctx) for peer in peers) if p]
     for kind, policy, spec in policies:

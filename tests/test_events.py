@@ -87,6 +87,41 @@ def test_the_bus_is_the_pinned_jetstream_and_restricted(staging):
     assert (dev["replicas"], dev["streamConfig"]) == (1, "replicas: 1\n")  # a stream on one server in dev
 
 
+def test_the_bus_keeps_its_streams_on_volumes_in_staging_and_prod(staging):
+    # Staging: a volume per server (the cluster's default StorageClass here: no Longhorn).
+    bus = staging["EventBus", "argo-events", "default"].inputs["spec"]["jetstream"]
+    assert bus["persistence"] == {"accessMode": "ReadWriteOnce", "volumeSize": "10Gi"}
+    # Dev: emptyDir, unless asked.
+    dev = planned(spec_document("dev"))["EventBus", "argo-events", "default"].inputs["spec"]["jetstream"]
+    assert "persistence" not in dev
+    asked = {"enabled": True, "busPersistence": {"enabled": True, "volumeSize": "2Gi"}}
+    dev = planned(spec_document("dev", pipelines={"argo": {"enabled": True}, "events": asked},
+                                storage={"longhorn": {"enabled": True}}))
+    assert dev["EventBus", "argo-events", "default"].inputs["spec"]["jetstream"]["persistence"] == {
+        "accessMode": "ReadWriteOnce", "volumeSize": "2Gi", "storageClassName": "longhorn"}
+    # Off in staging on purpose, and a class of one's own.
+    off = {"enabled": True, "busPersistence": {"enabled": False}}
+    unkept = planned(spec_document(pipelines={"argo": {"enabled": True}, "events": off}))
+    assert "persistence" not in unkept["EventBus", "argo-events", "default"].inputs["spec"]["jetstream"]
+    own = {"enabled": True, "busPersistence": {"storageClass": "fast-ssd"}}
+    staged = planned(spec_document(pipelines={"argo": {"enabled": True}, "events": own},
+                                   storage={"longhorn": {"enabled": True}}))
+    assert staged["EventBus", "argo-events", "default"].inputs["spec"]["jetstream"]["persistence"][
+        "storageClassName"] == "fast-ssd"
+
+
+def test_the_bus_sources_and_sensors_are_scraped_with_monitoring(staging):
+    monitor = staging["PodMonitor", "argo-events", "argo-events-pods"].inputs["spec"]
+    # The label and port the events controller gives the EventBus's, the EventSources' and the Sensors' pods.
+    assert monitor == {"selector": {"matchExpressions": [{
+        "key": "controller", "operator": "In",
+        "values": ["eventbus-controller", "eventsource-controller", "sensor-controller"]}]},
+        "podMetricsEndpoints": [{"port": "metrics", "interval": "30s"}]}
+    unmonitored = plan(platform_spec(spec_document(models=(model("ranker", "search"),),
+                                                   monitoring={"enabled": False})), "test")
+    assert not [r for r in unmonitored.resources if r.inputs.get("kind") == "PodMonitor"]
+
+
 def test_one_endpoint_and_one_sensor_per_retrained_model(staging):
     source = staging["EventSource", "argo-events", "retraining"].inputs["spec"]
     assert source["webhook"] == {"fraud-scorer": {"port": "12000", "endpoint": "/fraud/scorer", "method": "POST"}}

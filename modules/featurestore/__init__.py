@@ -279,8 +279,8 @@ class _FeastDependency(HelmService):
 
 
 class CloudNativePg(_FeastDependency):
-    """The CloudNativePG operator (plinth:featurestore:CloudNativePg): the PostgreSQL of Feast, Harbor, MLflow and
-    Grafana."""
+    """The CloudNativePG operator (plinth:featurestore:CloudNativePg): the PostgreSQL of Feast, Harbor, MLflow,
+    Grafana and the workflow archive."""
 
     type_token = "plinth:featurestore:CloudNativePg"
     chart_key = "cloudnative-pg"
@@ -290,9 +290,11 @@ class CloudNativePg(_FeastDependency):
         block = cls.block(spec)
         # Also Grafana's database wherever Grafana runs replicated (modules/monitoring: staging and prod).
         grafana = spec.monitoring.enabled and spec.metadata.environment != "dev"
-        # And Harbor's and MLflow's, everywhere (modules/registry, modules/mlflow).
+        # And Harbor's, MLflow's and the workflow archive's, everywhere (modules/registry, modules/mlflow,
+        # modules/pipelines).
+        archive = spec.pipelines.argo.enabled and spec.pipelines.argo.archive.enabled
         return ((bool(block.enabled) and uses_postgres(block)) or grafana or spec.registry.harbor.enabled
-                or spec.registry.mlflow.enabled)
+                or spec.registry.mlflow.enabled or archive)
 
     @classmethod
     def ingress(cls, block: models.Feast, ctx: PlatformContext) -> tuple[Peer, ...]:

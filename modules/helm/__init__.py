@@ -146,6 +146,12 @@ class HelmService(PlatformService):
         return Peer("apiserver", ports=(port,), entity="kube-apiserver")
 
     @classmethod
+    def isolated_pods(cls, block: Any, ctx: PlatformContext) -> str | None:
+        """A label whose pods the namespace's own pods do not reach through `allow-same-namespace` (a database's
+        instances): the service admits their clients with a policy of its own. Default: none."""
+        return None
+
+    @classmethod
     def airgap_egress(cls, block: Any, ctx: PlatformContext) -> tuple[Peer, ...]:
         """Air-gap under Cilium: entities (nodes) the namespace's pods reach besides pods, the declared CIDRs
         and the API server. Default: none."""
@@ -214,7 +220,7 @@ class HelmService(PlatformService):
             airgap_egress_policy(name, ctx.metadata("airgap-egress", component, namespace=chart.namespace),
                                  ctx, in_ns, self.airgap_egress(block, ctx))
             platform_ingress(name, chart.namespace, component, self.namespace_peers(block, ctx, chart.namespace),
-                             ctx, in_ns)
+                             ctx, in_ns, isolated=self.isolated_pods(block, ctx))
         # Only a release that runs images pulls; one pull secret per namespace (kube-system is shared).
         if self.images(block, ctx) and not self.shares_namespace:
             secret = pull_secret(name, ctx.metadata(PULL_SECRET, component, namespace=chart.namespace), ctx, in_ns)

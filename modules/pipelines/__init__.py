@@ -1,5 +1,6 @@
 """Pipelines (pipelines.argo): the Argo Workflows controller in namespace argo; workflows run in the team
-namespaces, each as the team's ServiceAccount `argo-workflow` with the executor's Role only.
+namespaces, each as the team's ServiceAccount `argo-workflow` with the executor's Role only. With `archive`, the
+finished workflows go to a platform CloudNativePG Cluster of the namespace (backed up like every Cluster).
 
 The chart's CRDs render as templates (`crds.full: false`): its default installs them from a hook Job that
 downloads them at install time, which an air-gapped cluster cannot do. Why each choice: README.md beside this file.
@@ -17,6 +18,8 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, ImageRef
 from plinth.context import PULL_SECRET, PlatformContext, StackSecret, resource_name
+from plinth.modules.backups import database_identities, instance_monitor, postgres_cluster
+from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService
 from plinth.modules.objectstore import ENDPOINT
 from plinth.modules.objectstore.identities import bucket, workflow_artifacts_key
@@ -35,6 +38,7 @@ from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import GatewayHost, Need, Peer, gateway_hostname_rules, gateway_serves
 from plinth.spec.errors import Violation
 from plinth.spec.models import PlatformSpec, Team
+from plinth.targets import Identity
 from plinth.vocabulary import ARGO_SERVER_SERVICE, platform_listener
 
 NAMESPACE = CHARTS["argo-workflows"].namespace
@@ -87,6 +91,25 @@ SERVER_RESOURCES = {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"
 SERVER_PORT = 2746
 """The server's port (its Service's and its pods')."""
 
+DATABASE = "argo-postgres"
+"""The workflow archive's CloudNativePG Cluster: Service `<name>-rw` (primary), Secrets `<name>-app` (the owner's
+credentials, keys `username` and `password`) and `<name>-ca` (the server CA, key `ca.crt`)."""
+DATABASE_NAME = "argo"
+"""The database and its owner."""
+DATABASE_PORT = 5432
+ARCHIVE_TABLE = "argo_workflows"
+"""The archive's table (the controller creates it and its companions, `argo_archived_workflows*`)."""
+POSTGRES_OPERATOR_PORTS = (8000, DATABASE_PORT)
+"""What CloudNativePG's operator reaches on the database instances (its manager, PostgreSQL)."""
+DATABASE_PODS = "cnpg.io/cluster"
+"""The label CloudNativePG puts on a Cluster's pods (value: the Cluster's name)."""
+ARCHIVE_CLIENTS = [{"podSelector": {"matchLabels": {"app.kubernetes.io/instance": "argo-workflows",
+                                                     "app.kubernetes.io/name": f"argo-workflows-{component}"}}}
+                   for component in ("workflow-controller", "server")]
+"""The controller's and the server's pods (the chart's selector labels): the archive's clients."""
+CA_DIR = "/etc/argo/postgres-ca"
+"""Where the controller and the server find the Cluster's CA (PGSSLROOTCERT: the driver verifies the server)."""
+
 
 @dataclass(frozen=True)
 class ArgoWorkflowsArgs:
@@ -106,6 +129,14 @@ class ArgoWorkflowsArgs:
     """rbac.platformAdminGroup: the admins' account in the UI."""
     team_groups: tuple[str, ...] = ()
     """Every team's groups (with sign-on): the login account's rule."""
+    database_storage_class: str = ""
+    """StorageClass of the archive's database volumes: `archive.storageClass`, Longhorn's `longhorn` when it is
+    on, else "" (the cluster's default)."""
+
+    @property
+    def archive(self):
+        """pipelines.argo.archive when on, else None."""
+        return self.argo.archive if self.argo.archive.enabled else None
 
     @property
     def host(self) -> str | None:
@@ -140,8 +171,9 @@ class ArgoWorkflows(HelmService):
         groups = sorted({g for team in spec.teams for role in (team.groups.data_scientist, team.groups.ml_engineer,
                                                                 team.groups.viewer) for g in role})
         artifacts = spec.target.type == "existing" and spec.storage.object_store.enabled
+        storage_class = argo.archive.storage_class or ("longhorn" if spec.storage.longhorn.enabled else "")
         return ArgoWorkflowsArgs(argo, spec.identity, artifacts, oidc if signs_on else None,
-                                 spec.rbac.platform_admin_group, tuple(groups) if signs_on else ())
+                                 spec.rbac.platform_admin_group, tuple(groups) if signs_on else (), storage_class)
 
     @classmethod
     def enabled(cls, spec: PlatformSpec) -> bool:
@@ -155,6 +187,12 @@ class ArgoWorkflows(HelmService):
                             "leads, the other takes over within the Lease's term)", "argo-prod-ha",
                             "remove replicas (2 in staging and prod), or set 2 or more")
         yield from server_sign_on_rules(spec)
+
+    @classmethod
+    def identities(cls, spec) -> tuple[Identity, ...]:
+        # The archive's database backs up with its own cloud identity on eks and gke.
+        argo = spec.pipelines.argo
+        return database_identities(spec, NAMESPACE, DATABASE) if argo.enabled and argo.archive.enabled else ()
 
     @classmethod
     def needs(cls, spec) -> tuple[Need, ...]:
@@ -178,8 +216,17 @@ class ArgoWorkflows(HelmService):
 
     @classmethod
     def ingress(cls, block: ArgoWorkflowsArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
-        # The Gateway's proxies reach the server behind its route (and nothing else of the namespace).
-        return (Peer("gateway", ports=(SERVER_PORT,), entity="ingress"),) if block.host else ()
+        # The Gateway's proxies reach the server behind its route (and nothing else of the namespace); the
+        # CloudNativePG operator, the archive's database instances (its manager and PostgreSQL).
+        peers = [Peer("gateway", ports=(SERVER_PORT,), entity="ingress")] if block.host else []
+        if block.archive:
+            peers.append(Peer("postgres-operator", CHARTS["cloudnative-pg"].namespace, POSTGRES_OPERATOR_PORTS))
+        return tuple(peers)
+
+    @classmethod
+    def isolated_pods(cls, block: ArgoWorkflowsArgs, ctx: PlatformContext) -> str | None:
+        # The archive's instances: only the controller and the server reach them (archive_ingress).
+        return DATABASE_PODS if block.archive else None
 
     @classmethod
     def user_values(cls, block: ArgoWorkflowsArgs) -> dict:
@@ -212,6 +259,11 @@ class ArgoWorkflows(HelmService):
         # sign-on only; TLS ends at the Gateway (its certificate from the platform issuer).
         auth = sso_values(block.oidc, block.host, block.admin_group) if block.host else {
             "authModes": ["client"], "sso": {"enabled": False}}
+        # With the archive, the controller writes it and the server reads it: both verify the database's
+        # certificate against the Cluster's CA.
+        database = database_access() if block.archive else {}
+        persistence = {"persistence": archive_persistence(block.archive.ttl)} if block.archive else {}
+        server_database = {key: [*auth.get(key, []), *value] for key, value in database.items()}
         return {
             # Minified CRDs as templates: the default (full) downloads them from a hook Job at install time.
             "crds": {"install": True, "full": False, "keep": True},
@@ -232,6 +284,8 @@ class ArgoWorkflows(HelmService):
                 "resources": CONTROLLER_RESOURCES,
                 "metricsConfig": {"enabled": True},
                 "serviceMonitor": {"enabled": ctx.monitoring, "namespace": NAMESPACE},
+                **persistence,
+                **database,
                 # Every workflow runs as its team's account, restricted, unless it names another.
                 "workflowDefaults": {"spec": {
                     "serviceAccountName": WORKFLOW_ACCOUNT,
@@ -249,6 +303,7 @@ class ArgoWorkflows(HelmService):
                 "enabled": block.argo.server,
                 "image": image_keys(server, ctx),
                 **auth,
+                **server_database,
                 "secure": not block.host,
                 "replicas": replicas,
                 "pdb": {"enabled": replicas > 1, "maxUnavailable": 1},
@@ -263,9 +318,21 @@ class ArgoWorkflows(HelmService):
 
     def prerequisites(self, name: str, block: ArgoWorkflowsArgs, ctx: PlatformContext,
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
-        return server_prerequisites(name, NAMESPACE, block.oidc, ctx, opts) if block.host else []
+        made = server_prerequisites(name, NAMESPACE, block.oidc, ctx, opts) if block.host else []
+        if block.archive:
+            policy = "allow-archive-clients"
+            made.append(k8s.networking.v1.NetworkPolicy(
+                resource_name(name, policy), metadata=ctx.metadata(policy, name, namespace=NAMESPACE),
+                spec=archive_ingress(), opts=opts))
+            # The Cluster before the release: the controller reads its `-app` Secret at start.
+            made += postgres_cluster(resource_name(name, "postgres"), DATABASE, NAMESPACE, name,
+                                     cluster_spec(DATABASE_NAME, block.archive.database_size, ctx,
+                                                  block.database_storage_class), ctx, opts)
+        return made
 
     def objects(self, name: str, block: ArgoWorkflowsArgs, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+        if block.archive and ctx.monitoring:
+            instance_monitor(resource_name(name, "postgres", "monitor"), DATABASE, NAMESPACE, name, ctx, opts)
         if not block.host:
             return
         server_accounts(name, NAMESPACE, block.admin_group, block.team_groups, ctx, opts)
@@ -309,6 +376,45 @@ class ArgoWorkflows(HelmService):
             selector = "endpointSelector" if kind == "CiliumNetworkPolicy" else "podSelector"
             network_policy(kind, resource_name(key, policy), {**spec, selector: WORKFLOW_PODS}, meta(policy), ctx,
                            opts)
+
+
+def archive_persistence(ttl: str) -> dict:
+    """The controller's `persistence` (its ConfigMap's, Argo's PersistConfig): every finished workflow archived in
+    the Cluster's database as its owner, the credentials from the operator's `-app` Secret (the chart's
+    ClusterRoles read that one Secret by name), verified TLS; archived rows older than `ttl` deleted."""
+    secret = f"{DATABASE}-app"
+    return {
+        "archive": True,
+        "archiveTTL": ttl,
+        "postgresql": {
+            "host": f"{DATABASE}-rw.{NAMESPACE}.svc", "port": DATABASE_PORT, "database": DATABASE_NAME,
+            "tableName": ARCHIVE_TABLE,
+            "userNameSecret": {"name": secret, "key": "username"},
+            "passwordSecret": {"name": secret, "key": "password"},
+            "ssl": True, "sslMode": "verify-full",
+        },
+    }
+
+
+def archive_ingress() -> dict:
+    """Who in `argo` reaches the archive's instances (the namespace's `allow-same-namespace` leaves them out): the
+    controller and the server on PostgreSQL's port only; the instances and the Cluster's jobs one another
+    (replication, and the instance manager). The operator and Prometheus come in through the namespace's peers."""
+    own = {"podSelector": {"matchLabels": {DATABASE_PODS: DATABASE}}}
+    return {"podSelector": {"matchLabels": {DATABASE_PODS: DATABASE}}, "policyTypes": ["Ingress"], "ingress": [
+        {"from": ARCHIVE_CLIENTS, "ports": [{"protocol": "TCP", "port": DATABASE_PORT}]},
+        {"from": [own], "ports": [{"protocol": "TCP", "port": port} for port in POSTGRES_OPERATOR_PORTS]}]}
+
+
+def database_access() -> dict:
+    """The Cluster's CA in a pod (controller or server) and PGSSLROOTCERT naming it: the driver (pgx) reads libpq's
+    environment, so `sslMode: verify-full` checks the server's certificate against the Cluster's own CA."""
+    return {
+        "extraEnv": [{"name": "PGSSLROOTCERT", "value": f"{CA_DIR}/ca.crt"}],
+        "volumes": [{"name": "postgres-ca", "secret": {"secretName": f"{DATABASE}-ca",
+                                                       "items": [{"key": "ca.crt", "path": "ca.crt"}]}}],
+        "volumeMounts": [{"name": "postgres-ca", "mountPath": CA_DIR, "readOnly": True}],
+    }
 
 
 def artifact_repository(key: str, team: str, meta, platform: str, opts: pulumi.ResourceOptions) -> None:

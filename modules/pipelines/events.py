@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS, EVENTBUS_JETSTREAM, PLATFORM_NAMESPACES, ImageRef, mirror_image
 from plinth.context import PlatformContext, resource_name
+from plinth.modules.backups.alerts import alert_rule
 from plinth.modules.helm import HelmService
 from plinth.modules.mlflow import SERVICE as MLFLOW_SERVICE
 from plinth.modules.pipelines import WORKFLOW_ACCOUNT, bind
@@ -40,6 +41,13 @@ METRICS_PORT = 7777
 """The metrics port of the controller, the EventSource and Sensor pods, and the EventBus's exporter."""
 EVENT_BUS = "default"
 """The EventBus every EventSource and Sensor of the namespace uses when it names none."""
+POD_CONTROLLER_LABEL = "controller"
+MONITORED_PODS = ("eventbus-controller", "eventsource-controller", "sensor-controller")
+"""The `controller` label of the EventBus's, the EventSources' and the Sensors' pods (the events controller's
+reconcilers set it): the pods the PodMonitor scrapes."""
+PODS_MONITOR = "argo-events-pods"
+RETRAINING_ALERTS = "retraining-alerts"
+"""The PrometheusRule of the Sensors (with monitoring and a retrained model)."""
 RUN_AS = 9731
 """The user the argo-events image runs as here (the image sets none: root, which restricted pods refuse)."""
 NATS_USER = 1000
@@ -139,6 +147,9 @@ class ArgoEventsArgs:
     """The served models with `retraining`."""
     mlflow: str | None = None
     """The MLflow tracking URI in the cluster (registry.mlflow on): the generated templates' MLFLOW_TRACKING_URI."""
+    storage_class: str = ""
+    """StorageClass of the EventBus's volumes: `busPersistence.storageClass`, Longhorn's `longhorn` when it is on,
+    else "" (the cluster's default)."""
 
 
 def workflow(model) -> dict:
@@ -197,7 +208,17 @@ def pod_template(ctx: PlatformContext) -> dict:
     return template
 
 
-def event_bus_spec(replicas: int, ctx: PlatformContext) -> dict:
+def bus_persistence(block: ArgoEventsArgs, ctx: PlatformContext) -> dict | None:
+    """The EventBus's `jetstream.persistence` (a ReadWriteOnce volume per server, mounted at /data/jetstream),
+    or None (emptyDir): `busPersistence.enabled`, else on in staging and prod."""
+    persistence = block.events.bus_persistence
+    if not (ctx.prod_like if persistence.enabled is None else persistence.enabled):
+        return None
+    return {"accessMode": "ReadWriteOnce", "volumeSize": persistence.volume_size,
+            **({"storageClassName": block.storage_class} if block.storage_class else {})}
+
+
+def event_bus_spec(replicas: int, ctx: PlatformContext, persistence: dict | None = None) -> dict:
     """JetStream at the catalog's version (the controller's ConfigMap maps it to the mirrored images); the
     streams' settings are the chart's (`configs.jetstream.streamConfig`) but for their replicas."""
     containers = {"securityContext": restricted_container()}
@@ -210,9 +231,38 @@ def event_bus_spec(replicas: int, ctx: PlatformContext) -> dict:
         "reloaderContainerTemplate": {**containers, "resources": SIDECAR_RESOURCES},
         "metricsContainerTemplate": {**containers, "resources": SIDECAR_RESOURCES},
     }
+    if persistence:
+        spec["persistence"] = persistence
     if ctx.image_pull_secrets:
         spec["imagePullSecrets"] = [{"name": s} for s in ctx.image_pull_secrets]
     return {"jetstream": spec}
+
+
+def pods_monitor_spec() -> dict:
+    """The PodMonitor of the EventBus's servers (their exporter), the EventSource's and the Sensors' pods: each
+    has a container port `metrics` (7777) and the label `controller` its reconciler sets."""
+    return {"selector": {"matchExpressions": [{"key": POD_CONTROLLER_LABEL, "operator": "In",
+                                                "values": list(MONITORED_PODS)}]},
+            "podMetricsEndpoints": [{"port": "metrics", "interval": "30s"}]}
+
+
+def retraining_rules() -> list[dict]:
+    """A Sensor failed to create its Workflow (argo_events_action_failed_total rose within 15 minutes, or the
+    series appeared above zero: the Sensor's counters start at its first failure). The drift alert behind it
+    repeats daily; the retraining does not happen until the trigger works."""
+    failed = f'argo_events_action_failed_total{{namespace="{NAMESPACE}"}}'
+    by = "sum by (sensor_name, trigger_name)"
+    return [{
+        "alert": "RetrainingTriggerFailed",
+        "expr": f"{by} (increase({failed}[15m])) > 0 or {by} ({failed} unless {failed} offset 15m) > 0",
+        "labels": {"severity": "warning"},
+        "annotations": {
+            "summary": "Sensor {{ $labels.sensor_name }} failed to create its retraining workflow",
+            "description": "Trigger {{ $labels.trigger_name }} of Sensor "
+                           f"{NAMESPACE}/{{{{ $labels.sensor_name }}}} failed: the model is not retrained on its "
+                           f"drift alert (`kubectl -n {NAMESPACE} logs -l "
+                           "sensor-name={{ $labels.sensor_name }}`)."},
+    }]
 
 
 class ArgoEvents(HelmService):
@@ -229,7 +279,9 @@ class ArgoEvents(HelmService):
     def block(cls, spec: PlatformSpec) -> ArgoEventsArgs:
         mlflow = f"http://{MLFLOW_SERVICE}.{PLATFORM_NAMESPACES['mlflow']}.svc" if spec.registry.mlflow.enabled \
             else None
-        return ArgoEventsArgs(spec.pipelines.events, retrained(spec), mlflow)
+        events = spec.pipelines.events
+        storage_class = events.bus_persistence.storage_class or ("longhorn" if spec.storage.longhorn.enabled else "")
+        return ArgoEventsArgs(events, retrained(spec), mlflow, storage_class)
 
     @classmethod
     def enabled(cls, spec: PlatformSpec) -> bool:
@@ -332,10 +384,18 @@ class ArgoEvents(HelmService):
             k8s.apiextensions.CustomResource(resource_name(name, key), api_version="argoproj.io/v1alpha1", kind=kind,
                                              metadata=meta(obj), spec=spec, opts=opts)
 
-        custom("event-bus", "EventBus", EVENT_BUS, event_bus_spec(ctx.replicas(block.events.bus_replicas, 3), ctx))
+        custom("event-bus", "EventBus", EVENT_BUS, event_bus_spec(ctx.replicas(block.events.bus_replicas, 3), ctx,
+                                                                  bus_persistence(block, ctx)))
+        if ctx.monitoring:
+            k8s.apiextensions.CustomResource(resource_name(name, PODS_MONITOR), api_version="monitoring.coreos.com/v1",
+                                             kind="PodMonitor", metadata=meta(PODS_MONITOR), spec=pods_monitor_spec(),
+                                             opts=opts)
         if not block.models:
             return
         custom("event-source", "EventSource", EVENT_SOURCE, event_source_spec(block.models, ctx))
+        if ctx.monitoring:
+            alert_rule(resource_name(name, RETRAINING_ALERTS), meta(RETRAINING_ALERTS), "plinth-retraining",
+                       retraining_rules(), opts)
         # Alertmanager's pods, and nothing else outside the namespace, reach the webhook's port.
         policy = "allow-alertmanager-to-webhook"
         k8s.networking.v1.NetworkPolicy(resource_name(name, policy), metadata=meta(policy), spec={

@@ -831,6 +831,22 @@ class Model(Spec):
         "`workflowTemplate` in the team's namespace. Default: null.")
 
 
+class WorkflowArchive(Spec):
+    """The workflow archive: finished workflows kept in a platform PostgreSQL after Kubernetes deletes them."""
+
+    enabled: Flag = Field(False, description="Archive every finished workflow (controller.persistence.archive) in "
+                          "the platform CloudNativePG Cluster `argo-postgres` of namespace argo (3 instances in "
+                          "staging and prod, backed up like every Cluster with `backups`); the controller and the "
+                          "server log in with the operator's `argo-postgres-app` Secret. Default: false.")
+    ttl: str = Field("30d", pattern=r"^[1-9][0-9]*d$", description="How long an archived workflow is kept, in "
+                     "days (controller.persistence.archiveTTL; the controller deletes older rows). Default: 30d.")
+    database_size: Quantity = Field("10Gi", description="Volume of each instance of its PostgreSQL. Default: 10Gi.")
+    storage_class: str | None = Field(
+        None, description="StorageClass of the database volumes. Default: null (Longhorn's class `longhorn` when "
+        "storage.longhorn is on, else the cluster's default StorageClass).",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
 class ArgoWorkflows(Spec):
     """Argo Workflows: the workflow controller in namespace argo; workflows run in the team namespaces."""
 
@@ -852,7 +868,23 @@ class ArgoWorkflows(Spec):
         "network.gateway.hostname): people sign on through identity.oidc (clients.argo, required) and act as "
         "their team's workflow account in the team's namespace (the platform admins read every team's). Needs "
         "server: true. Default: null (in-cluster only).", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    archive: WorkflowArchive = Field(default_factory=WorkflowArchive, description="The workflow archive in a "
+                                     "platform PostgreSQL. Default: off.")
     values: Values = {}
+
+
+class EventBusPersistence(Spec):
+    """Where the JetStream servers keep their streams."""
+
+    enabled: Flag | None = Field(None, description="A volume per JetStream server (the EventBus's "
+                                 "jetstream.persistence): events waiting in the bus survive every server's restart. "
+                                 "Off: emptyDir, lost when every server restarts. Default: null (on in staging and "
+                                 "prod, off in dev).")
+    volume_size: Quantity = Field("10Gi", description="The volume of each server (ReadWriteOnce). Default: 10Gi.")
+    storage_class: str | None = Field(
+        None, description="StorageClass of the volumes. Default: null (Longhorn's class `longhorn` when "
+        "storage.longhorn is on, else the cluster's default StorageClass).",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
 class ArgoEvents(Spec):
@@ -866,6 +898,8 @@ class ArgoEvents(Spec):
     bus_replicas: PositiveCount | None = Field(
         None, description="JetStream servers of the EventBus: 1, or 3 and more (JetStream refuses 2). Default: "
         "null (1 in dev, 3 in staging and prod).")
+    bus_persistence: EventBusPersistence = Field(default_factory=EventBusPersistence, description="The EventBus's "
+                                                 "volumes. Default: on in staging and prod.")
     values: Values = {}
 
 

@@ -115,9 +115,14 @@ def test_plinths_bus_source_and_sensor_validate_against_the_charts_crds(objects,
     _, result = PLANNED.planned()
     crds = crd_schemas(PLANNED.rendered(charts_dir, 1))
     custom = [obj for _, obj in kubernetes_objects(result) if obj["apiVersion"] == "argoproj.io/v1alpha1"
-              and obj["kind"] in ("EventBus", "EventSource", "Sensor")]
-    assert sorted(o["kind"] for o in custom) == ["EventBus", "EventSource", "Sensor"]
+              and obj["kind"] in ("EventBus", "EventSource", "Sensor") or obj["kind"] == "PodMonitor"
+              and obj["metadata"]["namespace"] == "argo-events"]
+    assert sorted(o["kind"] for o in custom) == ["EventBus", "EventSource", "PodMonitor", "Sensor"]
     assert {("argoproj.io/v1alpha1", kind) for kind in ("EventBus", "EventSource", "Sensor")} <= set(crds)
+    assert ("monitoring.coreos.com/v1", "PodMonitor") in set(crds)
+    # Staging: the bus keeps its streams on a volume per server.
+    [bus] = [o for o in custom if o["kind"] == "EventBus"]
+    assert bus["spec"]["jetstream"]["persistence"] == {"accessMode": "ReadWriteOnce", "volumeSize": "10Gi"}
     assert validation_failures([*objects, *custom], f"{KUBE}.0", crds) == []
 
 

@@ -184,6 +184,78 @@ def test_prod_with_the_server_passes_every_policy_with_every_chart_object(charts
                                                                       "PodDisruptionBudget"}
 
 
+# --- the workflow archive -----------------------------------------------------------------------------------
+
+ARCHIVED = PlannedRender(lambda: platform_spec(_spec().model_dump(by_alias=True, exclude_unset=True), {
+    "pipelines": {"argo": {"enabled": True, "server": True, "archive": {"enabled": True, "ttl": "14d"}}}}),
+    "argo-archive-chart", KUBE)
+
+
+@pytest.fixture(scope="module")
+def archived(charts_dir, helm) -> tuple[dict, ...]:
+    return release_objects(ARCHIVED.rendered(charts_dir, 1), "argo-workflows")
+
+
+def secrets_of(objects, role: str) -> list[tuple[list, list]]:
+    """(verbs, resource names) of each rule of a ClusterRole on Secrets."""
+    return [(r["verbs"], sorted(set(r.get("resourceNames") or []))) for r in _one(objects, "ClusterRole", role)[
+        "rules"] if "secrets" in r["resources"]]
+
+
+def test_the_archive_reaches_the_controllers_configuration_as_planned(archived):
+    config = yaml.safe_load(_one(archived, "ConfigMap", "argo-workflows-workflow-controller-configmap")["data"][
+        "config"])
+    assert config["persistence"] == {
+        "archive": True, "archiveTTL": "14d",
+        "postgresql": {"host": "argo-postgres-rw.argo.svc", "port": 5432, "database": "argo",
+                       "tableName": "argo_workflows",
+                       "userNameSecret": {"name": "argo-postgres-app", "key": "username"},
+                       "passwordSecret": {"name": "argo-postgres-app", "key": "password"},
+                       "ssl": True, "sslMode": "verify-full"}}
+
+
+def test_the_controller_and_the_server_read_the_operators_secret_by_name_and_trust_its_ca(archived):
+    # The chart's ClusterRoles gain `get` on the `-app` Secret by name (user name and password keys); the
+    # controller's reads nothing else but its agent's CA.
+    for role in ("argo-workflows-workflow-controller", "argo-workflows-server"):
+        assert (["get"], ["argo-postgres-app"]) in secrets_of(archived, role)
+    assert sorted(secrets_of(archived, "argo-workflows-workflow-controller")) == [
+        (["get"], ["argo-postgres-app"]), (["get"], ["argo-workflows-agent-ca-certificates"])]
+    for name in ("argo-workflows-workflow-controller", "argo-workflows-server"):
+        pod = _one(archived, "Deployment", name)["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        assert {"name": "PGSSLROOTCERT", "value": "/etc/argo/postgres-ca/ca.crt"} in container["env"]
+        assert {"name": "postgres-ca", "mountPath": "/etc/argo/postgres-ca", "readOnly": True} in container[
+            "volumeMounts"]
+        assert {"name": "postgres-ca", "secret": {"secretName": "argo-postgres-ca", "items": [
+            {"key": "ca.crt", "path": "ca.crt"}]}} in pod["volumes"]
+        assert restricted_problems(pod) == []
+
+
+def test_the_database_admits_exactly_the_rendered_controller_and_server_pods(archived):
+    _, result = ARCHIVED.planned()
+    [policy] = [obj for _, obj in kubernetes_objects(result) if obj["kind"] == "NetworkPolicy"
+                and obj["metadata"]["name"] == "allow-archive-clients"]
+    selectors = [peer["podSelector"]["matchLabels"] for peer in policy["spec"]["ingress"][0]["from"]]
+    pods = {o["metadata"]["name"]: o["spec"]["template"]["metadata"]["labels"] for o in archived
+            if o["kind"] == "Deployment"}
+    assert sorted(pods) == ["argo-workflows-server", "argo-workflows-workflow-controller"]
+    for labels in pods.values():
+        assert [s for s in selectors if s.items() <= labels.items()] != []
+    assert all(any(s.items() <= labels.items() for labels in pods.values()) for s in selectors)
+
+
+def test_the_archives_objects_validate_against_kubernetes_and_crd_schemas(archived, charts_dir, helm):
+    _, result = ARCHIVED.planned()
+    crds = crd_schemas(ARCHIVED.rendered(charts_dir, 1))
+    plinth_objects = [obj for _, obj in kubernetes_objects(result)
+                      if obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "argo-workflows"
+                      and not obj["apiVersion"].startswith("cilium.io/")]
+    assert {"Cluster", "PodMonitor"} <= {o["kind"] for o in plinth_objects}
+    assert ("postgresql.cnpg.io/v1", "Cluster") in set(crds)
+    assert validation_failures([*archived, *plinth_objects], f"{KUBE}.0", crds) == []
+
+
 # --- the server behind the platform's sign-on --------------------------------------------------------------
 
 HOST = "argo.models.plinth.internal"
