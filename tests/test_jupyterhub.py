@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from support import SERVICES, by_key, platform_spec
+from test_identity import CA
 
 from plinth.engine.offline import plan
 from plinth.plan import SECRET
 from plinth.program import needed_secrets
 from plinth.spec.rules import check_rules
-from support import SERVICES, by_key, platform_spec
-from test_identity import CA
 
 HOST = "notebooks.models.plinth.internal"
 ISSUER = "https://login.corp.internal"
