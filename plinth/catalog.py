@@ -268,6 +268,18 @@ CHARTS: dict[str, Chart] = {
         "https://charts.dexidp.io", "dex", "0.24.0", "dex",
         images=("ghcr.io/dexidp/dex:v2.44.0",),
     ),
+    # notebooks.jupyterhub: the hub (its authenticator the image's oauthenticator 17.4), configurable-http-proxy,
+    # and the notebook servers (the chart's sample image). Off with Plinth's values, so not mirrored: the user
+    # scheduler (kube-scheduler), the placeholders and pre-puller (pause, image-awaiter), the metadata-blocking
+    # init container (network-tools: privileged), autohttps (traefik, secret-sync).
+    "jupyterhub": Chart(
+        "https://hub.jupyter.org/helm-chart/", "jupyterhub", "4.4.0", "jupyterhub",
+        images=(
+            "quay.io/jupyterhub/k8s-hub:4.4.0",
+            "quay.io/jupyterhub/configurable-http-proxy:5.2.0",
+            "quay.io/jupyterhub/k8s-singleuser-sample:4.4.0",
+        ),
+    ),
 }
 
 EVENTBUS_JETSTREAM = "2.10.10"
@@ -330,6 +342,7 @@ PLATFORM_NAMESPACES: dict[str, str] = {
     "argo": CHARTS["argo-workflows"].namespace,
     "argo-events": CHARTS["argo-events"].namespace,
     "dex": CHARTS["dex"].namespace,
+    "jupyterhub": CHARTS["jupyterhub"].namespace,
 }
 
 

@@ -25,6 +25,7 @@ from plinth.modules.gpu import GpuOperator
 from plinth.modules.mlflow import Mlflow
 from plinth.modules.monitoring import Monitoring
 from plinth.modules.network import Cilium, PlatformGateway
+from plinth.modules.notebooks import JupyterHub
 from plinth.modules.objectstore import ObjectStore
 from plinth.modules.pipelines import ArgoWorkflows
 from plinth.modules.pipelines.events import ArgoEvents
@@ -91,6 +92,8 @@ SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
     ("argo-workflows", ArgoWorkflows),
     # After Argo Workflows: its Sensors create Workflows in the team namespaces.
     ("argo-events", ArgoEvents),
+    # After the services its notebooks use; nothing waits for it.
+    ("jupyterhub", JupyterHub),
     # The platform's own identity provider (on the Gateway); its clients' surfaces do not wait for it.
     ("dex", Dex),
     # Last: it records the deployment that everything before it completed.

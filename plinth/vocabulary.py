@@ -65,6 +65,8 @@ GRAFANA_SERVICE = ("monitoring", "kube-prometheus-stack-grafana")
 ARGO_SERVER_SERVICE = ("argo", "argo-workflows-server")
 """The Argo Server's Service (the argo-workflows release): a route to it needs the server's own sign-on (policy
 ui-sign-on)."""
+JUPYTERHUB_SERVICE = (PLATFORM_NAMESPACES["jupyterhub"], "proxy-public")
+"""(namespace, Service) of JupyterHub's proxy (release `jupyterhub`): what its route on the Gateway sends to."""
 
 LEDGER_NAME = "plinth-ledger"
 LEDGER_NAMESPACE = "plinth-system"

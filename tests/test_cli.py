@@ -211,7 +211,8 @@ def test_validate_a_stack_reports_file_and_spec_errors_at_once(write):
         "plinth:overrides, plinth:mirrorPassword, plinth:objectStoreSeed, plinth:pythonIndexHtpasswd, plinth:harborAdminPassword, "
         "plinth:mlflowFlaskSecretKey, plinth:mlflowOidcClientSecret, plinth:feastRedisPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, "
         "plinth:grafanaOidcClientSecret, plinth:uiProxyClientSecret, plinth:uiProxyCookieSecret, "
-        "plinth:argoOidcClientSecret, plinth:dexLdapBindPassword, plinth:vaultOidcClientSecret, "
+        "plinth:argoOidcClientSecret, plinth:jupyterhubOidcClientSecret, plinth:dexLdapBindPassword, "
+        "plinth:vaultOidcClientSecret, "
         "plinth:harborOidcClientSecret, plinth:configures)"]
 
 

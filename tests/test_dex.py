@@ -187,12 +187,13 @@ def test_each_surface_with_a_client_gets_its_redirect_uris():
     from plinth.modules.dex import static_clients
 
     every = spec(oidc={"clients": {"kubernetes": "k", "grafana": "g", "uiProxy": "u", "vault": "v", "harbor": "h",
-                                   "argo": "a", "mlflow": "m"},
+                                   "argo": "a", "mlflow": "m", "jupyterhub": "j"},
                        "endpoints": {"authorization": f"https://{HOST}/auth", "token": f"https://{HOST}/token"}},
                  monitoring={"enabled": True, "grafana": {"hostname": "grafana.models.plinth.internal"}},
                  secrets={"vault": {"enabled": True, "address": "https://vault.corp.internal:8200"}},
                  registry={"harbor": {"enabled": True, "hostname": "harbor.models.plinth.internal"},
                            "mlflow": {"enabled": True, "hostname": "mlflow.models.plinth.internal"}},
+                 notebooks={"jupyterhub": {"enabled": True, "hostname": "notebooks.models.plinth.internal"}},
                  storage={"objectStore": {"enabled": True}})  # MLflow's artifacts
     assert check_rules(every) == []
     assert [(c.key, c.redirects, c.secret.key if c.secret else None) for c in static_clients(every)] == [
@@ -203,6 +204,8 @@ def test_each_surface_with_a_client_gets_its_redirect_uris():
                    "http://localhost:8250/oidc/callback"), "vaultOidcClientSecret"),
         ("harbor", ("https://harbor.models.plinth.internal/c/oidc/callback",), "harborOidcClientSecret"),
         ("argo", ("https://argo.models.plinth.internal/oauth2/callback",), "argoOidcClientSecret"),
-        ("mlflow", ("https://mlflow.models.plinth.internal/callback",), "mlflowOidcClientSecret")]
+        ("mlflow", ("https://mlflow.models.plinth.internal/callback",), "mlflowOidcClientSecret"),
+        ("jupyterhub", ("https://notebooks.models.plinth.internal/hub/oauth_callback",),
+         "jupyterhubOidcClientSecret")]
     # The platform stage, where Dex runs, now needs the configure stage's client secrets too.
     assert {"vaultOidcClientSecret", "harborOidcClientSecret"} <= {s.key for s in needed_secrets(every)}

@@ -637,8 +637,8 @@ def test_team_route_violations_say_what_is_taken(regulated):
     assert messages("every-host-by-wildcard") == [
         "host name *.models.corp.internal is the platform's (alertmanager.models.corp.internal, "
         "grafana.models.corp.internal, hubble.models.corp.internal, longhorn.models.corp.internal, "
-        "mlflow.models.corp.internal, prometheus.models.corp.internal, pypi.models.corp.internal, "
-        "registry.models.corp.internal), reserved to platform routes"]
+        "mlflow.models.corp.internal, notebooks.models.corp.internal, prometheus.models.corp.internal, "
+        "pypi.models.corp.internal, registry.models.corp.internal), reserved to platform routes"]
     assert messages("other-teams-host") == [
         "host name fraud.models.corp.internal is not the team's own (credit.models.corp.internal)"]
 
@@ -894,6 +894,18 @@ def test_grafana_on_the_gateway_signs_on_when_the_platform_has_a_provider(regula
     assert violations(unsigned, "ui-sign-on") == [
         (f"HTTPRoute monitoring/{route.metadata['name']}", "sends requests to Grafana "
          "(monitoring/kube-prometheus-stack-grafana), which does not sign people on through identity.oidc")]
+
+
+def test_jupyterhub_on_the_gateway_signs_on_through_the_provider(regulated):
+    # The regulated blueprint: JupyterHub on the Gateway with the provider's GenericOAuthenticator.
+    [route] = [s for s in regulated if s.kind == "HTTPRoute" and s.metadata.get("namespace") == "jupyterhub"]
+    assert violations(regulated, "ui-sign-on") == []
+    dummy = changed(regulated, lambda s: s.type == HELM_RELEASE and s.props.get("name") == "jupyterhub",
+                    lambda p: p["values"]["hub"]["config"]["JupyterHub"].update(authenticator_class="dummy"))
+    assert violations(dummy, "ui-sign-on") == [
+        (f"HTTPRoute jupyterhub/{route.metadata['name']}", "sends requests to JupyterHub (jupyterhub/proxy-public), "
+         "which does not sign people on through identity.oidc (hub.config.JupyterHub.authenticator_class "
+         "generic-oauth)")]
 
 
 def test_grafana_with_its_own_login_passes_where_there_is_no_provider():

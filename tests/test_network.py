@@ -85,6 +85,8 @@ def test_platform_host_names_have_listeners_only_their_service_attaches_to(regul
                    {"from": "Selector", "selector": {"matchLabels": {"kubernetes.io/metadata.name": "harbor"}}}),
         "python-index": ("pypi.models.corp.internal", {"from": "Selector", "selector": {
             "matchLabels": {"kubernetes.io/metadata.name": "python-index"}}}),
+        "jupyterhub": ("notebooks.models.corp.internal", {"from": "Selector", "selector": {
+            "matchLabels": {"kubernetes.io/metadata.name": "jupyterhub"}}}),
         "mlflow": ("mlflow.models.corp.internal", {"from": "Selector", "selector": {
             "matchLabels": {"kubernetes.io/metadata.name": "mlflow"}}}),
         "monitoring": ("grafana.models.corp.internal", {"from": "Selector", "selector": {
@@ -98,6 +100,7 @@ def test_platform_host_names_have_listeners_only_their_service_attaches_to(regul
     sections = {(r.inputs["metadata"]["namespace"], r.inputs["spec"]["parentRefs"][0]["sectionName"])
                 for r in regulated.values() if r.inputs.get("kind") == "HTTPRoute"}
     assert sections == {("harbor", "harbor"), ("python-index", "python-index"), ("mlflow", "mlflow"),
+                        ("jupyterhub", "jupyterhub"),
                         ("monitoring", "monitoring"), ("fraud", "serving"), ("credit", "serving"),
                         *{("sign-on", f"sign-on-{ui}") for ui in ("prometheus", "alertmanager", "hubble", "longhorn")}}
 
@@ -123,8 +126,8 @@ def test_team_routes_are_checked_at_admission(regulated):
         "a team route names its host names (without them it answers for every host of its listeners)",
         "platform host names (alertmanager.models.corp.internal, grafana.models.corp.internal, "
         "hubble.models.corp.internal, longhorn.models.corp.internal, mlflow.models.corp.internal, "
-        "prometheus.models.corp.internal, pypi.models.corp.internal, registry.models.corp.internal) are reserved to "
-        "platform routes",
+        "notebooks.models.corp.internal, prometheus.models.corp.internal, pypi.models.corp.internal, "
+        "registry.models.corp.internal) are reserved to platform routes",
         "on the serving host serving.models.corp.internal a team routes only paths under /<team>/",
         "a team route's host names are the serving host and the team's own <team>.models.corp.internal",
     ]

@@ -143,8 +143,8 @@ def test_stack_rejects_unknown_plinth_keys(write):
         "plinth:overrides, plinth:mirrorPassword, plinth:objectStoreSeed, plinth:pythonIndexHtpasswd, plinth:harborAdminPassword, "
         "plinth:mlflowFlaskSecretKey, plinth:mlflowOidcClientSecret, plinth:feastRedisPassword, plinth:grafanaAdminPassword, plinth:alertReceivers, "
         "plinth:grafanaOidcClientSecret, plinth:uiProxyClientSecret, plinth:uiProxyCookieSecret, "
-        "plinth:argoOidcClientSecret, plinth:dexLdapBindPassword, plinth:vaultOidcClientSecret, "
-        "plinth:harborOidcClientSecret, plinth:configures)"]
+        "plinth:argoOidcClientSecret, plinth:jupyterhubOidcClientSecret, plinth:dexLdapBindPassword, "
+        "plinth:vaultOidcClientSecret, plinth:harborOidcClientSecret, plinth:configures)"]
 
 
 def test_a_configure_stack_takes_its_spec_from_a_platform_stack_only(write):
@@ -354,7 +354,8 @@ def test_one_list_of_secret_keys():
      "bad.yaml:3:10: invalid YAML: character #x0000 is not allowed (special characters are not allowed)"),
     ("extends: base.yaml\n\"a\\rb\\u2028c\": 1\n",
      'bad.yaml:2:1: "a\\rb\\u2028c": unknown field (allowed: admission, airgap, apiVersion, backups, certificates, charts, featureStore, '
-     "gpu, identity, kind, kubernetes, metadata, monitoring, network, pipelines, rbac, registry, secrets, serving, storage, target, teams, "
+     "gpu, identity, kind, kubernetes, metadata, monitoring, network, notebooks, pipelines, rbac, registry, secrets, serving, "
+     "storage, target, teams, "
      "testing)"),
 ])
 def test_hostile_values_fail_at_their_line(text, message, write):
@@ -413,7 +414,8 @@ _SECRET_FIX = ("[rule values-plaintext-secret; fix: remove it; set it as a stack
                "plinth:harborAdminPassword, plinth:mlflowFlaskSecretKey, plinth:mlflowOidcClientSecret, plinth:feastRedisPassword, "
                "plinth:grafanaAdminPassword, "
                "plinth:alertReceivers, plinth:grafanaOidcClientSecret, plinth:uiProxyClientSecret, "
-               "plinth:uiProxyCookieSecret, plinth:argoOidcClientSecret, plinth:dexLdapBindPassword, "
+               "plinth:uiProxyCookieSecret, plinth:argoOidcClientSecret, plinth:jupyterhubOidcClientSecret, "
+               "plinth:dexLdapBindPassword, "
                "plinth:vaultOidcClientSecret, plinth:harborOidcClientSecret), "
                "Plinth passes those to the charts, or point the chart's existing-Secret "
                "key at a Secret kept in Vault]")

@@ -22,6 +22,7 @@ from plinth.context import PlatformContext, StackSecret, resource_name
 from plinth.modules.helm import HelmService
 from plinth.modules.mlflow import OIDC_CLIENT_SECRET as MLFLOW_CLIENT_SECRET
 from plinth.modules.monitoring import GRAFANA_OIDC_CLIENT_SECRET
+from plinth.modules.notebooks import CLIENT_SECRET as JUPYTERHUB_CLIENT_SECRET
 from plinth.modules.pipelines.sso import CLIENT_SECRET as ARGO_CLIENT_SECRET
 from plinth.modules.registry.projects import OIDC_CLIENT_SECRET as HARBOR_CLIENT_SECRET
 from plinth.modules.secrets.configure import CLI_REDIRECT as VAULT_CLI_REDIRECT
@@ -119,6 +120,10 @@ def static_clients(spec) -> tuple[StaticClient, ...]:
     mlflow = spec.registry.mlflow.hostname if spec.registry.mlflow.enabled else None
     if clients.mlflow and mlflow:
         found.append(StaticClient("mlflow", clients.mlflow, (f"https://{mlflow}/callback",), MLFLOW_CLIENT_SECRET))
+    jupyterhub = spec.notebooks.jupyterhub.hostname if spec.notebooks.jupyterhub.enabled else None
+    if clients.jupyterhub and jupyterhub:
+        found.append(StaticClient("jupyterhub", clients.jupyterhub, (f"https://{jupyterhub}/hub/oauth_callback",),
+                                  JUPYTERHUB_CLIENT_SECRET))
     return tuple(found)
 
 
@@ -208,7 +213,7 @@ class Dex(HelmService):
     # Dex runs as its image's non-root user, read-only root, every capability dropped, RuntimeDefault seccomp.
     pod_security = "restricted"
     secrets = (BIND_PASSWORD, GRAFANA_OIDC_CLIENT_SECRET, UI_PROXY_CLIENT_SECRET, ARGO_CLIENT_SECRET,
-               VAULT_CLIENT_SECRET, HARBOR_CLIENT_SECRET, MLFLOW_CLIENT_SECRET)
+               VAULT_CLIENT_SECRET, HARBOR_CLIENT_SECRET, MLFLOW_CLIENT_SECRET, JUPYTERHUB_CLIENT_SECRET)
 
     @classmethod
     def enabled(cls, spec) -> bool:

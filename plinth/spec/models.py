@@ -909,6 +909,36 @@ class Pipelines(Spec):
                                "retraining on drift. Default: off.")
 
 
+class JupyterHub(Spec):
+    """JupyterHub in namespace jupyterhub: people sign on through identity.oidc and each gets a notebook server
+    there, with a home volume of their own."""
+
+    enabled: Flag = Field(False, description="Run JupyterHub (the hub, its proxy, a notebook server per person) in "
+                          "namespace jupyterhub. Needs the platform Gateway, hostname, and identity.oidc with "
+                          "clients.jupyterhub and endpoints: the hub has no login of its own. Default: false.")
+    hostname: str | None = Field(
+        None, description="Host name of JupyterHub on the platform Gateway (one name under network.gateway.hostname): "
+        "the browser's way in and the sign-on's redirect (https://<hostname>/hub/oauth_callback). Required when "
+        "enabled. Default: null.", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    cpu: Quantity = Field("2", description="CPU limit of each notebook server (its request is a tenth of it). "
+                          "Default: 2.")
+    memory: Quantity = Field("4Gi", description="Memory of each notebook server (request and limit). Default: 4Gi.")
+    storage: Quantity = Field("10Gi", description="Home volume of each person (/home/jovyan, kept between "
+                              "servers). Default: 10Gi.")
+    storage_class: str | None = Field(
+        None, description="StorageClass of the home volumes and the hub's database volume. Default: null "
+        "(Longhorn's class `longhorn` when storage.longhorn is on, else the cluster's default StorageClass).",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    idle_timeout_minutes: PositiveCount = Field(
+        60, description="A notebook server idle this long is stopped (its home volume stays). Default: 60.")
+    values: Values = {}
+
+
+class Notebooks(Spec):
+    jupyterhub: JupyterHub = Field(default_factory=JupyterHub, description="Interactive notebooks (JupyterHub). "
+                                   "Default: off.")
+
+
 class Serving(Spec):
     hostname: str | None = Field(
         None, description="Host name of the models on the platform Gateway (one name under "
@@ -1126,6 +1156,12 @@ class OidcClients(Spec):
         "MLFLOW_TRACKING_TOKEN. Redirect URI https://<registry.mlflow.hostname>/callback; its secret is the stack "
         "secret plinth:mlflowOidcClientSecret. Needs registry.mlflow. Default: null (MLflow without sign-on: "
         "every client may do everything; prod needs registry.mlflow.reason).", pattern=r"^\S{1,255}$")
+    jupyterhub: str | None = Field(
+        None, description="The client ID JupyterHub signs people on as (its GenericOAuthenticator, "
+        "authorization-code flow with PKCE; redirect URI https://<notebooks.jupyterhub.hostname>/hub/oauth_callback): "
+        "the teams' groups and rbac.platformAdminGroup may sign on, the platform admins as JupyterHub admins. Its "
+        "secret is the stack secret plinth:jupyterhubOidcClientSecret. Required with notebooks.jupyterhub. "
+        "Default: null.", pattern=r"^\S{1,255}$")
 
 
 class OidcEndpoints(Spec):
@@ -1493,6 +1529,8 @@ class PlatformSpec(Spec):
     gpu: Gpu = Field(default_factory=Gpu, description="GPU scheduling.")
     serving: Serving = Field(default_factory=Serving, description="Model serving.")
     pipelines: Pipelines = Field(default_factory=Pipelines, description="Pipelines (workflows in the team namespaces).")
+    notebooks: Notebooks = Field(default_factory=Notebooks, description="Notebooks for the platform's people. "
+                                 "Default: off.")
     monitoring: Monitoring = Field(default_factory=Monitoring, description="Monitoring.")
     backups: Backups = Field(default_factory=Backups, description="Backups of the platform's data. Default: on "
                              "in prod, off in dev and staging.")

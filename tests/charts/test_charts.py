@@ -81,7 +81,7 @@ def test_values_validate_against_the_charts_own_schema(rendered, charts_dir):
         assert errors == [], release.name
         checked += 1
     releases = {r.inputs["name"] for r in result.resources if r.type == HELM_RELEASE}
-    with_schema = {"cilium", "cert-manager", "cloudnative-pg", "mlflow", "plugin-barman-cloud", "vault",
+    with_schema = {"cilium", "cert-manager", "cloudnative-pg", "jupyterhub", "mlflow", "plugin-barman-cloud", "vault",
                    "velero"}  # INDEX.md: "schema: yes"
     assert checked == len(releases & with_schema), "charts with a schema were skipped"
 

@@ -79,6 +79,11 @@ HA_EXEMPTIONS: tuple[HaExemption, ...] = (
     HaExemption("velero", "velero", "Velero's server has no leader election: a second replica would run every "
                 "schedule and restore twice; an outage delays the next backup (its Schedule catches up), the bucket "
                 "keeps the ones taken"),
+    HaExemption("jupyterhub", "hub", "JupyterHub's hub is one process by design (its state in one SQLite database "
+                "on one volume, the chart's Recreate strategy): an outage stops sign-ons and new servers, the running "
+                "notebook servers keep serving"),
+    HaExemption("jupyterhub", "proxy", "configurable-http-proxy keeps its routes in memory (the hub re-adds them "
+                "when it restarts): two replicas would each hold half of them"),
     HaExemption("harbor", "harbor-redis", "the chart's internal Redis is one pod (job queue, sessions): an "
                 "outage stops pushes and pulls until it is rescheduled; HA means an external replicated Redis"),
 )

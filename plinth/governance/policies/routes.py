@@ -10,6 +10,7 @@ from plinth.vocabulary import (
     ARGO_SERVER_SERVICE,
     GATEWAY_NAME,
     GRAFANA_SERVICE,
+    JUPYTERHUB_SERVICE,
     SERVING_LISTENER,
     TEAM_LISTENER,
     UIS_WITHOUT_LOGIN,
@@ -109,6 +110,12 @@ def argo_server_signs_on(values: dict) -> bool:
             and dig(server, "sso", "enabled") is True and dig(server, "sso", "rbac", "enabled") is True)
 
 
+def jupyterhub_signs_on(values: dict) -> bool:
+    """The jupyterhub release signs people on through the provider: the GenericOAuthenticator, never the chart's
+    default `dummy` authenticator (any name, any password)."""
+    return dig(values, "hub", "config", "JupyterHub", "authenticator_class") == "generic-oauth"
+
+
 def _ui_sign_on(subjects, platform):
     grafana_signs_on = any(
         s.type == HELM_RELEASE and s.props.get("name") == "kube-prometheus-stack" and
@@ -116,6 +123,8 @@ def _ui_sign_on(subjects, platform):
         for s in subjects)
     argo_signs_on = any(s.type == HELM_RELEASE and s.props.get("name") == "argo-workflows" and
                         argo_server_signs_on(s.props.get("values") or {}) for s in subjects)
+    jupyterhub_ok = any(s.type == HELM_RELEASE and s.props.get("name") == "jupyterhub" and
+                        jupyterhub_signs_on(s.props.get("values") or {}) for s in subjects)
     for s in subjects:
         if s.type != HTTP_ROUTE:
             continue
@@ -129,11 +138,15 @@ def _ui_sign_on(subjects, platform):
             elif (namespace, name) == ARGO_SERVER_SERVICE and not argo_signs_on:
                 yield s, (f"sends requests to the Argo Server ({namespace}/{name}), which does not sign people on "
                           "through identity.oidc (server.authModes [sso] with SSO RBAC)")
+            elif (namespace, name) == JUPYTERHUB_SERVICE and not jupyterhub_ok:
+                yield s, (f"sends requests to JupyterHub ({namespace}/{name}), which does not sign people on "
+                          "through identity.oidc (hub.config.JupyterHub.authenticator_class generic-oauth)")
 
 
 UI_SIGN_ON_POLICY = Policy(
     "ui-sign-on", "No route on the platform Gateway reaches a web UI without sign-on: never one without a login "
     "of its own (Prometheus, Alertmanager, Hubble UI, the Longhorn UI), not the Argo Server unless it signs people "
-    "on through the provider (SSO), and with identity.oidc set not Grafana unless it signs people on through the "
+    "on through the provider (SSO), not JupyterHub unless its authenticator is the provider's (generic-oauth), "
+    "and with identity.oidc set not Grafana unless it signs people on through the "
     "provider.", "reach those UIs through the sign-on proxy (identity.uiProxy.hosts); for Grafana's route set "
     "identity.oidc.clients.grafana, for the Argo Server's identity.oidc.clients.argo", MANDATORY, _ui_sign_on)
