@@ -241,7 +241,7 @@ def _build(events: Iterator[Any], event: Any, name: str, loc: Loc) -> Any:
     if isinstance(event, yaml.SequenceStartEvent):
         seq = LSeq(loc=loc)
         while not isinstance(item := next(events), yaml.SequenceEndEvent):
-            item_loc = Loc(name, item.start_mark.line + 1, item.start_mark.column + 1)
+            item_loc = _event_loc(item, name)
             seq.append(_build(events, item, name, item_loc))
             seq.locs.append(item_loc)
         _reject_duplicate_names(seq)
@@ -255,13 +255,17 @@ def _build(events: Iterator[Any], event: Any, name: str, loc: Loc) -> Any:
             if value in keys or value == "<<" and not key.style:
                 raise _Unsure  # the round-trip reader names a repeated key; `<<` merges
             keys.add(value)
-            key_loc = Loc(name, key.start_mark.line + 1, key.start_mark.column + 1)
+            key_loc = _event_loc(key, name)
             item = _build(events, next(events), name, key_loc)
             if not (isinstance(value, str) and value.startswith("x-")):
                 out[value] = item
                 out.locs[value] = key_loc
         return out
     raise _Unsure  # an alias: `_checked` refuses those first
+
+
+def _event_loc(event: Any, name: str) -> Loc:
+    return Loc(name, event.start_mark.line + 1, event.start_mark.column + 1)
 
 
 def _scalar(event: Any) -> Any:
