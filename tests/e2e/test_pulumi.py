@@ -275,7 +275,8 @@ def test_a_canary_weight_change_is_one_route_update_and_up_applies_it(deploy, en
     """10 -> 25: the route alone changes (besides the ledger's spec record), only in its weights; `up`
     applies exactly that and the next preview is clean. The stack stays at 25 (what is deployed)."""
     before, after = engine.overrides(), engine.overrides(serving=served(canary_weight=25))
-    [route_urn] = [r.urn for r in e2e_plan(engine, after).resources if r.inputs.get("kind") == "HTTPRoute"]
+    [route_urn] = [r.urn for r in e2e_plan(engine, after).resources
+                   if r.inputs.get("kind") == "HTTPRoute" and r.inputs["metadata"]["name"] == ROUTE["metadata"]["name"]]
     engine.write_stack(after)
     steps, ledger = recorded(engine.preview_steps())
     assert [(s["op"], s["urn"]) for s in steps] == [("update", route_urn)]
