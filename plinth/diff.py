@@ -236,6 +236,14 @@ def _cell(text: str) -> str:
     return "`" + text.replace("|", "\\|").replace("`", "'").replace("\n", " ") + "`" if text else ""
 
 
+def _below(change: FieldChange) -> list[str]:
+    """A long value's diff block: its embedded fields or changed lines; a long single line as - old / + new."""
+    detail = _detail(change, "")
+    if len(detail) > 1:
+        return detail[1:]
+    return [f"- {_value(change.old)}", f"+ {_value(change.new)}"]
+
+
 def diff_markdown(changes: list[Change]) -> str:
     """For a pull request: the summary, then per component a collapsible table of its changes."""
     if not changes:
@@ -256,7 +264,7 @@ def diff_markdown(changes: list[Change]) -> str:
                 new = "" if field.new is None else _value(field.new)
                 if max(len(old), len(new)) > 80 or any("\n" in v for v in (field.old, field.new) if isinstance(v, str)):
                     old, new = "", "(below)"
-                    below += [f"`{res}` `{field.path}`:", "", "```diff", *_detail(field, "")[1:], "```", ""]
+                    below += [f"`{res}` `{field.path}`:", "", "```diff", *_below(field), "```", ""]
                 out.append(f"| {MARKS[change.kind]} | {_cell(res)} | {_cell(field.path)} | {_cell(old)} | "
                            f"{_cell(new)} |")
             if change.reasons:

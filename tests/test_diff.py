@@ -190,6 +190,15 @@ def test_markdown_is_a_summary_and_a_collapsible_table_per_component():
                                               "old": 10, "new": 25}
 
 
+def test_markdown_shows_a_long_one_line_value_below_the_table_as_old_and_new():
+    long = "The canary of fraud/scorer answers more errors than stable over the last ten minutes: %s"
+    old = resource("ConfigMap", "core/v1", {"data": {"summary": long % "2026-11-01"}})
+    new = resource("ConfigMap", "core/v1", {"data": {"summary": long % "2026-12-01"}})
+    out = render(changes_of(old, new), "markdown")
+    block = out.split("```diff\n", 1)[1].split("\n```", 1)[0].splitlines()
+    assert block == [f"- {json.dumps(long % '2026-11-01')}", f"+ {json.dumps(long % '2026-12-01')}"]
+
+
 def test_colour_only_on_a_terminal(write):
     changes = changes_of(route(10), route(25))
     assert "\033[33m~ HTTPRoute" in render(changes, "text", colour=True)
