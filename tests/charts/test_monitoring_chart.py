@@ -28,8 +28,10 @@ def _pods(cert_manager: bool, charts_dir) -> dict[tuple[str, str, str], dict]:
                                                         "mlflow": {"enabled": False}},
                                            "serving": {"hostname": None, "models": []},
                                            "monitoring": {"grafana": {"hostname": None}},
-                                           "identity": {"oidc": {"clients": {"grafana": None, "mlflow": None}},
+                                           "identity": {"oidc": {"clients": {"grafana": None, "mlflow": None,
+                                                                             "jupyterhub": None}},
                                                         "uiProxy": {"enabled": False}},
+                                           "notebooks": {"jupyterhub": {"enabled": False}},
                                            # The Barman Cloud plugin takes its TLS from cert-manager.
                                            "backups": {"enabled": False, "reason": "no cert-manager here"}}
     spec = load_spec(ROOT / "blueprints" / "onprem-airgap-regulated.yaml", overrides)
