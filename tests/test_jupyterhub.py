@@ -59,7 +59,8 @@ def test_off_by_default():
 
 def test_people_sign_on_through_the_provider_and_only_the_teams_and_admins_get_in(dev):
     config = values(dev)["hub"]["config"]
-    assert config["JupyterHub"] == {"authenticator_class": "generic-oauth"}
+    # Admins do not open people's servers (JupyterHub's default; the chart's is on).
+    assert config["JupyterHub"] == {"authenticator_class": "generic-oauth", "admin_access": False}
     assert config["GenericOAuthenticator"] == {
         "client_id": "ml-notebooks",
         "oauth_callback_url": f"https://{HOST}/hub/oauth_callback",

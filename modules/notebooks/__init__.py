@@ -212,7 +212,9 @@ class JupyterHub(HelmService):
         hub_values: dict = {
             "image": _image(hub_ref, ctx),
             "config": {
-                "JupyterHub": {"authenticator_class": "generic-oauth"},
+                # JupyterHub's own default, which the chart turns on: admins manage people's servers (start, stop,
+                # cull) but do not open them, so nobody's notebooks, data or credentials are an admin's to read.
+                "JupyterHub": {"authenticator_class": "generic-oauth", "admin_access": False},
                 "GenericOAuthenticator": authenticator_config(block),
                 "KubeSpawner": spawner_config(),
             },

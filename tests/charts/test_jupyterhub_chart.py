@@ -128,6 +128,7 @@ def test_the_hub_signs_on_through_the_provider_with_no_secret_in_its_configurati
     values = yaml.safe_load(base64.b64decode(secret["data"]["values.yaml"]))
     config = values["hub"]["config"]
     assert config["JupyterHub"]["authenticator_class"] == "generic-oauth"
+    assert config["JupyterHub"]["admin_access"] is False  # over the chart's default true
     auth = config["GenericOAuthenticator"]
     assert (auth["client_id"], auth["oauth_callback_url"]) == ("ml-notebooks", f"https://{HOST}/hub/oauth_callback")
     assert auth["allowed_groups"] == ["fraud-eng", "fraud-scientists", "ml-admins"]
