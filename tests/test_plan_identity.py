@@ -175,6 +175,23 @@ def _replacement(name: str):
     return {attr: replacement for _, attr, replacement in offline._sdk_patches()}[name]
 
 
+def test_contains_unknowns_answers_as_the_sdks_and_leaves_no_cycle():
+    mine = _replacement("contains_unknowns")
+    shared = {"a": 1}
+    looped: dict = {"x": [1]}
+    looped["self"] = looped
+    for value in (None, "s", 1, [], {}, [1, {"a": [rpc.UNKNOWN]}], {"a": {"b": pulumi.output.Unknown()}},
+                  [shared, shared], looped, {"l": [1, 2, {"u": pulumi.output.Unknown()}]}):
+        assert mine(value) == rpc.contains_unknowns(value), value
+    gc.collect()
+    gc.disable()
+    try:
+        mine({"a": [1, {"b": 2}]})
+        assert gc.collect() == 0  # the SDK's leaves its recursive closure for the collector
+    finally:
+        gc.enable()
+
+
 class _Node:
     """Stands in for a Resource: the cycle check only uses identity and one attribute."""
 
@@ -307,6 +324,7 @@ def test_the_sdk_still_has_the_shape_the_offline_runtime_patches():
         assert call in register, call
     assert "collapse_alias_to_urn(alias, name, t, opts.parent)" in inspect.getsource(sdk_resource_api.Resource.__init__)
     assert "_types.unwrap_type(typ)" in inspect.getsource(rpc.serialize_property)
+    assert "rpc.contains_unknowns(val)" in inspect.getsource(pulumi.output.contains_unknowns)
     # `_aliases` (what collapse_alias_to_urn feeds) is read only where alias specs are not supported.
     assert "if supports_alias_specs:" in inspect.getsource(sdk_resource.prepare_aliases)
     assert pulumi_mocks.MockMonitor.GetDeploymentInfo is offline._FastRecordingMonitor.GetDeploymentInfo
