@@ -213,7 +213,7 @@ class Mlflow(HelmService):
     @classmethod
     def block(cls, spec) -> MlflowArgs:
         mlflow, cilium = spec.registry.mlflow, spec.network.cilium
-        storage_class = mlflow.storage_class or ("longhorn" if spec.storage.longhorn.enabled else "")
+        storage_class = spec.storage.volume_class(mlflow.storage_class)
         oidc = spec.identity.oidc
         return MlflowArgs(mlflow, cilium.enabled and cilium.gateway_api, storage_class,
                           oidc if oidc and oidc.clients.mlflow else None, spec.rbac.platform_admin_group, spec.teams)

@@ -169,7 +169,7 @@ class JupyterHub(HelmService):
     @classmethod
     def block(cls, spec: PlatformSpec) -> JupyterHubArgs:
         hub = spec.notebooks.jupyterhub
-        storage_class = hub.storage_class or ("longhorn" if spec.storage.longhorn.enabled else "")
+        storage_class = spec.storage.volume_class(hub.storage_class)
         return JupyterHubArgs(hub, spec.identity.oidc, spec.rbac.platform_admin_group, team_groups(spec),
                               storage_class, spec.airgap.enabled)
 

@@ -91,7 +91,7 @@ class ObjectStore(HelmService):
     def block(cls, spec) -> ObjectStoreArgs:
         store = spec.storage.object_store
         longhorn = spec.storage.longhorn.enabled
-        return ObjectStoreArgs(store, store.storage_class or ("longhorn" if longhorn else ""),
+        return ObjectStoreArgs(store, spec.storage.volume_class(store.storage_class),
                                longhorn and spec.backups.active(spec.metadata.environment),
                                tuple(team.name for team in spec.teams) if spec.pipelines.argo.enabled else ())
 

@@ -171,7 +171,7 @@ class ArgoWorkflows(HelmService):
         groups = sorted({g for team in spec.teams for role in (team.groups.data_scientist, team.groups.ml_engineer,
                                                                 team.groups.viewer) for g in role})
         artifacts = spec.target.type == "existing" and spec.storage.object_store.enabled
-        storage_class = argo.archive.storage_class or ("longhorn" if spec.storage.longhorn.enabled else "")
+        storage_class = spec.storage.volume_class(argo.archive.storage_class)
         return ArgoWorkflowsArgs(argo, spec.identity, artifacts, oidc if signs_on else None,
                                  spec.rbac.platform_admin_group, tuple(groups) if signs_on else (), storage_class)
 

@@ -280,7 +280,7 @@ class ArgoEvents(HelmService):
         mlflow = f"http://{MLFLOW_SERVICE}.{PLATFORM_NAMESPACES['mlflow']}.svc" if spec.registry.mlflow.enabled \
             else None
         events = spec.pipelines.events
-        storage_class = events.bus_persistence.storage_class or ("longhorn" if spec.storage.longhorn.enabled else "")
+        storage_class = spec.storage.volume_class(events.bus_persistence.storage_class)
         return ArgoEventsArgs(events, retrained(spec), mlflow, storage_class)
 
     @classmethod

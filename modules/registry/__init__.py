@@ -177,7 +177,7 @@ class Harbor(HelmService):
     @classmethod
     def block(cls, spec) -> HarborArgs:
         harbor, cilium = spec.registry.harbor, spec.network.cilium
-        storage_class = harbor.storage_class or ("longhorn" if spec.storage.longhorn.enabled else "")
+        storage_class = spec.storage.volume_class(harbor.storage_class)
         return HarborArgs(harbor, cilium.enabled and cilium.gateway_api, storage_class)
 
     @classmethod

@@ -478,6 +478,11 @@ class Storage(Spec):
         "leaves Longhorn installed and the buckets in place (the stack forgets them) and a bucket holding "
         "objects is never emptied. Default: false (in every environment; set it for throw-away platforms).")
 
+    def volume_class(self, chosen: str | None) -> str:
+        """A service's volumes' StorageClass: the one its block names, else Longhorn's when Longhorn is on, else ""
+        (the cluster's default StorageClass): what every `storageClass` field's default says."""
+        return chosen or ("longhorn" if self.longhorn.enabled else "")
+
 
 class AutoUnseal(Spec):
     type: Literal["none", "awskms", "gcpckms", "transit"] = Field(
