@@ -38,6 +38,7 @@ from plinth.modules.secrets.operator import VaultSecretsOperator
 from plinth.modules.serving import Serving
 from plinth.modules.signon import UiProxy
 from plinth.modules.storage import Longhorn
+from plinth.modules.storage.backuptarget import LonghornBackupTarget
 from plinth.modules.tenancy import Tenancy, TenancyArgs
 from plinth.provenance import Provenance
 from plinth.service import PlatformService
@@ -107,6 +108,8 @@ SERVICES: tuple[tuple[str, type[PlatformService]], ...] = (
 CONFIGURATION: tuple[tuple[str, type[PlatformService]], ...] = (
     ("vault-teams", VaultTeams),
     ("harbor-projects", HarborProjects),
+    # Longhorn's backup target takes the platform CA as text, which exists only once the platform runs.
+    ("longhorn-backup-target", LonghornBackupTarget),
 )
 
 

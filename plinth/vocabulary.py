@@ -22,6 +22,22 @@ SERVING_LISTENER = "serving"
 HTTP_LISTENER = "http"
 """The plain listener (80), there only with an ACME issuer: the HTTP-01 solver's routes and the redirect to
 https."""
+OBJECT_STORE_HOST = f"seaweedfs-s3.{PLATFORM_NAMESPACES['object-store']}.svc"
+"""The on-prem object store's S3 API (storage.objectStore): the chart's `seaweedfs-s3` Service, HTTPS only."""
+OBJECT_STORE_PORT = 8333
+"""Its S3 port (the Service's and the filer pods': what NetworkPolicies name)."""
+OBJECT_STORE_ENDPOINT = f"https://{OBJECT_STORE_HOST}:{OBJECT_STORE_PORT}"
+"""Where in-cluster S3 clients reach it: path-style, SigV4, TLS from the platform CA."""
+
+
+def in_cluster_store(repository: str | None) -> tuple[bool, str]:
+    """Whether a Triton model repository is in the platform's own object store (s3://<scheme>://<host>:<port>/...,
+    Triton's form for an S3 server of one's own), and the scheme it names."""
+    scheme, sep, rest = (repository or "").removeprefix("s3://").partition("://")
+    if not (repository or "").startswith("s3://") or not sep:
+        return False, ""
+    host = rest.split("/", 1)[0].rsplit(":", 1)[0]
+    return host in (OBJECT_STORE_HOST, f"{OBJECT_STORE_HOST}.cluster.local"), scheme
 
 
 def platform_listener(namespace: str) -> str:

@@ -1,6 +1,7 @@
 """A real S3 server for the tests: SeaweedFS's `weed server` (master, volume server, filer and S3 gateway in
-one process) on free loopback ports in a temp dir, with an identities file (`-s3.config`); and a small S3
-client (Signature V4 over http.client) that talks to it as any of those identities.
+one process) on free loopback ports in a temp dir, with an identities file (`-s3.config`) and, as the platform's
+store, HTTPS only with the filer's planned TLS arguments (a test CA's certificate for localhost); and a small S3
+client (Signature V4 over http.client) that talks to it as any of those identities, trusting that CA.
 
 SeaweedFS's identity actions (`-s3.config`), as this version enforces them against the running server
 (tests/test_backup_drill.py); Read, Write and List alike:
@@ -22,6 +23,7 @@ import json
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import time
 import urllib.parse
@@ -30,7 +32,8 @@ from pathlib import Path
 
 import pytest
 
-from support import free_port
+from support import free_port, make_tls
+from plinth.modules.objectstore import tls_args
 
 WEED_MISSING = ("no weed (SeaweedFS): run tests/e2e/toolchain/build.sh, which builds it from the "
                 "github.com/seaweedfs/seaweedfs module, or set PLINTH_WEED to a weed binary")
@@ -91,8 +94,13 @@ class S3Server:
         self.binary, self.workdir, self.admin, self.buckets = binary, workdir, admin, buckets
         self.identities = [admin, *identities]
         self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"https://localhost:{self.port}"
         self.log = workdir / "weed.log"
+        tls = workdir / "tls"
+        tls.mkdir(parents=True, exist_ok=True)
+        # The CA the server's certificate comes from: clients trust it (AWS_CA_BUNDLE for boto3).
+        self.ca, *_ = make_tls(tls)
+        self.tls_args = tls_args(str(tls))
         self.process: subprocess.Popen | None = None
 
     def args(self) -> list[str]:
@@ -108,7 +116,7 @@ class S3Server:
         return [self.binary, "server", "-filer", "-s3", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={data}",
                 "-volume.max=32", "-master.volumeSizeLimitMB=64", "-volume.preStopSeconds=0", f"-s3.config={config}",
                 f"-filer.localSocket={self.workdir}/filer.sock", f"-s3.localSocket={self.workdir}/s3.sock",
-                *(f"-{name}={value}" for name, value in ports.items())]
+                *(f"-{name}={value}" for name, value in ports.items()), *self.tls_args]
 
     def start(self) -> S3Server:
         with self.log.open("wb") as log:
@@ -173,7 +181,7 @@ class S3Server:
                                 for k, v in sorted((query or {}).items()))
         now = datetime.datetime.now(datetime.timezone.utc)
         amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
-        headers = {"host": f"127.0.0.1:{self.port}", "x-amz-content-sha256": hashlib.sha256(body).hexdigest(),
+        headers = {"host": f"localhost:{self.port}", "x-amz-content-sha256": hashlib.sha256(body).hexdigest(),
                    "x-amz-date": amz_date}
         signed = ";".join(sorted(headers))
         canonical = "\n".join([method, path, query_string, *(f"{k}:{headers[k]}" for k in sorted(headers)), "",
@@ -186,7 +194,7 @@ class S3Server:
         signature = hmac.new(signing_key, to_sign.encode(), hashlib.sha256).hexdigest()
         headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={identity.access_key}/{scope}, "
                                     f"SignedHeaders={signed}, Signature={signature}")
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        connection = http.client.HTTPSConnection("localhost", self.port, timeout=30, context=self.tls_context())
         try:
             connection.request(method, path + (f"?{query_string}" if query_string else ""), body=body or None,
                                headers=headers)
@@ -194,6 +202,10 @@ class S3Server:
             return Response(answer.status, answer.read())
         finally:
             connection.close()
+
+    def tls_context(self, trusted: Path | None = None) -> ssl.SSLContext:
+        """A client's TLS context trusting `trusted` (default: the server's CA) and nothing else."""
+        return ssl.create_default_context(cafile=str(trusted or self.ca))
 
     def objects(self, bucket: str, prefix: str = "") -> dict[str, int]:
         """Key -> size of every object in `bucket` under `prefix` (listed as the admin identity)."""

@@ -228,3 +228,25 @@ ROUTES_OF_ITS_OWN = {
     "own-host": _route(["credit.models.corp.internal"], "/"),
 }
 """Team `credit`'s own routes, each accepted."""
+
+
+def make_tls(directory: Path, user=None) -> tuple[Path, Path, Path]:
+    """A test CA and a server certificate it signs for `localhost` and 127.0.0.1: (ca.crt, tls.crt, tls.key) in
+    `directory`, the certificate and key owned by `user` (a pwd entry) when given."""
+    ca_key, ca, key, csr, cert = (directory / n for n in ("ca.key", "ca.crt", "tls.key", "tls.csr", "tls.crt"))
+
+    def openssl(*args):
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "1",
+            "-subj", "/CN=plinth-test-ca")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=localhost")
+    ext = directory / "san.ext"
+    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "1",
+            "-extfile", ext)
+    key.chmod(0o600)
+    if user:
+        for path in (cert, key):
+            os.chown(path, user.pw_uid, user.pw_gid)
+    return ca, cert, key

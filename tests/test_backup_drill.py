@@ -4,15 +4,18 @@ gives every cluster: bucket `<platform>-backups`, Barman's destination `s3://<pl
 <namespace>`, server name = the cluster's name.
 
 Rows written before and after a base backup come back from the bucket alone, after the server and its data
-directory are gone; rows written after the recovery target do not. In the same S3 server, a team's identity
-reads its own prefix of the models bucket and nothing else.
+directory are gone; rows written after the recovery target do not. The server speaks HTTPS only, with the
+filer's planned TLS arguments; Barman Cloud trusts its CA as the plugin's `endpointCA` makes it. In the same S3
+server, a team's identity reads its own prefix of the models bucket and nothing else.
 """
 
 from __future__ import annotations
 
+import http.client
 import os
 import pwd
 import shutil
+import ssl
 import subprocess
 import tempfile
 import time
@@ -93,6 +96,23 @@ def test_a_team_identity_reads_its_own_prefix_of_the_models_bucket_and_nothing_e
     assert s3.request(ADMIN, "GET", MODELS, "fraud/scorer/model.bin").body == b"fraud/scorer/model.bin"
 
 
+def test_the_store_speaks_https_only_with_the_planned_certificate(s3):
+    """The filer's planned TLS arguments (ObjectStore.owned_values) make the real server's S3 port HTTPS only: a
+    plain request gets no S3 answer, and a client that does not trust the platform CA does not connect."""
+    plain = http.client.HTTPConnection("localhost", s3.port, timeout=30)
+    try:
+        plain.request("GET", f"/{MODELS}")
+        answer = plain.getresponse()
+        assert (answer.status, b"HTTP request to an HTTPS server" in answer.read()) == (400, True)
+    finally:
+        plain.close()
+    untrusting = http.client.HTTPSConnection("localhost", s3.port, timeout=30, context=ssl.create_default_context())
+    with pytest.raises(ssl.SSLCertVerificationError):
+        untrusting.request("GET", f"/{MODELS}")
+    untrusting.close()
+    assert s3.request(TEAM_FRAUD, "GET", MODELS, query={"list-type": "2", "prefix": "fraud/"}).status == 200
+
+
 # --- the restore drill -----------------------------------------------------------------------------------------
 
 
@@ -121,8 +141,13 @@ def test_a_cluster_comes_back_from_the_bucket_with_every_row_up_to_its_recovery_
         run = Path(scratch)
         if user:
             os.chown(run, user.pw_uid, user.pw_gid)
+        # The store's CA where the server's account can read it: Barman Cloud's boto3 trusts AWS_CA_BUNDLE, as
+        # the plugin's ObjectStore `endpointCA` makes it in the cluster.
+        ca = run / "object-store-ca.crt"
+        shutil.copy(s3.ca, ca)
+        ca.chmod(0o644)
         env = {"PATH": f"{barman}:{os.environ['PATH']}", "HOME": str(run), "LC_ALL": "C.UTF-8",
-               "TZ": "UTC", **BACKUPS_RW.aws_env()}
+               "TZ": "UTC", "AWS_CA_BUNDLE": str(ca), **BACKUPS_RW.aws_env()}
         pg = Postgres(run / "data", run, user, env)
         try:
             timings = drill(s3, pg, barman)

@@ -119,7 +119,8 @@ def test_every_cluster_archives_its_wal_into_its_own_prefix_of_the_backups_bucke
         assert store["spec"] == {
             "configuration": {
                 "destinationPath": f"s3://test-backups/postgres/{ns}",
-                "endpointURL": "http://seaweedfs-s3.object-store.svc:8333",
+                "endpointURL": "https://seaweedfs-s3.object-store.svc:8333",
+                "endpointCA": {"name": f"{name}-backup-ca", "key": "ca.crt"},
                 "s3Credentials": {"accessKeyId": {"name": f"{name}-backup-s3", "key": "ACCESS_KEY_ID"},
                                   "secretAccessKey": {"name": f"{name}-backup-s3", "key": "ACCESS_SECRET_KEY"}},
                 "wal": {"compression": "gzip"}, "data": {"compression": "gzip"}},

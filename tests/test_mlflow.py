@@ -137,7 +137,14 @@ def test_on_prem_artifacts_go_to_the_object_stores_artifacts_bucket_through_the_
     assert root["s3"] == {"enabled": True, "bucket": "test-artifacts", "path": "",
                           "existingSecret": {"name": "mlflow-artifacts-s3", "keyOfAccessKeyId": "AWS_ACCESS_KEY_ID",
                                              "keyOfSecretAccessKey": "AWS_SECRET_ACCESS_KEY"}}
-    assert mlflow["extraEnvVars"]["MLFLOW_S3_ENDPOINT_URL"] == "http://seaweedfs-s3.object-store.svc:8333"
+    assert mlflow["extraEnvVars"]["MLFLOW_S3_ENDPOINT_URL"] == "https://seaweedfs-s3.object-store.svc:8333"
+    # boto3 trusts the platform CA the store's certificate comes from (certs.trust_bundle in MLflow's namespace).
+    assert mlflow["extraEnvVars"]["AWS_CA_BUNDLE"] == "/etc/plinth/object-store-ca/ca.crt"
+    assert {"name": "object-store-ca", "mountPath": "/etc/plinth/object-store-ca", "readOnly": True} in \
+        mlflow["extraVolumeMounts"]
+    trusted = plain["mlflow-object-store-ca"].inputs
+    assert (trusted["kind"], trusted["metadata"]["namespace"], trusted["spec"]["secretName"]) == \
+        ("Certificate", "mlflow", "object-store-ca")
     secret = plain["mlflow-artifacts-s3"]
     assert secret.inputs["stringData"] == SECRET
     assert secret.inputs["metadata"]["annotations"]["plinth.dev/secret-source"].startswith(

@@ -36,12 +36,13 @@ import pytest
 
 from pgserver import Postgres, postgres_account
 from s3server import Identity, S3Server, weed
-from support import CHARTS_DIR, external_tool, free_port, packaged_charts_helm, platform_spec
+from support import CHARTS_DIR, external_tool, free_port, make_tls, packaged_charts_helm, platform_spec
 from plinth.catalog import CHARTS, ImageRef
 from plinth.engine.charts import chart_archive, template
 from plinth.engine.offline import plan
 from plinth.modules.mlflow import DATABASE, DATABASE_NAME, ENV_CONFIGMAP, S3_IDENTITY, S3_SECRET, SERVICE, \
     s3_keys
+from plinth.modules.objectstore import CA_SECRET
 from plinth.modules.objectstore.identities import bucket, s3_config
 
 pytestmark = pytest.mark.toolchain  # weed and helm: runs after the other tests (tests/conftest.py)
@@ -159,28 +160,6 @@ def local_volumes(objects: tuple[dict, ...], secrets_: dict[str, dict[str, str]]
     return found
 
 
-def make_tls(directory: Path, user) -> tuple[Path, Path, Path]:
-    """A test CA and a server certificate for `localhost` it signs: (ca.crt, server.crt, server.key)."""
-    ca_key, ca, key, csr, cert = (directory / n for n in ("ca.key", "ca.crt", "server.key", "server.csr",
-                                                          "server.crt"))
-
-    def openssl(*args):
-        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key, "-out", ca, "-days", "1",
-            "-subj", "/CN=mlflow-postgres-test-ca")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr, "-subj", "/CN=localhost")
-    ext = directory / "san.ext"
-    ext.write_text("subjectAltName=DNS:localhost\n")
-    openssl("x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial", "-out", cert, "-days", "1",
-            "-extfile", ext)
-    key.chmod(0o600)
-    if user:
-        for path in (cert, key):
-            os.chown(path, user.pw_uid, user.pw_gid)
-    return ca, cert, key
-
-
 @pytest.fixture(scope="module")
 def database():
     """A PostgreSQL server with TLS and the planned database and owner (the operator's `-app` credentials)."""
@@ -225,6 +204,7 @@ def server(python, objects, database, s3, tmp_path_factory):
         f"{DATABASE}-app": owner,
         f"{DATABASE}-ca": {"ca.crt": ca.read_text()},
         S3_SECRET: s3_keys(SEED, PLATFORM),  # what Plinth's Secret holds: the keys the object store plans
+        CA_SECRET: {"ca.crt": s3.ca.read_text()},  # the platform CA, as certs.trust_bundle leaves it
         f"{SERVICE}-flask-server-secret-key": {"MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(32)},
         f"{SERVICE}-env-secret": {},
     }

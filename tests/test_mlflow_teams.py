@@ -36,6 +36,7 @@ from plinth.engine.charts import chart_archive, template
 from plinth.engine.offline import plan
 from plinth.modules.mlflow import (CREDENTIALS, DATABASE, OIDC_CA, OIDC_SECRET, S3_SECRET, SERVICE, TEAM_TOKENS,
                                    s3_keys, team_token, workload_user)
+from plinth.modules.objectstore import CA_SECRET as OBJECT_STORE_CA
 
 pytestmark = pytest.mark.toolchain  # helm and mockoidc: runs after the other tests (tests/conftest.py)
 
@@ -102,12 +103,13 @@ def server(plugin, planned, database, provider, tmp_path_factory):  # noqa: F811
         f"{SERVICE}-env-secret": {},
         OIDC_SECRET: {"client-secret": provider.secret},
         OIDC_CA: {"ca.crt": provider.ca_pem},
+        OBJECT_STORE_CA: {"ca.crt": provider.ca_pem},  # a CA for the volume: no artifact is stored here
         # What Plinth derives from the Flask key, per team (the team namespaces' Secrets hold the same).
         TEAM_TOKENS: {team: team_token(flask_key, PLATFORM, team) for team in ("fraud", "risk")},
     }
     volumes = local_volumes(planned, stand_ins, work)
     pod = Pod(planned, stand_ins, volumes, {"PGHOST": "localhost", "PGPORT": str(pg.port),
-                                            "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}"},
+                                            "MLFLOW_S3_ENDPOINT_URL": f"https://127.0.0.1:{free_port()}"},
               plugin.parent)
     with running(pod, work, ("db-migration", "team-permissions")) as (url, command):
         yield url, command, pod, flask_key

@@ -13,6 +13,7 @@ from pathlib import Path
 import hcl
 import pulumi
 import pytest
+import yaml
 
 from support import ROOT, by_key, platform, platform_spec, values
 from plinth.context import PlatformContext, StackSecrets
@@ -252,8 +253,8 @@ def test_the_fields_are_the_store_identities_keys_as_s3_clients_name_them():
     store = {i["name"]: i["credentials"][0] for i in s3_config("test", ("fraud",), "seed", ("fraud",))["identities"]}
     assert OBJECT_STORE.fields("test", "fraud", "seed") == {
         "AWS_ACCESS_KEY_ID": store["team-fraud"]["accessKey"], "AWS_SECRET_ACCESS_KEY": store["team-fraud"]["secretKey"],
-        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": "http://seaweedfs-s3.object-store.svc:8333",
-        "S3_BUCKET": "test-models", "S3_PREFIX": "fraud/"}
+        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": "https://seaweedfs-s3.object-store.svc:8333",
+        "AWS_CA_BUNDLE": "/etc/plinth/object-store-ca/ca.crt", "S3_BUCKET": "test-models", "S3_PREFIX": "fraud/"}
     # Argo's artifact repository names its keys accessKey and secretKey (modules/pipelines).
     assert WORKFLOW_ARTIFACTS.fields("test", "fraud", "seed") == store["workflows-fraud"]
 
@@ -322,3 +323,59 @@ def test_the_store_refuses_teams_it_cannot_give_their_keys():
     assert _delivery_rules(platform_spec(ON, VAULT, {"secrets": {"vault": {"secretsOperator": False}}})) == found
     assert _delivery_rules(platform_spec(ON, VAULT)) == []
     assert _delivery_rules(platform_spec(ON, {"teams": []})) == []  # no team, no key to deliver
+
+
+# --- TLS -----------------------------------------------------------------------------------------------------------
+
+
+def test_the_s3_api_is_https_only_with_a_certificate_from_the_platform_ca(dev):
+    filer = values(dev, "object-store")["filer"]
+    # A certificate and key without -s3.port.https: SeaweedFS serves S3 over TLS on its S3 port, nothing in plain.
+    assert filer["extraArgs"] == ["-s3.cert.file=/etc/plinth/s3-tls/tls.crt", "-s3.key.file=/etc/plinth/s3-tls/tls.key"]
+    assert not any("port.https" in arg for arg in filer["extraArgs"]) and "httpsPort" not in filer["s3"]
+    assert yaml.safe_load(filer["extraVolumeMounts"]) == [
+        {"name": "s3-tls", "mountPath": "/etc/plinth/s3-tls", "readOnly": True}]
+    [volume] = yaml.safe_load(filer["extraVolumes"])
+    assert volume["secret"]["secretName"] == "object-store-s3-tls"
+    certificate = dev["object-store-s3-tls"].inputs
+    assert certificate["spec"]["issuerRef"]["name"] == "plinth-ca"
+    assert certificate["spec"]["dnsNames"] == [
+        "seaweedfs-s3.object-store.svc", "seaweedfs-s3.object-store.svc.cluster.local", "seaweedfs-s3.object-store",
+        "seaweedfs-s3"]
+    assert certificate["spec"]["usages"] == ["digital signature", "key encipherment", "server auth"]
+
+
+def test_each_team_namespace_gets_the_platform_ca_its_s3_clients_trust():
+    objects = by_key(plan(KEYED, "test"))
+    for team in ("fraud", "fraud-2", "search"):
+        trusted = objects[("Certificate", team, "object-store-ca")].inputs["spec"]
+        assert (trusted["secretName"], trusted["issuerRef"]["name"], trusted["usages"][-1]) == \
+            ("object-store-ca", "plinth-ca", "client auth")
+
+
+def test_the_store_needs_cert_manager():
+    found = {(v.rule, v.loc) for v in check_rules(platform_spec(ON, {"teams": []}))}
+    assert ("object-store-needs-cert-manager", ("storage", "objectStore", "enabled")) in found
+
+
+IN_STORE = "s3://https://seaweedfs-s3.object-store.svc:8333/test-models/fraud/scorer"
+MODEL = {"name": "scorer", "team": "fraud", "runtime": "triton", "modelRepository": IN_STORE,
+         "credentialsSecret": "object-store-credentials", "stable": {"version": "3"}}
+
+
+def test_a_triton_model_served_from_the_store_needs_no_cidrs_and_trusts_the_platform_ca():
+    spec = platform_spec(ON, VAULT, {"teams": [{"name": "fraud"}], "serving": {"models": [MODEL]}})
+    assert [v for v in check_rules(spec) if v.rule.startswith("model-repository")] == []
+    [deployment] = [r for r in plan(spec, "test").resources if r.type == "kubernetes:apps/v1:Deployment"
+                    and r.inputs["metadata"]["namespace"] == "fraud"]
+    pod = deployment.inputs["spec"]["template"]["spec"]
+    assert {"name": "object-store-ca", "secret": {"secretName": "object-store-ca", "defaultMode": 0o444,
+                                                  "items": [{"key": "ca.crt", "path": "ca.crt"}]}} in pod["volumes"]
+    mounts = pod["containers"][0]["volumeMounts"]
+    # Triton's S3 client has no CA setting: the platform CA stands in for the image's system bundle.
+    assert {"name": "object-store-ca", "mountPath": "/etc/ssl/certs/ca-certificates.crt", "subPath": "ca.crt",
+            "readOnly": True} in mounts
+    plain = {**MODEL, "modelRepository": IN_STORE.replace("s3://https://", "s3://http://")}
+    refused = check_rules(platform_spec(ON, VAULT, {"teams": [{"name": "fraud"}], "serving": {"models": [plain]}}))
+    assert [(v.rule, v.loc) for v in refused if v.rule.startswith("model-repository")] == [
+        ("model-repository-tls", ("serving", "models", 0, "modelRepository"))]

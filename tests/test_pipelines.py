@@ -229,7 +229,8 @@ def test_each_team_keeps_its_artifacts_under_its_own_prefix_of_the_artifacts_buc
             "default-v1-s3-artifact-repository"
         config = json.loads(repositories["data"]["default-v1-s3-artifact-repository"])
         assert config == {"archiveLogs": False, "s3": {
-            "bucket": "test-artifacts", "endpoint": "seaweedfs-s3.object-store.svc:8333", "insecure": True,
+            "bucket": "test-artifacts", "endpoint": "seaweedfs-s3.object-store.svc:8333", "insecure": False,
+            "caSecret": {"name": "object-store-ca", "key": "ca.crt"},
             "region": "us-east-1", "keyFormat": f"workflows/{team}/{{{{workflow.name}}}}/{{{{pod.name}}}}",
             "accessKeySecret": {"name": "argo-artifacts-s3", "key": "accessKey"},
             "secretKeySecret": {"name": "argo-artifacts-s3", "key": "secretKey"}}}

@@ -4,6 +4,7 @@ snapshot-only role in the configure stage, and what the policy backups-required 
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -24,7 +25,9 @@ from plinth.governance.policies import evaluate
 from plinth.governance.report import volume_and_vault_backups
 from plinth.modules.objectstore.identities import derive
 from plinth.plan import SECRET
-from plinth.program import build_platform
+from plinth.modules.objectstore import CA_SECRET
+from plinth.modules.storage.backuptarget import LonghornBackupTarget, credentials
+from plinth.program import build_configuration, build_platform, needed_secrets
 from plinth.spec.load import load_spec
 from plinth.spec.rules import check_rules
 
@@ -96,22 +99,51 @@ def test_the_spec_chooses_the_volume_schedule_and_retain():
     assert (spec["cron"], spec["retain"]) == ("30 4 * * 0", 5)
 
 
-def test_longhorns_credentials_are_the_backups_identity_and_never_in_the_plan():
+class _PlatformCa(pulumi.runtime.Mocks):
+    """The cluster as the configure stage reads it: the trust bundle's Secret in Longhorn's namespace."""
+
+    def new_resource(self, args):
+        if args.resource_id == f"longhorn-system/{CA_SECRET}":
+            return args.resource_id, {"data": {"ca.crt": base64.b64encode(PLATFORM_CA.encode()).decode()}}
+        return None, args.inputs
+
+    def call(self, args):
+        return {}
+
+
+PLATFORM_CA = "-----BEGIN CERTIFICATE-----\nMIIBplatformca\n-----END CERTIFICATE-----\n"
+
+
+def test_longhorns_backup_target_is_the_backups_identity_with_the_platform_ca_from_the_configure_stage():
     seed = "object-store-seed-of-the-stack"
     spec = platform_spec(ONPREM, PROD)
+    keys = [derive(seed, "test", "backups", kind) for kind in ("access", "secret")]
 
-    def program() -> None:
-        build_platform(spec, StackSecrets(object_store_seed=pulumi.Output.secret(seed)))
+    # The platform stage leaves the platform CA in Longhorn's namespace, before the release; no keys.
+    def secrets() -> StackSecrets:  # made inside each run: an Output belongs to its run's event loop
+        return StackSecrets(object_store_seed=pulumi.Output.secret(seed))
 
-    recorded = record(program, "test")
+    recorded = record(lambda: build_platform(spec, secrets()), "test")
     resources = {r.name: r for r in recorded if r.custom}
     [release] = [r for r in recorded if r.type == "kubernetes:helm.sh/v3:Release" and r.name == "longhorn"]
-    keys = [derive(seed, "test", "backups", kind) for kind in ("access", "secret")]
-    assert [k for k in keys if k in repr([r.inputs for r in resources.values()])] == []
-    secret = resources["longhorn-backup-s3"].inputs
-    assert (secret["metadata"]["namespace"], secret["stringData"]) == ("longhorn-system", SECRET)
-    # The Secret the setting names exists before the release that reads it.
-    assert resources["longhorn-backup-s3"].urn in release.dependencies
+    assert "longhorn-backup-s3" not in resources
+    trusted = resources["longhorn-object-store-ca"]
+    assert (trusted.type, trusted.inputs["metadata"]["namespace"], trusted.inputs["spec"]["secretName"]) == \
+        ("kubernetes:cert-manager.io/v1:Certificate", "longhorn-system", CA_SECRET)
+    assert trusted.urn in release.dependencies
+
+    # The configure stage reads its ca.crt and writes the target's Secret: keys and CA, a secret in the plan.
+    configured = record(lambda: build_configuration(spec, secrets()), "test", mocks=_PlatformCa())
+    [secret] = [r for r in configured if r.type == "kubernetes:core/v1:Secret"]
+    assert (secret.inputs["metadata"]["namespace"], secret.inputs["metadata"]["name"], secret.inputs["stringData"]) \
+        == ("longhorn-system", "longhorn-backup-s3", SECRET)
+    assert [k for k in keys if k in repr([r.inputs for r in (*recorded, *configured)])] == []
+    assert credentials(seed, "test", PLATFORM_CA) == {
+        "AWS_ACCESS_KEY_ID": keys[0], "AWS_SECRET_ACCESS_KEY": keys[1],
+        "AWS_ENDPOINTS": "https://seaweedfs-s3.object-store.svc:8333", "AWS_CERT": PLATFORM_CA}
+    assert [s.key for s in needed_secrets(spec, "configure")] == ["objectStoreSeed"]
+    # Without backups, or on a cloud (the bucket with the manager's own identity), the stage writes none.
+    assert not LonghornBackupTarget.enabled(platform_spec(ONPREM, PROD, OFF))
 
 
 def test_dev_and_backups_off_configure_no_volume_backup():

@@ -84,13 +84,17 @@ def test_on_prem_velero_writes_to_the_object_stores_backups_bucket_with_the_back
     release = resources["velero"].inputs
     assert (release["name"], release["namespace"], release["version"]) == ("velero", "velero", "12.1.0")
     got = values(resources, "velero")
-    assert got["configuration"] == {
-        "backupStorageLocation": [{
-            "name": "default", "default": True, "provider": "aws", "bucket": "test-backups", "prefix": "velero",
-            "accessMode": "ReadWrite",
-            "config": {"region": "us-east-1", "s3ForcePathStyle": "true",
-                       "s3Url": "http://seaweedfs-s3.object-store.svc:8333"}}],
-        "volumeSnapshotLocation": []}
+    # The location is Plinth's own object: the chart's would take the CA's text, which the plan never has.
+    assert got["configuration"] == {"backupStorageLocation": [], "volumeSnapshotLocation": []}
+    location = by_key(prod_plan)[("BackupStorageLocation", "velero", "default")].inputs
+    assert location["spec"] == {
+        "default": True, "provider": "aws", "accessMode": "ReadWrite",
+        "objectStorage": {"bucket": "test-backups", "prefix": "velero",
+                          "caCertRef": {"name": "object-store-ca", "key": "ca.crt"}},
+        "config": {"region": "us-east-1", "s3ForcePathStyle": "true",
+                   "s3Url": "https://seaweedfs-s3.object-store.svc:8333"}}
+    trusted = by_key(prod_plan)[("Certificate", "velero", "object-store-ca")].inputs
+    assert trusted["spec"]["secretName"] == "object-store-ca"
     assert got["credentials"] == {"useSecret": True, "existingSecret": "velero-backup-s3"}
     assert got["serviceAccount"] == {"server": {"create": True, "name": "velero-server"}}
     [plugin] = got["initContainers"]
@@ -186,8 +190,10 @@ def test_the_release_names_the_chart_values_keys_plinth_owns_so_the_user_cannot_
 def test_on_a_cloud_velero_uses_the_clouds_backups_bucket_and_its_pods_identity(target, location, annotation):
     result = on(target)
     got = values(by_name(result), "velero")
-    assert got["configuration"]["backupStorageLocation"] == [
-        {"name": "default", "default": True, "prefix": "velero", "accessMode": "ReadWrite", **location}]
+    spec = by_key(result)[("BackupStorageLocation", "velero", "default")].inputs["spec"]
+    rest = {key: value for key, value in location.items() if key != "bucket"}
+    assert spec == {"default": True, "accessMode": "ReadWrite",
+                    "objectStorage": {"bucket": location["bucket"], "prefix": "velero"}, **rest}
     assert got["credentials"] == {"useSecret": False}
     assert got["serviceAccount"] == {"server": {"create": True, "name": "velero-server", "annotations": annotation}}
     plugin = "velero-plugin-for-aws" if target is EKS else "velero-plugin-for-gcp"
@@ -234,11 +240,10 @@ def test_backups_required_wants_velero_wherever_there_is_a_backups_bucket(prod_p
     assert len(violations(no_ttl)) == 1
     no_location = copy.deepcopy(found)
     for s in no_location:
-        if s.type.endswith("helm.sh/v3:Release") and s.props.get("name") == "velero":
-            s.props["values"]["configuration"]["backupStorageLocation"][0]["bucket"] = ""
+        if s.type.endswith("velero.io/v1:BackupStorageLocation"):
+            s.props["spec"]["objectStorage"]["bucket"] = ""
     assert violations(no_location) == [
-        ("Release velero", "Velero has no backup storage location with a provider and a bucket "
-         "(configuration.backupStorageLocation)")]
+        ("Release velero", "Velero has no BackupStorageLocation in namespace velero with a provider and a bucket")]
     no_release = [s for s in found if not (s.type.endswith("helm.sh/v3:Release") and s.props.get("name") == "velero")]
     assert ("", "no Velero release backs up the namespaces' objects into the backups bucket") in violations(no_release)
 

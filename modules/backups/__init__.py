@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import ImageRef
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.backups.alerts import alert_rule, database_rules
+from plinth.modules.certs import trust_bundle
 from plinth.modules.helm import HelmService
 from plinth.modules.objectstore import ENDPOINT, client_policy
 from plinth.modules.objectstore.identities import bucket, derive
@@ -72,6 +73,11 @@ def credentials_secret(cluster: str) -> str:
     return f"{cluster}-backup-s3"
 
 
+def ca_secret(cluster: str) -> str:
+    """The object store's CA (key `ca.crt`) the cluster's Barman Cloud trusts (certs.trust_bundle)."""
+    return f"{cluster}-backup-ca"
+
+
 def object_store_spec(cluster: str, namespace: str, ctx: PlatformContext) -> dict:
     """The plugin's ObjectStore of one cluster: where (the backups bucket), with what (on-prem the `backups`
     identity's keys from a Secret; eks the pods' IAM role, gke their workload identity), compression and the
@@ -84,6 +90,7 @@ def object_store_spec(cluster: str, namespace: str, ctx: PlatformContext) -> dic
     else:
         secret = credentials_secret(cluster)
         configuration["endpointURL"] = ENDPOINT
+        configuration["endpointCA"] = {"name": ca_secret(cluster), "key": "ca.crt"}
         configuration["s3Credentials"] = {"accessKeyId": {"name": secret, "key": KEY_ID},
                                           "secretAccessKey": {"name": secret, "key": SECRET_KEY}}
     configuration["wal"] = {"compression": COMPRESSION}
@@ -131,6 +138,8 @@ def postgres_cluster(resource: str, cluster: str, namespace: str, component: str
             opts))
         made.append(client_policy(resource_name(resource, "backup-ingress"), cluster, namespace,
                                   {"cnpg.io/cluster": cluster}, component, ctx, opts))
+        made.append(trust_bundle(resource_name(resource, "backup-ca"),
+                                 ctx.metadata(ca_secret(cluster), component, namespace=namespace), opts))
     made.append(k8s.apiextensions.CustomResource(
         resource_name(resource, "backup-store"), api_version=API, kind="ObjectStore",
         metadata=ctx.metadata(store_name(cluster), component, namespace=namespace),

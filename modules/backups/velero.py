@@ -19,8 +19,9 @@ from plinth.catalog import CHARTS, ImageRef
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.backups import IDENTITY, backups_on
 from plinth.modules.backups.alerts import alert_rule, velero_rules
+from plinth.modules.certs import trust_bundle
 from plinth.modules.helm import HelmService, image_values
-from plinth.modules.objectstore import ENDPOINT, client_policy
+from plinth.modules.objectstore import CA_SECRET, ENDPOINT, client_policy
 from plinth.modules.objectstore.identities import bucket, derive
 from plinth.objects import stack_secret
 from plinth.securitycontext import restricted_container, restricted_pod
@@ -69,19 +70,24 @@ def plugin_image(target: str) -> str:
 
 
 def storage_location(ctx: PlatformContext) -> dict:
-    """The chart's `configuration.backupStorageLocation[0]`: the backups bucket's `velero/` prefix. eks: S3 in
-    the target's region with the server's IAM role; gke: GCS with its workload identity (the plugin signs
-    download URLs as that service account); on-prem: the object store, path-style, with the `backups`
-    identity's keys from a Secret."""
-    location: dict[str, Any] = {"name": LOCATION, "default": True, "prefix": PREFIX, "accessMode": "ReadWrite"}
+    """The BackupStorageLocation `default` (Plinth's own object, like the Schedule): the backups bucket's `velero/`
+    prefix. eks: S3 in the target's region with the server's IAM role; gke: GCS with its workload identity (the
+    plugin signs download URLs as that service account); on-prem: the object store, path-style, with the
+    `backups` identity's keys (the chart's credentials Secret) and the platform CA (`caCertRef`, which the chart's
+    own location cannot set: its values take the CA's text, which the platform stage never has)."""
+    storage: dict[str, Any] = {"prefix": PREFIX}
+    location: dict[str, Any] = {"default": True, "accessMode": "ReadWrite", "objectStorage": storage}
     target = ctx.target
     if target.type == "eks":
-        return {**location, "provider": "aws", "bucket": target.bucket("backups"), "config": {"region": target.region}}
+        storage["bucket"] = target.bucket("backups")
+        return {**location, "provider": "aws", "config": {"region": target.region}}
     if target.type == "gke":
         identity = target.identity(CLOUD_IDENTITY)
-        config = {"serviceAccount": target.principal(identity)} if identity else {}
-        return {**location, "provider": "gcp", "bucket": target.bucket("backups"), "config": config}
-    return {**location, "provider": "aws", "bucket": bucket(ctx.platform, "backups"),
+        storage["bucket"] = target.bucket("backups")
+        return {**location, "provider": "gcp", **({"config": {"serviceAccount": target.principal(identity)}}
+                                                   if identity else {})}
+    storage |= {"bucket": bucket(ctx.platform, "backups"), "caCertRef": {"name": CA_SECRET, "key": "ca.crt"}}
+    return {**location, "provider": "aws",
             "config": {"region": REGION, "s3ForcePathStyle": "true", "s3Url": ENDPOINT}}
 
 
@@ -175,7 +181,8 @@ class Velero(HelmService):
             "backupsEnabled": True,
             "snapshotsEnabled": False,
             "deployNodeAgent": False,
-            "configuration": {"backupStorageLocation": [storage_location(ctx)], "volumeSnapshotLocation": []},
+            # The location is Plinth's own object (objects), as the Schedule.
+            "configuration": {"backupStorageLocation": [], "volumeSnapshotLocation": []},
             # The Schedule is Plinth's own object (objects), visible to policies and the report.
             "schedules": {},
             "metrics": {"enabled": True,
@@ -198,9 +205,14 @@ class Velero(HelmService):
                          pulumi.Output.secret(seed).apply(lambda s: {CREDENTIALS_KEY: credentials_file(s, platform)}),
                          opts),
             client_policy(resource_name(name, "backup-ingress"), "velero", NAMESPACE, POD_LABELS, name, ctx, opts),
+            trust_bundle(resource_name(name, "object-store-ca"), ctx.metadata(CA_SECRET, name, namespace=NAMESPACE),
+                         opts),
         ]
 
     def objects(self, name: str, block: VeleroArgs, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
+        k8s.apiextensions.CustomResource(
+            resource_name(name, "location"), api_version="velero.io/v1", kind="BackupStorageLocation",
+            metadata=ctx.metadata(LOCATION, name, namespace=NAMESPACE), spec=storage_location(ctx), opts=opts)
         k8s.apiextensions.CustomResource(
             resource_name(name, "schedule"), api_version="velero.io/v1", kind="Schedule",
             metadata=ctx.metadata(SCHEDULE, name, namespace=NAMESPACE), spec=schedule_spec(block, ctx), opts=opts)

@@ -123,3 +123,11 @@ def certificate(name: str, metadata: dict, secret: str, dns_names: list[str], us
         },
         opts=opts,
     )
+
+
+def trust_bundle(name: str, metadata: dict, opts: pulumi.ResourceOptions) -> k8s.apiextensions.CustomResource:
+    """The platform CA in a namespace whose clients need it: a client certificate from the platform ClusterIssuer
+    whose Secret (`metadata`'s name and namespace) carries the issuing CA as `ca.crt`, which cert-manager keeps
+    current. Clients mount that key only; the certificate itself goes unused."""
+    secret, namespace = metadata["name"], metadata["namespace"]
+    return certificate(name, metadata, secret, [f"{secret}.{namespace}.trust"], ["client auth"], opts)

@@ -26,9 +26,10 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import CHARTS, ImageRef
 from plinth.context import PlatformContext, StackSecret, resource_name
 from plinth.modules.backups import database_identities, instance_monitor, postgres_cluster
+from plinth.modules.certs import trust_bundle
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService
-from plinth.modules.objectstore import ENDPOINT, client_policy
+from plinth.modules.objectstore import CA_FILE, CA_MOUNT, CA_SECRET, ENDPOINT, ca_volume, client_policy
 from plinth.modules.objectstore import SEED as OBJECT_STORE_SEED
 from plinth.modules.objectstore.identities import bucket, derive
 from plinth.objects import disruption_budget, gateway_route, stack_secret, whole_host_rule
@@ -245,7 +246,7 @@ class Mlflow(HelmService):
         return ({**root, "s3": {"enabled": True, "bucket": bucket(ctx.platform, S3_IDENTITY), "path": "",
                                 "existingSecret": {"name": S3_SECRET, "keyOfAccessKeyId": "AWS_ACCESS_KEY_ID",
                                                    "keyOfSecretAccessKey": "AWS_SECRET_ACCESS_KEY"}}},
-                {"MLFLOW_S3_ENDPOINT_URL": ENDPOINT})
+                {"MLFLOW_S3_ENDPOINT_URL": ENDPOINT, "AWS_CA_BUNDLE": CA_FILE})
 
     @classmethod
     def owned_values(cls, block: MlflowArgs, ctx: PlatformContext) -> dict:
@@ -259,6 +260,9 @@ class Mlflow(HelmService):
         volumes = [{"name": "postgres-ca", "secret": {"secretName": f"{DATABASE}-ca",
                                                       "items": [{"key": "ca.crt", "path": "ca.crt"}]}}]
         mounts = [{"name": "postgres-ca", "mountPath": CA_DIR, "readOnly": True}]
+        if not ctx.target.cloud:  # the object store's CA (AWS_CA_BUNDLE, artifact_values)
+            volumes.append(ca_volume())
+            mounts.append(CA_MOUNT)
         if ctx.monitoring:
             volumes.append({"name": "metrics", "emptyDir": {"sizeLimit": "64Mi"}})
             mounts.append({"name": "metrics", "mountPath": METRICS_DIR})
@@ -378,6 +382,8 @@ class Mlflow(HelmService):
                 pulumi.Output.secret(seed).apply(lambda s: s3_keys(s, platform)), opts))
             made.append(client_policy(resource_name(name, "artifacts-ingress"), SERVICE, NAMESPACE,
                                       server_selector(), name, ctx, opts))
+            made.append(trust_bundle(resource_name(name, "object-store-ca"),
+                                     ctx.metadata(CA_SECRET, name, namespace=NAMESPACE), opts))
         return made
 
     def objects(self, name: str, block: MlflowArgs, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:

@@ -13,25 +13,35 @@ from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import yaml
 
 from plinth.catalog import CHARTS, PLATFORM_NAMESPACES
 from plinth.context import PlatformContext, StackSecret, resource_name
+from plinth.modules.certs import certificate, trust_bundle
 from plinth.modules.helm import HelmService, image_values
 from plinth.modules.objectstore.identities import buckets, s3_config_json
 from plinth.objects import stack_secret
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import Need, Peer
 from plinth.spec.errors import Violation
+from plinth.spec.models import Team
+from plinth.vocabulary import OBJECT_STORE_ENDPOINT, OBJECT_STORE_HOST, OBJECT_STORE_PORT
 
 SEED = StackSecret("objectStoreSeed", "seed of every S3 access key of the object store (storage.objectStore)")
 """The one stack secret of the object store: every identity's access and secret key is derived from it."""
 CONFIG_SECRET = "object-store-s3-config"
 """filer.s3.existingConfigSecret: the filer mounts it at /etc/sw and reads key CONFIG_KEY (`-s3.config`)."""
 CONFIG_KEY = "seaweedfs_s3_config"
-S3_PORT = 8333
-"""The filer's S3 port: a pod port, what NetworkPolicies name."""
-ENDPOINT = f"http://seaweedfs-s3.{PLATFORM_NAMESPACES['object-store']}.svc:{S3_PORT}"
-"""Where in-cluster S3 clients reach the store (the chart's `seaweedfs-s3` Service, path-style, SigV4)."""
+ENDPOINT = OBJECT_STORE_ENDPOINT
+"""Where in-cluster S3 clients reach the store (HTTPS on OBJECT_STORE_PORT); they trust CA_SECRET's CA."""
+TLS_SECRET = "object-store-s3-tls"
+"""The S3 API's certificate (cert-manager, from the platform ClusterIssuer), mounted into every filer at TLS_DIR."""
+TLS_DIR = "/etc/plinth/s3-tls"
+CA_SECRET = "object-store-ca"
+"""Secret (key `ca.crt`) in each client's namespace: the platform CA the store's certificate comes from
+(certs.trust_bundle). Clients mount it at CA_DIR and trust CA_FILE; boto3 and the aws CLI read AWS_CA_BUNDLE."""
+CA_DIR = "/etc/plinth/object-store-ca"
+CA_FILE = f"{CA_DIR}/ca.crt"
 UID = 1000
 """The uid and gid SeaweedFS runs as. The image (a static `weed` on alpine) would run as root; it writes only to
 its claims (/data, /data1) and log emptyDirs, which get this group (fsGroup)."""
@@ -81,11 +91,15 @@ class ObjectStore(HelmService):
 
     @classmethod
     def needs(cls, spec) -> tuple[Need, ...]:
-        # The teams' keys are never in the plan: Vault holds them (teamkeys.py), its operator brings them.
-        if not (cls.enabled(spec) and spec.teams):
+        if not cls.enabled(spec):
             return ()
-        return (Need("secrets-operator", ("storage", "objectStore", "enabled"), "each team's keys to the object "
-                     "store reach its namespace from Vault through the Vault Secrets Operator", "object-store"),)
+        tls = Need("cert-manager", ("storage", "objectStore", "enabled"), "the S3 API's certificate, and the CA its "
+                   "clients trust, come from the platform CA of cert-manager", "object-store")
+        # The teams' keys are never in the plan: Vault holds them (teamkeys.py), its operator brings them.
+        if not spec.teams:
+            return (tls,)
+        return (tls, Need("secrets-operator", ("storage", "objectStore", "enabled"), "each team's keys to the object "
+                          "store reach its namespace from Vault through the Vault Secrets Operator", "object-store"))
 
     @classmethod
     def block(cls, spec) -> ObjectStoreArgs:
@@ -100,7 +114,7 @@ class ObjectStore(HelmService):
         # Longhorn is installed before the store (the store's volumes are Longhorn's): the store opens the way
         # for its backups (the manager lists the target, the instance managers write the blocks). Services
         # installed after the store open their own (client_policy).
-        return (Peer("longhorn", CHARTS["longhorn"].namespace, (S3_PORT,)),) if block.longhorn_backups else ()
+        return (Peer("longhorn", CHARTS["longhorn"].namespace, (OBJECT_STORE_PORT,)),) if block.longhorn_backups else ()
 
     @classmethod
     def user_values(cls, block: ObjectStoreArgs) -> dict:
@@ -146,8 +160,17 @@ class ObjectStore(HelmService):
             },
             "filer": {
                 "replicas": replicas["filer"], "data": claim(store.filer_size), **logs, **secure,
-                "s3": {"enabled": True, "port": S3_PORT, "enableAuth": True, "existingConfigSecret": CONFIG_SECRET,
+                "s3": {"enabled": True, "port": OBJECT_STORE_PORT, "enableAuth": True,
+                       "existingConfigSecret": CONFIG_SECRET,
                        "createBuckets": [{"name": name} for name in buckets(ctx.platform)]},
+                # With a certificate and no `-s3.port.https`, SeaweedFS serves S3 over HTTPS on `-s3.port` and
+                # nothing in plain HTTP; it reloads the files when cert-manager renews them. (The chart's own
+                # https values need `enableSecurity` and its own CA: its JWT keys and mTLS, not set here.)
+                "extraArgs": tls_args(),
+                "extraVolumes": yaml_text([{"name": "s3-tls", "secret": {
+                    "secretName": TLS_SECRET, "defaultMode": 0o440,
+                    "items": [{"key": "tls.crt", "path": "tls.crt"}, {"key": "tls.key", "path": "tls.key"}]}}]),
+                "extraVolumeMounts": yaml_text([{"name": "s3-tls", "mountPath": TLS_DIR, "readOnly": True}]),
             },
         }
 
@@ -155,7 +178,7 @@ class ObjectStore(HelmService):
     def tenant_egress(cls, block: ObjectStoreArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
         # Teams reach the S3 API only (the `seaweedfs-filer` Service's swfs-s3 port), never the filer, master or
         # volume servers.
-        return (Peer("object-store", cls.chart().namespace, (S3_PORT,)),)
+        return (Peer("object-store", cls.chart().namespace, (OBJECT_STORE_PORT,)),)
 
     @classmethod
     def pod_labels(cls, component: str) -> dict[str, str]:
@@ -173,10 +196,21 @@ class ObjectStore(HelmService):
             raise ValueError("storage.objectStore needs the stack secret plinth:objectStoreSeed")
         platform, teams, workflows = ctx.platform, ctx.teams, block.workflow_teams
         config = pulumi.Output.secret(seed).apply(lambda s: s3_config_json(platform, teams, s, workflows))
-        return [stack_secret(resource_name(name, "s3-config"), ctx.metadata(CONFIG_SECRET, name,
-                             namespace=self.chart().namespace),
+        namespace = self.chart().namespace
+        return [stack_secret(resource_name(name, "s3-config"), ctx.metadata(CONFIG_SECRET, name, namespace=namespace),
                              "derived from plinth:objectStoreSeed (HMAC-SHA512 per identity and key)",
-                             {CONFIG_KEY: pulumi.Output.secret(config)}, opts)]
+                             {CONFIG_KEY: pulumi.Output.secret(config)}, opts),
+                # Every name a client may use for the Service: the short ones through the namespace's search path.
+                certificate(resource_name(name, "s3-tls"), ctx.metadata(TLS_SECRET, name, namespace=namespace),
+                            TLS_SECRET, [OBJECT_STORE_HOST, f"{OBJECT_STORE_HOST}.cluster.local",
+                                         f"seaweedfs-s3.{namespace}", "seaweedfs-s3"], ["server auth"], opts)]
+
+    def team_objects(self, name: str, block: ObjectStoreArgs, ctx: PlatformContext, team: Team,
+                     opts: pulumi.ResourceOptions) -> None:
+        # What a team's S3 clients (its workloads, Triton, its workflows' artifact steps) trust the store with.
+        trust_bundle(resource_name(name, team.name, CA_SECRET),
+                     ctx.metadata(CA_SECRET, name, namespace=team.name, team=team.name, cost_center=team.cost_center),
+                     opts)
 
     def objects(self, name: str, block: ObjectStoreArgs, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
         # The chart has no PodDisruptionBudgets: Plinth's keep a drain from taking a master quorum, both copies
@@ -192,6 +226,27 @@ class ObjectStore(HelmService):
             )
 
 
+def tls_args(directory: str = TLS_DIR) -> list[str]:
+    """The filer's arguments for its S3 API's certificate and key (the Secret TLS_SECRET at `directory`)."""
+    return [f"-s3.cert.file={directory}/tls.crt", f"-s3.key.file={directory}/tls.key"]
+
+
+def yaml_text(items: list[dict]) -> str:
+    """A list of volumes or mounts as the chart's `extraVolumes`/`extraVolumeMounts` take them: block YAML text
+    that the chart passes through `tpl` and indents into the pod's own list (nothing in it is a template)."""
+    return yaml.safe_dump(items, default_flow_style=False, sort_keys=True)
+
+
+def ca_volume(secret: str = CA_SECRET) -> dict:
+    """The pod volume of the platform CA's `ca.crt` (from `secret`, in the pod's namespace)."""
+    return {"name": CA_SECRET, "secret": {"secretName": secret, "defaultMode": 0o444,
+                                          "items": [{"key": "ca.crt", "path": "ca.crt"}]}}
+
+
+CA_MOUNT = {"name": CA_SECRET, "mountPath": CA_DIR, "readOnly": True}
+"""The container mount of ca_volume(): CA_FILE is the CA."""
+
+
 def client_policy(resource: str, client: str, namespace: str, pods: dict[str, str], component: str,
                   ctx: PlatformContext, opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
     """The object store admits the pods of `namespace` matching the labels `pods` (the client: a server, a
@@ -204,5 +259,5 @@ def client_policy(resource: str, client: str, namespace: str, pods: dict[str, st
         spec={"podSelector": {"matchLabels": ObjectStore.pod_labels("filer")}, "policyTypes": ["Ingress"],
               "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
                                      "podSelector": {"matchLabels": pods}}],
-                           "ports": [{"protocol": "TCP", "port": S3_PORT}]}]},
+                           "ports": [{"protocol": "TCP", "port": OBJECT_STORE_PORT}]}]},
         opts=opts)

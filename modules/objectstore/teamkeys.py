@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from plinth.modules.objectstore import ENDPOINT
+from plinth.modules.objectstore import CA_FILE, ENDPOINT
 from plinth.modules.objectstore.identities import bucket, derive
 
 REGION = "us-east-1"
@@ -52,9 +52,11 @@ class TeamKeys:
         access, secret = (derive(seed, platform, self.identity(team), kind) for kind in ("access", "secret"))
         if not self.aws_names:  # Argo's artifact repository names these keys (modules/pipelines)
             return {"accessKey": access, "secretKey": secret}
-        # Triton reads the first three; boto3 and the aws CLI the endpoint too; then where the team's models are.
+        # Triton reads the first three; boto3 and the aws CLI the endpoint and the CA too (the pod mounts the
+        # namespace's Secret CA_SECRET at CA_DIR); then where the team's models are.
         return {"AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": REGION,
-                "AWS_ENDPOINT_URL_S3": ENDPOINT, "S3_BUCKET": bucket(platform, "models"), "S3_PREFIX": f"{team}/"}
+                "AWS_ENDPOINT_URL_S3": ENDPOINT, "AWS_CA_BUNDLE": CA_FILE, "S3_BUCKET": bucket(platform, "models"),
+                "S3_PREFIX": f"{team}/"}
 
 
 OBJECT_STORE = TeamKeys("team", "object-store", "object-store-credentials", aws_names=True)

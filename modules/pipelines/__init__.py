@@ -21,7 +21,7 @@ from plinth.context import PULL_SECRET, PlatformContext, StackSecret, resource_n
 from plinth.modules.backups import database_identities, instance_monitor, postgres_cluster
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService
-from plinth.modules.objectstore import ENDPOINT
+from plinth.modules.objectstore import CA_SECRET, ENDPOINT
 from plinth.modules.objectstore.identities import bucket, workflow_artifacts_key
 from plinth.modules.objectstore.teamkeys import REGION, WORKFLOW_ARTIFACTS
 from plinth.modules.pipelines.sso import (
@@ -428,12 +428,14 @@ def artifact_repository(key: str, team: str, meta, platform: str, opts: pulumi.R
 
 
 def repository_config(platform: str, team: str) -> str:
-    """The repository (Argo's ArtifactRepository, as YAML; JSON is YAML) in a stable key order: plain HTTP to the
-    store's S3 Service in the cluster, like every other client of it; every key under the team's prefix."""
+    """The repository (Argo's ArtifactRepository, as YAML; JSON is YAML) in a stable key order: HTTPS to the
+    store's S3 Service in the cluster, trusting the platform CA of the team's namespace (ObjectStore.team_objects),
+    like every other client of it; every key under the team's prefix."""
     return json.dumps({"archiveLogs": False, "s3": {
         "bucket": bucket(platform, "artifacts"),
-        "endpoint": ENDPOINT.removeprefix("http://"),
-        "insecure": True,
+        "endpoint": ENDPOINT.removeprefix("https://"),
+        "insecure": False,
+        "caSecret": {"name": CA_SECRET, "key": "ca.crt"},
         "region": S3_REGION,
         "keyFormat": f"{workflow_artifacts_key(team)}/{{{{workflow.name}}}}/{{{{pod.name}}}}",
         "accessKeySecret": {"name": ARTIFACTS_SECRET, "key": "accessKey"},

@@ -11,10 +11,15 @@ import pulumi
 from plinth.catalog import IMAGES, mirror_image
 from plinth.context import PlatformContext
 from plinth.modules.gpu import GPU_RESOURCE, gpu_node_selector, gpu_toleration
+from plinth.modules.objectstore import CA_MOUNT, ca_volume
 from plinth.modules.serving import registry
 from plinth.modules.serving.names import deployment_name, selector
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.targets import WORKLOAD_SERVICE_ACCOUNT
+from plinth.vocabulary import in_cluster_store
+
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+"""The CA bundle of Triton's (Ubuntu) image, which its S3 client trusts."""
 
 PVC_MOUNT = "/models"
 """Where a pvc:// model repository's claim is mounted (read-only)."""
@@ -161,6 +166,12 @@ def pod_spec(model, track: str, release, ctx: PlatformContext) -> dict:
             claim = repository.removeprefix("pvc://").split("/", 1)[0]
             mounts.append({"name": "models", "mountPath": PVC_MOUNT, "readOnly": True})
             volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
+        elif in_cluster_store(repository)[0]:
+            # Triton's S3 client (the AWS SDK for C++ over curl) has no CA setting of its own and trusts the
+            # image's system bundle: the platform CA takes its place (the pod reaches nothing else outside).
+            volumes.append(ca_volume())
+            mounts += [CA_MOUNT, {"name": CA_MOUNT["name"], "mountPath": SYSTEM_CA_BUNDLE, "subPath": "ca.crt",
+                                  "readOnly": True}]
     else:
         # BentoML keeps its multi-process Prometheus files under $BENTOML_HOME (/home/bentoml).
         mounts.append({"name": "metrics", "mountPath": "/home/bentoml/prometheus_multiproc_dir"})

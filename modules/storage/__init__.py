@@ -8,13 +8,14 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
-from plinth.modules.backups import IDENTITY, backups_on
+from plinth.modules.backups import backups_on
 from plinth.modules.backups.alerts import alert_rule, volume_rules
+from plinth.modules.certs import trust_bundle
 from plinth.modules.cluster.differences import longhorn_values
 from plinth.modules.helm import HelmService, merge_values
-from plinth.modules.objectstore import ENDPOINT
-from plinth.modules.objectstore.identities import bucket, derive
-from plinth.objects import stack_secret
+from plinth.modules.objectstore import CA_SECRET
+from plinth.modules.objectstore.identities import bucket
+from plinth.modules.storage.backuptarget import CREDENTIAL_SECRET
 from plinth.service import Need, Peer
 from plinth.spec import models
 from plinth.targets import Identity
@@ -29,9 +30,6 @@ BACKUP_PREFIX = "longhorn"
 """On-prem, volume backups live under s3://<platform>-backups/longhorn/."""
 BACKUP_REGION = "us-east-1"
 """Longhorn's S3 URL names a region (s3://<bucket>@<region>/<path>); SeaweedFS accepts any, SigV4 signs with it."""
-CREDENTIAL_SECRET = "longhorn-backup-s3"
-"""The backup target's credentials on-prem (Longhorn's keys: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the
-endpoint AWS_ENDPOINTS)."""
 RECURRING_JOB = "plinth-volume-backup"
 ALERT_RULE = "volume-backups"
 """The PrometheusRule with the volume backups' alerts (modules/backups/alerts.py)."""
@@ -119,19 +117,11 @@ class Longhorn(HelmService):
                       opts: pulumi.ResourceOptions) -> list[pulumi.Resource]:
         if ctx.backups is None or ctx.target.cloud:
             return []
-        # On-prem: the object store's `backups` identity, before the release whose setting names the Secret.
-        seed = ctx.secrets.object_store_seed
-        if seed is None:
-            raise ValueError("backups to the object store need the stack secret plinth:objectStoreSeed")
-        platform, namespace = ctx.platform, self.chart().namespace
-        keys = pulumi.Output.secret(seed).apply(lambda s: {
-            "AWS_ACCESS_KEY_ID": derive(s, platform, IDENTITY, "access"),
-            "AWS_SECRET_ACCESS_KEY": derive(s, platform, IDENTITY, "secret"), "AWS_ENDPOINTS": ENDPOINT})
-        return [
-            stack_secret(resource_name(name, "backup-s3"), ctx.metadata(CREDENTIAL_SECRET, name, namespace=namespace),
-                         f"derived from plinth:objectStoreSeed (the object store's `{IDENTITY}` identity)", keys, opts),
-            # The object store, installed after Longhorn, admits its pods (ObjectStore.ingress).
-        ]
+        # On-prem: the platform CA for the backup target's Secret, which the configure stage writes from it
+        # (backuptarget.py: Longhorn takes the CA as text only). The object store, installed after Longhorn,
+        # admits its pods (ObjectStore.ingress).
+        return [trust_bundle(resource_name(name, "object-store-ca"),
+                             ctx.metadata(CA_SECRET, name, namespace=self.chart().namespace), opts)]
 
     def objects(self, name: str, block: models.Longhorn, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> None:
         if not volume_backups(ctx):

@@ -179,14 +179,13 @@ def schedule_interval(cron: str | None) -> str:
 
 
 def cluster_backups(plan: Plan) -> list[dict]:
-    """Velero's Schedules: which namespaces, where (the release's backup storage location of that name), the
-    schedule (5 fields, UTC), how long each backup is kept (its ttl) and the recovery point: the schedule's
-    interval (objects changed since the last backup are lost)."""
-    release = next((r.inputs for r in plan.resources if r.type.endswith("helm.sh/v3:Release")
-                    and r.inputs.get("name") == "velero"), None)
-    locations = {(loc.get("name") or "default"): loc for loc in
-                 (((release or {}).get("values") or {}).get("configuration") or {}).get("backupStorageLocation")
-                 or [] if isinstance(loc, dict)}
+    """Velero's Schedules: which namespaces, where (the BackupStorageLocation of that name), the schedule
+    (5 fields, UTC), how long each backup is kept (its ttl) and the recovery point: the schedule's interval
+    (objects changed since the last backup are lost)."""
+    locations = {(location.get("metadata") or {}).get("name"): {**(location.get("spec") or {}).get("objectStorage", {}),
+                                   "provider": (location.get("spec") or {}).get("provider")}
+                 for location in (r.inputs for r in plan.resources
+                                  if r.type == "kubernetes:velero.io/v1:BackupStorageLocation")}
     schemes = {"aws": "s3", "gcp": "gs"}
     rows = []
     for schedule in (r.inputs for r in plan.resources if r.type == "kubernetes:velero.io/v1:Schedule"):

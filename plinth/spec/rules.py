@@ -15,6 +15,7 @@ from plinth.catalog import CHARTS, PLATFORM_NAMESPACES, ImageRef
 from plinth.spec.errors import Violation
 from plinth.spec.models import DEFAULT_POD_CIDR, PlatformSpec, perimeter_hosts, quantity_value, url_host_port
 from plinth.targets import target_facts, vault_uses_target_key
+from plinth.vocabulary import OBJECT_STORE_ENDPOINT, in_cluster_store
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 RESERVED_NAMESPACES = {"default", "kube-system", "kube-public", "kube-node-lease", *PLATFORM_NAMESPACES.values(),
@@ -131,11 +132,19 @@ def _repository_rules(model, at: tuple, spec: PlatformSpec) -> Iterator[Violatio
                             "enable network.cilium (egress to the object store by name), or set repositoryCidrs")
         return
     scheme, _, rest = repository.partition("://")
+    # The platform's own store: team namespaces reach its S3 port already (ObjectStore.tenant_egress).
+    in_store, store_scheme = in_cluster_store(repository)
+    in_store = in_store and spec.storage.object_store.enabled
     if scheme == "pvc":
         claim = rest.split("/", 1)[0]
         if not _DNS_SUBDOMAIN.match(claim) or ".." in rest.split("/"):
             yield Violation((*at, "modelRepository"), f"{repository!r} does not name a claim and a path inside it",
                             "triton-model-repository", "use pvc://<claim>/<path>, the claim in the team's namespace")
+    elif in_store:
+        if store_scheme != "https":
+            yield Violation((*at, "modelRepository"), f"the platform's object store speaks HTTPS only, not "
+                            f"{store_scheme or 'a plain host'}", "model-repository-tls",
+                            f"use s3://{OBJECT_STORE_ENDPOINT}/<bucket>/<path>")
     elif not model.repository_cidrs and not by_name:
         yield Violation((*at, "modelRepository"), f"the model's pods cannot reach {scheme}:// storage: team "
                         "namespaces are default-deny for egress", "model-repository-egress",

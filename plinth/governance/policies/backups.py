@@ -59,22 +59,21 @@ def _backups_bucket(subjects) -> bool:
 
 
 def _velero_backs_up(subjects):
-    """Where the platform has a backups bucket: a Velero release with a BackupStorageLocation (provider and
-    bucket), and a Schedule of its namespace that backs up on a schedule into one of its locations, each backup
-    with a ttl."""
+    """Where the platform has a backups bucket: a Velero release with a BackupStorageLocation of its namespace
+    (provider and bucket), and a Schedule of its namespace that backs up on a schedule into one of its locations,
+    each backup with a ttl."""
     release = _release(subjects, "velero")
     if release is None:
         if _backups_bucket(subjects):
             yield None, "no Velero release backs up the namespaces' objects into the backups bucket"
         return
-    locations = [loc for loc in dig(release.props, "values", "configuration", "backupStorageLocation") or []
-                 if isinstance(loc, dict) and loc.get("provider") and loc.get("bucket")]
-    if not locations:
-        yield release, "Velero has no backup storage location with a provider and a bucket " \
-            "(configuration.backupStorageLocation)"
-        return
-    names = {loc.get("name") or "default" for loc in locations}
     namespace = release.props.get("namespace")
+    names = {s.metadata.get("name") for s in subjects
+             if _api_kind(s) == "velero.io/v1:BackupStorageLocation" and s.metadata.get("namespace") == namespace
+             and dig(s.props, "spec", "provider") and dig(s.props, "spec", "objectStorage", "bucket")}
+    if not names:
+        yield release, f"Velero has no BackupStorageLocation in namespace {namespace} with a provider and a bucket"
+        return
     for s in subjects:
         if _api_kind(s) != "velero.io/v1:Schedule" or s.metadata.get("namespace") != namespace:
             continue
