@@ -158,12 +158,19 @@ class Denied(Answer):
                    else "the right user and password (an access token made in MLflow's UI expires)")
             return (f"MLflow at {self.url} did not accept the credentials in {self.source} for {self.what} "
                     f"({said}): set {fix}")
-        whose = (f": it is team {team}'s; sign on as a member of one of team {team}'s groups, or as its service "
-                 f"account {team}-workloads" if team else "")
+        # Who may, as Plinth grants team names (modules/mlflow): viewers READ, data scientists and the team's
+        # service account EDIT, ml-engineers MANAGE (which removing an alias needs).
         if self.what.startswith("removing"):
-            whose += " (removing an alias needs MANAGE on the model: a team's ml-engineers have it, its service " \
-                     "account EDIT only)"
-        return f"MLflow at {self.url} refused {self.what} to the credentials in {self.source} ({said}){whose}"
+            whose = "removing an alias needs MANAGE on the model: sign on as one of {} ml-engineers" + (
+                f" (its service account {team}-workloads has EDIT only)" if team else "")
+        elif self.what.startswith("setting"):
+            whose = "setting an alias needs EDIT on the model: sign on as one of {} ml-engineers or data " \
+                    "scientists" + (f", or as its service account {team}-workloads" if team else "")
+        else:
+            whose = "sign on as a member of one of {} groups" + (
+                f", or as its service account {team}-workloads" if team else "")
+        whose = f"it is team {team}'s; " + whose.format("its") if team else whose.format("the owning team's")
+        return f"MLflow at {self.url} refused {self.what} to the credentials in {self.source} ({said}): {whose}"
 
 
 def refusal(mlflow: Gateway, status: int, body: bytes, what: str) -> Exception | None:

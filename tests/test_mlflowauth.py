@@ -186,8 +186,8 @@ def test_refusals_say_where_what_whose_and_which_variable(recording, monkeypatch
     [track] = lineage(spec_of([SCORER]), recording).tracks
     assert track.error == (
         f"MLflow at {recording} refused version 1 of registered model 'fraud.scorer' to the credentials in {TOKEN} "
-        "(HTTP 403: Permission denied): it is team fraud's; sign on as a member of one of team fraud's groups, or as "
-        "its service account fraud-workloads")
+        "(HTTP 403: Permission denied): it is team fraud's; sign on as a member of one of its groups, or as its "
+        "service account fraud-workloads")
 
 
 def spec_of(models: list[dict]):
@@ -267,3 +267,22 @@ def test_an_unreachable_server_says_so_and_shows_no_credential(monkeypatch):
     url = f"http://127.0.0.1:{free_port()}"
     [track] = lineage(spec_of([SCORER]), url, timeout=5).tracks
     assert track.error.startswith("ConnectionRefusedError") and shows_no_secret(track.error)
+
+
+def test_a_refused_alias_move_says_which_permission_it_needs():
+    from plinth.lineage import Denied
+
+    mlflow = client("http://127.0.0.1:5000", 5, {USERNAME: "fraud-workloads", PASSWORD: PASSWORD_VALUE})
+    source = f"{USERNAME} and {PASSWORD}"
+    removing = Denied(mlflow, 403, b'{"message": "Permission denied"}',
+                      "removing alias 'challenger' of registered model 'fraud.scorer'")
+    assert removing.explain("fraud") == (
+        "MLflow at http://127.0.0.1:5000 refused removing alias 'challenger' of registered model 'fraud.scorer' to "
+        f"the credentials in {source} (HTTP 403: Permission denied): it is team fraud's; removing an alias needs "
+        "MANAGE on the model: sign on as one of its ml-engineers (its service account fraud-workloads has EDIT only)")
+    setting = Denied(mlflow, 403, b"", "setting alias 'champion' of registered model 'fraud.scorer'")
+    assert str(setting) == (
+        "MLflow at http://127.0.0.1:5000 refused setting alias 'champion' of registered model 'fraud.scorer' to the "
+        f"credentials in {source} (HTTP 403): setting an alias needs EDIT on the model: sign on as one of the owning "
+        "team's ml-engineers or data scientists")
+    assert shows_no_secret(str(removing), removing.explain("fraud"), str(setting))
