@@ -160,16 +160,17 @@ class Denied(Answer):
                     f"({said}): set {fix}")
         # Who may, as Plinth grants team names (modules/mlflow): viewers READ, data scientists and the team's
         # service account EDIT, ml-engineers MANAGE (which removing an alias needs).
+        owner = "its" if team else "the owning team's"
+        account = f"its service account {team}-workloads" if team else ""
         if self.what.startswith("removing"):
-            whose = "removing an alias needs MANAGE on the model: sign on as one of {} ml-engineers" + (
-                f" (its service account {team}-workloads has EDIT only)" if team else "")
+            need = f"removing an alias needs MANAGE on the model: sign on as one of {owner} ml-engineers" + (
+                f" ({account} has EDIT only)" if account else "")
         elif self.what.startswith("setting"):
-            whose = "setting an alias needs EDIT on the model: sign on as one of {} ml-engineers or data " \
-                    "scientists" + (f", or as its service account {team}-workloads" if team else "")
+            need = (f"setting an alias needs EDIT on the model: sign on as one of {owner} ml-engineers or data "
+                    "scientists" + (f", or as {account}" if account else ""))
         else:
-            whose = "sign on as a member of one of {} groups" + (
-                f", or as its service account {team}-workloads" if team else "")
-        whose = f"it is team {team}'s; " + whose.format("its") if team else whose.format("the owning team's")
+            need = f"sign on as a member of one of {owner} groups" + (f", or as {account}" if account else "")
+        whose = f"it is team {team}'s; {need}" if team else need
         return f"MLflow at {self.url} refused {self.what} to the credentials in {self.source} ({said}): {whose}"
 
 
@@ -178,11 +179,17 @@ def refusal(mlflow: Gateway, status: int, body: bytes, what: str) -> Exception |
     of the credentials the server echoed taken out; None for a 200."""
     if status == 200:
         return None
-    if mlflow.credentials:
-        body = mlflow.credentials.redact(body.decode("utf-8", "replace")).encode()
+    body = _redacted(mlflow, body)
     if status in (401, 403):
         return Denied(mlflow, status, body, what)
     return Answer(status, body)
+
+
+def _redacted(mlflow: Gateway, body: bytes) -> bytes:
+    """An error answer without anything of the credentials in it (a server may echo what it was sent)."""
+    if mlflow.credentials is None:
+        return body
+    return mlflow.credentials.redact(body.decode("utf-8", "replace")).encode()
 
 
 def _get(mlflow: Gateway, path: str, query: dict[str, str], what: str) -> dict:
@@ -191,7 +198,7 @@ def _get(mlflow: Gateway, path: str, query: dict[str, str], what: str) -> dict:
     text = "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items())
     status, body = mlflow.request("GET", f"{API}/{path}?{text}", {})
     if status == 404 or (status == 400 and b"RESOURCE_DOES_NOT_EXIST" in body):
-        raise Missing(_message(body) or f"HTTP {status}")
+        raise Missing(_message(_redacted(mlflow, body)) or f"HTTP {status}")
     refused = refusal(mlflow, status, body, what)
     if refused is not None:
         raise refused
