@@ -11,6 +11,11 @@ puts in the team's namespace (MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSW
 is what tests/test_mlflow_server.py substitutes (addresses, mounted paths, Secrets' values); the issuer is the
 real provider's. Artifacts stay out of it (no object store here): they are covered by the experiment's permission
 as every other call under it (the server proxies them).
+
+`plinth lineage` and `plinth promote` sign on the same ways (MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and
+MLFLOW_TRACKING_PASSWORD): a team's engineer and its service account read and move its model's aliases, and every
+refusal (no credentials, a forged token, another team, a permission the account lacks) is an error that says what
+to set, with no credential in any output.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from __future__ import annotations
 import base64
 import http.cookiejar
 import json
+import os
 import secrets
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -434,9 +441,6 @@ def promo_project(directory: Path) -> Path:
 
 def signed(*args: str, cwd: Path, **credentials: str) -> subprocess.CompletedProcess:
     """`plinth ARGS` with exactly `credentials` among MLflow's variables (none of this shell's)."""
-    import os
-    import sys
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
     done = subprocess.run([sys.executable, "-c", "from plinth.cli import main; main()", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=120,
