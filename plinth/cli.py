@@ -467,7 +467,8 @@ def lineage(
     """For every served track of every registry-backed model: the registered version, its run, the run's params,
     metrics, input datasets (with digests), source commit and feature service, and the spec's commit. Exit 1 on a
     finding (a served version not registered or without a run, a run without an input dataset) or when MLflow
-    cannot be read."""
+    cannot be read or refuses. Signs on as MLflow's client does: MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME
+    and MLFLOW_TRACKING_PASSWORD (MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_TRACKING_INSECURE_TLS for https)."""
     from plinth.lineage import lineage as run_lineage
     from plinth.lineage import lines, mlflow_url, summary
 
@@ -772,7 +773,9 @@ def promote(
 ) -> None:
     """The source stack's stable version becomes the target stack's canary (--canary WEIGHT) or stable: its
     overrides edited in place like `canary`. A registry-backed model's alias follows (`challenger` for a canary,
-    `champion` for stable); a registry that already disagrees with the target's spec refuses (exit 2)."""
+    `champion` for stable); a registry that already disagrees with the target's spec, refuses the credentials or
+    does not answer refuses (exit 2). Signs on to MLflow as its client does: MLFLOW_TRACKING_TOKEN, or
+    MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD."""
     from plinth import canary
     from plinth.promote import CHALLENGER, CHAMPION, AliasMove, promotion, source_version
     from plinth.spec.yamledit import Refused

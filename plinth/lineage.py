@@ -11,18 +11,22 @@ Findings: a served version that is not registered (or an alias that names none),
 The requests are MLflow's REST API (`/api/2.0/mlflow/...`), on the bounded requests of plinth/modelclient.py:
 every request has a deadline (--timeout seconds for all of it), an answer is read up to MAX_BODY bytes, and
 what the server says is cleaned before it is shown. A version and a run are each read once however many tracks
-share them; up to WORKERS requests run at once. Exit codes (the CLI): 0 no finding, 1 a finding or MLflow
-unreachable, 2 bad input.
+share them; up to WORKERS requests run at once. The requests sign on with MLflow's own environment variables
+(plinth/mlflowauth.py); a track MLflow refuses (401, 403) is not readable, saying which variable to set or whose
+model it is. Exit codes (the CLI): 0 no finding, 1 a finding or MLflow unreachable or refusing, 2 bad input (a
+credential variable no header can carry included).
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from urllib.parse import quote
 
+from plinth.mlflowauth import HOW_TO_SIGN_ON, TOKEN, signed_on
 from plinth.modelclient import Answer, Gateway, Unreachable, clean, json_object, shorten
 from plinth.spec.errors import SpecError, SpecInvalid
 
@@ -121,9 +125,10 @@ def mlflow_url(spec, url: str | None, exported: str | None = None) -> str:
                                  "to svc/mlflow in namespace mlflow)")])
 
 
-def client(url: str, timeout: float) -> Gateway:
-    """The bounded HTTP client for MLflow at `url`. Bad input raises SpecInvalid (exit 2)."""
-    return Gateway.parse(url, timeout, "http://127.0.0.1:5000")
+def client(url: str, timeout: float, environ: Mapping[str, str] | None = None) -> Gateway:
+    """The bounded HTTP client for MLflow at `url`, signed on with MLflow's own environment variables
+    (plinth/mlflowauth.py). Bad input (the URL, a variable) raises SpecInvalid (exit 2)."""
+    return signed_on(Gateway.parse(url, timeout, "http://127.0.0.1:5000"), environ)
 
 
 # --- reading MLflow -------------------------------------------------------------------------------------
@@ -133,21 +138,82 @@ class Missing(Exception):
     """MLflow answered that the thing asked for does not exist."""
 
 
-def _get(mlflow: Gateway, path: str, query: dict[str, str]) -> dict:
-    """One GET of MLflow's REST API expecting a JSON object; Missing on MLflow's RESOURCE_DOES_NOT_EXIST."""
+class Denied(Answer):
+    """MLflow refused a request: 401 (not signed on, or the credentials not accepted) or 403 (signed on, not
+    allowed). Says where, what was asked, which variables the credentials came from (never their values) and what
+    to set; `explain(team)` adds whose the model is."""
+
+    def __init__(self, mlflow: Gateway, status: int, body: bytes, what: str):
+        self.url, self.what, self.detail = mlflow.url, what, _message(body)
+        self.source = mlflow.credentials.source if mlflow.credentials else None
+        super().__init__(status, b"")
+        self.args = (self.explain(),)
+
+    def explain(self, team: str | None = None) -> str:
+        said = f"HTTP {self.status}" + (f": {self.detail}" if self.detail else "")
+        if self.source is None:
+            return f"MLflow at {self.url} requires sign-on for {self.what} ({said}): {HOW_TO_SIGN_ON}"
+        if self.status == 401:
+            fix = ("a fresh token from the identity provider, issued to MLflow's client" if self.source == TOKEN
+                   else "the right user and password (an access token made in MLflow's UI expires)")
+            return (f"MLflow at {self.url} did not accept the credentials in {self.source} for {self.what} "
+                    f"({said}): set {fix}")
+        # Who may, as Plinth grants team names (modules/mlflow): viewers READ, data scientists and the team's
+        # service account EDIT, ml-engineers MANAGE (which removing an alias needs).
+        owner = "its" if team else "the owning team's"
+        account = f"its service account {team}-workloads" if team else ""
+        if self.what.startswith("removing"):
+            need = f"removing an alias needs MANAGE on the model: sign on as one of {owner} ml-engineers" + (
+                f" ({account} has EDIT only)" if account else "")
+        elif self.what.startswith("setting"):
+            need = (f"setting an alias needs EDIT on the model: sign on as one of {owner} ml-engineers or data "
+                    "scientists" + (f", or as {account}" if account else ""))
+        else:
+            need = f"sign on as a member of one of {owner} groups" + (f", or as {account}" if account else "")
+        whose = f"it is team {team}'s; {need}" if team else need
+        return f"MLflow at {self.url} refused {self.what} to the credentials in {self.source} ({said}): {whose}"
+
+
+def refusal(mlflow: Gateway, status: int, body: bytes, what: str) -> Exception | None:
+    """The Denied (401, 403) or Answer that stands for a non-200 answer to a request for `what`, with anything
+    of the credentials the server echoed taken out; None for a 200."""
+    if status == 200:
+        return None
+    body = _redacted(mlflow, body)
+    if status in (401, 403):
+        return Denied(mlflow, status, body, what)
+    return Answer(status, body)
+
+
+def _redacted(mlflow: Gateway, body: bytes) -> bytes:
+    """An error answer without anything of the credentials in it (a server may echo what it was sent)."""
+    if mlflow.credentials is None:
+        return body
+    return mlflow.credentials.redact(body.decode("utf-8", "replace")).encode()
+
+
+def _get(mlflow: Gateway, path: str, query: dict[str, str], what: str) -> dict:
+    """One GET of MLflow's REST API expecting a JSON object (`what`: the thing asked for, for messages); Missing
+    on MLflow's RESOURCE_DOES_NOT_EXIST, Denied on 401 and 403."""
     text = "&".join(f"{k}={quote(v, safe='')}" for k, v in query.items())
     status, body = mlflow.request("GET", f"{API}/{path}?{text}", {})
     if status == 404 or (status == 400 and b"RESOURCE_DOES_NOT_EXIST" in body):
-        raise Missing(_message(body) or f"HTTP {status}")
+        raise Missing(_message(_redacted(mlflow, body)) or f"HTTP {status}")
+    refused = refusal(mlflow, status, body, what)
+    if refused is not None:
+        raise refused
     return json_object(path, status, body)
 
 
 def _message(body: bytes) -> str:
+    """MLflow's `message`, or the sign-on plugin's `detail`, of an error answer."""
     try:
         found = json.loads(body)
     except ValueError:
         return ""
-    return shorten(found.get("message", "")) if isinstance(found, dict) else ""
+    if not isinstance(found, dict):
+        return ""
+    return shorten(str(found.get("message") or found.get("detail") or ""))
 
 
 def _pairs(items) -> dict:
@@ -165,13 +231,15 @@ class Reader:
         from plinth.modules.serving.registry import is_version
 
         if is_version(version):
-            found = _get(self.mlflow, "model-versions/get", {"name": name, "version": version})
+            found = _get(self.mlflow, "model-versions/get", {"name": name, "version": version},
+                         f"version {version} of registered model {name!r}")
         else:
-            found = _get(self.mlflow, "registered-models/alias", {"name": name, "alias": version})
+            found = _get(self.mlflow, "registered-models/alias", {"name": name, "alias": version},
+                         f"alias {version!r} of registered model {name!r}")
         return found.get("model_version") or {}
 
     def run(self, run_id: str) -> dict:
-        return _get(self.mlflow, "runs/get", {"run_id": run_id}).get("run") or {}
+        return _get(self.mlflow, "runs/get", {"run_id": run_id}, f"run {run_id}").get("run") or {}
 
 
 class Failed(Exception):
@@ -182,7 +250,7 @@ def _ask(call, *args):
     """The answer of one read, or the Missing / Failed that stands for it."""
     try:
         return call(*args)
-    except Missing as exc:
+    except (Missing, Denied) as exc:
         return exc
     except (Answer, Unreachable) as exc:
         return Failed(shorten(str(exc)))
@@ -194,6 +262,9 @@ def fill(track: TrackLineage, version, runs: dict) -> None:
     """One track's lineage from its registered version (or what stands for it) and the runs read."""
     if isinstance(version, Failed):
         track.error = str(version)
+        return
+    if isinstance(version, Denied):
+        track.error = version.explain(track.team)
         return
     if isinstance(version, Missing):
         kind = "version" if track.version.isdigit() else "alias"
@@ -212,6 +283,9 @@ def fill(track: TrackLineage, version, runs: dict) -> None:
     run = runs[run_id]
     if isinstance(run, Failed):
         track.error = str(run)
+        return
+    if isinstance(run, Denied):
+        track.error = run.explain(track.team)
         return
     if isinstance(run, Missing):
         track.findings.append(Finding(WITHOUT_RUN, f"version {track.resolved_version}'s run {run_id} does not "

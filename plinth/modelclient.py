@@ -14,7 +14,7 @@ import re
 import socket
 import ssl
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -99,6 +99,24 @@ MAX_TIMEOUT = 3600.0
 
 
 @dataclass(frozen=True)
+class Credentials:
+    """The Authorization header every request carries, and where it came from. Only `source` is ever shown: the
+    header and the secrets stay out of every repr, message and exception."""
+
+    source: str
+    """Where the credentials came from, for messages (e.g. the environment variables' names)."""
+    header: str = field(repr=False)
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    """Values that must never be shown (`redact` takes them out of a server's answer, which may echo them)."""
+
+    def redact(self, text: str) -> str:
+        for secret in (self.header, *self.secrets):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+
+@dataclass(frozen=True)
 class Gateway:
     """The platform Gateway as reached from here: the URL's scheme, address and base path; the route's host name."""
 
@@ -111,6 +129,10 @@ class Gateway:
     hostname: str
     """serving.hostname: the Host header, and for https the TLS server name."""
     timeout: float
+    credentials: Credentials | None = field(default=None, repr=False)
+    """Sent with every request (None: no Authorization header)."""
+    context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
+    """For https: how the server's certificate is checked (None: the system's CAs, host name checked)."""
 
     @classmethod
     def parse(cls, url: str, timeout: float, example: str, hostname: str | None = None,
@@ -145,7 +167,7 @@ class Gateway:
         if self.scheme == "https":
             conn: http.client.HTTPConnection = _TLSConnection(self.address, self.port, self.hostname,
                                                               timeout=self.timeout,
-                                                              context=ssl.create_default_context())
+                                                              context=self.context or ssl.create_default_context())
         else:
             conn = http.client.HTTPConnection(self.address, self.port, timeout=self.timeout)
         expired = threading.Event()
@@ -153,8 +175,9 @@ class Gateway:
         timer = threading.Timer(self.timeout, _expire, (conn, opened, expired))
         timer.start()
         try:
+            signed = {"Authorization": self.credentials.header} if self.credentials else {}
             conn.request(method, self.base + path, body=body,
-                         headers={"Host": self.hostname, "Accept": "application/json", **headers})
+                         headers={"Host": self.hostname, "Accept": "application/json", **signed, **headers})
             # An answer without a length ends when the server closes: http.client then lets go of the socket
             # (conn.sock is None) while the answer is read from it, so the deadline keeps its own reference.
             if conn.sock is not None:
@@ -164,7 +187,8 @@ class Gateway:
             if expired.is_set():  # a read cut short by the deadline returns what had come
                 raise TimeoutError
         except (OSError, http.client.HTTPException, ValueError) as exc:
-            raise Unreachable("timed out" if expired.is_set() else error_text(exc)) from None
+            why = "timed out" if expired.is_set() else error_text(exc)
+            raise Unreachable(self.credentials.redact(why) if self.credentials else why) from None
         finally:
             timer.cancel()
             conn.close()

@@ -9,6 +9,10 @@ promotion to canary points alias CHALLENGER at the version, promotion to stable 
 points CHAMPION at it and removes CHALLENGER where it named that version. Before anything is written the
 registry's aliases are compared with the target's spec: an alias that names neither the version the spec
 serves on its track nor the version being promoted means the two already disagree, and nothing is done.
+
+The requests sign on with MLflow's own environment variables (plinth/mlflowauth.py). MLflow refusing (401, 403)
+or not answering while the aliases are read refuses the promotion (exit 2, nothing written); while they move
+(the spec already written), exit 1 saying what is left to do.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from plinth.canary import Edit, _remove
-from plinth.lineage import API, Missing, _get
+from plinth.lineage import API, Denied, Missing, _get, refusal
 from plinth.modelclient import Answer, Gateway, Unreachable
 from plinth.spec.models import Model
 from plinth.spec.yamledit import Refused
@@ -78,12 +82,16 @@ class AliasMove:
     drop: tuple[str, ...] = ()
 
 
-def aliases(mlflow: Gateway, name: str) -> dict[str, str]:
-    """alias -> version of a registered model (Refused when it is not registered)."""
+def aliases(mlflow: Gateway, name: str, team: str | None = None) -> dict[str, str]:
+    """alias -> version of a registered model (Refused when it is not registered, or MLflow refuses or cannot be
+    read; `team`: whose model it is, for the refusal)."""
     try:
-        found = _get(mlflow, "registered-models/get", {"name": name}).get("registered_model") or {}
+        found = _get(mlflow, "registered-models/get", {"name": name}, f"registered model {name!r}"
+                     ).get("registered_model") or {}
     except Missing as exc:
         raise Refused(f"registered model {name!r} does not exist in MLflow at {mlflow.url} ({exc})") from None
+    except Denied as exc:
+        raise Refused(exc.explain(team)) from None
     except (Answer, Unreachable, ValueError) as exc:
         raise Refused(f"MLflow at {mlflow.url} cannot be read: {exc}") from None
     return {str(a["alias"]): str(a["version"]) for a in found.get("aliases") or () if isinstance(a, dict)}
@@ -121,8 +129,11 @@ def _send(mlflow: Gateway, method: str, path: str, message: dict[str, str]) -> N
     # MLflow reads every message but a GET's from a JSON body (a DELETE's too).
     status, body = mlflow.request(method, f"{API}/{path}", {"Content-Type": "application/json"},
                                   json.dumps(message).encode())
-    if status != 200:
-        raise Answer(status, body)
+    what = (f"{'removing' if method == 'DELETE' else 'setting'} alias {message.get('alias')!r} of registered model "
+            f"{message.get('name')!r}")
+    refused = refusal(mlflow, status, body, what)
+    if refused is not None:
+        raise refused
 
 
 def served_versions(model: Model) -> dict[str, str | None]:
@@ -142,7 +153,7 @@ class AliasStep:
     def __init__(self, where: Callable[[], str | None], move: Callable[[Model], AliasMove | None],
                  say: Callable[[str], None], timeout: float = 10.0):
         self.where, self.move, self.say, self.timeout = where, move, say, timeout
-        self.prepared: tuple[Gateway, AliasMove, dict[str, str]] | None = None
+        self.prepared: tuple[Gateway, AliasMove, dict[str, str], str] | None = None
 
     def prepare(self, target, model_ref: str) -> bool:
         """Read the registry and refuse (SpecInvalid naming the file) a disagreement; True when an alias changes."""
@@ -159,20 +170,21 @@ class AliasStep:
                 self.say("note: no MLflow URL (--url): the registry's aliases are not moved")
                 return False
             mlflow = client(url, self.timeout)
-            current = aliases(mlflow, move.name)
+            current = aliases(mlflow, move.name, found.team)
             check_agreement(current, move, served_versions(found))
         except Refused as exc:
             raise _refused(target, str(exc)) from None
-        self.prepared = (mlflow, move, current)
+        self.prepared = (mlflow, move, current, found.team)
         return current.get(move.alias) != move.version or any(current.get(a) == move.version for a in move.drop)
 
     def apply(self) -> None:
         if self.prepared is None:
             return
-        mlflow, move, current = self.prepared
+        mlflow, move, current, team = self.prepared
         try:
             apply_move(mlflow, move, current, self.say)
         except (Answer, Unreachable) as exc:
+            why = exc.explain(team) if isinstance(exc, Denied) else str(exc)
             left = f", and {', '.join(move.drop)} not name it" if move.drop else ""
-            raise AliasesNotMoved(f"the registry's aliases were not all moved ({exc}): alias {move.alias} of "
+            raise AliasesNotMoved(f"the registry's aliases were not all moved ({why}): alias {move.alias} of "
                                   f"{move.name} should name version {move.version}{left}") from None

@@ -11,6 +11,11 @@ puts in the team's namespace (MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSW
 is what tests/test_mlflow_server.py substitutes (addresses, mounted paths, Secrets' values); the issuer is the
 real provider's. Artifacts stay out of it (no object store here): they are covered by the experiment's permission
 as every other call under it (the server proxies them).
+
+`plinth lineage` and `plinth promote` sign on the same ways (MLFLOW_TRACKING_TOKEN, or MLFLOW_TRACKING_USERNAME and
+MLFLOW_TRACKING_PASSWORD): a team's engineer and its service account read and move its model's aliases, and every
+refusal (no credentials, a forged token, another team, a permission the account lacks) is an error that says what
+to set, with no credential in any output.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from __future__ import annotations
 import base64
 import http.cookiejar
 import json
+import os
 import secrets
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -347,3 +354,200 @@ def test_the_grants_follow_the_spec_at_every_start(server, database):  # noqa: F
             [*expected(changed), ("fraud-auditors", "^shared-.*", "READ")])
     finally:
         start(planned)
+
+
+# --- plinth lineage and plinth promote, signed on ---------------------------------------------------------------
+
+PROMOTED = "fraud.promoted"
+PROMO_BASE = f"""\
+apiVersion: plinth.dev/v1alpha1
+kind: Platform
+metadata: {{name: promo, environment: dev, costCenter: cc-1}}
+target: {{type: existing}}
+rbac: {{platformAdminGroup: {ADMINS}}}
+network:
+  cilium: {{enabled: true, apiServer: {{host: api.k8s.internal}}}}
+  loadBalancer: {{ranges: [172.31.255.240/29]}}
+  gateway: {{hostname: "*.models.internal"}}
+certificates: {{certManager: {{enabled: true}}}}
+monitoring: {{enabled: true}}
+storage: {{objectStore: {{enabled: true}}}}
+secrets: {{vault: {{enabled: true}}}}
+registry: {{mlflow: {{enabled: true}}}}
+teams:
+  - {{name: fraud, groups: {{mlEngineer: [{FRAUD}]}}}}
+  - {{name: risk, groups: {{mlEngineer: [{RISK}]}}}}
+serving:
+  hostname: serving.models.internal
+  models:
+    - name: scorer
+      team: fraud
+      runtime: triton
+      registry: {{model: {PROMOTED}}}
+      stable: {{version: "1"}}
+"""
+PROMO_PROD = """\
+# Production.
+config:
+  plinth:blueprint: blueprints/base.yaml
+  plinth:overrides:
+    metadata: {name: promo-prod}
+"""
+PROMO_STAGING = """\
+config:
+  plinth:blueprint: blueprints/base.yaml
+  plinth:overrides:
+    serving:
+      models:
+        - name: scorer
+          stable: {version: "2"}
+"""
+
+
+def register_promoted(url: str, token: str) -> str:
+    """Fraud's experiment and registered model PROMOTED, as its engineer makes them through the REST API: one run
+    (a param, a metric, an input dataset), versions 1 and 2 of it, alias champion -> 1. The run's id."""
+    def ok(method: str, path: str, body: dict) -> dict:
+        status, answer = call(url, method, path, body, token=token)
+        assert status == 200, (path, status, answer)
+        return answer
+
+    experiment = ok("POST", "experiments/create", {"name": PROMOTED})["experiment_id"]
+    run = ok("POST", "runs/create", {"experiment_id": experiment})["run"]["info"]
+    ok("POST", "runs/log-batch", {"run_id": run["run_id"], "params": [{"key": "depth", "value": "6"}],
+                                  "metrics": [{"key": "auc", "value": 0.91, "timestamp": 0, "step": 0}]})
+    ok("POST", "runs/log-inputs", {"run_id": run["run_id"], "datasets": [{
+        "dataset": {"name": "transactions", "digest": "5e1ec7ed", "source_type": "code", "source": "{}"},
+        "tags": [{"key": "mlflow.data.context", "value": "training"}]}]})
+    ok("POST", "registered-models/create", {"name": PROMOTED})
+    for _ in range(2):
+        ok("POST", "model-versions/create", {"name": PROMOTED, "source": f"{run['artifact_uri']}/triton",
+                                             "run_id": run["run_id"]})
+    ok("POST", "registered-models/alias", {"name": PROMOTED, "alias": "champion", "version": "1"})
+    return run["run_id"]
+
+
+@pytest.fixture(scope="module")
+def promoted(server, provider) -> str:
+    return register_promoted(server[0], provider.id_token("alice@corp.example", [FRAUD]))
+
+
+def promo_project(directory: Path) -> Path:
+    (directory / "Pulumi.yaml").write_text((Path(__file__).resolve().parent.parent / "Pulumi.yaml").read_text())
+    for name, text in {"blueprints/base.yaml": PROMO_BASE, "stacks/Pulumi.prod.yaml": PROMO_PROD,
+                       "stacks/Pulumi.staging.yaml": PROMO_STAGING}.items():
+        (directory / name).parent.mkdir(exist_ok=True)
+        (directory / name).write_text(text)
+    return directory
+
+
+def signed(*args: str, cwd: Path, **credentials: str) -> subprocess.CompletedProcess:
+    """`plinth ARGS` with exactly `credentials` among MLflow's variables (none of this shell's)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+    done = subprocess.run([sys.executable, "-c", "from plinth.cli import main; main()", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=120,
+                          env={**env, **credentials, "NO_COLOR": "1", "PLINTH_DEBUG": ""})
+    assert "Traceback" not in done.stderr, done.stderr
+    for name, secret in credentials.items():  # no credential in any output (a user name is no secret)
+        if name != "MLFLOW_TRACKING_USERNAME":
+            assert secret not in done.stdout and secret not in done.stderr, name
+    return done
+
+
+def aliases_now(url: str, admin: str) -> dict[str, str]:
+    status, found = call(url, "GET", "registered-models/get", {"name": PROMOTED}, token=admin)
+    assert status == 200, found
+    return {a["alias"]: a["version"] for a in found["registered_model"].get("aliases", [])}
+
+
+def test_lineage_reads_a_teams_model_with_its_credentials_only(server, provider, promoted, tmp_path):
+    url = server[0]
+    project = promo_project(tmp_path)
+    fraud = {"MLFLOW_TRACKING_TOKEN": provider.id_token("alice@corp.example", [FRAUD])}
+    workloads = {"MLFLOW_TRACKING_USERNAME": workload_user("fraud"),
+                 "MLFLOW_TRACKING_PASSWORD": team_token(server[3], PLATFORM, "fraud")}
+    for credentials in (fraud, workloads):
+        started = time.monotonic()
+        done = signed("lineage", "--stack", "prod", "--url", url, "--json", cwd=project, **credentials)
+        print(f"\n[mlflow] lineage ({', '.join(credentials)}) {time.monotonic() - started:.1f}s")
+        assert done.returncode == 0, done.stdout + done.stderr
+        [track] = json.loads(done.stdout)["tracks"]
+        assert (track["resolved_version"], track["run_id"], track["params"], track["metrics"]) == (
+            "1", promoted, {"depth": "6"}, {"auc": 0.91})
+        assert [d["digest"] for d in track["datasets"]] == ["5e1ec7ed"]
+
+    # No credentials: every track says which variables to set; exit 1 as for an unreachable MLflow.
+    done = signed("lineage", "--stack", "prod", "--url", url, cwd=project)
+    assert done.returncode == 1
+    assert f"  error: MLflow at {url} requires sign-on for version 1 of registered model '{PROMOTED}' (HTTP 401: " \
+           "Authentication required): set MLFLOW_TRACKING_TOKEN (a token the identity provider issued to MLflow's " \
+           "client) or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD" in done.stdout, done.stdout
+    assert done.stdout.splitlines()[-1].endswith("s, 1 not readable from MLflow"), done.stdout
+    # Another team's engineer, a forged token: refused, saying whose the model is and what was not accepted.
+    risk = provider.id_token("bob@corp.example", [RISK])
+    done = signed("lineage", "--stack", "prod", "--url", url, cwd=project, MLFLOW_TRACKING_TOKEN=risk)
+    assert done.returncode == 1
+    assert f"  error: MLflow at {url} refused version 1 of registered model '{PROMOTED}' to the credentials in " \
+           "MLFLOW_TRACKING_TOKEN (HTTP 403: Permission denied): it is team fraud's; sign on as a member of one of " \
+           "its groups, or as its service account fraud-workloads" in done.stdout, done.stdout
+    done = signed("lineage", "--stack", "prod", "--url", url, cwd=project,
+                  MLFLOW_TRACKING_TOKEN=fraud["MLFLOW_TRACKING_TOKEN"][:-4] + "AAAA")
+    assert done.returncode == 1
+    assert "did not accept the credentials in MLFLOW_TRACKING_TOKEN for version 1 of registered model " \
+           f"'{PROMOTED}' (HTTP 401: Authentication required): set a fresh token" in done.stdout, done.stdout
+
+
+def test_promote_moves_a_teams_aliases_with_its_credentials_only(server, provider, promoted, tmp_path):
+    url = server[0]
+    project = promo_project(tmp_path)
+    prod = project / "stacks/Pulumi.prod.yaml"
+    admin = provider.id_token("root@corp.example", [ADMINS])
+    canary = ("promote", "scorer", "--from", "staging", "--to", "prod", "--canary", "20", "--url", url)
+    stable = ("promote", "scorer", "--from", "staging", "--to", "prod", "--url", url)
+    before = aliases_now(url, admin)
+    assert before == {"champion": "1"}
+
+    # No credentials, another team's engineer: refused before anything is written (exit 2, as for an unreachable
+    # MLflow), saying which variables to set or whose the model is.
+    done = signed(*canary, cwd=project)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"stacks/Pulumi.prod.yaml: not changed: MLflow at {url} requires sign-on for registered model '{PROMOTED}' "
+        "(HTTP 401: Authentication required): set MLFLOW_TRACKING_TOKEN (a token the identity provider issued to "
+        "MLflow's client) or MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (a team's service account and "
+        "its token, or your user and an access token made in MLflow's UI)", "1 error"]
+    done = signed(*canary, cwd=project, MLFLOW_TRACKING_TOKEN=provider.id_token("bob@corp.example", [RISK]))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"stacks/Pulumi.prod.yaml: not changed: MLflow at {url} refused registered model '{PROMOTED}' to the "
+        "credentials in MLFLOW_TRACKING_TOKEN (HTTP 403: Permission denied): it is team fraud's; sign on as a member "
+        "of one of its groups, or as its service account fraud-workloads", "1 error"]
+    assert prod.read_text() == PROMO_PROD and aliases_now(url, admin) == before
+
+    # Fraud's service account (EDIT on fraud's names) makes version 2 prod's canary: challenger follows.
+    workloads = {"MLFLOW_TRACKING_USERNAME": workload_user("fraud"),
+                 "MLFLOW_TRACKING_PASSWORD": team_token(server[3], PLATFORM, "fraud")}
+    done = signed(*canary, cwd=project, **workloads)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["wrote stacks/Pulumi.prod.yaml",
+                                        f"alias challenger of {PROMOTED} -> version 2"]
+    assert aliases_now(url, admin) == {"champion": "1", "challenger": "2"}
+    # Then stable: champion moves, but removing challenger needs MANAGE, which the service account lacks. The
+    # spec is written by then: exit 1, saying what is left and who may do it.
+    done = signed(*stable, cwd=project, **workloads)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == (
+        f"the registry's aliases were not all moved (MLflow at {url} refused removing alias 'challenger' of "
+        f"registered model '{PROMOTED}' to the credentials in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD "
+        "(HTTP 403: Permission denied): it is team fraud's; removing an alias needs MANAGE on the model: sign on as "
+        "one of its ml-engineers (its service account fraud-workloads has EDIT only)): alias champion of "
+        f"{PROMOTED} should name version 2, and challenger not name it")
+    assert aliases_now(url, admin) == {"champion": "2", "challenger": "2"}
+    # Fraud's engineer (MANAGE) runs the same promotion again: the spec is so already, the alias left goes.
+    started = time.monotonic()
+    done = signed(*stable, cwd=project, MLFLOW_TRACKING_TOKEN=provider.id_token("alice@corp.example", [FRAUD]))
+    print(f"\n[mlflow] promote (MLFLOW_TRACKING_TOKEN) {time.monotonic() - started:.1f}s")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [f"alias challenger of {PROMOTED} removed",
+                                        "stacks/Pulumi.prod.yaml: already so, not changed"]
+    assert aliases_now(url, admin) == {"champion": "2"}
