@@ -28,8 +28,9 @@ from plinth.context import PlatformContext, StackSecret, resource_name
 from plinth.modules.backups import database_identities, instance_monitor, postgres_cluster
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService
-from plinth.modules.objectstore import ENDPOINT, client_policy
+from plinth.modules.objectstore import ENDPOINT
 from plinth.modules.objectstore import SEED as OBJECT_STORE_SEED
+from plinth.modules.objectstore import client_policy as object_store_client
 from plinth.modules.objectstore.identities import bucket, derive
 from plinth.objects import disruption_budget, gateway_route, stack_secret, whole_host_rule
 from plinth.securitycontext import restricted_container, restricted_pod
@@ -229,7 +230,7 @@ class Mlflow(HelmService):
     @classmethod
     def endpoints(cls, block: MlflowArgs, ctx: PlatformContext) -> dict[str, str]:
         public = {"url": f"https://{block.mlflow.hostname}"} if block.routed else {}
-        return {"trackingUri": f"http://{SERVICE}.{NAMESPACE}.svc", **public}
+        return {"trackingUri": tracking_uri(), **public}
 
     @classmethod
     def artifact_values(cls, ctx: PlatformContext) -> tuple[dict, dict]:
@@ -376,7 +377,7 @@ class Mlflow(HelmService):
                 resource_name(name, "artifacts-s3"), ctx.metadata(S3_SECRET, name, namespace=NAMESPACE),
                 "derived from plinth:objectStoreSeed (the object store's artifacts identity)",
                 pulumi.Output.secret(seed).apply(lambda s: s3_keys(s, platform)), opts))
-            made.append(client_policy(resource_name(name, "artifacts-ingress"), SERVICE, NAMESPACE,
+            made.append(object_store_client(resource_name(name, "artifacts-ingress"), SERVICE, NAMESPACE,
                                       server_selector(), name, ctx, opts))
         return made
 
@@ -577,6 +578,28 @@ def team_isolation_rules(spec) -> Iterator[Violation]:
     if client and not mlflow.enabled:
         yield Violation(("identity", "oidc", "clients", "mlflow"), "a client for MLflow, and registry.mlflow is "
                         "off", "mlflow-sign-on-unused", "enable registry.mlflow, or remove clients.mlflow")
+
+
+def tracking_uri() -> str:
+    """The in-cluster MLflow Service: what the platform's own clients (a registry-backed model's fetch, the
+    notebook servers) set as MLFLOW_TRACKING_URI, exported as endpoints.mlflow.trackingUri."""
+    return f"http://{SERVICE}.{NAMESPACE}.svc"
+
+
+def client_policy(resource: str, client: str, namespace: str, pods: dict[str, str], component: str,
+                  ctx: PlatformContext, opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
+    """MLflow admits the pods of a platform namespace matching the labels `pods` (the client: the notebook
+    servers) on its server's port, nothing else of that namespace and nothing else of MLflow's (the database): a
+    platform service whose pods use MLflow opens its own way in (policy `allow-from-<namespace>-<client>`), as
+    the teams are let in by tenancy. With MLflow's sign-on every request still signs on."""
+    return k8s.networking.v1.NetworkPolicy(
+        resource,
+        metadata=ctx.metadata(f"allow-from-{namespace}-{client}", component, namespace=NAMESPACE),
+        spec={"podSelector": {"matchLabels": server_selector()}, "policyTypes": ["Ingress"],
+              "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                                     "podSelector": {"matchLabels": pods}}],
+                           "ports": [{"protocol": "TCP", "port": POD_PORT}]}]},
+        opts=opts)
 
 
 def server_selector() -> dict:
