@@ -216,8 +216,9 @@ class JupyterHub(HelmService):
         storage_class = spec.storage.volume_class(hub.storage_class)
         mlflow = spec.registry.mlflow.enabled
         audience = oidc.clients.mlflow if mlflow and oidc and oidc.clients.mlflow else None
-        cross_client = spec.identity.dex.enabled and any(
-            c.key == "mlflow" and oidc.clients.jupyterhub in c.trusted_peers for c in static_clients(spec))
+        client = oidc.clients.jupyterhub if oidc else None
+        cross_client = bool(client and spec.identity.dex.enabled and any(
+            c.key == "mlflow" and client in c.trusted_peers for c in static_clients(spec)))
         return JupyterHubArgs(hub, oidc, spec.rbac.platform_admin_group, team_groups(spec), storage_class,
                               spec.airgap.enabled, mlflow, audience, cross_client)
 
