@@ -176,3 +176,21 @@ def whole_host_rule(service: str, port: int, request_timeout: str) -> dict:
     return {"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
             "backendRefs": [{"name": service, "port": port}],
             "timeouts": {"request": request_timeout}}
+
+
+def admit_client(resource: str, server: tuple[str, dict[str, str], int], client: tuple[str, str, dict[str, str]],
+                 component: str, ctx: PlatformContext, opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
+    """A platform server admits one client: `server` (its namespace, its pods' labels, its port) lets in the pods
+    of `client` (a name for the policy, their namespace, their labels) on that port, nothing else of that
+    namespace and nothing else of the server's (policy `allow-from-<namespace>-<name>` in the server's
+    namespace). A platform service whose pods use another's opens its own way in, as tenancy lets the teams in."""
+    namespace, pods, port = server
+    name, client_namespace, client_pods = client
+    return k8s.networking.v1.NetworkPolicy(
+        resource,
+        metadata=ctx.metadata(f"allow-from-{client_namespace}-{name}", component, namespace=namespace),
+        spec={"podSelector": {"matchLabels": pods}, "policyTypes": ["Ingress"],
+              "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {
+                  "kubernetes.io/metadata.name": client_namespace}}, "podSelector": {"matchLabels": client_pods}}],
+                           "ports": [{"protocol": "TCP", "port": port}]}]},
+        opts=opts)

@@ -5,7 +5,12 @@ rules."""
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
+import subprocess
+import time
+from types import SimpleNamespace
 
 import pytest
 from support import SERVICES, by_key, platform_spec
@@ -205,3 +210,212 @@ def test_the_rules():
          "plinth:jupyterhubOidcClientSecret)")]
     # Incomplete, it is not built (the rules say why).
     assert [r for r in plan(no_oidc, "test").resources if r.name.startswith("jupyterhub")] == []
+
+
+# --- MLflow from the notebooks ------------------------------------------------------------------------------------
+
+MLFLOW_CLIENT = "ml-mlflow"
+WITH_MLFLOW = {"registry": {"mlflow": {"enabled": True}}, "storage": {"objectStore": {"enabled": True}}}
+SIGN_ON = {"clients": {"kubernetes": "ml-kubernetes", "jupyterhub": "ml-notebooks", "mlflow": MLFLOW_CLIENT}}
+
+
+def test_without_mlflow_the_notebooks_have_no_way_to_it(dev):
+    single = values(dev)["singleuser"]
+    assert "extraEnv" not in single and "egress" not in single["networkPolicy"]
+    assert "extraConfig" not in values(dev)["hub"]
+    assert [key for key in dev if key[0] == "NetworkPolicy" and key[1] == "mlflow"] == []
+
+
+def test_the_notebook_servers_reach_mlflows_server_port_and_mlflow_admits_them_only():
+    from plinth.modules.mlflow import tracking_uri
+
+    objects = planned(**WITH_MLFLOW)
+    single = values(objects)["singleuser"]
+    assert single["extraEnv"] == {"MLFLOW_TRACKING_URI": tracking_uri()} == {
+        "MLFLOW_TRACKING_URI": "http://mlflow.mlflow.svc"}
+    mlflow_pods = {"app": "mlflow", "app.kubernetes.io/instance": "mlflow", "app.kubernetes.io/name": "mlflow"}
+    # The chart's own policy of the notebook servers: their DNS, hub and proxy, and MLflow's server port only.
+    assert single["networkPolicy"]["egress"] == [{
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "mlflow"}},
+                "podSelector": {"matchLabels": mlflow_pods}}],
+        "ports": [{"protocol": "TCP", "port": 5000}]}]
+    assert single["networkPolicy"]["egressAllowRules"]["privateIPs"] is False
+    admitted = objects["NetworkPolicy", "mlflow", "allow-from-jupyterhub-notebooks"].inputs["spec"]
+    assert admitted == {"podSelector": {"matchLabels": mlflow_pods}, "policyTypes": ["Ingress"], "ingress": [{
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "jupyterhub"}},
+                  "podSelector": {"matchLabels": {"app": "jupyterhub", "component": "singleuser-server",
+                                                  "release": "jupyterhub"}}}],
+        "ports": [{"protocol": "TCP", "port": 5000}]}]}
+    # Without MLflow's sign-on the person's tokens are not kept: nothing to pass on.
+    hub = values(objects)["hub"]
+    assert "extraConfig" not in hub and "enable_auth_state" not in hub["config"]["GenericOAuthenticator"]
+
+
+def test_with_mlflows_sign_on_the_hub_keeps_the_persons_tokens_and_its_hook_passes_mlflows_on():
+    objects = planned(oidc=SIGN_ON, **WITH_MLFLOW)
+    hub = values(objects)["hub"]
+    auth = hub["config"]["GenericOAuthenticator"]
+    assert (auth["enable_auth_state"], auth["refresh_pre_spawn"]) == (True, True)
+    # An external provider: no Dex scope (its own way gives the tokens MLflow's audience, README).
+    assert auth["scope"] == ["openid", "email", "profile", "groups"]
+    [config] = hub["extraConfig"].values()
+    assert config.endswith("c.KubeSpawner.auth_state_hook = mlflow_token_hook('ml-mlflow')\n"
+                           "c.GenericOAuthenticator.refresh_user_hook = refresh_user_hook\n")
+    # The auth-state keys are the chart's (drawn once into its Secret `hub`): nothing secret or random is planned.
+    rendered = json.dumps(values(objects))
+    assert SECRET not in rendered
+    for key in ("CryptKeeper", "JUPYTERHUB_CRYPT_KEY", "cookieSecret", "cookie_secret", "secretToken"):
+        assert key not in rendered
+    assert json.dumps(values(planned(oidc=SIGN_ON, **WITH_MLFLOW))) == rendered  # the same at every plan
+
+
+def with_dex(mlflow_host: str | None):
+    dex = "https://login.models.plinth.internal"
+    return spec(oidc={"issuer": dex, "certificateAuthority": None, **SIGN_ON,
+                      "endpoints": {"authorization": f"{dex}/auth", "token": f"{dex}/token"}},
+                registry={"mlflow": {"enabled": True, "hostname": mlflow_host}},
+                storage={"objectStore": {"enabled": True}},
+                identity={"dex": {"enabled": True, "hostname": "login.models.plinth.internal", "ldap": [{
+                    "name": "corp", "host": "ad.corp.internal:636", "bindDn": "cn=dex,dc=corp",
+                    "userSearch": {"baseDn": "dc=corp"}, "groupSearch": {"baseDn": "dc=corp"}}]}})
+
+
+def test_with_dex_jupyterhub_asks_for_mlflows_audience_which_mlflows_client_trusts_it_for():
+    from plinth.modules.dex import static_clients
+    from plinth.modules.notebooks import JupyterHub
+
+    dex = with_dex("mlflow.models.plinth.internal")
+    assert [v.rule for v in check_rules(dex) if v.rule.split("-")[0] in ("jupyterhub", "mlflow", "dex")] == []
+    clients = {c.key: c.config() for c in static_clients(dex)}
+    assert clients["mlflow"]["trustedPeers"] == ["ml-notebooks"]
+    assert "trustedPeers" not in clients["jupyterhub"]
+    result = plan(dex, "test")
+    [release] = [r for r in result.resources if r.type.endswith("helm.sh/v3:Release") and r.name == "jupyterhub"]
+    assert release.inputs["values"]["hub"]["config"]["GenericOAuthenticator"]["scope"] == [
+        "openid", "email", "profile", "groups", "audience:server:client_id:ml-mlflow"]
+    # MLflow without a host name has no client at Dex to trust JupyterHub: no scope Dex would refuse.
+    no_host = with_dex(None)
+    assert "mlflow" not in {c.key for c in static_clients(no_host)}
+    assert JupyterHub.block(no_host).cross_client is False
+    assert JupyterHub.block(no_host).mlflow_audience == MLFLOW_CLIENT  # a token from another way still passes
+
+
+# The hooks, run as the hub runs them: the rendered hub.extraConfig executed, then called.
+
+def jwt(claims: dict) -> str:
+    """A token shaped as a provider's (unsigned: the hooks read it, MLflow checks signatures)."""
+    def part(data: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+    return f"{part({'alg': 'RS256', 'kid': 'k'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+class Config:
+    """traitlets' `c`: any section, any trait."""
+
+    def __getattr__(self, name):
+        setattr(self, name, SimpleNamespace())
+        return getattr(self, name)
+
+
+@pytest.fixture(scope="module")
+def hooks():
+    [config] = values(planned(oidc=SIGN_ON, **WITH_MLFLOW))["hub"]["extraConfig"].values()
+    c = Config()
+    exec(compile(config, "plinth-mlflow-token", "exec"), {"c": c})  # as the chart's jupyterhub_config.py does
+    return c.KubeSpawner.auth_state_hook, c.GenericOAuthenticator.refresh_user_hook
+
+
+def spawner():
+    return SimpleNamespace(environment={"MLFLOW_TRACKING_TOKEN": "left from an earlier start"},
+                           user=SimpleNamespace(name="ana@corp.internal"), log=logging.getLogger("test-hub"))
+
+
+def test_the_hook_passes_the_token_issued_for_mlflow(hooks):
+    auth_state_hook, _ = hooks
+    later = time.time() + 600
+    mine = {"aud": "ml-notebooks", "exp": later}
+    # Dex, cross-client: both tokens carry MLflow's audience beside JupyterHub's; the access token goes first.
+    dex = {"access_token": jwt({"aud": [MLFLOW_CLIENT, "ml-notebooks"], "exp": later}),
+           "id_token": jwt({"aud": [MLFLOW_CLIENT, "ml-notebooks"], "exp": later})}
+    # An audience mapper (Keycloak) or an API scope: the access token is MLflow's, the ID token JupyterHub's.
+    mapped = {"access_token": jwt({"aud": MLFLOW_CLIENT, "exp": later}), "id_token": jwt(mine)}
+    # An opaque access token, the ID token with MLflow's audience.
+    opaque = {"access_token": "opaque-token", "id_token": jwt({"aud": [MLFLOW_CLIENT], "exp": later})}
+    for auth_state, key in ((dex, "access_token"), (mapped, "access_token"), (opaque, "id_token")):
+        server = spawner()
+        auth_state_hook(server, auth_state)
+        assert server.environment["MLFLOW_TRACKING_TOKEN"] == auth_state[key]
+
+
+def test_without_a_token_for_mlflow_the_server_gets_none_and_the_hub_says_so(hooks, caplog):
+    auth_state_hook, _ = hooks
+    later = time.time() + 600
+    theirs = jwt({"aud": "ml-notebooks", "exp": later})
+    cases = ({"access_token": theirs, "id_token": theirs},  # the provider gave JupyterHub's audience only
+             {"access_token": jwt({"aud": MLFLOW_CLIENT, "exp": time.time() - 1}), "id_token": theirs},  # expired
+             None)  # no auth state (signed on before it was kept)
+    for auth_state in cases:
+        server = spawner()
+        with caplog.at_level(logging.WARNING, logger="test-hub"):
+            auth_state_hook(server, auth_state)
+        assert "MLFLOW_TRACKING_TOKEN" not in server.environment  # not an older start's either
+    assert [r.getMessage() for r in caplog.records] == [
+        "No token of ana@corp.internal has MLflow's audience 'ml-mlflow': their server signs on to MLflow with "
+        "nothing (see notebooks' README, MLflow)"] * 3
+    assert theirs not in caplog.text
+
+
+def test_the_refresh_hook_asks_for_a_new_sign_on_once_a_token_has_expired(hooks):
+    _, refresh_user_hook = hooks
+    later, earlier = time.time() + 600, time.time() - 1
+    user = SimpleNamespace(name="ana@corp.internal")
+    valid = {"access_token": jwt({"aud": MLFLOW_CLIENT, "exp": later}), "id_token": jwt({"exp": later})}
+    assert refresh_user_hook(None, user, valid) is True
+    assert refresh_user_hook(None, user, {**valid, "id_token": jwt({"exp": earlier})}) is False
+    assert refresh_user_hook(None, user, {**valid, "access_token": jwt({"exp": earlier})}) is False
+    assert refresh_user_hook(None, user, {"access_token": "opaque", "id_token": jwt({"exp": later})}) is True
+    assert refresh_user_hook(None, user, None) is False
+
+
+ACCEPT = r"""
+import json, os, sys, time
+os.environ.update({"OIDC_AUDIENCE": sys.argv[1], "OIDC_ISSUER": sys.argv[2]})
+from authlib.jose import JsonWebKey, jwt
+from mlflow_oidc_auth import auth
+
+key = JsonWebKey.generate_key("RSA", 2048, is_private=True)
+auth._get_oidc_jwks = lambda force_refresh=False: {"keys": [dict(key.as_dict(is_private=False), kid="k")]}
+found = {}
+for name, aud in json.loads(sys.argv[3]).items():
+    claims = {"iss": sys.argv[2], "aud": aud, "exp": int(time.time()) + 600, "email": "ana@corp.internal"}
+    token = jwt.encode({"alg": "RS256", "kid": "k"}, claims, key).decode()
+    try:
+        found[name] = [token, auth.validate_token(token)["email"]]
+    except Exception as e:
+        found[name] = [token, type(e).__name__]
+print(json.dumps(found))
+"""
+
+
+def test_mlflows_plugin_accepts_the_token_the_hook_passes_and_refuses_jupyterhubs_own(hooks, tmp_path):
+    """The image's plugin (mlflow-oidc-auth, its token check as MLflow runs it: aud = MLflow's client id, iss the
+    issuer, signature by the provider's keys) on the tokens a provider issues to JupyterHub."""
+    from support import external_tool
+
+    python = external_tool("PLINTH_MLFLOW_PYTHON", "no MLflow environment with its sign-on plugin: set "
+                           "PLINTH_MLFLOW_PYTHON (see .ci/run)")
+    audiences = {"cross-client": [MLFLOW_CLIENT, "ml-notebooks"], "jupyterhub": "ml-notebooks"}
+    run = subprocess.run([python, "-c", ACCEPT, MLFLOW_CLIENT, ISSUER, json.dumps(audiences)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    if "No module named 'mlflow_oidc_auth'" in run.stderr:
+        pytest.skip("no mlflow-oidc-auth in $PLINTH_MLFLOW_PYTHON's environment (.ci/run installs it)")
+    assert run.returncode == 0, run.stderr[-2000:]
+    found = json.loads(run.stdout.splitlines()[-1])
+    assert (found["cross-client"][1], found["jupyterhub"][1]) == ("ana@corp.internal", "InvalidClaimError")
+    auth_state_hook, _ = hooks
+    server = spawner()
+    auth_state_hook(server, {"access_token": found["jupyterhub"][0], "id_token": found["cross-client"][0]})
+    assert server.environment["MLFLOW_TRACKING_TOKEN"] == found["cross-client"][0]
+    server = spawner()
+    auth_state_hook(server, {"access_token": found["jupyterhub"][0], "id_token": found["jupyterhub"][0]})
+    assert "MLFLOW_TRACKING_TOKEN" not in server.environment

@@ -80,6 +80,9 @@ class StaticClient:
     redirects: tuple[str, ...]
     secret: StackSecret | None
     """None: a public client (kubectl's: it keeps no secret)."""
+    trusted_peers: tuple[str, ...] = ()
+    """Clients that may ask Dex for a token with this client's audience (scope
+    `audience:server:client_id:<this>`): JupyterHub, for MLflow."""
 
     def config(self) -> dict:
         entry: dict = {"id": self.client_id, "name": self.key, "redirectURIs": list(self.redirects)}
@@ -87,6 +90,8 @@ class StaticClient:
             entry["public"] = True
         else:
             entry["secretEnv"] = env_name("client", self.key, "secret")
+        if self.trusted_peers:
+            entry["trustedPeers"] = list(self.trusted_peers)
         return entry
 
 
@@ -118,9 +123,12 @@ def static_clients(spec) -> tuple[StaticClient, ...]:
     if clients.argo and argo:
         found.append(StaticClient("argo", clients.argo, (f"https://{argo}/oauth2/callback",), ARGO_CLIENT_SECRET))
     mlflow = spec.registry.mlflow.hostname if spec.registry.mlflow.enabled else None
-    if clients.mlflow and mlflow:
-        found.append(StaticClient("mlflow", clients.mlflow, (f"https://{mlflow}/callback",), MLFLOW_CLIENT_SECRET))
     jupyterhub = spec.notebooks.jupyterhub.hostname if spec.notebooks.jupyterhub.enabled else None
+    if clients.mlflow and mlflow:
+        # The notebook servers sign on to MLflow with the person's token: JupyterHub may ask for MLflow's audience.
+        peers = (clients.jupyterhub,) if clients.jupyterhub and jupyterhub else ()
+        found.append(StaticClient("mlflow", clients.mlflow, (f"https://{mlflow}/callback",), MLFLOW_CLIENT_SECRET,
+                                  peers))
     if clients.jupyterhub and jupyterhub:
         found.append(StaticClient("jupyterhub", clients.jupyterhub, (f"https://{jupyterhub}/hub/oauth_callback",),
                                   JUPYTERHUB_CLIENT_SECRET))

@@ -29,10 +29,11 @@ from plinth.modules.backups import database_identities, instance_monitor, postgr
 from plinth.modules.certs import trust_bundle
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService
-from plinth.modules.objectstore import CA_FILE, CA_MOUNT, CA_SECRET, ENDPOINT, ca_volume, client_policy
+from plinth.modules.objectstore import CA_FILE, CA_MOUNT, CA_SECRET, ENDPOINT, ca_volume
 from plinth.modules.objectstore import SEED as OBJECT_STORE_SEED
+from plinth.modules.objectstore import client_policy as object_store_client
 from plinth.modules.objectstore.identities import bucket, derive
-from plinth.objects import disruption_budget, gateway_route, stack_secret, whole_host_rule
+from plinth.objects import admit_client, disruption_budget, gateway_route, stack_secret, whole_host_rule
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import GatewayHost, Need, Peer, gateway_hostname_rules
 from plinth.spec.errors import Violation
@@ -230,7 +231,7 @@ class Mlflow(HelmService):
     @classmethod
     def endpoints(cls, block: MlflowArgs, ctx: PlatformContext) -> dict[str, str]:
         public = {"url": f"https://{block.mlflow.hostname}"} if block.routed else {}
-        return {"trackingUri": f"http://{SERVICE}.{NAMESPACE}.svc", **public}
+        return {"trackingUri": tracking_uri(), **public}
 
     @classmethod
     def artifact_values(cls, ctx: PlatformContext) -> tuple[dict, dict]:
@@ -380,7 +381,7 @@ class Mlflow(HelmService):
                 resource_name(name, "artifacts-s3"), ctx.metadata(S3_SECRET, name, namespace=NAMESPACE),
                 "derived from plinth:objectStoreSeed (the object store's artifacts identity)",
                 pulumi.Output.secret(seed).apply(lambda s: s3_keys(s, platform)), opts))
-            made.append(client_policy(resource_name(name, "artifacts-ingress"), SERVICE, NAMESPACE,
+            made.append(object_store_client(resource_name(name, "artifacts-ingress"), SERVICE, NAMESPACE,
                                       server_selector(), name, ctx, opts))
             made.append(trust_bundle(resource_name(name, "object-store-ca"),
                                      ctx.metadata(CA_SECRET, name, namespace=NAMESPACE), opts))
@@ -583,6 +584,20 @@ def team_isolation_rules(spec) -> Iterator[Violation]:
     if client and not mlflow.enabled:
         yield Violation(("identity", "oidc", "clients", "mlflow"), "a client for MLflow, and registry.mlflow is "
                         "off", "mlflow-sign-on-unused", "enable registry.mlflow, or remove clients.mlflow")
+
+
+def tracking_uri() -> str:
+    """The in-cluster MLflow Service: what the platform's own clients (a registry-backed model's fetch, the
+    notebook servers) set as MLFLOW_TRACKING_URI, exported as endpoints.mlflow.trackingUri."""
+    return f"http://{SERVICE}.{NAMESPACE}.svc"
+
+
+def client_policy(resource: str, client: str, namespace: str, pods: dict[str, str], component: str,
+                  ctx: PlatformContext, opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
+    """MLflow admits the pods of a platform namespace matching the labels `pods` (the client: the notebook
+    servers) on its server's port, never its database; with MLflow's sign-on every request still signs on."""
+    return admit_client(resource, (NAMESPACE, server_selector(), POD_PORT), (client, namespace, pods), component,
+                        ctx, opts)
 
 
 def server_selector() -> dict:

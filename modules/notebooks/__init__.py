@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -19,6 +20,11 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import ImageRef
 from plinth.context import PlatformContext, StackSecret, resource_name
 from plinth.modules.helm import HelmService
+from plinth.modules.mlflow import NAMESPACE as MLFLOW_NAMESPACE
+from plinth.modules.mlflow import POD_PORT as MLFLOW_PORT
+from plinth.modules.mlflow import client_policy as mlflow_client
+from plinth.modules.mlflow import server_selector as mlflow_server
+from plinth.modules.mlflow import tracking_uri
 from plinth.objects import gateway_route, stack_secret, whole_host_rule
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import GatewayHost, Need, Peer, gateway_hostname_rules, gateway_serves
@@ -47,6 +53,13 @@ HUB_DATABASE_SIZE = "1Gi"
 """The hub's SQLite database (users, servers, groups): the chart's default size."""
 CULL_EVERY = 300
 """How often (seconds) the idle culler looks for idle servers."""
+NOTEBOOK_LABELS = {"app": "jupyterhub", "component": "singleuser-server", "release": "jupyterhub"}
+"""The notebook servers' pods (KubeSpawner's labels for release `jupyterhub`; the chart's singleuser policy
+selects the same): what MLflow admits."""
+HOOKS = Path(__file__).with_name("hub_hooks.py")
+"""The hub's hooks for MLflow's sign-on: its source goes into hub.extraConfig."""
+CROSS_CLIENT_SCOPE = "audience:server:client_id:"
+"""Dex's scope for a token whose audience is another client's (one that trusts JupyterHub's: trustedPeers)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,12 @@ class JupyterHubArgs:
     """StorageClass of the home volumes and the hub's database: `storageClass`, `longhorn` with Longhorn, or ""."""
     airgap: bool = False
     """Air-gap mode: the notebook servers reach nothing outside the cluster either."""
+    mlflow: bool = False
+    """registry.mlflow is on: each notebook server has MLFLOW_TRACKING_URI and its way to MLflow's server."""
+    mlflow_audience: str | None = None
+    """identity.oidc.clients.mlflow when MLflow signs on: each server has the person's token for MLflow."""
+    cross_client: bool = False
+    """Dex is the provider and MLflow's client there trusts JupyterHub's: JupyterHub asks for MLflow's audience."""
 
     @property
     def hostname(self) -> str:
@@ -80,6 +99,10 @@ def authenticator_config(block: JupyterHubArgs) -> dict:
     """hub.config.GenericOAuthenticator: sign-on through identity.oidc (authorization code with PKCE), the person
     and their groups from the ID token, only the teams' groups and the platform admins let in."""
     oidc = block.oidc
+    scope = list(oidc.scopes)
+    if block.mlflow_audience and block.cross_client:
+        # The person's tokens carry MLflow's audience beside JupyterHub's: MLflow accepts them.
+        scope.append(CROSS_CLIENT_SCOPE + block.mlflow_audience)
     config: dict = {
         "client_id": oidc.clients.jupyterhub,
         "oauth_callback_url": f"https://{block.hostname}/hub/oauth_callback",
@@ -88,7 +111,7 @@ def authenticator_config(block: JupyterHubArgs) -> dict:
         # The ID token comes straight from the token endpoint over verified TLS: no userinfo call.
         "userdata_from_id_token": True,
         "username_claim": oidc.username_claim,
-        "scope": list(oidc.scopes),
+        "scope": scope,
         "enable_pkce": True,
         "validate_server_cert": True,
         "login_service": "Single sign-on",
@@ -100,7 +123,26 @@ def authenticator_config(block: JupyterHubArgs) -> dict:
     }
     if oidc.certificate_authority:
         config["http_request_kwargs"] = {"ca_certs": f"{OIDC_CA_DIR}/ca.crt"}
+    if block.mlflow_audience:
+        # The tokens kept (encrypted with the chart's CryptKeeper keys) for the spawner's hook; refreshed, and
+        # so checked, before every spawn: an expired one means signing on again, never a server with it.
+        config |= {"enable_auth_state": True, "refresh_pre_spawn": True}
     return config
+
+
+def hub_hooks(audience: str) -> str:
+    """hub.extraConfig's entry: the hooks' source, then the lines that install them."""
+    return (f"{HOOKS.read_text()}\n\n# Installed by Plinth (modules/notebooks/hub_hooks.py).\n"
+            f"c.KubeSpawner.auth_state_hook = mlflow_token_hook({audience!r})\n"
+            "c.GenericOAuthenticator.refresh_user_hook = refresh_user_hook\n")
+
+
+def mlflow_egress() -> list[dict]:
+    """singleuser.networkPolicy.egress: the notebook servers reach MLflow's server port, nothing else of its
+    namespace (the chart's own policy, so no second one selects the notebook servers)."""
+    return [{"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MLFLOW_NAMESPACE}},
+                     "podSelector": {"matchLabels": mlflow_server()}}],
+             "ports": [{"protocol": "TCP", "port": MLFLOW_PORT}]}]
 
 
 def spawner_config() -> dict:
@@ -168,10 +210,17 @@ class JupyterHub(HelmService):
 
     @classmethod
     def block(cls, spec: PlatformSpec) -> JupyterHubArgs:
-        hub = spec.notebooks.jupyterhub
+        from plinth.modules.dex import static_clients  # Dex imports this module
+
+        hub, oidc = spec.notebooks.jupyterhub, spec.identity.oidc
         storage_class = spec.storage.volume_class(hub.storage_class)
-        return JupyterHubArgs(hub, spec.identity.oidc, spec.rbac.platform_admin_group, team_groups(spec),
-                              storage_class, spec.airgap.enabled)
+        mlflow = spec.registry.mlflow.enabled
+        audience = oidc.clients.mlflow if mlflow and oidc and oidc.clients.mlflow else None
+        client = oidc.clients.jupyterhub if oidc else None
+        cross_client = bool(client and spec.identity.dex.enabled and any(
+            c.key == "mlflow" and client in c.trusted_peers for c in static_clients(spec)))
+        return JupyterHubArgs(hub, oidc, spec.rbac.platform_admin_group, team_groups(spec), storage_class,
+                              spec.airgap.enabled, mlflow, audience, cross_client)
 
     @classmethod
     def needs(cls, spec) -> tuple[Need, ...]:
@@ -218,6 +267,8 @@ class JupyterHub(HelmService):
                 "GenericOAuthenticator": authenticator_config(block),
                 "KubeSpawner": spawner_config(),
             },
+            **({"extraConfig": {"plinth-mlflow-token": hub_hooks(block.mlflow_audience)}}
+               if block.mlflow_audience else {}),
             "extraEnv": env,
             "resources": HUB_RESOURCES,
             "podSecurityContext": restricted_pod(fs_group=UID),
@@ -252,7 +303,10 @@ class JupyterHub(HelmService):
                             "dynamic": _if(block.storage_class, "storageClass")},
                 # Its init container needs NET_ADMIN and root: the NetworkPolicy below blocks the metadata server.
                 "cloudMetadata": {"blockWithIptables": False, "ip": "169.254.169.254"},
-                "networkPolicy": {"enabled": True, "egressAllowRules": egress_rules(block.airgap)},
+                "networkPolicy": {"enabled": True, "egressAllowRules": egress_rules(block.airgap),
+                                  **({"egress": mlflow_egress()} if block.mlflow else {})},
+                # The platform's MLflow, in the cluster (its public name, if any, is the Gateway's).
+                **({"extraEnv": {"MLFLOW_TRACKING_URI": tracking_uri()}} if block.mlflow else {}),
             },
             # kube-scheduler as a second scheduler (cluster-wide rights), placeholder pods and image-pulling
             # DaemonSets on every node: none is needed to start a notebook server.
@@ -284,6 +338,10 @@ class JupyterHub(HelmService):
         gateway_route(resource_name(name, "route"), ctx.metadata("jupyterhub", name, namespace=NAMESPACE),
                       platform_listener(NAMESPACE), [whole_host_rule(PROXY_SERVICE, SERVICE_PORT, "0s")], opts,
                       hostname=block.hostname)
+        if block.mlflow:
+            # MLflow's namespace admits the notebook servers (not the hub, not the proxy) on its server's port.
+            mlflow_client(resource_name(name, "mlflow-ingress"), "notebooks", NAMESPACE, NOTEBOOK_LABELS, name,
+                          ctx, opts)
 
 
 def _if(value: str, key: str) -> dict:

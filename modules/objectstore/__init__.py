@@ -20,7 +20,7 @@ from plinth.context import PlatformContext, StackSecret, resource_name
 from plinth.modules.certs import certificate, trust_bundle
 from plinth.modules.helm import HelmService, image_values
 from plinth.modules.objectstore.identities import buckets, s3_config_json
-from plinth.objects import stack_secret
+from plinth.objects import admit_client, stack_secret
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import Need, Peer
 from plinth.spec.errors import Violation
@@ -250,14 +250,6 @@ CA_MOUNT = {"name": CA_SECRET, "mountPath": CA_DIR, "readOnly": True}
 def client_policy(resource: str, client: str, namespace: str, pods: dict[str, str], component: str,
                   ctx: PlatformContext, opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
     """The object store admits the pods of `namespace` matching the labels `pods` (the client: a server, a
-    database) on its S3 port, nothing else of that namespace: a platform service that keeps data in a purpose
-    bucket opens its own way in (policy `allow-from-<namespace>-<client>`)."""
-    return k8s.networking.v1.NetworkPolicy(
-        resource,
-        metadata=ctx.metadata(f"allow-from-{namespace}-{client}", component,
-                              namespace=PLATFORM_NAMESPACES["object-store"]),
-        spec={"podSelector": {"matchLabels": ObjectStore.pod_labels("filer")}, "policyTypes": ["Ingress"],
-              "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-                                     "podSelector": {"matchLabels": pods}}],
-                           "ports": [{"protocol": "TCP", "port": OBJECT_STORE_PORT}]}]},
-        opts=opts)
+    database) on its S3 port: a platform service that keeps data in a purpose bucket opens its own way in."""
+    return admit_client(resource, (PLATFORM_NAMESPACES["object-store"], ObjectStore.pod_labels("filer"),
+                                   OBJECT_STORE_PORT), (client, namespace, pods), component, ctx, opts)

@@ -32,13 +32,6 @@ ALIAS = re.compile(r"^[A-Za-z0-9_-]{1,255}$")
 RESERVED_ALIAS = re.compile(r"^(latest|[vV][0-9]+)$", re.IGNORECASE)
 
 
-def tracking_uri() -> str:
-    """The in-cluster MLflow Service (the endpoint the MLflow module exports as trackingUri)."""
-    from plinth.modules.mlflow import NAMESPACE, SERVICE
-
-    return f"http://{SERVICE}.{NAMESPACE}.svc"
-
-
 def is_version(version: str) -> bool:
     """A registered version number (else an alias)."""
     return bool(VERSION_NUMBER.match(version))
@@ -66,7 +59,7 @@ def server_volume() -> tuple[dict, dict]:
 def fetch_container(model, release, ctx: PlatformContext, resources: dict) -> dict:
     """The init container: the release's registered files into the emptyDir, then it exits. It takes the model's
     own CPU and memory (requests equal to limits, no GPU), so the pod's quota and QoS stay the model's."""
-    from plinth.modules.mlflow import CREDENTIALS
+    from plinth.modules.mlflow import CREDENTIALS, tracking_uri
 
     return {
         "name": CONTAINER,

@@ -180,3 +180,36 @@ def test_every_policy_passes_with_the_charts_objects(charts_dir, helm):
     rendered = render_charts(result, KUBE, charts_dir)
     findings = [(r.policy.name, v.subject, v.message) for r in check(result, None, rendered) for v in r.violations]
     assert [f for f in findings if "jupyterhub" in f[1]] == []
+
+
+def test_with_mlflow_the_charts_policy_lets_the_notebooks_reach_it_and_the_hub_keeps_their_tokens(charts_dir, helm):
+    """The same chart with MLflow's sign-on on (dev, not air-gapped): the values still valid, the chart's
+    singleuser policy carrying the way to MLflow and selecting the pods MLflow admits, the hooks and the kept
+    tokens in the hub's configuration, their encryption keys the chart's own."""
+    from test_jupyterhub import SIGN_ON, WITH_MLFLOW
+    from test_jupyterhub import spec as hub_spec
+
+    from plinth.engine.charts import chart_archive, template
+    from plinth.engine.offline import plan
+    from plinth.modules.notebooks import NOTEBOOK_LABELS, mlflow_egress
+
+    result = plan(hub_spec(oidc=SIGN_ON, charts={"source": str(charts_dir)}, **WITH_MLFLOW), "jupyterhub-mlflow")
+    [release] = [r for r in result.resources if r.type.endswith("helm.sh/v3:Release") and r.name == "jupyterhub"]
+    archive = chart_archive(release, charts_dir)
+    defaults = yaml.safe_load(chart_member(archive, "values.yaml"))
+    schema = json.loads(chart_member(archive, "values.schema.json"))
+    assert [e.message for e in jsonschema.Draft7Validator(schema).iter_errors(
+        coalesce(defaults, release.inputs["values"]))] == []
+    objects = template(release, archive, KUBE, helm)
+    policy = _one(objects, "NetworkPolicy", "singleuser")["spec"]
+    assert policy["podSelector"]["matchLabels"] == NOTEBOOK_LABELS  # what MLflow's namespace admits
+    assert mlflow_egress()[0] in policy["egress"]
+    secret = _one(objects, "Secret", "hub")
+    assert "hub.config.CryptKeeper.keys" in secret["data"]  # auth state's keys: drawn by the chart, kept by lookup
+    values = yaml.safe_load(base64.b64decode(secret["data"]["values.yaml"]))
+    assert values["singleuser"]["extraEnv"] == {"MLFLOW_TRACKING_URI": "http://mlflow.mlflow.svc"}
+    assert values["hub"]["config"]["GenericOAuthenticator"]["enable_auth_state"] is True
+    [config] = values["hub"]["extraConfig"].values()
+    assert "c.KubeSpawner.auth_state_hook = mlflow_token_hook('ml-mlflow')" in config
+    compile(config, "plinth-mlflow-token", "exec")
+    assert SECRET not in dump(objects)
