@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -20,6 +21,16 @@ def pytest_collection_modifyitems(config, items):
         if any(item.path.is_relative_to(tier) for tier in TOOLCHAIN_TIERS):
             item.add_marker(pytest.mark.toolchain)
     items.sort(key=lambda item: item.get_closest_marker("toolchain") is not None)
+
+
+@pytest.fixture(autouse=True)
+def _heavy_only_when_asked(request):
+    """The heavy tier (marker `heavy`) runs only when selected (`-m heavy`) or asked for (PLINTH_HEAVY=1)."""
+    if request.node.get_closest_marker("heavy") is None:
+        return
+    selected = "heavy" in (request.config.getoption("markexpr") or "").replace("not heavy", "")
+    if not (selected or os.environ.get("PLINTH_HEAVY")):
+        pytest.skip("heavy tier: run with -m heavy or PLINTH_HEAVY=1")
 
 
 @pytest.fixture
