@@ -250,7 +250,8 @@ def test_an_image_generates_the_teams_one_step_template():
     assert {e["name"]: e["value"] for e in container["env"]} == {
         "PLINTH_MODEL": "{{workflow.parameters.model}}", "PLINTH_TEAM": "{{workflow.parameters.team}}",
         "PLINTH_VERSION": "{{workflow.parameters.version}}", "PLINTH_ALERTNAME": "{{workflow.parameters.alertname}}",
-        "PLINTH_ALERT": "{{workflow.parameters.alert}}", "MLFLOW_TRACKING_URI": "http://mlflow.mlflow.svc"}
+        "PLINTH_ALERT": "{{workflow.parameters.alert}}", "MLFLOW_TRACKING_URI": "http://mlflow.mlflow.svc",
+        "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false", "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false"}
     both = {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": "1"}
     assert container["resources"] == {"requests": both, "limits": both}
     assert container["securityContext"]["runAsNonRoot"] is True and template["securityContext"]["runAsNonRoot"]

@@ -227,12 +227,14 @@ def test_without_mlflow_the_notebooks_have_no_way_to_it(dev):
 
 
 def test_the_notebook_servers_reach_mlflows_server_port_and_mlflow_admits_them_only():
-    from plinth.modules.mlflow import tracking_uri
+    from plinth.modules.mlflow import client_env
 
     objects = planned(**WITH_MLFLOW)
     single = values(objects)["singleuser"]
-    assert single["extraEnv"] == {"MLFLOW_TRACKING_URI": tracking_uri()} == {
-        "MLFLOW_TRACKING_URI": "http://mlflow.mlflow.svc"}
+    # The in-cluster server, every artifact through it (no presigned URL of the bucket, which they cannot reach).
+    assert single["extraEnv"] == client_env() == {
+        "MLFLOW_TRACKING_URI": "http://mlflow.mlflow.svc", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
+        "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false"}
     mlflow_pods = {"app": "mlflow", "app.kubernetes.io/instance": "mlflow", "app.kubernetes.io/name": "mlflow"}
     # The chart's own policy of the notebook servers: their DNS, hub and proxy, and MLflow's server port only.
     assert single["networkPolicy"]["egress"] == [{

@@ -42,6 +42,7 @@ from plinth.engine.charts import chart_archive, template
 from plinth.engine.offline import plan
 from plinth.modules.mlflow import DATABASE, DATABASE_NAME, ENV_CONFIGMAP, S3_IDENTITY, S3_SECRET, SERVICE, \
     s3_keys
+from plinth.modules.mlflow import client_env as mlflow_client_env
 from plinth.modules.objectstore import CA_SECRET
 from plinth.modules.objectstore.identities import bucket, s3_config
 
@@ -313,7 +314,7 @@ print(json.dumps({
 
 
 def test_a_run_an_artifact_and_a_registered_model_through_the_planned_server(server, database, s3, tmp_path):
-    url, python, pod, command, _ = server
+    url, python, pod, command, volumes = server
     # The server as planned: the platform database, the artifacts bucket, proxied, with metrics.
     assert "--backend-store-uri=postgresql://" in command and "--serve-artifacts" in command
     assert f"--artifacts-destination=s3://{ARTIFACTS}/" in command
@@ -322,9 +323,11 @@ def test_a_run_an_artifact_and_a_registered_model_through_the_planned_server(ser
     artifact = tmp_path / "model-card.txt"
     artifact.write_text("fraud scorer trained on transactions\n")
     started = time.monotonic()
-    # The client holds no S3 key and no endpoint: only the server reaches the bucket.
+    # The client holds no S3 key, no endpoint and no CA: with the platform's client environment every artifact
+    # goes through the server (which would otherwise hand out presigned URLs of the bucket itself).
     client_env = {"PATH": f"{python.parent}:/usr/bin:/bin", "HOME": str(tmp_path), "LC_ALL": "C.UTF-8",
-                  "MLFLOW_ENABLE_TELEMETRY": "false", "DO_NOT_TRACK": "true"}
+                  "MLFLOW_ENABLE_TELEMETRY": "false", "DO_NOT_TRACK": "true",
+                  **{k: v for k, v in mlflow_client_env().items() if k != "MLFLOW_TRACKING_URI"}}
     done = subprocess.run([str(python), "-c", CLIENT, url, str(artifact)], capture_output=True, text=True,
                           timeout=CLIENT_SECONDS, env=client_env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -342,6 +345,9 @@ def test_a_run_an_artifact_and_a_registered_model_through_the_planned_server(ser
     assert result["champion"] == {"version": "1", "run_id": run_id, "source": f"models:/{result['model_id']}"}
     assert result["scored"] == [amount > 10 for amount in range(20)]
     assert result["downloaded"] == artifact.read_text()
+    # Every file went through the server: it handed out no presigned URL of the bucket.
+    server_log = next(iter(volumes.values())).parent.parent / "server.log"
+    assert "/mlflow-artifacts/presigned/" not in server_log.read_text(errors="replace")
 
     # Proxied: the run's artifact URI is the server's, and the objects lie in the artifacts bucket under the
     # server's prefixes: the run's <experiment>/<run>/artifacts/, the logged model's <experiment>/models/<id>/.

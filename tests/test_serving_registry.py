@@ -34,7 +34,8 @@ def fetch_step(pod: dict, uri: str) -> dict:
     assert fetch["imagePullPolicy"] == "Always"
     assert fetch["command"] == ["mlflow", "artifacts", "download", "--artifact-uri", uri, "--dst-path", "/models"]
     assert {e["name"]: e["value"] for e in fetch["env"] if "value" in e} == {
-        "MLFLOW_TRACKING_URI": "http://mlflow.mlflow.svc", "HOME": "/tmp", "MLFLOW_ENABLE_TELEMETRY": "false",
+        "MLFLOW_TRACKING_URI": "http://mlflow.mlflow.svc", "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
+        "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false", "HOME": "/tmp", "MLFLOW_ENABLE_TELEMETRY": "false",
         "DO_NOT_TRACK": "true"}
     # With MLflow's sign-on, the team's service account in MLflow; without it the Secret is not there.
     assert {e["name"]: e["valueFrom"] for e in fetch["env"] if "valueFrom" in e} == {

@@ -592,6 +592,16 @@ def tracking_uri() -> str:
     return f"http://{SERVICE}.{NAMESPACE}.svc"
 
 
+def client_env() -> dict[str, str]:
+    """The environment of the platform's own MLflow clients: the in-cluster server, and every artifact through it.
+    With S3 artifacts the server advertises multipart transfers, and its clients then move files straight to and
+    from the bucket through presigned URLs: URLs of the in-cluster store, which a client outside the cluster or
+    the store's policies cannot reach, over TLS from the platform CA. Through the server, only MLflow's identity
+    touches the bucket."""
+    return {"MLFLOW_TRACKING_URI": tracking_uri(), "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
+            "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false"}
+
+
 def client_policy(resource: str, client: str, namespace: str, pods: dict[str, str], component: str,
                   ctx: PlatformContext, opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
     """MLflow admits the pods of a platform namespace matching the labels `pods` (the client: the notebook

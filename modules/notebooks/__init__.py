@@ -22,9 +22,9 @@ from plinth.context import PlatformContext, StackSecret, resource_name
 from plinth.modules.helm import HelmService
 from plinth.modules.mlflow import NAMESPACE as MLFLOW_NAMESPACE
 from plinth.modules.mlflow import POD_PORT as MLFLOW_PORT
+from plinth.modules.mlflow import client_env
 from plinth.modules.mlflow import client_policy as mlflow_client
 from plinth.modules.mlflow import server_selector as mlflow_server
-from plinth.modules.mlflow import tracking_uri
 from plinth.objects import gateway_route, stack_secret, whole_host_rule
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import GatewayHost, Need, Peer, gateway_hostname_rules, gateway_serves
@@ -306,7 +306,7 @@ class JupyterHub(HelmService):
                 "networkPolicy": {"enabled": True, "egressAllowRules": egress_rules(block.airgap),
                                   **({"egress": mlflow_egress()} if block.mlflow else {})},
                 # The platform's MLflow, in the cluster (its public name, if any, is the Gateway's).
-                **({"extraEnv": {"MLFLOW_TRACKING_URI": tracking_uri()}} if block.mlflow else {}),
+                **({"extraEnv": client_env()} if block.mlflow else {}),
             },
             # kube-scheduler as a second scheduler (cluster-wide rights), placeholder pods and image-pulling
             # DaemonSets on every node: none is needed to start a notebook server.

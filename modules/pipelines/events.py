@@ -20,7 +20,7 @@ from plinth.catalog import CHARTS, EVENTBUS_JETSTREAM, PLATFORM_NAMESPACES, Imag
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.backups.alerts import alert_rule
 from plinth.modules.helm import HelmService
-from plinth.modules.mlflow import SERVICE as MLFLOW_SERVICE
+from plinth.modules.mlflow import client_env
 from plinth.modules.pipelines import WORKFLOW_ACCOUNT, bind
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import Need, Peer
@@ -107,7 +107,7 @@ def template_name(model) -> str:
     return model.retraining.workflow_template or short(model.name, "retraining")
 
 
-def generated_template(model, mlflow: str | None) -> dict:
+def generated_template(model, mlflow: bool) -> dict:
     """The spec of the one-step WorkflowTemplate of a `retraining.image`: the alert's parameters as environment
     variables, restricted, requests equal to limits (the team's quota counts them), GPUs with their toleration."""
     retraining = model.retraining
@@ -116,8 +116,8 @@ def generated_template(model, mlflow: str | None) -> dict:
         both[GPU] = str(retraining.gpu)
     env = [{"name": f"PLINTH_{name.upper()}", "value": f"{{{{workflow.parameters.{name}}}}}"}
            for name, _ in PARAMETERS]
-    if mlflow:
-        env.append({"name": "MLFLOW_TRACKING_URI", "value": mlflow})
+    if mlflow:  # the in-cluster server, every artifact through it
+        env += [{"name": name, "value": value} for name, value in client_env().items()]
     container: dict = {"image": retraining.image, "env": env,
                        "resources": {"requests": dict(both), "limits": dict(both)},
                        "securityContext": restricted_container(standalone=True)}
@@ -145,8 +145,8 @@ class ArgoEventsArgs:
     """pipelines.events (plinth.spec.models.ArgoEvents)."""
     models: tuple = ()
     """The served models with `retraining`."""
-    mlflow: str | None = None
-    """The MLflow tracking URI in the cluster (registry.mlflow on): the generated templates' MLFLOW_TRACKING_URI."""
+    mlflow: bool = False
+    """registry.mlflow is on: the generated templates run with MLflow's client environment (mlflow.client_env)."""
     storage_class: str = ""
     """StorageClass of the EventBus's volumes: `busPersistence.storageClass`, Longhorn's `longhorn` when it is on,
     else "" (the cluster's default)."""
@@ -277,11 +277,9 @@ class ArgoEvents(HelmService):
 
     @classmethod
     def block(cls, spec: PlatformSpec) -> ArgoEventsArgs:
-        mlflow = f"http://{MLFLOW_SERVICE}.{PLATFORM_NAMESPACES['mlflow']}.svc" if spec.registry.mlflow.enabled \
-            else None
         events = spec.pipelines.events
         storage_class = spec.storage.volume_class(events.bus_persistence.storage_class)
-        return ArgoEventsArgs(events, retrained(spec), mlflow, storage_class)
+        return ArgoEventsArgs(events, retrained(spec), spec.registry.mlflow.enabled, storage_class)
 
     @classmethod
     def enabled(cls, spec: PlatformSpec) -> bool:

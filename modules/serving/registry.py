@@ -59,7 +59,7 @@ def server_volume() -> tuple[dict, dict]:
 def fetch_container(model, release, ctx: PlatformContext, resources: dict) -> dict:
     """The init container: the release's registered files into the emptyDir, then it exits. It takes the model's
     own CPU and memory (requests equal to limits, no GPU), so the pod's quota and QoS stay the model's."""
-    from plinth.modules.mlflow import CREDENTIALS, tracking_uri
+    from plinth.modules.mlflow import CREDENTIALS, client_env
 
     return {
         "name": CONTAINER,
@@ -67,7 +67,7 @@ def fetch_container(model, release, ctx: PlatformContext, resources: dict) -> di
         "imagePullPolicy": "Always",  # as the server beside it: the pinned tag re-checked against the registry
         "command": ["mlflow", "artifacts", "download", "--artifact-uri", model_uri(model, release),
                     "--dst-path", MOUNT],
-        "env": [{"name": "MLFLOW_TRACKING_URI", "value": tracking_uri()},
+        "env": [*({"name": name, "value": value} for name, value in client_env().items()),
                 # With MLflow's sign-on, the team's service account (optional: without it, no such Secret).
                 *({"name": key, "valueFrom": {"secretKeyRef": {"name": CREDENTIALS, "key": key, "optional": True}}}
                   for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")),
