@@ -60,22 +60,13 @@ def test_the_values_pass_the_charts_own_schema(charts_dir, helm):
         assert errors == [], target
 
 
-def test_the_location_is_the_backups_buckets_velero_prefix_through_the_targets_plugin(charts_dir, helm):
-    expected = {
-        "existing": ("aws", "test-backups", {"region": "us-east-1", "s3ForcePathStyle": "true",
-                                                       "s3Url": "http://seaweedfs-s3.object-store.svc:8333"}),
-        "eks": ("aws", "test-prod-backups", {"region": "eu-west-1"}),
-        "gke": ("gcp", "test-prod-backups", {"serviceAccount": "test-prod-velero@acme-ml.iam.gserviceaccount.com"}),
-    }
-    for target, (provider, bucket, config) in expected.items():
+def test_the_targets_plugin_and_no_location_of_the_charts_own(charts_dir, helm):
+    for target in ("existing", "eks", "gke"):
         _, _, rendered = _rendered(target, charts_dir)
         objects = release_objects(rendered, "velero")
-        [location] = [o for o in objects if o["kind"] == "BackupStorageLocation"]
-        assert location["spec"]["provider"] == provider
-        assert location["spec"]["objectStorage"] == {"bucket": bucket, "prefix": "velero"}
-        assert location["spec"]["config"] == config
-        assert location["spec"]["default"] is True
-        assert not [o for o in objects if o["kind"] in ("VolumeSnapshotLocation", "DaemonSet", "Secret")]
+        # The location is Plinth's own object (tests/test_velero.py): the chart's would take the CA's text.
+        assert not [o for o in objects if o["kind"] in ("BackupStorageLocation", "VolumeSnapshotLocation",
+                                                         "DaemonSet", "Secret")]
         [deployment] = [o for o in objects if o["kind"] == "Deployment"]
         pod = deployment["spec"]["template"]["spec"]
         plugin = "velero-plugin-for-gcp" if target == "gke" else "velero-plugin-for-aws"
