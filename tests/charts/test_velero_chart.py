@@ -1,7 +1,7 @@
 """Velero's real chart (12.1.0) rendered with Plinth's values on each target: the values pass the chart's own
-schema, the BackupStorageLocation names the backups bucket's `velero/` prefix with the target's plugin, every
-pod (the server with its plugin init container, the CRD upgrade Job) is admitted by Pod Security `restricted`,
-every image is listed by `plinth images`, and Plinth's Schedule validates against Velero's CRD."""
+schema, the server runs the target's plugin and the chart renders no location of its own (Plinth's is its own
+object), every pod (the server with its plugin init container, the CRD upgrade Job) is admitted by Pod Security
+`restricted`, every image is listed by `plinth images`, and Plinth's Schedule validates against Velero's CRD."""
 
 from __future__ import annotations
 
@@ -96,12 +96,21 @@ def test_every_velero_pod_is_restricted_and_every_image_is_listed(charts_dir, he
         assert rendered_images and rendered_images <= listed, target
 
 
-def test_the_schedule_validates_against_veleros_crd(charts_dir, helm):
-    _, result, rendered = _rendered("existing", charts_dir)
-    crds = crd_schemas(rendered)
-    assert ("velero.io/v1", "Schedule") in crds
-    ours = [obj for _, obj in kubernetes_objects(result) if obj["kind"] == "Schedule"]
-    assert len(ours) == 1
-    assert validation_failures(ours, f"{KUBE}.0", crds) == []
-    broken = [{**ours[0], "spec": {**ours[0]["spec"], "template": {"ttl": 720}}}]
+def test_the_schedule_and_the_location_validate_against_veleros_crds(charts_dir, helm):
+    for target in ("existing", "eks", "gke"):
+        _, result, rendered = _rendered(target, charts_dir)
+        crds = crd_schemas(rendered)
+        assert {("velero.io/v1", "Schedule"), ("velero.io/v1", "BackupStorageLocation")} <= set(crds)
+        ours = [obj for _, obj in kubernetes_objects(result) if obj["kind"] in ("Schedule", "BackupStorageLocation")]
+        assert sorted(obj["kind"] for obj in ours) == ["BackupStorageLocation", "Schedule"]
+        assert validation_failures(ours, f"{KUBE}.0", crds) == []
+    [schedule] = [obj for obj in ours if obj["kind"] == "Schedule"]
+    broken = [{**schedule, "spec": {**schedule["spec"], "template": {"ttl": 720}}}]
     assert validation_failures(broken, f"{KUBE}.0", crds) != []
+    # On-prem the location trusts the platform CA by reference (a field of this Velero's CRD, not the chart's).
+    _, result, rendered = _rendered("existing", charts_dir)
+    [location] = [obj for _, obj in kubernetes_objects(result) if obj["kind"] == "BackupStorageLocation"]
+    assert location["spec"]["objectStorage"]["caCertRef"] == {"name": "object-store-ca", "key": "ca.crt"}
+    typo = {**location, "spec": {**location["spec"], "objectStorage": {
+        **location["spec"]["objectStorage"], "caCertRef": "object-store-ca"}}}
+    assert validation_failures([typo], f"{KUBE}.0", crd_schemas(rendered)) != []
