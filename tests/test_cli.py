@@ -241,7 +241,8 @@ def test_a_configure_plan_with_nothing_to_configure_says_so():
     result = plinth("plan", "blueprints/minimal.yaml", "--stage", "configure")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("nothing to configure in blueprints/minimal.yaml: every part of the configure "
-                                    "stage (vault-teams, harbor-projects) is off"), result.stdout
+                                    "stage (vault-teams, harbor-projects, longhorn-backup-target) is off"), \
+        result.stdout
 
 
 def test_rendering_the_charts_reports_progress_per_chart():

@@ -15,6 +15,7 @@ import yaml
 from test_mlflow_server import database, objects, python, s3, server  # noqa: F401  (fixtures)
 
 from support import ROOT
+from plinth.modules.mlflow import client_env as mlflow_client_env
 from plinth.modules.pipelines.events import PARAMETERS
 
 pytestmark = pytest.mark.toolchain  # the MLflow server's PostgreSQL, weed and helm
@@ -63,8 +64,10 @@ def test_the_script_registers_each_retrained_model_as_the_challenger(server, tmp
     url, mlflow_python, *_ = server
     data = tmp_path / "train.csv"
     _data(data)
+    # A generated retraining template's MLflow environment (every artifact through the server), the local server.
     env = {"PATH": f"{mlflow_python.parent}:/usr/bin:/bin", "HOME": str(tmp_path), "LC_ALL": "C.UTF-8",
-           "MLFLOW_TRACKING_URI": url, "MLFLOW_ENABLE_TELEMETRY": "false", "DO_NOT_TRACK": "true"}
+           **mlflow_client_env(), "MLFLOW_TRACKING_URI": url, "MLFLOW_ENABLE_TELEMETRY": "false",
+           "DO_NOT_TRACK": "true"}
     alert = {"status": "firing", "labels": {"alertname": "ModelDrift", "model": "scorer", "version": "3"}}
     results = []
     for served in ("3", "4"):

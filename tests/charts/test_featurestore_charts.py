@@ -104,7 +104,9 @@ def test_every_object_validates_and_custom_resources_match_their_crds(rendered):
     expected |= {"PersistentVolumeClaim"} if feast.offline_store == "file" else set()
     expected |= {"PodDisruptionBudget"} if prod else set()
     # Backups on (prod), watched by their alerts (monitoring on).
-    expected |= {"ObjectStore", "ScheduledBackup", "PrometheusRule"} if spec.metadata.environment == "prod" else set()
+    # Backups on in prod: the Barman Cloud ObjectStore, with the store's CA (a trust-bundle Certificate) on-prem.
+    expected |= {"ObjectStore", "ScheduledBackup", "PrometheusRule", "Certificate"} \
+        if spec.metadata.environment == "prod" else set()
     assert {o["kind"] for o in ours} == expected
     theirs = [o for c in charts if c.resource.inputs.get("name") in FEAST_CHARTS for o in c.objects]
     assert validation_failures(ours + theirs, version, crds) == []

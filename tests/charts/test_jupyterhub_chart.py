@@ -207,7 +207,9 @@ def test_with_mlflow_the_charts_policy_lets_the_notebooks_reach_it_and_the_hub_k
     secret = _one(objects, "Secret", "hub")
     assert "hub.config.CryptKeeper.keys" in secret["data"]  # auth state's keys: drawn by the chart, kept by lookup
     values = yaml.safe_load(base64.b64decode(secret["data"]["values.yaml"]))
-    assert values["singleuser"]["extraEnv"] == {"MLFLOW_TRACKING_URI": "http://mlflow.mlflow.svc"}
+    assert values["singleuser"]["extraEnv"] == {"MLFLOW_TRACKING_URI": "http://mlflow.mlflow.svc",
+                                                "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
+                                                "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false"}
     assert values["hub"]["config"]["GenericOAuthenticator"]["enable_auth_state"] is True
     [config] = values["hub"]["extraConfig"].values()
     assert "c.KubeSpawner.auth_state_hook = mlflow_token_hook('ml-mlflow')" in config

@@ -116,7 +116,9 @@ def test_no_secret_value_is_rendered(objects):
     assert {"name": "team-tokens", "secret": {"secretName": "mlflow-team-tokens"}} in pod["volumes"]
     plain = {e["name"] for c in pod["initContainers"] + pod["containers"] for e in c.get("env") or []
              if "value" in e}
-    assert [name for name in plain if "PASSWORD" in name or "SECRET" in name or name.startswith("AWS_")] == []
+    # AWS_CA_BUNDLE is a path (the platform CA's mount), no credential.
+    assert [name for name in plain if "PASSWORD" in name or "SECRET" in name
+            or (name.startswith("AWS_") and name != "AWS_CA_BUNDLE")] == []
 
 
 def test_the_backend_is_the_platform_postgres_verified(objects):
@@ -135,7 +137,12 @@ def test_the_artifacts_are_the_object_stores_bucket_proxied_by_the_server(object
     assert f"--artifacts-destination=s3://{PLATFORM}-artifacts/" in server["args"]
     assert "--serve-artifacts" in server["args"]
     env = {e["name"]: e.get("value") for e in server["env"]}
-    assert env["MLFLOW_S3_ENDPOINT_URL"] == "http://seaweedfs-s3.object-store.svc:8333"
+    assert env["MLFLOW_S3_ENDPOINT_URL"] == "https://seaweedfs-s3.object-store.svc:8333"
+    assert env["AWS_CA_BUNDLE"] == "/etc/plinth/object-store-ca/ca.crt"  # the store's HTTPS, the platform CA
+    assert {"name": "object-store-ca", "mountPath": "/etc/plinth/object-store-ca", "readOnly": True} in \
+        server["volumeMounts"]
+    assert {"name": "object-store-ca", "secret": {"secretName": "object-store-ca", "defaultMode": 0o444,
+            "items": [{"key": "ca.crt", "path": "ca.crt"}]}} in _pod(objects)["volumes"]
 
 
 def test_the_migration_runs_before_the_server_and_no_two_versions_overlap(objects):
