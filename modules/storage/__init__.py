@@ -8,14 +8,13 @@ import pulumi_kubernetes as k8s
 
 from plinth.catalog import CHARTS
 from plinth.context import PlatformContext, resource_name
-from plinth.modules.backups import backups_on
 from plinth.modules.backups.alerts import alert_rule, volume_rules
 from plinth.modules.certs import trust_bundle
 from plinth.modules.cluster.differences import longhorn_values
 from plinth.modules.helm import HelmService, merge_values
 from plinth.modules.objectstore import CA_SECRET
 from plinth.modules.objectstore.identities import bucket
-from plinth.modules.storage.backuptarget import CREDENTIAL_SECRET
+from plinth.modules.storage.backuptarget import CREDENTIAL_SECRET, stores_to_object_store
 from plinth.service import Need, Peer
 from plinth.spec import models
 from plinth.targets import Identity
@@ -72,7 +71,7 @@ class Longhorn(HelmService):
 
     @classmethod
     def needs(cls, spec) -> tuple[Need, ...]:
-        if spec.storage.longhorn.enabled and backups_on(spec) and spec.target.type == "existing":
+        if stores_to_object_store(spec):
             return (Need("object-store", ("backups", "enabled"), "on an existing cluster, Longhorn backs up its "
                          "volumes to the object store's backups bucket", "longhorn-backups",
                          "set backups.enabled: false with a backups.reason"),)
