@@ -148,9 +148,9 @@ class S3Server:
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        # A clean stop takes about 15 s: the filer retries flushing its metadata log after the volume server,
-        # stopped first, is gone.
-        for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        # A clean stop takes 15 to 30 s (the filer retries flushing its metadata log after the volume server,
+        # stopped first, is gone), and nothing reads the test's store after it: a short grace, then killed.
+        for sig, wait in ((signal.SIGTERM, 2), (signal.SIGKILL, 10)):
             try:
                 os.killpg(self.process.pid, sig)
                 self.process.wait(wait)

@@ -28,6 +28,22 @@ CONFIGURE_STACKS = [s for s in _ALL_STACKS if s.endswith(".configure")]
 STACKS = [s for s in _ALL_STACKS if s not in CONFIGURE_STACKS]
 """Stacks of the platform stage."""
 
+
+def _keeps_blueprint_metadata(stack: str) -> bool:
+    document = YAML(typ="safe").load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())
+    return "metadata" not in (document["config"].get("plinth:overrides") or {})
+
+
+BLUEPRINT_STACKS = [s for s in STACKS if _keeps_blueprint_metadata(s)]
+"""Stacks that are their blueprint's platform in its environment (their overrides leave `metadata` alone: the
+prod stacks of the eks, gke and regulated blueprints). The tiers taking half a minute per case run them in the
+heavy tier (stack_marks): their blueprints run by default, and so do the stacks of another environment."""
+
+
+def stack_marks(stack: str) -> list:
+    """A slow tier's marks for a stack's case: heavy for BLUEPRINT_STACKS."""
+    return [pytest.mark.heavy] if stack in BLUEPRINT_STACKS else []
+
 CUSTOM_GROUPS = {"barmancloud.cnpg.io", "cert-manager.io", "cilium.io", "gateway.networking.k8s.io", "longhorn.io",
                  "monitoring.coreos.com", "nfd.k8s-sigs.io", "nvidia.com", "postgresql.cnpg.io",
                  "redis.redis.opstreelabs.in", "secrets.hashicorp.com", "velero.io"}

@@ -17,7 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support import BLUEPRINTS, ROOT, STACKS, checkov
+from support import BLUEPRINTS, ROOT, STACKS, checkov, stack_marks
 from test_serving_registry import registered
 
 from plinth.engine.offline import plan
@@ -41,7 +41,8 @@ SUPPRESSED_FOR: dict[tuple[str, str], str] = {
 }
 
 SPECS = [pytest.param(load_spec, p, id=p.name) for p in BLUEPRINTS if p.suffix == ".yaml"] + [
-    pytest.param(lambda s: load_stack_spec(ROOT, s), s, id=f"stack-{s}") for s in STACKS
+    pytest.param(lambda s: load_stack_spec(ROOT, s), s, id=f"stack-{s}", marks=stack_marks(s))
+    for s in STACKS
 ] + [pytest.param(lambda _: registered(), "registry-backed-serving", id="registry-backed-serving")]
 """Every blueprint and stack, and a platform serving a model from the registry (its init container)."""
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from e2e.binaries import toolchain_crds
-from support import BLUEPRINTS, ROOT, STACKS
+from support import BLUEPRINTS, ROOT, STACKS, stack_marks
 from validation import chart_member, coalesce, crd_schemas, images_in, restricted_problems, validate, \
     validation_failures
 from plinth.catalog import CHARTS, CRD_BUNDLES, ImageRef
@@ -28,7 +28,7 @@ from plinth.render import kubernetes_objects
 from plinth.spec.load import load_spec, load_stack_spec
 
 SPECS = [pytest.param(("blueprint", p), id=p.name) for p in BLUEPRINTS if p.suffix == ".yaml"] + [
-    pytest.param(("stack", s), id=f"stack-{s}") for s in STACKS
+    pytest.param(("stack", s), id=f"stack-{s}", marks=stack_marks(s)) for s in STACKS
 ]
 
 

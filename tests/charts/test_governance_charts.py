@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from support import ROOT, STACKS, platform_spec
+from support import ROOT, STACKS, platform_spec, stack_marks
 from plinth.engine.charts import render_charts
 from plinth.engine.offline import plan
 from plinth.governance.check import check, subjects
@@ -64,7 +64,7 @@ def test_vault_dev_mode_is_caught_on_the_server(charts_dir, helm):
     assert found and all(m.endswith("runs Vault in dev mode") for _, m, _ in found)
 
 
-@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("stack", [pytest.param(s, marks=stack_marks(s)) for s in STACKS])
 def test_the_shipped_stacks_are_clean_with_every_chart_object(stack, charts_dir, helm):
     spec = load_stack_spec(ROOT, stack)
     result = plan(spec, "test")

@@ -46,6 +46,8 @@ __all__ = ["LocalControlPlane", "ControlPlaneError", "KWOK_NODE"]
 
 KWOK_NODE = "kwok.x-k8s.io/node"
 """The annotation (value ``fake``) that hands a Node to KWOK."""
+STOP_GRACE_SECONDS = 3
+"""How long the processes get to end on SIGTERM before they are killed (stop)."""
 
 
 class ControlPlaneError(RuntimeError):
@@ -381,7 +383,9 @@ class LocalControlPlane:
         procs, self._procs = self._procs, []
         for _name, proc in reversed(procs):
             self._kill_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + 15
+        # A throw-away cluster: nothing of it is read after the stop. The API server's graceful shutdown waits
+        # for its open watches (up to 15 s in the tiers); past a short grace it is killed.
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
         for _name, proc in reversed(procs):
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))

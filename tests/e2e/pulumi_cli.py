@@ -110,6 +110,10 @@ class PulumiProject:
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             "PULUMI_SKIP_CONFIRMATIONS": "true",
             "PULUMI_COPILOT": "false",
+            # The file backend otherwise rewrites the whole state after every step (quadratic in resources:
+            # `up` of the e2e stack 204 s -> 158 s, destroy 230 s -> 171 s); the state after each operation
+            # is the same, and a test that dies half-way has a throw-away stack.
+            "PULUMI_SKIP_CHECKPOINTS": "true",
             "NO_COLOR": "1",
             "KUBECONFIG": self.kubeconfig,
         }

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from kubeapi import FIELD_MANAGER, established
-from support import BLUEPRINTS, CHARTS_DIR, CUSTOM_GROUPS, ROOT, STACKS, packaged_charts_helm
+from support import BLUEPRINTS, CHARTS_DIR, CUSTOM_GROUPS, ROOT, STACKS, packaged_charts_helm, stack_marks
 from plinth.engine.charts import render_charts
 from plinth.engine.offline import plan
 from plinth.render import KIND_ORDER, kubernetes_objects
@@ -22,7 +22,7 @@ from plinth.spec.load import load_spec, load_stack_spec
 pytestmark = pytest.mark.e2e
 
 CASES = [pytest.param(lambda p=p: load_spec(p), id=p.name) for p in BLUEPRINTS] + [
-    pytest.param(lambda s=s: load_stack_spec(ROOT, s), id=f"stack-{s}") for s in STACKS
+    pytest.param(lambda s=s: load_stack_spec(ROOT, s), id=f"stack-{s}", marks=stack_marks(s)) for s in STACKS
 ]
 
 
