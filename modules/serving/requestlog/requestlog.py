@@ -78,7 +78,7 @@ class Store:
     def put(self, bucket: str, key: str, body: bytes) -> None:
         """Write one object; raises OSError (the store unreachable or refusing) with the store's error code."""
         path = "/" + urllib.parse.quote(f"{bucket}/{key}", safe="/~")
-        now = datetime.datetime.now(datetime.timezone.utc)
+        now = datetime.datetime.now(datetime.UTC)
         amz_date, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
         headers = {"content-type": "application/x-ndjson", "host": self.netloc,
                    "x-amz-content-sha256": hashlib.sha256(body).hexdigest(), "x-amz-date": amz_date}
@@ -155,7 +155,7 @@ class Recorder:
 
     def encode(self, record: tuple) -> bytes:
         at, method, path, status, ms, request, response = record
-        line: dict = {"time": datetime.datetime.fromtimestamp(at, datetime.timezone.utc).isoformat(
+        line: dict = {"time": datetime.datetime.fromtimestamp(at, datetime.UTC).isoformat(
             timespec="milliseconds").replace("+00:00", "Z"), "track": self.track, "method": method, "path": path,
             "status": status, "ms": round(ms, 3)}
         for name, body in (("request", request), ("response", response)):
@@ -166,7 +166,7 @@ class Recorder:
         return json.dumps(line, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
 
     def key(self, now: float) -> str:
-        stamp = datetime.datetime.fromtimestamp(now, datetime.timezone.utc)
+        stamp = datetime.datetime.fromtimestamp(now, datetime.UTC)
         self.sequence += 1
         return (f"{self.prefix}/{stamp:%Y-%m-%d}/{stamp:%H}/{self.pod}-{int(now * 1000)}-{self.sequence:06d}"
                 ".jsonl")
