@@ -203,11 +203,11 @@ def test_request_logging_needs_the_object_store_and_sane_bounds(write):
         requestLog: {flushRecords: 500, bufferRecords: 100}
 """)
     assert errors == [
-        "bad.yaml:11:21: serving.models[ranker].drift.requestLog.flushRecords: a batch of 500 records never fills a "
-        "buffer of 100 [rule request-log-buffer; fix: set flushRecords at most bufferRecords]",
-        "bad.yaml:11:9: serving.models[ranker].drift.requestLog: model 'ranker' logs its requests into the artifacts "
+        "bad.yaml:12:9: serving.models[ranker].drift.requestLog: model 'ranker' logs its requests into the artifacts "
         "bucket of the object store, with its team's keys, which is off [rule request-log-needs-object-store; fix: "
-        "enable storage.objectStore, or use drift.window (a file) instead]"]
+        "enable storage.objectStore, or use drift.window (a file) instead]",
+        "bad.yaml:12:22: serving.models[ranker].drift.requestLog.flushRecords: a batch of 500 records never fills a "
+        "buffer of 100 [rule request-log-buffer; fix: set flushRecords at most bufferRecords]"]
 
 
 def test_the_window_is_a_file_or_the_request_log_and_the_rate_a_share(write):
@@ -216,11 +216,11 @@ def test_the_window_is_a_file_or_the_request_log_and_the_rate_a_share(write):
         requestLog: {sampleRate: 0.5}
 """)
     assert errors == ["bad.yaml:10:7: serving.models[ranker].drift: drift names either window (a file) or "
-                      "requestLog (the model's logged requests)"]
+                      "requestLog (the model's logged requests), got a mapping"]
     errors = overlay_errors(write, "monitoring: {enabled: true, drift: {enabled: true}}\n" + MODEL + """\
         requestLog: {sampleRate: 1.5}
 """)
-    assert errors == ["bad.yaml:11:34: serving.models[ranker].drift.requestLog.sampleRate: expected a value less "
+    assert errors == ["bad.yaml:12:22: serving.models[ranker].drift.requestLog.sampleRate: expected a value less "
                       "than or equal to 1, got 1.5"]
 
 
