@@ -282,7 +282,8 @@ def planned_identity(name: str) -> Identity:
 def store(tmp_path_factory):
     binary = weed()
     server = S3Server(binary, tmp_path_factory.mktemp("store"), ADMIN,
-                      [planned_identity("team-search"), planned_identity("team-fraud")], [bucket(PLATFORM, "artifacts")])
+                      [planned_identity("team-search"), planned_identity("team-fraud")],
+                      [bucket(PLATFORM, "artifacts")])
     with server:
         yield server
 

@@ -105,7 +105,7 @@ def resources(model) -> dict:
 
 def cronjob_spec(model, ctx: PlatformContext) -> dict:
     drift = model.drift
-    container = {
+    container: dict = {
         "name": "drift",
         "image": mirror_image(IMAGES["drift"], ctx.mirror_registry),
         "imagePullPolicy": "Always",  # the tag is pinned; Always re-checks it against the registry

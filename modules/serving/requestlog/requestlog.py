@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Mapping
 
 HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "transfer-encoding", "upgrade"))
@@ -58,7 +59,7 @@ class ConfigError(Exception):
 class Store:
     """PUT of one object, path-style, signed with AWS Signature Version 4, over HTTPS trusting AWS_CA_BUNDLE."""
 
-    def __init__(self, env: dict[str, str]):
+    def __init__(self, env: Mapping[str, str]):
         missing = [k for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL_S3") if not env.get(k)]
         if missing:
             raise ConfigError(f"the environment lacks {', '.join(missing)} (the team's object-store-credentials)")
@@ -174,7 +175,7 @@ class Recorder:
     def flush(self) -> None:
         """Write what is waiting, in batches of at most flush_records."""
         while True:
-            batch = []
+            batch: list[tuple] = []
             while len(batch) < self.flush_records:
                 try:
                     batch.append(self.buffer.get_nowait())
@@ -222,7 +223,7 @@ def handler(upstream: tuple[str, int], recorder: Recorder, rate: float, rng: ran
 
         def _body(self) -> bytes | None:
             if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-                chunks = []
+                chunks: list[bytes] = []
                 while True:
                     size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
                     if size == 0:
@@ -290,7 +291,7 @@ class Server(http.server.ThreadingHTTPServer):
         super().server_bind()
 
 
-def main(argv: list[str] | None = None, env: dict[str, str] | None = None) -> int:
+def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Forward a model server's requests; log a sample to S3.")
     parser.add_argument("--listen", type=int, required=True, help="port to serve on (all addresses)")
     parser.add_argument("--upstream", required=True, help="the model server: http://127.0.0.1:PORT")
