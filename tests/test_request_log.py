@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import kubernetes_validate
 import pytest
 
 from s3server import Identity, S3Server, weed
@@ -34,11 +35,14 @@ from test_serving import TRITON, spec
 from test_spec_errors import overlay_errors
 from plinth.catalog import IMAGES
 from plinth.engine.offline import plan
+from plinth.governance.check import subjects
+from plinth.governance.policies import evaluate
 from plinth.governance.podsecurity import restricted
 from plinth.mirror import mirror_list
 from plinth.modules.objectstore import ObjectStore
 from plinth.modules.objectstore.identities import bucket, s3_config
 from plinth.modules.objectstore.teamkeys import OBJECT_STORE
+from plinth.render import kubernetes_objects
 from plinth.spec.models import Drift
 from plinth.spec.rules import check_rules
 
@@ -141,6 +145,18 @@ def test_a_logged_bento_is_scraped_through_its_logger():
         "containers"] if c["name"] == "requestlog"]
     assert "--upstream=http://127.0.0.1:3000" in sidecar["args"] and "--sample-rate=0.1" in sidecar["args"]
     assert sidecar["readinessProbe"]["httpGet"]["path"] == "/readyz"
+
+
+def test_the_logged_models_objects_are_valid_kubernetes_and_pass_the_policies(logging_spec):
+    planned = plan(logging_spec, "reqlog-policies")
+    objects = [obj for r, obj in kubernetes_objects(planned) if "plinth:serving:Serving" in r.urn
+               and obj["kind"] in ("Deployment", "Service", "CronJob")]
+    assert len(objects) == 10  # scorer: 3 tracks, shifted: 1 (a Deployment and a Service each); 2 drift jobs
+    for obj in objects:
+        kubernetes_validate.validate(obj, "1.34.0", strict=True)
+    found = [v for _, _, violations in evaluate(subjects(planned)) for v in violations
+             if "scorer" in v.subject or "shifted" in v.subject]
+    assert found == []
 
 
 def test_the_team_namespace_reaches_the_store_from_every_pod(logging_spec):
@@ -349,15 +365,22 @@ class Logger:
         self.log = log
         self.process = subprocess.Popen(
             [sys.executable, str(LOGGER), f"--listen={self.port}", f"--upstream=http://127.0.0.1:{upstream}",
-             "--pod=scorer-stable-0", *args], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+             "--pod=scorer-stable-0", "--drain-seconds=1", *args], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while not ready(self.port, "/v2/health/ready"):
             assert self.process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
 
     def stop(self) -> str:
-        """SIGTERM: the last batch is written, then it exits 0."""
+        """SIGTERM: it still answers while draining (closing each connection after its answer), then the last batch
+        is written and it exits 0."""
         self.process.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        connection.request("GET", "/v2/health/ready")
+        answer = connection.getresponse()
+        assert (answer.status, answer.getheader("Connection")) == (200, "close")
+        connection.close()
         assert self.process.wait(30) == 0, self.log.read_text()
         return self.log.read_text()
 

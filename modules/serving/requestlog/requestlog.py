@@ -11,8 +11,9 @@ kept as JSON, other UTF-8 text as a string, anything else (binary tensors) as nu
 
 The request path never waits for the store: a sampled record goes into a bounded buffer (`--buffer-records`);
 when it is full, the record is counted and dropped. A writer thread flushes every `--flush-seconds` or as soon
-as `--flush-records` are waiting; a batch the store refuses is counted and dropped. SIGTERM flushes what is
-left, then exits. The counts go to stderr with every write.
+as `--flush-records` are waiting; a batch the store refuses is counted and dropped. SIGTERM: requests are still
+served for `--drain-seconds` (default 5: the endpoint leaves the Service meanwhile), then those in flight finish,
+what is left is written, and the logger exits 0. The counts go to stderr with every write.
 
 Credentials and endpoint come from the AWS SDKs' environment (the team's Secret `object-store-credentials`):
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL_S3 (path-style, https) and
@@ -44,6 +45,11 @@ from collections.abc import Mapping
 HOP_BY_HOP = frozenset(("connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                         "transfer-encoding", "upgrade"))
 """Headers that belong to one connection (RFC 9110 7.6.1): never forwarded either way."""
+DRAIN_SECONDS = 5.0
+"""After SIGTERM, requests are still served this long (each answer closing its connection) while the endpoint is
+taken out of the Service; then the logger stops taking new ones and waits for those in flight."""
+IN_FLIGHT_SECONDS = 30.0
+"""How long the requests still in flight may take after the drain (the pod's grace period is 60 s)."""
 UPSTREAM_TIMEOUT = 300
 """Seconds the model server may take per request (connect, and each read): a model's slowest answer."""
 STORE_TIMEOUT = 30
@@ -209,7 +215,30 @@ class Recorder:
 # --- the proxy ---------------------------------------------------------------------------------------------
 
 
-def handler(upstream: tuple[str, int], recorder: Recorder, rate: float, rng: random.Random):
+class Traffic:
+    """Requests in flight, and whether the logger is draining (SIGTERM)."""
+
+    def __init__(self) -> None:
+        self.draining = threading.Event()
+        self.idle = threading.Condition()
+        self.in_flight = 0
+
+    def __enter__(self) -> Traffic:
+        with self.idle:
+            self.in_flight += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self.idle:
+            self.in_flight -= 1
+            self.idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self.idle:
+            return self.idle.wait_for(lambda: self.in_flight == 0, timeout)
+
+
+def handler(upstream: tuple[str, int], recorder: Recorder, rate: float, rng: random.Random, traffic: Traffic):
     local = threading.local()
 
     def connection() -> http.client.HTTPConnection:
@@ -236,6 +265,10 @@ def handler(upstream: tuple[str, int], recorder: Recorder, rate: float, rng: ran
             return self.rfile.read(length) if length else None
 
         def _forward(self) -> None:
+            with traffic:
+                self._answer()
+
+        def _answer(self) -> None:
             started = time.monotonic()
             try:
                 body = self._body()
@@ -264,6 +297,9 @@ def handler(upstream: tuple[str, int], recorder: Recorder, rate: float, rng: ran
                 if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
                     self.send_header(name, value)
             self.send_header("Content-Length", str(len(data)))
+            if traffic.draining.is_set():  # the client's next request goes to another endpoint
+                self.send_header("Connection", "close")
+                self.close_connection = True
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(data)
@@ -305,13 +341,16 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     parser.add_argument("--flush-seconds", type=float, default=60)
     parser.add_argument("--flush-records", type=int, default=1000)
     parser.add_argument("--buffer-records", type=int, default=10000)
+    parser.add_argument("--drain-seconds", type=float, default=DRAIN_SECONDS,
+                        help=f"after SIGTERM, keep serving this long (default: {DRAIN_SECONDS:g})")
     args = parser.parse_args(argv)
     try:
         if not 0 <= args.sample_rate <= 1:
             raise ConfigError(f"--sample-rate {args.sample_rate} is not in 0-1")
-        if min(args.max_body_bytes, args.flush_records, args.buffer_records) < 1 or args.flush_seconds <= 0:
+        if min(args.max_body_bytes, args.flush_records, args.buffer_records) < 1 or args.flush_seconds <= 0 \
+                or args.drain_seconds < 0:
             raise ConfigError("--max-body-bytes, --flush-seconds, --flush-records and --buffer-records must be "
-                              "positive")
+                              "positive, --drain-seconds not negative")
         upstream = urllib.parse.urlsplit(args.upstream)
         if upstream.scheme != "http" or not upstream.hostname or upstream.path not in ("", "/"):
             raise ConfigError(f"--upstream {args.upstream!r} is not http://HOST:PORT")
@@ -323,12 +362,20 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
                         args.flush_seconds, args.flush_records, args.buffer_records)
     writer = threading.Thread(target=recorder.run, name="writer")
     writer.start()
+    traffic = Traffic()
     server = Server(("::" if Server.address_family == socket.AF_INET6 else "", args.listen),
-                    handler((upstream.hostname, upstream.port or 80), recorder, args.sample_rate, random.Random()))
+                    handler((upstream.hostname, upstream.port or 80), recorder, args.sample_rate, random.Random(),
+                            traffic))
+
+    def drain() -> None:
+        time.sleep(args.drain_seconds)
+        server.shutdown()  # from this thread: shutdown waits for serve_forever to return
 
     def stop(*_):
-        # Stop taking requests (from another thread: shutdown waits for serve_forever), then the last flush.
-        threading.Thread(target=server.shutdown).start()
+        # Serve on while the endpoint leaves the Service, then stop taking requests, then the last flush.
+        if not traffic.draining.is_set():
+            traffic.draining.set()
+            threading.Thread(target=drain, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -336,6 +383,9 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
           f"s3://{args.bucket}/{recorder.prefix}/", file=sys.stderr, flush=True)
     server.serve_forever()
     server.server_close()
+    if not traffic.wait_idle(IN_FLIGHT_SECONDS):
+        print(f"requestlog: {traffic.in_flight} requests still in flight after {IN_FLIGHT_SECONDS:g}s",
+              file=sys.stderr, flush=True)
     recorder.stopping.set()
     recorder.full.set()
     writer.join()
