@@ -440,6 +440,7 @@ def logged(served, store, triton, tmp_path_factory):
     return result
 
 
+@pytest.mark.toolchain  # weed: runs after the other tests (tests/conftest.py)
 def test_answers_are_unchanged_and_the_sample_lands_under_the_models_prefix(logged, store):
     sent, log = logged["scorer"]
     objects, lines = records(store, "requests/search/scorer")
@@ -465,6 +466,7 @@ def test_answers_are_unchanged_and_the_sample_lands_under_the_models_prefix(logg
             [v + 1 for v in line["request"]["inputs"][0]["data"]], rel=1e-5)
 
 
+@pytest.mark.toolchain  # weed: runs after the other tests (tests/conftest.py)
 def test_only_the_teams_keys_reach_its_records(logged, store):
     objects = store.objects("test-artifacts", "requests/search/scorer/")
     key = next(iter(objects))
@@ -493,6 +495,7 @@ def drift_run(store: S3Server, reference: str, model: str, tmp: Path) -> tuple[f
     return score(gauges(out.read_text())), time.monotonic() - started
 
 
+@pytest.mark.toolchain  # weed: runs after the other tests (tests/conftest.py)
 def test_the_drift_job_scores_the_logged_window(logged, store, tmp_path):
     reference = reference_csv(tmp_path / "reference.csv")
     like, like_s = drift_run(store, reference, "scorer", tmp_path)
@@ -502,6 +505,7 @@ def test_the_drift_job_scores_the_logged_window(logged, store, tmp_path):
     assert like < Drift().threshold < shifted
 
 
+@pytest.mark.toolchain  # weed: runs after the other tests (tests/conftest.py)
 def test_another_teams_keys_cannot_read_the_window(logged, store, tmp_path):
     reference = reference_csv(tmp_path / "reference.csv", rows=50)
     done = subprocess.run([drift_python(), str(DRIFT), f"--reference={reference}",
