@@ -234,6 +234,12 @@ def test_the_window_is_a_file_or_the_request_log_and_the_rate_a_share(write):
     assert errors == ["bad.yaml:10:7: serving.models[ranker].drift: drift names either window (a file) or "
                       "requestLog (the model's logged requests), got a mapping"]
     errors = overlay_errors(write, "monitoring: {enabled: true, drift: {enabled: true}}\n" + MODEL + """\
+        window: pvc://logs/window.csv
+        windowHours: 6
+""")
+    assert errors == ["bad.yaml:10:7: serving.models[ranker].drift: windowHours selects requestLog's records: a "
+                      "window file is read whole, got a mapping"]
+    errors = overlay_errors(write, "monitoring: {enabled: true, drift: {enabled: true}}\n" + MODEL + """\
         requestLog: {sampleRate: 1.5}
 """)
     assert errors == ["bad.yaml:12:22: serving.models[ranker].drift.requestLog.sampleRate: expected a value less "

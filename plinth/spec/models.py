@@ -761,7 +761,7 @@ class ModelDrift(Spec):
         "with window. Default: null.")
     window_hours: PositiveCount = Field(
         24, le=720, description="With requestLog: the drift job compares the records of the last windowHours "
-        "(the newest maxRows rows of them). Default: 24.")
+        "(the newest maxRows rows of them); not with window (a file is read whole). Default: 24.")
     threshold: float | None = Field(
         None, ge=0, le=1, description="Drift score (the share of drifted columns, 0-1) above which this model's "
         "ModelDrift alert fires. Default: null (monitoring.drift.threshold).")
@@ -778,6 +778,9 @@ class ModelDrift(Spec):
         if (self.window is None) == (self.request_log is None):
             raise PydanticCustomError("drift_window_or_log", "drift names either window (a file) or requestLog "
                                       "(the model's logged requests)")
+        if self.window is not None and "window_hours" in self.model_fields_set:
+            raise PydanticCustomError("drift_window_hours", "windowHours selects requestLog's records: a window "
+                                      "file is read whole")
         return self
 
 
