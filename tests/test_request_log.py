@@ -93,8 +93,9 @@ def test_stable_and_canary_pods_run_the_logger_in_front_of_the_model_server(serv
         assert sidecar["args"] == [
             "--listen=8090", "--upstream=http://127.0.0.1:8000", "--bucket=test-artifacts",
             "--prefix=requests/search/scorer", f"--track={track}", "--sample-rate=0.5", "--max-body-bytes=1024",
-            "--flush-seconds=30", "--flush-records=40", "--buffer-records=10000"]
-        assert sidecar["ports"] == [{"name": "requestlog", "containerPort": 8090, "protocol": "TCP"}]
+            "--flush-seconds=30", "--flush-records=40", "--buffer-records=10000", "--metrics-port=8091"]
+        assert sidecar["ports"] == [{"name": "requestlog", "containerPort": 8090, "protocol": "TCP"},
+                                    {"name": "requestlog-mx", "containerPort": 8091, "protocol": "TCP"}]
         # The team's keys (the AWS SDKs' environment) and the CA they name in AWS_CA_BUNDLE.
         assert sidecar["envFrom"] == [{"secretRef": {"name": "object-store-credentials"}}]
         assert {"name": "object-store-ca", "mountPath": "/etc/plinth/object-store-ca", "readOnly": True} in \
@@ -118,7 +119,9 @@ def test_a_logged_tracks_service_sends_its_http_port_to_the_logger(served):
                                    ("shadow", "scorer-shadow", "http")):
         ports = served[("Service", "search", service)].inputs["spec"]["ports"]
         assert ports[0] == {"name": "http", "port": 8000, "targetPort": target, "protocol": "TCP"}, track
-        assert [(p["name"], p["targetPort"]) for p in ports[1:]] == [("grpc", "grpc"), ("metrics", "metrics")]
+        logger = [("requestlog-mx", "requestlog-mx")] if target == "requestlog" else []
+        assert [(p["name"], p["targetPort"]) for p in ports[1:]] == [("grpc", "grpc"), ("metrics", "metrics"),
+                                                                     *logger]
     # The route keeps the port it knows: the Service's.
     route = served[("HTTPRoute", "search", "scorer")].inputs["spec"]
     assert {ref["port"] for rule in route["rules"] for ref in rule["backendRefs"]} == {8000}
@@ -130,9 +133,12 @@ def test_the_gateway_reaches_the_logger_and_the_shadows_server(served):
                                                            {"port": "8090", "protocol": "TCP"}]}]
     shifted = served[("CiliumNetworkPolicy", "search", "allow-from-gateway-shifted")].inputs["spec"]
     assert shifted["ingress"][0]["toPorts"] == [{"ports": [{"port": "8090", "protocol": "TCP"}]}]
-    # Triton's metrics have a port of their own: Prometheus does not pass the logger.
+    # Triton's metrics have a port of their own (Prometheus does not pass the logger); the logger's counts theirs.
     monitoring = served[("NetworkPolicy", "search", "allow-from-monitoring-scorer")].inputs["spec"]
-    assert monitoring["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8002}]
+    assert monitoring["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8002}, {"protocol": "TCP", "port": 8091}]
+    monitor = served[("ServiceMonitor", "search", "scorer")].inputs["spec"]
+    assert [e["port"] for e in monitor["endpoints"]] == ["metrics", "requestlog-mx"]
+    assert monitor["endpoints"][0]["relabelings"] == monitor["endpoints"][1]["relabelings"]
 
 
 def test_a_logged_bento_is_scraped_through_its_logger():
@@ -140,7 +146,7 @@ def test_a_logged_bento_is_scraped_through_its_logger():
              "stable": {"version": "1.2.0"}, "drift": {"reference": "pvc://data/reference.csv", "requestLog": {}}}
     served = by_key(plan(spec(models=[bento], **STORE), "reqlog-bento"), "plinth:serving:Serving")
     monitoring = served[("NetworkPolicy", "search", "allow-from-monitoring-ranker")].inputs["spec"]
-    assert monitoring["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8090}]
+    assert monitoring["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8090}, {"protocol": "TCP", "port": 8091}]
     [sidecar] = [c for c in served[("Deployment", "search", "ranker-stable")].inputs["spec"]["template"]["spec"][
         "containers"] if c["name"] == "requestlog"]
     assert "--upstream=http://127.0.0.1:3000" in sidecar["args"] and "--sample-rate=0.1" in sidecar["args"]
@@ -367,11 +373,12 @@ class Logger:
 
     def __init__(self, args: list[str], upstream: int, env: dict[str, str], log: Path):
         self.port = free_port()
-        args = [a for a in args if not a.startswith(("--listen=", "--upstream="))]
+        self.metrics_port = free_port()
+        args = [a for a in args if not a.startswith(("--listen=", "--upstream=", "--metrics-port="))]
         self.log = log
         self.process = subprocess.Popen(
             [sys.executable, str(LOGGER), f"--listen={self.port}", f"--upstream=http://127.0.0.1:{upstream}",
-             "--pod=scorer-stable-0", "--drain-seconds=1", *args], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+             f"--metrics-port={self.metrics_port}", "--pod=scorer-stable-0", "--drain-seconds=1", *args], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while not ready(self.port, "/v2/health/ready"):
             assert self.process.poll() is None and time.monotonic() < deadline, log.read_text()
@@ -440,6 +447,10 @@ def logged(served, store, triton, tmp_path_factory):
             sent.append(body)
         # Not inference: forwarded, never recorded.
         assert call(logger.port, "GET", "/v2/models/scorer")[:2] == call(triton, "GET", "/v2/models/scorer")[:2]
+        status, metrics, kind = call(logger.metrics_port, "GET", "/metrics")
+        assert status == 200 and kind.startswith("text/plain; version=0.0.4")
+        sampled = re.search(rb'^plinth_requestlog_records_total\{outcome="sampled"\} (\d+)$', metrics, re.M)
+        assert sampled and 0 < int(sampled[1]) < REQUESTS, metrics
         result[model] = (sent, logger.stop())
         result["timing"][model] = (direct_s / REQUESTS * 1000, through_s / REQUESTS * 1000)
     print(f"\n[request log] ms per request, direct / through the logger: {result['timing']}")

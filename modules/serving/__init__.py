@@ -65,9 +65,12 @@ class ServingArgs:
 def service_ports(model, track: str) -> list[tuple[str, int, str]]:
     """(name, port, targetPort) of a track's Service: the runtime's ports; a logged track's HTTP port goes to the
     request logger's (reqlog), so the route and clients keep the port number they know."""
-    runtime = RUNTIMES[model.runtime]
-    return [(name, port, reqlog.PORT_NAME if port == runtime.http_port and reqlog.logged(model, track) else name)
-            for name, port in runtime.ports]
+    runtime, logged = RUNTIMES[model.runtime], reqlog.logged(model, track)
+    ports = [(name, port, reqlog.PORT_NAME if port == runtime.http_port and logged else name)
+             for name, port in runtime.ports]
+    if logged:  # the logger's own counts, for the ServiceMonitor
+        ports.append((reqlog.METRICS_PORT_NAME, reqlog.METRICS_PORT, reqlog.METRICS_PORT_NAME))
+    return ports
 
 
 def pod_ports(model, port: int) -> tuple[int, ...]:
@@ -268,8 +271,9 @@ class Serving(PlatformService):
         if self.routed(block):
             peers.append(Peer(f"gateway-{model.name}", ports=pod_ports(model, runtime.http_port), entity="ingress"))
         if ctx.monitoring:
+            logger = (reqlog.METRICS_PORT,) if reqlog.logged(model) else ()
             peers.append(Peer(f"monitoring-{model.name}", PLATFORM_NAMESPACES["monitoring"],
-                              ports=pod_ports(model, dict(runtime.ports)[runtime.metrics_port])))
+                              ports=pod_ports(model, dict(runtime.ports)[runtime.metrics_port]) + logger))
         policies = [p for p in (peer_policy("Ingress", peer, ctx) for peer in peers) if p]
         # A Bento's model is in its image; a registered model's comes through MLflow (the tenant egress to it).
         repository = model_repository(model, ctx) if model.runtime == "triton" and not model.registry else "pvc://"

@@ -21,6 +21,9 @@ from plinth.securitycontext import restricted_container
 LOGGER_PORT = 8090
 """The sidecar's port (every runtime's own ports are below it: Triton 8000-8002, BentoML 3000)."""
 PORT_NAME = "requestlog"
+METRICS_PORT = 8091
+"""The sidecar's /metrics (plinth_requestlog_records_total{outcome}): scraped through the track's Service."""
+METRICS_PORT_NAME = "requestlog-mx"
 LOGGED_TRACKS = ("stable", "canary")
 STORE_PURPOSE = "artifacts"
 """The purpose bucket the records go to: `<platform>-artifacts/requests/<team>/<model>/`."""
@@ -70,10 +73,12 @@ def sidecar(model, track: str, ctx: PlatformContext, http_port: int, ready_path:
             f"--flush-seconds={log.flush_seconds}",
             f"--flush-records={log.flush_records}",
             f"--buffer-records={log.buffer_records}",
+            f"--metrics-port={METRICS_PORT}",
         ],
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
         "envFrom": [credentials()],
-        "ports": [{"name": PORT_NAME, "containerPort": LOGGER_PORT, "protocol": "TCP"}],
+        "ports": [{"name": PORT_NAME, "containerPort": LOGGER_PORT, "protocol": "TCP"},
+                  {"name": METRICS_PORT_NAME, "containerPort": METRICS_PORT, "protocol": "TCP"}],
         # Ready when the model server answers ready through it: the Service sends traffic here.
         "readinessProbe": {"httpGet": {"path": ready_path, "port": PORT_NAME}, "timeoutSeconds": 5,
                            "periodSeconds": 5, "failureThreshold": 3},

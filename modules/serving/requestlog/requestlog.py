@@ -13,7 +13,9 @@ The request path never waits for the store: a sampled record goes into a bounded
 when it is full, the record is counted and dropped. A writer thread flushes every `--flush-seconds` or as soon
 as `--flush-records` are waiting; a batch the store refuses is counted and dropped. SIGTERM: requests are still
 served for `--drain-seconds` (default 5: the endpoint leaves the Service meanwhile), then those in flight finish,
-what is left is written, and the logger exits 0. The counts go to stderr with every write.
+what is left is written, and the logger exits 0. The counts go to stderr with every write and, with
+`--metrics-port`, to Prometheus: `plinth_requestlog_records_total{outcome}` (sampled, written, dropped_full,
+dropped_store) on :PORT/metrics.
 
 Credentials and endpoint come from the AWS SDKs' environment (the team's Secret `object-store-credentials`):
 AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL_S3 (path-style, https) and
@@ -50,6 +52,7 @@ DRAIN_SECONDS = 5.0
 taken out of the Service; then the logger stops taking new ones and waits for those in flight."""
 IN_FLIGHT_SECONDS = 30.0
 """How long the requests still in flight may take after the drain (the pod's grace period is 60 s)."""
+METRIC = "plinth_requestlog_records_total"
 UPSTREAM_TIMEOUT = 300
 """Seconds the model server may take per request (connect, and each read): a model's slowest answer."""
 STORE_TIMEOUT = 30
@@ -148,6 +151,14 @@ class Recorder:
     def count(self, name: str, n: int = 1) -> None:
         with self.lock:
             self.counts[name] += n
+
+    def exposition(self) -> bytes:
+        """The counts in Prometheus' text format (0.0.4)."""
+        with self.lock:
+            counts = dict(self.counts)
+        lines = [f"# HELP {METRIC} Sampled requests by what became of their record.", f"# TYPE {METRIC} counter"]
+        lines += [f'{METRIC}{{outcome="{name}"}} {value}' for name, value in counts.items()]
+        return ("\n".join(lines) + "\n").encode()
 
     def offer(self, record: tuple) -> None:
         """(time, method, path, status, ms, request body, response body): raw, encoded by the writer."""
@@ -317,6 +328,25 @@ def handler(upstream: tuple[str, int], recorder: Recorder, rate: float, rng: ran
     return Proxy
 
 
+def metrics_handler(recorder: Recorder):
+    class Metrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the handler's API)
+            if self.path.split("?")[0] != "/metrics":
+                self.send_error(404)
+                return
+            body = recorder.exposition()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):  # scrapes are not news
+            pass
+
+    return Metrics
+
+
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     address_family = socket.AF_INET6 if socket.has_ipv6 else socket.AF_INET
@@ -341,6 +371,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     parser.add_argument("--flush-seconds", type=float, default=60)
     parser.add_argument("--flush-records", type=int, default=1000)
     parser.add_argument("--buffer-records", type=int, default=10000)
+    parser.add_argument("--metrics-port", type=int, help="serve the counts on :PORT/metrics (default: not at all)")
     parser.add_argument("--drain-seconds", type=float, default=DRAIN_SECONDS,
                         help=f"after SIGTERM, keep serving this long (default: {DRAIN_SECONDS:g})")
     args = parser.parse_args(argv)
@@ -377,6 +408,10 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
             traffic.draining.set()
             threading.Thread(target=drain, daemon=True).start()
 
+    if args.metrics_port is not None:
+        metrics = Server(("::" if Server.address_family == socket.AF_INET6 else "", args.metrics_port),
+                         metrics_handler(recorder))
+        threading.Thread(target=metrics.serve_forever, name="metrics", daemon=True).start()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     print(f"requestlog: :{args.listen} -> {args.upstream}, sampling {args.sample_rate:g} of POST requests into "
