@@ -293,6 +293,73 @@ def test_requests_become_rows_of_the_references_columns():
         assert rows(unusable, columns) is None, unusable
 
 
+def echo_server():
+    """A local upstream answering each request with what it received (method, path, Content-Length, body)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Echo(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):  # noqa: N802 (the handler's API)
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            answer = json.dumps({"path": self.path, "length": self.headers.get("Content-Length"),
+                                 "chunked": self.headers.get("Transfer-Encoding"), "body": body.decode()}).encode()
+            self.send_response(201)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("X-Model", "echo")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_the_logger_forwards_chunked_bodies_answers_502_without_its_server_and_refuses_bad_input(tmp_path):
+    upstream = echo_server()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "A", "AWS_SECRET_ACCESS_KEY": "B",
+           "AWS_ENDPOINT_URL_S3": "https://127.0.0.1:9"}
+    port = free_port()
+    process = subprocess.Popen([sys.executable, str(LOGGER), f"--listen={port}",
+                                f"--upstream=http://127.0.0.1:{upstream.server_port}", "--bucket=b",
+                                "--prefix=requests/t/m", "--sample-rate=0", "--drain-seconds=0"],
+                               env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                connection.request("POST", "/v1/x", body=iter([b'{"a": ', b"1}"]), encode_chunked=True)
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        answer = connection.getresponse()
+        # The model server gets the whole body with its length; the client its answer as the server gave it.
+        assert (answer.status, answer.getheader("X-Model"), json.loads(answer.read())) == (
+            201, "echo", {"path": "/v1/x", "length": "8", "chunked": None, "body": '{"a": 1}'})
+        upstream.shutdown()
+        upstream.server_close()
+        assert call(port, "POST", "/v1/x", b"{}")[0] == 502
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+    for args, env_, message in (
+            (["--sample-rate=2"], env, "--sample-rate 2.0 is not in 0-1"),
+            ([], {k: v for k, v in env.items() if k != "AWS_SECRET_ACCESS_KEY"},
+             "the environment lacks AWS_SECRET_ACCESS_KEY (the team's object-store-credentials)"),
+            ([], {**env, "AWS_ENDPOINT_URL_S3": "http://store:8333"}, "is not an https:// URL")):
+        done = subprocess.run([sys.executable, str(LOGGER), "--listen=1", "--upstream=http://127.0.0.1:1",
+                               "--bucket=b", "--prefix=p", *args], env=env_, capture_output=True, text=True,
+                              timeout=20)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
 # --- the real logger, Triton, SeaweedFS and the drift job ----------------------------------------------------
 
 PLATFORM = "test"
