@@ -8,7 +8,8 @@ the model's PrometheusRule (errors, p95 latency against the spec's SLO, availabi
 canary against stable, drift). Per platform, with monitoring: the serving Grafana dashboard.
 
 Here the component; beside it: names.py (tracks, names, selectors), runtimes.py (the runtimes, their pods
-and Deployments), routing.py (the route's rules), monitoring.py (ServiceMonitor, alerts, dashboard).
+and Deployments), routing.py (the route's rules), monitoring.py (ServiceMonitor, alerts, dashboard), drift.py
+(the drift job), reqlog.py (the request logger sidecar of drift.requestLog).
 Why each choice: README.md beside this file.
 """
 
