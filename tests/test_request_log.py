@@ -301,8 +301,17 @@ def echo_server():
     class Echo(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        def do_HEAD(self):  # noqa: N802 (the handler's API)
+            self.send_response(200)
+            self.send_header("Content-Length", "42")
+            self.end_headers()
+
         def do_POST(self):  # noqa: N802 (the handler's API)
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.path == "/empty":
+                self.send_response(204)
+                self.end_headers()
+                return
             answer = json.dumps({"path": self.path, "length": self.headers.get("Content-Length"),
                                  "chunked": self.headers.get("Transfer-Encoding"), "body": body.decode()}).encode()
             self.send_response(201)
@@ -343,6 +352,14 @@ def test_the_logger_forwards_chunked_bodies_answers_502_without_its_server_and_r
         # The model server gets the whole body with its length; the client its answer as the server gave it.
         assert (answer.status, answer.getheader("X-Model"), json.loads(answer.read())) == (
             201, "echo", {"path": "/v1/x", "length": "8", "chunked": None, "body": '{"a": 1}'})
+        # Answers without a body keep their framing: HEAD its length, 204 none (the kept-alive connection goes on).
+        connection.request("HEAD", "/v1/x")
+        answer = connection.getresponse()
+        assert (answer.status, answer.getheader("Content-Length"), answer.read()) == (200, "42", b"")
+        connection.request("POST", "/empty", body=b"{}")
+        answer = connection.getresponse()
+        assert (answer.status, answer.getheader("Content-Length"), answer.read()) == (204, None, b"")
+        connection.close()
         upstream.shutdown()
         upstream.server_close()
         assert call(port, "POST", "/v1/x", b"{}")[0] == 502

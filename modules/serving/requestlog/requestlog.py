@@ -5,6 +5,7 @@ JSON line and writes the lines in batches into the object store:
 
     s3://<bucket>/<prefix>/<YYYY-MM-DD>/<HH>/<pod>-<unix ms>-<seq>.jsonl      (UTC hour of the batch's write)
 
+Answers are read whole before they are returned (no streaming: a server-sent-events answer arrives at once).
 Each record: {"time", "track", "method", "path", "status", "ms", "request", "response"}; a body that is JSON is
 kept as JSON, other UTF-8 text as a string, anything else (binary tensors) as null; a body longer than
 `--max-body-bytes` is null with `"<request|response>_truncated": true` and its size.
@@ -286,7 +287,8 @@ def handler(upstream: tuple[str, int], recorder: Recorder, rate: float, rng: ran
             except ValueError:
                 self.send_error(400, "bad request body framing")
                 return
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+            # Expect: the body is already read (this server answered any 100-continue itself).
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP and k.lower() != "expect"}
             if body is not None:
                 headers["Content-Length"] = str(len(body))
             for attempt in (1, 2):
@@ -307,7 +309,10 @@ def handler(upstream: tuple[str, int], recorder: Recorder, rate: float, rng: ran
             for name, value in answer.getheaders():
                 if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
                     self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
+            # The body's own length (a HEAD answer's is the server's); 204 and 304 carry none.
+            length = answer.getheader("Content-Length") if self.command == "HEAD" else str(len(data))
+            if length is not None and answer.status not in (204, 304):
+                self.send_header("Content-Length", length)
             if traffic.draining.is_set():  # the client's next request goes to another endpoint
                 self.send_header("Connection", "close")
                 self.close_connection = True
