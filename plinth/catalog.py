@@ -310,6 +310,10 @@ IMAGES: dict[str, str] = {
     # The drift job of serving.models[].drift: modules/serving/driftjob (Evidently per column), built from its
     # Dockerfile and pushed by the platform team; the tag is the Evidently version it pins, then the build.
     "drift": "ghcr.io/plinth-platform/plinth-drift:0.7.23-1",
+    # The request logger beside a model server (serving.models[].drift.requestLog): modules/serving/requestlog
+    # (the standard library only), built from its Dockerfile and pushed by the platform team; the tag is the
+    # Python version it pins, then the build.
+    "requestlog": "ghcr.io/plinth-platform/plinth-requestlog:3.11.7-1",
 }
 
 # The sign-on plugin in the MLflow image (registry.mlflow with identity.oidc.clients.mlflow: the chart's

@@ -143,7 +143,6 @@ def test_drift_fields_are_checked_by_the_schema(write):
         threshold: 2
 """)
     assert errors == [
-        "bad.yaml:10:7: serving.models[ranker].drift.window: required field is missing",
         r'bad.yaml:11:9: serving.models[ranker].drift.schedule: expected a string matching ^\S+( \S+){4}$, got "daily"',
         r'bad.yaml:12:9: serving.models[ranker].drift.reference: expected a string matching ^pvc://\S+$, got '
         '"s3://bucket/reference.csv"',

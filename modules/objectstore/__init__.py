@@ -62,6 +62,9 @@ class ObjectStoreArgs:
     """Longhorn backs its volumes up into the backups bucket (Longhorn on, backups on)."""
     workflow_teams: tuple[str, ...] = ()
     """Teams whose workflows keep artifacts in the artifacts bucket (pipelines.argo on): one identity each."""
+    request_log_teams: tuple[str, ...] = ()
+    """Teams with a model logging its requests (serving.models[].drift.requestLog): their identity also reads,
+    writes and lists `<platform>-artifacts/requests/<team>/`."""
 
 
 class ObjectStore(HelmService):
@@ -105,9 +108,11 @@ class ObjectStore(HelmService):
     def block(cls, spec) -> ObjectStoreArgs:
         store = spec.storage.object_store
         longhorn = spec.storage.longhorn.enabled
+        logging = {model.team for model in spec.serving.models if model.drift and model.drift.request_log}
         return ObjectStoreArgs(store, spec.storage.volume_class(store.storage_class),
                                longhorn and spec.backups.active(spec.metadata.environment),
-                               tuple(team.name for team in spec.teams) if spec.pipelines.argo.enabled else ())
+                               tuple(team.name for team in spec.teams) if spec.pipelines.argo.enabled else (),
+                               tuple(team.name for team in spec.teams if team.name in logging))
 
     @classmethod
     def ingress(cls, block: ObjectStoreArgs, ctx: PlatformContext) -> tuple[Peer, ...]:
@@ -194,8 +199,8 @@ class ObjectStore(HelmService):
         seed = ctx.secrets.object_store_seed
         if seed is None:
             raise ValueError("storage.objectStore needs the stack secret plinth:objectStoreSeed")
-        platform, teams, workflows = ctx.platform, ctx.teams, block.workflow_teams
-        config = pulumi.Output.secret(seed).apply(lambda s: s3_config_json(platform, teams, s, workflows))
+        platform, teams, workflows, logs = ctx.platform, ctx.teams, block.workflow_teams, block.request_log_teams
+        config = pulumi.Output.secret(seed).apply(lambda s: s3_config_json(platform, teams, s, workflows, logs))
         namespace = self.chart().namespace
         return [stack_secret(resource_name(name, "s3-config"), ctx.metadata(CONFIG_SECRET, name, namespace=namespace),
                              "derived from plinth:objectStoreSeed (HMAC-SHA512 per identity and key)",

@@ -49,6 +49,16 @@ WORKFLOWS_PREFIX = "workflows"
 in that bucket are experiment ids, never this word)."""
 
 
+REQUESTS_PREFIX = "requests"
+"""Where served models' sampled requests are logged (serving.models[].drift.requestLog):
+`<platform>-artifacts/requests/<team>/<model>/` (beside `workflows/`; MLflow's own keys are experiment ids)."""
+
+
+def request_log_key(team: str, model: str | None = None) -> str:
+    """The prefix of one team's (or one model's) logged requests in the artifacts bucket."""
+    return f"{REQUESTS_PREFIX}/{team}" + (f"/{model}" if model else "")
+
+
 def identity_names(platform: str, teams: tuple[str, ...], workflow_teams: tuple[str, ...] = ()) -> tuple[str, ...]:
     """The identities, in the config's order: each purpose, then `team-<team>` per team, then
     `workflows-<team>` per team whose workflows keep artifacts here (pipelines.argo)."""
@@ -60,32 +70,38 @@ def workflow_artifacts_key(team: str) -> str:
     return f"{WORKFLOWS_PREFIX}/{team}"
 
 
-def identity_actions(platform: str, name: str) -> list[str]:
+def identity_actions(platform: str, name: str, request_logs: bool = False) -> list[str]:
     """A purpose identity: every PURPOSE_ACTIONS on its bucket. A team identity: `Read` and `List` of objects
     under `<platform>-models/<team>/` (a trailing `*` is SeaweedFS's prefix match on `<bucket>/<key>`; the real
     server in tests/test_backup_drill.py lists `?prefix=<team>/` and refuses any other prefix, the whole bucket
-    and every write)."""
+    and every write); with `request_logs` (the team's models log requests) also `Read`, `Write` and `List` under
+    `<platform>-artifacts/requests/<team>/` (tests/test_request_log.py)."""
     if name.startswith("workflows-"):
         # Argo's executor uploads, downloads, lists and (artifact GC) deletes, under the team's prefix only.
         scope = f"{bucket(platform, 'artifacts')}/{workflow_artifacts_key(name.removeprefix('workflows-'))}/*"
         return [f"Read:{scope}", f"Write:{scope}", f"List:{scope}"]
     if name.startswith("team-"):
-        scope = f"{bucket(platform, 'models')}/{name.removeprefix('team-')}/*"
-        return [f"Read:{scope}", f"List:{scope}"]
+        team = name.removeprefix("team-")
+        scope = f"{bucket(platform, 'models')}/{team}/*"
+        logs = f"{bucket(platform, 'artifacts')}/{request_log_key(team)}/*"
+        return [f"Read:{scope}", f"List:{scope}",
+                *((f"Read:{logs}", f"Write:{logs}", f"List:{logs}") if request_logs else ())]
     return [f"{action}:{bucket(platform, name)}" for action in PURPOSE_ACTIONS]
 
 
-def s3_config(platform: str, teams: tuple[str, ...], seed: str, workflow_teams: tuple[str, ...] = ()) -> dict:
+def s3_config(platform: str, teams: tuple[str, ...], seed: str, workflow_teams: tuple[str, ...] = (),
+              request_log_teams: tuple[str, ...] = ()) -> dict:
     """SeaweedFS's S3 identities file (`-s3.config`): {"identities": [{name, credentials, actions}]}."""
     return {"identities": [
         {"name": name,
          "credentials": [{"accessKey": derive(seed, platform, name, "access"),
                           "secretKey": derive(seed, platform, name, "secret")}],
-         "actions": identity_actions(platform, name)}
+         "actions": identity_actions(platform, name, name in {f"team-{team}" for team in request_log_teams})}
         for name in identity_names(platform, teams, workflow_teams)
     ]}
 
 
-def s3_config_json(platform: str, teams: tuple[str, ...], seed: str, workflow_teams: tuple[str, ...] = ()) -> str:
+def s3_config_json(platform: str, teams: tuple[str, ...], seed: str, workflow_teams: tuple[str, ...] = (),
+                   request_log_teams: tuple[str, ...] = ()) -> str:
     """The file's text, in a stable key order."""
-    return json.dumps(s3_config(platform, teams, seed, workflow_teams), sort_keys=True)
+    return json.dumps(s3_config(platform, teams, seed, workflow_teams, request_log_teams), sort_keys=True)

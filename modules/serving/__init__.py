@@ -8,7 +8,8 @@ the model's PrometheusRule (errors, p95 latency against the spec's SLO, availabi
 canary against stable, drift). Per platform, with monitoring: the serving Grafana dashboard.
 
 Here the component; beside it: names.py (tracks, names, selectors), runtimes.py (the runtimes, their pods
-and Deployments), routing.py (the route's rules), monitoring.py (ServiceMonitor, alerts, dashboard).
+and Deployments), routing.py (the route's rules), monitoring.py (ServiceMonitor, alerts, dashboard), drift.py
+(the drift job), reqlog.py (the request logger sidecar of drift.requestLog).
 Why each choice: README.md beside this file.
 """
 
@@ -25,7 +26,7 @@ from plinth.catalog import IMAGES, PLATFORM_NAMESPACES
 from plinth.context import PlatformContext, resource_name
 from plinth.modules.cluster.differences import object_store_egress
 from plinth.modules.monitoring.dashboards import dashboard_config_map
-from plinth.modules.serving import drift, registry
+from plinth.modules.serving import drift, registry, reqlog
 from plinth.modules.serving.monitoring import alert_rules, monitor_spec, serving_dashboard
 from plinth.modules.serving.names import deployment_name, model_labels, selector, service_name, tracks
 from plinth.modules.serving.routing import route_rules
@@ -62,6 +63,25 @@ class ServingArgs:
     """DCGM GPU metrics are scraped (gpu.operator with monitoring.gpuMetrics): GPU saturation alerts."""
 
 
+def service_ports(model, track: str) -> list[tuple[str, int, str]]:
+    """(name, port, targetPort) of a track's Service: the runtime's ports; a logged track's HTTP port goes to the
+    request logger's (reqlog), so the route and clients keep the port number they know."""
+    runtime, logged = RUNTIMES[model.runtime], reqlog.logged(model, track)
+    ports = [(name, port, reqlog.PORT_NAME if port == runtime.http_port and logged else name)
+             for name, port in runtime.ports]
+    if logged:  # the logger's own counts, for the ServiceMonitor
+        ports.append((reqlog.METRICS_PORT_NAME, reqlog.METRICS_PORT, reqlog.METRICS_PORT_NAME))
+    return ports
+
+
+def pod_ports(model, port: int) -> tuple[int, ...]:
+    """The pod ports a Service port reaches on the model's pods, across its tracks: the runtime's port, and the
+    request logger's where a track logs (the shadow never does)."""
+    if port != RUNTIMES[model.runtime].http_port:
+        return (port,)
+    return tuple(sorted({reqlog.LOGGER_PORT if reqlog.logged(model, track) else port for track, _ in tracks(model)}))
+
+
 # --- the component --------------------------------------------------------------------------------
 
 
@@ -95,6 +115,10 @@ class Serving(PlatformService):
             if model.registry:
                 needs.append(Need("mlflow", ("serving", "models", index, "registry"), f"model {model.name!r} "
                                   "serves versions registered in the MLflow model registry", "serving"))
+            if reqlog.logged(model):
+                needs.append(Need("object-store", ("serving", "models", index, "drift", "requestLog"),
+                                  f"model {model.name!r} logs its requests into the artifacts bucket of the object "
+                                  "store, with its team's keys", "request-log", "use drift.window (a file) instead"))
         if serving.models:
             needs.append(Need("monitoring", ("serving", "models"), "every served model has alerts (a PrometheusRule, "
                               "required by the served-model-reliability policy) from monitoring", "serving"))
@@ -127,6 +151,8 @@ class Serving(PlatformService):
             refs.append(IMAGES["mlflow-client"])
         if any(m.drift for m in block.serving.models):
             refs.append(IMAGES["drift"])
+        if any(reqlog.logged(m) for m in block.serving.models):
+            refs.append(IMAGES["requestlog"])
         for model in block.serving.models:
             if model.runtime == "bentoml":
                 refs += [image(model, release, ctx)
@@ -158,8 +184,6 @@ class Serving(PlatformService):
 
     def _model(self, name: str, block: ServingArgs, ctx: PlatformContext, team: models.Team, model: models.Model,
                opts: pulumi.ResourceOptions) -> None:
-        runtime = RUNTIMES[model.runtime]
-
         def meta(obj: str, labels: dict | None = None, annotations: dict | None = None) -> dict:
             return ctx.metadata(obj, name, namespace=team.name, team=team.name, cost_center=team.cost_center,
                                 labels=labels, annotations=annotations)
@@ -182,8 +206,8 @@ class Serving(PlatformService):
                 resource_name(key, track),
                 metadata=meta(service_name(model, track), labels),
                 spec={"type": "ClusterIP", "selector": selector(model, ctx, track),
-                      "ports": [{"name": port_name, "port": port, "targetPort": port_name, "protocol": "TCP"}
-                                for port_name, port in runtime.ports]},
+                      "ports": [{"name": port_name, "port": port, "targetPort": target, "protocol": "TCP"}
+                                for port_name, port, target in service_ports(model, track)]},
                 opts=opts,
             ))
             k8s.policy.v1.PodDisruptionBudget(
@@ -244,11 +268,13 @@ class Serving(PlatformService):
         runtime = RUNTIMES[model.runtime]
         pods = {"matchLabels": selector(model, ctx)}
         peers = []
+        # Through a logged track's Service, the HTTP port is the request logger's (service_ports).
         if self.routed(block):
-            peers.append(Peer(f"gateway-{model.name}", ports=(runtime.http_port,), entity="ingress"))
+            peers.append(Peer(f"gateway-{model.name}", ports=pod_ports(model, runtime.http_port), entity="ingress"))
         if ctx.monitoring:
+            logger = (reqlog.METRICS_PORT,) if reqlog.logged(model) else ()
             peers.append(Peer(f"monitoring-{model.name}", PLATFORM_NAMESPACES["monitoring"],
-                              ports=(dict(runtime.ports)[runtime.metrics_port],)))
+                              ports=pod_ports(model, dict(runtime.ports)[runtime.metrics_port]) + logger))
         policies = [p for p in (peer_policy("Ingress", peer, ctx) for peer in peers) if p]
         # A Bento's model is in its image; a registered model's comes through MLflow (the tenant egress to it).
         repository = model_repository(model, ctx) if model.runtime == "triton" and not model.registry else "pvc://"

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 from plinth.catalog import IMAGES, mirror_image
 from plinth.context import PlatformContext
+from plinth.modules.objectstore import CA_MOUNT, ca_volume
+from plinth.modules.serving import reqlog
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.spec.errors import Violation
 from plinth.targets import WORKLOAD_SERVICE_ACCOUNT
@@ -50,8 +52,17 @@ def data_path(uri: str) -> str:
 
 
 def claims(model) -> list[str]:
-    """The claims the job reads (each mounted once)."""
-    return sorted({_claim_path(model.drift.reference)[0], _claim_path(model.drift.window)[0]})
+    """The claims the job reads (each mounted once): the reference's, and the window file's."""
+    files = (model.drift.reference, *((model.drift.window,) if model.drift.window else ()))
+    return sorted({_claim_path(uri)[0] for uri in files})
+
+
+def window_args(model, ctx: PlatformContext) -> list[str]:
+    """Where the window comes from: the file, or the model's logged requests of the last windowHours."""
+    drift = model.drift
+    if drift.window:
+        return [f"--window={data_path(drift.window)}"]
+    return [f"--window-store={reqlog.store_url(model, ctx)}", f"--window-hours={drift.window_hours}"]
 
 
 def rules(spec) -> Iterator[Violation]:
@@ -62,14 +73,28 @@ def rules(spec) -> Iterator[Violation]:
         if not spec.monitoring.drift.enabled:
             yield Violation(at, "the drift job's score is only alerted on with monitoring.drift enabled",
                             "model-drift-alerts", "set monitoring.drift.enabled: true, or remove the model's drift")
+        if drift.request_log:
+            yield from _request_log_rules(spec, model, at)
         for field in ("reference", "window"):
             uri = getattr(drift, field)
+            if uri is None:
+                continue
             claim, path = _claim_path(uri)
             if (not claim or not path or ".." in path.split("/")
                     or not path.endswith((".csv", ".parquet"))):
                 yield Violation((*at, field), f"{uri!r} does not name a claim and a .csv or .parquet file in it",
                                 "drift-data-file", "use pvc://<claim>/<path>.csv or .parquet, the claim in the "
                                 "team's namespace")
+
+
+def _request_log_rules(spec, model, at: tuple) -> Iterator[Violation]:
+    """The logger's own bounds (that the object store is on is the need `request-log-needs-object-store`,
+    Serving.needs: the logger writes with the team's keys, which only the platform's store gives a team)."""
+    log = model.drift.request_log
+    if log.flush_records > log.buffer_records:
+        yield Violation((*at, "requestLog", "flushRecords"), f"a batch of {log.flush_records} records never fills "
+                        f"a buffer of {log.buffer_records}", "request-log-buffer",
+                        "set flushRecords at most bufferRecords")
 
 
 def resources(model) -> dict:
@@ -80,13 +105,13 @@ def resources(model) -> dict:
 
 def cronjob_spec(model, ctx: PlatformContext) -> dict:
     drift = model.drift
-    container = {
+    container: dict = {
         "name": "drift",
         "image": mirror_image(IMAGES["drift"], ctx.mirror_registry),
         "imagePullPolicy": "Always",  # the tag is pinned; Always re-checks it against the registry
         "args": [
             f"--reference={data_path(drift.reference)}",
-            f"--window={data_path(drift.window)}",
+            *window_args(model, ctx),
             f"--model={model.name}",
             f"--team={model.team}",
             f"--max-rows={drift.max_rows}",
@@ -104,6 +129,10 @@ def cronjob_spec(model, ctx: PlatformContext) -> dict:
             {"name": f"data-{i}", "mountPath": f"{DATA_MOUNT}/{claim}", "readOnly": True}
             for i, claim in enumerate(claims(model))],
     }
+    if drift.request_log:
+        # The team's keys and the store's CA, as the logger has them (reqlog.credentials).
+        container["envFrom"] = [reqlog.credentials()]
+        container["volumeMounts"].append(CA_MOUNT)
     pod = {
         "serviceAccountName": WORKLOAD_SERVICE_ACCOUNT,
         "automountServiceAccountToken": False,
@@ -113,7 +142,7 @@ def cronjob_spec(model, ctx: PlatformContext) -> dict:
         "containers": [container],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}] + [
             {"name": f"data-{i}", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
-            for i, claim in enumerate(claims(model))],
+            for i, claim in enumerate(claims(model))] + ([ca_volume()] if drift.request_log else []),
     }
     return {
         "schedule": drift.schedule,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from plinth.context import PlatformContext
 from plinth.modules.monitoring.dashboards import Panel, dashboard, grid, row
+from plinth.modules.serving import reqlog
 from plinth.modules.serving.names import TRACKS, deployment_name, selector, tracks
 from plinth.modules.serving.runtimes import RUNTIMES
 
@@ -23,11 +24,14 @@ GPU_SATURATION_PERCENT = 90
 def monitor_spec(model, ctx: PlatformContext) -> dict:
     """Scrape every track's Service; the pod's model and track become labels plinth_model and plinth_track
     (Triton's own metrics already carry `model`: the repository's model name)."""
+    ports = [RUNTIMES[model.runtime].metrics_port]
+    if reqlog.logged(model):  # the request logger's counts (its stable and canary Services have the port)
+        ports.append(reqlog.METRICS_PORT_NAME)
     return {
         "selector": {"matchLabels": selector(model, ctx)},
         "namespaceSelector": {"matchNames": [model.team]},
         "endpoints": [{
-            "port": RUNTIMES[model.runtime].metrics_port,
+            "port": port,
             "path": "/metrics",
             "interval": "30s",
             "relabelings": [
@@ -36,7 +40,7 @@ def monitor_spec(model, ctx: PlatformContext) -> dict:
                 {"sourceLabels": ["__meta_kubernetes_pod_label_plinth_dev_track"], "targetLabel": "plinth_track",
                  "action": "replace"},
             ],
-        }],
+        } for port in ports],
     }
 
 

@@ -12,7 +12,7 @@ from plinth.catalog import IMAGES, mirror_image
 from plinth.context import PlatformContext
 from plinth.modules.gpu import GPU_RESOURCE, gpu_node_selector, gpu_toleration
 from plinth.modules.objectstore import CA_MOUNT, ca_volume
-from plinth.modules.serving import registry
+from plinth.modules.serving import registry, reqlog
 from plinth.modules.serving.names import deployment_name, selector
 from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.targets import WORKLOAD_SERVICE_ACCOUNT
@@ -205,6 +205,11 @@ def pod_spec(model, track: str, release, ctx: PlatformContext) -> dict:
         "containers": [container],
         "volumes": volumes,
     }
+    if reqlog.logged(model, track):
+        # In front of the model server's HTTP port (the Service targets the sidecar's): module reqlog.
+        pod["containers"].append(reqlog.sidecar(model, track, ctx, runtime.http_port, runtime.ready))
+        if not any(v["name"] == ca_volume()["name"] for v in volumes):
+            volumes.append(ca_volume())
     if model.registry:
         pod["initContainers"] = [registry.fetch_container(model, release, ctx, container["resources"])]
     if model.gpu:

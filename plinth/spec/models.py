@@ -712,9 +712,36 @@ class ModelRegistry(Spec):
         description="The registered model's name (at most 63 characters: letters, digits, '-', '_', '.'). Required.")
 
 
+class RequestLog(Spec):
+    """Sampled request/response logging: a sidecar in front of the model server's HTTP port in the stable and
+    canary pods forwards every request unchanged and writes a sample into the object store, as JSON lines under
+    `<platform>-artifacts/requests/<team>/<model>/`, where the drift job reads its window."""
+
+    sample_rate: float = Field(
+        0.1, ge=0, le=1, description="Share of POST requests (inference) recorded, 0-1; every request is "
+        "forwarded either way. Default: 0.1.")
+    max_body_bytes: PositiveCount = Field(
+        65536, le=1_048_576, description="A request or response body longer than this is not recorded (the record "
+        "keeps its size and `truncated: true`). At most 1048576. Default: 65536.")
+    flush_seconds: PositiveCount = Field(
+        60, le=3600, description="The sidecar writes a batch at least this often while it has records. "
+        "Default: 60.")
+    flush_records: PositiveCount = Field(
+        1000, le=100_000, description="The sidecar writes a batch as soon as it holds this many records (else after "
+        "flushSeconds). Default: 1000.")
+    buffer_records: PositiveCount = Field(
+        10000, le=1_000_000, description="Records the sidecar holds at most (waiting for a write); past it, sampled "
+        "records are counted and dropped, never waited for. Default: 10000.")
+    cpu: Quantity = Field("200m", description="CPU of the sidecar per pod (request and limit; counted in the "
+                          "team's quota). Default: 200m.")
+    memory: Quantity = Field("256Mi", description="Memory of the sidecar per pod (request and limit; counted in "
+                             "the team's quota). Default: 256Mi.")
+
+
 class ModelDrift(Spec):
     """The model's drift job: a CronJob in the team's namespace comparing a logged window of its inputs with a
-    reference dataset (Evidently, per column) and serving the score for Prometheus until its next run."""
+    reference dataset (Evidently, per column) and serving the score for Prometheus until its next run. The
+    window is either a file (`window`) or the model's own logged requests (`requestLog`)."""
 
     schedule: str = Field(
         "0 4 * * *", description="When the drift job runs: a 5-field cron expression (minute hour day month "
@@ -724,9 +751,17 @@ class ModelDrift(Spec):
         description="The reference dataset (what the model was trained on): pvc://<claim>/<path> of a .csv or "
         ".parquet file in a PersistentVolumeClaim of the team's namespace, mounted read-only. Required.",
         pattern=r"^pvc://\S+$")
-    window: str = Field(
-        description="The logged window of the model's inputs, compared with the reference column by column: "
-        "pvc://<claim>/<path> of a .csv or .parquet file (same columns). Required.", pattern=r"^pvc://\S+$")
+    window: str | None = Field(
+        None, description="The logged window of the model's inputs, compared with the reference column by column: "
+        "pvc://<claim>/<path> of a .csv or .parquet file (same columns). Not together with requestLog. "
+        "Default: null (requestLog's records).", pattern=r"^pvc://\S+$")
+    request_log: RequestLog | None = Field(
+        None, description="Log a sample of the model's requests into the object store (needs "
+        "storage.objectStore); the drift job's window is then the last windowHours of those records. Not together "
+        "with window. Default: null.")
+    window_hours: PositiveCount = Field(
+        24, le=720, description="With requestLog: the drift job compares the records of the last windowHours "
+        "(the newest maxRows rows of them); not with window (a file is read whole). Default: 24.")
     threshold: float | None = Field(
         None, ge=0, le=1, description="Drift score (the share of drifted columns, 0-1) above which this model's "
         "ModelDrift alert fires. Default: null (monitoring.drift.threshold).")
@@ -737,6 +772,16 @@ class ModelDrift(Spec):
                           "quota). Default: 1.")
     memory: Quantity = Field("2Gi", description="Memory of the drift job (request and limit; counted in the "
                              "team's quota). Default: 2Gi.")
+
+    @model_validator(mode="after")
+    def _window_or_log(self) -> ModelDrift:
+        if (self.window is None) == (self.request_log is None):
+            raise PydanticCustomError("drift_window_or_log", "drift names either window (a file) or requestLog "
+                                      "(the model's logged requests)")
+        if self.window is not None and "window_hours" in self.model_fields_set:
+            raise PydanticCustomError("drift_window_hours", "windowHours selects requestLog's records: a window "
+                                      "file is read whole")
+        return self
 
 
 def _pinned_image(value: Any) -> Any:

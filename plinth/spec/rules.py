@@ -171,13 +171,19 @@ def gpu_quota(spec: PlatformSpec) -> Iterator[Violation]:
         if model.drift:  # its drift job runs beside the servers (and serves its score until the next run)
             cpu[model.team] += quantity_value(model.drift.cpu)  # type: ignore[assignment]
             memory[model.team] += quantity_value(model.drift.memory)  # type: ignore[assignment]
+        if model.drift and model.drift.request_log:  # the request logger in every stable and canary pod
+            logged = replicas - (model.shadow.replicas if model.shadow else 0)
+            cpu[model.team] += quantity_value(model.drift.request_log.cpu) * logged  # type: ignore[assignment]
+            memory[model.team] += quantity_value(model.drift.request_log.memory) * logged  # type: ignore[assignment]
     with_jobs = {model.team for model in spec.serving.models if model.drift}
+    with_logs = {model.team for model in spec.serving.models if model.drift and model.drift.request_log}
     for index, team in enumerate(spec.teams):
         if needed[team.name] > team.quota.gpu:
             yield Violation(("teams", index, "quota", "gpu"),
                             f"the team's models need up to {needed[team.name]} GPUs but the quota is "
                             f"{team.quota.gpu}", "gpu-quota-fits", "raise quota.gpu or lower model replicas/gpu")
-        jobs = ", drift jobs" if team.name in with_jobs else ""
+        jobs = (", drift jobs" if team.name in with_jobs else "") + \
+            (", request loggers" if team.name in with_logs else "")
         for resource, used, quota in (("cpu", cpu, team.quota.cpu), ("memory", memory, team.quota.memory)):
             if used[team.name] > quantity_value(quota) * (1 + 1e-9):
                 yield Violation(("teams", index, "quota", resource),
