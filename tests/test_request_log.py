@@ -336,7 +336,8 @@ def test_the_logger_forwards_chunked_bodies_answers_502_without_its_server_and_r
     port = free_port()
     process = subprocess.Popen([sys.executable, str(LOGGER), f"--listen={port}",
                                 f"--upstream=http://127.0.0.1:{upstream.server_port}", "--bucket=b",
-                                "--prefix=requests/t/m", "--sample-rate=0", "--drain-seconds=0"],
+                                "--prefix=requests/t/m", "--sample-rate=0", "--drain-seconds=0",
+                                "--max-proxied-bytes=100"],
                                env=env, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
@@ -359,6 +360,11 @@ def test_the_logger_forwards_chunked_bodies_answers_502_without_its_server_and_r
         connection.request("POST", "/empty", body=b"{}")
         answer = connection.getresponse()
         assert (answer.status, answer.getheader("Content-Length"), answer.read()) == (204, None, b"")
+        connection.close()
+        # Bodies are held whole, so bounded: a request over the bound is refused before its body is read, an
+        # answer over it (the echo of 60 bytes and its framing) is not passed on.
+        assert call(port, "POST", "/v1/x", b"x" * 101)[0] == 413
+        assert call(port, "POST", "/v1/x", b"x" * 60)[0] == 502
         connection.close()
         upstream.shutdown()
         upstream.server_close()

@@ -57,6 +57,12 @@ METRIC = "plinth_requestlog_records_total"
 UPSTREAM_TIMEOUT = 300
 """Seconds the model server may take per request (connect, and each read): a model's slowest answer."""
 STORE_TIMEOUT = 30
+MAX_PROXIED_BYTES = 64 * 1024 * 1024
+"""The default of --max-proxied-bytes: the largest request or answer body the logger carries (it holds each
+whole). A larger request gets 413, a larger answer 502, so the sidecar's memory stays bounded (its limit is
+drift.requestLog.memory)."""
+MAX_LINE_BYTES = 8192
+"""The longest chunk-size or trailer line of a chunked request."""
 
 
 class ConfigError(Exception):
@@ -250,7 +256,8 @@ class Traffic:
             return self.idle.wait_for(lambda: self.in_flight == 0, timeout)
 
 
-def handler(upstream: tuple[str, int], recorder: Recorder, rate: float, rng: random.Random, traffic: Traffic):
+def handler(upstream: tuple[str, int], recorder: Recorder, rate: float, rng: random.Random, traffic: Traffic,
+            max_bytes: int = MAX_PROXIED_BYTES):
     local = threading.local()
 
     def connection() -> http.client.HTTPConnection:
@@ -263,18 +270,25 @@ def handler(upstream: tuple[str, int], recorder: Recorder, rate: float, rng: ran
         protocol_version = "HTTP/1.1"  # keep-alive with the client (the Gateway's proxy)
 
         def _body(self) -> bytes | None:
+            """The request's body; ValueError: bad framing; OverflowError: over max_bytes."""
             if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
                 chunks: list[bytes] = []
+                total = 0
                 while True:
-                    size = int(self.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
+                    size = int(self.rfile.readline(MAX_LINE_BYTES).split(b";", 1)[0].strip() or b"0", 16)
+                    total += size
+                    if total > max_bytes:
+                        raise OverflowError(total)
                     if size == 0:
-                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        while self.rfile.readline(MAX_LINE_BYTES) not in (b"\r\n", b"\n", b""):
                             pass  # trailers
                         return b"".join(chunks)
                     chunks.append(self.rfile.read(size))
-                    self.rfile.readline()
+                    self.rfile.readline(MAX_LINE_BYTES)
             length = int(self.headers.get("Content-Length") or 0)
-            return self.rfile.read(length) if length else None
+            if length > max_bytes:
+                raise OverflowError(length)
+            return self.rfile.read(length) if length > 0 else None
 
         def _forward(self) -> None:
             with traffic:
@@ -287,6 +301,10 @@ def handler(upstream: tuple[str, int], recorder: Recorder, rate: float, rng: ran
             except ValueError:
                 self.send_error(400, "bad request body framing")
                 return
+            except OverflowError:
+                self.close_connection = True  # the rest of the body is not read
+                self.send_error(413, f"the request body is over {max_bytes} bytes")
+                return
             # Expect: the body is already read (this server answered any 100-continue itself).
             headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP and k.lower() != "expect"}
             if body is not None:
@@ -296,7 +314,7 @@ def handler(upstream: tuple[str, int], recorder: Recorder, rate: float, rng: ran
                     upstream_conn = connection()
                     upstream_conn.request(self.command, self.path, body=body, headers=headers)
                     answer = upstream_conn.getresponse()
-                    data = answer.read()
+                    data = answer.read(max_bytes + 1)
                     break
                 except (OSError, http.client.HTTPException) as error:
                     local.connection = None
@@ -305,6 +323,10 @@ def handler(upstream: tuple[str, int], recorder: Recorder, rate: float, rng: ran
                                                               ConnectionResetError)):
                         self.send_error(502, "the model server did not answer")
                         return
+            if len(data) > max_bytes:
+                local.connection = None  # the rest of the answer is not read
+                self.send_error(502, f"the model server's answer is over {max_bytes} bytes")
+                return
             self.send_response_only(answer.status, answer.reason)
             for name, value in answer.getheaders():
                 if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
@@ -373,6 +395,8 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
                         help="the pod's name, in every object's key (default: $POD_NAME, else the host name)")
     parser.add_argument("--sample-rate", type=float, default=0.1)
     parser.add_argument("--max-body-bytes", type=int, default=65536)
+    parser.add_argument("--max-proxied-bytes", type=int, default=MAX_PROXIED_BYTES,
+                        help=f"the largest request or answer body carried (default: {MAX_PROXIED_BYTES})")
     parser.add_argument("--flush-seconds", type=float, default=60)
     parser.add_argument("--flush-records", type=int, default=1000)
     parser.add_argument("--buffer-records", type=int, default=10000)
@@ -383,10 +407,10 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     try:
         if not 0 <= args.sample_rate <= 1:
             raise ConfigError(f"--sample-rate {args.sample_rate} is not in 0-1")
-        if min(args.max_body_bytes, args.flush_records, args.buffer_records) < 1 or args.flush_seconds <= 0 \
-                or args.drain_seconds < 0:
-            raise ConfigError("--max-body-bytes, --flush-seconds, --flush-records and --buffer-records must be "
-                              "positive, --drain-seconds not negative")
+        if min(args.max_body_bytes, args.max_proxied_bytes, args.flush_records, args.buffer_records) < 1 \
+                or args.flush_seconds <= 0 or args.drain_seconds < 0:
+            raise ConfigError("--max-body-bytes, --max-proxied-bytes, --flush-seconds, --flush-records and "
+                              "--buffer-records must be positive, --drain-seconds not negative")
         upstream = urllib.parse.urlsplit(args.upstream)
         if upstream.scheme != "http" or not upstream.hostname or upstream.path not in ("", "/"):
             raise ConfigError(f"--upstream {args.upstream!r} is not http://HOST:PORT")
@@ -401,7 +425,7 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     traffic = Traffic()
     server = Server(("::" if Server.address_family == socket.AF_INET6 else "", args.listen),
                     handler((upstream.hostname, upstream.port or 80), recorder, args.sample_rate, random.Random(),
-                            traffic))
+                            traffic, args.max_proxied_bytes))
 
     def drain() -> None:
         time.sleep(args.drain_seconds)
