@@ -23,6 +23,8 @@ from plinth.targets import WORKLOAD_SERVICE_ACCOUNT
 
 METRICS_PORT = 9108
 """The drift job's /metrics port."""
+DEFAULT_WINDOW_HOURS = 24
+"""drift.windowHours when the spec leaves it out (null): a day of logged requests."""
 DATA_MOUNT = "/data"
 """Where each data claim is mounted, read-only: /data/<claim>/<path>."""
 DRIFT_OF_LABEL = "plinth.dev/drift-of"
@@ -62,7 +64,8 @@ def window_args(model, ctx: PlatformContext) -> list[str]:
     drift = model.drift
     if drift.window:
         return [f"--window={data_path(drift.window)}"]
-    return [f"--window-store={reqlog.store_url(model, ctx)}", f"--window-hours={drift.window_hours}"]
+    return [f"--window-store={reqlog.store_url(model, ctx)}",
+            f"--window-hours={drift.window_hours or DEFAULT_WINDOW_HOURS}"]
 
 
 def rules(spec) -> Iterator[Violation]:

@@ -759,9 +759,10 @@ class ModelDrift(Spec):
         None, description="Log a sample of the model's requests into the object store (needs "
         "storage.objectStore); the drift job's window is then the last windowHours of those records. Not together "
         "with window. Default: null.")
-    window_hours: PositiveCount = Field(
-        24, le=720, description="With requestLog: the drift job compares the records of the last windowHours "
-        "(the newest maxRows rows of them); not with window (a file is read whole). Default: 24.")
+    window_hours: PositiveCount | None = Field(
+        None, le=720, description="With requestLog: the drift job compares the records of the last windowHours "
+        "(the newest maxRows rows of them); not with window (a file is read whole). Default: null (24 with "
+        "requestLog).")
     threshold: float | None = Field(
         None, ge=0, le=1, description="Drift score (the share of drifted columns, 0-1) above which this model's "
         "ModelDrift alert fires. Default: null (monitoring.drift.threshold).")
@@ -778,7 +779,7 @@ class ModelDrift(Spec):
         if (self.window is None) == (self.request_log is None):
             raise PydanticCustomError("drift_window_or_log", "drift names either window (a file) or requestLog "
                                       "(the model's logged requests)")
-        if self.window is not None and "window_hours" in self.model_fields_set:
+        if self.window is not None and self.window_hours is not None:
             raise PydanticCustomError("drift_window_hours", "windowHours selects requestLog's records: a window "
                                       "file is read whole")
         return self
