@@ -305,8 +305,10 @@ def test_gke_workload_identity_grants_exactly_one_service_account_each(gke):
     assert {g["role"] for g in grants.values()} == {"roles/iam.workloadIdentityUser"}
     models = one(gke, "gcp:storage/bucketIAMMember:BucketIAMMember", "cluster-models-vision")
     assert models["role"] == "roles/storage.objectViewer"
+    # Objects under the team's prefix, and listings of that prefix only (a listing is checked on the bucket).
     assert models["condition"]["expression"] == \
-        'resource.name.startsWith("projects/_/buckets/gke-gpu-prod-models/objects/vision/")'
+        'resource.name.startsWith("projects/_/buckets/gke-gpu-prod-models/objects/vision/") || ' \
+        'api.getAttribute("storage.googleapis.com/objectListPrefix", "").startsWith("vision/")'
     for bucket in of_type(gke, "gcp:storage/bucket:Bucket"):
         assert bucket.inputs["uniformBucketLevelAccess"] is True
         assert bucket.inputs["publicAccessPrevention"] == "enforced"

@@ -360,8 +360,10 @@ def test_on_gke_each_teams_workflow_account_is_its_own_service_account_on_its_ow
         assert grant["member"] == f"serviceAccount:acme-ml-dev.svc.id.goog[{team}/argo-workflow]"
         binding = cloud(resources, "gcp:storage/bucketIAMMember:BucketIAMMember", f"cluster-workflows-{team}")
         assert (binding["bucket"], binding["role"]) == ("gke-gpu-dev-artifacts", "roles/storage.objectUser")
-        assert binding["condition"]["expression"] == \
-            f'resource.name.startsWith("projects/_/buckets/gke-gpu-dev-artifacts/objects/workflows/{team}/")'
+        # Its objects, and listings of its prefix (Argo's GCS driver lists before every download).
+        assert binding["condition"]["expression"] == (
+            f'resource.name.startsWith("projects/_/buckets/gke-gpu-dev-artifacts/objects/workflows/{team}/") || '
+            f'api.getAttribute("storage.googleapis.com/objectListPrefix", "").startsWith("workflows/{team}/")')
         assert other not in json.dumps(binding)
         account = objects["ServiceAccount", team, "argo-workflow"].inputs
         assert account["metadata"]["annotations"] == {
