@@ -339,6 +339,7 @@ SERVICES = {
          "stable": {"version": "1.0.0"}, "shadow": {"version": "1.1.0"}},
     ]},
     "rbac": {"platformAdminGroup": "ml-platform-admins"},
+    "pipelines": {"argo": {"enabled": True}},
     "teams": [{"name": "vision", "quota": {"gpu": 4, "cpu": "16", "memory": "64Gi"}}],
 }
 POOLS = {"eks": [{"name": "system", "instanceType": "m7i.xlarge"},
@@ -368,11 +369,17 @@ DIFFERENCES = {
     "vault": ("values.server.serviceAccount", "values.server.standalone.config", "values.server.extraSecretEnvironmentVars"),
     "feast": ("values.serviceAccount",),
     "tenancy-vision-workloads": ("metadata.annotations",),
+    # The team's workflow account carries its artifacts identity.
+    "argo-workflows-vision-workflow-account": ("metadata.annotations",),
     # The ledger records the spec (whose target differs) and nothing else.
     "ledger": ("data",),
 }
-ONLY_ON_CLOUD = {("kubernetes:core/v1:ServiceAccount", "feast-service-account")}
-"""The Feast server's own ServiceAccount: it carries the features bucket's identity."""
+ONLY_ON_CLOUD = {("kubernetes:core/v1:ServiceAccount", "feast-service-account"),
+                 ("kubernetes:core/v1:ConfigMap", "argo-workflows-vision-artifact-repositories"),
+                 ("kubernetes:cilium.io/v2:CiliumNetworkPolicy", "argo-workflows-vision-allow-workflows-to-bucket")}
+"""The Feast server's own ServiceAccount: it carries the features bucket's identity. The team's artifact repository
+in the cloud's bucket and its workflow pods' way there (on an existing cluster only with the object store, off
+here)."""
 ONLY_ON_EXISTING = {("kubernetes:cilium.io/v2:CiliumLoadBalancerIPPool", "gateway-address-pool"),
                     ("kubernetes:cilium.io/v2alpha1:CiliumL2AnnouncementPolicy", "gateway-l2-announcement")}
 """The Gateway's address pool and its L2 announcement: a cloud's load balancer gives the address instead."""
@@ -425,7 +432,8 @@ def test_the_kubernetes_layer_is_the_same_as_on_an_existing_cluster_but_the_docu
                 undocumented.append(f"{key[1]}: {path}")
     assert undocumented == []
     # Each documented difference is real on this target (the list is not stale).
-    expected = {"cilium", "gateway-gateway", "gpu-operator", "vault", "feast", "tenancy-vision-workloads", "ledger"}
+    expected = {"cilium", "gateway-gateway", "gpu-operator", "vault", "feast", "tenancy-vision-workloads", "ledger",
+                "argo-workflows-vision-workflow-account"}
     if cloud == "eks":
         expected.add("longhorn")
     assert seen == expected

@@ -319,7 +319,8 @@ def test_on_eks_each_team_keeps_its_artifacts_under_its_prefix_of_the_cloud_buck
         assert repository(objects, team, "default-v1-s3-artifact-repository") == (
             '{"archiveLogs": false, "s3": {"bucket": "eks-gpu-dev-artifacts", "endpoint": '
             '"s3.eu-west-1.amazonaws.com", "insecure": false, "keyFormat": '
-            f'"workflows/{team}/{{{{workflow.name}}}}/{{{{pod.name}}}}", "region": "eu-west-1", "useSDKCreds": true}}}}')
+            f'"workflows/{team}/{{{{workflow.name}}}}/{{{{pod.name}}}}", "region": "eu-west-1", '
+            '"useSDKCreds": true}}')
         no_store_credentials(objects, team)
 
 
