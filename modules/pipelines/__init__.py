@@ -1,5 +1,6 @@
 """Pipelines (pipelines.argo): the Argo Workflows controller in namespace argo; workflows run in the team
-namespaces, each as the team's ServiceAccount `argo-workflow` with the executor's Role only. With `archive`, the
+namespaces, each as the team's ServiceAccount `argo-workflow` with the executor's Role only (on eks and gke also
+the team's cloud identity for its artifacts, its prefix of the artifacts bucket). With `archive`, the
 finished workflows go to a platform CloudNativePG Cluster of the namespace (backed up like every Cluster).
 
 The chart's CRDs render as templates (`crds.full: false`): its default installs them from a hook Job that
@@ -444,7 +445,7 @@ def database_access() -> dict:
 def workflow_identities(spec) -> tuple[Identity, ...]:
     """eks and gke: one cloud identity per team, trusted by its workflow account only, reading and writing the
     team's prefix of the artifacts bucket and nothing else (the IAM policy's s3:prefix condition and object ARN on
-    eks, the binding's condition on the object path on gke)."""
+    eks; on gke the binding's condition on the object path and on the listing's prefix)."""
     if spec.target.type == "existing":
         return ()
     return tuple(Identity(f"workflows-{team.name}", team.name, WORKFLOW_ACCOUNT,
