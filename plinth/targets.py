@@ -36,8 +36,8 @@ class Identity:
     namespace: str
     service_account: str
     access: str
-    """What it may do: unseal (the Vault key), bucket-rw:<purpose>, bucket-read:<purpose>/<prefix>, eni, ebs,
-    autoscale (the cluster's own node groups)."""
+    """What it may do: unseal (the Vault key), bucket-rw:<purpose>[/<prefix>], bucket-read:<purpose>/<prefix>, eni,
+    ebs, autoscale (the cluster's own node groups)."""
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,7 @@ def test_eks_autoscaler_scales_only_this_clusters_node_groups_and_gpu_pools_from
 
 
 def test_an_airgapped_autoscaler_reaches_the_aws_apis_inside_the_vpc():
-    doc = load_spec(ROOT / "blueprints" / "eks-gpu.yaml").model_dump(by_alias=True)
+    doc = load_spec(ROOT / "blueprints" / "eks-gpu.yaml").model_dump(by_alias=True, exclude_unset=True)
     doc["target"]["egress"] = "none"
     doc["airgap"] = {"enabled": True, "mirror": {"registry": "mirror.corp/m", "charts": "oci://mirror.corp/charts",
                                                  "cidrs": ["10.99.0.0/24"]}}
@@ -305,8 +305,10 @@ def test_gke_workload_identity_grants_exactly_one_service_account_each(gke):
     assert {g["role"] for g in grants.values()} == {"roles/iam.workloadIdentityUser"}
     models = one(gke, "gcp:storage/bucketIAMMember:BucketIAMMember", "cluster-models-vision")
     assert models["role"] == "roles/storage.objectViewer"
+    # Objects under the team's prefix, and listings of that prefix only (a listing is checked on the bucket).
     assert models["condition"]["expression"] == \
-        'resource.name.startsWith("projects/_/buckets/gke-gpu-prod-models/objects/vision/")'
+        'resource.name.startsWith("projects/_/buckets/gke-gpu-prod-models/objects/vision/") || ' \
+        'api.getAttribute("storage.googleapis.com/objectListPrefix", "").startsWith("vision/")'
     for bucket in of_type(gke, "gcp:storage/bucket:Bucket"):
         assert bucket.inputs["uniformBucketLevelAccess"] is True
         assert bucket.inputs["publicAccessPrevention"] == "enforced"
@@ -337,6 +339,7 @@ SERVICES = {
          "stable": {"version": "1.0.0"}, "shadow": {"version": "1.1.0"}},
     ]},
     "rbac": {"platformAdminGroup": "ml-platform-admins"},
+    "pipelines": {"argo": {"enabled": True}},
     "teams": [{"name": "vision", "quota": {"gpu": 4, "cpu": "16", "memory": "64Gi"}}],
 }
 POOLS = {"eks": [{"name": "system", "instanceType": "m7i.xlarge"},
@@ -366,11 +369,17 @@ DIFFERENCES = {
     "vault": ("values.server.serviceAccount", "values.server.standalone.config", "values.server.extraSecretEnvironmentVars"),
     "feast": ("values.serviceAccount",),
     "tenancy-vision-workloads": ("metadata.annotations",),
+    # The team's workflow account carries its artifacts identity.
+    "argo-workflows-vision-workflow-account": ("metadata.annotations",),
     # The ledger records the spec (whose target differs) and nothing else.
     "ledger": ("data",),
 }
-ONLY_ON_CLOUD = {("kubernetes:core/v1:ServiceAccount", "feast-service-account")}
-"""The Feast server's own ServiceAccount: it carries the features bucket's identity."""
+ONLY_ON_CLOUD = {("kubernetes:core/v1:ServiceAccount", "feast-service-account"),
+                 ("kubernetes:core/v1:ConfigMap", "argo-workflows-vision-artifact-repositories"),
+                 ("kubernetes:cilium.io/v2:CiliumNetworkPolicy", "argo-workflows-vision-allow-workflows-to-bucket")}
+"""The Feast server's own ServiceAccount: it carries the features bucket's identity. The team's artifact repository
+in the cloud's bucket and its workflow pods' way there (on an existing cluster only with the object store, off
+here)."""
 ONLY_ON_EXISTING = {("kubernetes:cilium.io/v2:CiliumLoadBalancerIPPool", "gateway-address-pool"),
                     ("kubernetes:cilium.io/v2alpha1:CiliumL2AnnouncementPolicy", "gateway-l2-announcement")}
 """The Gateway's address pool and its L2 announcement: a cloud's load balancer gives the address instead."""
@@ -423,7 +432,8 @@ def test_the_kubernetes_layer_is_the_same_as_on_an_existing_cluster_but_the_docu
                 undocumented.append(f"{key[1]}: {path}")
     assert undocumented == []
     # Each documented difference is real on this target (the list is not stale).
-    expected = {"cilium", "gateway-gateway", "gpu-operator", "vault", "feast", "tenancy-vision-workloads", "ledger"}
+    expected = {"cilium", "gateway-gateway", "gpu-operator", "vault", "feast", "tenancy-vision-workloads", "ledger",
+                "argo-workflows-vision-workflow-account"}
     if cloud == "eks":
         expected.add("longhorn")
     assert seen == expected
@@ -434,7 +444,7 @@ def test_the_kubernetes_layer_is_the_same_as_on_an_existing_cluster_but_the_docu
 
 def violations(path: str, edit) -> set[tuple[tuple, str]]:
     spec = load_spec(ROOT / path)
-    changed = PlatformSpec.model_validate(edit(spec.model_dump(by_alias=True)))
+    changed = PlatformSpec.model_validate(edit(spec.model_dump(by_alias=True, exclude_unset=True)))
     return {(v.loc, v.rule) for v in check_rules(changed)}
 
 

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from support import SERVICES, by_key, network_policies, platform_spec
+from support import ROOT, SERVICES, by_key, network_policies, platform_spec
 from test_identity import CA
 from plinth.catalog import CHARTS
 from plinth.engine.offline import plan
@@ -260,6 +260,151 @@ def test_without_the_object_store_there_is_no_repository_and_no_seed_needed(dev)
     assert [k for k in dev if k[0] == "ConfigMap" and k[2] == "artifact-repositories"] == []
     assert needed_secrets(spec()) == ()
     assert OBJECT_STORE_SEED in needed_secrets(spec(storage=STORE))
+
+
+# --- artifacts on eks and gke ---------------------------------------------------------------------------
+
+def cloud_doc(stack: str) -> dict:
+    """The stack's spec (its blueprint, two teams: vision and growth) with pipelines.argo on."""
+    from plinth.stackconfig import load_stack_spec
+
+    doc = load_stack_spec(ROOT, stack).model_dump(by_alias=True, exclude_unset=True)
+    return {**doc, "pipelines": {"argo": {"enabled": True}}}
+
+
+def cloud_planned(stack: str) -> tuple[dict, list]:
+    """(Kubernetes objects by key, every resource) of the stack's plan under the clouds' mocks."""
+    from test_cluster import CloudMocks
+
+    cloud = PlatformSpec.model_validate(cloud_doc(stack))
+    assert check_rules(cloud) == []
+    result = plan(cloud, f"stack:{stack}", stack=stack, mocks=CloudMocks())
+    return by_key(result), result.resources
+
+
+@pytest.fixture(scope="module")
+def on_eks():
+    return cloud_planned("eks-gpu-dev")
+
+
+@pytest.fixture(scope="module")
+def on_gke():
+    return cloud_planned("gke-gpu-dev")
+
+
+def cloud(resources: list, typ: str, name: str) -> dict:
+    [found] = [r.inputs for r in resources if r.type == typ and r.name == name]
+    return found
+
+
+def repository(objects: dict, team: str, key: str) -> str:
+    repositories = objects["ConfigMap", team, "artifact-repositories"].inputs
+    assert repositories["metadata"]["annotations"] == {"workflows.argoproj.io/default-artifact-repository": key}
+    assert list(repositories["data"]) == [key]
+    return repositories["data"][key]
+
+
+def no_store_credentials(objects: dict, team: str) -> None:
+    """A cloud team's workflows hold no key and trust no store CA: the pod's identity is the credential."""
+    assert ("Secret", team, "argo-artifacts-s3") not in objects
+    assert ("VaultStaticSecret", team, "argo-artifacts-s3") not in objects
+    text = json.dumps([r.inputs for r in objects.values()])
+    for reference in ("argo-artifacts-s3", "object-store-ca", "caSecret", "accessKeySecret", "secretKeySecret"):
+        assert reference not in text
+
+
+def test_on_eks_each_team_keeps_its_artifacts_under_its_prefix_of_the_cloud_bucket(on_eks):
+    objects, _ = on_eks
+    for team in ("vision", "growth"):
+        assert repository(objects, team, "default-v1-s3-artifact-repository") == (
+            '{"archiveLogs": false, "s3": {"bucket": "eks-gpu-dev-artifacts", "endpoint": '
+            '"s3.eu-west-1.amazonaws.com", "insecure": false, "keyFormat": '
+            f'"workflows/{team}/{{{{workflow.name}}}}/{{{{pod.name}}}}", "region": "eu-west-1", '
+            '"useSDKCreds": true}}')
+        no_store_credentials(objects, team)
+
+
+def test_on_gke_each_team_keeps_its_artifacts_under_its_prefix_of_the_cloud_bucket(on_gke):
+    objects, _ = on_gke
+    for team in ("vision", "growth"):
+        assert repository(objects, team, "default-v1-gcs-artifact-repository") == (
+            '{"archiveLogs": false, "gcs": {"bucket": "gke-gpu-dev-artifacts", "keyFormat": '
+            f'"workflows/{team}/{{{{workflow.name}}}}/{{{{pod.name}}}}"}}}}')
+        no_store_credentials(objects, team)
+
+
+def test_on_eks_each_teams_workflow_account_is_its_own_role_on_its_own_prefix(on_eks):
+    objects, resources = on_eks
+    for team, other in (("vision", "growth"), ("growth", "vision")):
+        role = cloud(resources, "aws:iam/role:Role", f"cluster-workflows-{team}")
+        assert role["name"] == f"eks-gpu-dev-workflows-{team}"
+        [trust] = json.loads(role["assumeRolePolicy"])["Statement"]
+        assert f"system:serviceaccount:{team}:argo-workflow" in trust["Condition"]["StringEquals"].values()
+        policy = json.loads(cloud(resources, "aws:iam/rolePolicy:RolePolicy", f"cluster-workflows-{team}")["policy"])
+        assert policy["Statement"] == [
+            {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::eks-gpu-dev-artifacts",
+             "Condition": {"StringLike": {"s3:prefix": [f"workflows/{team}/*"]}}},
+            {"Effect": "Allow", "Action": ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject",
+                                           "s3:PutObject"],
+             "Resource": f"arn:aws:s3:::eks-gpu-dev-artifacts/workflows/{team}/*"}]
+        assert f"workflows/{other}" not in json.dumps(policy)
+        # The account carries its role (the EKS pod identity webhook gives every container of its pods the token).
+        account = objects["ServiceAccount", team, "argo-workflow"].inputs
+        assert account["metadata"]["annotations"] == {
+            "eks.amazonaws.com/role-arn": f"arn:aws:iam::123456789012:role/eks-gpu-dev-workflows-{team}"}
+
+
+def test_on_gke_each_teams_workflow_account_is_its_own_service_account_on_its_own_prefix(on_gke):
+    objects, resources = on_gke
+    for team, other in (("vision", "growth"), ("growth", "vision")):
+        grant = cloud(resources, "gcp:serviceaccount/iAMMember:IAMMember", f"cluster-workflows-{team}")
+        assert grant["member"] == f"serviceAccount:acme-ml-dev.svc.id.goog[{team}/argo-workflow]"
+        binding = cloud(resources, "gcp:storage/bucketIAMMember:BucketIAMMember", f"cluster-workflows-{team}")
+        assert (binding["bucket"], binding["role"]) == ("gke-gpu-dev-artifacts", "roles/storage.objectUser")
+        # Its objects, and listings of its prefix (Argo's GCS driver lists before every download).
+        assert binding["condition"]["expression"] == (
+            f'resource.name.startsWith("projects/_/buckets/gke-gpu-dev-artifacts/objects/workflows/{team}/") || '
+            f'api.getAttribute("storage.googleapis.com/objectListPrefix", "").startsWith("workflows/{team}/")')
+        assert other not in json.dumps(binding)
+        account = objects["ServiceAccount", team, "argo-workflow"].inputs
+        assert account["metadata"]["annotations"] == {
+            "iam.gke.io/gcp-service-account": f"gke-gpu-dev-workflows-{team}@acme-ml-dev.iam.gserviceaccount.com"}
+
+
+def test_on_a_cloud_workflow_pods_alone_reach_the_bucket_by_name(on_eks, on_gke):
+    from plinth.modules.cluster.differences import object_store_egress
+    from plinth.targets import target_facts
+
+    for stack, (objects, _) in (("eks-gpu-dev", on_eks), ("gke-gpu-dev", on_gke)):
+        facts = target_facts(PlatformSpec.model_validate(cloud_doc(stack)))
+        for team in ("vision", "growth"):
+            kind, policy = network_policies(objects)[team]["allow-workflows-to-bucket"]
+            assert kind == "CiliumNetworkPolicy"
+            assert policy == {"endpointSelector": {"matchExpressions": [
+                {"key": "workflows.argoproj.io/workflow", "operator": "Exists"}]},
+                "egress": object_store_egress(facts)}
+
+
+def test_on_a_cloud_the_identities_are_one_per_team_and_none_on_prem():
+    from plinth.modules.pipelines import ArgoWorkflows
+
+    eks = PlatformSpec.model_validate(cloud_doc("eks-gpu-dev"))
+    assert [(i.name, i.namespace, i.service_account, i.access) for i in ArgoWorkflows.identities(eks)] == [
+        ("workflows-vision", "vision", "argo-workflow", "bucket-rw:artifacts/workflows/vision"),
+        ("workflows-growth", "growth", "argo-workflow", "bucket-rw:artifacts/workflows/growth")]
+    assert ArgoWorkflows.identities(spec(storage=STORE)) == ()
+
+
+def test_on_a_cloud_without_cilium_workflow_pods_could_not_reach_the_bucket():
+    doc = cloud_doc("eks-gpu-dev")
+    doc["network"] = {**doc.get("network", {}), "cilium": {"enabled": False}}
+    doc["network"].pop("gateway", None)
+    found = [(v.loc, v.rule, v.message, v.fix) for v in check_rules(PlatformSpec.model_validate(doc))
+             if v.rule == "workflow-artifacts-egress"]
+    assert found == [(("pipelines", "argo", "enabled"), "workflow-artifacts-egress",
+                      "workflow pods keep their artifacts in the eks artifacts bucket, and team namespaces are "
+                      "default-deny for egress: without Cilium nothing lets them reach the bucket by name",
+                      "enable network.cilium (egress to the cloud's object store by name)")]
 
 
 # --- the Argo Server behind the platform's sign-on ---------------------------------------------------------

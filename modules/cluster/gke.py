@@ -22,6 +22,8 @@ the GPUs as on every other target."""
 KMS_ROTATION = "7776000s"
 """90 days."""
 BUCKET_ROLES = {"bucket-rw": "roles/storage.objectUser", "bucket-read": "roles/storage.objectViewer"}
+LIST_PREFIX = "storage.googleapis.com/objectListPrefix"
+"""The request attribute a condition reads for an object listing (`storage.objects.list`): its prefix."""
 
 
 class GkeCluster(Target):
@@ -168,8 +170,11 @@ class GkeCluster(Target):
         bucket = facts.bucket(purpose)
         condition = None
         if path:
+            # A listing is checked against the bucket, not an object: its prefix attribute admits the listings
+            # under the path (Argo's GCS driver lists before every download; Triton lists a model's directory).
             condition = {"title": f"{path} only", "expression":
-                         f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/{path}/")'}
+                         f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/{path}/") || '
+                         f'api.getAttribute("{LIST_PREFIX}", "").startsWith("{path}/")'}
         gcp.storage.BucketIAMMember(f"{name}-{identity.name}", bucket=buckets[purpose].name, role=BUCKET_ROLES[kind],
                                     member=member, condition=condition, opts=child)
 

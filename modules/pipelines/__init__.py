@@ -1,5 +1,6 @@
 """Pipelines (pipelines.argo): the Argo Workflows controller in namespace argo; workflows run in the team
-namespaces, each as the team's ServiceAccount `argo-workflow` with the executor's Role only. With `archive`, the
+namespaces, each as the team's ServiceAccount `argo-workflow` with the executor's Role only (on eks and gke also
+the team's cloud identity for its artifacts, its prefix of the artifacts bucket). With `archive`, the
 finished workflows go to a platform CloudNativePG Cluster of the namespace (backed up like every Cluster).
 
 The chart's CRDs render as templates (`crds.full: false`): its default installs them from a hook Job that
@@ -19,6 +20,7 @@ import pulumi_kubernetes as k8s
 from plinth.catalog import CHARTS, ImageRef
 from plinth.context import PULL_SECRET, PlatformContext, StackSecret, resource_name
 from plinth.modules.backups import database_identities, instance_monitor, postgres_cluster
+from plinth.modules.cluster.differences import object_store_egress
 from plinth.modules.featurestore import cluster_spec
 from plinth.modules.helm import HelmService
 from plinth.modules.objectstore import CA_SECRET, ENDPOINT
@@ -38,7 +40,7 @@ from plinth.securitycontext import restricted_container, restricted_pod
 from plinth.service import GatewayHost, Need, Peer, gateway_hostname_rules, gateway_serves
 from plinth.spec.errors import Violation
 from plinth.spec.models import PlatformSpec, Team
-from plinth.targets import Identity
+from plinth.targets import Identity, TargetFacts
 from plinth.vocabulary import ARGO_SERVER_SERVICE, platform_listener
 
 NAMESPACE = CHARTS["argo-workflows"].namespace
@@ -77,6 +79,8 @@ ARTIFACT_REPOSITORIES = "artifact-repositories"
 DEFAULT_REPOSITORY = "workflows.argoproj.io/default-artifact-repository"
 """Its annotation naming the key a workflow uses when it names none."""
 REPOSITORY_KEY = "default-v1-s3-artifact-repository"
+REPOSITORY_KEYS = {"existing": REPOSITORY_KEY, "eks": REPOSITORY_KEY, "gke": "default-v1-gcs-artifact-repository"}
+"""The repository's key by target (any name would do: the annotation names it; it says which store)."""
 ARTIFACTS_SECRET = WORKFLOW_ARTIFACTS.secret
 """The team's workflow identity's keys (keys accessKey, secretKey): the secrets operator copies them from the
 team's Vault path, where the configure stage writes them (modules/objectstore/teamkeys.py)."""
@@ -120,8 +124,9 @@ class ArgoWorkflowsArgs:
     identity: Any
     """identity (plinth.spec.models.SignOn): the Kubernetes names of the teams' groups."""
     artifacts: bool = False
-    """The object store is on (storage.objectStore, an existing cluster): each team gets its artifact repository
-    there."""
+    """Each team gets its artifact repository: on an existing cluster when the object store is on
+    (storage.objectStore), its artifacts bucket there; on eks and gke always, the target's artifacts bucket, as the
+    team's own cloud identity (`workflows-<team>`)."""
     oidc: Any = None
     """identity.oidc (plinth.spec.models.Oidc) when the server signs people on through it: the server on, its
     hostname on the platform Gateway and clients.argo set (the rules report what is missing)."""
@@ -170,7 +175,7 @@ class ArgoWorkflows(HelmService):
         signs_on = bool(argo.server and argo.hostname and oidc and oidc.clients.argo and gateway_serves(spec))
         groups = sorted({g for team in spec.teams for role in (team.groups.data_scientist, team.groups.ml_engineer,
                                                                 team.groups.viewer) for g in role})
-        artifacts = spec.target.type == "existing" and spec.storage.object_store.enabled
+        artifacts = spec.target.type != "existing" or spec.storage.object_store.enabled
         storage_class = spec.storage.volume_class(argo.archive.storage_class)
         return ArgoWorkflowsArgs(argo, spec.identity, artifacts, oidc if signs_on else None,
                                  spec.rbac.platform_admin_group, tuple(groups) if signs_on else (), storage_class)
@@ -187,12 +192,22 @@ class ArgoWorkflows(HelmService):
                             "leads, the other takes over within the Lease's term)", "argo-prod-ha",
                             "remove replicas (2 in staging and prod), or set 2 or more")
         yield from server_sign_on_rules(spec)
+        if argo.enabled and spec.target.type != "existing" and spec.teams and not spec.network.cilium.enabled:
+            # Team namespaces deny egress; the bucket is reached by its cloud names (object_store_egress).
+            yield Violation(("pipelines", "argo", "enabled"), f"workflow pods keep their artifacts in the "
+                            f"{spec.target.type} artifacts bucket, and team namespaces are default-deny for egress: "
+                            "without Cilium nothing lets them reach the bucket by name", "workflow-artifacts-egress",
+                            "enable network.cilium (egress to the cloud's object store by name)")
 
     @classmethod
     def identities(cls, spec) -> tuple[Identity, ...]:
-        # The archive's database backs up with its own cloud identity on eks and gke.
+        # Each team's workflows read and write their own prefix of the artifacts bucket on eks and gke, as the
+        # team's workflow account; the archive's database backs up with its own cloud identity.
         argo = spec.pipelines.argo
-        return database_identities(spec, NAMESPACE, DATABASE) if argo.enabled and argo.archive.enabled else ()
+        if not argo.enabled:
+            return ()
+        database = database_identities(spec, NAMESPACE, DATABASE) if argo.archive.enabled else ()
+        return (*workflow_identities(spec), *database)
 
     @classmethod
     def needs(cls, spec) -> tuple[Need, ...]:
@@ -347,9 +362,13 @@ class ArgoWorkflows(HelmService):
         def meta(obj: str) -> dict:
             return ctx.metadata(obj, name, namespace=team.name, team=team.name, cost_center=team.cost_center)
 
-        # The executor talks to the API server with the pod's token: this account's only rights are its Role's.
+        # The executor talks to the API server with the pod's token: this account's only rights are its Role's. On
+        # eks and gke it is also the team's cloud identity for its artifacts (workflow_identities).
         k8s.core.v1.ServiceAccount(
-            resource_name(key, "workflow-account"), metadata=meta(WORKFLOW_ACCOUNT),
+            resource_name(key, "workflow-account"),
+            metadata=ctx.metadata(WORKFLOW_ACCOUNT, name, namespace=team.name, team=team.name,
+                                  cost_center=team.cost_center,
+                                  annotations=ctx.target.annotations(team.name, WORKFLOW_ACCOUNT) or None),
             automount_service_account_token=True,
             image_pull_secrets=[{"name": PULL_SECRET}] if ctx.pull_secret else None, opts=opts)
         bind(resource_name(key, "executor"), meta(EXECUTOR_ROLE), EXECUTOR_RULES,
@@ -367,7 +386,13 @@ class ArgoWorkflows(HelmService):
                 subjects.append({"kind": "ServiceAccount", "name": sso_account, "namespace": team.name})
             bind(resource_name(key, suffix), meta(role), rules, subjects, opts)
         if block.artifacts:
-            artifact_repository(key, team.name, meta, ctx.platform, opts)
+            artifact_repository(key, team.name, meta, ctx.platform, ctx.target, opts)
+        if block.artifacts and ctx.target.cloud and ctx.cilium:
+            # The cloud's object store and token service by name: workflow pods (and only they) reach them.
+            policy = "allow-workflows-to-bucket"
+            network_policy("CiliumNetworkPolicy", resource_name(key, policy),
+                           {"endpointSelector": WORKFLOW_PODS, "egress": object_store_egress(ctx.target)},
+                           meta(policy), ctx, opts)
         # Team namespaces deny egress by default: workflow pods (and only they) reach the API server.
         found = peer_policy("Egress", Peer("apiserver", ports=APISERVER_PORTS, entity="kube-apiserver"), ctx)
         if found:
@@ -417,27 +442,50 @@ def database_access() -> dict:
     }
 
 
-def artifact_repository(key: str, team: str, meta, platform: str, opts: pulumi.ResourceOptions) -> None:
-    """The team's default artifact repository: its prefix of the artifacts bucket, with its own identity's keys
-    (Secret ARTIFACTS_SECRET, from Vault through the secrets operator). The controller mounts the Secret into
-    the workflow pods that move artifacts; nobody else in the namespace needs to read it."""
+def workflow_identities(spec) -> tuple[Identity, ...]:
+    """eks and gke: one cloud identity per team, trusted by its workflow account only, reading and writing the
+    team's prefix of the artifacts bucket and nothing else (the IAM policy's s3:prefix condition and object ARN on
+    eks; on gke the binding's condition on the object path and on the listing's prefix)."""
+    if spec.target.type == "existing":
+        return ()
+    return tuple(Identity(f"workflows-{team.name}", team.name, WORKFLOW_ACCOUNT,
+                          f"bucket-rw:artifacts/{workflow_artifacts_key(team.name)}") for team in spec.teams)
+
+
+def artifact_repository(key: str, team: str, meta, platform: str, facts: TargetFacts,
+                        opts: pulumi.ResourceOptions) -> None:
+    """The team's default artifact repository: its prefix of the artifacts bucket. On an existing cluster with
+    its own identity's keys (Secret ARTIFACTS_SECRET, from Vault through the secrets operator; the controller
+    mounts it into the workflow pods that move artifacts, nobody else in the namespace reads it); on eks and gke
+    with the workflow account's cloud identity (no Secret)."""
+    repository = REPOSITORY_KEYS[facts.type]
     k8s.core.v1.ConfigMap(
         resource_name(key, "artifact-repositories"),
-        metadata={**meta(ARTIFACT_REPOSITORIES), "annotations": {DEFAULT_REPOSITORY: REPOSITORY_KEY}},
-        data={REPOSITORY_KEY: repository_config(platform, team)}, opts=opts)
+        metadata={**meta(ARTIFACT_REPOSITORIES), "annotations": {DEFAULT_REPOSITORY: repository}},
+        data={repository: repository_config(platform, team, facts)}, opts=opts)
 
 
-def repository_config(platform: str, team: str) -> str:
-    """The repository (Argo's ArtifactRepository, as YAML; JSON is YAML) in a stable key order: HTTPS to the
-    store's S3 Service in the cluster, trusting the platform CA of the team's namespace (ObjectStore.team_objects),
-    like every other client of it; every key under the team's prefix."""
+def repository_config(platform: str, team: str, facts: TargetFacts | None = None) -> str:
+    """The repository (Argo's ArtifactRepository, as YAML; JSON is YAML) in a stable key order, every key under the
+    team's prefix. On an existing cluster: HTTPS to the store's S3 Service in the cluster, trusting the platform CA
+    of the team's namespace (ObjectStore.team_objects), like every other client of it. On eks: the region's S3
+    endpoint with the SDK's credentials (the pod's IRSA web identity); on gke: GCS with the application default
+    credentials (Workload Identity). No key Secret, no CA on a cloud."""
+    key_format = f"{workflow_artifacts_key(team)}/{{{{workflow.name}}}}/{{{{pod.name}}}}"
+    if facts is not None and facts.type == "eks":
+        return json.dumps({"archiveLogs": False, "s3": {
+            "bucket": facts.bucket("artifacts"), "endpoint": f"s3.{facts.region}.amazonaws.com", "insecure": False,
+            "region": facts.region, "keyFormat": key_format, "useSDKCreds": True}}, sort_keys=True)
+    if facts is not None and facts.type == "gke":
+        return json.dumps({"archiveLogs": False, "gcs": {"bucket": facts.bucket("artifacts"),
+                                                         "keyFormat": key_format}}, sort_keys=True)
     return json.dumps({"archiveLogs": False, "s3": {
         "bucket": bucket(platform, "artifacts"),
         "endpoint": ENDPOINT.removeprefix("https://"),
         "insecure": False,
         "caSecret": {"name": CA_SECRET, "key": "ca.crt"},
         "region": S3_REGION,
-        "keyFormat": f"{workflow_artifacts_key(team)}/{{{{workflow.name}}}}/{{{{pod.name}}}}",
+        "keyFormat": key_format,
         "accessKeySecret": {"name": ARTIFACTS_SECRET, "key": "accessKey"},
         "secretKeySecret": {"name": ARTIFACTS_SECRET, "key": "secretKey"},
     }}, sort_keys=True)

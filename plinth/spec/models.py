@@ -904,9 +904,10 @@ class ArgoWorkflows(Spec):
     enabled: Flag = Field(False, description="Run the Argo Workflows controller in namespace argo (its CRDs come "
                           "with the chart, rendered from the package: nothing is downloaded at install). Every team "
                           "namespace gets the ServiceAccount `argo-workflow` its workflows run as, with the executor's "
-                          "Role only (workflowtaskresults create and patch); with storage.objectStore, also its "
-                          "artifact repository under workflows/<team>/ of the artifacts bucket (keys derived from "
-                          "the stack secret plinth:objectStoreSeed). Default: false.")
+                          "Role only (workflowtaskresults create and patch), and its artifact repository under "
+                          "workflows/<team>/ of the artifacts bucket: on an existing cluster with storage.objectStore "
+                          "(keys derived from the stack secret plinth:objectStoreSeed), on eks and gke the target's "
+                          "bucket as the team's own cloud identity workflows-<team> (no key). Default: false.")
     replicas: PositiveCount | None = Field(
         None, description="Controller replicas (one leads, elected through a Lease; the others wait). Default: null "
         "(1 in dev, 2 in staging and prod).")
