@@ -197,7 +197,7 @@ def test_eks_autoscaler_scales_only_this_clusters_node_groups_and_gpu_pools_from
 
 
 def test_an_airgapped_autoscaler_reaches_the_aws_apis_inside_the_vpc():
-    doc = load_spec(ROOT / "blueprints" / "eks-gpu.yaml").model_dump(by_alias=True, exclude_unset=True)
+    doc = load_spec(ROOT / "blueprints" / "eks-gpu.yaml").model_dump(by_alias=True)
     doc["target"]["egress"] = "none"
     doc["airgap"] = {"enabled": True, "mirror": {"registry": "mirror.corp/m", "charts": "oci://mirror.corp/charts",
                                                  "cidrs": ["10.99.0.0/24"]}}
@@ -444,7 +444,7 @@ def test_the_kubernetes_layer_is_the_same_as_on_an_existing_cluster_but_the_docu
 
 def violations(path: str, edit) -> set[tuple[tuple, str]]:
     spec = load_spec(ROOT / path)
-    changed = PlatformSpec.model_validate(edit(spec.model_dump(by_alias=True, exclude_unset=True)))
+    changed = PlatformSpec.model_validate(edit(spec.model_dump(by_alias=True)))
     return {(v.loc, v.rule) for v in check_rules(changed)}
 
 

@@ -186,8 +186,8 @@ def _cloud(stack: str):
     from plinth.stackconfig import load_stack_spec
     from test_cluster import CloudMocks
 
-    doc = load_stack_spec(ROOT, stack).model_dump(by_alias=True, exclude_unset=True)
-    doc.setdefault("registry", {})["mlflow"] = {"enabled": True}
+    doc = load_stack_spec(ROOT, stack).model_dump(by_alias=True, exclude_none=True)
+    doc["registry"]["mlflow"] = {"enabled": True}
     cloud = PlatformSpec.model_validate(doc)
     assert check_rules(cloud) == []
     return cloud, by_name(plan(cloud, f"stack:{stack}", stack=stack, mocks=CloudMocks()))
