@@ -324,7 +324,8 @@ def handler(upstream: tuple[str, int], recorder: Recorder, rate: float, rng: ran
                         self.send_error(502, "the model server did not answer")
                         return
             if len(data) > max_bytes:
-                local.connection = None  # the rest of the answer is not read
+                upstream_conn.close()  # the rest of the answer is not read: the connection cannot be reused
+                local.connection = None
                 self.send_error(502, f"the model server's answer is over {max_bytes} bytes")
                 return
             self.send_response_only(answer.status, answer.reason)
