@@ -108,7 +108,7 @@ class ObjectStore(HelmService):
     def block(cls, spec) -> ObjectStoreArgs:
         store = spec.storage.object_store
         longhorn = spec.storage.longhorn.enabled
-        logging = {model.team for model in spec.serving.models if model.drift and model.drift.request_log}
+        logging = {model.team for model in spec.serving.models if model.request_log}
         return ObjectStoreArgs(store, spec.storage.volume_class(store.storage_class),
                                longhorn and spec.backups.active(spec.metadata.environment),
                                tuple(team.name for team in spec.teams) if spec.pipelines.argo.enabled else (),

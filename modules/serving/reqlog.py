@@ -31,7 +31,7 @@ STORE_PURPOSE = "artifacts"
 
 def logged(model, track: str | None = None) -> bool:
     """The model logs requests (of this track)."""
-    return bool(model.drift and model.drift.request_log) and (track is None or track in LOGGED_TRACKS)
+    return model.request_log is not None and (track is None or track in LOGGED_TRACKS)
 
 
 def location(model, ctx: PlatformContext) -> tuple[str, str]:
@@ -45,7 +45,7 @@ def store_url(model, ctx: PlatformContext) -> str:
 
 def resources(model) -> dict:
     """Requests equal to limits, as the model server's (the quota rule counts exactly these, per replica)."""
-    both = {"cpu": model.drift.request_log.cpu, "memory": model.drift.request_log.memory}
+    both = {"cpu": model.request_log.cpu, "memory": model.request_log.memory}
     return {"requests": dict(both), "limits": dict(both)}
 
 
@@ -57,7 +57,7 @@ def credentials() -> dict:
 
 def sidecar(model, track: str, ctx: PlatformContext, http_port: int, ready_path: str) -> dict:
     """The logger's container in a track's pod (the pod adds objectstore.ca_volume())."""
-    log, (store_bucket, prefix) = model.drift.request_log, location(model, ctx)
+    log, (store_bucket, prefix) = model.request_log, location(model, ctx)
     return {
         "name": PORT_NAME,
         "image": mirror_image(IMAGES["requestlog"], ctx.mirror_registry),

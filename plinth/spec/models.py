@@ -881,6 +881,11 @@ class Model(Spec):
         "model's drift alerts go to a webhook of the platform's Argo Events, whose Sensor submits a workflow from "
         "`workflowTemplate` in the team's namespace. Default: null.")
 
+    @property
+    def request_log(self) -> RequestLog | None:
+        """drift.requestLog: how the model logs its requests, None when it does not."""
+        return self.drift.request_log if self.drift else None
+
 
 class WorkflowArchive(Spec):
     """The workflow archive: finished workflows kept in a platform PostgreSQL after Kubernetes deletes them."""

@@ -171,12 +171,12 @@ def gpu_quota(spec: PlatformSpec) -> Iterator[Violation]:
         if model.drift:  # its drift job runs beside the servers (and serves its score until the next run)
             cpu[model.team] += quantity_value(model.drift.cpu)  # type: ignore[assignment]
             memory[model.team] += quantity_value(model.drift.memory)  # type: ignore[assignment]
-        if model.drift and model.drift.request_log:  # the request logger in every stable and canary pod
+        if model.request_log:  # the request logger in every stable and canary pod
             logged = replicas - (model.shadow.replicas if model.shadow else 0)
-            cpu[model.team] += quantity_value(model.drift.request_log.cpu) * logged  # type: ignore[assignment]
-            memory[model.team] += quantity_value(model.drift.request_log.memory) * logged  # type: ignore[assignment]
+            cpu[model.team] += quantity_value(model.request_log.cpu) * logged  # type: ignore[assignment]
+            memory[model.team] += quantity_value(model.request_log.memory) * logged  # type: ignore[assignment]
     with_jobs = {model.team for model in spec.serving.models if model.drift}
-    with_logs = {model.team for model in spec.serving.models if model.drift and model.drift.request_log}
+    with_logs = {model.team for model in spec.serving.models if model.request_log}
     for index, team in enumerate(spec.teams):
         if needed[team.name] > team.quota.gpu:
             yield Violation(("teams", index, "quota", "gpu"),
