@@ -30,6 +30,7 @@ import pytest
 
 from s3server import Identity, S3Server, weed
 from support import ROOT, by_key, drift_python, free_port, serving_python
+from test_drift import MODEL as DRIFT_MODEL
 from test_drift_job import gauges, score
 from test_serving import TRITON, spec
 from test_spec_errors import overlay_errors
@@ -207,17 +208,8 @@ def test_the_loggers_count_in_the_teams_quota(logging_spec):
     assert "up to 10.2 cpu (stable at its maximum, canary and shadow, drift jobs, request loggers)" in error
 
 
-MODEL = """\
-serving:
-  models:
-    - name: ranker
-      team: fraud
-      runtime: bentoml
-      image: registry.corp.internal/ranker
-      stable: {version: "1"}
-      drift:
-        reference: pvc://data/reference.csv
-"""
+MODEL = DRIFT_MODEL + "        reference: pvc://data/reference.csv\n"
+"""test_drift's model, its drift block begun with the reference: each case adds the window or the log."""
 
 
 def test_request_logging_needs_the_object_store_and_sane_bounds(write):
