@@ -118,13 +118,17 @@ class PlatformContext:
     gateway_hosts: tuple[tuple[str, str, str], ...] = ()
     """(namespace, host name, listener name) of each platform host name with its own listener on the Gateway, by
     namespace (the program collects them from the services: PlatformService.gateway_hosts)."""
+    team_accounts: tuple[tuple[str, str], ...] = ()
+    """(team, `namespace/name`) of each platform ServiceAccount a RoleBinding in the team's namespace binds (the
+    program collects them from the services: PlatformService.team_accounts)."""
 
     @classmethod
     def from_spec(cls, spec, provider: pulumi.ProviderResource | None = None,
                   secrets: StackSecrets | None = None, provenance: Provenance | None = None,
                   api_server: tuple[pulumi.Input[str], int] | None = None,
                   gateway_hosts: tuple[tuple[str, str, str], ...] = (),
-                  identities: tuple[Identity, ...] = ()) -> PlatformContext:
+                  identities: tuple[Identity, ...] = (),
+                  team_accounts: tuple[tuple[str, str], ...] = ()) -> PlatformContext:
         mirror = spec.airgap.mirror if spec.airgap.enabled else None
         secrets = secrets or StackSecrets()
         mirror_auth = None
@@ -156,6 +160,7 @@ class PlatformContext:
             target=target_facts(spec, identities),
             api_server=api_server,
             gateway_hosts=gateway_hosts,
+            team_accounts=team_accounts,
             ui_proxied=tuple((ui.namespace, ui.pod_port) for ui in UIS_WITHOUT_LOGIN
                              if spec.identity.ui_proxy.enabled and getattr(spec.identity.ui_proxy.hosts, ui.key)),
             backups=spec.backups if spec.backups.active(spec.metadata.environment) else None,

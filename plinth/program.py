@@ -46,7 +46,7 @@ from plinth.spec.models import PlatformSpec
 from plinth.targets import Identity
 
 __all__ = ["CONFIGURATION", "SERVICES", "STAGES", "StackSecrets", "build_configuration", "build_platform",
-           "cloud_identities", "needed_secrets", "platform_context", "stack_secrets"]
+           "cloud_identities", "needed_secrets", "platform_context", "stack_secrets", "team_accounts"]
 
 # The platform's services in install order, each a PlatformService: `enabled(spec)`,
 # `block(spec)` (its typed slice of the spec), `(name, block, ctx, opts)`, the peers
@@ -162,7 +162,7 @@ def platform_context(spec: PlatformSpec, **resources: Any) -> PlatformContext:
     identities, their hosts on the Gateway) and the deployment's `resources` (provider, secrets, provenance,
     api_server; none for a render or a check)."""
     return PlatformContext.from_spec(spec, identities=cloud_identities(spec), gateway_hosts=gateway_hosts(spec),
-                                     **resources)
+                                     team_accounts=team_accounts(spec), **resources)
 
 
 def cloud_identities(spec: PlatformSpec) -> tuple[Identity, ...]:
@@ -180,6 +180,12 @@ def gateway_hosts(spec: PlatformSpec) -> tuple[tuple[str, str, str], ...]:
     namespace."""
     return tuple(sorted((host.namespace, host.host, host.listener_name) for _, service in SERVICES
                         if service.enabled(spec) for host in service.gateway_hosts(spec)))
+
+
+def team_accounts(spec: PlatformSpec) -> tuple[tuple[str, str], ...]:
+    """(team, `namespace/name`) of every platform ServiceAccount the enabled services bind in a team's namespace."""
+    return tuple(sorted({account for _, service in SERVICES if service.enabled(spec)
+                         for account in service.team_accounts(spec)}))
 
 
 def stack_secrets() -> dict[str, StackSecret]:

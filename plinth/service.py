@@ -124,6 +124,13 @@ class PlatformService(pulumi.ComponentResource):
         return ()
 
     @classmethod
+    def team_accounts(cls, spec) -> tuple[tuple[str, str], ...]:
+        """(team, `namespace/name`) of each ServiceAccount of this service, in a namespace of its own, that one of
+        its RoleBindings in that team's namespace binds: the admission policy plinth-team-rolebindings admits
+        exactly these besides the team's groups and the namespace's own accounts. Default: none."""
+        return ()
+
+    @classmethod
     def needed_secrets(cls, spec) -> tuple[StackSecret, ...]:
         """The stack secrets a deployment of `spec` cannot start without. Default: every one of `secrets`
         when the service is enabled."""

@@ -156,6 +156,9 @@ def test_the_sensors_account_may_create_workflows_in_its_teams_namespace_only(st
     # search has no retrained model: no Role there, no account for it.
     assert [k for k in staging if k[0] in ("Role", "RoleBinding", "ServiceAccount") and "retraining" in k[2]
             and k[1] == "search"] == []
+    # The admission policy on team RoleBindings admits that account in fraud's namespace, and in no other.
+    variables = staging["ValidatingAdmissionPolicy", None, "plinth-team-rolebindings"].inputs["spec"]["variables"]
+    assert {"name": "accounts", "expression": '{"fraud": ["argo-events/retraining-fraud"]}'} in variables
 
 
 def test_alertmanager_alone_reaches_the_webhook_port(staging):

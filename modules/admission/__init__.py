@@ -10,8 +10,9 @@ nothing the services or anyone later create escapes them:
 - plinth-host-access: privileged containers, host namespaces and hostPath only for the allowlisted platform
   workloads (plinth.vocabulary.HOST_ACCESS_ALLOWLIST) and in the operator-managed namespaces of
   HOST_ACCESS_NAMESPACES;
-- plinth-team-rolebindings: a RoleBinding in a team's namespace binds only that team's groups and the
-  namespace's own service accounts;
+- plinth-team-rolebindings: a RoleBinding in a team's namespace binds only that team's groups, the
+  namespace's own service accounts and the platform accounts the services name for it
+  (PlatformService.team_accounts: retraining's Sensors);
 - plinth-ownership-labels: workloads created in a team's namespace carry plinth.dev/team (the namespace's
   team) and plinth.dev/cost-center.
 
@@ -83,7 +84,7 @@ def _cel(value) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def policies(args: AdmissionArgs) -> list[tuple[str, dict, dict]]:
+def policies(args: AdmissionArgs, team_accounts: tuple[tuple[str, str], ...] = ()) -> list[tuple[str, dict, dict]]:
     """(name, policy spec, binding spec) of every admission policy for these facts; pure, for tests and docs."""
     out: list[tuple[str, dict, dict]] = []
     outside_cluster = {"namespaceSelector": {"matchExpressions": [
@@ -151,20 +152,26 @@ def policies(args: AdmissionArgs) -> list[tuple[str, dict, dict]]:
             "reason": "Forbidden"}],
     }, {"matchResources": outside_cluster}))
     if args.team_groups:
+        # The platform's own accounts a team's namespace binds (e.g. retraining's Sensors), by team.
+        platform_accounts: dict[str, list[str]] = {}
+        for team, account in team_accounts:
+            platform_accounts.setdefault(team, []).append(account)
         out.append(("plinth-team-rolebindings", {
             "failurePolicy": "Fail",
             "matchConstraints": {"resourceRules": [
                 {"apiGroups": ["rbac.authorization.k8s.io"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
                  "resources": ["rolebindings"]}]},
             "variables": [{"name": "groups", "expression": _cel({team: list(groups)
-                                                                 for team, groups in args.team_groups})}],
+                                                                 for team, groups in args.team_groups})},
+                          {"name": "accounts", "expression": _cel(platform_accounts)}],
             "validations": [{
                 "expression": "!has(object.subjects) || object.subjects.all(s, (s.kind == 'Group' && "
                               "request.namespace in variables.groups && s.name in variables.groups[request.namespace]) "
                               "|| (s.kind == 'ServiceAccount' && (!has(s.namespace) || s.namespace == "
-                              "request.namespace)))",
+                              "request.namespace || (request.namespace in variables.accounts && "
+                              "s.namespace + '/' + s.name in variables.accounts[request.namespace]))))",
                 "message": "plinth-team-rolebindings: a RoleBinding in a team's namespace binds only that team's "
-                           "groups and the namespace's own service accounts",
+                           "groups, the namespace's own service accounts and the platform's named ones",
                 "reason": "Forbidden"}],
         }, {"matchResources": teams}))
         out.append(("plinth-ownership-labels", {
@@ -209,7 +216,7 @@ class Admission(PlatformService):
                  opts: pulumi.ResourceOptions | None = None):
         super().__init__("plinth:admission:Admission", name, None, opts)
         child = children(self, ctx, opts)
-        for policy_name, spec, binding in policies(args):
+        for policy_name, spec, binding in policies(args, ctx.team_accounts):
             policy = k8s.admissionregistration.v1.ValidatingAdmissionPolicy(
                 resource_name(name, policy_name), metadata=ctx.metadata(policy_name, COMPONENT), spec=spec, opts=child)
             k8s.admissionregistration.v1.ValidatingAdmissionPolicyBinding(

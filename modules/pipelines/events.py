@@ -286,6 +286,11 @@ class ArgoEvents(HelmService):
         return spec.pipelines.events.enabled
 
     @classmethod
+    def team_accounts(cls, spec) -> tuple[tuple[str, str], ...]:
+        """The Sensors' account of each team with a retrained model: its RoleBinding there submits Workflows."""
+        return tuple(sorted({(model.team, f"{NAMESPACE}/{sensor_account(model.team)}") for model in retrained(spec)}))
+
+    @classmethod
     def needs(cls, spec) -> tuple[Need, ...]:
         needs = []
         if spec.pipelines.events.enabled:

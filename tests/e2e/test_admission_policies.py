@@ -17,7 +17,7 @@ from support import CHARTS_DIR, ROOT, packaged_charts_helm
 from plinth.engine.charts import render_charts
 from plinth.engine.offline import plan
 from plinth.render import kubernetes_objects
-from plinth.spec.load import load_stack_spec
+from plinth.spec.load import load_spec, load_stack_spec, read_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -163,6 +163,51 @@ def test_the_api_server_admits_every_workload_the_charts_render(admission, plann
             if "plinth-" in str(exc):  # only the platform's policies are under test here
                 refused.append((obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"], str(exc)[:400]))
     assert refused == []
+
+
+def retrained_plan():
+    """regulated-prod with the pipelines on and the fraud scorer retrained on drift: one platform account (the
+    team's Sensors', in argo-events) bound in team fraud's namespace."""
+    blueprint, overrides = read_stack(ROOT, "regulated-prod")
+    return plan(load_spec(blueprint, {
+        **overrides, "monitoring": {**overrides["monitoring"], "drift": {"enabled": True}},
+        "pipelines": {"argo": {"enabled": True}, "events": {"enabled": True}},
+        "serving": {"models": [{"name": "fraud-scorer", "retraining": {"image": f"{MIRROR}/acme/train:1.0.0"}}]},
+    }), "e2e")
+
+
+def test_a_platform_account_is_admitted_in_the_team_namespace_it_is_named_for_only(admission, planned):
+    """The Sensor account of team fraud's retraining is bound in fraud's namespace (it submits the workflow
+    there): the planned policy admits that RoleBinding, and refuses the same account bound in team credit's."""
+    retrained = [obj for _, obj in kubernetes_objects(retrained_plan())]
+    [policy] = [o for o in retrained if o["kind"] == "ValidatingAdmissionPolicy"
+                and o["metadata"]["name"] == "plinth-team-rolebindings"]
+    [submit] = [o for o in retrained if o["kind"] == "RoleBinding" and o["metadata"]["namespace"] == "fraud"
+                and o["subjects"][0].get("namespace") == "argo-events"]
+    into_credit = copy.deepcopy(submit)
+    into_credit["metadata"].update(namespace="credit", labels={**submit["metadata"]["labels"],
+                                                               "plinth.dev/team": "credit"})
+    refused = "plinth-team-rolebindings: a RoleBinding in a team's namespace binds only that team's groups"
+    with pytest.raises(ApiError) as before:  # the policy as planned without retraining refuses it
+        dry_run(admission, submit)
+    assert refused in str(before.value)
+    admission.apply(policy)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                dry_run(admission, submit)
+                break
+            except ApiError as exc:
+                assert refused in str(exc) and time.monotonic() < deadline, str(exc)
+                time.sleep(0.5)
+        with pytest.raises(ApiError) as other_team:
+            dry_run(admission, into_credit)
+        assert refused in str(other_team.value)
+    finally:
+        [original] = [obj for _, obj in kubernetes_objects(planned) if obj["kind"] == "ValidatingAdmissionPolicy"
+                      and obj["metadata"]["name"] == "plinth-team-rolebindings"]
+        admission.apply(original)
 
 
 def test_audit_mode_admits_with_a_warning_instead(admission, planned):
