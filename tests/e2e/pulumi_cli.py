@@ -51,11 +51,15 @@ SERVING_HOST = "serving.models.plinth.internal"
 """The models' host name: one name under the platform Gateway's default listener *.models.plinth.internal."""
 
 
+RETRAINING_IMAGE = "ghcr.io/acme/fraud-ranker-train:1.0.0"
+
+
 def served(canary_weight: int = 10) -> dict:
     """The e2e stack's serving block: one Triton model of team fraud on one GPU per replica, stable v1 and a
     canary v2 taking `canary_weight` percent. Its repository is an object store (s3://, with the network its
     pods may reach): nothing in the namespace to create first. And one on CPU served from the platform's MLflow
-    registry (version 1): its pods fetch the version in an init container with the team's MLflow credentials."""
+    registry (version 1): its pods fetch the version in an init container with the team's MLflow credentials, and
+    its drift alert submits a generated retraining workflow."""
     return {"hostname": SERVING_HOST, "models": [{
         "name": "fraud-scorer", "team": "fraud", "runtime": "triton", "gpu": 1,
         "modelRepository": "s3://fraud-models/triton", "repositoryCidrs": ["10.30.0.0/16"],
@@ -64,6 +68,7 @@ def served(canary_weight: int = 10) -> dict:
     }, {
         "name": "fraud-ranker", "team": "fraud", "runtime": "triton", "registry": {"model": "fraud-ranker"},
         "stable": {"version": "1", "replicas": 1},
+        "retraining": {"image": RETRAINING_IMAGE, "command": ["python", "/app/train.py"]},
     }]}
 
 
@@ -134,7 +139,11 @@ class PulumiProject:
             "secrets": {"vault": {"enabled": True}},
             "registry": {"harbor": {"enabled": True}, "pythonIndex": {"enabled": True}, "mlflow": {"enabled": True}},
             "featureStore": {"feast": {"enabled": True}},
-            "monitoring": {"enabled": True},
+            "monitoring": {"enabled": True, "drift": {"enabled": True}},
+            # The pipelines: the workflow controller, its server (in-cluster) and archive, and Argo Events with
+            # the retraining webhook and Sensor of the ranker (served() below).
+            "pipelines": {"argo": {"enabled": True, "server": True, "archive": {"enabled": True}},
+                          "events": {"enabled": True}},
             # dev's default is off: on here, so the Barman Cloud plugin and every Cluster's backup objects deploy
             "backups": {"enabled": True},
             "gpu": {"operator": {"enabled": True}},

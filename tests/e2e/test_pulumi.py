@@ -21,9 +21,11 @@ import pytest
 
 from kubeapi import ApiError
 from live import (create_nodes, node_agent, pod_ready, pods, quota_overruns, requests_gpu, simulated_nodes,
-                  spread_violations, unready)
+                  spread_violations, unready, workloads)
 from plinth.modules.gpu import GPU_RESOURCE
-from pulumi_cli import SERVING_HOST, STACK_SECRETS, PulumiProject, changing_steps, served
+from plinth.modules.pipelines import NAMESPACE as ARGO, WORKFLOW_ACCOUNT
+from plinth.modules.pipelines.events import NAMESPACE as ARGO_EVENTS, sensor_account, template_name
+from pulumi_cli import RETRAINING_IMAGE, SERVING_HOST, STACK_SECRETS, PulumiProject, changing_steps, served
 from support import CHARTS_DIR
 from plinth.engine.charts import CONFIG_GROUP, HELM_RELEASE
 from plinth.engine.offline import plan
@@ -95,7 +97,8 @@ def test_up_creates_every_object_and_installs_every_release(deploy, engine, kube
     assert missing == []
     releases = [r.inputs for r in result.resources if r.type == HELM_RELEASE]
     assert sorted(r["name"] for r in releases) == [
-        "cert-manager", "cilium", "cloudnative-pg", "feast-feature-server", "gpu-operator", "harbor",
+        "argo-events", "argo-workflows", "cert-manager", "cilium", "cloudnative-pg", "feast-feature-server",
+        "gpu-operator", "harbor",
         "kube-prometheus-stack",
         "longhorn", "mlflow", "plugin-barman-cloud", "prometheus-operator-crds", "redis-operator", "seaweedfs", "vault",
         "vault-secrets-operator", "velero"]
@@ -124,6 +127,7 @@ def test_the_stack_exports_where_each_service_is_reached(deploy, engine, monkeyp
         monkeypatch.setenv(key, value)
     outputs = stack_outputs(engine.stack, engine.dir)
     assert outputs["endpoints"] == {
+        "argo-workflows": {"server": "https://argo-workflows-server.argo.svc:2746"},
         "harbor": {"url": "http://harbor.harbor.svc"},
         "mlflow": {"trackingUri": "http://mlflow.mlflow.svc"},
         "monitoring": {"prometheus": "http://prometheus-operated.monitoring.svc:9090"},
@@ -161,6 +165,46 @@ def test_every_teams_quota_admits_its_models_at_maximum_replicas(deploy, engine)
     (autoscaler's maximum, canary, shadow) stays within the team's ResourceQuota."""
     objects = [obj for _, obj in kubernetes_objects(e2e_plan(engine))]
     assert quota_overruns(objects) == []
+
+
+def allowed(kube, account: str, verb: str, resource: str, namespace: str) -> bool:
+    """The live API server's RBAC answer: may ServiceAccount `namespace/name` do `verb` on `resource`
+    (argoproj.io) in `namespace`?"""
+    sa_namespace, name = account.split("/")
+    review = kube.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", {
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": f"system:serviceaccount:{sa_namespace}:{name}",
+                 "groups": ["system:serviceaccounts", f"system:serviceaccounts:{sa_namespace}", "system:authenticated"],
+                 "resourceAttributes": {"namespace": namespace, "verb": verb, "group": "argoproj.io",
+                                        "resource": resource}}})
+    return review["status"]["allowed"]
+
+
+def test_the_pipelines_run_and_each_teams_workflows_stay_its_own(deploy, engine, kube):
+    """Argo Workflows and Argo Events on the live cluster: their controllers and the Argo Server are Ready, the
+    ranker's generated retraining template is stored in its team's namespace (admitted by Argo's CRD), and by the
+    API server's RBAC the ranker's Sensor account may submit Workflows in team fraud's namespace and nowhere else,
+    while a team's workflow account may only report its task results."""
+    ready = {(w["metadata"]["namespace"], w["metadata"]["name"]) for w in workloads(kube)
+             if w["kind"] == "Deployment" and w["metadata"]["namespace"] in (ARGO, ARGO_EVENTS)
+             and w.get("status", {}).get("readyReplicas", 0) == w["spec"]["replicas"] > 0}
+    assert {(ARGO, "argo-workflows-workflow-controller"), (ARGO, "argo-workflows-server"),
+            (ARGO_EVENTS, "argo-events-controller-manager")} <= ready, ready
+    ranker = next(m for m in e2e_spec(engine).serving.models if m.retraining)
+    template = kube.get({"apiVersion": "argoproj.io/v1alpha1", "kind": "WorkflowTemplate",
+                         "metadata": {"name": template_name(ranker), "namespace": ranker.team}})
+    assert template is not None
+    [step] = template["spec"]["templates"]
+    assert step["container"]["image"] == RETRAINING_IMAGE
+    assert template["spec"]["serviceAccountName"] == WORKFLOW_ACCOUNT
+    sensor = f"{ARGO_EVENTS}/{sensor_account(ranker.team)}"
+    assert allowed(kube, sensor, "create", "workflows", ranker.team)
+    assert not allowed(kube, sensor, "create", "workflows", "search")
+    assert not allowed(kube, sensor, "delete", "workflows", ranker.team)
+    worker = f"{ranker.team}/{WORKFLOW_ACCOUNT}"
+    assert allowed(kube, worker, "create", "workflowtaskresults", ranker.team)
+    assert not allowed(kube, worker, "create", "workflows", ranker.team)
+    assert not allowed(kube, worker, "create", "workflowtaskresults", "search")
 
 
 def weighted_splits(route_spec: dict) -> list[list[tuple[str, int]]]:
