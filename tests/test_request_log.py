@@ -43,6 +43,7 @@ from plinth.mirror import mirror_list
 from plinth.modules.objectstore import ObjectStore
 from plinth.modules.objectstore.identities import bucket, s3_config
 from plinth.modules.objectstore.teamkeys import OBJECT_STORE
+from plinth.modules.serving import reqlog
 from plinth.render import kubernetes_objects
 from plinth.spec.models import Drift
 from plinth.spec.rules import check_rules
@@ -537,7 +538,8 @@ def logged(served, store, triton, tmp_path_factory):
         assert call(logger.port, "GET", "/v2/models/scorer")[:2] == call(triton, "GET", "/v2/models/scorer")[:2]
         status, metrics, kind = call(logger.metrics_port, "GET", "/metrics")
         assert status == 200 and kind.startswith("text/plain; version=0.0.4")
-        sampled = re.search(rb'^plinth_requestlog_records_total\{outcome="sampled"\} (\d+)$', metrics, re.M)
+        # The name the plan's alert (ModelRequestLogDropping) reads.
+        sampled = re.search(rb"^%s\{outcome=\"sampled\"\} (\d+)$" % reqlog.RECORDS_METRIC.encode(), metrics, re.M)
         assert sampled and 0 < int(sampled[1]) < REQUESTS, metrics
         result[model] = (sent, logger.stop())
         result["timing"][model] = (direct_s / REQUESTS * 1000, through_s / REQUESTS * 1000)

@@ -22,7 +22,13 @@ LOGGER_PORT = 8090
 """The sidecar's port (every runtime's own ports are below it: Triton 8000-8002, BentoML 3000)."""
 PORT_NAME = "requestlog"
 METRICS_PORT = 8091
-"""The sidecar's /metrics (plinth_requestlog_records_total{outcome}): scraped through the track's Service."""
+"""The sidecar's /metrics (RECORDS_METRIC{outcome}): scraped through the track's Service."""
+RECORDS_METRIC = "plinth_requestlog_records_total"
+"""The sidecar's counter of records by outcome: sampled, then written, dropped_full (its buffer was full) or
+dropped_store (the store refused the batch). The sidecar (requestlog/requestlog.py, the standard library only)
+names it too: tests/test_request_log.py reads this name from the real sidecar."""
+DROPPED_PERCENT = 5
+"""ModelRequestLogDropping fires when more than this share of the sampled records is dropped (for 15 minutes)."""
 METRICS_PORT_NAME = "requestlog-mx"
 LOGGED_TRACKS = ("stable", "canary")
 STORE_PURPOSE = "artifacts"
