@@ -14,7 +14,8 @@ over models/--models-per-team teams whose quotas fit them (the spec rules check 
   <mode> s   wall seconds of `plinth plan SPEC` (best of --repeat; once for 1,000 teams or more);
   peak GB    peak resident memory of the last `plinth plan SPEC` (first mode);
   ms/res     planning work per resource beyond the floor: (wall - floor) / resources.
-With a 1,000-team case: the goals for it, each with its number and whether it is met.
+With a 1,000-team case: the goals for it, each with its number and whether it is met, and the time of a
+`plinth diff` of it against the same spec with one quota changed (both sides planned), against one plan.
 
 Then, per --models case, what serving costs per model (default mode): the wall time of the same
 teams with no models is subtracted, so what is left is the models' own validation and planning.
@@ -217,6 +218,15 @@ def main() -> None:
             for goal, measure, bound in GOALS:
                 value = measured["1,000 teams"][measure]
                 print(f"  {goal}: {value:.2f} {'met' if value <= bound else 'NOT met'}", flush=True)
+            # A review: `plinth diff` of the 1,000 teams and the same with one quota changed (both sides planned).
+            spec = Path(tmp) / "teams-1000.yaml"
+            changed = Path(tmp) / "teams-1000-changed.yaml"
+            changed.write_text(spec.read_text().replace("quota: {gpu: 2}", "quota: {gpu: 3}", 1))
+            wall, out = best_of(1, [PLINTH, "diff", str(spec), str(changed)],
+                                {"PLINTH_PLAN_PLAIN": MODES[modes[0]]})
+            print(f"  `plinth diff` of 1,000 teams, one quota changed: {wall:.2f} s, "
+                  f"{wall / measured['1,000 teams']['wall']:.2f}x one plan ({out.strip().splitlines()[-1]})",
+                  flush=True)
         if served:
             mode = modes[0]
             print(f"\nserving cost per model ({mode} mode; the same teams' plan without models subtracted)",

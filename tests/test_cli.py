@@ -68,6 +68,19 @@ def test_diff_reports_field_changes_and_exit_code(write):
     assert (same.returncode, same.stdout) == (0, "no changes\n")
 
 
+@pytest.mark.parametrize("side", ["old", "new"])
+def test_diff_reports_an_invalid_side_like_plan_does(write, side):
+    """The two specs are planned side by side (the old one in a forked process): an error on either side is
+    reported as `plinth plan` reports it, exit 2, no traceback."""
+    write("base.yaml", MINIMAL)
+    bad = write("bad.yaml", "extends: base.yaml\nteams:\n  - name: fraud\n    quota: {gpu: four}\n")
+    good = write("good.yaml", MINIMAL)
+    pair = (bad, good) if side == "old" else (good, bad)
+    result = plinth("diff", str(pair[0]), str(pair[1]), cwd=Path.cwd())
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == 'bad.yaml:4:13: teams[fraud].quota.gpu: expected a non-negative integer, got "four"\n1 error\n'
+
+
 def test_diff_between_stacks_and_plan_files(tmp_path):
     plinth("plan", "--stack", "dev", "--out", str(tmp_path))
     result = plinth("diff", str(tmp_path / "plan.json"), "stack:prod")

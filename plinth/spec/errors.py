@@ -53,3 +53,7 @@ class SpecInvalid(Exception):
     def __init__(self, errors: list[SpecError]):
         self.errors = sorted(errors, key=lambda e: (e.loc or Loc("", 0, 0), e.path))
         super().__init__("\n".join(str(e) for e in self.errors))
+
+    def __reduce__(self):
+        # Raised in a process that plans one side of `plinth diff`, re-raised in the CLI's: rebuilt from its errors.
+        return SpecInvalid, (self.errors,)
