@@ -138,12 +138,16 @@ HASH=$( (echo "rev=$BUILD_REV"; cd "$HERE" && for f in ./*/go.mod ./*/go.sum; do
   [[ " ${OWN_KEY_MODULES[*]} " == *" ${f:2:-7} "* ]] || cat "$f"; done) | sha256sum | cut -c1-10)
 KEY="pulumi-${PULUMI_VERSION}_langpy-${LANGHOST_VERSION}_sdk-v${PY_SDK_VERSION}_k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}_helm-${HELM_VERSION}_kwok-${KWOK_VERSION}_${GO_VERSION}_${HASH}"
 BIN="$CACHE_ROOT/$KEY/bin"
-# own_dir <name> <module dir> <version>: the cache dir of a tool with a key of its own (its go.mod, go.sum and the
-# main.go of ours where the module has one)
-own_dir() { echo "$CACHE_ROOT/$1-${3}_${GO_VERSION}_$( (echo "rev=$BUILD_REV"; for f in "$HERE/$2"/{go.mod,go.sum,main.go}; do
-  [[ ! -f $f ]] || cat "$f"; done) | sha256sum | cut -c1-10)"; }
+# own_dir <name> <module dir> <version> [build tags]: the cache dir of a tool with a key of its own (its go.mod, go.sum,
+# the main.go of ours where the module has one, and its build tags where it has some)
+own_dir() { echo "$CACHE_ROOT/$1-${3}_${GO_VERSION}_$( (echo "rev=$BUILD_REV"; [[ -z ${4:-} ]] || echo "tags=$4"
+  for f in "$HERE/$2"/{go.mod,go.sum,main.go}; do [[ ! -f $f ]] || cat "$f"; done) | sha256sum | cut -c1-10)"; }
+# promtool and the server: the file and HTTP service discovery only (remove_all_sd drops the cloud SDKs from the
+# build; promtool keeps Kubernetes', which it imports itself). The tests check and test rules and create blocks, and
+# give the server no targets. The same tags for both: the server's build reuses promtool's compiled packages.
+PROM_TAGS=netgo,remove_all_sd
 WEED_DIR=$(own_dir weed seaweedfs "$WEED_VERSION")
-PROM_DIR=$(own_dir promtool prometheus "$PROM_VERSION")
+PROM_DIR=$(own_dir promtool prometheus "$PROM_VERSION" "$PROM_TAGS")
 PROM_SERVER_DIR=$(own_dir prometheus prometheus-server "$PROM_SERVER_VERSION")
 AM_DIR=$(own_dir alertmanager alertmanager "$AM_VERSION")
 MOCKOIDC_DIR=$(own_dir mockoidc mockoidc "$MOCKOIDC_VERSION")
@@ -343,20 +347,19 @@ if [[ ! -x "$PROM_DIR/promtool" && $PRINT_ONLY == 0 ]]; then
   t=$(date +%s)
   mkdir -p "$PROM_DIR"
   log "promtool: go build github.com/prometheus/prometheus/cmd/promtool into $PROM_DIR"
-  (cd "$HERE/prometheus" && go build -trimpath -tags netgo -ldflags "-s -w $PROM_STAMP=$PROM_RELEASE" \
+  (cd "$HERE/prometheus" && go build -trimpath -tags "$PROM_TAGS" -ldflags "-s -w $PROM_STAMP=$PROM_RELEASE" \
     -o "$PROM_DIR/.promtool.tmp" github.com/prometheus/prometheus/cmd/promtool)
   mv -f "$PROM_DIR/.promtool.tmp" "$PROM_DIR/promtool"
   log "promtool: done in $(( $(date +%s) - t ))s"
   link_tools
 fi
-# The server: only the file and HTTP service discovery (remove_all_sd drops the cloud SDKs and client-go from the
-# build; the tests give it no targets), and no builtinassets (the module zip lacks the web UI's build output; the
-# HTTP API, all the tests use, needs none).
+# The server: no builtinassets (the module zip lacks the web UI's build output; the HTTP API, all the tests use, needs
+# none).
 if [[ ! -x "$PROM_SERVER_DIR/prometheus" && $PRINT_ONLY == 0 ]]; then
   t=$(date +%s)
   mkdir -p "$PROM_SERVER_DIR"
   log "prometheus: go build github.com/prometheus/prometheus/cmd/prometheus into $PROM_SERVER_DIR"
-  (cd "$HERE/prometheus-server" && go build -trimpath -tags netgo,remove_all_sd \
+  (cd "$HERE/prometheus-server" && go build -trimpath -tags "$PROM_TAGS" \
     -ldflags "-s -w $PROM_STAMP=$PROM_SERVER_RELEASE" -o "$PROM_SERVER_DIR/.prometheus.tmp" \
     github.com/prometheus/prometheus/cmd/prometheus)
   mv -f "$PROM_SERVER_DIR/.prometheus.tmp" "$PROM_SERVER_DIR/prometheus"
