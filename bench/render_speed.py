@@ -3,7 +3,9 @@
 
 Usage: python bench/render_speed.py [--charts ../shared/charts] [--repeat 3]
 Needs `helm` on PATH or PLINTH_HELM for the chart render (tests/e2e/toolchain/build.sh builds one).
-Prints wall seconds, resources planned, objects rendered (Plinth's own + the charts').
+Prints wall seconds, resources planned, objects rendered (Plinth's own + the charts'), and the helm floor: `helm
+template` of the same releases with the same values, one after another, output discarded (what rendering the charts
+cannot take less than with one helm at a time; `plinth render` runs one per core), with render's time against it.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from plinth.engine.charts import HELM_RELEASE, chart_archive, helm_binary, helm_template
+from plinth.plan import Plan
+from plinth.spec.load import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 PLINTH = str(Path(sys.executable).parent / "plinth")
@@ -39,9 +45,29 @@ def main() -> None:
         plan_s, _ = best_of(opts.repeat, ["plan", BLUEPRINT, "--out", tmp])
         resources = sum(r["custom"] for r in json.loads((Path(tmp) / "plan.json").read_text())["resources"])
         render_s, summary = best_of(opts.repeat, ["render", BLUEPRINT, "--out", f"{tmp}/r", "--charts", opts.charts])
+        floor_s, releases = helm_floor(Plan.from_json((Path(tmp) / "plan.json").read_text()), Path(opts.charts),
+                                       load_spec(ROOT / BLUEPRINT).kubernetes.version, opts.repeat)
     print(f"{'step':<34}{'wall s':>8}  what")
     print(f"{'plinth plan ' + Path(BLUEPRINT).stem:<34}{plan_s:>8.2f}  {resources} resources")
     print(f"{'plinth render --charts':<34}{render_s:>8.2f}  {summary.strip().splitlines()[-1]}")
+    print(f"{'helm template, one at a time':<34}{floor_s:>8.2f}  the {releases} releases with their values "
+          f"(the helm floor); render - plan: {(render_s - plan_s) / floor_s:.2f}x it, render {render_s / floor_s:.2f}x")
+
+
+def helm_floor(plan: Plan, charts: Path, kube_version: str, repeat: int) -> tuple[float, int]:
+    """Best wall seconds of `helm template` of every release of the plan whose chart is in `charts`, in turn."""
+    helm = helm_binary()
+    if helm is None:
+        sys.exit("no helm: put it on PATH or set PLINTH_HELM (tests/e2e/toolchain/build.sh builds one)")
+    releases = [(res, chart_archive(res, charts)) for res in plan.resources if res.type == HELM_RELEASE]
+    releases = [(res, archive) for res, archive in releases if archive is not None]
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        for res, archive in releases:
+            helm_template(res, archive, kube_version, helm)
+        best = min(best, time.perf_counter() - started)
+    return best, len(releases)
 
 
 if __name__ == "__main__":

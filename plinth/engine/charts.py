@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,8 +104,8 @@ def _existing(path: Path) -> Path | None:
     return path if path.is_file() else None
 
 
-def template(release: Resource, archive: Path, kube_version: str, helm: str) -> tuple[dict, ...]:
-    """`helm template` of one release with the values Plinth computed (CRDs and hooks included)."""
+def helm_template(release: Resource, archive: Path, kube_version: str, helm: str) -> str:
+    """`helm template` of one release with the values Plinth computed (CRDs and hooks included): its output."""
     inputs = release.inputs
     with tempfile.TemporaryDirectory(prefix="plinth-helm-") as tmp:
         values = Path(tmp) / "values.yaml"
@@ -120,7 +121,12 @@ def template(release: Resource, archive: Path, kube_version: str, helm: str) -> 
                                    "HELM_DATA_HOME": tmp})
     if proc.returncode != 0:
         raise helm_error(archive, str(inputs["name"]), proc.stderr.strip())
-    return tuple(load_documents(proc.stdout))
+    return proc.stdout
+
+
+def template(release: Resource, archive: Path, kube_version: str, helm: str) -> tuple[dict, ...]:
+    """The objects of one release's `helm template`."""
+    return tuple(load_documents(helm_template(release, archive, kube_version, helm)))
 
 
 def bundle_objects(group: Resource) -> tuple[tuple[dict, ...], str | None]:
@@ -144,27 +150,35 @@ def render_charts(plan: Plan, kube_version: str, charts_dir: Path | None = None,
     helm = helm_binary()
     out: list[Rendered] = []
     sources = [res for res in plan.resources if res.type in (CONFIG_GROUP, HELM_RELEASE)]
-    for res in sources:
-        if progress:
-            progress(len(out), len(sources), res.name)
-        if res.type == CONFIG_GROUP:
-            group = res
-            if charts_dir is not None:
-                group = _relocate_bundle(res, charts_dir)
-            objects, note = bundle_objects(group)
-            out.append(Rendered(res, objects, note))
-        elif res.type == HELM_RELEASE:
-            archive = chart_archive(res, charts_dir)
-            if archive is None:
-                out.append(Rendered(res, note=f"chart {res.inputs.get('chart')} {res.inputs.get('version', '')} "
-                                              "is not in a local chart directory; pass --charts DIR"))
-            elif helm is None:
-                out.append(Rendered(res, note="no helm binary (put helm on PATH or set PLINTH_HELM)"))
-            else:
-                out.append(Rendered(res, template(res, archive, kube_version, helm)))
+    # `helm template` runs in a process of its own: one per core at once, while this process reads their output.
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        pending = [pool.submit(_render, res, kube_version, charts_dir, helm) for res in sources]
+        try:
+            for res, rendering in zip(sources, pending):
+                if progress:
+                    progress(len(out), len(sources), res.name)
+                out.append(rendering.result())  # in plan order: the first failing release is the one reported
+        except BaseException:
+            for rendering in pending:
+                rendering.cancel()
+            raise
     if progress:
         progress(len(out), len(sources), "")
     return out
+
+
+def _render(res: Resource, kube_version: str, charts_dir: Path | None, helm: str | None) -> Rendered:
+    if res.type == CONFIG_GROUP:
+        group = _relocate_bundle(res, charts_dir) if charts_dir is not None else res
+        objects, note = bundle_objects(group)
+        return Rendered(res, objects, note)
+    archive = chart_archive(res, charts_dir)
+    if archive is None:
+        return Rendered(res, note=f"chart {res.inputs.get('chart')} {res.inputs.get('version', '')} is not in a "
+                                  "local chart directory; pass --charts DIR")
+    if helm is None:
+        return Rendered(res, note="no helm binary (put helm on PATH or set PLINTH_HELM)")
+    return Rendered(res, template(res, archive, kube_version, helm))
 
 
 def _relocate_bundle(group: Resource, charts_dir: Path) -> Resource:
