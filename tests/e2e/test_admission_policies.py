@@ -165,6 +165,19 @@ def test_the_api_server_admits_every_workload_the_charts_render(admission, plann
     assert refused == []
 
 
+def until_admitted(kube, obj: dict, never: str) -> None:
+    """Dry-run `obj` until the API server admits it: it applies a changed policy or binding asynchronously. After
+    60 s, fail with `never` and the last refusal."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            dry_run(kube, obj)
+            return
+        except ApiError as exc:
+            assert time.monotonic() < deadline, f"{never}: {exc}"
+            time.sleep(0.5)
+
+
 def retrained_plan():
     """regulated-prod with the pipelines on and the fraud scorer retrained on drift: one platform account (the
     team's Sensors', in argo-events) bound in team fraud's namespace."""
@@ -193,14 +206,7 @@ def test_a_platform_account_is_admitted_in_the_team_namespace_it_is_named_for_on
     assert refused in str(before.value)
     admission.apply(policy)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                dry_run(admission, submit)
-                break
-            except ApiError as exc:
-                assert refused in str(exc) and time.monotonic() < deadline, str(exc)
-                time.sleep(0.5)
+        until_admitted(admission, submit, "the changed policy never took effect")
         with pytest.raises(ApiError) as other_team:
             dry_run(admission, into_credit)
         assert refused in str(other_team.value)
@@ -224,13 +230,6 @@ def test_audit_mode_admits_with_a_warning_instead(admission, planned):
     assert audit["spec"]["validationActions"] == ["Audit", "Warn"]
     admission.apply(audit)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                dry_run(admission, LOAD_BALANCER)
-                break
-            except ApiError:
-                assert time.monotonic() < deadline, "the audit binding never took effect"
-                time.sleep(0.5)
+        until_admitted(admission, LOAD_BALANCER, "the audit binding never took effect")
     finally:
         admission.apply(binding(planned))
