@@ -38,6 +38,13 @@ SUPPRESSED_FOR: dict[tuple[str, str], str] = {
     ("CKV_K8S_35", "Deployment.fraud.scorer-*"): "the registry-backed model's init container signs on to MLflow as "
     "its team's service account, and MLflow's client reads those credentials only from its environment "
     "(MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, each a secretKeyRef, never a value)",
+    # The regulated blueprint's credit-risk logs its requests (drift.requestLog) into the object store.
+    ("CKV_K8S_35", "Deployment.credit.credit-risk-stable"): "the request logger beside the model server signs its "
+    "writes to the object store with its team's keys, which it reads from its environment as the AWS SDKs do "
+    "(envFrom the team's Secret object-store-credentials, never a value)",
+    ("CKV_K8S_35", "CronJob.credit.credit-risk-drift"): "the drift job reads its window of logged requests from the "
+    "object store with pyarrow's S3 client, which takes its team's keys from its environment (envFrom the team's "
+    "Secret object-store-credentials, never a value)",
 }
 
 SPECS = [pytest.param(load_spec, p, id=p.name) for p in BLUEPRINTS if p.suffix == ".yaml"] + [
