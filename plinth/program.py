@@ -46,7 +46,7 @@ from plinth.spec.models import PlatformSpec
 from plinth.targets import Identity
 
 __all__ = ["CONFIGURATION", "SERVICES", "STAGES", "StackSecrets", "build_configuration", "build_platform",
-           "cloud_identities", "needed_secrets", "platform_context", "stack_secrets", "team_accounts"]
+           "cloud_identities", "needed_secrets", "platform_context", "stack_secrets"]
 
 # The platform's services in install order, each a PlatformService: `enabled(spec)`,
 # `block(spec)` (its typed slice of the spec), `(name, block, ctx, opts)`, the peers

@@ -136,11 +136,13 @@ def alert_rules(model, args: ServingArgs) -> list[dict]:
         rules.append(rule("ModelGpuSaturated", f"{gpu_utilisation(model)} > {GPU_SATURATION_PERCENT}", "15m",
                           "warning", f"its GPUs are more than {GPU_SATURATION_PERCENT}% busy"))
     if reqlog.logged(model):
-        records = f"{reqlog.RECORDS_METRIC}{{{_selector(model, '|'.join(reqlog.LOGGED_TRACKS))}"
-        dropped = f'sum(rate({records},outcome=~"dropped_full|dropped_store"}}[15m]))'
+        tracks = "|".join(reqlog.LOGGED_TRACKS)
+        dropped = _selector(model, tracks, ',outcome=~"dropped_full|dropped_store"')
+        sampled = _selector(model, tracks, ',outcome="sampled"')
         rules.append(rule(
-            "ModelRequestLogDropping", f'{dropped} / sum(rate({records},outcome="sampled"}}[15m])) > '
-            f"{_fraction(reqlog.DROPPED_PERCENT)}", "15m", "warning",
+            "ModelRequestLogDropping", f"sum(rate({reqlog.RECORDS_METRIC}{{{dropped}}}[15m])) / "
+            f"sum(rate({reqlog.RECORDS_METRIC}{{{sampled}}}[15m])) > {_fraction(reqlog.DROPPED_PERCENT)}", "15m",
+            "warning",
             f"its request log drops more than {reqlog.DROPPED_PERCENT}% of the sampled records (its buffer is full "
             "or the object store refuses them): the drift window misses them"))
     if args.drift.enabled:
