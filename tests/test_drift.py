@@ -136,6 +136,22 @@ def test_a_drift_job_needs_the_drift_alert_and_pvc_files(write):
         "claim in the team's namespace]"]
 
 
+@pytest.mark.parametrize("reference", ["run:../train.csv", "run:/data/train.csv", "run:data//train.csv",
+                                       "run:data/train.json"])
+def test_a_run_reference_needs_a_registered_model_and_names_a_csv_or_parquet_artifact(write, reference):
+    errors = overlay_errors(write, "monitoring: {enabled: true, drift: {enabled: true}}\n" + MODEL + f"""\
+        reference: {reference}
+        window: pvc://logs/window.csv
+""")
+    assert errors == [
+        f"bad.yaml:11:9: serving.models[ranker].drift.reference: {reference!r} names an artifact of the served "
+        "version's run, but the model serves no registered version [rule drift-reference-run; fix: add registry "
+        "(the model in MLflow), or name a file: pvc://<claim>/<path>]",
+        f"bad.yaml:11:9: serving.models[ranker].drift.reference: {reference!r} does not name a .csv or .parquet "
+        "artifact of the run [rule drift-data-file; fix: use run:<path>.csv or .parquet, the path among the run's "
+        "artifacts (e.g. run:data/train.parquet)]"]
+
+
 def test_drift_fields_are_checked_by_the_schema(write):
     errors = overlay_errors(write, "monitoring: {enabled: true, drift: {enabled: true}}\n" + MODEL + """\
         schedule: daily
@@ -144,7 +160,8 @@ def test_drift_fields_are_checked_by_the_schema(write):
 """)
     assert errors == [
         r'bad.yaml:11:9: serving.models[ranker].drift.schedule: expected a string matching ^\S+( \S+){4}$, got "daily"',
-        r'bad.yaml:12:9: serving.models[ranker].drift.reference: expected a string matching ^pvc://\S+$, got '
+        r'bad.yaml:12:9: serving.models[ranker].drift.reference: expected a string matching ^(pvc://|run:)\S+$, '
+        r'got '
         '"s3://bucket/reference.csv"',
         "bad.yaml:13:9: serving.models[ranker].drift.threshold: expected a value less than or equal to 1, got 2"]
 

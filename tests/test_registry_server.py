@@ -22,6 +22,8 @@ import pytest
 
 from support import spec_document
 from test_mlflow_server import database, objects, python, s3, server  # noqa: F401  (module-scoped: one server)
+from test_drift_job import PROGRAM as DRIFT_PROGRAM
+from test_drift_job import table
 from test_serving import PLATFORM, TRITON
 from test_serving import objects as objects_of
 from plinth.engine.offline import plan
@@ -38,7 +40,7 @@ import numpy as np, pandas as pd
 import mlflow
 from mlflow import MlflowClient
 
-url, name = sys.argv[1:3]
+url, name, reference = sys.argv[1:4]
 mlflow.set_tracking_uri(url)
 client = MlflowClient(url)
 experiment = mlflow.set_experiment(name)
@@ -65,6 +67,7 @@ for key, with_dataset in (("a", True), ("b", False)):
         mlflow.log_metric("auc", 0.91 if key == "a" else 0.93)
         if with_dataset:
             mlflow.log_input(dataset, context="training")
+            mlflow.log_artifact(reference, artifact_path="data")  # the drift job's reference
         mlflow.log_artifacts(repository(f"weights-{key}\n"), artifact_path="triton")
     runs[key] = run.info.run_id
 client.create_registered_model(name)
@@ -85,13 +88,14 @@ def client_env(python_: Path, home: Path) -> dict[str, str]:
 
 
 def register(running: tuple, home: Path, name: str) -> dict:
-    """Two runs (one with an input dataset, one without) registered as versions 1 and 2 of `name`, a version 3
-    without a run; aliases champion -> 1, challenger -> 2."""
+    """Two runs (one with an input dataset and data/reference.csv, one without) registered as versions 1 and 2 of
+    `name`, a version 3 without a run; aliases champion -> 1, challenger -> 2."""
     url, python_, *_ = running
-    done = subprocess.run([str(python_), "-c", REGISTER, url, name], capture_output=True, text=True,
+    reference = table(home / "reference.csv", seed=1)
+    done = subprocess.run([str(python_), "-c", REGISTER, url, name, reference], capture_output=True, text=True,
                           timeout=CLIENT_SECONDS, env=client_env(python_, home), cwd=home)
     assert done.returncode == 0, done.stderr[-4000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "reference": reference}
 
 
 @pytest.fixture(scope="module")
@@ -125,17 +129,23 @@ def plinth(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           env={**os.environ, "NO_COLOR": "1"})
 
 
-def run_fetch(pod: dict, running: tuple, models: Path, tmp_path: Path) -> None:
-    """The planned init step, run against the real server: only the Service's address and the volume's path are
-    local. Without MLflow's sign-on the team's credentials Secret is absent (its keys are optional)."""
+def init_step(pod: dict, running: tuple, mount: str, local: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    """A planned init step, run against the real server: only the Service's address and the volume's path
+    (`mount`, here `local`) are local. Without MLflow's sign-on the team's credentials Secret is absent (its keys
+    are optional)."""
     url, python_, *_ = running
-    [fetch] = pod["initContainers"]
-    env = {e["name"]: e["value"] for e in fetch["env"] if "value" in e}
+    [step] = pod["initContainers"]
+    env = {e["name"]: e["value"] for e in step["env"] if "value" in e}
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow.mlflow.svc"
     env |= {"MLFLOW_TRACKING_URI": url, "HOME": str(tmp_path), "PATH": f"{python_.parent}:/usr/bin:/bin"}
-    command = [str(python_.parent / fetch["command"][0]),
-               *(str(models) if a == "/models" else a for a in fetch["command"][1:])]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=CLIENT_SECONDS, cwd=tmp_path)
+    command = [str(python_.parent / step["command"][0]),
+               *(str(local) if a == mount else a for a in step["command"][1:])]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=CLIENT_SECONDS, cwd=tmp_path)
+
+
+def run_fetch(pod: dict, running: tuple, models: Path, tmp_path: Path) -> None:
+    """The planned fetch of a registered version's files into `models`."""
+    done = init_step(pod, running, "/models", models, tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
@@ -151,6 +161,58 @@ def test_the_planned_init_step_fetches_exactly_the_registered_version(server, re
         assert sorted(str(p.relative_to(models)) for p in models.rglob("*")) == [
             "scorer", "scorer/1", "scorer/1/model.txt", "scorer/config.pbtxt"]
         assert (models / "scorer/1/model.txt").read_text() == weights
+
+
+DRIFTING = {**SCORER, "stable": {"version": "champion"}, "canary": None, "shadow": None,
+            "drift": {"reference": "run:data/reference.csv", "window": "pvc://fraud-logs/window.csv"}}
+
+
+def drift_job(model: dict) -> dict:
+    """The pod of `model`'s planned drift job."""
+    spec = PlatformSpec.model_validate(document([model]))
+    job = objects_of(plan(spec, "registry-server"))[("CronJob", "fraud", f"{model['name']}-drift")]
+    return job.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def test_the_drift_job_compares_with_the_reference_of_the_served_versions_run(server, registered, tmp_path):  # noqa: F811
+    """The planned init step resolves the stable release (alias champion -> version 1) to its run and downloads
+    that run's data/reference.csv; the drift program, with the planned arguments, reads it: a window like it scores
+    0, a shifted one above the threshold."""
+    from support import drift_python
+
+    pod = drift_job(DRIFTING)
+    reference = tmp_path / "reference"
+    done = init_step(pod, server, "/reference", reference, tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"reference: data/reference.csv of run {registered['runs']['a']} (version 1 of fraud-scorer, champion)")
+    assert (reference / "reference.csv").read_bytes() == Path(registered["reference"]).read_bytes()
+    [job] = pod["containers"]
+    for shift, expected in ((0.0, 0.0), (1.0, 0.75)):
+        window = table(tmp_path / f"window-{shift}.csv", seed=3, shift=shift)
+        out = tmp_path / f"drift-{shift}.prom"
+        args = [a.replace("/reference/", f"{reference}/").replace("/data/fraud-logs/window.csv", window)
+                for a in job["args"] if not a.startswith("--serve=")]
+        done = subprocess.run([drift_python(), str(DRIFT_PROGRAM), *args, f"--out={out}"], capture_output=True,
+                              text=True, timeout=CLIENT_SECONDS)
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert f"plinth_model_drift_score{{model=\"scorer\",team=\"fraud\"}} {expected:g}\n" in out.read_text()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"stable": {"version": "3"}}, "reference: version 3 of fraud-scorer has no run: no data/reference.csv to "
+     "compare with"),
+    ({"drift": {**DRIFTING["drift"], "reference": "run:data/train.parquet"}},
+     "reference: run {run} (version 1 of fraud-scorer) has no file data/train.parquet; its artifacts there: "
+     "data/reference.csv"),
+    ({"stable": {"version": "retired"}}, "reference: fraud-scorer retired: INVALID_PARAMETER_VALUE: Registered "
+     "model alias retired not found."),
+], ids=["version-without-run", "no-such-artifact", "no-such-alias"])
+def test_the_reference_fetch_names_what_is_missing(server, registered, tmp_path, change, message):  # noqa: F811
+    done = init_step(drift_job({**DRIFTING, **change}), server, "/reference", tmp_path / "reference", tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == message.format(run=registered["runs"]["a"])
+    assert not (tmp_path / "reference").exists()
 
 
 RANKER = {"name": "ranker", "team": "fraud", "runtime": "bentoml", "image": "registry.corp.internal/ml/ranker:2.0.1",

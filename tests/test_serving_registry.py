@@ -272,3 +272,41 @@ def test_registry_backed_deployments_are_valid_kubernetes_and_pass_the_policies(
     for name in ("served-model-reliability", "gpu-workloads", "pinned-images", "pod-security", "ownership-labels"):
         assert [v for v in results[name] if v.subject.startswith(("Deployment fraud/", "Deployment search/"))] == [], \
             name
+
+
+def test_a_registered_models_drift_job_fetches_the_reference_of_the_stable_versions_run():
+    """drift.reference run:<path>: an init step with MLflow's client (the fetch step's image and environment)
+    downloads that artifact of the stable version's run; the job reads it there, and mounts only the window's
+    claim. The step itself against the real server: tests/test_registry_server.py."""
+    import kubernetes_validate
+
+    from plinth.governance.check import subjects
+    from plinth.governance.podsecurity import restricted
+    from plinth.governance.policies import evaluate
+    from plinth.modules.serving.drift import FETCH_REFERENCE
+    from plinth.render import kubernetes_objects
+    from plinth.vocabulary import USER_PROVIDED
+
+    drifting = {**REGISTERED, "drift": {"reference": "run:data/train.parquet", "window": "pvc://fraud-logs/w.csv"}}
+    planned = plan(spec(models=[drifting], **MLFLOW), "serving")
+    cronjob = objects(planned)[("CronJob", "fraud", "scorer-drift")].inputs
+    assert cronjob["metadata"]["annotations"][USER_PROVIDED] == "PersistentVolumeClaim/fraud-logs"
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    [step], [job] = pod["initContainers"], pod["containers"]
+    model_fetch = fetch_step(objects(planned)[("Deployment", "fraud", "scorer-stable")].inputs["spec"]["template"]
+                             ["spec"], "models:/fraud-scorer/3")
+    assert (step["name"], step["image"], step["env"]) == ("fetch-reference", model_fetch["image"], model_fetch["env"])
+    assert step["command"] == ["python", "-c", FETCH_REFERENCE, "fraud-scorer", "3", "data/train.parquet",
+                               "/reference", str(1 << 30)]
+    assert step["resources"] == job["resources"]  # the pod's quota is the job's
+    assert step["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}, {"name": "reference",
+                                                                          "mountPath": "/reference"}]
+    assert job["args"][:2] == ["--reference=/reference/train.parquet", "--window=/data/fraud-logs/w.csv"]
+    assert {"name": "reference", "mountPath": "/reference", "readOnly": True} in job["volumeMounts"]
+    assert {"name": "reference", "emptyDir": {"sizeLimit": "1024Mi"}} in pod["volumes"]
+    assert [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v] == [
+        "fraud-logs"]
+    assert restricted(pod) == []
+    [obj] = [o for r, o in kubernetes_objects(planned) if o["kind"] == "CronJob"]
+    kubernetes_validate.validate(obj, "1.34.0", strict=True)
+    assert [v for _, _, found in evaluate(subjects(planned)) for v in found if "scorer-drift" in v.subject] == []

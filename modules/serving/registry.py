@@ -56,26 +56,32 @@ def server_volume() -> tuple[dict, dict]:
     return {"name": VOLUME, "mountPath": MOUNT, "readOnly": True}, {"name": VOLUME, "emptyDir": {}}
 
 
+def client_container_env() -> list[dict]:
+    """The environment of an init container running MLflow's client in a team's pod (the catalog's mlflow-client
+    image): the in-cluster server, the team's MLflow credentials when there are any, nothing written but /tmp."""
+    from plinth.modules.mlflow import CREDENTIALS, client_env
+
+    return [*({"name": name, "value": value} for name, value in client_env().items()),
+            # With MLflow's sign-on, the team's service account (optional: without it, no such Secret).
+            *({"name": key, "valueFrom": {"secretKeyRef": {"name": CREDENTIALS, "key": key, "optional": True}}}
+              for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")),
+            # The root is read-only: MLflow's client writes nothing but its temporary files, under $HOME.
+            {"name": "HOME", "value": "/tmp"},
+            # Air-gap: no usage reporting.
+            {"name": "MLFLOW_ENABLE_TELEMETRY", "value": "false"},
+            {"name": "DO_NOT_TRACK", "value": "true"}]
+
+
 def fetch_container(model, release, ctx: PlatformContext, resources: dict) -> dict:
     """The init container: the release's registered files into the emptyDir, then it exits. It takes the model's
     own CPU and memory (requests equal to limits, no GPU), so the pod's quota and QoS stay the model's."""
-    from plinth.modules.mlflow import CREDENTIALS, client_env
-
     return {
         "name": CONTAINER,
         "image": mirror_image(IMAGES["mlflow-client"], ctx.mirror_registry),
         "imagePullPolicy": "Always",  # as the server beside it: the pinned tag re-checked against the registry
         "command": ["mlflow", "artifacts", "download", "--artifact-uri", model_uri(model, release),
                     "--dst-path", MOUNT],
-        "env": [*({"name": name, "value": value} for name, value in client_env().items()),
-                # With MLflow's sign-on, the team's service account (optional: without it, no such Secret).
-                *({"name": key, "valueFrom": {"secretKeyRef": {"name": CREDENTIALS, "key": key, "optional": True}}}
-                  for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")),
-                # The root is read-only: MLflow's client writes nothing but its temporary files, under $HOME.
-                {"name": "HOME", "value": "/tmp"},
-                # Air-gap: no usage reporting.
-                {"name": "MLFLOW_ENABLE_TELEMETRY", "value": "false"},
-                {"name": "DO_NOT_TRACK", "value": "true"}],
+        "env": client_container_env(),
         "resources": {"requests": dict(resources["requests"]),
                       "limits": {k: v for k, v in resources["limits"].items() if k in ("cpu", "memory")}},
         "securityContext": restricted_container(read_only_root=True, standalone=True),

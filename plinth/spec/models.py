@@ -749,8 +749,10 @@ class ModelDrift(Spec):
         "04:00).", pattern=r"^\S+( \S+){4}$")
     reference: str = Field(
         description="The reference dataset (what the model was trained on): pvc://<claim>/<path> of a .csv or "
-        ".parquet file in a PersistentVolumeClaim of the team's namespace, mounted read-only. Required.",
-        pattern=r"^pvc://\S+$")
+        ".parquet file in a PersistentVolumeClaim of the team's namespace, mounted read-only; or, for a model with "
+        "`registry`, run:<path> of a .csv or .parquet artifact of the run behind the stable release's registered "
+        "version, fetched from MLflow at each run of the job (an alias is resolved then, so the reference follows "
+        "a promotion). Required.", pattern=r"^(pvc://|run:)\S+$")
     window: str | None = Field(
         None, description="The logged window of the model's inputs, compared with the reference column by column: "
         "pvc://<claim>/<path> of a .csv or .parquet file (same columns). Not together with requestLog. "
