@@ -33,7 +33,9 @@ run = client.get_run(challenger.run_id)
 versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{sys.argv[2]}'"))
 print(json.dumps({"version": challenger.version, "run_id": challenger.run_id, "tags": challenger.tags,
                   "versions": versions, "metrics": run.data.metrics, "run_tags": run.data.tags,
-                  "alert": json.load(open(client.download_artifacts(challenger.run_id, "alert.json", sys.argv[3])))}))
+                  "alert": json.load(open(client.download_artifacts(challenger.run_id, "alert.json", sys.argv[3]))),
+                  "reference": open(client.download_artifacts(challenger.run_id, "data/reference.csv",
+                                                              sys.argv[3])).read().splitlines()}))
 """
 
 
@@ -89,3 +91,5 @@ def test_the_script_registers_each_retrained_model_as_the_challenger(server, tmp
     assert found["metrics"] == {"accuracy": results[1]["accuracy"]}
     assert found["run_tags"]["plinth.dev/trigger"] == "ModelDrift"
     assert found["alert"] == alert
+    # The training rows' features, for the drift job's `reference: run:data/reference.csv`.
+    assert found["reference"][0] == "amount,velocity" and len(found["reference"]) == 1 + 150

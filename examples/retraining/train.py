@@ -1,5 +1,7 @@
 """Retrain a served model after a drift alert: train on a CSV, log the run to the platform's MLflow, register the
-result as a new version of the registered model and point the alias `challenger` at it.
+result as a new version of the registered model and point the alias `challenger` at it. The run also keeps the
+training rows' features as data/reference.csv: once the version is served, a model's `drift.reference:
+run:data/reference.csv` compares the logged requests with exactly them.
 
 The WorkflowTemplate beside this file runs it with the workflow's parameters (the alert's model, served version
 and the alert itself). MLFLOW_TRACKING_URI names the MLflow server (in the cluster: http://mlflow.mlflow.svc).
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import tempfile
 
 import mlflow
 import pandas as pd
@@ -48,6 +52,10 @@ def main() -> None:
         mlflow.log_params({"rows": len(frame), "features": features.shape[1], "max_iter": 1000})
         mlflow.log_metric("accuracy", accuracy)
         mlflow.log_dict(json.loads(args.alert), "alert.json")
+        with tempfile.TemporaryDirectory() as scratch:
+            reference = os.path.join(scratch, "reference.csv")
+            train_x.to_csv(reference, index=False)
+            mlflow.log_artifact(reference, "data")  # what the drift job compares the served inputs with
         logged = mlflow.sklearn.log_model(classifier, name="model", input_example=train_x.head(3))
     # The last step: the result becomes the registered model's newest version, aliased as the challenger.
     version = mlflow.register_model(logged.model_uri, args.registered_model)
