@@ -6,7 +6,9 @@ commit `mlflow.source.git.commit`, the feature service FEATURE_SERVICE_TAG, on t
 and the platform spec's commit (the one the ledger records: the last commit of the spec's files).
 
 Findings: a served version that is not registered (or an alias that names none), a served version without a run
-(none recorded, or the run is gone), a run without an input dataset.
+(none recorded, or the run is gone), a run without an input dataset, and, for a model whose drift job compares
+with its served version's run (`drift.reference: run:<path>`), a run without that file: the job fails on it once
+that version is stable (so a canary's or shadow's run is checked too, before a promotion).
 
 The requests are MLflow's REST API (`/api/2.0/mlflow/...`), on the bounded requests of plinth/modelclient.py:
 every request has a deadline (--timeout seconds for all of it), an answer is read up to MAX_BODY bytes, and
@@ -42,6 +44,7 @@ API = "/api/2.0/mlflow"
 NOT_REGISTERED = "served-version-not-registered"
 WITHOUT_RUN = "served-version-without-run"
 WITHOUT_DATASET = "run-without-dataset"
+WITHOUT_DRIFT_REFERENCE = "run-without-drift-reference"
 
 
 @dataclass
@@ -241,6 +244,12 @@ class Reader:
     def run(self, run_id: str) -> dict:
         return _get(self.mlflow, "runs/get", {"run_id": run_id}, f"run {run_id}").get("run") or {}
 
+    def artifacts(self, run_id: str, directory: str) -> dict[str, bool]:
+        """The run's artifacts in `directory` ('' the top): path -> whether it is a directory."""
+        found = _get(self.mlflow, "artifacts/list", {"run_id": run_id, "path": directory} if directory else
+                     {"run_id": run_id}, f"the artifacts of run {run_id}")
+        return {str(f["path"]): bool(f.get("is_dir")) for f in found.get("files") or () if "path" in f}
+
 
 class Failed(Exception):
     """MLflow could not be asked (unreachable, an unexpected answer)."""
@@ -327,15 +336,43 @@ def lineage(spec, url: str, timeout: float = DEFAULT_TIMEOUT, provenance=None) -
         versions = dict(zip(keys, pool.map(lambda key: _ask(reader.version, *key), keys)))
         run_ids = sorted({v["run_id"] for v in versions.values() if isinstance(v, dict) and v.get("run_id")})
         runs = dict(zip(run_ids, pool.map(lambda run_id: _ask(reader.run, run_id), run_ids)))
-    for result in results:
-        try:
-            fill(result, versions[(result.registered_model, result.version)], runs)
-        except (AttributeError, TypeError, ValueError) as exc:  # an answer of the wrong shape
-            result.error = shorten(f"unexpected answer from MLflow: {type(exc).__name__}: {exc}")
+        for result in results:
+            try:
+                fill(result, versions[(result.registered_model, result.version)], runs)
+            except (AttributeError, TypeError, ValueError) as exc:  # an answer of the wrong shape
+                result.error = shorten(f"unexpected answer from MLflow: {type(exc).__name__}: {exc}")
+        _check_drift_references(results, _drift_references(registered), reader, pool)
     return Report(url=url, spec_commit=provenance.commit if provenance else None,
                   spec_files=provenance.as_dict()["files"] if provenance else [], tracks=results,
                   not_registered=[f"{m.team}/{m.name}" for m in models if not m.registry],
                   seconds=round(time.perf_counter() - started, 3))
+
+
+def _drift_references(models) -> dict[tuple[str, str], str]:
+    """(team, model) -> the artifact path its drift job reads from the served version's run (run:<path>)."""
+    from plinth.modules.serving.drift import RUN_PREFIX
+
+    return {(m.team, m.name): m.drift.reference.removeprefix(RUN_PREFIX) for m in models
+            if m.drift and m.drift.reference.startswith(RUN_PREFIX)}
+
+
+def _check_drift_references(results: list[TrackLineage], references: dict[tuple[str, str], str], reader: Reader,
+                            pool: ThreadPoolExecutor) -> None:
+    """A finding on each traced track whose run lacks its model's drift reference (each listing read once)."""
+    traced = [t for t in results if (t.team, t.model) in references and t.run_id and not t.error
+              and not any(f.rule == WITHOUT_RUN for f in t.findings)]
+    listings = sorted({(t.run_id, references[(t.team, t.model)].rpartition("/")[0]) for t in traced})
+    listed = dict(zip(listings, pool.map(lambda key: _ask(reader.artifacts, *key), listings)))
+    for t in traced:
+        path = references[(t.team, t.model)]
+        files = listed[(t.run_id, path.rpartition("/")[0])]
+        if isinstance(files, Failed):
+            t.error = str(files)
+        elif isinstance(files, Denied):
+            t.error = files.explain(t.team)
+        elif isinstance(files, Missing) or files.get(path) is not False:  # absent, or a directory
+            t.findings.append(Finding(WITHOUT_DRIFT_REFERENCE, f"run {t.run_id} has no file {path}: the drift job "
+                                      f"(drift.reference run:{path}) fails on this version once it is stable"))
 
 
 # --- the report -----------------------------------------------------------------------------------------

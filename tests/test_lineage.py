@@ -64,3 +64,28 @@ def test_wrong_shapes_error_pages_and_endless_answers_are_track_errors(hostile):
     report = lineage(spec(models=[model], **MLFLOW), url, timeout=1)
     assert time.monotonic() - started < 5
     assert report.tracks[0].error == "timed out" and not report.passed
+
+
+def test_a_drift_reference_is_looked_up_in_the_runs_artifacts(hostile):
+    """drift.reference run:<path>: the run's listing of the file's directory; a file there passes, a directory of
+    that name is a finding, a listing MLflow cannot give is the track's error."""
+    import json
+
+    url = f"http://127.0.0.1:{hostile.server_address[1]}"
+    model = {**REGISTERED, "canary": None, "shadow": None,
+             "drift": {"reference": "run:data/train.parquet", "window": "pvc://fraud-logs/window.csv"}}
+    served = json.dumps({"model_version": {"version": "3", "run_id": "r1"},  # models-versions/get and runs/get
+                         "run": {"info": {"experiment_id": "1"}, "data": {},
+                                 "inputs": {"dataset_inputs": [{"dataset": {"name": "t", "digest": "d"}}]}}})
+
+    def listing(is_dir: bool) -> tuple[int, bytes]:
+        return 200, json.dumps({"files": [{"path": "data/train.parquet", "is_dir": is_dir}]}).encode()
+
+    Hostile.answers = {"get": (200, served.encode()), "list": listing(False)}
+    assert lineage(spec(models=[model], **MLFLOW), url).passed
+    Hostile.answers["list"] = listing(True)
+    [track] = lineage(spec(models=[model], **MLFLOW), url).tracks
+    assert [f.rule for f in track.findings] == ["run-without-drift-reference"] and track.error == ""
+    del Hostile.answers["list"]
+    [track] = lineage(spec(models=[model], **MLFLOW), url).tracks
+    assert (track.run_id, track.error, track.findings) == ("r1", "HTTP 500: <html>oops</html>", [])

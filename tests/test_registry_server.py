@@ -298,6 +298,20 @@ def test_lineage_traces_every_served_track_and_reports_what_is_missing(server, r
                                         + "s, 3 findings")
 
 
+def test_lineage_finds_each_traced_run_without_the_drift_reference(server, registered, tmp_path):  # noqa: F811
+    """drift.reference run:data/reference.csv: run a has the file (stable, version 1), run b not (the canary,
+    challenger -> 2): the job would fail on it once promoted. Version 3 has no run, which is its finding."""
+    path = blueprint(tmp_path, [{**SCORER, "drift": DRIFTING["drift"]}])
+    done = plinth("lineage", str(path), "--url", server[0], "--json", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    findings = {t["track"]: [f["rule"] for f in t["findings"]] for t in json.loads(done.stdout)["tracks"]}
+    assert findings == {"stable": [], "canary": ["run-without-dataset", "run-without-drift-reference"],
+                        "shadow": ["served-version-without-run"]}
+    text = plinth("lineage", str(path), "--url", server[0], cwd=tmp_path).stdout
+    assert (f"  finding [run-without-drift-reference]: run {registered['runs']['b']} has no file data/reference.csv: "
+            "the drift job (drift.reference run:data/reference.csv) fails on this version once it is stable") in text
+
+
 def test_lineage_of_a_fully_traced_model_passes_and_reads_as_text(server, registered, tmp_path):  # noqa: F811
     url = server[0]
     path = blueprint(tmp_path, [{**SCORER, "stable": {"version": "champion"}, "canary": None, "shadow": None}])
