@@ -95,7 +95,7 @@ def from_run(model) -> bool:
 def data_path(uri: str) -> str:
     """A pvc://<claim>/<path> file, or a run:<path> artifact, as the job's container sees it."""
     if uri.startswith(RUN_PREFIX):
-        return f"{REFERENCE_MOUNT}/{uri.rpartition('/')[2].removeprefix(RUN_PREFIX)}"
+        return f"{REFERENCE_MOUNT}/{uri.removeprefix(RUN_PREFIX).rpartition('/')[2]}"
     claim, path = _claim_path(uri)
     return f"{DATA_MOUNT}/{claim}/{path}"
 
