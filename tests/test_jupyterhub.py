@@ -271,6 +271,36 @@ def test_with_mlflows_sign_on_the_hub_keeps_the_persons_tokens_and_its_hook_pass
     assert json.dumps(values(planned(oidc=SIGN_ON, **WITH_MLFLOW))) == rendered  # the same at every plan
 
 
+def test_with_an_api_scope_for_mlflow_jupyterhub_asks_for_mlflows_access_token():
+    """Entra ID, Okta: the provider issues an access token for MLflow's API (aud: MLflow's client id) when asked for
+    its scope; the hook passes the access token first (test_the_hook_passes_the_token_issued_for_mlflow)."""
+    scope = "api://plinth-mlflow/access_as_user"
+    objects = planned(oidc={**SIGN_ON, "mlflowScope": scope}, **WITH_MLFLOW)
+    assert [v for v in check_rules(spec(oidc={**SIGN_ON, "mlflowScope": scope}, **WITH_MLFLOW))
+            if v.rule.startswith(("mlflow", "jupyterhub"))] == []
+    assert values(objects)["hub"]["config"]["GenericOAuthenticator"]["scope"] == [
+        "openid", "email", "profile", "groups", scope]
+
+
+def test_an_api_scope_for_mlflow_needs_its_audience_no_dex_and_a_hub_that_asks():
+    def found(s):
+        return [(v.loc, v.rule, v.fix) for v in check_rules(s) if v.rule.startswith("mlflow-scope")]
+
+    scope = {"mlflowScope": "api://plinth-mlflow/access_as_user"}
+    assert found(spec(oidc=scope, **WITH_MLFLOW)) == [
+        (("identity", "oidc", "mlflowScope"), "mlflow-scope-audience",
+         "set identity.oidc.clients.mlflow, or remove mlflowScope")]
+    assert found(spec(hub={"enabled": False}, oidc={**SIGN_ON, **scope, "clients": {
+        k: v for k, v in SIGN_ON["clients"].items() if k != "jupyterhub"}}, **WITH_MLFLOW)) == [
+        (("identity", "oidc", "mlflowScope"), "mlflow-scope-unused", "enable both, or remove mlflowScope")]
+    dex = with_dex("mlflow.models.plinth.internal").model_dump(by_alias=True, exclude_none=True)
+    dex["identity"]["oidc"] |= scope
+    from plinth.spec.models import PlatformSpec
+
+    assert found(PlatformSpec.model_validate(dex)) == [
+        (("identity", "oidc", "mlflowScope"), "mlflow-scope-dex", "remove mlflowScope")]
+
+
 def with_dex(mlflow_host: str | None):
     dex = "https://login.models.plinth.internal"
     return spec(oidc={"issuer": dex, "certificateAuthority": None, **SIGN_ON,

@@ -103,6 +103,9 @@ def authenticator_config(block: JupyterHubArgs) -> dict:
     if block.mlflow_audience and block.cross_client:
         # The person's tokens carry MLflow's audience beside JupyterHub's: MLflow accepts them.
         scope.append(CROSS_CLIENT_SCOPE + block.mlflow_audience)
+    elif block.mlflow_audience and oidc.mlflow_scope:
+        # The provider issues the access token for MLflow's API (Entra ID, Okta): the hook passes that one.
+        scope.append(oidc.mlflow_scope)
     config: dict = {
         "client_id": oidc.clients.jupyterhub,
         "oauth_callback_url": f"https://{block.hostname}/hub/oauth_callback",
@@ -187,6 +190,20 @@ def jupyterhub_rules(spec) -> Iterator[Violation]:
         yield Violation(("identity", "oidc", "clients", "jupyterhub"), "a client for JupyterHub, and "
                         "notebooks.jupyterhub is off", "jupyterhub-sign-on-unused",
                         "enable notebooks.jupyterhub, or remove clients.jupyterhub")
+    if oidc and oidc.mlflow_scope:
+        at_scope = ("identity", "oidc", "mlflowScope")
+        if not oidc.clients.mlflow:
+            yield Violation(at_scope, "mlflowScope asks for tokens for MLflow, and their audience, "
+                            "identity.oidc.clients.mlflow, is not set", "mlflow-scope-audience",
+                            "set identity.oidc.clients.mlflow, or remove mlflowScope")
+        if spec.identity.dex.enabled:
+            yield Violation(at_scope, "Dex gives JupyterHub's tokens MLflow's audience itself (its cross-client "
+                            "scope), and would refuse every sign-on asking for a scope it does not know",
+                            "mlflow-scope-dex", "remove mlflowScope")
+        if not (hub.enabled and spec.registry.mlflow.enabled):
+            yield Violation(at_scope, "only JupyterHub asks for MLflow's scope (for its notebook servers), and "
+                            "notebooks.jupyterhub or registry.mlflow is off", "mlflow-scope-unused",
+                            "enable both, or remove mlflowScope")
 
 
 class JupyterHub(HelmService):

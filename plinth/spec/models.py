@@ -1265,6 +1265,14 @@ class Oidc(Spec):
     endpoints: OidcEndpoints | None = Field(
         None, description="The provider's authorization and token endpoints, for Grafana (which does not read the "
         "discovery document). Default: null (required with clients.grafana).")
+    mlflow_scope: str | None = Field(
+        None, description="The scope under which the provider issues access tokens for MLflow's API, their "
+        "audience clients.mlflow: JupyterHub asks for it beside `scopes`, and each notebook server gets that token "
+        "for MLflow. For providers that issue API tokens per scope: Entra ID (api://<MLflow's application ID "
+        "URI>/<scope>, MLflow's application issuing v2 tokens, whose audience is its client ID), Okta (a scope of a "
+        "custom authorization server whose audience is MLflow's client ID). Not with Dex, whose cross-client "
+        "audience does this. Default: null (the provider's own way, e.g. an audience mapper).",
+        pattern=r"^[!#-\[\]-~]{1,200}$")
 
 
 HOST = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
