@@ -74,7 +74,7 @@ def test_a_drift_reference_is_looked_up_in_the_runs_artifacts(hostile):
     url = f"http://127.0.0.1:{hostile.server_address[1]}"
     model = {**REGISTERED, "canary": None, "shadow": None,
              "drift": {"reference": "run:data/train.parquet", "window": "pvc://fraud-logs/window.csv"}}
-    served = json.dumps({"model_version": {"version": "3", "run_id": "r1"},  # models-versions/get and runs/get
+    served = json.dumps({"model_version": {"version": "3", "run_id": "r1"},  # model-versions/get and runs/get
                          "run": {"info": {"experiment_id": "1"}, "data": {},
                                  "inputs": {"dataset_inputs": [{"dataset": {"name": "t", "digest": "d"}}]}}})
 
