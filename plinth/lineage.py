@@ -350,10 +350,9 @@ def lineage(spec, url: str, timeout: float = DEFAULT_TIMEOUT, provenance=None) -
 
 def _drift_references(models) -> dict[tuple[str, str], str]:
     """(team, model) -> the artifact path its drift job reads from the served version's run (run:<path>)."""
-    from plinth.modules.serving.drift import RUN_PREFIX
+    from plinth.modules.serving.drift import run_artifact
 
-    return {(m.team, m.name): m.drift.reference.removeprefix(RUN_PREFIX) for m in models
-            if m.drift and m.drift.reference.startswith(RUN_PREFIX)}
+    return {(m.team, m.name): path for m in models if m.drift and (path := run_artifact(m)) is not None}
 
 
 def _check_drift_references(results: list[TrackLineage], references: dict[tuple[str, str], str], reader: Reader,

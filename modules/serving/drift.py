@@ -87,9 +87,16 @@ def _claim_path(uri: str) -> tuple[str, str]:
     return claim, path
 
 
-def from_run(model) -> bool:
-    """Whether the reference is an artifact of the served version's run (else a claim's file)."""
-    return model.drift.reference.startswith(RUN_PREFIX)
+def run_artifact(model) -> str | None:
+    """The artifact path of a `run:` reference (in the served version's run); None for a claim's file."""
+    reference = model.drift.reference
+    return reference.removeprefix(RUN_PREFIX) if reference.startswith(RUN_PREFIX) else None
+
+
+def _data_file(path: str) -> bool:
+    """A relative path to a .csv or .parquet file, with no empty or `..` segment."""
+    parts = path.split("/")
+    return bool(path) and "" not in parts and ".." not in parts and path.endswith((".csv", ".parquet"))
 
 
 def data_path(uri: str) -> str:
@@ -125,28 +132,25 @@ def rules(spec) -> Iterator[Violation]:
                             "model-drift-alerts", "set monitoring.drift.enabled: true, or remove the model's drift")
         if drift.request_log:
             yield from _request_log_rules(spec, model, at)
-        if from_run(model):
+        if run_artifact(model) is not None:
             yield from _run_reference_rules(model, at)
         for field in ("reference", "window"):
             uri = getattr(drift, field)
             if uri is None or uri.startswith(RUN_PREFIX):
                 continue
             claim, path = _claim_path(uri)
-            if (not claim or not path or ".." in path.split("/")
-                    or not path.endswith((".csv", ".parquet"))):
+            if not claim or not _data_file(path):
                 yield Violation((*at, field), f"{uri!r} does not name a claim and a .csv or .parquet file in it",
                                 "drift-data-file", "use pvc://<claim>/<path>.csv or .parquet, the claim in the "
                                 "team's namespace")
 
 
 def _run_reference_rules(model, at: tuple) -> Iterator[Violation]:
-    path = model.drift.reference.removeprefix(RUN_PREFIX)
     if model.registry is None:
         yield Violation((*at, "reference"), f"{model.drift.reference!r} names an artifact of the served version's "
                         "run, but the model serves no registered version", "drift-reference-run",
                         "add registry (the model in MLflow), or name a file: pvc://<claim>/<path>")
-    if path.startswith("/") or ".." in path.split("/") or "" in path.split("/") or \
-            not path.endswith((".csv", ".parquet")):
+    if not _data_file(run_artifact(model) or ""):
         yield Violation((*at, "reference"), f"{model.drift.reference!r} does not name a .csv or .parquet artifact "
                         "of the run", "drift-data-file", "use run:<path>.csv or .parquet, the path among the "
                         "run's artifacts (e.g. run:data/train.parquet)")
@@ -176,7 +180,7 @@ def fetch_reference_container(model, ctx: PlatformContext) -> dict:
         "image": mirror_image(IMAGES["mlflow-client"], ctx.mirror_registry),
         "imagePullPolicy": "Always",
         "command": ["python", "-c", FETCH_REFERENCE, model.registry.model, model.stable.version,
-                    model.drift.reference.removeprefix(RUN_PREFIX), REFERENCE_MOUNT, str(REFERENCE_MAX_BYTES)],
+                    run_artifact(model), REFERENCE_MOUNT, str(REFERENCE_MAX_BYTES)],
         "env": registry.client_container_env(),
         "resources": resources(model),
         "securityContext": restricted_container(read_only_root=True, standalone=True),
@@ -214,7 +218,7 @@ def cronjob_spec(model, ctx: PlatformContext) -> dict:
         # The team's keys and the store's CA, as the logger has them (reqlog.credentials).
         container["envFrom"] = [reqlog.credentials()]
         container["volumeMounts"].append(CA_MOUNT)
-    if from_run(model):
+    if run_artifact(model) is not None:
         container["volumeMounts"].append({"name": "reference", "mountPath": REFERENCE_MOUNT, "readOnly": True})
     volumes = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}] + [
         {"name": f"data-{i}", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
@@ -228,7 +232,7 @@ def cronjob_spec(model, ctx: PlatformContext) -> dict:
         "containers": [container],
         "volumes": volumes,
     }
-    if from_run(model):
+    if run_artifact(model) is not None:
         pod["initContainers"] = [fetch_reference_container(model, ctx)]
         volumes.append({"name": "reference", "emptyDir": {"sizeLimit": f"{REFERENCE_MAX_BYTES >> 20}Mi"}})
     return {
