@@ -10,6 +10,7 @@ import gc
 import inspect
 import json
 import random
+from typing import Any
 
 import pulumi
 import pulumi.resource as sdk_resource_api
@@ -285,6 +286,73 @@ def _keys_in_order(struct) -> list:
     return order
 
 
+def test_serialising_inputs_gives_the_sdks_values():
+    # The offline runtime's serialize_property (leaves and untyped dicts and lists walked at once) and
+    # serialize_properties (held back from the Struct), against the SDK's, on random plain data with and
+    # without a key translation, typed and untyped, with outputs (each with a dependency of its own) inside;
+    # an input of a type the SDK refuses fails the same way.
+    patches = {name: replacement for _, name, replacement in offline._sdk_patches()}
+    rng = random.Random(11)
+
+    def with_outputs(value, depth=0):
+        if rng.random() < 0.1:
+            return "output", value, depth, object()  # made into an Output inside the loop
+        if isinstance(value, dict) and rpc._special_sig_key not in value:
+            return {key: with_outputs(item, depth + 1) for key, item in value.items()}
+        if isinstance(value, list):
+            return [with_outputs(item, depth + 1) for item in value]
+        return value
+
+    corpus = [{f"p{i}": with_outputs(_random_value(rng, 0)) for i in range(rng.randint(1, 5))} for _ in range(300)]
+    corpus += [{"t": ("a", 1), "n": [{"x": (None,)}]}, {"s": {rpc._special_sig_key: "other", "v": 1}}]
+
+    async def compare(props):
+        def settled(value):
+            future = asyncio.get_running_loop().create_future()
+            future.set_result(value)
+            return future
+
+        def made(value):
+            if isinstance(value, tuple) and value[:1] == ("output",):
+                return pulumi.Output({value[3]}, settled(made(value[1])), settled(True))
+            if isinstance(value, dict):
+                return {key: made(item) for key, item in value.items()}
+            if isinstance(value, list):
+                return [made(item) for item in value]
+            return value
+
+        inputs = made(props)
+        for translate in (None, str.upper):
+            for typ in (None, Any, dict):
+                stock_deps: list = []
+                stock = await rpc.serialize_property(inputs, stock_deps, "k", None, translate, typ)
+                fast_deps: list = []
+                fast = await patches["serialize_property"](inputs, fast_deps, "k", None, translate, typ)
+                assert fast == stock and json.dumps(fast) == json.dumps(stock)  # key order too
+                assert fast_deps == stock_deps
+            stock_deps: dict = {}  # type: ignore[no-redef]
+            stock = await rpc.serialize_properties(inputs, stock_deps, object(), translate)
+            fast_deps: dict = {}  # type: ignore[no-redef]
+            held = offline._HELD.take(await patches["serialize_properties"](inputs, fast_deps, object(), translate))
+            assert held is not None and fast_deps == stock_deps
+            offline._restore(held, struct := struct_pb2.Struct(fields={offline._HELD.KEY: struct_pb2.Value()}))
+            assert struct == stock == held.struct
+
+    loop = asyncio.new_event_loop()
+    try:
+        for props in corpus:
+            loop.run_until_complete(compare(props))
+    finally:
+        loop.close()
+    for refused in ({"bad": object()}, {"nested": [{"bad": object()}]}):
+        errors = []
+        for serialize in (rpc.serialize_properties, patches["serialize_properties"]):
+            with pytest.raises(ValueError) as error:
+                offline._run_without_suspending(serialize(refused, {}, object()))
+            errors.append(str(error.value))
+        assert errors[0] == errors[1]
+
+
 def test_the_fast_monitor_answers_and_records_as_the_stock_one():
     # The stock MockMonitor's deserialise -> mocks -> serialise round trip against _echo's, on
     # plain data with secrets, unknowns and nulls anywhere (settings of a finished preview run).
@@ -356,3 +424,8 @@ def test_the_sdk_still_has_the_shape_the_offline_runtime_patches():
     finally:
         loop.close()
     assert sdk_types.unwrap_type(pulumi.Output[str]) is str
+    # The SDK gives a leaf back as it is, whatever the type it is declared with (11.).
+    for leaf in ("text", rpc.UNKNOWN, "", True, False, 0, 7, 2**70, 2.5, None):
+        assert type(leaf) in offline._LEAVES
+        for typ in (None, str, int, dict, list, pulumi.Input[str], Any):
+            assert offline._run_without_suspending(rpc.serialize_property(leaf, [], "key", None, None, typ)) is leaf

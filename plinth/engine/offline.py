@@ -155,9 +155,11 @@ class _FastRecordingMonitor(_RecordingMonitor):
     def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
         if request.type == _STACK:
             return pulumi_mocks.MockMonitor.RegisterResource(self, request)
+        held = _HELD.take(request.object)
         try:
-            inputs, resource_id, state, answer = self._echo(request, build=False)
+            inputs, resource_id, state, answer = self._echo(request, build=False, held=held)
         except _NotPlain:
+            _restore(held, request.object)
             return self._on_helper(super().RegisterResource, request)
         urn = self.make_urn(request.parent, request.type, request.name)
         self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, resource_id, state)
@@ -167,12 +169,16 @@ class _FastRecordingMonitor(_RecordingMonitor):
             answer = struct_pb2.Struct()
         return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=answer)
 
-    def _echo(self, request, build: bool = True):
+    def _echo(self, request, build: bool = True, held: _Held | None = None):
         """(record JSON, mock state, answer Struct) as the stock monitor would have them. With `build` off, no
-        answer (None) where the answer is the deserialised inputs themselves (the state)."""
+        answer (None) where the answer is the deserialised inputs themselves (the state). `held`: the inputs
+        serialize_properties held back (12.), restored into the request unless the answer is that echo."""
         impure: list[str] = []  # what keeps the round trip from being the identity
-        inputs = _struct_json(request.object, impure)  # first: raises _NotPlain before anything runs
+        # First: raises _NotPlain before anything runs.
+        inputs = _struct_json(request.object, impure) if held is None else _plain_json(held.props, impure)
         plain = not impure and pulumi.runtime.is_dry_run()
+        if not plain:
+            _restore(held, request.object)
         deserialized = _deserialized(inputs) if plain else rpc.deserialize_properties(request.object)
         resource_id, state = self.mocks.new_resource(pulumi_mocks.MockResourceArgs(
             typ=request.type, name=request.name, inputs=deserialized, provider=request.provider,
@@ -181,9 +187,11 @@ class _FastRecordingMonitor(_RecordingMonitor):
         if plain and state is deserialized:
             if not build:
                 return inputs, resource_id, state, None
+            _restore(held, request.object)
             answer = struct_pb2.Struct()
             answer.update(inputs)
         else:
+            _restore(held, request.object)
             answer = _run_without_suspending(rpc.serialize_properties(state, {}))
         return inputs, resource_id, state, answer
 
@@ -191,6 +199,7 @@ class _FastRecordingMonitor(_RecordingMonitor):
         return self._on_helper(super().Invoke, request)
 
     def ReadResource(self, request):  # noqa: N802 (gRPC method name)
+        _restore(_HELD.take(request.properties), request.properties)
         return self._on_helper(super().ReadResource, request)
 
 
@@ -231,6 +240,42 @@ def _value_json(value, impure: list[str]) -> Any:
     if kind == "null_value":
         return None
     raise _NotPlain  # a Value with nothing set: left to the stock path
+
+
+def _plain_json(props: dict, impure: list[str]) -> dict:
+    """_struct_json of the Struct that serialize_properties would have made of `props` (12.), but in the
+    program's key order: a number is a double, as in a Struct."""
+    if _SIG in props:
+        if props[_SIG] != rpc._special_secret_sig:
+            raise _NotPlain
+        impure.append("secret")
+    out = {}
+    for key, value in props.items():
+        if type(key) is not str:
+            raise _NotPlain  # the SDK's Struct refuses it, with its own error
+        out[key] = item = _plain_value(value, impure)
+        if item is None:
+            impure.append("null")
+    return out
+
+
+def _plain_value(value: Any, impure: list[str]) -> Any:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is dict:
+        return _plain_json(value, impure)
+    if kind is list:
+        return [_plain_value(item, impure) for item in value]
+    if kind is int or kind is float:
+        try:
+            number = float(value)
+        except OverflowError:
+            raise _NotPlain from None
+        if math.isinf(number) or math.isnan(number):
+            raise _NotPlain  # json_format refuses it, with its own error
+        return number
+    raise _NotPlain
 
 
 def _deserialized(value: Any) -> Any:
@@ -363,6 +408,17 @@ def plain_by_default() -> bool:
 # 10. `pulumi.runtime.rpc.contains_unknowns`, asked of every Output's value: the same walk, without the
 #    recursive closure the SDK defines at each call. A closure that calls itself is a reference cycle, which
 #    only the paused collector (6.) would free: a plan kept every one (a fifth of 1,000 teams' memory).
+# 11. `pulumi.runtime.rpc.serialize_property`, for a str, bool, int, float or None: the value itself, which
+#    is what the SDK returns for one after ten type checks (nothing else it tests for is one of those types).
+#    Most of the values a plan serialises are such leaves: a third of 1,000 teams' time went to the checks.
+#    An untyped dict or list (a Kubernetes resource's inputs are untyped) is walked as the SDK walks it,
+#    without a coroutine per leaf.
+# 12. `pulumi.runtime.rpc.serialize_properties`, for a resource's inputs: the same loop (each input serialised,
+#    translated, left out if None, its dependencies noted), into a dict held back (`_HELD`) behind a token Struct.
+#    The fast monitor takes the dict by that token and reads it as it would have read the Struct (`_plain_json`),
+#    so no Struct is built and walked back for a registration the mocks echo. Wherever a Struct is read (the
+#    stock path, an answer that is not the echo, ReadResource), it is first filled (`_restore`). One difference,
+#    in what no plan shows: the echoed outputs' dicts keep the program's key order, not the Struct's hash order.
 
 
 def _sdk_patches() -> list[tuple[Any, str, Any]]:
@@ -475,6 +531,64 @@ def _sdk_patches() -> list[tuple[Any, str, Any]]:
             else:
                 resolve(*convert(), dependencies.get(key), None)
 
+    original_serialize_property = rpc.serialize_property
+
+    async def serialize_property(value, deps, property_key, resource_obj=None, input_transformer=None, typ=None,
+                                 keep_output_values=False, exclude_resource_refs_from_deps=False,
+                                 return_protobuf_value=False):
+        kind = type(value)
+        if kind in _LEAVES and not return_protobuf_value:
+            return value
+        if (kind is dict or kind is list) and (typ is None or typ is Any) and not return_protobuf_value:
+            # The SDK's walk of an untyped dict or list: keys translated by input_transformer, and each
+            # value serialised with no type and its own key (a list's items with the list's key).
+            if kind is list:
+                return [item if type(item) in _LEAVES else
+                        await serialize_property(item, deps, property_key, resource_obj, input_transformer, None,
+                                                 keep_output_values, exclude_resource_refs_from_deps)
+                        for item in value]
+            obj = {}
+            for key in value:
+                item = value[key]
+                obj[key if input_transformer is None else input_transformer(key)] = (
+                    item if type(item) in _LEAVES else
+                    await serialize_property(item, deps, key, resource_obj, input_transformer, None,
+                                             keep_output_values, exclude_resource_refs_from_deps))
+            return obj
+        return await original_serialize_property(value, deps, property_key, resource_obj, input_transformer, typ,
+                                                 keep_output_values, exclude_resource_refs_from_deps,
+                                                 return_protobuf_value)
+
+    original_serialize_properties = rpc.serialize_properties
+
+    async def serialize_properties(inputs, property_deps, resource_obj=None, input_transformer=None, typ=None,
+                                   keep_output_values=False, exclude_resource_refs_from_deps=False):
+        if resource_obj is None or keep_output_values or exclude_resource_refs_from_deps:
+            return await original_serialize_properties(inputs, property_deps, resource_obj, input_transformer, typ,
+                                                       keep_output_values, exclude_resource_refs_from_deps)
+        # The SDK's loop, into a dict: each input serialised, translated, left out if None.
+        get_type: Callable[[str], Any] = lambda key: None  # noqa: E731
+        translate = input_transformer
+        if typ is not None:
+            names, types = sdk_types.input_type_py_to_pulumi_names(typ), sdk_types.input_type_types(typ)
+            translate = lambda key: names.get(key) or key  # noqa: E731
+            get_type = lambda key: types.get(translate(key))  # noqa: E731
+        props = {}
+        for key in inputs:
+            value = inputs[key]
+            deps: list = []
+            try:
+                result = await rpc.serialize_property(value, deps, key, resource_obj, input_transformer, get_type(key))
+            except (ValueError, AssertionError) as exn:
+                wrapper = ValueError if isinstance(exn, ValueError) else AssertionError
+                raise wrapper(f"While processing input: {key!r}, type {type(key)}, value {value!r}\n"
+                                f"{type(exn).__name__} has risen: {exn}") from exn
+            if result is not None:
+                name = key if translate is None else translate(key)
+                props[name] = result
+                property_deps[name] = deps
+        return _HELD.put(props)
+
     def transfer_properties(res, props, custom):
         resolvers = {}
         for name in props:
@@ -493,6 +607,8 @@ def _sdk_patches() -> list[tuple[Any, str, Any]]:
         (sdk_types, "unwrap_type", unwrap_type),
         (rpc, "transfer_properties", transfer_properties),
         (rpc, "resolve_outputs", resolve_outputs),
+        (rpc, "serialize_property", serialize_property),
+        (rpc, "serialize_properties", serialize_properties),
     ]
 
 
@@ -580,6 +696,55 @@ class _LazyOutput(pulumi.Output):
                                           is_secret=secret))
 
 
+class _Held:
+    """A resource's inputs as serialize_properties made them, held back from its Struct (12.)."""
+
+    __slots__ = ("props", "struct")
+
+    def __init__(self, props: dict, struct: struct_pb2.Struct):
+        self.props, self.struct = props, struct
+
+
+class _HeldInputs:
+    """The held inputs of the registrations under way, each behind a token: the one field of the Struct
+    serialize_properties returns (12.). Taken, by that token, by the monitor the request reaches."""
+
+    KEY = "\x00plinth-held"
+
+    def __init__(self) -> None:
+        self._held: dict[float, _Held] = {}
+        self._tokens = itertools.count(1)
+
+    def put(self, props: dict) -> struct_pb2.Struct:
+        struct = struct_pb2.Struct()
+        token = float(next(self._tokens))
+        struct.fields[self.KEY].number_value = token
+        self._held[token] = _Held(props, struct)
+        return struct
+
+    def take(self, struct: struct_pb2.Struct) -> _Held | None:
+        fields = struct.fields
+        if len(fields) != 1 or self.KEY not in fields:
+            return None
+        return self._held.pop(fields[self.KEY].number_value)
+
+    def clear(self) -> None:
+        self._held.clear()
+
+
+def _restore(held: _Held | None, struct: struct_pb2.Struct) -> None:
+    """Give the request's Struct, and the one the SDK keeps, the held inputs (12.), where something reads them."""
+    if held is None:
+        return
+    for target in (struct, held.struct):
+        if _HELD.KEY in target.fields:
+            target.Clear()
+            target.update(held.props)
+
+
+_HELD = _HeldInputs()
+
+
 class _Echo:
     """The deserialised inputs that answer the registration being resolved (9.): put by the fast monitor
     as it answers, taken by resolve_outputs right after, in the same step of the same task (the inline
@@ -606,6 +771,8 @@ class _Echo:
 _ECHO = _Echo()
 
 
+_LEAVES = frozenset((str, bool, int, float, type(None)))
+"""The types serialize_property returns as they are (11.)."""
 _DEPENDENCIES = resource_cycle_breaker._DEPENDENCIES_PROPERTY
 _frozen = False
 """Whether the objects of the last fast run are frozen (see 6. above)."""
@@ -650,6 +817,7 @@ def _offline_runtime() -> Iterator[None]:
     collecting, freezing = gc.isenabled(), gc.get_freeze_count() == 0
     loop = asyncio.new_event_loop()
     _ECHO.clear()
+    _HELD.clear()
     try:
         loop.set_default_executor(_InlineExecutor(loop))
         asyncio.set_event_loop(loop)
@@ -668,6 +836,7 @@ def _offline_runtime() -> Iterator[None]:
         asyncio.set_event_loop(previous_loop)
         loop.close()
         _ECHO.clear()
+        _HELD.clear()
 
 
 def plan(spec: PlatformSpec, source: str, stack: str = "offline",
