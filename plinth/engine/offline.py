@@ -25,8 +25,9 @@ import math
 import os
 import threading
 import warnings
+from collections import abc
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import pulumi
 import pulumi.resource as sdk_resource_api
@@ -411,8 +412,9 @@ def plain_by_default() -> bool:
 # 11. `pulumi.runtime.rpc.serialize_property`, for a str, bool, int, float or None: the value itself, which
 #    is what the SDK returns for one after ten type checks (nothing else it tests for is one of those types).
 #    Most of the values a plan serialises are such leaves: a third of 1,000 teams' time went to the checks.
-#    An untyped dict or list (a Kubernetes resource's inputs are untyped) is walked as the SDK walks it,
-#    without a coroutine per leaf.
+#    A dict or list is walked as the SDK walks it, without a coroutine per leaf: how a declared type walks
+#    (its items' types, its keys' translation) is worked out once per type, and the SDK's own walk kept for
+#    a union whose member depends on the value.
 # 12. `pulumi.runtime.rpc.serialize_properties`, for a resource's inputs: the same loop (each input serialised,
 #    translated, left out if None, its dependencies noted), into a dict held back (`_HELD`) behind a token Struct.
 #    The fast monitor takes the dict by that token and reads it as it would have read the Struct (`_plain_json`),
@@ -532,6 +534,37 @@ def _sdk_patches() -> list[tuple[Any, str, Any]]:
                 resolve(*convert(), dependencies.get(key), None)
 
     original_serialize_property = rpc.serialize_property
+    shapes: dict = {}
+
+    def shape_of(typ, kind):
+        """How serialize_property walks a dict or list declared `typ`: for a list, its items' type; for a dict,
+        (keys, item_type): keys None (kept), _TRANSFORMED (by input_transformer) or an input type's names;
+        item_type(translated key) each item's type. _SDK where the SDK's own walk is needed: a union whose
+        member depends on the value, a type that cannot be a key."""
+        try:
+            return shapes[typ, kind]
+        except KeyError:
+            pass
+        except TypeError:
+            return _SDK
+        declared = sdk_types.unwrap_type(typ) if typ else typ
+        if declared is Any:
+            declared = None
+        if kind is list:
+            shape = rpc._get_list_element_type(declared)  # refuses a type a list cannot have, as the SDK does
+        elif declared is None:
+            shape = (_TRANSFORMED, _no_type)
+        elif sdk_types._wire_union_members(declared) is not None:
+            shape = _SDK
+        elif sdk_types.is_input_type(declared):
+            shape = (sdk_types.input_type_py_to_pulumi_names(declared), sdk_types.input_type_types(declared).get)
+        elif declared is dict or get_origin(declared) in (dict, abc.Mapping):  # what typing.Dict, Mapping give
+            args = get_args(declared)
+            shape = (None, lambda _key: args[1]) if len(args) == 2 and args[0] is str else (_TRANSFORMED, _no_type)
+        else:
+            shape = (None, _no_type)
+        shapes[typ, kind] = shape
+        return shape
 
     async def serialize_property(value, deps, property_key, resource_obj=None, input_transformer=None, typ=None,
                                  keep_output_values=False, exclude_resource_refs_from_deps=False,
@@ -539,25 +572,30 @@ def _sdk_patches() -> list[tuple[Any, str, Any]]:
         kind = type(value)
         if kind in _LEAVES and not return_protobuf_value:
             return value
-        if (kind is dict or kind is list) and (typ is None or typ is Any) and not return_protobuf_value:
-            # The SDK's walk of an untyped dict or list: keys translated by input_transformer, and each
-            # value serialised with no type and its own key (a list's items with the list's key).
-            if kind is list:
-                return [item if type(item) in _LEAVES else
-                        await serialize_property(item, deps, property_key, resource_obj, input_transformer, None,
-                                                 keep_output_values, exclude_resource_refs_from_deps)
-                        for item in value]
-            obj = {}
-            for key in value:
-                item = value[key]
-                obj[key if input_transformer is None else input_transformer(key)] = (
-                    item if type(item) in _LEAVES else
-                    await serialize_property(item, deps, key, resource_obj, input_transformer, None,
-                                             keep_output_values, exclude_resource_refs_from_deps))
-            return obj
-        return await original_serialize_property(value, deps, property_key, resource_obj, input_transformer, typ,
-                                                 keep_output_values, exclude_resource_refs_from_deps,
-                                                 return_protobuf_value)
+        shape = shape_of(typ, kind) if (kind is dict or kind is list) and not return_protobuf_value else _SDK
+        if shape is _SDK:
+            return await original_serialize_property(value, deps, property_key, resource_obj, input_transformer, typ,
+                                                     keep_output_values, exclude_resource_refs_from_deps,
+                                                     return_protobuf_value)
+        # The SDK's walk of a dict or list, without a coroutine per leaf: a list's items serialised with its
+        # key and its items' type; a dict's keys translated, each value with its own key and its type.
+        if kind is list:
+            return [item if type(item) in _LEAVES else
+                    await serialize_property(item, deps, property_key, resource_obj, input_transformer, shape,
+                                             keep_output_values, exclude_resource_refs_from_deps)
+                    for item in value]
+        keys, item_type = shape
+        obj = {}
+        for key in value:
+            item = value[key]
+            if keys is _TRANSFORMED:
+                name = key if input_transformer is None else input_transformer(key)
+            else:
+                name = key if keys is None else keys.get(key) or key
+            obj[name] = item if type(item) in _LEAVES else await serialize_property(
+                item, deps, key, resource_obj, input_transformer, item_type(name), keep_output_values,
+                exclude_resource_refs_from_deps)
+        return obj
 
     original_serialize_properties = rpc.serialize_properties
 
@@ -773,6 +811,12 @@ _ECHO = _Echo()
 
 _LEAVES = frozenset((str, bool, int, float, type(None)))
 """The types serialize_property returns as they are (11.)."""
+_SDK, _TRANSFORMED = object(), object()
+"""serialize_property's shapes (11.): the SDK's own walk; dict keys translated by the input transformer."""
+
+
+def _no_type(_key: str) -> None:
+    return None
 _DEPENDENCIES = resource_cycle_breaker._DEPENDENCIES_PROPERTY
 _frozen = False
 """Whether the objects of the last fast run are frozen (see 6. above)."""
