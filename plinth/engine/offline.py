@@ -421,6 +421,9 @@ def plain_by_default() -> bool:
 #    so no Struct is built and walked back for a registration the mocks echo. Wherever a Struct is read (the
 #    stock path, an answer that is not the echo, ReadResource), it is first filled (`_restore`). One difference,
 #    in what no plan shows: the echoed outputs' dicts keep the program's key order, not the Struct's hash order.
+# 13. `pulumi.log.debug`: nothing. The SDK sends a debug line to the engine at each step of every registration;
+#    the mock engine hands them to a Python logger at debug level, which nothing in Plinth shows (5% of the run).
+#    The resolved outputs' types (9.), read from a resource class's annotations, are kept per class for the run.
 
 
 def _sdk_patches() -> list[tuple[Any, str, Any]]:
@@ -504,6 +507,7 @@ def _sdk_patches() -> list[tuple[Any, str, Any]]:
             return original_unwrap_type(typ)
 
     original_resolve_outputs = rpc.resolve_outputs
+    class_types: dict = {}  # resource class -> (its properties' types, its Pulumi names' Python names)
 
     def resolve_outputs(res, serialized_props, outputs, deps, resolvers, custom, transform_using_type_metadata=False,
                         keep_unknowns=False, resolve_missing_as_unknown=False):
@@ -514,10 +518,12 @@ def _sdk_patches() -> list[tuple[Any, str, Any]]:
         # As the SDK resolves a preview's outputs: keys translated (the last of two alike wins), each value
         # translated into the property's output type, unwrapped if secret, known unless None; a property
         # not answered resolves unknown. Here the translation waits until the output is read (8.).
-        types = sdk_types.resource_types(type(res))
+        cls = type(res)
+        if cls not in class_types:  # what the SDK reads from the class's annotations, every time
+            class_types[cls] = (sdk_types.resource_types(cls), sdk_types.resource_pulumi_to_py_names(cls))
+        types, names = class_types[cls]
         translate = to_pass = res.translate_output_property
         if transform_using_type_metadata:
-            names = sdk_types.resource_pulumi_to_py_names(type(res))
             translate, to_pass = (lambda prop: names.get(prop) or prop), (lambda prop: prop)
         answered = {translate(key): (key, value) for key, value in echoed.items()}
         dependencies = {translate(key): value for key, value in deps.items()}
@@ -540,11 +546,12 @@ def _sdk_patches() -> list[tuple[Any, str, Any]]:
         """How serialize_property walks a dict or list declared `typ`: for a list, its items' type; for a dict,
         (keys, item_type): keys None (kept), _TRANSFORMED (by input_transformer) or an input type's names;
         item_type(translated key) each item's type. _SDK where the SDK's own walk is needed: a union whose
-        member depends on the value, a type that cannot be a key."""
+        member depends on the value, an unhashable type (as the SDK's cache of unwrapped types needs)."""
+        known = shapes.get((id(typ), kind))  # by identity: hashing a typing generic walks all of it
+        if known is not None and known[0] is typ:  # the cache holds `typ`, so its id is not reused
+            return known[1]
         try:
-            return shapes[typ, kind]
-        except KeyError:
-            pass
+            hash(typ)
         except TypeError:
             return _SDK
         declared = sdk_types.unwrap_type(typ) if typ else typ
@@ -563,7 +570,7 @@ def _sdk_patches() -> list[tuple[Any, str, Any]]:
             shape = (None, lambda _key: args[1]) if len(args) == 2 and args[0] is str else (_TRANSFORMED, _no_type)
         else:
             shape = (None, _no_type)
-        shapes[typ, kind] = shape
+        shapes[id(typ), kind] = (typ, shape)
         return shape
 
     async def serialize_property(value, deps, property_key, resource_obj=None, input_transformer=None, typ=None,
@@ -647,7 +654,12 @@ def _sdk_patches() -> list[tuple[Any, str, Any]]:
         (rpc, "resolve_outputs", resolve_outputs),
         (rpc, "serialize_property", serialize_property),
         (rpc, "serialize_properties", serialize_properties),
+        (pulumi.log, "debug", _no_debug),
     ]
+
+
+def _no_debug(msg: str, resource: Any = None, stream_id: int | None = None, ephemeral: bool | None = None) -> None:
+    """pulumi.log.debug, offline (13.): nothing."""
 
 
 def _contains_unknowns(value: Any) -> bool:
