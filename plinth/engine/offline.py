@@ -542,7 +542,7 @@ def _sdk_patches() -> list[tuple[Any, str, Any]]:
     original_serialize_property = rpc.serialize_property
     shapes: dict = {}
 
-    def shape_of(typ, kind):
+    def shape_of(typ: Any, kind: type) -> Any:
         """How serialize_property walks a dict or list declared `typ`: for a list, its items' type; for a dict,
         (keys, item_type): keys None (kept), _TRANSFORMED (by input_transformer) or an input type's names;
         item_type(translated key) each item's type. _SDK where the SDK's own walk is needed: a union whose
@@ -557,6 +557,7 @@ def _sdk_patches() -> list[tuple[Any, str, Any]]:
         declared = sdk_types.unwrap_type(typ) if typ else typ
         if declared is Any:
             declared = None
+        shape: Any
         if kind is list:
             shape = rpc._get_list_element_type(declared)  # refuses a type a list cannot have, as the SDK does
         elif declared is None:
@@ -579,7 +580,7 @@ def _sdk_patches() -> list[tuple[Any, str, Any]]:
         kind = type(value)
         if kind in _LEAVES and not return_protobuf_value:
             return value
-        shape = shape_of(typ, kind) if (kind is dict or kind is list) and not return_protobuf_value else _SDK
+        shape: Any = shape_of(typ, kind) if (kind is dict or kind is list) and not return_protobuf_value else _SDK
         if shape is _SDK:
             return await original_serialize_property(value, deps, property_key, resource_obj, input_transformer, typ,
                                                      keep_output_values, exclude_resource_refs_from_deps,
@@ -829,6 +830,8 @@ _SDK, _TRANSFORMED = object(), object()
 
 def _no_type(_key: str) -> None:
     return None
+
+
 _DEPENDENCIES = resource_cycle_breaker._DEPENDENCIES_PROPERTY
 _frozen = False
 """Whether the objects of the last fast run are frozen (see 6. above)."""
