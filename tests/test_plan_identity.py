@@ -419,6 +419,17 @@ def test_the_sdk_still_has_the_shape_the_offline_runtime_patches():
         assert call in register, call
     assert "collapse_alias_to_urn(alias, name, t, opts.parent)" in inspect.getsource(sdk_resource_api.Resource.__init__)
     assert "_types.unwrap_type(typ)" in inspect.getsource(rpc.serialize_property)
+    # A resource's inputs are serialised where the held Struct is made, and that Struct is read where restored (12.).
+    assert "rpc.serialize_properties(\n        props,\n        property_dependencies_resources,\n        res," in (
+        inspect.getsource(sdk_resource.prepare_resource))
+    assert "object=resolver.serialized_props" in register
+    assert "properties=resolver.serialized_props" in inspect.getsource(sdk_resource.read_resource)
+    loop = inspect.getsource(rpc.serialize_properties)
+    for step in ("if result is not None:", "struct[translated_name] = result", "property_deps[translated_name] = deps",
+                 "get_type = lambda k: types.get(translate(k))"):
+        assert step in loop, step
+    # The SDK logs through the module, so its debug lines go where the offline runtime sends them (13.).
+    assert "log.debug(" in register and "from .. import _types, log" in inspect.getsource(sdk_resource)
     assert "rpc.contains_unknowns(val)" in inspect.getsource(pulumi.output.contains_unknowns)
     # `_aliases` (what collapse_alias_to_urn feeds) is read only where alias specs are not supported.
     assert "if supports_alias_specs:" in inspect.getsource(sdk_resource.prepare_aliases)
