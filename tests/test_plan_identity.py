@@ -19,6 +19,7 @@ import pulumi_kubernetes as k8s
 import pytest
 from google.protobuf import json_format, struct_pb2
 from pulumi import _types as sdk_types
+from pulumi.runtime import _depends_on as sdk_depends_on
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import resource as sdk_resource
 from pulumi.runtime import resource_cycle_breaker, rpc
@@ -289,9 +290,11 @@ def _keys_in_order(struct) -> list:
 
 _ARGS = (k8s.meta.v1.ObjectMetaArgs, k8s.rbac.v1.RoleArgs, k8s.rbac.v1.PolicyRuleArgs, k8s.rbac.v1.SubjectArgs,
          k8s.networking.v1.NetworkPolicySpecArgs, k8s.meta.v1.LabelSelectorArgs)
-TYPES = (None, Any, dict, str, int, list, typing.Mapping[str, str], typing.Dict[str, typing.Any], typing.Dict[int, str],
-         typing.Mapping, typing.Optional[typing.Sequence[str]], typing.Union[k8s.rbac.v1.SubjectArgs,
-                                                                        k8s.meta.v1.ObjectMetaArgs], [1],
+# The typing module's own generics on purpose: the SDK's programs and input types use them.
+TYPES = (None, Any, dict, str, int, list, typing.Mapping[str, str], typing.Mapping,
+         typing.Dict[str, typing.Any], typing.Dict[int, str],  # noqa: UP006
+         typing.Optional[typing.Sequence[str]],  # noqa: UP045
+         typing.Union[k8s.rbac.v1.SubjectArgs, k8s.meta.v1.ObjectMetaArgs], [1],  # noqa: UP007
          *_ARGS, *(typ for args in _ARGS for typ in sdk_types.input_type_types(args).values()))
 """Declared types of the inputs serialised both ways: none, plain, generic, Kubernetes input types and their
 properties' types (as the SDK reads them), unions, and what the SDK refuses (an unhashable one)."""
@@ -428,6 +431,8 @@ def test_the_sdk_still_has_the_shape_the_offline_runtime_patches():
     for step in ("if result is not None:", "struct[translated_name] = result", "property_deps[translated_name] = deps",
                  "get_type = lambda k: types.get(translate(k))"):
         assert step in loop, step
+    # Resolving a resource's depends_on looks the replaced step up in its module (14.).
+    assert "await _resolve_depends_on(depends_on)" in inspect.getsource(sdk_depends_on._resolve_depends_on_urns)
     # The SDK logs through the module, so its debug lines go where the offline runtime sends them (13.).
     assert "log.debug(" in register and "from .. import _types, log" in inspect.getsource(sdk_resource)
     assert "rpc.contains_unknowns(val)" in inspect.getsource(pulumi.output.contains_unknowns)

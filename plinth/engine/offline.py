@@ -34,6 +34,7 @@ import pulumi.resource as sdk_resource_api
 from google.protobuf import json_format, struct_pb2
 from pulumi import _types as sdk_types
 from pulumi.output import Unknown, _OutputData
+from pulumi.runtime import _depends_on as sdk_depends_on
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime import resource as sdk_resource
 from pulumi.runtime import resource_cycle_breaker, rpc
@@ -424,6 +425,9 @@ def plain_by_default() -> bool:
 # 13. `pulumi.log.debug`: nothing. The SDK sends a debug line to the engine at each step of every registration;
 #    the mock engine hands them to a Python logger at debug level, which nothing in Plinth shows (5% of the run).
 #    The resolved outputs' types (9.), read from a resource class's annotations, are kept per class for the run.
+# 14. `pulumi.runtime._depends_on._resolve_depends_on`, for a plain list of resources (`depends_on=[namespace]`,
+#    the common case): the resources themselves, which is what the SDK finds after wrapping the list and each
+#    resource in an Output and awaiting each.
 
 
 def _sdk_patches() -> list[tuple[Any, str, Any]]:
@@ -635,6 +639,13 @@ def _sdk_patches() -> list[tuple[Any, str, Any]]:
                 property_deps[name] = deps
         return _HELD.put(props)
 
+    original_resolve_depends_on = sdk_depends_on._resolve_depends_on
+
+    async def resolve_depends_on(depends_on):
+        if type(depends_on) is list and all(item is None or isinstance(item, pulumi.Resource) for item in depends_on):
+            return {item for item in depends_on if item is not None}
+        return await original_resolve_depends_on(depends_on)
+
     def transfer_properties(res, props, custom):
         resolvers = {}
         for name in props:
@@ -656,6 +667,7 @@ def _sdk_patches() -> list[tuple[Any, str, Any]]:
         (rpc, "serialize_property", serialize_property),
         (rpc, "serialize_properties", serialize_properties),
         (pulumi.log, "debug", _no_debug),
+        (sdk_depends_on, "_resolve_depends_on", resolve_depends_on),
     ]
 
 
