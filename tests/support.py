@@ -4,6 +4,7 @@ over it, lookups in a plan, a free port, and the external tools some tests need 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -144,10 +145,33 @@ def network_policies(resources: dict) -> dict[str, dict[str, tuple[str, dict]]]:
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now."""
-    with socket.socket() as probe:
+    """A TCP port on 127.0.0.1 that nothing listens on now, below the kernel's ephemeral range: a port from that
+    range can be taken, before the server binds it, as the local end of any process's outgoing connection (a
+    SeaweedFS test failed so). Random (not the seeded `random` of the tests), so parallel workers rarely meet."""
+    low = _ephemeral_low()
+    for _ in range(100):
+        port = _PORTS.randrange(10000, low)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as probe:  # that range is full: any port the kernel gives
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+_PORTS = random.SystemRandom()
+
+
+def _ephemeral_low() -> int:
+    """The low end of the kernel's ephemeral port range (Linux), else the IANA one's."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text(encoding="ascii").split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 49152
+    return max(low, 10001)
 
 
 def stop_process(process: subprocess.Popen, timeout: float = 10) -> None:
