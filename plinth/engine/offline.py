@@ -186,14 +186,14 @@ class _FastRecordingMonitor(_RecordingMonitor):
             typ=request.type, name=request.name, inputs=deserialized, provider=request.provider,
             resource_id=request.importId, custom=request.custom or False,
             transforms=pulumi_mocks._resolve_callbacks(request.transforms)))
-        if plain and state is deserialized:
-            if not build:
-                return inputs, resource_id, state, None
-            _restore(held, request.object)
+        echo = plain and state is deserialized
+        if echo and not build:
+            return inputs, resource_id, state, None
+        _restore(held, request.object)  # the SDK's resolve_outputs reads the Struct from here on
+        if echo:
             answer = struct_pb2.Struct()
             answer.update(inputs)
         else:
-            _restore(held, request.object)
             answer = _run_without_suspending(rpc.serialize_properties(state, {}))
         return inputs, resource_id, state, answer
 
