@@ -9,10 +9,12 @@ bad arguments, unreadable or unwritable files). Bad input never prints a traceba
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -23,6 +25,7 @@ from plinth.plan import plural
 from plinth.spec.errors import SpecError, SpecInvalid
 
 if TYPE_CHECKING:  # the commands import the spec lazily (a quick --help)
+    from plinth.plan import Resource
     from plinth.spec.models import PlatformSpec
 
 app = typer.Typer(
@@ -136,20 +139,28 @@ def _provenance(source: str):
     return Provenance.of(path if path.is_file() else project_dir() / path)
 
 
-def _plan_spec(spec: PlatformSpec, source: str, stack: str | None, stage: str = "platform", progress: bool = True):
+def _plan_spec(spec: PlatformSpec, source: str, stack: str | None, stage: str = "platform", progress: bool = True,
+               on_record: Callable[[Resource], None] | None = None):
+    """The spec's plan and the seconds it took; `on_record` is called with each resource as the plan records it."""
     from plinth.engine.offline import plan
 
     started = time.perf_counter()
     provenance = _provenance(source)
     if not (progress and sys.stderr.isatty()):
-        return (plan(spec, source, stack=stack or "offline", stage=stage, provenance=provenance),
+        return (plan(spec, source, stack=stack or "offline", stage=stage, provenance=provenance, on_record=on_record),
                 time.perf_counter() - started)
     from rich.console import Console
 
     # Large platforms take a while offline: show a live count on the terminal.
     with Console(stderr=True).status(f"planning {source}") as status:
-        result = plan(spec, source, stack=stack or "offline", stage=stage, provenance=provenance,
-                      progress=lambda n: status.update(f"planning {source}: {n} resources"))
+        count = itertools.count(1)
+
+        def recorded(res: Resource) -> None:
+            status.update(f"planning {source}: {next(count)} resources")
+            if on_record:
+                on_record(res)
+
+        result = plan(spec, source, stack=stack or "offline", stage=stage, provenance=provenance, on_record=recorded)
     return result, time.perf_counter() - started
 
 
@@ -225,8 +236,7 @@ def render(
     if charts is not None and not charts.is_dir():
         raise SpecInvalid([SpecError(None, "--charts", f"{charts}: not a directory")])
     spec, source = _load(blueprint, stack)
-    result, _ = _plan_spec(spec, source, stack)
-    rendered = _render_charts(result, spec, charts or _local_source(spec))
+    result, rendered = _plan_and_render(spec, source, stack, "platform", charts or _local_source(spec), written=True)
     from plinth.render import RenderError
 
     try:
@@ -243,15 +253,19 @@ def render(
          f"({plural(objects, 'object')} from {plural(sum(bool(i.objects) for i in rendered), 'chart')})")
 
 
-def _render_charts(result, spec: PlatformSpec, directory: Path | None):
-    """Every chart of the plan rendered (render and check alike): progress on a terminal, and values the chart
-    rejects are bad input naming their spec key (exit 2)."""
-    from plinth.engine.charts import ChartRejected, render_charts
+def _plan_and_render(spec: PlatformSpec, source: str, stack: str | None, stage: str, directory: Path | None,
+                     written: bool = False):
+    """The plan and every chart of it rendered (render and check alike), each chart as soon as the plan declares
+    its release: progress on a terminal, and values a chart rejects are bad input naming their spec key (exit 2).
+    `written`: with each object as `render` writes it."""
+    from plinth.engine.charts import ChartRejected, ChartRenders
 
-    try:
-        return render_charts(result, spec.kubernetes.version, directory, _progress())
-    except ChartRejected as exc:
-        raise SpecInvalid([SpecError(None, _values_key(exc), str(exc))]) from None
+    with ChartRenders(spec.kubernetes.version, directory, written) as charts:
+        result, _ = _plan_spec(spec, source, stack, stage, on_record=charts.start)
+        try:
+            return result, charts.collect(result, _progress())
+        except ChartRejected as exc:
+            raise SpecInvalid([SpecError(None, _values_key(exc), str(exc))]) from None
 
 
 def _progress():
@@ -334,9 +348,11 @@ def check(
     except ValueError as exc:
         raise SpecInvalid([SpecError(None, "policy", str(exc))]) from None
     spec, source = _load(blueprint, stack)
-    result, _ = _plan_spec(spec, source, stack, _stage(stack, None))
     directory = charts or _local_source(spec)
-    rendered = _render_charts(result, spec, directory) if directory else []
+    if directory:
+        result, rendered = _plan_and_render(spec, source, stack, _stage(stack, None), directory)
+    else:
+        result, rendered = _plan_spec(spec, source, stack, _stage(stack, None))[0], []
     results = with_locations(run_checks(result, levels, rendered), spec, _tree(blueprint, stack))
     if as_json:
         sys.stdout.write(results_json(results))

@@ -7,20 +7,13 @@ reviewed or committed for GitOps. Secret values are never written.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from plinth.engine.charts import CONFIG_GROUP, HELM_RELEASE, Rendered
+from plinth.engine.manifests import as_written, dump, dump_sorted, redact, sorted_mappings
 from plinth.plan import OutputError, Plan, Resource
 
 MANIFEST = ".plinth-rendered"
 """Lists the files the last render wrote, so a re-render removes stale ones."""
-
-# Apply order for readers: cluster-scoped foundations first.
-KIND_ORDER = ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "ServiceAccount",
-              "Secret", "ConfigMap", "Role", "RoleBinding", "ResourceQuota", "LimitRange", "NetworkPolicy")
-
 
 def kubernetes_objects(plan: Plan) -> list[tuple[Resource, dict]]:
     """(resource, object) for every Kubernetes object in the plan (not providers or Helm releases)."""
@@ -38,20 +31,6 @@ def cloud_resources(plan: Plan) -> list[Resource]:
     """The cloud target's resources (and its cloud provider), in plan order: what `cloud.yaml` shows."""
     return [r for r in plan.resources
             if r.type.split(":", 1)[0] in CLOUD_PACKAGES or r.type in {f"pulumi:providers:{p}" for p in CLOUD_PACKAGES}]
-
-
-def redact(obj: dict) -> dict:
-    """A Kubernetes object safe to print: Secret payloads removed and the removal annotated."""
-    if obj.get("kind") != "Secret":
-        return obj
-    payload = sorted(k for k in ("data", "stringData") if k in obj)
-    if not payload:
-        return obj
-    out = {k: v for k, v in obj.items() if k not in payload}
-    meta = dict(out.get("metadata", {}))
-    meta["annotations"] = {**meta.get("annotations", {}), "plinth.dev/redacted": ",".join(payload)}
-    out["metadata"] = meta
-    return out
 
 
 def top_component(by_urn: dict[str, Resource], res: Resource) -> str:
@@ -78,7 +57,7 @@ def render(plan: Plan, out_dir: Path, charts: list[Rendered] | None = None) -> l
     files: dict[str, list[str]] = {}
     by_urn = plan.by_urn()
     for res, obj in kubernetes_objects(plan):
-        files.setdefault(f"{top_component(by_urn, res)}.yaml", []).append(_sort_key(obj) + _dump(_ordered(obj)))
+        files.setdefault(f"{top_component(by_urn, res)}.yaml", []).append(as_written(obj))
     notes = {r.resource.urn: r.note for r in charts or () if r.note}
     for res in plan.resources:
         if res.type == HELM_RELEASE:
@@ -86,14 +65,15 @@ def render(plan: Plan, out_dir: Path, charts: list[Rendered] | None = None) -> l
             release["values"] = res.inputs.get("values", {})
             if res.urn in notes:
                 release["note"] = f"not rendered: {notes[res.urn]}"
-            files[f"helm/{top_component(by_urn, res)}-{res.name}.yaml"] = [_dump(_sorted(release))]
+            files[f"helm/{top_component(by_urn, res)}-{res.name}.yaml"] = [dump_sorted(release)]
     cloud = cloud_resources(plan)
     if cloud:
-        files["cloud.yaml"] = [_dump([{"type": r.type, "name": r.name, "inputs": _sorted(r.inputs)} for r in cloud])]
+        files["cloud.yaml"] = [dump([{"type": r.type, "name": r.name, "inputs": sorted_mappings(r.inputs)}
+                                     for r in cloud])]
     for rendered in charts or ():
         if rendered.objects:
             name = f"charts/{top_component(by_urn, rendered.resource)}-{rendered.resource.name}.yaml"
-            files[name] = [_sort_key(obj) + _dump(_ordered(redact(obj))) for obj in rendered.objects]
+            files[name] = list(rendered.documents) or [as_written(obj) for obj in rendered.objects]
     written = []
     for name, docs in sorted(files.items()):
         path = out_dir / name
@@ -137,32 +117,3 @@ def _remove_previous(out_dir: Path) -> None:
         path = out_dir / rel
         if _inside(out_dir, path) and (path.is_symlink() or path.is_file()):
             path.unlink()
-
-
-def _sort_key(obj: dict) -> str:
-    """Prefix that orders documents: kind order, namespace, name (stripped before writing)."""
-    kind = obj.get("kind", "")
-    rank = KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
-    meta = obj.get("metadata", {})
-    return f"{rank:03d}/{kind}/{meta.get('namespace', '')}/{meta.get('name', '')}\x00"
-
-
-def _ordered(obj: dict) -> dict:
-    """apiVersion, kind, metadata first; every other mapping in sorted key order."""
-    obj = _sorted(obj)
-    head = {k: obj[k] for k in ("apiVersion", "kind", "metadata") if k in obj}
-    return {**head, **{k: v for k, v in obj.items() if k not in head}}
-
-
-def _sorted(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _sorted(v) for k, v in sorted(value.items())}
-    if isinstance(value, list):
-        return [_sorted(v) for v in value]
-    return value
-
-
-def _dump(doc: Any) -> str:
-    # libyaml where available: chart renders hold megabytes of CRD schemas.
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return yaml.dump(doc, Dumper=dumper, default_flow_style=False, sort_keys=False, allow_unicode=True, width=120)

@@ -40,6 +40,19 @@ def test_urns_chain_parent_types_like_the_real_engine():
     assert urns["ns"] == "urn:pulumi:dev::plinth::test:index:Outer$test:index:Inner$kubernetes:core/v1:Namespace::ns"
 
 
+def test_each_resource_is_handed_over_as_it_is_recorded():
+    """`on_record` (a render starts each chart then) sees every resource of the plan once, in the order the
+    program declares them (the plan itself is in URN order)."""
+    seen: list[Resource] = []
+
+    def program():
+        for name in ("b", "a", "c"):
+            k8s.core.v1.Namespace(name, metadata={"name": name})
+
+    records = record(program, on_record=seen.append)
+    assert [r.name for r in seen] == ["b", "a", "c"] and sorted(seen, key=lambda r: r.urn) == list(records)
+
+
 def test_render_writes_helm_release_values_and_strips_secret_payloads(tmp_path):
     release = Resource(urn="urn:pulumi:s::plinth::plinth:x:X$kubernetes:helm.sh/v3:Release::vault", name="vault",
                        type="kubernetes:helm.sh/v3:Release", parent="urn:pulumi:s::plinth::plinth:x:X::secrets",

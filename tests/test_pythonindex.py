@@ -31,7 +31,7 @@ from plinth.engine.offline import plan, record
 from plinth.mirror import mirror_list
 from plinth.plan import SECRET
 from plinth.program import build_platform
-from plinth.render import redact
+from plinth.engine.manifests import redact
 from plinth.spec.errors import SpecInvalid
 from plinth.spec.load import load_spec
 from plinth.spec.models import PlatformSpec

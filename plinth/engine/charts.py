@@ -9,18 +9,20 @@ there is reported with a note, never a failure of the whole render.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
+from plinth.engine.manifests import as_written, load_documents
 from plinth.plan import Plan, Resource
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
@@ -38,18 +40,6 @@ PLATFORM_APIS = (
 )
 
 
-# libyaml: charts render megabytes of CRDs (CSafeLoader exists only where PyYAML was built with it).
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """Safe loading that reads `=` as the string it is (YAML 1.1's `value` type trips some CRDs)."""
-
-
-_Loader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
-
-
-def load_documents(text: str) -> list[dict]:
-    return [doc for doc in yaml.load_all(text, Loader=_Loader) if isinstance(doc, dict)]
-
-
 @dataclass(frozen=True)
 class Rendered:
     """One release or bundle rendered to objects, or a note saying why it could not be."""
@@ -57,6 +47,8 @@ class Rendered:
     resource: Resource
     objects: tuple[dict, ...] = ()
     note: str | None = None
+    documents: tuple[str, ...] = ()
+    """Each object as a render writes it (plinth.engine.manifests.as_written), where asked for."""
 
 
 class ChartRejected(ValueError):
@@ -64,8 +56,11 @@ class ChartRejected(ValueError):
 
     def __init__(self, archive: Path, release: str, key: str, detail: str):
         super().__init__(f"helm template {release} ({archive.name}) rejects the values: {detail}")
-        self.archive, self.key = archive, key
+        self.archive, self.release, self.key, self.detail = archive, release, key, detail
         """`key`: the values key helm names (dotted, '' when it names none)."""
+
+    def __reduce__(self):  # raised in a worker process, re-raised here
+        return ChartRejected, (self.archive, self.release, self.key, self.detail)
 
 
 _HELM_KEY = re.compile(r"at '/([^']*)'|<\.Values\.([A-Za-z0-9_.]+)>|- ([A-Za-z0-9_.]+): ")
@@ -145,29 +140,62 @@ def bundle_objects(group: Resource) -> tuple[tuple[dict, ...], str | None]:
 
 def render_charts(plan: Plan, kube_version: str, charts_dir: Path | None = None,
                   progress: Callable[[int, int, str], None] | None = None) -> list[Rendered]:
-    """Every Helm release and CRD bundle of the plan, rendered where its chart is at hand; `progress(done, total,
-    name)` is called before each one and once at the end (rendering the charts is most of a render's time)."""
-    helm = helm_binary()
-    out: list[Rendered] = []
-    sources = [res for res in plan.resources if res.type in (CONFIG_GROUP, HELM_RELEASE)]
-    # `helm template` runs in a process of its own: one per core at once, while this process reads their output.
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        pending = [pool.submit(_render, res, kube_version, charts_dir, helm) for res in sources]
-        try:
-            for res, rendering in zip(sources, pending):
-                if progress:
-                    progress(len(out), len(sources), res.name)
-                out.append(rendering.result())  # in plan order: the first failing release is the one reported
-        except BaseException:
-            for rendering in pending:
-                rendering.cancel()
-            raise
-    if progress:
-        progress(len(out), len(sources), "")
-    return out
+    """Every Helm release and CRD bundle of the plan, rendered where its chart is at hand (see ChartRenders)."""
+    with ChartRenders(kube_version, charts_dir) as renders:
+        return renders.collect(plan, progress)
 
 
-def _render(res: Resource, kube_version: str, charts_dir: Path | None, helm: str | None) -> Rendered:
+class ChartRenders:
+    """Renders a plan's charts in worker processes, one per core, each chart as soon as its release is known:
+    pass `start` as the plan's `on_record`, then `collect`. A worker runs `helm template` and reads its output
+    (and with `written`, writes each object as a render does), so that work runs beside the plan rather than
+    after it, and outside this process's interpreter lock. Use it as a context manager: leaving it (also on an
+    error) drops the renders not yet begun and waits for the running ones."""
+
+    def __init__(self, kube_version: str, charts_dir: Path | None, written: bool = False):
+        self._job = (kube_version, charts_dir, helm_binary(), written)
+        # A fresh interpreter, not a fork: this process runs threads (the plan's), which a fork may catch
+        # holding a lock. The workers start now, while the plan runs, with this module loaded.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+        self._pool = ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=context)
+        self._started: dict[str, Future[Rendered]] = {}
+
+    def __enter__(self) -> ChartRenders:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def start(self, res: Resource) -> None:
+        """Begin rendering `res` if it is a Helm release or a CRD bundle (and not begun already)."""
+        if res.type in (CONFIG_GROUP, HELM_RELEASE) and res.urn not in self._started:
+            self._started[res.urn] = self._pool.submit(_render, res, *self._job)
+
+    def collect(self, plan: Plan, progress: Callable[[int, int, str], None] | None = None) -> list[Rendered]:
+        """The plan's releases and bundles rendered, in plan order (the first that fails is the one raised);
+        `progress(done, total, name)` is called before each one and once at the end."""
+        sources = [res for res in plan.resources if res.type in (CONFIG_GROUP, HELM_RELEASE)]
+        for res in sources:
+            self.start(res)
+        out: list[Rendered] = []
+        for res in sources:
+            if progress:
+                progress(len(out), len(sources), res.name)
+            out.append(replace(self._started[res.urn].result(), resource=res))
+        if progress:
+            progress(len(out), len(sources), "")
+        return out
+
+
+def _render(res: Resource, kube_version: str, charts_dir: Path | None, helm: str | None, written: bool) -> Rendered:
+    rendered = _objects(res, kube_version, charts_dir, helm)
+    if not written:
+        return rendered
+    return replace(rendered, documents=tuple(as_written(obj) for obj in rendered.objects))
+
+
+def _objects(res: Resource, kube_version: str, charts_dir: Path | None, helm: str | None) -> Rendered:
     if res.type == CONFIG_GROUP:
         group = _relocate_bundle(res, charts_dir) if charts_dir is not None else res
         objects, note = bundle_objects(group)
@@ -183,8 +211,6 @@ def _render(res: Resource, kube_version: str, charts_dir: Path | None, helm: str
 
 def _relocate_bundle(group: Resource, charts_dir: Path) -> Resource:
     """A bundle given by its public URL, looked up in DIR/crds/<bundle> (the directory form of the same version)."""
-    from dataclasses import replace
-
     from plinth.catalog import CRD_BUNDLES
 
     files = [str(f) for f in group.inputs.get("files", [])]

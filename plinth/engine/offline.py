@@ -74,9 +74,9 @@ class _EchoMocks(pulumi_mocks.Mocks):
 
 
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: pulumi_mocks.Mocks, progress: Callable[[int], None] | None = None):
+    def __init__(self, mocks: pulumi_mocks.Mocks, on_record: Callable[[Resource], None] | None = None):
         super().__init__(mocks)
-        self.progress = progress
+        self.on_record = on_record
         self.records: list[Resource] = []
         self._urns: set[str] = set()
         self._lock = threading.Lock()
@@ -119,8 +119,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 raise DuplicateResource(f"two resources have the URN {urn}: each needs a name of its own")
             self._urns.add(urn)
             self.records.append(record)
-            if self.progress:
-                self.progress(len(self.records))
+            if self.on_record:
+                self.on_record(record)
 
 
 class _FastRecordingMonitor(_RecordingMonitor):
@@ -141,8 +141,8 @@ class _FastRecordingMonitor(_RecordingMonitor):
     engine's worker threads do. tests/test_plan_identity.py checks the round trip against the SDK.
     """
 
-    def __init__(self, mocks: pulumi_mocks.Mocks, progress: Callable[[int], None] | None = None):
-        super().__init__(mocks, progress)
+    def __init__(self, mocks: pulumi_mocks.Mocks, on_record: Callable[[Resource], None] | None = None):
+        super().__init__(mocks, on_record)
         self._helper: concurrent.futures.ThreadPoolExecutor | None = None
 
     def _on_helper(self, call: Callable, request):
@@ -328,16 +328,17 @@ def _clean(value: Any) -> Any:
 
 
 def record(program: Callable[[], None], stack: str = "offline", config: dict[str, str] | None = None,
-           secret_keys: tuple[str, ...] = (), progress: Callable[[int], None] | None = None,
+           secret_keys: tuple[str, ...] = (), on_record: Callable[[Resource], None] | None = None,
            fast: bool | None = None, mocks: pulumi_mocks.Mocks | None = None) -> tuple[Resource, ...]:
     """Run `program` under the mock runtime with the given stack config; every registration, by URN.
 
-    `progress` is called with the running count of recorded resources. `fast` (default: on unless
-    PLINTH_PLAN_PLAIN=1) runs with the offline shortcuts of `_offline_runtime`; the plan is the same.
+    `on_record` is called with each resource as it is recorded (a terminal shows the count; a render starts
+    each chart then). `fast` (default: on unless PLINTH_PLAN_PLAIN=1) runs with the offline shortcuts of
+    `_offline_runtime`; the plan is the same.
     `mocks` (tests): what resources answer, instead of their inputs alone.
     """
     fast = not plain_by_default() if fast is None else fast
-    monitor = (_FastRecordingMonitor if fast else _RecordingMonitor)(mocks or _EchoMocks(), progress)
+    monitor = (_FastRecordingMonitor if fast else _RecordingMonitor)(mocks or _EchoMocks(), on_record)
     with _offline_runtime() if fast else contextlib.nullcontext():
         pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor)
         pulumi.runtime.set_all_config(config or {}, list(secret_keys))
@@ -911,7 +912,7 @@ def _offline_runtime() -> Iterator[None]:
 
 
 def plan(spec: PlatformSpec, source: str, stack: str = "offline",
-         progress: Callable[[int], None] | None = None, stage: str = "platform",
+         on_record: Callable[[Resource], None] | None = None, stage: str = "platform",
          provenance: Provenance | None = None, fast: bool | None = None,
          mocks: pulumi_mocks.Mocks | None = None) -> Plan:
     """Run the program of one stage (plinth.program.STAGES) offline and return what it declares.
@@ -925,8 +926,8 @@ def plan(spec: PlatformSpec, source: str, stack: str = "offline",
                         for secret in needed_secrets(spec, stage)}
         STAGES[stage](spec, StackSecrets(**placeholders), provenance)
 
-    return Plan(spec.metadata.name, spec.metadata.environment, source, record(program, stack, progress=progress,
-                                                                       fast=fast, mocks=mocks))
+    return Plan(spec.metadata.name, spec.metadata.environment, source,
+                record(program, stack, on_record=on_record, fast=fast, mocks=mocks))
 
 
 def _placeholder(spec: PlatformSpec, secret: StackSecret):

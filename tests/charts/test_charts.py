@@ -21,7 +21,9 @@ from support import BLUEPRINTS, ROOT, STACKS, stack_marks
 from validation import chart_member, coalesce, crd_schemas, images_in, restricted_problems, validate, \
     validation_failures
 from plinth.catalog import CHARTS, CRD_BUNDLES, ImageRef
-from plinth.engine.charts import HELM_RELEASE, CONFIG_GROUP, render_charts
+from plinth.engine import manifests
+from plinth.engine.charts import HELM_RELEASE, CONFIG_GROUP, chart_archive, helm_template, render_charts
+from plinth.engine.manifests import HEAD, dump_sorted, load_documents, sorted_mappings
 from plinth.engine.offline import plan
 from plinth.mirror import mirror_list
 from plinth.render import kubernetes_objects
@@ -93,6 +95,19 @@ def test_every_release_renders_from_its_real_chart(rendered):
     assert [(c.resource.name, c.note) for c in charts if c.note] == []
     assert {c.resource.urn for c in charts} == {r.urn for r in releases}
     assert all(c.objects for c in charts)
+
+
+def test_chart_output_reads_and_writes_as_pyyaml_does(charts_dir, helm):
+    """Render's YAML shortcuts on real chart output (every release of the largest blueprint): the objects
+    `yaml.load_all` reads and the bytes `yaml.dump` writes (tests/test_manifests.py tries every other input)."""
+    spec, result, _ = _render(("blueprint", ROOT / "blueprints" / "onprem-airgap-regulated.yaml"), charts_dir)
+    for release in (r for r in result.resources if r.type == HELM_RELEASE):
+        text = helm_template(release, chart_archive(release, charts_dir), spec.kubernetes.version, helm)
+        objects = load_documents(text)
+        assert objects == [d for d in yaml.load_all(text, Loader=manifests._Loader) if isinstance(d, dict)]
+        assert [dump_sorted(o, HEAD) for o in objects] == [
+            yaml.dump(sorted_mappings(o, HEAD), Dumper=manifests._DUMPER, default_flow_style=False,
+                      sort_keys=False, allow_unicode=True, width=120) for o in objects], release.name
 
 
 @cache

@@ -15,8 +15,9 @@ import pytest
 from kubeapi import FIELD_MANAGER, established
 from support import BLUEPRINTS, CHARTS_DIR, CUSTOM_GROUPS, ROOT, STACKS, packaged_charts_helm, stack_marks
 from plinth.engine.charts import render_charts
+from plinth.engine.manifests import KIND_ORDER
 from plinth.engine.offline import plan
-from plinth.render import KIND_ORDER, kubernetes_objects
+from plinth.render import kubernetes_objects
 from plinth.spec.load import load_spec, load_stack_spec
 
 pytestmark = pytest.mark.e2e

@@ -20,10 +20,11 @@ from binaries import toolchain_bin
 from controlplane import LocalControlPlane
 from kubeapi import ApiError, KubeApi
 from oidcserver import Provider, mockoidc
+from plinth.engine.manifests import KIND_ORDER
 from plinth.engine.offline import plan
 from plinth.modules.cluster.signon import AUTHENTICATION_KEY
 from plinth.modules.tenancy.roles import platform_admin_name
-from plinth.render import KIND_ORDER, kubernetes_objects
+from plinth.render import kubernetes_objects
 from plinth.spec.load import load_spec
 
 pytestmark = [pytest.mark.e2e]
