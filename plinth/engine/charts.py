@@ -145,6 +145,11 @@ def render_charts(plan: Plan, kube_version: str, charts_dir: Path | None = None,
         return renders.collect(plan, progress)
 
 
+MAX_WORKERS = 8
+"""Processes rendering charts at once, at most (one per core below that): a platform has about 25 releases, and
+each worker holds its own interpreter."""
+
+
 class ChartRenders:
     """Renders a plan's charts in worker processes, one per core, each chart as soon as its release is known:
     pass `start` as the plan's `on_record`, then `collect`. A worker runs `helm template` and reads its output
@@ -154,11 +159,11 @@ class ChartRenders:
 
     def __init__(self, kube_version: str, charts_dir: Path | None, written: bool = False):
         self._job = (kube_version, charts_dir, helm_binary(), written)
-        # A fresh interpreter, not a fork: this process runs threads (the plan's), which a fork may catch
-        # holding a lock. The workers start now, while the plan runs, with this module loaded.
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload([__name__])
-        self._pool = ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=context)
+        # Forked, with all this process has loaded (a fresh interpreter would load it again, and `__main__` with
+        # it), and all at once, now: before the plan starts threads, which a later fork could catch holding a lock.
+        self._pool = ProcessPoolExecutor(max_workers=min(os.cpu_count() or 1, MAX_WORKERS),
+                                         mp_context=multiprocessing.get_context("fork"))
+        self._pool.submit(int).result()  # a fork pool starts every worker at its first task
         self._started: dict[str, Future[Rendered]] = {}
 
     def __enter__(self) -> ChartRenders:
