@@ -321,6 +321,10 @@ IMAGES: dict[str, str] = {
 # installs (.ci/run). A new image tag means checking this again.
 MLFLOW_OIDC_AUTH = "7.6.0"
 
+# What the hub image (k8s-hub 4.4.0, notebooks.jupyterhub) runs for sign-on: the JupyterHub and oauthenticator its
+# requirements lock holds, what the real sign-in test installs (.ci/run). A new image tag means checking this again.
+HUB_PACKAGES = ("jupyterhub==5.5.0", "oauthenticator==17.4.0")
+
 # Namespaces of the platform's own services, which tenant network policies
 # must be able to name (monitoring scrapes, gateway ingress, Vault, Feast).
 PLATFORM_NAMESPACES: dict[str, str] = {
