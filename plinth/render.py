@@ -15,6 +15,7 @@ from plinth.plan import OutputError, Plan, Resource
 MANIFEST = ".plinth-rendered"
 """Lists the files the last render wrote, so a re-render removes stale ones."""
 
+
 def kubernetes_objects(plan: Plan) -> list[tuple[Resource, dict]]:
     """(resource, object) for every Kubernetes object in the plan (not providers or Helm releases)."""
     out = []

@@ -187,6 +187,7 @@ class ChartRenders:
         for res in sources:
             if progress:
                 progress(len(out), len(sources), res.name)
+            # The plan's own resource, not the copy the worker was sent.
             out.append(replace(self._started[res.urn].result(), resource=res))
         if progress:
             progress(len(out), len(sources), "")
