@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pytest
 
 from plinth.engine.offline import record
 from plinth.diff import diff_plans
@@ -51,6 +55,29 @@ def test_each_resource_is_handed_over_as_it_is_recorded():
 
     records = record(program, on_record=seen.append)
     assert [r.name for r in seen] == ["b", "a", "c"] and sorted(seen, key=lambda r: r.urn) == list(records)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the run's abandoned coroutine
+def test_ctrl_c_stops_a_run_and_puts_the_handler_back():
+    """Ctrl-C stops the run's event loop between callbacks (KeyboardInterrupt, never a registration left waiting),
+    and the process's own SIGINT handler is back after the run."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are the main thread's")
+    before, finished = signal.getsignal(signal.SIGINT), []
+
+    def interrupt(_):
+        os.kill(os.getpid(), signal.SIGINT)
+        finished.append(True)  # Python's own handler would raise here, in the middle of the SDK's callback
+
+    def program():
+        first = k8s.core.v1.Namespace("a", metadata={"name": "a"})
+        first.metadata.apply(interrupt)
+        k8s.core.v1.Namespace("b", metadata={"name": "b"}, opts=pulumi.ResourceOptions(depends_on=[first]))
+
+    with pytest.raises(KeyboardInterrupt):
+        record(program, fast=True)
+    assert finished == [True] and signal.getsignal(signal.SIGINT) is before
+    assert [r.name for r in record(lambda: k8s.core.v1.Namespace("c", metadata={"name": "c"}))] == ["c"]
 
 
 def test_render_writes_helm_release_values_and_strips_secret_payloads(tmp_path):

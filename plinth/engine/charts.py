@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -162,7 +163,7 @@ class ChartRenders:
         # Forked, with all this process has loaded (a fresh interpreter would load it again, and `__main__` with
         # it), and all at once, now: before the plan starts threads, which a later fork could catch holding a lock.
         self._pool = ProcessPoolExecutor(max_workers=min(os.cpu_count() or 1, MAX_WORKERS),
-                                         mp_context=multiprocessing.get_context("fork"))
+                                         mp_context=multiprocessing.get_context("fork"), initializer=_leave_interrupts)
         self._pool.submit(int).result()  # a fork pool starts every worker at its first task
         self._started: dict[str, Future[Rendered]] = {}
 
@@ -192,6 +193,11 @@ class ChartRenders:
         if progress:
             progress(len(out), len(sources), "")
         return out
+
+
+def _leave_interrupts() -> None:
+    """A worker leaves Ctrl-C to the process that started it, which stops the renders (and says nothing more)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _render(res: Resource, kube_version: str, charts_dir: Path | None, helm: str | None, written: bool) -> Rendered:

@@ -23,6 +23,7 @@ import gc
 import itertools
 import math
 import os
+import signal
 import threading
 import warnings
 from collections import abc
@@ -429,6 +430,9 @@ def plain_by_default() -> bool:
 # 14. `pulumi.runtime._depends_on._resolve_depends_on`, for a plain list of resources (`depends_on=[namespace]`,
 #    the common case): the resources themselves, which is what the SDK finds after wrapping the list and each
 #    resource in an Output and awaiting each.
+# 15. Ctrl-C (SIGINT, on the main thread) stops the run's event loop between callbacks, and the run raises
+#    KeyboardInterrupt (`_stop_on_interrupt`). Python's own handler raises it wherever the thread is, which can be
+#    inside the SDK's bookkeeping of a registration: the run then waited forever for that registration.
 
 
 def _sdk_patches() -> list[tuple[Any, str, Any]]:
@@ -852,6 +856,30 @@ _FREEZE_AT = 50_000
 """Objects a run leaves for the collector (gc.get_count()[0]) from which they are frozen, not scanned (6.)."""
 
 
+class _Interrupted(threading.Event):
+    previous: Any = None
+    """The SIGINT handler before the run."""
+
+
+def _stop_on_interrupt(loop: asyncio.AbstractEventLoop) -> _Interrupted | None:
+    """Ctrl-C during a run stops the event loop between callbacks (the run then raises KeyboardInterrupt). Python's
+    own handler raises KeyboardInterrupt wherever the main thread is, which can be inside the SDK's bookkeeping,
+    where a registration then never finishes and the run waits forever. None off the main thread (no handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    interrupted = _Interrupted()
+    interrupted.previous = signal.getsignal(signal.SIGINT)
+    if interrupted.previous is signal.SIG_IGN:
+        return None
+
+    def stop() -> None:
+        interrupted.set()
+        loop.stop()
+
+    loop.add_signal_handler(signal.SIGINT, stop)
+    return interrupted
+
+
 class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
     """Runs each call at once on the calling (event loop) thread and returns a finished asyncio
     future, which `loop.run_in_executor` hands back as it is (asyncio.wrap_future passes asyncio
@@ -888,6 +916,7 @@ def _offline_runtime() -> Iterator[None]:
         gc.collect()
     collecting, freezing = gc.isenabled(), gc.get_freeze_count() == 0
     loop = asyncio.new_event_loop()
+    interrupted = _stop_on_interrupt(loop)
     _ECHO.clear()
     _HELD.clear()
     try:
@@ -897,7 +926,18 @@ def _offline_runtime() -> Iterator[None]:
             setattr(module, name, replacement)
         gc.disable()
         yield
+    except BaseException:
+        # A failed or interrupted run (Ctrl-C) leaves tasks pending: the error says what happened, the pages of
+        # "Task was destroyed but it is pending!" that Python writes as it drops them would not.
+        loop.set_exception_handler(lambda loop, context: None)
+        if interrupted is not None and interrupted.is_set():
+            raise KeyboardInterrupt from None  # not the loop's "stopped before Future completed"
+        raise
     finally:
+        if interrupted is not None:
+            loop.remove_signal_handler(signal.SIGINT)
+            if interrupted.previous is not None:  # None: a handler not set from Python, which cannot be put back
+                signal.signal(signal.SIGINT, interrupted.previous)
         if collecting:
             if freezing and gc.get_count()[0] >= _FREEZE_AT:
                 gc.freeze()
