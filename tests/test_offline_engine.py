@@ -63,7 +63,7 @@ def test_ctrl_c_stops_a_run_and_puts_the_handler_back():
     and the process's own SIGINT handler is back after the run."""
     if threading.current_thread() is not threading.main_thread():
         pytest.skip("signal handlers are the main thread's")
-    before, finished = signal.getsignal(signal.SIGINT), []
+    finished: list[bool] = []
 
     def interrupt(_):
         os.kill(os.getpid(), signal.SIGINT)
@@ -74,10 +74,30 @@ def test_ctrl_c_stops_a_run_and_puts_the_handler_back():
         first.metadata.apply(interrupt)
         k8s.core.v1.Namespace("b", metadata={"name": "b"}, opts=pulumi.ResourceOptions(depends_on=[first]))
 
-    with pytest.raises(KeyboardInterrupt):
-        record(program, fast=True)
-    assert finished == [True] and signal.getsignal(signal.SIGINT) is before
+    # Python's own handler, as under a terminal (a run in the background, CI's, inherits SIGINT ignored).
+    outside = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            record(program, fast=True)
+        assert finished == [True] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, outside)
     assert [r.name for r in record(lambda: k8s.core.v1.Namespace("c", metadata={"name": "c"}))] == ["c"]
+
+
+def test_a_run_ignoring_ctrl_c_keeps_ignoring_it():
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are the main thread's")
+    outside = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        def program():
+            first = k8s.core.v1.Namespace("a", metadata={"name": "a"})
+            first.metadata.apply(lambda _: os.kill(os.getpid(), signal.SIGINT))
+
+        assert [r.name for r in record(program, fast=True)] == ["a"]
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, outside)
 
 
 def test_render_writes_helm_release_values_and_strips_secret_payloads(tmp_path):
