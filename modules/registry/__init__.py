@@ -30,7 +30,7 @@ from plinth.service import GatewayHost, Need, Peer, gateway_hostname_rules
 from plinth.spec.errors import Violation
 from plinth.spec.models import PlatformSpec
 from plinth.targets import Identity
-from plinth.vocabulary import platform_listener
+from plinth.vocabulary import SECRET_SOURCE, platform_listener
 
 ADMIN_PASSWORD = StackSecret("harborAdminPassword", "password of Harbor's admin user (registry.harbor)")
 """The one stack secret of Harbor: the admin password, and the seed of every other secret (`derive`)."""
@@ -53,6 +53,15 @@ DATABASE_NAME = "registry"
 POD_PORT = 8080
 """nginx's and core's container port: what NetworkPolicies name (they match pod ports, not Service ports)."""
 SERVICE_PORT = 80
+OIDC_CA = "harbor-oidc-ca"
+"""uaaSecretName: identity.oidc.certificateAuthority (key `ca.crt`, a public certificate) for core's calls to the
+identity provider. The chart mounts this Secret in core only, as the CA of UAA (which Harbor reads in UAA mode
+only); caBundleSecretName, its one bundle for every component, already holds the database's runtime CA."""
+OIDC_CA_DIR = "/etc/core/auth-ca"
+"""Where the chart mounts uaaSecretName's `ca.crt` (as auth-ca.crt)."""
+GO_CA_DIRS = ("/etc/ssl/certs", "/etc/pki/tls/certs")
+"""Go's own CA directories on Linux: core's SSL_CERT_DIR keeps them and adds OIDC_CA_DIR (the variable replaces
+them, and Harbor's images extend a bundle file in /etc/pki/tls/certs with the database's CA)."""
 
 # Lengths: the chart's own where it generates the value (core's secretKey is an AES key: exactly 16).
 KEY_LENGTHS = {"core-secret": 16, "xsrf-key": 32, "secret-key": 16, "jobservice-secret": 16,
@@ -124,6 +133,8 @@ class HarborArgs:
     """The platform Gateway is on (network.cilium with gatewayApi): a `hostname` gets an HTTPRoute."""
     storage_class: str
     """StorageClass of every volume: `storageClass`, Longhorn's `longhorn` when it is on, else "" (the default)."""
+    oidc_ca: str | None = None
+    """identity.oidc.certificateAuthority when Harbor signs people on (clients.harbor): core must trust it."""
 
     @property
     def routed(self) -> bool:
@@ -178,7 +189,9 @@ class Harbor(HelmService):
     def block(cls, spec) -> HarborArgs:
         harbor, cilium = spec.registry.harbor, spec.network.cilium
         storage_class = spec.storage.volume_class(harbor.storage_class)
-        return HarborArgs(harbor, cilium.enabled and cilium.gateway_api, storage_class)
+        oidc = spec.identity.oidc
+        oidc_ca = oidc.certificate_authority if oidc and oidc.clients.harbor else None
+        return HarborArgs(harbor, cilium.enabled and cilium.gateway_api, storage_class, oidc_ca)
 
     @classmethod
     def user_values(cls, block: HarborArgs) -> dict:
@@ -216,6 +229,10 @@ class Harbor(HelmService):
         access = "ReadWriteMany" if replicas > 1 else "ReadWriteOnce"
         harbor, sc = block.harbor, block.storage_class
         airgap = bool(ctx.mirror_registry)
+        # The provider's CA reaches core alone (the one component that calls the provider): as UAA's CA file, whose
+        # directory core's SSL_CERT_DIR adds to Go's trusted CAs (Harbor's OIDC client uses the system's).
+        provider_ca = {"uaaSecretName": OIDC_CA} if block.oidc_ca else {}
+        core_env = [{"name": "SSL_CERT_DIR", "value": ":".join((*GO_CA_DIRS, OIDC_CA_DIR))}] if block.oidc_ca else []
         return {
             "expose": {"type": "clusterIP", "tls": {"enabled": False},
                        "clusterIP": {"name": cls.chart().name}},
@@ -234,6 +251,7 @@ class Harbor(HelmService):
                 "existingSecret": CORE_SECRET,
                 "existingXsrfSecret": CORE_SECRET, "existingXsrfSecretKey": "CSRF_KEY",
                 "secretName": TOKEN_SECRET,
+                **({"extraEnvVars": core_env} if core_env else {}),
             },
             "jobservice": {
                 "image": image_values(images["harbor-jobservice"], ctx), **ha,
@@ -260,6 +278,7 @@ class Harbor(HelmService):
             # The server's CA joins the trust store of core, jobservice, the registry, Trivy and the exporter (the
             # images' install_cert.sh): verify-full above. Only its `ca.crt` key is mounted (subPath).
             "caBundleSecretName": f"{DATABASE}-ca",
+            **provider_ca,
             "redis": {"internal": {"image": image_values(images["redis-photon"], ctx)}},
             "exporter": {"image": image_values(images["harbor-exporter"], ctx), **ha},
             "metrics": {"enabled": ctx.monitoring, "serviceMonitor": {"enabled": ctx.monitoring}},
@@ -304,6 +323,12 @@ class Harbor(HelmService):
                          {key: _secret(seed, ctx.platform, purpose) for key, purpose in keys.items()}, opts)
             for secret, keys in SECRETS.items()
         ]
+        if block.oidc_ca:
+            # A Secret because the chart mounts uaaSecretName as one; its payload is public, from the spec.
+            source = {SECRET_SOURCE: "identity.oidc.certificateAuthority (a CA certificate, public)"}
+            made.append(k8s.core.v1.Secret(resource_name(name, "oidc-ca"),
+                                           metadata=ctx.metadata(OIDC_CA, name, namespace=ns, annotations=source),
+                                           string_data={"ca.crt": block.oidc_ca}, opts=opts))
         made.append(k8s.apiextensions.CustomResource(
             resource_name(name, "token"),
             api_version="cert-manager.io/v1",

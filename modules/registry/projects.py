@@ -56,7 +56,7 @@ def _signs_on(spec: PlatformSpec) -> bool:
 
 
 def harbor_sign_on_rules(spec: PlatformSpec) -> Iterator[Violation]:
-    """Harbor's client needs Harbor at a host name people reach, OIDC groups, and a CA Harbor trusts."""
+    """Harbor's client needs Harbor at a host name people reach, and OIDC groups."""
     oidc, harbor = spec.identity.oidc, spec.registry.harbor
     if not (oidc and oidc.clients.harbor):
         return
@@ -69,10 +69,6 @@ def harbor_sign_on_rules(spec: PlatformSpec) -> Iterator[Violation]:
         yield Violation(("registry", "harbor", "groupType"), f"groupType {harbor.group_type!r}, while Harbor signs "
                         "people on through the provider (identity.oidc.clients.harbor)", "harbor-sign-on-groups",
                         "set groupType: oidc, or remove identity.oidc.clients.harbor")
-    if oidc.certificate_authority:
-        yield Violation(at, "Harbor's CA bundle does not hold identity.oidc.certificateAuthority, so Harbor "
-                        "could not verify the issuer", "harbor-sign-on-ca",
-                        "serve the issuer with a certificate of a publicly trusted CA, or remove clients.harbor")
 
 
 class HarborProjects(PlatformService):

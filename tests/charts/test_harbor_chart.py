@@ -7,29 +7,39 @@ from __future__ import annotations
 import copy
 import os
 import re
+import secrets
 import subprocess
+import time
+import urllib.error
+import urllib.request
 from dataclasses import replace
 
+import pulumi
 import pytest
 import yaml
 
-from support import CHARTS_DIR, platform_spec
+from e2e.binaries import toolchain_tool
+from oidcserver import mockoidc
+from support import CHARTS_DIR, free_port, platform_spec, stop_process
 from validation import PlannedRender, crd_schemas, dump, images_in, release_objects, restricted_problems, validation_failures
 from plinth.catalog import CHARTS, mirror_image
-from plinth.engine.charts import chart_archive, template
+from plinth.engine.charts import chart_archive, render_charts, template
+from plinth.engine.offline import plan
 from plinth.mirror import mirror_list
 from plinth.modules.helm import merge_values
-from plinth.modules.registry import SECRETS, TOKEN_SECRET
+from plinth.plan import SECRET
+from plinth.modules.registry import OIDC_CA, OIDC_CA_DIR, SECRETS, TOKEN_SECRET
 from plinth.render import kubernetes_objects
 from plinth.spec.models import PlatformSpec
 
 KUBE = "1.34"
 MIRROR = "mirror.corp.internal/mirror"
 HOST = "harbor.models.plinth.internal"
+HARBOR_CLIENT = "plinth-harbor"
 CHART_DEFAULT_CREDENTIALS = ("Harbor12345", "changeit", "not-a-secure-key", "harbor_registry_password")
 
 
-def _spec() -> PlatformSpec:
+def _spec(*layers: dict) -> PlatformSpec:
     """Air-gapped prod with the Gateway, Longhorn and monitoring: every Harbor feature on."""
     return platform_spec({
         "metadata": {"environment": "prod"},
@@ -44,7 +54,7 @@ def _spec() -> PlatformSpec:
         "backups": {"enabled": False, "reason": "the chart tier renders Harbor; backups have their own tests"},
         "airgap": {"enabled": True, "mirror": {"registry": MIRROR, "charts": "oci://mirror.corp.internal/charts",
                                                "pullSecret": {"username": "robot"}}},
-    })
+    }, *layers)
 
 
 PLANNED = PlannedRender(_spec, "harbor-chart", KUBE)
@@ -186,3 +196,107 @@ def test_every_object_validates_against_kubernetes_and_crd_schemas(objects, char
     # Custom resources were checked against their CRDs, not skipped.
     assert {("monitoring.coreos.com/v1", "ServiceMonitor"), ("gateway.networking.k8s.io/v1", "HTTPRoute"),
             ("cert-manager.io/v1", "Certificate")} <= set(crds)
+
+
+# --- an issuer with a private CA ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def provider(tmp_path_factory):
+    running = mockoidc(tmp_path_factory.mktemp("oidc"), HARBOR_CLIENT)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def signing_on(provider, charts_dir, helm) -> tuple[dict, dict]:
+    """Harbor signing people on through mockoidc, whose CA is private: the planned Secret `harbor-oidc-ca` and the
+    rendered core Deployment."""
+    spec = _spec({"identity": {"reason": None, "oidc": {
+        "issuer": provider.issuer, "certificateAuthority": provider.ca_pem,
+        "clients": {"kubernetes": "plinth-kubernetes", "harbor": HARBOR_CLIENT}}},
+        "rbac": {"platformAdminGroup": "ml-admins"}, "registry": {"harbor": {"groupType": "oidc"}}})
+    written = _SecretPayloads()
+    planned = plan(spec, "harbor-chart-signon", mocks=written)
+    [secret] = [r for r in planned.resources if r.type == "kubernetes:core/v1:Secret" and r.name == "harbor-oidc-ca"]
+    assert secret.inputs["stringData"] == SECRET  # the provider's SDK hides every Secret's payload in plans
+    [core] = [o for o in release_objects(render_charts(planned, KUBE, charts_dir), "harbor")
+              if o["kind"] == "Deployment" and o["metadata"]["name"] == "harbor-core"]
+    return {**secret.inputs, "stringData": written.payloads[OIDC_CA]}, core
+
+
+class _SecretPayloads(pulumi.runtime.Mocks):
+    """What the program writes into each Secret (`stringData`, by name), which plans show as `(secret)`."""
+
+    def __init__(self):
+        self.payloads: dict[str, dict] = {}
+
+    def new_resource(self, args):
+        if args.inputs.get("kind") == "Secret" and isinstance(args.inputs.get("stringData"), dict):
+            self.payloads[args.inputs["metadata"]["name"]] = args.inputs["stringData"].get("value")
+        return None, args.inputs
+
+    def call(self, args):
+        return {}
+
+
+def _go_oidc_client(binary: str, provider, ca_dirs: list[str]) -> tuple[bool, str]:
+    """A Go program's OIDC discovery of `provider` trusting the system's CAs and SSL_CERT_DIR `ca_dirs`, as Harbor
+    core's client does (Go's default transport): oauth2-proxy with no CA file of its own, which discovers the
+    provider when it starts. True once it serves; False with its output when it exits."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSL_CERT_")} | {"SSL_CERT_DIR": ":".join(ca_dirs)}
+    process = subprocess.Popen(
+        [binary, "--provider=oidc", f"--oidc-issuer-url={provider.issuer}", f"--client-id={HARBOR_CLIENT}",
+         f"--client-secret={provider.secret}", f"--cookie-secret={secrets.token_hex(16)}", "--email-domain=*",
+         "--upstream=static://200", f"--http-address=127.0.0.1:{port}",
+         f"--redirect-url=http://127.0.0.1:{port}/oauth2/callback"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    return True, ""
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.2)
+    finally:
+        stop_process(process)
+    return False, process.stdout.read() if process.stdout else ""
+
+
+def test_core_trusts_an_issuer_with_a_private_ca(signing_on, provider, tmp_path):
+    """What core sees: the rendered Deployment's mounts and SSL_CERT_DIR, the planned Secret's certificate, laid out
+    under a directory of the test's. Core cannot run here (it needs Harbor's other services); a real Go OIDC client
+    runs in its place with that variable: it discovers the provider, and without the mounted directory it cannot."""
+    binary = toolchain_tool("oauth2-proxy")
+    if binary is None:
+        pytest.skip("no oauth2-proxy: run tests/e2e/toolchain/build.sh, or set PLINTH_OAUTH2_PROXY")
+    secret, core = signing_on
+    assert secret["stringData"] == {"ca.crt": provider.ca_pem}
+    assert secret["metadata"]["annotations"]["plinth.dev/secret-source"].startswith("identity.oidc.certificateAuth")
+    pod = core["spec"]["template"]["spec"]
+    [container] = [c for c in pod["containers"] if c["name"] == "core"]
+    from_secret = {v["name"]: v["secret"] for v in pod["volumes"] if "secret" in v}
+    data = secret["stringData"]
+    mounted: set[str] = set()  # the container's directories that hold files of the Secret
+    for mount in container["volumeMounts"]:
+        source = from_secret.get(mount["name"])
+        if source is None or source["secretName"] != OIDC_CA:
+            continue
+        keys = {i["path"]: i["key"] for i in source.get("items", ())} or {key: key for key in data}  # file: key
+        at = mount["mountPath"]
+        files = {at: keys[mount["subPath"]]} if "subPath" in mount else {f"{at}/{f}": k for f, k in keys.items()}
+        for path, key in files.items():
+            (tmp_path / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / path.lstrip("/")).write_text(data[key])
+            mounted.add(os.path.dirname(path))
+    assert mounted == {OIDC_CA_DIR}
+    env = {e["name"]: e.get("value") for e in container.get("env", ())}
+    ca_dirs = env["SSL_CERT_DIR"].split(":")
+    assert ca_dirs[:2] == ["/etc/ssl/certs", "/etc/pki/tls/certs"]  # Go's own directories stay
+    as_core = [str(tmp_path / d.lstrip("/")) if d in mounted else d for d in ca_dirs]
+    trusted, output = _go_oidc_client(binary, provider, as_core)
+    assert trusted, output
+    trusted, output = _go_oidc_client(binary, provider, [d for d in ca_dirs if d not in mounted])
+    assert not trusted and "certificate signed by unknown authority" in output, output
