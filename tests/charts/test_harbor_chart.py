@@ -27,8 +27,8 @@ from plinth.engine.charts import chart_archive, render_charts, template
 from plinth.engine.offline import plan
 from plinth.mirror import mirror_list
 from plinth.modules.helm import merge_values
-from plinth.plan import SECRET
 from plinth.modules.registry import OIDC_CA, OIDC_CA_DIR, SECRETS, TOKEN_SECRET
+from plinth.plan import SECRET
 from plinth.render import kubernetes_objects
 from plinth.spec.models import PlatformSpec
 
@@ -209,7 +209,7 @@ def provider(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def signing_on(provider, charts_dir, helm) -> tuple[dict, dict]:
+def signing_on(charts_dir, helm, provider) -> tuple[dict, dict]:
     """Harbor signing people on through mockoidc, whose CA is private: the planned Secret `harbor-oidc-ca` and the
     rendered core Deployment."""
     spec = _spec({"identity": {"reason": None, "oidc": {
