@@ -328,7 +328,7 @@ class Harbor(HelmService):
             source = {SECRET_SOURCE: "identity.oidc.certificateAuthority (a CA certificate, public)"}
             made.append(k8s.core.v1.Secret(resource_name(name, "oidc-ca"),
                                            metadata=ctx.metadata(OIDC_CA, name, namespace=ns, annotations=source),
-                                           string_data={"ca.crt": block.oidc_ca}, opts=opts))
+                                           type="Opaque", string_data={"ca.crt": block.oidc_ca}, opts=opts))
         made.append(k8s.apiextensions.CustomResource(
             resource_name(name, "token"),
             api_version="cert-manager.io/v1",

@@ -29,7 +29,7 @@ def _pods(cert_manager: bool, charts_dir) -> dict[tuple[str, str, str], dict]:
                                            "serving": {"hostname": None, "models": []},
                                            "monitoring": {"grafana": {"hostname": None}},
                                            "identity": {"oidc": {"clients": {"grafana": None, "mlflow": None,
-                                                                             "jupyterhub": None}},
+                                                                             "jupyterhub": None, "harbor": None}},
                                                         "uiProxy": {"enabled": False}},
                                            "notebooks": {"jupyterhub": {"enabled": False}},
                                            # The Barman Cloud plugin takes its TLS from cert-manager.
