@@ -102,3 +102,14 @@ def mockoidc(directory: Path, client: str) -> Provider:
         pytest.skip("no mockoidc: run tests/e2e/toolchain/build.sh (it builds tests/e2e/toolchain/mockoidc), "
                     "or set PLINTH_MOCKOIDC")
     return Provider(binary, directory, client)
+
+
+def provider_fixture(client: str):
+    """A module-scoped fixture: mockoidc serving `client` for a test module (`provider = provider_fixture(...)`)."""
+
+    @pytest.fixture(scope="module")
+    def provider(tmp_path_factory):
+        running = mockoidc(tmp_path_factory.mktemp("oidc"), client)
+        yield running
+        running.stop()
+    return provider

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from oidcserver import NoRedirect, mockoidc
+from oidcserver import NoRedirect, provider_fixture
 from support import CHARTS_DIR, free_port, packaged_charts_helm, platform_spec
 from test_mlflow_server import KUBE, PLATFORM, SEED, Pod, database, local_volumes, python, running  # noqa: F401
 from plinth.catalog import MLFLOW_OIDC_AUTH
@@ -67,11 +67,7 @@ def plugin(python) -> Path:  # noqa: F811
     return python
 
 
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory):
-    running_ = mockoidc(tmp_path_factory.mktemp("oidc"), MLFLOW_CLIENT)
-    yield running_
-    running_.stop()
+provider = provider_fixture(MLFLOW_CLIENT)
 
 
 @pytest.fixture(scope="module")

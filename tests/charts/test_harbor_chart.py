@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from e2e.binaries import toolchain_tool
-from oidcserver import mockoidc
+from oidcserver import provider_fixture
 from support import CHARTS_DIR, free_port, platform_spec, stop_process
 from validation import PlannedRender, crd_schemas, dump, images_in, release_objects, restricted_problems, validation_failures
 from plinth.catalog import CHARTS, mirror_image
@@ -201,11 +201,7 @@ def test_every_object_validates_against_kubernetes_and_crd_schemas(objects, char
 # --- an issuer with a private CA ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory):
-    running = mockoidc(tmp_path_factory.mktemp("oidc"), HARBOR_CLIENT)
-    yield running
-    running.stop()
+provider = provider_fixture(HARBOR_CLIENT)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import yaml
 from binaries import toolchain_bin
 from controlplane import LocalControlPlane
 from kubeapi import ApiError, KubeApi
-from oidcserver import Provider, mockoidc
+from oidcserver import Provider, provider_fixture
 from plinth.engine.manifests import KIND_ORDER
 from plinth.engine.offline import plan
 from plinth.modules.cluster.signon import AUTHENTICATION_KEY
@@ -33,11 +33,7 @@ CLIENT = "plinth-kubernetes"
 """The Kubernetes API's client at the provider: the audience its tokens must carry."""
 ADMINS = "ml-platform-admins"
 FRAUD_ENGINEERS = "fraud-ml-engineers"
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory):
-    running = mockoidc(tmp_path_factory.mktemp("oidc"), CLIENT)
-    yield running
-    running.stop()
+provider = provider_fixture(CLIENT)
 
 
 @pytest.fixture(scope="module")

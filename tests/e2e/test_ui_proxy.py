@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from binaries import toolchain_tool
-from oidcserver import NoRedirect, mockoidc
+from oidcserver import NoRedirect, provider_fixture
 from support import free_port, stop_process
 from test_signon import ADMINS, FRAUD_ENGINEERS
 from plinth.engine.offline import plan
@@ -60,11 +60,7 @@ class Upstream(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
 
 
-@pytest.fixture(scope="module")
-def provider(tmp_path_factory):
-    running = mockoidc(tmp_path_factory.mktemp("oidc"), CLIENT)
-    yield running
-    running.stop()
+provider = provider_fixture(CLIENT)
 
 
 @pytest.fixture(scope="module")
