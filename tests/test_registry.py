@@ -10,6 +10,7 @@ import pulumi
 import pytest
 
 from support import PROD_BACKUPS, by_name, of_kind, platform_spec
+from test_identity import CA
 from plinth.catalog import CHARTS, mirror_image
 from plinth.context import PlatformContext, StackSecrets
 from plinth.engine.offline import plan, record
@@ -106,6 +107,27 @@ def test_harbor_runs_on_a_platform_postgres_it_verifies(routed):
     # The Cluster exists before the release, and the operator before both.
     assert cluster.urn in routed["harbor"].dependencies
     assert routed["postgres-operator"].urn in routed["harbor"].dependencies
+
+
+def test_an_issuer_with_a_private_ca_is_trusted_by_core_only_and_only_with_harbors_client(routed):
+    oidc = {"issuer": "https://login.models.plinth.internal", "certificateAuthority": CA,
+            "clients": {"kubernetes": "ml-kubernetes", "harbor": "ml-registry"}}
+    signing_on = platform("prod", network=GATEWAY, rbac={"platformAdminGroup": "ml-admins"}, identity={"oidc": oidc},
+                          registry={"harbor": {"enabled": True, "hostname": HOST, "groupType": "oidc"}})
+    harbor = values(signing_on)
+    assert harbor["uaaSecretName"] == "harbor-oidc-ca" and harbor["caBundleSecretName"] == "harbor-postgres-ca"
+    assert harbor["core"]["extraEnvVars"] == [
+        {"name": "SSL_CERT_DIR", "value": "/etc/ssl/certs:/etc/pki/tls/certs:/etc/core/auth-ca"}]
+    assert all("extraEnvVars" not in harbor[part] for part in ("jobservice", "portal", "nginx", "exporter"))
+    secret = signing_on["harbor-oidc-ca"]
+    assert (secret.inputs["type"], secret.inputs["metadata"]["namespace"]) == ("Opaque", "harbor")
+    assert secret.urn in signing_on["harbor"].dependencies
+    # Without Harbor's client (Harbor keeps its own users), Harbor is not told of the provider.
+    oidc["clients"] = {"kubernetes": "ml-kubernetes"}
+    alone = platform("prod", network=GATEWAY, identity={"oidc": oidc},
+                     registry={"harbor": {"enabled": True, "hostname": HOST}})
+    assert "harbor-oidc-ca" not in alone and "uaaSecretName" not in values(alone)
+    assert "extraEnvVars" not in values(alone)["core"] and "uaaSecretName" not in values(routed)
 
 
 def test_the_admin_password_is_the_stack_secret_never_the_chart_default(plain):
