@@ -232,7 +232,8 @@ class Harbor(HelmService):
         # The provider's CA reaches core alone (the one component that calls the provider): as UAA's CA file, whose
         # directory core's SSL_CERT_DIR adds to Go's trusted CAs (Harbor's OIDC client uses the system's).
         provider_ca = {"uaaSecretName": OIDC_CA} if block.oidc_ca else {}
-        core_env = [{"name": "SSL_CERT_DIR", "value": ":".join((*GO_CA_DIRS, OIDC_CA_DIR))}] if block.oidc_ca else []
+        core_trust = {"extraEnvVars": [{"name": "SSL_CERT_DIR", "value": ":".join((*GO_CA_DIRS, OIDC_CA_DIR))}]} \
+            if block.oidc_ca else {}
         return {
             "expose": {"type": "clusterIP", "tls": {"enabled": False},
                        "clusterIP": {"name": cls.chart().name}},
@@ -251,7 +252,7 @@ class Harbor(HelmService):
                 "existingSecret": CORE_SECRET,
                 "existingXsrfSecret": CORE_SECRET, "existingXsrfSecretKey": "CSRF_KEY",
                 "secretName": TOKEN_SECRET,
-                **({"extraEnvVars": core_env} if core_env else {}),
+                **core_trust,
             },
             "jobservice": {
                 "image": image_values(images["harbor-jobservice"], ctx), **ha,
